@@ -1,0 +1,19 @@
+"""muxscope's engine: a real non-blocking echo server on select, poll or epoll, observable.
+
+Standard library only; the web layer (`app`) uses nothing but the names below.
+"""
+
+from .backends import FD_SETSIZE, FdLimitError, available, default_backend, validate
+from .engine import MAX_DELAY_MS, WRITE_MODES, Engine, EngineConfig, raise_nofile_limit
+from .events import preview
+from .observe import Observers, Sink
+from .tcp import open_tcp_listener
+from .udp import open_udp_socket
+
+available_backends = available
+
+__all__ = [
+    "FD_SETSIZE", "MAX_DELAY_MS", "WRITE_MODES", "Engine", "EngineConfig", "FdLimitError",
+    "Observers", "Sink", "available", "available_backends", "default_backend",
+    "open_tcp_listener", "open_udp_socket", "preview", "raise_nofile_limit", "validate",
+]

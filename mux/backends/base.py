@@ -1,0 +1,105 @@
+"""The backend interface, modelled on CPython's `selectors` but speaking each kernel's words.
+
+The engine works in two generic bits, READABLE and WRITABLE. A backend turns them into what
+it passes to the kernel (its *native* mask) and turns what comes back into generic bits again,
+while keeping the native words so the page can show exactly what the kernel said.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+READABLE = 1
+WRITABLE = 2
+FD_SETSIZE = 1024
+
+Ready = list[tuple[int, int]]  # (fd, native revents) as the kernel returned them
+
+
+class FdLimitError(ValueError):
+    """An fd that this backend cannot watch (select and FD_SETSIZE)."""
+
+    def __init__(self, fd: int, backend: str = "select") -> None:
+        super().__init__(
+            f"fd {fd} exceeds FD_SETSIZE ({FD_SETSIZE}); {backend} cannot watch it"
+        )
+        self.fd = fd
+
+
+class Backend(ABC):
+    """One multiplexer. Small: registration bookkeeping, one wait call, names for bits."""
+
+    name: str = ""
+    #: native bit -> name, in display order
+    FLAG_NAMES: tuple[tuple[int, str], ...] = ()
+
+    def __init__(self, trigger: str = "level", oneshot: bool = False) -> None:
+        self.trigger = trigger
+        self.oneshot = oneshot
+        self.edge = trigger == "edge"
+        self._names: dict[int, list[str]] = {}
+        self._generic: dict[int, int] = {}
+        self._native_interest: dict[int, int] = {}
+
+    # -- registration ------------------------------------------------------------------
+    @abstractmethod
+    def register(self, fd: int, mask: int) -> None: ...
+
+    @abstractmethod
+    def modify(self, fd: int, mask: int) -> None: ...
+
+    @abstractmethod
+    def unregister(self, fd: int) -> None: ...
+
+    @abstractmethod
+    def wait(self, timeout: float | None) -> Ready:
+        """One kernel call. `timeout` in seconds, None blocks."""
+
+    def close(self) -> None:
+        """Release kernel resources (the epoll fd); select and poll hold none."""
+        return None
+
+    @property
+    def fileno(self) -> int | None:
+        """The backend's own fd (epoll), else None."""
+        return None
+
+    @property
+    def maxevents(self) -> int | None:
+        return None
+
+    # -- vocabulary --------------------------------------------------------------------
+    @abstractmethod
+    def native_interest(self, mask: int) -> int:
+        """Generic READABLE/WRITABLE -> the bits this backend passes to the kernel."""
+
+    @abstractmethod
+    def _to_generic(self, native: int) -> int: ...
+
+    def generic(self, native: int) -> int:
+        """Native revents -> READABLE/WRITABLE (errors and hang-ups wake both sides)."""
+        mask = self._generic.get(native)
+        if mask is None:
+            mask = self._generic[native] = self._to_generic(native)
+        return mask
+
+    def names(self, native: int) -> list[str]:
+        """Native bits as the kernel spells them; cached, never mutate the result."""
+        found = self._names.get(native)
+        if found is None:
+            found = [name for bit, name in self.FLAG_NAMES if native & bit]
+            self._names[native] = found
+        return found
+
+    def interest_names(self, mask: int) -> list[str]:
+        return self.names(self.native_interest(mask))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trigger": self.trigger,
+            "oneshot": self.oneshot,
+            "fd": self.fileno,
+            "maxevents": self.maxevents,
+        }

@@ -1,0 +1,82 @@
+"""The one door into the loop thread: a queue of commands plus a wake-up socketpair.
+
+The read end of the socketpair is registered in the backend like any other fd, so a command
+wakes a blocked wait call — and the page shows it as the control fd.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from .backends import READABLE
+
+Command = tuple[Callable[..., Any], tuple[Any, ...], "Future[Any]"]
+
+
+class ControlDoor:
+    role = "control"
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._rsock, self._wsock = socket.socketpair()
+        self._rsock.setblocking(False)
+        self._wsock.setblocking(False)
+        self.fd = self._rsock.fileno()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Queue `fn(*args)` for the loop thread; thread-safe."""
+        fut: Future[Any] = Future()
+        self._queue.put((fn, args, fut))
+        try:
+            self._wsock.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (a wake-up is pending already) or closed at shutdown
+        return fut
+
+    def on_ready(self, mask: int) -> None:
+        if mask & READABLE:
+            self.drain_wakeups()
+            self.run_pending()
+
+    def drain_wakeups(self) -> None:
+        try:
+            while self._rsock.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def run_pending(self) -> None:
+        while True:
+            try:
+                command = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._run(command)
+
+    def run_one_blocking(self, timeout: float | None = None) -> bool:
+        """Block until a command comes (or `timeout`), run it. False on timeout."""
+        try:
+            command = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        self.drain_wakeups()
+        self._run(command)
+        return True
+
+    @staticmethod
+    def _run(command: Command) -> None:
+        fn, args, fut = command
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - delivered to the caller's future
+            fut.set_exception(exc)
+
+    def close(self) -> None:
+        self._rsock.close()
+        self._wsock.close()

@@ -1,0 +1,342 @@
+"""The engine: the echo server on a `Loop`, run in a thread, controlled through one door.
+
+Rules of this module:
+- Everything that touches sockets, the backend or the tables runs on the loop thread.
+  Other threads go through `ControlDoor.submit` and get a Future back.
+- Pause means no wait calls at all: clients' bytes wait in the kernel's buffers.
+- Step means exactly one wait call and its handling, then paused again.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from . import backends
+from .backends import FD_SETSIZE, READABLE, FdLimitError
+from .control import ControlDoor
+from .loop import Loop
+from .observe import Observers
+from .tcp import TcpConnection, TcpListener, open_tcp_listener
+from .udp import UdpEcho, open_udp_socket
+
+WRITE_MODES = ("queued", "eager")
+MAX_DELAY_MS = 5000
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    host: str = "127.0.0.1"
+    tcp_port: int = 9000
+    udp_port: int | None = None  # None: the TCP port actually bound
+    udp: bool = True
+    backend: str = backends.default_backend()
+    trigger: str = "level"
+    oneshot: bool = False
+    write: str = "queued"
+    max_connections: int = 10_000
+    high_water: int = 1 << 20
+    low_water: int = 256 << 10
+    wait_timeout: float | None = 0.25
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+class Engine:
+    """A non-blocking TCP+UDP echo server on the chosen backend, observable and steerable."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        cfg = config or EngineConfig()
+        backends.validate(cfg.backend, cfg.trigger, cfg.oneshot)
+        if cfg.write not in WRITE_MODES:
+            raise ValueError(f"write must be one of {WRITE_MODES}, not {cfg.write!r}")
+        self.config = cfg
+        self.write_mode = cfg.write
+        self.high_water = cfg.high_water
+        self.low_water = cfg.low_water
+        self.max_connections = cfg.max_connections
+        self.observers = Observers()
+        self.loop = Loop(backends.create(cfg.backend, cfg.trigger, cfg.oneshot),
+                         self.observers, cfg.wait_timeout)
+        self.stats = self.loop.stats
+        self.connections: dict[int, TcpConnection] = {}
+        self.paused = False
+        self.delay_ms = 0
+        self._step_requested = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._door = ControlDoor()
+        self._bind(cfg)
+
+    def _bind(self, cfg: EngineConfig) -> None:
+        tcp_sock = open_tcp_listener(cfg.host, cfg.tcp_port)
+        udp_sock = None
+        try:
+            if cfg.udp:
+                port = tcp_sock.getsockname()[1] if cfg.udp_port is None else cfg.udp_port
+                udp_sock = open_udp_socket(cfg.host, port)
+        except BaseException:
+            tcp_sock.close()
+            self._door.close()
+            raise
+        self.loop.register(self._door, READABLE)
+        self.listener = TcpListener(self, tcp_sock)
+        self.loop.register(self.listener, READABLE)
+        self.udp = UdpEcho(self, udp_sock) if udp_sock else None
+        if self.udp:
+            self.loop.register(self.udp, READABLE)
+
+    @property
+    def tcp_port(self) -> int:
+        return self.listener.port
+
+    @property
+    def udp_port(self) -> int | None:
+        return self.udp.port if self.udp else None
+
+    @property
+    def control_fd(self) -> int:
+        return self._door.fd
+
+    # -- called by the protocols (loop thread) ---------------------------------------------
+    def adopt(self, sock: socket.socket, peer: str, listener_fd: int) -> None:
+        """Take a freshly accepted socket into the loop, or refuse it with an `error`."""
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        fd = sock.fileno()
+        self.stats.accepted += 1
+        obs = self.observers
+        if obs.watched:
+            obs.emit({"kind": "accept", "fd": fd, "listener": listener_fd, "peer": peer})
+        if len(self.connections) >= self.max_connections:
+            self._refuse(sock, f"connection limit ({self.max_connections}) reached; "
+                               f"closed the new connection fd {fd} from {peer}")
+            return
+        conn = TcpConnection(self, sock, peer)
+        try:
+            self.loop.register(conn, READABLE)
+        except FdLimitError as exc:
+            self._refuse(sock, f"{exc}; closed the new connection from {peer}")
+            return
+        self.connections[fd] = conn
+        self.stats.connections = len(self.connections)
+
+    def _refuse(self, sock: socket.socket, message: str) -> None:
+        fd = sock.fileno()
+        self.error(message, fd=fd)
+        sock.close()
+        if self.observers.watched:
+            self.observers.emit({"kind": "close", "fd": fd, "reason": "error"})
+
+    def forget(self, conn: TcpConnection) -> None:
+        self.connections.pop(conn.fd, None)
+        self.stats.connections = len(self.connections)
+
+    def error(self, message: str, fd: int | None = None) -> None:
+        if self.observers.watched:
+            event: dict[str, Any] = {"kind": "error", "message": message}
+            if fd is not None:
+                event["fd"] = fd
+            self.observers.emit(event)
+
+    def _emit_loop(self, state: str, breakpoint: Any = None) -> None:
+        if self.observers.watched:
+            event: dict[str, Any] = {"kind": "loop", "state": state}
+            if breakpoint is not None:
+                event["breakpoint"] = breakpoint
+            self.observers.emit(event)
+
+    # -- the thread --------------------------------------------------------------------------
+    def start(self) -> None:
+        raise_nofile_limit()
+        self._thread = threading.Thread(target=self.run, name="mux-engine", daemon=True)
+        self._thread.start()
+
+    def run(self) -> None:
+        """The loop thread's body; returns after `stop()`, with everything closed."""
+        door = self._door
+        try:
+            while not self._stopping:
+                if self.paused:
+                    door.run_one_blocking()
+                    if self._step_requested and not self._stopping:
+                        self._step()
+                    continue
+                self.loop.run_once()
+                if self.delay_ms and not self._stopping:
+                    self._slow_motion()
+        finally:
+            self._shutdown()
+
+    def _step(self) -> None:
+        self._step_requested = False
+        self._door.drain_wakeups()
+        self._emit_loop("step")
+        self.loop.run_once()
+        self._emit_loop("paused")
+
+    def _slow_motion(self) -> None:
+        """Wait `delay_ms` between iterations, still answering commands meanwhile."""
+        deadline = self.observers.now() + self.delay_ms / 1000
+        while not (self._stopping or self.paused):
+            left = deadline - self.observers.now()
+            if left <= 0 or not self._door.run_one_blocking(timeout=left):
+                return
+
+    def _shutdown(self) -> None:
+        for conn in list(self.connections.values()):
+            conn.close("shutdown")
+        self.listener.close()
+        if self.udp:
+            self.udp.close()
+        self.loop.unregister(self._door.fd)
+        self.loop.backend.close()
+        self._door.close()
+
+    def stop(self) -> None:
+        """Ask the loop to finish; safe from any thread, and before `start()`."""
+        if self._thread is None or not self._thread.is_alive():
+            if not self._stopping:
+                self._stopping = True
+                if self._thread is None:
+                    self._shutdown()
+            return
+        self._door.submit(self._request_stop)
+
+    def _request_stop(self) -> None:
+        self._stopping = True
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- control (any thread) -> Future -----------------------------------------------------
+    def call(self, fn: Any, *args: Any) -> Future[Any]:
+        """Run `fn(*args)` on the loop thread."""
+        return self._door.submit(fn, *args)
+
+    def snapshot(self) -> Future[tuple[dict[str, Any], int]]:
+        return self.call(lambda: (self.describe(), self.observers.seq))
+
+    def state(self) -> Future[dict[str, Any]]:
+        return self.call(self.describe)
+
+    def switch_backend(self, name: str, trigger: str = "level", oneshot: bool = False,
+                       write: str | None = None) -> Future[dict[str, Any]]:
+        return self.call(self._switch, name, trigger, oneshot, write)
+
+    def set_write_mode(self, write: str) -> Future[dict[str, Any]]:
+        b = self.loop.backend
+        return self.call(self._switch, b.name, b.trigger, b.oneshot, write)
+
+    def pause(self) -> Future[dict[str, Any]]:
+        return self.call(self._set_paused, True)
+
+    def resume(self) -> Future[dict[str, Any]]:
+        return self.call(self._set_paused, False)
+
+    def step(self) -> Future[dict[str, Any]]:
+        return self.call(self._request_step)
+
+    def set_delay(self, delay_ms: int) -> Future[dict[str, Any]]:
+        return self.call(self._set_delay, delay_ms)
+
+    def close_connection(self, fd: int) -> Future[bool]:
+        return self.call(self._close_connection, fd)
+
+    # -- their bodies (loop thread) ---------------------------------------------------------
+    def _switch(self, name: str, trigger: str, oneshot: bool,
+                write: str | None) -> dict[str, Any]:
+        backends.validate(name, trigger, oneshot)
+        if write is not None and write not in WRITE_MODES:
+            raise ValueError(f"write must be one of {WRITE_MODES}, not {write!r}")
+        if name == "select":
+            too_big = [fd for fd in self.loop.handlers if fd >= FD_SETSIZE]
+            if too_big:
+                raise FdLimitError(max(too_big))
+        old = self.loop.backend
+        if (name, trigger, oneshot) != (old.name, old.trigger, old.oneshot):
+            self.loop.switch(backends.create(name, trigger, oneshot))
+        self.write_mode = write or self.write_mode
+        if self.observers.watched:
+            self.observers.emit({"kind": "backend", "from": old.name, "to": name,
+                                 "trigger": trigger, "oneshot": oneshot,
+                                 "write": self.write_mode})
+        return self.describe()
+
+    def _set_paused(self, paused: bool) -> dict[str, Any]:
+        if paused != self.paused:
+            self.paused = paused
+            self._emit_loop("paused" if paused else "running")
+        return self.loop_state()
+
+    def _request_step(self) -> dict[str, Any]:
+        if not self.paused:
+            raise RuntimeError("the loop is running: pause it before stepping")
+        self._step_requested = True
+        return self.loop_state()
+
+    def _set_delay(self, delay_ms: int) -> dict[str, Any]:
+        if not 0 <= delay_ms <= MAX_DELAY_MS:
+            raise ValueError(f"delay_ms must be between 0 and {MAX_DELAY_MS}, not {delay_ms}")
+        self.delay_ms = delay_ms
+        return self.loop_state()
+
+    def _close_connection(self, fd: int) -> bool:
+        conn = self.connections.get(fd)
+        if conn is None:
+            return False
+        conn.close("user")
+        return True
+
+    # -- description ------------------------------------------------------------------------
+    def loop_state(self) -> dict[str, Any]:
+        return {"loop": "paused" if self.paused else "running", "delay_ms": self.delay_ms}
+
+    def describe(self) -> dict[str, Any]:
+        """The GET /api/state body (SPEC §4 plus the extras in docs/ARCHITECTURE.md)."""
+        loop = self.loop
+        backend = loop.backend
+        roles = {fd: h.role for fd, h in loop.handlers.items()}
+        return {
+            "backend": {**backend.describe(), "write": self.write_mode},
+            "available": backends.available(),
+            **self.loop_state(),
+            "listeners": {
+                "tcp": {"fd": self.listener.fd, "port": self.listener.port},
+                "udp": self.udp.describe() if self.udp else None,
+            },
+            "control_fd": self._door.fd,
+            "registrations": [
+                {"fd": fd, "role": roles[fd], "interest": backend.interest_names(mask)}
+                for fd, mask in loop.interest.items()
+            ],
+            "connections": [c.describe() for c in self.connections.values()],
+            "limits": {"fd_setsize": FD_SETSIZE,
+                       "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                       "max_connections": self.max_connections},
+            "last_wait": self._last_wait(),
+            "stats": {**loop.stats.as_dict(), "events_total": self.observers.seq},
+        }
+
+    def _last_wait(self) -> dict[str, Any] | None:
+        if self.loop.last_wait is None:
+            return None
+        names = self.loop.backend.names
+        ready_list = [{"fd": fd, "flags": names(native)} for fd, native in self.loop.last_ready]
+        fields = {k: v for k, v in self.loop.last_wait.items() if k not in ("seq", "ts", "kind")}
+        return {**fields, "ready_list": ready_list}

@@ -1,0 +1,196 @@
+"""The generic loop: fd -> handler table, interest bookkeeping, one wait per iteration.
+
+Rules of this module:
+- It knows nothing of echo; handlers (tcp.py, udp.py, control.py) do the protocol work.
+- Every interest change goes through `set_interest`, so backend, table and events agree.
+- `unregister` is the only way out of the table, and callers close the fd only after it.
+- Events are built only behind `if obs.watched:`; nothing here is O(registered fds) per
+  iteration except what the backend itself does (select/poll pass the whole set each call).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .backends import READABLE, Backend
+from .observe import Observers
+
+
+class Handler(Protocol):
+    fd: int
+    role: str
+
+    def on_ready(self, mask: int) -> None: ...
+
+
+class Stats:
+    """Counters kept whether or not anybody watches; plain ints, read from any thread."""
+
+    __slots__ = ("bytes_in", "bytes_out", "waits", "wait_us", "accepted", "connections")
+
+    def __init__(self) -> None:
+        self.bytes_in = self.bytes_out = self.waits = self.accepted = self.connections = 0
+        self.wait_us = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Loop:
+    def __init__(self, backend: Backend, observers: Observers, wait_timeout: float | None) -> None:
+        self.backend = backend
+        self.obs = observers
+        self.wait_timeout = wait_timeout
+        self.handlers: dict[int, Handler] = {}
+        self.interest: dict[int, int] = {}
+        self.stats = Stats()
+        self.last_ready: list[tuple[int, int]] = []
+        self.last_wait: dict[str, Any] | None = None
+        self._soon: list[Callable[[], None]] = []
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_ids = itertools.count()
+        self._rearm: set[int] = set()
+        #: called after each iteration's handlers with the ready list (breakpoints, flaws)
+        self.after_iteration: list[Callable[[list[tuple[int, int]]], None]] = []
+
+    # -- registrations -------------------------------------------------------------------
+    def register(self, handler: Handler, mask: int) -> None:
+        """Add `handler`; raises (e.g. FdLimitError) before anything is recorded."""
+        fd = handler.fd
+        self.backend.register(fd, mask)
+        self.handlers[fd] = handler
+        self.interest[fd] = mask
+        if self.obs.watched:
+            self._emit_interest(fd, "register", mask)
+
+    def set_interest(self, fd: int, mask: int) -> None:
+        if self.interest.get(fd) == mask:
+            return
+        self.backend.modify(fd, mask)
+        self.interest[fd] = mask
+        self._rearm.discard(fd)
+        if self.obs.watched:
+            self._emit_interest(fd, "modify", mask)
+
+    def unregister(self, fd: int) -> None:
+        if fd not in self.handlers:
+            return
+        self.backend.unregister(fd)
+        del self.handlers[fd]
+        mask = self.interest.pop(fd)
+        self._rearm.discard(fd)
+        if self.obs.watched:
+            self._emit_interest(fd, "unregister", mask)
+
+    def _emit_interest(self, fd: int, op: str, mask: int) -> None:
+        flags = self.backend.interest_names(mask)
+        self.obs.emit({"kind": "interest", "fd": fd, "op": op, "flags": flags})
+
+    # -- scheduling ----------------------------------------------------------------------
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run `fn` after the next wait (which then does not block)."""
+        self._soon.append(fn)
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_ids), fn))
+
+    def _timeout(self) -> float | None:
+        if self._soon:
+            return 0.0
+        timeout = self.wait_timeout
+        if self._timers:
+            until = max(0.0, self._timers[0][0] - time.monotonic())
+            timeout = until if timeout is None else min(timeout, until)
+        return timeout
+
+    def _run_due(self) -> None:
+        if self._soon:
+            soon, self._soon = self._soon, []
+            for fn in soon:
+                fn()
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            heapq.heappop(self._timers)[2]()
+
+    # -- one iteration -------------------------------------------------------------------
+    def run_once(self) -> None:
+        """Exactly one wait call, then the handlers of what it returned."""
+        backend = self.backend
+        timeout = self._timeout()
+        t0 = time.perf_counter()
+        ready = backend.wait(timeout)
+        duration_us = (time.perf_counter() - t0) * 1e6
+        stats = self.stats
+        stats.waits += 1
+        stats.wait_us += duration_us
+        self.last_ready = ready
+        watched = self.obs.watched
+        if watched:
+            self._emit_wait(timeout, ready, duration_us)
+        handlers = self.handlers
+        oneshot = backend.oneshot
+        for fd, native in ready:
+            handler = handlers.get(fd)
+            if handler is None:  # closed by an earlier handler of this same batch
+                continue
+            if watched:
+                self.obs.emit({"kind": "ready", "fd": fd, "flags": backend.names(native)})
+            if oneshot:
+                self._rearm.add(fd)
+            handler.on_ready(backend.generic(native))
+            if oneshot and fd in self._rearm:
+                self._rearm_fd(fd)
+        self._run_due()
+        for hook in self.after_iteration:
+            hook(ready)
+
+    def _rearm_fd(self, fd: int) -> None:
+        """One-shot: the kernel disabled `fd` after reporting it; arm it again."""
+        self._rearm.discard(fd)
+        if fd in self.handlers:
+            self.backend.modify(fd, self.interest[fd])
+            if self.obs.watched:
+                self._emit_interest(fd, "modify", self.interest[fd])
+
+    def _emit_wait(self, timeout: float | None, ready: list[tuple[int, int]], us: float) -> None:
+        event = {
+            "kind": "wait",
+            "backend": self.backend.name,
+            "registered": len(self.handlers),
+            "timeout_ms": None if timeout is None else round(timeout * 1000),
+            "ready": len(ready),
+            "duration_us": int(us),
+        }
+        self.last_wait = event
+        self.obs.emit(event)
+
+    # -- switching -----------------------------------------------------------------------
+    def switch(self, new: Backend) -> Backend:
+        """Move every registration to `new` (between two waits); return the old backend.
+
+        On failure (e.g. an fd select cannot watch) `new` is closed and nothing changes.
+        """
+        try:
+            for fd, mask in self.interest.items():
+                new.register(fd, mask)
+        except BaseException:
+            new.close()
+            raise
+        old, self.backend = self.backend, new
+        self._rearm.clear()
+        old.close()
+        if self.obs.watched:
+            for fd, mask in self.interest.items():
+                self._emit_interest(fd, "register", mask)
+        return old
+
+    def readable_soon(self, handler: Handler) -> None:
+        """Edge-triggered helper: try reading again without waiting for an edge."""
+        def again() -> None:
+            if self.handlers.get(handler.fd) is handler:
+                handler.on_ready(READABLE)
+        self.call_soon(again)

@@ -1,0 +1,296 @@
+"""TCP echo: the listener (accept, EMFILE back-off) and one connection (FIFO, backpressure).
+
+Kernel facts this module relies on:
+- `recv` returning b"" is EOF (the peer shut its write side); what is queued is still sent,
+  then we close — so a half-closed client (`nc -N`) gets every byte back.
+- `send` may take only part of a chunk; the rest stays at the head of the queue.
+- In edge-triggered mode a readiness is reported once per change: we must read (and accept)
+  until EAGAIN, or the bytes left in the kernel wait for an edge that never comes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .backends import READABLE, WRITABLE, FdLimitError
+from .events import preview
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+RECV_SIZE = 65536
+ACCEPT_BATCH = 128
+EMFILE_RETRY = 0.1  # seconds between accept retries while out of fds
+_FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def _close_reason(exc: OSError) -> str:
+    return "reset" if isinstance(exc, (ConnectionResetError, BrokenPipeError)) else "error"
+
+
+class TcpConnection:
+    role = "connection"
+
+    def __init__(self, engine: Engine, sock: socket.socket, peer: str) -> None:
+        self.engine = engine
+        self.loop = engine.loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.queue: deque[bytes] = deque()
+        self.pending_bytes = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.reading_paused = False
+        self.eof = False
+        self.closed = False
+
+    # -- readiness -----------------------------------------------------------------------
+    def on_ready(self, mask: int) -> None:
+        if mask & READABLE and not (self.reading_paused or self.eof):
+            self._read()
+        if mask & WRITABLE and self.queue and not self.closed:
+            self._write()
+
+    def desired_interest(self) -> int:
+        reading = not (self.reading_paused or self.eof)
+        return (READABLE if reading else 0) | (WRITABLE if self.queue else 0)
+
+    def _update_interest(self) -> None:
+        self.loop.set_interest(self.fd, self.desired_interest())
+
+    # -- reading -------------------------------------------------------------------------
+    def _read(self) -> None:
+        edge = self.loop.backend.edge
+        while True:
+            try:
+                data = self.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self.close(_close_reason(exc))
+                return
+            if not data:
+                self._on_eof()
+                return
+            self._on_data(data)
+            if not edge or self.reading_paused or self.closed:
+                return
+
+    def _on_data(self, data: bytes) -> None:
+        n = len(data)
+        self.bytes_in += n
+        self.loop.stats.bytes_in += n
+        obs = self.loop.obs
+        if obs.watched:
+            obs.emit({"kind": "recv", "fd": self.fd, "bytes": n, "preview": preview(data)})
+        if self.engine.write_mode == "eager" and not self.queue:
+            sent = self._send(data)
+            if sent is None or sent == n:
+                return
+            data = data[sent:]
+        self._put(data)
+
+    def _on_eof(self) -> None:
+        self.eof = True
+        if self.queue:
+            self._update_interest()  # stop reading; keep WRITE until the queue is flushed
+        else:
+            self.close("eof")
+
+    # -- the queue -----------------------------------------------------------------------
+    def _put(self, data: bytes) -> None:
+        self.queue.append(data)
+        self.pending_bytes += len(data)
+        self._emit_queue()
+        if self.pending_bytes > self.engine.high_water and not self.reading_paused:
+            self._set_backpressure(True)
+        elif len(self.queue) == 1:
+            self._update_interest()
+
+    def _emit_queue(self) -> None:
+        obs = self.loop.obs
+        if obs.watched:
+            obs.emit({"kind": "queue", "fd": self.fd, "depth": len(self.queue),
+                      "pending_bytes": self.pending_bytes})
+
+    def _set_backpressure(self, paused: bool) -> None:
+        self.reading_paused = paused
+        self._update_interest()
+        obs = self.loop.obs
+        if obs.watched:
+            obs.emit({"kind": "backpressure", "fd": self.fd, "paused": paused})
+        if not paused and self.loop.backend.edge:
+            self.loop.readable_soon(self)
+
+    # -- writing -------------------------------------------------------------------------
+    def _send(self, data: bytes) -> int | None:
+        """One send; the count taken (0 on EAGAIN), or None when the connection died."""
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self.close(_close_reason(exc))
+            return None
+        self.bytes_out += sent
+        self.loop.stats.bytes_out += sent
+        obs = self.loop.obs
+        if obs.watched:
+            obs.emit({"kind": "send", "fd": self.fd, "bytes": sent, "partial": sent < len(data)})
+        return sent
+
+    def _write(self) -> None:
+        queue = self.queue
+        while queue:
+            chunk = queue[0]
+            sent = self._send(chunk)
+            if sent is None:
+                return
+            if sent == 0:
+                break
+            self.pending_bytes -= sent
+            if sent < len(chunk):
+                queue[0] = chunk[sent:]
+                self._emit_queue()
+                break
+            queue.popleft()
+            self._emit_queue()
+        if self.reading_paused and self.pending_bytes <= self.engine.low_water:
+            self._set_backpressure(False)
+        if not queue and self.eof:
+            self.close("eof")
+        else:
+            self._update_interest()
+
+    # -- closing -------------------------------------------------------------------------
+    def close(self, reason: str) -> None:
+        """Unregister from the backend, then close: never a closed fd left registered."""
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.unregister(self.fd)
+        self.sock.close()
+        self.engine.forget(self)
+        obs = self.loop.obs
+        if obs.watched:
+            obs.emit({"kind": "close", "fd": self.fd, "reason": reason})
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "fd": self.fd, "peer": self.peer,
+            "interest": self.loop.backend.interest_names(self.loop.interest.get(self.fd, 0)),
+            "queue_depth": len(self.queue), "pending_bytes": self.pending_bytes,
+            "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+            "reading_paused": self.reading_paused,
+        }
+
+
+class TcpListener:
+    role = "tcp_listener"
+
+    def __init__(self, engine: Engine, sock: socket.socket) -> None:
+        self.engine = engine
+        self.loop = engine.loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.port = sock.getsockname()[1]
+        self.exhausted = False
+        self._spare: int | None = _open_spare()
+
+    def on_ready(self, mask: int) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, addr = self.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in _FD_EXHAUSTED:
+                    self._out_of_fds(exc)
+                    return
+                self.engine.error(f"accept failed: {exc.strerror or exc}")
+                return
+            self._recovered()
+            self.engine.adopt(sock, f"{addr[0]}:{addr[1]}", self.fd)
+        # A full batch: more may be waiting. Level mode would tell us again; edge would not.
+        self.loop.call_soon(lambda: self.on_ready(READABLE))
+
+    def _out_of_fds(self, exc: OSError) -> None:
+        """No fd for the next connection. Without care this spins: the listener stays
+        readable (level) or never signals again (edge). So: use the spare fd to accept and
+        close the waiting client, stop watching the listener and retry on a timer."""
+        shed = self._shed_one()
+        if not self.exhausted:
+            self.exhausted = True
+            self.engine.error(
+                f"accept failed: {os.strerror(exc.errno or errno.EMFILE)} "
+                f"({errno.errorcode.get(exc.errno or 0, '?')}); "
+                + ("closed one waiting client; " if shed else "")
+                + f"pausing accepts, retrying every {int(EMFILE_RETRY * 1000)} ms",
+                fd=self.fd,
+            )
+        self.loop.set_interest(self.fd, 0)
+        self.loop.call_later(EMFILE_RETRY, self._retry)
+
+    def _shed_one(self) -> bool:
+        if self._spare is None:
+            return False
+        os.close(self._spare)
+        self._spare = None
+        try:
+            sock, _ = self.sock.accept()
+            sock.close()
+            return True
+        except OSError:
+            return False
+        finally:
+            self._spare = _open_spare()
+
+    def _retry(self) -> None:
+        if self.loop.handlers.get(self.fd) is not self:
+            return
+        self.loop.set_interest(self.fd, READABLE)
+        self.on_ready(READABLE)  # edge mode: no new edge will announce the waiting clients
+
+    def _recovered(self) -> None:
+        if self.exhausted:
+            self.exhausted = False
+            if self._spare is None:
+                self._spare = _open_spare()
+            self.engine.error("accepting again: file descriptors are available", fd=self.fd)
+
+    def close(self) -> None:
+        self.loop.unregister(self.fd)
+        self.sock.close()
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+
+
+def _open_spare() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def open_tcp_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A bound, listening, non-blocking TCP socket; OSError (EADDRINUSE...) if it cannot."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+__all__ = ["FdLimitError", "TcpConnection", "TcpListener", "open_tcp_listener"]

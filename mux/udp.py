@@ -1,0 +1,132 @@
+"""UDP echo: every datagram goes back to the address it came from.
+
+- The receive buffer is 64 KiB, so a whole datagram always fits (the largest UDP payload over
+  IPv4 is 65,507 bytes); MSG_TRUNC would still be reported.
+- Zero-length datagrams are real datagrams: they are echoed too.
+- SO_RXQ_OVFL makes the kernel attach its count of datagrams dropped for want of buffer space.
+- A reply the kernel cannot take now (EAGAIN) waits in a bounded queue for writability.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .backends import READABLE, WRITABLE
+from .events import preview
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+DATAGRAM_BUFFER = 65536
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+MAX_PENDING_REPLIES = 1024
+_ANC_SIZE = socket.CMSG_SPACE(4)
+
+
+class UdpEcho:
+    role = "udp"
+
+    def __init__(self, engine: Engine, sock: socket.socket) -> None:
+        self.engine = engine
+        self.loop = engine.loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.port = sock.getsockname()[1]
+        self.received = 0
+        self.echoed = 0
+        self.dropped = 0  # by the kernel (SO_RXQ_OVFL), cumulative
+        self.reply_dropped = 0  # replies we could not queue
+        self.truncated = 0
+        self.pending: deque[tuple[bytes, tuple[str, int]]] = deque()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        except OSError:
+            pass
+
+    def on_ready(self, mask: int) -> None:
+        if mask & WRITABLE and self.pending:
+            self._flush()
+        if mask & READABLE:
+            edge = self.loop.backend.edge
+            while self._receive_one() and edge:
+                pass
+
+    def _receive_one(self) -> bool:
+        try:
+            data, anc, flags, addr = self.sock.recvmsg(DATAGRAM_BUFFER, _ANC_SIZE)
+        except BlockingIOError:
+            return False
+        except OSError as exc:  # e.g. ECONNREFUSED from an earlier reply's ICMP
+            self.engine.error(f"udp recv: {exc.strerror or exc}", fd=self.fd)
+            return True
+        for level, kind, cdata in anc:
+            if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(cdata) >= 4:
+                self.dropped = struct.unpack("=I", cdata[:4])[0]
+        self.received += 1
+        if flags & socket.MSG_TRUNC:
+            self.truncated += 1
+            self.engine.error(f"udp datagram from {addr[0]}:{addr[1]} truncated", fd=self.fd)
+        self._emit(addr, "in", data)
+        if self.pending or not self._try_send(data, addr):
+            self._queue_reply(data, addr)
+        return True
+
+    def _try_send(self, data: bytes, addr: tuple[str, int]) -> bool:
+        """Send to the sender — never to our own address (the seed's mistake).
+
+        False only when the kernel cannot take it now (EAGAIN)."""
+        try:
+            self.sock.sendto(data, addr)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            self.engine.error(f"udp send to {addr[0]}:{addr[1]}: {exc.strerror}", fd=self.fd)
+            return True
+        self.echoed += 1
+        self._emit(addr, "out", data)
+        return True
+
+    def _queue_reply(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(self.pending) >= MAX_PENDING_REPLIES:
+            self.reply_dropped += 1
+            return
+        self.pending.append((data, addr))
+        self.loop.set_interest(self.fd, READABLE | WRITABLE)
+
+    def _flush(self) -> None:
+        while self.pending:
+            data, addr = self.pending[0]
+            if not self._try_send(data, addr):
+                return
+            self.pending.popleft()
+        self.loop.set_interest(self.fd, READABLE)
+
+    def _emit(self, addr: tuple[str, int], direction: str, data: bytes) -> None:
+        obs = self.loop.obs
+        if obs.watched:
+            obs.emit({"kind": "datagram", "fd": self.fd, "peer": f"{addr[0]}:{addr[1]}",
+                      "dir": direction, "bytes": len(data), "preview": preview(data)})
+
+    def describe(self) -> dict[str, int]:
+        return {"fd": self.fd, "port": self.port, "received": self.received,
+                "echoed": self.echoed, "dropped": self.dropped,
+                "reply_dropped": self.reply_dropped, "truncated": self.truncated}
+
+    def close(self) -> None:
+        self.loop.unregister(self.fd)
+        self.sock.close()
+
+
+def open_udp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
