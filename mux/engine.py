@@ -42,6 +42,9 @@ class EngineConfig:
     high_water: int = 1 << 20
     low_water: int = 256 << 10
     wait_timeout: float | None = 0.25
+    #: SO_SNDBUF for accepted connections (None: the kernel's default); a tiny one makes
+    #: partial sends visible
+    so_sndbuf: int | None = None
 
 
 def raise_nofile_limit() -> int:
@@ -117,6 +120,8 @@ class Engine:
         """Take a freshly accepted socket into the loop, or refuse it with an `error`."""
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.config.so_sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.so_sndbuf)
         fd = sock.fileno()
         self.stats.accepted += 1
         obs = self.observers

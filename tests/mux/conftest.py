@@ -1,0 +1,118 @@
+"""Fixtures for engine tests: a real engine on 127.0.0.1, real sockets, no mocks."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from mux import Engine, EngineConfig
+
+#: every backend and trigger mode the platform offers: (backend, trigger, oneshot)
+MODES = [
+    ("select", "level", False),
+    ("poll", "level", False),
+    ("epoll", "level", False),
+    ("epoll", "edge", False),
+    ("epoll", "level", True),
+    ("epoll", "edge", True),
+]
+MODE_IDS = [f"{b}-{t}{'-oneshot' if o else ''}" for b, t, o in MODES]
+
+
+class Recorder:
+    """An observer that keeps every event, with a way to wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def of(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+        with self._cond:
+            return [e for e in self.events if e["kind"] == kind
+                    and all(e.get(k) == v for k, v in match.items())]
+
+    def wait_for(self, kind: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for e in self.events:
+                    if e["kind"] == kind and all(e.get(k) == v for k, v in match.items()):
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {kind} event matching {match} within {timeout}s")
+                self._cond.wait(left)
+
+
+@contextmanager
+def running_engine(observe: bool = True, **config: Any) -> Iterator[tuple[Engine, Recorder]]:
+    config.setdefault("tcp_port", 0)
+    engine = Engine(EngineConfig(**config))
+    recorder = Recorder()
+    if observe:
+        engine.observers.add(recorder)
+    engine.start()
+    try:
+        yield engine, recorder
+    finally:
+        engine.stop()
+        engine.join(5)
+        assert engine._thread is not None and not engine._thread.is_alive()
+
+
+@pytest.fixture
+def make_engine() -> Iterator[Callable[..., tuple[Engine, Recorder]]]:
+    stack: list[Any] = []
+
+    def make(**config: Any) -> tuple[Engine, Recorder]:
+        cm = running_engine(**config)
+        stack.append(cm)
+        return cm.__enter__()
+
+    yield make
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)
+
+
+def connect(port: int, timeout: float = 10.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return sock
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(65536, n - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_until_eof(sock: socket.socket) -> bytes:
+    buf = bytearray()
+    while chunk := sock.recv(65536):
+        buf += chunk
+    return bytes(buf)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.005)

@@ -1,0 +1,123 @@
+"""Loop control through the one door: pause, step, resume, slow motion, close."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from .conftest import connect, recv_exactly, wait_until
+
+
+def _server_recv_queue(engine, fd: int) -> int:
+    """Bytes waiting in the kernel for `fd` (SIOCINQ), read on the loop thread."""
+    import fcntl
+    import struct
+    import termios
+
+    def inq() -> int:
+        conn = engine.connections[fd]
+        buf = fcntl.ioctl(conn.sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        return struct.unpack("i", buf)[0]
+    return engine.call(inq).result(5)
+
+
+def test_pause_stops_waits_and_step_runs_exactly_one(make_engine):
+    engine, rec = make_engine(backend="epoll")
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(b"a")
+        assert recv_exactly(sock, 1) == b"a"
+        fd = rec.wait_for("accept")["fd"]
+        assert engine.pause().result(5) == {"loop": "paused", "delay_ms": 0}
+        waits_before = engine.stats.waits
+        sock.sendall(b"held")
+        # The bytes reach the server's kernel buffer, and no wait call picks them up.
+        wait_until(lambda: _server_recv_queue(engine, fd) == 4, what="bytes in the kernel")
+        assert engine.stats.waits == waits_before
+        assert not rec.of("recv", fd=fd, bytes=4)
+
+        seq_before = len(rec.events)
+        engine.step().result(5)
+        rec.wait_for("loop", state="paused", timeout=5)
+        wait_until(lambda: any(e["kind"] == "loop" and e["state"] == "paused"
+                               for e in rec.events[seq_before:]))
+        stepped = rec.events[seq_before:]
+        kinds = [e["kind"] for e in stepped]
+        assert kinds[0] == "loop" and stepped[0]["state"] == "step"
+        assert kinds.count("wait") == 1
+        assert engine.stats.waits == waits_before + 1
+        assert rec.of("recv", fd=fd, bytes=4), "the step's wait handled the readable fd"
+
+        engine.resume().result(5)
+        assert recv_exactly(sock, 4) == b"held"
+
+
+def test_step_while_running_is_refused(make_engine):
+    engine, _ = make_engine()
+    with pytest.raises(RuntimeError, match="pause"):
+        engine.step().result(5)
+
+
+def test_slow_motion_spaces_iterations(make_engine):
+    engine, _ = make_engine(wait_timeout=0.01)
+    engine.set_delay(200).result(5)
+    start_waits, t0 = engine.stats.waits, time.monotonic()
+    time.sleep(1.0)  # a measurement window, not synchronisation
+    rate = (engine.stats.waits - start_waits) / (time.monotonic() - t0)
+    assert rate <= 6, f"{rate:.1f} waits/s with a 200 ms delay"
+    with pytest.raises(ValueError, match="5000"):
+        engine.set_delay(5001).result(5)
+    # Commands still get through during the delay.
+    assert engine.set_delay(0).result(1) == {"loop": "running", "delay_ms": 0}
+
+
+def test_close_connection(make_engine):
+    engine, rec = make_engine()
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        wait_until(lambda: fd in engine.connections)
+        assert engine.close_connection(fd).result(5) is True
+        assert sock.recv(1) == b""
+        assert rec.wait_for("close", fd=fd)["reason"] == "user"
+        assert engine.close_connection(fd).result(5) is False
+        assert engine.close_connection(engine.listener.fd).result(5) is False
+
+
+def test_observer_that_raises_is_detached(make_engine):
+    engine, rec = make_engine()
+
+    def bad(event):
+        raise RuntimeError("observer bug")
+
+    engine.observers.add(bad)
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(b"x")
+        assert recv_exactly(sock, 1) == b"x"
+    assert bad not in engine.observers._sinks
+    assert rec.of("recv")
+
+
+def test_seq_has_no_gaps_and_ts_increases(make_engine):
+    engine, rec = make_engine()
+    with connect(engine.tcp_port) as sock:
+        for _ in range(20):
+            sock.sendall(b"ping")
+            recv_exactly(sock, 4)
+    seqs = [e["seq"] for e in rec.events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    ts = [e["ts"] for e in rec.events]
+    assert ts == sorted(ts)
+
+
+def test_stop_closes_everything(make_engine):
+    engine, rec = make_engine()
+    sock = connect(engine.tcp_port)
+    rec.wait_for("accept")
+    engine.stop()
+    engine.join(5)
+    assert sock.recv(1) == b""
+    assert rec.wait_for("close")["reason"] == "shutdown"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", engine.tcp_port), timeout=2)
+    sock.close()

@@ -1,0 +1,98 @@
+"""FD_SETSIZE under select, and EMFILE on accept without spinning."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from mux import FdLimitError
+
+from .conftest import connect, recv_exactly, wait_until
+
+
+@contextmanager
+def fds_above_setsize() -> Iterator[None]:
+    """Occupy fds up to 1100 so the next sockets of this process get numbers above 1023."""
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def test_switch_to_select_refused_above_fd_setsize(make_engine):
+    engine, rec = make_engine(backend="epoll")
+    with fds_above_setsize(), connect(engine.tcp_port) as sock:
+        accepted = rec.wait_for("accept")["fd"]
+        assert accepted >= 1024
+        with pytest.raises(FdLimitError, match=rf"fd {accepted}.*FD_SETSIZE \(1024\)"):
+            engine.switch_backend("select").result(5)
+        assert engine.state().result(5)["backend"]["name"] == "epoll"
+        sock.sendall(b"still echoing")
+        assert recv_exactly(sock, 13) == b"still echoing"
+
+
+def test_select_closes_new_connection_above_fd_setsize(make_engine):
+    engine, rec = make_engine(backend="select")
+    with fds_above_setsize(), connect(engine.tcp_port) as sock:
+        error = rec.wait_for("error")
+        assert "FD_SETSIZE (1024)" in error["message"] and error["fd"] >= 1024
+        assert sock.recv(10) == b""  # closed by the server
+        rec.wait_for("close", reason="error")
+    # ... and the loop lives on: a low-numbered client still echoes.
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(b"ok")
+        assert recv_exactly(sock, 2) == b"ok"
+
+
+EMFILE_SCRIPT = r"""
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+from mux import Engine, EngineConfig
+engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", trigger=sys.argv[1]))
+engine.observers.add(lambda e: e["kind"] == "error" and print(json.dumps(e), flush=True))
+print(json.dumps({"port": engine.tcp_port}), flush=True)
+engine.run()
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("trigger", ["level", "edge"])
+def test_emfile_does_not_spin_and_recovers(trigger):
+    proc = subprocess.Popen([sys.executable, "-c", EMFILE_SCRIPT, trigger],
+                            stdout=subprocess.PIPE, text=True)
+    clients: list[socket.socket] = []
+    try:
+        port = json.loads(proc.stdout.readline())["port"]
+        clients = [connect(port) for _ in range(80)]  # more than 48 fds' worth
+        error = json.loads(proc.stdout.readline())
+        assert "EMFILE" in error["message"]
+        cpu0, t0 = _cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(1.0)  # measuring CPU over a fixed window, not synchronising
+        share = (_cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+        assert share < 0.30, f"the loop spins at {share:.0%} of a core while out of fds"
+        for sock in clients[:60]:
+            sock.close()
+        recovered = json.loads(proc.stdout.readline())
+        assert "accepting again" in recovered["message"]
+        with connect(port) as fresh:
+            fresh.sendall(b"alive")
+            assert wait_until(lambda: recv_exactly(fresh, 5)) == b"alive"
+    finally:
+        for sock in clients:
+            sock.close()
+        proc.kill()
+        proc.wait(5)
