@@ -6,6 +6,7 @@ Standard library only; the web layer (`app`) uses nothing but the names below.
 from .backends import FD_SETSIZE, FdLimitError, available, default_backend, validate
 from .engine import MAX_DELAY_MS, WRITE_MODES, Engine, EngineConfig, raise_nofile_limit
 from .events import preview
+from .load import LoadCapError, LoadGenerator
 from .observe import Observers, Sink
 from .tcp import open_tcp_listener
 from .udp import open_udp_socket
@@ -14,6 +15,7 @@ available_backends = available
 
 __all__ = [
     "FD_SETSIZE", "MAX_DELAY_MS", "WRITE_MODES", "Engine", "EngineConfig", "FdLimitError",
+    "LoadCapError", "LoadGenerator",
     "Observers", "Sink", "available", "available_backends", "default_backend",
     "open_tcp_listener", "open_udp_socket", "preview", "raise_nofile_limit", "validate",
 ]

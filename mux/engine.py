@@ -81,6 +81,8 @@ class Engine:
         self.delay_ms = 0
         self._step_requested = False
         self._stopping = False
+        self._past_waits: dict[str, int] = {}
+        self._waits_at_switch = 0
         self._thread: threading.Thread | None = None
         self._door = ControlDoor()
         self._bind(cfg)
@@ -276,6 +278,10 @@ class Engine:
         old = self.loop.backend
         if (name, trigger, oneshot) != (old.name, old.trigger, old.oneshot):
             self.loop.switch(backends.create(name, trigger, oneshot))
+            waits = self.stats.waits
+            self._past_waits[old.name] = (self._past_waits.get(old.name, 0)
+                                          + waits - self._waits_at_switch)
+            self._waits_at_switch = waits
         self.write_mode = write or self.write_mode
         if self.observers.watched:
             self.observers.emit({"kind": "backend", "from": old.name, "to": name,
@@ -309,6 +315,17 @@ class Engine:
         return True
 
     # -- description ------------------------------------------------------------------------
+    def counters(self) -> dict[str, Any]:
+        """The engine's counters; safe to call from any thread (plain int reads)."""
+        stats = self.stats
+        by_backend = dict(self._past_waits)
+        name = self.loop.backend.name
+        by_backend[name] = by_backend.get(name, 0) + stats.waits - self._waits_at_switch
+        return {"events_total": self.observers.seq, "bytes_in": stats.bytes_in,
+                "bytes_out": stats.bytes_out, "waits": stats.waits,
+                "connections": stats.connections, "accepted": stats.accepted,
+                "waits_by_backend": by_backend}
+
     def loop_state(self) -> dict[str, Any]:
         return {"loop": "paused" if self.paused else "running", "delay_ms": self.delay_ms}
 

@@ -1,0 +1,169 @@
+"""``muxscope bench``: side-by-side benchmarks of the echo engine (SPEC §7).
+
+Three parts, each printed as a table of medians over interleaved repetitions (A B C A B C ...):
+
+1. ``echo``   — server CPU µs per round trip (the figure of merit) and round trips/s for the
+   stdlib asyncio Protocol server (the reference), a bare epoll loop, the engine on every
+   backend and write strategy unobserved, and the app as it runs (observed by a page).
+2. ``wait``   — the wait call's cost and the engine's per-iteration work as idle fds grow.
+3. ``events`` — how many events per second reach one connected page under the app's load.
+
+Every server runs in its own process pinned to CPU 0; load clients are pinned to CPU 1.
+The implementation lives in `app.benchkit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.benchkit import delivery, echo, waitcost
+from app.benchkit.loadgen import LoadClient
+from app.benchkit.procs import ROOT
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float
+    reps: int
+    warmup: float
+    quick: bool
+    loads: tuple[tuple[str, int, int], ...]
+    idle_levels: tuple[int, ...]
+    event_modes: tuple[str, ...]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="muxscope bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="a few seconds in all (the CI smoke run): short windows, one rep")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="seconds per measurement window (default 2; 0.25 with --quick)")
+    p.add_argument("--reps", type=int, default=None,
+                   help="interleaved repetitions per comparison (default 3; 1 with --quick)")
+    p.add_argument("--only", choices=("echo", "wait", "events"), default=None,
+                   help="run one part only")
+    p.add_argument("--json", metavar="FILE", type=Path, default=None,
+                   help="also write every figure (and the raw repetitions) to FILE as JSON")
+    p.add_argument("--client", choices=("auto", "python"), default="auto",
+                   help="load client: auto = the C client when gcc exists, else Python")
+    args = p.parse_args(argv)
+    if (args.seconds is not None and args.seconds <= 0) or (args.reps is not None
+                                                             and args.reps < 1):
+        p.error("--seconds must be > 0 and --reps >= 1")
+    return args
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    quick = bool(args.quick)
+    return Plan(
+        seconds=args.seconds or (0.25 if quick else 2.0),
+        reps=args.reps or (1 if quick else 3),
+        warmup=0.1 if quick else 0.5,
+        quick=quick,
+        loads=echo.LOADS[:1] if quick else echo.LOADS,
+        idle_levels=(10, 100) if quick else waitcost.IDLE_LEVELS,
+        event_modes=("queued",) if quick else ("queued", "eager"),
+    )
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "kernel": platform.release(), "pinning": len(os.sched_getaffinity(0)) > 1}
+
+
+def engine_built() -> bool:
+    return (ROOT / "mux" / "engine.py").exists()
+
+
+def app_built() -> bool:
+    return (ROOT / "app" / "main.py").exists()
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def part_echo(plan: Plan, client: LoadClient, out: dict[str, Any]) -> None:
+    vs = echo.variants(engine_built(), app_built() and engine_built(), plan.quick)
+    with echo.running(vs):
+        echo.measure(vs, client, plan.seconds, plan.reps, plan.warmup, plan.loads, log)
+    out["echo"] = {}
+    for label, _, _ in plan.loads:
+        data = echo.rows(vs, label)
+        out["echo"][label] = data
+        print(echo.render(label, data, client.name), flush=True)
+
+
+def part_wait(plan: Plan, client: LoadClient, out: dict[str, Any]) -> None:
+    if not engine_built():
+        print("Wait cost vs idle fds: n/a (engine not built yet)\n", flush=True)
+        return
+    lanes = waitcost.run(client, plan.idle_levels, plan.seconds, plan.reps, plan.warmup, log)
+    out["wait"] = waitcost.results(lanes, plan.idle_levels)
+    print(waitcost.render(out["wait"]), flush=True)
+
+
+def part_events(plan: Plan, out: dict[str, Any]) -> None:
+    if not (app_built() and engine_built()):
+        print(delivery.render([], placeholder="n/a (app not built yet)"), flush=True)
+        return
+    data = [delivery.run(mode, max(plan.seconds, 0.5), plan.reps, plan.warmup, log)
+            for mode in plan.event_modes]
+    out["events"] = data
+    print(delivery.render(data), flush=True)
+
+
+def header(plan: Plan, client: LoadClient, info: dict[str, Any]) -> str:
+    pin = ("servers pinned to CPU 0, clients to CPU 1" if info["pinning"]
+           else "no pinning (one CPU)")
+    return (f"muxscope bench — {info['nproc']} CPUs ({info['cpu_model']}), Python "
+            f"{info['python']}, Linux {info['kernel']}\n"
+            f"load client: {client.name}; {pin}; {plan.reps} rep(s) x {plan.seconds:g} s "
+            f"(+{plan.warmup:g} s warm-up) per window\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    plan = make_plan(args)
+    client = LoadClient(prefer=args.client)
+    info = machine()
+    out: dict[str, Any] = {"machine": info, "client": client.name, "plan": plan.__dict__}
+    t0 = time.monotonic()
+    print(header(plan, client, info), flush=True)
+    try:
+        if args.only in (None, "echo"):
+            part_echo(plan, client, out)
+        if args.only in (None, "wait"):
+            part_wait(plan, client, out)
+        if args.only in (None, "events"):
+            part_events(plan, out)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        client.cleanup()
+    out["elapsed_s"] = round(time.monotonic() - t0, 1)
+    print(f"done in {out['elapsed_s']} s", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The machinery behind ``muxscope bench`` (see `app.bench`)."""

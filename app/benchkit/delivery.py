@@ -1,0 +1,78 @@
+"""Part 3: event delivery — what one connected page receives while the app's load runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from app.benchkit.procs import LineProc, ServerProc
+from app.benchkit.report import median, table
+from app.benchkit.servers import http_json
+
+LOAD = {"connections": 200, "message_size": 64, "rate": 50}
+
+
+def _window(server: ServerProc, ws: LineProc, seconds: float) -> dict[str, Any]:
+    ws.send("mark")
+    ws.expect("MARK", 10)
+    c0 = server.cpu()
+    time.sleep(seconds)
+    c1 = server.cpu()
+    ws.send("stats")
+    stats: dict[str, Any] = json.loads(ws.expect("STATS", 10))
+    stats["server_cpu_pct"] = (c1 - c0) * 100 / stats["seconds"] if stats["seconds"] else None
+    return stats
+
+
+def run(write: str, seconds: float, reps: int, warmup: float, log: Any) -> dict[str, Any]:
+    server = ServerProc(f"app:{write}").ready(timeout=60)
+    ws: LineProc | None = None
+    assert server.http_port is not None
+    try:
+        ws = LineProc([sys.executable, "-m", "app.benchkit.wsclient", str(server.http_port),
+                       "1"])
+        ws.expect("READY", 20)
+        answer = http_json(server.http_port, "POST", "/api/load", LOAD)
+        time.sleep(warmup + 0.5)
+        windows = []
+        for rep in range(reps):
+            log(f"  event delivery ({write}): rep {rep + 1}/{reps}")
+            windows.append(_window(server, ws, seconds))
+        http_json(server.http_port, "DELETE", "/api/load")
+    finally:
+        if ws is not None:
+            ws.close()
+        server.close()
+    return summarize(write, answer, windows)
+
+
+def summarize(write: str, answer: Any, windows: list[dict[str, Any]]) -> dict[str, Any]:
+    def per_s(key: str) -> float | None:
+        return median([w[key] / w["seconds"] for w in windows if w["seconds"]])
+
+    return {
+        "write": write, "load": LOAD, "load_answer": answer, "reps": len(windows),
+        "events_per_s": per_s("events"), "dropped_per_s": per_s("dropped"),
+        "frames_per_s": per_s("frames"),
+        "p50_ms": median([w["p50_ms"] for w in windows if w["p50_ms"] is not None]),
+        "p99_ms": median([w["p99_ms"] for w in windows if w["p99_ms"] is not None]),
+        "server_cpu_pct": median([w["server_cpu_pct"] for w in windows
+                                  if w["server_cpu_pct"] is not None]),
+        "gaps_match_dropped": all(w["gaps_match_dropped"] for w in windows),
+        "windows": windows,
+    }
+
+
+def render(data: list[dict[str, Any]], placeholder: str | None = None) -> str:
+    headers = ["app write mode", "events/s received", "dropped/s", "frames/s", "latency p50 ms",
+               "latency p99 ms", "server CPU %", "seq gaps = dropped"]
+    title = ("Event delivery to one page: POST /api/load 200 conns x 64 B at 50 msg/s each"
+             " (latency = arrival - (started_at + ts); medians)")
+    if placeholder:
+        return table(title, headers, [[placeholder, None, None, None, None, None, None, None]])
+    body = [[d["write"], d["events_per_s"], d["dropped_per_s"], d["frames_per_s"], d["p50_ms"],
+             d["p99_ms"], d["server_cpu_pct"], "yes" if d["gaps_match_dropped"] else "NO"]
+            for d in data]
+    return table(title, headers, body)

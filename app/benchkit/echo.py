@@ -1,0 +1,170 @@
+"""Part 1: echo cost — server CPU µs per round trip against the stdlib asyncio reference."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.benchkit.loadgen import LoadClient, LoadResult
+from app.benchkit.procs import LineProc, ServerProc
+from app.benchkit.report import median, table
+
+ENGINE_BACKENDS = (("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"))
+WRITES = ("queued", "eager")
+LOADS = (("50 conns x 1 KiB", 50, 1024), ("1 conn x 64 B", 1, 64))
+
+
+@dataclass
+class Variant:
+    name: str
+    spec: str
+    target: float | None = None
+    observed: bool = False
+    server: ServerProc | None = None
+    ws: LineProc | None = None
+    error: str | None = None
+    runs: dict[str, list[tuple[LoadResult, dict[str, Any] | None]]] = field(default_factory=dict)
+
+
+def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
+    out = [Variant("asyncio Protocol (reference)", "asyncio"),
+           Variant("bare epoll loop (no engine)", "bare")]
+    pairs = [("epoll", "level")] if quick else list(ENGINE_BACKENDS)
+    for backend, trigger in pairs:
+        for write in WRITES:
+            label = f"engine {backend}" + (f"-{trigger}" if backend == "epoll" else "")
+            out.append(Variant(f"{label} {write}, unobserved", f"engine:{backend}:{trigger}:"
+                               f"{write}", 1.2 if write == "eager" else None))
+    for write, target in (("eager", 1.0), ("queued", 0.8)):
+        v = Variant(f"app epoll-level {write}, observed", f"app:{write}", target, observed=True)
+        if not app:
+            v.error = "n/a (app not built yet)"
+        out.append(v)
+    if not engine:
+        for v in out:
+            if v.spec.startswith("engine"):
+                v.error = "n/a (engine not built yet)"
+    return out
+
+
+def _start_all(vs: list[Variant]) -> None:
+    """Launch every server at once (they idle between windows), then wait for their ports."""
+    for v in vs:
+        if v.error is None:
+            v.server = ServerProc(v.spec)
+    for v in vs:
+        if v.server is None:
+            continue
+        try:
+            v.server.ready(timeout=60)
+            if v.observed:
+                v.ws = _start_ws(v.server)
+        except (RuntimeError, TimeoutError) as exc:
+            v.error = "failed: " + str(exc).splitlines()[-1][:90]
+            v.server.close()
+            v.server = None
+
+
+def _start_ws(server: ServerProc) -> LineProc:
+    """The page: a websocket client on the load client's CPU, reading every frame."""
+    ws = LineProc([sys.executable, "-m", "app.benchkit.wsclient", str(server.http_port), "1"])
+    ws.expect("READY", 20)
+    return ws
+
+
+def _ws_cmd(ws: LineProc | None, cmd: str) -> dict[str, Any] | None:
+    if ws is None:
+        return None
+    ws.send(cmd)
+    if cmd == "mark":
+        ws.expect("MARK", 10)
+        return None
+    import json
+
+    result: dict[str, Any] = json.loads(ws.expect("STATS", 10))
+    return result
+
+
+@contextlib.contextmanager
+def running(vs: list[Variant]) -> Iterator[None]:
+    try:
+        _start_all(vs)
+        yield
+    finally:
+        for v in vs:
+            if v.ws is not None:
+                v.ws.close()
+            if v.server is not None:
+                v.server.close()
+
+
+def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, warmup: float,
+            loads: tuple[tuple[str, int, int], ...], log: Any) -> None:
+    """Interleaved repetitions: for each rep, every variant once (A B C ... A B C ...)."""
+    for label, conns, size in loads:
+        for rep in range(reps):
+            log(f"  echo {label}: rep {rep + 1}/{reps}")
+            for v in vs:
+                if v.server is None:
+                    continue
+                _ws_cmd(v.ws, "mark")
+                res = client.run(v.server.port, conns, size, warmup, seconds, v.server.cpu)
+                v.runs.setdefault(label, []).append((res, _ws_cmd(v.ws, "stats")))
+
+
+def _ratios(vs: list[Variant], label: str) -> dict[str, float | None]:
+    ref = vs[0].runs.get(label, [])
+    out: dict[str, float | None] = {}
+    for v in vs:
+        pairs = zip(ref, v.runs.get(label, []), strict=False)
+        out[v.name] = median([a.cpu_us_per_rt / b.cpu_us_per_rt for (a, _), (b, _) in pairs
+                              if b.rt and a.rt])
+    return out
+
+
+def _verdict(v: Variant, ratio: float | None) -> str:
+    if v.target is None:
+        return ""
+    if ratio is None:
+        return f">={v.target:.1f}x ?"
+    return f">={v.target:.1f}x " + ("ok" if ratio >= v.target else "MISSED")
+
+
+def rows(vs: list[Variant], label: str) -> list[dict[str, Any]]:
+    ratios = _ratios(vs, label)
+    out = []
+    for v in vs:
+        runs = v.runs.get(label, [])
+        ev = [w["events"] / w["seconds"] for _, w in runs if w and w["seconds"]]
+        out.append({
+            "variant": v.name, "error": v.error, "reps": len(runs),
+            "rt_per_s": median([r.rt_per_s for r, _ in runs]),
+            "cpu_us_per_rt": median([r.cpu_us_per_rt for r, _ in runs]),
+            "ratio_vs_asyncio": ratios.get(v.name), "target": v.target,
+            "verdict": _verdict(v, ratios.get(v.name)),
+            "p50_us": median([r.p50_us for r, _ in runs]),
+            "p99_us": median([r.p99_us for r, _ in runs]),
+            "dead": sum(r.dead for r, _ in runs),
+            "page_events_per_s": median(ev) if v.observed else None,
+        })
+    return out
+
+
+def render(label: str, data: list[dict[str, Any]], client_name: str) -> str:
+    headers = ["server variant", "rt/s", "server CPU us/rt", "ratio vs asyncio", "target",
+               "p99 us", "page ev/s", "note"]
+    body = []
+    for r in data:
+        if r["error"]:
+            body.append([r["variant"], None, None, None, None, None, None, r["error"]])
+            continue
+        ratio = f"{r['ratio_vs_asyncio']:.2f}x" if r["ratio_vs_asyncio"] else None
+        body.append([r["variant"], r["rt_per_s"], r["cpu_us_per_rt"], ratio, r["verdict"],
+                     r["p99_us"], r["page_events_per_s"],
+                     f"{r['dead']} conns dropped" if r["dead"] else ""])
+    title = (f"Echo, {label} ping-pong (ratio = asyncio CPU/rt / variant CPU/rt, >1 is better;"
+             f" medians; load client: {client_name})")
+    return table(title, headers, body)

@@ -1,0 +1,90 @@
+"""The load client: bench/loadclient.c compiled at run time, or the Python fallback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.benchkit.procs import ROOT, LineProc
+
+C_SOURCE = ROOT / "bench" / "loadclient.c"
+HOST = "127.0.0.1"
+
+
+@dataclass
+class LoadResult:
+    rt: int
+    seconds: float
+    p50_us: int
+    p99_us: int
+    dead: int
+    probes: tuple[Any, Any]  # what the probe returned at START and at END
+
+    @property
+    def server_cpu_s(self) -> float:
+        return float(self.probes[1] - self.probes[0])
+
+    @property
+    def rt_per_s(self) -> float:
+        return self.rt / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_rt(self) -> float:
+        return self.server_cpu_s * 1e6 / self.rt if self.rt else float("inf")
+
+
+def compile_c(workdir: Path) -> Path | None:
+    """Compile the C client with gcc -O2; None when gcc or the source is missing or fails."""
+    gcc = shutil.which("gcc")
+    if gcc is None or not C_SOURCE.exists():
+        return None
+    exe = workdir / "loadclient"
+    proc = subprocess.run([gcc, "-O2", "-o", str(exe), str(C_SOURCE)],
+                          capture_output=True, text=True, check=False)
+    return exe if proc.returncode == 0 else None
+
+
+class LoadClient:
+    """Runs one load window against a port and samples the server's CPU at START and END."""
+
+    def __init__(self, prefer: str = "auto", cpu: int = 1) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="muxscope-bench-")
+        self.exe = compile_c(Path(self._tmp.name)) if prefer != "python" else None
+        self.cpu = cpu
+        if self.exe is not None:
+            self.name = "C (bench/loadclient.c, gcc -O2)"
+        else:
+            self.name = "Python fallback (2 processes" + (
+                ", gcc not found)" if prefer != "python" else ")")
+
+    def argv(self, port: int, conns: int, size: int, warmup: float, seconds: float,
+             depth: int) -> list[str]:
+        args = [HOST, str(port), str(conns), str(size), f"{warmup}", f"{seconds}", str(depth),
+                str(self.cpu)]
+        if self.exe is not None:
+            return [str(self.exe), *args]
+        return [sys.executable, "-m", "app.benchkit.pyclient", "load", *args]
+
+    def run(self, port: int, conns: int, size: int, warmup: float, seconds: float,
+            probe: Callable[[], Any], depth: int = 1) -> LoadResult:
+        proc = LineProc(self.argv(port, conns, size, warmup, seconds, depth), stdin=False)
+        try:
+            proc.expect("START", warmup + 30)
+            p0 = probe()
+            proc.expect("END", seconds + 30)
+            p1 = probe()
+            fields = dict(kv.split("=") for kv in proc.expect("RESULT", 30).split())
+        finally:
+            proc.close(timeout=10)
+        return LoadResult(rt=int(fields["rt"]), seconds=float(fields["seconds"]),
+                          p50_us=int(fields["p50_us"]), p99_us=int(fields["p99_us"]),
+                          dead=int(fields["dead"]), probes=(p0, p1))
+
+    def cleanup(self) -> None:
+        self._tmp.cleanup()

@@ -1,0 +1,114 @@
+"""Parent-side handles on the benchmark's child processes (line protocol over pipes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class LineProc:
+    """A child process whose stdout lines are read by a thread and handed out with timeouts."""
+
+    def __init__(self, argv: list[str], stdin: bool = True) -> None:
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+            cwd=ROOT,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.stderr_tail: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=self._pump_err, daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def _pump_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_tail = (self.stderr_tail + [line.rstrip("\n")])[-20:]
+
+    def expect(self, prefix: str, timeout: float) -> str:
+        """The next stdout line starting with `prefix` (other lines are skipped)."""
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise TimeoutError(f"{self.argv[0]}: no {prefix!r} within {timeout}s") from None
+            if line is None:
+                err = "\n".join(self.stderr_tail[-8:])
+                raise RuntimeError(f"{' '.join(self.argv[:4])} exited before {prefix!r}:\n{err}")
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close(self, timeout: float = 8) -> None:
+        """Ask politely (quit / end of input), then terminate, then kill — this PID only."""
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            try:
+                self.send("quit")
+                self.proc.stdin.close()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class ServerProc(LineProc):
+    """One benchmarked server (see `app.benchkit.serve`)."""
+
+    def __init__(self, spec: str, cpu: int = 0) -> None:
+        super().__init__([sys.executable, "-m", "app.benchkit.serve", spec, str(cpu)])
+        self.spec = spec
+        self.port = 0
+        self.http_port: int | None = None
+
+    def ready(self, timeout: float = 30) -> ServerProc:
+        """Wait for the server's PORT line (servers are launched first, then awaited)."""
+        tcp, http = self.expect("PORT", timeout).split()
+        self.port = int(tcp)
+        self.http_port = int(http) or None
+        return self
+
+    def cpu(self) -> float:
+        self.send("cpu")
+        return float(self.expect("CPU", 10))
+
+    def extra(self) -> dict[str, Any]:
+        self.send("extra")
+        result: dict[str, Any] = json.loads(self.expect("EXTRA", 10))
+        return result

@@ -1,0 +1,72 @@
+"""Subprocess entry for one benchmarked server: ``python -m app.benchkit.serve SPEC [CPU]``.
+
+SPEC is ``asyncio``, ``bare``, ``engine:<backend>:<trigger>:<write>[:waits]`` or
+``app:<write>``. The process pins itself to CPU (default 0; -1 = no pinning), raises its soft
+open-file limit to the hard one, starts the server and prints ``PORT <tcp> <http or 0>``. Then it
+answers one-line commands on stdin:
+
+- ``cpu``   -> ``CPU <seconds>``: this process's user+system CPU (getrusage, µs precision)
+- ``extra`` -> ``EXTRA <json>``: variant-specific figures (the engine's wait counters)
+- ``quit`` or end of input: stop the server and exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+
+from app.benchkit.servers import Running, start_app, start_asyncio, start_bare, start_engine
+
+
+def process_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def start(spec: str) -> Running:
+    parts = spec.split(":")
+    if parts[0] == "asyncio":
+        return start_asyncio()
+    if parts[0] == "bare":
+        return start_bare()
+    if parts[0] == "engine":
+        _, backend, trigger, write, *rest = parts
+        return start_engine(backend, trigger, write, count_waits="waits" in rest)
+    if parts[0] == "app":
+        return start_app(parts[1])
+    raise SystemExit(f"unknown server spec {spec!r}")
+
+
+def prepare(cpu: int) -> None:
+    if cpu >= 0 and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {cpu})
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def command_loop(running: Running) -> None:
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "cpu":
+            print(f"CPU {process_cpu_s():.6f}", flush=True)
+        elif cmd == "extra":
+            print("EXTRA " + json.dumps(running.extra()), flush=True)
+        elif cmd == "quit":
+            break
+
+
+def main(argv: list[str]) -> int:
+    prepare(int(argv[1]) if len(argv) > 1 else 0)
+    running = start(argv[0])
+    print(f"PORT {running.port} {running.http_port or 0}", flush=True)
+    try:
+        command_loop(running)
+    finally:
+        running.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,302 @@
+"""The echo servers the benchmark compares; each runs in its own subprocess (see `serve`).
+
+Every server is started by a `start_*` function that returns a `Running`: the TCP port it
+listens on, a `stop` callable, and an optional `extra` callable that reports variant-specific
+figures (the engine's wait counters) as a JSON-able dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import select
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Running:
+    port: int
+    stop: Callable[[], None]
+    extra: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    http_port: int | None = None
+
+
+# --- (c) stdlib asyncio Protocol echo server: the reference -------------------------------
+
+
+class _EchoProtocol(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+def start_asyncio() -> Running:
+    loop = asyncio.new_event_loop()
+    ready: list[int] = []
+    started = threading.Event()
+
+    async def boot() -> None:
+        server = await loop.create_server(_EchoProtocol, HOST, 0, backlog=4096)
+        ready.append(server.sockets[0].getsockname()[1])
+        started.set()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(boot())
+        loop.run_forever()
+
+    threading.Thread(target=run, name="asyncio-echo", daemon=True).start()
+    started.wait(10)
+    return Running(port=ready[0], stop=lambda: loop.call_soon_threadsafe(loop.stop))
+
+
+# --- bare loop: a minimal raw epoll echo loop, no engine -----------------------------------
+
+
+def _bare_loop(lsock: socket.socket, stop: threading.Event) -> None:
+    ep = select.epoll()
+    lfd = lsock.fileno()
+    ep.register(lfd, select.EPOLLIN)
+    conns: dict[int, socket.socket] = {}
+    pending: dict[int, bytes] = {}
+    while not stop.is_set():
+        for fd, ev in ep.poll(0.25):
+            if fd == lfd:
+                _bare_accept(lsock, ep, conns)
+            elif ev & select.EPOLLOUT:
+                _bare_flush(fd, ep, conns, pending)
+            else:
+                _bare_read(fd, ep, conns, pending)
+
+
+def _bare_accept(lsock: socket.socket, ep: select.epoll, conns: dict[int, socket.socket]) -> None:
+    try:
+        sock, _ = lsock.accept()
+    except BlockingIOError:
+        return
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conns[sock.fileno()] = sock
+    ep.register(sock.fileno(), select.EPOLLIN)
+
+
+def _bare_close(fd: int, ep: select.epoll, conns: dict[int, socket.socket]) -> None:
+    ep.unregister(fd)
+    conns.pop(fd).close()
+
+
+def _bare_read(
+    fd: int, ep: select.epoll, conns: dict[int, socket.socket], pending: dict[int, bytes]
+) -> None:
+    sock = conns[fd]
+    try:
+        data = sock.recv(65536)
+    except BlockingIOError:
+        return
+    except OSError:
+        data = b""
+    if not data:
+        _bare_close(fd, ep, conns)
+        pending.pop(fd, None)
+        return
+    try:
+        sent = sock.send(data)
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        pending[fd] = data[sent:]
+        ep.modify(fd, select.EPOLLOUT)
+
+
+def _bare_flush(
+    fd: int, ep: select.epoll, conns: dict[int, socket.socket], pending: dict[int, bytes]
+) -> None:
+    data = pending.pop(fd)
+    try:
+        sent = conns[fd].send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        _bare_close(fd, ep, conns)
+        return
+    if sent < len(data):
+        pending[fd] = data[sent:]
+    else:
+        ep.modify(fd, select.EPOLLIN)
+
+
+def start_bare() -> Running:
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind((HOST, 0))
+    lsock.listen(4096)
+    lsock.setblocking(False)
+    stop = threading.Event()
+    threading.Thread(target=_bare_loop, args=(lsock, stop), name="bare-echo", daemon=True).start()
+    return Running(port=lsock.getsockname()[1], stop=stop.set)
+
+
+# --- (a) the muxscope engine, unobserved (or with a wait-only counter) ---------------------
+
+
+class WaitCpu:
+    """Wraps the engine backend's ``wait`` to add up the CPU time the call itself costs.
+
+    The engine's own ``stats.wait_us`` is wall time, which includes blocking until the next
+    message arrives; the thread's CPU clock (CLOCK_THREAD_CPUTIME_ID) around the call counts only
+    the kernel's scan and the backend's own Python work. Benchmark-only: it reaches into
+    ``engine.loop.backend``, which is not part of the engine's public API.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.cpu_s = 0.0
+        self.ok = False
+        backend = getattr(getattr(engine, "loop", None), "backend", None)
+        if backend is not None and hasattr(backend, "wait"):
+            inner = backend.wait
+            clock = time.thread_time
+
+            def wait(timeout: float | None) -> Any:
+                t0 = clock()
+                try:
+                    return inner(timeout)
+                finally:
+                    self.cpu_s += clock() - t0
+
+            backend.wait = wait
+            self.ok = True
+
+
+def _thread_cpu_s(name: str) -> float:
+    """CPU seconds of the live thread called `name` (from /proc schedstat, ns precision)."""
+    for t in threading.enumerate():
+        if t.name == name and t.native_id is not None:
+            try:
+                with open(f"/proc/self/task/{t.native_id}/schedstat") as f:
+                    return int(f.read().split()[0]) / 1e9
+            except OSError:
+                return 0.0
+    return 0.0
+
+
+def _stats_dict(stats: Any) -> dict[str, Any]:
+    if hasattr(stats, "as_dict"):
+        return dict(stats.as_dict())
+    names = getattr(stats, "__slots__", ()) or vars(stats)
+    return {name: getattr(stats, name) for name in names}
+
+
+def start_engine(
+    backend: str, trigger: str, write: str, count_waits: bool = False
+) -> Running:
+    from mux import Engine, EngineConfig  # imported late: the engine may not exist yet
+
+    cfg = EngineConfig(
+        host=HOST, tcp_port=0, udp=False, backend=backend, trigger=trigger, write=write,
+        max_connections=12_000,
+    )
+    engine = Engine(cfg)
+    wait_cpu = WaitCpu(engine) if count_waits else None
+    engine.start()
+
+    def extra() -> dict[str, Any]:
+        out: dict[str, Any] = {"stats": _stats_dict(engine.stats),
+                               "engine_cpu_s": _thread_cpu_s("mux-engine")}
+        if wait_cpu is not None and wait_cpu.ok:
+            out["wait_cpu_s"] = wait_cpu.cpu_s
+        return out
+
+    def stop() -> None:
+        engine.stop()
+        engine.join(timeout=5)
+
+    return Running(port=engine.tcp_port, stop=stop, extra=extra)
+
+
+# --- (b) the app as it runs, with uvicorn in this process ----------------------------------
+
+
+def _settings(settings_cls: Any, write: str) -> Any:
+    """Build the app's Settings for a loopback run on free ports, whatever its exact shape."""
+    wanted: dict[str, Any] = {
+        "host": HOST, "http_port": 0, "echo_port": 0, "udp": False, "no_udp": True,
+        "udp_port": None, "max_connections": 12_000, "backend": "epoll",
+        "trigger": "level", "write": write,
+    }
+    names = _field_names(settings_cls)
+    return settings_cls(**{k: v for k, v in wanted.items() if k in names})
+
+
+def _field_names(cls: Any) -> set[str]:
+    if hasattr(cls, "model_fields"):
+        return set(cls.model_fields)
+    if hasattr(cls, "__dataclass_fields__"):
+        return set(cls.__dataclass_fields__)
+    import inspect
+
+    return set(inspect.signature(cls).parameters)
+
+
+def http_json(port: int, method: str, path: str, body: Any = None, timeout: float = 10) -> Any:
+    """A small JSON HTTP client on 127.0.0.1 (stdlib only)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://{HOST}:{port}{path}", data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def _wait_http(port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            http_json(port, "GET", "/healthz", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("the app did not answer /healthz")
+
+
+def start_app(write: str) -> Running:
+    """The app exactly as ``muxscope`` serves it: create_app + uvicorn, in this process."""
+    import uvicorn
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    app = create_app(_settings(Settings, write))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    http_port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    th = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                          name="uvicorn")
+    th.start()
+    _wait_http(http_port, time.monotonic() + 20)
+    state = http_json(http_port, "POST", "/api/backend",
+                      {"name": "epoll", "trigger": "level", "write": write})
+    port = int(state["listeners"]["tcp"]["port"])
+    engine = getattr(getattr(app, "state", None), "engine", None)
+
+    def stop() -> None:
+        server.should_exit = True
+        th.join(timeout=5)
+        if engine is not None:
+            engine.stop()
+            engine.join(timeout=5)
+
+    return Running(port=port, stop=stop, http_port=http_port)

@@ -1,0 +1,82 @@
+"""The one door for events from the engine thread to the asyncio loop.
+
+The engine calls `EventTap.sink` for every event on its own thread. The sink is the bound
+`append` of a `deque(maxlen=N)`: implemented in C, atomic under the GIL, O(1), never blocks and
+never grows past N (the oldest events fall off). Nothing here counts losses: the seq gaps they
+leave are turned into exact `dropped` counts per client by the hub.
+
+`pump()` runs on the loop and drains the deque on a timer (~30 ms), so the engine never pays a
+`call_soon_threadsafe` (a syscall) per event, and hands each batch to the hub and to any other
+per-batch consumers (trace ring, recorder, metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from app.hub import Hub
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+Consumer = Callable[[list[Event]], None]
+
+DEFAULT_TAP_SIZE = 100_000
+DEFAULT_MAX_BATCH = 20_000
+DEFAULT_INTERVAL = 0.03
+
+
+class EventTap:
+    """An engine observer that parks events in a bounded deque for the pump."""
+
+    def __init__(self, maxlen: int = DEFAULT_TAP_SIZE) -> None:
+        self._events: deque[Event] = deque(maxlen=maxlen)
+        # One bound method object, kept, so `observers.remove(tap.sink)` finds it again.
+        self.sink: Callable[[Event], None] = self._events.append
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def drain(self, limit: int = DEFAULT_MAX_BATCH) -> list[Event]:
+        """Take the events present now, oldest first; beyond `limit`, discard the oldest.
+
+        Only the count seen on entry is taken, so a producer that keeps appending cannot keep
+        this loop (and the asyncio loop) busy forever.
+        """
+        popleft = self._events.popleft
+        available = len(self._events)
+        for _ in range(available - limit):
+            popleft()
+        return [popleft() for _ in range(min(available, limit))]
+
+
+async def pump(
+    tap: EventTap,
+    hub: Hub,
+    interval: float = DEFAULT_INTERVAL,
+    consumers: Sequence[Consumer] = (),
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> None:
+    """Every `interval` s, move what the tap holds to the hub and the consumers. Runs forever.
+
+    Cancel the task to stop it. A failing consumer (or an event that cannot be encoded) is
+    logged and the pump goes on: the lost batch shows up as a seq gap, i.e. as `dropped`.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        batch = tap.drain(max_batch)
+        if batch:
+            deliver(batch, hub, consumers)
+
+
+def deliver(batch: list[Event], hub: Hub, consumers: Sequence[Consumer] = ()) -> None:
+    """Hand one batch to the hub, then to each consumer, isolating their failures."""
+    for consume in (hub.publish, *consumers):
+        try:
+            consume(batch)
+        except Exception:
+            log.exception("event consumer %r failed on a batch of %d events", consume, len(batch))

@@ -1,0 +1,192 @@
+"""Fan-out of engine events to dashboard websockets: one encode per batch, bounded per client.
+
+`Hub.publish()` runs on the asyncio loop (called by the pump): it encodes a batch of events
+once with orjson and appends the bytes to every subscriber's queue. Each queue is bounded in
+bytes; when it overflows, its oldest batches are dropped — the publisher never blocks and no
+queue grows. A subscriber never counts what it lost: `dropped` in each frame is derived from
+seq gaps (`last seq of the frame - last seq sent before - events in the frame`), so "the gaps
+add up to the sum of dropped" holds wherever an event was lost (at the tap, in the pump or
+here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+DEFAULT_MAX_CLIENTS = 16
+DEFAULT_MAX_QUEUE_BYTES = 4 << 20
+DEFAULT_SEND_TIMEOUT = 5.0
+# Coalescing stops once a frame holds this much (a single larger batch still goes out whole).
+MAX_FRAME_BYTES = 1 << 20
+# publish() encodes in slices of this many events, so that a queue overflowing drops its oldest
+# events in small steps instead of a whole pump tick (up to 20,000 events) at once.
+BATCH_EVENTS = 1024
+
+
+class HubFull(RuntimeError):
+    """Raised by `Hub.subscribe()` when `max_clients` subscriptions are already open."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Encoded events: `data` is the JSON array `[...]` of `count` events, seqs ascending."""
+
+    first_seq: int
+    last_seq: int
+    count: int
+    data: bytes
+
+    @classmethod
+    def encode(cls, events: list[dict[str, Any]]) -> Batch:
+        data = orjson.dumps(events)
+        return cls(events[0]["seq"], events[-1]["seq"], len(events), data)
+
+    def after(self, seq: int) -> Batch | None:
+        """This batch without its events whose seq is <= `seq` (re-encoded), or None if empty."""
+        if self.first_seq > seq:
+            return self
+        if self.last_seq <= seq:
+            return None
+        events = [event for event in orjson.loads(self.data) if event["seq"] > seq]
+        return Batch.encode(events)
+
+
+class Subscription:
+    """One client's bounded queue of batches and its exact `dropped` accounting."""
+
+    def __init__(self, max_queue_bytes: int) -> None:
+        self.max_queue_bytes = max_queue_bytes
+        self.queued_bytes = 0
+        self.peak_queued_bytes = 0
+        self.dropped_total = 0
+        self.events_sent = 0
+        self.frames_sent = 0
+        self._batches: deque[Batch] = deque()
+        self._wake = asyncio.Event()
+        self._last_seq: int | None = None
+        self._start_seq: int | None = None
+
+    def push(self, batch: Batch) -> None:
+        """Queue a batch; drop the oldest batches while over the byte bound. Never blocks."""
+        if self._start_seq is not None and batch.first_seq <= self._start_seq:
+            # Still in flight (tap, pump) when the snapshot was taken: the snapshot covers it.
+            trimmed = batch.after(self._start_seq)
+            if trimmed is None:
+                return
+            batch = trimmed
+        self._batches.append(batch)
+        self.queued_bytes += len(batch.data)
+        while self.queued_bytes > self.max_queue_bytes and self._batches:
+            self.queued_bytes -= len(self._batches.popleft().data)
+        self.peak_queued_bytes = max(self.peak_queued_bytes, self.queued_bytes)
+        if self._batches:
+            self._wake.set()
+
+    def start_after(self, seq: int) -> None:
+        """Start the stream after the snapshot's `seq`: discard everything at or before it,
+        whether queued already or published later (events still in the tap or the pump)."""
+        self._last_seq = self._start_seq = seq
+        kept: deque[Batch] = deque()
+        for batch in self._batches:
+            trimmed = batch.after(seq)
+            if trimmed is not None:
+                kept.append(trimmed)
+        self._batches = kept
+        self.queued_bytes = sum(len(batch.data) for batch in kept)
+
+    async def next_frame(self, timeout: float | None = None) -> bytes | None:
+        """The next `events` frame (several batches coalesced), or None after `timeout` s."""
+        if self._last_seq is None:
+            raise RuntimeError("start_after(seq) must be called before next_frame()")
+        while not self._batches:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self._take_frame()
+
+    def _take_frame(self) -> bytes:
+        """Pop queued batches (up to MAX_FRAME_BYTES) and splice them into one frame."""
+        assert self._last_seq is not None
+        taken = [self._batches.popleft()]
+        size = len(taken[0].data)
+        while self._batches and size + len(self._batches[0].data) <= MAX_FRAME_BYTES:
+            taken.append(self._batches.popleft())
+            size += len(taken[-1].data)
+        self.queued_bytes -= size
+        count = sum(batch.count for batch in taken)
+        last_seq = taken[-1].last_seq
+        dropped = last_seq - self._last_seq - count
+        self._last_seq = last_seq
+        self.dropped_total += dropped
+        self.events_sent += count
+        self.frames_sent += 1
+        return _events_frame(dropped, taken)
+
+
+def _events_frame(dropped: int, batches: list[Batch]) -> bytes:
+    """`{"type":"events","dropped":n,"events":[...]}` from pre-encoded arrays, no re-encoding."""
+    head = b'{"type":"events","dropped":%d,"events":' % dropped
+    if len(batches) == 1:
+        return b"".join((head, batches[0].data, b"}"))
+    inner = b",".join(memoryview(batch.data)[1:-1] for batch in batches)
+    return b"".join((head, b"[", inner, b"]}"))
+
+
+class Hub:
+    """Bounded fan-out: at most `max_clients` subscriptions of `max_queue_bytes` each."""
+
+    def __init__(
+        self,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+    ) -> None:
+        self.max_clients = max_clients
+        self.max_queue_bytes = max_queue_bytes
+        self.send_timeout = send_timeout
+        self.events_published = 0
+        self.bytes_encoded = 0
+        self.peak_queued_bytes = 0  # the largest any subscription's queue has ever held
+        self._subscriptions: set[Subscription] = set()
+
+    @property
+    def clients(self) -> int:
+        return len(self._subscriptions)
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return tuple(self._subscriptions)
+
+    def publish(self, events: list[dict[str, Any]]) -> None:
+        """Encode `events` once and queue them for every subscriber (call on the loop)."""
+        if not self._subscriptions:  # nobody listens: nothing to encode
+            self.events_published += len(events)
+            return
+        for start in range(0, len(events), BATCH_EVENTS):
+            batch = Batch.encode(events[start : start + BATCH_EVENTS])
+            self.events_published += batch.count
+            self.bytes_encoded += len(batch.data)
+            for subscription in self._subscriptions:
+                subscription.push(batch)
+                self.peak_queued_bytes = max(self.peak_queued_bytes, subscription.queued_bytes)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[Subscription]:
+        """A subscription for the duration of the block; `HubFull` if there is no room."""
+        if len(self._subscriptions) >= self.max_clients:
+            raise HubFull(f"too many dashboard clients (max {self.max_clients})")
+        subscription = Subscription(self.max_queue_bytes)
+        self._subscriptions.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.discard(subscription)

@@ -1,0 +1,120 @@
+"""The app factory: the engine thread, the event pump and the routes, for one Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from app import __version__
+from app.bridge import EventTap, pump
+from app.hub import Hub
+from app.metrics import Metrics
+from app.record import JsonlRecorder
+from app.routes import api, live, pages
+from app.security import SecurityMiddleware
+from app.settings import Settings
+from app.trace import TraceRing
+from mux import Engine, EngineConfig, LoadGenerator
+
+HERE = Path(__file__).resolve().parent
+
+
+def _asset_dir(name: str) -> Path:
+    """Next to the package in a wheel (force-included), one level up in a source checkout."""
+    for candidate in (HERE / name, HERE.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError(f"muxscope's {name}/ directory is missing from the installation")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; a live engine binds its listeners here (OSError if it cannot)."""
+    settings = settings or Settings()
+    if settings.replay:
+        from app.replay import build_replay_state
+
+        return _assemble(settings, build_replay_state(settings))
+    engine = Engine(EngineConfig(**settings.engine_config_kwargs()))
+    return _assemble(settings, _live_state(settings, engine))
+
+
+def _live_state(settings: Settings, engine: Engine) -> dict[str, Any]:
+    tap = EventTap()
+    hub = Hub(max_clients=settings.max_clients)
+    ring = TraceRing()
+
+    async def snapshot() -> tuple[dict[str, Any], int, float]:
+        state, seq = await asyncio.wrap_future(engine.snapshot())
+        return state, seq, engine.observers.started_at
+
+    def stats() -> dict[str, Any]:
+        return engine.counters()
+
+    def dropped() -> int:
+        return sum(s.dropped_total for s in hub.subscriptions)
+
+    metrics = Metrics(stats, dropped)
+    return {"engine": engine, "tap": tap, "hub": hub, "trace": ring, "metrics": metrics,
+            "snapshot_provider": snapshot, "stats_provider": stats,
+            "load": None, "started_at": engine.observers.started_at}
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state = app.state
+    engine: Engine | None = state.engine
+    tasks: list[asyncio.Task[Any]] = []
+    recorder = None
+    if engine is not None:
+        engine.observers.add(state.tap.sink)
+        consumers: list[Any] = [state.trace, state.metrics]
+        if state.settings.record:
+            recorder = JsonlRecorder(state.settings.record, state.settings.record_max_mb)
+            # The loop thread has not started yet, so reading its state here is safe.
+            recorder.write_snapshot(engine.describe(), engine.observers.seq,
+                                    engine.observers.started_at)
+            consumers.append(recorder)
+        engine.start()
+        state.load = LoadGenerator(_client_host(state.settings.host), engine.tcp_port,
+                                   cap=state.settings.load_cap)
+        tasks.append(asyncio.create_task(pump(state.tap, state.hub, consumers=consumers)))
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if state.load is not None:
+            await asyncio.to_thread(state.load.close)
+        if engine is not None:
+            engine.stop()
+            await asyncio.to_thread(engine.join, 5)
+        if recorder is not None:
+            recorder.close()
+
+
+def _client_host(host: str) -> str:
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
+    app = FastAPI(title="muxscope", version=__version__, lifespan=_lifespan,
+                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app.state.settings = settings
+    for key, value in state.items():
+        setattr(app.state, key, value)
+    app.state.templates = Jinja2Templates(directory=str(_asset_dir("templates")))
+    app.mount("/static", StaticFiles(directory=str(_asset_dir("static"))), name="static")
+    app.include_router(pages.router)
+    app.include_router(api.router)
+    app.include_router(live.router)
+    app.add_middleware(SecurityMiddleware, loopback_only=settings.loopback,
+                       token=settings.token)
+    return app

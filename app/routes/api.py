@@ -1,0 +1,108 @@
+"""The JSON API of SPEC §4. Engine calls go through its control door and are awaited."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.schemas import BackendRequest, LoadRequest, LoopRequest
+from app.trace import to_chrome
+from mux import Engine, FdLimitError, LoadCapError
+
+router = APIRouter()
+T = TypeVar("T")
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine | None = request.app.state.engine
+    if engine is None:
+        raise HTTPException(409, "this is a replay of a recording: there is no live engine")
+    return engine
+
+
+async def _run(future: Future[T]) -> T:
+    """Await an engine command; its refusals become 409s a person can act on."""
+    try:
+        return await asyncio.wrap_future(future)
+    except (FdLimitError, LoadCapError, ValueError, RuntimeError) as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.get("/api/state")
+async def get_state(request: Request) -> Response:
+    if request.app.state.engine is None:
+        return _json(request.app.state.replay_state)
+    return _json(await _run(_engine(request).state()))
+
+
+@router.post("/api/backend")
+async def post_backend(body: BackendRequest, request: Request) -> Response:
+    engine = _engine(request)
+    state = await _run(engine.switch_backend(body.name, body.trigger, body.oneshot, body.write))
+    return _json(state)
+
+
+@router.post("/api/loop")
+async def post_loop(body: LoopRequest, request: Request) -> dict[str, Any]:
+    engine = _engine(request)
+    if body.delay_ms is not None:
+        return await _run(engine.set_delay(body.delay_ms))
+    action = {"pause": engine.pause, "resume": engine.resume, "step": engine.step}
+    return await _run(action[body.action or "pause"]())
+
+
+@router.post("/api/connections/{fd}/close")
+async def close_connection(fd: int, request: Request) -> dict[str, Any]:
+    if not await _run(_engine(request).close_connection(fd)):
+        raise HTTPException(404, f"fd {fd} is not an open echo connection")
+    return {"closed": fd}
+
+
+@router.post("/api/load", status_code=202)
+async def post_load(body: LoadRequest, request: Request) -> dict[str, Any]:
+    _engine(request)
+    load = request.app.state.load
+    total = await _run(load.add(body.connections, body.message_size, body.rate))
+    return {"connections": total, "cap": load.cap}
+
+
+@router.delete("/api/load")
+async def delete_load(request: Request) -> dict[str, Any]:
+    _engine(request)
+    load = request.app.state.load
+    await _run(load.remove_all())
+    return {"connections": 0, "cap": load.cap}
+
+
+@router.get("/api/trace")
+async def get_trace(request: Request,
+                    format: str = Query("jsonl", pattern="^(jsonl|chrome)$")) -> Response:
+    ring = request.app.state.trace
+    if format == "chrome":
+        body = orjson.dumps(to_chrome(ring.events(), request.app.state.started_at))
+        return Response(body, media_type="application/json", headers={
+            "Content-Disposition": 'attachment; filename="muxscope-trace.json"'})
+    return StreamingResponse(_lines(ring.jsonl()), media_type="application/x-ndjson",
+                             headers={"Content-Disposition":
+                                      'attachment; filename="muxscope-trace.jsonl"'})
+
+
+def _lines(lines: Iterator[bytes]) -> Iterator[bytes]:
+    yield from lines
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)
+
+
+def _json(body: Any) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -1,0 +1,139 @@
+"""WS /ws: a snapshot, then events and stats frames (SPEC §4), bounded per client (SPEC §6).
+
+The handler subscribes to the hub *before* asking for the snapshot, then drops what the
+snapshot already covers (`start_after(seq)`), so no event falls between the two. Two tasks run
+per socket: the writer (frames from the hub, a stats frame every half second) and the reader
+(which only watches for disconnects and misbehaving clients). Whichever ends first ends both.
+Every send is bounded by `hub.send_timeout`: a client that stops reading is closed with 1008
+and unsubscribed, never buffered without bound, never allowed to stall the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from app.hub import Hub, HubFull, Subscription
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+STATS_INTERVAL = 0.5  # SPEC: at least once a second; half that leaves room for a slow send
+MAX_CLIENT_TEXT = 64 << 10
+CLOSE_TIMEOUT = 1.0
+STATS_KEYS = ("events_total", "connections", "bytes_in", "bytes_out", "waits")
+
+SnapshotProvider = Callable[[], Awaitable[tuple[dict[str, Any], int, float]]]
+StatsProvider = Callable[[], dict[str, Any]]
+Close = tuple[int, str]
+
+
+@router.websocket("/ws")
+async def live(websocket: WebSocket) -> None:
+    hub: Hub = websocket.app.state.hub
+    try:
+        async with hub.subscribe() as subscription:
+            await websocket.accept()
+            await _serve(websocket, hub, subscription)
+    except HubFull as exc:  # raised on entry only, before anything was accepted
+        # Accept first: a close before accept is an HTTP 403 and the reason would be lost.
+        await websocket.accept()
+        await _close(websocket, (1013, str(exc)))
+
+
+async def _serve(websocket: WebSocket, hub: Hub, subscription: Subscription) -> None:
+    """Run the writer and the reader until either ends, then close if one asked to."""
+    writer = asyncio.create_task(_write_frames(websocket, hub, subscription))
+    reader = asyncio.create_task(_read_client(websocket))
+    try:
+        done, _ = await asyncio.wait((writer, reader), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (writer, reader):
+            task.cancel()
+        await asyncio.gather(writer, reader, return_exceptions=True)
+    close = next(iter(done)).result()
+    if close is not None:
+        await _close(websocket, close)
+
+
+async def _write_frames(websocket: WebSocket, hub: Hub, subscription: Subscription) -> Close | None:
+    """Snapshot, then events and stats until the client goes away or is too slow."""
+    provider: SnapshotProvider = websocket.app.state.snapshot_provider
+    stats: StatsProvider = websocket.app.state.stats_provider
+    try:
+        state, last_seq, started_at = await provider()
+    except Exception:
+        log.exception("snapshot for a websocket client failed")
+        return 1011, "snapshot unavailable"
+    snapshot = {"type": "snapshot", "state": state, "seq": last_seq, "started_at": started_at}
+    try:
+        if not await _send(websocket, _dumps(snapshot), hub.send_timeout):
+            return 1008, "client too slow"
+        subscription.start_after(last_seq)
+        return await _stream(websocket, hub, subscription, stats)
+    except WebSocketDisconnect:
+        return None
+
+
+async def _stream(
+    websocket: WebSocket, hub: Hub, subscription: Subscription, stats: StatsProvider
+) -> Close | None:
+    loop = asyncio.get_running_loop()
+    next_stats = loop.time()
+    while True:
+        frame = await subscription.next_frame(max(0.0, next_stats - loop.time()))
+        if frame is not None and not await _send(websocket, frame, hub.send_timeout):
+            return 1008, "client too slow"
+        if loop.time() >= next_stats:
+            if not await _send(websocket, _stats_frame(stats, subscription), hub.send_timeout):
+                return 1008, "client too slow"
+            next_stats = loop.time() + STATS_INTERVAL
+
+
+def _stats_frame(stats: StatsProvider, subscription: Subscription) -> bytes:
+    numbers = stats()
+    frame: dict[str, Any] = {"type": "stats", "dropped_total": subscription.dropped_total}
+    frame.update((key, numbers.get(key, 0)) for key in STATS_KEYS)
+    return _dumps(frame)
+
+
+async def _read_client(websocket: WebSocket) -> Close | None:
+    """Ignore small text messages; close on binary or oversized text; end on disconnect."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        if message.get("bytes") is not None:
+            return 1003, "binary frames are not accepted"
+        text = message.get("text") or ""
+        if len(text) > MAX_CLIENT_TEXT or len(text.encode()) > MAX_CLIENT_TEXT:
+            return 1009, f"message too big (max {MAX_CLIENT_TEXT >> 10} KiB)"
+
+
+async def _send(websocket: WebSocket, frame: bytes, timeout: float) -> bool:
+    """Send one text frame; False if it did not go out within `timeout` seconds."""
+    try:
+        await asyncio.wait_for(websocket.send_text(frame.decode()), timeout)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _close(websocket: WebSocket, close: Close) -> None:
+    """Close politely, but never wait long: a peer that does not read may never take it."""
+    code, reason = close
+    try:
+        await asyncio.wait_for(websocket.close(code, reason), CLOSE_TIMEOUT)
+    except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+        log.debug("websocket close %d (%s) not delivered", code, reason)
+
+
+def _dumps(frame: dict[str, Any]) -> bytes:
+    return orjson.dumps(frame, option=orjson.OPT_NON_STR_KEYS)

@@ -1,0 +1,25 @@
+"""The dashboard page and the health check."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from app import __version__
+
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index(request: Request) -> HTMLResponse:
+    settings = request.app.state.settings
+    token = request.query_params.get("token", "") if settings.token else ""
+    return request.app.state.templates.TemplateResponse(
+        request, "index.html",
+        {"version": __version__, "token": token, "replay": settings.replay},
+    )
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, bool]:
+    return {"ok": True}

@@ -1,0 +1,58 @@
+"""Request bodies. Literal types and bounds give FastAPI's 422 for free; extra fields are
+forbidden so a typo is an error, not a silent no-op."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class BackendRequest(Strict):
+    name: Literal["select", "poll", "epoll"]
+    trigger: Literal["level", "edge"] = "level"
+    oneshot: bool = False
+    write: Literal["queued", "eager"] | None = None
+
+    @model_validator(mode="after")
+    def _epoll_only_modes(self) -> BackendRequest:
+        if self.name != "epoll" and (self.trigger == "edge" or self.oneshot):
+            raise ValueError(f"{self.name} has no edge-triggered or one-shot mode (epoll only)")
+        return self
+
+
+class LoopRequest(Strict):
+    action: Literal["pause", "resume", "step"] | None = None
+    delay_ms: int | None = Field(default=None, ge=0, le=5000)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LoopRequest:
+        if (self.action is None) == (self.delay_ms is None):
+            raise ValueError("give exactly one of 'action' or 'delay_ms'")
+        return self
+
+
+class LoadRequest(Strict):
+    connections: int = Field(ge=1, le=100_000)
+    message_size: int = Field(ge=1, le=1 << 20)
+    rate: float = Field(ge=0, le=1000)
+
+
+class BreakpointRequest(Strict):
+    when: Literal["readable", "writable", "hup", "queue_over", "backpressure"]
+    fd: int | None = Field(default=None, ge=0)
+    depth: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _depth_for_queue(self) -> BreakpointRequest:
+        if self.when == "queue_over" and self.depth is None:
+            raise ValueError("'queue_over' needs 'depth' (the queue depth in chunks)")
+        return self
+
+
+class FlawRequest(Strict):
+    on: bool

@@ -1,0 +1,229 @@
+"""Security middleware: same-origin, DNS-rebinding and token checks (SPEC §6).
+
+A pure ASGI middleware, so it sees websocket upgrades as well as HTTP requests (Starlette's
+``BaseHTTPMiddleware`` never does). Checks, in order:
+
+1. On a loopback bind, the ``Host`` header must name a loopback host (``localhost``,
+   ``127.0.0.1`` or ``[::1]``, with or without a port) -> else 403 (DNS rebinding).
+2. A state-changing request (POST/PUT/PATCH/DELETE) or any websocket upgrade that carries an
+   ``Origin`` must come from ``http://`` + the request's own ``Host`` -> else 403
+   (``Origin: null`` included). No ``Origin`` at all (curl, scripts) is allowed.
+3. With a token, every ``/api``, ``/metrics`` and ``/ws`` request must carry it, as
+   ``Authorization: Bearer <token>`` or ``?token=<token>`` -> else 401.
+
+Every HTTP response also gets a strict Content-Security-Policy and friends.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_SECURITY_HEADER_NAMES = {name for name, _ in SECURITY_HEADERS}
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+PROTECTED_PREFIXES = ("/api", "/metrics", "/ws")
+LOOPBACK_HOSTNAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+class Refusal(Exception):
+    """A request the middleware refuses: an HTTP status and a reason a person can read."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when a bind address is loopback: 127.0.0.0/8, ::1 or localhost."""
+    name = host.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        addr = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
+    return addr.is_loopback
+
+
+def host_header_is_loopback(host: str) -> bool:
+    """True when a ``Host`` header value names a loopback host, with or without a port."""
+    name, port = _split_host_header(host.strip().lower())
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        return False
+    return name in LOOPBACK_HOSTNAMES
+
+
+def _split_host_header(host: str) -> tuple[str, str | None]:
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            return host, None
+        rest = host[end + 1 :]
+        if not rest:
+            return host, None
+        return host[: end + 1], rest[1:] if rest.startswith(":") else "invalid"
+    name, sep, port = host.partition(":")
+    return (name, port) if sep else (name, None)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _token_from_request(scope: Scope) -> str | None:
+    auth = _header(scope, b"authorization")
+    if auth:
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    values = parse_qs(query).get("token")
+    return values[0] if values else None
+
+
+def _token_matches(given: str | None, expected: str) -> bool:
+    if given is None:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+class SecurityMiddleware:
+    """ASGI middleware enforcing SPEC §6 on HTTP requests and websocket upgrades."""
+
+    def __init__(self, app: ASGIApp, *, loopback_only: bool, token: str | None) -> None:
+        self.app = app
+        self.loopback_only = loopback_only
+        self.token = token or None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            self.check(scope)
+        except Refusal as refusal:
+            if kind == "http":
+                await _refuse_http(send, refusal)
+            else:
+                await _refuse_websocket(scope, receive, send, refusal)
+            return
+        if kind == "http":
+            await self.app(scope, receive, _with_security_headers(send))
+        else:
+            await self.app(scope, receive, send)
+
+    def check(self, scope: Scope) -> None:
+        """Raise ``Refusal`` when the request must not reach the app."""
+        host = _header(scope, b"host")
+        if self.loopback_only:
+            self._check_host(host)
+        if scope["type"] == "websocket" or scope.get("method", "GET").upper() in UNSAFE_METHODS:
+            self._check_origin(scope, host)
+        if self.token is not None:
+            self._check_token(scope)
+
+    @staticmethod
+    def _check_host(host: str | None) -> None:
+        if not host:
+            raise Refusal(403, "Missing Host header.")
+        if not host_header_is_loopback(host):
+            raise Refusal(
+                403,
+                "Host not allowed: this server only answers to localhost, 127.0.0.1 or [::1].",
+            )
+
+    @staticmethod
+    def _check_origin(scope: Scope, host: str | None) -> None:
+        origin = _header(scope, b"origin")
+        if origin is None:
+            return
+        if not host or origin.strip().lower() != "http://" + host.strip().lower():
+            raise Refusal(403, "Cross-origin request refused.")
+
+    def _check_token(self, scope: Scope) -> None:
+        path = scope.get("path", "")
+        if not path.startswith(PROTECTED_PREFIXES):
+            return
+        assert self.token is not None
+        if not _token_matches(_token_from_request(scope), self.token):
+            raise Refusal(401, "Missing or wrong token: use the dashboard URL printed at start.")
+
+
+def _with_security_headers(send: Send) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [
+                (name, value)
+                for name, value in message.get("headers", [])
+                if bytes(name).lower() not in _SECURITY_HEADER_NAMES
+            ]
+            message["headers"] = headers + SECURITY_HEADERS
+        await send(message)
+
+    return wrapped
+
+
+def _refusal_response(refusal: Refusal) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps({"detail": refusal.detail}).encode("utf-8")
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *SECURITY_HEADERS,
+    ]
+    if refusal.status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    return headers, body
+
+
+async def _refuse_http(send: Send, refusal: Refusal) -> None:
+    headers, body = _refusal_response(refusal)
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
+    """Refuse before accept: a real HTTP status if the server supports it, else close 1008."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        headers, body = _refusal_response(refusal)
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": refusal.status,
+                "headers": headers,
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": refusal.detail})

@@ -1,0 +1,119 @@
+"""The flight recorder (a bounded ring of recent events) and its exports.
+
+Events are kept encoded (orjson bytes, ~120 B each) rather than as dicts (~500 B), so the
+default ring of 200,000 events — hours of interactive use — costs tens of MB, not hundreds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+DEFAULT_RING_EVENTS = 200_000
+LOOP_TID = 0
+
+
+class TraceRing:
+    """Keeps the last `maxlen` events; a pump consumer."""
+
+    def __init__(self, maxlen: int = DEFAULT_RING_EVENTS) -> None:
+        self._ring: deque[bytes] = deque(maxlen=maxlen)
+        self.maxlen = maxlen
+
+    def __call__(self, batch: list[dict[str, Any]]) -> None:
+        dumps = orjson.dumps
+        self._ring.extend(dumps(event) for event in batch)
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    def encoded(self) -> list[bytes]:
+        return list(self._ring)
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        for line in list(self._ring):
+            yield orjson.loads(line)
+
+    def jsonl(self) -> Iterator[bytes]:
+        for line in list(self._ring):
+            yield line + b"\n"
+
+
+def to_chrome(events: Iterable[dict[str, Any]], started_at: float = 0.0) -> dict[str, Any]:
+    """Trace Event Format (Perfetto, chrome://tracing): a track per fd plus a loop track;
+    waits as slices, readiness as instants, queue depth and bytes as counters, and flow
+    arrows from each recv to the send that echoes its first byte."""
+    out: list[dict[str, Any]] = []
+    tracks: dict[int, str] = {LOOP_TID: "loop"}
+    flows = _FlowMatcher()
+    totals = {"in": 0, "out": 0}
+    for event in events:
+        us = event["ts"] * 1e6
+        kind = event["kind"]
+        fd = event.get("fd")
+        if fd is not None and fd not in tracks:
+            tracks[fd] = f"fd {fd}"
+        out += _convert(event, kind, us, fd, flows, totals)
+    for tid, name in tracks.items():
+        out.append({"ph": "M", "name": "thread_name", "pid": 1, "tid": tid,
+                    "args": {"name": name}})
+    out.append({"ph": "M", "name": "process_name", "pid": 1, "tid": 0,
+                "args": {"name": "muxscope engine"}})
+    return {"traceEvents": out, "displayTimeUnit": "ms",
+            "otherData": {"started_at": started_at, "source": "muxscope"}}
+
+
+def _convert(event: dict[str, Any], kind: str, us: float, fd: int | None,
+             flows: _FlowMatcher, totals: dict[str, int]) -> list[dict[str, Any]]:
+    base = {"pid": 1, "tid": LOOP_TID if fd is None else fd}
+    args = {k: v for k, v in event.items() if k not in ("ts", "kind")}
+    if kind == "wait":
+        dur = max(1, int(event["duration_us"]))
+        return [{**base, "ph": "X", "name": f"{event['backend']} wait", "cat": "wait",
+                 "ts": us - dur, "dur": dur, "args": args}]
+    if kind in ("recv", "send"):
+        totals["in" if kind == "recv" else "out"] += event["bytes"]
+        slice_ = {**base, "ph": "X", "name": kind, "cat": "io", "ts": us, "dur": 1,
+                  "args": args}
+        counter = {"pid": 1, "tid": LOOP_TID, "ph": "C", "name": "bytes", "ts": us,
+                   "args": dict(totals)}
+        return [slice_, counter, *flows.match(kind, event, base, us)]
+    if kind == "queue":
+        return [{"pid": 1, "tid": fd, "ph": "C", "name": f"queue fd {fd}", "ts": us,
+                 "args": {"depth": event["depth"], "pending_bytes": event["pending_bytes"]}}]
+    return [{**base, "ph": "i", "s": "t", "name": kind if kind != "ready" else
+             "ready " + "|".join(event.get("flags", [])), "cat": kind, "ts": us,
+             "args": args}]
+
+
+class _FlowMatcher:
+    """Pairs each recv with the send that carries its first byte back (FIFO per fd)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, deque[tuple[int, int]]] = {}  # fd -> (flow id, start offset)
+        self._received: dict[int, int] = {}
+        self._sent: dict[int, int] = {}
+        self._next_id = 1
+
+    def match(self, kind: str, event: dict[str, Any], base: dict[str, Any],
+              us: float) -> list[dict[str, Any]]:
+        fd, n = event["fd"], event["bytes"]
+        if kind == "recv":
+            start = self._received.get(fd, 0)
+            self._received[fd] = start + n
+            flow_id, self._next_id = self._next_id, self._next_id + 1
+            self._pending.setdefault(fd, deque()).append((flow_id, start))
+            return [{**base, "ph": "s", "id": flow_id, "name": "echo", "cat": "flow",
+                     "ts": us}]
+        start = self._sent.get(fd, 0)
+        self._sent[fd] = end = start + n
+        ends = []
+        pending = self._pending.get(fd)
+        while pending and pending[0][1] < end:
+            flow_id, _ = pending.popleft()
+            ends.append({**base, "ph": "f", "bp": "e", "id": flow_id, "name": "echo",
+                         "cat": "flow", "ts": us})
+        return ends

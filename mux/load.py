@@ -1,0 +1,179 @@
+"""Generated load: echo clients on their own selector thread, bounded in number.
+
+Each client sends a message, waits for its echo, and sends the next one no sooner than
+1/rate seconds after the previous (rate 0: connected and idle). They are real sockets, so
+every one of them is a real connection the engine has to multiplex.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import selectors
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from .control import ControlDoor
+
+DEFAULT_CAP = 2000
+_FILL = b"muxscope load client "
+
+
+class LoadCapError(ValueError):
+    def __init__(self, cap: int, have: int, asked: int) -> None:
+        super().__init__(
+            f"the load generator is capped at {cap} clients in all "
+            f"({have} running, {asked} more asked for)"
+        )
+        self.cap = cap
+
+
+class _Client:
+    __slots__ = ("sock", "fd", "message", "out", "awaiting", "interval", "due", "alive")
+
+    def __init__(self, sock: socket.socket, message: bytes, rate: float) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.message = message
+        self.out = b""
+        self.awaiting = 0
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.due = 0.0
+        self.alive = True
+
+
+class LoadGenerator:
+    """Thread-safe front; every socket operation runs on the generator's own thread."""
+
+    def __init__(self, host: str, port: int, cap: int = DEFAULT_CAP) -> None:
+        self.host, self.port, self.cap = host, port, cap
+        self._clients: dict[int, _Client] = {}
+        self._sel = selectors.DefaultSelector()
+        self._door = ControlDoor()
+        self._sel.register(self._door.fd, selectors.EVENT_READ, None)
+        self._timers: list[tuple[float, int, _Client]] = []
+        self._ids = itertools.count()
+        self._stopping = False
+        self.count = 0
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name="mux-load", daemon=True)
+        self._thread.start()
+
+    # -- any thread -------------------------------------------------------------------------
+    def add(self, connections: int, message_size: int, rate: float) -> Future[int]:
+        return self._door.submit(self._add, connections, message_size, rate)
+
+    def remove_all(self) -> Future[int]:
+        return self._door.submit(self._remove_all)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._door.submit(self._stop)
+            self._thread.join(5)
+
+    # -- the generator's thread ---------------------------------------------------------------
+    def _add(self, connections: int, message_size: int, rate: float) -> int:
+        if len(self._clients) + connections > self.cap:
+            raise LoadCapError(self.cap, len(self._clients), connections)
+        message = (_FILL * (message_size // len(_FILL) + 1))[:message_size]
+        for _ in range(connections):
+            self._connect(message, rate)
+        self.count = len(self._clients)
+        return self.count
+
+    def _connect(self, message: bytes, rate: float) -> None:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setblocking(False)
+        err = sock.connect_ex((self.host, self.port))
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            self.errors += 1
+            return
+        client = _Client(sock, message, rate)
+        self._clients[client.fd] = client
+        self._sel.register(client.fd, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
+        # the first message goes out as soon as the connect completes; rate 0 stays idle
+        client.out = message if rate > 0 else b""
+
+    def _remove_all(self) -> int:
+        for client in list(self._clients.values()):
+            self._drop(client)
+        self._timers.clear()
+        self.count = 0
+        return 0
+
+    def _stop(self) -> None:
+        self._remove_all()
+        self._stopping = True
+
+    def _drop(self, client: _Client) -> None:
+        if client.alive:
+            client.alive = False
+            self._sel.unregister(client.fd)
+            client.sock.close()
+            self._clients.pop(client.fd, None)
+            self.count = len(self._clients)
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                timeout = None
+                if self._timers:
+                    timeout = max(0.0, self._timers[0][0] - time.monotonic())
+                for key, mask in self._sel.select(timeout):
+                    if key.data is None:
+                        self._door.on_ready(1)
+                    else:
+                        self._on_ready(key.data, mask)
+                self._fire_timers()
+        finally:
+            self._sel.close()
+            self._door.close()
+
+    def _on_ready(self, client: _Client, mask: int) -> None:
+        if not client.alive:
+            return
+        try:
+            if mask & selectors.EVENT_READ:
+                self._read(client)
+            if client.alive and mask & selectors.EVENT_WRITE:
+                self._write(client)
+        except OSError:
+            self.errors += 1
+            self._drop(client)
+
+    def _read(self, client: _Client) -> None:
+        data = client.sock.recv(65536)
+        if not data:
+            self._drop(client)
+            return
+        client.awaiting -= len(data)
+        if client.awaiting <= 0 and client.interval:
+            client.due = time.monotonic() + client.interval
+            heapq.heappush(self._timers, (client.due, next(self._ids), client))
+
+    def _write(self, client: _Client) -> None:
+        if client.out:
+            sent = client.sock.send(client.out)
+            client.awaiting += sent
+            client.out = client.out[sent:]
+        if not client.out:
+            self._sel.modify(client.fd, selectors.EVENT_READ, client)
+
+    def _fire_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, client = heapq.heappop(self._timers)
+            if client.alive:
+                client.out = client.message
+                self._on_ready(client, selectors.EVENT_WRITE)
+                if client.alive and client.out:
+                    self._sel.modify(client.fd, selectors.EVENT_READ | selectors.EVENT_WRITE,
+                                     client)
+
+    def describe(self) -> dict[str, Any]:
+        return {"connections": self.count, "cap": self.cap, "errors": self.errors}

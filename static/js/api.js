@@ -1,0 +1,106 @@
+// HTTP calls to the app. Every non-2xx answer is shown in the error area (role="alert").
+
+const MAX_ERRORS = 4;
+let token = '';
+let errorArea = null;
+
+export function init({ token: t, errorEl }) {
+  token = t || '';
+  errorArea = errorEl;
+}
+
+export function getToken() { return token; }
+
+/** Append ?token= (or &token=) to a same-origin URL when a token is set. */
+export function withToken(url) {
+  if (!token) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
+}
+
+function detailText(body, status, statusText) {
+  if (body && body.detail !== undefined) {
+    const d = body.detail;
+    if (typeof d === 'string') return d;
+    if (Array.isArray(d)) {
+      return d.map((e) => {
+        if (e && typeof e === 'object') {
+          const loc = Array.isArray(e.loc) ? e.loc.filter((x) => x !== 'body').join('.') : '';
+          return loc ? `${loc}: ${e.msg}` : String(e.msg ?? JSON.stringify(e));
+        }
+        return String(e);
+      }).join('; ');
+    }
+    return JSON.stringify(d);
+  }
+  return `${status} ${statusText}`.trim();
+}
+
+export function showError(message) {
+  if (!errorArea) { console.warn(message); return; }
+  const p = document.createElement('p');
+  p.className = 'error-message';
+  p.textContent = message;
+  let list = errorArea.querySelector('.error-list');
+  if (!list) {
+    list = document.createElement('div');
+    list.className = 'error-list';
+    const dismiss = document.createElement('button');
+    dismiss.type = 'button';
+    dismiss.textContent = 'Dismiss';
+    dismiss.className = 'error-dismiss';
+    dismiss.addEventListener('click', clearErrors);
+    errorArea.append(list, dismiss);
+  }
+  list.append(p);
+  while (list.children.length > MAX_ERRORS) list.firstElementChild.remove();
+}
+
+export function clearErrors() {
+  if (errorArea) errorArea.replaceChildren();
+}
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+/**
+ * fetch JSON; on a non-2xx answer shows "<what>: <detail>" in the error area and throws ApiError.
+ */
+export async function request(method, path, body, what) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let res;
+  try {
+    res = await fetch(path, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin', cache: 'no-store',
+    });
+  } catch (err) {
+    const msg = `${what || `${method} ${path}`}: network error (${err.message})`;
+    showError(msg);
+    throw new ApiError(0, msg);
+  }
+  let data = null;
+  const text = await res.text();
+  if (text) { try { data = JSON.parse(text); } catch { data = null; } }
+  if (!res.ok) {
+    const detail = detailText(data, res.status, res.statusText) || text;
+    showError(`${what || `${method} ${path}`} (${res.status}): ${detail}`);
+    throw new ApiError(res.status, detail);
+  }
+  return data;
+}
+
+export const api = {
+  state: () => request('GET', '/api/state', undefined, 'Reading state'),
+  setBackend: (body) => request('POST', '/api/backend', body, 'Switching backend'),
+  loop: (body) => request('POST', '/api/loop', body, body.action ? `Loop ${body.action}` : 'Slow motion'),
+  closeConnection: (fd) => request('POST', `/api/connections/${encodeURIComponent(fd)}/close`, undefined, `Closing fd ${fd}`),
+  addLoad: (body) => request('POST', '/api/load', body, 'Adding clients'),
+  removeLoad: () => request('DELETE', '/api/load', undefined, 'Removing clients'),
+};

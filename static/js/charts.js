@@ -1,0 +1,135 @@
+// Live charts (uPlot, vendored): events/s, bytes/s, and wait-call time vs registered fds per backend.
+import uPlot from '../vendor/uPlot.esm.js';
+import { colors } from './canvas.js';
+
+const WINDOW = 120;          // seconds of history
+const HEIGHT = 150;
+const BACKENDS = ['select', 'poll', 'epoll'];
+const BACKEND_COLORS = { select: '#ffab40', poll: '#c58cff', epoll: '#7cff9b' };
+
+function bucket(n) {
+  if (n < 64) return n;
+  const p = 10 ** (Math.floor(Math.log10(n)) - 1);
+  return Math.round(n / p) * p;
+}
+
+function axes(c, yLabel, xTime = true) {
+  const style = { stroke: c.muted, grid: { stroke: c.line, width: 1 }, ticks: { stroke: c.line, width: 1 } };
+  return [
+    { ...style, ...(xTime ? {} : { label: 'registered fds' }) },
+    { ...style, label: yLabel, size: 60 },
+  ];
+}
+
+export class Charts {
+  constructor(root, model) {
+    this.model = model;
+    this.root = root;
+    this.times = [];
+    this.evEngine = [];
+    this.evPage = [];
+    this.bIn = [];
+    this.bOut = [];
+    this.waitMin = { select: new Map(), poll: new Map(), epoll: new Map() };
+    this.local = { in: 0, out: 0 };
+    this.prev = null;
+    this.dirty = false;
+    const c = colors();
+    const mk = (id, opts, data) => {
+      const el = root.querySelector(id);
+      return new uPlot({ width: Math.max(200, el.clientWidth), height: HEIGHT, ...opts }, data, el);
+    };
+    this.events = mk('#chart-events', {
+      title: 'events per second',
+      series: [{}, { label: 'engine', stroke: c.read, width: 2 }, { label: 'to this page', stroke: c.ready, width: 1 }],
+      axes: axes(c, 'events/s'),
+      scales: { x: { time: true } },
+    }, [[], [], []]);
+    this.bytes = mk('#chart-bytes', {
+      title: 'bytes per second',
+      series: [{}, { label: 'in (recv)', stroke: c.read, width: 2 }, { label: 'out (send)', stroke: c.write, width: 2 }],
+      axes: axes(c, 'bytes/s'),
+      scales: { x: { time: true } },
+    }, [[], [], []]);
+    this.wait = mk('#chart-wait', {
+      title: 'fastest wait call (µs) by number of registered fds',
+      series: [{ label: 'fds' }, ...BACKENDS.map((b) => ({
+        label: b, stroke: BACKEND_COLORS[b], width: 1, spanGaps: true, points: { show: true, size: 5, fill: BACKEND_COLORS[b] },
+      }))],
+      axes: axes(c, 'µs', false),
+      scales: { x: { time: false, distr: 3 }, y: { distr: 3 } },
+    }, [[], [], [], []]);
+    this.plots = [this.events, this.bytes, this.wait];
+    const ro = new ResizeObserver(() => {
+      for (const u of this.plots) u.setSize({ width: Math.max(200, u.root.parentElement.clientWidth), height: HEIGHT });
+    });
+    ro.observe(root);
+    model.subscribe((ev) => this.onEvent(ev));
+    setInterval(() => this.sample(), 1000);
+  }
+
+  onEvent(ev) {
+    switch (ev.kind) {
+      case 'recv': this.local.in += ev.bytes || 0; break;
+      case 'send': this.local.out += ev.bytes || 0; break;
+      case 'datagram': if (ev.dir === 'in') this.local.in += ev.bytes || 0; else this.local.out += ev.bytes || 0; break;
+      case 'wait': {
+        // waits that timed out with nothing ready measure the timeout, not the call: skip them
+        if (!BACKENDS.includes(ev.backend) || ev.registered === undefined || ev.duration_us === undefined) break;
+        if (!ev.ready && ev.timeout_ms !== 0) break;
+        const m = this.waitMin[ev.backend];
+        const k = Math.max(1, bucket(ev.registered));
+        const d = Math.max(1, ev.duration_us);
+        if (!m.has(k) || d < m.get(k)) { m.set(k, d); this.waitDirty = true; }
+        break;
+      }
+      default: break;
+    }
+  }
+
+  sample() {
+    const m = this.model;
+    const now = performance.now();
+    const stats = m.stats;
+    const cur = {
+      t: now, applied: m.eventsApplied, localIn: this.local.in, localOut: this.local.out,
+      total: stats ? stats.events_total : null, bin: stats ? stats.bytes_in : null, bout: stats ? stats.bytes_out : null,
+      statsFrames: m.frames.stats,
+    };
+    const prev = this.prev;
+    this.prev = cur;
+    if (!prev) return;
+    const dt = (cur.t - prev.t) / 1000;
+    if (dt <= 0) return;
+    const fresh = cur.statsFrames > prev.statsFrames && cur.total !== null && prev.total !== null && cur.total >= prev.total;
+    const page = (cur.applied - prev.applied) / dt;
+    const engine = fresh ? (cur.total - prev.total) / dt : page;
+    const bin = fresh && cur.bin >= prev.bin ? (cur.bin - prev.bin) / dt : (cur.localIn - prev.localIn) / dt;
+    const bout = fresh && cur.bout >= prev.bout ? (cur.bout - prev.bout) / dt : (cur.localOut - prev.localOut) / dt;
+    this.times.push(Date.now() / 1000);
+    this.evEngine.push(Math.round(engine));
+    this.evPage.push(Math.round(page));
+    this.bIn.push(Math.round(bin));
+    this.bOut.push(Math.round(bout));
+    for (const a of [this.times, this.evEngine, this.evPage, this.bIn, this.bOut]) if (a.length > WINDOW) a.shift();
+    this.dirty = true;
+  }
+
+  paint() {
+    if (this.dirty) {
+      this.dirty = false;
+      this.events.setData([this.times, this.evEngine, this.evPage]);
+      this.bytes.setData([this.times, this.bIn, this.bOut]);
+    }
+    const now = performance.now();
+    if (this.waitDirty && !(now - (this.waitAt || 0) < 500)) {
+      this.waitDirty = false;
+      this.waitAt = now;
+      const xs = new Set();
+      for (const b of BACKENDS) for (const k of this.waitMin[b].keys()) xs.add(k);
+      const x = [...xs].sort((a, b) => a - b);
+      const ys = BACKENDS.map((b) => x.map((k) => this.waitMin[b].get(k) ?? null));
+      this.wait.setData([x, ...ys]);
+    }
+  }
+}

@@ -1,0 +1,140 @@
+// Live controls: every change applies at once (no Apply button); errors go to the alert area.
+import { api, showError, withToken } from './api.js';
+
+export class Controls {
+  constructor(doc, model, { replay }) {
+    this.model = model;
+    this.replay = replay;
+    this.busy = 0;
+    const $ = (id) => doc.getElementById(id);
+    this.section = $('controls');
+    this.backend = $('backend-select');
+    this.trigger = $('trigger-select');
+    this.oneshot = $('oneshot-check');
+    this.write = $('write-select');
+    this.pauseBtn = $('pause-btn');
+    this.stepBtn = $('step-btn');
+    this.slowmo = $('slowmo-input');
+    this.loadN = $('load-connections');
+    this.loadSize = $('load-size');
+    this.loadRate = $('load-rate');
+    this.addBtn = $('add-clients-btn');
+    this.removeBtn = $('remove-clients-btn');
+    this.loadStatus = $('load-status');
+    this.loopStateEl = $('loop-state');
+    for (const a of [$('download-trace'), $('download-jsonl')]) if (a) a.href = withToken(a.getAttribute('href'));
+
+    if (replay) {
+      this.section.hidden = true;
+      for (const el of this.section.querySelectorAll('button, input, select')) el.disabled = true;
+      return;
+    }
+    const onBackend = () => this.sendBackend();
+    this.backend.addEventListener('change', onBackend);
+    this.trigger.addEventListener('change', onBackend);
+    this.oneshot.addEventListener('change', onBackend);
+    this.write.addEventListener('change', onBackend);
+    this.pauseBtn.addEventListener('click', () => this.togglePause());
+    this.stepBtn.addEventListener('click', () => this.step());
+    this.slowmo.addEventListener('change', () => this.sendDelay());
+    this.addBtn.addEventListener('click', () => this.addLoad());
+    this.removeBtn.addEventListener('click', () => this.removeLoad());
+  }
+
+  async run(fn) {
+    this.busy++;
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err && err.status !== undefined)) showError(String(err && err.message ? err.message : err));
+      return undefined;
+    } finally {
+      this.busy--;
+      this.model.mark('controls');
+    }
+  }
+
+  async sendBackend() {
+    const name = this.backend.value;
+    const epoll = name === 'epoll';
+    this.syncEpollOnly(name);
+    const body = {
+      name,
+      trigger: epoll ? this.trigger.value : 'level',
+      oneshot: epoll ? this.oneshot.checked : false,
+      write: this.write.value,
+    };
+    const state = await this.run(() => api.setBackend(body));
+    if (state) {
+      this.model.applyState(state);
+      this.model.needResync = false;
+    }
+  }
+
+  async togglePause() {
+    const action = this.model.paused ? 'resume' : 'pause';
+    const res = await this.run(() => api.loop({ action }));
+    if (res && res.loop) { this.model.loop = res.loop; this.model.mark('status', 'syscall'); }
+  }
+
+  async step() {
+    const res = await this.run(() => api.loop({ action: 'step' }));
+    if (res && res.loop) { this.model.loop = res.loop; this.model.mark('status', 'syscall'); }
+  }
+
+  async sendDelay() {
+    const raw = this.slowmo.value.trim();
+    const ms = Number(raw);
+    if (raw === '' || !Number.isFinite(ms)) {
+      showError('Slow motion: enter a delay in milliseconds, 0 to 5000');
+      return;
+    }
+    const res = await this.run(() => api.loop({ delay_ms: ms }));
+    if (res && res.delay_ms !== undefined) this.model.delayMs = res.delay_ms;
+  }
+
+  async addLoad() {
+    const body = {
+      connections: Number(this.loadN.value),
+      message_size: Number(this.loadSize.value),
+      rate: Number(this.loadRate.value),
+    };
+    const res = await this.run(() => api.addLoad(body));
+    if (res) this.loadStatus.textContent = `${res.connections} generated clients (cap ${res.cap})`;
+  }
+
+  async removeLoad() {
+    const res = await this.run(() => api.removeLoad());
+    if (res !== undefined) this.loadStatus.textContent = 'generated clients removed';
+  }
+
+  syncEpollOnly(name) {
+    const epoll = name === 'epoll';
+    this.trigger.disabled = !epoll;
+    this.oneshot.disabled = !epoll;
+    if (!epoll) { this.trigger.value = 'level'; this.oneshot.checked = false; }
+  }
+
+  paint(model) {
+    if (!model.take('controls')) return;
+    this.loopStateEl.textContent = model.loop + (model.delayMs ? ` (+${model.delayMs} ms)` : '');
+    if (this.replay) return;
+    const paused = model.paused;
+    const label = paused ? 'Resume' : 'Pause';
+    if (this.pauseBtn.textContent !== label) this.pauseBtn.textContent = label;
+    this.pauseBtn.classList.toggle('paused', paused);
+    this.pauseBtn.title = paused ? 'Resume the loop (space)' : 'Pause the loop (space)';
+    this.stepBtn.title = paused ? 'Run exactly one wait and its handling (s)' : 'Step works while paused (s)';
+    if (this.busy) return;  // do not fight a request in flight
+    const b = model.backend;
+    for (const opt of this.backend.options) {
+      opt.disabled = model.available.length > 0 && !model.available.includes(opt.value);
+    }
+    if (b.name) this.backend.value = b.name;
+    this.trigger.value = b.trigger || 'level';
+    this.oneshot.checked = !!b.oneshot;
+    if (b.write) this.write.value = b.write;
+    this.syncEpollOnly(b.name);
+    if (document.activeElement !== this.slowmo) this.slowmo.value = String(model.delayMs ?? 0);
+  }
+}

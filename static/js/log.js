@@ -1,0 +1,142 @@
+// The event log: filter by fd and kind, capped rows, auto-scroll that stops when the user scrolls up.
+
+const MAX_ROWS = 500;
+const KINDS = ['wait', 'ready', 'interest', 'accept', 'recv', 'send', 'queue', 'datagram',
+  'backpressure', 'close', 'backend', 'loop', 'error', 'flaw'];
+const SKIP = new Set(['seq', 'ts', 'kind', 'fd']);
+
+export function formatEvent(ev) {
+  const parts = [`#${ev.seq}`, `+${Number(ev.ts || 0).toFixed(3)}s`, String(ev.kind).padEnd(8)];
+  if (ev.fd !== undefined && ev.fd !== null) parts.push(`fd=${ev.fd}`);
+  for (const [k, v] of Object.entries(ev)) {
+    if (SKIP.has(k)) continue;
+    let text;
+    if (Array.isArray(v)) text = v.length ? v.join('|') : '0';
+    else if (typeof v === 'string') text = k === 'preview' || k === 'peer' || k === 'message' ? JSON.stringify(v) : v;
+    else text = String(v);
+    parts.push(`${k}=${text}`);
+  }
+  return parts.join(' ');
+}
+
+export class EventLog {
+  constructor(root, model) {
+    this.model = model;
+    this.list = root.querySelector('#event-log');
+    this.fdInput = root.querySelector('#log-filter-fd');
+    this.kindSelect = root.querySelector('#log-filter-kind');
+    this.jumpBtn = root.querySelector('#log-jump-btn');
+    this.noticesEl = root.querySelector('#engine-notices');
+    this.pending = [];
+    this.stick = true;
+    this.lastSeq = null;
+    for (const k of KINDS) {
+      const o = document.createElement('option');
+      o.value = k;
+      o.textContent = k;
+      this.kindSelect.append(o);
+    }
+    this.filter = { fd: null, kind: '' };
+    const refilter = () => this.setFilter();
+    this.fdInput.addEventListener('input', refilter);
+    this.kindSelect.addEventListener('change', refilter);
+    this.list.addEventListener('scroll', () => {
+      const atBottom = this.list.scrollTop + this.list.clientHeight >= this.list.scrollHeight - 4;
+      this.stick = atBottom;
+      this.jumpBtn.hidden = atBottom;
+    });
+    this.jumpBtn.addEventListener('click', () => this.scrollToEnd());
+    model.subscribe((ev) => this.onEvent(ev));
+  }
+
+  onEvent(ev) {
+    if (ev.kind === 'reset') {
+      this.pending.push({ marker: `— snapshot: state at seq ${this.model.seq} —` });
+      this.lastSeq = this.model.seq;
+    } else {
+      if (this.lastSeq !== null && ev.seq > this.lastSeq + 1) {
+        this.pending.push({ marker: `… ${ev.seq - this.lastSeq - 1} events not delivered to this page (dropped) …`, gap: true });
+      }
+      this.lastSeq = ev.seq;
+      this.pending.push(ev);
+    }
+    if (this.pending.length > MAX_ROWS * 2) this.pending.splice(0, this.pending.length - MAX_ROWS);
+    this.model.mark('log');
+  }
+
+  matches(ev) {
+    if (ev.marker) return this.filter.fd === null && !this.filter.kind;
+    if (this.filter.kind && ev.kind !== this.filter.kind) return false;
+    if (this.filter.fd !== null && ev.fd !== this.filter.fd && ev.listener !== this.filter.fd) return false;
+    return true;
+  }
+
+  setFilter() {
+    const raw = this.fdInput.value.trim();
+    const fd = raw === '' ? null : Number(raw);
+    this.filter = { fd: Number.isFinite(fd) ? fd : null, kind: this.kindSelect.value };
+    // re-render from the model's ring of recent events
+    this.list.replaceChildren();
+    this.pending = this.model.recent().filter((ev) => this.matches(ev)).slice(-MAX_ROWS);
+    this.stick = true;
+    this.jumpBtn.hidden = true;
+    this.model.mark('log');
+  }
+
+  row(ev) {
+    const li = document.createElement('li');
+    if (ev.marker) {
+      li.className = ev.gap ? 'k-gap' : 'k-marker';
+      li.textContent = ev.marker;
+    } else {
+      li.className = `k-${ev.kind}`;
+      li.dataset.seq = String(ev.seq);
+      li.dataset.kind = String(ev.kind);
+      if (ev.fd !== undefined && ev.fd !== null) li.dataset.fd = String(ev.fd);
+      li.textContent = formatEvent(ev);  // previews and peers are untrusted: text only
+    }
+    return li;
+  }
+
+  paint(model) {
+    if (!model.take('log')) return;
+    this.paintNotices(model);
+    if (!this.pending.length) return;
+    const batch = this.pending.filter((ev) => this.matches(ev)).slice(-MAX_ROWS);
+    this.pending = [];
+    if (!batch.length) return;
+    const frag = document.createDocumentFragment();
+    for (const ev of batch) frag.append(this.row(ev));
+    this.list.append(frag);
+    const excess = this.list.children.length - MAX_ROWS;
+    if (excess > 0) {
+      let removed = 0;
+      for (let i = 0; i < excess; i++) {
+        const first = this.list.firstElementChild;
+        if (!this.stick) removed += first.offsetHeight;
+        first.remove();
+      }
+      if (!this.stick && removed) this.list.scrollTop -= removed;
+    }
+    if (this.stick) this.scrollToEnd();
+  }
+
+  scrollToEnd() {
+    this.list.scrollTop = this.list.scrollHeight;
+    this.stick = true;
+    this.jumpBtn.hidden = true;
+  }
+
+  paintNotices(model) {
+    const key = model.notices.map((ev) => ev.seq).join(',');
+    if (key === this.noticesKey) return;
+    this.noticesKey = key;
+    const items = model.notices.map((ev) => {
+      const li = document.createElement('li');
+      const what = ev.kind === 'flaw' ? `flaw ${ev.name}` : 'engine error';
+      li.textContent = `${what}${ev.fd !== undefined && ev.fd !== null ? ` (fd ${ev.fd})` : ''}: ${ev.message ?? ''}`;
+      return li;
+    });
+    this.noticesEl.replaceChildren(...items);
+  }
+}

@@ -1,0 +1,257 @@
+// The page model: websocket frames update it and mark panels dirty; nothing here touches the DOM.
+import { toBits } from './vocab.js';
+
+const PANELS = ['backend', 'syscall', 'queues', 'conns', 'controls', 'status', 'log'];
+const READY_LIST_CAP = 4096;
+
+export class Model {
+  constructor({ ringSize = 5000 } = {}) {
+    this.ringSize = ringSize;
+    this.ring = new Array(ringSize);
+    this.ringLen = 0;
+    this.ringHead = 0;
+    this.listeners = new Set();
+    this.frames = { snapshot: 0, events: 0, stats: 0 };
+    this.eventsApplied = 0;
+    this.notices = [];
+    this.dirty = {};
+    this.reset();
+  }
+
+  reset() {
+    this.backend = { name: null, trigger: 'level', oneshot: false, write: 'queued', fd: null, maxevents: null };
+    this.available = [];
+    this.loop = 'running';
+    this.delayMs = 0;
+    this.tcp = null;
+    this.udp = null;
+    this.limits = {};
+    this.controlFd = null;
+    this.regs = new Map();      // fd -> {fd, role, bits: Set, armed}
+    this.conns = new Map();     // fd -> {fd, peer, depth, pending, bytesIn, bytesOut, paused, peak, peakAt, activeAt}
+    this.lastWait = null;       // wait event + ready_list
+    this.lastReady = new Map(); // fd -> native flags, for the latest wait
+    this.flashes = new Map();   // fd -> time of the last ready report (animation)
+    this.seq = 0;
+    this.startedAt = null;
+    this.dropped = 0;
+    this.gaps = 0;
+    this.stats = null;
+    this.regsChanged = true;    // fd set changed: the grid re-lays out
+    this.touched = new Set();   // fds whose cell changed (interest, paused, armed): redrawn alone
+    this.needResync = false;
+    this.markAll();
+  }
+
+  markAll() { for (const p of PANELS) this.dirty[p] = true; }
+  mark(...panels) { for (const p of panels) this.dirty[p] = true; }
+  take(panel) { const d = this.dirty[panel]; this.dirty[panel] = false; return d; }
+
+  /** fn(event, model) for every applied event; fn({kind: 'reset'}) on a snapshot. */
+  subscribe(fn) { this.listeners.add(fn); return () => this.listeners.delete(fn); }
+  emit(ev) { for (const fn of this.listeners) fn(ev, this); }
+
+  // --- frames -------------------------------------------------------------------------------
+
+  applySnapshot(frame) {
+    this.frames.snapshot++;
+    this.reset();
+    this.seq = frame.seq ?? 0;
+    this.startedAt = frame.started_at ?? null;
+    this.applyState(frame.state || {}, true);
+    this.emit({ kind: 'reset' });
+  }
+
+  applyEventsFrame(frame) {
+    this.frames.events++;
+    const dropped = frame.dropped || 0;
+    this.dropped += dropped;
+    const events = (frame.events || []).slice();
+    events.sort((a, b) => a.seq - b.seq);
+    for (const ev of events) this.applyEvent(ev);
+    this.mark('status');
+  }
+
+  applyStats(frame) {
+    this.frames.stats++;
+    this.stats = frame;
+    this.mark('status');
+  }
+
+  /** A GET /api/state body (full = from a snapshot: registrations and connections replaced). */
+  applyState(state, full = false) {
+    if (state.backend) Object.assign(this.backend, state.backend);
+    if (state.available) this.available = state.available.slice();
+    if (state.loop) this.loop = state.loop;
+    if (state.delay_ms !== undefined) this.delayMs = state.delay_ms;
+    if (state.listeners) { this.tcp = state.listeners.tcp || null; this.udp = state.listeners.udp || null; }
+    if (state.limits) this.limits = state.limits;
+    if (state.control_fd !== undefined) this.controlFd = state.control_fd;
+    if (full || state.registrations) this.applyRegistrations(state);
+    if (full && state.connections) {
+      this.conns.clear();
+      for (const c of state.connections) {
+        this.conns.set(c.fd, {
+          fd: c.fd, peer: c.peer ?? '', depth: c.queue_depth ?? 0, pending: c.pending_bytes ?? 0,
+          bytesIn: c.bytes_in ?? 0, bytesOut: c.bytes_out ?? 0, paused: !!c.reading_paused,
+          peak: c.pending_bytes ?? 0, peakAt: 0, activeAt: 0,
+        });
+        if (!this.regs.has(c.fd)) this.setReg(c.fd, 'connection', c.interest || []);
+      }
+    }
+    if (full && state.last_wait) {
+      this.lastWait = { ...state.last_wait, ready_list: (state.last_wait.ready_list || []).slice() };
+      for (const r of this.lastWait.ready_list) this.lastReady.set(r.fd, r.flags);
+    }
+    if (full && state.stats) this.stats = { ...state.stats, dropped_total: 0 };
+    this.markAll();
+  }
+
+  applyRegistrations(state) {
+    if (!state.registrations) return;
+    this.regs.clear();
+    for (const r of state.registrations) this.setReg(r.fd, r.role, r.interest);
+    this.regsChanged = true;
+  }
+
+  setReg(fd, role, flags) {
+    const bits = toBits(flags);
+    const old = this.regs.get(fd);
+    this.regs.set(fd, { fd, role: role || (old && old.role) || this.roleOf(fd), bits, armed: true });
+    if (old) this.touched.add(fd); else this.regsChanged = true;
+  }
+
+  roleOf(fd) {
+    if (fd === this.controlFd) return 'control';
+    if (this.tcp && fd === this.tcp.fd) return 'tcp_listener';
+    if (this.udp && fd === this.udp.fd) return 'udp';
+    return 'connection';
+  }
+
+  conn(fd) {
+    let c = this.conns.get(fd);
+    if (!c) {
+      c = { fd, peer: '', depth: 0, pending: 0, bytesIn: 0, bytesOut: 0, paused: false, peak: 0, peakAt: 0, activeAt: 0 };
+      this.conns.set(fd, c);
+    }
+    return c;
+  }
+
+  // --- events -------------------------------------------------------------------------------
+
+  applyEvent(ev) {
+    if (typeof ev.seq === 'number') {
+      if (ev.seq <= this.seq) return;            // already reflected in the snapshot
+      if (this.seq && ev.seq > this.seq + 1) this.gaps += ev.seq - this.seq - 1;
+      this.seq = ev.seq;
+    }
+    this.eventsApplied++;
+    this.ring[this.ringHead] = ev;
+    this.ringHead = (this.ringHead + 1) % this.ringSize;
+    if (this.ringLen < this.ringSize) this.ringLen++;
+    const now = performance.now();
+    const fd = ev.fd;
+    const isConn = fd !== undefined && fd !== null && this.roleOf(fd) === 'connection';
+    switch (ev.kind) {
+      case 'wait':
+        this.lastWait = { ...ev, ready_list: [] };
+        this.lastReady.clear();
+        this.mark('syscall', 'backend');
+        break;
+      case 'ready':
+        if (this.lastWait && this.lastWait.ready_list.length < READY_LIST_CAP) {
+          this.lastWait.ready_list.push({ fd, flags: ev.flags || [] });
+        }
+        this.lastReady.set(fd, ev.flags || []);
+        this.flashes.set(fd, now);
+        { const reg = this.regs.get(fd); if (reg && reg.bits.has('oneshot')) { reg.armed = false; this.touched.add(fd); } }
+        this.mark('syscall', 'backend');
+        break;
+      case 'interest':
+        if (ev.op === 'unregister') { this.regs.delete(fd); this.regsChanged = true; }
+        else this.setReg(fd, null, ev.flags);
+        this.mark('backend', 'syscall');
+        break;
+      case 'accept': {
+        const c = this.conn(fd);
+        c.peer = ev.peer ?? '';
+        c.activeAt = now;
+        if (!this.regs.has(fd)) this.setReg(fd, 'connection', []);
+        this.mark('conns', 'queues', 'backend');
+        break;
+      }
+      case 'recv':
+        if (isConn) { const c = this.conn(fd); c.bytesIn += ev.bytes || 0; c.activeAt = now; this.mark('conns'); }
+        break;
+      case 'send':
+        if (isConn) { const c = this.conn(fd); c.bytesOut += ev.bytes || 0; c.activeAt = now; this.mark('conns'); }
+        break;
+      case 'queue': {
+        if (!isConn) break;
+        const c = this.conn(fd);
+        c.depth = ev.depth ?? 0;
+        c.pending = ev.pending_bytes ?? 0;
+        if (c.pending >= c.peak || now - c.peakAt > 1500) { c.peak = c.pending; c.peakAt = now; }
+        c.activeAt = now;
+        this.mark('conns', 'queues');
+        break;
+      }
+      case 'backpressure':
+        if (isConn) { this.conn(fd).paused = !!ev.paused; this.touched.add(fd); this.mark('conns', 'queues', 'backend'); }
+        break;
+      case 'datagram':
+        if (this.udp) {
+          if (ev.dir === 'in') this.udp.received = (this.udp.received || 0) + 1;
+          else if (ev.dir === 'out') this.udp.echoed = (this.udp.echoed || 0) + 1;
+          this.mark('conns');
+        }
+        break;
+      case 'close':
+        this.conns.delete(fd);
+        if (this.regs.delete(fd)) this.regsChanged = true;
+        this.flashes.delete(fd);
+        this.lastReady.delete(fd);
+        this.mark('conns', 'queues', 'backend');
+        break;
+      case 'backend':
+        this.backend.name = ev.to;
+        if (ev.trigger !== undefined) this.backend.trigger = ev.trigger;
+        if (ev.oneshot !== undefined) this.backend.oneshot = ev.oneshot;
+        if (ev.write !== undefined) this.backend.write = ev.write;
+        if (ev.to !== 'epoll') { this.backend.fd = null; this.backend.maxevents = null; }
+        this.needResync = true;
+        this.markAll();
+        break;
+      case 'loop':
+        this.loop = ev.state;
+        this.mark('controls', 'status', 'syscall');
+        break;
+      case 'error':
+      case 'flaw':
+        this.notices.push(ev);
+        if (this.notices.length > 5) this.notices.shift();
+        this.mark('log');
+        break;
+      default:
+        break;
+    }
+    this.emit(ev);
+  }
+
+  /** The bounded ring of recent events, oldest first (for re-rendering and a future scrubber). */
+  recent(n = this.ringLen) {
+    const count = Math.min(n, this.ringLen);
+    const out = new Array(count);
+    let i = (this.ringHead - count + this.ringSize) % this.ringSize;
+    for (let k = 0; k < count; k++) { out[k] = this.ring[i]; i = (i + 1) % this.ringSize; }
+    return out;
+  }
+
+  /** Rebuild from a snapshot frame plus a list of past events (replay / scrubbing). */
+  rebuild(snapshotFrame, events) {
+    this.applySnapshot(snapshotFrame);
+    for (const ev of events) this.applyEvent(ev);
+  }
+
+  get paused() { return this.loop !== 'running'; }
+}

@@ -1,0 +1,264 @@
+// The fd grid (canvas, one cell per registered fd) and the backend's own vocabulary as text.
+import { colors, fitCanvas, watchWidth } from '../canvas.js';
+import { CAPTIONS, flagText, selectSets, toBits, toNative } from '../vocab.js';
+
+const FLASH_MS = 900;
+const STRIPES = [['in', 'read'], ['out', 'write'], ['pri', 'except']];
+const MAX_HEIGHT = 420;
+const TEXT_ROWS = 60;
+const ROLE_NAMES = { control: 'control fd (wake-up socketpair)', tcp_listener: 'TCP listener', udp: 'UDP socket', connection: 'connection' };
+const LEGEND = [
+  ['control', 'control fd'], ['listener', 'listener / UDP'], ['conn', 'connection'],
+  ['read', 'read interest (in)'], ['write', 'write interest (out)'], ['except', 'except / PRI'],
+  ['ready', 'ready: came back from the last wait'], ['et', 'edge-triggered (EPOLLET)'],
+  ['oneshot', 'one-shot (dim: disarmed)'], ['paused', 'reading paused'],
+];
+
+export class BackendPanel {
+  constructor(root) {
+    this.canvas = root.querySelector('#fd-canvas');
+    this.wrap = root.querySelector('#fd-canvas-wrap');
+    this.tooltip = root.querySelector('#fd-tooltip');
+    this.nameEl = root.querySelector('#backend-name');
+    this.captionEl = root.querySelector('#backend-caption');
+    this.setsEl = root.querySelector('#backend-sets');
+    this.fds = [];
+    this.layout = { cell: 20, cols: 1, gap: 2 };
+    this.index = new Map();
+    this.layer = null;
+    this.shownBackend = null;
+    this.textAt = 0;
+    this.forced = true;
+    this.width = watchWidth(this.wrap, () => { this.forced = true; });
+    this.buildLegend(root.querySelector('#fd-legend'));
+    this.canvas.addEventListener('mousemove', (e) => this.hover(e));
+    this.canvas.addEventListener('mouseleave', () => { this.tooltip.hidden = true; });
+  }
+
+  buildLegend(ul) {
+    for (const [cls, text] of LEGEND) {
+      const li = document.createElement('li');
+      const sw = document.createElement('span');
+      sw.className = `sw ${cls}`;
+      li.append(sw, document.createTextNode(text));
+      ul.append(li);
+    }
+  }
+
+  /** Paint if dirty or still animating. */
+  paint(model, now) {
+    const dirty = model.take('backend');
+    const animating = this.animating(model);
+    if (!dirty && !animating && !this.forced) return;
+    this.forced = false;
+    this.model = model;
+    if (model.regsChanged) {
+      this.fds = [...model.regs.keys()].sort((a, b) => a - b);
+      model.regsChanged = false;
+      this.fdsChanged = true;
+    }
+    const name = model.backend.name || '–';
+    if (name !== this.shownBackend) {
+      this.shownBackend = name;
+      this.nameEl.textContent = name;
+      this.captionEl.textContent = CAPTIONS[name] || '';
+    }
+    this.draw(model, now);
+    if (dirty && (now - this.textAt > 250 || model.regs.size < 200)) {
+      this.textAt = now;
+      this.renderSets(model);
+    } else if (dirty) {
+      model.mark('backend');  // text is throttled with many fds: come back for it
+    }
+  }
+
+  animating(model) {
+    return model.flashes.size > 0;  // drawOverlay drops flashes once they have faded
+  }
+
+  /** Lay out the grid; the static layer (roles, interest, marks) is cached and redrawn per changed cell. */
+  draw(model, now) {
+    const width = Math.max(100, this.width());
+    const n = Math.max(1, this.fds.length);
+    let cell = Math.floor(Math.sqrt((width * MAX_HEIGHT) / n));
+    cell = Math.max(4, Math.min(46, cell));
+    const cols = Math.max(1, Math.floor(width / cell));
+    const rows = Math.ceil(this.fds.length / cols);
+    const height = Math.max(cell + 4, rows * cell + 2);
+    const L = this.layout;
+    const relayout = this.fdsChanged || L.cell !== cell || L.cols !== cols || L.width !== width || L.height !== height;
+    this.layout = { cell, cols, width, height, gap: cell >= 10 ? 2 : 1 };
+    const ctx = fitCanvas(this.canvas, width, height);
+    const dpr = window.devicePixelRatio || 1;
+    if (!this.layer) this.layer = document.createElement('canvas');
+    if (relayout) {
+      this.fdsChanged = false;
+      this.index = new Map(this.fds.map((fd, i) => [fd, i]));
+      this.layer.width = this.canvas.width;
+      this.layer.height = this.canvas.height;
+      const lctx = this.layer.getContext('2d');
+      lctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      lctx.clearRect(0, 0, width, height);
+      for (let i = 0; i < this.fds.length; i++) this.drawCell(lctx, model, i, this.fds[i]);
+      model.touched.clear();
+    } else if (model.touched.size) {
+      const lctx = this.layer.getContext('2d');
+      lctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      for (const fd of model.touched) {
+        const i = this.index.get(fd);
+        if (i !== undefined) this.drawCell(lctx, model, i, fd);
+      }
+      model.touched.clear();
+    }
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.drawImage(this.layer, 0, 0);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    this.drawOverlay(ctx, model, now);
+    if (!this.fds.length) {
+      const c = colors();
+      ctx.fillStyle = c.muted; ctx.font = '13px system-ui, sans-serif'; ctx.textBaseline = 'top';
+      ctx.fillText('no fds registered yet', 4, 4);
+    }
+  }
+
+  cellBox(i) {
+    const { cell, cols, gap } = this.layout;
+    return { x: (i % cols) * cell, y: Math.floor(i / cols) * cell, s: cell - gap };
+  }
+
+  stripeH(s) { return Math.max(1, Math.floor(s / (s >= 24 ? 5 : 3))); }
+
+  /** The static part of one cell: role colour, interest stripes, EPOLLET corner, one-shot border, paused bar. */
+  drawCell(ctx, model, i, fd) {
+    const c = colors();
+    const { x, y, s } = this.cellBox(i);
+    const reg = model.regs.get(fd);
+    ctx.clearRect(x, y, this.layout.cell, this.layout.cell);
+    if (!reg) return;
+    ctx.globalAlpha = reg.bits.has('oneshot') && !reg.armed ? 0.35 : 1;
+    ctx.fillStyle = reg.role === 'control' ? c.control
+      : reg.role === 'tcp_listener' || reg.role === 'udp' ? c.listener : c.conn;
+    ctx.fillRect(x, y, s, s);
+    const stripe = this.stripeH(s);
+    STRIPES.forEach(([bit, key], k) => {
+      if (reg.bits.has(bit)) { ctx.fillStyle = c[key]; ctx.fillRect(x, y + s - stripe * (k + 1), s, stripe); }
+    });
+    if (reg.bits.has('et') && s >= 6) {
+      ctx.fillStyle = '#ffffff';
+      ctx.beginPath(); ctx.moveTo(x, y); ctx.lineTo(x + s / 3, y); ctx.lineTo(x, y + s / 3); ctx.fill();
+    }
+    if (reg.bits.has('oneshot') && s >= 8) {
+      ctx.strokeStyle = '#ffffff'; ctx.setLineDash([2, 2]); ctx.lineWidth = 1;
+      ctx.strokeRect(x + 0.5, y + 0.5, s - 1, s - 1); ctx.setLineDash([]);
+    }
+    const conn = model.conns.get(fd);
+    if (conn && conn.paused) { ctx.fillStyle = c.danger; ctx.fillRect(x, y, s, Math.max(2, stripe)); }
+    ctx.globalAlpha = 1;
+    if (s >= 24) {
+      ctx.font = `${Math.min(12, Math.floor(s / 3))}px ui-monospace, monospace`;
+      ctx.textBaseline = 'top';
+      ctx.fillStyle = reg.role === 'connection' ? c.text : '#0b0d11';
+      ctx.fillText(String(fd), x + 3, y + 3);
+    }
+  }
+
+  /** What changes every wait: green stripes for what came back ready, and a fading outline. */
+  drawOverlay(ctx, model, now) {
+    const c = colors();
+    for (const [fd, flags] of model.lastReady) {
+      const i = this.index.get(fd);
+      if (i === undefined) continue;
+      const { x, y, s } = this.cellBox(i);
+      const stripe = this.stripeH(s);
+      const bits = toBits(flags);
+      ctx.fillStyle = c.ready;
+      STRIPES.forEach(([bit], k) => {
+        if (bits.has(bit) || (bit === 'in' && (bits.has('hup') || bits.has('err') || bits.has('rdhup')))) {
+          ctx.fillRect(x, y + s - stripe * (k + 1), s, stripe);
+        }
+      });
+    }
+    for (const [fd, t] of model.flashes) {
+      const age = now - t;
+      if (age >= FLASH_MS) { model.flashes.delete(fd); continue; }
+      const i = this.index.get(fd);
+      if (i === undefined) continue;
+      const { x, y, s } = this.cellBox(i);
+      ctx.globalAlpha = 1 - age / FLASH_MS;
+      ctx.strokeStyle = c.ready; ctx.lineWidth = Math.max(1, Math.min(3, s / 8));
+      ctx.strokeRect(x + 1, y + 1, s - 2, s - 2);
+    }
+    ctx.globalAlpha = 1;
+  }
+
+  renderSets(model) {
+    const name = model.backend.name;
+    const blocks = [];
+    const capList = (fds) => (fds.length > 200 ? `[${fds.slice(0, 200).join(', ')}, … +${fds.length - 200}]` : `[${fds.join(', ')}]`);
+    if (name === 'select') {
+      const ins = selectSets(model.regs);
+      const out = { read: [], write: [], except: [] };
+      for (const [fd, flags] of model.lastReady) for (const f of flags) if (out[f]) out[f].push(fd);
+      for (const k of Object.keys(out)) out[k].sort((a, b) => a - b);
+      blocks.push(['in: the sets passed to select() (interest)',
+        `read:   ${capList(ins.read)}\nwrite:  ${capList(ins.write)}\nexcept: ${capList(ins.except)}`]);
+      blocks.push(['out: the sets select() returned (ready)',
+        `read:   ${capList(out.read)}\nwrite:  ${capList(out.write)}\nexcept: ${capList(out.except)}`]);
+    } else if (name === 'poll') {
+      const lines = this.fds.slice(0, TEXT_ROWS).map((fd) => {
+        const reg = model.regs.get(fd);
+        const rev = model.lastReady.get(fd);
+        return `{fd=${fd}, events=${flagText(toNative(reg.bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}`;
+      });
+      if (this.fds.length > TEXT_ROWS) lines.push(`… and ${this.fds.length - TEXT_ROWS} more`);
+      blocks.push([`the pollfd array passed to poll(): ${this.fds.length} entries (fd, events, revents)`, lines.join('\n')]);
+    } else if (name === 'epoll') {
+      const lines = this.fds.slice(0, TEXT_ROWS).map((fd) => {
+        const reg = model.regs.get(fd);
+        const armed = reg.bits.has('oneshot') && !reg.armed ? '  (disarmed until re-armed)' : '';
+        return `fd ${fd}: ${flagText(toNative(reg.bits, 'epoll'))}${armed}`;
+      });
+      if (this.fds.length > TEXT_ROWS) lines.push(`… and ${this.fds.length - TEXT_ROWS} more`);
+      const epfd = model.backend.fd != null ? ` of epoll fd ${model.backend.fd}` : '';
+      blocks.push([`interest list${epfd} (kept in the kernel, changed by epoll_ctl): ${this.fds.length} fds`, lines.join('\n')]);
+      const ready = [...model.lastReady].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
+      blocks.push([`ready list (returned by the last epoll_wait): ${model.lastReady.size} fds`, ready.join('\n') || '(empty)']);
+    }
+    const nodes = blocks.map(([title, body]) => {
+      const div = document.createElement('div');
+      div.className = 'set';
+      const h = document.createElement('h3');
+      h.textContent = title;
+      const pre = document.createElement('pre');
+      pre.textContent = body;
+      div.append(h, pre);
+      return div;
+    });
+    this.setsEl.replaceChildren(...nodes);
+  }
+
+  hover(e) {
+    const model = this.model;
+    if (!model) return;
+    const rect = this.canvas.getBoundingClientRect();
+    const { cell, cols } = this.layout;
+    const col = Math.floor((e.clientX - rect.left) / cell);
+    const row = Math.floor((e.clientY - rect.top) / cell);
+    const fd = col < cols ? this.fds[row * cols + col] : undefined;
+    const reg = fd !== undefined ? model.regs.get(fd) : null;
+    if (!reg) { this.tooltip.hidden = true; return; }
+    const conn = model.conns.get(fd);
+    const ready = model.lastReady.get(fd);
+    const lines = [`fd ${fd} — ${ROLE_NAMES[reg.role] || reg.role}`];
+    if (conn && conn.peer) lines.push(`peer ${conn.peer}`);
+    lines.push(`interest: ${flagText(toNative(reg.bits, model.backend.name || 'epoll'))}`);
+    lines.push(`last wait: ${ready ? flagText(ready) : 'not ready'}`);
+    if (conn) lines.push(`queue: ${conn.depth} chunks, ${conn.pending} B${conn.paused ? ' — reading paused' : ''}`);
+    this.tooltip.textContent = lines.join('\n');
+    this.tooltip.hidden = false;
+    const x = Math.min(e.clientX - rect.left + 12, rect.width - 200);
+    this.tooltip.style.left = `${Math.max(0, x)}px`;
+    this.tooltip.style.top = `${e.clientY - rect.top + 14}px`;
+  }
+}
+

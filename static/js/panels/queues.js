@@ -1,0 +1,102 @@
+// Per-connection queue bars: fill on recv, drain on send; red while reading is paused (backpressure).
+import { colors, fitCanvas, fmtBytes, watchWidth } from '../canvas.js';
+
+const HEIGHT = 190;
+const TOP = 16;
+const BOTTOM = 18;
+const MAX_BARS = 64;
+const PEAK_MS = 1500;
+const DEFAULT_HIGH_WATER = 1 << 20;
+
+export class QueuesPanel {
+  constructor(root) {
+    this.canvas = root.querySelector('#queue-canvas');
+    this.summaryEl = root.querySelector('#queue-summary');
+    this.shown = new Map();   // fd -> displayed (eased) pending bytes
+    this.forced = true;
+    this.width = watchWidth(root.querySelector('#queue-canvas-wrap'), () => { this.forced = true; });
+    this.pickedAt = 0;
+    this.picked = [];
+  }
+
+  pick(model, now) {
+    const all = [...model.conns.values()];
+    if (all.length <= MAX_BARS) return all.sort((a, b) => a.fd - b.fd);
+    // busiest first: paused, then pending bytes, then recent activity; shown in fd order
+    all.sort((a, b) => (b.paused - a.paused) || (b.pending - a.pending) || (b.activeAt - a.activeAt));
+    return all.slice(0, MAX_BARS).sort((a, b) => a.fd - b.fd);
+  }
+
+  paint(model, now) {
+    const dirty = model.take('queues');
+    if (!dirty && !this.animating && !this.forced) return;
+    this.forced = false;
+    if (dirty || now - this.pickedAt > 500) { this.picked = this.pick(model, now); this.pickedAt = now; }
+    const c = colors();
+    const width = Math.max(100, this.width());
+    const ctx = fitCanvas(this.canvas, width, HEIGHT);
+    const hw = (model.limits && model.limits.high_water) || DEFAULT_HIGH_WATER;
+    const top = Math.log2(1 + hw * 2);
+    const plotH = HEIGHT - TOP - BOTTOM;
+    const yOf = (bytes) => HEIGHT - BOTTOM - (bytes > 0 ? Math.min(1, Math.log2(1 + bytes) / top) : 0) * plotH;
+    // scale lines: 1 KiB, 64 KiB, high-water
+    ctx.font = '10px ui-monospace, monospace';
+    ctx.textBaseline = 'bottom';
+    for (const [bytes, label, color] of [[1024, '1 KiB', c.line], [65536, '64 KiB', c.line], [hw, `high-water ${fmtBytes(hw)}`, c.danger]]) {
+      const y = Math.round(yOf(bytes)) + 0.5;
+      ctx.strokeStyle = color; ctx.lineWidth = 1; ctx.setLineDash(color === c.danger ? [4, 3] : [2, 4]);
+      ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(width, y); ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.fillStyle = color === c.danger ? c.danger : c.muted;
+      ctx.fillText(label, width - ctx.measureText(label).width - 2, y - 1);
+    }
+    const bars = this.picked;
+    const slot = bars.length ? Math.min(44, Math.max(6, Math.floor(width / bars.length))) : 44;
+    const barW = Math.max(3, slot - Math.max(1, Math.floor(slot / 5)));
+    let animating = false;
+    const seen = new Set();
+    bars.forEach((conn, i) => {
+      seen.add(conn.fd);
+      const prev = this.shown.get(conn.fd) ?? 0;
+      let val = prev + (conn.pending - prev) * 0.35;
+      if (Math.abs(val - conn.pending) < 1) val = conn.pending; else animating = true;
+      this.shown.set(conn.fd, val);
+      const x = i * slot;
+      const y = yOf(val);
+      ctx.fillStyle = c.panel;
+      ctx.fillRect(x, TOP, barW, plotH);
+      ctx.fillStyle = conn.paused ? c.danger : c.write;
+      ctx.fillRect(x, y, barW, HEIGHT - BOTTOM - y);
+      const age = now - conn.peakAt;
+      if (conn.peak > conn.pending && age < PEAK_MS) {
+        animating = true;
+        ctx.globalAlpha = 1 - age / PEAK_MS;
+        ctx.fillStyle = c.text;
+        ctx.fillRect(x, yOf(conn.peak) - 1, barW, 2);
+        ctx.globalAlpha = 1;
+      }
+      ctx.fillStyle = c.muted;
+      ctx.textBaseline = 'top';
+      if (slot >= 22) ctx.fillText(String(conn.fd), x, HEIGHT - BOTTOM + 3);
+      ctx.textBaseline = 'bottom';
+      if (slot >= 22 && conn.depth > 0) { ctx.fillStyle = c.text; ctx.fillText(String(conn.depth), x, Math.max(TOP + 10, y - 1)); }
+      if (conn.paused && slot >= 30) { ctx.fillStyle = c.danger; ctx.fillText('paused', x, TOP); }
+    });
+    for (const fd of this.shown.keys()) if (!seen.has(fd)) this.shown.delete(fd);
+    if (!bars.length) {
+      ctx.fillStyle = c.muted; ctx.font = '13px system-ui, sans-serif'; ctx.textBaseline = 'top';
+      ctx.fillText('no connections: connect with nc, or press "Add clients"', 4, TOP + 4);
+    }
+    this.animating = animating;
+    if (dirty) this.summary(model, bars.length);
+  }
+
+  summary(model, shown) {
+    let pending = 0, chunks = 0, paused = 0;
+    for (const c of model.conns.values()) { pending += c.pending; chunks += c.depth; if (c.paused) paused++; }
+    const n = model.conns.size;
+    const which = n > shown ? `showing the ${shown} busiest of ${n} connections` : `${n} connection${n === 1 ? '' : 's'}`;
+    this.summaryEl.textContent = `${which} · ${chunks} chunks, ${fmtBytes(pending)} queued in all · ` +
+      `${paused} paused by backpressure · bar height is log-scaled; the white tick is the recent peak, the number is the chunk count`;
+  }
+}

@@ -1,0 +1,117 @@
+// Backend vocabularies: native flag names <-> neutral bits, and the strace-style syscall line.
+
+const NATIVE = {
+  select: { read: 'in', write: 'out', except: 'pri' },
+  poll: {
+    POLLIN: 'in', POLLOUT: 'out', POLLPRI: 'pri', POLLERR: 'err', POLLHUP: 'hup',
+    POLLNVAL: 'nval', POLLRDHUP: 'rdhup',
+  },
+  epoll: {
+    EPOLLIN: 'in', EPOLLOUT: 'out', EPOLLPRI: 'pri', EPOLLERR: 'err', EPOLLHUP: 'hup',
+    EPOLLRDHUP: 'rdhup', EPOLLET: 'et', EPOLLONESHOT: 'oneshot',
+  },
+};
+
+const ORDER = ['in', 'pri', 'out', 'err', 'hup', 'nval', 'rdhup', 'et', 'oneshot'];
+
+const REVERSE = {};
+for (const [backend, table] of Object.entries(NATIVE)) {
+  REVERSE[backend] = {};
+  for (const [name, bit] of Object.entries(table)) REVERSE[backend][bit] = name;
+}
+
+/** Native flag list -> Set of neutral bits (unknown names are kept as-is, prefixed "?"). */
+export function toBits(flags) {
+  const bits = new Set();
+  for (const f of flags || []) {
+    const name = String(f);
+    let bit = null;
+    for (const table of Object.values(NATIVE)) if (name in table) { bit = table[name]; break; }
+    bits.add(bit || `?${name}`);
+  }
+  return bits;
+}
+
+/** Neutral bits -> native names for `backend` (bits the backend cannot express are dropped). */
+export function toNative(bits, backend) {
+  const rev = REVERSE[backend] || REVERSE.epoll;
+  const out = [];
+  for (const bit of ORDER) if (bits.has(bit) && rev[bit]) out.push(rev[bit]);
+  for (const bit of bits) if (bit.startsWith('?')) out.push(bit.slice(1));
+  return out;
+}
+
+export function flagText(flags) {
+  return flags && flags.length ? flags.join('|') : '0';
+}
+
+function fdList(fds, cap = 24) {
+  const shown = fds.slice(0, cap).join(', ');
+  return fds.length > cap ? `[${shown}, … +${fds.length - cap}]` : `[${shown}]`;
+}
+
+function timeoutMs(t) {
+  return t === null || t === undefined ? -1 : t;
+}
+
+/**
+ * The last wait as strace would print it.
+ * wait: {backend, registered, timeout_ms, ready, ready_list: [{fd, flags}]}
+ * regs: Map fd -> {bits}; backendInfo: {fd, maxevents}
+ */
+export function syscallLine(wait, regs, backendInfo, cap = 24) {
+  if (!wait) return '';
+  const ready = wait.ready_list || [];
+  const n = wait.ready ?? ready.length;
+  const backend = wait.backend;
+  if (backend === 'epoll') {
+    const items = ready.slice(0, cap).map((r) => `{${flagText(r.flags)}, fd=${r.fd}}`);
+    if (ready.length > cap) items.push(`… +${ready.length - cap}`);
+    const epfd = backendInfo && backendInfo.fd != null ? backendInfo.fd : '?';
+    const maxev = backendInfo && backendInfo.maxevents != null ? backendInfo.maxevents : '?';
+    return `epoll_wait(${epfd}, [${items.join(', ')}], ${maxev}, ${timeoutMs(wait.timeout_ms)}) = ${n}`;
+  }
+  if (backend === 'poll') {
+    const items = ready.slice(0, cap).map((r) => {
+      const reg = regs.get(r.fd);
+      const events = reg ? flagText(toNative(reg.bits, 'poll')) : '?';
+      return `{fd=${r.fd}, events=${events}, revents=${flagText(r.flags)}}`;
+    });
+    if (ready.length > cap) items.push(`… +${ready.length - cap}`);
+    return `poll([${items.join(', ')}], ${wait.registered}, ${timeoutMs(wait.timeout_ms)}) = ${n}`;
+  }
+  if (backend === 'select') {
+    const sets = selectSets(regs);
+    const all = [...sets.read, ...sets.write, ...sets.except];
+    const nfds = all.length ? Math.max(...all) + 1 : 0;
+    const t = wait.timeout_ms === null || wait.timeout_ms === undefined ? 'NULL' : String(wait.timeout_ms / 1000);
+    return `select(${nfds}, ${fdList(sets.read, cap)}, ${fdList(sets.write, cap)}, ${fdList(sets.except, cap)}, ${t}) = ${n}`;
+  }
+  return `${backend}(…) = ${n}`;
+}
+
+/** select's three "in" sets from the registrations (sorted fds). */
+export function selectSets(regs) {
+  const read = [], write = [], except = [];
+  for (const [fd, reg] of regs) {
+    if (reg.bits.has('in')) read.push(fd);
+    if (reg.bits.has('out')) write.push(fd);
+    if (reg.bits.has('pri')) except.push(fd);
+  }
+  const num = (a, b) => a - b;
+  return { read: read.sort(num), write: write.sort(num), except: except.sort(num) };
+}
+
+export const CAPTIONS = {
+  select: 'select() takes three sets of fds — those to watch for reading, writing and exceptional conditions — ' +
+    'and overwrites them with the subset that is ready. Every call copies all the sets in and out again, and it ' +
+    'cannot watch fd 1024 or above. In the grid, blue/orange/purple stripes are what was passed in (read/write/except ' +
+    'interest); green is what came back (ready).',
+  poll: 'poll() takes an array of (fd, events) pairs and fills in revents for each. No fd limit, but the whole ' +
+    'array is still copied to the kernel and scanned on every call. In the grid, coloured stripes are events asked for; ' +
+    'green is the revents that came back.',
+  epoll: 'epoll keeps the interest list inside the kernel (epoll_ctl adds or changes an fd once); epoll_wait only ' +
+    'returns the ready list, so its cost follows the number of ready fds, not registered ones. Edge-triggered (ET) ' +
+    'fds are reported once per change, so the loop must drain them; one-shot fds are disarmed after one report ' +
+    'until re-armed. In the grid, a white corner marks EPOLLET, a dashed border EPOLLONESHOT, green what epoll_wait returned.',
+};

@@ -1,0 +1,286 @@
+"""The muxscope command line: parsing in-process, and ``python -m app`` as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.cli import build_parser, parse_dashboard
+from app.settings import Settings, epoll_available
+
+ROOT = Path(__file__).resolve().parents[2]
+HAS_MAIN = (ROOT / "app" / "main.py").exists()
+needs_main = pytest.mark.skipif(not HAS_MAIN, reason="app/main.py (create_app) not written yet")
+START_TIMEOUT = 20.0
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+
+
+def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got: {text!r}"
+    return lines[0]
+
+
+# ----------------------------------------------------------------- parsing, in-process
+
+
+def test_defaults_match_spec() -> None:
+    s = parse_dashboard([])
+    assert (s.host, s.http_port, s.echo_port, s.udp_port, s.udp) == (
+        "127.0.0.1",
+        8000,
+        9000,
+        None,
+        True,
+    )
+    assert s.backend == ("epoll" if epoll_available() else "poll")
+    assert (s.trigger, s.oneshot, s.write) == ("level", False, "queued")
+    assert (s.record, s.record_max_mb, s.max_connections, s.max_clients) == (None, 100, 10_000, 16)
+    assert s.token is None and s.loopback and not s.open_browser
+
+
+def test_non_loopback_host_gets_a_token() -> None:
+    s = parse_dashboard(["--host", "0.0.0.0", "--http-port", "8123"])
+    assert s.token and len(s.token) >= 16
+    assert not s.loopback
+    assert s.dashboard_url() == f"http://127.0.0.1:8123/?token={s.token}"
+    assert parse_dashboard(["--host", "0.0.0.0"]).token != s.token
+
+
+def test_explicit_token_kept() -> None:
+    assert parse_dashboard(["--host", "10.0.0.1", "--token", "abc"]).token == "abc"
+    assert parse_dashboard(["--token", "abc"]).token == "abc"
+
+
+def test_dashboard_url_uses_real_port_and_brackets_ipv6() -> None:
+    assert Settings(http_port=0).dashboard_url(4321) == "http://127.0.0.1:4321/"
+    assert Settings(host="::1").dashboard_url(80) == "http://[::1]:80/"
+
+
+def test_flags_parsed() -> None:
+    argv = ["--echo-port", "0", "--udp-port", "9100", "--write", "eager", "--record", "x.jsonl"]
+    s = parse_dashboard(argv)
+    assert (s.echo_port, s.udp_port, s.write, str(s.record)) == (0, 9100, "eager", "x.jsonl")
+    assert parse_dashboard(["--no-udp"]).udp is False
+
+
+@pytest.mark.skipif(not epoll_available(), reason="needs epoll")
+def test_edge_oneshot_with_epoll_accepted() -> None:
+    s = parse_dashboard(["--backend", "epoll", "--trigger", "edge", "--oneshot"])
+    assert (s.backend, s.trigger, s.oneshot) == ("epoll", "edge", True)
+
+
+def test_help_mentions_every_flag() -> None:
+    text = build_parser().format_help()
+    for flag in ("--host", "--http-port", "--echo-port", "--udp-port", "--no-udp", "--backend",
+                 "--trigger", "--oneshot", "--write", "--token", "--open", "--record",
+                 "--record-max-mb", "--max-connections", "--max-clients", "--version",
+                 "bench", "replay"):  # fmt: skip
+        assert flag in text, flag
+
+
+# ----------------------------------------------------------------- subprocess: no server
+
+
+def test_help() -> None:
+    r = run_cli("--help")
+    assert r.returncode == 0
+    assert "--backend" in r.stdout and "example" in r.stdout
+
+
+def test_version() -> None:
+    r = run_cli("--version")
+    assert r.returncode == 0
+    assert "0.1.0" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "word"),
+    [
+        (["--backend", "select", "--trigger", "edge"], "edge"),
+        (["--backend", "poll", "--oneshot"], "oneshot"),
+        (["--backend", "select", "--oneshot"], "oneshot"),
+        (["--http-port", "70000"], "port"),
+        (["--backend", "kqueue"], "backend"),
+        (["--no-udp", "--udp-port", "9001"], "udp"),
+        (["replay", "/nonexistent/trace.jsonl"], "nonexistent"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(args: list[str], word: str) -> None:
+    r = run_cli(*args)
+    assert r.returncode == 2
+    assert word in one_line(r.stderr)
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(epoll_available(), reason="epoll exists here")
+def test_epoll_unavailable_exits_2() -> None:
+    r = run_cli("--backend", "epoll")
+    assert r.returncode == 2
+    assert "epoll" in one_line(r.stderr)
+
+
+@pytest.fixture
+def busy_tcp_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield sock.getsockname()[1]
+
+
+def test_busy_http_port(busy_tcp_port: int) -> None:
+    r = run_cli("--http-port", str(busy_tcp_port), "--echo-port", "0")
+    assert r.returncode != 0
+    line = one_line(r.stderr)
+    assert f"127.0.0.1:{busy_tcp_port}" in line and "in use" in line
+
+
+@needs_main
+def test_busy_echo_port(busy_tcp_port: int) -> None:
+    r = run_cli("--http-port", "0", "--echo-port", str(busy_tcp_port))
+    assert r.returncode != 0
+    line = one_line(r.stderr)
+    assert f"127.0.0.1:{busy_tcp_port}" in line and "TCP echo" in line
+
+
+@needs_main
+def test_busy_udp_port() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        r = run_cli("--http-port", "0", "--echo-port", "0", "--udp-port", str(port))
+    assert r.returncode != 0
+    line = one_line(r.stderr)
+    assert f"127.0.0.1:{port}" in line and "UDP echo" in line
+
+
+# ----------------------------------------------------------------- subprocess: a real start
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    seen: list[str] = field(default_factory=list)
+
+    def read_until(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line matching {pattern!r} in {self.seen!r}")
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"exited before {pattern!r}; stdout: {self.seen!r}")
+            self.seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+
+    def stop(self, sig: int) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=15)
+        assert self.proc.stderr is not None
+        return code, self.proc.stderr.read()
+
+
+def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        lines.put(line.rstrip("\n"))
+    lines.put(None)
+
+
+@pytest.fixture
+def started() -> Iterator[Running]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "--http-port", "0", "--echo-port", "0"],
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    running = Running(proc)
+    threading.Thread(target=_pump, args=(proc.stdout, running.lines), daemon=True).start()
+    try:
+        yield running
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def tcp_echo(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
+def udp_echo(port: int, payload: bytes) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(payload, ("127.0.0.1", port))
+        data, _ = sock.recvfrom(65536)
+    return data
+
+
+@needs_main
+def test_start_banner_echo_and_sigterm(started: Running) -> None:
+    tcp = started.read_until(r"TCP echo on 127\.0\.0\.1:(\d+) — try: nc 127\.0\.0\.1 (\d+)")
+    assert tcp[1] == tcp[2] and int(tcp[1]) != 0
+    udp = started.read_until(r"UDP echo on 127\.0\.0\.1:(\d+) — try: nc -u 127\.0\.0\.1 \d+")
+    assert udp[1] == tcp[1]  # --udp-port defaults to the TCP port actually bound
+    dash = started.read_until(r"Dashboard: (http://127\.0\.0\.1:(\d+)/)$")
+    assert int(dash[2]) != 0
+
+    assert httpx.get(dash[1] + "healthz", timeout=5).json() == {"ok": True}
+    assert tcp_echo(int(tcp[1]), b"hello muxscope\n") == b"hello muxscope\n"
+    assert udp_echo(int(udp[1]), b"datagram") == b"datagram"
+
+    code, stderr = started.stop(signal.SIGTERM)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+
+
+@needs_main
+def test_ctrl_c_exits_cleanly(started: Running) -> None:
+    dash = started.read_until(r"Dashboard: (http://\S+)")
+    assert httpx.get(dash[1] + "healthz", timeout=5).status_code == 200
+    code, stderr = started.stop(signal.SIGINT)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr

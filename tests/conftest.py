@@ -1,0 +1,67 @@
+"""Shared fixtures: keep them small and generic."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn.Server that signals when it is accepting requests."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
+def _listen(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(128)
+    return sock
+
+
+@contextlib.contextmanager
+def run_asgi(app: Any, host: str = "127.0.0.1", **config: Any) -> Iterator[str]:
+    """Serve an ASGI app with a real uvicorn on a free port in a thread; yield the base URL."""
+    sock = _listen(host)
+    port = sock.getsockname()[1]
+    options: dict[str, Any] = {"log_level": "warning", "timeout_graceful_shutdown": 3}
+    options.update(config)
+    server = _Server(uvicorn.Config(app, **options))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not server.ready.wait(0.05):
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        yield f"http://{netloc}"
+    finally:
+        server.should_exit = True
+        thread.join(STOP_TIMEOUT)
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def serve_asgi() -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """``with serve_asgi(app) as base_url:`` runs ``app`` on 127.0.0.1 on a free port."""
+    return run_asgi
