@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import errno
 import importlib
+import os
 import secrets
 import signal
 import socket
@@ -220,10 +221,23 @@ def _token_for(host: str, token: str | None) -> str | None:
     return None if probe.loopback else secrets.token_urlsafe(16)
 
 
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be appended to, or None (checked without creating it)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return "it is a directory"
+    if not parent.is_dir():
+        return f"no such directory {parent}"
+    target = path if path.exists() else parent
+    return None if os.access(target, os.W_OK) else "permission denied"
+
+
 def settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
     """Settings from parsed flags; a conflict is a one-line parser error (exit 2)."""
     if not args.udp and args.udp_port is not None:
         parser.error("--udp-port and --no-udp contradict each other")
+    if args.record is not None and (problem := _unwritable(args.record)):
+        parser.error(f"cannot write --record {args.record}: {problem}")
     options: dict[str, Any] = vars(args).copy()
     options["token"] = _token_for(args.host, args.token)
     try:

@@ -1,6 +1,8 @@
 // The event log: filter by fd and kind, capped rows, auto-scroll that stops when the user scrolls up.
 
 const MAX_ROWS = 500;
+const PER_PAINT = 200;
+const MIN_INTERVAL_MS = 100;
 const KINDS = ['wait', 'ready', 'interest', 'accept', 'recv', 'send', 'queue', 'datagram',
   'backpressure', 'close', 'backend', 'loop', 'error', 'flaw'];
 const SKIP = new Set(['seq', 'ts', 'kind', 'fd']);
@@ -28,6 +30,7 @@ export class EventLog {
     this.jumpBtn = root.querySelector('#log-jump-btn');
     this.noticesEl = root.querySelector('#engine-notices');
     this.pending = [];
+    this.paintedAt = -Infinity;
     this.stick = true;
     this.lastSeq = null;
     for (const k of KINDS) {
@@ -98,11 +101,14 @@ export class EventLog {
     return li;
   }
 
-  paint(model) {
-    if (!model.take('log')) return;
+  paint(model, now) {
+    if (!model.dirty.log || now - this.paintedAt < MIN_INTERVAL_MS) return;
+    model.take('log');
+    this.paintedAt = now;
     this.paintNotices(model);
     if (!this.pending.length) return;
-    const batch = this.pending.filter((ev) => this.matches(ev)).slice(-MAX_ROWS);
+    const limit = this.list.children.length ? PER_PAINT : MAX_ROWS;
+    const batch = this.pending.filter((ev) => this.matches(ev)).slice(-limit);
     this.pending = [];
     if (!batch.length) return;
     const frag = document.createDocumentFragment();

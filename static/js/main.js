@@ -127,7 +127,7 @@ function frame(now) {
     timed('backend', () => backend.paint(model, now));
     timed('queues', () => queues.paint(model, now));
     timed('connections', () => connections.paint(model, now));
-    timed('log', () => log.paint(model));
+    timed('log', () => log.paint(model, now));
     if (charts) timed('charts', () => charts.paint());
   } catch (err) {
     console.error('muxscope paint', err);

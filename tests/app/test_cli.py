@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from app.cli import build_parser, parse_dashboard
 from app.settings import Settings, epoll_available
@@ -24,6 +26,9 @@ from app.settings import Settings, epoll_available
 ROOT = Path(__file__).resolve().parents[2]
 HAS_MAIN = (ROOT / "app" / "main.py").exists()
 needs_main = pytest.mark.skipif(not HAS_MAIN, reason="app/main.py (create_app) not written yet")
+needs_replay = pytest.mark.skipif(
+    not (ROOT / "app" / "replay.py").exists(), reason="app/replay.py not written yet"
+)
 START_TIMEOUT = 20.0
 
 
@@ -131,6 +136,7 @@ def test_version() -> None:
         (["--backend", "kqueue"], "backend"),
         (["--no-udp", "--udp-port", "9001"], "udp"),
         (["replay", "/nonexistent/trace.jsonl"], "nonexistent"),
+        (["--record", "/nonexistent/dir/trace.jsonl"], "--record"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(args: list[str], word: str) -> None:
@@ -219,10 +225,11 @@ def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-@pytest.fixture
-def started() -> Iterator[Running]:
+@contextlib.contextmanager
+def launch(*args: str) -> Iterator[Running]:
+    """``python -m app ARGS`` with its stdout read line by line; killed if still running."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "--http-port", "0", "--echo-port", "0"],
+        [sys.executable, "-m", "app", *args],
         cwd=ROOT,
         env=env(),
         stdout=subprocess.PIPE,
@@ -237,6 +244,12 @@ def started() -> Iterator[Running]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture
+def started() -> Iterator[Running]:
+    with launch("--http-port", "0", "--echo-port", "0") as running:
+        yield running
 
 
 def tcp_echo(port: int, payload: bytes) -> bytes:
@@ -278,9 +291,33 @@ def test_start_banner_echo_and_sigterm(started: Running) -> None:
 
 
 @needs_main
-def test_ctrl_c_exits_cleanly(started: Running) -> None:
-    dash = started.read_until(r"Dashboard: (http://\S+)")
-    assert httpx.get(dash[1] + "healthz", timeout=5).status_code == 200
-    code, stderr = started.stop(signal.SIGINT)
+def test_ctrl_c_with_a_browser_connected_exits_cleanly(started: Running) -> None:
+    dash = started.read_until(r"Dashboard: http://(\S+)/")
+    with connect(f"ws://{dash[1]}/ws", proxy=None, open_timeout=5) as ws:
+        assert '"snapshot"' in str(ws.recv(timeout=5))
+        code, stderr = started.stop(signal.SIGINT)
     assert code == 0, stderr
     assert "Traceback" not in stderr
+
+
+@needs_main
+@needs_replay
+def test_record_then_replay(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    with launch("--http-port", "0", "--echo-port", "0", "--no-udp", "--record", str(trace)) as run:
+        tcp = run.read_until(r"TCP echo on 127\.0\.0\.1:(\d+)")
+        run.read_until(r"Dashboard: ")
+        assert tcp_echo(int(tcp[1]), b"recorded\n") == b"recorded\n"
+        code, stderr = run.stop(signal.SIGTERM)
+        assert code == 0, stderr
+    assert trace.stat().st_size > 0
+
+    with launch("replay", str(trace), "--http-port", "0") as run:
+        dash = run.read_until(r"Dashboard: (http://127\.0\.0\.1:\d+/)$")
+        assert not any(line.startswith(("TCP echo", "UDP echo")) for line in run.seen)
+        assert httpx.get(dash[1] + "healthz", timeout=5).json() == {"ok": True}
+        r = httpx.post(dash[1] + "api/loop", json={"action": "pause"}, timeout=5)
+        assert r.status_code == 409
+        code, stderr = run.stop(signal.SIGTERM)
+        assert code == 0, stderr
+        assert "Traceback" not in stderr

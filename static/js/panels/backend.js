@@ -86,11 +86,12 @@ export class BackendPanel {
     const rows = Math.ceil(this.fds.length / cols);
     const height = Math.max(cell + 4, rows * cell + 2);
     const L = this.layout;
-    const relayout = this.fdsChanged || L.cell !== cell || L.cols !== cols || L.width !== width || L.height !== height;
     this.layout = { cell, cols, width, height, gap: cell >= 10 ? 2 : 1 };
     const ctx = fitCanvas(this.canvas, width, height);
     const dpr = window.devicePixelRatio || 1;
     if (!this.layer) this.layer = document.createElement('canvas');
+    const relayout = this.fdsChanged || L.cell !== cell || L.cols !== cols ||
+      this.layer.width !== this.canvas.width || this.layer.height !== this.canvas.height;
     if (relayout) {
       this.fdsChanged = false;
       this.index = new Map(this.fds.map((fd, i) => [fd, i]));

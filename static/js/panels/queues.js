@@ -31,7 +31,16 @@ export class QueuesPanel {
     const dirty = model.take('queues');
     if (!dirty && !this.animating && !this.forced) return;
     this.forced = false;
-    if (dirty || now - this.pickedAt > 500) { this.picked = this.pick(model, now); this.pickedAt = now; }
+    if (dirty) this.pendingPick = true;
+    let picked = false;
+    if (this.pendingPick && now - this.pickedAt > (model.conns.size > 200 ? 500 : 0)) {
+      this.pendingPick = false;
+      this.picked = this.pick(model, now);
+      this.pickedAt = now;
+      picked = true;
+    } else if (this.pendingPick) {
+      this.forced = true;  // come back to re-pick (and refresh the summary) once the interval has passed
+    }
     const c = colors();
     const width = Math.max(100, this.width());
     const ctx = fitCanvas(this.canvas, width, HEIGHT);
@@ -88,7 +97,7 @@ export class QueuesPanel {
       ctx.fillText('no connections: connect with nc, or press "Add clients"', 4, TOP + 4);
     }
     this.animating = animating;
-    if (dirty) this.summary(model, bars.length);
+    if (picked) this.summary(model, bars.length);
   }
 
   summary(model, shown) {

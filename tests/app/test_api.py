@@ -1,0 +1,169 @@
+"""The HTTP API of SPEC §4 against a real uvicorn and a real engine."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.mux.conftest import recv_exactly, wait_until
+
+
+def test_healthz_and_state_shape(live):
+    assert live.client.get("/healthz").json() == {"ok": True}
+    state = live.client.get("/api/state").json()
+    assert state["backend"] == {**state["backend"], "name": "epoll", "trigger": "level",
+                                "oneshot": False, "write": "queued"}
+    assert set(state["available"]) >= {"select", "poll", "epoll"}
+    assert state["loop"] == "running" and state["delay_ms"] == 0
+    assert state["listeners"]["tcp"]["port"] == live.engine.tcp_port
+    udp = state["listeners"]["udp"]
+    assert {"fd", "port", "received", "echoed", "dropped"} <= set(udp)
+    assert state["limits"]["fd_setsize"] == 1024
+    assert state["limits"]["max_connections"] == 10_000
+    assert state["connections"] == []
+
+
+def test_state_lists_a_connection(live):
+    with live.connect() as sock:
+        sock.sendall(b"hello")
+        assert recv_exactly(sock, 5) == b"hello"
+        state = live.client.get("/api/state").json()
+        (conn,) = state["connections"]
+        assert conn["peer"] == f"127.0.0.1:{sock.getsockname()[1]}"
+        assert conn["bytes_in"] == conn["bytes_out"] == 5
+        assert conn["interest"] == ["EPOLLIN"]
+        assert {"queue_depth", "pending_bytes", "reading_paused"} <= set(conn)
+
+
+def test_switch_backend_keeps_connections(live):
+    with live.connect() as sock:
+        for body, expect in (({"name": "poll"}, ["POLLIN"]),
+                             ({"name": "epoll", "trigger": "edge", "oneshot": True,
+                               "write": "eager"}, ["EPOLLIN", "EPOLLET", "EPOLLONESHOT"]),
+                             ({"name": "select"}, ["read"])):
+            r = live.client.post("/api/backend", json=body)
+            assert r.status_code == 200, r.text
+            state = r.json()
+            assert state["backend"]["name"] == body["name"]
+            assert state["connections"][0]["interest"] == expect
+            sock.sendall(b"ping")
+            assert recv_exactly(sock, 4) == b"ping"
+        assert state["backend"]["write"] == "eager"  # omitted write: unchanged
+
+
+@pytest.mark.parametrize("body", [
+    {"name": "select", "trigger": "edge"},
+    {"name": "poll", "oneshot": True},
+    {"name": "kqueue"},
+    {"name": "epoll", "extra": 1},
+    {"name": "epoll", "oneshot": "yes"},
+    {},
+])
+def test_backend_validation_is_422(live, body):
+    r = live.client.post("/api/backend", json=body)
+    assert r.status_code == 422
+    assert "detail" in r.json()
+    assert live.client.get("/api/state").json()["backend"]["name"] == "epoll"
+
+
+def test_select_refused_with_fd_above_setsize(live):
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with live.connect() as sock:
+            sock.sendall(b"x")
+            recv_exactly(sock, 1)
+            r = live.client.post("/api/backend", json={"name": "select"})
+            assert r.status_code == 409
+            assert "1024" in r.json()["detail"] and "fd 1" in r.json()["detail"]
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def test_loop_control(live):
+    c = live.client
+    assert c.post("/api/loop", json={"action": "step"}).status_code == 409
+    assert c.post("/api/loop", json={"action": "pause"}).json() == {"loop": "paused",
+                                                                     "delay_ms": 0}
+    assert c.get("/api/state").json()["loop"] == "paused"
+    waits = live.engine.stats.waits
+    assert c.post("/api/loop", json={"action": "step"}).status_code == 200
+    wait_until(lambda: live.engine.stats.waits == waits + 1)
+    assert c.post("/api/loop", json={"action": "resume"}).json()["loop"] == "running"
+    assert c.post("/api/loop", json={"delay_ms": 100}).json() == {"loop": "running",
+                                                                  "delay_ms": 100}
+    for bad in ({"delay_ms": 5001}, {"delay_ms": -1}, {"action": "jump"}, {},
+                {"action": "pause", "delay_ms": 5}, {"delay_ms": "10"}):
+        assert c.post("/api/loop", json=bad).status_code == 422, bad
+    assert c.get("/api/state").json()["delay_ms"] == 100
+
+
+def test_close_connection(live):
+    with live.connect() as sock:
+        sock.sendall(b"x")
+        recv_exactly(sock, 1)
+        fd = live.client.get("/api/state").json()["connections"][0]["fd"]
+        assert live.client.post(f"/api/connections/{fd}/close").status_code == 200
+        assert sock.recv(1) == b""
+    assert live.client.post(f"/api/connections/{fd}/close").status_code == 404
+    assert live.client.post("/api/connections/abc/close").status_code == 422
+
+
+def test_load_generator_and_cap(live):
+    c = live.client
+    r = c.post("/api/load", json={"connections": 20, "message_size": 100, "rate": 10})
+    assert r.status_code == 202 and r.json() == {"connections": 20, "cap": 300}
+    wait_until(lambda: live.engine.stats.connections == 20, what="20 connections")
+    wait_until(lambda: live.engine.stats.bytes_out >= 20 * 100, what="echo traffic")
+    r = c.post("/api/load", json={"connections": 281, "message_size": 1, "rate": 0})
+    assert r.status_code == 409 and "300" in r.json()["detail"]
+    for bad in ({"connections": 0, "message_size": 1, "rate": 0},
+                {"connections": 1, "message_size": 2 << 20, "rate": 0},
+                {"connections": 1, "message_size": 1, "rate": 1001},
+                {"connections": 1, "message_size": 1}):
+        assert c.post("/api/load", json=bad).status_code == 422
+    assert c.delete("/api/load").status_code == 200
+    wait_until(lambda: live.engine.stats.connections == 0, what="load clients gone")
+
+
+def test_trace_exports(live):
+    with live.connect() as sock:
+        for _ in range(3):
+            sock.sendall(b"trace me")
+            recv_exactly(sock, 8)
+    # the pump moves events to the ring every ~30 ms
+    wait_until(lambda: b'"send"' in live.client.get("/api/trace?format=jsonl").content)
+    lines = live.client.get("/api/trace?format=jsonl").text.splitlines()
+    events = [json.loads(line) for line in lines]
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs) and {"wait", "recv", "send"} <= {e["kind"] for e in events}
+    chrome = live.client.get("/api/trace?format=chrome").json()
+    trace = chrome["traceEvents"]
+    assert all({"ph", "pid", "tid"} <= set(e) for e in trace)
+    slices = [e for e in trace if e["ph"] == "X"]
+    assert slices and all(e["dur"] >= 1 and isinstance(e["ts"], float | int) for e in slices)
+    starts = {e["id"] for e in trace if e["ph"] == "s"}
+    finishes = {e["id"] for e in trace if e["ph"] == "f"}
+    assert finishes and finishes <= starts
+    counters = [e for e in trace if e["ph"] == "C"]
+    assert counters and all(isinstance(v, int | float) for e in counters
+                            for v in e["args"].values())
+    assert json.loads(json.dumps(chrome)) == chrome
+    assert live.client.get("/api/trace?format=xml").status_code == 422
+
+
+def test_metrics_parse(live):
+    with live.connect() as sock:
+        sock.sendall(b"12345")
+        recv_exactly(sock, 5)
+    wait_until(lambda: "muxscope_events_total" in live.client.get("/metrics").text)
+    text = live.client.get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {"muxscope_bytes", "muxscope_connections", "muxscope_waits",
+            "muxscope_events", "muxscope_wait_duration_us"} <= set(families)
+    bytes_in = next(s.value for s in families["muxscope_bytes"].samples
+                    if s.labels.get("direction") == "in")
+    assert bytes_in == 5
