@@ -149,6 +149,8 @@ def rows(vs: list[Variant], label: str) -> list[dict[str, Any]]:
             "p99_us": median([r.p99_us for r, _ in runs]),
             "dead": sum(r.dead for r, _ in runs),
             "page_events_per_s": median(ev) if v.observed else None,
+            "raw": [{"rt_per_s": r.rt_per_s, "cpu_us_per_rt": r.cpu_us_per_rt,
+                     "p99_us": r.p99_us, "page": w} for r, w in runs],
         })
     return out
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.schemas import BackendRequest, LoadRequest, LoopRequest
+from app.schemas import BackendRequest, BreakpointRequest, LoadRequest, LoopRequest
 from app.trace import to_chrome
 from mux import Engine, FdLimitError, LoadCapError
 
@@ -106,3 +106,27 @@ async def metrics(request: Request) -> Response:
 
 def _json(body: Any) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.post("/api/breakpoints", status_code=201)
+async def post_breakpoint(body: BreakpointRequest, request: Request) -> dict[str, Any]:
+    return await _run(_engine(request).add_breakpoint(body.when, body.fd, body.depth))
+
+
+@router.get("/api/breakpoints")
+async def get_breakpoints(request: Request) -> list[dict[str, Any]]:
+    if request.app.state.engine is None:
+        return list(request.app.state.replay_state.get("breakpoints", []))
+    return await _run(_engine(request).list_breakpoints())
+
+
+@router.delete("/api/breakpoints/{bp_id}")
+async def delete_breakpoint(bp_id: int, request: Request) -> dict[str, Any]:
+    if not await _run(_engine(request).remove_breakpoint(bp_id)):
+        raise HTTPException(404, f"no breakpoint with id {bp_id}")
+    return {"deleted": bp_id}
+
+
+@router.get("/api/kernel")
+async def get_kernel(request: Request) -> dict[str, Any]:
+    return await _run(_engine(request).kernel())

@@ -105,11 +105,13 @@ class Live:
     producer: Producer
     clients: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
-    def connect(self) -> ClientConnection:
+    def connect(self, max_queue: int | None = None) -> ClientConnection:
+        """A client; with `max_queue`, it stops reading its socket once that many frames wait."""
         # A small receive buffer: a client that stops reading pushes back on the server soon.
         sock = socket.create_connection(urlsplit_hostport(self.url), timeout=5)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
-        client = connect(self.url, sock=sock, max_size=None, max_queue=2, open_timeout=5)
+        client = connect(self.url, sock=sock, max_size=None, max_queue=max_queue,
+                         open_timeout=5, close_timeout=1)  # fmt: skip
         return self.clients.enter_context(client)
 
 
@@ -306,7 +308,7 @@ def test_snapshot_first_then_every_event_in_order_at_interactive_rate(live: Any)
 def test_flood_with_a_slow_reader_stays_exact_and_bounded(live: Any) -> None:
     bound = 512 << 10
     session: Live = live(max_queue_bytes=bound)
-    ws = session.connect()
+    ws = session.connect(max_queue=2)
     snapshot = orjson.loads(ws.recv(timeout=5))
     flood_done = threading.Event()
 

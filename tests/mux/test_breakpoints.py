@@ -1,0 +1,69 @@
+"""Readiness breakpoints pause the real loop on the iteration that matched."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from .conftest import connect, recv_exactly, wait_until
+
+
+def test_readable_breakpoint_fires_on_the_right_iteration(make_engine):
+    engine, rec = make_engine()
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        wait_until(lambda: fd in engine.connections)
+        bp = engine.add_breakpoint("readable", fd=fd).result(5)
+        sock.sendall(b"stop here")
+        hit = rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+        assert engine.paused
+        # The iteration that paused is the one whose wait reported fd readable.
+        before = [e for e in rec.events if e["seq"] < hit["seq"]]
+        last_wait = max(i for i, e in enumerate(before) if e["kind"] == "wait")
+        iteration = before[last_wait:]
+        assert any(e["kind"] == "ready" and e["fd"] == fd for e in iteration)
+        assert any(e["kind"] == "recv" and e["fd"] == fd for e in iteration)
+        listed = engine.list_breakpoints().result(5)
+        assert listed[0]["hits"] == 1 and listed[0]["last_wait"] == engine.stats.waits
+        assert engine.remove_breakpoint(bp["id"]).result(5) is True
+        assert engine.remove_breakpoint(bp["id"]).result(5) is False
+        engine.resume().result(5)
+        assert recv_exactly(sock, 9) == b"stop here"
+
+
+def test_other_fds_do_not_trigger(make_engine):
+    engine, rec = make_engine()
+    with connect(engine.tcp_port) as a, connect(engine.tcp_port) as b:
+        wait_until(lambda: len(engine.connections) == 2)
+        fd_b = max(engine.connections)
+        engine.add_breakpoint("readable", fd=fd_b).result(5)
+        a.sendall(b"a")
+        assert recv_exactly(a, 1) == b"a"
+        assert not engine.paused
+        b.sendall(b"b")
+        rec.wait_for("loop", state="paused")
+
+
+def test_hup_breakpoint(make_engine):
+    engine, rec = make_engine(backend="select")
+    sock = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    bp = engine.add_breakpoint("hup").result(5)
+    sock.close()
+    rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+    assert rec.of("close", fd=fd)
+
+
+def test_queue_over_and_backpressure_breakpoints(make_engine):
+    engine, rec = make_engine(so_sndbuf=4096)
+    bp_q = engine.add_breakpoint("queue_over", depth=3).result(5)
+    with connect(engine.tcp_port) as sock:
+        threading.Thread(target=sock.sendall, args=(os.urandom(4 << 20),), daemon=True).start()
+        rec.wait_for("loop", state="paused", breakpoint=bp_q["id"], timeout=10)
+        depths = [e["depth"] for e in rec.of("queue")]
+        assert max(depths) > 3
+        engine.remove_breakpoint(bp_q["id"]).result(5)
+        bp_b = engine.add_breakpoint("backpressure").result(5)
+        engine.resume().result(5)
+        rec.wait_for("loop", state="paused", breakpoint=bp_b["id"], timeout=10)
+        assert rec.of("backpressure", paused=True)
