@@ -42,7 +42,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return _assemble(settings, build_replay_state(settings))
     engine = Engine(EngineConfig(**settings.engine_config_kwargs()))
-    return _assemble(settings, _live_state(settings, engine))
+    try:
+        recorder = (JsonlRecorder(settings.record, settings.record_max_mb)
+                    if settings.record else None)
+    except OSError:
+        engine.stop()
+        raise
+    return _assemble(settings, {**_live_state(settings, engine), "recorder": recorder})
 
 
 def _live_state(settings: Settings, engine: Engine) -> dict[str, Any]:
@@ -71,12 +77,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = app.state
     engine: Engine | None = state.engine
     tasks: list[asyncio.Task[Any]] = []
-    recorder = None
+    recorder = getattr(state, "recorder", None)
     if engine is not None:
         engine.observers.add(state.tap.sink)
         consumers: list[Any] = [state.trace, state.metrics]
-        if state.settings.record:
-            recorder = JsonlRecorder(state.settings.record, state.settings.record_max_mb)
+        if recorder is not None:
             # The loop thread has not started yet, so reading its state here is safe.
             recorder.write_snapshot(engine.describe(), engine.observers.seq,
                                     engine.observers.started_at)
@@ -114,7 +119,12 @@ def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(_asset_dir("static"))), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
-    app.include_router(live.router)
+    if settings.replay:
+        from app.replay import router as replay_router
+
+        app.include_router(replay_router)
+    else:
+        app.include_router(live.router)
     app.add_middleware(SecurityMiddleware, loopback_only=settings.loopback,
                        token=settings.token)
     return app

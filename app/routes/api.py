@@ -100,6 +100,8 @@ def _lines(lines: Iterator[bytes]) -> Iterator[bytes]:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
+    if request.app.state.metrics is None:
+        return Response("# replay: no live engine\n", media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(request.app.state.metrics.registry),
                     media_type=CONTENT_TYPE_LATEST)
 

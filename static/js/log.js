@@ -45,10 +45,11 @@ export class EventLog {
     this.kindSelect.addEventListener('change', refilter);
     this.list.addEventListener('scroll', () => {
       const atBottom = this.list.scrollTop + this.list.clientHeight >= this.list.scrollHeight - 4;
+      if (atBottom && !this.stick) model.mark('log');  // resume: flush what arrived meanwhile
       this.stick = atBottom;
       this.jumpBtn.hidden = atBottom;
     });
-    this.jumpBtn.addEventListener('click', () => this.scrollToEnd());
+    this.jumpBtn.addEventListener('click', () => { this.scrollToEnd(); model.mark('log'); });
     model.subscribe((ev) => this.onEvent(ev));
   }
 
@@ -106,7 +107,8 @@ export class EventLog {
     model.take('log');
     this.paintedAt = now;
     this.paintNotices(model);
-    if (!this.pending.length) return;
+    // scrolled up: hold the view still (no appends, no trimming); pending stays bounded meanwhile
+    if (!this.pending.length || !this.stick) return;
     const limit = this.list.children.length ? PER_PAINT : MAX_ROWS;
     const batch = this.pending.filter((ev) => this.matches(ev)).slice(-limit);
     this.pending = [];
@@ -114,17 +116,9 @@ export class EventLog {
     const frag = document.createDocumentFragment();
     for (const ev of batch) frag.append(this.row(ev));
     this.list.append(frag);
-    const excess = this.list.children.length - MAX_ROWS;
-    if (excess > 0) {
-      let removed = 0;
-      for (let i = 0; i < excess; i++) {
-        const first = this.list.firstElementChild;
-        if (!this.stick) removed += first.offsetHeight;
-        first.remove();
-      }
-      if (!this.stick && removed) this.list.scrollTop -= removed;
-    }
-    if (this.stick) this.scrollToEnd();
+    let excess = this.list.children.length - MAX_ROWS;
+    while (excess-- > 0) this.list.firstElementChild.remove();
+    this.scrollToEnd();
   }
 
   scrollToEnd() {
