@@ -12,6 +12,7 @@ here).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,8 +46,7 @@ class Batch:
 
     @classmethod
     def encode(cls, events: list[dict[str, Any]]) -> Batch:
-        data = orjson.dumps(events)
-        return cls(events[0]["seq"], events[-1]["seq"], len(events), data)
+        return cls(events[0]["seq"], events[-1]["seq"], len(events), _encode(events))
 
     def after(self, seq: int) -> Batch | None:
         """This batch without its events whose seq is <= `seq` (re-encoded), or None if empty."""
@@ -56,6 +56,15 @@ class Batch:
             return None
         events = [event for event in orjson.loads(self.data) if event["seq"] > seq]
         return Batch.encode(events)
+
+
+def _encode(events: list[dict[str, Any]]) -> bytes:
+    try:
+        return orjson.dumps(events)
+    except orjson.JSONEncodeError:
+        # e.g. a lone surrogate in a preview: replace it (slowly) rather than lose the batch.
+        text = json.dumps(events, ensure_ascii=False, separators=(",", ":"), default=str)
+        return text.encode("utf-8", "replace")
 
 
 class Subscription:

@@ -56,6 +56,10 @@ class Loop:
         self._rearm: set[int] = set()
         #: called after each iteration's handlers with the ready list (breakpoints, flaws)
         self.after_iteration: list[Callable[[list[tuple[int, int]]], None]] = []
+        #: replaces `handler.on_ready(generic)` while a bug-zoo flaw is on
+        self.dispatch_hook: Callable[[Handler, int], None] | None = None
+        #: called with the OSError a wait call raised (a flaw's EBADF); None: raise it
+        self.wait_error_hook: Callable[[OSError], None] | None = None
 
     # -- registrations -------------------------------------------------------------------
     def register(self, handler: Handler, mask: int) -> None:
@@ -85,6 +89,19 @@ class Loop:
         self._rearm.discard(fd)
         if self.obs.watched:
             self._emit_interest(fd, "unregister", mask)
+
+    def discard_stale(self, fd: int) -> None:
+        """Remove an fd that was closed while registered (only a bug-zoo flaw does that)."""
+        self.backend.discard(fd)
+        self.handlers.pop(fd, None)
+        mask = self.interest.pop(fd, 0)
+        if self.obs.watched:
+            self._emit_interest(fd, "unregister", mask)
+
+    def reapply_interest(self) -> None:
+        """Re-send every registration to the kernel (after the backend's `extra` changed)."""
+        for fd, mask in self.interest.items():
+            self.backend.modify(fd, mask)
 
     def _emit_interest(self, fd: int, op: str, mask: int) -> None:
         flags = self.backend.interest_names(mask)
@@ -122,7 +139,13 @@ class Loop:
         backend = self.backend
         timeout = self._timeout()
         t0 = time.perf_counter()
-        ready = backend.wait(timeout)
+        try:
+            ready = backend.wait(timeout)
+        except OSError as exc:
+            if self.wait_error_hook is None:
+                raise
+            self.wait_error_hook(exc)
+            return
         duration_us = (time.perf_counter() - t0) * 1e6
         stats = self.stats
         stats.waits += 1
@@ -133,6 +156,7 @@ class Loop:
             self._emit_wait(timeout, ready, duration_us)
         handlers = self.handlers
         oneshot = backend.oneshot
+        hook = self.dispatch_hook
         for fd, native in ready:
             handler = handlers.get(fd)
             if handler is None:  # closed by an earlier handler of this same batch
@@ -141,7 +165,10 @@ class Loop:
                 self.obs.emit({"kind": "ready", "fd": fd, "flags": backend.names(native)})
             if oneshot:
                 self._rearm.add(fd)
-            handler.on_ready(backend.generic(native))
+            if hook is None:
+                handler.on_ready(backend.generic(native))
+            else:
+                hook(handler, native)
             if oneshot and fd in self._rearm:
                 self._rearm_fd(fd)
         self._run_due()

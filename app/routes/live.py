@@ -58,7 +58,7 @@ async def _serve(websocket: WebSocket, hub: Hub, subscription: Subscription) -> 
         for task in (writer, reader):
             task.cancel()
         await asyncio.gather(writer, reader, return_exceptions=True)
-    close = next(iter(done)).result()
+    close = next((c for c in (task.result() for task in done) if c is not None), None)
     if close is not None:
         await _close(websocket, close)
 

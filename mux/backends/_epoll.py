@@ -44,6 +44,7 @@ class EpollBackend(Backend):
             (select.EPOLLIN if mask & READABLE else 0)
             | (select.EPOLLOUT if mask & WRITABLE else 0)
             | self._mode
+            | self.extra
         )
 
     def _to_generic(self, native: int) -> int:
@@ -68,6 +69,9 @@ class EpollBackend(Backend):
     def unregister(self, fd: int) -> None:
         self._ep.unregister(fd)
         del self.interest[fd]
+
+    def _forget(self, fd: int) -> None:
+        self.interest.pop(fd, None)
 
     def wait(self, timeout: float | None) -> Ready:
         return self._ep.poll(-1 if timeout is None else timeout, MAXEVENTS)

@@ -27,9 +27,8 @@ class PollBackend(Backend):
         self.events: dict[int, int] = {}  # the (fd, events) array passed on every call
 
     def native_interest(self, mask: int) -> int:
-        return (select.POLLIN if mask & READABLE else 0) | (
-            select.POLLOUT if mask & WRITABLE else 0
-        )
+        return ((select.POLLIN if mask & READABLE else 0)
+                | (select.POLLOUT if mask & WRITABLE else 0) | self.extra)
 
     def _to_generic(self, native: int) -> int:
         # A bit test, never `revents == POLLIN`: POLLIN|POLLHUP together carry the last bytes.
@@ -53,6 +52,13 @@ class PollBackend(Backend):
     def unregister(self, fd: int) -> None:
         self._poll.unregister(fd)
         del self.events[fd]
+
+    def _forget(self, fd: int) -> None:
+        self.events.pop(fd, None)
+        try:
+            self._poll.unregister(fd)
+        except KeyError:
+            pass
 
     def wait(self, timeout: float | None) -> Ready:
         ms = None if timeout is None else math.ceil(timeout * 1000)

@@ -49,6 +49,9 @@ class SelectBackend(Backend):
         self.rlist.discard(fd)
         self.wlist.discard(fd)
 
+    def _forget(self, fd: int) -> None:
+        self.unregister(fd)
+
     def wait(self, timeout: float | None) -> Ready:
         r, w, _ = select.select(self.rlist, self.wlist, self.xlist, timeout)
         if not w:

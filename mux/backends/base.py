@@ -40,7 +40,8 @@ class Backend(ABC):
         self.edge = trigger == "edge"
         self._names: dict[int, list[str]] = {}
         self._generic: dict[int, int] = {}
-        self._native_interest: dict[int, int] = {}
+        #: bits added to every registration (the bug zoo asks for RDHUP to show hang-ups)
+        self.extra = 0
 
     # -- registration ------------------------------------------------------------------
     @abstractmethod
@@ -51,6 +52,17 @@ class Backend(ABC):
 
     @abstractmethod
     def unregister(self, fd: int) -> None: ...
+
+    def discard(self, fd: int) -> None:
+        """Unregister an fd that may already be closed: the bookkeeping goes either way."""
+        try:
+            self.unregister(fd)
+        except (OSError, KeyError, ValueError):
+            self._forget(fd)
+
+    @abstractmethod
+    def _forget(self, fd: int) -> None:
+        """Drop `fd` from the backend's own tables without asking the kernel."""
 
     @abstractmethod
     def wait(self, timeout: float | None) -> Ready:

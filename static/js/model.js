@@ -100,7 +100,7 @@ export class Model {
       }
     }
     if (full && state.last_wait) {
-      this.lastWait = { ...state.last_wait, ready_list: (state.last_wait.ready_list || []).slice() };
+      this.lastWait = { ...state.last_wait, ready_list: (state.last_wait.ready_list || []).slice(), before: new Map() };
       for (const r of this.lastWait.ready_list) this.lastReady.set(r.fd, r.flags);
     }
     if (full && state.stats) this.stats = { ...state.stats, dropped_total: 0 };
@@ -154,7 +154,7 @@ export class Model {
     const isConn = fd !== undefined && fd !== null && this.roleOf(fd) === 'connection';
     switch (ev.kind) {
       case 'wait':
-        this.lastWait = { ...ev, ready_list: [] };
+        this.lastWait = { ...ev, ready_list: [], before: new Map() };
         this.lastReady.clear();
         this.mark('syscall', 'backend');
         break;
@@ -168,6 +168,7 @@ export class Model {
         this.mark('syscall', 'backend');
         break;
       case 'interest':
+        this.saveBefore(fd);
         if (ev.op === 'unregister') { this.regs.delete(fd); this.regsChanged = true; }
         else this.setReg(fd, null, ev.flags);
         this.mark('backend', 'syscall');
@@ -176,7 +177,7 @@ export class Model {
         const c = this.conn(fd);
         c.peer = ev.peer ?? '';
         c.activeAt = now;
-        if (!this.regs.has(fd)) this.setReg(fd, 'connection', []);
+        if (!this.regs.has(fd)) { this.saveBefore(fd); this.setReg(fd, 'connection', []); }
         this.mark('conns', 'queues', 'backend');
         break;
       }
@@ -207,6 +208,7 @@ export class Model {
         }
         break;
       case 'close':
+        this.saveBefore(fd);
         this.conns.delete(fd);
         if (this.regs.delete(fd)) this.regsChanged = true;
         this.flashes.delete(fd);
@@ -236,6 +238,34 @@ export class Model {
         break;
     }
     this.emit(ev);
+  }
+
+  /** Remember an fd's interest as it was during the last wait, before a handler changes it. */
+  saveBefore(fd) {
+    const w = this.lastWait;
+    if (!w || !w.before || w.before.has(fd)) return;
+    const reg = this.regs.get(fd);
+    w.before.set(fd, reg ? new Set(reg.bits) : null);
+  }
+
+  /** Interest bits of fd as passed to the last wait call (null: not registered then). */
+  interestAtWait(fd) {
+    const w = this.lastWait;
+    if (w && w.before && w.before.has(fd)) return w.before.get(fd);
+    const reg = this.regs.get(fd);
+    return reg ? reg.bits : null;
+  }
+
+  /** Map fd -> {bits}: every registration as it was during the last wait. */
+  regsAtWait() {
+    const out = new Map();
+    for (const fd of this.regs.keys()) {
+      const bits = this.interestAtWait(fd);
+      if (bits) out.set(fd, { bits });
+    }
+    const before = this.lastWait && this.lastWait.before;
+    if (before) for (const [fd, bits] of before) if (bits && !out.has(fd)) out.set(fd, { bits });
+    return out;
   }
 
   /** The bounded ring of recent events, oldest first (for re-rendering and a future scrubber). */

@@ -57,9 +57,9 @@ function timeoutMs(t) {
 /**
  * The last wait as strace would print it.
  * wait: {backend, registered, timeout_ms, ready, ready_list: [{fd, flags}]}
- * regs: Map fd -> {bits}; backendInfo: {fd, maxevents}
+ * model: interestAtWait(fd) -> bits|null and regsAtWait() -> Map fd -> {bits}; backendInfo: {fd, maxevents}
  */
-export function syscallLine(wait, regs, backendInfo, cap = 24) {
+export function syscallLine(wait, model, backendInfo, cap = 24) {
   if (!wait) return '';
   const ready = wait.ready_list || [];
   const n = wait.ready ?? ready.length;
@@ -73,15 +73,15 @@ export function syscallLine(wait, regs, backendInfo, cap = 24) {
   }
   if (backend === 'poll') {
     const items = ready.slice(0, cap).map((r) => {
-      const reg = regs.get(r.fd);
-      const events = reg ? flagText(toNative(reg.bits, 'poll')) : '?';
+      const bits = model.interestAtWait(r.fd);
+      const events = bits ? flagText(toNative(bits, 'poll')) : '?';
       return `{fd=${r.fd}, events=${events}, revents=${flagText(r.flags)}}`;
     });
     if (ready.length > cap) items.push(`… +${ready.length - cap}`);
     return `poll([${items.join(', ')}], ${wait.registered}, ${timeoutMs(wait.timeout_ms)}) = ${n}`;
   }
   if (backend === 'select') {
-    const sets = selectSets(regs);
+    const sets = selectSets(model.regsAtWait());
     const all = [...sets.read, ...sets.write, ...sets.except];
     const nfds = all.length ? Math.max(...all) + 1 : 0;
     const t = wait.timeout_ms === null || wait.timeout_ms === undefined ? 'NULL' : String(wait.timeout_ms / 1000);

@@ -286,6 +286,29 @@ def test_tap_drain_takes_at_most_limit_and_discards_the_oldest() -> None:
     assert len(tap) == 0 and tap.drain() == []
 
 
+def test_pump_feeds_hub_and_consumers_and_survives_a_failing_one() -> None:
+    seen: list[int] = []
+
+    def broken(batch: list[dict[str, Any]]) -> None:
+        raise ValueError("a broken consumer")
+
+    async def scenario() -> Frame:
+        hub, tap = Hub(), EventTap()
+        consumers = [broken, lambda batch: seen.extend(e["seq"] for e in batch)]
+        task = asyncio.create_task(pump(tap, hub, interval=0.005, consumers=consumers))
+        async with hub.subscribe() as sub:
+            sub.start_after(0)
+            for seq in (1, 2, 3):  # a lone surrogate cannot be UTF-8: replaced, not lost
+                tap.sink({"seq": seq, "preview": "\udcff"})
+            frame = orjson.loads(await sub.next_frame(2.0) or b"null")
+        task.cancel()
+        return frame
+
+    frame = asyncio.run(scenario())
+    assert [e["seq"] for e in frame["events"]] == [1, 2, 3] == seen and frame["dropped"] == 0
+    assert frame["events"][0]["preview"] == "?"
+
+
 # --------------------------------------------------------------------------- over the wire
 
 

@@ -197,7 +197,7 @@ export class BackendPanel {
     const blocks = [];
     const capList = (fds) => (fds.length > 200 ? `[${fds.slice(0, 200).join(', ')}, … +${fds.length - 200}]` : `[${fds.join(', ')}]`);
     if (name === 'select') {
-      const ins = selectSets(model.regs);
+      const ins = selectSets(model.regsAtWait());
       const out = { read: [], write: [], except: [] };
       for (const [fd, flags] of model.lastReady) for (const f of flags) if (out[f]) out[f].push(fd);
       for (const k of Object.keys(out)) out[k].sort((a, b) => a - b);
@@ -207,9 +207,9 @@ export class BackendPanel {
         `read:   ${capList(out.read)}\nwrite:  ${capList(out.write)}\nexcept: ${capList(out.except)}`]);
     } else if (name === 'poll') {
       const lines = this.fds.slice(0, TEXT_ROWS).map((fd) => {
-        const reg = model.regs.get(fd);
+        const bits = model.interestAtWait(fd) || model.regs.get(fd).bits;  // as passed to the last poll()
         const rev = model.lastReady.get(fd);
-        return `{fd=${fd}, events=${flagText(toNative(reg.bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}`;
+        return `{fd=${fd}, events=${flagText(toNative(bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}`;
       });
       if (this.fds.length > TEXT_ROWS) lines.push(`… and ${this.fds.length - TEXT_ROWS} more`);
       blocks.push([`the pollfd array passed to poll(): ${this.fds.length} entries (fd, events, revents)`, lines.join('\n')]);

@@ -48,22 +48,12 @@ export class QueuesPanel {
     const top = Math.log2(1 + hw * 2);
     const plotH = HEIGHT - TOP - BOTTOM;
     const yOf = (bytes) => HEIGHT - BOTTOM - (bytes > 0 ? Math.min(1, Math.log2(1 + bytes) / top) : 0) * plotH;
-    // scale lines: 1 KiB, 64 KiB, high-water
-    ctx.font = '10px ui-monospace, monospace';
-    ctx.textBaseline = 'bottom';
-    for (const [bytes, label, color] of [[1024, '1 KiB', c.line], [65536, '64 KiB', c.line], [hw, `high-water ${fmtBytes(hw)}`, c.danger]]) {
-      const y = Math.round(yOf(bytes)) + 0.5;
-      ctx.strokeStyle = color; ctx.lineWidth = 1; ctx.setLineDash(color === c.danger ? [4, 3] : [2, 4]);
-      ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(width, y); ctx.stroke();
-      ctx.setLineDash([]);
-      ctx.fillStyle = color === c.danger ? c.danger : c.muted;
-      ctx.fillText(label, width - ctx.measureText(label).width - 2, y - 1);
-    }
     const bars = this.picked;
     const slot = bars.length ? Math.min(44, Math.max(6, Math.floor(width / bars.length))) : 44;
     const barW = Math.max(3, slot - Math.max(1, Math.floor(slot / 5)));
     let animating = false;
     const seen = new Set();
+    ctx.font = '10px ui-monospace, monospace';
     bars.forEach((conn, i) => {
       seen.add(conn.fd);
       const prev = this.shown.get(conn.fd) ?? 0;
@@ -91,6 +81,17 @@ export class QueuesPanel {
       if (slot >= 22 && conn.depth > 0) { ctx.fillStyle = c.text; ctx.fillText(String(conn.depth), x, Math.max(TOP + 10, y - 1)); }
       if (conn.paused && slot >= 30) { ctx.fillStyle = c.danger; ctx.fillText('paused', x, TOP); }
     });
+    // scale lines (drawn over the bars): 1 KiB, 64 KiB, high-water
+    ctx.font = '10px ui-monospace, monospace';
+    ctx.textBaseline = 'bottom';
+    for (const [bytes, label, color] of [[1024, '1 KiB', c.line], [65536, '64 KiB', c.line], [hw, `high-water ${fmtBytes(hw)}`, c.danger]]) {
+      const y = Math.round(yOf(bytes)) + 0.5;
+      ctx.strokeStyle = color; ctx.lineWidth = 1; ctx.setLineDash(color === c.danger ? [4, 3] : [2, 4]);
+      ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(width, y); ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.fillStyle = color === c.danger ? c.danger : c.muted;
+      ctx.fillText(label, width - ctx.measureText(label).width - 2, y - 1);
+    }
     for (const fd of this.shown.keys()) if (!seen.has(fd)) this.shown.delete(fd);
     if (!bars.length) {
       ctx.fillStyle = c.muted; ctx.font = '13px system-ui, sans-serif'; ctx.textBaseline = 'top';

@@ -16,7 +16,7 @@ export class SyscallPanel {
       this.detailEl.textContent = '';
       return;
     }
-    const line = syscallLine(w, model.regs, w.backend === model.backend.name ? model.backend : null);
+    const line = syscallLine(w, model, w.backend === model.backend.name ? model.backend : null);
     this.lineEl.textContent = line;
     this.lineEl.dataset.backend = w.backend || '';
     this.lineEl.dataset.seq = w.seq !== undefined ? String(w.seq) : '';
