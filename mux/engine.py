@@ -20,6 +20,7 @@ from . import backends
 from .backends import FD_SETSIZE, READABLE, FdLimitError
 from .breakpoints import Breakpoint, Breakpoints
 from .control import ControlDoor
+from .flaws import FlawZoo
 from .kernel import kernel_view
 from .loop import Loop
 from .observe import Observers
@@ -84,6 +85,8 @@ class Engine:
         self._step_requested = False
         self._stopping = False
         self.breakpoints = Breakpoints()
+        self.sticky_write = False  # the bug zoo's write_interest_stuck
+        self.flaws = FlawZoo(self)
         self._breakpoint_hit: Breakpoint | None = None
         self._past_waits: dict[str, int] = {}
         self._waits_at_switch = 0
@@ -301,6 +304,13 @@ class Engine:
     def list_breakpoints(self) -> Future[list[dict[str, Any]]]:
         return self.call(lambda: [bp.describe() for bp in self.breakpoints.items.values()])
 
+    def list_flaws(self) -> Future[list[dict[str, Any]]]:
+        return self.call(self.flaws.describe)
+
+    def set_flaw(self, name: str, on: bool) -> Future[list[dict[str, Any]]]:
+        """KeyError for an unknown name; RuntimeError when another flaw is on."""
+        return self.call(self.flaws.set, name, on)
+
     def kernel(self) -> Future[dict[str, Any]]:
         """What the kernel holds (epoll interest list, socket queues), read on the loop."""
         return self.call(lambda: kernel_view(
@@ -320,6 +330,8 @@ class Engine:
         old = self.loop.backend
         if (name, trigger, oneshot) != (old.name, old.trigger, old.oneshot):
             self.loop.switch(backends.create(name, trigger, oneshot))
+            if self.flaws.active is not None:
+                self.flaws.active.on_backend_change()
             waits = self.stats.waits
             self._past_waits[old.name] = (self._past_waits.get(old.name, 0)
                                           + waits - self._waits_at_switch)

@@ -58,7 +58,8 @@ class TcpConnection:
 
     def desired_interest(self) -> int:
         reading = not (self.reading_paused or self.eof)
-        return (READABLE if reading else 0) | (WRITABLE if self.queue else 0)
+        writing = self.queue or (self.engine.sticky_write and self.bytes_out)
+        return (READABLE if reading else 0) | (WRITABLE if writing else 0)
 
     def _update_interest(self) -> None:
         self.loop.set_interest(self.fd, self.desired_interest())
@@ -175,8 +176,13 @@ class TcpConnection:
         if self.closed:
             return
         self.closed = True
-        self.loop.unregister(self.fd)
-        self.sock.close()
+        zoo_flaw = self.engine.flaws.active
+        if zoo_flaw is not None and zoo_flaw.name == "close_without_unregister":
+            self.sock.close()  # the flaw: the fd stays registered after it is closed
+            zoo_flaw.closed_registered(self)  # type: ignore[attr-defined]
+        else:
+            self.loop.unregister(self.fd)
+            self.sock.close()
         self.engine.forget(self)
         obs = self.loop.obs
         if obs.watched:

@@ -41,6 +41,9 @@ class UdpEcho:
         self.reply_dropped = 0  # replies we could not queue
         self.truncated = 0
         self.pending: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self.own_address: tuple[str, int] = sock.getsockname()[:2]
+        self.reply_to_self = False  # the bug zoo's udp_wrong_address
+        self.from_self = 0
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         except OSError:
@@ -70,9 +73,21 @@ class UdpEcho:
             self.truncated += 1
             self.engine.error(f"udp datagram from {addr[0]}:{addr[1]} truncated", fd=self.fd)
         self._emit(addr, "in", data)
+        if addr[:2] == self.own_address:
+            self.from_self += 1  # our own misdirected reply: echoing it would loop forever
+            return True
+        if self.reply_to_self:
+            self._flag_wrong_address(addr)
+            addr = self.own_address
         if self.pending or not self._try_send(data, addr):
             self._queue_reply(data, addr)
         return True
+
+    def _flag_wrong_address(self, sender: tuple[str, int]) -> None:
+        flaw = self.engine.flaws.get("udp_wrong_address")
+        if flaw is not None:
+            flaw.flag(self.fd, f"reply to {sender[0]}:{sender[1]} sent to "
+                      f"{self.own_address[0]}:{self.own_address[1]} (this server) instead")
 
     def _try_send(self, data: bytes, addr: tuple[str, int]) -> bool:
         """Send to the sender — never to our own address (the seed's mistake).

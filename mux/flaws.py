@@ -1,0 +1,357 @@
+"""The bug zoo: classic multiplexing bugs, switchable on the live server one at a time.
+
+Each flaw replaces a small piece of the correct handling (through the loop's dispatch hook or
+a flag the protocol checks) and carries a detector that emits a `flaw` event when the bug
+shows. Turning a flaw off restores the correct code path and repairs what the flaw left
+behind (stale registrations, unread bytes), without a restart.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from typing import TYPE_CHECKING, Any
+
+from .backends import READABLE, WRITABLE
+from .kernel import epoll_interest, socket_queues
+from .tcp import RECV_SIZE, TcpConnection, _close_reason
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .loop import Handler
+
+_IN = {"select": 1, "poll": select.POLLIN, "epoll": getattr(select, "EPOLLIN", 1)}
+_RDHUP = {"poll": getattr(select, "POLLRDHUP", 0x2000),
+          "epoll": getattr(select, "EPOLLRDHUP", 0x2000)}
+_HUP = {"poll": select.POLLHUP | _RDHUP["poll"],
+        "epoll": getattr(select, "EPOLLHUP", 0x10) | _RDHUP["epoll"]}
+_NVAL = getattr(select, "POLLNVAL", 0x20)
+FLAG_INTERVAL = 1.0  # a detector speaks at most once a second per fd
+
+
+def _inq(fd: int) -> int:
+    return max(0, socket_queues(fd)["recv_queue"])
+
+
+class Flaw:
+    name = ""
+    title = ""
+    caption = ""
+    wants_rdhup = False
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.loop = engine.loop
+        self.detections = 0
+        self._last_flag: dict[int | None, float] = {}
+
+    def activate(self) -> None:
+        self.loop.dispatch_hook = self.dispatch
+        self.on_backend_change()
+
+    def deactivate(self) -> None:
+        self.loop.dispatch_hook = None
+        if self.wants_rdhup:
+            self.loop.backend.extra = 0
+            self.loop.reapply_interest()
+
+    def on_backend_change(self) -> None:
+        if self.wants_rdhup:
+            self.loop.backend.extra = _RDHUP.get(self.loop.backend.name, 0)
+            self.loop.reapply_interest()
+
+    def dispatch(self, handler: Handler, native: int) -> None:
+        if isinstance(handler, TcpConnection):
+            self.connection_ready(handler, native)
+        else:
+            handler.on_ready(self.loop.backend.generic(native))
+
+    def connection_ready(self, conn: TcpConnection, native: int) -> None:
+        conn.on_ready(self.loop.backend.generic(native))
+
+    def flag(self, fd: int | None, message: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_flag.get(fd, -FLAG_INTERVAL) < FLAG_INTERVAL:
+            return
+        self._last_flag[fd] = now
+        self.detections += 1
+        obs = self.loop.obs
+        if obs.watched:
+            obs.emit({"kind": "flaw", "name": self.name, "fd": fd, "message": message})
+
+    def describe(self, on: bool) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "caption": self.caption, "on": on,
+                "detections": self.detections}
+
+
+class EofIgnored(Flaw):
+    name = "eof_ignored"
+    title = "EOF never handled"
+    caption = ("recv() returning b'' means the peer closed. This handler ignores it, so the "
+               "fd stays registered and readable forever: the loop wakes again and again to "
+               "read 0 bytes (level-triggered: a busy loop).")
+    THRESHOLD = 20
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.zero_reads: dict[int, int] = {}
+
+    def connection_ready(self, conn: TcpConnection, native: int) -> None:
+        mask = self.loop.backend.generic(native)
+        if mask & READABLE and not conn.reading_paused:
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                data = None
+            except OSError as exc:
+                conn.close(_close_reason(exc))
+                return
+            if data == b"":
+                n = self.zero_reads[conn.fd] = self.zero_reads.get(conn.fd, 0) + 1
+                if n >= self.THRESHOLD:
+                    self.flag(conn.fd, f"fd {conn.fd} woke the loop {n} times and read 0 bytes "
+                              "each time: the peer closed, but EOF is never handled")
+            elif data:
+                conn._on_data(data)
+        if mask & WRITABLE and conn.queue and not conn.closed:
+            conn._write()
+
+    def deactivate(self) -> None:
+        super().deactivate()
+        for conn in list(self.engine.connections.values()):
+            self.loop.readable_soon(conn)  # edge mode: the EOF will not be reported again
+        self.zero_reads.clear()
+
+
+class PollEquality(Flaw):
+    name = "poll_equality"
+    title = "revents == POLLIN instead of a bit test"
+    caption = ("The handler reads only when the returned mask equals POLLIN exactly. When "
+               "POLLIN arrives together with another bit (POLLOUT, or a hang-up with the last "
+               "bytes) the read is skipped, and a hang-up closes with data unread.")
+    wants_rdhup = True
+
+    def connection_ready(self, conn: TcpConnection, native: int) -> None:
+        backend = self.loop.backend
+        in_bit = _IN[backend.name]
+        if native == in_bit:
+            conn.on_ready(READABLE)
+            return
+        names = "|".join(backend.names(native))
+        if native & in_bit:
+            self.flag(conn.fd, f"fd {conn.fd}: revents {names} != {backend.names(in_bit)[0]}, "
+                      "so readable data was ignored")
+        if native & _HUP.get(backend.name, 0):
+            lost = _inq(conn.fd)
+            conn.close("eof")
+            if lost:
+                self.flag(conn.fd, f"fd {conn.fd}: closed on {names} with {lost} bytes unread: "
+                          "lost", force=True)
+            return
+        if backend.generic(native) & WRITABLE:
+            conn.on_ready(WRITABLE)
+
+
+class HupBeforeIn(Flaw):
+    name = "hup_before_in"
+    title = "hang-up checked before input"
+    caption = ("When the peer sends its last bytes and closes, the kernel reports input and "
+               "hang-up together. This handler checks the hang-up first and closes: the last "
+               "bytes are never read. (select has no hang-up bit: switch to poll or epoll.)")
+    wants_rdhup = True
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.lost_bytes = 0
+
+    def connection_ready(self, conn: TcpConnection, native: int) -> None:
+        backend = self.loop.backend
+        if native & _HUP.get(backend.name, 0):
+            lost = _inq(conn.fd)
+            conn.close("eof")
+            if lost:
+                self.lost_bytes += lost
+                self.flag(conn.fd, f"fd {conn.fd}: {'|'.join(backend.names(native))} - hang-up "
+                          f"handled first, {lost} bytes lost ({self.lost_bytes} in all)",
+                          force=True)
+            return
+        conn.on_ready(backend.generic(native))
+
+
+class EtNoDrain(Flaw):
+    name = "et_no_drain"
+    title = "edge-triggered without draining to EAGAIN"
+    caption = ("With EPOLLET the kernel reports a readiness once per change. This handler "
+               "reads one small chunk (16 bytes) and returns: the rest stays in the kernel and "
+               "no new edge comes until the peer sends more. The connection stalls. "
+               "(Shows with epoll, trigger edge.)")
+    CHUNK = 16
+
+    def connection_ready(self, conn: TcpConnection, native: int) -> None:
+        mask = self.loop.backend.generic(native)
+        if mask & READABLE and not (conn.reading_paused or conn.eof):
+            try:
+                data = conn.sock.recv(self.CHUNK)
+            except BlockingIOError:
+                data = None
+            except OSError as exc:
+                conn.close(_close_reason(exc))
+                return
+            if data == b"":
+                conn._on_eof()
+            elif data:
+                conn._on_data(data)
+            if self.loop.backend.edge and not conn.closed:
+                left = _inq(conn.fd)
+                if left:
+                    self.flag(conn.fd, f"fd {conn.fd}: {left} bytes left in the kernel after one "
+                              "recv; edge-triggered epoll will not report them again")
+        if mask & WRITABLE and conn.queue and not conn.closed:
+            conn._write()
+
+    def deactivate(self) -> None:
+        super().deactivate()
+        for conn in list(self.engine.connections.values()):
+            self.loop.readable_soon(conn)
+
+
+class WriteInterestStuck(Flaw):
+    name = "write_interest_stuck"
+    title = "write interest left on with an empty queue"
+    caption = ("Write interest should be on only while something waits to be sent. Left on, "
+               "a socket with room in its send buffer is always writable: with level "
+               "triggering the loop wakes continuously with nothing to do.")
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._wakeups: dict[int, int] = {}
+        self._since = time.monotonic()
+
+    def activate(self) -> None:
+        super().activate()
+        self.engine.sticky_write = True
+        for conn in self.engine.connections.values():
+            conn._update_interest()
+
+    def deactivate(self) -> None:
+        super().deactivate()
+        self.engine.sticky_write = False
+        for conn in list(self.engine.connections.values()):
+            conn._update_interest()
+
+    def connection_ready(self, conn: TcpConnection, native: int) -> None:
+        mask = self.loop.backend.generic(native)
+        if mask & WRITABLE and not conn.queue:
+            self._wakeups[conn.fd] = self._wakeups.get(conn.fd, 0) + 1
+        conn.on_ready(mask)
+        now = time.monotonic()
+        if now - self._since >= FLAG_INTERVAL:
+            for fd, n in self._wakeups.items():
+                self.flag(fd, f"fd {fd}: {n} writable wake-ups in {now - self._since:.1f} s "
+                          "with nothing to write (write interest left on)", force=True)
+            self._wakeups.clear()
+            self._since = now
+
+
+class CloseWithoutUnregister(Flaw):
+    name = "close_without_unregister"
+    title = "closing without unregistering"
+    caption = ("The fd is closed while still registered. select then fails with EBADF; poll "
+               "reports POLLNVAL for it on every call (a storm); epoll silently drops it from "
+               "its interest list, leaving the program's own table stale.")
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.stale: dict[int, TcpConnection] = {}
+        self._nval = 0
+
+    def activate(self) -> None:
+        super().activate()
+        self.loop.wait_error_hook = self._wait_failed
+
+    def deactivate(self) -> None:
+        super().deactivate()
+        self.loop.wait_error_hook = None
+        self._clean()
+
+    def closed_registered(self, conn: TcpConnection) -> None:
+        """TcpConnection.close skipped the unregister: remember it, and look."""
+        self.stale[conn.fd] = conn
+        backend = self.loop.backend
+        if backend.name == "epoll" and backend.fileno is not None:
+            in_kernel = {item["fd"] for item in epoll_interest(backend.fileno)}
+            if conn.fd not in in_kernel:
+                self.flag(conn.fd, f"fd {conn.fd} was closed while registered: the kernel "
+                          "dropped it from the epoll interest list, the engine's table still "
+                          "has it (stale entry)", force=True)
+
+    def connection_ready(self, conn: TcpConnection, native: int) -> None:
+        if conn.closed:
+            self._nval += 1
+            if native & _NVAL:
+                self.flag(conn.fd, f"poll returned POLLNVAL for closed fd {conn.fd} "
+                          f"({self._nval} times so far): a POLLNVAL storm")
+            return
+        conn.on_ready(self.loop.backend.generic(native))
+
+    def _wait_failed(self, exc: OSError) -> None:
+        fds = sorted(self.stale)
+        self.flag(None, f"{self.loop.backend.name}() failed: {exc.strerror or exc} - closed "
+                  f"fd(s) {fds} are still in its lists; removing them", force=True)
+        self._clean()
+
+    def _clean(self) -> None:
+        for fd, conn in list(self.stale.items()):
+            if self.loop.handlers.get(fd) is conn:
+                self.loop.discard_stale(fd)
+        self.stale.clear()
+
+
+class UdpWrongAddress(Flaw):
+    name = "udp_wrong_address"
+    title = "UDP reply sent to the wrong address"
+    caption = ("recvfrom() tells who sent the datagram; the reply must go there. This handler "
+               "sends it to the server's own address instead: the client never hears back "
+               "(and the server receives its own reply).")
+
+    def activate(self) -> None:
+        super().activate()
+        if self.engine.udp:
+            self.engine.udp.reply_to_self = True
+
+    def deactivate(self) -> None:
+        super().deactivate()
+        if self.engine.udp:
+            self.engine.udp.reply_to_self = False
+
+
+FLAWS: tuple[type[Flaw], ...] = (EofIgnored, PollEquality, HupBeforeIn, EtNoDrain,
+                                 WriteInterestStuck, CloseWithoutUnregister, UdpWrongAddress)
+
+
+class FlawZoo:
+    def __init__(self, engine: Engine) -> None:
+        self.flaws = {cls.name: cls(engine) for cls in FLAWS}
+        self.active: Flaw | None = None
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [f.describe(f is self.active) for f in self.flaws.values()]
+
+    def set(self, name: str, on: bool) -> list[dict[str, Any]]:
+        flaw = self.flaws.get(name)
+        if flaw is None:
+            raise KeyError(f"no flaw named {name!r} (known: {', '.join(self.flaws)})")
+        if on and self.active not in (None, flaw):
+            assert self.active is not None
+            raise RuntimeError(f"flaw {self.active.name!r} is on: one flaw at a time, "
+                               "turn it off first")
+        if on and self.active is None:
+            flaw.activate()
+            self.active = flaw
+        elif not on and self.active is flaw:
+            flaw.deactivate()
+            self.active = None
+        return self.describe()
+
+    def get(self, name: str) -> Flaw | None:
+        return self.flaws.get(name)
