@@ -4,6 +4,7 @@ Standard library only; the web layer (`app`) uses nothing but the names below.
 """
 
 from .backends import FD_SETSIZE, FdLimitError, available, default_backend, validate
+from .codeview import handler_sources
 from .engine import MAX_DELAY_MS, WRITE_MODES, Engine, EngineConfig, raise_nofile_limit
 from .events import preview
 from .load import LoadCapError, LoadGenerator
@@ -17,5 +18,6 @@ __all__ = [
     "FD_SETSIZE", "MAX_DELAY_MS", "WRITE_MODES", "Engine", "EngineConfig", "FdLimitError",
     "LoadCapError", "LoadGenerator",
     "Observers", "Sink", "available", "available_backends", "default_backend",
-    "open_tcp_listener", "open_udp_socket", "preview", "raise_nofile_limit", "validate",
+    "handler_sources", "open_tcp_listener", "open_udp_socket", "preview", "raise_nofile_limit",
+    "validate",
 ]

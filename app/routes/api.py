@@ -12,9 +12,15 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.schemas import BackendRequest, BreakpointRequest, LoadRequest, LoopRequest
+from app.schemas import (
+    BackendRequest,
+    BreakpointRequest,
+    FlawRequest,
+    LoadRequest,
+    LoopRequest,
+)
 from app.trace import to_chrome
-from mux import Engine, FdLimitError, LoadCapError
+from mux import Engine, FdLimitError, LoadCapError, handler_sources
 
 router = APIRouter()
 T = TypeVar("T")
@@ -132,3 +138,25 @@ async def delete_breakpoint(bp_id: int, request: Request) -> dict[str, Any]:
 @router.get("/api/kernel")
 async def get_kernel(request: Request) -> dict[str, Any]:
     return await _run(_engine(request).kernel())
+
+
+@router.get("/api/flaws")
+async def get_flaws(request: Request) -> list[dict[str, Any]]:
+    return await _run(_engine(request).list_flaws())
+
+
+@router.post("/api/flaws/{name}")
+async def post_flaw(name: str, body: FlawRequest, request: Request) -> list[dict[str, Any]]:
+    engine = _engine(request)
+    try:
+        return await asyncio.wrap_future(engine.set_flaw(name, body.on))
+    except KeyError as exc:
+        raise HTTPException(404, exc.args[0]) from None
+    except RuntimeError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.get("/api/code")
+async def get_code() -> dict[str, Any]:
+    """The real source of the handler behind each event kind (see mux.codeview)."""
+    return await asyncio.to_thread(handler_sources)

@@ -1,0 +1,52 @@
+"""The real source of the handler behind each event kind, read with `inspect`.
+
+For every event kind the engine emits, `handler_sources()` returns the function that emits it
+(as it is loaded in this process, so a live edit shows) and the line numbers of the branch
+that builds that event, so the page can highlight the branch taken by the latest event.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from . import engine, flaws, loop, tcp, udp
+
+
+def _kinds() -> dict[str, list[Callable[..., Any]]]:
+    """kind -> the call chain that leads to the event, outermost first."""
+    conn, listener, eng = tcp.TcpConnection, tcp.TcpListener, engine.Engine
+    return {
+        "wait": [loop.Loop.run_once, loop.Loop._emit_wait],
+        "ready": [loop.Loop.run_once],
+        "interest": [loop.Loop.set_interest, loop.Loop._emit_interest],
+        "accept": [listener.on_ready, eng.adopt],
+        "recv": [conn._read, conn._on_data],
+        "queue": [conn._put, conn._emit_queue],
+        "send": [conn._write, conn._send],
+        "backpressure": [conn._put, conn._set_backpressure],
+        "close": [conn._read, conn._on_eof, conn.close],
+        "datagram": [udp.UdpEcho._receive_one, udp.UdpEcho._emit],
+        "error": [listener._out_of_fds, eng.error],
+        "flaw": [flaws.Flaw.flag],
+        "backend": [eng._switch],
+        "loop": [eng._step, eng._emit_loop],
+    }
+
+
+def _describe(fn: Callable[..., Any], kind: str,
+              callee: Callable[..., Any] | None) -> dict[str, Any]:
+    """`fn`'s source; highlighted: the call into `callee`, or the line building the event."""
+    lines, first = inspect.getsourcelines(fn)
+    marker = f".{callee.__name__}(" if callee else f'"kind": "{kind}"'
+    highlight = [first + i for i, line in enumerate(lines) if marker in line]
+    return {"qualname": fn.__qualname__, "module": fn.__module__,
+            "file": inspect.getsourcefile(fn), "first_line": first,
+            "lines": [line.rstrip("\n") for line in lines], "highlight": highlight}
+
+
+def handler_sources() -> dict[str, list[dict[str, Any]]]:
+    return {kind: [_describe(fn, kind, chain[i + 1] if i + 1 < len(chain) else None)
+                   for i, fn in enumerate(chain)]
+            for kind, chain in _kinds().items()}
