@@ -1,0 +1,105 @@
+"""Browser fixtures: Debian's headless Chromium driven by Playwright, against a real app.
+
+Every page records console errors and every request that leaves 127.0.0.1; each test saves
+a screenshot under tests/artifacts/ (also on failure) so what a user saw can be looked at.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import run_asgi
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Dashboard:
+    base: str
+    app: Any
+    page: Page
+    api: httpx.Client
+    console_errors: list[str] = field(default_factory=list)
+    external_requests: list[str] = field(default_factory=list)
+
+    @property
+    def engine(self) -> Any:
+        return self.app.state.engine
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.engine.tcp_port), timeout=10)
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+def _record(dash: Dashboard, page: Page) -> None:
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            dash.console_errors.append(msg.text)
+
+    def on_request(request: Request) -> None:
+        host = urlsplit(request.url).hostname or ""
+        if request.url.startswith(("data:", "blob:")):
+            return
+        if host not in LOCAL_HOSTS:
+            dash.external_requests.append(request.url)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: dash.console_errors.append(f"pageerror: {exc}"))
+    page.on("request", on_request)
+
+
+@pytest.fixture
+def dashboard(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Dashboard]:
+    """The real app on free ports, and a fresh page on its dashboard (live, connected)."""
+    yield from _dashboard(browser, request, Settings(http_port=0, echo_port=0, load_cap=500))
+
+
+def _dashboard(browser: Browser, request: pytest.FixtureRequest,
+               settings: Settings, path: str = "/") -> Iterator[Dashboard]:
+    app = create_app(settings)
+    with run_asgi(app) as base, httpx.Client(base_url=base, timeout=10) as api:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        dash = Dashboard(base, app, page, api)
+        _record(dash, page)
+        page.goto(base + path)
+        page.wait_for_function("() => window.__muxscope && window.__muxscope.frames.snapshot >= 1",
+                               timeout=10_000)
+        try:
+            yield dash
+        finally:
+            name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
+            try:
+                dash.screenshot(name)
+            finally:
+                context.close()
