@@ -184,7 +184,8 @@ class EtNoDrain(Flaw):
     caption = ("With EPOLLET the kernel reports a readiness once per change. This handler "
                "reads one small chunk (16 bytes) and returns: the rest stays in the kernel and "
                "no new edge comes until the peer sends more. The connection stalls. "
-               "(Shows with epoll, trigger edge.)")
+               "(Shows with epoll, trigger edge, write eager: with queued writes each "
+               "EPOLL_CTL_MOD re-checks readiness and reports the leftover again.)")
     CHUNK = 16
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:

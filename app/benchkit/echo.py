@@ -103,7 +103,16 @@ def running(vs: list[Variant]) -> Iterator[None]:
 
 def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, warmup: float,
             loads: tuple[tuple[str, int, int], ...], log: Any) -> None:
-    """Interleaved repetitions: for each rep, every variant once (A B C ... A B C ...)."""
+    """Interleaved repetitions: for each rep, every variant once (A B C ... A B C ...).
+
+    Each server is first primed with one unmeasured window: a fresh asyncio server's first
+    window costs about 4x its steady state (seen on the reference machine), which would flatter
+    every ratio of the first rep.
+    """
+    for v in vs:
+        if v.server is not None:
+            label, conns, size = loads[0]
+            client.run(v.server.port, conns, size, 0.0, max(0.3, warmup), v.server.cpu)
     for label, conns, size in loads:
         for rep in range(reps):
             log(f"  echo {label}: rep {rep + 1}/{reps}")

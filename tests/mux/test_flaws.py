@@ -1,0 +1,164 @@
+"""The bug zoo: each flaw shows its symptom and its detector fires; off restores echo."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+from .conftest import connect, recv_exactly, wait_until
+
+
+def _echo_ok(engine) -> None:
+    with connect(engine.tcp_port) as sock:
+        payload = b"x" * 100_000 + b"end"
+        sock.sendall(payload)
+        assert recv_exactly(sock, len(payload)) == payload
+
+
+def _flag(rec, name: str, timeout: float = 5.0, text: str = "") -> dict:
+    return wait_until(lambda: next((e for e in rec.of("flaw", name=name)
+                                    if text in e["message"]), None),
+                      timeout=timeout, what=f"a {name} flag")
+
+
+def test_listing_and_one_at_a_time(make_engine):
+    engine, _ = make_engine()
+    flaws = engine.list_flaws().result(5)
+    assert [f["name"] for f in flaws] == [
+        "eof_ignored", "poll_equality", "hup_before_in", "et_no_drain",
+        "write_interest_stuck", "close_without_unregister", "udp_wrong_address"]
+    assert not any(f["on"] for f in flaws) and all(f["title"] and f["caption"] for f in flaws)
+    engine.set_flaw("eof_ignored", True).result(5)
+    with pytest.raises(RuntimeError, match="one flaw at a time"):
+        engine.set_flaw("poll_equality", True).result(5)
+    with pytest.raises(KeyError):
+        engine.set_flaw("nope", True).result(5)
+    engine.set_flaw("eof_ignored", False).result(5)
+
+
+@pytest.mark.parametrize("backend", ["poll", "epoll"])
+def test_eof_ignored(make_engine, backend):
+    engine, rec = make_engine(backend=backend)
+    engine.set_flaw("eof_ignored", True).result(5)
+    sock = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    sock.close()
+    flag = _flag(rec, "eof_ignored")
+    assert flag["fd"] == fd and "0 bytes" in flag["message"]
+    assert fd in engine.connections  # still registered: the bug
+    engine.set_flaw("eof_ignored", False).result(5)
+    rec.wait_for("close", fd=fd)
+    assert engine.list_flaws().result(5)[0]["detections"] >= 1
+    _echo_ok(engine)
+
+
+@pytest.mark.parametrize("name", ["hup_before_in", "poll_equality"])
+@pytest.mark.parametrize("backend", ["poll", "epoll"])
+def test_last_bytes_lost_when_hangup_wins(make_engine, name, backend):
+    engine, rec = make_engine(backend=backend)
+    engine.set_flaw(name, True).result(5)
+    sock = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    wait_until(lambda: fd in engine.connections)
+    engine.pause().result(5)
+    sock.sendall(b"my last words")
+    sock.shutdown(socket.SHUT_WR)
+    engine.resume().result(5)
+    flag = _flag(rec, name, text="13 bytes")
+    assert flag["fd"] == fd
+    assert not rec.of("recv", fd=fd), "the flawed handler read nothing"
+    sock.close()
+    engine.set_flaw(name, False).result(5)
+    _echo_ok(engine)
+
+
+def test_poll_equality_ignores_in_with_out(make_engine):
+    engine, rec = make_engine(backend="poll", so_sndbuf=4096)
+    engine.set_flaw("poll_equality", True).result(5)
+    with connect(engine.tcp_port) as sock:
+        payload = os.urandom(256 << 10)
+        threading.Thread(target=sock.sendall, args=(payload,), daemon=True).start()
+        flag = _flag(rec, "poll_equality", timeout=10)
+        assert "POLLIN|POLLOUT" in flag["message"]
+        assert recv_exactly(sock, len(payload)) == payload  # level-triggered: it catches up
+    engine.set_flaw("poll_equality", False).result(5)
+
+
+def test_et_no_drain_stalls_then_recovers(make_engine):
+    # eager: with queued writes every EPOLL_CTL_MOD (write interest on/off) re-checks
+    # readiness and reports the leftover bytes again, which hides this bug.
+    engine, rec = make_engine(backend="epoll", trigger="edge", write="eager")
+    engine.set_flaw("et_no_drain", True).result(5)
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(b"a line longer than sixteen bytes\n")
+        flag = _flag(rec, "et_no_drain")
+        assert "left in the kernel" in flag["message"]
+        assert recv_exactly(sock, 16) == b"a line longer th"  # and then: stalled
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(100)
+        engine.set_flaw("et_no_drain", False).result(5)
+        sock.settimeout(5)
+        assert recv_exactly(sock, 17) == b"an sixteen bytes\n"
+    _echo_ok(engine)
+
+
+def test_write_interest_stuck_busy_loop(make_engine):
+    engine, rec = make_engine(backend="epoll", wait_timeout=1.0)
+    engine.set_flaw("write_interest_stuck", True).result(5)
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(b"hi")
+        assert recv_exactly(sock, 2) == b"hi"
+        waits = engine.stats.waits
+        flag = _flag(rec, "write_interest_stuck")
+        assert "writable wake-ups" in flag["message"]
+        assert engine.stats.waits - waits > 100, "the loop should spin on EPOLLOUT"
+        engine.set_flaw("write_interest_stuck", False).result(5)
+        state = engine.state().result(5)
+        assert state["connections"][0]["interest"] == ["EPOLLIN"]
+    _echo_ok(engine)
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_close_without_unregister(make_engine, backend):
+    engine, rec = make_engine(backend=backend)
+    engine.set_flaw("close_without_unregister", True).result(5)
+    sock = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    if backend == "epoll":
+        wait_until(lambda: fd in engine.connections)
+        kernel = engine.kernel().result(5)
+        assert {i["fd"] for i in kernel["epoll"]["interest"]} == set(engine.loop.interest)
+    sock.close()
+    flag = _flag(rec, "close_without_unregister")
+    expected = {"select": "Bad file descriptor", "poll": "POLLNVAL", "epoll": "stale"}[backend]
+    assert expected in flag["message"]
+    if backend == "epoll":
+        kernel = engine.kernel().result(5)
+        assert fd in engine.loop.interest
+        assert fd not in {i["fd"] for i in kernel["epoll"]["interest"]}  # the mismatch
+    engine.set_flaw("close_without_unregister", False).result(5)
+    wait_until(lambda: fd not in engine.loop.handlers or engine.loop.handlers[fd].closed is False)
+    _echo_ok(engine)
+    if backend == "epoll":
+        kernel = engine.kernel().result(5)
+        assert {i["fd"] for i in kernel["epoll"]["interest"]} == set(engine.loop.interest)
+
+
+def test_udp_wrong_address(make_engine):
+    engine, rec = make_engine()
+    engine.set_flaw("udp_wrong_address", True).result(5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(0.5)
+        client.sendto(b"hello?", ("127.0.0.1", engine.udp_port))
+        flag = _flag(rec, "udp_wrong_address")
+        assert "this server" in flag["message"]
+        with pytest.raises(TimeoutError):
+            client.recvfrom(100)
+        engine.set_flaw("udp_wrong_address", False).result(5)
+        client.settimeout(5)
+        client.sendto(b"now?", ("127.0.0.1", engine.udp_port))
+        assert client.recvfrom(100)[0] == b"now?"
