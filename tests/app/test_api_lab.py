@@ -1,0 +1,128 @@
+"""Breakpoints, bug zoo, kernel truth, code view and replay over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import run_asgi
+from tests.mux.conftest import recv_exactly, wait_until
+
+from .conftest import live_app
+
+
+def test_breakpoints_api(live):
+    c = live.client
+    r = c.post("/api/breakpoints", json={"when": "readable", "fd": 99999})
+    assert r.status_code == 201
+    bp = r.json()
+    assert bp["when"] == "readable" and isinstance(bp["id"], int)
+    assert [b["id"] for b in c.get("/api/breakpoints").json()] == [bp["id"]]
+    assert c.post("/api/breakpoints", json={"when": "queue_over"}).status_code == 422
+    assert c.post("/api/breakpoints", json={"when": "never"}).status_code == 422
+    assert c.delete(f"/api/breakpoints/{bp['id']}").status_code == 200
+    assert c.delete(f"/api/breakpoints/{bp['id']}").status_code == 404
+    with live.connect() as sock:
+        sock.sendall(b"a")
+        recv_exactly(sock, 1)
+        fd = c.get("/api/state").json()["connections"][0]["fd"]
+        bp = c.post("/api/breakpoints", json={"when": "readable", "fd": fd}).json()
+        sock.sendall(b"b")
+        wait_until(lambda: c.get("/api/state").json()["loop"] == "paused")
+        listed = c.get("/api/breakpoints").json()
+        assert listed[0]["hits"] == 1
+        c.post("/api/loop", json={"action": "resume"})
+
+
+def test_flaws_api(live):
+    c = live.client
+    flaws = c.get("/api/flaws").json()
+    assert {f["name"] for f in flaws} == {
+        "eof_ignored", "poll_equality", "hup_before_in", "et_no_drain",
+        "write_interest_stuck", "close_without_unregister", "udp_wrong_address"}
+    assert all({"name", "title", "on", "detections"} <= set(f) for f in flaws)
+    assert c.post("/api/flaws/eof_ignored", json={"on": True}).status_code == 200
+    r = c.post("/api/flaws/hup_before_in", json={"on": True})
+    assert r.status_code == 409 and "eof_ignored" in r.json()["detail"]
+    assert c.post("/api/flaws/bogus", json={"on": True}).status_code == 404
+    assert c.post("/api/flaws/eof_ignored", json={"on": "yes"}).status_code == 422
+    assert c.post("/api/flaws/eof_ignored", json={"on": False}).status_code == 200
+    assert not any(f["on"] for f in c.get("/api/flaws").json())
+
+
+def test_kernel_truth_matches_engine(live):
+    with live.connect() as sock:
+        sock.sendall(b"hello")
+        recv_exactly(sock, 5)
+        kernel = live.client.get("/api/kernel").json()
+        state = live.client.get("/api/state").json()
+    assert kernel["epoll"]["fd"] == state["backend"]["fd"]
+    assert {i["fd"] for i in kernel["epoll"]["interest"]} == {
+        r["fd"] for r in state["registrations"]}
+    (conn,) = kernel["connections"]
+    assert conn["fd"] == state["connections"][0]["fd"]
+    assert conn["recv_queue"] == 0 and conn["send_queue"] >= 0
+    live.client.post("/api/backend", json={"name": "poll"})
+    assert live.client.get("/api/kernel").json()["epoll"] is None
+
+
+def test_code_view(live):
+    code = live.client.get("/api/code").json()
+    recv = code["recv"]
+    assert [h["qualname"] for h in recv] == ["TcpConnection._read", "TcpConnection._on_data"]
+    last = recv[-1]
+    line = last["lines"][last["highlight"][0] - last["first_line"]]
+    assert '"kind": "recv"' in line
+
+
+def test_record_and_replay(tmp_path):
+    path = tmp_path / "run.jsonl"
+    with live_app(record=path) as live:
+        with live.connect() as sock:
+            for word in (b"one", b"two", b"three"):
+                sock.sendall(word)
+                recv_exactly(sock, len(word))
+        wait_until(lambda: b'"send"' in path.read_bytes())
+        live_waits = live.client.get("/api/trace?format=jsonl").text.count('"wait"')
+    lines = path.read_bytes().splitlines()
+    first = json.loads(lines[0])
+    assert first["type"] == "snapshot" and "state" in first
+    recorded = [json.loads(x) for x in lines[1:]]
+    assert [e["seq"] for e in recorded] == list(range(first["seq"] + 1,
+                                                      first["seq"] + 1 + len(recorded)))
+    assert live_waits > 0
+    app = create_app(Settings(http_port=0, replay_file=path))
+    with run_asgi(app) as base:
+        import httpx
+        from websockets.sync.client import connect as ws_connect
+
+        with httpx.Client(base_url=base) as c:
+            assert c.post("/api/loop", json={"action": "pause"}).status_code == 409
+            assert c.post("/api/backend", json={"name": "poll"}).status_code == 409
+            assert c.delete("/api/load").status_code == 409
+            assert c.get("/api/state").json()["backend"]["name"] == "epoll"
+            trace = c.get("/api/trace?format=jsonl").text.splitlines()
+            assert len(trace) == len(recorded)
+        with ws_connect(base.replace("http", "ws") + "/ws") as ws:
+            snap = json.loads(ws.recv(timeout=5))
+            assert snap["type"] == "snapshot" and snap["seq"] == first["seq"]
+            got = []
+            while len(got) < len(recorded):
+                frame = json.loads(ws.recv(timeout=5))
+                if frame["type"] == "events":
+                    got += frame["events"]
+            assert got == recorded
+
+
+def test_record_rotation(tmp_path):
+    from app.record import JsonlRecorder
+
+    path = tmp_path / "r.jsonl"
+    rec = JsonlRecorder(path, max_mb=0.001)  # ~1 KiB
+    rec.write_snapshot({"x": 1}, 0, 0.0)
+    for seq in range(1, 200):
+        rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
+    rec.close()
+    assert path.with_name("r.jsonl.1").exists()
+    assert path.stat().st_size <= 1100
