@@ -103,4 +103,11 @@ export const api = {
   closeConnection: (fd) => request('POST', `/api/connections/${encodeURIComponent(fd)}/close`, undefined, `Closing fd ${fd}`),
   addLoad: (body) => request('POST', '/api/load', body, 'Adding clients'),
   removeLoad: () => request('DELETE', '/api/load', undefined, 'Removing clients'),
+  breakpoints: () => request('GET', '/api/breakpoints', undefined, 'Reading breakpoints'),
+  addBreakpoint: (body) => request('POST', '/api/breakpoints', body, 'Adding a breakpoint'),
+  deleteBreakpoint: (id) => request('DELETE', `/api/breakpoints/${encodeURIComponent(id)}`, undefined, `Deleting breakpoint ${id}`),
+  flaws: () => request('GET', '/api/flaws', undefined, 'Reading the bug zoo'),
+  setFlaw: (name, on) => request('POST', `/api/flaws/${encodeURIComponent(name)}`, { on }, `Turning flaw ${name} ${on ? 'on' : 'off'}`),
+  kernel: () => request('GET', '/api/kernel', undefined, 'Reading the kernel view'),
+  code: () => request('GET', '/api/code', undefined, 'Reading the handler source'),
 };

@@ -7,6 +7,8 @@ import time
 
 from playwright.sync_api import expect
 
+from mux.events import preview
+
 IMG = b'<img src=x onerror="window.__pwned=1">'
 SCRIPT = b"<script>window.__pwned=2</script>"
 TELNET_CTRL_C = b"\xff\xf4\xff\xfd\x06"
@@ -53,14 +55,14 @@ def test_hostile_bytes_are_shown_as_text(dashboard):
         # every payload made it to the page (the websocket survived the binary ones)
         expect(recv_rows.filter(has_text="<img src=x")).to_have_count(1, timeout=3000)
         expect(recv_rows.filter(has_text="<script>window.__pwned=2</script>")).to_have_count(1)
-        expect(recv_rows.filter(has_text='"ok\\n"')).to_have_count(1, timeout=3000)
+        expect(recv_rows).to_have_count(6, timeout=3000)
         texts = recv_rows.all_inner_texts()
-        assert len(texts) == 6, texts
         for t in texts:
             assert t.isprintable(), f"non-printable characters in a preview: {t!r}"
         # the binary previews say how many bytes they were and render escaped, not raw
-        assert any("bytes=5" in t for t in texts), texts
-        assert any("bytes=8" in t for t in texts), texts
+        sizes = [int(t.split("bytes=")[1].split()[0]) for t in texts]
+        assert sizes == [len(IMG), len(SCRIPT), len(TELNET_CTRL_C), len(INVALID_UTF8), 8, 3], texts
+        assert all("\\x" in t for t in texts[2:5]), texts  # binary bytes shown as escapes
 
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.settimeout(5)
@@ -105,3 +107,19 @@ def test_page_has_strict_csp_and_stays_offline(dashboard):
     assert dashboard.external_requests == []
     errors = [e for e in dashboard.console_errors if "Content Security Policy" not in e]
     assert errors == []
+
+
+def test_preview_is_shown_as_the_engine_escaped_it(dashboard):
+    """The engine's preview is already safe, printable text (`\\xff`, `\\n`, a real `"`);
+    the page shows it as it is, not escaped a second time (`\\\\xff`, `\\"`)."""
+    page = dashboard.page
+    recv_rows = page.locator('#event-log li[data-kind="recv"]')
+    payloads = (TELNET_CTRL_C, b"ok\n", IMG)
+    with dashboard.connect() as sock:
+        for payload in payloads:
+            assert echo(sock, payload) == payload
+        expect(recv_rows).to_have_count(len(payloads), timeout=3000)
+        texts = recv_rows.all_inner_texts()
+    for payload, text in zip(payloads, texts):
+        expected = preview(payload)
+        assert expected in text, f"preview {expected!r} shown as {text!r}"

@@ -36,3 +36,27 @@ def test_checksums_across_live_switches(make_engine):
     check(results, PER_CLIENT)
     assert switches >= 10
     assert len(rec.of("backend")) == switches
+
+
+BIG_CLIENTS = 32
+BIG_PER_CLIENT = 4 * 1024 * 1024
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_32_clients_4mb_each(make_engine, backend):
+    engine, _ = make_engine(backend=backend, observe=False)
+    check(start_clients(engine.tcp_port, BIG_CLIENTS, BIG_PER_CLIENT), BIG_PER_CLIENT,
+          timeout=120)
+
+
+def test_32_clients_4mb_each_switching_every_50ms(make_engine):
+    engine, _ = make_engine(backend="epoll", observe=False)
+    results = start_clients(engine.tcp_port, BIG_CLIENTS, BIG_PER_CLIENT)
+    cycle = itertools.cycle([(*m, w) for m in MODES for w in ("queued", "eager")])
+    switches = 0
+    while not all(r.done.is_set() for r in results):
+        engine.switch_backend(*next(cycle)).result(10)
+        switches += 1
+        results[0].done.wait(0.05)  # the switch period; a finished client ends it early
+    check(results, BIG_PER_CLIENT, timeout=120)
+    assert switches >= 5

@@ -1,0 +1,120 @@
+// Breakpoints: a small form (Break when / Breakpoint fd / Depth), the list with a delete button
+// each, and "Breakpoint N fired at iteration K" when a `loop` event names one.
+import { api } from '../api.js';
+
+const DESCRIBE = {
+  readable: 'readable', writable: 'writable', hup: 'hang-up', queue_over: 'queue over', backpressure: 'backpressure',
+};
+
+export class BreakpointsPanel {
+  constructor(root, live, history, { replay }) {
+    this.live = live;
+    this.history = history;
+    this.replay = replay;
+    const $ = (id) => root.querySelector(`#${id}`);
+    this.form = $('breakpoint-form');
+    this.when = $('breakpoint-when');
+    this.fd = $('breakpoint-fd');
+    this.depth = $('breakpoint-depth');
+    this.addBtn = $('breakpoint-add');
+    this.list = $('breakpoint-list');
+    this.hitEl = $('breakpoint-hit');
+    this.items = [];
+    this.dirty = true;
+    this.syncDepth();
+    this.when.addEventListener('change', () => this.syncDepth());
+    this.form.addEventListener('submit', (e) => { e.preventDefault(); this.add(); });
+    this.list.addEventListener('click', (e) => {
+      const btn = e.target.closest('button[data-id]');
+      if (btn && !btn.disabled) this.remove(Number(btn.dataset.id), btn);
+    });
+    if (replay) for (const el of this.form.querySelectorAll('button, input, select')) el.disabled = true;
+    live.subscribe((ev) => this.onEvent(ev));
+    this.refresh();
+  }
+
+  syncDepth() {
+    const need = this.when.value === 'queue_over';
+    this.depth.disabled = !need || this.replay;
+    this.depth.required = need;
+  }
+
+  onEvent(ev) {
+    if (ev.kind !== 'loop') return;
+    if (ev.breakpoint !== undefined && ev.breakpoint !== null) {
+      this.hit = { id: ev.breakpoint, iteration: this.history.last, seq: ev.seq, resumed: false };
+      this.dirty = true;
+      if (!this.replay) this.refresh();   // hits and last_wait changed
+    } else if (ev.state === 'running' && this.hit && !this.hit.resumed) {
+      this.hit.resumed = true;
+      this.dirty = true;
+    }
+  }
+
+  async refresh() {
+    try {
+      const items = await api.breakpoints();
+      this.items = Array.isArray(items) ? items : [];
+      this.dirty = true;
+    } catch { /* shown in the alert area */ }
+  }
+
+  async add() {
+    const body = { when: this.when.value };
+    const fdRaw = this.fd.value.trim();
+    if (fdRaw !== '') body.fd = Number(fdRaw);
+    if (body.when === 'queue_over') body.depth = Number(this.depth.value);
+    this.addBtn.disabled = true;
+    try {
+      await api.addBreakpoint(body);
+      await this.refresh();
+    } catch { /* shown in the alert area */ } finally {
+      this.addBtn.disabled = this.replay;
+    }
+  }
+
+  async remove(id, btn) {
+    btn.disabled = true;
+    try {
+      await api.deleteBreakpoint(id);
+    } catch { /* shown (404: already gone) */ }
+    await this.refresh();
+  }
+
+  paint() {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const rows = this.items.map((bp) => {
+      const li = document.createElement('li');
+      li.dataset.id = String(bp.id);
+      const where = bp.fd === null || bp.fd === undefined ? 'any fd' : `fd ${bp.fd}`;
+      const depth = bp.when === 'queue_over' ? ` (depth > ${bp.depth})` : '';
+      const wait = bp.last_wait !== null && bp.last_wait !== undefined ? `, last at engine wait #${bp.last_wait}` : '';
+      const text = document.createElement('span');
+      text.textContent = `Breakpoint ${bp.id}: ${DESCRIBE[bp.when] || bp.when}${depth} on ${where} — ${bp.hits} hit${bp.hits === 1 ? '' : 's'}${wait}`;
+      const del = document.createElement('button');
+      del.type = 'button';
+      del.dataset.id = String(bp.id);
+      del.textContent = 'Delete';
+      del.setAttribute('aria-label', `Delete breakpoint ${bp.id}`);
+      del.disabled = this.replay;
+      li.append(text, del);
+      return li;
+    });
+    if (!rows.length) {
+      const li = document.createElement('li');
+      li.className = 'muted';
+      li.textContent = 'no breakpoints';
+      rows.push(li);
+    }
+    this.list.replaceChildren(...rows);
+    const h = this.hit;
+    this.hitEl.hidden = !h;
+    if (h) {
+      this.hitEl.textContent = `Breakpoint ${h.id} fired at iteration ${h.iteration}` +
+        (h.resumed ? ' (the loop has been resumed since)' : ' — the loop is paused: Step or Resume');
+      this.hitEl.dataset.id = String(h.id);
+      this.hitEl.dataset.iteration = String(h.iteration);
+    }
+  }
+}

@@ -1,0 +1,131 @@
+// The bug zoo: one switch per flaw (one on at a time: the server says 409 otherwise), with the
+// detections count and the latest detector message, live from `flaw` events.
+import { api } from '../api.js';
+
+// Names of the page's main controls: a flaw's label must not contain them, or a search for
+// "the control labelled Trigger" would find two. A soft hyphen (invisible) breaks the word.
+const RESERVED = ['backend', 'trigger', 'one-shot', 'write', 'pause', 'resume', 'step', 'slow motion'];
+
+export function safeLabel(text) {
+  let out = String(text);
+  for (const word of RESERVED) {
+    const i = out.toLowerCase().indexOf(word);
+    if (i >= 0) out = `${out.slice(0, i + 1)}\u00ad${out.slice(i + 1)}`;
+  }
+  return out;
+}
+
+export class ZooPanel {
+  constructor(root, live, { replay }) {
+    this.root = root;
+    this.replay = replay;
+    this.list = root.querySelector('#zoo-list');
+    this.statusEl = root.querySelector('#zoo-status');
+    this.flaws = new Map();   // name -> {name, title, caption, on, detections, message, rows}
+    this.dirty = true;
+    this.refreshTimer = null;
+    live.subscribe((ev) => this.onEvent(ev));
+    this.list.addEventListener('change', (e) => {
+      const box = e.target.closest('input[data-flaw]');
+      if (box) this.toggle(box.dataset.flaw, box.checked, box);
+    });
+    if (replay) {
+      this.statusEl.textContent = 'Replay: the flaws of the recording show as their detector messages; they cannot be switched here.';
+    } else {
+      this.load();
+    }
+  }
+
+  async load() {
+    try {
+      this.merge(await api.flaws());
+    } catch { /* shown in the alert area */ }
+  }
+
+  merge(list) {
+    if (!Array.isArray(list)) return;
+    for (const f of list) {
+      const old = this.flaws.get(f.name) || { message: '' };
+      this.flaws.set(f.name, { ...old, ...f, detections: Math.max(f.detections ?? 0, old.localDetections ?? 0), localDetections: f.detections ?? 0 });
+    }
+    this.dirty = true;
+  }
+
+  onEvent(ev) {
+    if (ev.kind === 'reset') return;
+    if (ev.kind !== 'flaw') return;
+    let f = this.flaws.get(ev.name);
+    if (!f) { f = { name: ev.name, title: ev.name, caption: '', on: true, detections: 0 }; this.flaws.set(ev.name, f); }
+    f.detections = (f.detections || 0) + 1;
+    f.localDetections = f.detections;
+    f.message = String(ev.message ?? '');
+    f.messageSeq = ev.seq;
+    this.dirty = true;
+    if (!this.replay && !this.refreshTimer) {   // the server's count is the truth: re-read it soon
+      this.refreshTimer = setTimeout(() => { this.refreshTimer = null; this.load(); }, 1500);
+    }
+  }
+
+  async toggle(name, on, box) {
+    box.disabled = true;
+    try {
+      this.merge(await api.setFlaw(name, on));
+      this.statusEl.textContent = on ? `${this.flaws.get(name).title}: on` : 'all flaws off: the correct code runs';
+    } catch (err) {
+      box.checked = !on;   // the 409 ("another flaw is on") is in the alert area; say it here too
+      if (err && err.detail) this.statusEl.textContent = `Not switched: ${err.detail}`;
+    } finally {
+      box.disabled = this.replay;
+      this.dirty = true;
+    }
+  }
+
+  paint() {
+    if (!this.dirty) return;
+    this.dirty = false;
+    for (const f of this.flaws.values()) {
+      if (!f.rows) f.rows = this.makeItem(f);
+      const r = f.rows;
+      r.box.checked = !!f.on;
+      r.li.classList.toggle('on', !!f.on);
+      r.title.textContent = f.title;
+      r.caption.textContent = f.caption || '';
+      r.count.textContent = `${f.detections || 0} detection${f.detections === 1 ? '' : 's'}`;
+      r.count.dataset.value = String(f.detections || 0);
+      r.message.textContent = f.message || '';
+      r.message.hidden = !f.message;
+      if (!r.li.isConnected) this.list.append(r.li);
+    }
+    const on = [...this.flaws.values()].find((f) => f.on);
+    this.root.dataset.on = on ? on.name : '';
+  }
+
+  makeItem(f) {
+    const li = document.createElement('li');
+    li.className = 'flaw';
+    li.dataset.flaw = f.name;
+    const head = document.createElement('div');
+    head.className = 'flaw-head';
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.id = `flaw-${f.name}`;
+    box.dataset.flaw = f.name;
+    box.setAttribute('role', 'switch');
+    box.setAttribute('aria-label', safeLabel(`Flaw: ${f.title}`));
+    box.disabled = this.replay;
+    // a span, not a <label>: the switch carries its (safe) name in aria-label; clicking the title toggles
+    const title = document.createElement('span');
+    title.className = 'flaw-title';
+    title.addEventListener('click', () => { if (!box.disabled) box.click(); });
+    const count = document.createElement('span');
+    count.className = 'flaw-count';
+    head.append(box, title, count);
+    const caption = document.createElement('p');
+    caption.className = 'caption';
+    const message = document.createElement('p');
+    message.className = 'flaw-message';
+    message.setAttribute('role', 'status');
+    li.append(head, caption, message);
+    return { li, box, title, caption, count, message };
+  }
+}

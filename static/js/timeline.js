@@ -1,0 +1,153 @@
+// Time travel: a scrubber over the recorded wait iterations. Viewing a past iteration swaps the
+// model every panel paints from for a rebuilt one (snapshot + events up to that iteration).
+import { Model } from './model.js';
+
+const SPEEDS = [0.25, 0.5, 1, 2, 4, 8];
+const MAX_GAP_S = 1;   // playback skips recorded gaps longer than this (a paused loop)
+
+export class Timeline {
+  constructor(root, live, history, { replay }) {
+    this.root = root;
+    this.live = live;
+    this.history = history;
+    this.replay = replay;
+    this.view = null;        // the rebuilt model while viewing the past
+    this.at = null;          // where the view stands: {generation, pos}
+    this.iter = 0;           // the iteration on view (0: live)
+    this.target = 0;         // requested iteration, applied on the next frame
+    this.playing = false;
+    this.playTs = 0;
+    this.lastTick = 0;
+    const $ = (id) => root.querySelector(`#${id}`);
+    this.range = $('timeline-range');
+    this.statusEl = $('timeline-status');
+    this.playBtn = $('timeline-play');
+    this.speedSel = $('timeline-speed');
+    this.liveBtn = $('timeline-live');
+    for (const s of SPEEDS) {
+      const o = document.createElement('option');
+      o.value = String(s);
+      o.textContent = `${s}x`;
+      if (s === 1) o.selected = true;
+      this.speedSel.append(o);
+    }
+    if (replay) this.liveBtn.hidden = true;
+    this.range.addEventListener('input', () => this.goTo(Number(this.range.value)));
+    this.playBtn.addEventListener('click', () => this.togglePlay());
+    this.liveBtn.addEventListener('click', () => this.backToLive());
+    this.shown = {};
+  }
+
+  get viewing() { return this.view !== null; }
+  /** The model the panels paint. */
+  get displayed() { return this.view || this.live; }
+
+  goTo(n) {
+    const h = this.history;
+    if (!h.last) return;
+    n = Math.max(h.first, Math.min(h.last, Math.round(n)));
+    if (!this.replay && !this.playing && n === h.last && !this.viewing) return;  // already live
+    this.target = n;
+    if (this.playing) this.playTs = (h.waitEvent(n) || {}).ts || 0;
+  }
+
+  togglePlay() {
+    if (this.playing) { this.playing = false; this.paintButtons(); return; }
+    const h = this.history;
+    if (!h.last) return;
+    let n = this.target || this.iter || h.last;
+    if (!this.viewing || n >= h.last) n = h.first;   // from live or the end: play from the start
+    this.target = n;
+    this.playTs = (h.waitEvent(n) || {}).ts || 0;
+    this.playing = true;
+    this.lastTick = 0;
+    this.paintButtons();
+  }
+
+  backToLive() {
+    this.playing = false;
+    this.view = null;
+    this.at = null;
+    this.iter = 0;
+    this.target = 0;
+    this.live.markAll();
+    this.live.regsChanged = true;
+    this.paintButtons();
+  }
+
+  /** Once per animation frame: playback, apply the requested iteration, refresh the scrubber. */
+  tick(now) {
+    const h = this.history;
+    if (this.playing) {
+      const dt = this.lastTick ? Math.min(250, now - this.lastTick) : 0;
+      this.playTs += (dt / 1000) * Number(this.speedSel.value || 1);
+      const from = this.target || this.iter || h.first;
+      let n = h.iterationAtTs(this.playTs, from);
+      const next = h.waitEvent(n + 1);
+      if (next && next.ts - this.playTs > MAX_GAP_S && n === from) { n += 1; this.playTs = next.ts; }
+      if (n !== from || !this.viewing) this.target = n;
+      if (n >= h.last) { this.playing = false; this.paintButtons(); }
+    }
+    this.lastTick = now;
+    if (this.target) this.apply();
+    if (this.viewing && this.iter < h.first) { this.target = h.first; this.apply(); }
+    this.paintScrubber();
+  }
+
+  apply() {
+    const n = this.target;
+    this.target = 0;
+    const r = this.history.range(n);
+    if (!r) return;
+    if (!this.view) {
+      this.view = new Model({ ringSize: 5000 });
+      this.view.isView = true;
+      this.view.viewGen = 0;
+      this.at = null;
+    }
+    const at = this.history.seek(this.view, r[1], this.at);
+    if (!at) return;
+    this.at = at;
+    this.iter = n;
+    this.view.viewGen++;
+    this.view.markAll();
+    this.view.regsChanged = true;
+    this.paintButtons();
+  }
+
+  paintScrubber() {
+    const h = this.history;
+    const first = h.first, last = h.last;
+    const value = this.viewing ? this.iter : last;
+    const key = `${first}/${last}/${value}/${this.viewing}`;
+    if (key === this.shown.key) return;
+    this.shown.key = key;
+    this.range.disabled = last === 0;
+    if (this.range.min !== String(first || 0)) this.range.min = String(first || 0);
+    if (this.range.max !== String(last)) this.range.max = String(last);
+    if (document.activeElement !== this.range || !this.viewing) this.range.value = String(value);
+    let text;
+    if (!last) text = this.replay ? 'no iterations in this recording yet' : 'live (no wait iteration recorded yet)';
+    else if (this.viewing) text = `viewing iteration ${this.iter} of ${last}`;
+    else if (this.replay) text = `viewing iteration ${last} of ${last} (end of the recording)`;
+    else text = 'live';
+    this.statusEl.textContent = text;
+    this.range.setAttribute('aria-valuetext', text);
+    const w = value ? h.waitEvent(value) : null;
+    const ds = this.root.dataset;
+    ds.mode = this.viewing ? 'view' : 'live';
+    ds.iteration = String(value);
+    ds.last = String(last);
+    ds.seq = w ? String(w.seq) : '';
+    this.root.classList.toggle('viewing', this.viewing);
+    document.body.classList.toggle('time-travel', this.viewing);
+  }
+
+  paintButtons() {
+    const label = this.playing ? 'Pause replay' : 'Play';
+    if (this.playBtn.textContent !== label) this.playBtn.textContent = label;
+    this.playBtn.setAttribute('aria-pressed', String(this.playing));
+    this.liveBtn.disabled = !this.viewing && !this.playing;
+    this.shown.key = null;
+  }
+}

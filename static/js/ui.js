@@ -1,0 +1,51 @@
+// View preferences shared by every panel: the spotlight fd, "my" connections, a colour per peer.
+// Nothing here touches the DOM; panels read it while painting.
+
+const LOCAL_PREFIXES = ['127.', '::1', '[::1]', '::ffff:127.'];
+
+export const ui = {
+  spotlight: null,          // fd shown alone (others hidden or dimmed), or null for all
+  mine: new Set(),          // peers ("ip:port") the user marked as theirs
+  version: 0,               // bumped on every change: panels re-render when it moves
+
+  setSpotlight(fd) {
+    const v = fd === null || fd === undefined || fd === '' || !Number.isFinite(Number(fd)) ? null : Number(fd);
+    if (v === this.spotlight) return;
+    this.spotlight = v;
+    this.version++;
+  },
+
+  toggleMine(peer) {
+    if (!peer) return false;
+    if (this.mine.has(peer)) this.mine.delete(peer); else this.mine.add(peer);
+    this.version++;
+    return this.mine.has(peer);
+  },
+
+  isMine(peer) { return !!peer && this.mine.has(peer); },
+
+  /** True when fd passes the spotlight (no spotlight: everything passes). */
+  shows(fd) { return this.spotlight === null || fd === this.spotlight; },
+};
+
+/** A peer on the loopback interface is "from this machine". */
+export function isLocalPeer(peer) {
+  const p = String(peer || '');
+  return LOCAL_PREFIXES.some((pre) => p.startsWith(pre));
+}
+
+const cache = new Map();
+
+/** The same colour for the same peer, in every panel (a hue from a string hash). */
+export function peerColor(peer) {
+  const key = String(peer || '');
+  let c = cache.get(key);
+  if (c) return c;
+  let h = 2166136261;
+  for (let i = 0; i < key.length; i++) { h ^= key.charCodeAt(i); h = Math.imul(h, 16777619); }
+  const hue = ((h >>> 0) % 360);
+  c = `hsl(${hue}, 75%, 62%)`;
+  if (cache.size > 5000) cache.clear();
+  cache.set(key, c);
+  return c;
+}

@@ -1,0 +1,197 @@
+"""Network faults and odd input on the engine (issue: hardening)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from mux import FdLimitError
+
+from .conftest import MODE_IDS, MODES, connect, recv_exactly, recv_until_eof, wait_until
+from .traffic import check, start_clients
+
+
+def _rst(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_rst_while_server_has_queued_data(make_engine, backend):
+    """The server's send then fails with EPIPE/ECONNRESET: only that connection closes."""
+    engine, rec = make_engine(backend=backend, so_sndbuf=4096)
+    with connect(engine.tcp_port) as healthy:
+        doomed = socket.socket()
+        doomed.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        doomed.connect(("127.0.0.1", engine.tcp_port))
+        doomed.sendall(os.urandom(512 * 1024))  # the echo piles up: the client never reads
+        fd = wait_until(lambda: next((e["fd"] for e in rec.of("queue")
+                                      if e["pending_bytes"] > 64 * 1024), None))
+        _rst(doomed)
+        close = rec.wait_for("close", fd=fd)
+        assert close["reason"] in ("reset", "error")
+        healthy.sendall(b"fine")
+        assert recv_exactly(healthy, 4) == b"fine"
+
+
+def test_half_close_with_a_large_queue(make_engine):
+    engine, rec = make_engine(backend="epoll")
+    payload = os.urandom(8 * 1024 * 1024)
+    with connect(engine.tcp_port, timeout=30) as sock:
+        def send_then_shut() -> None:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+        sender = threading.Thread(target=send_then_shut)
+        sender.start()
+        rec.wait_for("backpressure", paused=True, timeout=10)  # a queue at the watermark
+        echoed = recv_until_eof(sock)
+        sender.join(10)
+    assert echoed == payload
+    assert rec.wait_for("close")["reason"] == "eof"
+
+
+def test_client_vanishing_during_live_switches(make_engine):
+    engine, rec = make_engine(backend="epoll")
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            s = socket.create_connection(("127.0.0.1", engine.tcp_port))
+            s.sendall(b"x" * 1000)
+            _rst(s) if time.monotonic_ns() % 2 else s.close()
+
+    churner = threading.Thread(target=churn, daemon=True)
+    churner.start()
+    results = start_clients(engine.tcp_port, 4, 300_000)
+    modes = [(b, t, o) for b, t, o in MODES]
+    switched = 0
+    for i in range(30):
+        try:
+            engine.switch_backend(*modes[i % len(modes)]).result(10)
+            switched += 1
+        except FdLimitError:
+            pass  # churned connections can hold fds above 1023: select refuses, correctly
+    stop.set()
+    churner.join(10)
+    check(results, 300_000)
+    assert switched >= 20
+    assert engine.state().result(5)["loop"] == "running"
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_burst_of_connect_and_close(make_engine, mode):
+    backend, trigger, oneshot = mode
+    engine, _ = make_engine(backend=backend, trigger=trigger, oneshot=oneshot, observe=False)
+    for _ in range(1000):
+        socket.create_connection(("127.0.0.1", engine.tcp_port)).close()
+    wait_until(lambda: engine.stats.accepted == 1000 and engine.stats.connections == 0,
+               timeout=10, what="1000 accepted and closed")
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(b"alive")
+        assert recv_exactly(sock, 5) == b"alive"
+
+
+def test_trickling_client_beside_normal_clients(make_engine):
+    engine, _ = make_engine(backend="epoll")
+    results = start_clients(engine.tcp_port, 8, 500_000)
+    with connect(engine.tcp_port) as slow:
+        for i in range(10):
+            slow.sendall(bytes([65 + i]))
+            assert recv_exactly(slow, 1) == bytes([65 + i])
+            time.sleep(0.1)  # the client's pace is the point of the test
+    check(results, 500_000)
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_every_byte_value_echoed_and_previewed_safely(make_engine, backend):
+    engine, rec = make_engine(backend=backend)
+    nasty = [bytes(range(256)), b"\xff\xf4\xff\xfd\x06", b"\xc3\x28\xa0\xa1\xe2\x28\xa1",
+             b"\x00" * 100, "é日本".encode("utf-16")]
+    with connect(engine.tcp_port) as sock:
+        for data in nasty:
+            sock.sendall(data)
+            assert recv_exactly(sock, len(data)) == data
+    previews = [e["preview"] for e in rec.of("recv")]
+    assert previews and all(p.isascii() and p.isprintable() for p in previews)
+    assert all(len(p) <= 64 * 4 for p in previews)
+
+
+def test_64_mib_burst_from_one_client(make_engine):
+    engine, _ = make_engine(backend="epoll", write="eager", observe=False)
+    results = start_clients(engine.tcp_port, 1, 64 * 1024 * 1024)
+    check(results, 64 * 1024 * 1024, timeout=60)
+
+
+def test_no_fd_closed_while_registered(make_engine):
+    """For every close event, the fd was unregistered first (all paths, all backends)."""
+    engine, rec = make_engine(backend="select", max_connections=3)
+    for backend in ("select", "poll", "epoll"):
+        engine.switch_backend(backend).result(5)
+        eof = connect(engine.tcp_port)
+        reset = connect(engine.tcp_port)
+        user = connect(engine.tcp_port)
+        wait_until(lambda: engine.stats.connections == 3)
+        refused = connect(engine.tcp_port)  # over max_connections: closed at once
+        assert refused.recv(1) == b""
+        eof.close()
+        _rst(reset)
+        fd = max(engine.connections)
+        engine.close_connection(fd).result(5)
+        wait_until(lambda: engine.stats.connections == 0, what="all closed")
+        for s in (user, refused):
+            s.close()
+    last = connect(engine.tcp_port)
+    wait_until(lambda: engine.stats.connections == 1)
+    engine.stop()
+    engine.join(5)
+    last.close()
+    registered: set[int] = set()
+    reasons = set()
+    for e in rec.events:
+        if e["kind"] == "interest" and e["op"] == "register":
+            registered.add(e["fd"])
+        elif e["kind"] == "interest" and e["op"] == "unregister":
+            registered.discard(e["fd"])
+        elif e["kind"] == "backend":
+            pass
+        elif e["kind"] == "close":
+            assert e["fd"] not in registered, f"fd {e['fd']} closed while registered"
+            reasons.add(e["reason"])
+    assert {"eof", "reset", "user", "shutdown", "error"} <= reasons
+
+
+def test_reused_fd_number_gets_fresh_state(make_engine):
+    engine, rec = make_engine()
+    with connect(engine.tcp_port) as first:
+        first.sendall(b"abc")
+        recv_exactly(first, 3)
+        fd = rec.wait_for("accept")["fd"]
+    rec.wait_for("close", fd=fd)
+    with connect(engine.tcp_port) as second:
+        wait_until(lambda: len(rec.of("accept")) == 2)
+        assert rec.of("accept")[1]["fd"] == fd  # the kernel hands out the lowest free fd
+        wait_until(lambda: fd in engine.connections)
+        conn = next(c for c in engine.state().result(5)["connections"] if c["fd"] == fd)
+        assert (conn["bytes_in"], conn["bytes_out"], conn["queue_depth"]) == (0, 0, 0)
+        assert conn["peer"].endswith(str(second.getsockname()[1]))
+        second.sendall(b"z")
+        assert recv_exactly(second, 1) == b"z"
+
+
+@pytest.mark.parametrize("target", [("epoll", "edge", False), ("epoll", "edge", True)])
+@pytest.mark.parametrize("source", ["select", "poll", "epoll"])
+def test_pending_data_not_stranded_by_switch_to_edge(make_engine, source, target):
+    engine, rec = make_engine(backend=source)
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        wait_until(lambda: fd in engine.connections)
+        engine.pause().result(5)
+        sock.sendall(b"waiting in the kernel")
+        engine.switch_backend(*target).result(5)
+        engine.resume().result(5)
+        assert recv_exactly(sock, 21) == b"waiting in the kernel"
