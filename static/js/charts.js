@@ -13,13 +13,25 @@ function bucket(n) {
   return Math.round(n / p) * p;
 }
 
+/** Seconds as the x axis shows them: "42 s", "3:05" (min:s), "1:02:03". */
+export function fmtSeconds(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  const t = Math.round(v);
+  if (Math.abs(t) < 60) return `${t} s`;
+  const h = Math.floor(t / 3600), m = Math.floor((t % 3600) / 60), sec = String(t % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
+}
+
 function axes(c, yLabel, xTime = true) {
   const style = { stroke: c.muted, grid: { stroke: c.line, width: 1 }, ticks: { stroke: c.line, width: 1 } };
-  return [
-    { ...style, ...(xTime ? {} : { label: 'registered fds' }) },
-    { ...style, label: yLabel, size: 60 },
-  ];
+  // x: seconds since the engine started (a plain number scale: no calendar dates)
+  const x = xTime
+    ? { ...style, label: 'seconds since start', values: (u, vals) => vals.map(fmtSeconds) }
+    : { ...style, label: 'registered fds' };
+  return [x, { ...style, label: yLabel, size: 60 }];
 }
+
+const TIME_SERIES = { label: 'time', value: (u, v) => fmtSeconds(v) };
 
 export class Charts {
   constructor(root, model) {
@@ -41,15 +53,15 @@ export class Charts {
     };
     this.events = mk('#chart-events', {
       title: 'events per second',
-      series: [{}, { label: 'engine', stroke: c.read, width: 2 }, { label: 'to this page', stroke: c.ready, width: 1 }],
+      series: [TIME_SERIES, { label: 'engine', stroke: c.read, width: 2 }, { label: 'to this page', stroke: c.ready, width: 1 }],
       axes: axes(c, 'events/s'),
-      scales: { x: { time: true } },
+      scales: { x: { time: false } },
     }, [[], [], []]);
     this.bytes = mk('#chart-bytes', {
       title: 'bytes per second',
-      series: [{}, { label: 'in (recv)', stroke: c.read, width: 2 }, { label: 'out (send)', stroke: c.write, width: 2 }],
+      series: [TIME_SERIES, { label: 'in (recv)', stroke: c.read, width: 2 }, { label: 'out (send)', stroke: c.write, width: 2 }],
       axes: axes(c, 'bytes/s'),
-      scales: { x: { time: true } },
+      scales: { x: { time: false } },
     }, [[], [], []]);
     this.wait = mk('#chart-wait', {
       title: 'fastest wait call (µs) by number of registered fds',
@@ -106,7 +118,9 @@ export class Charts {
     const engine = fresh ? (cur.total - prev.total) / dt : page;
     const bin = fresh && cur.bin >= prev.bin ? (cur.bin - prev.bin) / dt : (cur.localIn - prev.localIn) / dt;
     const bout = fresh && cur.bout >= prev.bout ? (cur.bout - prev.bout) / dt : (cur.localOut - prev.localOut) / dt;
-    this.times.push(Date.now() / 1000);
+    // seconds since the engine started (ts 0 is started_at, Unix seconds, from the snapshot)
+    const t = m.startedAt ? Date.now() / 1000 - m.startedAt : performance.now() / 1000;
+    this.times.push(Math.round(t * 10) / 10);
     this.evEngine.push(Math.round(engine));
     this.evPage.push(Math.round(page));
     this.bIn.push(Math.round(bin));

@@ -1,4 +1,6 @@
 // The event log: filter by fd and kind, capped rows, auto-scroll that stops when the user scrolls up.
+// It shows the model on view: the live one, or a rebuilt past one (time travel), and the spotlight.
+import { peerColor, ui } from './ui.js';
 
 const MAX_ROWS = 500;
 const PER_PAINT = 200;
@@ -24,6 +26,9 @@ export function formatEvent(ev) {
 export class EventLog {
   constructor(root, model) {
     this.model = model;
+    this.source = model;      // the model on view (a rebuilt one while time travelling)
+    this.sourceGen = undefined;
+    this.uiVersion = ui.version;
     this.list = root.querySelector('#event-log');
     this.fdInput = root.querySelector('#log-filter-fd');
     this.kindSelect = root.querySelector('#log-filter-kind');
@@ -54,6 +59,7 @@ export class EventLog {
   }
 
   onEvent(ev) {
+    if (this.source !== this.model) return;   // viewing the past: re-rendered on return
     if (ev.kind === 'reset') {
       this.pending.push({ marker: `— snapshot: state at seq ${this.model.seq} —` });
       this.lastSeq = this.model.seq;
@@ -69,7 +75,8 @@ export class EventLog {
   }
 
   matches(ev) {
-    if (ev.marker) return this.filter.fd === null && !this.filter.kind;
+    if (ev.marker) return this.filter.fd === null && !this.filter.kind && ui.spotlight === null;
+    if (ui.spotlight !== null && ev.fd !== ui.spotlight && ev.listener !== ui.spotlight) return false;
     if (this.filter.kind && ev.kind !== this.filter.kind) return false;
     if (this.filter.fd !== null && ev.fd !== this.filter.fd && ev.listener !== this.filter.fd) return false;
     return true;
@@ -81,10 +88,10 @@ export class EventLog {
     this.filter = { fd: Number.isFinite(fd) ? fd : null, kind: this.kindSelect.value };
     // re-render from the model's ring of recent events
     this.list.replaceChildren();
-    this.pending = this.model.recent().filter((ev) => this.matches(ev)).slice(-MAX_ROWS);
+    this.pending = this.source.recent().filter((ev) => this.matches(ev)).slice(-MAX_ROWS);
     this.stick = true;
     this.jumpBtn.hidden = true;
-    this.model.mark('log');
+    this.source.mark('log');
   }
 
   row(ev) {
@@ -96,13 +103,29 @@ export class EventLog {
       li.className = `k-${ev.kind}`;
       li.dataset.seq = String(ev.seq);
       li.dataset.kind = String(ev.kind);
-      if (ev.fd !== undefined && ev.fd !== null) li.dataset.fd = String(ev.fd);
+      if (ev.fd !== undefined && ev.fd !== null) {
+        li.dataset.fd = String(ev.fd);
+        const conn = this.source.conns.get(ev.fd);
+        const peer = ev.peer || (conn && conn.peer);
+        if (peer && ev.kind !== 'datagram') {
+          li.style.borderLeftColor = peerColor(peer);
+          li.classList.add('peer-mark');
+          if (ui.isMine(peer)) li.classList.add('mine');
+        }
+      }
       li.textContent = formatEvent(ev);  // previews and peers are untrusted: text only
     }
     return li;
   }
 
   paint(model, now) {
+    if (model !== this.source || model.viewGen !== this.sourceGen || ui.version !== this.uiVersion) {
+      this.source = model;      // switched between live and a past iteration, or the spotlight moved
+      this.sourceGen = model.viewGen;
+      this.uiVersion = ui.version;
+      this.lastSeq = model.seq;
+      this.setFilter();
+    }
     if (!model.dirty.log || now - this.paintedAt < MIN_INTERVAL_MS) return;
     model.take('log');
     this.paintedAt = now;

@@ -1,15 +1,25 @@
-// Boot: model + websocket + one requestAnimationFrame paint loop.
+// Boot: live model + history + websocket + one requestAnimationFrame paint loop. Panels paint
+// the model on view: the live one, or (time travel) one rebuilt at a past iteration.
 import * as apiMod from './api.js';
 import { Charts } from './charts.js';
 import { Controls } from './controls.js';
+import { History } from './history.js';
 import { installKeyboard } from './keyboard.js';
 import { EventLog } from './log.js';
 import { Model } from './model.js';
 import { BackendPanel } from './panels/backend.js';
+import { BreakpointsPanel } from './panels/breakpoints.js';
+import { CodePanel } from './panels/code.js';
 import { ConnectionsPanel } from './panels/connections.js';
+import { KernelPanel } from './panels/kernel.js';
+import { LatencyPanel } from './panels/latency.js';
 import { QueuesPanel } from './panels/queues.js';
+import { Spotlight } from './panels/spotlight.js';
 import { SyscallPanel } from './panels/syscall.js';
+import { ZooPanel } from './panels/zoo.js';
 import { Socket } from './socket.js';
+import { Timeline } from './timeline.js';
+import { ui } from './ui.js';
 
 const body = document.body;
 const token = body.dataset.token || '';
@@ -19,9 +29,12 @@ if (replay) body.classList.add('replay');
 apiMod.init({ token, errorEl: document.getElementById('error-area') });
 
 const model = new Model({ ringSize: 5000 });
+const history = new History(model, { cap: replay ? 100000 : 20000 });
 const $ = (id) => document.getElementById(id);
 
 const controls = new Controls(document, model, { replay });
+const timeline = new Timeline($('timeline'), model, history, { replay });
+const breakpoints = new BreakpointsPanel($('timeline'), model, history, { replay });
 const syscall = new SyscallPanel($('syscall-panel'));
 const backend = new BackendPanel($('backend-panel'));
 const queues = new QueuesPanel($('queues-panel'));
@@ -35,13 +48,24 @@ const connections = new ConnectionsPanel($('connections-panel'), {
       btn.disabled = false;  // error already shown in the alert area
     }
   },
+  onMine: (fd, peer) => ui.toggleMine(peer),
 });
 const log = new EventLog($('log-panel'), model);
+const spotlight = new Spotlight($('spotlight-select'), () => timeline.displayed.markAll());
+const zoo = new ZooPanel($('zoo-panel'), model, { replay });
+const kernel = new KernelPanel($('kernel-panel'), model, { replay });
+const code = new CodePanel($('code-panel'));
 let charts = null;
+let latency = null;
 try {
   charts = new Charts($('charts-panel'), model);
 } catch (err) {
   apiMod.showError(`Charts unavailable: ${err.message}`);
+}
+try {
+  latency = new LatencyPanel($('latency-panel'), model);
+} catch (err) {
+  apiMod.showError(`Latency charts unavailable: ${err.message}`);
 }
 
 // Test/debug hook: counters only, no behaviour.
@@ -53,6 +77,15 @@ const debug = {
   get lastSeq() { return model.seq; },
   get dropped() { return model.dropped; },
   get eventsApplied() { return model.eventsApplied; },
+  timeline: {
+    history,
+    get viewing() { return timeline.viewing; },
+    get iteration() { return timeline.viewing ? timeline.iter : history.last; },
+    get last() { return history.last; },
+    get first() { return history.first; },
+    iterationForSeq: (seq) => history.iterationForSeq(seq),
+    events: (n) => history.iterationEvents(n),
+  },
 };
 window.__muxscope = debug;
 
@@ -85,7 +118,10 @@ const socket = new Socket({
   onStatus: setStatus,
   onFrame(frame) {
     switch (frame.type) {
-      case 'snapshot': model.applySnapshot(frame); break;
+      case 'snapshot':
+        if (timeline.viewing) timeline.backToLive();   // a new snapshot starts a new history
+        model.applySnapshot(frame);
+        break;
       case 'events':
         model.applyEventsFrame(frame);
         if (model.needResync) { model.needResync = false; resync(); }
@@ -121,14 +157,22 @@ function timed(name, fn) {
 function frame(now) {
   debug.paints++;
   try {
+    timed('timeline', () => timeline.tick(now));
+    const shown = timeline.displayed;   // live, or the iteration on view
     timed('status', () => paintStatus());
     timed('controls', () => controls.paint(model));
-    timed('syscall', () => syscall.paint(model));
-    timed('backend', () => backend.paint(model, now));
-    timed('queues', () => queues.paint(model, now));
-    timed('connections', () => connections.paint(model, now));
-    timed('log', () => log.paint(model, now));
+    timed('breakpoints', () => breakpoints.paint());
+    timed('syscall', () => syscall.paint(shown));
+    timed('backend', () => backend.paint(shown, now));
+    timed('queues', () => queues.paint(shown, now));
+    timed('connections', () => connections.paint(shown, now));
+    timed('spotlight', () => spotlight.paint(shown, now));
+    timed('log', () => log.paint(shown, now));
+    timed('code', () => code.paint(shown, now));
+    timed('zoo', () => zoo.paint());
+    timed('kernel', () => kernel.paint());
     if (charts) timed('charts', () => charts.paint());
+    if (latency) timed('latency', () => latency.paint(now));
   } catch (err) {
     console.error('muxscope paint', err);
   }

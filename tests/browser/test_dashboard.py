@@ -398,7 +398,9 @@ def test_page_keeps_working_under_200_load_clients(dashboard):
               f"{applied:,.0f} events/s applied by the page, {dropped:,.0f} events/s dropped for it, "
               f"{produced:,.0f} events/s produced by the engine, {paints:.0f} paints/s, "
               f"{after['stats'] - before['stats']} stats frames and "
-              f"{after['events'] - before['events']} events frames in {secs:.2f} s", flush=True)
+              f"{after['events'] - before['events']} events frames in {secs:.2f} s; page behind the "
+              f"engine by {engine_before - before['seq']:,} events at the start and "
+              f"{engine_after - after['seq']:,} at the end", flush=True)
         assert after["stats"] - before["stats"] >= 1, "no stats frame in 2 s"
         assert after["events"] > before["events"]
         assert after["applied"] > before["applied"]

@@ -1,5 +1,6 @@
 // The fd grid (canvas, one cell per registered fd) and the backend's own vocabulary as text.
 import { colors, fitCanvas, watchWidth } from '../canvas.js';
+import { peerColor, ui } from '../ui.js';
 import { CAPTIONS, flagText, selectSets, toBits, toNative } from '../vocab.js';
 
 const FLASH_MS = 900;
@@ -47,7 +48,12 @@ export class BackendPanel {
 
   /** Paint if dirty or still animating. */
   paint(model, now) {
-    const dirty = model.take('backend');
+    let dirty = model.take('backend');
+    if (this.uiVersion !== ui.version) {      // spotlight or "mine" changed: every cell redraws
+      this.uiVersion = ui.version;
+      this.fdsChanged = true;
+      dirty = true;
+    }
     const animating = this.animating(model);
     if (!dirty && !animating && !this.forced) return;
     this.forced = false;
@@ -136,7 +142,8 @@ export class BackendPanel {
     const reg = model.regs.get(fd);
     ctx.clearRect(x, y, this.layout.cell, this.layout.cell);
     if (!reg) return;
-    ctx.globalAlpha = reg.bits.has('oneshot') && !reg.armed ? 0.35 : 1;
+    const dim = ui.spotlight !== null && fd !== ui.spotlight ? 0.18 : 1;
+    ctx.globalAlpha = (reg.bits.has('oneshot') && !reg.armed ? 0.35 : 1) * dim;
     ctx.fillStyle = reg.role === 'control' ? c.control
       : reg.role === 'tcp_listener' || reg.role === 'udp' ? c.listener : c.conn;
     ctx.fillRect(x, y, s, s);
@@ -154,12 +161,23 @@ export class BackendPanel {
     }
     const conn = model.conns.get(fd);
     if (conn && conn.paused) { ctx.fillStyle = c.danger; ctx.fillRect(x, y, s, Math.max(2, stripe)); }
+    if (conn && conn.peer && s >= 8) {        // the peer's colour: a dot in the top-right corner
+      const r = Math.max(2, Math.floor(s / 8));
+      ctx.fillStyle = peerColor(conn.peer);
+      ctx.fillRect(x + s - 2 * r - 1, y + 1, 2 * r, 2 * r);
+      if (ui.isMine(conn.peer)) {
+        ctx.strokeStyle = peerColor(conn.peer); ctx.lineWidth = 2;
+        ctx.strokeRect(x + 1, y + 1, s - 2, s - 2);
+      }
+    }
     ctx.globalAlpha = 1;
     if (s >= 24) {
       ctx.font = `${Math.min(12, Math.floor(s / 3))}px ui-monospace, monospace`;
       ctx.textBaseline = 'top';
       ctx.fillStyle = reg.role === 'connection' ? c.text : '#0b0d11';
+      ctx.globalAlpha = dim;
       ctx.fillText(String(fd), x + 3, y + 3);
+      ctx.globalAlpha = 1;
     }
   }
 

@@ -1,5 +1,6 @@
 // Per-connection queue bars: fill on recv, drain on send; red while reading is paused (backpressure).
 import { colors, fitCanvas, fmtBytes, watchWidth } from '../canvas.js';
+import { peerColor, ui } from '../ui.js';
 
 const HEIGHT = 190;
 const TOP = 16;
@@ -20,7 +21,7 @@ export class QueuesPanel {
   }
 
   pick(model, now) {
-    const all = [...model.conns.values()];
+    const all = ui.spotlight === null ? [...model.conns.values()] : [...model.conns.values()].filter((c) => c.fd === ui.spotlight);
     if (all.length <= MAX_BARS) return all.sort((a, b) => a.fd - b.fd);
     // busiest first: paused, then pending bytes, then recent activity; shown in fd order
     all.sort((a, b) => (b.paused - a.paused) || (b.pending - a.pending) || (b.activeAt - a.activeAt));
@@ -28,7 +29,8 @@ export class QueuesPanel {
   }
 
   paint(model, now) {
-    const dirty = model.take('queues');
+    let dirty = model.take('queues');
+    if (this.uiVersion !== ui.version) { this.uiVersion = ui.version; dirty = true; }
     if (!dirty && !this.animating && !this.forced) return;
     this.forced = false;
     if (dirty) this.pendingPick = true;
@@ -74,9 +76,11 @@ export class QueuesPanel {
         ctx.fillRect(x, yOf(conn.peak) - 1, barW, 2);
         ctx.globalAlpha = 1;
       }
-      ctx.fillStyle = c.muted;
+      ctx.fillStyle = peerColor(conn.peer);   // the peer's colour, the same in every panel
+      ctx.fillRect(x, HEIGHT - BOTTOM, barW, 2);
+      ctx.fillStyle = ui.isMine(conn.peer) ? c.text : c.muted;
       ctx.textBaseline = 'top';
-      if (slot >= 22) ctx.fillText(String(conn.fd), x, HEIGHT - BOTTOM + 3);
+      if (slot >= 22) ctx.fillText(ui.isMine(conn.peer) ? `${conn.fd}★` : String(conn.fd), x, HEIGHT - BOTTOM + 3);
       ctx.textBaseline = 'bottom';
       if (slot >= 22 && conn.depth > 0) { ctx.fillStyle = c.text; ctx.fillText(String(conn.depth), x, Math.max(TOP + 10, y - 1)); }
       if (conn.paused && slot >= 30) { ctx.fillStyle = c.danger; ctx.fillText('paused', x, TOP); }
@@ -105,7 +109,7 @@ export class QueuesPanel {
     let pending = 0, chunks = 0, paused = 0;
     for (const c of model.conns.values()) { pending += c.pending; chunks += c.depth; if (c.paused) paused++; }
     const n = model.conns.size;
-    const which = n > shown ? `showing the ${shown} busiest of ${n} connections` : `${n} connection${n === 1 ? '' : 's'}`;
+    const which = ui.spotlight !== null ? `spotlight on fd ${ui.spotlight} (${n} connections in all)` : n > shown ? `showing the ${shown} busiest of ${n} connections` : `${n} connection${n === 1 ? '' : 's'}`;
     this.summaryEl.textContent = `${which} · ${chunks} chunks, ${fmtBytes(pending)} queued in all · ` +
       `${paused} paused by backpressure · bar height is log-scaled; the white tick is the recent peak, the number is the chunk count`;
   }

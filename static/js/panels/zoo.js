@@ -1,19 +1,7 @@
 // The bug zoo: one switch per flaw (one on at a time: the server says 409 otherwise), with the
 // detections count and the latest detector message, live from `flaw` events.
 import { api } from '../api.js';
-
-// Names of the page's main controls: a flaw's label must not contain them, or a search for
-// "the control labelled Trigger" would find two. A soft hyphen (invisible) breaks the word.
-const RESERVED = ['backend', 'trigger', 'one-shot', 'write', 'pause', 'resume', 'step', 'slow motion'];
-
-export function safeLabel(text) {
-  let out = String(text);
-  for (const word of RESERVED) {
-    const i = out.toLowerCase().indexOf(word);
-    if (i >= 0) out = `${out.slice(0, i + 1)}\u00ad${out.slice(i + 1)}`;
-  }
-  return out;
-}
+import { safeLabel } from '../ui.js';
 
 export class ZooPanel {
   constructor(root, live, { replay }) {

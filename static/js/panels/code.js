@@ -1,0 +1,134 @@
+// The code behind the events: the real source of the handler chain for an event kind
+// (GET /api/code, fetched once), highlighted line marked. Follows the iteration on view: its
+// events are listed, and the last one's chain is shown (any other can be picked).
+import { api } from '../api.js';
+import { safeLabel } from '../ui.js';
+
+const MIN_INTERVAL_MS = 250;
+const MAX_STEPS = 40;
+const TAIL = 600;
+
+/** The events of the newest iteration in the model's ring (from its last `wait`). */
+function currentIteration(model) {
+  const recent = model.recent(TAIL);
+  let i = recent.length - 1;
+  while (i > 0 && recent[i].kind !== 'wait') i--;
+  return recent.slice(Math.max(0, i));
+}
+
+function describe(ev) {
+  const fd = ev.fd !== undefined && ev.fd !== null ? ` fd ${ev.fd}` : '';
+  return `${ev.kind}${fd}`;
+}
+
+export class CodePanel {
+  constructor(root) {
+    this.root = root;
+    this.stepsEl = root.querySelector('#code-steps');
+    this.viewEl = root.querySelector('#code-view');
+    this.titleEl = root.querySelector('#code-current');
+    this.sources = null;
+    this.paintedAt = -Infinity;
+    this.key = null;
+    this.iterKey = null;
+    this.pinned = null;      // seq the user picked in this iteration
+    this.shownKind = null;
+    this.events = [];
+    api.code().then((s) => { this.sources = s || {}; this.key = null; }).catch(() => { this.sources = {}; });
+    this.stepsEl.addEventListener('click', (e) => {
+      const btn = e.target.closest('button[data-seq]');
+      if (!btn) return;
+      this.pinned = Number(btn.dataset.seq);
+      this.key = null;
+      this.render();
+    });
+  }
+
+  chain(kind) { return (this.sources && this.sources[kind]) || []; }
+
+  paint(model, now) {
+    if (!this.sources || now - this.paintedAt < MIN_INTERVAL_MS) return;
+    const key = `${model.seq}/${model.viewGen ?? 'live'}`;
+    if (key === this.key) return;
+    this.key = key;
+    this.paintedAt = now;
+    this.events = currentIteration(model);
+    const first = this.events[0];
+    const iterKey = first ? `${first.seq}/${model.viewGen ?? 'live'}` : '';
+    if (iterKey !== this.iterKey) { this.iterKey = iterKey; this.pinned = null; }
+    this.render();
+  }
+
+  selected() {
+    const evs = this.events;
+    if (this.pinned !== null) { const p = evs.find((e) => e.seq === this.pinned); if (p) return p; }
+    for (let i = evs.length - 1; i >= 0; i--) if (evs[i].kind !== 'loop') return evs[i];
+    return evs[evs.length - 1] || null;
+  }
+
+  render() {
+    const sel = this.selected();
+    const items = this.events.slice(0, MAX_STEPS).map((ev) => {
+      const li = document.createElement('li');
+      const btn = document.createElement('button');
+      btn.type = 'button';
+      btn.dataset.seq = String(ev.seq);
+      btn.dataset.kind = String(ev.kind);
+      const names = this.chain(ev.kind).map((f) => f.qualname).join(' › ');
+      btn.textContent = `${describe(ev)}${names ? ` — ${names}` : ''}`;
+      btn.setAttribute('aria-pressed', String(ev === sel));
+      btn.setAttribute('aria-label', safeLabel(`Show code: ${describe(ev)}`));
+      li.append(btn);
+      return li;
+    });
+    if (this.events.length > MAX_STEPS) {
+      const li = document.createElement('li');
+      li.className = 'muted';
+      li.textContent = `… and ${this.events.length - MAX_STEPS} more events in this iteration`;
+      items.push(li);
+    }
+    this.stepsEl.replaceChildren(...items);
+    if (!sel) { this.titleEl.textContent = 'no event yet'; this.viewEl.replaceChildren(); return; }
+    this.titleEl.textContent = `${describe(sel)} (#${sel.seq}) comes from:`;
+    this.root.dataset.kind = String(sel.kind);
+    if (sel.kind === this.shownKind) return;
+    this.shownKind = sel.kind;
+    const chain = this.chain(sel.kind);
+    const blocks = chain.map((fn, depth) => this.block(fn, depth, chain.length));
+    if (!blocks.length) {
+      const p = document.createElement('p');
+      p.className = 'muted';
+      p.textContent = `no handler source for "${sel.kind}" events`;
+      blocks.push(p);
+    }
+    this.viewEl.replaceChildren(...blocks);
+    for (const pre of this.viewEl.querySelectorAll('pre')) {
+      const hl = pre.querySelector('.hl');
+      if (hl) pre.scrollTop = Math.max(0, hl.offsetTop - pre.offsetTop - pre.clientHeight / 2);
+    }
+  }
+
+  block(fn, depth, n) {
+    const div = document.createElement('div');
+    div.className = 'code-fn';
+    div.dataset.qualname = fn.qualname;
+    const h = document.createElement('h3');
+    h.textContent = `${depth + 1}/${n} ${fn.qualname}  (${fn.module || fn.file}:${fn.first_line})`;
+    const pre = document.createElement('pre');
+    pre.className = 'code';
+    const hl = new Set(fn.highlight || []);
+    (fn.lines || []).forEach((text, i) => {
+      const no = fn.first_line + i;
+      const line = document.createElement('span');
+      line.className = hl.has(no) ? 'line hl' : 'line';
+      line.dataset.line = String(no);
+      const ln = document.createElement('span');
+      ln.className = 'ln';
+      ln.textContent = String(no).padStart(4);
+      line.append(ln, document.createTextNode(` ${text}`));
+      pre.append(line);
+    });
+    div.append(h, pre);
+    return div;
+  }
+}

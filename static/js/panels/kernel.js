@@ -1,0 +1,158 @@
+// Kernel truth: what the kernel itself holds (GET /api/kernel: the epoll interest list from
+// /proc/self/fdinfo, each socket's queues) beside the engine's own table, mismatches marked.
+import { api } from '../api.js';
+import { peerColor, ui } from '../ui.js';
+
+const POLL_MS = 1000;
+const MAX_ROWS = 200;
+const BITS = [
+  [0x1, 'EPOLLIN'], [0x2, 'EPOLLPRI'], [0x4, 'EPOLLOUT'], [0x8, 'EPOLLERR'], [0x10, 'EPOLLHUP'],
+  [0x40, 'EPOLLRDNORM'], [0x80, 'EPOLLRDBAND'], [0x100, 'EPOLLWRNORM'], [0x200, 'EPOLLWRBAND'],
+  [0x400, 'EPOLLMSG'], [0x2000, 'EPOLLRDHUP'], [2 ** 28, 'EPOLLEXCLUSIVE'], [2 ** 29, 'EPOLLWAKEUP'],
+  [2 ** 30, 'EPOLLONESHOT'], [2 ** 31, 'EPOLLET'],
+];
+const IMPLICIT = new Set(['EPOLLERR', 'EPOLLHUP']);   // epoll_ctl always adds these
+const EVENT_BITS = new Set(['EPOLLIN', 'EPOLLPRI', 'EPOLLOUT', 'EPOLLRDHUP']);
+
+/** Raw epoll mask -> names (the sign bit too: masks come as unsigned integers). */
+export function decodeMask(mask) {
+  const m = Number(mask) >>> 0;
+  const out = [];
+  for (const [bit, name] of BITS) if (Math.floor(m / bit) % 2 === 1) out.push(name);
+  return out;
+}
+
+/** Compare one fd: {state: 'ok'|'kernel-only'|'engine-only'|'differs'|'disarmed', note}. */
+export function compare(kernelNames, engineNames) {
+  if (!kernelNames) return { state: 'engine-only', note: 'in the engine table, not in the kernel: stale entry' };
+  if (!engineNames) return { state: 'kernel-only', note: 'in the kernel, not in the engine table' };
+  const k = new Set(kernelNames.filter((n) => !IMPLICIT.has(n) || engineNames.includes(n)));
+  const e = new Set(engineNames);
+  const same = k.size === e.size && [...k].every((n) => e.has(n));
+  if (same) return { state: 'ok', note: '' };
+  if (k.has('EPOLLONESHOT') && ![...k].some((n) => EVENT_BITS.has(n))) {
+    return { state: 'disarmed', note: 'one-shot fired: disarmed in the kernel until re-armed' };
+  }
+  return { state: 'differs', note: 'masks differ' };
+}
+
+export class KernelPanel {
+  constructor(root, live, { replay }) {
+    this.root = root;
+    this.live = live;
+    this.replay = replay;
+    this.summaryEl = root.querySelector('#kernel-summary');
+    this.interestBody = root.querySelector('#kernel-interest');
+    this.queuesBody = root.querySelector('#kernel-queues');
+    this.visible = false;
+    this.busy = false;
+    this.data = null;
+    this.prevBad = new Set();
+    this.dirty = true;
+    if (replay) {
+      this.summaryEl.textContent = 'Replay: there is no live kernel to ask.';
+      return;
+    }
+    new IntersectionObserver((entries) => {
+      this.visible = entries[entries.length - 1].isIntersecting;
+      if (this.visible) this.poll();
+    }).observe(root);
+    setInterval(() => this.poll(), POLL_MS);
+  }
+
+  async poll() {
+    if (this.replay || this.busy || !this.visible || document.visibilityState === 'hidden') return;
+    this.busy = true;
+    try {
+      const kernel = await api.kernel();
+      const state = await api.state();
+      this.data = { kernel, state, at: new Date(), confirmed: this.confirm(kernel, state) };
+      this.dirty = true;
+    } catch { /* shown in the alert area */ } finally {
+      this.busy = false;
+    }
+  }
+
+  /** fds that mismatched in this read and the previous one (one read alone can be a race). */
+  confirm(kernel, state) {
+    const now = new Set();
+    if (kernel.epoll) {
+      const kfds = new Map(kernel.epoll.interest.map((i) => [i.fd, i.mask]));
+      const regs = new Map((state.registrations || []).map((r) => [r.fd, r.interest]));
+      for (const fd of new Set([...kfds.keys(), ...regs.keys()])) {
+        const cmp = compare(kfds.has(fd) ? decodeMask(kfds.get(fd)) : null, regs.get(fd) || null);
+        if (cmp.state === 'engine-only' || cmp.state === 'kernel-only' || cmp.state === 'differs') now.add(fd);
+      }
+    }
+    const confirmed = new Set([...now].filter((fd) => this.prevBad.has(fd)));
+    this.prevBad = now;
+    return confirmed;
+  }
+
+  paint() {
+    if (!this.data || (!this.dirty && this.uiVersion === ui.version)) return;
+    this.dirty = false;
+    this.uiVersion = ui.version;
+    const { kernel, state } = this.data;
+    const regs = new Map((state.registrations || []).map((r) => [r.fd, r]));
+    const peers = new Map((state.connections || []).map((c) => [c.fd, c]));
+    const rows = [];
+    let bad = 0;
+    if (kernel.epoll) {
+      const kfds = new Map(kernel.epoll.interest.map((i) => [i.fd, i.mask]));
+      const fds = [...new Set([...kfds.keys(), ...regs.keys()])].sort((a, b) => a - b);
+      for (const fd of fds.slice(0, MAX_ROWS)) {
+        const kn = kfds.has(fd) ? decodeMask(kfds.get(fd)) : null;
+        const reg = regs.get(fd);
+        const cmp = compare(kn, reg ? reg.interest : null);
+        const mismatch = cmp.state === 'engine-only' || cmp.state === 'kernel-only' || cmp.state === 'differs';
+        const confirmed = mismatch && this.data.confirmed.has(fd);
+        if (confirmed) bad++;
+        rows.push(this.interestRow(fd, kn, kfds.get(fd), reg, cmp, mismatch, confirmed, peers.get(fd)));
+      }
+      this.summaryEl.textContent = `epoll fd ${kernel.epoll.fd}: the kernel holds ${kfds.size} fds, the engine's table ` +
+        `${regs.size}. ${bad ? `${bad} mismatch${bad === 1 ? '' : 'es'}.` : 'They agree.'} ` +
+        `(EPOLLERR and EPOLLHUP are always added by the kernel.) Read at ${this.data.at.toLocaleTimeString()}.`;
+    } else {
+      this.summaryEl.textContent = `The backend is ${state.backend ? state.backend.name : '?'}: the kernel keeps no interest list ` +
+        'between calls (the whole list is passed on every call). Socket queues below.';
+    }
+    this.root.dataset.mismatches = String(bad);
+    this.interestBody.replaceChildren(...rows);
+    const qrows = (kernel.connections || []).slice(0, MAX_ROWS).map((c) => this.queueRow(c, peers.get(c.fd)));
+    this.queuesBody.replaceChildren(...qrows);
+  }
+
+  interestRow(fd, kn, mask, reg, cmp, mismatch, confirmed, conn) {
+    const tr = document.createElement('tr');
+    tr.dataset.fd = String(fd);
+    tr.dataset.state = cmp.state;
+    if (ui.spotlight !== null && fd !== ui.spotlight) tr.classList.add('dim');
+    const td = (text, cls) => { const el = document.createElement('td'); el.textContent = text; if (cls) el.className = cls; tr.append(el); return el; };
+    const fdCell = td(String(fd), 'fd');
+    if (conn) { fdCell.style.borderLeftColor = peerColor(conn.peer); fdCell.classList.add('peer-mark'); }
+    td(kn ? `${kn.join('|') || '0'} (0x${(Number(mask) >>> 0).toString(16)})` : '—');
+    td(reg ? `${reg.interest.join('|') || '0'} (${reg.role})` : '—');
+    const st = td(cmp.state === 'ok' ? 'same' : cmp.note);
+    if (mismatch) {
+      tr.classList.add(confirmed ? 'mismatch' : 'changing');
+      if (confirmed) { tr.dataset.mismatch = '1'; st.textContent = `MISMATCH: ${cmp.note}`; }
+    }
+    return tr;
+  }
+
+  queueRow(c, conn) {
+    const tr = document.createElement('tr');
+    tr.dataset.fd = String(c.fd);
+    if (ui.spotlight !== null && c.fd !== ui.spotlight) tr.classList.add('dim');
+    for (const [text, cls] of [[String(c.fd), 'fd'], [conn ? conn.peer : '', 'peer'], [String(c.recv_queue), ''],
+      [String(c.send_queue), ''], [conn ? String(conn.pending_bytes) : '', '']]) {
+      const td = document.createElement('td');
+      td.textContent = text;
+      if (cls) td.className = cls;
+      tr.append(td);
+    }
+    if (conn) { tr.firstChild.style.borderLeftColor = peerColor(conn.peer); tr.firstChild.classList.add('peer-mark'); }
+    return tr;
+  }
+}

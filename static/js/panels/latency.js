@@ -1,0 +1,187 @@
+// Latency: per-backend histogram of recv -> send time per chunk (each recv paired with the send
+// that carries its first byte back, FIFO per fd), and the per-iteration time budget: time inside
+// the wait call vs time in the handlers (next wait's start - this wait's return).
+import { colors, fitCanvas, watchWidth } from '../canvas.js';
+
+const BACKENDS = ['select', 'poll', 'epoll'];
+const BACKEND_COLORS = { select: '#ffab40', poll: '#c58cff', epoll: '#7cff9b' };
+const BINS_PER_DECADE = 4;
+const MIN_EXP = 0;       // 1 µs
+const MAX_EXP = 7;       // 10 s
+const NBINS = (MAX_EXP - MIN_EXP) * BINS_PER_DECADE;
+const BUDGET_N = 160;
+const MAX_CHUNKS = 4096;
+const MIN_INTERVAL_MS = 500;
+const H = 170;
+
+function binOf(us) {
+  const e = Math.log10(Math.max(1, us));
+  return Math.max(0, Math.min(NBINS - 1, Math.floor((e - MIN_EXP) * BINS_PER_DECADE)));
+}
+
+export function fmtUs(us) {
+  if (us < 1000) return `${Math.round(us)} µs`;
+  if (us < 1e6) return `${(us / 1000).toFixed(us < 10000 ? 1 : 0)} ms`;
+  return `${(us / 1e6).toFixed(2)} s`;
+}
+
+export class LatencyPanel {
+  constructor(root, live) {
+    this.live = live;
+    this.histCanvas = root.querySelector('#latency-canvas');
+    this.budgetCanvas = root.querySelector('#budget-canvas');
+    this.histSummary = root.querySelector('#latency-summary');
+    this.budgetSummary = root.querySelector('#budget-summary');
+    this.histWidth = watchWidth(root.querySelector('#latency-wrap'), () => { this.dirty = true; });
+    this.budgetWidth = watchWidth(root.querySelector('#budget-wrap'), () => { this.dirty = true; });
+    root.querySelector('#latency-reset').addEventListener('click', () => this.clear());
+    this.clear();
+    live.subscribe((ev, m) => this.onEvent(ev, m));
+  }
+
+  clear() {
+    this.hist = Object.fromEntries(BACKENDS.map((b) => [b, new Array(NBINS).fill(0)]));
+    this.samples = Object.fromEntries(BACKENDS.map((b) => [b, []]));   // recent, for percentiles
+    this.fds = new Map();
+    this.budget = [];
+    this.prevWait = null;
+    this.interrupted = false;
+    this.dirty = true;
+  }
+
+  flow(fd) {
+    let f = this.fds.get(fd);
+    if (!f) { f = { inTotal: 0, outTotal: 0, chunks: [] }; this.fds.set(fd, f); }
+    return f;
+  }
+
+  onEvent(ev, m) {
+    switch (ev.kind) {
+      case 'reset':
+        // bytes already queued at the snapshot were received before we watched: never paired
+        this.fds.clear();
+        for (const c of m.conns.values()) this.fds.set(c.fd, { inTotal: c.pending, outTotal: 0, chunks: [] });
+        this.prevWait = null;
+        break;
+      case 'recv': {
+        const f = this.flow(ev.fd);
+        if (f.chunks.length < MAX_CHUNKS) f.chunks.push({ ts: ev.ts, start: f.inTotal });
+        f.inTotal += ev.bytes || 0;
+        break;
+      }
+      case 'send': {
+        const f = this.flow(ev.fd);
+        f.outTotal += ev.bytes || 0;
+        while (f.chunks.length && f.chunks[0].start < f.outTotal) {
+          const c = f.chunks.shift();
+          this.record(m.backend.name, (ev.ts - c.ts) * 1e6);
+        }
+        break;
+      }
+      case 'close': this.fds.delete(ev.fd); break;
+      case 'loop': this.interrupted = true; break;     // paused / stepped: the gap is not handler time
+      case 'backend': this.interrupted = true; break;
+      case 'wait': {
+        const p = this.prevWait;
+        if (p && !this.interrupted) {
+          const start = ev.ts - (ev.duration_us || 0) / 1e6;
+          const handlers = Math.max(0, (start - p.ts) * 1e6 - (m.delayMs || 0) * 1000);
+          this.budget.push({ wait: p.duration_us || 0, handlers, backend: p.backend });
+          if (this.budget.length > BUDGET_N) this.budget.shift();
+          this.dirty = true;
+        }
+        this.prevWait = ev;
+        this.interrupted = false;
+        break;
+      }
+      default: break;
+    }
+  }
+
+  record(backend, us) {
+    if (!this.hist[backend]) return;
+    this.hist[backend][binOf(us)]++;
+    const s = this.samples[backend];
+    s.push(us);
+    if (s.length > 2000) s.splice(0, 1000);
+    this.dirty = true;
+  }
+
+  paint(now) {
+    if (!this.dirty || now - (this.paintedAt || 0) < MIN_INTERVAL_MS) return;
+    this.dirty = false;
+    this.paintedAt = now;
+    this.drawHist();
+    this.drawBudget();
+  }
+
+  drawHist() {
+    const c = colors();
+    const width = Math.max(200, this.histWidth());
+    const ctx = fitCanvas(this.histCanvas, width, H);
+    const left = 34, bottom = 18, top = 8;
+    const plotW = width - left - 4, plotH = H - top - bottom;
+    let max = 1;
+    for (const b of BACKENDS) for (const n of this.hist[b]) max = Math.max(max, n);
+    const slot = plotW / NBINS;
+    const bw = Math.max(1, (slot - 2) / BACKENDS.length);
+    BACKENDS.forEach((b, k) => {
+      ctx.fillStyle = BACKEND_COLORS[b];
+      this.hist[b].forEach((n, i) => {
+        if (!n) return;
+        const h = Math.max(1, (n / max) * plotH);
+        ctx.fillRect(left + i * slot + 1 + k * bw, top + plotH - h, bw, h);
+      });
+    });
+    ctx.strokeStyle = c.line;
+    ctx.beginPath(); ctx.moveTo(left, top + plotH + 0.5); ctx.lineTo(width, top + plotH + 0.5); ctx.stroke();
+    ctx.fillStyle = c.muted; ctx.font = '10px ui-monospace, monospace'; ctx.textBaseline = 'top';
+    for (let e = MIN_EXP; e <= MAX_EXP; e++) {
+      const x = left + (e - MIN_EXP) * BINS_PER_DECADE * slot;
+      ctx.fillText(fmtUs(10 ** e), Math.min(x, width - 40), top + plotH + 3);
+    }
+    ctx.textBaseline = 'top';
+    ctx.fillText(String(max), 2, top);
+    ctx.fillText('0', 2, top + plotH - 10);
+    const parts = [];
+    for (const b of BACKENDS) {
+      const s = this.samples[b];
+      if (!s.length) continue;
+      const sorted = s.slice().sort((x, y) => x - y);
+      const q = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+      const total = this.hist[b].reduce((a, n) => a + n, 0);
+      parts.push(`${b}: ${total} chunks, median ${fmtUs(q(0.5))}, p99 ${fmtUs(q(0.99))}`);
+    }
+    this.histSummary.textContent = parts.length ? parts.join(' · ')
+      : 'no echoed chunk yet: type into a connection, or add clients';
+  }
+
+  drawBudget() {
+    const c = colors();
+    const width = Math.max(200, this.budgetWidth());
+    const ctx = fitCanvas(this.budgetCanvas, width, H);
+    const mid = Math.round(H / 2) + 0.5;
+    const span = H / 2 - 12;
+    const y = (us) => (Math.log10(Math.max(1, us)) / MAX_EXP) * span;
+    const n = this.budget.length;
+    const slot = (width - 4) / BUDGET_N;
+    const bw = Math.max(1, slot - 1);
+    this.budget.forEach((it, i) => {
+      const x = 2 + (BUDGET_N - n + i) * slot;
+      ctx.fillStyle = c.read; const hw = y(it.wait); ctx.fillRect(x, mid - hw, bw, hw);
+      ctx.fillStyle = c.write; const hh = y(it.handlers); ctx.fillRect(x, mid, bw, hh);
+    });
+    ctx.strokeStyle = c.line;
+    ctx.beginPath(); ctx.moveTo(0, mid); ctx.lineTo(width, mid); ctx.stroke();
+    ctx.font = '10px ui-monospace, monospace'; ctx.fillStyle = c.muted;
+    ctx.textBaseline = 'top'; ctx.fillText('↑ in the wait call (log µs)', 4, 2);
+    ctx.textBaseline = 'bottom'; ctx.fillText('↓ in handlers (log µs)', 4, H - 2);
+    let w = 0, hsum = 0, worst = 0;
+    for (const it of this.budget) { w += it.wait; hsum += it.handlers; worst = Math.max(worst, it.handlers); }
+    const tot = w + hsum || 1;
+    this.budgetSummary.textContent = n
+      ? `last ${n} iterations: ${fmtUs(w)} in wait calls (${((100 * w) / tot).toFixed(1)}%), ` +
+        `${fmtUs(hsum)} in handlers (${((100 * hsum) / tot).toFixed(1)}%); slowest handler pass ${fmtUs(worst)}`
+      : 'no complete iteration yet (paused or stepped iterations are left out)';
+  }
+}
