@@ -18,12 +18,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.hub import Hub
+from app.hub import Batch, Hub, encode_batches
 
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 Consumer = Callable[[list[Event]], None]
+EncodedConsumer = Callable[[list[Batch]], None]
 
 DEFAULT_TAP_SIZE = 100_000
 DEFAULT_MAX_BATCH = 20_000
@@ -60,6 +61,7 @@ async def pump(
     interval: float = DEFAULT_INTERVAL,
     consumers: Sequence[Consumer] = (),
     max_batch: int = DEFAULT_MAX_BATCH,
+    encoded_consumers: Sequence[EncodedConsumer] = (),
 ) -> None:
     """Every `interval` s, move what the tap holds to the hub and the consumers. Runs forever.
 
@@ -70,13 +72,25 @@ async def pump(
         await asyncio.sleep(interval)
         batch = tap.drain(max_batch)
         if batch:
-            deliver(batch, hub, consumers)
+            deliver(batch, hub, consumers, encoded_consumers)
 
 
-def deliver(batch: list[Event], hub: Hub, consumers: Sequence[Consumer] = ()) -> None:
-    """Hand one batch to the hub, then to each consumer, isolating their failures."""
-    for consume in (hub.publish, *consumers):
-        try:
-            consume(batch)
-        except Exception:
-            log.exception("event consumer %r failed on a batch of %d events", consume, len(batch))
+def deliver(batch: list[Event], hub: Hub, consumers: Sequence[Consumer] = (),
+            encoded_consumers: Sequence[EncodedConsumer] = ()) -> None:
+    """Encode the batch once, hand it to the hub and to each consumer, isolating failures."""
+    try:
+        encoded = encode_batches(batch)
+    except Exception:
+        log.exception("a batch of %d events could not be encoded", len(batch))
+        encoded = []
+    for take_encoded in (hub.publish_batches, *encoded_consumers):
+        _call(take_encoded, encoded, len(batch))
+    for consume in consumers:
+        _call(consume, batch, len(batch))
+
+
+def _call(consume: Callable[[Any], None], arg: Any, size: int) -> None:
+    try:
+        consume(arg)
+    except Exception:
+        log.exception("event consumer %r failed on a batch of %d events", consume, size)

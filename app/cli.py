@@ -409,6 +409,8 @@ def _make_server(app: Any, on_started: Callable[[], None]) -> Any:
             if not self.should_exit:
                 on_started()
 
+    from app.main import UVICORN_OPTIONS
+
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -416,6 +418,7 @@ def _make_server(app: Any, on_started: Callable[[], None]) -> Any:
         lifespan="on",
         timeout_graceful_shutdown=5,
         server_header=False,
+        **UVICORN_OPTIONS,
     )
     return Server(config)
 

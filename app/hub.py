@@ -58,6 +58,12 @@ class Batch:
         return Batch.encode(events)
 
 
+def encode_batches(events: list[dict[str, Any]]) -> list[Batch]:
+    """`events` as Batches of at most BATCH_EVENTS, each encoded once."""
+    return [Batch.encode(events[start:start + BATCH_EVENTS])
+            for start in range(0, len(events), BATCH_EVENTS)]
+
+
 def _encode(events: list[dict[str, Any]]) -> bytes:
     try:
         return orjson.dumps(events)
@@ -180,8 +186,11 @@ class Hub:
         if not self._subscriptions:  # nobody listens: nothing to encode
             self.events_published += len(events)
             return
-        for start in range(0, len(events), BATCH_EVENTS):
-            batch = Batch.encode(events[start : start + BATCH_EVENTS])
+        self.publish_batches(encode_batches(events))
+
+    def publish_batches(self, batches: list[Batch]) -> None:
+        """Queue already-encoded batches for every subscriber (the pump encodes once for all)."""
+        for batch in batches:
             self.events_published += batch.count
             self.bytes_encoded += len(batch.data)
             for subscription in self._subscriptions:

@@ -25,6 +25,11 @@ from mux import Engine, EngineConfig, LoadGenerator
 
 HERE = Path(__file__).resolve().parent
 
+#: uvicorn options every server of this app uses (CLI, benchmark, tests). permessage-deflate
+#: is off: on loopback it saves nothing, and compressing every frame was the largest single
+#: cost of watching (16% of the server's samples in a profile at 75,000 events/s).
+UVICORN_OPTIONS: dict[str, Any] = {"ws_per_message_deflate": False}
+
 
 def _asset_dir(name: str) -> Path:
     """Next to the package in a wheel (force-included), one level up in a source checkout."""
@@ -80,7 +85,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     recorder = getattr(state, "recorder", None)
     if engine is not None:
         engine.observers.add(state.tap.sink)
-        consumers: list[Any] = [state.trace, state.metrics]
+        consumers: list[Any] = [state.metrics]
         if recorder is not None:
             # The loop thread has not started yet, so reading its state here is safe.
             recorder.write_snapshot(engine.describe(), engine.observers.seq,
@@ -89,7 +94,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.start()
         state.load = LoadGenerator(_client_host(state.settings.host), engine.tcp_port,
                                    cap=state.settings.load_cap)
-        tasks.append(asyncio.create_task(pump(state.tap, state.hub, consumers=consumers)))
+        tasks.append(asyncio.create_task(pump(state.tap, state.hub, consumers=consumers,
+                                               encoded_consumers=[state.trace.add_batches])))
     try:
         yield
     finally:

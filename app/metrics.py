@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator
+from operator import itemgetter
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+_KIND = itemgetter("kind")
 WAIT_BUCKETS_US = (1, 5, 10, 50, 100, 500, 1000, 5000, 10_000, 50_000, 250_000, 1_000_000)
 
 
@@ -59,16 +62,16 @@ class Metrics:
         self._last_seq = 0
 
     def __call__(self, batch: list[dict[str, Any]]) -> None:
-        counts: dict[str, int] = {}
-        for event in batch:
-            kind = event["kind"]
-            counts[kind] = counts.get(kind, 0) + 1
-            if kind == "wait":
-                self.wait_us.labels(event["backend"]).observe(event["duration_us"])
-            elif kind == "backpressure" and event["paused"]:
-                self.backpressure.inc()
+        counts = Tally(map(_KIND, batch))  # C-speed tally: this runs on every batch
         for kind, n in counts.items():
             self.events.labels(kind).inc(n)
+        if counts.get("wait"):
+            for event in batch:
+                if event["kind"] == "wait":
+                    self.wait_us.labels(event["backend"]).observe(event["duration_us"])
+        if counts.get("backpressure"):
+            self.backpressure.inc(sum(1 for e in batch
+                                      if e["kind"] == "backpressure" and e["paused"]))
         first, last = batch[0]["seq"], batch[-1]["seq"]
         gap = (first - self._last_seq - 1 if self._last_seq else 0) + (
             last - first + 1 - len(batch))

@@ -12,34 +12,51 @@ from typing import Any
 
 import orjson
 
+from app.hub import Batch, encode_batches
+
 DEFAULT_RING_EVENTS = 200_000
 LOOP_TID = 0
 
 
 class TraceRing:
-    """Keeps the last `maxlen` events; a pump consumer."""
+    """Keeps (about) the last `maxlen` events as the pump's encoded batches: no second
+    encoding on the hot path, ~100 bytes an event. Whole batches are evicted, oldest first."""
 
     def __init__(self, maxlen: int = DEFAULT_RING_EVENTS) -> None:
-        self._ring: deque[bytes] = deque(maxlen=maxlen)
+        self._batches: deque[Batch] = deque()
+        self._count = 0
         self.maxlen = maxlen
 
-    def __call__(self, batch: list[dict[str, Any]]) -> None:
-        dumps = orjson.dumps
-        self._ring.extend(dumps(event) for event in batch)
+    def add_batches(self, batches: list[Batch]) -> None:
+        for batch in batches:
+            self._batches.append(batch)
+            self._count += batch.count
+        while self._batches and self._count - self._batches[0].count >= self.maxlen:
+            self._count -= self._batches.popleft().count
+        if self._count > self.maxlen and self._batches:  # trim inside the oldest batch
+            oldest = self._batches[0]
+            keep_after = oldest.first_seq + (self._count - self.maxlen) - 1
+            trimmed = oldest.after(keep_after)
+            self._count -= oldest.count - (trimmed.count if trimmed else 0)
+            if trimmed:
+                self._batches[0] = trimmed
+            else:
+                self._batches.popleft()
+
+    def __call__(self, events: list[dict[str, Any]]) -> None:
+        self.add_batches(encode_batches(events))
 
     def __len__(self) -> int:
-        return len(self._ring)
-
-    def encoded(self) -> list[bytes]:
-        return list(self._ring)
+        return self._count
 
     def events(self) -> Iterator[dict[str, Any]]:
-        for line in list(self._ring):
-            yield orjson.loads(line)
+        for batch in list(self._batches):
+            yield from orjson.loads(batch.data)
 
     def jsonl(self) -> Iterator[bytes]:
-        for line in list(self._ring):
-            yield line + b"\n"
+        dumps = orjson.dumps
+        for event in self.events():
+            yield dumps(event) + b"\n"
 
 
 def to_chrome(events: Iterable[dict[str, Any]], started_at: float = 0.0) -> dict[str, Any]:

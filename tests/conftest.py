@@ -41,7 +41,10 @@ def run_asgi(app: Any, host: str = "127.0.0.1", **config: Any) -> Iterator[str]:
     """Serve an ASGI app with a real uvicorn on a free port in a thread; yield the base URL."""
     sock = _listen(host)
     port = sock.getsockname()[1]
-    options: dict[str, Any] = {"log_level": "warning", "timeout_graceful_shutdown": 3}
+    from app.main import UVICORN_OPTIONS
+
+    options: dict[str, Any] = {"log_level": "warning", "timeout_graceful_shutdown": 3,
+                               **UVICORN_OPTIONS}
     options.update(config)
     server = _Server(uvicorn.Config(app, **options))
     thread = threading.Thread(

@@ -273,7 +273,7 @@ def start_app(write: str) -> Running:
     """The app exactly as ``muxscope`` serves it: create_app + uvicorn, in this process."""
     import uvicorn
 
-    from app.main import create_app
+    from app.main import UVICORN_OPTIONS, create_app
     from app.settings import Settings
 
     app = create_app(_settings(Settings, write))
@@ -281,7 +281,8 @@ def start_app(write: str) -> Running:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, 0))
     http_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            **UVICORN_OPTIONS)
     server = uvicorn.Server(config)
     th = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                           name="uvicorn")
