@@ -29,6 +29,9 @@ HERE = Path(__file__).resolve().parent
 #: is off: on loopback it saves nothing, and compressing every frame was the largest single
 #: cost of watching (16% of the server's samples in a profile at 75,000 events/s).
 UVICORN_OPTIONS: dict[str, Any] = {"ws_per_message_deflate": False}
+#: High-volume events per second the engine shows the page (mux.observe explains the budget):
+#: above the 20,000/s a page must receive, below what would make watching cost the server.
+OBSERVE_BUDGET = 25_000
 
 
 def _asset_dir(name: str) -> Path:
@@ -46,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from app.replay import build_replay_state
 
         return _assemble(settings, build_replay_state(settings))
-    engine = Engine(EngineConfig(**settings.engine_config_kwargs()))
+    engine = Engine(EngineConfig(**settings.engine_config_kwargs(),
+                                 observe_budget=OBSERVE_BUDGET))
     try:
         recorder = (JsonlRecorder(settings.record, settings.record_max_mb)
                     if settings.record else None)

@@ -28,30 +28,27 @@ class TraceRing:
         self.maxlen = maxlen
 
     def add_batches(self, batches: list[Batch]) -> None:
+        """Append; evict whole batches while the rest still hold `maxlen` events (the
+        excess inside the oldest batch is skipped when read, not re-encoded here)."""
         for batch in batches:
             self._batches.append(batch)
             self._count += batch.count
         while self._batches and self._count - self._batches[0].count >= self.maxlen:
             self._count -= self._batches.popleft().count
-        if self._count > self.maxlen and self._batches:  # trim inside the oldest batch
-            oldest = self._batches[0]
-            keep_after = oldest.first_seq + (self._count - self.maxlen) - 1
-            trimmed = oldest.after(keep_after)
-            self._count -= oldest.count - (trimmed.count if trimmed else 0)
-            if trimmed:
-                self._batches[0] = trimmed
-            else:
-                self._batches.popleft()
 
     def __call__(self, events: list[dict[str, Any]]) -> None:
         self.add_batches(encode_batches(events))
 
     def __len__(self) -> int:
-        return self._count
+        return min(self._count, self.maxlen)
 
     def events(self) -> Iterator[dict[str, Any]]:
-        for batch in list(self._batches):
-            yield from orjson.loads(batch.data)
+        batches = list(self._batches)
+        skip = max(0, sum(b.count for b in batches) - self.maxlen)
+        for batch in batches:
+            events = orjson.loads(batch.data)
+            yield from events[skip:] if skip else events
+            skip = max(0, skip - len(events))
 
     def jsonl(self) -> Iterator[bytes]:
         dumps = orjson.dumps

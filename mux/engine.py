@@ -48,6 +48,8 @@ class EngineConfig:
     #: SO_SNDBUF for accepted connections (None: the kernel's default); a tiny one makes
     #: partial sends visible
     so_sndbuf: int | None = None
+    #: high-volume events per second shown to observers (None: all); see observe.py
+    observe_budget: int | None = None
 
 
 def raise_nofile_limit() -> int:
@@ -75,7 +77,7 @@ class Engine:
         self.high_water = cfg.high_water
         self.low_water = cfg.low_water
         self.max_connections = cfg.max_connections
-        self.observers = Observers()
+        self.observers = Observers(cfg.observe_budget)
         self.loop = Loop(backends.create(cfg.backend, cfg.trigger, cfg.oneshot),
                          self.observers, cfg.wait_timeout)
         self.stats = self.loop.stats
@@ -134,7 +136,7 @@ class Engine:
         fd = sock.fileno()
         self.stats.accepted += 1
         obs = self.observers
-        if obs.watched:
+        if obs.active:
             obs.emit({"kind": "accept", "fd": fd, "listener": listener_fd, "peer": peer})
         if len(self.connections) >= self.max_connections:
             self._refuse(sock, f"connection limit ({self.max_connections}) reached; "
@@ -153,7 +155,7 @@ class Engine:
         fd = sock.fileno()
         self.error(message, fd=fd)
         sock.close()
-        if self.observers.watched:
+        if self.observers.active:
             self.observers.emit({"kind": "close", "fd": fd, "reason": "error"})
 
     def forget(self, conn: TcpConnection) -> None:
@@ -161,14 +163,14 @@ class Engine:
         self.stats.connections = len(self.connections)
 
     def error(self, message: str, fd: int | None = None) -> None:
-        if self.observers.watched:
+        if self.observers.active:
             event: dict[str, Any] = {"kind": "error", "message": message}
             if fd is not None:
                 event["fd"] = fd
             self.observers.emit(event)
 
     def _emit_loop(self, state: str, breakpoint: Any = None) -> None:
-        if self.observers.watched:
+        if self.observers.active:
             event: dict[str, Any] = {"kind": "loop", "state": state}
             if breakpoint is not None:
                 event["breakpoint"] = breakpoint
@@ -337,7 +339,7 @@ class Engine:
                                           + waits - self._waits_at_switch)
             self._waits_at_switch = waits
         self.write_mode = write or self.write_mode
-        if self.observers.watched:
+        if self.observers.active:
             self.observers.emit({"kind": "backend", "from": old.name, "to": name,
                                  "trigger": trigger, "oneshot": oneshot,
                                  "write": self.write_mode})

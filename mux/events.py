@@ -43,4 +43,9 @@ def preview(data: bytes) -> str:
     `repr` of bytes escapes every non-printable byte (``\\n``, ``\\x00``, ``\\xff``...) in C,
     so any byte sequence, telnet IAC and invalid UTF-8 included, becomes safe text.
     """
-    return repr(bytes(data[:PREVIEW_BYTES]))[2:-1]
+    head = bytes(data[:PREVIEW_BYTES])
+    if head.isascii():
+        text = head.decode("ascii")
+        if text.isprintable() and "\\" not in text:  # common case: nothing to escape
+            return text
+    return repr(head)[2:-1]

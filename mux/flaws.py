@@ -76,7 +76,7 @@ class Flaw:
         self._last_flag[fd] = now
         self.detections += 1
         obs = self.loop.obs
-        if obs.watched:
+        if obs.active:
             obs.emit({"kind": "flaw", "name": self.name, "fd": fd, "message": message})
 
     def describe(self, on: bool) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Rules of this module:
 - It knows nothing of echo; handlers (tcp.py, udp.py, control.py) do the protocol work.
 - Every interest change goes through `set_interest`, so backend, table and events agree.
 - `unregister` is the only way out of the table, and callers close the fd only after it.
-- Events are built only behind `if obs.watched:`; nothing here is O(registered fds) per
+- Events are built only behind `if obs.watched:` (see observe.py); nothing here is O(fds) per
   iteration except what the backend itself does (select/poll pass the whole set each call).
 """
 
@@ -70,6 +70,8 @@ class Loop:
         self.interest[fd] = mask
         if self.obs.watched:
             self._emit_interest(fd, "register", mask)
+        else:
+            self.obs.seq += 1
 
     def set_interest(self, fd: int, mask: int) -> None:
         if self.interest.get(fd) == mask:
@@ -79,6 +81,8 @@ class Loop:
         self._rearm.discard(fd)
         if self.obs.watched:
             self._emit_interest(fd, "modify", mask)
+        else:
+            self.obs.seq += 1
 
     def unregister(self, fd: int) -> None:
         if fd not in self.handlers:
@@ -89,13 +93,15 @@ class Loop:
         self._rearm.discard(fd)
         if self.obs.watched:
             self._emit_interest(fd, "unregister", mask)
+        else:
+            self.obs.seq += 1
 
     def discard_stale(self, fd: int) -> None:
         """Remove an fd that was closed while registered (only a bug-zoo flaw does that)."""
         self.backend.discard(fd)
         self.handlers.pop(fd, None)
         mask = self.interest.pop(fd, 0)
-        if self.obs.watched:
+        if self.obs.active:
             self._emit_interest(fd, "unregister", mask)
 
     def reapply_interest(self) -> None:
@@ -139,6 +145,8 @@ class Loop:
         backend = self.backend
         timeout = self._timeout()
         t0 = time.perf_counter()
+        obs = self.obs
+        obs.begin_iteration(t0)
         try:
             ready = backend.wait(timeout)
         except OSError as exc:
@@ -151,18 +159,20 @@ class Loop:
         stats.waits += 1
         stats.wait_us += duration_us
         self.last_ready = ready
-        watched = self.obs.watched
+        watched = obs.watched
         if watched:
             self._emit_wait(timeout, ready, duration_us)
+        else:
+            obs.seq += 1 + len(ready)  # the wait and its ready events, unobserved
         handlers = self.handlers
         oneshot = backend.oneshot
         hook = self.dispatch_hook
         for fd, native in ready:
+            if watched:
+                obs.emit({"kind": "ready", "fd": fd, "flags": backend.names(native)})
             handler = handlers.get(fd)
             if handler is None:  # closed by an earlier handler of this same batch
                 continue
-            if watched:
-                self.obs.emit({"kind": "ready", "fd": fd, "flags": backend.names(native)})
             if oneshot:
                 self._rearm.add(fd)
             if hook is None:
@@ -182,6 +192,8 @@ class Loop:
             self.backend.modify(fd, self.interest[fd])
             if self.obs.watched:
                 self._emit_interest(fd, "modify", self.interest[fd])
+            else:
+                self.obs.seq += 1
 
     def _emit_wait(self, timeout: float | None, ready: list[tuple[int, int]], us: float) -> None:
         event = {
@@ -210,7 +222,7 @@ class Loop:
         old, self.backend = self.backend, new
         self._rearm.clear()
         old.close()
-        if self.obs.watched:
+        if self.obs.active:
             for fd, mask in self.interest.items():
                 self._emit_interest(fd, "register", mask)
         return old

@@ -1,7 +1,13 @@
 """Observation, in the manner of trio's Instrument API.
 
-The engine calls `emit` only behind a cheap guard (``if observers.watched:``), so with nobody
-listening no event is even built. Sinks run on the engine thread and must be O(1) and
+The engine calls `emit` only behind a cheap guard, so with nobody listening no event is even
+built. Two guards: `active` (somebody listens) for the rare, meaningful events (accept, close,
+backend, loop, error, flaw, backpressure), and `watched` for the high-volume ones (wait, ready,
+recv, send, queue, interest, datagram). `watched` is decided once per loop iteration against an
+optional budget of events per second, so a watched loop under heavy load costs a bounded
+amount: beyond the budget whole iterations go unobserved. Their events still take a `seq`
+(the call sites count them: `else: obs.seq += 1`), so the gaps a consumer sees add up to
+exactly what it was not shown. Sinks run on the engine thread and must be O(1) and
 non-blocking (``collections.deque.append`` is the model). A sink that raises is detached and
 logged: an observer is never the engine's problem.
 """
@@ -16,15 +22,21 @@ from typing import Any
 
 Sink = Callable[[dict[str, Any]], None]
 log = logging.getLogger("mux")
+BUDGET_WINDOW = 0.1  # seconds: the budget is spent in slices, so a burst cannot eat a second
 
 
 class Observers:
     """The registry of sinks; the single place where `seq` and `ts` are assigned."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: int | None = None) -> None:
         self._sinks: tuple[Sink, ...] = ()
         self._lock = threading.Lock()
+        self.active = False
         self.watched = False
+        #: high-volume events per second shown while watched; None: every one
+        self.budget = budget
+        self._window_end = 0.0
+        self._left = 0
         self.seq = 0
         self.started_at = time.time()
         self._t0 = time.perf_counter()
@@ -32,12 +44,22 @@ class Observers:
     def add(self, sink: Sink) -> None:
         with self._lock:
             self._sinks = (*self._sinks, sink)
-            self.watched = True
+            self.active = self.watched = True
 
     def remove(self, sink: Sink) -> None:
         with self._lock:
             self._sinks = tuple(s for s in self._sinks if s is not sink)
-            self.watched = bool(self._sinks)
+            self.active = self.watched = bool(self._sinks)
+
+    def begin_iteration(self, now: float) -> None:
+        """Decide whether this loop iteration's high-volume events are shown (`now`: the
+        perf_counter reading the loop takes anyway)."""
+        if self.budget is None or not self.active:
+            return
+        if now >= self._window_end:
+            self._window_end = now + BUDGET_WINDOW
+            self._left = int(self.budget * BUDGET_WINDOW)
+        self.watched = self._left > 0
 
     def now(self) -> float:
         """Seconds since the engine started (the `ts` clock)."""
@@ -46,6 +68,7 @@ class Observers:
     def emit(self, event: dict[str, Any]) -> None:
         """Stamp `event` with the next seq and ts, then hand it to every sink."""
         self.seq += 1
+        self._left -= 1
         event["seq"] = self.seq
         event["ts"] = time.perf_counter() - self._t0
         for sink in self._sinks:

@@ -89,6 +89,8 @@ class TcpConnection:
         obs = self.loop.obs
         if obs.watched:
             obs.emit({"kind": "recv", "fd": self.fd, "bytes": n, "preview": preview(data)})
+        else:
+            obs.seq += 1
         if self.engine.write_mode == "eager" and not self.queue:
             sent = self._send(data)
             if sent is None or sent == n:
@@ -119,13 +121,15 @@ class TcpConnection:
         if obs.watched:
             obs.emit({"kind": "queue", "fd": self.fd, "depth": len(self.queue),
                       "pending_bytes": self.pending_bytes})
+        else:
+            obs.seq += 1
 
     def _set_backpressure(self, paused: bool) -> None:
         self.reading_paused = paused
         self.engine.note("backpressure", self.fd)
         self._update_interest()
         obs = self.loop.obs
-        if obs.watched:
+        if obs.active:
             obs.emit({"kind": "backpressure", "fd": self.fd, "paused": paused})
         if not paused and self.loop.backend.edge:
             self.loop.readable_soon(self)
@@ -145,6 +149,8 @@ class TcpConnection:
         obs = self.loop.obs
         if obs.watched:
             obs.emit({"kind": "send", "fd": self.fd, "bytes": sent, "partial": sent < len(data)})
+        else:
+            obs.seq += 1
         return sent
 
     def _write(self) -> None:
@@ -185,7 +191,7 @@ class TcpConnection:
             self.sock.close()
         self.engine.forget(self)
         obs = self.loop.obs
-        if obs.watched:
+        if obs.active:
             obs.emit({"kind": "close", "fd": self.fd, "reason": reason})
 
     def describe(self) -> dict[str, object]:

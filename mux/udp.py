@@ -121,7 +121,9 @@ class UdpEcho:
 
     def _emit(self, addr: tuple[str, int], direction: str, data: bytes) -> None:
         obs = self.loop.obs
-        if obs.watched:
+        if not obs.watched:
+            obs.seq += 1
+        else:
             obs.emit({"kind": "datagram", "fd": self.fd, "peer": f"{addr[0]}:{addr[1]}",
                       "dir": direction, "bytes": len(data), "preview": preview(data)})
 
