@@ -26,7 +26,8 @@ function axes(c, yLabel, xTime = true) {
   const style = { stroke: c.muted, grid: { stroke: c.line, width: 1 }, ticks: { stroke: c.line, width: 1 } };
   // x: seconds since the engine started (a plain number scale: no calendar dates)
   const x = xTime
-    ? { ...style, label: 'seconds since start', values: (u, vals) => vals.map(fmtSeconds) }
+    ? { ...style, label: 'seconds since start', incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400],
+      values: (u, vals) => vals.map(fmtSeconds) }
     : { ...style, label: 'registered fds' };
   return [x, { ...style, label: yLabel, size: 60 }];
 }

@@ -51,7 +51,8 @@ export function peerColor(peer) {
 }
 
 // Names of the page's main controls: a flaw's label must not contain them, or a search for
-// "the control labelled Trigger" would find two. A soft hyphen (invisible) breaks the word.
+// "the control labelled Trigger" would find two. A word joiner (U+2060: invisible, not read aloud) breaks the word; Playwright-style
+// matching strips soft hyphens and zero-width spaces, so those would not do.
 const RESERVED = ['backend', 'trigger', 'one-shot', 'write', 'pause', 'resume', 'step', 'slow motion',
   'close fd', 'clients', 'download trace'];
 
@@ -60,7 +61,7 @@ export function safeLabel(text) {
   let out = String(text);
   for (const word of RESERVED) {
     const i = out.toLowerCase().indexOf(word);
-    if (i >= 0) out = `${out.slice(0, i + 1)}\u00ad${out.slice(i + 1)}`;
+    if (i >= 0) out = `${out.slice(0, i + 1)}\u2060${out.slice(i + 1)}`;
   }
   return out;
 }

@@ -290,6 +290,8 @@ def test_error_bodies_never_leak_internals(shared: Live) -> None:
         (404, c.get("/no/such/page")),
         (404, c.get("/api/nope")),
         (404, c.post("/api/connections/99999/close")),
+        (404, c.post("/api/connections/-1/close")),
+        (404, c.post("/api/connections/1000000000000000000000000000000/close")),
         (404, c.delete("/api/breakpoints/424242")),
         (404, c.post("/api/flaws/no_such_flaw", json={"on": True})),
         (405, c.put("/api/state", json={})),

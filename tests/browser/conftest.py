@@ -6,8 +6,9 @@ a screenshot under tests/artifacts/ (also on failure) so what a user saw can be 
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ def dashboard(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Dash
 
 
 def _dashboard(browser: Browser, request: pytest.FixtureRequest,
-               settings: Settings, path: str = "/") -> Iterator[Dashboard]:
+               settings: Settings, path: str = "/", suffix: str = "") -> Iterator[Dashboard]:
     app = create_app(settings)
     with run_asgi(app) as base, httpx.Client(base_url=base, timeout=10) as api:
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -98,8 +99,24 @@ def _dashboard(browser: Browser, request: pytest.FixtureRequest,
         try:
             yield dash
         finally:
-            name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
+            name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "") + suffix
             try:
                 dash.screenshot(name)
             finally:
                 context.close()
+
+
+@pytest.fixture
+def open_dashboard(browser: Browser,
+                   request: pytest.FixtureRequest) -> Iterator[Callable[..., Dashboard]]:
+    """``open_dashboard(settings, suffix="")``: more dashboards in one test (e.g. a live run
+    with ``Settings(record=path)``, then ``Settings(replay_file=path)``); each is closed (and
+    screenshotted as ``<test name><suffix>.png``) at the end of the test."""
+    with contextlib.ExitStack() as stack:
+        def _open(settings: Settings, suffix: str = "", path: str = "/") -> Dashboard:
+            gen = _dashboard(browser, request, settings, path, suffix)
+            dash = next(gen)
+            stack.callback(lambda: next(gen, None))
+            return dash
+
+        yield _open

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 import time
 from typing import Any
 
+import httpx
 from playwright.sync_api import Page, expect
 
 LOAD_RESOURCE = "Failed to load resource"
@@ -169,22 +171,24 @@ def test_keyboard_space_pauses_and_s_steps(dashboard):
     assert page.evaluate("() => document.activeElement === document.body")
 
     page.keyboard.press("Space")
-    wait_api(dashboard, lambda s: s["loop"] == "paused", "space pauses")
     expect(page.get_by_role("button", name="Resume", exact=True)).to_be_visible(timeout=3000)
+    wait_api(dashboard, lambda s: s["loop"] == "paused", "space pauses")
     expect(page.locator("#loop-state")).to_have_text(re.compile("^paused"), timeout=3000)
 
     page.keyboard.press("Space")
-    wait_api(dashboard, lambda s: s["loop"] == "running", "space resumes")
     expect(page.get_by_role("button", name="Pause", exact=True)).to_be_visible(timeout=3000)
+    wait_api(dashboard, lambda s: s["loop"] == "running", "space resumes")
 
     # `s` while paused: exactly one wait
     page.keyboard.press("Space")
-    wait_api(dashboard, lambda s: s["loop"] == "paused", "space pauses again")
     expect(page.get_by_role("button", name="Resume", exact=True)).to_be_visible(timeout=3000)
+    wait_api(dashboard, lambda s: s["loop"] == "paused", "space pauses again")
     waits = engine.stats.waits
     page.wait_for_timeout(300)  # settle: paused means no waits at all
     assert engine.stats.waits == waits, "waits went on while paused"
-    page.keyboard.press("s")
+    with page.expect_response(lambda r: r.url.endswith("/api/loop"), timeout=5000) as step_res:
+        page.keyboard.press("s")
+    assert step_res.value.status == 200
     deadline = time.monotonic() + 5
     while engine.stats.waits == waits and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -193,8 +197,8 @@ def test_keyboard_space_pauses_and_s_steps(dashboard):
     assert state(dashboard)["loop"] == "paused"
     expect(page.get_by_role("button", name="Resume", exact=True)).to_be_visible()
     page.keyboard.press("Space")
-    wait_api(dashboard, lambda s: s["loop"] == "running", "resume after step")
     expect(page.get_by_role("button", name="Pause", exact=True)).to_be_visible(timeout=3000)
+    wait_api(dashboard, lambda s: s["loop"] == "running", "resume after step")
 
     # typing a space in the "Slow motion" field does nothing to the loop
     n = len(posts)
@@ -214,8 +218,9 @@ def test_keyboard_space_pauses_and_s_steps(dashboard):
     n = len(posts)
     page.keyboard.press("Space")
     settle(page)
-    wait_api(dashboard, lambda s: s["loop"] == "paused", "space on focused button")
+    expect(page.locator("#pause-btn")).to_have_text("Resume", timeout=3000)
     page.wait_for_timeout(300)
+    wait_api(dashboard, lambda s: s["loop"] == "paused", "space on focused button")
     assert [json.loads(p) for p in posts[n:]] == [{"action": "pause"}], posts[n:]
     assert state(dashboard)["loop"] == "paused"
     expect(page.locator("#pause-btn")).to_have_text("Resume", timeout=3000)
@@ -224,11 +229,39 @@ def test_keyboard_space_pauses_and_s_steps(dashboard):
     page.locator("#pause-btn").focus()
     page.keyboard.press("Space")
     settle(page)
-    wait_api(dashboard, lambda s: s["loop"] == "running", "space on focused Resume")
+    expect(page.locator("#pause-btn")).to_have_text("Pause", timeout=3000)
     page.wait_for_timeout(300)
+    wait_api(dashboard, lambda s: s["loop"] == "running", "space on focused Resume")
     assert [json.loads(p) for p in posts[n:]] == [{"action": "resume"}], posts[n:]
     assert state(dashboard)["loop"] == "running"
     assert real_console_errors(dashboard) == []
+
+
+BURST = """async (n) => {
+  const t0 = performance.now();
+  const call = (method, path, body) => fetch(path, {
+      method, cache: 'no-store', signal: AbortSignal.timeout(3000),
+      headers: body ? {'Content-Type': 'application/json'} : {},
+      body: body ? JSON.stringify(body) : undefined})
+    .then(r => ({path, status: r.status, ms: Math.round(performance.now() - t0)}),
+          e => ({path, error: String(e), ms: Math.round(performance.now() - t0)}));
+  const all = [call('POST', '/api/loop', {action: 'resume'})];
+  for (let i = 0; i < n; i++) all.push(call('GET', '/api/state'));
+  return Promise.all(all);
+}"""
+
+
+def test_resume_answers_requests_in_flight(dashboard):
+    """Resume while other requests to the engine are in flight (the page's own resync, a second
+    browser, a script): every one of them is answered at once, none is left in the control
+    queue without a wake-up until some later request happens to wake the loop."""
+    page = dashboard.page
+    for rnd in range(5):
+        assert dashboard.api.post("/api/loop", json={"action": "pause"}).json()["loop"] == "paused"
+        results = page.evaluate(BURST, 4)
+        late = [r for r in results if "error" in r or r["status"] != 200 or r["ms"] > 1000]
+        assert late == [], f"round {rnd}: requests stranded after a resume: {results}"
+        assert state(dashboard)["loop"] == "running"
 
 
 # -- 5. errors are shown -------------------------------------------------------------------------

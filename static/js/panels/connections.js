@@ -118,7 +118,7 @@ export class ConnectionsPanel {
     const mine = ui.isMine(c.peer);
     row.mine.dataset.peer = c.peer || '';
     row.mine.setAttribute('aria-pressed', String(mine));
-    row.mine.textContent = mine ? '★ mine' : '☆ mine?';
+    row.mine.textContent = mine ? '★' : '☆';
     row.mine.disabled = !c.peer;
     row.tr.classList.toggle('mine', mine);
     row.button.disabled = this.replay || !!model.isView;

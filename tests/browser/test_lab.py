@@ -1,0 +1,181 @@
+"""The teaching lab (issue 7): bug zoo, kernel truth, code view, your connection / spotlight."""
+
+from __future__ import annotations
+
+import socket
+
+from playwright.sync_api import Page, expect
+
+DEADLINE_MS = 8000
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "connection closed early"
+        data += chunk
+    return data
+
+
+def wait_for_row(page: Page, exclude: set[int] = frozenset()) -> int:
+    handle = page.wait_for_function(
+        """(ex) => [...document.querySelectorAll('#connection-list tr')]
+                     .map(tr => Number(tr.dataset.fd)).find(fd => !ex.includes(fd))""",
+        arg=list(exclude), timeout=DEADLINE_MS)
+    return int(handle.json_value())
+
+
+def test_flaw_from_the_page_shows_its_detector_and_off_restores_echo(dashboard):
+    page = dashboard.page
+    eof = page.get_by_label("Flaw: EOF never handled", exact=True)
+    expect(eof).not_to_be_checked(timeout=DEADLINE_MS)
+    item = page.locator("#zoo-list li[data-flaw='eof_ignored']")
+    expect(item).to_contain_text("recv() returning b'' means the peer closed")
+    eof.check()
+    expect(eof).to_be_checked()
+    expect(item).to_have_class("flaw on")
+    assert [f["name"] for f in dashboard.api.get("/api/flaws").json() if f["on"]] == ["eof_ignored"]
+
+    # one at a time: the server's 409 is shown, and the second switch stays off
+    other = page.get_by_label("Flaw: hang-up checked before input", exact=True)
+    other.click()
+    expect(page.locator("#error-area")).to_contain_text("409", timeout=DEADLINE_MS)
+    expect(other).not_to_be_checked()
+
+    with dashboard.connect() as sock:
+        fd = wait_for_row(page)
+        sock.sendall(b"still echoes")
+        assert recv_exactly(sock, 12) == b"still echoes"
+    # the peer closed; the flawed handler never sees EOF: the detector speaks
+    message = item.locator(".flaw-message")
+    expect(message).to_contain_text(f"fd {fd} woke the loop", timeout=DEADLINE_MS)
+    expect(message).to_contain_text("EOF is never handled")
+    assert int(item.locator(".flaw-count").get_attribute("data-value")) >= 1
+
+    eof.uncheck()
+    expect(eof).not_to_be_checked()
+    expect(page.locator(f"#connection-list tr[data-fd='{fd}']")).to_have_count(0, timeout=DEADLINE_MS)
+    assert not [f for f in dashboard.api.get("/api/flaws").json() if f["on"]]
+    with dashboard.connect() as sock:
+        sock.sendall(b"fixed")
+        assert recv_exactly(sock, 5) == b"fixed"
+    # Chromium logs the refused request itself; nothing else may have gone wrong
+    assert [e for e in dashboard.console_errors if "409 (Conflict)" not in e] == []
+
+
+def kernel_fds(page: Page) -> list[int]:
+    return page.evaluate(
+        "() => [...document.querySelectorAll('#kernel-interest tr')].map(tr => Number(tr.dataset.fd))")
+
+
+def test_kernel_truth_agrees_with_the_engine_then_shows_a_stale_fd(dashboard):
+    page = dashboard.page
+    panel = page.locator("#kernel-panel")
+    with dashboard.connect() as a, dashboard.connect() as b:
+        fd_a = wait_for_row(page)
+        fd_b = wait_for_row(page, {fd_a})
+        panel.scroll_into_view_if_needed()
+        engine_fds = sorted(r["fd"] for r in dashboard.api.get("/api/state").json()["registrations"])
+        assert fd_a in engine_fds and fd_b in engine_fds
+        page.wait_for_function(
+            f"""() => JSON.stringify([...document.querySelectorAll('#kernel-interest tr')]
+                     .map(tr => Number(tr.dataset.fd))) === '{engine_fds}'.replaceAll(' ', '')""",
+            timeout=DEADLINE_MS)
+        expect(panel.locator("[data-mismatch='1']")).to_have_count(0)
+        expect(panel.locator(f"#kernel-interest tr[data-fd='{fd_a}']")).to_contain_text("EPOLLIN")
+        expect(page.locator("#kernel-summary")).to_contain_text("They agree")
+        expect(page.locator(f"#kernel-queues tr[data-fd='{fd_b}']")).to_have_count(1)
+
+        page.get_by_label("Flaw: closing without unregistering", exact=True).check()
+        a.close()   # the server closes fd_a but leaves it in its table; epoll drops it
+        stale = panel.locator(f"#kernel-interest tr[data-fd='{fd_a}']")
+        expect(stale).to_have_attribute("data-mismatch", "1", timeout=DEADLINE_MS)
+        expect(stale).to_have_class("mismatch")
+        expect(stale).to_contain_text("MISMATCH")
+        expect(panel.locator("[data-mismatch='1']")).to_have_count(1)
+        expect(page.locator("#zoo-list li[data-flaw='close_without_unregister'] .flaw-message")) \
+            .to_contain_text(f"fd {fd_a} was closed while registered")
+        page.get_by_label("Flaw: closing without unregistering", exact=True).uncheck()
+        expect(panel.locator("[data-mismatch='1']")).to_have_count(0, timeout=DEADLINE_MS)
+        b.sendall(b"ok")
+        assert recv_exactly(b, 2) == b"ok"
+    assert dashboard.console_errors == []
+
+
+def test_code_view_names_the_handler_of_a_step(dashboard):
+    page = dashboard.page
+    panel = page.locator("#code-panel")
+    with dashboard.connect() as sock:
+        fd = wait_for_row(page)
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect(page.locator("#loop-state")).to_have_text("paused", timeout=DEADLINE_MS)
+        sock.sendall(b"step me")
+        page.get_by_role("button", name="Step", exact=True).click()
+        recv_item = panel.get_by_role("button", name=f"Show code: recv fd {fd}", exact=True)
+        expect(recv_item).to_contain_text("TcpConnection._read › TcpConnection._on_data",
+                                          timeout=DEADLINE_MS)
+        # by default the last event of the step is shown: here the write interest it turned on
+        expect(panel.locator("#code-current")).to_contain_text(f"interest fd {fd}")
+        expect(panel.locator(".code-fn").first).to_have_attribute("data-qualname", "Loop.set_interest")
+        recv_item.click()
+        expect(recv_item).to_have_attribute("aria-pressed", "true")
+        expect(panel).to_have_attribute("data-kind", "recv")
+        fns = panel.locator(".code-fn")
+        expect(fns).to_have_count(2)
+        expect(fns.nth(0)).to_have_attribute("data-qualname", "TcpConnection._read")
+        expect(fns.nth(1)).to_have_attribute("data-qualname", "TcpConnection._on_data")
+        expect(fns.nth(0).locator(".line.hl")).to_have_count(1)
+        expect(fns.nth(0).locator(".line.hl")).to_contain_text("_on_data")
+        expect(fns.nth(0)).to_contain_text("def _read(self)")
+
+        # the next step sends the echo: the view moves on to it
+        page.get_by_role("button", name="Step", exact=True).click()
+        expect(panel.get_by_role("button", name=f"Show code: send fd {fd}", exact=True)) \
+            .to_contain_text("TcpConnection._write", timeout=DEADLINE_MS)
+        assert recv_exactly(sock, 7) == b"step me"
+    assert dashboard.console_errors == []
+
+
+def test_spotlight_shows_only_the_chosen_fd(dashboard):
+    page = dashboard.page
+    with dashboard.connect() as a, dashboard.connect() as b:
+        fd_a = wait_for_row(page)
+        fd_b = wait_for_row(page, {fd_a})
+        for sock, data in ((a, b"mine"), (b, b"theirs")):
+            sock.sendall(data)
+            assert recv_exactly(sock, len(data)) == data
+        mine = page.get_by_role("button", name=f"Mark fd {fd_a} as mine", exact=True)
+        mine.click()
+        expect(mine).to_have_attribute("aria-pressed", "true")
+        expect(page.locator(f"#connection-list tr[data-fd='{fd_a}']")).to_have_class("mine")
+        colour_a = page.locator(f"#connection-list tr[data-fd='{fd_a}'] .peer-swatch") \
+            .evaluate("el => el.style.backgroundColor")
+        colour_b = page.locator(f"#connection-list tr[data-fd='{fd_b}'] .peer-swatch") \
+            .evaluate("el => el.style.backgroundColor")
+        assert colour_a and colour_b and colour_a != colour_b
+
+        spot = page.get_by_label("Spotlight fd")
+        expect(spot).to_have_value("")
+        page.wait_for_function(
+            f"() => [...document.querySelectorAll('#spotlight-select option')].some(o => o.value === '{fd_a}')",
+            timeout=DEADLINE_MS)
+        spot.select_option(str(fd_a))
+        rows = page.locator("#connection-list tr")
+        expect(rows).to_have_count(1, timeout=DEADLINE_MS)
+        expect(rows.first).to_have_attribute("data-fd", str(fd_a))
+        b.sendall(b"hidden")   # more traffic on the other fd stays out of the log
+        assert recv_exactly(b, 6) == b"hidden"
+        page.wait_for_function(
+            f"() => [...window.__muxscope.model.recent(50)].some(e => e.kind === 'send' && e.fd === {fd_b})",
+            timeout=DEADLINE_MS)
+        page.wait_for_timeout(300)   # one log paint interval (the log repaints at most every 100 ms)
+        fds = page.evaluate("() => [...document.querySelectorAll('#event-log li')].map(li => li.dataset.fd)")
+        assert fds and set(fds) == {str(fd_a)}, fds
+        assert page.locator(f"#event-log li.k-recv[data-fd='{fd_a}']").count() >= 1
+        assert page.locator(f"#event-log li.mine[data-fd='{fd_a}']").count() >= 1
+
+        spot.select_option("")
+        expect(rows).to_have_count(2, timeout=DEADLINE_MS)
+        expect(page.locator(f"#event-log li[data-fd='{fd_b}']").first).to_be_attached(timeout=DEADLINE_MS)
+    assert dashboard.console_errors == []

@@ -1,0 +1,179 @@
+"""Time travel (issue 6): the timeline scrubber, replay of a recording, breakpoints from the page."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from app.settings import Settings
+
+DEADLINE_MS = 8000
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "connection closed early"
+        data += chunk
+    return data
+
+
+def row_fds(page: Page) -> list[int]:
+    return page.evaluate(
+        "() => [...document.querySelectorAll('#connection-list tr')].map(tr => Number(tr.dataset.fd))")
+
+
+def wait_for_row(page: Page, exclude: set[int] = frozenset()) -> int:
+    """The fd of a connection row not in `exclude`, once one is listed."""
+    handle = page.wait_for_function(
+        """(ex) => [...document.querySelectorAll('#connection-list tr')]
+                     .map(tr => Number(tr.dataset.fd)).find(fd => !ex.includes(fd))""",
+        arg=list(exclude), timeout=DEADLINE_MS)
+    return int(handle.json_value())
+
+
+def iterations(page: Page) -> int:
+    return int(page.evaluate("() => window.__muxscope.timeline.last"))
+
+
+def scrub_to(page: Page, n: int) -> None:
+    page.get_by_label("Timeline", exact=True).fill(str(n))
+    expect(page.locator("#timeline")).to_have_attribute("data-iteration", str(n), timeout=DEADLINE_MS)
+
+
+def test_scrubbing_back_shows_a_connection_that_has_closed_since(dashboard):
+    page = dashboard.page
+    expect(page.locator("#timeline-status")).to_have_text("live")
+    with dashboard.connect() as sock:
+        fd = wait_for_row(page)
+        sock.sendall(b"time travel")
+        assert recv_exactly(sock, 11) == b"time travel"
+        page.wait_for_function(
+            f"() => window.__muxscope.model.conns.get({fd})?.bytesOut === 11", timeout=DEADLINE_MS)
+        open_at = iterations(page)
+        assert open_at >= 1
+    # closed: gone from the live list, once the close event has come and a few more waits ran
+    expect(page.locator(f"#connection-list tr[data-fd='{fd}']")).to_have_count(0, timeout=DEADLINE_MS)
+    page.wait_for_function(f"() => window.__muxscope.timeline.last >= {open_at + 2}",
+                           timeout=DEADLINE_MS)
+
+    scrub_to(page, open_at)
+    expect(page.locator("#timeline-status")).to_contain_text(f"viewing iteration {open_at} of ")
+    row = page.locator(f"#connection-list tr[data-fd='{fd}']")
+    expect(row).to_have_count(1, timeout=DEADLINE_MS)
+    expect(row.locator("td.out")).to_have_text("11")
+    expect(row).to_contain_text("from this machine")
+    # the log shows the past too: it ends inside that iteration, with the echo's send in it
+    expect(page.locator(f"#event-log li.k-send[data-fd='{fd}']").first).to_be_attached()
+    assert page.evaluate("() => window.__muxscope.timeline.viewing") is True
+
+    page.get_by_role("button", name="Back to live").click()
+    expect(page.locator("#timeline-status")).to_have_text("live")
+    expect(page.locator(f"#connection-list tr[data-fd='{fd}']")).to_have_count(0, timeout=DEADLINE_MS)
+    assert dashboard.console_errors == []
+
+
+def _step_and_read(page: Page, previous_seq: int) -> tuple[int, str]:
+    """Press Step; once the step's events are in (loop paused again), the syscall line."""
+    page.get_by_role("button", name="Step", exact=True).click()
+    page.wait_for_function(
+        """(prev) => {
+             const m = window.__muxscope.model;
+             const last = m.recent(1)[0];
+             return m.lastWait && m.lastWait.seq > prev && last && last.kind === 'loop'
+               && last.state === 'paused' && last.seq > m.lastWait.seq;
+           }""", arg=previous_seq, timeout=DEADLINE_MS)
+    line = page.locator("#syscall-line")
+    seq = int(page.evaluate("() => window.__muxscope.model.lastWait.seq"))
+    expect(line).to_have_attribute("data-seq", str(seq), timeout=DEADLINE_MS)
+    return seq, line.inner_text()
+
+
+def _wait_for_recorded(path: Path, seq: int, timeout: float = 8.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines()
+        if any(json.loads(x).get("seq", -1) >= seq for x in lines[1:] if x.strip()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"seq {seq} never reached {path}")
+
+
+def test_replay_of_a_recording_renders_the_same_syscall_lines(open_dashboard, tmp_path):
+    recording = tmp_path / "run.jsonl"
+    live = open_dashboard(Settings(http_port=0, echo_port=0, record=recording), "-live")
+    page = live.page
+    seen: list[tuple[int, str]] = []
+    with live.connect() as sock:
+        fd = wait_for_row(page)
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect(page.locator("#loop-state")).to_have_text("paused", timeout=DEADLINE_MS)
+        seq = int(page.evaluate("() => window.__muxscope.model.seq"))
+        for i in range(3):
+            sock.sendall(b"chunk %d" % i)
+            seq, text = _step_and_read(page, seq)     # readable: recv, queue, write interest on
+            seen.append((seq, text))
+            seq, text = _step_and_read(page, seq)     # writable: send the echo back
+            seen.append((seq, text))
+            assert recv_exactly(sock, 7) == b"chunk %d" % i
+    assert any(f"fd={fd}" in text and "EPOLLIN" in text for _, text in seen), seen
+    assert any(f"fd={fd}" in text and "EPOLLOUT" in text for _, text in seen), seen
+    _wait_for_recorded(recording, max(s for s, _ in seen) + 1)
+
+    replay = open_dashboard(Settings(http_port=0, replay_file=recording), "-replay")
+    rpage = replay.page
+    expect(rpage.locator("body")).to_have_attribute("data-replay", "1")
+    expect(rpage.locator("#timeline-status")).to_contain_text("(end of the recording)",
+                                                             timeout=DEADLINE_MS)
+    rpage.wait_for_function(
+        f"() => window.__muxscope.timeline.iterationForSeq({seen[-1][0]}) > 0", timeout=DEADLINE_MS)
+    for seq, text in seen:
+        n = int(rpage.evaluate(f"() => window.__muxscope.timeline.iterationForSeq({seq})"))
+        scrub_to(rpage, n)
+        expect(rpage.locator("#syscall-line")).to_have_attribute("data-seq", str(seq))
+        expect(rpage.locator("#syscall-line")).to_have_text(text)
+    # and Play runs the recording forward from the start
+    rpage.get_by_label("Speed").select_option("8")
+    rpage.get_by_role("button", name="Play", exact=True).click()
+    expect(rpage.get_by_role("button", name="Pause replay")).to_be_visible()
+    rpage.wait_for_function("() => window.__muxscope.timeline.iteration > 1", timeout=DEADLINE_MS)
+    assert replay.console_errors == [] and live.console_errors == []
+
+
+def test_breakpoint_set_from_the_page_fires(dashboard):
+    page = dashboard.page
+    with dashboard.connect() as sock:
+        fd = wait_for_row(page)
+        page.get_by_label("Break when").select_option("readable")
+        page.get_by_label("Breakpoint fd").fill(str(fd))
+        expect(page.get_by_label("Depth")).to_be_disabled()
+        page.get_by_role("button", name="Add breakpoint").click()
+        delete = page.get_by_role("button", name="Delete breakpoint 1", exact=True)
+        expect(delete).to_be_visible(timeout=DEADLINE_MS)
+        expect(page.locator("#breakpoint-list")).to_contain_text(f"readable on fd {fd}")
+        assert page.locator("#breakpoint-hit").is_hidden()
+
+        sock.sendall(b"stop here")
+        hit = page.locator("#breakpoint-hit")
+        expect(hit).to_be_visible(timeout=DEADLINE_MS)
+        expect(hit).to_contain_text("Breakpoint 1 fired at iteration ")
+        expect(hit).to_have_attribute("data-id", "1")
+        iteration = int(hit.get_attribute("data-iteration"))
+        assert 1 <= iteration <= iterations(page)
+        expect(page.locator("#loop-state")).to_have_text("paused")
+        expect(page.get_by_role("button", name="Resume", exact=True)).to_be_visible()
+        assert dashboard.api.get("/api/state").json()["loop"] == "paused"
+        expect(page.locator("#breakpoint-list")).to_contain_text("1 hit")
+
+        delete.click()
+        expect(delete).to_have_count(0, timeout=DEADLINE_MS)
+        assert dashboard.api.get("/api/breakpoints").json() == []
+        page.get_by_role("button", name="Resume", exact=True).click()
+        assert recv_exactly(sock, 9) == b"stop here"
+        expect(hit).to_contain_text("resumed", timeout=DEADLINE_MS)
+    assert dashboard.console_errors == []
