@@ -7,6 +7,7 @@ Three parts, each printed as a table of medians over interleaved repetitions (A 
    backend and write strategy unobserved, and the app as it runs (observed by a page).
 2. ``wait``   — the wait call's cost and the engine's per-iteration work as idle fds grow.
 3. ``events`` — how many events per second reach one connected page under the app's load.
+4. ``micro``  — the per-event cost of observation, in-process (nobody watching vs one sink).
 
 Every server runs in its own process pinned to CPU 0; load clients are pinned to CPU 1.
 The implementation lives in `app.benchkit`.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.benchkit import delivery, echo, waitcost
+from app.benchkit import delivery, echo, micro, waitcost
 from app.benchkit.loadgen import LoadClient
 from app.benchkit.procs import ROOT
 
@@ -48,7 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds per measurement window (default 2; 0.25 with --quick)")
     p.add_argument("--reps", type=int, default=None,
                    help="interleaved repetitions per comparison (default 3; 1 with --quick)")
-    p.add_argument("--only", choices=("echo", "wait", "events"), default=None,
+    p.add_argument("--only", choices=("echo", "wait", "events", "micro"), default=None,
                    help="run one part only")
     p.add_argument("--json", metavar="FILE", type=Path, default=None,
                    help="also write every figure (and the raw repetitions) to FILE as JSON")
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             part_wait(plan, client, out)
         if args.only in (None, "events"):
             part_events(plan, out)
+        if args.only in (None, "micro"):
+            out["micro"] = micro.run()
+            print(micro.render(out["micro"]), flush=True)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

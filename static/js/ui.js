@@ -51,8 +51,8 @@ export function peerColor(peer) {
 }
 
 // Names of the page's main controls: a flaw's label must not contain them, or a search for
-// "the control labelled Trigger" would find two. A word joiner (U+2060: invisible, not read aloud) breaks the word; Playwright-style
-// matching strips soft hyphens and zero-width spaces, so those would not do.
+// "the control labelled Trigger" would find two. A word joiner (U+2060: invisible, not read
+// aloud) breaks the word; name matching strips soft hyphens and zero-width spaces, so not those.
 const RESERVED = ['backend', 'trigger', 'one-shot', 'write', 'pause', 'resume', 'step', 'slow motion',
   'close fd', 'clients', 'download trace'];
 
