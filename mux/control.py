@@ -58,13 +58,19 @@ class ControlDoor:
             self._run(command)
 
     def run_one_blocking(self, timeout: float | None = None) -> bool:
-        """Block until a command comes (or `timeout`), run it. False on timeout."""
+        """Block until a command comes (or `timeout`), then run it and every other command
+        already queued. False on timeout.
+
+        Order matters: the wake-up bytes are drained *before* the queue is emptied, so a
+        command submitted after the drain leaves a fresh byte behind and the next wait call
+        wakes for it. (Draining after running would strand it in the queue.)"""
         try:
             command = self._queue.get(timeout=timeout)
         except queue.Empty:
             return False
         self.drain_wakeups()
         self._run(command)
+        self.run_pending()
         return True
 
     @staticmethod

@@ -121,3 +121,16 @@ def test_stop_closes_everything(make_engine):
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", engine.tcp_port), timeout=2)
     sock.close()
+
+
+def test_commands_queued_while_paused_are_all_answered_after_resume(make_engine):
+    """A regression: commands that arrived together with `resume` were left in the queue
+    (their wake-up bytes drained) until some later command woke the loop."""
+    import concurrent.futures
+
+    engine, _ = make_engine(wait_timeout=None)  # a wait without timeout: nothing else wakes it
+    for _ in range(50):
+        engine.pause().result(5)
+        futures = [engine.resume()] + [engine.state() for _ in range(4)]
+        done, not_done = concurrent.futures.wait(futures, timeout=2)
+        assert not not_done, "commands stranded in the control queue"
