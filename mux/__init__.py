@@ -7,6 +7,7 @@ from .backends import FD_SETSIZE, FdLimitError, available, default_backend, vali
 from .codeview import handler_sources
 from .engine import MAX_DELAY_MS, WRITE_MODES, Engine, EngineConfig, raise_nofile_limit
 from .events import preview
+from .flaws import flaw_catalog
 from .load import LoadCapError, LoadGenerator
 from .observe import Observers, Sink
 from .tcp import open_tcp_listener
@@ -17,7 +18,7 @@ available_backends = available
 __all__ = [
     "FD_SETSIZE", "MAX_DELAY_MS", "WRITE_MODES", "Engine", "EngineConfig", "FdLimitError",
     "LoadCapError", "LoadGenerator",
-    "Observers", "Sink", "available", "available_backends", "default_backend",
+    "Observers", "Sink", "available", "available_backends", "default_backend", "flaw_catalog",
     "handler_sources", "open_tcp_listener", "open_udp_socket", "preview", "raise_nofile_limit",
     "validate",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import engine, flaws, loop, tcp, udp
@@ -42,8 +43,16 @@ def _describe(fn: Callable[..., Any], kind: str,
     marker = f".{callee.__name__}(" if callee else f'"kind": "{kind}"'
     highlight = [first + i for i, line in enumerate(lines) if marker in line]
     return {"qualname": fn.__qualname__, "module": fn.__module__,
-            "file": inspect.getsourcefile(fn), "first_line": first,
+            "file": _relative(inspect.getsourcefile(fn)), "first_line": first,
             "lines": [line.rstrip("\n") for line in lines], "highlight": highlight}
+
+
+def _relative(path: str | None) -> str | None:
+    """`mux/tcp.py`, not where the package happens to be installed."""
+    if path is None:
+        return None
+    p = Path(path)
+    return str(p.relative_to(Path(__file__).resolve().parent.parent)) if p.is_absolute() else path
 
 
 def handler_sources() -> dict[str, list[dict[str, Any]]]:

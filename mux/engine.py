@@ -174,6 +174,7 @@ class Engine:
             event: dict[str, Any] = {"kind": "loop", "state": state}
             if breakpoint is not None:
                 event["breakpoint"] = breakpoint
+                event["wait"] = self.stats.waits  # the engine's wait count at the hit
             self.observers.emit(event)
 
     # -- the thread --------------------------------------------------------------------------

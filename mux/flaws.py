@@ -180,7 +180,7 @@ class HupBeforeIn(Flaw):
 
 class EtNoDrain(Flaw):
     name = "et_no_drain"
-    title = "edge-triggered without draining to EAGAIN"
+    title = "EPOLLET without draining to EAGAIN"
     caption = ("With EPOLLET the kernel reports a readiness once per change. This handler "
                "reads one small chunk (16 bytes) and returns: the rest stays in the kernel and "
                "no new edge comes until the peer sends more. The connection stalls. "
@@ -218,7 +218,7 @@ class EtNoDrain(Flaw):
 
 class WriteInterestStuck(Flaw):
     name = "write_interest_stuck"
-    title = "write interest left on with an empty queue"
+    title = "output interest left on with an empty queue"
     caption = ("Write interest should be on only while something waits to be sent. Left on, "
                "a socket with room in its send buffer is always writable: with level "
                "triggering the loop wakes continuously with nothing to do.")
@@ -328,6 +328,12 @@ class UdpWrongAddress(Flaw):
 
 FLAWS: tuple[type[Flaw], ...] = (EofIgnored, PollEquality, HupBeforeIn, EtNoDrain,
                                  WriteInterestStuck, CloseWithoutUnregister, UdpWrongAddress)
+
+
+def flaw_catalog() -> list[dict[str, Any]]:
+    """Every flaw's name, title and caption (no engine needed: the replay page uses it)."""
+    return [{"name": cls.name, "title": cls.title, "caption": cls.caption, "on": False,
+             "detections": 0} for cls in FLAWS]
 
 
 class FlawZoo:

@@ -20,7 +20,7 @@ from app.schemas import (
     LoopRequest,
 )
 from app.trace import to_chrome
-from mux import Engine, FdLimitError, LoadCapError, handler_sources
+from mux import Engine, FdLimitError, LoadCapError, flaw_catalog, handler_sources
 
 router = APIRouter()
 T = TypeVar("T")
@@ -142,6 +142,8 @@ async def get_kernel(request: Request) -> dict[str, Any]:
 
 @router.get("/api/flaws")
 async def get_flaws(request: Request) -> list[dict[str, Any]]:
+    if request.app.state.engine is None:  # replay: the catalogue, all off
+        return flaw_catalog()
     return await _run(_engine(request).list_flaws())
 
 

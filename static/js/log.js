@@ -16,7 +16,8 @@ export function formatEvent(ev) {
     if (SKIP.has(k)) continue;
     let text;
     if (Array.isArray(v)) text = v.length ? v.join('|') : '0';
-    else if (typeof v === 'string') text = k === 'preview' || k === 'peer' || k === 'message' ? JSON.stringify(v) : v;
+    // previews come escaped by the engine already: quoted as they are, not escaped twice
+    else if (typeof v === 'string') text = k === 'preview' || k === 'peer' || k === 'message' ? `"${v}"` : v;
     else text = String(v);
     parts.push(`${k}=${text}`);
   }
@@ -124,9 +125,11 @@ export class EventLog {
       this.sourceGen = model.viewGen;
       this.uiVersion = ui.version;
       this.lastSeq = model.seq;
-      this.setFilter();
+      this.needRerender = true;
     }
-    if (!model.dirty.log || now - this.paintedAt < MIN_INTERVAL_MS) return;
+    if (now - this.paintedAt < MIN_INTERVAL_MS) return;
+    if (this.needRerender) { this.needRerender = false; this.setFilter(); }  // refilled in this same paint
+    if (!model.dirty.log) return;
     model.take('log');
     this.paintedAt = now;
     this.paintNotices(model);
