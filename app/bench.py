@@ -124,8 +124,9 @@ def part_events(plan: Plan, out: dict[str, Any]) -> None:
     if not (app_built() and engine_built()):
         print(delivery.render([], placeholder="n/a (app not built yet)"), flush=True)
         return
-    data = [delivery.run(mode, max(plan.seconds, 0.5), plan.reps, plan.warmup, log)
-            for mode in plan.event_modes]
+    data = [delivery.run(mode, max(plan.seconds, 0.5), plan.reps, plan.warmup, log, load)
+            for mode in plan.event_modes
+            for load in (delivery.LOAD, delivery.LIGHT_LOAD)]
     out["events"] = data
     print(delivery.render(data), flush=True)
 

@@ -12,6 +12,8 @@ from app.benchkit.report import median, table
 from app.benchkit.servers import http_json
 
 LOAD = {"connections": 200, "message_size": 64, "rate": 50}
+#: "interactive rate": 20 clients x 20 msg/s, about 2,000 events/s
+LIGHT_LOAD = {"connections": 20, "message_size": 64, "rate": 20}
 
 
 def _window(server: ServerProc, ws: LineProc, seconds: float) -> dict[str, Any]:
@@ -26,7 +28,9 @@ def _window(server: ServerProc, ws: LineProc, seconds: float) -> dict[str, Any]:
     return stats
 
 
-def run(write: str, seconds: float, reps: int, warmup: float, log: Any) -> dict[str, Any]:
+def run(write: str, seconds: float, reps: int, warmup: float, log: Any,
+        load: dict[str, int] | None = None) -> dict[str, Any]:
+    load = load or LOAD
     server = ServerProc(f"app:{write}").ready(timeout=60)
     ws: LineProc | None = None
     assert server.http_port is not None
@@ -34,26 +38,29 @@ def run(write: str, seconds: float, reps: int, warmup: float, log: Any) -> dict[
         ws = LineProc([sys.executable, "-m", "app.benchkit.wsclient", str(server.http_port),
                        "1"])
         ws.expect("READY", 20)
-        answer = http_json(server.http_port, "POST", "/api/load", LOAD)
+        answer = http_json(server.http_port, "POST", "/api/load", load)
         time.sleep(warmup + 0.5)
         windows = []
         for rep in range(reps):
-            log(f"  event delivery ({write}): rep {rep + 1}/{reps}")
+            log(f"  event delivery ({write}, {load['connections']} clients): "
+                f"rep {rep + 1}/{reps}")
             windows.append(_window(server, ws, seconds))
         http_json(server.http_port, "DELETE", "/api/load")
     finally:
         if ws is not None:
             ws.close()
         server.close()
-    return summarize(write, answer, windows)
+    return summarize(write, answer, windows, load)
 
 
-def summarize(write: str, answer: Any, windows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(write: str, answer: Any, windows: list[dict[str, Any]],
+              load: dict[str, int] | None = None) -> dict[str, Any]:
+    load = load or LOAD
     def per_s(key: str) -> float | None:
         return median([w[key] / w["seconds"] for w in windows if w["seconds"]])
 
     return {
-        "write": write, "load": LOAD, "load_answer": answer, "reps": len(windows),
+        "write": write, "load": load, "load_answer": answer, "reps": len(windows),
         "events_per_s": per_s("events"), "dropped_per_s": per_s("dropped"),
         "frames_per_s": per_s("frames"),
         "p50_ms": median([w["p50_ms"] for w in windows if w["p50_ms"] is not None]),
@@ -66,13 +73,14 @@ def summarize(write: str, answer: Any, windows: list[dict[str, Any]]) -> dict[st
 
 
 def render(data: list[dict[str, Any]], placeholder: str | None = None) -> str:
-    headers = ["app write mode", "events/s received", "dropped/s", "frames/s", "latency p50 ms",
-               "latency p99 ms", "server CPU %", "seq gaps = dropped"]
-    title = ("Event delivery to one page: POST /api/load 200 conns x 64 B at 50 msg/s each"
+    headers = ["app write mode", "load", "events/s received", "dropped/s", "frames/s",
+               "latency p50 ms", "latency p99 ms", "server CPU %", "seq gaps = dropped"]
+    title = ("Event delivery to one page: POST /api/load N conns x 64 B at R msg/s each"
              " (latency = arrival - (started_at + ts); medians)")
     if placeholder:
-        return table(title, headers, [[placeholder, None, None, None, None, None, None, None]])
-    body = [[d["write"], d["events_per_s"], d["dropped_per_s"], d["frames_per_s"], d["p50_ms"],
+        return table(title, headers, [[placeholder] + [None] * 8])
+    body = [[d["write"], f"{d['load']['connections']} x {d['load']['rate']}/s",
+             d["events_per_s"], d["dropped_per_s"], d["frames_per_s"], d["p50_ms"],
              d["p99_ms"], d["server_cpu_pct"], "yes" if d["gaps_match_dropped"] else "NO"]
             for d in data]
     return table(title, headers, body)
