@@ -204,7 +204,10 @@ class Engine:
 
     def _step(self) -> None:
         self._step_requested = False
+        # Stale wake-ups would make the step's wait return at once with only the control fd:
+        # drain them, then answer what they announced, so nothing waits behind the step.
         self._door.drain_wakeups()
+        self._door.run_pending()
         self._emit_loop("step")
         self.loop.run_once()
         hit, self._breakpoint_hit = self._breakpoint_hit, None

@@ -107,6 +107,8 @@ def read_until_closed(ws: ClientConnection, timeout: float = 5.0) -> tuple[int, 
             if left <= 0:
                 raise AssertionError(f"the server did not close the websocket within {timeout}s")
             ws.recv(timeout=left)
+    except TimeoutError:
+        raise AssertionError(f"the server did not close the websocket within {timeout}s") from None
     except ConnectionClosed as closed:
         assert closed.rcvd is not None, "closed without a close frame from the server"
         return closed.rcvd.code, closed.rcvd.reason
@@ -227,7 +229,8 @@ def restore(live: Live) -> None:
 
 
 @pytest.mark.parametrize(("path", "body", "content_type"), MALFORMED,
-                         ids=[f"{p.rsplit('/', 1)[-1]}-{b[:40]!r}-{ct}" for p, b, ct in MALFORMED])
+                         ids=[f"{i:02d}-{p.rsplit('/', 1)[-1]}-{b.decode('latin-1')[-28:]}-{ct}"
+                              for i, (p, b, ct) in enumerate(MALFORMED)])
 def test_malformed_body_is_422_and_changes_nothing(shared: Live, path: str, body: bytes,
                                                     content_type: str | None) -> None:
     before = observable(shared)
@@ -519,6 +522,8 @@ def test_real_app_trace_export_never_exceeds_the_ring(monkeypatch: pytest.Monkey
 
 # --------------------------------------------------------------------------- 6. websocket garbage
 
+GARBAGE_ROUNDS = 6
+
 
 def test_real_app_closes_garbage_websockets_and_serves_the_others() -> None:
     with live_app() as live:
@@ -528,17 +533,21 @@ def test_real_app_closes_garbage_websockets_and_serves_the_others() -> None:
             snap = orjson.loads(polite.recv(timeout=5))
             assert snap["type"] == "snapshot"
 
-            with ws_connect(live.ws_url, open_timeout=5, close_timeout=1) as rude:
-                assert orjson.loads(rude.recv(timeout=5))["type"] == "snapshot"
-                rude.send(b"\x00\x01\x02binary")
-                code, reason = read_until_closed(rude)
-            assert code == 1003, (code, reason)
-
-            with ws_connect(live.ws_url, open_timeout=5, close_timeout=1) as big:
-                assert orjson.loads(big.recv(timeout=5))["type"] == "snapshot"
-                big.send("x" * (100 << 10))
-                code, reason = read_until_closed(big)
-            assert code == 1009, (code, reason)
+            # several rounds: the close races with the writer task, so one round may be lucky
+            for round_ in range(GARBAGE_ROUNDS):
+                for garbage, expected in ((b"\x00\x01\x02binary", 1003),
+                                          ("x" * (100 << 10), 1009)):
+                    with ws_connect(live.ws_url, open_timeout=5, close_timeout=1) as rude:
+                        assert orjson.loads(rude.recv(timeout=5))["type"] == "snapshot"
+                        rude.send(garbage)
+                        try:
+                            code, reason = read_until_closed(rude, timeout=3)
+                        except AssertionError as exc:
+                            raise AssertionError(
+                                f"round {round_}: after a {type(garbage).__name__} frame of "
+                                f"{len(garbage)} B the server neither closed nor stopped "
+                                f"streaming (hub.clients={hub.clients}): {exc}") from None
+                    assert code == expected, (round_, code, reason)
             wait_for(lambda: hub.clients == 1, 5, "the closed clients to unsubscribe")
 
             with live.connect() as sock:
@@ -548,10 +557,19 @@ def test_real_app_closes_garbage_websockets_and_serves_the_others() -> None:
                 deadline = time.monotonic() + 10
                 fd = None
                 sends = 0
+                seen: list[str] = []
                 while sends == 0:
                     left = deadline - time.monotonic()
-                    assert left > 0, "the polite client stopped receiving events"
-                    frame = orjson.loads(polite.recv(timeout=left))
+                    assert left > 0, f"the polite client stopped receiving events: {seen[-30:]}"
+                    try:
+                        frame = orjson.loads(polite.recv(timeout=left))
+                    except TimeoutError:
+                        raise AssertionError(
+                            f"no echo events for {peer} on the polite client: {seen[-30:]}"
+                        ) from None
+                    seen.append(frame["type"] + ":" + ",".join(
+                        f"{e['kind']}/{e.get('fd')}/{e.get('peer', '')}"
+                        for e in frame.get("events", [])))
                     if frame["type"] != "events":
                         continue
                     for event in frame["events"]:

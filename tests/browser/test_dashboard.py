@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 import time
 from typing import Any
 
-import httpx
 from playwright.sync_api import Page, expect
 
 LOAD_RESOURCE = "Failed to load resource"
@@ -127,9 +125,11 @@ def test_backend_switch_from_page_keeps_connection(dashboard):
         assert echo(sock, b"before switching\n") == b"before switching\n"
         for i, name in enumerate(["poll", "select", "epoll"]):
             backend.select_option(name)
-            st = wait_api(dashboard, lambda s, n=name: s["backend"]["name"] == n, f"switch to {name}")
+            st = wait_api(dashboard, lambda s, n=name: s["backend"]["name"] == n,
+                          f"switch to {name}")
             assert st["backend"]["trigger"] == "level" and st["backend"]["oneshot"] is False
-            expect(page.locator("#syscall-line")).to_have_text(re.compile(SYSCALL[name]), timeout=5000)
+            expect(page.locator("#syscall-line")).to_have_text(re.compile(SYSCALL[name]),
+                                                               timeout=5000)
             expect(page.locator("#backend-name")).to_have_text(name, timeout=5000)
             payload = f"after switch {i} to {name}\n".encode() * 3
             assert echo(sock, payload) == payload
@@ -143,12 +143,14 @@ def test_backend_switch_from_page_keeps_connection(dashboard):
         wait_api(dashboard, lambda s: s["backend"]["trigger"] == "edge", "trigger edge")
         page.get_by_label("One-shot").check()
         st = wait_api(dashboard, lambda s: s["backend"]["oneshot"] is True, "one-shot")
-        assert st["backend"] == {**st["backend"], "name": "epoll", "trigger": "edge", "oneshot": True}
+        want = {"name": "epoll", "trigger": "edge", "oneshot": True}
+        assert st["backend"] == {**st["backend"], **want}
         # the connection's interest now carries EPOLLET and EPOLLONESHOT
         conn = [c for c in st["connections"] if c["peer"] == peer_of(sock)]
         assert len(conn) == 1
         assert "EPOLLET" in conn[0]["interest"] and "EPOLLONESHOT" in conn[0]["interest"], conn
-        expect(page.locator("#syscall-line")).to_have_text(re.compile(SYSCALL["epoll"]), timeout=5000)
+        expect(page.locator("#syscall-line")).to_have_text(re.compile(SYSCALL["epoll"]),
+                                                           timeout=5000)
         for k in range(5):  # one-shot must re-arm after every round
             payload = f"edge one-shot round {k}\n".encode() * 50
             assert echo(sock, payload) == payload
@@ -358,7 +360,8 @@ def test_event_log_filters_by_kind_and_fd(dashboard):
         # new events obey the filter too
         assert echo(a, b"a3\n") == b"a3\n"
         expect(page.locator('#event-log li[data-kind="recv"]')).to_have_count(7, timeout=3000)
-        assert set(log.evaluate_all("els => els.map(e => e.dataset.kind || e.className)")) == {"recv"}
+        kinds = log.evaluate_all("els => els.map(e => e.dataset.kind || e.className)")
+        assert set(kinds) == {"recv"}, kinds
 
         page.locator("#log-filter-kind").select_option("")
         page.locator("#log-filter-fd").fill(str(fd_a))
@@ -413,7 +416,8 @@ def test_page_keeps_working_under_200_load_clients(dashboard):
     try:
         expect(page.locator("#connection-count")).to_have_text("200", timeout=10_000)
         page.wait_for_function("() => window.__muxscope.eventsApplied > 1000", timeout=10_000)
-        sample = ("() => ({applied: window.__muxscope.eventsApplied, dropped: window.__muxscope.dropped,"
+        sample = ("() => ({applied: window.__muxscope.eventsApplied,"
+                  " dropped: window.__muxscope.dropped,"
                   " stats: window.__muxscope.frames.stats, events: window.__muxscope.frames.events,"
                   " paints: window.__muxscope.paints, seq: window.__muxscope.lastSeq,"
                   " t: performance.now()})")
@@ -428,12 +432,15 @@ def test_page_keeps_working_under_200_load_clients(dashboard):
         produced = (engine_after - engine_before) / secs
         paints = (after["paints"] - before["paints"]) / secs
         print(f"\n[muxscope] one browser, POST /api/load 200 clients x 64 B @ 50 msg/s: "
-              f"{applied:,.0f} events/s applied by the page, {dropped:,.0f} events/s dropped for it, "
+              f"{applied:,.0f} events/s applied by the page, "
+              f"{dropped:,.0f} events/s dropped for it, "
               f"{produced:,.0f} events/s produced by the engine, {paints:.0f} paints/s, "
               f"{after['stats'] - before['stats']} stats frames and "
-              f"{after['events'] - before['events']} events frames in {secs:.2f} s; page behind the "
+              f"{after['events'] - before['events']} events frames in {secs:.2f} s; "
+              f"page behind the "
               f"engine by {engine_before - before['seq']:,} events at the start and "
               f"{engine_after - after['seq']:,} at the end", flush=True)
+        dashboard.screenshot("test_page_keeps_working_under_200_load_clients-under-load")
         assert after["stats"] - before["stats"] >= 1, "no stats frame in 2 s"
         assert after["events"] > before["events"]
         assert after["applied"] > before["applied"]
@@ -454,6 +461,7 @@ def test_page_keeps_working_under_200_load_clients(dashboard):
         assert echo(sock, b"after the load\n") == b"after the load\n"
     target = dashboard.engine.observers.seq
     page.wait_for_function(f"() => window.__muxscope.lastSeq >= {target}", timeout=5000)
-    model = page.evaluate("() => ({gaps: window.__muxscope.model.gaps, dropped: window.__muxscope.dropped})")
+    model = page.evaluate(
+        "() => ({gaps: window.__muxscope.model.gaps, dropped: window.__muxscope.dropped})")
     assert model["gaps"] == model["dropped"], model
     assert real_console_errors(dashboard) == []

@@ -1,4 +1,4 @@
-"""Hostile bytes from the network stay text in the page; the page is offline and CSP-strict (SPEC §6)."""
+"""Hostile bytes from the network stay text in the page; the page is offline, CSP-strict (§6)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def echo(sock: socket.socket, data: bytes) -> bytes:
 
 
 def server_fd(dashboard, sock: socket.socket) -> int:
-    peer = "%s:%d" % sock.getsockname()[:2]
+    host, port = sock.getsockname()[:2]
+    peer = f"{host}:{port}"
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         for c in dashboard.api.get("/api/state").json()["connections"]:
@@ -80,7 +81,8 @@ def test_hostile_bytes_are_shown_as_text(dashboard):
         # the page is still live after the binary bytes: frames keep coming
         n = page.evaluate("() => window.__muxscope.frames.stats")
         page.wait_for_function(f"() => window.__muxscope.frames.stats > {n}", timeout=3000)
-        assert page.evaluate("() => window.__muxscope.frames.snapshot") == 1, "websocket reconnected"
+        snapshots = page.evaluate("() => window.__muxscope.frames.snapshot")
+        assert snapshots == 1, "the websocket reconnected"
     assert dashboard.console_errors == []
     assert dashboard.external_requests == []
 
@@ -120,6 +122,6 @@ def test_preview_is_shown_as_the_engine_escaped_it(dashboard):
             assert echo(sock, payload) == payload
         expect(recv_rows).to_have_count(len(payloads), timeout=3000)
         texts = recv_rows.all_inner_texts()
-    for payload, text in zip(payloads, texts):
+    for payload, text in zip(payloads, texts, strict=True):
         expected = preview(payload)
         assert expected in text, f"preview {expected!r} shown as {text!r}"
