@@ -189,7 +189,8 @@ class Engine:
         try:
             while not self._stopping:
                 if self.paused:
-                    door.run_one_blocking()
+                    if not self._step_requested:  # a step asked for meanwhile runs now
+                        door.run_one_blocking()
                     if self._step_requested and not self._stopping:
                         self._step()
                     continue
