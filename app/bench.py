@@ -8,6 +8,9 @@ Three parts, each printed as a table of medians over interleaved repetitions (A 
 2. ``wait``   — the wait call's cost and the engine's per-iteration work as idle fds grow.
 3. ``events`` — how many events per second reach one connected page under the app's load.
 4. ``micro``  — the per-event cost of observation, in-process (nobody watching vs one sink).
+5. ``scale``  — 10,000 idle connections on epoll with the page open in headless Chromium: an
+   active client's latency, RSS, /api/state time, the page's frame rate. Over a minute, so it
+   runs only with ``--only scale`` (not in the default run nor in ``--quick``).
 
 Every server runs in its own process pinned to CPU 0; load clients are pinned to CPU 1.
 The implementation lives in `app.benchkit`.
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.benchkit import delivery, echo, micro, waitcost
+from app.benchkit import delivery, echo, micro, scale, waitcost
 from app.benchkit.loadgen import LoadClient
 from app.benchkit.procs import ROOT
 
@@ -49,8 +52,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds per measurement window (default 2; 0.25 with --quick)")
     p.add_argument("--reps", type=int, default=None,
                    help="interleaved repetitions per comparison (default 3; 1 with --quick)")
-    p.add_argument("--only", choices=("echo", "wait", "events", "micro"), default=None,
-                   help="run one part only")
+    p.add_argument("--only", choices=("echo", "wait", "events", "micro", "scale"),
+                   default=None,
+                   help="run one part only (scale runs only when asked for by name)")
+    p.add_argument("--scale-seconds", type=float, default=scale.SECONDS,
+                   help=f"--only scale: seconds of the measured window (default "
+                        f"{scale.SECONDS:g})")
+    p.add_argument("--scale-conns", type=int, default=scale.CONNS,
+                   help=f"--only scale: idle connections (default {scale.CONNS:,}, at most "
+                        f"{scale.MAX_CONNS:,})")
     p.add_argument("--json", metavar="FILE", type=Path, default=None,
                    help="also write every figure (and the raw repetitions) to FILE as JSON")
     p.add_argument("--client", choices=("auto", "python"), default="auto",
@@ -59,6 +69,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if (args.seconds is not None and args.seconds <= 0) or (args.reps is not None
                                                              and args.reps < 1):
         p.error("--seconds must be > 0 and --reps >= 1")
+    if args.scale_seconds <= 0 or not 1 <= args.scale_conns <= scale.MAX_CONNS:
+        p.error(f"--scale-seconds must be > 0 and 1 <= --scale-conns <= {scale.MAX_CONNS:,}")
     return args
 
 
@@ -131,6 +143,14 @@ def part_events(plan: Plan, out: dict[str, Any]) -> None:
     print(delivery.render(data), flush=True)
 
 
+def part_scale(args: argparse.Namespace, client: LoadClient, out: dict[str, Any]) -> None:
+    if not (app_built() and engine_built()):
+        print("Scale: n/a (app not built yet)\n", flush=True)
+        return
+    out["scale"] = scale.run(client, args.scale_conns, args.scale_seconds, log)
+    print(scale.render(out["scale"]), flush=True)
+
+
 def header(plan: Plan, client: LoadClient, info: dict[str, Any]) -> str:
     pin = ("servers pinned to CPU 0, clients to CPU 1" if info["pinning"]
            else "no pinning (one CPU)")
@@ -158,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "micro"):
             out["micro"] = micro.run()
             print(micro.render(out["micro"]), flush=True)
+        if args.only == "scale":
+            part_scale(args, client, out)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -123,7 +123,8 @@ class Subscription:
         while not self._batches:
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see routes/live.py
+                    await self._wake.wait()
             except TimeoutError:
                 return None
         return self._take_frame()

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from app import __version__
 from app.bridge import EventTap, pump
+from app.errors import validation_error
 from app.hub import Hub
 from app.metrics import Metrics
 from app.record import JsonlRecorder
@@ -122,6 +124,7 @@ def _client_host(host: str) -> str:
 def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
     app = FastAPI(title="muxscope", version=__version__, lifespan=_lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.state.settings = settings
     for key, value in state.items():
         setattr(app.state, key, value)

@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+MAX_FD = 2**31 - 1  # an fd is a C int
+MAX_DEPTH = 1_000_000_000
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -44,8 +47,8 @@ class LoadRequest(Strict):
 
 class BreakpointRequest(Strict):
     when: Literal["readable", "writable", "hup", "queue_over", "backpressure"]
-    fd: int | None = Field(default=None, ge=0)
-    depth: int | None = Field(default=None, ge=0)
+    fd: int | None = Field(default=None, ge=0, le=MAX_FD)
+    depth: int | None = Field(default=None, ge=0, le=MAX_DEPTH)
 
     @model_validator(mode="after")
     def _depth_for_queue(self) -> BreakpointRequest:

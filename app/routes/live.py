@@ -119,8 +119,11 @@ async def _read_client(websocket: WebSocket) -> Close | None:
 
 async def _send(websocket: WebSocket, frame: bytes, timeout: float) -> bool:
     """Send one text frame; False if it did not go out within `timeout` seconds."""
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the cancellation
+    # that stops this writer (bpo-42130), leaving a socket we meant to close still fed.
     try:
-        await asyncio.wait_for(websocket.send_text(frame.decode()), timeout)
+        async with asyncio.timeout(timeout):
+            await websocket.send_text(frame.decode())
     except TimeoutError:
         return False
     return True
@@ -130,7 +133,8 @@ async def _close(websocket: WebSocket, close: Close) -> None:
     """Close politely, but never wait long: a peer that does not read may never take it."""
     code, reason = close
     try:
-        await asyncio.wait_for(websocket.close(code, reason), CLOSE_TIMEOUT)
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await websocket.close(code, reason)
     except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
         log.debug("websocket close %d (%s) not delivered", code, reason)
 

@@ -90,6 +90,14 @@ def connect(port: int, timeout: float = 10.0) -> socket.socket:
     return sock
 
 
+def send_quietly(sock: socket.socket, data: bytes) -> None:
+    """sendall for a background thread: the test may close the socket under it."""
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
+
+
 def recv_exactly(sock: socket.socket, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:

@@ -9,7 +9,7 @@ import pytest
 
 from mux.tcp import RECV_SIZE
 
-from .conftest import connect, recv_exactly, wait_until
+from .conftest import connect, recv_exactly, send_quietly, wait_until
 
 
 @pytest.mark.parametrize("mode", [("poll", "level"), ("epoll", "level"), ("epoll", "edge")])
@@ -19,7 +19,7 @@ def test_backpressure_bounds_pending_and_loses_nothing(make_engine, mode, write)
     engine, rec = make_engine(backend=backend, trigger=trigger, write=write)
     payload = os.urandom(16 * 1024 * 1024)
     with connect(engine.tcp_port, timeout=30) as sock:
-        sender = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
+        sender = threading.Thread(target=send_quietly, args=(sock, payload), daemon=True)
         sender.start()
         rec.wait_for("backpressure", timeout=10, paused=True)
         echoed = recv_exactly(sock, len(payload))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .conftest import connect, recv_exactly, wait_until
+from .conftest import connect, recv_exactly, send_quietly, wait_until
 
 
 def test_readable_breakpoint_fires_on_the_right_iteration(make_engine):
@@ -58,7 +58,8 @@ def test_queue_over_and_backpressure_breakpoints(make_engine):
     engine, rec = make_engine(so_sndbuf=4096)
     bp_q = engine.add_breakpoint("queue_over", depth=3).result(5)
     with connect(engine.tcp_port) as sock:
-        threading.Thread(target=sock.sendall, args=(os.urandom(4 << 20),), daemon=True).start()
+        payload = os.urandom(4 << 20)
+        threading.Thread(target=send_quietly, args=(sock, payload), daemon=True).start()
         rec.wait_for("loop", state="paused", breakpoint=bp_q["id"], timeout=10)
         depths = [e["depth"] for e in rec.of("queue")]
         assert max(depths) > 3

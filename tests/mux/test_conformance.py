@@ -9,7 +9,15 @@ import threading
 
 import pytest
 
-from .conftest import MODE_IDS, MODES, connect, recv_exactly, recv_until_eof, wait_until
+from .conftest import (
+    MODE_IDS,
+    MODES,
+    connect,
+    recv_exactly,
+    recv_until_eof,
+    send_quietly,
+    wait_until,
+)
 
 WRITES = ["queued", "eager"]
 
@@ -81,7 +89,7 @@ def test_partial_sends_under_tiny_buffers(make_engine, mode, write):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", engine.tcp_port))
         sock.settimeout(10)
-        sender = threading.Thread(target=sock.sendall, args=(payload,))
+        sender = threading.Thread(target=send_quietly, args=(sock, payload))
         sender.start()
         wait_until(lambda: rec.of("send", partial=True) or rec.of("backpressure"),
                    timeout=10, what="a partial send")

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from .conftest import connect, recv_exactly, wait_until
+from .conftest import connect, recv_exactly, send_quietly, wait_until
 
 
 def _echo_ok(engine) -> None:
@@ -80,7 +80,7 @@ def test_poll_equality_ignores_in_with_out(make_engine):
     engine.set_flaw("poll_equality", True).result(5)
     with connect(engine.tcp_port) as sock:
         payload = os.urandom(256 << 10)
-        threading.Thread(target=sock.sendall, args=(payload,), daemon=True).start()
+        threading.Thread(target=send_quietly, args=(sock, payload), daemon=True).start()
         flag = _flag(rec, "poll_equality", timeout=10)
         assert "POLLIN|POLLOUT" in flag["message"]
         assert recv_exactly(sock, len(payload)) == payload  # level-triggered: it catches up

@@ -1,0 +1,323 @@
+"""Part 5: scale — many idle connections on epoll with the page open (``--only scale`` only).
+
+The issue's target: 10,000 concurrent connections on epoll for 60 s with the dashboard open in
+headless Chromium; beside them an active client's p99 echo latency < 5 ms, the server's RSS
+< 300 MB, ``GET /api/state`` answers in < 1 s, and the page keeps >= 30 requestAnimationFrame
+callbacks per second.
+
+Processes (SPEC §7: scale clients run in a separate process from the server):
+
+- the server: the app as ``muxscope`` runs it (``serve app:queued``: create_app + uvicorn, its
+  engine on epoll level-triggered, queued write, ``max_connections`` 12,000), pinned to CPU 0;
+- the holder (``pyclient idle``) opens the idle connections in batches of `BATCH` (below the
+  listen backlog of 1,024) and keeps them open; after each batch the benchmark waits until
+  ``GET /api/state`` counts them;
+- headless Chromium (Playwright, Debian's /usr/bin/chromium) on the dashboard; an injected
+  requestAnimationFrame loop counts callbacks per second of ``performance.now()``, with the
+  page's own ``eventsApplied`` and ``paints`` counters alongside;
+- the active client: the load client (C or Python, as for ``echo``), 1 connection x 64 B
+  ping-pong, closed loop, latency of every message.
+
+Everything but the server runs on CPU 1 (the benchmark process sets its own affinity while the
+part runs, so the Playwright driver and Chromium inherit it). Every `SAMPLE_EVERY` seconds the
+benchmark times ``GET /api/state`` (wall ms from request to last byte, and its size), reads the
+server's VmRSS from /proc and its CPU time, and collects the page's per-second frame samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from app.benchkit.loadgen import LoadClient
+from app.benchkit.procs import LineProc, ServerProc
+from app.benchkit.report import fmt, table
+from app.benchkit.servers import HOST, http_json
+
+SECONDS = 60.0
+CONNS = 10_000
+#: `servers._settings` builds the app's Settings with max_connections=12,000; the holder's
+#: connections, the active client and a little slack must fit under it.
+MAX_CONNS = 12_000 - 10
+BATCH = 500
+SAMPLE_EVERY = 5.0
+WARMUP = 1.0
+TARGETS = {"p99_ms": 5.0, "rss_mb": 300.0, "state_ms": 1000.0, "raf_per_s": 30.0}
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+#: Injected into the page: one sample per >= 1 s of rAF time (frames, events, paints in it).
+PROBE_JS = """() => {
+  const m = window.__muxscope;
+  const p = {frames: 0, samples: []};
+  let last = performance.now(), f0 = 0, e0 = m.eventsApplied, p0 = m.paints;
+  function tick(now) {
+    p.frames++;
+    if (now - last >= 1000) {
+      p.samples.push({t: now, dt: now - last, frames: p.frames - f0,
+                      events: m.eventsApplied - e0, paints: m.paints - p0});
+      last = now; f0 = p.frames; e0 = m.eventsApplied; p0 = m.paints;
+    }
+    requestAnimationFrame(tick);
+  }
+  requestAnimationFrame(tick);
+  window.__scaleProbe = p;
+}"""
+TAKE_JS = "() => window.__scaleProbe.samples.splice(0)"
+COUNTERS_JS = """() => ({events: window.__muxscope.eventsApplied, paints: window.__muxscope.paints,
+  dropped: window.__muxscope.dropped, paintMs: Object.assign({}, window.__muxscope.paintMs),
+  now: performance.now()})"""
+
+
+def rss_mb(pid: int) -> float | None:
+    """VmRSS of `pid` in MB (MiB), from /proc/<pid>/status."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def time_state(port: int, timeout: float = 30) -> tuple[float, int]:
+    """Wall ms of ``GET /api/state`` (request to last byte) and the body's size in bytes."""
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(f"http://{HOST}:{port}/api/state", timeout=timeout) as resp:
+        size = len(resp.read())
+    return (time.perf_counter() - t0) * 1e3, size
+
+
+def open_idle(server: ServerProc, holder: LineProc, conns: int, log: Any) -> int:
+    """Grow the holder to `conns` in batches; returns what GET /api/state counts."""
+    assert server.http_port is not None
+    counted = 0
+    for target in range(min(BATCH, conns), conns + BATCH, BATCH):
+        target = min(target, conns)
+        holder.send(f"open {target}")
+        held, failed = (int(x) for x in holder.expect("OPEN", 120).split())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            counted = int(http_json(server.http_port, "GET", "/api/state",
+                                    timeout=30)["stats"]["connections"])
+            if counted >= held:
+                break
+            time.sleep(0.25)
+        log(f"  scale: {held:,} idle connections held, {counted:,} counted by /api/state"
+            + (f" ({failed} connects failed)" if failed else ""))
+        if held < target:
+            break
+        if target == conns:
+            break
+    return counted
+
+
+@contextlib.contextmanager
+def pinned_to(cpu: int) -> Iterator[None]:
+    """This process (and what it starts meanwhile) on `cpu`, when there are 2+ CPUs."""
+    before = os.sched_getaffinity(0)
+    if len(before) > 1 and cpu in before:
+        os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@contextlib.contextmanager
+def dashboard(http_port: int, log: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The dashboard in headless Chromium, live (its snapshot applied); yields (page, info)."""
+    from playwright.sync_api import sync_playwright
+
+    info: dict[str, Any] = {"console_errors": []}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.on("console", lambda msg: info["console_errors"].append(msg.text)
+                    if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: info["console_errors"].append(str(exc)))
+            t0 = time.monotonic()
+            page.goto(f"http://{HOST}:{http_port}/")
+            page.wait_for_function(
+                "() => window.__muxscope && window.__muxscope.frames.snapshot >= 1",
+                timeout=120_000)
+            info["snapshot_s"] = time.monotonic() - t0
+            log(f"  scale: page live after {info['snapshot_s']:.1f} s")
+            yield page, info
+        finally:
+            browser.close()
+
+
+def _percentile(values: list[float], p: float) -> float | None:
+    vals = sorted(values)
+    return vals[min(len(vals) - 1, int(p * len(vals)))] if vals else None
+
+
+def _sample(server: ServerProc, page: Any, t0: float, frames: list[dict[str, Any]]
+            ) -> dict[str, Any]:
+    assert server.http_port is not None
+    state_ms, state_bytes = time_state(server.http_port)
+    taken = page.evaluate(TAKE_JS)
+    frames.extend(taken)
+    rates = [f["frames"] * 1000 / f["dt"] for f in taken if f["dt"] > 0]
+    return {"t_s": round(time.monotonic() - t0, 1), "state_ms": state_ms,
+            "state_kb": state_bytes / 1024, "rss_mb": rss_mb(server.pid),
+            "server_cpu_s": server.cpu(),
+            "raf_min": min(rates) if rates else None,
+            "raf_median": statistics.median(rates) if rates else None}
+
+
+def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
+            log: Any) -> dict[str, Any]:
+    """The active client's window, sampled every SAMPLE_EVERY seconds."""
+    page.evaluate(PROBE_JS)
+    active = LineProc(client.argv(server.port, 1, 64, WARMUP, seconds, 1), stdin=False)
+    samples: list[dict[str, Any]] = []
+    frames: list[dict[str, Any]] = []
+    try:
+        active.expect("START", WARMUP + 30)
+        t0 = time.monotonic()
+        page.evaluate(TAKE_JS)  # frames from before the window
+        c0 = page.evaluate(COUNTERS_JS)
+        cpu0 = server.cpu()
+        samples.append(_sample(server, page, t0, []))
+        while time.monotonic() - t0 < seconds - 0.5:
+            time.sleep(min(SAMPLE_EVERY, max(0.0, seconds - (time.monotonic() - t0))))
+            samples.append(_sample(server, page, t0, frames))
+            s = samples[-1]
+            log(f"  scale: t={s['t_s']:.0f}s state {s['state_ms']:.0f} ms "
+                f"({s['state_kb']:.0f} KiB), RSS {fmt(s['rss_mb'])} MB, "
+                f"rAF/s min {fmt(s['raf_min'])}")
+        active.expect("END", 60)
+        c1 = page.evaluate(COUNTERS_JS)
+        cpu1 = server.cpu()
+        elapsed = time.monotonic() - t0
+        fields = dict(kv.split("=") for kv in active.expect("RESULT", 30).split())
+    finally:
+        active.close(timeout=10)
+    page_s = (c1["now"] - c0["now"]) / 1000
+    paint = {k: (v - c0["paintMs"].get(k, 0.0)) / page_s for k, v in c1["paintMs"].items()}
+    rates = [f["frames"] * 1000 / f["dt"] for f in frames if f["dt"] > 0]
+    rt = int(fields["rt"])
+    return {
+        "active": {"rt": rt, "rt_per_s": rt / float(fields["seconds"]),
+                   "p50_ms": int(fields["p50_us"]) / 1e3,
+                   "p99_ms": int(fields["p99_us"]) / 1e3,
+                   "max_ms": int(fields["max_us"]) / 1e3, "dead": int(fields["dead"])},
+        "rss_max_mb": max((s["rss_mb"] for s in samples if s["rss_mb"] is not None),
+                          default=None),
+        "state_max_ms": max(s["state_ms"] for s in samples),
+        "state_kb": max(s["state_kb"] for s in samples),
+        "raf_min": min(rates) if rates else None,
+        "raf_median": statistics.median(rates) if rates else None,
+        "raf_p10": _percentile(rates, 0.1),
+        "raf_seconds": len(rates),
+        "events_per_s": (c1["events"] - c0["events"]) / page_s if page_s else None,
+        "paints_per_s": (c1["paints"] - c0["paints"]) / page_s if page_s else None,
+        "dropped": c1["dropped"] - c0["dropped"],
+        "paint_ms_per_s": dict(sorted(paint.items(), key=lambda kv: -kv[1])),
+        "server_cpu_pct": (cpu1 - cpu0) * 100 / elapsed if elapsed else None,
+        "seconds": elapsed, "samples": samples, "frames": frames,
+    }
+
+
+def run(client: LoadClient, conns: int, seconds: float, log: Any) -> dict[str, Any]:
+    """Server, holder, page, active client; returns every figure (see `render`)."""
+    holder: LineProc | None = None
+    with pinned_to(1):
+        server = ServerProc("app:queued", cpu=0).ready(timeout=60)
+        assert server.http_port is not None
+        log(f"  scale: server pid {server.pid}, echo port {server.port}, "
+            f"http port {server.http_port}")
+        try:
+            holder = LineProc([sys.executable, "-m", "app.benchkit.pyclient", "idle", HOST,
+                               str(server.port)])
+            t0 = time.monotonic()
+            held = open_idle(server, holder, conns, log)
+            connect_s = time.monotonic() - t0
+            rss_idle = rss_mb(server.pid)
+            with dashboard(server.http_port, log) as (page, info):
+                data = measure(server, page, client, seconds, log)
+                data.update(info)
+            held_end = int(http_json(server.http_port, "GET", "/api/state",
+                                     timeout=30)["stats"]["connections"])
+        finally:
+            if holder is not None:
+                holder.close(timeout=30)
+            server.close(timeout=30)
+    data.update({"conns": conns, "held": held, "held_at_end": held_end,
+                 "connect_s": connect_s, "rss_idle_mb": rss_idle, "client": client.name,
+                 "targets": TARGETS})
+    data["verdicts"] = verdicts(data)
+    return data
+
+
+def verdicts(d: dict[str, Any]) -> dict[str, bool | None]:
+    def at_most(value: float | None, limit: float) -> bool | None:
+        return None if value is None else value < limit
+
+    raf = d["raf_min"]
+    return {"conns": d["held"] >= d["conns"] and d["held_at_end"] >= d["conns"],
+            "p99_ms": at_most(d["active"]["p99_ms"], TARGETS["p99_ms"]),
+            "rss_mb": at_most(d["rss_max_mb"], TARGETS["rss_mb"]),
+            "state_ms": at_most(d["state_max_ms"], TARGETS["state_ms"]),
+            "raf_per_s": None if raf is None else raf >= TARGETS["raf_per_s"]}
+
+
+def _ok(v: bool | None) -> str:
+    return "-" if v is None else "ok" if v else "MISSED"
+
+
+def render(d: dict[str, Any]) -> str:
+    a, v = d["active"], d["verdicts"]
+    rows: list[list[Any]] = [
+        ["idle connections held (start / end)", f"{d['held']:,} / {d['held_at_end']:,}",
+         f"{d['conns']:,}", _ok(v["conns"])],
+        ["seconds (active client window)", d["seconds"], "", ""],
+        ["active 1 x 64 B: p50 ms", a["p50_ms"], "", ""],
+        ["active 1 x 64 B: p99 ms", a["p99_ms"], f"< {TARGETS['p99_ms']:g}", _ok(v["p99_ms"])],
+        ["active 1 x 64 B: max ms", a["max_ms"], "", ""],
+        ["active 1 x 64 B: round trips/s", a["rt_per_s"], "", ""],
+        ["server RSS max MB", d["rss_max_mb"], f"< {TARGETS['rss_mb']:g}", _ok(v["rss_mb"])],
+        ["GET /api/state max ms", d["state_max_ms"], f"< {TARGETS['state_ms']:g}",
+         _ok(v["state_ms"])],
+        ["GET /api/state size KiB", d["state_kb"], "", ""],
+        ["page rAF callbacks/s: min", d["raf_min"], f">= {TARGETS['raf_per_s']:g}",
+         _ok(v["raf_per_s"])],
+        ["page rAF callbacks/s: median", d["raf_median"], "", ""],
+        ["page events/s received", d["events_per_s"], "", ""],
+        ["server CPU %", d["server_cpu_pct"], "", ""],
+    ]
+    if a["p99_ms"] is not None:
+        for r in rows[2:5]:
+            r[1] = f"{r[1]:,.3f}"
+    title = (f"Scale: {d['conns']:,} idle connections on epoll (app, queued write) with the "
+             f"page open in headless Chromium; active client 1 conn x 64 B ping-pong "
+             f"({d['client']}); connected in {d['connect_s']:.1f} s, page live in "
+             f"{d.get('snapshot_s', 0):.1f} s")
+    out = table(title, ["measure", "value", "target", "result"], rows)
+    sample_rows = [[f"{s['t_s']:.0f}", s["state_ms"], s["state_kb"], s["rss_mb"],
+                    s["raf_min"], s["raf_median"]] for s in d["samples"]]
+    out += "\n" + table("Scale samples (every ~5 s; rAF/s over the 1 s windows since the last "
+                        "sample)", ["t s", "/api/state ms", "state KiB", "RSS MB",
+                                    "rAF/s min", "rAF/s median"], sample_rows)
+    top = list(d["paint_ms_per_s"].items())[:6]
+    if top:
+        out += ("\nPage paint time, ms per second of page time (window.__muxscope.paintMs): "
+                + ", ".join(f"{k} {val:.1f}" for k, val in top) + "\n")
+    if d.get("console_errors"):
+        out += f"page console errors: {len(d['console_errors'])}: {d['console_errors'][0]}\n"
+    return out
