@@ -143,7 +143,7 @@ class Loop:
     def run_once(self) -> None:
         """Exactly one wait call, then the handlers of what it returned."""
         backend = self.backend
-        timeout = self._timeout()
+        timeout = self._timeout() if (self._soon or self._timers) else self.wait_timeout
         t0 = time.perf_counter()
         obs = self.obs
         obs.begin_iteration(t0)
@@ -181,9 +181,11 @@ class Loop:
                 hook(handler, native)
             if oneshot and fd in self._rearm:
                 self._rearm_fd(fd)
-        self._run_due()
-        for hook in self.after_iteration:
-            hook(ready)
+        if self._soon or self._timers:
+            self._run_due()
+        if self.after_iteration:
+            for hook in self.after_iteration:
+                hook(ready)
 
     def _rearm_fd(self, fd: int) -> None:
         """One-shot: the kernel disabled `fd` after reporting it; arm it again."""

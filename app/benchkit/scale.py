@@ -18,8 +18,9 @@ Processes (SPEC §7: scale clients run in a separate process from the server):
 - the active client: the load client (C or Python, as for ``echo``), 1 connection x 64 B
   ping-pong, closed loop, latency of every message.
 
-Everything but the server runs on CPU 1 (the benchmark process sets its own affinity while the
-part runs, so the Playwright driver and Chromium inherit it). Every `SAMPLE_EVERY` seconds the
+The server pins itself to CPU 0; everything else runs on CPU 1 (the benchmark process sets its
+own affinity once the server has started, so the holder, the Playwright driver and Chromium
+inherit it; the active client pins itself). Every `SAMPLE_EVERY` seconds the
 benchmark times ``GET /api/state`` (wall ms from request to last byte, and its size), reads the
 server's VmRSS from /proc and its CPU time, and collects the page's per-second frame samples.
 """
@@ -88,6 +89,54 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         pass
     return None
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live process under `root` (from /proc/*/stat's ppid)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def chromium_cpu_s() -> dict[str, float]:
+    """CPU seconds (user+system) of the Chromium processes under this one, by --type."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid in _descendants(os.getpid()):
+        try:
+            # Chromium rewrites its title: one string with spaces, or NUL-separated.
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if not argv or b"chrom" not in argv[0]:
+            continue
+        kind = next((a.split(b"=", 1)[1].decode() for a in argv
+                     if a.startswith(b"--type=")), "browser")
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_busy() -> list[tuple[int, int]]:
+    """Per CPU (busy, total) jiffies from /proc/stat."""
+    out = []
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            v = [int(x) for x in line.split()[1:]]
+            idle = v[3] + v[4]
+            out.append((sum(v) - idle, sum(v)))
+    return out
 
 
 def time_state(port: int, timeout: float = 30) -> tuple[float, int]:
@@ -180,10 +229,16 @@ def _sample(server: ServerProc, page: Any, t0: float, frames: list[dict[str, Any
             "raf_median": statistics.median(rates) if rates else None}
 
 
+def _cdp_metrics(cdp: Any) -> dict[str, float]:
+    return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+
+
 def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
             log: Any) -> dict[str, Any]:
     """The active client's window, sampled every SAMPLE_EVERY seconds."""
     page.evaluate(PROBE_JS)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
     active = LineProc(client.argv(server.port, 1, 64, WARMUP, seconds, 1), stdin=False)
     samples: list[dict[str, Any]] = []
     frames: list[dict[str, Any]] = []
@@ -192,7 +247,7 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
         t0 = time.monotonic()
         page.evaluate(TAKE_JS)  # frames from before the window
         c0 = page.evaluate(COUNTERS_JS)
-        cpu0 = server.cpu()
+        cpu0, m0, b0, k0 = server.cpu(), _cdp_metrics(cdp), cpu_busy(), chromium_cpu_s()
         samples.append(_sample(server, page, t0, []))
         while time.monotonic() - t0 < seconds - 0.5:
             time.sleep(min(SAMPLE_EVERY, max(0.0, seconds - (time.monotonic() - t0))))
@@ -203,7 +258,7 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
                 f"rAF/s min {fmt(s['raf_min'])}")
         active.expect("END", 60)
         c1 = page.evaluate(COUNTERS_JS)
-        cpu1 = server.cpu()
+        cpu1, m1, b1, k1 = server.cpu(), _cdp_metrics(cdp), cpu_busy(), chromium_cpu_s()
         elapsed = time.monotonic() - t0
         fields = dict(kv.split("=") for kv in active.expect("RESULT", 30).split())
     finally:
@@ -230,6 +285,14 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
         "dropped": c1["dropped"] - c0["dropped"],
         "paint_ms_per_s": dict(sorted(paint.items(), key=lambda kv: -kv[1])),
         "server_cpu_pct": (cpu1 - cpu0) * 100 / elapsed if elapsed else None,
+        # Chromium's own accounting of the page's main thread (CDP Performance.getMetrics):
+        # ms per second of wall time spent in tasks, script, style, layout.
+        "page_main_ms_per_s": {k: (m1[k] - m0[k]) * 1e3 / elapsed for k in
+                               ("TaskDuration", "ScriptDuration", "RecalcStyleDuration",
+                                "LayoutDuration") if k in m0 and k in m1},
+        "chromium_cpu_pct": {k: (v - k0.get(k, 0.0)) * 100 / elapsed for k, v in k1.items()},
+        "cpu_busy_pct": [(x1[0] - x0[0]) * 100 / max(1, x1[1] - x0[1])
+                         for x0, x1 in zip(b0, b1, strict=False)],
         "seconds": elapsed, "samples": samples, "frames": frames,
     }
 
@@ -237,11 +300,12 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
 def run(client: LoadClient, conns: int, seconds: float, log: Any) -> dict[str, Any]:
     """Server, holder, page, active client; returns every figure (see `render`)."""
     holder: LineProc | None = None
+    # The server first: it pins itself to CPU 0 only if it inherits both CPUs.
+    server = ServerProc("app:queued", cpu=0).ready(timeout=60)
+    assert server.http_port is not None
+    log(f"  scale: server pid {server.pid}, echo port {server.port}, "
+        f"http port {server.http_port}")
     with pinned_to(1):
-        server = ServerProc("app:queued", cpu=0).ready(timeout=60)
-        assert server.http_port is not None
-        log(f"  scale: server pid {server.pid}, echo port {server.port}, "
-            f"http port {server.http_port}")
         try:
             holder = LineProc([sys.executable, "-m", "app.benchkit.pyclient", "idle", HOST,
                                str(server.port)])
@@ -318,6 +382,16 @@ def render(d: dict[str, Any]) -> str:
     if top:
         out += ("\nPage paint time, ms per second of page time (window.__muxscope.paintMs): "
                 + ", ".join(f"{k} {val:.1f}" for k, val in top) + "\n")
+    main = d.get("page_main_ms_per_s") or {}
+    if main:
+        out += ("Page main thread, ms per second (CDP Performance.getMetrics): "
+                + ", ".join(f"{k.removesuffix('Duration').lower()} {v:.0f}"
+                            for k, v in main.items()) + "\n")
+    chrome = d.get("chromium_cpu_pct") or {}
+    out += ("CPU %: server " + fmt(d["server_cpu_pct"]) + "; Chromium "
+            + ", ".join(f"{k} {v:.0f}" for k, v in sorted(chrome.items(), key=lambda kv: -kv[1]))
+            + "; machine per CPU " + " / ".join(f"{v:.0f}" for v in d.get("cpu_busy_pct", []))
+            + "\n")
     if d.get("console_errors"):
         out += f"page console errors: {len(d['console_errors'])}: {d['console_errors'][0]}\n"
     return out

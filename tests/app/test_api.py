@@ -167,3 +167,25 @@ def test_metrics_parse(live):
     bytes_in = next(s.value for s in families["muxscope_bytes"].samples
                     if s.labels.get("direction") == "in")
     assert bytes_in == 5
+
+
+def test_token_guards_api_metrics_and_ws_on_the_real_app():
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect as ws_connect
+
+    from .conftest import live_app
+
+    with live_app(token="s3cret") as app:
+        c = app.client
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/").status_code == 200
+        for path in ("/api/state", "/metrics"):
+            assert c.get(path).status_code == 401
+            assert c.get(path, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+            assert c.get(path, params={"token": "s3cret"}).status_code == 200
+            assert c.get(path, params={"token": "wrong"}).status_code == 401
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(app.ws_url)
+        assert refused.value.response.status_code == 401
+        with ws_connect(app.ws_url + "?token=s3cret") as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "snapshot"
