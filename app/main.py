@@ -68,8 +68,8 @@ def _live_state(settings: Settings, engine: Engine) -> dict[str, Any]:
     ring = TraceRing()
 
     async def snapshot() -> tuple[dict[str, Any], int, float]:
-        state, seq = await asyncio.wrap_future(engine.snapshot())
-        return state, seq, engine.observers.started_at
+        captured = await asyncio.wrap_future(engine.capture())
+        return captured.to_dict(), captured.seq, engine.observers.started_at
 
     def stats() -> dict[str, Any]:
         return engine.counters()

@@ -24,6 +24,8 @@ from .flaws import FlawZoo
 from .kernel import kernel_view
 from .loop import Loop
 from .observe import Observers
+from .state import StateCapture
+from .state import capture as capture_state
 from .tcp import TcpConnection, TcpListener, open_tcp_listener
 from .udp import UdpEcho, open_udp_socket
 
@@ -278,6 +280,11 @@ class Engine:
     def state(self) -> Future[dict[str, Any]]:
         return self.call(self.describe)
 
+    def capture(self) -> Future[StateCapture]:
+        """The state, copied on the loop thread; `.to_dict()` it in yours (`.seq` is the last
+        seq at that moment, for a snapshot consistent with the event stream)."""
+        return self.call(capture_state, self)
+
     def switch_backend(self, name: str, trigger: str = "level", oneshot: bool = False,
                        write: str | None = None) -> Future[dict[str, Any]]:
         return self.call(self._switch, name, trigger, oneshot, write)
@@ -403,36 +410,6 @@ class Engine:
         return {"loop": "paused" if self.paused else "running", "delay_ms": self.delay_ms}
 
     def describe(self) -> dict[str, Any]:
-        """The GET /api/state body (SPEC §4 plus the extras in docs/ARCHITECTURE.md)."""
-        loop = self.loop
-        backend = loop.backend
-        roles = {fd: h.role for fd, h in loop.handlers.items()}
-        return {
-            "backend": {**backend.describe(), "write": self.write_mode},
-            "available": backends.available(),
-            **self.loop_state(),
-            "listeners": {
-                "tcp": {"fd": self.listener.fd, "port": self.listener.port},
-                "udp": self.udp.describe() if self.udp else None,
-            },
-            "control_fd": self._door.fd,
-            "registrations": [
-                {"fd": fd, "role": roles[fd], "interest": backend.interest_names(mask)}
-                for fd, mask in loop.interest.items()
-            ],
-            "connections": [c.describe() for c in self.connections.values()],
-            "limits": {"fd_setsize": FD_SETSIZE,
-                       "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-                       "max_connections": self.max_connections},
-            "last_wait": self._last_wait(),
-            "breakpoints": [bp.describe() for bp in self.breakpoints.items.values()],
-            "stats": {**loop.stats.as_dict(), "events_total": self.observers.seq},
-        }
-
-    def _last_wait(self) -> dict[str, Any] | None:
-        if self.loop.last_wait is None:
-            return None
-        names = self.loop.backend.names
-        ready_list = [{"fd": fd, "flags": names(native)} for fd, native in self.loop.last_ready]
-        fields = {k: v for k, v in self.loop.last_wait.items() if k not in ("seq", "ts", "kind")}
-        return {**fields, "ready_list": ready_list}
+        """The GET /api/state body (SPEC §4 plus docs/ARCHITECTURE.md's extras); loop thread.
+        From another thread, prefer `capture()` and format the result there."""
+        return capture_state(self).to_dict()

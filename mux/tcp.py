@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .backends import READABLE, WRITABLE, FdLimitError
 from .events import preview
+from .sockets import bound_socket
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -194,15 +195,6 @@ class TcpConnection:
         if obs.active:
             obs.emit({"kind": "close", "fd": self.fd, "reason": reason})
 
-    def describe(self) -> dict[str, object]:
-        return {
-            "fd": self.fd, "peer": self.peer,
-            "interest": self.loop.backend.interest_names(self.loop.interest.get(self.fd, 0)),
-            "queue_depth": len(self.queue), "pending_bytes": self.pending_bytes,
-            "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
-            "reading_paused": self.reading_paused,
-        }
-
 
 class TcpListener:
     role = "tcp_listener"
@@ -294,17 +286,7 @@ def _open_spare() -> int | None:
 
 def open_tcp_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
     """A bound, listening, non-blocking TCP socket; OSError (EADDRINUSE...) if it cannot."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return bound_socket(host, port, socket.SOCK_STREAM, backlog)
 
 
 __all__ = ["FdLimitError", "TcpConnection", "TcpListener", "open_tcp_listener"]

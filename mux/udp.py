@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .backends import READABLE, WRITABLE
 from .events import preview
+from .sockets import bound_socket
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -138,12 +139,4 @@ class UdpEcho:
 
 
 def open_udp_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.bind((host, port))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return bound_socket(host, port, socket.SOCK_DGRAM)

@@ -45,7 +45,8 @@ async def _run(future: Future[T]) -> T:
 async def get_state(request: Request) -> Response:
     if request.app.state.engine is None:
         return _json(request.app.state.replay_state)
-    return _json(await _run(_engine(request).state()))
+    captured = await _run(_engine(request).capture())
+    return _json(captured.to_dict())  # formatted here, not on the engine's thread
 
 
 @router.post("/api/backend")

@@ -115,3 +115,50 @@ class Backend(ABC):
             "fd": self.fileno,
             "maxevents": self.maxevents,
         }
+
+
+class MaskBackend(Backend):
+    """poll and epoll: one bit mask per fd, held by a kernel-facing object with
+    register/modify/unregister (`select.poll()` or `select.epoll()`), mirrored in `masks`."""
+
+    IN = OUT = PRI = RDHUP = ERRORS = 0
+
+    def __init__(self, trigger: str, oneshot: bool, kernel: Any, mode: int = 0) -> None:
+        super().__init__(trigger, oneshot)
+        self._kernel = kernel
+        self._mode = mode  # bits added to every registration (EPOLLET, EPOLLONESHOT)
+        self.masks: dict[int, int] = {}
+
+    def native_interest(self, mask: int) -> int:
+        return ((self.IN if mask & READABLE else 0) | (self.OUT if mask & WRITABLE else 0)
+                | self._mode | self.extra)
+
+    def _to_generic(self, native: int) -> int:
+        # A bit test, never `revents == POLLIN`: IN together with HUP carries the last bytes.
+        mask = READABLE if native & (self.IN | self.PRI | self.RDHUP) else 0
+        if native & self.OUT:
+            mask |= WRITABLE
+        if native & self.ERRORS:  # errors and hang-ups: let both sides find out
+            mask |= READABLE | WRITABLE
+        return mask
+
+    def register(self, fd: int, mask: int) -> None:
+        native = self.native_interest(mask)
+        self._kernel.register(fd, native)
+        self.masks[fd] = native
+
+    def modify(self, fd: int, mask: int) -> None:
+        native = self.native_interest(mask)
+        self._kernel.modify(fd, native)
+        self.masks[fd] = native
+
+    def unregister(self, fd: int) -> None:
+        self._kernel.unregister(fd)
+        del self.masks[fd]
+
+    def _forget(self, fd: int) -> None:
+        self.masks.pop(fd, None)
+        try:
+            self._kernel.unregister(fd)
+        except (OSError, KeyError, ValueError):
+            pass  # closed already (epoll dropped it) or never there

@@ -1,0 +1,25 @@
+"""Bound, non-blocking listening sockets for the echo protocols."""
+
+from __future__ import annotations
+
+import socket
+
+
+def bound_socket(host: str, port: int, kind: socket.SocketKind,
+                 backlog: int | None = None) -> socket.socket:
+    """A socket bound to (host, port), listening when `backlog` is given, non-blocking.
+
+    OSError (EADDRINUSE...) if it cannot be had; nothing is left open then."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        if backlog is not None:
+            sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
