@@ -33,6 +33,18 @@ def _inq(fd: int) -> int:
     return max(0, socket_queues(fd)["recv_queue"])
 
 
+def _recv_once(conn: TcpConnection, size: int) -> bytes | None:
+    """One recv, as a flawed handler does it: bytes (b"" at EOF), or None (EAGAIN, or the
+    connection died and was closed)."""
+    try:
+        return conn.sock.recv(size)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        conn.close(_close_reason(exc))
+        return None
+
+
 class Flaw:
     name = ""
     title = ""
@@ -99,13 +111,7 @@ class EofIgnored(Flaw):
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         mask = self.loop.backend.generic(native)
         if mask & READABLE and not conn.reading_paused:
-            try:
-                data = conn.sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                data = None
-            except OSError as exc:
-                conn.close(_close_reason(exc))
-                return
+            data = _recv_once(conn, RECV_SIZE)
             if data == b"":
                 n = self.zero_reads[conn.fd] = self.zero_reads.get(conn.fd, 0) + 1
                 if n >= self.THRESHOLD:
@@ -191,13 +197,7 @@ class EtNoDrain(Flaw):
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         mask = self.loop.backend.generic(native)
         if mask & READABLE and not (conn.reading_paused or conn.eof):
-            try:
-                data = conn.sock.recv(self.CHUNK)
-            except BlockingIOError:
-                data = None
-            except OSError as exc:
-                conn.close(_close_reason(exc))
-                return
+            data = _recv_once(conn, self.CHUNK)
             if data == b"":
                 conn._on_eof()
             elif data:
