@@ -27,6 +27,10 @@ def test_snapshot_first_then_the_client_appears(live):
         assert kinds.index("accept") < kinds.index("recv") < kinds.index("send")
         recv = next(e for e in events if e["kind"] == "recv")
         assert recv["preview"] == "<img src=x onerror=alert(1)>\\xff\\x00"
+        # At an interactive rate every event is delivered: no gap, nothing dropped.
+        seqs = [e["seq"] for e in events]
+        assert seqs == list(range(snap["seq"] + 1, snap["seq"] + 1 + len(seqs)))
+        assert all(f["dropped"] == 0 for f in got if f["type"] == "events")
 
 
 def test_seq_gaps_add_up_to_dropped_under_load(live):
