@@ -4,7 +4,7 @@ import { peerColor, ui } from './ui.js';
 
 const MAX_ROWS = 500;
 const PER_PAINT = 200;
-const MIN_INTERVAL_MS = 100;
+const MIN_INTERVAL_MS = 150;
 const KINDS = ['wait', 'ready', 'interest', 'accept', 'recv', 'send', 'queue', 'datagram',
   'backpressure', 'close', 'backend', 'loop', 'error', 'flaw'];
 const SKIP = new Set(['seq', 'ts', 'kind', 'fd']);
@@ -38,6 +38,8 @@ export class EventLog {
     this.pending = [];
     this.paintedAt = -Infinity;
     this.stick = true;
+    this.needPin = false;     // rows were appended while stuck: scroll to the end on the next frame
+    this.lastTop = 0;         // scrollTop at the last scroll event (direction of the user's scroll)
     this.lastSeq = null;
     for (const k of KINDS) {
       const o = document.createElement('option');
@@ -49,11 +51,21 @@ export class EventLog {
     const refilter = () => this.setFilter();
     this.fdInput.addEventListener('input', refilter);
     this.kindSelect.addEventListener('change', refilter);
+    // Layout is only read here, in scroll events (dispatched before the frame's paint, with layout
+    // clean), never right after the log's DOM changed. Scrolling up unsticks the log; reaching the
+    // bottom sticks it again; content growing below a stuck log (scrollTop unchanged) keeps it stuck.
     this.list.addEventListener('scroll', () => {
-      const atBottom = this.list.scrollTop + this.list.clientHeight >= this.list.scrollHeight - 4;
-      if (atBottom && !this.stick) model.mark('log');  // resume: flush what arrived meanwhile
-      this.stick = atBottom;
-      this.jumpBtn.hidden = atBottom;
+      const top = this.list.scrollTop;
+      const atBottom = top + this.list.clientHeight >= this.list.scrollHeight - 4;
+      const movedUp = top < this.lastTop - 1;
+      this.lastTop = top;
+      if (atBottom) {
+        if (!this.stick) model.mark('log');  // resume: flush what arrived meanwhile
+        this.stick = true;
+      } else if (movedUp && !this.needPin) {
+        this.stick = false;
+      }
+      this.jumpBtn.hidden = this.stick;
     });
     this.jumpBtn.addEventListener('click', () => { this.scrollToEnd(); model.mark('log'); });
     model.subscribe((ev) => this.onEvent(ev));
@@ -95,28 +107,42 @@ export class EventLog {
     this.source.mark('log');
   }
 
-  row(ev) {
-    const li = document.createElement('li');
+  /** Fill `li` (new, or a recycled row trimmed from the top) for `ev`. */
+  row(ev, li = document.createElement('li')) {
+    const ds = li.dataset;
     if (ev.marker) {
       li.className = ev.gap ? 'k-gap' : 'k-marker';
+      delete ds.seq; delete ds.kind; delete ds.fd;
+      if (li.style.borderLeftColor) li.style.borderLeftColor = '';
       li.textContent = ev.marker;
-    } else {
-      li.className = `k-${ev.kind}`;
-      li.dataset.seq = String(ev.seq);
-      li.dataset.kind = String(ev.kind);
-      if (ev.fd !== undefined && ev.fd !== null) {
-        li.dataset.fd = String(ev.fd);
-        const conn = this.source.conns.get(ev.fd);
-        const peer = ev.peer || (conn && conn.peer);
-        if (peer && ev.kind !== 'datagram') {
-          li.style.borderLeftColor = peerColor(peer);
-          li.classList.add('peer-mark');
-          if (ui.isMine(peer)) li.classList.add('mine');
-        }
-      }
-      li.textContent = formatEvent(ev);  // previews and peers are untrusted: text only
+      return li;
     }
+    let cls = `k-${ev.kind}`;
+    let color = '';
+    ds.seq = String(ev.seq);
+    ds.kind = String(ev.kind);
+    if (ev.fd !== undefined && ev.fd !== null) {
+      ds.fd = String(ev.fd);
+      const conn = this.source.conns.get(ev.fd);
+      const peer = ev.peer || (conn && conn.peer);
+      if (peer && ev.kind !== 'datagram') {
+        color = peerColor(peer);
+        cls += ui.isMine(peer) ? ' peer-mark mine' : ' peer-mark';
+      }
+    } else {
+      delete ds.fd;
+    }
+    li.className = cls;
+    if (li.style.borderLeftColor !== color) li.style.borderLeftColor = color;
+    li.textContent = formatEvent(ev);  // previews and peers are untrusted: text only
     return li;
+  }
+
+  /** At the start of a frame, before any panel writes to the DOM (layout is clean: no forced layout). */
+  pin() {
+    if (!this.needPin) return;
+    this.needPin = false;
+    if (this.stick) this.list.scrollTop = 1e9;   // written, never read: the browser clamps it
   }
 
   paint(model, now) {
@@ -135,20 +161,30 @@ export class EventLog {
     this.paintNotices(model);
     // scrolled up: hold the view still (no appends, no trimming); pending stays bounded meanwhile
     if (!this.pending.length || !this.stick) return;
-    const limit = this.list.children.length ? PER_PAINT : MAX_ROWS;
-    const batch = this.pending.filter((ev) => this.matches(ev)).slice(-limit);
+    const limit = this.list.childElementCount ? PER_PAINT : MAX_ROWS;
+    const batch = [];
+    // newest first, at most `limit` matching ones (no copy of the whole pending list)
+    for (let i = this.pending.length - 1; i >= 0 && batch.length < limit; i--) {
+      if (this.matches(this.pending[i])) batch.push(this.pending[i]);
+    }
     this.pending = [];
     if (!batch.length) return;
+    // rows trimmed from the top are recycled for the new ones at the bottom
+    const list = this.list;
+    let excess = list.childElementCount + batch.length - MAX_ROWS;
     const frag = document.createDocumentFragment();
-    for (const ev of batch) frag.append(this.row(ev));
-    this.list.append(frag);
-    let excess = this.list.children.length - MAX_ROWS;
-    while (excess-- > 0) this.list.firstElementChild.remove();
-    this.scrollToEnd();
+    for (let i = batch.length - 1; i >= 0; i--) {
+      let li;
+      if (excess > 0) { li = list.firstElementChild; excess--; }
+      frag.append(this.row(batch[i], li || undefined));
+    }
+    while (excess-- > 0) list.firstElementChild.remove();
+    list.append(frag);
+    this.needPin = true;      // scrolled to the end at the start of the next frame (layout clean by then)
   }
 
   scrollToEnd() {
-    this.list.scrollTop = this.list.scrollHeight;
+    this.list.scrollTop = 1e9;
     this.stick = true;
     this.jumpBtn.hidden = true;
   }

@@ -136,13 +136,27 @@ if (!replay) {
   installKeyboard({ onToggle: () => controls.togglePause(), onStep: () => controls.step() });
 }
 
-function paintStatus() {
-  if (!model.take('status')) return;
+// The status line changes with every frame of events: written at most every STATUS_MS, and only
+// the parts that changed (a text node replaced is a relayout of the top bar).
+const STATUS_MS = 200;
+const shownStatus = { total: null, dropped: null, at: -Infinity };
+function paintStatus(now) {
+  if (!model.dirty.status) return;
+  const dropped = model.dropped;
+  if (dropped === shownStatus.dropped && now - shownStatus.at < STATUS_MS) return;  // come back later
+  model.take('status');
+  shownStatus.at = now;
   const total = model.stats && model.stats.events_total !== undefined ? model.stats.events_total : model.seq;
-  eventsTotalEl.textContent = Number(total).toLocaleString();
-  droppedEl.textContent = model.dropped.toLocaleString();
-  droppedEl.classList.toggle('nonzero', model.dropped > 0);
-  droppedEl.dataset.value = String(model.dropped);
+  if (total !== shownStatus.total) {
+    shownStatus.total = total;
+    eventsTotalEl.textContent = Number(total).toLocaleString();
+  }
+  if (dropped !== shownStatus.dropped) {
+    shownStatus.dropped = dropped;
+    droppedEl.textContent = dropped.toLocaleString();
+    droppedEl.classList.toggle('nonzero', dropped > 0);
+    droppedEl.dataset.value = String(dropped);
+  }
 }
 
 // Cumulative paint time per panel (ms), for profiling: window.__muxscope.paintMs
@@ -157,12 +171,13 @@ function timed(name, fn) {
 function frame(now) {
   debug.paints++;
   try {
+    log.pin();   // first, while layout is still clean from the last frame (no forced layout)
     timed('timeline', () => timeline.tick(now));
     const shown = timeline.displayed;   // live, or the iteration on view
-    timed('status', () => paintStatus());
+    timed('status', () => paintStatus(now));
     timed('controls', () => controls.paint(model));
     timed('breakpoints', () => breakpoints.paint());
-    timed('syscall', () => syscall.paint(shown));
+    timed('syscall', () => syscall.paint(shown, now));
     timed('backend', () => backend.paint(shown, now));
     timed('queues', () => queues.paint(shown, now));
     timed('connections', () => connections.paint(shown, now));

@@ -29,6 +29,7 @@ export class Model {
     this.controlFd = null;
     this.regs = new Map();      // fd -> {fd, role, bits: Set, armed}
     this.conns = new Map();     // fd -> {fd, peer, depth, pending, bytesIn, bytesOut, paused, peak, peakAt, activeAt}
+    this.connsVersion = (this.connsVersion || 0) + 1;  // bumped when the set of conns (or a peer) changes
     this.lastWait = null;       // wait event + ready_list
     this.lastReady = new Map(); // fd -> native flags, for the latest wait
     this.flashes = new Map();   // fd -> time of the last ready report (animation)
@@ -66,9 +67,12 @@ export class Model {
     this.frames.events++;
     const dropped = frame.dropped || 0;
     this.dropped += dropped;
-    const events = (frame.events || []).slice();
-    events.sort((a, b) => a.seq - b.seq);
-    for (const ev of events) this.applyEvent(ev);
+    const events = frame.events || [];
+    let sorted = true;
+    for (let i = 1; i < events.length; i++) if (events[i].seq < events[i - 1].seq) { sorted = false; break; }
+    const list = sorted ? events : events.slice().sort((a, b) => a.seq - b.seq);
+    const now = performance.now();   // one clock read per frame, not per event
+    for (const ev of list) this.applyEvent(ev, now);
     this.mark('status');
   }
 
@@ -90,6 +94,7 @@ export class Model {
     if (full || state.registrations) this.applyRegistrations(state);
     if (full && state.connections) {
       this.conns.clear();
+      this.connsVersion++;
       for (const c of state.connections) {
         this.conns.set(c.fd, {
           fd: c.fd, peer: c.peer ?? '', depth: c.queue_depth ?? 0, pending: c.pending_bytes ?? 0,
@@ -133,13 +138,14 @@ export class Model {
     if (!c) {
       c = { fd, peer: '', depth: 0, pending: 0, bytesIn: 0, bytesOut: 0, paused: false, peak: 0, peakAt: 0, activeAt: 0 };
       this.conns.set(fd, c);
+      this.connsVersion++;
     }
     return c;
   }
 
   // --- events -------------------------------------------------------------------------------
 
-  applyEvent(ev) {
+  applyEvent(ev, now = performance.now()) {
     if (typeof ev.seq === 'number') {
       if (ev.seq <= this.seq) return;            // already reflected in the snapshot
       if (this.seq && ev.seq > this.seq + 1) this.gaps += ev.seq - this.seq - 1;
@@ -149,7 +155,6 @@ export class Model {
     this.ring[this.ringHead] = ev;
     this.ringHead = (this.ringHead + 1) % this.ringSize;
     if (this.ringLen < this.ringSize) this.ringLen++;
-    const now = performance.now();
     const fd = ev.fd;
     const isConn = fd !== undefined && fd !== null && this.roleOf(fd) === 'connection';
     switch (ev.kind) {
@@ -175,7 +180,7 @@ export class Model {
         break;
       case 'accept': {
         const c = this.conn(fd);
-        c.peer = ev.peer ?? '';
+        if (c.peer !== (ev.peer ?? '')) { c.peer = ev.peer ?? ''; this.connsVersion++; }
         c.activeAt = now;
         if (!this.regs.has(fd)) { this.saveBefore(fd); this.setReg(fd, 'connection', []); }
         this.mark('conns', 'queues', 'backend');
@@ -209,7 +214,7 @@ export class Model {
         break;
       case 'close':
         this.saveBefore(fd);
-        this.conns.delete(fd);
+        if (this.conns.delete(fd)) this.connsVersion++;
         if (this.regs.delete(fd)) this.regsChanged = true;
         this.flashes.delete(fd);
         this.lastReady.delete(fd);

@@ -4,6 +4,7 @@ import { Model } from './model.js';
 
 const SPEEDS = [0.25, 0.5, 1, 2, 4, 8];
 const MAX_GAP_S = 1;   // playback skips recorded gaps longer than this (a paused loop)
+const SCRUBBER_LIVE_MS = 250;   // live: the scrubber's end follows the waits at most this often
 
 export class Timeline {
   constructor(root, live, history, { replay }) {
@@ -91,7 +92,7 @@ export class Timeline {
     this.lastTick = now;
     if (this.target) this.apply();
     if (this.viewing && this.iter < h.first) { this.target = h.first; this.apply(); }
-    this.paintScrubber();
+    this.paintScrubber(now);
   }
 
   apply() {
@@ -115,32 +116,42 @@ export class Timeline {
     this.paintButtons();
   }
 
-  paintScrubber() {
+  paintScrubber(now = performance.now()) {
     const h = this.history;
     const first = h.first, last = h.last;
     const value = this.viewing ? this.iter : last;
     const key = `${first}/${last}/${value}/${this.viewing}`;
     if (key === this.shown.key) return;
+    // live, the end of the scrubber moves with every wait: follow it a few times a second only
+    const mode = `${this.viewing}/${this.iter}/${this.replay}/${last ? 1 : 0}`;
+    if (!this.viewing && mode === this.shown.mode && now - (this.shown.at || 0) < SCRUBBER_LIVE_MS) return;
     this.shown.key = key;
-    this.range.disabled = last === 0;
+    this.shown.mode = mode;
+    this.shown.at = now;
+    const set = (k, v, write) => { if (this.shown[k] !== v) { this.shown[k] = v; write(v); } };
+    set('disabled', last === 0, (v) => { this.range.disabled = v; });
     if (this.range.min !== String(first || 0)) this.range.min = String(first || 0);
     if (this.range.max !== String(last)) this.range.max = String(last);
-    if (document.activeElement !== this.range || !this.viewing) this.range.value = String(value);
+    if (document.activeElement !== this.range || !this.viewing) {
+      if (this.range.value !== String(value)) this.range.value = String(value);
+    }
     let text;
     if (!last) text = this.replay ? 'no iterations in this recording yet' : 'live (no wait iteration recorded yet)';
     else if (this.viewing) text = `viewing iteration ${this.iter} of ${last}`;
     else if (this.replay) text = `viewing iteration ${last} of ${last} (end of the recording)`;
     else text = 'live';
-    this.statusEl.textContent = text;
-    this.range.setAttribute('aria-valuetext', text);
+    set('text', text, (v) => { this.statusEl.textContent = v; this.range.setAttribute('aria-valuetext', v); });
     const w = value ? h.waitEvent(value) : null;
     const ds = this.root.dataset;
-    ds.mode = this.viewing ? 'view' : 'live';
-    ds.iteration = String(value);
-    ds.last = String(last);
-    ds.seq = w ? String(w.seq) : '';
-    this.root.classList.toggle('viewing', this.viewing);
-    document.body.classList.toggle('time-travel', this.viewing);
+    const dsSet = (k, v) => { if (ds[k] !== v) ds[k] = v; };
+    dsSet('mode', this.viewing ? 'view' : 'live');
+    dsSet('iteration', String(value));
+    dsSet('last', String(last));
+    dsSet('seq', w ? String(w.seq) : '');
+    set('viewing', this.viewing, (v) => {
+      this.root.classList.toggle('viewing', v);
+      document.body.classList.toggle('time-travel', v);
+    });
   }
 
   paintButtons() {

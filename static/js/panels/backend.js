@@ -7,6 +7,8 @@ const FLASH_MS = 900;
 const STRIPES = [['in', 'read'], ['out', 'write'], ['pri', 'except']];
 const MAX_HEIGHT = 420;
 const TEXT_ROWS = 60;
+const BIG_GRID_FDS = 1000;
+const BIG_GRID_MS = 33;
 const ROLE_NAMES = { control: 'control fd (wake-up socketpair)', tcp_listener: 'TCP listener', udp: 'UDP socket', connection: 'connection' };
 const LEGEND = [
   ['control', 'control fd'], ['listener', 'listener / UDP'], ['conn', 'connection'],
@@ -29,6 +31,7 @@ export class BackendPanel {
     this.layer = null;
     this.shownBackend = null;
     this.textAt = 0;
+    this.drawnAt = -Infinity;
     this.forced = true;
     this.width = watchWidth(this.wrap, () => { this.forced = true; });
     this.buildLegend(root.querySelector('#fd-legend'));
@@ -48,6 +51,9 @@ export class BackendPanel {
 
   /** Paint if dirty or still animating. */
   paint(model, now) {
+    // thousands of cells: the grid (a large canvas, copied to the compositor on every redraw)
+    // follows at most every BIG_GRID_MS; flags stay set meanwhile
+    if (model === this.model && model.regs.size > BIG_GRID_FDS && now - this.drawnAt < BIG_GRID_MS) return;
     let dirty = model.take('backend');
     if (this.uiVersion !== ui.version) {      // spotlight or "mine" changed: every cell redraws
       this.uiVersion = ui.version;
@@ -58,6 +64,7 @@ export class BackendPanel {
     if (!dirty && !animating && !this.forced) return;
     this.forced = false;
     this.model = model;
+    this.drawnAt = now;
     if (model.regsChanged) {
       this.fds = [...model.regs.keys()].sort((a, b) => a - b);
       model.regsChanged = false;
@@ -243,17 +250,23 @@ export class BackendPanel {
       const ready = [...model.lastReady].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
       blocks.push([`ready list (returned by the last epoll_wait): ${model.lastReady.size} fds`, ready.join('\n') || '(empty)']);
     }
-    const nodes = blocks.map(([title, body]) => {
-      const div = document.createElement('div');
-      div.className = 'set';
-      const h = document.createElement('h3');
-      h.textContent = title;
-      const pre = document.createElement('pre');
-      pre.textContent = body;
-      div.append(h, pre);
-      return div;
+    // the blocks are kept and only their changed texts rewritten (most waits change nothing here)
+    if (!this.setNodes || this.setNodes.length !== blocks.length) {
+      this.setNodes = blocks.map(() => {
+        const div = document.createElement('div');
+        div.className = 'set';
+        const h = document.createElement('h3');
+        const pre = document.createElement('pre');
+        div.append(h, pre);
+        return { div, h, pre, title: null, body: null };
+      });
+      this.setsEl.replaceChildren(...this.setNodes.map((n) => n.div));
+    }
+    blocks.forEach(([title, body], i) => {
+      const n = this.setNodes[i];
+      if (n.title !== title) { n.title = title; n.h.textContent = title; }
+      if (n.body !== body) { n.body = body; n.pre.textContent = body; }
     });
-    this.setsEl.replaceChildren(...nodes);
   }
 
   hover(e) {

@@ -15,6 +15,10 @@ export class ConnectionsPanel {
     this.replay = replay;
     this.rows = new Map();  // fd -> {tr, cells, button}
     this.paintedAt = -Infinity;
+    this.sorted = [];       // fds of the model on view, ascending; re-sorted only when the set changed
+    this.sortedOf = null;   // {model, version} the sorted list was built from
+    this.order = '';        // the fds of the rows on the page, in order (no DOM moves when unchanged)
+    this.texts = {};        // last text written to the count / more / udp elements
     this.tbody.addEventListener('click', (e) => {
       const mine = e.target.closest('button[data-mine]');
       if (mine) { onMine(Number(mine.dataset.mine), mine.dataset.peer || ''); return; }
@@ -29,32 +33,57 @@ export class ConnectionsPanel {
     model.take('conns');
     this.uiVersion = ui.version;
     this.paintedAt = now;
-    const conns = [...model.conns.values()].sort((a, b) => a.fd - b.fd);
-    const visible = ui.spotlight === null ? conns : conns.filter((c) => c.fd === ui.spotlight);
-    const shown = visible.slice(0, MAX_ROWS);
-    const keep = new Set(shown.map((c) => c.fd));
-    for (const [fd, row] of this.rows) if (!keep.has(fd)) { row.tr.remove(); this.rows.delete(fd); }
-    let prev = null;
-    for (const c of shown) {
-      let row = this.rows.get(c.fd);
-      if (!row) { row = this.makeRow(c.fd); this.rows.set(c.fd, row); }
-      this.fill(row, c, model);
-      const want = prev ? prev.nextSibling : this.tbody.firstChild;
-      if (want !== row.tr) this.tbody.insertBefore(row.tr, want);
-      prev = row.tr;
+    const fds = this.sortedFds(model);
+    const total = fds.length;
+    // only the rows on view are touched: at most MAX_ROWS of them, whatever the number of conns
+    let shownFds;
+    if (ui.spotlight === null) shownFds = total > MAX_ROWS ? fds.slice(0, MAX_ROWS) : fds;
+    else shownFds = model.conns.has(ui.spotlight) ? [ui.spotlight] : [];
+    const order = shownFds.join(',');
+    if (order !== this.order) {
+      this.order = order;
+      const keep = new Set(shownFds);
+      for (const [fd, row] of this.rows) if (!keep.has(fd)) { row.tr.remove(); this.rows.delete(fd); }
+      let prev = null;
+      for (const fd of shownFds) {
+        let row = this.rows.get(fd);
+        if (!row) { row = this.makeRow(fd); this.rows.set(fd, row); }
+        const want = prev ? prev.nextSibling : this.tbody.firstChild;
+        if (want !== row.tr) this.tbody.insertBefore(row.tr, want);
+        prev = row.tr;
+      }
     }
-    this.countEl.textContent = String(conns.length);
+    // cells are written only when their text changed (fill compares with what it wrote last)
+    const disabled = this.replay || !!model.isView;
+    for (const fd of shownFds) this.fill(this.rows.get(fd), model.conns.get(fd), disabled);
+    this.setText('count', this.countEl, String(total));
+    let more;
     if (ui.spotlight !== null) {
-      this.moreEl.textContent = `spotlight on fd ${ui.spotlight}: ${shown.length ? 'showing it alone' : 'not a connection (now)'}; ` +
-        `${conns.length} connection${conns.length === 1 ? '' : 's'} in all`;
+      more = `spotlight on fd ${ui.spotlight}: ${shownFds.length ? 'showing it alone' : 'not a connection (now)'}; ` +
+        `${total} connection${total === 1 ? '' : 's'} in all`;
     } else {
-      this.moreEl.textContent = conns.length > MAX_ROWS ? `and ${conns.length - MAX_ROWS} more` : '';
+      more = total > MAX_ROWS ? `and ${total - MAX_ROWS} more` : '';
     }
+    this.setText('more', this.moreEl, more);
     const u = model.udp;
-    this.udpEl.textContent = u
+    this.setText('udp', this.udpEl, u
       ? `UDP socket fd ${u.fd} on port ${u.port}: ${u.received ?? 0} datagrams received, ${u.echoed ?? 0} echoed, ` +
         `${u.dropped ?? 0} dropped by the kernel`
-      : '';
+      : '');
+  }
+
+  /** The model's connection fds in ascending order: sorted again only when the set changed. */
+  sortedFds(model) {
+    const of = this.sortedOf;
+    if (!of || of.model !== model || of.version !== model.connsVersion) {
+      this.sorted = Array.from(Int32Array.from(model.conns.keys()).sort());   // numeric sort, no comparator
+      this.sortedOf = { model, version: model.connsVersion };
+    }
+    return this.sorted;
+  }
+
+  setText(key, el, text) {
+    if (this.texts[key] !== text) { this.texts[key] = text; el.textContent = text; }
   }
 
   makeRow(fd) {
@@ -96,31 +125,34 @@ export class ConnectionsPanel {
     return { tr, cells, button, mine, swatch, originText, last: {} };
   }
 
-  fill(row, c, model) {
+  fill(row, c, disabled) {
+    const last = row.last;
     const set = (key, text) => {
-      if (row.last[key] !== text) { row.last[key] = text; row.cells[key].textContent = text; }
+      if (last[key] !== text) { last[key] = text; row.cells[key].textContent = text; }
     };
     set('peer', c.peer || '');          // untrusted: textContent only
     set('queue', `${c.depth} / ${fmtBytes(c.pending)}`);
     set('in', String(c.bytesIn));
     set('out', String(c.bytesOut));
     set('paused', c.paused ? 'paused' : '');
-    row.tr.classList.toggle('paused', c.paused);
+    if (last.pausedClass !== c.paused) { last.pausedClass = c.paused; row.tr.classList.toggle('paused', c.paused); }
     const origin = c.peer ? (isLocalPeer(c.peer) ? 'from this machine' : 'remote') : '';
-    if (row.last.origin !== origin) { row.last.origin = origin; row.originText.textContent = origin; }
-    if (row.last.color !== c.peer) {
-      row.last.color = c.peer;
+    if (last.origin !== origin) { last.origin = origin; row.originText.textContent = origin; }
+    if (last.color !== c.peer) {
+      last.color = c.peer;
       const color = peerColor(c.peer);
       row.swatch.style.backgroundColor = color;
       row.cells.fd.style.borderLeftColor = color;
       row.cells.fd.classList.add('peer-mark');
     }
     const mine = ui.isMine(c.peer);
-    row.mine.dataset.peer = c.peer || '';
-    row.mine.setAttribute('aria-pressed', String(mine));
-    row.mine.textContent = mine ? '★' : '☆';
-    row.mine.disabled = !c.peer;
-    row.tr.classList.toggle('mine', mine);
-    row.button.disabled = this.replay || !!model.isView;
+    if (last.minePeer !== c.peer) { last.minePeer = c.peer; row.mine.dataset.peer = c.peer || ''; row.mine.disabled = !c.peer; }
+    if (last.mine !== mine) {
+      last.mine = mine;
+      row.mine.setAttribute('aria-pressed', String(mine));
+      row.mine.textContent = mine ? '★' : '☆';
+      row.tr.classList.toggle('mine', mine);
+    }
+    if (row.button.disabled !== disabled) row.button.disabled = disabled;   // also undoes a close in flight, as before
   }
 }

@@ -21,11 +21,26 @@ export class QueuesPanel {
   }
 
   pick(model, now) {
-    const all = ui.spotlight === null ? [...model.conns.values()] : [...model.conns.values()].filter((c) => c.fd === ui.spotlight);
-    if (all.length <= MAX_BARS) return all.sort((a, b) => a.fd - b.fd);
-    // busiest first: paused, then pending bytes, then recent activity; shown in fd order
-    all.sort((a, b) => (b.paused - a.paused) || (b.pending - a.pending) || (b.activeAt - a.activeAt));
-    return all.slice(0, MAX_BARS).sort((a, b) => a.fd - b.fd);
+    if (ui.spotlight !== null) {
+      const c = model.conns.get(ui.spotlight);
+      return c ? [c] : [];
+    }
+    if (model.conns.size <= MAX_BARS) return [...model.conns.values()].sort((a, b) => a.fd - b.fd);
+    // busiest first: paused, then pending bytes, then recent activity; shown in fd order.
+    // One pass keeping the best MAX_BARS (ties keep map order, as a stable sort would): with
+    // thousands of idle connections almost none gets past the first comparison.
+    const cmp = (a, b) => (b.paused - a.paused) || (b.pending - a.pending) || (b.activeAt - a.activeAt);
+    const top = [];
+    for (const c of model.conns.values()) {
+      if (top.length === MAX_BARS) {
+        if (cmp(c, top[MAX_BARS - 1]) >= 0) continue;   // not better than the worst kept
+        top.pop();
+      }
+      let i = top.length;
+      while (i > 0 && cmp(c, top[i - 1]) < 0) i--;
+      top.splice(i, 0, c);
+    }
+    return top.sort((a, b) => a.fd - b.fd);
   }
 
   paint(model, now) {

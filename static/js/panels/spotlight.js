@@ -19,7 +19,11 @@ export class Spotlight {
   paint(model, now) {
     if (now - this.paintedAt < MIN_INTERVAL_MS || document.activeElement === this.select) return;
     this.paintedAt = now;
-    const fds = [...model.conns.keys()].sort((a, b) => a - b).slice(0, MAX_OPTIONS);
+    // the options depend on the set of connections (and their peers) and the spotlight only
+    const of = this.of;
+    if (of && of.model === model && of.version === model.connsVersion && of.spotlight === ui.spotlight) return;
+    this.of = { model, version: model.connsVersion, spotlight: ui.spotlight };
+    const fds = Array.from(Int32Array.from(model.conns.keys()).sort().subarray(0, MAX_OPTIONS));
     if (ui.spotlight !== null && !fds.includes(ui.spotlight)) fds.push(ui.spotlight);
     const key = fds.join(',') + `|${ui.spotlight}`;
     if (key === this.key) return;
