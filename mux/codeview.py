@@ -26,6 +26,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "recv": [conn._read, conn._on_data],
         "queue": [conn._put, conn._emit_queue],
         "send": [conn._write, conn._send],
+        "send@eager": [conn._read, conn._on_data],  # eager: sent at once, inside recv's handler
         "backpressure": [conn._put, conn._set_backpressure],
         "close": [conn._read, conn._on_eof, conn.close],
         "datagram": [udp.UdpEcho._receive_one, udp.UdpEcho._emit],
@@ -40,7 +41,7 @@ def _describe(fn: Callable[..., Any], kind: str,
               callee: Callable[..., Any] | None) -> dict[str, Any]:
     """`fn`'s source; highlighted: the call into `callee`, or the line building the event."""
     lines, first = inspect.getsourcelines(fn)
-    marker = f".{callee.__name__}(" if callee else f'"kind": "{kind}"'
+    marker = f".{callee.__name__}(" if callee else f'"kind": "{kind.split("@")[0]}"'
     highlight = [first + i for i, line in enumerate(lines) if marker in line]
     return {"qualname": fn.__qualname__, "module": fn.__module__,
             "file": _relative(inspect.getsourcefile(fn)), "first_line": first,

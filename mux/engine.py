@@ -76,6 +76,7 @@ class Engine:
             raise ValueError(f"write must be one of {WRITE_MODES}, not {cfg.write!r}")
         self.config = cfg
         self.write_mode = cfg.write
+        self.eager = cfg.write == "eager"  # read on every recv: a bool, not a string compare
         self.high_water = cfg.high_water
         self.low_water = cfg.low_water
         self.max_connections = cfg.max_connections
@@ -351,6 +352,7 @@ class Engine:
                                           + waits - self._waits_at_switch)
             self._waits_at_switch = waits
         self.write_mode = write or self.write_mode
+        self.eager = self.write_mode == "eager"
         if self.observers.active:
             self.observers.emit({"kind": "backend", "from": old.name, "to": name,
                                  "trigger": trigger, "oneshot": oneshot,

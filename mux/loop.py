@@ -164,14 +164,40 @@ class Loop:
             self._emit_wait(timeout, ready, duration_us)
         else:
             obs.seq += 1 + len(ready)  # the wait and its ready events, unobserved
+        if watched or backend.oneshot or self.dispatch_hook is not None:
+            self._dispatch_instrumented(ready, watched)
+        else:
+            self._dispatch(ready)
+        if self._soon or self._timers:
+            self._run_due()
+        if self.after_iteration:
+            for hook in self.after_iteration:
+                hook(ready)
+
+    def _dispatch(self, ready: list[tuple[int, int]]) -> None:
+        """The hot path: nobody watching this iteration, no one-shot, no bug-zoo hook."""
         handlers = self.handlers
+        backend = self.backend
+        generic = backend._generic  # native -> READABLE/WRITABLE, filled by backend.generic
+        for fd, native in ready:
+            handler = handlers.get(fd)
+            if handler is None:  # closed by an earlier handler of this same batch
+                continue
+            mask = generic.get(native)
+            handler.on_ready(backend.generic(native) if mask is None else mask)
+
+    def _dispatch_instrumented(self, ready: list[tuple[int, int]], watched: bool) -> None:
+        """The same, with `ready` events, one-shot re-arming and the bug zoo's hook."""
+        handlers = self.handlers
+        backend = self.backend
         oneshot = backend.oneshot
         hook = self.dispatch_hook
+        obs = self.obs
         for fd, native in ready:
             if watched:
                 obs.emit({"kind": "ready", "fd": fd, "flags": backend.names(native)})
             handler = handlers.get(fd)
-            if handler is None:  # closed by an earlier handler of this same batch
+            if handler is None:
                 continue
             if oneshot:
                 self._rearm.add(fd)
@@ -181,11 +207,6 @@ class Loop:
                 hook(handler, native)
             if oneshot and fd in self._rearm:
                 self._rearm_fd(fd)
-        if self._soon or self._timers:
-            self._run_due()
-        if self.after_iteration:
-            for hook in self.after_iteration:
-                hook(ready)
 
     def _rearm_fd(self, fd: int) -> None:
         """One-shot: the kernel disabled `fd` after reporting it; arm it again."""

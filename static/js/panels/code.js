@@ -44,10 +44,15 @@ export class CodePanel {
     });
   }
 
-  chain(kind) { return (this.sources && this.sources[kind]) || []; }
+  // In the eager write mode the echo's send happens inside the recv handler: its own chain.
+  chain(kind) {
+    const key = kind === 'send' && this.write === 'eager' ? 'send@eager' : kind;
+    return (this.sources && (this.sources[key] || this.sources[kind])) || [];
+  }
 
   paint(model, now) {
     if (!this.sources || now - this.paintedAt < MIN_INTERVAL_MS) return;
+    this.write = model.backend.write;
     const key = `${model.seq}/${model.viewGen ?? 'live'}`;
     if (key === this.key) return;
     this.key = key;
