@@ -388,7 +388,11 @@ def test_select_refuses_new_fds_above_1023_with_errors_and_keeps_running() -> No
                   if e["kind"] == "close" and e.get("reason") == "error"}
         assert {e["fd"] for e in errs} <= closed
 
-        with live.connect() as fresh:  # a fresh client still gets its echo
+        # The loop lives on: once the load is gone (so that fds below 1024 are free again;
+        # while they are all taken, a new client is refused, correctly), a client echoes.
+        assert c.delete("/api/load").status_code == 200
+        wait_for(lambda: live.engine.stats.connections == 0, 10, "the load clients to go")
+        with live.connect() as fresh:
             assert echo_once(fresh, b"still alive") < 5
         assert c.get("/api/state").json()["backend"]["name"] == "select"
 
