@@ -23,12 +23,12 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "ready": [loop.Loop.run_once],
         "interest": [loop.Loop.set_interest, loop.Loop._emit_interest],
         "accept": [listener.on_ready, eng.adopt],
-        "recv": [conn._read, conn._on_data],
+        "recv": [conn.on_ready, conn._on_data],
         "queue": [conn._put, conn._emit_queue],
         "send": [conn._write, conn._send],
-        "send@eager": [conn._read, conn._on_data],  # eager: sent at once, inside recv's handler
+        "send@eager": [conn.on_ready, conn._on_data],  # eager: sent at once, inside recv's handler
         "backpressure": [conn._put, conn._set_backpressure],
-        "close": [conn._read, conn._on_eof, conn.close],
+        "close": [conn.on_ready, conn._on_eof, conn.close],
         "datagram": [udp.UdpEcho._receive_one, udp.UdpEcho._emit],
         "error": [listener._out_of_fds, eng.error],
         "flaw": [flaws.Flaw.flag],

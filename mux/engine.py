@@ -163,6 +163,8 @@ class Engine:
 
     def forget(self, conn: TcpConnection) -> None:
         self.connections.pop(conn.fd, None)
+        self.stats.closed_bytes_in += conn.bytes_in
+        self.stats.closed_bytes_out += conn.bytes_out
         self.stats.connections = len(self.connections)
 
     def error(self, message: str, fd: int | None = None) -> None:
@@ -397,14 +399,21 @@ class Engine:
         return True
 
     # -- description ------------------------------------------------------------------------
+    def byte_totals(self) -> tuple[int, int]:
+        """TCP bytes received and sent, all connections ever; safe from any thread."""
+        live = list(self.connections.values())  # one C-level copy: atomic under the GIL
+        return (self.stats.closed_bytes_in + sum(c.bytes_in for c in live),
+                self.stats.closed_bytes_out + sum(c.bytes_out for c in live))
+
     def counters(self) -> dict[str, Any]:
         """The engine's counters; safe to call from any thread (plain int reads)."""
         stats = self.stats
         by_backend = dict(self._past_waits)
         name = self.loop.backend.name
         by_backend[name] = by_backend.get(name, 0) + stats.waits - self._waits_at_switch
-        return {"events_total": self.observers.seq, "bytes_in": stats.bytes_in,
-                "bytes_out": stats.bytes_out, "waits": stats.waits,
+        bytes_in, bytes_out = self.byte_totals()
+        return {"events_total": self.observers.seq, "bytes_in": bytes_in,
+                "bytes_out": bytes_out, "waits": stats.waits,
                 "connections": stats.connections, "accepted": stats.accepted,
                 "waits_by_backend": by_backend}
 

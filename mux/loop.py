@@ -30,10 +30,14 @@ class Handler(Protocol):
 class Stats:
     """Counters kept whether or not anybody watches; plain ints, read from any thread."""
 
-    __slots__ = ("bytes_in", "bytes_out", "waits", "wait_us", "accepted", "connections")
+    __slots__ = ("closed_bytes_in", "closed_bytes_out", "waits", "wait_us", "accepted",
+                 "connections")
 
     def __init__(self) -> None:
-        self.bytes_in = self.bytes_out = self.waits = self.accepted = self.connections = 0
+        # Bytes of connections already closed; open ones keep their own counts (one increment
+        # per message instead of two), and Engine.counters() adds them up.
+        self.closed_bytes_in = self.closed_bytes_out = 0
+        self.waits = self.accepted = self.connections = 0
         self.wait_us = 0.0
 
     def as_dict(self) -> dict[str, Any]:

@@ -67,9 +67,17 @@ def capture(engine: Engine) -> StateCapture:
                    "max_connections": engine.max_connections},
         "last_wait": _last_wait(engine),
         "breakpoints": [bp.describe() for bp in engine.breakpoints.items.values()],
-        "stats": {**loop.stats.as_dict(), "events_total": engine.observers.seq},
+        "stats": _stats(engine),
     }
     return StateCapture(head, backend.interest_names, conns, regs, engine.observers.seq)
+
+
+def _stats(engine: Engine) -> dict[str, Any]:
+    stats = engine.stats
+    bytes_in, bytes_out = engine.byte_totals()
+    return {"bytes_in": bytes_in, "bytes_out": bytes_out, "waits": stats.waits,
+            "wait_us": stats.wait_us, "accepted": stats.accepted,
+            "connections": stats.connections, "events_total": engine.observers.seq}
 
 
 def _last_wait(engine: Engine) -> dict[str, Any] | None:

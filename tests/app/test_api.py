@@ -117,7 +117,7 @@ def test_load_generator_and_cap(live):
     r = c.post("/api/load", json={"connections": 20, "message_size": 100, "rate": 10})
     assert r.status_code == 202 and r.json() == {"connections": 20, "cap": 300}
     wait_until(lambda: live.engine.stats.connections == 20, what="20 connections")
-    wait_until(lambda: live.engine.stats.bytes_out >= 20 * 100, what="echo traffic")
+    wait_until(lambda: live.engine.counters()["bytes_out"] >= 20 * 100, what="echo traffic")
     r = c.post("/api/load", json={"connections": 281, "message_size": 1, "rate": 0})
     assert r.status_code == 409 and "300" in r.json()["detail"]
     for bad in ({"connections": 0, "message_size": 1, "rate": 0},

@@ -70,7 +70,7 @@ def test_kernel_truth_matches_engine(live):
 def test_code_view(live):
     code = live.client.get("/api/code").json()
     recv = code["recv"]
-    assert [h["qualname"] for h in recv] == ["TcpConnection._read", "TcpConnection._on_data"]
+    assert [h["qualname"] for h in recv] == ["TcpConnection.on_ready", "TcpConnection._on_data"]
     last = recv[-1]
     line = last["lines"][last["highlight"][0] - last["first_line"]]
     assert '"kind": "recv"' in line

@@ -113,7 +113,7 @@ def test_code_view_names_the_handler_of_a_step(dashboard):
         sock.sendall(b"step me")
         page.get_by_role("button", name="Step", exact=True).click()
         recv_item = panel.get_by_role("button", name=f"Show code: recv fd {fd}", exact=True)
-        expect(recv_item).to_contain_text("TcpConnection._read › TcpConnection._on_data",
+        expect(recv_item).to_contain_text("TcpConnection.on_ready › TcpConnection._on_data",
                                           timeout=DEADLINE_MS)
         # by default the last event of the step is shown: here the write interest it turned on
         expect(panel.locator("#code-current")).to_contain_text(f"interest fd {fd}")
@@ -123,11 +123,11 @@ def test_code_view_names_the_handler_of_a_step(dashboard):
         expect(panel).to_have_attribute("data-kind", "recv")
         fns = panel.locator(".code-fn")
         expect(fns).to_have_count(2)
-        expect(fns.nth(0)).to_have_attribute("data-qualname", "TcpConnection._read")
+        expect(fns.nth(0)).to_have_attribute("data-qualname", "TcpConnection.on_ready")
         expect(fns.nth(1)).to_have_attribute("data-qualname", "TcpConnection._on_data")
         expect(fns.nth(0).locator(".line.hl")).to_have_count(1)
         expect(fns.nth(0).locator(".line.hl")).to_contain_text("_on_data")
-        expect(fns.nth(0)).to_contain_text("def _read(self)")
+        expect(fns.nth(0)).to_contain_text("def on_ready(self, mask: int)")
 
         # the next step sends the echo: the view moves on to it
         page.get_by_role("button", name="Step", exact=True).click()
