@@ -51,8 +51,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from app.replay import build_replay_state
 
         return _assemble(settings, build_replay_state(settings))
-    engine = Engine(EngineConfig(**settings.engine_config_kwargs(),
-                                 observe_budget=OBSERVE_BUDGET))
+    # A recording is meant to hold the full stream: no budget then (the page still gets what
+    # it can take; its own queue counts the rest as dropped).
+    budget = None if settings.record else OBSERVE_BUDGET
+    engine = Engine(EngineConfig(**settings.engine_config_kwargs(), observe_budget=budget))
     try:
         recorder = (JsonlRecorder(settings.record, settings.record_max_mb)
                     if settings.record else None)
