@@ -4,31 +4,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import importlib
 import os
 import secrets
 import signal
-import socket
 import sys
-import threading
-import webbrowser
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
 from app import __version__
+from app.run import PROG, Stop, on_sigterm, serve, set_signal_handlers
 from app.settings import (
     BACKENDS,
     TRIGGERS,
     WRITE_MODES,
     Settings,
     default_backend,
-    format_hostport,
 )
-
-PROG = "muxscope"
 
 DESCRIPTION = """\
 A live, in-browser view of I/O multiplexing. muxscope runs a real non-blocking TCP and UDP
@@ -263,207 +256,6 @@ def parse_replay(argv: Sequence[str]) -> Settings:
     return Settings(replay_file=replay_file, **options)
 
 
-# --------------------------------------------------------------------------- running
-
-
-class _Stop(Exception):
-    """Raised by the SIGTERM handler while the server is not yet running."""
-
-
-def raise_nofile_limit() -> None:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (SPEC §1)."""
-    try:
-        import resource
-    except ImportError:  # not on POSIX
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft >= hard:
-        return
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def bind_http(host: str, port: int) -> socket.socket:
-    """The dashboard's listening socket (OSError when the port is taken)."""
-    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, _, _, _, address = info[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _reason(exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return "address already in use"
-    return (exc.strerror or str(exc)).lower()
-
-
-def listen_error(host: str, port: int, what: str, exc: OSError) -> str:
-    return f"{PROG}: cannot listen on {format_hostport(host, port)} ({what}): {_reason(exc)}"
-
-
-def _port_is_free(host: str, port: int, kind: int) -> bool:
-    try:
-        family = socket.getaddrinfo(host, port, type=kind)[0][0]
-        with socket.socket(family, kind) as probe:
-            if kind == socket.SOCK_STREAM:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-    except OSError:
-        return False
-    return True
-
-
-_LISTEN_ERRNOS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
-
-
-def engine_error(settings: Settings, exc: OSError) -> str:
-    """One line for an OSError from create_app, naming the echo listener when it is one."""
-    if exc.filename is not None:
-        return f"{PROG}: {exc.filename}: {_reason(exc)}"
-    if exc.errno not in _LISTEN_ERRNOS:
-        return f"{PROG}: cannot start: {_reason(exc)}"
-    tcp_free = settings.echo_port == 0 or _port_is_free(
-        settings.host, settings.echo_port, socket.SOCK_STREAM
-    )
-    if not tcp_free or not settings.udp:
-        return listen_error(settings.host, settings.echo_port, "TCP echo", exc)
-    udp_port = settings.udp_port if settings.udp_port is not None else settings.echo_port
-    return listen_error(settings.host, udp_port, "UDP echo", exc)
-
-
-def _engine_of(app: Any) -> Any:
-    """``app.state.engine`` (None in replay, or when the app has no state)."""
-    return getattr(getattr(app, "state", None), "engine", None)
-
-
-def banner_lines(settings: Settings, app: Any, http_port: int) -> list[str]:
-    """One line per listener with the command to try, then the dashboard URL."""
-    lines: list[str] = []
-    host = settings.connect_host
-    engine = _engine_of(app)
-    if settings.replay:
-        lines.append(f"Replaying {settings.replay_file} (no echo server)")
-    elif engine is not None:
-        tcp = format_hostport(settings.host, engine.tcp_port)
-        lines.append(
-            f"TCP echo on {tcp} — try: nc {host} {engine.tcp_port}"
-            f"  (or: telnet {host} {engine.tcp_port})"
-        )
-        if engine.udp_port is not None:
-            udp = format_hostport(settings.host, engine.udp_port)
-            lines.append(f"UDP echo on {udp} — try: nc -u {host} {engine.udp_port}")
-    lines.append(f"Dashboard: {settings.dashboard_url(http_port)}")
-    if not settings.loopback:
-        lines.append(f"Listening on {settings.host}: /api, /metrics and /ws need the token.")
-    return lines
-
-
-def _print_banner(lines: list[str]) -> None:
-    for line in lines:
-        print(line)
-    sys.stdout.flush()
-
-
-def _open_browser(url: str) -> None:
-    # A thread: on a machine without a GUI, webbrowser may start a text browser and block.
-    threading.Thread(target=webbrowser.open, args=(url,), name="open-browser", daemon=True).start()
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Stop
-
-
-def _ignore_signal(signum: int, frame: FrameType | None) -> None:
-    """Installed while uvicorn runs: it re-raises the signal it caught once it has stopped."""
-
-
-def _set_signal_handlers(on_int: Any, on_term: Any) -> tuple[Any, Any]:
-    """Install SIGINT/SIGTERM handlers (main thread only); return the previous ones."""
-    if threading.current_thread() is not threading.main_thread():
-        return None, None
-    return signal.signal(signal.SIGINT, on_int), signal.signal(signal.SIGTERM, on_term)
-
-
-def _stop_engine(app: Any) -> None:
-    engine = _engine_of(app)
-    if engine is None:
-        return
-    with contextlib.suppress(Exception):
-        engine.stop()
-        engine.join(timeout=5)
-
-
-def _make_server(app: Any, on_started: Callable[[], None]) -> Any:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=sockets)
-            if not self.should_exit:
-                on_started()
-
-    from app.main import UVICORN_OPTIONS
-
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-        server_header=False,
-        **UVICORN_OPTIONS,
-    )
-    return Server(config)
-
-
-def _build_app(settings: Settings, sock: socket.socket) -> Any:
-    """create_app(settings), or None after printing why the echo listeners cannot bind."""
-    from app.main import create_app
-
-    try:
-        return create_app(settings)
-    except OSError as exc:
-        sock.close()
-        print(engine_error(settings, exc), file=sys.stderr)
-        return None
-
-
-def serve(settings: Settings) -> int:
-    """Bind, print the banner, serve until Ctrl-C or SIGTERM. Returns the exit status."""
-    raise_nofile_limit()
-    try:
-        sock = bind_http(settings.host, settings.http_port)
-    except OSError as exc:
-        print(listen_error(settings.host, settings.http_port, "dashboard", exc), file=sys.stderr)
-        return 1
-    app = _build_app(settings, sock)
-    if app is None:
-        return 1
-    http_port = sock.getsockname()[1]
-    lines = banner_lines(settings, app, http_port)
-
-    def on_started() -> None:
-        _print_banner(lines)
-        if settings.open_browser:
-            _open_browser(settings.dashboard_url(http_port))
-
-    server = _make_server(app, on_started)
-    try:
-        _set_signal_handlers(_ignore_signal, _ignore_signal)
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
-        _stop_engine(app)
-    return 0
-
-
 def _run_bench(argv: list[str]) -> int:
     try:
         bench = importlib.import_module("app.bench")
@@ -487,14 +279,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = parse_replay(args[1:]) if args[:1] == ["replay"] else parse_dashboard(args)
     except SystemExit as exit_:  # --help, --version, usage errors
         return exit_.code if isinstance(exit_.code, int) else 1
-    previous = _set_signal_handlers(signal.default_int_handler, _on_sigterm)
+    previous = set_signal_handlers(signal.default_int_handler, on_sigterm)
     try:
         return serve(settings)
-    except (KeyboardInterrupt, _Stop):
+    except (KeyboardInterrupt, Stop):
         return 0
     finally:
         if previous != (None, None):
-            _set_signal_handlers(*previous)
+            set_signal_handlers(*previous)
 
 
 if __name__ == "__main__":

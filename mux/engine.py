@@ -119,7 +119,7 @@ class Engine:
 
     @property
     def tcp_port(self) -> int:
-        return self.listener.port
+        return int(self.listener.port)
 
     @property
     def udp_port(self) -> int | None:
