@@ -68,3 +68,15 @@ def run_asgi(app: Any, host: str = "127.0.0.1", **config: Any) -> Iterator[str]:
 def serve_asgi() -> Callable[..., contextlib.AbstractContextManager[str]]:
     """``with serve_asgi(app) as base_url:`` runs ``app`` on 127.0.0.1 on a free port."""
     return run_asgi
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
+    """Poll `predicate` until it returns something truthy (returned), or fail at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.005)

@@ -28,6 +28,7 @@ from websockets.sync.client import connect as ws_connect
 import app.main
 from app.hub import MAX_FRAME_BYTES
 from app.trace import TraceRing
+from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
 
 from .conftest import Live, live_app
@@ -40,14 +41,7 @@ LEAKS = ("Traceback", 'File "', "/work", "site-packages", "/usr/lib", "/root/", 
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
+    return wait_until(condition, timeout, what)
 
 
 def raw_post(base: str, path: str, body: bytes, content_type: str | None = JSON,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,3 +125,22 @@ def open_dashboard(browser: Browser,
             return dash
 
         yield _open
+
+
+def peer_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"{host}:{port}"
+
+
+def server_fd(dashboard, sock: socket.socket, timeout: float = 5.0) -> int:
+    """The server-side fd of our client socket, from GET /api/state (matched by peer)."""
+    peer = peer_of(sock)
+    deadline = time.monotonic() + timeout
+    while True:
+        state = dashboard.api.get("/api/state").json()
+        for c in state["connections"]:
+            if c["peer"] == peer:
+                return c["fd"]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no connection with peer {peer} in {state['connections']}")
+        time.sleep(0.02)

@@ -14,6 +14,8 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
+from tests.browser.conftest import peer_of, server_fd
+
 LOAD_RESOURCE = "Failed to load resource"
 
 
@@ -22,25 +24,6 @@ LOAD_RESOURCE = "Failed to load resource"
 def real_console_errors(dashboard) -> list[str]:
     """Console errors, minus Chromium's own line for every non-2xx fetch (an answer, not a bug)."""
     return [e for e in dashboard.console_errors if LOAD_RESOURCE not in e]
-
-
-def peer_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"{host}:{port}"
-
-
-def server_fd(dashboard, sock: socket.socket, timeout: float = 5.0) -> int:
-    """The server-side fd of our client socket, from GET /api/state (matched by peer)."""
-    peer = peer_of(sock)
-    deadline = time.monotonic() + timeout
-    while True:
-        state = dashboard.api.get("/api/state").json()
-        for c in state["connections"]:
-            if c["peer"] == peer:
-                return c["fd"]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no connection with peer {peer} in {state['connections']}")
-        time.sleep(0.02)
 
 
 def echo(sock: socket.socket, data: bytes, timeout: float = 5.0) -> bytes:

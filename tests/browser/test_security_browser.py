@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import socket
-import time
 
 from playwright.sync_api import expect
 
 from mux.events import preview
+from tests.browser.conftest import server_fd
 
 IMG = b'<img src=x onerror="window.__pwned=1">'
 SCRIPT = b"<script>window.__pwned=2</script>"
@@ -33,16 +33,6 @@ def echo(sock: socket.socket, data: bytes) -> bytes:
     return got
 
 
-def server_fd(dashboard, sock: socket.socket) -> int:
-    host, port = sock.getsockname()[:2]
-    peer = f"{host}:{port}"
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for c in dashboard.api.get("/api/state").json()["connections"]:
-            if c["peer"] == peer:
-                return c["fd"]
-        time.sleep(0.02)
-    raise AssertionError(f"no connection for {peer}")
 
 
 def test_hostile_bytes_are_shown_as_text(dashboard):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from mux import Engine, EngineConfig
+from tests.conftest import wait_until  # noqa: F401 - re-exported for the engine tests
 
 #: every backend and trigger mode the platform offers: (backend, trigger, oneshot)
 MODES = [
@@ -113,14 +114,3 @@ def recv_until_eof(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         buf += chunk
     return bytes(buf)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.005)
