@@ -47,6 +47,7 @@ class Stats:
 class Loop:
     def __init__(self, backend: Backend, observers: Observers, wait_timeout: float | None) -> None:
         self.backend = backend
+        self.edge = backend.edge  # read on every recv; kept in step with `backend`
         self.obs = observers
         self.wait_timeout = wait_timeout
         self.handlers: dict[int, Handler] = {}
@@ -74,7 +75,7 @@ class Loop:
         self.interest[fd] = mask
         if self.obs.watched:
             self._emit_interest(fd, "register", mask)
-        else:
+        elif self.obs.active:  # throttled: count what is not shown
             self.obs.seq += 1
 
     def set_interest(self, fd: int, mask: int) -> None:
@@ -85,7 +86,7 @@ class Loop:
         self._rearm.discard(fd)
         if self.obs.watched:
             self._emit_interest(fd, "modify", mask)
-        else:
+        elif self.obs.active:  # throttled: count what is not shown
             self.obs.seq += 1
 
     def unregister(self, fd: int) -> None:
@@ -97,7 +98,7 @@ class Loop:
         self._rearm.discard(fd)
         if self.obs.watched:
             self._emit_interest(fd, "unregister", mask)
-        else:
+        elif self.obs.active:  # throttled: count what is not shown
             self.obs.seq += 1
 
     def discard_stale(self, fd: int) -> None:
@@ -166,7 +167,7 @@ class Loop:
         watched = obs.watched
         if watched:
             self._emit_wait(timeout, ready, duration_us)
-        else:
+        elif obs.active:  # throttled: count what is not shown
             obs.seq += 1 + len(ready)  # the wait and its ready events, unobserved
         if watched or backend.oneshot or self.dispatch_hook is not None:
             self._dispatch_instrumented(ready, watched)
@@ -219,7 +220,7 @@ class Loop:
             self.backend.modify(fd, self.interest[fd])
             if self.obs.watched:
                 self._emit_interest(fd, "modify", self.interest[fd])
-            else:
+            elif self.obs.active:  # throttled: count what is not shown
                 self.obs.seq += 1
 
     def _emit_wait(self, timeout: float | None, ready: list[tuple[int, int]], us: float) -> None:
@@ -247,6 +248,7 @@ class Loop:
             new.close()
             raise
         old, self.backend = self.backend, new
+        self.edge = new.edge
         self._rearm.clear()
         old.close()
         if self.obs.active:

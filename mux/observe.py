@@ -6,8 +6,9 @@ backend, loop, error, flaw, backpressure), and `watched` for the high-volume one
 recv, send, queue, interest, datagram). `watched` is decided once per loop iteration against an
 optional budget of events per second, so a watched loop under heavy load costs a bounded
 amount: beyond the budget whole iterations go unobserved. Their events still take a `seq`
-(the call sites count them: `else: obs.seq += 1`), so the gaps a consumer sees add up to
-exactly what it was not shown. Sinks run on the engine thread and must be O(1) and
+(the call sites count them: `elif obs.active: obs.seq += 1`), so the gaps a consumer sees add
+up to exactly what it was not shown. With nobody listening at all, events are neither built
+nor numbered: they do not exist. Sinks run on the engine thread and must be O(1) and
 non-blocking (``collections.deque.append`` is the model). A sink that raises is detached and
 logged: an observer is never the engine's problem.
 """

@@ -55,7 +55,7 @@ class TcpConnection:
     def on_ready(self, mask: int) -> None:
         """Readable: recv (to EAGAIN in edge mode); writable: send what is queued."""
         if mask & READABLE and not (self.reading_paused or self.eof):
-            edge = self.loop.backend.edge
+            edge = self.loop.edge
             while True:  # the read loop is inline: it runs once per message echoed
                 try:
                     data = self.sock.recv(RECV_SIZE)
@@ -88,7 +88,7 @@ class TcpConnection:
         obs = self.obs
         if obs.watched:
             obs.emit({"kind": "recv", "fd": self.fd, "bytes": n, "preview": preview(data)})
-        else:
+        elif obs.active:  # throttled: count what is not shown
             obs.seq += 1
         if self.engine.eager and not self.queue:
             # _send, inlined: this is the echo's hot path (one Python call less per message)
@@ -103,7 +103,7 @@ class TcpConnection:
                 self.bytes_out += sent
                 if obs.watched:
                     obs.emit({"kind": "send", "fd": self.fd, "bytes": sent, "partial": sent < n})
-                else:
+                elif obs.active:  # throttled: count what is not shown
                     obs.seq += 1
                 if sent == n:
                     return
@@ -133,7 +133,7 @@ class TcpConnection:
         if obs.watched:
             obs.emit({"kind": "queue", "fd": self.fd, "depth": len(self.queue),
                       "pending_bytes": self.pending_bytes})
-        else:
+        elif obs.active:  # throttled: count what is not shown
             obs.seq += 1
 
     def _set_backpressure(self, paused: bool) -> None:
@@ -160,7 +160,7 @@ class TcpConnection:
         obs = self.obs
         if obs.watched:
             obs.emit({"kind": "send", "fd": self.fd, "bytes": sent, "partial": sent < len(data)})
-        else:
+        elif obs.active:  # throttled: count what is not shown
             obs.seq += 1
         return sent
 

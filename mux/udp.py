@@ -122,11 +122,11 @@ class UdpEcho:
 
     def _emit(self, addr: tuple[str, int], direction: str, data: bytes) -> None:
         obs = self.loop.obs
-        if not obs.watched:
-            obs.seq += 1
-        else:
+        if obs.watched:
             obs.emit({"kind": "datagram", "fd": self.fd, "peer": f"{addr[0]}:{addr[1]}",
                       "dir": direction, "bytes": len(data), "preview": preview(data)})
+        elif obs.active:  # throttled: count what is not shown
+            obs.seq += 1
 
     def describe(self) -> dict[str, int]:
         return {"fd": self.fd, "port": self.port, "received": self.received,

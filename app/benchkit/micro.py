@@ -1,7 +1,7 @@
 """Per-event cost of observation, measured in-process with timeit (min of repeats).
 
-The call sites are the engine's own pattern: `if obs.watched: obs.emit({...})` and, when not
-watched, `else: obs.seq += 1`. Nothing here is asserted: it prints numbers.
+The call sites are the engine's own pattern: `if obs.watched: obs.emit({...})` and, when
+throttled, `elif obs.active: obs.seq += 1`. Nothing here is asserted: it prints numbers.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _send_site(obs: Observers) -> Callable[[], None]:
     def site() -> None:
         if obs.watched:
             obs.emit({"kind": "send", "fd": 7, "bytes": 1024, "partial": False})
-        else:
+        elif obs.active:
             obs.seq += 1
     return site
 
@@ -34,7 +34,7 @@ def _recv_site(obs: Observers, data: bytes) -> Callable[[], None]:
     def site() -> None:
         if obs.watched:
             obs.emit({"kind": "recv", "fd": 7, "bytes": len(data), "preview": preview(data)})
-        else:
+        elif obs.active:
             obs.seq += 1
     return site
 
@@ -46,7 +46,7 @@ def run() -> list[dict[str, Any]]:
     text, binary = b"x" * 1024, bytes(range(256)) * 4
     baseline = _cost_ns(lambda: None)
     rows = [
-        ("send event, nobody watching (guard + seq += 1)", _send_site(nobody)),
+        ("send event, nobody watching (two guards)", _send_site(nobody)),
         ("send event, one deque sink", _send_site(watched)),
         ("recv event + preview (1 KiB text), nobody watching", _recv_site(nobody, text)),
         ("recv event + preview (1 KiB text), one deque sink", _recv_site(watched, text)),
