@@ -144,3 +144,16 @@ def server_fd(dashboard, sock: socket.socket, timeout: float = 5.0) -> int:
         if time.monotonic() > deadline:
             raise AssertionError(f"no connection with peer {peer} in {state['connections']}")
         time.sleep(0.02)
+
+
+def echo(sock: socket.socket, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send data and read back exactly len(data) bytes (fails on EOF or timeout)."""
+    sock.settimeout(timeout)
+    sock.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        chunk = sock.recv(len(data) - len(got))
+        if not chunk:
+            raise AssertionError(f"EOF after {len(got)} of {len(data)} echoed bytes")
+        got += chunk
+    return got

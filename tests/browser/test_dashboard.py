@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import peer_of, server_fd
+from tests.browser.conftest import echo, peer_of, server_fd
 
 LOAD_RESOURCE = "Failed to load resource"
 
@@ -24,19 +23,6 @@ LOAD_RESOURCE = "Failed to load resource"
 def real_console_errors(dashboard) -> list[str]:
     """Console errors, minus Chromium's own line for every non-2xx fetch (an answer, not a bug)."""
     return [e for e in dashboard.console_errors if LOAD_RESOURCE not in e]
-
-
-def echo(sock: socket.socket, data: bytes, timeout: float = 5.0) -> bytes:
-    """Send data and read back exactly len(data) bytes (fails on EOF or timeout)."""
-    sock.settimeout(timeout)
-    sock.sendall(data)
-    got = b""
-    while len(got) < len(data):
-        chunk = sock.recv(len(data) - len(got))
-        if not chunk:
-            raise AssertionError(f"EOF after {len(got)} of {len(data)} echoed bytes")
-        got += chunk
-    return got
 
 
 def state(dashboard) -> dict[str, Any]:

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-
 from playwright.sync_api import Page, expect
 
+from tests.mux.conftest import recv_exactly
+
 DEADLINE_MS = 8000
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        assert chunk, "connection closed early"
-        data += chunk
-    return data
 
 
 def wait_for_row(page: Page, exclude: set[int] = frozenset()) -> int:

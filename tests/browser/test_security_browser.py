@@ -7,7 +7,7 @@ import socket
 from playwright.sync_api import expect
 
 from mux.events import preview
-from tests.browser.conftest import server_fd
+from tests.browser.conftest import echo, server_fd
 
 IMG = b'<img src=x onerror="window.__pwned=1">'
 SCRIPT = b"<script>window.__pwned=2</script>"
@@ -21,16 +21,7 @@ NO_MARKUP = """(sel) => {
 }"""
 
 
-def echo(sock: socket.socket, data: bytes) -> bytes:
-    sock.settimeout(5)
-    sock.sendall(data)
-    got = b""
-    while len(got) < len(data):
-        chunk = sock.recv(len(data) - len(got))
-        if not chunk:
-            raise AssertionError(f"EOF after {len(got)} of {len(data)} bytes")
-        got += chunk
-    return got
+
 
 
 

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
 from app.settings import Settings
+from tests.mux.conftest import recv_exactly
 
 DEADLINE_MS = 8000
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        assert chunk, "connection closed early"
-        data += chunk
-    return data
 
 
 def row_fds(page: Page) -> list[int]:
