@@ -24,8 +24,8 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "interest": [loop.Loop.set_interest, loop.Loop._emit_interest],
         "accept": [listener.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],
-        "queue": [conn._put, conn._emit_queue],
-        "send": [conn._write, conn._send],
+        "queue": [conn._put],
+        "send": [conn.on_ready, conn._write],
         "send@eager": [conn.on_ready, conn._on_data],  # eager: sent at once, inside recv's handler
         "backpressure": [conn._put, conn._set_backpressure],
         "close": [conn.on_ready, conn._on_eof, conn.close],

@@ -26,7 +26,7 @@ from .loop import Loop
 from .observe import Observers
 from .state import StateCapture
 from .state import capture as capture_state
-from .tcp import TcpConnection, TcpListener, open_tcp_listener
+from .tcp import RECV_SIZE, TcpConnection, TcpListener, open_tcp_listener
 from .udp import UdpEcho, open_udp_socket
 
 WRITE_MODES = ("queued", "eager")
@@ -77,6 +77,8 @@ class Engine:
         self.config = cfg
         self.write_mode = cfg.write
         self.eager = cfg.write == "eager"  # read on every recv: a bool, not a string compare
+        #: one receive buffer for every TCP connection: only the loop thread reads into it
+        self.recv_buffer = memoryview(bytearray(RECV_SIZE))
         self.high_water = cfg.high_water
         self.low_water = cfg.low_water
         self.max_connections = cfg.max_connections

@@ -37,7 +37,7 @@ class RecvEvent(Event):
     preview: str
 
 
-def preview(data: bytes) -> str:
+def preview(data: bytes | bytearray | memoryview) -> str:
     """First PREVIEW_BYTES bytes as printable ASCII text.
 
     `repr` of bytes escapes every non-printable byte (``\\n``, ``\\x00``, ``\\xff``...) in C,

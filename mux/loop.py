@@ -79,15 +79,18 @@ class Loop:
             self.obs.seq += 1
 
     def set_interest(self, fd: int, mask: int) -> None:
-        if self.interest.get(fd) == mask:
+        interest = self.interest
+        if interest.get(fd) == mask:
             return
         self.backend.modify(fd, mask)
-        self.interest[fd] = mask
-        self._rearm.discard(fd)
-        if self.obs.watched:
+        interest[fd] = mask
+        if self._rearm:  # one-shot only: a MOD has re-armed it already
+            self._rearm.discard(fd)
+        obs = self.obs
+        if obs.watched:
             self._emit_interest(fd, "modify", mask)
-        elif self.obs.active:  # throttled: count what is not shown
-            self.obs.seq += 1
+        elif obs.active:  # throttled: count what is not shown
+            obs.seq += 1
 
     def unregister(self, fd: int) -> None:
         if fd not in self.handlers:

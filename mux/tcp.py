@@ -50,24 +50,28 @@ class TcpConnection:
         self.reading_paused = False
         self.eof = False
         self.closed = False
+        #: the engine thread's one receive buffer: recv_into it, send from it, and copy only
+        #: what must wait in the queue (no 64 KiB bytes object allocated per message)
+        self._rbuf = engine.recv_buffer
 
     # -- readiness -----------------------------------------------------------------------
     def on_ready(self, mask: int) -> None:
         """Readable: recv (to EAGAIN in edge mode); writable: send what is queued."""
         if mask & READABLE and not (self.reading_paused or self.eof):
             edge = self.loop.edge
+            buf = self._rbuf
             while True:  # the read loop is inline: it runs once per message echoed
                 try:
-                    data = self.sock.recv(RECV_SIZE)
+                    n = self.sock.recv_into(buf)
                 except BlockingIOError:
                     break
                 except OSError as exc:
                     self.close(_close_reason(exc))
                     return
-                if not data:
+                if not n:
                     self._on_eof()
                     return
-                self._on_data(data)
+                self._on_data(buf[:n])
                 if not edge or self.reading_paused or self.closed:
                     break
         if mask & WRITABLE and self.queue and not self.closed:
@@ -82,7 +86,9 @@ class TcpConnection:
         self.loop.set_interest(self.fd, self.desired_interest())
 
     # -- reading -------------------------------------------------------------------------
-    def _on_data(self, data: bytes) -> None:
+    def _on_data(self, data: bytes | memoryview) -> None:
+        """`data` may be a view of the shared receive buffer: send from it or copy it, never
+        keep it (the next recv overwrites it)."""
         n = len(data)
         self.bytes_in += n  # the engine's totals add these up when asked (Engine.counters)
         obs = self.obs
@@ -91,7 +97,7 @@ class TcpConnection:
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1
         if self.engine.eager and not self.queue:
-            # _send, inlined: this is the echo's hot path (one Python call less per message)
+            # send at once: this is the echo's hot path, so it is inline here
             try:
                 sent = self.sock.send(data)
             except BlockingIOError:
@@ -108,7 +114,7 @@ class TcpConnection:
                 if sent == n:
                     return
                 data = data[sent:]
-        self._put(data)
+        self._put(bytes(data))  # a copy of a view; bytes(b) is b itself, no copy
 
     def _on_eof(self) -> None:
         self.eof = True
@@ -120,21 +126,21 @@ class TcpConnection:
 
     # -- the queue -----------------------------------------------------------------------
     def _put(self, data: bytes) -> None:
-        self.queue.append(data)
+        """Queue `data`, which must be `bytes` (never a view of the receive buffer)."""
+        queue = self.queue
+        queue.append(data)
         self.pending_bytes += len(data)
-        self._emit_queue()
-        if self.pending_bytes > self.engine.high_water and not self.reading_paused:
-            self._set_backpressure(True)
-        elif len(self.queue) == 1:
-            self._update_interest()
-
-    def _emit_queue(self) -> None:
-        obs = self.loop.obs
+        obs = self.obs
         if obs.watched:
-            obs.emit({"kind": "queue", "fd": self.fd, "depth": len(self.queue),
+            obs.emit({"kind": "queue", "fd": self.fd, "depth": len(queue),
                       "pending_bytes": self.pending_bytes})
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1
+        if self.pending_bytes > self.engine.high_water and not self.reading_paused:
+            self._set_backpressure(True)
+        elif len(queue) == 1:  # desired_interest(), inline: the queue is no longer empty
+            reading = not (self.reading_paused or self.eof)
+            self.loop.set_interest(self.fd, (READABLE | WRITABLE) if reading else WRITABLE)
 
     def _set_backpressure(self, paused: bool) -> None:
         self.reading_paused = paused
@@ -147,45 +153,46 @@ class TcpConnection:
             self.loop.readable_soon(self)
 
     # -- writing -------------------------------------------------------------------------
-    def _send(self, data: bytes) -> int | None:
-        """One send; the count taken (0 on EAGAIN), or None when the connection died."""
-        try:
-            sent = self.sock.send(data)
-        except BlockingIOError:
-            return 0
-        except OSError as exc:
-            self.close(_close_reason(exc))
-            return None
-        self.bytes_out += sent
-        obs = self.obs
-        if obs.watched:
-            obs.emit({"kind": "send", "fd": self.fd, "bytes": sent, "partial": sent < len(data)})
-        elif obs.active:  # throttled: count what is not shown
-            obs.seq += 1
-        return sent
-
     def _write(self) -> None:
+        """Writable: send from the queue's head until it is empty or the kernel is full.
+
+        One `send` event and one `queue` event per chunk; a partial send keeps the rest at the
+        head. Then write interest follows the queue (off once it is empty).
+        """
         queue = self.queue
+        sock = self.sock
+        obs = self.obs
         while queue:
             chunk = queue[0]
-            sent = self._send(chunk)
-            if sent is None:
+            try:
+                sent = sock.send(chunk)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self.close(_close_reason(exc))
                 return
-            if sent == 0:
-                break
+            self.bytes_out += sent
             self.pending_bytes -= sent
-            if sent < len(chunk):
+            partial = sent < len(chunk)
+            if partial:
                 queue[0] = chunk[sent:]
-                self._emit_queue()
+            else:
+                queue.popleft()
+            if obs.watched:
+                fd = self.fd
+                obs.emit({"kind": "send", "fd": fd, "bytes": sent, "partial": partial})
+                obs.emit({"kind": "queue", "fd": fd, "depth": len(queue),
+                          "pending_bytes": self.pending_bytes})
+            elif obs.active:  # throttled: count the send and queue events not shown
+                obs.seq += 2
+            if partial:
                 break
-            queue.popleft()
-            self._emit_queue()
         if self.reading_paused and self.pending_bytes <= self.engine.low_water:
             self._set_backpressure(False)
         if not queue and self.eof:
             self.close("eof")
         else:
-            self._update_interest()
+            self.loop.set_interest(self.fd, self.desired_interest())
 
     # -- closing -------------------------------------------------------------------------
     def close(self, reason: str) -> None:

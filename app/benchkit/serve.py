@@ -1,6 +1,6 @@
 """Subprocess entry for one benchmarked server: ``python -m app.benchkit.serve SPEC [CPU]``.
 
-SPEC is ``asyncio``, ``bare``, ``engine:<backend>:<trigger>:<write>[:waits]`` or
+SPEC is ``asyncio``, ``bare``, ``bare:queued``, ``engine:<backend>:<trigger>:<write>[:waits]`` or
 ``app:<write>``. The process pins itself to CPU (default 0; -1 = no pinning), raises its soft
 open-file limit to the hard one, starts the server and prints ``PORT <tcp> <http or 0>``. Then it
 answers one-line commands on stdin:
@@ -30,7 +30,7 @@ def start(spec: str) -> Running:
     if parts[0] == "asyncio":
         return start_asyncio()
     if parts[0] == "bare":
-        return start_bare()
+        return start_bare(queued=parts[1:] == ["queued"])
     if parts[0] == "engine":
         _, backend, trigger, write, *rest = parts
         return start_engine(backend, trigger, write, count_waits="waits" in rest)

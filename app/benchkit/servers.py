@@ -136,14 +136,72 @@ def _bare_flush(
         ep.modify(fd, select.EPOLLIN)
 
 
-def start_bare() -> Running:
+def _bare_queued_loop(lsock: socket.socket, stop: threading.Event) -> None:
+    """The floor for `--write queued` on epoll: what SPEC §2 asks of queued echo, and nothing
+    else. recv -> queue -> EPOLL_CTL_MOD(IN|OUT) -> wait -> send -> EPOLL_CTL_MOD(IN): two
+    epoll_ctl calls and a second readiness per message, which no engine can avoid."""
+    ep = select.epoll()
+    lfd = lsock.fileno()
+    ep.register(lfd, select.EPOLLIN)
+    conns: dict[int, socket.socket] = {}
+    queues: dict[int, list[bytes]] = {}
+    both = select.EPOLLIN | select.EPOLLOUT
+    while not stop.is_set():
+        for fd, ev in ep.poll(0.25):
+            if fd == lfd:
+                _bare_accept(lsock, ep, conns)
+                continue
+            sock = conns.get(fd)
+            if sock is None:
+                continue
+            if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    data = None
+                except OSError:
+                    data = b""
+                if data == b"":
+                    _bare_close(fd, ep, conns)
+                    queues.pop(fd, None)
+                    continue
+                if data:
+                    q = queues.setdefault(fd, [])
+                    q.append(data)
+                    if len(q) == 1:
+                        ep.modify(fd, both)
+            if ev & select.EPOLLOUT and queues.get(fd):
+                _bare_send_queue(fd, sock, ep, conns, queues)
+
+
+def _bare_send_queue(fd: int, sock: socket.socket, ep: select.epoll,
+                     conns: dict[int, socket.socket], queues: dict[int, list[bytes]]) -> None:
+    q = queues[fd]
+    while q:
+        try:
+            sent = sock.send(q[0])
+        except BlockingIOError:
+            return
+        except OSError:
+            _bare_close(fd, ep, conns)
+            queues.pop(fd, None)
+            return
+        if sent < len(q[0]):
+            q[0] = q[0][sent:]
+            return
+        q.pop(0)
+    ep.modify(fd, select.EPOLLIN)
+
+
+def start_bare(queued: bool = False) -> Running:
     lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind((HOST, 0))
     lsock.listen(4096)
     lsock.setblocking(False)
     stop = threading.Event()
-    threading.Thread(target=_bare_loop, args=(lsock, stop), name="bare-echo", daemon=True).start()
+    target = _bare_queued_loop if queued else _bare_loop
+    threading.Thread(target=target, args=(lsock, stop), name="bare-echo", daemon=True).start()
     return Running(port=lsock.getsockname()[1], stop=stop.set)
 
 

@@ -44,10 +44,6 @@ class EpollBackend(MaskBackend):
     def maxevents(self) -> int | None:
         return MAXEVENTS
 
-    def modify(self, fd: int, mask: int) -> None:
-        """EPOLL_CTL_MOD; it also re-arms a one-shot fd and re-checks readiness at once."""
-        super().modify(fd, mask)
-
     def wait(self, timeout: float | None) -> Ready:
         return self._ep.poll(-1 if timeout is None else timeout, MAXEVENTS)
 

@@ -40,8 +40,21 @@ class Backend(ABC):
         self.edge = trigger == "edge"
         self._names: dict[int, list[str]] = {}
         self._generic: dict[int, int] = {}
-        #: bits added to every registration (the bug zoo asks for RDHUP to show hang-ups)
-        self.extra = 0
+        self._extra = 0
+
+    @property
+    def extra(self) -> int:
+        """Bits added to every registration (the bug zoo asks for RDHUP to show hang-ups)."""
+        return self._extra
+
+    @extra.setter
+    def extra(self, bits: int) -> None:
+        self._extra = bits
+        self._interest_bits_changed()
+
+    def _interest_bits_changed(self) -> None:
+        """Hook: what the backend passes to the kernel for a generic mask has changed."""
+        return None
 
     # -- registration ------------------------------------------------------------------
     @abstractmethod
@@ -128,10 +141,18 @@ class MaskBackend(Backend):
         self._kernel = kernel
         self._mode = mode  # bits added to every registration (EPOLLET, EPOLLONESHOT)
         self.masks: dict[int, int] = {}
+        self._interest_bits_changed()
+
+    def _interest_bits_changed(self) -> None:
+        # generic mask (0..3) -> native bits, looked up on every interest change
+        self._native = [self._compute_native(mask) for mask in range(4)]
+
+    def _compute_native(self, mask: int) -> int:
+        return ((self.IN if mask & READABLE else 0) | (self.OUT if mask & WRITABLE else 0)
+                | self._mode | self._extra)
 
     def native_interest(self, mask: int) -> int:
-        return ((self.IN if mask & READABLE else 0) | (self.OUT if mask & WRITABLE else 0)
-                | self._mode | self.extra)
+        return self._native[mask]
 
     def _to_generic(self, native: int) -> int:
         # A bit test, never `revents == POLLIN`: IN together with HUP carries the last bytes.
@@ -143,12 +164,14 @@ class MaskBackend(Backend):
         return mask
 
     def register(self, fd: int, mask: int) -> None:
-        native = self.native_interest(mask)
+        native = self._native[mask]
         self._kernel.register(fd, native)
         self.masks[fd] = native
 
     def modify(self, fd: int, mask: int) -> None:
-        native = self.native_interest(mask)
+        # On epoll this is EPOLL_CTL_MOD, which also re-arms a one-shot fd and re-checks
+        # readiness at once.
+        native = self._native[mask]
         self._kernel.modify(fd, native)
         self.masks[fd] = native
 
