@@ -3,8 +3,9 @@
 Three parts, each printed as a table of medians over interleaved repetitions (A B C A B C ...):
 
 1. ``echo``   — server CPU µs per round trip (the figure of merit) and round trips/s for the
-   stdlib asyncio Protocol server (the reference), a bare epoll loop, the engine on every
-   backend and write strategy unobserved, and the app as it runs (observed by a page).
+   stdlib asyncio Protocol server (the reference), bare epoll loops (eager and queued: the
+   floor no engine can beat), the engine on every backend and write strategy unobserved, and
+   the app as it runs (observed by a page) on every backend.
 2. ``wait``   — the wait call's cost and the engine's per-iteration work as idle fds grow.
 3. ``events`` — how many events per second reach one connected page under the app's load.
 4. ``micro``  — the per-event cost of observation, in-process (nobody watching vs one sink).

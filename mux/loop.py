@@ -54,6 +54,8 @@ class Loop:
         self.interest: dict[int, int] = {}
         self.stats = Stats()
         self.last_ready: list[tuple[int, int]] = []
+        #: the backend whose wait produced `last_ready` (its words, even after a switch)
+        self.last_ready_backend = backend
         self.last_wait: dict[str, Any] | None = None
         self._soon: list[Callable[[], None]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
@@ -167,6 +169,7 @@ class Loop:
         stats.waits += 1
         stats.wait_us += duration_us
         self.last_ready = ready
+        self.last_ready_backend = backend
         watched = obs.watched
         if watched:
             self._emit_wait(timeout, ready, duration_us)

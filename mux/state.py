@@ -84,7 +84,7 @@ def _last_wait(engine: Engine) -> dict[str, Any] | None:
     loop = engine.loop
     if loop.last_wait is None:
         return None
-    names = loop.backend.names
+    names = loop.last_ready_backend.names  # after a switch: the old backend's words
     ready_list = [{"fd": fd, "flags": names(native)} for fd, native in loop.last_ready]
     fields = {k: v for k, v in loop.last_wait.items() if k not in ("seq", "ts", "kind")}
     return {**fields, "ready_list": ready_list}

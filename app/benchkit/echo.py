@@ -30,19 +30,26 @@ class Variant:
 
 
 def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
+    """asyncio (the reference) first, then the bare loops (the floor), the engine unobserved
+    and the app observed, on every backend (epoll only with --quick)."""
     out = [Variant("asyncio Protocol (reference)", "asyncio"),
-           Variant("bare epoll loop (no engine)", "bare")]
+           Variant("bare epoll loop, eager (no engine)", "bare"),
+           Variant("bare epoll loop, queued (no engine)", "bare:queued")]
     pairs = [("epoll", "level")] if quick else list(ENGINE_BACKENDS)
     for backend, trigger in pairs:
         for write in WRITES:
             label = f"engine {backend}" + (f"-{trigger}" if backend == "epoll" else "")
             out.append(Variant(f"{label} {write}, unobserved", f"engine:{backend}:{trigger}:"
                                f"{write}", 1.2 if write == "eager" else None))
-    for write, target in (("eager", 1.0), ("queued", 0.8)):
-        v = Variant(f"app epoll-level {write}, observed", f"app:{write}", target, observed=True)
-        if not app:
-            v.error = "n/a (app not built yet)"
-        out.append(v)
+    observed = ["epoll"] if quick else ["select", "poll", "epoll"]
+    for backend in observed:
+        for write, target in (("eager", 1.0), ("queued", 0.8)):
+            label = backend + ("-level" if backend == "epoll" else "")
+            v = Variant(f"app {label} {write}, observed", f"app:{write}:{backend}", target,
+                        observed=True)
+            if not app:
+                v.error = "n/a (app not built yet)"
+            out.append(v)
     if not engine:
         for v in out:
             if v.spec.startswith("engine"):

@@ -327,7 +327,7 @@ def _wait_http(port: int, deadline: float) -> None:
     raise TimeoutError("the app did not answer /healthz")
 
 
-def start_app(write: str) -> Running:
+def start_app(write: str, backend: str = "epoll") -> Running:
     """The app exactly as ``muxscope`` serves it: create_app + uvicorn, in this process."""
     import uvicorn
 
@@ -347,7 +347,7 @@ def start_app(write: str) -> Running:
     th.start()
     _wait_http(http_port, time.monotonic() + 20)
     state = http_json(http_port, "POST", "/api/backend",
-                      {"name": "epoll", "trigger": "level", "write": write})
+                      {"name": backend, "trigger": "level", "write": write})
     port = int(state["listeners"]["tcp"]["port"])
     engine = getattr(getattr(app, "state", None), "engine", None)
 

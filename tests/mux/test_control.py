@@ -134,3 +134,16 @@ def test_commands_queued_while_paused_are_all_answered_after_resume(make_engine)
         futures = [engine.resume()] + [engine.state() for _ in range(4)]
         done, not_done = concurrent.futures.wait(futures, timeout=2)
         assert not not_done, "commands stranded in the control queue"
+
+
+def test_last_wait_keeps_its_own_backends_words_after_a_switch(make_engine):
+    """The ready list of the last wait is what *that* backend's kernel call returned: switching
+    while paused (no wait since) must not re-spell poll's POLLIN as EPOLLIN."""
+    engine, _ = make_engine(backend="poll")
+    engine.pause().result(5)  # the wait that carried the pause saw the control fd readable
+    engine.switch_backend("epoll").result(5)
+    last = engine.state().result(5)["last_wait"]
+    assert last["backend"] == "poll"
+    flags = [entry["flags"] for entry in last["ready_list"]]
+    assert ["POLLIN"] in flags, flags
+    assert not any(name.startswith("EPOLL") for f in flags for name in f), flags
