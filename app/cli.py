@@ -74,12 +74,12 @@ def _int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
 _port = _int_in(0, 65535, "port")
 
 
-def _add_http_flags(parser: Any) -> None:
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address the dashboard and the echo server listen on (default: %(default)s)",
-    )
+HOST_HELP = "address the dashboard and the echo server listen on (default: %(default)s)"
+REPLAY_HOST_HELP = "address the dashboard listens on (default: %(default)s)"
+
+
+def _add_http_flags(parser: Any, host_help: str = HOST_HELP) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help=host_help)
     parser.add_argument(
         "--http-port",
         type=_port,
@@ -203,7 +203,7 @@ def build_replay_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", type=Path, metavar="FILE", help="a file written with --record")
-    _add_http_flags(parser.add_argument_group("dashboard"))
+    _add_http_flags(parser.add_argument_group("dashboard"), host_help=REPLAY_HOST_HELP)
     return parser
 
 

@@ -56,7 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     budget = None if settings.record else OBSERVE_BUDGET
     engine = Engine(EngineConfig(**settings.engine_config_kwargs(), observe_budget=budget))
     try:
-        recorder = (JsonlRecorder(settings.record, settings.record_max_mb)
+        recorder = (JsonlRecorder(settings.record, settings.record_max_mb,
+                                  snapshot_source=engine.capture)
                     if settings.record else None)
     except OSError:
         engine.stop()
@@ -135,9 +136,11 @@ def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(api.router)
     if settings.replay:
+        from app.replay import ReplayGuard
         from app.replay import router as replay_router
 
         app.include_router(replay_router)
+        app.add_middleware(ReplayGuard)  # added first, so it runs after the security checks
     else:
         app.include_router(live.router)
     app.add_middleware(SecurityMiddleware, loopback_only=settings.loopback,

@@ -1,38 +1,149 @@
-"""`--record FILE`: the snapshot, then every event, as JSON lines, rotated by size."""
+"""`--record FILE`: the snapshot, then every event, as JSON lines, rotated by size.
+
+Every file the recorder starts, the first and each rotated one, begins with a snapshot line,
+so that `muxscope replay` can open any of them on its own. A snapshot says "the state after
+event `seq`", and the file then holds the events after `seq`: that is what replay's seq
+accounting (and the websocket's `dropped` counts) relies on.
+
+The recorder is a pump consumer on the asyncio loop; it must never block the engine thread.
+When a file is full it asks the engine for a capture (`snapshot_source`, the same cheap copy
+a browser gets on connect: taken between two waits on the engine thread, formatted here) and
+keeps writing to the full file until it holds every event up to the capture's `seq` (so a
+file may outgrow the limit by what the pump delivers meanwhile, typically one batch); then it
+rotates and starts the new file with that capture. Without a source, or when the capture fails
+or takes longer than `capture_timeout`, the new file starts with the snapshot taken at start
+instead, with `seq` set to the last seq written before the rotation: its state is stale (the
+connections and counters of the start), but the events that follow still count from the
+right place.
+"""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 KEEP_ROTATED = 5
+CAPTURE_TIMEOUT = 2.0
+
+Line = tuple[int, bytes]  # (seq, encoded line)
+
+
+class Capture(Protocol):
+    """What `mux.Engine.capture()` resolves to (kept structural: app.record needs no mux)."""
+
+    seq: int
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+#: Returns a Future of a `Capture` (typed Any: Future is invariant, and mux's class is not ours).
+SnapshotSource = Callable[[], "Future[Any]"]
 
 
 class JsonlRecorder:
-    """A pump consumer. Rotation: FILE -> FILE.1 -> FILE.2 ... (at most KEEP_ROTATED kept);
-    each new file starts with a fresh snapshot line when one is available."""
+    """A pump consumer. Rotation: FILE -> FILE.1 -> FILE.2 ... (at most KEEP_ROTATED kept)."""
 
-    def __init__(self, path: str | os.PathLike[str], max_mb: float = 100) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_mb: float = 100,
+                 snapshot_source: SnapshotSource | None = None,
+                 capture_timeout: float = CAPTURE_TIMEOUT) -> None:
         self.path = Path(path)
         self.max_bytes = int(max_mb * 1024 * 1024)
-        self._file = self.path.open("ab")
-        self._size = self._file.tell()
-        self._snapshot: bytes | None = None
+        self.snapshot_source = snapshot_source
+        self.capture_timeout = capture_timeout
+        if self.path.exists() and self.path.stat().st_size:
+            self._shift_old_files()  # an earlier run's recording becomes FILE.1, kept whole
+        self._file = self.path.open("wb")
+        self._size = 0
+        self._events_in_file = 0
+        self._last_seq = 0
+        self._start_state: dict[str, Any] | None = None
+        self._started_at = 0.0
+        self._capture: Future[Any] | None = None
+        self._capture_since = 0.0
+        self._next: tuple[dict[str, Any], int] | None = None
+        self._rotating = False
 
     def write_snapshot(self, state: dict[str, Any], seq: int, started_at: float) -> None:
-        line = orjson.dumps({"type": "snapshot", "state": state, "seq": seq,
-                             "started_at": started_at}) + b"\n"
-        self._snapshot = line
-        self._write(line)
+        """The start snapshot: written now, and kept for rotations that get no fresher one."""
+        self._start_state, self._started_at = state, started_at
+        self._write_snapshot_line(state, seq)
 
     def __call__(self, batch: list[dict[str, Any]]) -> None:
-        data = b"".join(orjson.dumps(event) + b"\n" for event in batch)
-        if self._size + len(data) > self.max_bytes and self._size:
+        lines = [(event["seq"], orjson.dumps(event) + b"\n") for event in batch]
+        if not self._rotating and self._full(sum(len(data) for _, data in lines)):
+            self._begin_rotation()
+        if self._rotating:
+            lines = self._rotate_when_ready(lines)
+        self._write_lines(lines)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _full(self, incoming: int) -> bool:
+        return self._events_in_file > 0 and self._size + incoming > self.max_bytes
+
+    def _begin_rotation(self) -> None:
+        self._rotating = True
+        self._capture_since = time.monotonic()
+        self._capture = self.snapshot_source() if self.snapshot_source else None
+
+    def _rotate_when_ready(self, lines: list[Line]) -> list[Line]:
+        """Write what belongs to the full file; rotate once it holds every event up to the
+        snapshot's seq. Returns the lines for the file being written after that."""
+        ready = self._next_snapshot()
+        if ready is None:
+            return lines
+        state, seq = ready
+        self._write_lines([line for line in lines if line[0] <= seq])
+        later = [line for line in lines if line[0] > seq]
+        if later or self._last_seq >= seq:
             self._rotate()
-        self._write(data)
+            self._write_snapshot_line(state, seq)
+            self._rotating, self._capture, self._next = False, None, None
+            return later
+        return []
+
+    def _next_snapshot(self) -> tuple[dict[str, Any], int] | None:
+        """(state, seq) for the next file, or None while the capture may still come."""
+        if self._next is None:
+            capture = self._capture
+            waited = time.monotonic() - self._capture_since
+            if capture is not None and not capture.done() and waited < self.capture_timeout:
+                return None
+            self._next = self._resolve(capture)
+        return self._next
+
+    def _resolve(self, capture: Future[Any] | None) -> tuple[dict[str, Any], int]:
+        if capture is not None and capture.done() and capture.exception() is None:
+            taken: Capture = capture.result()
+            return taken.to_dict(), taken.seq
+        return (self._start_state or {}), self._last_seq
+
+    def _write_snapshot_line(self, state: dict[str, Any], seq: int) -> None:
+        self._last_seq = max(self._last_seq, seq)
+        self._write(orjson.dumps({"type": "snapshot", "state": state, "seq": seq,
+                                  "started_at": self._started_at}) + b"\n")
+
+    def _write_lines(self, lines: list[Line]) -> None:
+        if not lines:
+            return
+        self._write(b"".join(data for _, data in lines))
+        self._events_in_file += len(lines)
+        self._last_seq = max(self._last_seq, max(seq for seq, _ in lines))
+
+    def _shift_old_files(self) -> None:
+        """FILE -> FILE.1 -> FILE.2 ...; the oldest beyond KEEP_ROTATED is overwritten."""
+        for i in range(KEEP_ROTATED - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
 
     def _write(self, data: bytes) -> None:
         self._file.write(data)
@@ -41,13 +152,7 @@ class JsonlRecorder:
 
     def _rotate(self) -> None:
         self._file.close()
-        for i in range(KEEP_ROTATED - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{i}")
-            if older.exists():
-                older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
-        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self._shift_old_files()
         self._file = self.path.open("wb")
         self._size = 0
-
-    def close(self) -> None:
-        self._file.close()
+        self._events_in_file = 0

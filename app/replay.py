@@ -1,7 +1,10 @@
 """`muxscope replay FILE`: the page over a recorded JSONL file, with no echo server.
 
 The websocket sends the recorded snapshot, then every recorded event in order (dropped 0),
-then stats once a second; every state-changing request answers 409 (see routes/api.py).
+then stats once a second, to at most `--max-clients` browsers at once (the next one is closed
+with 1013 and a reason, as in a live run). Every state-changing request under /api answers 409
+(`ReplayGuard`), before its body is even read: there is nothing live to change, so whether the
+body would have been valid does not matter (SPEC §4).
 """
 
 from __future__ import annotations
@@ -13,11 +16,43 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from app.hub import Hub, HubFull
+from app.security import ASGIApp, Receive, Scope, Send
 from app.settings import Settings
 from app.trace import TraceRing
 
 router = APIRouter()
 FRAME_EVENTS = 2000
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REPLAY_REFUSAL = (b'{"detail":"this is a replay of a recording: there is no live engine to '
+                  b'change. Run muxscope without replay to control a live echo server."}')
+
+
+class ReplayGuard:
+    """Pure ASGI middleware: 409 for every POST/PUT/PATCH/DELETE under /api in replay.
+
+    It sits inside the security middleware (whose 403/401 come first) and outside the routes,
+    so it answers before FastAPI validates a body (which would otherwise make a malformed
+    request a 422) and for paths no route knows.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _changes_state(scope):
+            await send({"type": "http.response.start", "status": 409, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(REPLAY_REFUSAL)).encode())]})
+            await send({"type": "http.response.body", "body": REPLAY_REFUSAL})
+            return
+        await self.app(scope, receive, send)
+
+
+def _changes_state(scope: Scope) -> bool:
+    path: str = scope.get("path", "")
+    return (scope.get("method", "GET").upper() in UNSAFE_METHODS
+            and (path == "/api" or path.startswith("/api/")))
 
 
 def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -38,16 +73,20 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 events.append(item)
     if snapshot is None:
         first = events[0]["seq"] - 1 if events else 0
-        snapshot = {"type": "snapshot", "state": _empty_state(), "seq": first,
-                    "started_at": 0.0}
+        snapshot = {"type": "snapshot", "state": {}, "seq": first, "started_at": 0.0}
+    # What the recording does not say keeps the §4 shape (e.g. an older, partial snapshot).
+    snapshot["state"] = {**_empty_state(), **(snapshot.get("state") or {})}
     return snapshot, events
 
 
 def _empty_state() -> dict[str, Any]:
+    """The /api/state shape of SPEC §4 with nothing known: the recording did not say."""
     return {"backend": {"name": "epoll", "trigger": "level", "oneshot": False,
                         "write": "queued", "fd": None, "maxevents": None},
             "available": [], "loop": "paused", "delay_ms": 0,
-            "listeners": {"tcp": None, "udp": None}, "connections": [], "registrations": [],
+            "listeners": {"tcp": {"fd": None, "port": None}, "udp": None},
+            "control_fd": None, "connections": [], "registrations": [], "breakpoints": [],
+            "last_wait": None,
             "limits": {"fd_setsize": 1024, "nofile": 0, "max_connections": 0}}
 
 
@@ -60,14 +99,46 @@ def build_replay_state(settings: Settings) -> dict[str, Any]:
     return {"engine": None, "load": None, "trace": ring, "metrics": None,
             "replay_state": {**snapshot["state"], "loop": "paused"},
             "replay_snapshot": snapshot, "replay_events": events,
-            "started_at": snapshot.get("started_at", 0.0), "hub": None, "tap": None,
+            "started_at": snapshot.get("started_at", 0.0), "tap": None,
+            # No events are published to it: it only counts the browsers (--max-clients).
+            "hub": Hub(max_clients=settings.max_clients),
             "replay_summary": {"events": len(events), "last_seq": last.get("seq")}}
 
 
 @router.websocket("/ws")
 async def replay_stream(websocket: WebSocket) -> None:
+    hub: Hub = websocket.app.state.hub
+    try:
+        async with hub.subscribe():
+            await websocket.accept()
+            await _serve(websocket)
+    except HubFull as exc:  # before accept; accept first so the reason reaches the browser
+        await websocket.accept()
+        await _close(websocket, 1013, str(exc))
+
+
+async def _serve(websocket: WebSocket) -> None:
+    """Stream until the browser goes; reading notices that at once, so its slot is freed then
+    rather than at the next stats frame."""
+    sender = asyncio.create_task(_stream(websocket))
+    reader = asyncio.create_task(_until_disconnect(websocket))
+    try:
+        await asyncio.wait((sender, reader), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, reader):
+            task.cancel()
+        await asyncio.gather(sender, reader, return_exceptions=True)
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Ignore what the browser sends (replay takes no input); return when it disconnects."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def _stream(websocket: WebSocket) -> None:
+    """The snapshot, every recorded event, then a stats frame a second until disconnect."""
     state = websocket.app.state
-    await websocket.accept()
     try:
         await websocket.send_text(orjson.dumps(
             {**state.replay_snapshot, "replay": True}).decode())
@@ -84,4 +155,12 @@ async def replay_stream(websocket: WebSocket) -> None:
                 "bytes_in": 0, "bytes_out": 0, "waits": 0, "replay": True}).decode())
             await asyncio.sleep(1.0)
     except (WebSocketDisconnect, RuntimeError):
+        return
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    try:
+        async with asyncio.timeout(1.0):
+            await websocket.close(code, reason)
+    except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
         return

@@ -1,9 +1,9 @@
 """Subprocess entry for one benchmarked server: ``python -m app.benchkit.serve SPEC [CPU]``.
 
 SPEC is ``asyncio``, ``bare``, ``bare:queued``, ``engine:<backend>:<trigger>:<write>[:waits]``
-or ``app:<write>[:<backend>]``. The process pins itself to CPU (default 0; -1 = no pinning),
-raises its soft open-file limit to the hard one, starts the server and prints
-``PORT <tcp> <http or 0>``. Then it answers one-line commands on stdin:
+or ``app:<write>[:<backend>[:<observation budget>]]``. The process pins itself to CPU (default
+0; -1 = no pinning), raises its soft open-file limit to the hard one, starts the server and
+prints ``PORT <tcp> <http or 0>``. Then it answers one-line commands on stdin:
 
 - ``cpu``   -> ``CPU <seconds>``: this process's user+system CPU (getrusage, µs precision)
 - ``extra`` -> ``EXTRA <json>``: variant-specific figures (the engine's wait counters)
@@ -35,7 +35,8 @@ def start(spec: str) -> Running:
         _, backend, trigger, write, *rest = parts
         return start_engine(backend, trigger, write, count_waits="waits" in rest)
     if parts[0] == "app":
-        return start_app(parts[1], parts[2] if len(parts) > 2 else "epoll")
+        budget = int(parts[3]) if len(parts) > 3 else None
+        return start_app(parts[1], parts[2] if len(parts) > 2 else "epoll", budget)
     raise SystemExit(f"unknown server spec {spec!r}")
 
 

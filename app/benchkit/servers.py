@@ -327,12 +327,19 @@ def _wait_http(port: int, deadline: float) -> None:
     raise TimeoutError("the app did not answer /healthz")
 
 
-def start_app(write: str, backend: str = "epoll") -> Running:
-    """The app exactly as ``muxscope`` serves it: create_app + uvicorn, in this process."""
+def start_app(write: str, backend: str = "epoll", budget: int | None = None) -> Running:
+    """The app exactly as ``muxscope`` serves it: create_app + uvicorn, in this process.
+
+    `budget` replaces the app's observation budget (events/s shown to pages): a what-if row
+    that shows what watching costs per event shown."""
     import uvicorn
 
+    from app import main as app_main
     from app.main import UVICORN_OPTIONS, create_app
     from app.settings import Settings
+
+    if budget is not None:
+        app_main.OBSERVE_BUDGET = budget
 
     app = create_app(_settings(Settings, write))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -96,6 +96,38 @@ export async function request(method, path, body, what) {
   return data;
 }
 
+/**
+ * Download a same-origin URL (the token passed on as ?token=) as `filename`. Fetched first, so
+ * a refusal is shown in the error area instead of a broken download. Resolves to true when the
+ * file was handed to the browser.
+ */
+export async function downloadFile(path, filename, what) {
+  let res;
+  try {
+    res = await fetch(withToken(path), { credentials: 'same-origin', cache: 'no-store' });
+  } catch (err) {
+    showError(`${what}: network error (${err.message})`);
+    return false;
+  }
+  if (!res.ok) {
+    const text = await res.text();
+    let data = null;
+    try { data = JSON.parse(text); } catch { data = null; }
+    showError(`${what} (${res.status}): ${detailText(data, res.status, res.statusText) || text}`);
+    return false;
+  }
+  const url = URL.createObjectURL(await res.blob());
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = filename;
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);  // the browser has read it by then
+  return true;
+}
+
 export const api = {
   state: () => request('GET', '/api/state', undefined, 'Reading state'),
   setBackend: (body) => request('POST', '/api/backend', body, 'Switching backend'),

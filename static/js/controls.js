@@ -1,5 +1,5 @@
 // Live controls: every change applies at once (no Apply button); errors go to the alert area.
-import { api, showError, withToken } from './api.js';
+import { api, downloadFile, showError, withToken } from './api.js';
 
 export class Controls {
   constructor(doc, model, { replay }) {
@@ -22,7 +22,10 @@ export class Controls {
     this.removeBtn = $('remove-clients-btn');
     this.loadStatus = $('load-status');
     this.loopStateEl = $('loop-state');
-    for (const a of [$('download-trace'), $('download-jsonl')]) if (a) a.href = withToken(a.getAttribute('href'));
+    const jsonl = $('download-jsonl');
+    if (jsonl) jsonl.href = withToken(jsonl.getAttribute('href'));
+    const traceBtn = $('download-trace');  // outside #controls: works in replay too
+    if (traceBtn) traceBtn.addEventListener('click', () => this.downloadTrace(traceBtn));
 
     if (replay) {
       this.section.hidden = true;
@@ -51,6 +54,15 @@ export class Controls {
     } finally {
       this.busy--;
       this.model.mark('controls');
+    }
+  }
+
+  async downloadTrace(button) {
+    button.disabled = true;
+    try {
+      await downloadFile(button.dataset.href, button.dataset.filename, 'Downloading the trace');
+    } finally {
+      button.disabled = false;
     }
   }
 

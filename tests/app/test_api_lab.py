@@ -100,6 +100,8 @@ def test_record_and_replay(tmp_path):
         with httpx.Client(base_url=base) as c:
             assert c.post("/api/loop", json={"action": "pause"}).status_code == 409
             assert c.post("/api/backend", json={"name": "poll"}).status_code == 409
+            invalid = c.post("/api/backend", json={"name": "select", "trigger": "edge"})
+            assert invalid.status_code == 409 and "replay" in invalid.json()["detail"]
             assert c.delete("/api/load").status_code == 409
             assert c.get("/api/state").json()["backend"]["name"] == "epoll"
             trace = c.get("/api/trace?format=jsonl").text.splitlines()

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from app.cli import build_parser, parse_dashboard
+from app.cli import build_parser, build_replay_parser, parse_dashboard
 from app.settings import Settings, epoll_available
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +104,18 @@ def test_help_mentions_every_flag() -> None:
                  "--record-max-mb", "--max-connections", "--max-clients", "--version",
                  "bench", "replay"):  # fmt: skip
         assert flag in text, flag
+
+
+def test_replay_help_describes_replay_not_the_echo_server() -> None:
+    text = " ".join(build_replay_parser().format_help().split())
+    host_help = text.split("--host HOST")[-1].split("--http-port", 1)[0]  # after the usage
+    assert "dashboard" in host_help and "echo" not in host_help, host_help
+    live_text = " ".join(build_parser().format_help().split())
+    assert "echo server" in live_text.split("--host HOST")[-1].split("--http-port", 1)[0]
+    for flag in ("--host", "--http-port", "--token", "--open", "--max-clients", "FILE"):
+        assert flag in text, flag
+    for live_only in ("--echo-port", "--backend", "--record"):
+        assert live_only not in text.replace("written with --record", ""), live_only
 
 
 # ----------------------------------------------------------------- subprocess: no server

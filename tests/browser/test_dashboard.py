@@ -13,6 +13,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
+from app.settings import Settings
 from tests.browser.conftest import echo, peer_of, server_fd
 
 LOAD_RESOURCE = "Failed to load resource"
@@ -351,29 +352,49 @@ def test_event_log_filters_by_kind_and_fd(dashboard):
 
 # -- 9. download trace ----------------------------------------------------------------------------
 
-def test_download_trace_link(dashboard):
+def _download_trace(page: Page) -> dict[str, Any]:
+    """Click the "Download trace" button; the browser's download, parsed as JSON."""
+    button = page.get_by_role("button", name="Download trace")
+    expect(button).to_be_enabled()
+    with page.expect_download(timeout=10_000) as dl_info:
+        button.click()
+    dl = dl_info.value
+    assert dl.failure() is None
+    assert dl.suggested_filename == "muxscope-trace.json"
+    with open(dl.path(), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def test_download_trace_button(dashboard):
     page = dashboard.page
     with dashboard.connect() as sock:
         assert echo(sock, b"trace me\n") == b"trace me\n"
-    link = page.get_by_role("link", name="Download trace")
-    expect(link).to_have_attribute("href", "/api/trace?format=chrome")
-    href = link.get_attribute("href")
-    res = dashboard.api.get(href)
+    res = dashboard.api.get("/api/trace?format=chrome")
     assert res.status_code == 200
     body = res.json()
     assert isinstance(body, dict) and isinstance(body["traceEvents"], list)
     assert len(body["traceEvents"]) > 0
     for ev in body["traceEvents"][:50]:
         assert "ph" in ev and "name" in ev, ev
-    # the browser's own download of the link works and is the same format
-    with page.expect_download(timeout=10_000) as dl_info:
-        link.click()
-    dl = dl_info.value
-    assert dl.failure() is None
-    with open(dl.path(), encoding="utf-8") as fh:
-        downloaded = json.load(fh)
+    # the page's button downloads that same format (a real download, not a link to follow)
+    downloaded = _download_trace(page)
     assert isinstance(downloaded["traceEvents"], list) and downloaded["traceEvents"]
+    assert all("ph" in ev and "name" in ev for ev in downloaded["traceEvents"][:50])
+    expect(page.locator("#error-area .error-message")).to_have_count(0)
     assert real_console_errors(dashboard) == []
+
+
+def test_download_trace_button_passes_the_token_on(open_dashboard):
+    token = "download-token"
+    dash = open_dashboard(Settings(http_port=0, echo_port=0, token=token),
+                          path=f"/?token={token}")
+    assert dash.api.get("/api/trace?format=chrome").status_code == 401  # the token is needed
+    with dash.page.expect_request(lambda r: "/api/trace" in r.url) as sent:
+        downloaded = _download_trace(dash.page)
+    assert f"token={token}" in sent.value.url
+    assert isinstance(downloaded["traceEvents"], list)
+    expect(dash.page.locator("#error-area .error-message")).to_have_count(0)
+    assert real_console_errors(dash) == []
 
 
 # -- 10. the page under load ----------------------------------------------------------------------

@@ -1,0 +1,282 @@
+"""`muxscope replay` and `--record` rotation: 409 before validation, the client cap, every
+recorded file replayable on its own (SPEC §1, §4)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
+
+from app.main import create_app
+from app.record import JsonlRecorder
+from app.settings import Settings
+from tests.conftest import run_asgi, wait_until
+from tests.mux.conftest import recv_exactly
+
+from .conftest import live_app
+from .test_hardening import read_until_closed
+
+START_STATE = {"listeners": {"tcp": {"fd": 3, "port": 9000}, "udp": None}, "connections": []}
+
+
+def write_recording(path: Path, events: int = 5, snapshot: bool = True) -> Path:
+    lines = []
+    if snapshot:
+        lines.append({"type": "snapshot", "state": START_STATE, "seq": 10, "started_at": 1.0})
+    lines += [{"seq": 11 + i, "ts": 0.001 * i, "kind": "wait", "backend": "epoll",
+               "duration_us": 250} for i in range(events)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def replay_server(path: Path, **settings: Any) -> Any:
+    return run_asgi(create_app(Settings(http_port=0, replay_file=path, **settings)))
+
+
+@pytest.fixture
+def replay(tmp_path: Path) -> Iterator[httpx.Client]:
+    with replay_server(write_recording(tmp_path / "r.jsonl")) as base, \
+            httpx.Client(base_url=base, timeout=10) as client:
+        yield client
+
+
+# ------------------------------------------------------------------ 409 before validation
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/api/backend", {"name": "select", "trigger": "edge"}),  # a 422 if it were live
+    ("POST", "/api/backend", {"name": "poll", "bogus": 1}),
+    ("POST", "/api/loop", {"delay_ms": -5}),
+    ("POST", "/api/load", {}),
+    ("POST", "/api/breakpoints", {"when": "never"}),
+    ("POST", "/api/flaws/eof_ignored", {"on": "yes"}),
+    ("POST", "/api/connections/notanfd/close", None),
+    ("DELETE", "/api/load", None),
+    ("DELETE", "/api/breakpoints/notanid", None),
+    ("PUT", "/api/state", {"x": 1}),
+    ("PATCH", "/api/backend", {"name": "poll"}),
+    ("POST", "/api/no-such-endpoint", None),
+])
+def test_replay_refuses_every_change_with_409_before_validation(
+        replay: httpx.Client, method: str, path: str, body: Any) -> None:
+    r = replay.request(method, path, json=body)
+    assert r.status_code == 409, r.text
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and "replay" in detail and "live" in detail
+    assert r.headers["content-security-policy"]  # still answered through the security layer
+
+
+def test_replay_409_even_for_a_body_that_is_not_json(replay: httpx.Client) -> None:
+    r = replay.post("/api/loop", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 409
+
+
+def test_replay_reads_still_work(replay: httpx.Client) -> None:
+    assert replay.get("/api/state").status_code == 200
+    assert replay.get("/api/flaws").status_code == 200
+    assert replay.get("/api/trace?format=chrome").status_code == 200
+    assert replay.get("/api/trace?format=nope").status_code == 422  # GETs validate as usual
+
+
+def test_replay_security_checks_come_before_the_409(tmp_path: Path) -> None:
+    path = write_recording(tmp_path / "r.jsonl")
+    with replay_server(path, token="t0ken") as base, httpx.Client(base_url=base) as c:
+        body = {"name": "select", "trigger": "edge"}
+        auth = {"Authorization": "Bearer t0ken"}
+        evil = c.post("/api/backend", json=body, headers={**auth, "Origin": "http://evil.test"})
+        assert evil.status_code == 403
+        rebind = c.post("/api/backend", json=body, headers={**auth, "Host": "evil.test"})
+        assert rebind.status_code == 403
+        assert c.post("/api/backend", json=body).status_code == 401
+        assert c.post("/api/backend", json=body, headers=auth).status_code == 409
+
+
+# ------------------------------------------------------------------ --max-clients
+
+
+def test_replay_caps_websocket_clients_with_1013(tmp_path: Path) -> None:
+    path = write_recording(tmp_path / "r.jsonl")
+    with replay_server(path, max_clients=2) as base:
+        url = base.replace("http", "ws", 1) + "/ws"
+        first = ws_connect(url, open_timeout=5, close_timeout=1)
+        second = ws_connect(url, open_timeout=5, close_timeout=1)
+        with first, second:
+            for ws in (first, second):
+                assert json.loads(ws.recv(timeout=5))["type"] == "snapshot"
+            with ws_connect(url, open_timeout=5, close_timeout=1) as third:
+                code, reason = read_until_closed(third)
+            assert code == 1013, (code, reason)
+            assert "max 2" in reason, reason
+            for ws in (first, second):  # the accepted ones are unaffected
+                assert json.loads(ws.recv(timeout=5))["type"] in ("events", "stats")
+        # once one has gone, a new browser gets in
+        wait_until(lambda: _snapshot_ok(url), timeout=5, what="a free slot after closing")
+
+
+def _snapshot_ok(url: str) -> bool:
+    """True once a new browser gets a snapshot (the server notices a departure on its next
+    stats frame, within a second)."""
+    try:
+        with ws_connect(url, open_timeout=5, close_timeout=1) as ws:
+            return json.loads(ws.recv(timeout=5))["type"] == "snapshot"
+    except ConnectionClosed:
+        return False
+
+
+# ------------------------------------------------------------------ §4 shape without snapshot
+
+
+def test_replay_of_a_file_without_snapshot_keeps_the_state_shape(tmp_path: Path) -> None:
+    path = write_recording(tmp_path / "r.jsonl", snapshot=False)
+    with replay_server(path) as base, httpx.Client(base_url=base) as c:
+        state = c.get("/api/state").json()
+    tcp = state["listeners"]["tcp"]
+    assert isinstance(tcp, dict) and set(tcp) >= {"fd", "port"}
+    assert set(state["backend"]) >= {"name", "trigger", "oneshot", "write"}
+    assert set(state["limits"]) >= {"fd_setsize", "nofile", "max_connections"}
+    assert state["connections"] == [] and state["loop"] in ("running", "paused")
+
+
+# ------------------------------------------------------------------ recorder rotation
+
+
+def lines_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def segments(path: Path) -> list[Path]:
+    rotated = sorted(path.parent.glob(path.name + ".*"), key=lambda p: -int(p.suffix[1:]))
+    return [*rotated, path]  # oldest first
+
+
+def assert_each_file_replayable(path: Path) -> list[list[dict[str, Any]]]:
+    """Every file starts with a snapshot; its events count on from the snapshot's seq."""
+    files = [lines_of(p) for p in segments(path)]
+    assert len(files) >= 2, "no rotation happened"
+    for lines in files:
+        snapshot, events = lines[0], lines[1:]
+        assert snapshot["type"] == "snapshot", snapshot
+        assert [e["seq"] for e in events] == list(
+            range(snapshot["seq"] + 1, snapshot["seq"] + 1 + len(events)))
+    for older, newer in zip(files, files[1:], strict=False):
+        assert newer[0]["seq"] == older[-1]["seq"]  # nothing lost, nothing twice
+    return files
+
+
+def test_rotated_files_start_with_the_start_snapshot_without_a_source(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    rec = JsonlRecorder(path, max_mb=0.001)
+    rec.write_snapshot(START_STATE, 0, 5.0)
+    for seq in range(1, 200):
+        rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
+    rec.close()
+    files = assert_each_file_replayable(path)
+    assert all(f[0]["state"] == START_STATE and f[0]["started_at"] == 5.0 for f in files)
+
+
+@dataclass
+class FakeCapture:
+    seq: int
+    state: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.state
+
+
+def test_rotation_waits_for_the_engine_capture_and_splits_at_its_seq(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    pending: list[Future[FakeCapture]] = []
+
+    def source() -> Future[FakeCapture]:
+        pending.append(Future())
+        return pending[-1]
+
+    rec = JsonlRecorder(path, max_mb=0.001, snapshot_source=source, capture_timeout=60)
+    rec.write_snapshot(START_STATE, 0, 0.0)
+    seq = 0
+    while not pending:
+        seq += 1
+        rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
+    asked_at = seq
+    # the engine captures a little later than asked: three more events happened by then
+    rec([{"seq": s, "ts": 0.0, "kind": "wait"} for s in range(seq + 1, seq + 3)])
+    assert not path.with_name("r.jsonl.1").exists()  # still waiting for the capture
+    pending[0].set_result(FakeCapture(asked_at + 3, {"fresh": True}))
+    rec([{"seq": s, "ts": 0.0, "kind": "wait"} for s in range(asked_at + 3, asked_at + 6)])
+    rec.close()
+    old, new = lines_of(path.with_name("r.jsonl.1")), lines_of(path)
+    assert old[-1]["seq"] == asked_at + 3
+    assert new[0] == {"type": "snapshot", "state": {"fresh": True}, "seq": asked_at + 3,
+                      "started_at": 0.0}
+    assert [e["seq"] for e in new[1:]] == [asked_at + 4, asked_at + 5]
+
+
+def test_rotation_falls_back_to_the_start_snapshot_when_the_capture_fails(
+        tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+
+    def failing() -> Future[FakeCapture]:
+        future: Future[FakeCapture] = Future()
+        future.set_exception(RuntimeError("engine stopped"))
+        return future
+
+    rec = JsonlRecorder(path, max_mb=0.001, snapshot_source=failing)
+    rec.write_snapshot(START_STATE, 0, 0.0)
+    for seq in range(1, 100):
+        rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
+    rec.close()
+    files = assert_each_file_replayable(path)
+    assert files[-1][0]["state"] == START_STATE
+
+
+def test_live_recording_rotates_with_fresh_snapshots_that_replay_serves(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    with live_app(record=path, record_max_mb=0.02, udp=False) as live, live.connect() as sock:
+        fd = wait_until(lambda: live.client.get("/api/state").json()["connections"],
+                        what="the connection")[0]["fd"]
+        deadline = time.monotonic() + 20
+        while not path.with_name("run.jsonl.2").exists():
+            assert time.monotonic() < deadline, "the recording never rotated twice"
+            sock.sendall(b"rotate me please\n")
+            recv_exactly(sock, 17)
+        before_close = live.client.get("/api/state").json()["stats"]["events_total"]
+    files = assert_each_file_replayable(path)
+    fresh = [lines[0] for lines in files[1:] if lines[0]["seq"] <= before_close]
+    assert fresh, "no rotation while the connection was open"
+    for snapshot in fresh:  # the engine's state at the rotation, not the start's: our fd in it
+        assert fd in [c["fd"] for c in snapshot["state"]["connections"]]
+    for segment, lines in zip(segments(path), files, strict=True):
+        with replay_server(segment) as base, httpx.Client(base_url=base) as c:
+            state = c.get("/api/state").json()
+            assert state["listeners"]["tcp"]["port"] == live.engine.tcp_port
+            with ws_connect(base.replace("http", "ws", 1) + "/ws", open_timeout=5) as ws:
+                snap = json.loads(ws.recv(timeout=5))
+                assert snap["type"] == "snapshot" and snap["seq"] == lines[0]["seq"]
+                following = json.loads(ws.recv(timeout=5))
+                if len(lines) > 1:  # (the file begun at shutdown may hold only its snapshot)
+                    assert following["events"][0] == lines[1]
+
+
+def test_recording_over_an_existing_file_keeps_the_old_one_whole(tmp_path: Path) -> None:
+    """A second run with the same --record FILE starts a fresh file with its own snapshot
+    first; the earlier recording moves to FILE.1 untouched (never appended to, never lost)."""
+    path = tmp_path / "rec.jsonl"
+    path.write_bytes(b'{"type":"snapshot","seq":0,"state":{},"started_at":1}\n{"seq":1}\n')
+    old = path.read_bytes()
+    rec = JsonlRecorder(path)
+    rec.write_snapshot({"loop": "running"}, 5, 2.0)
+    rec([{"seq": 6, "ts": 0.1, "kind": "wait"}])
+    rec.close()
+    assert (tmp_path / "rec.jsonl.1").read_bytes() == old
+    first, second = path.read_bytes().splitlines()
+    assert json.loads(first)["type"] == "snapshot" and json.loads(first)["seq"] == 5
+    assert json.loads(second)["seq"] == 6
