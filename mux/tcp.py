@@ -58,11 +58,12 @@ class TcpConnection:
     def on_ready(self, mask: int) -> None:
         """Readable: recv (to EAGAIN in edge mode); writable: send what is queued."""
         if mask & READABLE and not (self.reading_paused or self.eof):
-            edge = self.loop.edge
+            sock = self.sock
             buf = self._rbuf
+            edge = self.loop.edge
             while True:  # the read loop is inline: it runs once per message echoed
                 try:
-                    n = self.sock.recv_into(buf)
+                    n = sock.recv_into(buf)
                 except BlockingIOError:
                     break
                 except OSError as exc:
@@ -71,7 +72,20 @@ class TcpConnection:
                 if not n:
                     self._on_eof()
                     return
-                self._on_data(buf[:n])
+                if self.obs.active or self.queue or not self.engine.eager:
+                    self._on_data(buf[:n])
+                else:  # the echo's hot path, inline: nobody listening, eager, nothing queued
+                    self.bytes_in += n
+                    try:
+                        sent = sock.send(buf[:n])
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError as exc:
+                        self.close(_close_reason(exc))
+                        return
+                    self.bytes_out += sent
+                    if sent < n:
+                        self._put(bytes(buf[sent:n]))
                 if not edge or self.reading_paused or self.closed:
                     break
         if mask & WRITABLE and self.queue and not self.closed:
