@@ -72,9 +72,10 @@ class TcpConnection:
                 if not n:
                     self._on_eof()
                     return
-                if self.obs.active or self.queue or not self.engine.eager:
+                obs = self.obs
+                if obs.watched or self.queue or not self.engine.eager:
                     self._on_data(buf[:n])
-                else:  # the echo's hot path, inline: nobody listening, eager, nothing queued
+                else:  # the echo's hot path, inline: nobody watching, eager, nothing queued
                     self.bytes_in += n
                     try:
                         sent = sock.send(buf[:n])
@@ -84,6 +85,8 @@ class TcpConnection:
                         self.close(_close_reason(exc))
                         return
                     self.bytes_out += sent
+                    if obs.active:  # throttled: the recv (and send) events, counted, not shown
+                        obs.seq += 2 if sent else 1
                     if sent < n:
                         self._put(bytes(buf[sent:n]))
                 if not edge or self.reading_paused or self.closed:
