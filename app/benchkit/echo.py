@@ -36,6 +36,8 @@ def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
     out = [Variant("asyncio Protocol (reference)", "asyncio"),
            Variant("bare epoll loop, eager (no engine)", "bare"),
            Variant("bare epoll loop, queued (no engine)", "bare:queued")]
+    if not quick:
+        out.append(Variant("bare epoll-edge loop, eager (no engine)", "bare:edge"))
     pairs = [("epoll", "level")] if quick else list(ENGINE_BACKENDS)
     for backend, trigger in pairs:
         for write in WRITES:

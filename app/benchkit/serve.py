@@ -1,9 +1,10 @@
 """Subprocess entry for one benchmarked server: ``python -m app.benchkit.serve SPEC [CPU]``.
 
-SPEC is ``asyncio``, ``bare``, ``bare:queued``, ``engine:<backend>:<trigger>:<write>[:waits]``
-or ``app:<write>[:<backend>[:<observation budget>]]``. The process pins itself to CPU (default
-0; -1 = no pinning), raises its soft open-file limit to the hard one, starts the server and
-prints ``PORT <tcp> <http or 0>``. Then it answers one-line commands on stdin:
+SPEC is ``asyncio``, ``bare``, ``bare:queued``, ``bare:edge``,
+``engine:<backend>:<trigger>:<write>[:waits]`` or ``app:<write>[:<backend>[:<budget>]]``
+(budget: the observation budget, events/s). The process pins itself to CPU (default 0; -1 = no
+pinning), raises its soft open-file limit to the hard one, starts the server and prints
+``PORT <tcp> <http or 0>``. Then it answers one-line commands on stdin:
 
 - ``cpu``   -> ``CPU <seconds>``: this process's user+system CPU (getrusage, µs precision)
 - ``extra`` -> ``EXTRA <json>``: variant-specific figures (the engine's wait counters)
@@ -30,7 +31,7 @@ def start(spec: str) -> Running:
     if parts[0] == "asyncio":
         return start_asyncio()
     if parts[0] == "bare":
-        return start_bare(queued=parts[1:] == ["queued"])
+        return start_bare(queued=parts[1:] == ["queued"], edge=parts[1:] == ["edge"])
     if parts[0] == "engine":
         _, backend, trigger, write, *rest = parts
         return start_engine(backend, trigger, write, count_waits="waits" in rest)

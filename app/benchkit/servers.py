@@ -64,23 +64,26 @@ def start_asyncio() -> Running:
 # --- bare loop: a minimal raw epoll echo loop, no engine -----------------------------------
 
 
-def _bare_loop(lsock: socket.socket, stop: threading.Event) -> None:
+def _bare_loop(lsock: socket.socket, stop: threading.Event, edge: bool = False) -> None:
     ep = select.epoll()
     lfd = lsock.fileno()
     ep.register(lfd, select.EPOLLIN)
     conns: dict[int, socket.socket] = {}
     pending: dict[int, bytes] = {}
+    mask = select.EPOLLIN | (select.EPOLLET if edge else 0)
+    read = _bare_read_edge if edge else _bare_read
     while not stop.is_set():
         for fd, ev in ep.poll(0.25):
             if fd == lfd:
-                _bare_accept(lsock, ep, conns)
+                _bare_accept(lsock, ep, conns, mask)
             elif ev & select.EPOLLOUT:
-                _bare_flush(fd, ep, conns, pending)
+                _bare_flush(fd, ep, conns, pending, mask)
             else:
-                _bare_read(fd, ep, conns, pending)
+                read(fd, ep, conns, pending)
 
 
-def _bare_accept(lsock: socket.socket, ep: select.epoll, conns: dict[int, socket.socket]) -> None:
+def _bare_accept(lsock: socket.socket, ep: select.epoll, conns: dict[int, socket.socket],
+                 mask: int = select.EPOLLIN) -> None:
     try:
         sock, _ = lsock.accept()
     except BlockingIOError:
@@ -88,7 +91,7 @@ def _bare_accept(lsock: socket.socket, ep: select.epoll, conns: dict[int, socket
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conns[sock.fileno()] = sock
-    ep.register(sock.fileno(), select.EPOLLIN)
+    ep.register(sock.fileno(), mask)
 
 
 def _bare_close(fd: int, ep: select.epoll, conns: dict[int, socket.socket]) -> None:
@@ -119,9 +122,34 @@ def _bare_read(
         ep.modify(fd, select.EPOLLOUT)
 
 
-def _bare_flush(
+def _bare_read_edge(
     fd: int, ep: select.epoll, conns: dict[int, socket.socket], pending: dict[int, bytes]
 ) -> None:
+    """Edge-triggered as SPEC §2 states it: recv until EAGAIN (one recv more per message)."""
+    sock = conns[fd]
+    while True:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            _bare_close(fd, ep, conns)
+            pending.pop(fd, None)
+            return
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            pending[fd] = data[sent:]
+            ep.modify(fd, select.EPOLLOUT)  # stop reading until the rest is sent
+            return
+
+
+def _bare_flush(fd: int, ep: select.epoll, conns: dict[int, socket.socket],
+                pending: dict[int, bytes], mask: int = select.EPOLLIN) -> None:
     data = pending.pop(fd)
     try:
         sent = conns[fd].send(data)
@@ -133,7 +161,7 @@ def _bare_flush(
     if sent < len(data):
         pending[fd] = data[sent:]
     else:
-        ep.modify(fd, select.EPOLLIN)
+        ep.modify(fd, mask)  # on EPOLLET, MOD re-checks readiness: nothing is stranded
 
 
 def _bare_queued_loop(lsock: socket.socket, stop: threading.Event) -> None:
@@ -193,15 +221,18 @@ def _bare_send_queue(fd: int, sock: socket.socket, ep: select.epoll,
     ep.modify(fd, select.EPOLLIN)
 
 
-def start_bare(queued: bool = False) -> Running:
+def start_bare(queued: bool = False, edge: bool = False) -> Running:
     lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind((HOST, 0))
     lsock.listen(4096)
     lsock.setblocking(False)
     stop = threading.Event()
-    target = _bare_queued_loop if queued else _bare_loop
-    threading.Thread(target=target, args=(lsock, stop), name="bare-echo", daemon=True).start()
+    if queued:
+        target, args = _bare_queued_loop, (lsock, stop)
+    else:
+        target, args = _bare_loop, (lsock, stop, edge)
+    threading.Thread(target=target, args=args, name="bare-echo", daemon=True).start()
     return Running(port=lsock.getsockname()[1], stop=stop.set)
 
 
