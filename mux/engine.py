@@ -79,6 +79,9 @@ class Engine:
         self.eager = cfg.write == "eager"  # read on every recv: a bool, not a string compare
         #: one receive buffer for every TCP connection: only the loop thread reads into it
         self.recv_buffer = memoryview(bytearray(RECV_SIZE))
+        #: views of `recv_buffer[:n]` by length n, made once (at most 4,096 of them): a dict
+        #: lookup per message is cheaper than slicing a memoryview per message
+        self.recv_views: dict[int, memoryview] = {}
         self.high_water = cfg.high_water
         self.low_water = cfg.low_water
         self.max_connections = cfg.max_connections

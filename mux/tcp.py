@@ -53,6 +53,7 @@ class TcpConnection:
         #: the engine thread's one receive buffer: recv_into it, send from it, and copy only
         #: what must wait in the queue (no 64 KiB bytes object allocated per message)
         self._rbuf = engine.recv_buffer
+        self._views = engine.recv_views
 
     # -- readiness -----------------------------------------------------------------------
     def on_ready(self, mask: int) -> None:
@@ -72,13 +73,16 @@ class TcpConnection:
                 if not n:
                     self._on_eof()
                     return
+                view = self._views.get(n)
+                if view is None:
+                    view = self._view(n)
                 obs = self.obs
                 if obs.watched or self.queue or not self.engine.eager:
-                    self._on_data(buf[:n])
+                    self._on_data(view)
                 else:  # the echo's hot path, inline: nobody watching, eager, nothing queued
                     self.bytes_in += n
                     try:
-                        sent = sock.send(buf[:n])
+                        sent = sock.send(view)
                     except BlockingIOError:
                         sent = 0
                     except OSError as exc:
@@ -93,6 +97,13 @@ class TcpConnection:
                     break
         if mask & WRITABLE and self.queue and not self.closed:
             self._write()
+
+    def _view(self, n: int) -> memoryview:
+        """`recv_buffer[:n]`, kept for the next message of the same length (bounded)."""
+        view = self._rbuf[:n]
+        if len(self._views) < 4096:
+            self._views[n] = view
+        return view
 
     def desired_interest(self) -> int:
         reading = not (self.reading_paused or self.eof)
@@ -114,7 +125,7 @@ class TcpConnection:
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1
         if self.engine.eager and not self.queue:
-            # send at once: this is the echo's hot path, so it is inline here
+            # send at once (on_ready does the same inline when this iteration is not watched)
             try:
                 sent = self.sock.send(data)
             except BlockingIOError:

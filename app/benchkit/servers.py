@@ -71,7 +71,6 @@ def _bare_loop(lsock: socket.socket, stop: threading.Event, edge: bool = False) 
     conns: dict[int, socket.socket] = {}
     pending: dict[int, bytes] = {}
     mask = select.EPOLLIN | (select.EPOLLET if edge else 0)
-    read = _bare_read_edge if edge else _bare_read
     while not stop.is_set():
         for fd, ev in ep.poll(0.25):
             if fd == lfd:
@@ -79,7 +78,7 @@ def _bare_loop(lsock: socket.socket, stop: threading.Event, edge: bool = False) 
             elif ev & select.EPOLLOUT:
                 _bare_flush(fd, ep, conns, pending, mask)
             else:
-                read(fd, ep, conns, pending)
+                _bare_read(fd, ep, conns, pending, edge)
 
 
 def _bare_accept(lsock: socket.socket, ep: select.epoll, conns: dict[int, socket.socket],
@@ -99,33 +98,10 @@ def _bare_close(fd: int, ep: select.epoll, conns: dict[int, socket.socket]) -> N
     conns.pop(fd).close()
 
 
-def _bare_read(
-    fd: int, ep: select.epoll, conns: dict[int, socket.socket], pending: dict[int, bytes]
-) -> None:
-    sock = conns[fd]
-    try:
-        data = sock.recv(65536)
-    except BlockingIOError:
-        return
-    except OSError:
-        data = b""
-    if not data:
-        _bare_close(fd, ep, conns)
-        pending.pop(fd, None)
-        return
-    try:
-        sent = sock.send(data)
-    except BlockingIOError:
-        sent = 0
-    if sent < len(data):
-        pending[fd] = data[sent:]
-        ep.modify(fd, select.EPOLLOUT)
-
-
-def _bare_read_edge(
-    fd: int, ep: select.epoll, conns: dict[int, socket.socket], pending: dict[int, bytes]
-) -> None:
-    """Edge-triggered as SPEC §2 states it: recv until EAGAIN (one recv more per message)."""
+def _bare_read(fd: int, ep: select.epoll, conns: dict[int, socket.socket],
+               pending: dict[int, bytes], edge: bool = False) -> None:
+    """recv and send back at once; edge-triggered (as SPEC §2 states it) recv until EAGAIN,
+    which costs one recv more per message."""
     sock = conns[fd]
     while True:
         try:
@@ -145,6 +121,8 @@ def _bare_read_edge(
         if sent < len(data):
             pending[fd] = data[sent:]
             ep.modify(fd, select.EPOLLOUT)  # stop reading until the rest is sent
+            return
+        if not edge:
             return
 
 
