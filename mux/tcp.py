@@ -81,6 +81,9 @@ class TcpConnection:
                     self._on_data(view)
                 else:  # the echo's hot path, inline: nobody watching, eager, nothing queued
                     self.bytes_in += n
+                    active = obs.active
+                    if active:  # throttled: the recv event, counted, not shown
+                        obs.seq += 1
                     try:
                         sent = sock.send(view)
                     except BlockingIOError:
@@ -89,8 +92,8 @@ class TcpConnection:
                         self.close(_close_reason(exc))
                         return
                     self.bytes_out += sent
-                    if obs.active:  # throttled: the recv (and send) events, counted, not shown
-                        obs.seq += 2 if sent else 1
+                    if sent and active:  # ... and the send event
+                        obs.seq += 1
                     if sent < n:
                         self._put(bytes(buf[sent:n]))
                 if not edge or self.reading_paused or self.closed:

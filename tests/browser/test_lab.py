@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
+from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
 
 DEADLINE_MS = 8000
@@ -79,6 +80,10 @@ def test_kernel_truth_agrees_with_the_engine_then_shows_a_stale_fd(dashboard):
         expect(page.locator(f"#kernel-queues tr[data-fd='{fd_b}']")).to_have_count(1)
 
         page.get_by_label("Flaw: closing without unregistering", exact=True).check()
+        # the click's POST is asynchronous: close only once the server has the flaw on
+        wait_until(lambda: any(f["on"] for f in dashboard.api.get("/api/flaws").json()
+                               if f["name"] == "close_without_unregister"),
+                   what="the flaw is on in the server")
         a.close()   # the server closes fd_a but leaves it in its table; epoll drops it
         stale = panel.locator(f"#kernel-interest tr[data-fd='{fd_a}']")
         expect(stale).to_have_attribute("data-mismatch", "1", timeout=DEADLINE_MS)

@@ -6,7 +6,7 @@ import socket
 import time
 
 from mux import Engine, EngineConfig
-from mux.backends import READABLE, WRITABLE
+from mux.backends import READABLE
 from mux.tcp import TcpConnection
 
 from .conftest import Recorder, running_engine, wait_until
@@ -51,25 +51,6 @@ def test_budget_bounds_what_is_shown_and_keeps_iterations_whole():
     assert len([e for e in events if e["kind"] == "accept"]) == 8
 
 
-def _one_message(engine, conn, peer: socket.socket, watched: bool,
-                 fill_first: bool) -> tuple[int, int]:
-    """Echo one message through `conn.on_ready` with the iteration watched or throttled;
-    return (seq numbers taken, events shown)."""
-    obs = engine.observers
-    seq0, shown0 = obs.seq, len(obs._sinks[0].events)
-    obs.watched = watched
-    if fill_first:  # the kernel's send buffer is full: the echo must wait in the queue
-        while True:
-            try:
-                conn.sock.send(b"f" * 65536)
-            except BlockingIOError:
-                break
-    peer.sendall(b"m" * 100)
-    wait_until(lambda: _inq(conn.sock) == 100, what="the message reached the server")
-    conn.on_ready(READABLE)
-    return obs.seq - seq0, len(obs._sinks[0].events) - shown0
-
-
 def _inq(sock: socket.socket) -> int:
     import fcntl
     import struct
@@ -78,38 +59,53 @@ def _inq(sock: socket.socket) -> int:
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
-def _drain(conn, peer: socket.socket) -> None:
-    peer.setblocking(False)
-    while conn.queue or _inq(peer):
-        try:
-            peer.recv(1 << 20)
-        except BlockingIOError:
-            pass
-        conn.on_ready(WRITABLE)
-    peer.setblocking(True)
-
-
-def test_throttled_fast_path_numbers_exactly_what_a_watched_iteration_shows():
-    """The inline eager path counts the events it does not build: per message the seq must
-    advance by exactly as many numbers as the same message shows when watched (recv and send;
-    recv, queue and interest when the kernel takes nothing)."""
-    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", write="eager"))
-    recorder = Recorder()
-    engine.observers.add(recorder)
+def _one_message(engine: Engine, recorder: Recorder, watched: bool,
+                 scenario: str) -> tuple[int, list[str]]:
+    """Echo one message through a fresh connection's `on_ready`, the iteration watched or
+    throttled; return (seq numbers taken, kinds of the events shown)."""
     server, peer = socket.socketpair()
     server.setblocking(False)
     conn = TcpConnection(engine, server, "socketpair")
     engine.loop.register(conn, READABLE)
-    try:
-        for fill_first in (False, True):
-            taken_watched, shown = _one_message(engine, conn, peer, True, fill_first)
-            _drain(conn, peer)
-            taken_throttled, shown_throttled = _one_message(engine, conn, peer, False, fill_first)
-            _drain(conn, peer)
-            assert taken_watched == shown > 0
-            assert shown_throttled == 0
-            assert taken_throttled == taken_watched, (fill_first, recorder.events[-shown:])
-    finally:
-        conn.close("user")
+    obs = engine.observers
+    seq0, shown0 = obs.seq, len(recorder.events)
+    obs.watched = watched
+    if scenario == "kernel full":  # the echo must wait in the queue
+        while True:
+            try:
+                server.send(b"f" * 65536)
+            except BlockingIOError:
+                break
+    peer.sendall(b"m" * 100)
+    wait_until(lambda: _inq(server) == 100, what="the message reached the server")
+    if scenario == "peer gone":  # the echo's send fails (EPIPE): the connection closes
         peer.close()
+    conn.on_ready(READABLE)
+    taken = obs.seq - seq0
+    shown = [e["kind"] for e in recorder.events[shown0:]]
+    conn.close("user")
+    peer.close()
+    return taken, shown
+
+
+def test_throttled_fast_path_numbers_exactly_what_a_watched_iteration_shows():
+    """The inline eager path counts the events it does not build: per message the seq must
+    advance by exactly as many numbers as the same message takes when watched — recv and send;
+    recv, queue and interest when the kernel takes nothing; recv, interest and close when the
+    send fails."""
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", write="eager"))
+    recorder = Recorder()
+    engine.observers.add(recorder)
+    try:
+        for scenario, kinds in (("full", ["recv", "send"]),
+                                ("kernel full", ["recv", "queue", "interest"]),
+                                ("peer gone", ["recv", "interest", "close"])):
+            taken_watched, shown = _one_message(engine, recorder, True, scenario)
+            taken_throttled, shown_throttled = _one_message(engine, recorder, False, scenario)
+            assert shown == kinds, scenario
+            assert taken_watched == len(shown), scenario
+            # throttled: only the always-shown kinds (close) are built
+            assert shown_throttled == [k for k in kinds if k == "close"], scenario
+            assert taken_throttled == taken_watched, scenario
+    finally:
         engine.stop()  # never started: closes the listener and the backend at once
