@@ -168,10 +168,10 @@ class Loop:
         stats = self.stats
         stats.waits += 1
         stats.wait_us += duration_us
-        self.last_ready = ready
-        self.last_ready_backend = backend
         watched = obs.watched
-        if watched:
+        if watched:  # last_wait and its ready list always describe the same (shown) wait
+            self.last_ready = ready
+            self.last_ready_backend = backend
             self._emit_wait(timeout, ready, duration_us)
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1 + len(ready)  # the wait and its ready events, unobserved

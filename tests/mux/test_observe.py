@@ -109,3 +109,18 @@ def test_throttled_fast_path_numbers_exactly_what_a_watched_iteration_shows():
             assert taken_throttled == taken_watched, scenario
     finally:
         engine.stop()  # never started: closes the listener and the backend at once
+
+
+def test_last_wait_and_its_ready_list_describe_the_same_wait_under_the_budget():
+    """Most iterations are throttled here; the state's last wait must still be one wait: its
+    `ready` count and its ready list come from the same (shown) iteration."""
+    with running_engine(backend="epoll", write="eager", observe_budget=300) as (engine, _):
+        results = start_clients(engine.tcp_port, 8, 4_000_000)
+        checked = 0
+        while not all(r.done.is_set() for r in results):
+            last = engine.state().result(5)["last_wait"]
+            if last is not None:
+                assert last["ready"] == len(last["ready_list"]), last
+                checked += 1
+        check(results, 4_000_000)
+    assert checked >= 5
