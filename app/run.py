@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import signal
 import socket
 import sys
@@ -163,6 +164,17 @@ def _make_server(app: Any, on_started: Callable[[], None]) -> Any:
     return Server(config)
 
 
+def settle_heap() -> None:
+    """Take what start-up built out of the cyclic collector's reach (`gc.freeze`).
+
+    About 64,000 objects (FastAPI, pydantic, uvicorn, the app) live for the whole run anyway.
+    Left in place, every full collection walks them again: 30 ms measured under load, once
+    every few seconds, with the engine thread waiting on the GIL meanwhile (an echo latency
+    spike). Frozen, a full collection walks ~1,000 objects (1.6 ms measured)."""
+    gc.collect()
+    gc.freeze()
+
+
 def _build_app(settings: Settings, sock: socket.socket) -> Any:
     """create_app(settings), or None after printing why the echo listeners cannot bind."""
     from app.main import create_app
@@ -190,6 +202,7 @@ def serve(settings: Settings) -> int:
     lines = banner_lines(settings, app, http_port)
 
     def on_started() -> None:
+        settle_heap()
         _print_banner(lines)
         if settings.open_browser:
             _open_browser(settings.dashboard_url(http_port))

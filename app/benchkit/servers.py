@@ -362,6 +362,9 @@ def start_app(write: str, backend: str = "epoll", budget: int | None = None) -> 
                           name="uvicorn")
     th.start()
     _wait_http(http_port, time.monotonic() + 20)
+    from app.run import settle_heap
+
+    settle_heap()  # as `muxscope` does once it has started
     state = http_json(http_port, "POST", "/api/backend",
                       {"name": backend, "trigger": "level", "write": write})
     port = int(state["listeners"]["tcp"]["port"])

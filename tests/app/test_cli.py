@@ -315,3 +315,15 @@ def test_record_then_replay(tmp_path: Path) -> None:
         code, stderr = run.stop(signal.SIGTERM)
         assert code == 0, stderr
         assert "Traceback" not in stderr
+
+
+def test_settle_heap_takes_start_up_objects_out_of_the_collectors_reach() -> None:
+    """`muxscope` freezes what start-up built, so full collections stop walking it."""
+    code = ("import gc, app.main; from app.run import settle_heap; "
+            "before = len(gc.get_objects()); settle_heap(); "
+            "print(before, gc.get_freeze_count(), len(gc.get_objects()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT, timeout=60).stdout.split()
+    before, frozen, after = map(int, out)
+    assert frozen > 10_000, out
+    assert after < before // 10, out
