@@ -28,6 +28,7 @@ from websockets.sync.client import ClientConnection, connect
 from app.bridge import EventTap, pump
 from app.hub import Hub, HubFull
 from app.routes.live import router
+from tests.conftest import wait_until as wait_for
 
 Frame = dict[str, Any]
 ServeAsgi = Callable[..., contextlib.AbstractContextManager[str]]
@@ -195,13 +196,6 @@ def check_accounting(snapshot_seq: int, frames: list[Frame]) -> tuple[int, int]:
         assert seqs[-1] - previous - len(seqs) == frame["dropped"]
         previous, received, dropped = seqs[-1], received + len(seqs), dropped + frame["dropped"]
     return received, dropped
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def expect_close(ws: ClientConnection, timeout: float = 5.0) -> tuple[int, str]:
