@@ -77,10 +77,7 @@ export class Controls {
       write: this.write.value,
     };
     const state = await this.run(() => api.setBackend(body));
-    if (state) {
-      this.model.applyState(state);
-      this.model.needResync = false;
-    }
+    if (state && this.model.applyState(state)) this.model.needResync = false;
   }
 
   async togglePause() {

@@ -82,8 +82,15 @@ export class Model {
     this.mark('status');
   }
 
-  /** A GET /api/state body (full = from a snapshot: registrations and connections replaced). */
+  /** A GET /api/state body (full = from a snapshot: registrations and connections replaced).
+   *  Returns false, and asks for another resync, when the body is older than events already
+   *  applied: an answer captured before a backend switch must not undo it. */
   applyState(state, full = false) {
+    const reflects = state.stats ? state.stats.events_total : undefined;
+    if (!full && typeof reflects === 'number' && reflects < this.seq) {
+      this.needResync = true;
+      return false;
+    }
     if (state.backend) Object.assign(this.backend, state.backend);
     if (state.available) this.available = state.available.slice();
     if (state.loop) this.loop = state.loop;
@@ -110,6 +117,7 @@ export class Model {
     }
     if (full && state.stats) this.stats = { ...state.stats, dropped_total: 0 };
     this.markAll();
+    return true;
   }
 
   applyRegistrations(state) {

@@ -455,3 +455,30 @@ def test_page_keeps_working_under_200_load_clients(dashboard):
         "() => ({gaps: window.__muxscope.model.gaps, dropped: window.__muxscope.dropped})")
     assert model["gaps"] == model["dropped"], model
     assert real_console_errors(dashboard) == []
+
+
+def test_a_state_answer_older_than_the_events_does_not_undo_a_switch(dashboard):
+    """A GET /api/state answer captured before a backend switch can arrive after the switch's
+    `backend` event (the page resyncs after each switch, and switches can follow each other):
+    the page's model must keep the newer backend and ask for a fresh state instead."""
+    result = dashboard.page.evaluate("""async () => {
+        const { Model } = await import('/static/js/model.js');
+        const m = new Model();
+        m.applySnapshot({ seq: 100, started_at: 0,
+                          state: { backend: { name: 'poll', trigger: 'level', oneshot: false } } });
+        m.applyEventsFrame({ dropped: 0, events: [
+            { seq: 101, ts: 1, kind: 'backend', from: 'poll', to: 'select',
+              trigger: 'level', oneshot: false, write: 'queued' },
+            { seq: 102, ts: 2, kind: 'backend', from: 'select', to: 'epoll',
+              trigger: 'level', oneshot: false, write: 'queued' }] });
+        m.needResync = false;
+        const stale = m.applyState({ backend: { name: 'select', fd: null },
+                                     stats: { events_total: 101 } });
+        const afterStale = { applied: stale, name: m.backend.name, resync: m.needResync };
+        const fresh = m.applyState({ backend: { name: 'epoll', fd: 9 },
+                                     stats: { events_total: 103 } });
+        return { afterStale, fresh, name: m.backend.name, fd: m.backend.fd };
+    }""")
+    assert result["afterStale"] == {"applied": False, "name": "epoll", "resync": True}
+    assert result["fresh"] is True
+    assert result["name"] == "epoll" and result["fd"] == 9
