@@ -77,8 +77,10 @@ class TcpConnection:
                 if view is None:
                     view = self._view(n)
                 obs = self.obs
-                if obs.watched or self.queue or not self.engine.eager:
+                if obs.watched:
                     self._on_data(view)
+                elif self.queue or not self.engine.eager:
+                    self._enqueue_unwatched(view)
                 else:  # the echo's hot path, inline: nobody watching, eager, nothing queued
                     self.bytes_in += n
                     active = obs.active
@@ -100,6 +102,24 @@ class TcpConnection:
                     break
         if mask & WRITABLE and self.queue and not self.closed:
             self._write()
+
+    def _enqueue_unwatched(self, view: memoryview) -> None:
+        """`_on_data` + `_put` for an iteration nobody watches: recv -> queue, counted.
+
+        The queued strategy's hot path (and eager's, behind a non-empty queue): the same
+        bookkeeping with the two events only numbered, in one call instead of three.
+        """
+        n = len(view)
+        self.bytes_in += n
+        queue = self.queue
+        queue.append(bytes(view))
+        self.pending_bytes += n
+        if self.obs.active:  # throttled: the recv and queue events, counted, not shown
+            self.obs.seq += 2
+        if self.pending_bytes > self.engine.high_water and not self.reading_paused:
+            self._set_backpressure(True)
+        elif len(queue) == 1:  # reading is on (we just read): READ stays, WRITE joins
+            self.loop.set_interest(self.fd, READABLE | WRITABLE)
 
     def _view(self, n: int) -> memoryview:
         """`recv_buffer[:n]`, kept for the next message of the same length (bounded)."""
@@ -218,9 +238,16 @@ class TcpConnection:
                 obs.seq += 2
             if partial:
                 break
+        if queue or self.reading_paused or self.eof or self.engine.sticky_write:
+            self._after_write()
+        else:  # the usual end, desired_interest() inline: queue empty, reading on
+            self.loop.set_interest(self.fd, READABLE)
+
+    def _after_write(self) -> None:
+        """Backpressure released below low water, EOF flushed, or interest re-derived."""
         if self.reading_paused and self.pending_bytes <= self.engine.low_water:
             self._set_backpressure(False)
-        if not queue and self.eof:
+        if not self.queue and self.eof:
             self.close("eof")
         else:
             self.loop.set_interest(self.fd, self.desired_interest())

@@ -6,7 +6,7 @@ import socket
 import time
 
 from mux import Engine, EngineConfig
-from mux.backends import READABLE
+from mux.backends import READABLE, WRITABLE
 from mux.tcp import TcpConnection
 
 from .conftest import Recorder, running_engine, wait_until
@@ -81,6 +81,8 @@ def _one_message(engine: Engine, recorder: Recorder, watched: bool,
     if scenario == "peer gone":  # the echo's send fails (EPIPE): the connection closes
         peer.close()
     conn.on_ready(READABLE)
+    if not engine.eager and not conn.closed:  # queued: the echo goes out on writable
+        conn.on_ready(WRITABLE)
     taken = obs.seq - seq0
     shown = [e["kind"] for e in recorder.events[shown0:]]
     conn.close("user")
@@ -109,6 +111,28 @@ def test_throttled_fast_path_numbers_exactly_what_a_watched_iteration_shows():
             assert taken_throttled == taken_watched, scenario
     finally:
         engine.stop()  # never started: closes the listener and the backend at once
+
+
+def test_throttled_queued_path_numbers_exactly_what_a_watched_iteration_shows():
+    """The same for the queued strategy's unwatched path (recv -> queue in one call, then the
+    writable side): readable takes recv, queue and interest; writable takes send, queue and
+    interest — or, when the send fails, the unregister and the close."""
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", write="queued"))
+    recorder = Recorder()
+    engine.observers.add(recorder)
+    try:
+        for scenario, kinds in (
+            ("full", ["recv", "queue", "interest", "send", "queue", "interest"]),
+            ("peer gone", ["recv", "queue", "interest", "interest", "close"]),
+        ):
+            taken_watched, shown = _one_message(engine, recorder, True, scenario)
+            taken_throttled, shown_throttled = _one_message(engine, recorder, False, scenario)
+            assert shown == kinds, scenario
+            assert taken_watched == len(shown), scenario
+            assert shown_throttled == [k for k in kinds if k == "close"], scenario
+            assert taken_throttled == taken_watched, scenario
+    finally:
+        engine.stop()
 
 
 def test_last_wait_and_its_ready_list_describe_the_same_wait_under_the_budget():
