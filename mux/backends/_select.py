@@ -41,8 +41,14 @@ class SelectBackend(Backend):
         self.modify(fd, mask)
 
     def modify(self, fd: int, mask: int) -> None:
-        (self.rlist.add if mask & READABLE else self.rlist.discard)(fd)
-        (self.wlist.add if mask & WRITABLE else self.wlist.discard)(fd)
+        if mask & READABLE:
+            self.rlist.add(fd)
+        else:
+            self.rlist.discard(fd)
+        if mask & WRITABLE:
+            self.wlist.add(fd)
+        else:
+            self.wlist.discard(fd)
 
     def unregister(self, fd: int) -> None:
         self.registered.discard(fd)
@@ -56,6 +62,8 @@ class SelectBackend(Backend):
         r, w, _ = select.select(self.rlist, self.wlist, self.xlist, timeout)
         if not w:
             return [(fd, IN_READ) for fd in r]
+        if not r:  # the queued strategy's writable half: no fd is in both lists
+            return [(fd, IN_WRITE) for fd in w]
         ready = dict.fromkeys(r, IN_READ)
         for fd in w:
             ready[fd] = ready.get(fd, 0) | IN_WRITE
