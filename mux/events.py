@@ -43,7 +43,11 @@ def preview(data: bytes | bytearray | memoryview) -> str:
     `repr` of bytes escapes every non-printable byte (``\\n``, ``\\x00``, ``\\xff``...) in C,
     so any byte sequence, telnet IAC and invalid UTF-8 included, becomes safe text.
     """
-    head = bytes(data[:PREVIEW_BYTES])
+    head = data[:PREVIEW_BYTES]
+    if type(head) is memoryview:  # a view of the receive buffer: copy its first bytes
+        head = head.tobytes()
+    elif type(head) is not bytes:
+        head = bytes(head)
     if head.isascii():
         text = head.decode("ascii")
         if text.isprintable() and "\\" not in text:  # common case: nothing to escape

@@ -40,6 +40,7 @@ class Backend(ABC):
         self.edge = trigger == "edge"
         self._names: dict[int, list[str]] = {}
         self._generic: dict[int, int] = {}
+        self._interest_names: dict[int, list[str]] = {}  # generic mask -> native names
         self._extra = 0
 
     @property
@@ -50,6 +51,7 @@ class Backend(ABC):
     @extra.setter
     def extra(self, bits: int) -> None:
         self._extra = bits
+        self._interest_names.clear()
         self._interest_bits_changed()
 
     def _interest_bits_changed(self) -> None:
@@ -118,7 +120,11 @@ class Backend(ABC):
         return found
 
     def interest_names(self, mask: int) -> list[str]:
-        return self.names(self.native_interest(mask))
+        """A generic mask as this backend's names (cached; never mutate the result)."""
+        found = self._interest_names.get(mask)
+        if found is None:
+            found = self._interest_names[mask] = self.names(self.native_interest(mask))
+        return found
 
     def describe(self) -> dict[str, Any]:
         return {
