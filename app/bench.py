@@ -8,7 +8,8 @@ Three parts, each printed as a table of medians over interleaved repetitions (A 
    the app as it runs (observed by a page) on every backend.
 2. ``wait``   — the wait call's cost and the engine's per-iteration work as idle fds grow.
 3. ``events`` — how many events per second reach one connected page under the app's load.
-4. ``micro``  — the per-event cost of observation, in-process (nobody watching vs one sink).
+4. ``micro``  — the per-event cost of observation, in-process (nobody watching vs one sink),
+   and the engine's own cost per message through a connection's handler (socketpair).
 5. ``scale``  — 10,000 idle connections on epoll with the page open in headless Chromium: an
    active client's latency, RSS, /api/state time, the page's frame rate. Over a minute, so it
    runs only with ``--only scale`` (not in the default run nor in ``--quick``).
@@ -179,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "micro"):
             out["micro"] = micro.run()
             print(micro.render(out["micro"]), flush=True)
+            out["micro_messages"] = micro.per_message(2_000 if plan.quick else 20_000)
+            print(micro.render_messages(out["micro_messages"]), flush=True)
         if args.only == "scale":
             part_scale(args, client, out)
     except KeyboardInterrupt:

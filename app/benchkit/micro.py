@@ -1,17 +1,23 @@
-"""Per-event cost of observation, measured in-process with timeit (min of repeats).
+"""Per-event cost of observation, and the engine's own cost per message, in-process.
 
 The call sites are the engine's own pattern: `if obs.watched: obs.emit({...})` and, when
-throttled, `elif obs.active: obs.seq += 1`. Nothing here is asserted: it prints numbers.
+throttled, `elif obs.active: obs.seq += 1`. The per-message table drives one real
+`TcpConnection` on a socketpair (no wait call: readable, then writable for queued) and
+subtracts the same socket operations done bare. Nothing here is asserted: it prints numbers.
 """
 
 from __future__ import annotations
 
 import collections
+import socket
+import time
 import timeit
 from collections.abc import Callable
 from typing import Any
 
-from mux import Observers, preview
+from mux import Engine, EngineConfig, Observers, preview
+from mux.backends import READABLE, WRITABLE
+from mux.tcp import TcpConnection
 
 NUMBER = 100_000
 REPEAT = 7
@@ -30,7 +36,7 @@ def _send_site(obs: Observers) -> Callable[[], None]:
     return site
 
 
-def _recv_site(obs: Observers, data: bytes) -> Callable[[], None]:
+def _recv_site(obs: Observers, data: memoryview) -> Callable[[], None]:
     def site() -> None:
         if obs.watched:
             obs.emit({"kind": "recv", "fd": 7, "bytes": len(data), "preview": preview(data)})
@@ -42,8 +48,11 @@ def _recv_site(obs: Observers, data: bytes) -> Callable[[], None]:
 def run() -> list[dict[str, Any]]:
     nobody = Observers()
     watched = Observers()
-    watched.add(collections.deque(maxlen=100_000).append)
-    text, binary = b"x" * 1024, bytes(range(256)) * 4
+    sink: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
+    watched.add(sink.append)
+    # what the engine passes: a view of its receive buffer
+    text = memoryview(bytearray(b"x" * 1024))
+    binary = memoryview(bytearray(range(256)) * 4)
     baseline = _cost_ns(lambda: None)
     rows = [
         ("send event, nobody watching (two guards)", _send_site(nobody)),
@@ -55,10 +64,73 @@ def run() -> list[dict[str, Any]]:
     return [{"case": name, "ns": round(_cost_ns(fn) - baseline, 1)} for name, fn in rows]
 
 
+def per_message(messages: int = 20_000) -> list[dict[str, Any]]:
+    """ns per 1 KiB message through `on_ready`, beyond the bare recv/send of the same bytes."""
+    out = []
+    for write in ("eager", "queued"):
+        for mode in ("unobserved", "throttled", "watched"):
+            ns = _message_ns(write, mode, messages)
+            out.append({"case": f"{write}, {mode}", "ns": round(ns), "messages": messages})
+    return out
+
+
+def _message_ns(write: str, mode: str, messages: int) -> float:
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="poll", write=write))
+    if mode != "unobserved":
+        sink: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
+        engine.observers.add(sink.append)
+    server, peer = socket.socketpair()
+    server.setblocking(False)
+    conn = TcpConnection(engine, server, "socketpair")
+    engine.loop.register(conn, READABLE)
+    msg, obs = b"m" * 1024, engine.observers
+
+    def through_engine(n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            peer.send(msg)
+            obs.watched = mode == "watched"
+            conn.on_ready(READABLE)
+            if write == "queued":
+                conn.on_ready(WRITABLE)
+            peer.recv(65536)
+        return time.perf_counter() - t0
+
+    def bare(n: int) -> float:
+        buf = bytearray(65536)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            peer.send(msg)
+            k = server.recv_into(buf)
+            server.send(memoryview(buf)[:k])
+            peer.recv(65536)
+        return time.perf_counter() - t0
+
+    try:
+        through_engine(1000)
+        best = min(through_engine(messages) for _ in range(3))
+        floor = min(bare(messages) for _ in range(3))
+    finally:
+        conn.close("user")
+        peer.close()
+        engine.stop()  # never started: closes the listener and the backend at once
+    return (best - floor) / messages * 1e9
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     width = max(len(r["case"]) for r in rows)
     lines = ["Per-event observation cost (in-process, timeit min of 7 x 100,000; "
              "call overhead subtracted)",
              f"{'case':<{width}}  ns/event", f"{'-' * width}  --------"]
     lines += [f"{r['case']:<{width}}  {r['ns']:8.1f}" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_messages(rows: list[dict[str, Any]]) -> str:
+    width = max(len(r["case"]) for r in rows)
+    count = rows[0]["messages"] if rows else 0
+    lines = ["Engine cost per 1 KiB message through TcpConnection.on_ready (socketpair, poll; "
+             f"min of 3 x {count:,}; the bare recv_into + send of the same bytes subtracted)",
+             f"{'write, iteration':<{width}}  ns/message", f"{'-' * width}  ----------"]
+    lines += [f"{r['case']:<{width}}  {r['ns']:10,}" for r in rows]
     return "\n".join(lines) + "\n"

@@ -32,4 +32,5 @@ def test_bench_quick_completes_and_prints_ratio_table(tmp_path: Path) -> None:
     assert any(line.startswith("bare epoll loop") and "x" in line for line in out.splitlines())
     assert "Wait cost vs idle fds" in out
     assert "Event delivery" in out
+    assert "Engine cost per 1 KiB message" in out
     assert out_json.exists() and '"echo"' in out_json.read_text()
