@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import itertools
 import select
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .backends import READABLE, WRITABLE, Backend
+
+if TYPE_CHECKING:
+    from .loop import Loop
 
 CONDITIONS = ("readable", "writable", "hup", "queue_over", "backpressure")
 _HUP_BITS = (getattr(select, "POLLHUP", 0) | getattr(select, "EPOLLHUP", 0)
@@ -33,12 +37,24 @@ class Breakpoint:
                 "hits": self.hits, "last_wait": self.last_wait}
 
 
-@dataclass
 class Breakpoints:
-    items: dict[int, Breakpoint] = field(default_factory=dict)
-    #: (what, fd) noted by handlers during the current iteration: "hup", "backpressure"
-    notes: list[tuple[str, int]] = field(default_factory=list)
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    """The set breakpoints, checked by a hook of the loop that exists only while one is set.
+
+    `depths` gives the queue depth of every connection with something queued, `waits` the
+    engine's wait count (recorded with each hit). A hit waits in `hit` for the engine, which
+    pauses the loop after the iteration that matched.
+    """
+
+    def __init__(self, loop: Loop, depths: Callable[[], dict[int, int]],
+                 waits: Callable[[], int]) -> None:
+        self.loop = loop
+        self.items: dict[int, Breakpoint] = {}
+        #: (what, fd) noted by handlers during the current iteration: "hup", "backpressure"
+        self.notes: list[tuple[str, int]] = []
+        self.hit: Breakpoint | None = None
+        self._depths = depths
+        self._waits = waits
+        self._ids = itertools.count(1)
 
     def add(self, when: str, fd: int | None = None, depth: int | None = None) -> Breakpoint:
         if when not in CONDITIONS:
@@ -47,10 +63,31 @@ class Breakpoints:
             raise ValueError("'queue_over' needs a depth")
         bp = Breakpoint(next(self._ids), when, fd, depth)
         self.items[bp.id] = bp
+        if self._after_iteration not in self.loop.after_iteration:
+            self.loop.after_iteration.append(self._after_iteration)
         return bp
 
     def remove(self, bp_id: int) -> bool:
-        return self.items.pop(bp_id, None) is not None
+        removed = self.items.pop(bp_id, None) is not None
+        if not self.items and self._after_iteration in self.loop.after_iteration:
+            self.loop.after_iteration.remove(self._after_iteration)
+        return removed
+
+    def note(self, what: str, fd: int) -> None:
+        """A handler reports something a breakpoint may match ("hup", "backpressure")."""
+        if self.items:
+            self.notes.append((what, fd))
+
+    def take_hit(self) -> Breakpoint | None:
+        hit, self.hit = self.hit, None
+        return hit
+
+    def _after_iteration(self, ready: list[tuple[int, int]]) -> None:
+        hit = self.check(ready, self.loop.backend, self._depths())
+        if hit is not None:
+            hit.hits += 1
+            hit.last_wait = self._waits()
+            self.hit = hit
 
     def check(self, ready: list[tuple[int, int]], backend: Backend,
               queue_depth: dict[int, int]) -> Breakpoint | None:

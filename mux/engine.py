@@ -18,7 +18,7 @@ from typing import Any
 
 from . import backends
 from .backends import FD_SETSIZE, READABLE, FdLimitError
-from .breakpoints import Breakpoint, Breakpoints
+from .breakpoints import Breakpoints
 from .control import ControlDoor
 from .flaws import FlawZoo
 from .kernel import kernel_view
@@ -94,10 +94,9 @@ class Engine:
         self.delay_ms = 0
         self._step_requested = False
         self._stopping = False
-        self.breakpoints = Breakpoints()
+        self.breakpoints = Breakpoints(self.loop, self._queue_depths, lambda: self.stats.waits)
         self.sticky_write = False  # the bug zoo's write_interest_stuck
         self.flaws = FlawZoo(self)
-        self._breakpoint_hit: Breakpoint | None = None
         self._past_waits: dict[str, int] = {}
         self._waits_at_switch = 0
         self._thread: threading.Thread | None = None
@@ -205,7 +204,7 @@ class Engine:
                         self._step()
                     continue
                 self.loop.run_once()
-                if self._breakpoint_hit is not None:
+                if self.breakpoints.hit is not None:
                     self._pause_at_breakpoint()
                     continue
                 if self.delay_ms and not self._stopping:
@@ -221,26 +220,16 @@ class Engine:
         self._door.run_pending()
         self._emit_loop("step")
         self.loop.run_once()
-        hit, self._breakpoint_hit = self._breakpoint_hit, None
+        hit = self.breakpoints.take_hit()
         self._emit_loop("paused", hit.id if hit else None)
 
     def _pause_at_breakpoint(self) -> None:
-        hit, self._breakpoint_hit = self._breakpoint_hit, None
+        hit = self.breakpoints.take_hit()
         self.paused = True
         self._emit_loop("paused", hit.id if hit else None)
 
-    def _check_breakpoints(self, ready: list[tuple[int, int]]) -> None:
-        depths = {fd: len(c.queue) for fd, c in self.connections.items() if c.queue}
-        hit = self.breakpoints.check(ready, self.loop.backend, depths)
-        if hit is not None:
-            hit.hits += 1
-            hit.last_wait = self.stats.waits
-            self._breakpoint_hit = hit
-
-    def note(self, what: str, fd: int) -> None:
-        """A handler reports something breakpoints may match ("hup", "backpressure")."""
-        if self.breakpoints.items:
-            self.breakpoints.notes.append((what, fd))
+    def _queue_depths(self) -> dict[int, int]:
+        return {fd: len(c.queue) for fd, c in self.connections.items() if c.queue}
 
     def _slow_motion(self) -> None:
         """Wait `delay_ms` between iterations, still answering commands meanwhile."""
@@ -318,10 +307,10 @@ class Engine:
 
     def add_breakpoint(self, when: str, fd: int | None = None,
                        depth: int | None = None) -> Future[dict[str, Any]]:
-        return self.call(self._add_breakpoint, when, fd, depth)
+        return self.call(lambda: self.breakpoints.add(when, fd, depth).describe())
 
     def remove_breakpoint(self, bp_id: int) -> Future[bool]:
-        return self.call(self._remove_breakpoint, bp_id)
+        return self.call(self.breakpoints.remove, bp_id)
 
     def list_breakpoints(self) -> Future[list[dict[str, Any]]]:
         return self.call(lambda: [bp.describe() for bp in self.breakpoints.items.values()])
@@ -383,18 +372,6 @@ class Engine:
             raise ValueError(f"delay_ms must be between 0 and {MAX_DELAY_MS}, not {delay_ms}")
         self.delay_ms = delay_ms
         return self.loop_state()
-
-    def _add_breakpoint(self, when: str, fd: int | None, depth: int | None) -> dict[str, Any]:
-        bp = self.breakpoints.add(when, fd, depth)
-        if self._check_breakpoints not in self.loop.after_iteration:
-            self.loop.after_iteration.append(self._check_breakpoints)
-        return bp.describe()
-
-    def _remove_breakpoint(self, bp_id: int) -> bool:
-        removed = self.breakpoints.remove(bp_id)
-        if not self.breakpoints.items and self._check_breakpoints in self.loop.after_iteration:
-            self.loop.after_iteration.remove(self._check_breakpoints)
-        return removed
 
     def _close_connection(self, fd: int) -> bool:
         conn = self.connections.get(fd)

@@ -169,7 +169,7 @@ class TcpConnection:
 
     def _on_eof(self) -> None:
         self.eof = True
-        self.engine.note("hup", self.fd)
+        self.engine.breakpoints.note("hup", self.fd)
         if self.queue:
             self._update_interest()  # stop reading; keep WRITE until the queue is flushed
         else:
@@ -195,7 +195,7 @@ class TcpConnection:
 
     def _set_backpressure(self, paused: bool) -> None:
         self.reading_paused = paused
-        self.engine.note("backpressure", self.fd)
+        self.engine.breakpoints.note("backpressure", self.fd)
         self._update_interest()
         obs = self.loop.obs
         if obs.active:
