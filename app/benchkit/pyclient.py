@@ -79,7 +79,8 @@ def _worker(args: tuple[str, int, int, int, float, float, int, int], out: Connec
         for _ in range(depth):
             c.sent_at.append(now)
             c.sock.sendall(payload)
-    rt, dead, lat = 0, 0, []
+    rt, dead = 0, 0
+    lat: list[int] = []
     while time.monotonic() < t_end:
         for key, _ in sel.select(0.02):
             n = _on_read(key.data, size, payload, (t_start, t_end), lat)

@@ -58,7 +58,10 @@ def start_asyncio() -> Running:
 
     threading.Thread(target=run, name="asyncio-echo", daemon=True).start()
     started.wait(10)
-    return Running(port=ready[0], stop=lambda: loop.call_soon_threadsafe(loop.stop))
+    def stop() -> None:
+        loop.call_soon_threadsafe(loop.stop)
+
+    return Running(port=ready[0], stop=stop)
 
 
 # --- bare loop: a minimal raw epoll echo loop, no engine -----------------------------------
@@ -207,10 +210,11 @@ def start_bare(queued: bool = False, edge: bool = False) -> Running:
     lsock.setblocking(False)
     stop = threading.Event()
     if queued:
-        target, args = _bare_queued_loop, (lsock, stop)
+        thread = threading.Thread(target=_bare_queued_loop, args=(lsock, stop))
     else:
-        target, args = _bare_loop, (lsock, stop, edge)
-    threading.Thread(target=target, args=args, name="bare-echo", daemon=True).start()
+        thread = threading.Thread(target=_bare_loop, args=(lsock, stop, edge))
+    thread.name, thread.daemon = "bare-echo", True
+    thread.start()
     return Running(port=lsock.getsockname()[1], stop=stop.set)
 
 

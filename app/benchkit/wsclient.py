@@ -77,12 +77,13 @@ def _reader(ws: Any, win: Window, started_at: float) -> None:
 
 def main(argv: list[str]) -> int:
     from websockets.sync.client import connect
+    from websockets.typing import Origin
 
     port, cpu = int(argv[0]), int(argv[1]) if len(argv) > 1 else -1
     if cpu >= 0 and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {cpu})
     origin = f"http://127.0.0.1:{port}"
-    ws = connect(f"ws://127.0.0.1:{port}/ws", origin=origin, max_size=None)  # type: ignore[arg-type]
+    ws = connect(f"ws://127.0.0.1:{port}/ws", origin=Origin(origin), max_size=None)
     snap = _loads(ws.recv())
     win = Window()
     win.last_seq = int(snap.get("seq", 0))

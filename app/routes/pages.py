@@ -14,10 +14,11 @@ router = APIRouter()
 async def index(request: Request) -> HTMLResponse:
     settings = request.app.state.settings
     token = request.query_params.get("token", "") if settings.token else ""
-    return request.app.state.templates.TemplateResponse(
+    page: HTMLResponse = request.app.state.templates.TemplateResponse(
         request, "index.html",
         {"version": __version__, "token": token, "replay": settings.replay},
     )
+    return page
 
 
 @router.get("/healthz")
