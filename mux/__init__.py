@@ -3,21 +3,29 @@
 Standard library only; the web layer (`app`) uses nothing but the names below.
 """
 
-from .backends import FD_SETSIZE, FdLimitError, available, default_backend, validate
+from .backends import (
+    FD_SETSIZE,
+    READABLE,
+    WRITABLE,
+    FdLimitError,
+    available,
+    default_backend,
+    validate,
+)
 from .codeview import handler_sources
 from .engine import MAX_DELAY_MS, WRITE_MODES, Engine, EngineConfig, raise_nofile_limit
 from .events import preview
 from .flaws import flaw_catalog
 from .load import LoadCapError, LoadGenerator
 from .observe import Observers, Sink
-from .tcp import open_tcp_listener
+from .tcp import TcpConnection, open_tcp_listener
 from .udp import open_udp_socket
 
 available_backends = available
 
 __all__ = [
-    "FD_SETSIZE", "MAX_DELAY_MS", "WRITE_MODES", "Engine", "EngineConfig", "FdLimitError",
-    "LoadCapError", "LoadGenerator",
+    "FD_SETSIZE", "MAX_DELAY_MS", "READABLE", "WRITABLE", "WRITE_MODES", "Engine",
+    "EngineConfig", "FdLimitError", "LoadCapError", "LoadGenerator", "TcpConnection",
     "Observers", "Sink", "available", "available_backends", "default_backend", "flaw_catalog",
     "handler_sources", "open_tcp_listener", "open_udp_socket", "preview", "raise_nofile_limit",
     "validate",

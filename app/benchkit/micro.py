@@ -15,9 +15,7 @@ import timeit
 from collections.abc import Callable
 from typing import Any
 
-from mux import Engine, EngineConfig, Observers, preview
-from mux.backends import READABLE, WRITABLE
-from mux.tcp import TcpConnection
+from mux import READABLE, WRITABLE, Engine, EngineConfig, Observers, TcpConnection, preview
 
 NUMBER = 100_000
 REPEAT = 7
