@@ -75,6 +75,10 @@ PROBE_JS = """() => {
   window.__scaleProbe = p;
 }"""
 TAKE_JS = "() => window.__scaleProbe.samples.splice(0)"
+CLEAR_SLOW_JS = ("() => { window.__muxscope.slowFrames.length = 0; "
+                 "window.__muxscope.slowMessages.length = 0; }")
+SLOW_JS = ("() => ({frames: window.__muxscope.slowFrames.slice(), "
+           "messages: window.__muxscope.slowMessages.slice()})")
 COUNTERS_JS = """() => ({events: window.__muxscope.eventsApplied, paints: window.__muxscope.paints,
   dropped: window.__muxscope.dropped, paintMs: Object.assign({}, window.__muxscope.paintMs),
   now: performance.now()})"""
@@ -229,6 +233,17 @@ def _sample(server: ServerProc, page: Any, t0: float, frames: list[dict[str, Any
             "raf_median": statistics.median(rates) if rates else None}
 
 
+def _slow_frames(frames: list[dict[str, Any]], t0_ms: float) -> list[dict[str, Any]]:
+    """The page's paints over 30 ms in the window (it keeps the first 50), with the three
+    panels that took longest in each."""
+    out = []
+    for f in frames:
+        top = sorted(f["panels"].items(), key=lambda kv: -kv[1])[:3]
+        out.append({"t_s": round((f["at"] - t0_ms) / 1000, 2), "ms": round(f["ms"], 1),
+                    "panels": {k: round(v, 1) for k, v in top}})
+    return out
+
+
 def _cdp_metrics(cdp: Any) -> dict[str, float]:
     return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
 
@@ -246,6 +261,7 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
         active.expect("START", WARMUP + 30)
         t0 = time.monotonic()
         page.evaluate(TAKE_JS)  # frames from before the window
+        page.evaluate(CLEAR_SLOW_JS)
         c0 = page.evaluate(COUNTERS_JS)
         cpu0, m0, b0, k0 = server.cpu(), _cdp_metrics(cdp), cpu_busy(), chromium_cpu_s()
         samples.append(_sample(server, page, t0, []))
@@ -258,6 +274,7 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
                 f"rAF/s min {fmt(s['raf_min'])}")
         active.expect("END", 60)
         c1 = page.evaluate(COUNTERS_JS)
+        slow = page.evaluate(SLOW_JS)
         cpu1, m1, b1, k1 = server.cpu(), _cdp_metrics(cdp), cpu_busy(), chromium_cpu_s()
         elapsed = time.monotonic() - t0
         fields = dict(kv.split("=") for kv in active.expect("RESULT", 30).split())
@@ -284,6 +301,10 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
         "paints_per_s": (c1["paints"] - c0["paints"]) / page_s if page_s else None,
         "dropped": c1["dropped"] - c0["dropped"],
         "paint_ms_per_s": dict(sorted(paint.items(), key=lambda kv: -kv[1])),
+        "slow_frames": _slow_frames(slow["frames"], c0["now"]),
+        "slow_event_frames": [{"t_s": round((m["at"] - c0["now"]) / 1000, 2),
+                               "ms": round(m["ms"], 1), "events": m["events"]}
+                              for m in slow["messages"]],
         "server_cpu_pct": (cpu1 - cpu0) * 100 / elapsed if elapsed else None,
         # Chromium's own accounting of the page's main thread (CDP Performance.getMetrics):
         # ms per second of wall time spent in tasks, script, style, layout.
@@ -382,6 +403,14 @@ def render(d: dict[str, Any]) -> str:
     if top:
         out += ("\nPage paint time, ms per second of page time (window.__muxscope.paintMs): "
                 + ", ".join(f"{k} {val:.1f}" for k, val in top) + "\n")
+    slow = d.get("slow_frames") or []
+    if slow:
+        worst = sorted(slow, key=lambda f: -f["ms"])[:3]
+        out += (f"Page paints over 30 ms in the window: {len(slow)}"
+                + (" (the page keeps 50)" if len(slow) >= 50 else "") + "; longest: "
+                + "; ".join(f"{f['ms']:.0f} ms at {f['t_s']:.1f} s ("
+                            + ", ".join(f"{k} {v:.0f}" for k, v in f["panels"].items()) + ")"
+                            for f in worst) + "\n")
     main = d.get("page_main_ms_per_s") or {}
     if main:
         out += ("Page main thread, ms per second (CDP Performance.getMetrics): "

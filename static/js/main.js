@@ -122,10 +122,13 @@ const socket = new Socket({
         if (timeline.viewing) timeline.backToLive();   // a new snapshot starts a new history
         model.applySnapshot(frame);
         break;
-      case 'events':
+      case 'events': {
+        const t0 = performance.now();
         model.applyEventsFrame(frame);
+        noteSlow(debug.slowMessages, { at: t0, ms: performance.now() - t0, events: (frame.events || []).length });
         if (model.needResync) { model.needResync = false; resync(); }
         break;
+      }
       case 'stats': model.applyStats(frame); break;
       default: break;
     }
@@ -159,19 +162,32 @@ function paintStatus(now) {
   }
 }
 
-// Cumulative paint time per panel (ms), for profiling: window.__muxscope.paintMs
+// Cumulative paint time per panel (ms), for profiling: window.__muxscope.paintMs; and the
+// frames and event frames that took longer than SLOW_MS, with each panel's share (bounded).
 const paintMs = {};
 debug.paintMs = paintMs;
+const SLOW_MS = 30;
+const SLOW_KEPT = 50;
+debug.slowFrames = [];
+debug.slowMessages = [];
+let framePanels = {};
 function timed(name, fn) {
   const t0 = performance.now();
   fn();
-  paintMs[name] = (paintMs[name] || 0) + performance.now() - t0;
+  const ms = performance.now() - t0;
+  paintMs[name] = (paintMs[name] || 0) + ms;
+  framePanels[name] = ms;
+}
+function noteSlow(list, entry) {
+  if (entry.ms > SLOW_MS && list.length < SLOW_KEPT) list.push(entry);
 }
 
 function frame(now) {
   debug.paints++;
+  framePanels = {};
+  const started = performance.now();
   try {
-    log.pin();   // first, while layout is still clean from the last frame (no forced layout)
+    timed('pin', () => log.pin());   // first, while layout is still clean from the last frame
     timed('timeline', () => timeline.tick(now));
     const shown = timeline.displayed;   // live, or the iteration on view
     timed('status', () => paintStatus(now));
@@ -191,6 +207,7 @@ function frame(now) {
   } catch (err) {
     console.error('muxscope paint', err);
   }
+  noteSlow(debug.slowFrames, { at: now, ms: performance.now() - started, panels: framePanels });
   requestAnimationFrame(frame);
 }
 
