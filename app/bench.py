@@ -140,7 +140,7 @@ def part_events(plan: Plan, out: dict[str, Any]) -> None:
         return
     data = [delivery.run(mode, max(plan.seconds, 0.5), plan.reps, plan.warmup, log, load)
             for mode in plan.event_modes
-            for load in (delivery.LOAD, delivery.LIGHT_LOAD)]
+            for load in ((delivery.LOAD,) if plan.quick else (delivery.LOAD, delivery.LIGHT_LOAD))]
     out["events"] = data
     print(delivery.render(data), flush=True)
 
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "events"):
             part_events(plan, out)
         if args.only in (None, "micro"):
-            out["micro"] = micro.run()
+            out["micro"] = micro.run(*((10_000, 3) if plan.quick else ()))
             print(micro.render(out["micro"]), flush=True)
             out["micro_messages"] = micro.per_message(2_000 if plan.quick else 20_000)
             print(micro.render_messages(out["micro_messages"]), flush=True)

@@ -36,15 +36,15 @@ class Variant:
 
 def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
     """asyncio (the reference) first, then the bare loops (the floor), the engine unobserved
-    and the app observed, on every backend (epoll only with --quick)."""
+    and the app observed, on every backend (with --quick: epoll, and the engine eager only)."""
     out = [Variant("asyncio Protocol (reference)", "asyncio"),
-           Variant("bare epoll loop, eager (no engine)", "bare"),
-           Variant("bare epoll loop, queued (no engine)", "bare:queued")]
+           Variant("bare epoll loop, eager (no engine)", "bare")]
     if not quick:
-        out.append(Variant("bare epoll-edge loop, eager (no engine)", "bare:edge"))
+        out += [Variant("bare epoll loop, queued (no engine)", "bare:queued"),
+                Variant("bare epoll-edge loop, eager (no engine)", "bare:edge")]
     pairs = [("epoll", "level")] if quick else list(ENGINE_BACKENDS)
     for backend, trigger in pairs:
-        for write in WRITES:
+        for write in ("eager",) if quick else WRITES:
             label = f"engine {backend}" + (f"-{trigger}" if backend == "epoll" else "")
             out.append(Variant(f"{label} {write}, unobserved", f"engine:{backend}:{trigger}:"
                                f"{write}", 1.2 if write == "eager" else None,

@@ -21,8 +21,8 @@ NUMBER = 100_000
 REPEAT = 7
 
 
-def _cost_ns(fn: Callable[[], Any]) -> float:
-    return min(timeit.repeat(fn, number=NUMBER, repeat=REPEAT)) / NUMBER * 1e9
+def _cost_ns(fn: Callable[[], Any], number: int = NUMBER, repeat: int = REPEAT) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e9
 
 
 def _send_site(obs: Observers) -> Callable[[], None]:
@@ -43,7 +43,7 @@ def _recv_site(obs: Observers, data: memoryview) -> Callable[[], None]:
     return site
 
 
-def run() -> list[dict[str, Any]]:
+def run(number: int = NUMBER, repeat: int = REPEAT) -> list[dict[str, Any]]:
     nobody = Observers()
     watched = Observers()
     sink: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
@@ -51,7 +51,7 @@ def run() -> list[dict[str, Any]]:
     # what the engine passes: a view of its receive buffer
     text = memoryview(bytearray(b"x" * 1024))
     binary = memoryview(bytearray(range(256)) * 4)
-    baseline = _cost_ns(lambda: None)
+    baseline = _cost_ns(lambda: None, number, repeat)
     rows = [
         ("send event, nobody watching (two guards)", _send_site(nobody)),
         ("send event, one deque sink", _send_site(watched)),
@@ -59,7 +59,8 @@ def run() -> list[dict[str, Any]]:
         ("recv event + preview (1 KiB text), one deque sink", _recv_site(watched, text)),
         ("recv event + preview (1 KiB binary), one deque sink", _recv_site(watched, binary)),
     ]
-    return [{"case": name, "ns": round(_cost_ns(fn) - baseline, 1)} for name, fn in rows]
+    return [{"case": name, "ns": round(_cost_ns(fn, number, repeat) - baseline, 1),
+             "number": number, "repeat": repeat} for name, fn in rows]
 
 
 def per_message(messages: int = 20_000) -> list[dict[str, Any]]:
@@ -117,7 +118,8 @@ def _message_ns(write: str, mode: str, messages: int) -> float:
 
 def render(rows: list[dict[str, Any]]) -> str:
     width = max(len(r["case"]) for r in rows)
-    lines = ["Per-event observation cost (in-process, timeit min of 7 x 100,000; "
+    number, repeat = rows[0].get("number", NUMBER), rows[0].get("repeat", REPEAT)
+    lines = [f"Per-event observation cost (in-process, timeit min of {repeat} x {number:,}; "
              "call overhead subtracted)",
              f"{'case':<{width}}  ns/event", f"{'-' * width}  --------"]
     lines += [f"{r['case']:<{width}}  {r['ns']:8.1f}" for r in rows]
