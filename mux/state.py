@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import backends
-from .backends import FD_SETSIZE
+from .backends import FD_SETSIZE, READABLE, WRITABLE
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -69,7 +69,10 @@ def capture(engine: Engine) -> StateCapture:
         "breakpoints": [bp.describe() for bp in engine.breakpoints.items.values()],
         "stats": _stats(engine),
     }
-    return StateCapture(head, backend.interest_names, conns, regs, engine.observers.seq)
+    # the names of every generic mask, looked up here on the loop thread: to_dict() runs on
+    # another thread, and the backend's name cache is the loop thread's to fill and clear
+    names = {mask: backend.interest_names(mask) for mask in range((READABLE | WRITABLE) + 1)}
+    return StateCapture(head, names.__getitem__, conns, regs, engine.observers.seq)
 
 
 def _stats(engine: Engine) -> dict[str, Any]:
