@@ -68,3 +68,18 @@ def test_queue_over_and_backpressure_breakpoints(make_engine):
         engine.resume().result(5)
         rec.wait_for("loop", state="paused", breakpoint=bp_b["id"], timeout=10)
         assert rec.of("backpressure", paused=True)
+
+
+def test_the_loop_runs_breakpoint_code_only_while_one_is_set(make_engine):
+    """The check is a loop hook added with the first breakpoint and removed with the last, so
+    with none set no breakpoint code runs per iteration."""
+    engine, _ = make_engine()
+    hooks = engine.loop.after_iteration
+    assert hooks == []
+    first = engine.add_breakpoint("readable").result(5)
+    second = engine.add_breakpoint("hup").result(5)
+    assert len(hooks) == 1
+    assert engine.remove_breakpoint(first["id"]).result(5) is True
+    assert len(hooks) == 1  # one breakpoint still set
+    assert engine.remove_breakpoint(second["id"]).result(5) is True
+    assert hooks == []
