@@ -69,8 +69,10 @@ class Breakpoints:
 
     def remove(self, bp_id: int) -> bool:
         removed = self.items.pop(bp_id, None) is not None
-        if not self.items and self._after_iteration in self.loop.after_iteration:
-            self.loop.after_iteration.remove(self._after_iteration)
+        if not self.items:
+            self.notes.clear()  # noted for the breakpoint just removed: never for a later one
+            if self._after_iteration in self.loop.after_iteration:
+                self.loop.after_iteration.remove(self._after_iteration)
         return removed
 
     def note(self, what: str, fd: int) -> None:

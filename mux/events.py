@@ -43,6 +43,8 @@ def preview(data: bytes | bytearray | memoryview) -> str:
     `repr` of bytes escapes every non-printable byte (``\\n``, ``\\x00``, ``\\xff``...) in C,
     so any byte sequence, telnet IAC and invalid UTF-8 included, becomes safe text.
     """
+    if type(data) is memoryview and (data.ndim != 1 or data.itemsize != 1):
+        data = data.tobytes()  # a view of anything but bytes: slice its bytes, not its items
     head = data[:PREVIEW_BYTES]
     if type(head) is memoryview:  # a view of the receive buffer: copy its first bytes
         head = head.tobytes()

@@ -83,3 +83,21 @@ def test_the_loop_runs_breakpoint_code_only_while_one_is_set(make_engine):
     assert len(hooks) == 1  # one breakpoint still set
     assert engine.remove_breakpoint(second["id"]).result(5) is True
     assert hooks == []
+
+
+def test_a_note_taken_for_a_removed_breakpoint_does_not_fire_a_later_one(make_engine):
+    engine, _ = make_engine()
+    bps = engine.breakpoints
+
+    def note_then_remove_then_add() -> tuple[int, bool]:
+        bp = bps.add("backpressure")
+        bps.note("backpressure", 7)  # a handler noted it in this iteration...
+        bps.remove(bp.id)            # ...and the breakpoint went away before the check
+        later = bps.add("backpressure")
+        fired = bps.check([], engine.loop.backend, {}) is not None
+        bps.remove(later.id)
+        return len(bps.notes), fired
+
+    notes_left, fired = engine.call(note_then_remove_then_add).result(5)
+    assert not fired
+    assert notes_left == 0
