@@ -41,7 +41,9 @@ def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
            Variant("bare epoll loop, eager (no engine)", "bare")]
     if not quick:
         out += [Variant("bare epoll loop, queued (no engine)", "bare:queued"),
-                Variant("bare epoll-edge loop, eager (no engine)", "bare:edge")]
+                Variant("bare epoll-edge loop, eager (no engine)", "bare:edge"),
+                Variant("bare poll loop, eager (no engine)", "bare:poll"),
+                Variant("bare poll loop, queued (no engine)", "bare:poll:queued")]
     pairs = [("epoll", "level")] if quick else list(ENGINE_BACKENDS)
     for backend, trigger in pairs:
         for write in ("eager",) if quick else WRITES:
@@ -70,9 +72,11 @@ def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
 
 
 def _bare_spec(backend: str, write: str, trigger: str) -> str | None:
-    """The bare loop doing the same system calls as this row: epoll rows only. (A bare epoll
-    loop is no floor for select or poll: poll changes interest without a system call, so its
-    queued floor could well be lower than epoll's, and the bench has no bare poll loop.)"""
+    """The bare loop doing the same system calls as this row: epoll's or poll's. None for
+    select (no bare select loop): epoll's would be no floor for it — select and poll change
+    interest without a system call, so their bare queued loops can be cheaper than epoll's."""
+    if backend == "poll":
+        return "bare:poll:queued" if write == "queued" else "bare:poll"
     if backend != "epoll":
         return None
     return "bare:queued" if write == "queued" else "bare:edge" if trigger == "edge" else "bare"

@@ -31,7 +31,9 @@ def start(spec: str) -> Running:
     if parts[0] == "asyncio":
         return start_asyncio()
     if parts[0] == "bare":
-        return start_bare(queued=parts[1:] == ["queued"], edge=parts[1:] == ["edge"])
+        rest = parts[1:]  # bare[:poll][:queued|:edge]
+        return start_bare(queued="queued" in rest, edge="edge" in rest,
+                          kind="poll" if "poll" in rest else "epoll")
     if parts[0] == "engine":
         _, backend, trigger, write, *rest = parts
         return start_engine(backend, trigger, write, count_waits="waits" in rest)

@@ -64,18 +64,29 @@ def start_asyncio() -> Running:
     return Running(port=ready[0], stop=stop)
 
 
-# --- bare loop: a minimal raw epoll echo loop, no engine -----------------------------------
+# --- bare loops: a minimal raw epoll (or poll) echo loop, no engine ------------------------
 
 
-def _bare_loop(lsock: socket.socket, stop: threading.Event, edge: bool = False) -> None:
-    ep = select.epoll()
+def _new_poller(kind: str) -> tuple[Any, float]:
+    """An epoll or a poll object and its wait timeout in its own unit (s for epoll, ms for
+    poll). Their bits have the same values on Linux (EPOLLIN == POLLIN, EPOLLOUT == POLLOUT,
+    EPOLLHUP == POLLHUP, EPOLLERR == POLLERR) and both have register/modify/unregister/poll,
+    so the loops below serve both, with nothing added on the hot path."""
+    if kind == "poll":
+        return select.poll(), 250
+    return select.epoll(), 0.25
+
+
+def _bare_loop(lsock: socket.socket, stop: threading.Event, edge: bool = False,
+               kind: str = "epoll") -> None:
+    ep, timeout = _new_poller(kind)
     lfd = lsock.fileno()
     ep.register(lfd, select.EPOLLIN)
     conns: dict[int, socket.socket] = {}
     pending: dict[int, bytes] = {}
     mask = select.EPOLLIN | (select.EPOLLET if edge else 0)
     while not stop.is_set():
-        for fd, ev in ep.poll(0.25):
+        for fd, ev in ep.poll(timeout):
             if fd == lfd:
                 _bare_accept(lsock, ep, conns, mask)
             elif ev & select.EPOLLOUT:
@@ -84,7 +95,7 @@ def _bare_loop(lsock: socket.socket, stop: threading.Event, edge: bool = False) 
                 _bare_read(fd, ep, conns, pending, edge)
 
 
-def _bare_accept(lsock: socket.socket, ep: select.epoll, conns: dict[int, socket.socket],
+def _bare_accept(lsock: socket.socket, ep: Any, conns: dict[int, socket.socket],
                  mask: int = select.EPOLLIN) -> None:
     try:
         sock, _ = lsock.accept()
@@ -96,12 +107,12 @@ def _bare_accept(lsock: socket.socket, ep: select.epoll, conns: dict[int, socket
     ep.register(sock.fileno(), mask)
 
 
-def _bare_close(fd: int, ep: select.epoll, conns: dict[int, socket.socket]) -> None:
+def _bare_close(fd: int, ep: Any, conns: dict[int, socket.socket]) -> None:
     ep.unregister(fd)
     conns.pop(fd).close()
 
 
-def _bare_read(fd: int, ep: select.epoll, conns: dict[int, socket.socket],
+def _bare_read(fd: int, ep: Any, conns: dict[int, socket.socket],
                pending: dict[int, bytes], edge: bool = False) -> None:
     """recv and send back at once; edge-triggered (as SPEC §2 states it) recv until EAGAIN,
     which costs one recv more per message."""
@@ -129,7 +140,7 @@ def _bare_read(fd: int, ep: select.epoll, conns: dict[int, socket.socket],
             return
 
 
-def _bare_flush(fd: int, ep: select.epoll, conns: dict[int, socket.socket],
+def _bare_flush(fd: int, ep: Any, conns: dict[int, socket.socket],
                 pending: dict[int, bytes], mask: int = select.EPOLLIN) -> None:
     data = pending.pop(fd)
     try:
@@ -145,18 +156,18 @@ def _bare_flush(fd: int, ep: select.epoll, conns: dict[int, socket.socket],
         ep.modify(fd, mask)  # on EPOLLET, MOD re-checks readiness: nothing is stranded
 
 
-def _bare_queued_loop(lsock: socket.socket, stop: threading.Event) -> None:
+def _bare_queued_loop(lsock: socket.socket, stop: threading.Event, kind: str = "epoll") -> None:
     """The floor for `--write queued` on epoll: what SPEC §2 asks of queued echo, and nothing
     else. recv -> queue -> EPOLL_CTL_MOD(IN|OUT) -> wait -> send -> EPOLL_CTL_MOD(IN): two
     epoll_ctl calls and a second readiness per message, which no engine can avoid."""
-    ep = select.epoll()
+    ep, timeout = _new_poller(kind)
     lfd = lsock.fileno()
     ep.register(lfd, select.EPOLLIN)
     conns: dict[int, socket.socket] = {}
     queues: dict[int, list[bytes]] = {}
     both = select.EPOLLIN | select.EPOLLOUT
     while not stop.is_set():
-        for fd, ev in ep.poll(0.25):
+        for fd, ev in ep.poll(timeout):
             if fd == lfd:
                 _bare_accept(lsock, ep, conns)
                 continue
@@ -183,7 +194,7 @@ def _bare_queued_loop(lsock: socket.socket, stop: threading.Event) -> None:
                 _bare_send_queue(fd, sock, ep, conns, queues)
 
 
-def _bare_send_queue(fd: int, sock: socket.socket, ep: select.epoll,
+def _bare_send_queue(fd: int, sock: socket.socket, ep: Any,
                      conns: dict[int, socket.socket], queues: dict[int, list[bytes]]) -> None:
     q = queues[fd]
     while q:
@@ -202,7 +213,7 @@ def _bare_send_queue(fd: int, sock: socket.socket, ep: select.epoll,
     ep.modify(fd, select.EPOLLIN)
 
 
-def start_bare(queued: bool = False, edge: bool = False) -> Running:
+def start_bare(queued: bool = False, edge: bool = False, kind: str = "epoll") -> Running:
     lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind((HOST, 0))
@@ -210,9 +221,9 @@ def start_bare(queued: bool = False, edge: bool = False) -> Running:
     lsock.setblocking(False)
     stop = threading.Event()
     if queued:
-        thread = threading.Thread(target=_bare_queued_loop, args=(lsock, stop))
+        thread = threading.Thread(target=_bare_queued_loop, args=(lsock, stop, kind))
     else:
-        thread = threading.Thread(target=_bare_loop, args=(lsock, stop, edge))
+        thread = threading.Thread(target=_bare_loop, args=(lsock, stop, edge, kind))
     thread.name, thread.daemon = "bare-echo", True
     thread.start()
     return Running(port=lsock.getsockname()[1], stop=stop.set)
