@@ -93,49 +93,43 @@ def _one_message(engine: Engine, recorder: Recorder, watched: bool,
     return taken, shown
 
 
-def test_throttled_fast_path_numbers_exactly_what_a_watched_iteration_shows():
-    """The inline eager path counts the events it does not build: per message the seq must
-    advance by exactly as many numbers as the same message takes when watched — recv and send;
-    recv, queue and interest when the kernel takes nothing; recv, interest and close when the
-    send fails."""
-    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", write="eager"))
+def _check_numbering(write: str, scenarios: tuple[tuple[str, list[str]], ...]) -> None:
+    """Per scenario, one message watched then one throttled: the watched one shows `kinds`
+    and takes one seq each; the throttled one builds only the always-shown kinds (close) and
+    takes exactly as many seq numbers."""
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", write=write))
     recorder = Recorder()
     engine.observers.add(recorder)
     try:
-        for scenario, kinds in (("full", ["recv", "send"]),
-                                ("kernel full", ["recv", "queue", "interest"]),
-                                ("peer gone", ["recv", "interest", "close"])):
+        for scenario, kinds in scenarios:
             taken_watched, shown = _one_message(engine, recorder, True, scenario)
             taken_throttled, shown_throttled = _one_message(engine, recorder, False, scenario)
             assert shown == kinds, scenario
             assert taken_watched == len(shown), scenario
-            # throttled: only the always-shown kinds (close) are built
             assert shown_throttled == [k for k in kinds if k == "close"], scenario
             assert taken_throttled == taken_watched, scenario
     finally:
         engine.stop()  # never started: closes the listener and the backend at once
 
 
+def test_throttled_fast_path_numbers_exactly_what_a_watched_iteration_shows():
+    """The inline eager path counts the events it does not build: per message the seq must
+    advance by exactly as many numbers as the same message takes when watched — recv and send;
+    recv, queue and interest when the kernel takes nothing; recv, interest and close when the
+    send fails."""
+    _check_numbering("eager", (("full", ["recv", "send"]),
+                               ("kernel full", ["recv", "queue", "interest"]),
+                               ("peer gone", ["recv", "interest", "close"])))
+
+
 def test_throttled_queued_path_numbers_exactly_what_a_watched_iteration_shows():
     """The same for the queued strategy's unwatched path (recv -> queue in one call, then the
     writable side): readable takes recv, queue and interest; writable takes send, queue and
     interest — or, when the send fails, the unregister and the close."""
-    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", write="queued"))
-    recorder = Recorder()
-    engine.observers.add(recorder)
-    try:
-        for scenario, kinds in (
-            ("full", ["recv", "queue", "interest", "send", "queue", "interest"]),
-            ("peer gone", ["recv", "queue", "interest", "interest", "close"]),
-        ):
-            taken_watched, shown = _one_message(engine, recorder, True, scenario)
-            taken_throttled, shown_throttled = _one_message(engine, recorder, False, scenario)
-            assert shown == kinds, scenario
-            assert taken_watched == len(shown), scenario
-            assert shown_throttled == [k for k in kinds if k == "close"], scenario
-            assert taken_throttled == taken_watched, scenario
-    finally:
-        engine.stop()
+    _check_numbering("queued", (
+        ("full", ["recv", "queue", "interest", "send", "queue", "interest"]),
+        ("peer gone", ["recv", "queue", "interest", "interest", "close"]),
+    ))
 
 
 def test_last_wait_and_its_ready_list_describe_the_same_wait_under_the_budget():
