@@ -170,19 +170,19 @@ export class EventLog {
     if (!matching.length) return;
     const limit = !this.list.childElementCount ? MAX_ROWS
       : matching.length > FLOOD_AT ? FLOOD_PER_PAINT : PER_PAINT;
-    const batch = matching.slice(-limit).reverse();   // newest first, as the loop below expects
+    const batch = matching.slice(-limit);   // the newest, oldest first
     const skipped = matching.length - batch.length;
     if (skipped > 0) {   // said, not silent: the seq numbers in the log jump here
-      batch.push({ marker: `… ${skipped} events not shown in the log (too many to list) …`, gap: true });
+      batch.unshift({ marker: `… ${skipped} events not shown in the log (too many to list) …`, gap: true });
     }
     // rows trimmed from the top are recycled for the new ones at the bottom
     const list = this.list;
     let excess = list.childElementCount + batch.length - MAX_ROWS;
     const frag = document.createDocumentFragment();
-    for (let i = batch.length - 1; i >= 0; i--) {
+    for (const ev of batch) {
       let li;
       if (excess > 0) { li = list.firstElementChild; excess--; }
-      frag.append(this.row(batch[i], li || undefined));
+      frag.append(this.row(ev, li || undefined));
     }
     while (excess-- > 0) list.firstElementChild.remove();
     list.append(frag);
