@@ -39,6 +39,27 @@ def test_rst_while_server_has_queued_data(make_engine, backend):
         assert recv_exactly(healthy, 4) == b"fine"
 
 
+@pytest.mark.parametrize("backend,trigger", [("poll", "level"), ("epoll", "edge")])
+def test_reset_read_on_the_unwatched_queued_path(make_engine, backend, trigger):
+    """recv raising ECONNRESET in the queued strategy's unwatched read (a budget that shows
+    nothing: `close` still comes, its reason says reset) closes that connection only."""
+    engine, rec = make_engine(backend=backend, trigger=trigger, write="queued",
+                              observe_budget=1)
+    with connect(engine.tcp_port) as healthy:
+        doomed = connect(engine.tcp_port)
+        doomed.sendall(b"x")
+        assert recv_exactly(doomed, 1) == b"x"
+        engine.pause().result(5)  # the RST waits in the kernel until the loop runs again
+        _rst(doomed)
+        engine.resume().result(5)
+        close = rec.wait_for("close")
+        assert close["reason"] == "reset"
+        assert not rec.of("recv") and not rec.of("queue")  # nothing was shown: unwatched
+        healthy.sendall(b"fine")
+        assert recv_exactly(healthy, 4) == b"fine"
+        assert engine.counters()["connections"] == 1
+
+
 def test_half_close_with_a_large_queue(make_engine):
     engine, rec = make_engine(backend="epoll")
     payload = os.urandom(8 * 1024 * 1024)
