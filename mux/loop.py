@@ -90,7 +90,8 @@ class Loop:
             self._rearm.discard(fd)
         obs = self.obs
         if obs.watched:
-            self._emit_interest(fd, "modify", mask)
+            obs.emit({"kind": "interest", "fd": fd, "op": "modify",
+                      "flags": self.backend.interest_names(mask)})
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1
 
@@ -204,16 +205,22 @@ class Loop:
         oneshot = backend.oneshot
         hook = self.dispatch_hook
         obs = self.obs
+        names = backend._names  # native -> names, filled by backend.names
+        generic = backend._generic  # native -> READABLE/WRITABLE, filled by backend.generic
         for fd, native in ready:
             if watched:
-                obs.emit({"kind": "ready", "fd": fd, "flags": backend.names(native)})
+                flags = names.get(native)
+                if flags is None:
+                    flags = backend.names(native)
+                obs.emit({"kind": "ready", "fd": fd, "flags": flags})
             handler = handlers.get(fd)
             if handler is None:
                 continue
             if oneshot:
                 self._rearm.add(fd)
             if hook is None:
-                handler.on_ready(backend.generic(native))
+                mask = generic.get(native)
+                handler.on_ready(backend.generic(native) if mask is None else mask)
             else:
                 hook(handler, native)
             if oneshot and fd in self._rearm:

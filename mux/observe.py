@@ -32,6 +32,7 @@ class Observers:
 
     def __init__(self, budget: int | None = None) -> None:
         self._sinks: tuple[Sink, ...] = ()
+        self._only_sink: Sink | None = None  # the usual case, one sink: emit has no loop
         self._lock = threading.Lock()
         self.active = False
         self.watched = False
@@ -46,11 +47,13 @@ class Observers:
     def add(self, sink: Sink) -> None:
         with self._lock:
             self._sinks = (*self._sinks, sink)
+            self._only_sink = self._sinks[0] if len(self._sinks) == 1 else None
             self.active = self.watched = True
 
     def remove(self, sink: Sink) -> None:
         with self._lock:
             self._sinks = tuple(s for s in self._sinks if s is not sink)
+            self._only_sink = self._sinks[0] if len(self._sinks) == 1 else None
             self.active = self.watched = bool(self._sinks)
 
     def begin_iteration(self, now: float) -> None:
@@ -72,9 +75,19 @@ class Observers:
         self.seq = event["seq"] = self.seq + 1
         self._left -= 1
         event["ts"] = _clock() - self._t0
+        only = self._only_sink
+        if only is not None:
+            try:
+                only(event)
+            except Exception:  # noqa: BLE001 - an observer must never break the loop
+                self._detach(only)
+            return
         for sink in self._sinks:
             try:
                 sink(event)
-            except Exception:  # noqa: BLE001 - an observer must never break the loop
-                log.exception("observer %r raised; detached", sink)
-                self.remove(sink)
+            except Exception:  # noqa: BLE001
+                self._detach(sink)
+
+    def _detach(self, sink: Sink) -> None:
+        log.exception("observer %r raised; detached", sink)
+        self.remove(sink)

@@ -7,6 +7,7 @@ import time
 
 from mux import Engine, EngineConfig
 from mux.backends import READABLE, WRITABLE
+from mux.observe import Observers
 from mux.tcp import TcpConnection
 
 from .conftest import Recorder, running_engine, wait_until
@@ -145,3 +146,34 @@ def test_last_wait_and_its_ready_list_describe_the_same_wait_under_the_budget():
                 checked += 1
         check(results, 4_000_000)
     assert checked >= 5
+
+
+def test_a_lone_sink_that_raises_is_detached():
+    """emit's one-sink path (no loop) detaches a failing sink as the many-sink path does."""
+    observers = Observers()
+    calls: list[dict] = []
+
+    def bad(event: dict) -> None:
+        calls.append(event)
+        raise RuntimeError("observer bug")
+
+    observers.add(bad)
+    observers.emit({"kind": "error", "message": "first"})
+    assert len(calls) == 1 and calls[0]["seq"] == 1
+    assert not observers.active and observers._sinks == () and observers._only_sink is None
+    observers.emit({"kind": "error", "message": "second"})
+    assert len(calls) == 1
+
+
+def test_one_sink_then_two_then_one_all_receive():
+    observers = Observers()
+    first: list[int] = []
+    second: list[int] = []
+    observers.add(lambda e: first.append(e["seq"]))
+    observers.emit({"kind": "error", "message": "a"})
+    sink2 = second.append
+    observers.add(lambda e: sink2(e["seq"]))
+    observers.emit({"kind": "error", "message": "b"})
+    observers.remove(observers._sinks[1])
+    observers.emit({"kind": "error", "message": "c"})
+    assert first == [1, 2, 3] and second == [2]
