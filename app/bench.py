@@ -32,7 +32,7 @@ from typing import Any
 
 from app.benchkit import delivery, echo, micro, scale, waitcost
 from app.benchkit.loadgen import LoadClient
-from app.benchkit.procs import ROOT
+from app.benchkit.procs import ROOT, LineProc, ServerProc, close_all
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,10 @@ class Plan:
     loads: tuple[tuple[str, int, int], ...]
     idle_levels: tuple[int, ...]
     event_modes: tuple[str, ...]
+    wait_backends: tuple[str, ...]
+    #: seconds of the unmeasured first window per echo server, and of load before delivery
+    prime: float
+    settle: float
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -85,8 +89,36 @@ def make_plan(args: argparse.Namespace) -> Plan:
         quick=quick,
         loads=echo.LOADS[:1] if quick else echo.LOADS,
         idle_levels=(10, 100) if quick else waitcost.IDLE_LEVELS,
-        event_modes=("queued",) if quick else ("queued", "eager"),
+        event_modes=("eager",) if quick else ("queued", "eager"),
+        wait_backends=("epoll",) if quick else waitcost.BACKENDS,
+        prime=0.1 if quick else 0.3,
+        settle=0.2 if quick else 0.5,
     )
+
+
+#: --quick measures event delivery on the echo part's observed app, with its page
+QUICK_DELIVERY_APP = "app:eager:epoll"
+
+
+@dataclass
+class Launched:
+    """--quick's shortcuts to "about 5 s in all": the wait-cost lanes start before the echo
+    part, so their start-up overlaps it, and the echo part's observed app (with its page)
+    stays up for the delivery part instead of a second app being started."""
+
+    lanes: list[tuple[str, ServerProc]] | None = None
+    delivery: tuple[ServerProc, LineProc | None] | None = None
+
+    def close(self) -> None:
+        close_all([*(server for _, server in self.lanes or ()),
+                   *(p for p in self.delivery or () if p is not None)])
+
+
+def launch_early(plan: Plan, only: str | None) -> Launched:
+    early = Launched()
+    if plan.quick and only in (None, "wait") and engine_built():
+        early.lanes = waitcost.launch(plan.wait_backends)
+    return early
 
 
 def machine() -> dict[str, Any]:
@@ -114,10 +146,14 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def part_echo(plan: Plan, client: LoadClient, out: dict[str, Any]) -> None:
+def part_echo(plan: Plan, client: LoadClient, out: dict[str, Any], early: Launched,
+              keep_app: bool) -> None:
     vs = echo.variants(engine_built(), app_built() and engine_built(), plan.quick)
     with echo.running(vs):
-        echo.measure(vs, client, plan.seconds, plan.reps, plan.warmup, plan.loads, log)
+        echo.measure(vs, client, plan.seconds, plan.reps, plan.warmup, plan.loads, log,
+                     plan.prime)
+        if keep_app:
+            early.delivery = echo.hand_over(vs, QUICK_DELIVERY_APP)
     out["echo"] = {}
     for label, _, _ in plan.loads:
         data = echo.rows(vs, label)
@@ -125,22 +161,29 @@ def part_echo(plan: Plan, client: LoadClient, out: dict[str, Any]) -> None:
         print(echo.render(label, data, client.name), flush=True)
 
 
-def part_wait(plan: Plan, client: LoadClient, out: dict[str, Any]) -> None:
+def part_wait(plan: Plan, client: LoadClient, out: dict[str, Any], early: Launched) -> None:
     if not engine_built():
         print("Wait cost vs idle fds: n/a (engine not built yet)\n", flush=True)
         return
-    lanes = waitcost.run(client, plan.idle_levels, plan.seconds, plan.reps, plan.warmup, log)
+    launched, early.lanes = early.lanes or waitcost.launch(plan.wait_backends), None
+    lanes = waitcost.run(client, plan.idle_levels, plan.seconds, plan.reps, plan.warmup, log,
+                         launched)
     out["wait"] = waitcost.results(lanes, plan.idle_levels)
     print(waitcost.render(out["wait"]), flush=True)
 
 
-def part_events(plan: Plan, out: dict[str, Any]) -> None:
+def part_events(plan: Plan, out: dict[str, Any], early: Launched) -> None:
     if not (app_built() and engine_built()):
         print(delivery.render([], placeholder="n/a (app not built yet)"), flush=True)
         return
-    data = [delivery.run(mode, max(plan.seconds, 0.5), plan.reps, plan.warmup, log, load)
-            for mode in plan.event_modes
-            for load in ((delivery.LOAD,) if plan.quick else (delivery.LOAD, delivery.LIGHT_LOAD))]
+    loads = (delivery.LOAD,) if plan.quick else (delivery.LOAD, delivery.LIGHT_LOAD)
+    data = []
+    for mode in plan.event_modes:
+        for load in loads:
+            server, ws = early.delivery or (None, None)
+            early.delivery = None  # a handed-over app serves once (run closes it)
+            data.append(delivery.run(mode, max(plan.seconds, 0.5), plan.reps, plan.warmup,
+                                     log, load, server, ws, plan.settle))
     out["events"] = data
     print(delivery.render(data), flush=True)
 
@@ -170,13 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"machine": info, "client": client.name, "plan": plan.__dict__}
     t0 = time.monotonic()
     print(header(plan, client, info), flush=True)
+    early = launch_early(plan, args.only)
     try:
         if args.only in (None, "echo"):
-            part_echo(plan, client, out)
+            part_echo(plan, client, out, early, keep_app=plan.quick and args.only is None)
         if args.only in (None, "wait"):
-            part_wait(plan, client, out)
+            part_wait(plan, client, out, early)
         if args.only in (None, "events"):
-            part_events(plan, out)
+            part_events(plan, out, early)
         if args.only in (None, "micro"):
             out["micro"] = micro.run(*((10_000, 3) if plan.quick else ()))
             print(micro.render(out["micro"]), flush=True)
@@ -188,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
+        early.close()  # what a failed or interrupted part did not use
         client.cleanup()
     out["elapsed_s"] = round(time.monotonic() - t0, 1)
     print(f"done in {out['elapsed_s']} s", flush=True)

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from app.benchkit.procs import LineProc, ServerProc
+from app.benchkit.procs import LineProc, ServerProc, close_all
 from app.benchkit.report import median, table
 from app.benchkit.servers import http_json
 
@@ -28,18 +28,29 @@ def _window(server: ServerProc, ws: LineProc, seconds: float) -> dict[str, Any]:
     return stats
 
 
+def launch(write: str) -> ServerProc:
+    """Start the app process for `run`, without waiting for it."""
+    return ServerProc(f"app:{write}")
+
+
 def run(write: str, seconds: float, reps: int, warmup: float, log: Any,
-        load: dict[str, int] | None = None) -> dict[str, Any]:
+        load: dict[str, int] | None = None, server: ServerProc | None = None,
+        ws: LineProc | None = None, settle: float = 0.5) -> dict[str, Any]:
+    """`server`: an app started with `launch(write)`, and `ws` its page if one is connected
+    already (by default both are started now); both are closed on return. `settle`: seconds
+    after the load starts, on top of `warmup`, before the first window."""
     load = load or LOAD
-    server = ServerProc(f"app:{write}").ready(timeout=60)
-    ws: LineProc | None = None
-    assert server.http_port is not None
+    server = server or launch(write)
     try:
-        ws = LineProc([sys.executable, "-m", "app.benchkit.wsclient", str(server.http_port),
-                       "1"])
-        ws.expect("READY", 20)
+        if not server.port:  # not awaited yet
+            server.ready(timeout=60)
+        assert server.http_port is not None
+        if ws is None:
+            ws = LineProc([sys.executable, "-m", "app.benchkit.wsclient",
+                           str(server.http_port), "1"])
+            ws.expect("READY", 20)
         answer = http_json(server.http_port, "POST", "/api/load", load)
-        time.sleep(warmup + 0.5)
+        time.sleep(warmup + settle)
         windows = []
         for rep in range(reps):
             log(f"  event delivery ({write}, {load['connections']} clients): "
@@ -47,9 +58,7 @@ def run(write: str, seconds: float, reps: int, warmup: float, log: Any,
             windows.append(_window(server, ws, seconds))
         http_json(server.http_port, "DELETE", "/api/load")
     finally:
-        if ws is not None:
-            ws.close()
-        server.close()
+        close_all([p for p in (ws, server) if p is not None])
     return summarize(write, answer, windows, load)
 
 

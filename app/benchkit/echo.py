@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.benchkit.loadgen import LoadClient, LoadResult
-from app.benchkit.procs import LineProc, ServerProc
+from app.benchkit.procs import LineProc, ServerProc, close_all
 from app.benchkit.report import median, table
 
 ENGINE_BACKENDS = (("select", "level"), ("poll", "level"), ("epoll", "level"), ("epoll", "edge"))
@@ -53,7 +53,7 @@ def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
                                floor=_bare_spec(backend, write, trigger)))
     observed = ["epoll"] if quick else ["select", "poll", "epoll"]
     for backend in observed:
-        for write, target in (("eager", 1.0), ("queued", 0.8)):
+        for write, target in (("eager", 1.0),) if quick else (("eager", 1.0), ("queued", 0.8)):
             label = backend + ("-level" if backend == "epoll" else "")
             v = Variant(f"app {label} {write}, observed", f"app:{write}:{backend}", target,
                         observed=True, floor=_bare_spec(backend, write, "level"),
@@ -80,6 +80,17 @@ def _bare_spec(backend: str, write: str, trigger: str) -> str | None:
     if backend != "epoll":
         return None
     return "bare:queued" if write == "queued" else "bare:edge" if trigger == "edge" else "bare"
+
+
+def hand_over(vs: list[Variant], spec: str) -> tuple[ServerProc, LineProc | None] | None:
+    """Detach the running server of `spec` (and its page) from `running`, which then does
+    not close them: the caller owns them (--quick measures event delivery on that app)."""
+    for v in vs:
+        if v.spec == spec and v.server is not None:
+            taken = (v.server, v.ws)
+            v.server = v.ws = None
+            return taken
+    return None
 
 
 def _start_all(vs: list[Variant]) -> None:
@@ -126,15 +137,11 @@ def running(vs: list[Variant]) -> Iterator[None]:
         _start_all(vs)
         yield
     finally:
-        for v in vs:
-            if v.ws is not None:
-                v.ws.close()
-            if v.server is not None:
-                v.server.close()
+        close_all([p for v in vs for p in (v.ws, v.server) if p is not None])
 
 
 def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, warmup: float,
-            loads: tuple[tuple[str, int, int], ...], log: Any) -> None:
+            loads: tuple[tuple[str, int, int], ...], log: Any, prime: float = 0.3) -> None:
     """Interleaved repetitions: for each rep, every variant once (A B C ... A B C ...).
 
     Each server is first primed with one unmeasured window: a fresh asyncio server's first
@@ -144,7 +151,7 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
     for v in vs:
         if v.server is not None:
             label, conns, size = loads[0]
-            client.run(v.server.port, conns, size, 0.0, max(0.3, warmup), v.server.cpu)
+            client.run(v.server.port, conns, size, 0.0, max(prime, warmup), v.server.cpu)
     for label, conns, size in loads:
         for rep in range(reps):
             log(f"  echo {label}: rep {rep + 1}/{reps}")

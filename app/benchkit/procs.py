@@ -69,14 +69,18 @@ class LineProc:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
-    def close(self, timeout: float = 8) -> None:
-        """Ask politely (quit / end of input), then terminate, then kill — this PID only."""
+    def ask_to_quit(self) -> None:
+        """Send `quit` and end of input, without waiting (see `close_all`)."""
         if self.proc.poll() is None and self.proc.stdin is not None:
             try:
                 self.send("quit")
                 self.proc.stdin.close()
             except (BrokenPipeError, OSError, ValueError):
                 pass
+
+    def close(self, timeout: float = 8) -> None:
+        """Ask politely (quit / end of input), then terminate, then kill — this PID only."""
+        self.ask_to_quit()
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -86,6 +90,15 @@ class LineProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def close_all(procs: list[LineProc]) -> None:
+    """Close several children at once: all are asked to quit first, then each is awaited, so
+    their shutdowns overlap instead of adding up."""
+    for proc in procs:
+        proc.ask_to_quit()
+    for proc in procs:
+        proc.close()
 
 
 class ServerProc(LineProc):

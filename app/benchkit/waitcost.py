@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.benchkit.loadgen import LoadClient
-from app.benchkit.procs import LineProc, ServerProc
+from app.benchkit.procs import LineProc, ServerProc, close_all
 from app.benchkit.report import median, table
 
 BACKENDS = ("select", "poll", "epoll")
@@ -39,8 +39,13 @@ class Lane:
     samples: dict[int, list[dict[str, float]]] = field(default_factory=dict)
 
 
-def _open_lane(backend: str) -> Lane:
-    server = ServerProc(f"engine:{backend}:level:eager:waits").ready(timeout=30)
+def launch(backends: tuple[str, ...] = BACKENDS) -> list[tuple[str, ServerProc]]:
+    """Start each backend's engine process, without waiting for it (`run` waits)."""
+    return [(backend, ServerProc(f"engine:{backend}:level:eager:waits")) for backend in backends]
+
+
+def _open_lane(backend: str, server: ServerProc) -> Lane:
+    server.ready(timeout=30)
     idle = LineProc([sys.executable, "-m", "app.benchkit.pyclient", "idle", "127.0.0.1",
                      str(server.port)])
     return Lane(backend, server, idle)
@@ -83,9 +88,14 @@ def _sample(lane: Lane, client: LoadClient, n: int, seconds: float, warmup: floa
 
 
 def run(client: LoadClient, levels: tuple[int, ...], seconds: float, reps: int, warmup: float,
-        log: Any) -> list[Lane]:
-    lanes = [_open_lane(b) for b in BACKENDS]
+        log: Any, launched: list[tuple[str, ServerProc]] | None = None) -> list[Lane]:
+    """Measure every lane at every level; `launched`: servers from `launch` (default: all
+    backends, started now). Every process is closed on return."""
+    launched = launched if launched is not None else launch()
+    lanes: list[Lane] = []
     try:
+        for backend, server in launched:
+            lanes.append(_open_lane(backend, server))
         for n in levels:
             for lane in lanes:
                 if lane.refused_at is None:
@@ -96,9 +106,7 @@ def run(client: LoadClient, levels: tuple[int, ...], seconds: float, reps: int, 
                     if lane.refused_at is None:
                         _sample(lane, client, n, seconds, warmup)
     finally:
-        for lane in lanes:
-            lane.idle.close()
-            lane.server.close()
+        close_all([*(lane.idle for lane in lanes), *(server for _, server in launched)])
     return lanes
 
 
