@@ -43,7 +43,9 @@ def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
         out += [Variant("bare epoll loop, queued (no engine)", "bare:queued"),
                 Variant("bare epoll-edge loop, eager (no engine)", "bare:edge"),
                 Variant("bare poll loop, eager (no engine)", "bare:poll"),
-                Variant("bare poll loop, queued (no engine)", "bare:poll:queued")]
+                Variant("bare poll loop, queued (no engine)", "bare:poll:queued"),
+                Variant("bare select loop, eager (no engine)", "bare:select"),
+                Variant("bare select loop, queued (no engine)", "bare:select:queued")]
     pairs = [("epoll", "level")] if quick else list(ENGINE_BACKENDS)
     for backend, trigger in pairs:
         for write in ("eager",) if quick else WRITES:
@@ -72,11 +74,10 @@ def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
 
 
 def _bare_spec(backend: str, write: str, trigger: str) -> str | None:
-    """The bare loop doing the same system calls as this row: epoll's or poll's. None for
-    select (no bare select loop): epoll's would be no floor for it — select and poll change
-    interest without a system call, so their bare queued loops can be cheaper than epoll's."""
-    if backend == "poll":
-        return "bare:poll:queued" if write == "queued" else "bare:poll"
+    """The bare loop doing the same system calls as this row, on the same backend (select and
+    poll change interest without a system call, epoll with one: each needs its own floor)."""
+    if backend in ("poll", "select"):
+        return f"bare:{backend}:queued" if write == "queued" else f"bare:{backend}"
     if backend != "epoll":
         return None
     return "bare:queued" if write == "queued" else "bare:edge" if trigger == "edge" else "bare"
@@ -147,20 +148,33 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
     Each server is first primed with one unmeasured window: a fresh asyncio server's first
     window costs about 4x its steady state (seen on the reference machine), which would flatter
     every ratio of the first rep.
+
+    Outside its own windows every server is stopped (SIGSTOP): an idle app is not idle on the
+    reference machine (its asyncio thread wakes ~40 times a second, ~28 ms/s of CPU), and
+    with twenty servers pinned to the server CPU that is background load on the measured one.
     """
-    for v in vs:
-        if v.server is not None:
-            label, conns, size = loads[0]
-            client.run(v.server.port, conns, size, 0.0, max(prime, warmup), v.server.cpu)
+    running = [v for v in vs if v.server is not None]
+    for v in running:
+        assert v.server is not None
+        label, conns, size = loads[0]
+        client.run(v.server.port, conns, size, 0.0, max(prime, warmup), v.server.cpu)
+        v.server.pause()
     for label, conns, size in loads:
         for rep in range(reps):
             log(f"  echo {label}: rep {rep + 1}/{reps}")
-            for v in vs:
-                if v.server is None:
-                    continue
-                _ws_cmd(v.ws, "mark")
-                res = client.run(v.server.port, conns, size, warmup, seconds, v.server.cpu)
-                v.runs.setdefault(label, []).append((res, _ws_cmd(v.ws, "stats")))
+            for v in running:
+                assert v.server is not None
+                v.server.resume()
+                try:
+                    _ws_cmd(v.ws, "mark")
+                    res = client.run(v.server.port, conns, size, warmup, seconds,
+                                     v.server.cpu)
+                    v.runs.setdefault(label, []).append((res, _ws_cmd(v.ws, "stats")))
+                finally:
+                    v.server.pause()
+    for v in running:
+        assert v.server is not None
+        v.server.resume()
 
 
 def _ratios(vs: list[Variant], label: str) -> dict[str, float | None]:

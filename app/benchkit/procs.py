@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -69,8 +70,18 @@ class LineProc:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process takes no CPU at all until `resume` (see `echo.measure`)."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
     def ask_to_quit(self) -> None:
         """Send `quit` and end of input, without waiting (see `close_all`)."""
+        self.resume()  # a stopped process would never read it
         if self.proc.poll() is None and self.proc.stdin is not None:
             try:
                 self.send("quit")

@@ -1,6 +1,6 @@
 """Subprocess entry for one benchmarked server: ``python -m app.benchkit.serve SPEC [CPU]``.
 
-SPEC is ``asyncio``, ``bare``, ``bare:queued``, ``bare:edge``,
+SPEC is ``asyncio``, ``bare[:poll|:select][:queued|:edge]`` (the bare loops, on epoll by default),
 ``engine:<backend>:<trigger>:<write>[:waits]`` or ``app:<write>[:<backend>[:<budget>]]``
 (budget: the observation budget, events/s). The process pins itself to CPU (default 0; -1 = no
 pinning), raises its soft open-file limit to the hard one, starts the server and prints
@@ -31,9 +31,9 @@ def start(spec: str) -> Running:
     if parts[0] == "asyncio":
         return start_asyncio()
     if parts[0] == "bare":
-        rest = parts[1:]  # bare[:poll][:queued|:edge]
-        return start_bare(queued="queued" in rest, edge="edge" in rest,
-                          kind="poll" if "poll" in rest else "epoll")
+        rest = parts[1:]  # bare[:poll|:select][:queued|:edge]
+        kind = "poll" if "poll" in rest else "select" if "select" in rest else "epoll"
+        return start_bare(queued="queued" in rest, edge="edge" in rest, kind=kind)
     if parts[0] == "engine":
         _, backend, trigger, write, *rest = parts
         return start_engine(backend, trigger, write, count_waits="waits" in rest)

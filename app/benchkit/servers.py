@@ -67,13 +67,52 @@ def start_asyncio() -> Running:
 # --- bare loops: a minimal raw epoll (or poll) echo loop, no engine ------------------------
 
 
+class _SelectPoller:
+    """select(2) behind poll's interface, for the bare loops: two fd sets in, and out a list of
+    (fd, POLLIN/POLLOUT bits) — the least a select loop does per call (the engine's select
+    backend does the same, see mux/backends/_select.py)."""
+
+    def __init__(self) -> None:
+        self.readers: set[int] = set()
+        self.writers: set[int] = set()
+
+    def register(self, fd: int, mask: int) -> None:
+        self.modify(fd, mask)
+
+    def modify(self, fd: int, mask: int) -> None:
+        if mask & select.POLLIN:
+            self.readers.add(fd)
+        else:
+            self.readers.discard(fd)
+        if mask & select.POLLOUT:
+            self.writers.add(fd)
+        else:
+            self.writers.discard(fd)
+
+    def unregister(self, fd: int) -> None:
+        self.readers.discard(fd)
+        self.writers.discard(fd)
+
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        r, w, _ = select.select(self.readers, self.writers, (), timeout)
+        if not w:
+            return [(fd, select.POLLIN) for fd in r]
+        ready = dict.fromkeys(r, select.POLLIN)
+        for fd in w:
+            ready[fd] = ready.get(fd, 0) | select.POLLOUT
+        return list(ready.items())
+
+
 def _new_poller(kind: str) -> tuple[Any, float]:
-    """An epoll or a poll object and its wait timeout in its own unit (s for epoll, ms for
-    poll). Their bits have the same values on Linux (EPOLLIN == POLLIN, EPOLLOUT == POLLOUT,
-    EPOLLHUP == POLLHUP, EPOLLERR == POLLERR) and both have register/modify/unregister/poll,
-    so the loops below serve both, with nothing added on the hot path."""
+    """An epoll, poll or select poller and its wait timeout in its own unit (s for epoll and
+    select, ms for poll). Their bits have the same values on Linux (EPOLLIN == POLLIN,
+    EPOLLOUT == POLLOUT, EPOLLHUP == POLLHUP, EPOLLERR == POLLERR) and all have
+    register/modify/unregister/poll, so the loops below serve all three, with nothing added on
+    the hot path."""
     if kind == "poll":
         return select.poll(), 250
+    if kind == "select":
+        return _SelectPoller(), 0.25
     return select.epoll(), 0.25
 
 

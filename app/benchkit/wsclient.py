@@ -12,6 +12,7 @@ received. Prints ``READY <started_at>`` after the snapshot; then answers stdin c
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -83,7 +84,11 @@ def main(argv: list[str]) -> int:
     if cpu >= 0 and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {cpu})
     origin = f"http://127.0.0.1:{port}"
-    ws = connect(f"ws://127.0.0.1:{port}/ws", origin=Origin(origin), max_size=None)
+    options: dict[str, Any] = {"origin": Origin(origin), "max_size": None}
+    if "ping_interval" in inspect.signature(connect).parameters:
+        # no keepalive: the bench stops its server (SIGSTOP) between windows, for a minute
+        options["ping_interval"] = None
+    ws = connect(f"ws://127.0.0.1:{port}/ws", **options)
     snap = _loads(ws.recv())
     win = Window()
     win.last_seq = int(snap.get("seq", 0))

@@ -1,0 +1,55 @@
+"""The benchmark's bare loops are the floor column of its tables: they must be echo servers
+that return every byte, in order, on every poller (epoll, poll, select) and write strategy."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+from app.benchkit.servers import start_bare
+
+SPECS = [(kind, queued, edge) for kind in ("epoll", "poll", "select")
+         for queued, edge in ((False, False), (True, False))] + [("epoll", False, True)]
+
+
+def _echo_round(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        received = bytearray()
+
+        def read() -> None:
+            while len(received) < len(payload):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                received.extend(chunk)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        sock.sendall(payload)
+        reader.join(10)
+        return bytes(received)
+
+
+@pytest.mark.parametrize("kind,queued,edge", SPECS,
+                         ids=[f"{k}-{'queued' if q else 'edge' if e else 'eager'}"
+                              for k, q, e in SPECS])
+def test_bare_loop_echoes_every_byte(kind: str, queued: bool, edge: bool) -> None:
+    running = start_bare(queued=queued, edge=edge, kind=kind)
+    try:
+        assert _echo_round(running.port, b"ping") == b"ping"
+        big = os.urandom(1 << 20)  # more than the socket buffers: partial sends, queueing
+        assert _echo_round(running.port, big) == big
+        results: list[bool] = []
+        payloads = [os.urandom(64 * 1024) for _ in range(4)]
+        threads = [threading.Thread(target=lambda p=p: results.append(
+            _echo_round(running.port, p) == p)) for p in payloads]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15)
+        assert results == [True] * 4
+    finally:
+        running.stop()
