@@ -57,7 +57,11 @@ class TcpConnection:
 
     # -- readiness -----------------------------------------------------------------------
     def on_ready(self, mask: int) -> None:
-        """Readable: recv (to EAGAIN in edge mode); writable: send what is queued."""
+        """Readable: recv (to EAGAIN in edge mode); writable: send what is queued.
+
+        Two read paths: `_read_queued` for the queued strategy when nobody watches this
+        iteration; the loop below (eager's hot path inline) for eager, or when watched.
+        """
         if mask & READABLE and not (self.reading_paused or self.eof):
             if not (self.engine.eager or self.obs.watched):
                 self._read_queued()
