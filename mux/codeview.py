@@ -20,8 +20,8 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
     conn, listener, eng = tcp.TcpConnection, tcp.TcpListener, engine.Engine
     return {
         "wait": [loop.Loop.run_once, loop.Loop._emit_wait],
-        "ready": [loop.Loop.run_once],
-        "interest": [loop.Loop.set_interest, loop.Loop._emit_interest],
+        "ready": [loop.Loop.run_once, loop.Loop._dispatch_instrumented],
+        "interest": [loop.Loop.set_interest],  # modify; register/unregister: _emit_interest
         "accept": [listener.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],
         "queue": [conn._put],

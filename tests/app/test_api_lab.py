@@ -76,6 +76,15 @@ def test_code_view(live):
     assert '"kind": "recv"' in line
 
 
+def test_code_view_highlights_a_line_in_every_function_of_every_chain(live):
+    """Each function of a chain shows where it calls the next one, the last where it builds the
+    event: a chain that names a function the code no longer goes through highlights nothing."""
+    code = live.client.get("/api/code").json()
+    for kind, chain in code.items():
+        for link in chain:
+            assert link["highlight"], f"{kind}: nothing highlighted in {link['qualname']}"
+
+
 def test_record_and_replay(tmp_path):
     path = tmp_path / "run.jsonl"
     with live_app(record=path) as live:
