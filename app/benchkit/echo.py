@@ -95,7 +95,8 @@ def hand_over(vs: list[Variant], spec: str) -> tuple[ServerProc, LineProc | None
 
 
 def _start_all(vs: list[Variant]) -> None:
-    """Launch every server at once (they idle between windows), then wait for their ports."""
+    """Launch every server at once (`measure` stops each between its windows), then wait
+    for their ports."""
     for v in vs:
         if v.error is None:
             v.server = ServerProc(v.spec)
@@ -153,8 +154,8 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
     reference machine (its asyncio thread wakes ~40 times a second, ~28 ms/s of CPU), and
     with twenty servers pinned to the server CPU that is background load on the measured one.
     """
-    running = [v for v in vs if v.server is not None]
-    for v in running:
+    live = [v for v in vs if v.server is not None]
+    for v in live:
         assert v.server is not None
         label, conns, size = loads[0]
         client.run(v.server.port, conns, size, 0.0, max(prime, warmup), v.server.cpu)
@@ -162,7 +163,7 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
     for label, conns, size in loads:
         for rep in range(reps):
             log(f"  echo {label}: rep {rep + 1}/{reps}")
-            for v in running:
+            for v in live:
                 assert v.server is not None
                 v.server.resume()
                 try:
@@ -172,7 +173,7 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
                     v.runs.setdefault(label, []).append((res, _ws_cmd(v.ws, "stats")))
                 finally:
                     v.server.pause()
-    for v in running:
+    for v in live:
         assert v.server is not None
         v.server.resume()
 
