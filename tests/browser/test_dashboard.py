@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 
 from app.settings import Settings
 from tests.browser.conftest import echo, peer_of, server_fd
+from tests.conftest import wait_until
 
 LOAD_RESOURCE = "Failed to load resource"
 
@@ -161,9 +162,7 @@ def test_keyboard_space_pauses_and_s_steps(dashboard):
     with page.expect_response(lambda r: r.url.endswith("/api/loop"), timeout=5000) as step_res:
         page.keyboard.press("s")
     assert step_res.value.status == 200
-    deadline = time.monotonic() + 5
-    while engine.stats.waits == waits and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: engine.stats.waits != waits, 5, "the step's wait")
     page.wait_for_timeout(500)  # settle: a second wait would show up here
     assert engine.stats.waits == waits + 1, f"step ran {engine.stats.waits - waits} waits"
     assert state(dashboard)["loop"] == "paused"

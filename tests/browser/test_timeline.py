@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
 from app.settings import Settings
+from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
 
 DEADLINE_MS = 8000
@@ -86,13 +86,11 @@ def _step_and_read(page: Page, previous_seq: int) -> tuple[int, str]:
 
 
 def _wait_for_recorded(path: Path, seq: int, timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def recorded() -> bool:
         lines = path.read_text().splitlines()
-        if any(json.loads(x).get("seq", -1) >= seq for x in lines[1:] if x.strip()):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"seq {seq} never reached {path}")
+        return any(json.loads(x).get("seq", -1) >= seq for x in lines[1:] if x.strip())
+
+    wait_until(recorded, timeout, f"seq {seq} in {path}")
 
 
 def test_replay_of_a_recording_renders_the_same_syscall_lines(open_dashboard, tmp_path):
