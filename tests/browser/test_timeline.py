@@ -69,6 +69,16 @@ def test_scrubbing_back_shows_a_connection_that_has_closed_since(dashboard):
     assert dashboard.console_errors == []
 
 
+def _paused_seq(page: Page) -> int:
+    """The seq of the `loop paused` event, once the page has it as its latest event."""
+    handle = page.wait_for_function(
+        """() => {
+             const last = window.__muxscope.model.recent(1)[0];
+             return last && last.kind === 'loop' && last.state === 'paused' && last.seq;
+           }""", timeout=DEADLINE_MS)
+    return int(handle.json_value())
+
+
 def _step_and_read(page: Page, previous_seq: int) -> tuple[int, str]:
     """Press Step; once the step's events are in (loop paused again), the syscall line."""
     page.get_by_role("button", name="Step", exact=True).click()
@@ -102,7 +112,10 @@ def test_replay_of_a_recording_renders_the_same_syscall_lines(open_dashboard, tm
         fd = wait_for_row(page)
         page.get_by_role("button", name="Pause", exact=True).click()
         expect(page.locator("#loop-state")).to_have_text("paused", timeout=DEADLINE_MS)
-        seq = int(page.evaluate("() => window.__muxscope.model.seq"))
+        # The button's answer can come before the events of the last running iteration (they
+        # travel through the pump): wait for the `loop paused` event itself, or that
+        # iteration's wait would be taken for the first step's.
+        seq = _paused_seq(page)
         for i in range(3):
             sock.sendall(b"chunk %d" % i)
             seq, text = _step_and_read(page, seq)     # readable: recv, queue, write interest on
