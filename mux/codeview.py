@@ -25,7 +25,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "accept": [listener.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],
         "queue": [conn._put],
-        "send": [conn.on_ready, conn._write],
+        "send": [conn.on_ready],
         "send@eager": [conn.on_ready, conn._on_data],  # eager: sent at once, inside recv's handler
         "backpressure": [conn._put, conn._set_backpressure],
         "close": [conn.on_ready, conn._on_eof, conn.close],

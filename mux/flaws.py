@@ -120,7 +120,7 @@ class EofIgnored(Flaw):
             elif data:
                 conn._on_data(data)
         if mask & WRITABLE and conn.queue and not conn.closed:
-            conn._write()
+            conn.on_ready(WRITABLE)  # the write half alone: send what is queued
 
     def deactivate(self) -> None:
         super().deactivate()
@@ -208,7 +208,7 @@ class EtNoDrain(Flaw):
                     self.flag(conn.fd, f"fd {conn.fd}: {left} bytes left in the kernel after one "
                               "recv; edge-triggered epoll will not report them again")
         if mask & WRITABLE and conn.queue and not conn.closed:
-            conn._write()
+            conn.on_ready(WRITABLE)  # the write half alone: send what is queued
 
     def deactivate(self) -> None:
         super().deactivate()

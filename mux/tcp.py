@@ -59,12 +59,42 @@ class TcpConnection:
     def on_ready(self, mask: int) -> None:
         """Readable: recv (to EAGAIN in edge mode); writable: send what is queued.
 
-        Two read paths: `_read_queued` for the queued strategy when nobody watches this
-        iteration; the loop below (eager's hot path inline) for eager, or when watched.
+        The engine's hottest function, so its common paths are written out inline: a call
+        costs ~50 ns a message, and inlining the queued ones saved ~0.2 us a round trip under
+        load (docs/BENCHMARKS.md, session 5). Reads: eager or watched (`recv_into` the shared
+        buffer; `_on_data` when shown, eager's echo inline when not), or queued and unwatched
+        (`recv`, straight to the queue). Writes: one loop, which emits its send and queue
+        events when watched.
         """
         if mask & READABLE and not (self.reading_paused or self.eof):
             if not (self.engine.eager or self.obs.watched):
-                self._read_queued()
+                # queued, nobody watching: `recv` (one allocation, which the queue keeps)
+                sock = self.sock
+                queue = self.queue
+                obs = self.obs
+                while True:
+                    try:
+                        data = sock.recv(RECV_SIZE)
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:
+                        self.close(_close_reason(exc))
+                        return
+                    if not data:
+                        self._on_eof()
+                        return
+                    n = len(data)
+                    self.bytes_in += n
+                    queue.append(data)
+                    self.pending_bytes += n
+                    if obs.active:  # throttled: the recv and queue events, counted, not shown
+                        obs.seq += 2
+                    if self.pending_bytes > self.engine.high_water and not self.reading_paused:
+                        self._set_backpressure(True)
+                    elif len(queue) == 1:  # reading is on (we just read): READ stays, WRITE joins
+                        self.loop.set_interest(self.fd, READABLE | WRITABLE)
+                    if not self.loop.edge or self.reading_paused or self.closed:
+                        break
             else:
                 sock = self.sock
                 buf = self._rbuf
@@ -106,41 +136,41 @@ class TcpConnection:
                     if not edge or self.reading_paused or self.closed:
                         break
         if mask & WRITABLE and self.queue and not self.closed:
-            self._write()
-
-    def _read_queued(self) -> None:
-        """The queued strategy's read, for an iteration nobody watches: recv -> queue.
-
-        Its hot path: `recv` (one allocation, sized by the kernel's answer, that the queue
-        keeps) instead of `recv_into` the shared buffer and a copy, and `_on_data` + `_put`
-        inline, with the recv and queue events only numbered.
-        """
-        sock = self.sock
-        queue = self.queue
-        obs = self.obs
-        while True:
-            try:
-                data = sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                self.close(_close_reason(exc))
-                return
-            if not data:
-                self._on_eof()
-                return
-            n = len(data)
-            self.bytes_in += n
-            queue.append(data)
-            self.pending_bytes += n
-            if obs.active:  # throttled: the recv and queue events, counted, not shown
-                obs.seq += 2
-            if self.pending_bytes > self.engine.high_water and not self.reading_paused:
-                self._set_backpressure(True)
-            elif len(queue) == 1:  # reading is on (we just read): READ stays, WRITE joins
-                self.loop.set_interest(self.fd, READABLE | WRITABLE)
-            if not self.loop.edge or self.reading_paused or self.closed:
-                return
+            # Send from the queue's head until it is empty or the kernel is full: one `send`
+            # and one `queue` event per chunk; a partial send keeps the rest at the head. Then
+            # write interest follows the queue (off once it is empty).
+            queue = self.queue
+            sock = self.sock
+            obs = self.obs
+            while queue:
+                chunk = queue[0]
+                try:
+                    sent = sock.send(chunk)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    self.close(_close_reason(exc))
+                    return
+                self.bytes_out += sent
+                self.pending_bytes -= sent
+                partial = sent < len(chunk)
+                if partial:
+                    queue[0] = chunk[sent:]
+                else:
+                    queue.popleft()
+                if obs.watched:
+                    fd = self.fd
+                    obs.emit({"kind": "send", "fd": fd, "bytes": sent, "partial": partial})
+                    obs.emit({"kind": "queue", "fd": fd, "depth": len(queue),
+                              "pending_bytes": self.pending_bytes})
+                elif obs.active:  # throttled: count the send and queue events not shown
+                    obs.seq += 2
+                if partial:
+                    break
+            if queue or self.reading_paused or self.eof or self.engine.sticky_write:
+                self._after_write()
+            else:  # the usual end, desired_interest() inline: queue empty, reading on
+                self.loop.set_interest(self.fd, READABLE)
 
     def _view(self, n: int) -> memoryview:
         """`recv_buffer[:n]`, kept for the next message of the same length (bounded)."""
@@ -224,46 +254,7 @@ class TcpConnection:
         if not paused and self.loop.backend.edge:
             self.loop.readable_soon(self)
 
-    # -- writing -------------------------------------------------------------------------
-    def _write(self) -> None:
-        """Writable: send from the queue's head until it is empty or the kernel is full.
-
-        One `send` event and one `queue` event per chunk; a partial send keeps the rest at the
-        head. Then write interest follows the queue (off once it is empty).
-        """
-        queue = self.queue
-        sock = self.sock
-        obs = self.obs
-        while queue:
-            chunk = queue[0]
-            try:
-                sent = sock.send(chunk)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                self.close(_close_reason(exc))
-                return
-            self.bytes_out += sent
-            self.pending_bytes -= sent
-            partial = sent < len(chunk)
-            if partial:
-                queue[0] = chunk[sent:]
-            else:
-                queue.popleft()
-            if obs.watched:
-                fd = self.fd
-                obs.emit({"kind": "send", "fd": fd, "bytes": sent, "partial": partial})
-                obs.emit({"kind": "queue", "fd": fd, "depth": len(queue),
-                          "pending_bytes": self.pending_bytes})
-            elif obs.active:  # throttled: count the send and queue events not shown
-                obs.seq += 2
-            if partial:
-                break
-        if queue or self.reading_paused or self.eof or self.engine.sticky_write:
-            self._after_write()
-        else:  # the usual end, desired_interest() inline: queue empty, reading on
-            self.loop.set_interest(self.fd, READABLE)
-
+    # -- writing (the send loop itself is on_ready's write half) ---------------------------
     def _after_write(self) -> None:
         """Backpressure released below low water, EOF flushed, or interest re-derived."""
         if self.reading_paused and self.pending_bytes <= self.engine.low_water:

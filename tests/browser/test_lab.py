@@ -128,7 +128,7 @@ def test_code_view_names_the_handler_of_a_step(dashboard):
         # the next step sends the echo: the view moves on to it
         page.get_by_role("button", name="Step", exact=True).click()
         expect(panel.get_by_role("button", name=f"Show code: send fd {fd}", exact=True)) \
-            .to_contain_text("TcpConnection._write", timeout=DEADLINE_MS)
+            .to_contain_text("TcpConnection.on_ready", timeout=DEADLINE_MS)
         assert recv_exactly(sock, 7) == b"step me"
     assert dashboard.console_errors == []
 
