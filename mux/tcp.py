@@ -80,9 +80,9 @@ class TcpConnection:
                     except OSError as exc:
                         self.close(_close_reason(exc))
                         return
-                    if not data:
+                    if not data:  # EOF; what is queued may still go out below
                         self._on_eof()
-                        return
+                        break
                     n = len(data)
                     self.bytes_in += n
                     queue.append(data)

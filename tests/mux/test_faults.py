@@ -60,6 +60,24 @@ def test_reset_read_on_the_unwatched_queued_path(make_engine, backend, trigger):
         assert engine.counters()["connections"] == 1
 
 
+@pytest.mark.parametrize("backend,trigger,oneshot", MODES, ids=MODE_IDS)
+def test_half_close_on_the_unwatched_queued_path(make_engine, backend, trigger, oneshot):
+    """`nc -N` against the queued strategy's inline read and write (a budget that shows
+    nothing): every byte comes back, then the close, with reason eof."""
+    engine, rec = make_engine(backend=backend, trigger=trigger, oneshot=oneshot,
+                              write="queued", observe_budget=1)
+    payload = os.urandom(2 * 1024 * 1024 + 5)
+    with connect(engine.tcp_port, timeout=20) as sock:
+        sender = threading.Thread(target=lambda: (sock.sendall(payload),
+                                                  sock.shutdown(socket.SHUT_WR)))
+        sender.start()
+        echoed = recv_until_eof(sock)
+        sender.join(10)
+    assert echoed == payload
+    assert rec.wait_for("close")["reason"] == "eof"
+    assert not rec.of("recv") and not rec.of("send")  # the inline paths ran, unwatched
+
+
 def test_half_close_with_a_large_queue(make_engine):
     engine, rec = make_engine(backend="epoll")
     payload = os.urandom(8 * 1024 * 1024)
