@@ -60,8 +60,8 @@ class TcpConnection:
         """Readable: recv (to EAGAIN in edge mode); writable: send what is queued.
 
         The engine's hottest function, so its common paths are written out inline: a call
-        costs ~50 ns a message, and inlining the queued ones saved ~0.2 us a round trip under
-        load (docs/BENCHMARKS.md, session 5). Reads: eager or watched (`recv_into` the shared
+        costs ~50 ns a message, and inlining the queued ones saved 0.1-0.3 us a round trip
+        under load (docs/BENCHMARKS.md, session 5). Reads: eager or watched (`recv_into` the shared
         buffer; `_on_data` when shown, eager's echo inline when not), or queued and unwatched
         (`recv`, straight to the queue). Writes: one loop, which emits its send and queue
         events when watched.
