@@ -43,13 +43,14 @@ def preview(data: bytes | bytearray | memoryview) -> str:
     `repr` of bytes escapes every non-printable byte (``\\n``, ``\\x00``, ``\\xff``...) in C,
     so any byte sequence, telnet IAC and invalid UTF-8 included, becomes safe text.
     """
-    if type(data) is memoryview and (data.ndim != 1 or data.itemsize != 1):
-        data = data.tobytes()  # a view of anything but bytes: slice its bytes, not its items
-    head = data[:PREVIEW_BYTES]
-    if type(head) is memoryview:  # a view of the receive buffer: copy its first bytes
-        head = head.tobytes()
-    elif type(head) is not bytes:
-        head = bytes(head)
+    head: bytes
+    if type(data) is memoryview:  # e.g. of the receive buffer: copy its first bytes
+        if data.ndim == 1 and data.itemsize == 1:
+            head = data[:PREVIEW_BYTES].tobytes()
+        else:  # a view of anything but bytes: slice its bytes, not its items
+            head = data.tobytes()[:PREVIEW_BYTES]
+    else:
+        head = bytes(data[:PREVIEW_BYTES])  # bytes(b) is b itself, no copy
     if head.isascii():
         text = head.decode("ascii")
         if text.isprintable() and "\\" not in text:  # common case: nothing to escape

@@ -39,7 +39,8 @@ class Observers:
         #: high-volume events per second shown while watched; None: every one
         self.budget = budget
         self._window_end = 0.0
-        self._left = 0
+        #: the window's budget as a seq: its iterations are watched while `seq` is below it
+        self._seq_limit = 0
         self.seq = 0
         self.started_at = time.time()
         self._t0 = time.perf_counter()
@@ -63,8 +64,11 @@ class Observers:
             return
         if now >= self._window_end:
             self._window_end = now + BUDGET_WINDOW
-            self._left = int(self.budget * BUDGET_WINDOW)
-        self.watched = self._left > 0
+            self._seq_limit = self.seq + int(self.budget * BUDGET_WINDOW)
+        # A window starts with watched iterations, every event of which is shown; once the
+        # shown ones reach the budget, the rest of the window goes unwatched. So the budget
+        # is a seq to reach, and emit() need not count down.
+        self.watched = self.seq < self._seq_limit
 
     def now(self) -> float:
         """Seconds since the engine started (the `ts` clock)."""
@@ -73,7 +77,6 @@ class Observers:
     def emit(self, event: dict[str, Any]) -> None:
         """Stamp `event` with the next seq and ts, then hand it to every sink."""
         self.seq = event["seq"] = self.seq + 1
-        self._left -= 1
         event["ts"] = _clock() - self._t0
         only = self._only_sink
         if only is not None:

@@ -16,7 +16,7 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .backends import READABLE, WRITABLE, FdLimitError
+from .backends import READABLE, SIDES, WRITABLE, FdLimitError
 from .events import preview
 from .sockets import bound_socket
 
@@ -66,7 +66,8 @@ class TcpConnection:
         (`recv`, straight to the queue). Writes: one loop, which emits its send and queue
         events when watched.
         """
-        if mask & READABLE and not (self.reading_paused or self.eof):
+        readable, writable = SIDES[mask]
+        if readable and not (self.reading_paused or self.eof):
             if not (self.engine.eager or self.obs.watched):
                 # queued, nobody watching: `recv` (one allocation, which the queue keeps)
                 sock = self.sock
@@ -110,32 +111,32 @@ class TcpConnection:
                     if not n:
                         self._on_eof()
                         return
-                    view = self._views.get(n)
-                    if view is None:
+                    try:
+                        view = self._views[n]
+                    except KeyError:
                         view = self._view(n)
                     obs = self.obs
                     if obs.watched or self.queue:  # shown, or eager behind what is still queued
                         self._on_data(view)
                     else:  # the echo's hot path, inline: nobody watching, eager, nothing queued
                         self.bytes_in += n
-                        active = obs.active
-                        if active:  # throttled: the recv event, counted, not shown
-                            obs.seq += 1
                         try:
                             sent = sock.send(view)
                         except BlockingIOError:
                             sent = 0
                         except OSError as exc:
+                            if obs.active:  # the recv event, counted before the close
+                                obs.seq += 1
                             self.close(_close_reason(exc))
                             return
                         self.bytes_out += sent
-                        if sent and active:  # ... and the send event
-                            obs.seq += 1
+                        if obs.active:  # throttled: the recv and send events, counted, not shown
+                            obs.seq += 2 if sent else 1
                         if sent < n:
                             self._put(bytes(buf[sent:n]))
                     if not edge or self.reading_paused or self.closed:
                         break
-        if mask & WRITABLE and self.queue and not self.closed:
+        if writable and self.queue and not self.closed:
             # Send from the queue's head until it is empty or the kernel is full: one `send`
             # and one `queue` event per chunk; a partial send keeps the rest at the head. Then
             # write interest follows the queue (off once it is empty).

@@ -6,10 +6,10 @@ import select
 
 from ._poll import PollBackend
 from ._select import SelectBackend
-from .base import FD_SETSIZE, READABLE, WRITABLE, Backend, FdLimitError
+from .base import FD_SETSIZE, READABLE, SIDES, WRITABLE, Backend, FdLimitError
 
 __all__ = [
-    "FD_SETSIZE", "READABLE", "WRITABLE", "Backend", "FdLimitError", "available", "create",
+    "FD_SETSIZE", "READABLE", "SIDES", "WRITABLE", "Backend", "FdLimitError", "available", "create",
     "default_backend", "validate",
 ]
 

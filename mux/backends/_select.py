@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import select
 
-from .base import FD_SETSIZE, READABLE, WRITABLE, Backend, FdLimitError, Ready
+from .base import FD_SETSIZE, READABLE, SIDES, WRITABLE, Backend, FdLimitError, Ready
 
 # select has no bit masks of its own; these stand for membership in its three lists.
 IN_READ, IN_WRITE, IN_EXCEPT = 1, 2, 4
@@ -41,11 +41,12 @@ class SelectBackend(Backend):
         self.modify(fd, mask)
 
     def modify(self, fd: int, mask: int) -> None:
-        if mask & READABLE:
+        reading, writing = SIDES[mask]
+        if reading:
             self.rlist.add(fd)
         else:
             self.rlist.discard(fd)
-        if mask & WRITABLE:
+        if writing:
             self.wlist.add(fd)
         else:
             self.wlist.discard(fd)
