@@ -5,8 +5,11 @@ received. Prints ``READY <started_at>`` after the snapshot; then answers stdin c
 
 - ``mark``  -> ``MARK``: start a new measurement window (zero the window's counters)
 - ``stats`` -> ``STATS <json>``: events, dropped, frames and seconds in the window, the latency
-  (arrival wall time - (started_at + ts)) p50/p99 in ms, and whether the seq gaps add up exactly
-  to the dropped counts since the snapshot (SPEC §4)
+  (arrival wall time - (started_at + ts)) p50/p99 in ms of the events that happened in the
+  window, and whether the seq gaps add up exactly to the dropped counts since the snapshot
+  (SPEC §4). Events older than the window are counted but give no latency: the echo part stops
+  its servers (SIGSTOP) between windows, and a frame cut in two by a stop would otherwise
+  report the minute the server was stopped as latency.
 - ``quit`` or end of input: close and exit.
 """
 
@@ -38,6 +41,7 @@ class Window:
 
     def reset(self) -> None:
         self.t0 = time.monotonic()
+        self.wall0 = time.time()
         self.events = 0
         self.dropped = 0
         self.frames = 0
@@ -50,8 +54,10 @@ class Window:
             self.events += len(events)
             self.dropped += int(frame.get("dropped", 0))
             self.dropped_total += int(frame.get("dropped", 0))
+            born_after = self.wall0 - started_at  # the window's start on the ts clock
             for ev in events:
-                self.lat_ms.append((now - started_at - ev["ts"]) * 1e3)
+                if ev["ts"] >= born_after:
+                    self.lat_ms.append((now - started_at - ev["ts"]) * 1e3)
                 self.gap_total += ev["seq"] - self.last_seq - 1
                 self.last_seq = ev["seq"]
 
