@@ -93,7 +93,17 @@ class TcpConnection:
                     if self.pending_bytes > self.engine.high_water and not self.reading_paused:
                         self._set_backpressure(True)
                     elif len(queue) == 1:  # reading is on (we just read): READ stays, WRITE joins
-                        self.loop.set_interest(self.fd, READABLE | WRITABLE)
+                        loop = self.loop
+                        toggle = loop.write_toggle
+                        if toggle is None:
+                            loop.set_interest(self.fd, READABLE | WRITABLE)
+                        else:  # set_interest's work, without its two Python calls
+                            fd = self.fd
+                            if loop.interest[fd] != READABLE | WRITABLE:
+                                toggle[0](fd)
+                                loop.interest[fd] = READABLE | WRITABLE
+                                if obs.active:  # the interest event, counted, not shown
+                                    obs.seq += 1
                     if not self.loop.edge or self.reading_paused or self.closed:
                         break
             else:
@@ -170,8 +180,19 @@ class TcpConnection:
                     break
             if queue or self.reading_paused or self.eof or self.engine.sticky_write:
                 self._after_write()
-            else:  # the usual end, desired_interest() inline: queue empty, reading on
-                self.loop.set_interest(self.fd, READABLE)
+                return
+            # the usual end, desired_interest() inline: queue empty, reading on
+            loop = self.loop
+            toggle = loop.write_toggle
+            if toggle is None or obs.watched:
+                loop.set_interest(self.fd, READABLE)
+            else:  # set_interest's work, without its two Python calls
+                fd = self.fd
+                if loop.interest[fd] != READABLE:
+                    toggle[1](fd)
+                    loop.interest[fd] = READABLE
+                    if obs.active:  # the interest event, counted, not shown
+                        obs.seq += 1
 
     def _view(self, n: int) -> memoryview:
         """`recv_buffer[:n]`, kept for the next message of the same length (bounded)."""

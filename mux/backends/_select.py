@@ -25,6 +25,8 @@ class SelectBackend(Backend):
         # mistake) reports nothing useful and hides the distinction.
         self.xlist: set[int] = set()
         self.registered: set[int] = set()
+        # Interest is two Python sets: switching write interest is one set operation.
+        self.write_toggle = (self.wlist.add, self.wlist.discard)
 
     def native_interest(self, mask: int) -> int:
         return (IN_READ if mask & READABLE else 0) | (IN_WRITE if mask & WRITABLE else 0)

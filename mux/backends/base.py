@@ -8,6 +8,7 @@ while keeping the native words so the page can show exactly what the kernel said
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 READABLE = 1
@@ -31,12 +32,20 @@ class FdLimitError(ValueError):
         self.fd = fd
 
 
+#: (on, off), each called with an fd: `modify(fd, READABLE | WRITABLE)` and `modify(fd, READABLE)`
+#: for an fd whose read interest is on and stays on, as C-level calls (no Python frame)
+WriteToggle = tuple[Callable[[int], object], Callable[[int], object]]
+
+
 class Backend(ABC):
     """One multiplexer. Small: registration bookkeeping, one wait call, names for bits."""
 
     name: str = ""
     #: native bit -> name, in display order
     FLAG_NAMES: tuple[tuple[int, str], ...] = ()
+    #: set by a backend whose write interest can be switched without running Python (select);
+    #: the echo's queued strategy switches it twice a message (see Loop.write_toggle)
+    write_toggle: WriteToggle | None = None
 
     def __init__(self, trigger: str = "level", oneshot: bool = False) -> None:
         self.trigger = trigger

@@ -5,8 +5,12 @@ from __future__ import annotations
 import socket
 import time
 
+import pytest
+
 from mux import Engine, EngineConfig
 from mux.backends import READABLE, WRITABLE
+from mux.backends._select import SelectBackend
+from mux.backends.base import MaskBackend
 from mux.observe import Observers
 from mux.tcp import TcpConnection
 
@@ -85,8 +89,10 @@ def _one_message(engine: Engine, recorder: Recorder, watched: bool,
     if scenario == "peer gone":  # the echo's send fails (EPIPE): the connection closes
         peer.close()
     conn.on_ready(READABLE)
+    _check_backend_agrees(engine, conn.fd)
     if not engine.eager and not conn.closed:  # queued: the echo goes out on writable
         conn.on_ready(WRITABLE)
+        _check_backend_agrees(engine, conn.fd)
     taken = obs.seq - seq0
     shown = [e["kind"] for e in recorder.events[shown0:]]
     conn.close("user")
@@ -94,11 +100,28 @@ def _one_message(engine: Engine, recorder: Recorder, watched: bool,
     return taken, shown
 
 
-def _check_numbering(write: str, scenarios: tuple[tuple[str, list[str]], ...]) -> None:
+def _check_backend_agrees(engine: Engine, fd: int) -> None:
+    """The loop's interest table and what the backend passes to the kernel say the same
+    (select's write toggle changes both without set_interest)."""
+    loop = engine.loop
+    backend = loop.backend
+    if fd not in loop.handlers:
+        return
+    mask = loop.interest[fd]
+    if isinstance(backend, SelectBackend):
+        assert (fd in backend.rlist, fd in backend.wlist) == (
+            bool(mask & READABLE), bool(mask & WRITABLE)), (fd, mask)
+    else:
+        assert isinstance(backend, MaskBackend)
+        assert backend.masks[fd] == backend.native_interest(mask), (fd, mask)
+
+
+def _check_numbering(write: str, scenarios: tuple[tuple[str, list[str]], ...],
+                     backend: str = "epoll") -> None:
     """Per scenario, one message watched then one throttled: the watched one shows `kinds`
     and takes one seq each; the throttled one builds only the always-shown kinds (close) and
     takes exactly as many seq numbers."""
-    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", write=write))
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend=backend, write=write))
     recorder = Recorder()
     engine.observers.add(recorder)
     try:
@@ -123,14 +146,17 @@ def test_throttled_fast_path_numbers_exactly_what_a_watched_iteration_shows():
                                ("peer gone", ["recv", "interest", "close"])))
 
 
-def test_throttled_queued_path_numbers_exactly_what_a_watched_iteration_shows():
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_throttled_queued_path_numbers_exactly_what_a_watched_iteration_shows(backend: str):
     """The same for the queued strategy's unwatched path (recv -> queue in one call, then the
     writable side): readable takes recv, queue and interest; writable takes send, queue and
-    interest — or, when the send fails, the unregister and the close."""
+    interest — or, when the send fails, the unregister and the close. On select the interest
+    changes go through the backend's write toggle, not set_interest: the table and the
+    backend's sets must still agree after each half."""
     _check_numbering("queued", (
         ("full", ["recv", "queue", "interest", "send", "queue", "interest"]),
         ("peer gone", ["recv", "queue", "interest", "interest", "close"]),
-    ))
+    ), backend)
 
 
 def test_last_wait_and_its_ready_list_describe_the_same_wait_under_the_budget():
