@@ -3,10 +3,11 @@
 Rules of this module:
 - It knows nothing of echo; handlers (tcp.py, udp.py, control.py) do the protocol work.
 - Every interest change goes through `set_interest`, so backend, table and events agree. One
-  exception, for speed: where the backend has a `write_toggle` (select: its write set's add and
-  discard), TcpConnection's unwatched hot path switches write interest with it and updates the
-  table and the count itself (two Python calls fewer a switch, ~11 % of the queued echo's
-  instructions; tests/mux/test_observe.py checks that table, sets and seq still agree).
+  exception, for speed: TcpConnection's unwatched queued path switches write interest with the
+  backend's `write_toggle` (select: its write set's add and discard; poll and epoll: modify
+  with the masks bound) and updates the table and the count itself: one or two Python calls
+  fewer a switch, 7-11 % of the queued echo's instructions. tests/mux/test_observe.py checks
+  that the table, the backend and the seq still agree.
 - `unregister` is the only way out of the table, and callers close the fd only after it.
 - Events are built only behind `if obs.watched:` (see observe.py); nothing here is O(fds) per
   iteration except what the backend itself does (select/poll pass the whole set each call).
@@ -127,6 +128,7 @@ class Loop:
 
     def reapply_interest(self) -> None:
         """Re-send every registration to the kernel (after the backend's `extra` changed)."""
+        self.write_toggle = self.backend.write_toggle  # rebuilt with the new bits
         for fd, mask in self.interest.items():
             self.backend.modify(fd, mask)
 

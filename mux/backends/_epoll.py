@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import select
 
+from ..kernel import epoll_interest
 from .base import MaskBackend, Ready
 
 EPOLLRDHUP = getattr(select, "EPOLLRDHUP", 0x2000)
@@ -33,8 +34,8 @@ class EpollBackend(MaskBackend):
 
     @property
     def interest(self) -> dict[int, int]:
-        """Mirror of the kernel's interest list (EPOLL_CTL_ADD/MOD/DEL as we made them)."""
-        return self.masks
+        """The kernel's interest list, read back from /proc/self/fdinfo: fd -> mask."""
+        return {item["fd"]: item["mask"] for item in epoll_interest(self._ep.fileno())}
 
     @property
     def fileno(self) -> int | None:
@@ -49,3 +50,4 @@ class EpollBackend(MaskBackend):
 
     def close(self) -> None:
         self._ep.close()
+

@@ -25,11 +25,6 @@ class PollBackend(MaskBackend):
         self._poll = select.poll()
         super().__init__(trigger, oneshot, self._poll)
 
-    @property
-    def events(self) -> dict[int, int]:
-        """The (fd, events) array passed to the kernel on every call."""
-        return self.masks
-
     def wait(self, timeout: float | None) -> Ready:
         ms = None if timeout is None else math.ceil(timeout * 1000)
         return self._poll.poll(ms)
