@@ -34,7 +34,8 @@ UVICORN_OPTIONS: dict[str, Any] = {"ws_per_message_deflate": False}
 #: High-volume events per second the engine shows the page (mux.observe explains the budget):
 #: just above the 20,000/s a page must receive (whole iterations overshoot it by ~2 %), because
 #: every event shown costs the server ~2.6 us (1.5 on the engine thread, 1.1 on the web side):
-#: at 25,000/s that was ~0.6 us per round trip of queued echo (docs/BENCHMARKS.md, session 5).
+#: at 25,000/s that was ~0.6 us per round trip of queued echo (docs/BENCHMARKS-history.md,
+#: session 5).
 OBSERVE_BUDGET = 21_000
 
 

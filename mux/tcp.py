@@ -61,10 +61,12 @@ class TcpConnection:
 
         The engine's hottest function, so its common paths are written out inline: a call
         costs ~50 ns a message, and inlining the queued ones saved 0.1-0.3 us a round trip
-        under load (docs/BENCHMARKS.md, session 5). Reads: eager or watched (`recv_into` the shared
-        buffer; `_on_data` when shown, eager's echo inline when not), or queued and unwatched
-        (`recv`, straight to the queue). Writes: one loop, which emits its send and queue
-        events when watched.
+        under load (docs/BENCHMARKS-history.md, session 5). Reads: eager or watched
+        (`recv_into` the shared buffer; `_on_data` when shown, eager's echo inline when not),
+        or queued and unwatched (`recv`, straight to the queue). Writes: one loop, which emits
+        its send and queue events when watched. Unwatched, the queued path switches write
+        interest with the backend's `write_toggle`, not `Loop.set_interest` (see loop.py's
+        rules; 0.3 us a round trip on select, docs/BENCHMARKS.md, session 6).
         """
         readable, writable = SIDES[mask]
         if readable and not (self.reading_paused or self.eof):
