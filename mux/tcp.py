@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 RECV_SIZE = 65536
+READ_WRITE = READABLE | WRITABLE  # one name: `READABLE | WRITABLE` is an `|` at run time
 ACCEPT_BATCH = 128
 EMFILE_RETRY = 0.1  # seconds between accept retries while out of fds
 _FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -98,12 +99,12 @@ class TcpConnection:
                         loop = self.loop
                         toggle = loop.write_toggle
                         if toggle is None:
-                            loop.set_interest(self.fd, READABLE | WRITABLE)
+                            loop.set_interest(self.fd, READ_WRITE)
                         else:  # set_interest's work, without its two Python calls
                             fd = self.fd
-                            if loop.interest[fd] != READABLE | WRITABLE:
+                            if loop.interest[fd] != READ_WRITE:
                                 toggle[0](fd)
-                                loop.interest[fd] = READABLE | WRITABLE
+                                loop.interest[fd] = READ_WRITE
                                 if obs.active:  # the interest event, counted, not shown
                                     obs.seq += 1
                     if not self.loop.edge or self.reading_paused or self.closed:
@@ -266,7 +267,7 @@ class TcpConnection:
             self._set_backpressure(True)
         elif len(queue) == 1:  # desired_interest(), inline: the queue is no longer empty
             reading = not (self.reading_paused or self.eof)
-            self.loop.set_interest(self.fd, (READABLE | WRITABLE) if reading else WRITABLE)
+            self.loop.set_interest(self.fd, READ_WRITE if reading else WRITABLE)
 
     def _set_backpressure(self, paused: bool) -> None:
         self.reading_paused = paused
