@@ -50,4 +50,3 @@ class EpollBackend(MaskBackend):
 
     def close(self) -> None:
         self._ep.close()
-

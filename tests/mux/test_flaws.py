@@ -162,3 +162,28 @@ def test_udp_wrong_address(make_engine):
         client.settimeout(5)
         client.sendto(b"now?", ("127.0.0.1", engine.udp_port))
         assert client.recvfrom(100)[0] == b"now?"
+
+
+def test_write_toggle_keeps_the_flaws_extra_bits(make_engine):
+    """A flaw that watches hang-ups adds EPOLLRDHUP to every registration. With nobody
+    watching, queued writes switch write interest through the backend's write toggle, which
+    must be rebuilt with the new bits: after echoes in both directions of the switch, the
+    kernel's own interest list still carries EPOLLRDHUP (and loses it when the flaw is off)."""
+    import select
+
+    rdhup = getattr(select, "EPOLLRDHUP", 0x2000)
+    engine, _ = make_engine(backend="epoll", write="queued", observe=False)
+    engine.set_flaw("hup_before_in", True).result(5)
+    with connect(engine.tcp_port) as sock:
+        wait_until(lambda: len(engine.connections) == 1)
+        fd = next(iter(engine.connections))
+        for _ in range(3):  # each echo turns write interest on, then off
+            sock.sendall(b"ping")
+            assert recv_exactly(sock, 4) == b"ping"
+        assert engine.loop.write_toggle is engine.loop.backend.write_toggle
+        assert engine.loop.backend.interest[fd] & rdhup
+        engine.set_flaw("hup_before_in", False).result(5)
+        for _ in range(3):
+            sock.sendall(b"pong")
+            assert recv_exactly(sock, 4) == b"pong"
+        assert not engine.loop.backend.interest[fd] & rdhup
