@@ -13,6 +13,9 @@ Three parts, each printed as a table of medians over interleaved repetitions (A 
 5. ``scale``  — 10,000 idle connections on epoll with the page open in headless Chromium: an
    active client's latency, RSS, /api/state time, the page's frame rate. Over a minute, so it
    runs only with ``--only scale`` (not in the default run nor in ``--quick``).
+6. ``instructions`` — machine instructions per echoed message (valgrind's callgrind) for the
+   engine's hot paths against a bare select loop: exact where timings are noisy. About two
+   minutes; only with ``--only instructions``.
 
 Every server runs in its own process pinned to CPU 0; load clients are pinned to CPU 1.
 The implementation lives in `app.benchkit`.
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.benchkit import delivery, echo, micro, scale, waitcost
+from app.benchkit import delivery, echo, instructions, micro, scale, waitcost
 from app.benchkit.loadgen import LoadClient
 from app.benchkit.procs import ROOT, LineProc, ServerProc, close_all
 
@@ -58,9 +61,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="seconds per measurement window (default 2; 0.25 with --quick)")
     p.add_argument("--reps", type=int, default=None,
                    help="interleaved repetitions per comparison (default 3; 1 with --quick)")
-    p.add_argument("--only", choices=("echo", "wait", "events", "micro", "scale"),
+    p.add_argument("--only", choices=("echo", "wait", "events", "micro", "scale",
+                                      "instructions"),
                    default=None,
-                   help="run one part only (scale runs only when asked for by name)")
+                   help="run one part only (scale and instructions run only when asked for "
+                        "by name)")
     p.add_argument("--scale-seconds", type=float, default=scale.SECONDS,
                    help=f"--only scale: seconds of the measured window (default "
                         f"{scale.SECONDS:g})")
@@ -228,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             print(micro.render_messages(out["micro_messages"]), flush=True)
         if args.only == "scale":
             part_scale(args, client, out)
+        if args.only == "instructions":
+            out["instructions"] = instructions.run(log)
+            print(instructions.render(out["instructions"]), flush=True)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
