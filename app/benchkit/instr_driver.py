@@ -70,9 +70,7 @@ def bare(write: str, servers: list[socket.socket]) -> Callable[[], None]:
 
 def engine(backend: str, write: str, observer: str,
            servers: list[socket.socket]) -> Callable[[], None]:
-    from mux import Engine, EngineConfig
-    from mux.backends import READABLE
-    from mux.tcp import TcpConnection
+    from mux import READABLE, Engine, EngineConfig, TcpConnection
 
     budget = 1 if observer == "active" else None  # 1/s: each 100 ms window shows nothing
     eng = Engine(EngineConfig(tcp_port=0, udp=False, backend=backend, write=write,
