@@ -52,10 +52,7 @@ class Stats:
 class Loop:
     def __init__(self, backend: Backend, observers: Observers, wait_timeout: float | None) -> None:
         self.backend = backend
-        self.edge = backend.edge  # read on every recv; kept in step with `backend`
-        self.oneshot = backend.oneshot  # read on every interest change; likewise
-        #: the backend's write toggle, for handlers' hot paths (None: use set_interest)
-        self.write_toggle = backend.write_toggle
+        self._mirror_backend()
         self.obs = observers
         self.wait_timeout = wait_timeout
         self.handlers: dict[int, Handler] = {}
@@ -126,9 +123,18 @@ class Loop:
         if self.obs.active:
             self._emit_interest(fd, "unregister", mask)
 
+    def _mirror_backend(self) -> None:
+        """Copy what the hot paths read on every message from `backend` (one attribute each,
+        not two); called whenever the backend, or the bits it passes to the kernel, change."""
+        backend = self.backend
+        self.edge = backend.edge  # read on every recv
+        self.oneshot = backend.oneshot  # read on every interest change
+        #: the backend's write toggle, for handlers' hot paths (None: use set_interest)
+        self.write_toggle = backend.write_toggle
+
     def reapply_interest(self) -> None:
         """Re-send every registration to the kernel (after the backend's `extra` changed)."""
-        self.write_toggle = self.backend.write_toggle  # rebuilt with the new bits
+        self._mirror_backend()  # the write toggle is rebuilt with the new bits
         for fd, mask in self.interest.items():
             self.backend.modify(fd, mask)
 
@@ -284,9 +290,7 @@ class Loop:
             new.close()
             raise
         old, self.backend = self.backend, new
-        self.edge = new.edge
-        self.oneshot = new.oneshot
-        self.write_toggle = new.write_toggle
+        self._mirror_backend()
         self._rearm.clear()
         old.close()
         if self.obs.active:
