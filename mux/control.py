@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import socket
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -22,6 +23,11 @@ class ControlDoor:
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        # Held while a command is queued and its wake-up byte sent, and while the bytes are
+        # drained: a drain then never runs between the two, so it cannot miss the byte of a
+        # command it is about to run (which would wake the next wait for nothing: a step
+        # whose one wait only returned the control fd).
+        self._lock = threading.Lock()
         self._rsock, self._wsock = socket.socketpair()
         self._rsock.setblocking(False)
         self._wsock.setblocking(False)
@@ -30,11 +36,12 @@ class ControlDoor:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Queue `fn(*args)` for the loop thread; thread-safe."""
         fut: Future[Any] = Future()
-        self._queue.put((fn, args, fut))
-        try:
-            self._wsock.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full (a wake-up is pending already) or closed at shutdown
+        with self._lock:
+            self._queue.put((fn, args, fut))
+            try:
+                self._wsock.send(b"\0")
+            except (BlockingIOError, OSError):
+                pass  # the pipe is full (a wake-up is pending already) or closed at shutdown
         return fut
 
     def on_ready(self, mask: int) -> None:
@@ -43,11 +50,12 @@ class ControlDoor:
             self.run_pending()
 
     def drain_wakeups(self) -> None:
-        try:
-            while self._rsock.recv(4096):
+        with self._lock:
+            try:
+                while self._rsock.recv(4096):
+                    pass
+            except (BlockingIOError, OSError):
                 pass
-        except (BlockingIOError, OSError):
-            pass
 
     def run_pending(self) -> None:
         while True:

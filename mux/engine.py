@@ -221,7 +221,8 @@ class Engine:
         self._emit_loop("step")
         self.loop.run_once()
         hit = self.breakpoints.take_hit()
-        self._emit_loop("paused", hit.id if hit else None)
+        if self.paused:  # a resume handled during the step's wait has said "running" already
+            self._emit_loop("paused", hit.id if hit else None)
 
     def _pause_at_breakpoint(self) -> None:
         hit = self.breakpoints.take_hit()
@@ -232,10 +233,11 @@ class Engine:
         return {fd: len(c.queue) for fd, c in self.connections.items() if c.queue}
 
     def _slow_motion(self) -> None:
-        """Wait `delay_ms` between iterations, still answering commands meanwhile."""
-        deadline = self.observers.now() + self.delay_ms / 1000
+        """Wait `delay_ms` between iterations, still answering commands meanwhile; a new
+        delay applies at once (the deadline is taken from the current one each time)."""
+        started = self.observers.now()
         while not (self._stopping or self.paused):
-            left = deadline - self.observers.now()
+            left = started + self.delay_ms / 1000 - self.observers.now()
             if left <= 0 or not self._door.run_one_blocking(timeout=left):
                 return
 

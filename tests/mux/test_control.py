@@ -53,6 +53,55 @@ def test_pause_stops_waits_and_step_runs_exactly_one(make_engine):
         assert recv_exactly(sock, 4) == b"held"
 
 
+def test_a_step_with_nothing_to_do_waits_for_real(make_engine):
+    """The step command's own wake-up byte must not be what the step's one wait returns:
+    with no I/O pending, every step's wait blocks until its timeout, with nothing ready."""
+    engine, rec = make_engine(backend="epoll", wait_timeout=0.05)
+    engine.pause().result(5)
+    for _ in range(60):
+        start = len(rec.events)
+        engine.step().result(5)
+        wait_until(lambda start=start: [e for e in rec.events[start:] if e["kind"] == "loop"
+                                        and e["state"] == "paused"], what="the step's end")
+        waits = [e for e in rec.events[start:] if e["kind"] == "wait"]
+        assert len(waits) == 1
+        assert waits[0]["ready"] == 0, f"the step's wait returned {rec.events[start:]}"
+
+
+def test_a_resume_during_a_steps_wait_leaves_the_loop_running(make_engine):
+    """pause, step, then resume while the step's wait blocks: the resume is handled inside
+    that wait, says "running", and the step must not then say "paused" over it."""
+    engine, rec = make_engine(backend="epoll", wait_timeout=2.0)
+    engine.pause().result(5)
+    seq_before = len(rec.events)
+    engine.step().result(5)
+    wait_until(lambda: any(e["kind"] == "loop" and e["state"] == "step"
+                           for e in rec.events[seq_before:]), what="the step to start")
+    engine.resume().result(5)
+    with connect(engine.tcp_port) as sock:  # the loop runs on: a new client is echoed
+        sock.sendall(b"alive")
+        assert recv_exactly(sock, 5) == b"alive"
+    states = [e["state"] for e in rec.events[seq_before:] if e["kind"] == "loop"]
+    assert states == ["step", "running"], states
+    assert engine.loop_state()["loop"] == "running"
+
+
+def test_a_shorter_delay_applies_at_once(make_engine):
+    """Lowering slow motion mid-delay ends the old delay: the next echo does not wait it out."""
+    engine, rec = make_engine(wait_timeout=0.01)
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(b"a")
+        assert recv_exactly(sock, 1) == b"a"
+        # The 5 s delay starts when the iteration that set it ends; the next command is
+        # handled inside that delay (or before it starts: either way no 5 s may pass).
+        engine.set_delay(5000).result(5)
+        assert engine.set_delay(0).result(1) == {"loop": "running", "delay_ms": 0}
+        started = time.monotonic()
+        sock.sendall(b"b")
+        assert recv_exactly(sock, 1) == b"b"
+        assert time.monotonic() - started < 2.5, "the old 5 s delay was waited out"
+
+
 def test_step_while_running_is_refused(make_engine):
     engine, _ = make_engine()
     with pytest.raises(RuntimeError, match="pause"):
