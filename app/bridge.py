@@ -42,6 +42,10 @@ class EventTap:
     def __len__(self) -> int:
         return len(self._events)
 
+    @property
+    def maxlen(self) -> int:
+        return self._events.maxlen or 0
+
     def drain(self, limit: int = DEFAULT_MAX_BATCH) -> list[Event]:
         """Take the events present now, oldest first; beyond `limit`, discard the oldest.
 
@@ -73,6 +77,18 @@ async def pump(
         batch = tap.drain(max_batch)
         if batch:
             deliver(batch, hub, consumers, encoded_consumers)
+
+
+def flush(tap: EventTap, hub: Hub, consumers: Sequence[Consumer] = (),
+          encoded_consumers: Sequence[EncodedConsumer] = ()) -> None:
+    """Deliver what the tap holds now (at shutdown, once the engine has stopped), in at
+    most as many batches as a full tap takes, so a producer still running cannot keep it
+    going."""
+    for _ in range(-(-tap.maxlen // DEFAULT_MAX_BATCH)):
+        batch = tap.drain()
+        if not batch:
+            return
+        deliver(batch, hub, consumers, encoded_consumers)
 
 
 def deliver(batch: list[Event], hub: Hub, consumers: Sequence[Consumer] = (),

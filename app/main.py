@@ -14,13 +14,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from app import __version__
-from app.bridge import EventTap, pump
+from app.bridge import EventTap, flush, pump
 from app.errors import validation_error
 from app.hub import Hub
 from app.metrics import Metrics
 from app.record import JsonlRecorder
 from app.routes import api, live, pages
-from app.security import SecurityMiddleware
+from app.security import SecurityMiddleware, install_denial_log_filter
 from app.settings import Settings
 from app.trace import TraceRing
 from mux import Engine, EngineConfig, LoadGenerator
@@ -95,9 +95,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine: Engine | None = state.engine
     tasks: list[asyncio.Task[Any]] = []
     recorder = getattr(state, "recorder", None)
+    consumers: list[Any] = []
+    encoded_consumers: list[Any] = []
     if engine is not None:
         engine.observers.add(state.tap.sink)
-        consumers: list[Any] = [state.metrics]
+        consumers.append(state.metrics)
+        encoded_consumers.append(state.trace.add_batches)
         if recorder is not None:
             # The loop thread has not started yet, so reading its state here is safe.
             recorder.write_snapshot(engine.describe(), engine.observers.seq,
@@ -107,18 +110,23 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.load = LoadGenerator(_client_host(state.settings.host), engine.tcp_port,
                                    cap=state.settings.load_cap)
         tasks.append(asyncio.create_task(pump(state.tap, state.hub, consumers=consumers,
-                                               encoded_consumers=[state.trace.add_batches])))
+                                               encoded_consumers=encoded_consumers)))
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # The load clients and the engine stop first: their last events (the `close ...
+        # shutdown` of every connection) still go through the tap to the recorder and the
+        # trace, which the pump's final drain below delivers.
         if state.load is not None:
             await asyncio.to_thread(state.load.close)
         if engine is not None:
             engine.stop()
             await asyncio.to_thread(engine.join, 5)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if engine is not None:
+            flush(state.tap, state.hub, consumers, encoded_consumers)
         if recorder is not None:
             recorder.close()
 
@@ -148,4 +156,5 @@ def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
         app.include_router(live.router)
     app.add_middleware(SecurityMiddleware, loopback_only=settings.loopback,
                        token=settings.token)
+    install_denial_log_filter()
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import re
@@ -315,6 +316,29 @@ def test_record_then_replay(tmp_path: Path) -> None:
         code, stderr = run.stop(signal.SIGTERM)
         assert code == 0, stderr
         assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_recording_ends_with_the_shutdown(tmp_path: Path, sig: int) -> None:
+    """The events of the shutdown itself (each open connection's `close` with reason
+    `shutdown`) reach the recording: the engine stops before the pump does."""
+    trace = tmp_path / "trace.jsonl"
+    with launch("--http-port", "0", "--echo-port", "0", "--no-udp", "--record", str(trace)) as run:
+        tcp = run.read_until(r"TCP echo on 127\.0\.0\.1:(\d+)")
+        run.read_until(r"Dashboard: ")
+        with socket.create_connection(("127.0.0.1", int(tcp[1])), timeout=10) as client:
+            client.sendall(b"still open\n")
+            assert client.recv(64) == b"still open\n"
+            code, stderr = run.stop(sig)
+            assert client.recv(64) == b"", "the server closed the connection on its way out"
+        assert code == 0, stderr
+    lines = [json.loads(line) for line in trace.read_text().splitlines()]
+    events = [e for e in lines[1:] if "kind" in e]
+    accepted = {e["fd"] for e in events if e["kind"] == "accept"}
+    closes = {e["fd"]: e["reason"] for e in events if e["kind"] == "close"}
+    assert accepted and all(closes.get(fd) == "shutdown" for fd in accepted), (accepted, closes)
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap in the recording"
 
 
 def test_settle_heap_takes_start_up_objects_out_of_the_collectors_reach() -> None:
