@@ -1,10 +1,11 @@
 """`muxscope replay FILE`: the page over a recorded JSONL file, with no echo server.
 
 The websocket sends the recorded snapshot, then every recorded event in order (dropped 0),
-then stats once a second, to at most `--max-clients` browsers at once (the next one is closed
-with 1013 and a reason, as in a live run). Every state-changing request under /api answers 409
-(`ReplayGuard`), before its body is even read: there is nothing live to change, so whether the
-body would have been valid does not matter (SPEC §4).
+then stats once a second (their counters as the recording tells them), to at most
+`--max-clients` browsers at once (the next one is closed with 1013 and a reason, as in a live
+run). Every state-changing request under /api answers 409 (`ReplayGuard`), before its body is
+even read: there is nothing live to change, so whether the body would have been valid does not
+matter (SPEC §4).
 """
 
 from __future__ import annotations
@@ -90,6 +91,29 @@ def _empty_state() -> dict[str, Any]:
             "limits": {"fd_setsize": 1024, "nofile": 0, "max_connections": 0}}
 
 
+def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, int]:
+    """The stats frame's counters as the recording tells them: TCP bytes in `recv`/`send`
+    events, `wait` events, and the connections open at its end (the snapshot's, plus accepts,
+    less closes). Events the recording lacks (not shown live, so not recorded) are not
+    counted."""
+    open_fds = {c["fd"] for c in state.get("connections", [])}
+    bytes_in = bytes_out = waits = 0
+    for event in events:
+        kind = event["kind"]
+        if kind == "recv":
+            bytes_in += event.get("bytes", 0)
+        elif kind == "send":
+            bytes_out += event.get("bytes", 0)
+        elif kind == "wait":
+            waits += 1
+        elif kind == "accept":
+            open_fds.add(event["fd"])
+        elif kind == "close":
+            open_fds.discard(event.get("fd"))
+    return {"connections": len(open_fds), "bytes_in": bytes_in, "bytes_out": bytes_out,
+            "waits": waits}
+
+
 def build_replay_state(settings: Settings) -> dict[str, Any]:
     assert settings.replay_file is not None
     snapshot, events = load_recording(Path(settings.replay_file))
@@ -102,6 +126,7 @@ def build_replay_state(settings: Settings) -> dict[str, Any]:
             "started_at": snapshot.get("started_at", 0.0), "tap": None,
             # No events are published to it: it only counts the browsers (--max-clients).
             "hub": Hub(max_clients=settings.max_clients),
+            "replay_totals": recorded_totals(snapshot["state"], events),
             "replay_summary": {"events": len(events), "last_seq": last.get("seq")}}
 
 
@@ -148,11 +173,11 @@ async def _stream(websocket: WebSocket) -> None:
             await websocket.send_text(orjson.dumps(
                 {"type": "events", "events": chunk, "dropped": 0}).decode())
         last = events[-1] if events else {}
+        stats = orjson.dumps({"type": "stats", "events_total": last.get("seq", 0),
+                              "dropped_total": 0, **state.replay_totals,
+                              "replay": True}).decode()
         while True:
-            await websocket.send_text(orjson.dumps({
-                "type": "stats", "events_total": last.get("seq", 0), "dropped_total": 0,
-                "connections": len(state.replay_state.get("connections", [])),
-                "bytes_in": 0, "bytes_out": 0, "waits": 0, "replay": True}).decode())
+            await websocket.send_text(stats)
             await asyncio.sleep(1.0)
     except (WebSocketDisconnect, RuntimeError):
         return

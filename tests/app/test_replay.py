@@ -132,6 +132,30 @@ def _snapshot_ok(url: str) -> bool:
         return False
 
 
+def test_replay_stats_count_what_the_recording_holds(tmp_path: Path) -> None:
+    """bytes_in/bytes_out/waits/connections in replay's stats frames come from the recorded
+    events, not zeros."""
+    path = tmp_path / "r.jsonl"
+    lines = [{"type": "snapshot", "state": {**START_STATE, "connections": [{"fd": 7}]},
+              "seq": 10, "started_at": 1.0}]
+    body = [("wait", {}), ("accept", {"fd": 8, "listener": 3, "peer": "127.0.0.1:5"}),
+            ("recv", {"fd": 8, "bytes": 9, "preview": "record me"}),
+            ("send", {"fd": 8, "bytes": 9, "partial": False}), ("wait", {}),
+            ("recv", {"fd": 7, "bytes": 3, "preview": "abc"}),
+            ("close", {"fd": 7, "reason": "eof"})]
+    lines += [{"seq": 11 + i, "ts": 0.001 * i, "kind": kind, **fields}
+              for i, (kind, fields) in enumerate(body)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with replay_server(path) as base:
+        with ws_connect(base.replace("http", "ws", 1) + "/ws", open_timeout=5) as ws:
+            frame = json.loads(ws.recv(timeout=5))
+            while frame["type"] != "stats":
+                frame = json.loads(ws.recv(timeout=5))
+    assert {k: frame[k] for k in ("events_total", "connections", "bytes_in", "bytes_out",
+                                  "waits")} == {"events_total": 17, "connections": 1,
+                                                "bytes_in": 12, "bytes_out": 9, "waits": 2}
+
+
 # ------------------------------------------------------------------ §4 shape without snapshot
 
 
