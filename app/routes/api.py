@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -96,13 +95,10 @@ async def get_trace(request: Request,
         body = orjson.dumps(to_chrome(ring.events(), request.app.state.started_at))
         return Response(body, media_type="application/json", headers={
             "Content-Disposition": 'attachment; filename="muxscope-trace.json"'})
-    return StreamingResponse(_lines(ring.jsonl()), media_type="application/x-ndjson",
+    return StreamingResponse(ring.jsonl_chunks(), media_type="application/x-ndjson",
                              headers={"Content-Disposition":
                                       'attachment; filename="muxscope-trace.jsonl"'})
 
-
-def _lines(lines: Iterator[bytes]) -> Iterator[bytes]:
-    yield from lines
 
 
 @router.get("/metrics")

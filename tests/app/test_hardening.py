@@ -492,6 +492,10 @@ def test_trace_ring_keeps_only_the_newest() -> None:
     lines = list(ring.jsonl())
     assert len(lines) == 1000 and all(line.endswith(b"\n") for line in lines)
     assert orjson.loads(lines[0])["seq"] == 9000 and orjson.loads(lines[-1])["seq"] == 9999
+    # the download goes in chunks of whole lines (one thread-pool hop each, not one a line)
+    chunks = list(ring.jsonl_chunks(lines=300))
+    assert [c.count(b"\n") for c in chunks] == [300, 300, 300, 100]
+    assert b"".join(chunks) == b"".join(lines)
 
 
 def test_real_app_trace_export_never_exceeds_the_ring(monkeypatch: pytest.MonkeyPatch) -> None:
