@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -16,7 +17,14 @@ from fastapi.responses import PlainTextResponse
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from app.security import SecurityMiddleware, host_header_is_loopback, is_loopback_host
+from app.security import (
+    DenialLogFilter,
+    SecurityMiddleware,
+    host_header_is_loopback,
+    install_denial_log_filter,
+    is_loopback_host,
+)
+from tests.conftest import wait_until
 
 ServeAsgi = Callable[..., AbstractContextManager[str]]
 EVIL = "http://evil.example"
@@ -346,3 +354,40 @@ def test_websocket_refusal_without_denial_extension_closes_1008() -> None:
     asyncio.run(middleware(scope, receive, send))
     assert [m["type"] for m in sent] == ["websocket.close"]
     assert sent[0]["code"] == 1008
+
+
+# ----------------------------------------------------------------- the server log
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_refused_websocket_logs_no_handshake_error(serve_asgi: ServeAsgi) -> None:
+    """uvicorn 0.54 logs "ASGI callable returned without completing handshake." at ERROR
+    after each denial response; the refusal is deliberate, so that line is filtered there,
+    and only there: the same line from a route that really forgot its handshake stays."""
+    app = make_app()
+
+    @app.websocket("/forgetful")
+    async def forgetful(websocket: WebSocket) -> None:
+        return None  # neither accepts nor closes: a real handshake failure
+
+    install_denial_log_filter()
+    records = _Records()
+    logger = logging.getLogger("uvicorn.error")
+    with serve_asgi(SecurityMiddleware(app, loopback_only=True, token=None)) as url:
+        logger.addHandler(records)  # after uvicorn has configured its loggers
+        try:
+            assert ws_refusal(ws_url(url), origin=EVIL) == 403
+            with pytest.raises(InvalidStatus):
+                connect(ws_url(url, "/forgetful"), proxy=None, open_timeout=5).close()
+            wait_until(lambda: records.messages, 5, "the forgetful route's error")
+        finally:
+            logger.removeHandler(records)
+    assert records.messages == [DenialLogFilter.MESSAGE], records.messages
