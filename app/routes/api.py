@@ -100,7 +100,6 @@ async def get_trace(request: Request,
                                       'attachment; filename="muxscope-trace.jsonl"'})
 
 
-
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     if request.app.state.metrics is None:
