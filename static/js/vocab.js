@@ -50,6 +50,11 @@ function fdList(fds, cap = 24) {
   return fds.length > cap ? `[${shown}, … +${fds.length - cap}]` : `[${shown}]`;
 }
 
+/** The first `cap` items, then "… +N" for the rest. */
+function capped(items, cap) {
+  return items.length > cap ? [...items.slice(0, cap), `… +${items.length - cap}`] : items;
+}
+
 function timeoutMs(t) {
   return t === null || t === undefined ? -1 : t;
 }
@@ -72,13 +77,13 @@ export function syscallLine(wait, model, backendInfo, cap = 24) {
     return `epoll_wait(${epfd}, [${items.join(', ')}], ${maxev}, ${timeoutMs(wait.timeout_ms)}) = ${n}`;
   }
   if (backend === 'poll') {
-    const items = ready.slice(0, cap).map((r) => {
-      const bits = model.interestAtWait(r.fd);
-      const events = bits ? flagText(toNative(bits, 'poll')) : '?';
-      return `{fd=${r.fd}, events=${events}, revents=${flagText(r.flags)}}`;
-    });
-    if (ready.length > cap) items.push(`… +${ready.length - cap}`);
-    return `poll([${items.join(', ')}], ${wait.registered}, ${timeoutMs(wait.timeout_ms)}) = ${n}`;
+    // As strace prints it: the whole array passed in (fd, events), then the entries the
+    // kernel filled in (revents) after the result.
+    const regs = [...model.regsAtWait()].sort((a, b) => a[0] - b[0]);
+    const passed = capped(regs.map(([fd, reg]) => `{fd=${fd}, events=${flagText(toNative(reg.bits, 'poll'))}}`), cap);
+    const out = capped(ready.map((r) => `{fd=${r.fd}, revents=${flagText(r.flags)}}`), cap);
+    const filled = ready.length ? ` ([${out.join(', ')}])` : '';
+    return `poll([${passed.join(', ')}], ${wait.registered}, ${timeoutMs(wait.timeout_ms)}) = ${n}${filled}`;
   }
   if (backend === 'select') {
     const sets = selectSets(model.regsAtWait());

@@ -88,6 +88,25 @@ def test_nc_client_appears_in_connection_list_within_1s(dashboard):
 SYSCALL = {"select": r"^select\(", "poll": r"^poll\(", "epoll": r"^epoll_wait\("}
 
 
+def test_poll_syscall_line_shows_the_whole_array_passed_in(dashboard):
+    """strace's form: poll([{fd, events} for every registered fd], nfds, timeout) = n, then
+    the entries the kernel filled in; not only the ready ones in the array's place."""
+    page = dashboard.page
+    assert dashboard.api.post("/api/backend", json={"name": "poll"}).status_code == 200
+    with dashboard.connect() as sock:
+        assert echo(sock, b"poll me\n") == b"poll me\n"
+        fd = server_fd(dashboard, sock)
+        line = page.locator("#syscall-line")
+        expect(line).to_have_text(re.compile(rf"^poll\(\[.*\{{fd={fd}, events=POLLIN\}}"),
+                                  timeout=5000)
+        call = re.match(r"^poll\(\[(.*?)\], (\d+), (-?\d+)\) = (\d+)(.*)$", line.inner_text())
+        assert call, line.inner_text()
+        passed = re.findall(r"\{fd=\d+, events=[A-Z|]+\}", call[1])
+        assert len(passed) == int(call[2]) >= 3, call[0]  # listener, control fd, our client
+        filled = re.findall(r"\{fd=\d+, revents=[A-Z|]+\}", call[5])
+        assert len(filled) == int(call[4]), call[0]
+
+
 def test_backend_switch_from_page_keeps_connection(dashboard):
     page = dashboard.page
     backend = page.get_by_label("Backend")
