@@ -43,6 +43,8 @@ export class EventLog {
     this.stick = true;
     this.needPin = false;     // rows were appended while stuck: scroll to the end on the next frame
     this.lastTop = 0;         // scrollTop at the last scroll event (direction of the user's scroll)
+    this.userUp = false;      // a wheel/key up came before the scroll event it causes
+    this.dragging = false;    // a pointer is down on the log (its scrollbar, or a text selection)
     this.lastSeq = null;
     for (const k of KINDS) {
       const o = document.createElement('option');
@@ -57,19 +59,36 @@ export class EventLog {
     // Layout is only read here, in scroll events (dispatched before the frame's paint, with layout
     // clean), never right after the log's DOM changed. Scrolling up unsticks the log; reaching the
     // bottom sticks it again; content growing below a stuck log (scrollTop unchanged) keeps it stuck.
+    // The page's own scrolling (rows trimmed at the top, the pin to the end) also moves scrollTop,
+    // so the user's intent is taken from the input itself: a wheel or key up, or a drag of the
+    // scrollbar, unsticks at once, even in the frame right after new rows came in.
     this.list.addEventListener('scroll', () => {
       const top = this.list.scrollTop;
       const atBottom = top + this.list.clientHeight >= this.list.scrollHeight - 4;
       const movedUp = top < this.lastTop - 1;
       this.lastTop = top;
-      if (atBottom) {
+      if (atBottom && !this.userUp) {
         if (!this.stick) model.mark('log');  // resume: flush what arrived meanwhile
         this.stick = true;
-      } else if (movedUp && !this.needPin) {
+      } else if (movedUp && (this.dragging || !this.needPin)) {
         this.stick = false;
       }
+      this.userUp = false;
       this.jumpBtn.hidden = this.stick;
     });
+    const unstick = () => {
+      if (this.list.scrollTop <= 0) return;   // nothing above: this input scrolls nothing
+      this.userUp = true;   // the scroll event this input causes must not stick the log again
+      this.stick = false;
+      this.needPin = false;
+      this.jumpBtn.hidden = false;
+    };
+    this.list.addEventListener('wheel', (e) => { if (e.deltaY < 0) unstick(); }, { passive: true });
+    this.list.addEventListener('keydown', (e) => {
+      if (e.key === 'ArrowUp' || e.key === 'PageUp' || e.key === 'Home') unstick();
+    });
+    this.list.addEventListener('pointerdown', () => { this.dragging = true; });
+    window.addEventListener('pointerup', () => { this.dragging = false; });
     this.jumpBtn.addEventListener('click', () => { this.scrollToEnd(); model.mark('log'); });
     model.subscribe((ev) => this.onEvent(ev));
   }

@@ -77,6 +77,7 @@ const debug = {
   get lastSeq() { return model.seq; },
   get dropped() { return model.dropped; },
   get eventsApplied() { return model.eventsApplied; },
+  get logPinPending() { return log.needPin; },   // rows appended, the pin to the end not yet done
   timeline: {
     history,
     get viewing() { return timeline.viewing; },

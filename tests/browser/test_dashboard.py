@@ -107,6 +107,50 @@ def test_poll_syscall_line_shows_the_whole_array_passed_in(dashboard):
         assert len(filled) == int(call[4]), call[0]
 
 
+WHEEL_IN_THE_PIN_FRAME = """() => new Promise((resolve) => {
+  // The frame right after new rows came in (the pin to the end still pending): a wheel up, and
+  // the scroll the browser performs for it. The log must stay where the user put it.
+  const el = document.querySelector('#event-log');
+  const probe = () => {
+    if (!window.__muxscope.logPinPending) { requestAnimationFrame(probe); return; }
+    el.dispatchEvent(new WheelEvent('wheel', { deltaY: -100, bubbles: true }));
+    el.scrollTop -= 100;
+    const after = () => resolve(el.scrollTop + el.clientHeight >= el.scrollHeight - 4);
+    requestAnimationFrame(() => requestAnimationFrame(after));
+  };
+  requestAnimationFrame(probe);
+})"""
+
+
+def test_scrolling_the_log_up_stops_auto_scroll(dashboard):
+    """SPEC §5: auto-scroll that stops when the user scrolls up, also in the frame where rows
+    have just been appended (the page's own scrolling must not be taken for the user's)."""
+    page = dashboard.page
+    log, jump = page.locator("#event-log"), page.locator("#log-jump-btn")
+    r = dashboard.api.post("/api/load", json={"connections": 4, "message_size": 16, "rate": 20})
+    assert r.status_code == 202, r.text
+    try:
+        page.wait_for_function("""() => { const el = document.querySelector('#event-log');
+                                          return el.scrollHeight > 2 * el.clientHeight; }""",
+                               timeout=10_000)
+        for _ in range(3):  # real input: one wheel notch up, while events keep coming
+            log.hover()  # the mouse is over the log (the jump button's click moved it)
+            page.mouse.wheel(0, -300)
+            expect(jump).to_be_visible(timeout=2000)
+            top = log.evaluate("el => el.scrollTop")
+            page.wait_for_timeout(300)  # a settle window: the log must not move meanwhile
+            assert log.evaluate("el => el.scrollTop") == top
+            jump.click()
+            expect(jump).to_be_hidden(timeout=2000)
+        for _ in range(3):
+            assert page.evaluate(WHEEL_IN_THE_PIN_FRAME) is False, "snapped back to the bottom"
+            expect(jump).to_be_visible(timeout=2000)
+            jump.click()
+            expect(jump).to_be_hidden(timeout=2000)
+    finally:
+        dashboard.api.delete("/api/load")
+
+
 def test_backend_switch_from_page_keeps_connection(dashboard):
     page = dashboard.page
     backend = page.get_by_label("Backend")
