@@ -3,7 +3,7 @@ import uPlot from '../vendor/uPlot.esm.js';
 import { colors } from './canvas.js';
 
 const WINDOW = 120;          // seconds of history
-const HEIGHT = 150;
+const HEIGHT = 230;          // the whole chart: title, plot, x axis and legend
 const BACKENDS = ['select', 'poll', 'epoll'];
 const BACKEND_COLORS = { select: '#ffab40', poll: '#c58cff', epoll: '#7cff9b' };
 
@@ -22,14 +22,34 @@ export function fmtSeconds(v) {
   return h ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
 }
 
+/** A tick value in few characters: 950, 1.5k, 20k, 3M. */
+export function compact(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '';
+  const a = Math.abs(v);
+  for (const [unit, div] of [['G', 1e9], ['M', 1e6], ['k', 1e3]]) {
+    if (a >= div) return `${+(v / div).toFixed(a >= 10 * div ? 0 : 1)}${unit}`;
+  }
+  return String(+v.toFixed(a < 10 ? 1 : 0));
+}
+
+/** Log-scale ticks at the powers of ten only: the 2..9 lines of every decade merge into a band. */
+export function decades(u, axisIdx, min, max) {
+  const out = [];
+  for (let p = Math.floor(Math.log10(Math.max(min, 1e-9))); 10 ** p <= max * 1.001; p++) {
+    if (10 ** p >= min * 0.999) out.push(10 ** p);
+  }
+  return out;
+}
+
 function axes(c, yLabel, xTime = true) {
   const style = { stroke: c.muted, grid: { stroke: c.line, width: 1 }, ticks: { stroke: c.line, width: 1 } };
   // x: seconds since the engine started (a plain number scale: no calendar dates)
   const x = xTime
     ? { ...style, label: 'seconds since start', incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400],
       values: (u, vals) => vals.map(fmtSeconds) }
-    : { ...style, label: 'registered fds' };
-  return [x, { ...style, label: yLabel, size: 60 }];
+    : { ...style, label: 'registered fds', splits: decades, values: (u, vals) => vals.map(compact) };
+  const y = { ...style, label: yLabel, size: 52, space: 24, values: (u, vals) => vals.map(compact) };
+  return [x, xTime ? y : { ...y, splits: decades }];
 }
 
 const TIME_SERIES = { label: 'time', value: (u, v) => fmtSeconds(v) };

@@ -1,6 +1,16 @@
 // Live controls: every change applies at once (no Apply button); errors go to the alert area.
 import { api, downloadFile, showError, withToken } from './api.js';
 
+const MAX_DELAY_MS = 5000;      // the slow-motion range the API accepts
+const TYPING_PAUSE_MS = 400;    // a delay typed into the field is sent once the keys pause this long
+
+/** A whole number of milliseconds the API accepts (partial input like "" or "1e" is not). */
+function validDelay(text) {
+  const raw = text.trim();
+  const ms = Number(raw);
+  return raw !== '' && Number.isInteger(ms) && ms >= 0 && ms <= MAX_DELAY_MS;
+}
+
 export class Controls {
   constructor(doc, model, { replay }) {
     this.model = model;
@@ -39,7 +49,13 @@ export class Controls {
     this.write.addEventListener('change', onBackend);
     this.pauseBtn.addEventListener('click', () => this.togglePause());
     this.stepBtn.addEventListener('click', () => this.step());
-    this.slowmo.addEventListener('change', () => this.sendDelay());
+    // A change applies at once (SPEC §5): while typing, a valid delay is sent once the keys
+    // pause; Enter or leaving the field sends whatever is there (an invalid value: the error).
+    this.slowmo.addEventListener('input', () => {
+      clearTimeout(this.slowmoTimer);
+      this.slowmoTimer = setTimeout(() => { if (validDelay(this.slowmo.value)) this.sendDelay(); }, TYPING_PAUSE_MS);
+    });
+    this.slowmo.addEventListener('change', () => { clearTimeout(this.slowmoTimer); this.sendDelay(); });
     this.addBtn.addEventListener('click', () => this.addLoad());
     this.removeBtn.addEventListener('click', () => this.removeLoad());
   }
@@ -98,6 +114,7 @@ export class Controls {
       showError('Slow motion: enter a delay in milliseconds, 0 to 5000');
       return;
     }
+    if (ms === this.model.delayMs) return;   // already so (sent while typing)
     const res = await this.run(() => api.loop({ delay_ms: ms }));
     if (res && res.delay_ms !== undefined) this.model.delayMs = res.delay_ms;
   }

@@ -319,6 +319,11 @@ def test_errors_are_shown_not_swallowed(dashboard):
     slowmo.press("Enter")
     wait_api(dashboard, lambda s: s["delay_ms"] == 100, "slow motion 100 ms")
     expect(errors).to_have_count(2)  # no new error for a valid change
+    # typed, without Enter: applied once the keys pause (no Apply step)
+    slowmo.fill("")
+    slowmo.press_sequentially("250", delay=30)
+    wait_api(dashboard, lambda s: s["delay_ms"] == 250, "slow motion 250 ms, typed")
+    expect(errors).to_have_count(2)
     assert real_console_errors(dashboard) == []
 
 
@@ -544,3 +549,21 @@ def test_a_state_answer_older_than_the_events_does_not_undo_a_switch(dashboard):
     assert result["afterStale"] == {"applied": False, "name": "epoll", "resync": True}
     assert result["fresh"] is True
     assert result["name"] == "epoll" and result["fd"] == 9
+
+
+def test_chart_axes_are_readable(dashboard):
+    """Tick values in few characters, and a log axis ticked at powers of ten only (the 2..9
+    lines of each decade had merged into a band); the plots tall enough for several ticks."""
+    page = dashboard.page
+    result = page.evaluate("""async () => {
+        const { compact, decades } = await import('/static/js/charts.js');
+        const plot = document.querySelector('#chart-events .u-over');
+        return {
+          compact: [0, 7.5, 950, 1500, 20000, 812345, 3e6].map(compact),
+          decades: decades(null, 1, 3, 2500),
+          plotHeight: plot ? plot.getBoundingClientRect().height : 0,
+        };
+    }""")
+    assert result["compact"] == ["0", "7.5", "950", "1.5k", "20k", "812k", "3M"]
+    assert result["decades"] == [10, 100, 1000]
+    assert result["plotHeight"] >= 100, result  # room for four or more ticks at 24 px apart
