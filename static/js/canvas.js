@@ -16,6 +16,9 @@ export function fitCanvas(canvas, cssWidth, cssHeight) {
   return ctx;
 }
 
+/** One colour per backend, in every chart. */
+export const BACKEND_COLORS = { select: '#ffab40', poll: '#c58cff', epoll: '#7cff9b' };
+
 let palette = null;
 
 /** Theme colours from the CSS custom properties (read once). */
@@ -34,7 +37,7 @@ export function colors() {
     except: v('--except', '#c58cff'),
     ready: v('--ready', '#7cff9b'),
     danger: v('--danger', '#ff5d5d'),
-    control: v('--control', '#c58cff'),
+    control: v('--control', '#ff79c6'),
     listener: v('--listener', '#2ed3b7'),
     conn: '#3b4456',
   };

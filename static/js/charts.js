@@ -1,11 +1,10 @@
 // Live charts (uPlot, vendored): events/s, bytes/s, and wait-call time vs registered fds per backend.
 import uPlot from '../vendor/uPlot.esm.js';
-import { colors } from './canvas.js';
+import { BACKEND_COLORS, colors } from './canvas.js';
 
 const WINDOW = 120;          // seconds of history
 const HEIGHT = 230;          // the whole chart: title, plot, x axis and legend
 const BACKENDS = ['select', 'poll', 'epoll'];
-const BACKEND_COLORS = { select: '#ffab40', poll: '#c58cff', epoll: '#7cff9b' };
 
 function bucket(n) {
   if (n < 64) return n;

@@ -43,7 +43,7 @@ export function peerColor(peer) {
   if (c) return c;
   let h = 2166136261;
   for (let i = 0; i < key.length; i++) { h ^= key.charCodeAt(i); h = Math.imul(h, 16777619); }
-  const hue = ((h >>> 0) % 360);
+  const hue = 30 + ((h >>> 0) % 300);   // no reds: red marks a connection paused (backpressure)
   c = `hsl(${hue}, 75%, 62%)`;
   if (cache.size > 5000) cache.clear();
   cache.set(key, c);

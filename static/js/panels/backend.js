@@ -183,7 +183,8 @@ export class BackendPanel {
       ctx.textBaseline = 'top';
       ctx.fillStyle = reg.role === 'connection' ? c.text : '#0b0d11';
       ctx.globalAlpha = dim;
-      ctx.fillText(String(fd), x + 3, y + 3);
+      // clear of the EPOLLET corner (a triangle over the top-left third)
+      ctx.fillText(String(fd), reg.bits.has('et') ? x + Math.ceil(s / 3) : x + 3, y + 3);
       ctx.globalAlpha = 1;
     }
   }

@@ -1,10 +1,9 @@
 // Latency: per-backend histogram of recv -> send time per chunk (each recv paired with the send
 // that carries its first byte back, FIFO per fd), and the per-iteration time budget: time inside
 // the wait call vs time in the handlers (next wait's start - this wait's return).
-import { colors, fitCanvas, watchWidth } from '../canvas.js';
+import { BACKEND_COLORS, colors, fitCanvas, watchWidth } from '../canvas.js';
 
 const BACKENDS = ['select', 'poll', 'epoll'];
-const BACKEND_COLORS = { select: '#ffab40', poll: '#c58cff', epoll: '#7cff9b' };
 const BINS_PER_DECADE = 4;
 const MIN_EXP = 0;       // 1 µs
 const MAX_EXP = 7;       // 10 s
