@@ -16,9 +16,10 @@ from .codeview import handler_sources
 from .engine import MAX_DELAY_MS, WRITE_MODES, Engine, EngineConfig, raise_nofile_limit
 from .events import preview
 from .flaws import flaw_catalog
+from .listener import open_tcp_listener
 from .load import LoadCapError, LoadGenerator
 from .observe import Observers, Sink
-from .tcp import TcpConnection, open_tcp_listener
+from .tcp import TcpConnection
 from .udp import open_udp_socket
 
 available_backends = available

@@ -12,17 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import engine, flaws, loop, tcp, udp
+from . import engine, flaws, listener, loop, tcp, udp
 
 
 def _kinds() -> dict[str, list[Callable[..., Any]]]:
     """kind -> the call chain that leads to the event, outermost first."""
-    conn, listener, eng = tcp.TcpConnection, tcp.TcpListener, engine.Engine
+    conn, acceptor, eng = tcp.TcpConnection, listener.TcpListener, engine.Engine
     return {
         "wait": [loop.Loop.run_once, loop.Loop._emit_wait],
         "ready": [loop.Loop.run_once, loop.Loop._dispatch_instrumented],
         "interest": [loop.Loop.set_interest],  # modify; register/unregister: _emit_interest
-        "accept": [listener.on_ready, eng.adopt],
+        "accept": [acceptor.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],
         "queue": [conn._put],
         "send": [conn.on_ready],
@@ -30,7 +30,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "backpressure": [conn._put, conn._set_backpressure],
         "close": [conn.on_ready, conn._on_eof, conn.close],
         "datagram": [udp.UdpEcho._receive_one, udp.UdpEcho._emit],
-        "error": [listener._out_of_fds, eng.error],
+        "error": [acceptor._out_of_fds, eng.error],
         "flaw": [flaws.Flaw.flag],
         "backend": [eng._switch],
         "loop": [eng._step, eng._emit_loop],

@@ -22,11 +22,12 @@ from .breakpoints import Breakpoints
 from .control import ControlDoor
 from .flaws import FlawZoo
 from .kernel import kernel_view
+from .listener import TcpListener, open_tcp_listener
 from .loop import Loop
 from .observe import Observers
 from .state import StateCapture
 from .state import capture as capture_state
-from .tcp import RECV_SIZE, TcpConnection, TcpListener, open_tcp_listener
+from .tcp import RECV_SIZE, TcpConnection
 from .udp import UdpEcho, open_udp_socket
 
 WRITE_MODES = ("queued", "eager")

@@ -1,33 +1,27 @@
-"""TCP echo: the listener (accept, EMFILE back-off) and one connection (FIFO, backpressure).
+"""TCP echo: one connection (FIFO, backpressure); the listener is in listener.py.
 
 Kernel facts this module relies on:
 - `recv` returning b"" is EOF (the peer shut its write side); what is queued is still sent,
   then we close — so a half-closed client (`nc -N`) gets every byte back.
 - `send` may take only part of a chunk; the rest stays at the head of the queue.
-- In edge-triggered mode a readiness is reported once per change: we must read (and accept)
-  until EAGAIN, or the bytes left in the kernel wait for an edge that never comes.
+- In edge-triggered mode a readiness is reported once per change: we must read until EAGAIN,
+  or the bytes left in the kernel wait for an edge that never comes.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
 from .backends import READABLE, SIDES, WRITABLE, FdLimitError
 from .events import preview
-from .sockets import bound_socket
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 RECV_SIZE = 65536
 READ_WRITE = READABLE | WRITABLE  # one name: `READABLE | WRITABLE` is an `|` at run time
-ACCEPT_BATCH = 128
-EMFILE_RETRY = 0.1  # seconds between accept retries while out of fds
-_FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 def _close_reason(exc: OSError) -> str:
@@ -308,97 +302,4 @@ class TcpConnection:
             obs.emit({"kind": "close", "fd": self.fd, "reason": reason})
 
 
-class TcpListener:
-    role = "tcp_listener"
-
-    def __init__(self, engine: Engine, sock: socket.socket) -> None:
-        self.engine = engine
-        self.loop = engine.loop
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.port = sock.getsockname()[1]
-        self.exhausted = False
-        self._spare: int | None = _open_spare()
-
-    def on_ready(self, mask: int) -> None:
-        for _ in range(ACCEPT_BATCH):
-            try:
-                sock, addr = self.sock.accept()
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno in _FD_EXHAUSTED:
-                    self._out_of_fds(exc)
-                    return
-                self.engine.error(f"accept failed: {exc.strerror or exc}")
-                return
-            self._recovered()
-            self.engine.adopt(sock, f"{addr[0]}:{addr[1]}", self.fd)
-        # A full batch: more may be waiting. Level mode would tell us again; edge would not.
-        self.loop.call_soon(lambda: self.on_ready(READABLE))
-
-    def _out_of_fds(self, exc: OSError) -> None:
-        """No fd for the next connection. Without care this spins: the listener stays
-        readable (level) or never signals again (edge). So: use the spare fd to accept and
-        close the waiting client, stop watching the listener and retry on a timer."""
-        shed = self._shed_one()
-        if not self.exhausted:
-            self.exhausted = True
-            self.engine.error(
-                f"accept failed: {os.strerror(exc.errno or errno.EMFILE)} "
-                f"({errno.errorcode.get(exc.errno or 0, '?')}); "
-                + ("closed one waiting client; " if shed else "")
-                + f"pausing accepts, retrying every {int(EMFILE_RETRY * 1000)} ms",
-                fd=self.fd,
-            )
-        self.loop.set_interest(self.fd, 0)
-        self.loop.call_later(EMFILE_RETRY, self._retry)
-
-    def _shed_one(self) -> bool:
-        if self._spare is None:
-            return False
-        os.close(self._spare)
-        self._spare = None
-        try:
-            sock, _ = self.sock.accept()
-            sock.close()
-            return True
-        except OSError:
-            return False
-        finally:
-            self._spare = _open_spare()
-
-    def _retry(self) -> None:
-        if self.loop.handlers.get(self.fd) is not self:
-            return
-        self.loop.set_interest(self.fd, READABLE)
-        self.on_ready(READABLE)  # edge mode: no new edge will announce the waiting clients
-
-    def _recovered(self) -> None:
-        if self.exhausted:
-            self.exhausted = False
-            if self._spare is None:
-                self._spare = _open_spare()
-            self.engine.error("accepting again: file descriptors are available", fd=self.fd)
-
-    def close(self) -> None:
-        self.loop.unregister(self.fd)
-        self.sock.close()
-        if self._spare is not None:
-            os.close(self._spare)
-            self._spare = None
-
-
-def _open_spare() -> int | None:
-    try:
-        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-
-
-def open_tcp_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    """A bound, listening, non-blocking TCP socket; OSError (EADDRINUSE...) if it cannot."""
-    return bound_socket(host, port, socket.SOCK_STREAM, backlog)
-
-
-__all__ = ["FdLimitError", "TcpConnection", "TcpListener", "open_tcp_listener"]
+__all__ = ["FdLimitError", "TcpConnection"]
