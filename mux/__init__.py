@@ -13,7 +13,8 @@ from .backends import (
     validate,
 )
 from .codeview import handler_sources
-from .engine import MAX_DELAY_MS, WRITE_MODES, Engine, EngineConfig, raise_nofile_limit
+from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, raise_nofile_limit
+from .engine import Engine
 from .events import preview
 from .flaws import flaw_catalog
 from .listener import open_tcp_listener

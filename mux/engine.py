@@ -9,16 +9,15 @@ Rules of this module:
 
 from __future__ import annotations
 
-import resource
 import socket
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from . import backends
 from .backends import FD_SETSIZE, READABLE, FdLimitError
 from .breakpoints import Breakpoints
+from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, raise_nofile_limit
 from .control import ControlDoor
 from .flaws import FlawZoo
 from .kernel import kernel_view
@@ -29,42 +28,6 @@ from .state import StateCapture
 from .state import capture as capture_state
 from .tcp import RECV_SIZE, TcpConnection
 from .udp import UdpEcho, open_udp_socket
-
-WRITE_MODES = ("queued", "eager")
-MAX_DELAY_MS = 5000
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    host: str = "127.0.0.1"
-    tcp_port: int = 9000
-    udp_port: int | None = None  # None: the TCP port actually bound
-    udp: bool = True
-    backend: str = backends.default_backend()
-    trigger: str = "level"
-    oneshot: bool = False
-    write: str = "queued"
-    max_connections: int = 10_000
-    high_water: int = 1 << 20
-    low_water: int = 256 << 10
-    wait_timeout: float | None = 0.25
-    #: SO_SNDBUF for accepted connections (None: the kernel's default); a tiny one makes
-    #: partial sends visible
-    so_sndbuf: int | None = None
-    #: high-volume events per second shown to observers (None: all); see observe.py
-    observe_budget: int | None = None
-
-
-def raise_nofile_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; return the soft limit now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 class Engine:
