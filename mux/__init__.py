@@ -14,6 +14,7 @@ from .backends import (
 )
 from .codeview import handler_sources
 from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, raise_nofile_limit
+from .control import EngineStopped
 from .engine import Engine
 from .events import preview
 from .flaws import flaw_catalog
@@ -27,7 +28,8 @@ available_backends = available
 
 __all__ = [
     "FD_SETSIZE", "MAX_DELAY_MS", "READABLE", "WRITABLE", "WRITE_MODES", "Engine",
-    "EngineConfig", "FdLimitError", "LoadCapError", "LoadGenerator", "TcpConnection",
+    "EngineConfig", "EngineStopped", "FdLimitError", "LoadCapError", "LoadGenerator",
+    "TcpConnection",
     "Observers", "Sink", "available", "available_backends", "default_backend", "flaw_catalog",
     "handler_sources", "open_tcp_listener", "open_udp_socket", "preview", "raise_nofile_limit",
     "validate",

@@ -18,6 +18,13 @@ from .backends import READABLE
 Command = tuple[Callable[..., Any], tuple[Any, ...], "Future[Any]"]
 
 
+class EngineStopped(RuntimeError):
+    """The loop thread has ended: the command was not (and will not be) run."""
+
+    def __init__(self) -> None:
+        super().__init__("the engine has stopped")
+
+
 class ControlDoor:
     role = "control"
 
@@ -28,6 +35,7 @@ class ControlDoor:
         # command it is about to run (which would wake the next wait for nothing: a step
         # whose one wait only returned the control fd).
         self._lock = threading.Lock()
+        self._closed = False  # after close(): commands fail at once instead of waiting forever
         self._rsock, self._wsock = socket.socketpair()
         self._rsock.setblocking(False)
         self._wsock.setblocking(False)
@@ -37,6 +45,9 @@ class ControlDoor:
         """Queue `fn(*args)` for the loop thread; thread-safe."""
         fut: Future[Any] = Future()
         with self._lock:
+            if self._closed:
+                fut.set_exception(EngineStopped())
+                return fut
             self._queue.put((fn, args, fut))
             try:
                 self._wsock.send(b"\0")
@@ -92,5 +103,16 @@ class ControlDoor:
             fut.set_exception(exc)
 
     def close(self) -> None:
-        self._rsock.close()
-        self._wsock.close()
+        """Close the socketpair; every command still queued, and any submitted later, fails
+        with EngineStopped (a caller awaiting its Future must not wait forever)."""
+        with self._lock:
+            self._closed = True
+            self._rsock.close()
+            self._wsock.close()
+        while True:
+            try:
+                _, _, fut = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(EngineStopped())

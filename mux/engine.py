@@ -9,6 +9,8 @@ Rules of this module:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import socket
 import threading
 from concurrent.futures import Future
@@ -28,6 +30,8 @@ from .state import StateCapture
 from .state import capture as capture_state
 from .tcp import RECV_SIZE, TcpConnection
 from .udp import UdpEcho, open_udp_socket
+
+log = logging.getLogger("mux")
 
 
 class Engine:
@@ -65,18 +69,23 @@ class Engine:
         self._waits_at_switch = 0
         self._thread: threading.Thread | None = None
         self._door = ControlDoor()
+        self.loop.handler_error_hook = self._handler_failed
         self._bind(cfg)
 
     def _bind(self, cfg: EngineConfig) -> None:
-        tcp_sock = open_tcp_listener(cfg.host, cfg.tcp_port)
-        udp_sock = None
+        """Open the listeners; if one cannot be bound, close everything opened so far (the
+        other listener, the control door, the backend's own fd) and raise."""
+        tcp_sock = udp_sock = None
         try:
+            tcp_sock = open_tcp_listener(cfg.host, cfg.tcp_port)
             if cfg.udp:
                 port = tcp_sock.getsockname()[1] if cfg.udp_port is None else cfg.udp_port
                 udp_sock = open_udp_socket(cfg.host, port)
         except BaseException:
-            tcp_sock.close()
+            if tcp_sock is not None:
+                tcp_sock.close()
             self._door.close()
+            self.loop.backend.close()
             raise
         self.loop.register(self._door, READABLE)
         self.listener = TcpListener(self, tcp_sock)
@@ -121,6 +130,23 @@ class Engine:
             return
         self.connections[fd] = conn
         self.stats.connections = len(self.connections)
+
+    def _handler_failed(self, handler: Any, exc: Exception) -> None:
+        """A connection whose handler raised is closed (reason `error`) and the loop goes on;
+        anything else (a listener, the control door) ends the loop as before."""
+        if getattr(handler, "role", None) != "connection":
+            raise exc
+        fd = handler.fd
+        log.error("the handler of fd %d raised; closing it", fd, exc_info=exc)
+        self.error(f"the handler of fd {fd} raised {type(exc).__name__}: {exc}; "
+                   "closed the connection", fd=fd)
+        try:
+            handler.close("error")
+        except Exception:  # noqa: BLE001 - it is broken already: drop it from the tables
+            self.loop.discard_stale(fd)
+            with contextlib.suppress(OSError):
+                handler.sock.close()
+            self.forget(handler)
 
     def _refuse(self, sock: socket.socket, message: str) -> None:
         fd = sock.fileno()

@@ -72,6 +72,8 @@ class Loop:
         self.dispatch_hook: Callable[[Handler, int], None] | None = None
         #: called with the OSError a wait call raised (a flaw's EBADF); None: raise it
         self.wait_error_hook: Callable[[OSError], None] | None = None
+        #: called with a handler and what its on_ready raised; None: raise it (the loop ends)
+        self.handler_error_hook: Callable[[Handler, Exception], None] | None = None
 
     # -- registrations -------------------------------------------------------------------
     def register(self, handler: Handler, mask: int) -> None:
@@ -220,7 +222,16 @@ class Loop:
                 mask = generic[native]
             except KeyError:
                 mask = backend.generic(native)
-            handler.on_ready(mask)
+            try:  # free in CPython 3.11 until something raises
+                handler.on_ready(mask)
+            except Exception as exc:
+                self._handler_failed(handler, exc)
+
+    def _handler_failed(self, handler: Handler, exc: Exception) -> None:
+        """One handler's bug must not end the loop (and with it every connection)."""
+        if self.handler_error_hook is None:
+            raise exc
+        self.handler_error_hook(handler, exc)
 
     def _dispatch_instrumented(self, ready: list[tuple[int, int]], watched: bool) -> None:
         """The same, with `ready` events, one-shot re-arming and the bug zoo's hook."""
@@ -244,14 +255,17 @@ class Loop:
                 continue
             if oneshot:
                 self._rearm.add(fd)
-            if hook is None:
-                try:
-                    mask = generic[native]
-                except KeyError:
-                    mask = backend.generic(native)
-                handler.on_ready(mask)
-            else:
-                hook(handler, native)
+            try:
+                if hook is None:
+                    try:
+                        mask = generic[native]
+                    except KeyError:
+                        mask = backend.generic(native)
+                    handler.on_ready(mask)
+                else:
+                    hook(handler, native)
+            except Exception as exc:
+                self._handler_failed(handler, exc)
             if oneshot and fd in self._rearm:
                 self._rearm_fd(fd)
 

@@ -19,7 +19,7 @@ from app.schemas import (
     LoopRequest,
 )
 from app.trace import to_chrome
-from mux import Engine, FdLimitError, LoadCapError, flaw_catalog, handler_sources
+from mux import Engine, EngineStopped, FdLimitError, LoadCapError, flaw_catalog, handler_sources
 
 router = APIRouter()
 T = TypeVar("T")
@@ -36,6 +36,8 @@ async def _run(future: Future[T]) -> T:
     """Await an engine command; its refusals become 409s a person can act on."""
     try:
         return await asyncio.wrap_future(future)
+    except EngineStopped as exc:  # the loop thread has ended: nothing will answer
+        raise HTTPException(503, str(exc)) from None
     except (FdLimitError, LoadCapError, ValueError, RuntimeError) as exc:
         raise HTTPException(409, str(exc)) from None
 

@@ -10,6 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.mux.conftest import recv_exactly, wait_until
 
+from .conftest import live_app
+
 
 def test_healthz_and_state_shape(live):
     assert live.client.get("/healthz").json() == {"ok": True}
@@ -189,3 +191,13 @@ def test_token_guards_api_metrics_and_ws_on_the_real_app():
         assert refused.value.response.status_code == 401
         with ws_connect(app.ws_url + "?token=s3cret") as ws:
             assert json.loads(ws.recv(timeout=5))["type"] == "snapshot"
+
+
+def test_a_stopped_engine_answers_503_not_a_hang() -> None:
+    """If the loop thread has ended, every command fails at once with a 503 naming it."""
+    with live_app() as live:
+        live.engine.stop()
+        live.engine.join(5)
+        r = live.client.get("/api/state", timeout=5)
+        assert r.status_code == 503 and "stopped" in r.json()["detail"], r.text
+        assert live.client.post("/api/loop", json={"action": "pause"}, timeout=5).status_code == 503

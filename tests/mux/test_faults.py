@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mux import FdLimitError
+from mux import Engine, EngineConfig, EngineStopped, FdLimitError
 
 from .conftest import MODE_IDS, MODES, connect, recv_exactly, recv_until_eof, wait_until
 from .traffic import check, start_clients
@@ -234,3 +234,55 @@ def test_pending_data_not_stranded_by_switch_to_edge(make_engine, source, target
         engine.switch_backend(*target).result(5)
         engine.resume().result(5)
         assert recv_exactly(sock, 21) == b"waiting in the kernel"
+
+
+# -- a bug in one handler, a stopped engine, a port that cannot be bound -------------------------
+
+
+def test_a_handler_that_raises_closes_its_connection_and_the_loop_goes_on(make_engine):
+    """One connection's handler raising must not end the loop (and every other connection)."""
+    engine, rec = make_engine(backend="epoll")
+    with connect(engine.tcp_port) as bad, connect(engine.tcp_port) as good:
+        for sock in (bad, good):
+            sock.sendall(b"x")
+            assert recv_exactly(sock, 1) == b"x"
+        host, port = bad.getsockname()[:2]
+        bad_fd = rec.wait_for("accept", peer=f"{host}:{port}")["fd"]
+
+        def boom(mask: int) -> None:
+            raise RuntimeError("a bug in the handler")
+
+        engine.call(lambda: setattr(engine.connections[bad_fd], "on_ready", boom)).result(5)
+        bad.sendall(b"y")
+        with pytest.raises(ConnectionResetError):  # closed with the unread "y" in its buffer
+            recv_until_eof(bad)
+        error = rec.wait_for("error", fd=bad_fd)
+        assert "RuntimeError: a bug in the handler" in error["message"]
+        assert rec.wait_for("close", fd=bad_fd)["reason"] == "error"
+        good.sendall(b"still served")
+        assert recv_exactly(good, 12) == b"still served"
+        assert engine.loop_state()["loop"] == "running" and bad_fd not in engine.connections
+
+
+def test_commands_to_a_stopped_engine_fail_at_once(make_engine):
+    """A caller awaiting a command's Future must not wait forever once the loop has ended."""
+    engine, _ = make_engine()
+    engine.stop()
+    engine.join(5)
+    with pytest.raises(EngineStopped):
+        engine.pause().result(2)
+    with pytest.raises(EngineStopped):
+        engine.capture().result(2)
+
+
+def test_a_port_that_cannot_be_bound_leaves_no_fd_open():
+    """Engine() raising (EADDRINUSE) closes what it had opened: backend, control door."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        before = len(os.listdir("/proc/self/fd"))
+        for backend in ("epoll", "poll", "select"):
+            with pytest.raises(OSError):
+                Engine(EngineConfig(tcp_port=port, udp=False, backend=backend))
+        assert len(os.listdir("/proc/self/fd")) == before
