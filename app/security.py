@@ -73,11 +73,19 @@ def is_loopback_host(host: str) -> bool:
 
 
 def host_header_is_loopback(host: str) -> bool:
-    """True when a ``Host`` header value names a loopback host, with or without a port."""
+    """True when a ``Host`` header value names a loopback host, with or without a port:
+    ``localhost``, or any loopback IP literal (127.0.0.0/8, ``[::1]``, ``[::ffff:127.x.y.z]``),
+    so that every loopback address the server may bind is reachable by its own URL. A DNS
+    rebinding attack needs a *name* that resolves to loopback; an IP literal cannot be one."""
     name, port = _split_host_header(host.strip().lower())
     if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
         return False
-    return name in LOOPBACK_HOSTNAMES
+    if name in LOOPBACK_HOSTNAMES:
+        return True
+    bracketed = name.startswith("[") and name.endswith("]")
+    if ":" in name and not bracketed:  # an IPv6 literal in Host must be in brackets
+        return False
+    return name != "localhost." and is_loopback_host(name)
 
 
 def _split_host_header(host: str) -> tuple[str, str | None]:
@@ -160,7 +168,7 @@ class SecurityMiddleware:
         if not host_header_is_loopback(host):
             raise Refusal(
                 403,
-                "Host not allowed: this server only answers to localhost, 127.0.0.1 or [::1].",
+                "Host not allowed: this server only answers to localhost or a loopback address.",
             )
 
     @staticmethod

@@ -156,6 +156,14 @@ def test_is_loopback_host(host: str, expected: bool) -> None:
         ("127.0.0.1:abc", False),
         ("[::1]x", False),
         ("", False),
+        # any loopback IP literal the server may be bound to (--host 127.0.0.2 ...)
+        ("127.0.0.2:8000", True),
+        ("127.255.255.254", True),
+        ("[::ffff:127.0.0.1]:8000", True),
+        ("[::ffff:10.0.0.1]:8000", False),
+        ("128.0.0.1", False),
+        ("0.0.0.0:8000", False),
+        ("localhost.:8000", False),
     ],
 )
 def test_host_header_is_loopback(host: str, expected: bool) -> None:
