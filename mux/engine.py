@@ -279,8 +279,10 @@ class Engine:
         return self.call(self._switch, name, trigger, oneshot, write)
 
     def set_write_mode(self, write: str) -> Future[dict[str, Any]]:
-        b = self.loop.backend
-        return self.call(self._switch, b.name, b.trigger, b.oneshot, write)
+        """Keep the backend, change the write strategy (the backend read on the loop thread,
+        so a switch queued before this one is kept)."""
+        return self.call(lambda: self._switch(self.loop.backend.name, self.loop.backend.trigger,
+                                              self.loop.backend.oneshot, write))
 
     def pause(self) -> Future[dict[str, Any]]:
         return self.call(self._set_paused, True)

@@ -60,7 +60,10 @@ class Observers:
     def begin_iteration(self, now: float) -> None:
         """Decide whether this loop iteration's high-volume events are shown (`now`: the
         perf_counter reading the loop takes anyway)."""
-        if self.budget is None or not self.active:
+        if not self.active:  # also undoes a `watched` set while the last sink was removed
+            self.watched = False
+            return
+        if self.budget is None:
             return
         if now >= self._window_end:
             self._window_end = now + BUDGET_WINDOW

@@ -206,3 +206,25 @@ def test_one_sink_then_two_then_one_all_receive():
     observers.remove(observers._sinks[1])
     observers.emit({"kind": "error", "message": "c"})
     assert first == [1, 2, 3] and second == [2]
+
+
+def test_watched_never_outlives_the_last_sink() -> None:
+    """remove() on another thread can land between begin_iteration's test of `active` and its
+    write of `watched`; the next iteration must undo that, not keep building events forever."""
+    obs = Observers(budget=1000)
+    sink = [].append
+    obs.add(sink)
+    obs.remove(sink)
+    obs.watched = True  # what the race leaves behind
+    obs.begin_iteration(0.0)
+    assert obs.watched is False
+
+
+def test_set_write_mode_keeps_a_switch_queued_before_it(make_engine) -> None:
+    """set_write_mode reads the backend on the loop thread, after earlier commands ran."""
+    engine, _ = make_engine(backend="epoll", write="queued")
+    switched = engine.switch_backend("poll")
+    changed = engine.set_write_mode("eager")
+    switched.result(5)
+    state = changed.result(5)
+    assert (state["backend"]["name"], state["backend"]["write"]) == ("poll", "eager")
