@@ -1,12 +1,12 @@
 """Fan-out of engine events to dashboard websockets: one encode per batch, bounded per client.
 
-`Hub.publish()` runs on the asyncio loop (called by the pump): it encodes a batch of events
-once with orjson and appends the bytes to every subscriber's queue. Each queue is bounded in
-bytes; when it overflows, its oldest batches are dropped — the publisher never blocks and no
-queue grows. A subscriber never counts what it lost: `dropped` in each frame is derived from
-seq gaps (`last seq of the frame - last seq sent before - events in the frame`), so "the gaps
-add up to the sum of dropped" holds wherever an event was lost (at the tap, in the pump or
-here).
+`Hub.publish_batches()` runs on the asyncio loop (called by the pump, `bridge.deliver`): it
+takes a batch of events encoded once with orjson and appends the bytes to every subscriber's
+queue. Each queue is bounded in bytes; when it overflows, its oldest batches are dropped — the
+publisher never blocks and no queue grows. A subscriber never counts what it lost: `dropped` in
+each frame is derived from seq gaps (`last seq of the frame - last seq sent before - events in
+the frame`), so "the gaps add up to the sum of dropped" holds wherever an event was lost (at
+the tap, in the pump or here).
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                                     engine.observers.started_at)
             consumers.append(recorder)
         engine.start()
-        state.load = LoadGenerator(_client_host(state.settings.host), engine.tcp_port,
+        state.load = LoadGenerator(state.settings.connect_host, engine.tcp_port,
                                    cap=state.settings.load_cap)
         tasks.append(asyncio.create_task(pump(state.tap, state.hub, consumers=consumers,
                                                encoded_consumers=encoded_consumers)))
@@ -129,10 +129,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             flush(state.tap, state.hub, consumers, encoded_consumers)
         if recorder is not None:
             recorder.close()
-
-
-def _client_host(host: str) -> str:
-    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 
 def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:

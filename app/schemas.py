@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mux import MAX_DELAY_MS
+
 MAX_FD = 2**31 - 1  # an fd is a C int
 MAX_DEPTH = 1_000_000_000
 
@@ -30,7 +32,7 @@ class BackendRequest(Strict):
 
 class LoopRequest(Strict):
     action: Literal["pause", "resume", "step"] | None = None
-    delay_ms: int | None = Field(default=None, ge=0, le=5000)
+    delay_ms: int | None = Field(default=None, ge=0, le=MAX_DELAY_MS)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> LoopRequest:

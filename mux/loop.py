@@ -8,7 +8,8 @@ Rules of this module:
   with the masks bound) and updates the table and the count itself: one or two Python calls
   fewer a switch, 7-11 % of the queued echo's instructions. tests/mux/test_observe.py checks
   that the table, the backend and the seq still agree.
-- `unregister` is the only way out of the table, and callers close the fd only after it.
+- `unregister` is the way out of the table, and callers close the fd only after it (the one
+  other way, `discard_stale`, is for an fd a bug-zoo flaw closed while registered).
 - Events are built only behind `if obs.watched:` (see observe.py); nothing here is O(fds) per
   iteration except what the backend itself does (select/poll pass the whole set each call).
 """

@@ -14,7 +14,7 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .backends import READABLE, SIDES, WRITABLE, FdLimitError
+from .backends import READABLE, SIDES, WRITABLE
 from .events import preview
 
 if TYPE_CHECKING:
@@ -302,4 +302,4 @@ class TcpConnection:
             obs.emit({"kind": "close", "fd": self.fd, "reason": reason})
 
 
-__all__ = ["FdLimitError", "TcpConnection"]
+__all__ = ["TcpConnection"]

@@ -94,7 +94,10 @@ async def get_trace(request: Request,
                     format: str = Query("jsonl", pattern="^(jsonl|chrome)$")) -> Response:
     ring = request.app.state.trace
     if format == "chrome":
-        body = orjson.dumps(to_chrome(ring.events(), request.app.state.started_at))
+        started_at = request.app.state.started_at
+        # up to the ring's 200,000 events: converted off the event loop, which meanwhile
+        # keeps pumping events to the pages
+        body = await asyncio.to_thread(lambda: orjson.dumps(to_chrome(ring.events(), started_at)))
         return Response(body, media_type="application/json", headers={
             "Content-Disposition": 'attachment; filename="muxscope-trace.json"'})
     return StreamingResponse(ring.jsonl_chunks(), media_type="application/x-ndjson",

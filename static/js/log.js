@@ -88,7 +88,9 @@ export class EventLog {
       if (e.key === 'ArrowUp' || e.key === 'PageUp' || e.key === 'Home') unstick();
     });
     this.list.addEventListener('pointerdown', () => { this.dragging = true; });
-    window.addEventListener('pointerup', () => { this.dragging = false; });
+    for (const end of ['pointerup', 'pointercancel']) {   // a touch scroll ends in pointercancel
+      window.addEventListener(end, () => { this.dragging = false; });
+    }
     this.jumpBtn.addEventListener('click', () => { this.scrollToEnd(); model.mark('log'); });
     model.subscribe((ev) => this.onEvent(ev));
   }

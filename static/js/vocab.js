@@ -50,9 +50,10 @@ function fdList(fds, cap = 24) {
   return fds.length > cap ? `[${shown}, … +${fds.length - cap}]` : `[${shown}]`;
 }
 
-/** The first `cap` items, then "… +N" for the rest. */
-function capped(items, cap) {
-  return items.length > cap ? [...items.slice(0, cap), `… +${items.length - cap}`] : items;
+/** The first `cap` items as text, then "… +N" for the rest (only those `cap` are formatted). */
+function capped(items, cap, text) {
+  const shown = items.slice(0, cap).map(text);
+  return items.length > cap ? [...shown, `… +${items.length - cap}`] : shown;
 }
 
 function timeoutMs(t) {
@@ -80,8 +81,8 @@ export function syscallLine(wait, model, backendInfo, cap = 24) {
     // As strace prints it: the whole array passed in (fd, events), then the entries the
     // kernel filled in (revents) after the result.
     const regs = [...model.regsAtWait()].sort((a, b) => a[0] - b[0]);
-    const passed = capped(regs.map(([fd, reg]) => `{fd=${fd}, events=${flagText(toNative(reg.bits, 'poll'))}}`), cap);
-    const out = capped(ready.map((r) => `{fd=${r.fd}, revents=${flagText(r.flags)}}`), cap);
+    const passed = capped(regs, cap, ([fd, reg]) => `{fd=${fd}, events=${flagText(toNative(reg.bits, 'poll'))}}`);
+    const out = capped(ready, cap, (r) => `{fd=${r.fd}, revents=${flagText(r.flags)}}`);
     const filled = ready.length ? ` ([${out.join(', ')}])` : '';
     return `poll([${passed.join(', ')}], ${wait.registered}, ${timeoutMs(wait.timeout_ms)}) = ${n}${filled}`;
   }
