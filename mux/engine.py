@@ -334,6 +334,8 @@ class Engine:
                 raise FdLimitError(max(too_big))
         old = self.loop.backend
         if (name, trigger, oneshot) != (old.name, old.trigger, old.oneshot):
+            if self.flaws.active is not None:
+                self.flaws.active.before_backend_change()
             self.loop.switch(backends.create(name, trigger, oneshot))
             if self.flaws.active is not None:
                 self.flaws.active.on_backend_change()

@@ -67,6 +67,10 @@ class Flaw:
             self.loop.backend.extra = 0
             self.loop.reapply_interest()
 
+    def before_backend_change(self) -> None:
+        """Called just before the loop moves its registrations to a new backend."""
+        return None
+
     def on_backend_change(self) -> None:
         if self.wants_rdhup:
             self.loop.backend.extra = _RDHUP.get(self.loop.backend.name, 0)
@@ -294,6 +298,15 @@ class CloseWithoutUnregister(Flaw):
                           f"({self._nval} times so far): a POLLNVAL storm")
             return
         conn.on_ready(self.loop.backend.generic(native))
+
+    def before_backend_change(self) -> None:
+        # A closed fd cannot be registered with the new backend (epoll: EBADF), so the stale
+        # entries the flaw left go now, said out loud.
+        if self.stale:
+            self.flag(None, f"switching backend: closed fd(s) {sorted(self.stale)} are still "
+                      "in the engine's table and cannot be registered anew; removing them",
+                      force=True)
+        self._clean()
 
     def _wait_failed(self, exc: OSError) -> None:
         fds = sorted(self.stale)

@@ -40,6 +40,8 @@ async def _run(future: Future[T]) -> T:
         raise HTTPException(503, str(exc)) from None
     except (FdLimitError, LoadCapError, ValueError, RuntimeError) as exc:
         raise HTTPException(409, str(exc)) from None
+    except OSError as exc:  # the kernel refused (e.g. a backend could not take an fd)
+        raise HTTPException(409, f"the kernel refused: {exc.strerror or exc}") from None
 
 
 @router.get("/api/state")

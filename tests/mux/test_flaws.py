@@ -148,6 +148,26 @@ def test_close_without_unregister(make_engine, backend):
         assert {i["fd"] for i in kernel["epoll"]["interest"]} == set(engine.loop.interest)
 
 
+@pytest.mark.parametrize("backend", ["poll", "epoll"])
+def test_a_switch_with_stale_fds_left_by_the_flaw_succeeds(make_engine, backend):
+    """The closed-but-registered fds cannot move to a new epoll (EBADF): the switch removes
+    them first, says so, and goes through; the echo works on the new backend."""
+    engine, rec = make_engine(backend=backend)
+    engine.set_flaw("close_without_unregister", True).result(5)
+    sock = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    wait_until(lambda: fd in engine.connections)
+    sock.close()
+    _flag(rec, "close_without_unregister")
+    assert engine.call(lambda: fd in engine.loop.interest).result(5), "the stale entry"
+    state = engine.switch_backend("epoll", "edge").result(5)
+    assert (state["backend"]["name"], state["backend"]["trigger"]) == ("epoll", "edge")
+    assert any("switching backend" in e["message"] for e in rec.of("flaw"))
+    assert fd not in engine.call(lambda: set(engine.loop.interest)).result(5)
+    _echo_ok(engine)
+    engine.set_flaw("close_without_unregister", False).result(5)
+
+
 def test_udp_wrong_address(make_engine):
     engine, rec = make_engine()
     engine.set_flaw("udp_wrong_address", True).result(5)
