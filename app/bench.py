@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -36,6 +37,7 @@ from typing import Any
 from app.benchkit import delivery, echo, instructions, micro, scale, waitcost
 from app.benchkit.loadgen import LoadClient
 from app.benchkit.procs import ROOT, LineProc, ServerProc, close_all
+from app.cli import OneLineParser, int_in, unwritable
 
 
 @dataclass(frozen=True)
@@ -53,35 +55,76 @@ class Plan:
     settle: float
 
 
+HELP = """\
+Side-by-side benchmarks of the echo server, printed as tables of medians over interleaved
+repetitions (A B C A B C ...). Each server runs in its own process pinned to CPU 0, the load
+client on CPU 1 (the C client in app/benchkit/loadclient.c, compiled with gcc at run time, else
+a multi-process Python client; the output says which ran).
+
+parts (--only NAME runs one):
+  echo          server CPU us per round trip, 50 x 1 KiB and 1 x 64 B ping-pong: asyncio
+                (the reference), bare loops (the floor), the engine on every backend and
+                write mode unobserved, and the app observed by a page; ratios vs asyncio
+  wait          the wait call's cost as idle fds grow (10 ... 10,000) per backend
+  events        events per second that reach one connected page, and their latency
+  micro         the per-event cost of observation, in-process
+  scale         10,000 idle connections + the page in headless Chromium (~75 s; only by name)
+  instructions  callgrind instructions per message (needs valgrind; ~95 s; only by name)
+
+A full run (echo, wait, events, micro) takes about 8 minutes; --quick about 5 s (a few eager
+epoll rows only: the CI smoke run). Figures and their reading: docs/BENCHMARKS.md.
+"""
+
+EXAMPLES = """\
+examples:
+  muxscope bench                          the full run, 3 reps x 2 s per window (~8 min)
+  muxscope bench --quick                  a 5-second smoke run
+  muxscope bench --only echo --reps 5 --json echo.json
+  muxscope bench --only scale --scale-seconds 10 --scale-conns 2000
+"""
+
+
+def _positive_float(what: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number > 0, not {text}")
+        return value
+    return parse
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="muxscope bench", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="muxscope bench", description=HELP, epilog=EXAMPLES,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="a few seconds in all (the CI smoke run): short windows, one rep")
-    p.add_argument("--seconds", type=float, default=None,
-                   help="seconds per measurement window (default 2; 0.25 with --quick)")
-    p.add_argument("--reps", type=int, default=None,
-                   help="interleaved repetitions per comparison (default 3; 1 with --quick)")
+                   help="about 5 s in all (the CI smoke run): short windows, one rep")
+    p.add_argument("--seconds", metavar="S", type=_positive_float("seconds"), default=None,
+                   help="seconds per measurement window (default: 2; 0.25 with --quick)")
+    p.add_argument("--reps", metavar="N", type=int_in(1, None, "reps"), default=None,
+                   help="interleaved repetitions per comparison (default: 3; 1 with --quick)")
     p.add_argument("--only", choices=("echo", "wait", "events", "micro", "scale",
                                       "instructions"),
                    default=None,
                    help="run one part only (scale and instructions run only when asked for "
                         "by name)")
-    p.add_argument("--scale-seconds", type=float, default=scale.SECONDS,
-                   help=f"--only scale: seconds of the measured window (default "
+    p.add_argument("--scale-seconds", metavar="S", type=_positive_float("scale seconds"),
+                   default=scale.SECONDS,
+                   help=f"--only scale: seconds of the measured window (default: "
                         f"{scale.SECONDS:g})")
-    p.add_argument("--scale-conns", type=int, default=scale.CONNS,
-                   help=f"--only scale: idle connections (default {scale.CONNS:,}, at most "
+    p.add_argument("--scale-conns", metavar="N", type=int_in(1, scale.MAX_CONNS, "conns"),
+                   default=scale.CONNS,
+                   help=f"--only scale: idle connections (default: {scale.CONNS:,}, at most "
                         f"{scale.MAX_CONNS:,})")
     p.add_argument("--json", metavar="FILE", type=Path, default=None,
                    help="also write every figure (and the raw repetitions) to FILE as JSON")
     p.add_argument("--client", choices=("auto", "python"), default="auto",
                    help="load client: auto = the C client when gcc exists, else Python")
     args = p.parse_args(argv)
-    if (args.seconds is not None and args.seconds <= 0) or (args.reps is not None
-                                                             and args.reps < 1):
-        p.error("--seconds must be > 0 and --reps >= 1")
-    if args.scale_seconds <= 0 or not 1 <= args.scale_conns <= scale.MAX_CONNS:
-        p.error(f"--scale-seconds must be > 0 and 1 <= --scale-conns <= {scale.MAX_CONNS:,}")
+    if args.json is not None and (problem := unwritable(args.json)):
+        p.error(f"cannot write --json {args.json}: {problem}")  # now, not after the run
     return args
 
 

@@ -57,7 +57,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
+def int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text, 10)
@@ -71,7 +71,7 @@ def _int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
     return parse
 
 
-_port = _int_in(0, 65535, "port")
+_port = int_in(0, 65535, "port")
 
 
 HOST_HELP = "address the dashboard and the echo server listen on (default: %(default)s)"
@@ -101,7 +101,7 @@ def _add_http_flags(parser: Any, host_help: str = HOST_HELP) -> None:
     )
     parser.add_argument(
         "--max-clients",
-        type=_int_in(1, None, "--max-clients"),
+        type=int_in(1, None, "--max-clients"),
         default=16,
         metavar="N",
         help="browsers (websockets) at once; the next one is closed with a reason "
@@ -159,14 +159,14 @@ def _add_engine_flags(parser: Any) -> None:
     )
     parser.add_argument(
         "--record-max-mb",
-        type=_int_in(1, None, "--record-max-mb"),
+        type=int_in(1, None, "--record-max-mb"),
         default=100,
         metavar="MB",
         help="size at which the --record file is rotated (default: %(default)s)",
     )
     parser.add_argument(
         "--max-connections",
-        type=_int_in(1, None, "--max-connections"),
+        type=int_in(1, None, "--max-connections"),
         default=10_000,
         metavar="N",
         help="echo connections held at once; the next one is accepted and closed "
@@ -174,7 +174,7 @@ def _add_engine_flags(parser: Any) -> None:
     )
     parser.add_argument(
         "--load-cap",
-        type=_int_in(0, None, "--load-cap"),
+        type=int_in(0, None, "--load-cap"),
         default=2_000,
         metavar="N",
         help="most load clients the page may generate in all (default: %(default)s)",
@@ -214,7 +214,7 @@ def _token_for(host: str, token: str | None) -> str | None:
     return None if probe.loopback else secrets.token_urlsafe(16)
 
 
-def _unwritable(path: Path) -> str | None:
+def unwritable(path: Path) -> str | None:
     """Why ``path`` cannot be appended to, or None (checked without creating it)."""
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
@@ -229,7 +229,7 @@ def settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
     """Settings from parsed flags; a conflict is a one-line parser error (exit 2)."""
     if not args.udp and args.udp_port is not None:
         parser.error("--udp-port and --no-udp contradict each other")
-    if args.record is not None and (problem := _unwritable(args.record)):
+    if args.record is not None and (problem := unwritable(args.record)):
         parser.error(f"cannot write --record {args.record}: {problem}")
     options: dict[str, Any] = vars(args).copy()
     options["token"] = _token_for(args.host, args.token)

@@ -1,4 +1,5 @@
-"""The load client: bench/loadclient.c compiled at run time, or the Python fallback."""
+"""The load client: loadclient.c (next to this file, so a wheel carries it) compiled at run
+time, or the Python fallback."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.benchkit.procs import ROOT, LineProc
+from app.benchkit.procs import LineProc
 
-C_SOURCE = ROOT / "bench" / "loadclient.c"
+C_SOURCE = Path(__file__).with_name("loadclient.c")
 HOST = "127.0.0.1"
 
 
@@ -39,15 +40,17 @@ class LoadResult:
         return self.server_cpu_s * 1e6 / self.rt if self.rt else float("inf")
 
 
-def compile_c(workdir: Path) -> Path | None:
-    """Compile the C client with gcc -O2; None when gcc or the source is missing or fails."""
+def compile_c(workdir: Path) -> tuple[Path | None, str]:
+    """Compile the C client with gcc -O2: (the executable, "") or (None, why not)."""
     gcc = shutil.which("gcc")
-    if gcc is None or not C_SOURCE.exists():
-        return None
+    if gcc is None:
+        return None, "gcc not found"
+    if not C_SOURCE.exists():
+        return None, f"{C_SOURCE.name} missing"
     exe = workdir / "loadclient"
     proc = subprocess.run([gcc, "-O2", "-o", str(exe), str(C_SOURCE)],
                           capture_output=True, text=True, check=False)
-    return exe if proc.returncode == 0 else None
+    return (exe, "") if proc.returncode == 0 else (None, "gcc failed")
 
 
 class LoadClient:
@@ -55,13 +58,13 @@ class LoadClient:
 
     def __init__(self, prefer: str = "auto", cpu: int = 1) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="muxscope-bench-")
-        self.exe = compile_c(Path(self._tmp.name)) if prefer != "python" else None
+        self.exe, why = (compile_c(Path(self._tmp.name)) if prefer != "python"
+                         else (None, "--client python"))
         self.cpu = cpu
         if self.exe is not None:
-            self.name = "C (bench/loadclient.c, gcc -O2)"
+            self.name = "C (loadclient.c, gcc -O2)"
         else:
-            self.name = "Python fallback (2 processes" + (
-                ", gcc not found)" if prefer != "python" else ")")
+            self.name = f"Python fallback (2 processes; {why})"
 
     def argv(self, port: int, conns: int, size: int, warmup: float, seconds: float,
              depth: int) -> list[str]:

@@ -1,7 +1,7 @@
 """Python load clients, run as ``python -m app.benchkit.pyclient MODE ...``.
 
 ``load HOST PORT CONNS SIZE WARMUP SECONDS DEPTH CPU [PROCS]`` — the fallback when gcc is
-missing: the same protocol and output as bench/loadclient.c (START, END, RESULT ...), with the
+missing: the same protocol and output as loadclient.c (START, END, RESULT ...), with the
 connections spread over PROCS worker processes (all pinned to CPU).
 
 ``idle HOST PORT`` — holds idle connections for the wait-cost benchmark, in its own process so

@@ -186,6 +186,29 @@ def test_busy_udp_port() -> None:
     assert f"127.0.0.1:{port}" in line and "UDP echo" in line
 
 
+@pytest.mark.parametrize(("args", "names"), [
+    (["--reps", "0"], "--reps"),
+    (["--seconds", "nan"], "--seconds"),
+    (["--seconds", "inf"], "--seconds"),
+    (["--scale-conns", "50000"], "--scale-conns"),
+    (["--json", "/nonexistent/dir/bench.json"], "--json"),  # refused now, not after the run
+    (["--only", "nonsense"], "--only"),
+])
+def test_bench_bad_input_is_one_line_naming_the_flag(args: list[str], names: str) -> None:
+    r = run_cli("bench", *args)
+    assert r.returncode == 2
+    line = one_line(r.stderr)
+    assert line.startswith("muxscope bench: error:") and names in line, line
+    assert r.stdout == ""  # no run started
+
+
+def test_bench_help_explains_the_parts_and_gives_examples() -> None:
+    text = run_cli("bench", "--help").stdout
+    for part in ("echo", "wait", "events", "micro", "scale", "instructions"):
+        assert f"\n  {part} " in text, part
+    assert "about 8 minutes" in text and "examples:" in text and "muxscope bench --quick" in text
+
+
 # ----------------------------------------------------------------- subprocess: a real start
 
 
