@@ -90,6 +90,7 @@ def _add_http_flags(parser: Any, host_help: str = HOST_HELP) -> None:
     parser.add_argument(
         "--token",
         default=None,
+        type=_token,
         help="access token for /api, /metrics and /ws (default: none on loopback, a random one "
         "otherwise; the printed dashboard URL carries it)",
     )
@@ -207,6 +208,13 @@ def build_replay_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _token(text: str) -> str:
+    """An explicit --token must say something: an empty one (an unset $VAR) is a mistake."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def _token_for(host: str, token: str | None) -> str | None:
     if token:
         return token
@@ -247,6 +255,8 @@ def parse_dashboard(argv: Sequence[str]) -> Settings:
 def parse_replay(argv: Sequence[str]) -> Settings:
     parser = build_replay_parser()
     args = parser.parse_args(argv)
+    if args.file.is_dir():
+        parser.error(f"cannot read {args.file}: it is a directory")
     if not args.file.is_file():
         parser.error(f"cannot read {args.file}: no such file")
     replay_file = args.file

@@ -57,21 +57,37 @@ def _changes_state(scope: Scope) -> bool:
 
 
 def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(snapshot frame, events). A rotated segment without a snapshot gets a minimal one."""
+    """(snapshot frame, events). A rotated segment without a snapshot gets a minimal one.
+
+    ValueError, naming the file and line, for what `--record` never writes: a line that is
+    not a JSON object, a snapshot whose state is not an object, an event without an integer
+    `seq` and a string `kind`, or a file with neither snapshot nor events."""
     snapshot: dict[str, Any] | None = None
     events: list[dict[str, Any]] = []
     with path.open("rb") as f:
         for number, line in enumerate(f, 1):
+            if number == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a BOM some editors add
             if not line.strip():
                 continue
             try:
                 item = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
+            if not isinstance(item, dict):
+                raise ValueError(f"{path}:{number}: not a JSON object")
             if item.get("type") == "snapshot":
+                if not isinstance(item.get("state", {}), dict):
+                    raise ValueError(f"{path}:{number}: a snapshot whose state is not an object")
                 snapshot = snapshot or item
-            elif "seq" in item and "kind" in item:
+            elif "seq" in item or "kind" in item:
+                if type(item.get("seq")) is not int or not isinstance(item.get("kind"), str):
+                    raise ValueError(f"{path}:{number}: an event needs an integer seq and a "
+                                     "kind")
                 events.append(item)
+    if snapshot is None and not events:
+        raise ValueError(f"{path}: no snapshot and no events in it; is it a file written by "
+                         "muxscope --record?")
     if snapshot is None:
         first = events[0]["seq"] - 1 if events else 0
         snapshot = {"type": "snapshot", "state": {}, "seq": first, "started_at": 0.0}
@@ -99,11 +115,13 @@ def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict
     open_fds = {c["fd"] for c in state.get("connections", [])}
     bytes_in = bytes_out = waits = 0
     for event in events:
-        kind = event["kind"]
+        kind, moved = event["kind"], event.get("bytes")
+        if type(moved) is not int:  # a hand-edited line: not counted
+            moved = 0
         if kind == "recv":
-            bytes_in += event.get("bytes", 0)
+            bytes_in += moved
         elif kind == "send":
-            bytes_out += event.get("bytes", 0)
+            bytes_out += moved
         elif kind == "wait":
             waits += 1
         elif kind == "accept":

@@ -182,8 +182,13 @@ def _build_app(settings: Settings, sock: socket.socket) -> Any:
     try:
         return create_app(settings)
     except OSError as exc:
+        message = engine_error(settings, exc)  # while the dashboard's port is still held
         sock.close()
-        print(engine_error(settings, exc), file=sys.stderr)
+        print(message, file=sys.stderr)
+        return None
+    except ValueError as exc:  # a replay file that is not a recording
+        sock.close()
+        print(f"muxscope replay: {exc}", file=sys.stderr)
         return None
 
 

@@ -209,6 +209,45 @@ def test_bench_help_explains_the_parts_and_gives_examples() -> None:
     assert "about 8 minutes" in text and "examples:" in text and "muxscope bench --quick" in text
 
 
+@pytest.mark.parametrize(("content", "says"), [
+    (b"hello not json\n", "not JSON"),
+    (b"\xff\xfe\x00garbage\n", "not JSON"),
+    (b"[1,2,3]\n", "not a JSON object"),
+    (b"null\n", "not a JSON object"),
+    (b'{"seq":"a","kind":"wait"}\n', "integer seq"),
+    (b'{"type":"snapshot","state":[1]}\n', "state is not an object"),
+    (b"", "no snapshot and no events"),
+])
+def test_replay_of_a_file_that_is_not_a_recording_is_one_line(tmp_path: Path, content: bytes,
+                                                              says: str) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content)
+    r = run_cli("replay", str(bad), "--http-port", "0")
+    assert r.returncode != 0
+    line = one_line(r.stderr)
+    assert says in line and str(bad) in line and "Traceback" not in r.stderr, line
+
+
+def test_an_empty_token_is_refused() -> None:
+    r = run_cli("--token", "", "--http-port", "0")
+    assert r.returncode == 2 and "--token" in one_line(r.stderr)
+
+
+def test_replay_of_a_directory_says_so(tmp_path: Path) -> None:
+    r = run_cli("replay", str(tmp_path), "--http-port", "0")
+    assert r.returncode == 2 and "is a directory" in one_line(r.stderr)
+
+
+def test_the_same_port_for_dashboard_and_echo_blames_the_echo_listener() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    r = run_cli("--http-port", str(port), "--echo-port", str(port))
+    assert r.returncode != 0
+    line = one_line(r.stderr)
+    assert f"127.0.0.1:{port}" in line and "TCP echo" in line, line
+
+
 # ----------------------------------------------------------------- subprocess: a real start
 
 
