@@ -2,7 +2,9 @@
 
 For every event kind the engine emits, `handler_sources()` returns the function that emits it
 (as it is loaded in this process, so a live edit shows) and the line numbers of the branch
-that builds that event, so the page can highlight the branch taken by the latest event.
+that builds that event, so the page can highlight the branch taken by the latest event. Where
+one kind comes from different paths, `kind@variant` keys name them (`close@user`, `queue@send`
+...); the page picks the variant from the event itself (static/js/panels/code.js `chainKey`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,17 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "interest": [loop.Loop.set_interest],  # modify; register/unregister: _emit_interest
         "accept": [acceptor.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],
-        "queue": [conn._put],
+        "queue": [conn._put],  # a chunk put in the queue
+        "queue@send": [conn.on_ready],  # the depth after a send: the write half of on_ready
         "send": [conn.on_ready],
         "send@eager": [conn.on_ready, conn._on_data],  # eager: sent at once, inside recv's handler
         "backpressure": [conn._put, conn._set_backpressure],
-        "close": [conn.on_ready, conn._on_eof, conn.close],
+        "backpressure@release": [conn.on_ready, conn._after_write, conn._set_backpressure],
+        "close": [conn.on_ready, conn._on_eof, conn.close],  # eof
+        "close@reset": [conn.on_ready, conn.close],
+        "close@error": [conn.on_ready, conn.close],
+        "close@user": [eng._close_connection, conn.close],
+        "close@shutdown": [eng._shutdown, conn.close],
         "datagram": [udp.UdpEcho._receive_one, udp.UdpEcho._emit],
         "error": [acceptor._out_of_fds, eng.error],
         "flaw": [flaws.Flaw.flag],

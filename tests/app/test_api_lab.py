@@ -85,6 +85,19 @@ def test_code_view_highlights_a_line_in_every_function_of_every_chain(live):
             assert link["highlight"], f"{kind}: nothing highlighted in {link['qualname']}"
 
 
+def test_code_view_names_each_path_of_a_kind(live):
+    """One kind, several paths: the close a user asked for, the queue depth after a send, a
+    backpressure release each get the chain they really come from."""
+    code = live.client.get("/api/code").json()
+    chains = {key: [h["qualname"] for h in code[key]] for key in code}
+    assert chains["close@user"] == ["Engine._close_connection", "TcpConnection.close"]
+    assert chains["close@shutdown"] == ["Engine._shutdown", "TcpConnection.close"]
+    assert chains["close"] == ["TcpConnection.on_ready", "TcpConnection._on_eof",
+                               "TcpConnection.close"]
+    assert chains["queue@send"] == ["TcpConnection.on_ready"]
+    assert chains["backpressure@release"][-1] == "TcpConnection._set_backpressure"
+
+
 def test_record_and_replay(tmp_path):
     path = tmp_path / "run.jsonl"
     with live_app(record=path) as live:

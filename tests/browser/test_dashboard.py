@@ -567,3 +567,23 @@ def test_chart_axes_are_readable(dashboard):
     assert result["compact"] == ["0", "7.5", "950", "1.5k", "20k", "812k", "3M"]
     assert result["decades"] == [10, 100, 1000]
     assert result["plotHeight"] >= 100, result  # room for four or more ticks at 24 px apart
+
+
+def test_code_panel_picks_the_path_from_the_event(dashboard):
+    """The code panel's key for an event: its kind, or kind@variant where the kind has more
+    than one path (GET /api/code has both)."""
+    keys = dashboard.page.evaluate("""async () => {
+        const { CodePanel } = await import('/static/js/panels/code.js');
+        const key = (ev, prev, write = 'queued') => CodePanel.prototype.chainKey.call({ write }, ev, prev);
+        return [
+          key({ kind: 'queue', fd: 7 }, { kind: 'send', fd: 7 }),
+          key({ kind: 'queue', fd: 7 }, { kind: 'recv', fd: 7 }),
+          key({ kind: 'close', fd: 7, reason: 'user' }),
+          key({ kind: 'close', fd: 7, reason: 'eof' }),
+          key({ kind: 'backpressure', fd: 7, paused: false }),
+          key({ kind: 'send', fd: 7 }, null, 'eager'),
+          key({ kind: 'wait' }),
+        ];
+    }""")
+    assert keys == ["queue@send", "queue", "close@user", "close", "backpressure@release",
+                    "send@eager", "wait"]

@@ -44,10 +44,23 @@ export class CodePanel {
     });
   }
 
-  // In the eager write mode the echo's send happens inside the recv handler: its own chain.
-  chain(kind) {
-    const key = kind === 'send' && this.write === 'eager' ? 'send@eager' : kind;
-    return (this.sources && (this.sources[key] || this.sources[kind])) || [];
+  /** The /api/code key for `ev`: its kind, or `kind@variant` where one kind has several
+   * paths (mux/codeview.py): eager's send happens inside the recv handler; a queue event
+   * right after a send (depth going down) comes from on_ready's write half; a backpressure
+   * release from the write half too; a close's path follows its reason. */
+  chainKey(ev, prev) {
+    switch (ev.kind) {
+      case 'send': return this.write === 'eager' ? 'send@eager' : 'send';
+      case 'queue': return prev && prev.kind === 'send' && prev.fd === ev.fd ? 'queue@send' : 'queue';
+      case 'backpressure': return ev.paused === false ? 'backpressure@release' : 'backpressure';
+      case 'close': return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
+      default: return ev.kind;
+    }
+  }
+
+  chain(ev, prev) {
+    const key = this.chainKey(ev, prev);
+    return (this.sources && (this.sources[key] || this.sources[ev.kind])) || [];
   }
 
   paint(model, now) {
@@ -73,13 +86,15 @@ export class CodePanel {
 
   render() {
     const sel = this.selected();
+    const prevOf = new Map();   // event -> the one before it in this iteration
+    this.events.forEach((ev, i) => prevOf.set(ev, this.events[i - 1]));
     const items = this.events.slice(0, MAX_STEPS).map((ev) => {
       const li = document.createElement('li');
       const btn = document.createElement('button');
       btn.type = 'button';
       btn.dataset.seq = String(ev.seq);
       btn.dataset.kind = String(ev.kind);
-      const names = this.chain(ev.kind).map((f) => f.qualname).join(' › ');
+      const names = this.chain(ev, prevOf.get(ev)).map((f) => f.qualname).join(' › ');
       btn.textContent = `${describe(ev)}${names ? ` — ${names}` : ''}`;
       btn.setAttribute('aria-pressed', String(ev === sel));
       btn.setAttribute('aria-label', safeLabel(`Show code: ${describe(ev)}`));
@@ -96,9 +111,10 @@ export class CodePanel {
     if (!sel) { this.titleEl.textContent = 'no event yet'; this.viewEl.replaceChildren(); return; }
     this.titleEl.textContent = `${describe(sel)} (#${sel.seq}) comes from:`;
     this.root.dataset.kind = String(sel.kind);
-    if (sel.kind === this.shownKind) return;
-    this.shownKind = sel.kind;
-    const chain = this.chain(sel.kind);
+    const key = this.chainKey(sel, prevOf.get(sel));
+    if (key === this.shownKind) return;
+    this.shownKind = key;
+    const chain = this.chain(sel, prevOf.get(sel));
     const blocks = chain.map((fn, depth) => this.block(fn, depth, chain.length));
     if (!blocks.length) {
       const p = document.createElement('p');
