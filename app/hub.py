@@ -82,7 +82,6 @@ class Subscription:
         self.peak_queued_bytes = 0
         self.dropped_total = 0
         self.events_sent = 0
-        self.frames_sent = 0
         self._batches: deque[Batch] = deque()
         self._wake = asyncio.Event()
         self._last_seq: int | None = None
@@ -144,7 +143,6 @@ class Subscription:
         self._last_seq = last_seq
         self.dropped_total += dropped
         self.events_sent += count
-        self.frames_sent += 1
         return _events_frame(dropped, taken)
 
 
@@ -170,7 +168,6 @@ class Hub:
         self.max_queue_bytes = max_queue_bytes
         self.send_timeout = send_timeout
         self.events_published = 0
-        self.bytes_encoded = 0
         self.peak_queued_bytes = 0  # the largest any subscription's queue has ever held
         self._subscriptions: set[Subscription] = set()
 
@@ -193,7 +190,6 @@ class Hub:
         """Queue already-encoded batches for every subscriber (the pump encodes once for all)."""
         for batch in batches:
             self.events_published += batch.count
-            self.bytes_encoded += len(batch.data)
             for subscription in self._subscriptions:
                 subscription.push(batch)
                 self.peak_queued_bytes = max(self.peak_queued_bytes, subscription.queued_bytes)

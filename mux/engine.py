@@ -67,6 +67,7 @@ class Engine:
         self.flaws = FlawZoo(self)
         self._past_waits: dict[str, int] = {}
         self._waits_at_switch = 0
+        self._moves = 0  # bumped twice by each forget(): byte_totals' consistency check
         self._thread: threading.Thread | None = None
         self._door = ControlDoor()
         self.loop.handler_error_hook = self._handler_failed
@@ -156,9 +157,11 @@ class Engine:
             self.observers.emit({"kind": "close", "fd": fd, "reason": "error"})
 
     def forget(self, conn: TcpConnection) -> None:
+        self._moves += 1  # odd: its bytes are moving to the closed totals (see byte_totals)
         self.connections.pop(conn.fd, None)
         self.stats.closed_bytes_in += conn.bytes_in
         self.stats.closed_bytes_out += conn.bytes_out
+        self._moves += 1
         self.stats.connections = len(self.connections)
 
     def error(self, message: str, fd: int | None = None) -> None:
@@ -378,10 +381,21 @@ class Engine:
 
     # -- description ------------------------------------------------------------------------
     def byte_totals(self) -> tuple[int, int]:
-        """TCP bytes received and sent, all connections ever; safe from any thread."""
-        live = list(self.connections.values())  # one C-level copy: atomic under the GIL
-        return (self.stats.closed_bytes_in + sum(c.bytes_in for c in live),
-                self.stats.closed_bytes_out + sum(c.bytes_out for c in live))
+        """TCP bytes received and sent, all connections ever; safe from any thread.
+
+        Read without a lock while the loop thread may move a closing connection's bytes into
+        the closed totals (`forget`): a read that overlaps a move is taken again, so no
+        connection is counted twice or not at all, and the totals, counters for Prometheus
+        (whose `rate()` takes a decrease for a reset), never go back."""
+        stats = self.stats
+        for _ in range(100):  # `forget` bumps `_moves` before and after a move (a seqlock)
+            moves = self._moves
+            live = list(self.connections.values())  # one C-level copy: atomic under the GIL
+            got = (stats.closed_bytes_in + sum(c.bytes_in for c in live),
+                   stats.closed_bytes_out + sum(c.bytes_out for c in live))
+            if moves % 2 == 0 and moves == self._moves:
+                break
+        return got
 
     def counters(self) -> dict[str, Any]:
         """The engine's counters; safe to call from any thread (plain int reads)."""

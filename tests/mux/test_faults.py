@@ -286,3 +286,31 @@ def test_a_port_that_cannot_be_bound_leaves_no_fd_open():
             with pytest.raises(OSError):
                 Engine(EngineConfig(tcp_port=port, udp=False, backend=backend))
         assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_byte_totals_read_from_another_thread_never_go_back(make_engine):
+    """Connections closing while another thread reads the totals: every read is at least the
+    one before (a counter), and at the end they are exact."""
+    engine, _ = make_engine(backend="epoll")
+    reads: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            reads.append(engine.byte_totals())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(80):
+            with connect(engine.tcp_port) as sock:
+                payload = b"x" * (1 + i % 50)
+                sock.sendall(payload)
+                assert recv_exactly(sock, len(payload)) == payload
+        expected = sum(1 + i % 50 for i in range(80))
+        wait_until(lambda: not engine.connections, what="every connection closed")
+    finally:
+        done.set()
+        thread.join(5)
+    assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(reads, reads[1:], strict=False))
+    assert engine.byte_totals() == (expected, expected)
