@@ -27,6 +27,9 @@ MAX_PENDING_REPLIES = 1024
 _ANC_SIZE = socket.CMSG_SPACE(4)
 
 
+_WILDCARD_TO_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
 class UdpEcho:
     role = "udp"
 
@@ -42,7 +45,12 @@ class UdpEcho:
         self.reply_dropped = 0  # replies we could not queue
         self.truncated = 0
         self.pending: deque[tuple[bytes, tuple[str, int]]] = deque()
-        self.own_address: tuple[str, int] = sock.getsockname()[:2]
+        bound_ip, _ = sock.getsockname()[:2]
+        # Where a misdirected reply goes (the bug zoo's udp_wrong_address): this server. A
+        # wildcard bind is reached on loopback, and that is the source its own replies show.
+        local = _WILDCARD_TO_LOOPBACK.get(bound_ip, bound_ip)
+        self.own_address: tuple[str, int] = (local, self.port)
+        self._own_ips = {bound_ip, local, "::ffff:" + local}
         self.reply_to_self = False  # the bug zoo's udp_wrong_address
         self.from_self = 0
         try:
@@ -74,7 +82,7 @@ class UdpEcho:
             self.truncated += 1
             self.engine.error(f"udp datagram from {addr[0]}:{addr[1]} truncated", fd=self.fd)
         self._emit(addr, "in", data)
-        if addr[:2] == self.own_address:
+        if addr[1] == self.port and addr[0] in self._own_ips:
             self.from_self += 1  # our own misdirected reply: echoing it would loop forever
             return True
         if self.reply_to_self:
