@@ -152,7 +152,9 @@ class LoadGenerator:
             self._drop(client)
             return
         client.awaiting -= len(data)
-        if client.awaiting <= 0 and client.interval:
+        # The next message is due once this one is all sent *and* echoed: with a large message
+        # the echo can catch up with a partial send, which is not the end of the message.
+        if client.awaiting <= 0 and not client.out and client.interval:
             client.due = time.monotonic() + client.interval
             heapq.heappush(self._timers, (client.due, next(self._ids), client))
 
@@ -163,12 +165,15 @@ class LoadGenerator:
             client.out = client.out[sent:]
         if not client.out:
             self._sel.modify(client.fd, selectors.EVENT_READ, client)
+            if client.awaiting <= 0 and client.interval:  # the echo came back before the end
+                client.due = time.monotonic() + client.interval
+                heapq.heappush(self._timers, (client.due, next(self._ids), client))
 
     def _fire_timers(self) -> None:
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             _, _, client = heapq.heappop(self._timers)
-            if client.alive:
+            if client.alive and not client.out:  # never cut a message still being sent
                 client.out = client.message
                 self._on_ready(client, selectors.EVENT_WRITE)
                 if client.alive and client.out:

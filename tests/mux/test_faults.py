@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mux import Engine, EngineConfig, EngineStopped, FdLimitError
+from mux import Engine, EngineConfig, EngineStopped, FdLimitError, LoadGenerator
 
 from .conftest import MODE_IDS, MODES, connect, recv_exactly, recv_until_eof, wait_until
 from .traffic import check, start_clients
@@ -314,3 +314,23 @@ def test_byte_totals_read_from_another_thread_never_go_back(make_engine):
         thread.join(5)
     assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(reads, reads[1:], strict=False))
     assert engine.byte_totals() == (expected, expected)
+
+
+def test_load_clients_send_whole_messages_even_when_the_echo_overtakes_a_send(make_engine):
+    """A 1 MiB message goes out in several sends, and its echo can catch up with a partial
+    send: the next message must still wait for this one's end (and not cut it short)."""
+    engine, _ = make_engine(backend="epoll", so_sndbuf=16384)
+    size = 1 << 20
+    load = LoadGenerator("127.0.0.1", engine.tcp_port, cap=10)
+    try:
+        assert load.add(2, size, 20.0).result(5) == 2
+
+        def quiet_after_6_mib() -> tuple[int, int] | None:
+            """Totals at a moment when all is echoed (between two messages), past 6 MiB."""
+            totals = engine.byte_totals()
+            return totals if totals[0] == totals[1] >= 6 * size else None
+
+        bytes_in, _ = wait_until(quiet_after_6_mib, timeout=20, what="6 MiB echoed, at rest")
+    finally:
+        load.close()
+    assert bytes_in % size == 0, f"a message was cut short: {bytes_in / size:.3f} MiB"
