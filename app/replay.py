@@ -18,13 +18,13 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.hub import Hub, HubFull
-from app.security import ASGIApp, Receive, Scope, Send
+from app.routes.live import close_politely
+from app.security import UNSAFE_METHODS, ASGIApp, Receive, Scope, Send
 from app.settings import Settings
 from app.trace import TraceRing
 
 router = APIRouter()
 FRAME_EVENTS = 2000
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REPLAY_REFUSAL = (b'{"detail":"this is a replay of a recording: there is no live engine to '
                   b'change. Run muxscope without replay to control a live echo server."}')
 
@@ -157,7 +157,7 @@ async def replay_stream(websocket: WebSocket) -> None:
             await _serve(websocket)
     except HubFull as exc:  # before accept; accept first so the reason reaches the browser
         await websocket.accept()
-        await _close(websocket, 1013, str(exc))
+        await close_politely(websocket, (1013, str(exc)))
 
 
 async def _serve(websocket: WebSocket) -> None:
@@ -200,10 +200,3 @@ async def _stream(websocket: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         return
 
-
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    try:
-        async with asyncio.timeout(1.0):
-            await websocket.close(code, reason)
-    except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
-        return

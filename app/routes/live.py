@@ -45,7 +45,7 @@ async def live(websocket: WebSocket) -> None:
     except HubFull as exc:  # raised on entry only, before anything was accepted
         # Accept first: a close before accept is an HTTP 403 and the reason would be lost.
         await websocket.accept()
-        await _close(websocket, (1013, str(exc)))
+        await close_politely(websocket, (1013, str(exc)))
 
 
 async def _serve(websocket: WebSocket, hub: Hub, subscription: Subscription) -> None:
@@ -60,7 +60,7 @@ async def _serve(websocket: WebSocket, hub: Hub, subscription: Subscription) -> 
         await asyncio.gather(writer, reader, return_exceptions=True)
     close = next((c for c in (task.result() for task in done) if c is not None), None)
     if close is not None:
-        await _close(websocket, close)
+        await close_politely(websocket, close)
 
 
 async def _write_frames(websocket: WebSocket, hub: Hub, subscription: Subscription) -> Close | None:
@@ -129,7 +129,7 @@ async def _send(websocket: WebSocket, frame: bytes, timeout: float) -> bool:
     return True
 
 
-async def _close(websocket: WebSocket, close: Close) -> None:
+async def close_politely(websocket: WebSocket, close: Close) -> None:
     """Close politely, but never wait long: a peer that does not read may never take it."""
     code, reason = close
     try:
