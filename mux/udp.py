@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ MAX_PENDING_REPLIES = 1024
 _ANC_SIZE = socket.CMSG_SPACE(4)
 
 
+ERROR_INTERVAL = 1.0  # seconds between two error events of one kind (see UdpEcho._error)
 _WILDCARD_TO_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
@@ -53,6 +55,7 @@ class UdpEcho:
         self._own_ips = {bound_ip, local, "::ffff:" + local}
         self.reply_to_self = False  # the bug zoo's udp_wrong_address
         self.from_self = 0
+        self._errors: dict[str, tuple[float, int]] = {}  # kind -> (last shown, not shown since)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         except OSError:
@@ -66,13 +69,27 @@ class UdpEcho:
             while self._receive_one() and edge:
                 pass
 
+    def _error(self, what: str, message: str) -> None:
+        """An `error` event, at most one per second per kind of failure: these come from the
+        network (a client's closed port answering every reply with ICMP), not from the loop,
+        so they must not flood the page past the observation budget. The count of those not
+        shown goes with the next one."""
+        now = time.monotonic()
+        last, quiet = self._errors.get(what, (-ERROR_INTERVAL, 0))
+        if now - last < ERROR_INTERVAL:
+            self._errors[what] = (last, quiet + 1)
+            return
+        self._errors[what] = (now, 0)
+        more = f" (and {quiet} more like it since the last one shown)" if quiet else ""
+        self.engine.error(message + more, fd=self.fd)
+
     def _receive_one(self) -> bool:
         try:
             data, anc, flags, addr = self.sock.recvmsg(DATAGRAM_BUFFER, _ANC_SIZE)
         except BlockingIOError:
             return False
         except OSError as exc:  # e.g. ECONNREFUSED from an earlier reply's ICMP
-            self.engine.error(f"udp recv: {exc.strerror or exc}", fd=self.fd)
+            self._error("recv", f"udp recv: {exc.strerror or exc}")
             return True
         for level, kind, cdata in anc:
             if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(cdata) >= 4:
@@ -80,7 +97,7 @@ class UdpEcho:
         self.received += 1
         if flags & socket.MSG_TRUNC:
             self.truncated += 1
-            self.engine.error(f"udp datagram from {addr[0]}:{addr[1]} truncated", fd=self.fd)
+            self._error("truncated", f"udp datagram from {addr[0]}:{addr[1]} truncated")
         self._emit(addr, "in", data)
         if addr[1] == self.port and addr[0] in self._own_ips:
             self.from_self += 1  # our own misdirected reply: echoing it would loop forever
@@ -107,7 +124,7 @@ class UdpEcho:
         except BlockingIOError:
             return False
         except OSError as exc:
-            self.engine.error(f"udp send to {addr[0]}:{addr[1]}: {exc.strerror}", fd=self.fd)
+            self._error("send", f"udp send to {addr[0]}:{addr[1]}: {exc.strerror}")
             return True
         self.echoed += 1
         self._emit(addr, "out", data)

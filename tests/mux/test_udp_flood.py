@@ -35,3 +35,19 @@ def test_udp_flood_counts_are_exact(make_engine):
     assert echoed + state["reply_dropped"] == received
     assert dropped > 0 or received == FLOOD + markers
     print(f"udp flood: received {received - markers}, dropped {dropped}, echoed {echoed}")
+
+
+def test_udp_error_events_are_rate_limited_per_kind(make_engine):
+    """Errors that come from the network (ICMP-refused replies...) are at most one event a
+    second per kind, the next one saying how many were not shown."""
+    engine, rec = make_engine()
+    udp = engine.udp
+    for _ in range(100):
+        engine.call(udp._error, "send", "udp send to 127.0.0.1:9: Connection refused").result(5)
+    engine.call(udp._error, "recv", "udp recv: Connection refused").result(5)
+    messages = [e["message"] for e in rec.of("error")]
+    assert messages == ["udp send to 127.0.0.1:9: Connection refused",
+                        "udp recv: Connection refused"]
+    udp._errors["send"] = (udp._errors["send"][0] - 2.0, udp._errors["send"][1])  # 2 s later
+    engine.call(udp._error, "send", "udp send to 127.0.0.1:9: Connection refused").result(5)
+    assert rec.of("error")[-1]["message"].endswith("(and 99 more like it since the last one shown)")
