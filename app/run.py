@@ -24,6 +24,9 @@ class Stop(Exception):
     """Raised by the SIGTERM handler while the server is not yet running."""
 
 
+#: fds the process needs besides the echo connections (listeners, the dashboard, pages)
+FD_RESERVE = 64
+
 def bind_http(host: str, port: int) -> socket.socket:
     """The dashboard's listening socket (OSError when the port is taken)."""
     info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -194,7 +197,13 @@ def _build_app(settings: Settings, sock: socket.socket) -> Any:
 
 def serve(settings: Settings) -> int:
     """Bind, print the banner, serve until Ctrl-C or SIGTERM. Returns the exit status."""
-    raise_nofile_limit()
+    nofile = raise_nofile_limit()
+    if not settings.replay and settings.max_connections > nofile - FD_RESERVE:
+        print(f"{PROG}: note: --max-connections {settings.max_connections:,} is more than the "
+              f"open-file limit allows ({nofile:,} fds, about {nofile - FD_RESERVE:,} "
+              "connections); past it, accept fails with EMFILE and new clients are turned away "
+              "until fds free up",
+              file=sys.stderr)
     try:
         sock = bind_http(settings.host, settings.http_port)
     except OSError as exc:

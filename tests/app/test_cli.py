@@ -403,6 +403,16 @@ def test_the_recording_ends_with_the_shutdown(tmp_path: Path, sig: int) -> None:
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap in the recording"
 
 
+def test_max_connections_beyond_the_fd_limit_is_said_at_start() -> None:
+    with launch("--http-port", "0", "--echo-port", "0", "--no-udp",
+                "--max-connections", "1000000") as run:
+        run.read_until(r"Dashboard: ")
+        code, stderr = run.stop(signal.SIGTERM)
+    assert code == 0
+    note = [line for line in stderr.splitlines() if "open-file limit" in line]
+    assert len(note) == 1 and "--max-connections 1,000,000" in note[0], stderr
+
+
 def test_settle_heap_takes_start_up_objects_out_of_the_collectors_reach() -> None:
     """`muxscope` freezes what start-up built, so full collections stop walking it."""
     code = ("import gc, app.main; from app.run import settle_heap; "
