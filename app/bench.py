@@ -250,7 +250,9 @@ def header(plan: Plan, client: LoadClient, info: dict[str, Any]) -> str:
     return (f"muxscope bench — {info['nproc']} CPUs ({info['cpu_model']}), Python "
             f"{info['python']}, Linux {info['kernel']}\n"
             f"load client: {client.name}; {pin}; {plan.reps} rep(s) x {plan.seconds:g} s "
-            f"(+{plan.warmup:g} s warm-up) per window\n")
+            f"(+{plan.warmup:g} s warm-up) per window\n"
+            + ("--quick: a smoke run of a few eager epoll rows, too short for ratios to mean much;"
+               " run without --quick for every backend and write mode\n" if plan.quick else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

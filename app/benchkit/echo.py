@@ -250,12 +250,13 @@ def render(label: str, data: list[dict[str, Any]], client_name: str) -> str:
             continue
         ratio = f"{r['ratio_vs_asyncio']:.2f}x" if r["ratio_vs_asyncio"] else None
         floor = r.get("floor_ratio")
-        body.append([r["variant"], r["rt_per_s"], r["cpu_us_per_rt"], ratio, r["verdict"],
+        body.append([r["variant"], round(r["rt_per_s"]), r["cpu_us_per_rt"], ratio, r["verdict"],
                      f"{floor:.2f}x" if floor else None, r["p99_us"], r["page_events_per_s"],
                      _note(r)])
     title = (f"Echo, {label} ping-pong (ratio = asyncio CPU/rt / variant CPU/rt, >1 is better;"
-             f" medians; load client: {client_name}; floor = the bare loop doing the same"
-             f" syscalls, + the measured cost of watching for observed rows)")
+             f" medians; load client: {client_name})\n"
+             "floor = the ratio of the bare loop doing the same syscalls (observed rows: plus the"
+             " measured cost of watching)")
     return table(title, headers, body)
 
 
