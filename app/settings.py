@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import select
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from app.security import is_loopback_host
+from mux import WRITE_MODES, available_backends, default_backend
 
+#: every backend name SPEC §1 knows (the CLI's choices); `available_backends()`: this platform's
 BACKENDS = ("select", "poll", "epoll")
 TRIGGERS = ("level", "edge")
-WRITE_MODES = ("queued", "eager")
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+__all__ = ["BACKENDS", "TRIGGERS", "WRITE_MODES", "Settings", "default_backend",
+           "epoll_available", "format_hostport"]
 
 
 def epoll_available() -> bool:
-    return hasattr(select, "epoll")
-
-
-def default_backend() -> str:
-    return "epoll" if epoll_available() else "poll"
+    return "epoll" in available_backends()
 
 
 def format_hostport(host: str, port: int) -> str:
