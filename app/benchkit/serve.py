@@ -18,7 +18,8 @@ import os
 import resource
 import sys
 
-from app.benchkit.servers import Running, start_app, start_asyncio, start_bare, start_engine
+from app.benchkit.baseline import start_bare
+from app.benchkit.servers import Running, start_app, start_asyncio, start_engine
 
 
 def process_cpu_s() -> float:

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from app.benchkit.servers import start_bare
+from app.benchkit.baseline import start_bare
 
 SPECS = [(kind, queued, edge) for kind in ("epoll", "poll", "select")
          for queued, edge in ((False, False), (True, False))] + [("epoll", False, True)]

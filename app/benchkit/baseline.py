@@ -1,0 +1,218 @@
+"""The bare echo loops of the benchmark: minimal raw epoll, poll and select loops, no engine.
+
+They do only the system calls SPEC §2 asks of each write strategy (eager: recv, send; queued:
+recv, queue, write interest on, wait, send, write interest off), so each engine row can be read
+against the floor a pure-Python loop reaches with the same calls.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+from typing import Any
+
+from app.benchkit.servers import HOST, Running
+
+# --- bare loops: a minimal raw epoll (or poll) echo loop, no engine ------------------------
+
+
+class _SelectPoller:
+    """select(2) behind poll's interface, for the bare loops: two fd sets in, and out a list of
+    (fd, POLLIN/POLLOUT bits) — the least a select loop does per call (the engine's select
+    backend does the same, see mux/backends/_select.py)."""
+
+    def __init__(self) -> None:
+        self.readers: set[int] = set()
+        self.writers: set[int] = set()
+
+    def register(self, fd: int, mask: int) -> None:
+        self.modify(fd, mask)
+
+    def modify(self, fd: int, mask: int) -> None:
+        if mask & select.POLLIN:
+            self.readers.add(fd)
+        else:
+            self.readers.discard(fd)
+        if mask & select.POLLOUT:
+            self.writers.add(fd)
+        else:
+            self.writers.discard(fd)
+
+    def unregister(self, fd: int) -> None:
+        self.readers.discard(fd)
+        self.writers.discard(fd)
+
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        r, w, _ = select.select(self.readers, self.writers, (), timeout)
+        if not w:
+            return [(fd, select.POLLIN) for fd in r]
+        ready = dict.fromkeys(r, select.POLLIN)
+        for fd in w:
+            ready[fd] = ready.get(fd, 0) | select.POLLOUT
+        return list(ready.items())
+
+
+def _new_poller(kind: str) -> tuple[Any, float]:
+    """An epoll, poll or select poller and its wait timeout in its own unit (s for epoll and
+    select, ms for poll). Their bits have the same values on Linux (EPOLLIN == POLLIN,
+    EPOLLOUT == POLLOUT, EPOLLHUP == POLLHUP, EPOLLERR == POLLERR) and all have
+    register/modify/unregister/poll, so the loops below serve all three, with nothing added on
+    the hot path."""
+    if kind == "poll":
+        return select.poll(), 250
+    if kind == "select":
+        return _SelectPoller(), 0.25
+    return select.epoll(), 0.25
+
+
+def _bare_loop(lsock: socket.socket, stop: threading.Event, edge: bool = False,
+               kind: str = "epoll") -> None:
+    ep, timeout = _new_poller(kind)
+    lfd = lsock.fileno()
+    ep.register(lfd, select.EPOLLIN)
+    conns: dict[int, socket.socket] = {}
+    pending: dict[int, bytes] = {}
+    mask = select.EPOLLIN | (select.EPOLLET if edge else 0)
+    while not stop.is_set():
+        for fd, ev in ep.poll(timeout):
+            if fd == lfd:
+                _bare_accept(lsock, ep, conns, mask)
+            elif ev & select.EPOLLOUT:
+                _bare_flush(fd, ep, conns, pending, mask)
+            else:
+                _bare_read(fd, ep, conns, pending, edge)
+
+
+def _bare_accept(lsock: socket.socket, ep: Any, conns: dict[int, socket.socket],
+                 mask: int = select.EPOLLIN) -> None:
+    try:
+        sock, _ = lsock.accept()
+    except BlockingIOError:
+        return
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conns[sock.fileno()] = sock
+    ep.register(sock.fileno(), mask)
+
+
+def _bare_close(fd: int, ep: Any, conns: dict[int, socket.socket]) -> None:
+    ep.unregister(fd)
+    conns.pop(fd).close()
+
+
+def _bare_read(fd: int, ep: Any, conns: dict[int, socket.socket],
+               pending: dict[int, bytes], edge: bool = False) -> None:
+    """recv and send back at once; edge-triggered (as SPEC §2 states it) recv until EAGAIN,
+    which costs one recv more per message."""
+    sock = conns[fd]
+    while True:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            _bare_close(fd, ep, conns)
+            pending.pop(fd, None)
+            return
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            pending[fd] = data[sent:]
+            ep.modify(fd, select.EPOLLOUT)  # stop reading until the rest is sent
+            return
+        if not edge:
+            return
+
+
+def _bare_flush(fd: int, ep: Any, conns: dict[int, socket.socket],
+                pending: dict[int, bytes], mask: int = select.EPOLLIN) -> None:
+    data = pending.pop(fd)
+    try:
+        sent = conns[fd].send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        _bare_close(fd, ep, conns)
+        return
+    if sent < len(data):
+        pending[fd] = data[sent:]
+    else:
+        ep.modify(fd, mask)  # on EPOLLET, MOD re-checks readiness: nothing is stranded
+
+
+def _bare_queued_loop(lsock: socket.socket, stop: threading.Event, kind: str = "epoll") -> None:
+    """The floor for `--write queued` on epoll: what SPEC §2 asks of queued echo, and nothing
+    else. recv -> queue -> EPOLL_CTL_MOD(IN|OUT) -> wait -> send -> EPOLL_CTL_MOD(IN): two
+    epoll_ctl calls and a second readiness per message, which no engine can avoid."""
+    ep, timeout = _new_poller(kind)
+    lfd = lsock.fileno()
+    ep.register(lfd, select.EPOLLIN)
+    conns: dict[int, socket.socket] = {}
+    queues: dict[int, list[bytes]] = {}
+    both = select.EPOLLIN | select.EPOLLOUT
+    while not stop.is_set():
+        for fd, ev in ep.poll(timeout):
+            if fd == lfd:
+                _bare_accept(lsock, ep, conns)
+                continue
+            sock = conns.get(fd)
+            if sock is None:
+                continue
+            if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    data = None
+                except OSError:
+                    data = b""
+                if data == b"":
+                    _bare_close(fd, ep, conns)
+                    queues.pop(fd, None)
+                    continue
+                if data:
+                    q = queues.setdefault(fd, [])
+                    q.append(data)
+                    if len(q) == 1:
+                        ep.modify(fd, both)
+            if ev & select.EPOLLOUT and queues.get(fd):
+                _bare_send_queue(fd, sock, ep, conns, queues)
+
+
+def _bare_send_queue(fd: int, sock: socket.socket, ep: Any,
+                     conns: dict[int, socket.socket], queues: dict[int, list[bytes]]) -> None:
+    q = queues[fd]
+    while q:
+        try:
+            sent = sock.send(q[0])
+        except BlockingIOError:
+            return
+        except OSError:
+            _bare_close(fd, ep, conns)
+            queues.pop(fd, None)
+            return
+        if sent < len(q[0]):
+            q[0] = q[0][sent:]
+            return
+        q.pop(0)
+    ep.modify(fd, select.EPOLLIN)
+
+
+def start_bare(queued: bool = False, edge: bool = False, kind: str = "epoll") -> Running:
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind((HOST, 0))
+    lsock.listen(4096)
+    lsock.setblocking(False)
+    stop = threading.Event()
+    if queued:
+        thread = threading.Thread(target=_bare_queued_loop, args=(lsock, stop, kind))
+    else:
+        thread = threading.Thread(target=_bare_loop, args=(lsock, stop, edge, kind))
+    thread.name, thread.daemon = "bare-echo", True
+    thread.start()
+    return Running(port=lsock.getsockname()[1], stop=stop.set)
