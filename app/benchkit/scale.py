@@ -34,13 +34,13 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from app.benchkit.loadgen import LoadClient
 from app.benchkit.procs import LineProc, ServerProc
 from app.benchkit.report import fmt, table
 from app.benchkit.servers import HOST, http_json
+from app.benchkit.sysprobe import chromium_cpu_s, cpu_busy, rss_mb
 
 SECONDS = 60.0
 CONNS = 10_000
@@ -83,65 +83,6 @@ SLOW_JS = ("() => ({frames: window.__muxscope.slowFrames.slice(), "
 COUNTERS_JS = """() => ({events: window.__muxscope.eventsApplied, paints: window.__muxscope.paints,
   dropped: window.__muxscope.dropped, paintMs: Object.assign({}, window.__muxscope.paintMs),
   now: performance.now()})"""
-
-
-def rss_mb(pid: int) -> float | None:
-    """VmRSS of `pid` in MB (MiB), from /proc/<pid>/status."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _descendants(root: int) -> list[int]:
-    """Every live process under `root` (from /proc/*/stat's ppid)."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def chromium_cpu_s() -> dict[str, float]:
-    """CPU seconds (user+system) of the Chromium processes under this one, by --type."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for pid in _descendants(os.getpid()):
-        try:
-            # Chromium rewrites its title: one string with spaces, or NUL-separated.
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if not argv or b"chrom" not in argv[0]:
-            continue
-        kind = next((a.split(b"=", 1)[1].decode() for a in argv
-                     if a.startswith(b"--type=")), "browser")
-        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return out
-
-
-def cpu_busy() -> list[tuple[int, int]]:
-    """Per CPU (busy, total) jiffies from /proc/stat."""
-    out = []
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("cpu") and line[3:4].isdigit():
-            v = [int(x) for x in line.split()[1:]]
-            idle = v[3] + v[4]
-            out.append((sum(v) - idle, sum(v)))
-    return out
 
 
 def time_state(port: int, timeout: float = 30) -> tuple[float, int]:

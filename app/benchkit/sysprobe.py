@@ -1,0 +1,66 @@
+"""What the scale run reads from /proc: a process's RSS, the Chromium processes' CPU time by
+type, and each CPU's busy time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def rss_mb(pid: int) -> float | None:
+    """VmRSS of `pid` in MB (MiB), from /proc/<pid>/status."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live process under `root` (from /proc/*/stat's ppid)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def chromium_cpu_s() -> dict[str, float]:
+    """CPU seconds (user+system) of the Chromium processes under this one, by --type."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid in _descendants(os.getpid()):
+        try:
+            # Chromium rewrites its title: one string with spaces, or NUL-separated.
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if not argv or b"chrom" not in argv[0]:
+            continue
+        kind = next((a.split(b"=", 1)[1].decode() for a in argv
+                     if a.startswith(b"--type=")), "browser")
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_busy() -> list[tuple[int, int]]:
+    """Per CPU (busy, total) jiffies from /proc/stat."""
+    out = []
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            v = [int(x) for x in line.split()[1:]]
+            idle = v[3] + v[4]
+            out.append((sum(v) - idle, sum(v)))
+    return out
