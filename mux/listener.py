@@ -17,7 +17,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from .backends import READABLE
-from .sockets import bound_socket
+from .sockets import ListeningHandler, bound_socket
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -27,15 +27,11 @@ EMFILE_RETRY = 0.1  # seconds between accept retries while out of fds
 _FD_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
-class TcpListener:
+class TcpListener(ListeningHandler):
     role = "tcp_listener"
 
     def __init__(self, engine: Engine, sock: socket.socket) -> None:
-        self.engine = engine
-        self.loop = engine.loop
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.port = sock.getsockname()[1]
+        super().__init__(engine, sock)
         self.exhausted = False
         self._spare: int | None = _open_spare()
 

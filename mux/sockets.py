@@ -1,8 +1,25 @@
-"""Bound, non-blocking listening sockets for the echo protocols."""
+"""Bound, non-blocking listening sockets for the echo protocols, and their handlers' base."""
 
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class ListeningHandler:
+    """What the TCP listener and the UDP echo share: one bound socket of the engine's."""
+
+    role = ""
+
+    def __init__(self, engine: Engine, sock: socket.socket) -> None:
+        self.engine = engine
+        self.loop = engine.loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.port: int = sock.getsockname()[1]
 
 
 def bound_socket(host: str, port: int, kind: socket.SocketKind,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .backends import READABLE, WRITABLE
 from .events import preview
-from .sockets import bound_socket
+from .sockets import ListeningHandler, bound_socket
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -32,15 +32,11 @@ ERROR_INTERVAL = 1.0  # seconds between two error events of one kind (see UdpEch
 _WILDCARD_TO_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
-class UdpEcho:
+class UdpEcho(ListeningHandler):
     role = "udp"
 
     def __init__(self, engine: Engine, sock: socket.socket) -> None:
-        self.engine = engine
-        self.loop = engine.loop
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.port = sock.getsockname()[1]
+        super().__init__(engine, sock)
         self.received = 0
         self.echoed = 0
         self.dropped = 0  # by the kernel (SO_RXQ_OVFL), cumulative
