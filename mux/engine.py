@@ -2,7 +2,8 @@
 
 Rules of this module:
 - Everything that touches sockets, the backend or the tables runs on the loop thread.
-  Other threads go through `ControlDoor.submit` and get a Future back.
+  Other threads go through `ControlDoor.submit` and get a Future back: the public commands
+  that do so are in commands.py (`EngineCommands`); their bodies are here.
 - Pause means no wait calls at all: clients' bytes wait in the kernel's buffers.
 - Step means exactly one wait call and its handling, then paused again.
 """
@@ -13,20 +14,18 @@ import contextlib
 import logging
 import socket
 import threading
-from concurrent.futures import Future
 from typing import Any
 
 from . import backends
 from .backends import FD_SETSIZE, READABLE, FdLimitError
 from .breakpoints import Breakpoints
+from .commands import EngineCommands
 from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, raise_nofile_limit
 from .control import ControlDoor
 from .flaws import FlawZoo
-from .kernel import kernel_view
 from .listener import TcpListener, open_tcp_listener
 from .loop import Loop
 from .observe import Observers
-from .state import StateCapture
 from .state import capture as capture_state
 from .tcp import RECV_SIZE, TcpConnection
 from .udp import UdpEcho, open_udp_socket
@@ -34,7 +33,7 @@ from .udp import UdpEcho, open_udp_socket
 log = logging.getLogger("mux")
 
 
-class Engine:
+class Engine(EngineCommands):
     """A non-blocking TCP+UDP echo server on the chosen backend, observable and steerable."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -261,71 +260,7 @@ class Engine:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    # -- control (any thread) -> Future -----------------------------------------------------
-    def call(self, fn: Any, *args: Any) -> Future[Any]:
-        """Run `fn(*args)` on the loop thread."""
-        return self._door.submit(fn, *args)
-
-    def snapshot(self) -> Future[tuple[dict[str, Any], int]]:
-        return self.call(lambda: (self.describe(), self.observers.seq))
-
-    def state(self) -> Future[dict[str, Any]]:
-        return self.call(self.describe)
-
-    def capture(self) -> Future[StateCapture]:
-        """The state, copied on the loop thread; `.to_dict()` it in yours (`.seq` is the last
-        seq at that moment, for a snapshot consistent with the event stream)."""
-        return self.call(capture_state, self)
-
-    def switch_backend(self, name: str, trigger: str = "level", oneshot: bool = False,
-                       write: str | None = None) -> Future[dict[str, Any]]:
-        return self.call(self._switch, name, trigger, oneshot, write)
-
-    def set_write_mode(self, write: str) -> Future[dict[str, Any]]:
-        """Keep the backend, change the write strategy (the backend read on the loop thread,
-        so a switch queued before this one is kept)."""
-        return self.call(lambda: self._switch(self.loop.backend.name, self.loop.backend.trigger,
-                                              self.loop.backend.oneshot, write))
-
-    def pause(self) -> Future[dict[str, Any]]:
-        return self.call(self._set_paused, True)
-
-    def resume(self) -> Future[dict[str, Any]]:
-        return self.call(self._set_paused, False)
-
-    def step(self) -> Future[dict[str, Any]]:
-        return self.call(self._request_step)
-
-    def set_delay(self, delay_ms: int) -> Future[dict[str, Any]]:
-        return self.call(self._set_delay, delay_ms)
-
-    def close_connection(self, fd: int) -> Future[bool]:
-        return self.call(self._close_connection, fd)
-
-    def add_breakpoint(self, when: str, fd: int | None = None,
-                       depth: int | None = None) -> Future[dict[str, Any]]:
-        return self.call(lambda: self.breakpoints.add(when, fd, depth).describe())
-
-    def remove_breakpoint(self, bp_id: int) -> Future[bool]:
-        return self.call(self.breakpoints.remove, bp_id)
-
-    def list_breakpoints(self) -> Future[list[dict[str, Any]]]:
-        return self.call(lambda: [bp.describe() for bp in self.breakpoints.items.values()])
-
-    def list_flaws(self) -> Future[list[dict[str, Any]]]:
-        return self.call(self.flaws.describe)
-
-    def set_flaw(self, name: str, on: bool) -> Future[list[dict[str, Any]]]:
-        """KeyError for an unknown name; RuntimeError when another flaw is on."""
-        return self.call(self.flaws.set, name, on)
-
-    def kernel(self) -> Future[dict[str, Any]]:
-        """What the kernel holds (epoll interest list, socket queues), read on the loop."""
-        return self.call(lambda: kernel_view(
-            self.loop.backend.fileno if self.loop.backend.name == "epoll" else None,
-            list(self.connections)))
-
-    # -- their bodies (loop thread) ---------------------------------------------------------
+    # -- the commands' bodies (loop thread; queued by commands.py) --------------------------
     def _switch(self, name: str, trigger: str, oneshot: bool,
                 write: str | None) -> dict[str, Any]:
         backends.validate(name, trigger, oneshot)

@@ -1,0 +1,111 @@
+"""The engine's thread-safe command API: what other threads call to steer the loop.
+
+Each method queues a command through the `ControlDoor` and returns its Future; the work runs
+on the loop thread. The bodies stay on `Engine` (engine.py), next to the loop they touch: the
+code view (codeview.py) shows them as `Engine._switch`, `Engine._close_connection`...
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from .kernel import kernel_view
+from .state import StateCapture
+from .state import capture as capture_state
+
+if TYPE_CHECKING:
+    from .breakpoints import Breakpoints
+    from .control import ControlDoor
+    from .flaws import FlawZoo
+    from .loop import Loop
+    from .observe import Observers
+    from .tcp import TcpConnection
+
+
+class EngineCommands:
+    """Mixin of `Engine`: the command half, callable from any thread.
+
+    On the caller's thread these only pick a body and its arguments; the state is read when
+    the body runs, on the loop thread (a lambda, not a value: a command queued earlier, say a
+    backend switch, is then seen)."""
+
+    # Provided by `Engine`: declared for the type checker, which checks Engine's against them.
+    _door: ControlDoor
+    loop: Loop
+    observers: Observers
+    breakpoints: Breakpoints
+    flaws: FlawZoo
+    connections: dict[int, TcpConnection]
+
+    if TYPE_CHECKING:
+        def describe(self) -> dict[str, Any]: ...
+        def _switch(self, name: str, trigger: str, oneshot: bool,
+                    write: str | None) -> dict[str, Any]: ...
+        def _set_paused(self, paused: bool) -> dict[str, Any]: ...
+        def _request_step(self) -> dict[str, Any]: ...
+        def _set_delay(self, delay_ms: int) -> dict[str, Any]: ...
+        def _close_connection(self, fd: int) -> bool: ...
+
+    def call(self, fn: Any, *args: Any) -> Future[Any]:
+        """Run `fn(*args)` on the loop thread."""
+        return self._door.submit(fn, *args)
+
+    def snapshot(self) -> Future[tuple[dict[str, Any], int]]:
+        return self.call(lambda: (self.describe(), self.observers.seq))
+
+    def state(self) -> Future[dict[str, Any]]:
+        return self.call(self.describe)
+
+    def capture(self) -> Future[StateCapture]:
+        """The state, copied on the loop thread; `.to_dict()` it in yours (`.seq` is the last
+        seq at that moment, for a snapshot consistent with the event stream)."""
+        return self.call(capture_state, self)
+
+    def switch_backend(self, name: str, trigger: str = "level", oneshot: bool = False,
+                       write: str | None = None) -> Future[dict[str, Any]]:
+        return self.call(self._switch, name, trigger, oneshot, write)
+
+    def set_write_mode(self, write: str) -> Future[dict[str, Any]]:
+        """Keep the backend, change the write strategy (the backend read on the loop thread,
+        so a switch queued before this one is kept)."""
+        return self.call(lambda: self._switch(self.loop.backend.name, self.loop.backend.trigger,
+                                              self.loop.backend.oneshot, write))
+
+    def pause(self) -> Future[dict[str, Any]]:
+        return self.call(self._set_paused, True)
+
+    def resume(self) -> Future[dict[str, Any]]:
+        return self.call(self._set_paused, False)
+
+    def step(self) -> Future[dict[str, Any]]:
+        return self.call(self._request_step)
+
+    def set_delay(self, delay_ms: int) -> Future[dict[str, Any]]:
+        return self.call(self._set_delay, delay_ms)
+
+    def close_connection(self, fd: int) -> Future[bool]:
+        return self.call(self._close_connection, fd)
+
+    def add_breakpoint(self, when: str, fd: int | None = None,
+                       depth: int | None = None) -> Future[dict[str, Any]]:
+        return self.call(lambda: self.breakpoints.add(when, fd, depth).describe())
+
+    def remove_breakpoint(self, bp_id: int) -> Future[bool]:
+        return self.call(self.breakpoints.remove, bp_id)
+
+    def list_breakpoints(self) -> Future[list[dict[str, Any]]]:
+        return self.call(lambda: [bp.describe() for bp in self.breakpoints.items.values()])
+
+    def list_flaws(self) -> Future[list[dict[str, Any]]]:
+        return self.call(self.flaws.describe)
+
+    def set_flaw(self, name: str, on: bool) -> Future[list[dict[str, Any]]]:
+        """KeyError for an unknown name; RuntimeError when another flaw is on."""
+        return self.call(self.flaws.set, name, on)
+
+    def kernel(self) -> Future[dict[str, Any]]:
+        """What the kernel holds (epoll interest list, socket queues), read on the loop."""
+        return self.call(lambda: kernel_view(
+            self.loop.backend.fileno if self.loop.backend.name == "epoll" else None,
+            list(self.connections)))
