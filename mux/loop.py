@@ -4,10 +4,10 @@ Rules of this module:
 - It knows nothing of echo; handlers (tcp.py, udp.py, control.py) do the protocol work.
 - Every interest change goes through `set_interest`, so backend, table and events agree. One
   exception, for speed: TcpConnection's unwatched queued path switches write interest with the
-  backend's `write_toggle` (select: its write set's add and discard; poll and epoll: modify
-  with the masks bound) and updates the table and the count itself: one or two Python calls
-  fewer a switch, 7-11 % of the queued echo's instructions. tests/mux/test_observe.py checks
-  that the table, the backend and the seq still agree.
+  backend's `write_toggle` (select: its write dict's setdefault and pop; poll and epoll: the
+  kernel object's modify and the two masks; C calls all) and updates the table and the count
+  itself: two or three Python frames fewer a switch. tests/mux/test_observe.py checks that the
+  table, the backend and the seq still agree.
 - `unregister` is the way out of the table, and callers close the fd only after it (the one
   other way, `discard_stale`, is for an fd a bug-zoo flaw closed while registered).
 - Events are built only behind `if obs.watched:` (see observe.py); nothing here is O(fds) per

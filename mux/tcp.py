@@ -41,7 +41,6 @@ class TcpConnection:
         self.queue: deque[bytes] = deque()
         self.pending_bytes = 0
         self.bytes_in = 0
-        self.bytes_out = 0
         self.reading_paused = False
         self.eof = False
         self.closed = False
@@ -85,22 +84,30 @@ class TcpConnection:
                     self.bytes_in += n
                     queue.append(data)
                     self.pending_bytes += n
-                    if obs.active:  # throttled: the recv and queue events, counted, not shown
-                        obs.seq += 2
+                    # Throttled, the recv and queue events (and the interest one) are counted,
+                    # not shown: one addition to seq for all, as it is a new int object each.
                     if self.pending_bytes > self.engine.high_water and not self.reading_paused:
+                        if obs.active:
+                            obs.seq += 2
                         self._set_backpressure(True)
                     elif len(queue) == 1:  # reading is on (we just read): READ stays, WRITE joins
                         loop = self.loop
                         toggle = loop.write_toggle
                         if toggle is None:
+                            if obs.active:
+                                obs.seq += 2
                             loop.set_interest(self.fd, READ_WRITE)
                         else:  # set_interest's work, without its two Python calls
                             fd = self.fd
                             if loop.interest[fd] != READ_WRITE:
-                                toggle[0](fd)
+                                toggle[0](fd, toggle[1])
                                 loop.interest[fd] = READ_WRITE
-                                if obs.active:  # the interest event, counted, not shown
-                                    obs.seq += 1
+                                if obs.active:
+                                    obs.seq += 3
+                            elif obs.active:
+                                obs.seq += 2
+                    elif obs.active:
+                        obs.seq += 2
                     if not self.loop.edge or self.reading_paused or self.closed:
                         break
             else:
@@ -136,7 +143,6 @@ class TcpConnection:
                                 obs.seq += 1
                             self.close(_close_reason(exc))
                             return
-                        self.bytes_out += sent
                         if obs.active:  # throttled: the recv and send events, counted, not shown
                             obs.seq += 2 if sent else 1
                         if sent < n:
@@ -150,6 +156,7 @@ class TcpConnection:
             queue = self.queue
             sock = self.sock
             obs = self.obs
+            unshown = 0  # throttled: send and queue events, counted here, added to seq once
             while queue:
                 chunk = queue[0]
                 try:
@@ -157,9 +164,10 @@ class TcpConnection:
                 except BlockingIOError:
                     break
                 except OSError as exc:
+                    if unshown:
+                        obs.seq += unshown
                     self.close(_close_reason(exc))
                     return
-                self.bytes_out += sent
                 self.pending_bytes -= sent
                 partial = sent < len(chunk)
                 if partial:
@@ -171,25 +179,37 @@ class TcpConnection:
                     obs.emit({"kind": "send", "fd": fd, "bytes": sent, "partial": partial})
                     obs.emit({"kind": "queue", "fd": fd, "depth": len(queue),
                               "pending_bytes": self.pending_bytes})
-                elif obs.active:  # throttled: count the send and queue events not shown
-                    obs.seq += 2
+                elif obs.active:
+                    unshown += 2
                 if partial:
                     break
             if queue or self.reading_paused or self.eof or self.engine.sticky_write:
+                if unshown:
+                    obs.seq += unshown
                 self._after_write()
                 return
             # the usual end, desired_interest() inline: queue empty, reading on
             loop = self.loop
             toggle = loop.write_toggle
             if toggle is None or obs.watched:
+                if unshown:
+                    obs.seq += unshown
                 loop.set_interest(self.fd, READABLE)
             else:  # set_interest's work, without its two Python calls
                 fd = self.fd
                 if loop.interest[fd] != READABLE:
-                    toggle[1](fd)
+                    toggle[2](fd, toggle[3])
                     loop.interest[fd] = READABLE
-                    if obs.active:  # the interest event, counted, not shown
-                        obs.seq += 1
+                    if obs.active:  # and the interest event
+                        unshown += 1
+                if unshown:
+                    obs.seq += unshown
+
+    @property
+    def bytes_out(self) -> int:
+        """Bytes sent back: every byte received is either sent or still queued (SPEC §2's
+        "exactly once"), so this is derived, and the hot paths keep one counter fewer."""
+        return self.bytes_in - self.pending_bytes
 
     def _view(self, n: int) -> memoryview:
         """`recv_buffer[:n]`, kept for the next message of the same length (bounded)."""
@@ -227,7 +247,6 @@ class TcpConnection:
                 self.close(_close_reason(exc))
                 return
             if sent:
-                self.bytes_out += sent
                 if obs.watched:
                     obs.emit({"kind": "send", "fd": self.fd, "bytes": sent, "partial": sent < n})
                 elif obs.active:  # throttled: count what is not shown

@@ -32,10 +32,11 @@ class FdLimitError(ValueError):
         self.fd = fd
 
 
-#: (on, off), each called with an fd: `modify(fd, READABLE | WRITABLE)` and `modify(fd, READABLE)`
-#: for an fd whose read interest is on and stays on, bound ahead of time (select: its write
-#: set's own methods, no Python frame at all; poll and epoll: the kernel object's modify)
-WriteToggle = tuple[Callable[[int], object], Callable[[int], object]]
+#: (on, on_arg, off, off_arg): `on(fd, on_arg)` does `modify(fd, READABLE | WRITABLE)` and
+#: `off(fd, off_arg)` does `modify(fd, READABLE)`, for an fd whose read interest is on and stays
+#: on. Both are C callables bound ahead of time, so a switch runs no Python frame: select's write
+#: dict's `setdefault` and `pop`; poll's and epoll's kernel object's `modify` with its two masks.
+WriteToggle = tuple[Callable[[int, Any], object], Any, Callable[[int, Any], object], Any]
 
 
 class Backend(ABC):
@@ -167,12 +168,12 @@ class MaskBackend(Backend):
     def _interest_bits_changed(self) -> None:
         # generic mask (0..3) -> native bits, looked up on every interest change
         self._native = [self._compute_native(mask) for mask in range(4)]
-        # The kernel object's modify with the two masks bound: one small Python call instead
-        # of set_interest's and modify's (functools.partial with the mask as a keyword
-        # measured slower: 0.36 against 0.27 us). Not for one-shot: there a MOD also re-arms,
-        # and the loop must know of it.
-        self.write_toggle = None if self.oneshot else _write_toggle(
-            self._kernel.modify, self._native[READABLE | WRITABLE], self._native[READABLE])
+        # The kernel object's modify and the two masks: one C call instead of set_interest's
+        # and modify's Python frames. Not for one-shot: there a MOD also re-arms, and the loop
+        # must know of it.
+        modify = self._kernel.modify
+        self.write_toggle = None if self.oneshot else (
+            modify, self._native[READABLE | WRITABLE], modify, self._native[READABLE])
 
     def _compute_native(self, mask: int) -> int:
         return ((self.IN if mask & READABLE else 0) | (self.OUT if mask & WRITABLE else 0)
@@ -207,12 +208,3 @@ class MaskBackend(Backend):
         except (OSError, KeyError, ValueError):
             pass  # closed already (epoll dropped it) or never there
 
-
-def _write_toggle(modify: Callable[[int, int], Any], both: int, read: int) -> WriteToggle:
-    def write_on(fd: int) -> None:
-        modify(fd, both)
-
-    def write_off(fd: int) -> None:
-        modify(fd, read)
-
-    return write_on, write_off
