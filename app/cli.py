@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from app import __version__
+from app.entry import SignalsHeld
 from app.run import PROG, Stop, on_sigterm, serve, set_signal_handlers
 from app.settings import (
     BACKENDS,
@@ -268,7 +269,8 @@ def parse_replay(argv: Sequence[str]) -> Settings:
 
 def _run_bench(argv: list[str]) -> int:
     try:
-        bench = importlib.import_module("app.bench")
+        with SignalsHeld():
+            bench = importlib.import_module("app.bench")
     except ModuleNotFoundError as exc:
         if exc.name != "app.bench":
             raise
@@ -279,7 +281,7 @@ def _run_bench(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``muxscope`` console script and of ``python -m app``."""
+    """The ``muxscope`` command (app.entry.main, the console script, calls it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     with contextlib.suppress(AttributeError, ValueError):
         sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]

@@ -14,14 +14,16 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from app.entry import SignalsHeld
 from app.settings import Settings, format_hostport
 from mux import raise_nofile_limit
 
 PROG = "muxscope"
 
 
-class Stop(Exception):
-    """Raised by the SIGTERM handler while the server is not yet running."""
+class Stop(KeyboardInterrupt):
+    """Raised by the SIGTERM handler while the server is not yet running (a KeyboardInterrupt,
+    so that no ``except Exception`` swallows it and app.entry ends the run quietly on it)."""
 
 
 #: fds the process needs besides the echo connections (listeners, the dashboard, pages)
@@ -124,10 +126,6 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Stop
 
 
-def _ignore_signal(signum: int, frame: FrameType | None) -> None:
-    """Installed while uvicorn runs: it re-raises the signal it caught once it has stopped."""
-
-
 def set_signal_handlers(on_int: Any, on_term: Any) -> tuple[Any, Any]:
     """Install SIGINT/SIGTERM handlers (main thread only); return the previous ones."""
     if threading.current_thread() is not threading.main_thread():
@@ -145,13 +143,23 @@ def _stop_engine(app: Any) -> None:
 
 
 def _make_server(app: Any, on_started: Callable[[], None]) -> Any:
-    import uvicorn
+    with SignalsHeld():
+        import uvicorn
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             if not self.should_exit:
                 on_started()
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets=sockets)
+            if self.force_exit and not self.lifespan.shutdown_event.is_set():
+                # A second Ctrl-C ("force quit") cut the wait for open connections short, and
+                # uvicorn then skips the app's shutdown too: the lifespan would be cancelled
+                # (a logged CancelledError traceback), the recording left without its tail.
+                # That shutdown is bounded (the engine is joined for 5 s at most): it runs.
+                await self.lifespan.shutdown()
 
     from app.main import UVICORN_OPTIONS
 
@@ -180,7 +188,8 @@ def settle_heap() -> None:
 
 def _build_app(settings: Settings, sock: socket.socket) -> Any:
     """create_app(settings), or None after printing why the echo listeners cannot bind."""
-    from app.main import create_app
+    with SignalsHeld():  # FastAPI and the app: ~100 ms of imports
+        from app.main import create_app
 
     try:
         return create_app(settings)
@@ -212,18 +221,21 @@ def serve(settings: Settings) -> int:
     app = _build_app(settings, sock)
     if app is None:
         return 1
-    http_port = sock.getsockname()[1]
-    lines = banner_lines(settings, app, http_port)
-
-    def on_started() -> None:
-        settle_heap()
-        _print_banner(lines)
-        if settings.open_browser:
-            _open_browser(settings.dashboard_url(http_port))
-
-    server = _make_server(app, on_started)
     try:
-        set_signal_handlers(_ignore_signal, _ignore_signal)
+        http_port = sock.getsockname()[1]
+        lines = banner_lines(settings, app, http_port)
+
+        def on_started() -> None:
+            settle_heap()
+            _print_banner(lines)
+            if settings.open_browser:
+                _open_browser(settings.dashboard_url(http_port))
+
+        server = _make_server(app, on_started)
+        # uvicorn's own handler from here on: a signal before uvicorn installs it (as the
+        # event loop starts) stops the server all the same, and one after uvicorn restores it
+        # (it re-raises what it caught) only sets a flag while the engine is stopped below.
+        set_signal_handlers(server.handle_exit, server.handle_exit)
         server.run(sockets=[sock])
     finally:
         sock.close()
