@@ -23,6 +23,15 @@ def _interrupt(signum: int, frame: "FrameType | None") -> None:
     raise KeyboardInterrupt
 
 
+def _set_handler(signum: int, handler: object) -> None:
+    """`signal.signal`, a no-op off the main thread (where Python refuses it with ValueError):
+    main() called from a thread runs the command without touching signals."""
+    try:
+        _signal.signal(signum, handler)
+    except ValueError:
+        pass
+
+
 class SignalsHeld:
     """SIGINT and SIGTERM held while the block runs (imports), and acted on at its end.
 
@@ -72,13 +81,13 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     status = interrupted_status(args)
     try:
         try:
-            _signal.signal(_signal.SIGTERM, _interrupt)  # SIGINT raises KeyboardInterrupt already
+            _set_handler(_signal.SIGTERM, _interrupt)  # SIGINT raises KeyboardInterrupt already
             with SignalsHeld():
                 from app.cli import main as run
             status = run(args)
         finally:
-            _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
-            _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+            _set_handler(_signal.SIGINT, _signal.SIG_DFL)
+            _set_handler(_signal.SIGTERM, _signal.SIG_DFL)
     except KeyboardInterrupt:
         pass
     # CPython (3.11) marks a KeyboardInterrupt "unhandled" as soon as it passes through code

@@ -41,6 +41,10 @@ class TcpConnection:
         self.queue: deque[bytes] = deque()
         self.pending_bytes = 0
         self.bytes_in = 0
+        #: bytes the kernel took from `send`: a counter of its own, not `bytes_in -
+        #: pending_bytes` (bytes lost with a reset connection were never sent, and other
+        #: threads read it mid-message: a difference of two fields can go back)
+        self.bytes_out = 0
         self.reading_paused = False
         self.eof = False
         self.closed = False
@@ -143,6 +147,7 @@ class TcpConnection:
                                 obs.seq += 1
                             self.close(_close_reason(exc))
                             return
+                        self.bytes_out += sent
                         if obs.active:  # throttled: the recv and send events, counted, not shown
                             obs.seq += 2 if sent else 1
                         if sent < n:
@@ -168,6 +173,7 @@ class TcpConnection:
                         obs.seq += unshown
                     self.close(_close_reason(exc))
                     return
+                self.bytes_out += sent
                 self.pending_bytes -= sent
                 partial = sent < len(chunk)
                 if partial:
@@ -205,12 +211,6 @@ class TcpConnection:
                 if unshown:
                     obs.seq += unshown
 
-    @property
-    def bytes_out(self) -> int:
-        """Bytes sent back: every byte received is either sent or still queued (SPEC §2's
-        "exactly once"), so this is derived, and the hot paths keep one counter fewer."""
-        return self.bytes_in - self.pending_bytes
-
     def _view(self, n: int) -> memoryview:
         """`recv_buffer[:n]`, kept for the next message of the same length (bounded)."""
         view = self._rbuf[:n]
@@ -247,6 +247,7 @@ class TcpConnection:
                 self.close(_close_reason(exc))
                 return
             if sent:
+                self.bytes_out += sent
                 if obs.watched:
                     obs.emit({"kind": "send", "fd": self.fd, "bytes": sent, "partial": sent < n})
                 elif obs.active:  # throttled: count what is not shown

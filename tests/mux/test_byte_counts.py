@@ -1,0 +1,82 @@
+"""bytes_out counts bytes the kernel took from `send`, nothing else (SPEC §2, §4 /api/state).
+
+A byte received and then lost with its connection (the peer reset it before the echo went out)
+was never sent: it must not show up in `bytes_out`. And `bytes_out` is a counter read from
+other threads (Engine.counters, /metrics): it must never go back.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+
+from mux.tcp import TcpConnection
+
+from .conftest import connect, running_engine, wait_until
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0), not a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+@pytest.mark.parametrize("observe", [False, True], ids=["unwatched", "watched"])
+@pytest.mark.parametrize("write", ["eager", "queued"])
+def test_bytes_lost_to_a_reset_are_not_counted_as_sent(write: str, observe: bool) -> None:
+    """Bytes and an RST both wait in the kernel; the engine reads the bytes, its echo gets
+    ECONNRESET: 5 bytes in, 0 out (the recv succeeds and the send fails, on real sockets)."""
+    with running_engine(observe=observe, backend="epoll", write=write) as (engine, _):
+        client = connect(engine.tcp_port)
+        wait_until(lambda: engine.counters()["connections"] == 1, what="the accept")
+        engine.pause().result(5)
+        client.sendall(b"hello")
+        time.sleep(0.05)  # the bytes reach the server's receive queue
+        _reset(client)
+        time.sleep(0.05)  # and the RST after them
+        engine.resume().result(5)
+        wait_until(lambda: engine.counters()["connections"] == 0, what="the close")
+        counters = engine.counters()
+        assert (counters["bytes_in"], counters["bytes_out"]) == (5, 0)
+
+
+class _FullKernel:
+    """A socket whose send buffer is full (send takes nothing), which notes what another
+    thread reading the counters at that moment would see."""
+
+    def __init__(self, sock: socket.socket, engine: object, seen: list[int]) -> None:
+        self._sock = sock
+        self._engine = engine
+        self._seen = seen
+
+    def send(self, data: object) -> int:
+        self._seen.append(self._engine.counters()["bytes_out"])  # type: ignore[attr-defined]
+        raise BlockingIOError
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_bytes_out_never_counts_a_byte_before_it_is_sent() -> None:
+    """Eager, unwatched: between the recv and the send's answer, a reader on another thread
+    (counters() from /metrics or the websocket stats) must not see the bytes as sent already,
+    or the counter goes back when the send takes nothing."""
+    with running_engine(observe=False, backend="epoll", write="eager") as (engine, _):
+        client = connect(engine.tcp_port)
+        wait_until(lambda: engine.counters()["connections"] == 1, what="the accept")
+        seen: list[int] = []
+
+        def wrap() -> None:
+            conn: TcpConnection = next(iter(engine.connections.values()))
+            conn.sock = _FullKernel(conn.sock, engine, seen)  # type: ignore[assignment]
+
+        engine.call(wrap).result(5)
+        client.sendall(b"hello")
+        wait_until(lambda: seen, what="the echo's send")
+        after = engine.counters()["bytes_out"]
+        assert seen[0] <= after, f"bytes_out went back from {seen[0]} to {after}"
+        assert seen[0] == 0
+        client.close()
