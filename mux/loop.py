@@ -6,8 +6,8 @@ Rules of this module:
   exception, for speed: TcpConnection's unwatched queued path switches write interest with the
   backend's `write_toggle` (select: its write dict's setdefault and pop; poll and epoll: the
   kernel object's modify and the two masks; C calls all) and updates the table and the count
-  itself: two or three Python frames fewer a switch. tests/mux/test_observe.py checks that the
-  table, the backend and the seq still agree.
+  itself: two Python frames fewer a switch than set_interest. tests/mux/test_observe.py
+  checks that the table, the backend and the seq still agree.
 - `unregister` is the way out of the table, and callers close the fd only after it (the one
   other way, `discard_stale`, is for an fd a bug-zoo flaw closed while registered).
 - Events are built only behind `if obs.watched:` (see observe.py); nothing here is O(fds) per
