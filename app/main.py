@@ -20,7 +20,7 @@ from app.hub import Hub
 from app.metrics import Metrics
 from app.record import JsonlRecorder
 from app.routes import api, live, pages
-from app.security import SecurityMiddleware, install_denial_log_filter
+from app.security import BodyLimitMiddleware, SecurityMiddleware, install_denial_log_filter
 from app.settings import Settings
 from app.trace import TraceRing
 from mux import Engine, EngineConfig, LoadGenerator
@@ -150,6 +150,7 @@ def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
         app.add_middleware(ReplayGuard)  # added first, so it runs after the security checks
     else:
         app.include_router(live.router)
+    app.add_middleware(BodyLimitMiddleware)  # inside the security checks: refused first
     app.add_middleware(SecurityMiddleware, loopback_only=settings.loopback,
                        token=settings.token)
     install_denial_log_filter()

@@ -12,6 +12,9 @@ A pure ASGI middleware, so it sees websocket upgrades as well as HTTP requests (
    ``Authorization: Bearer <token>`` or ``?token=<token>`` -> else 401.
 
 Every HTTP response also gets a strict Content-Security-Policy and friends.
+
+`BodyLimitMiddleware` bounds request bodies (SPEC §6: everything is bounded): the API's bodies
+are a few dozen bytes, and without a limit a 300 MB POST was held whole in memory.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
+
+from starlette.exceptions import HTTPException
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -108,6 +113,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _headers(scope: Scope, name: bytes) -> list[str]:
+    return [bytes(value).decode("latin-1") for key, value in scope.get("headers", [])
+            if key.lower() == name]
+
+
 def _token_from_request(scope: Scope) -> str | None:
     auth = _header(scope, b"authorization")
     if auth:
@@ -173,10 +183,13 @@ class SecurityMiddleware:
 
     @staticmethod
     def _check_origin(scope: Scope, host: str | None) -> None:
-        origin = _header(scope, b"origin")
-        if origin is None:
+        # Every Origin header counts, not just the first: a request carrying its own origin
+        # and a foreign one is refused (browsers send one; two is a forgery or a proxy bug).
+        origins = _headers(scope, b"origin")
+        if not origins:
             return
-        if not host or origin.strip().lower() != "http://" + host.strip().lower():
+        own = None if not host else "http://" + host.strip().lower()
+        if any(origin.strip().lower() != own for origin in origins):
             raise Refusal(403, "Cross-origin request refused.")
 
     def _check_token(self, scope: Scope) -> None:
@@ -214,8 +227,10 @@ def _refusal_response(refusal: Refusal) -> tuple[list[tuple[bytes, bytes]], byte
     return headers, body
 
 
-async def _refuse_http(send: Send, refusal: Refusal) -> None:
+async def _refuse_http(send: Send, refusal: Refusal, *, close: bool = False) -> None:
     headers, body = _refusal_response(refusal)
+    if close:  # the body was left unread: end the connection rather than read it all
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -263,3 +278,63 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, refusal:
         _DENIED.set(True)  # this task only: see DenialLogFilter
     else:
         await send({"type": "websocket.close", "code": 1008, "reason": refusal.detail})
+
+
+#: The largest request body accepted: every body of the API is a small JSON object.
+MAX_BODY_BYTES = 64 << 10
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a body without a Content-Length grows too big: an
+    HTTPException, so FastAPI's body parsing passes it on and it is answered as a 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"Request body too large (at most {max_bytes} bytes).")
+
+
+def _within(content_length: str, limit: int) -> bool:
+    value = content_length.strip()
+    return value.isascii() and value.isdigit() and int(value) <= limit
+
+
+class BodyLimitMiddleware:
+    """413 for an HTTP request body over `max_bytes`, before it is read (Content-Length) or
+    as soon as the bytes received pass the limit (chunked), so a body is never held whole."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = Refusal(413, BodyTooLarge(self.max_bytes).detail)
+        length = _header(scope, b"content-length")
+        if length is not None and not _within(length, self.max_bytes):
+            await _refuse_http(send, refusal, close=True)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _refuse_http(send, refusal, close=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -18,7 +20,7 @@ from app.schemas import (
     LoadRequest,
     LoopRequest,
 )
-from app.trace import to_chrome
+from app.trace import chrome_chunks
 from mux import Engine, EngineStopped, FdLimitError, LoadCapError, flaw_catalog, handler_sources
 
 router = APIRouter()
@@ -97,14 +99,53 @@ async def get_trace(request: Request,
     ring = request.app.state.trace
     if format == "chrome":
         started_at = request.app.state.started_at
-        # up to the ring's 200,000 events: converted off the event loop, which meanwhile
-        # keeps pumping events to the pages
-        body = await asyncio.to_thread(lambda: orjson.dumps(to_chrome(ring.events(), started_at)))
-        return Response(body, media_type="application/json", headers={
+        # up to the ring's 200,000 events: converted piece by piece in the thread pool (the
+        # event loop meanwhile keeps pumping events to the pages), never held whole; the
+        # recv->send flow pairing still keeps up to ~25 MB per export, so exports at once
+        # are bounded too
+        if not _CHROME_EXPORTS.acquire(blocking=False):
+            raise HTTPException(409, f"{MAX_CHROME_EXPORTS} trace downloads are already "
+                                     "running: try again when one has finished")
+        return StreamingResponse(_Released(chrome_chunks(ring.events(), started_at)),
+                                 media_type="application/json", headers={
             "Content-Disposition": 'attachment; filename="muxscope-trace.json"'})
     return StreamingResponse(ring.jsonl_chunks(), media_type="application/x-ndjson",
                              headers={"Content-Disposition":
                                       'attachment; filename="muxscope-trace.jsonl"'})
+
+
+MAX_CHROME_EXPORTS = 2
+_CHROME_EXPORTS = threading.BoundedSemaphore(MAX_CHROME_EXPORTS)
+
+
+class _Released:
+    """`chunks`, giving back the export slot when they end or fail, or when the response is
+    dropped before it ever started (a generator's `finally` would not run then)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._held = True
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> _Released:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        _CHROME_EXPORTS.release()
+
+    def __del__(self) -> None:
+        self.release()
 
 
 @router.get("/metrics")

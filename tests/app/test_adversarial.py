@@ -1,0 +1,237 @@
+"""Found by a hostile/clumsy client against the REAL app (real engine, real uvicorn, sockets).
+
+Each test here failed before its fix: a lone surrogate in a JSON body (500), request bodies of
+any size held whole in memory, a tiny positive load rate that killed the load generator's
+thread for good, the chrome trace export built whole in memory per request, and a second
+`Origin` header that was never looked at.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import orjson
+import pytest
+
+from app.trace import chrome_chunks, to_chrome
+
+from .conftest import Live, live_app
+
+JSON = "application/json"
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[Live]:
+    with live_app() as running:
+        yield running
+
+
+def raw_http(base: str, request: bytes, timeout: float = 10.0) -> bytes:
+    """Send raw bytes on a fresh connection; return everything the server answers."""
+    host, port = base.rsplit("//", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        got = b""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            got += data
+        return got
+
+
+# --------------------------------------------------------------------------- lone surrogates
+
+
+@pytest.mark.parametrize("body", [
+    rb'{"name": "\ud800"}',
+    rb'{"name": "epoll", "\udfff": 1}',
+    rb'{"name": "epoll", "write": "\ud83d"}',
+])
+def test_a_lone_surrogate_in_a_json_body_is_422_not_500(shared: Live, body: bytes) -> None:
+    with httpx.Client(base_url=shared.base, timeout=10) as client:
+        r = client.post("/api/backend", content=body,
+                        headers={"content-type": JSON, "connection": "close"})
+        assert r.status_code == 422, (r.status_code, r.text[:200])
+        detail = r.json()["detail"]
+        assert detail and all(item["loc"][0] == "body" for item in detail)
+        assert "\ufffd" in r.text or "\\ufffd" in r.text  # shown, replaced, not dropped
+        for path in ("/api/breakpoints", "/api/load", "/api/loop", "/api/flaws/eof_ignored"):
+            r = client.post(path, content=rb'{"\ud800": "\udc00"}',
+                            headers={"content-type": JSON, "connection": "close"})
+            assert r.status_code == 422, (path, r.status_code, r.text[:200])
+        assert client.get("/healthz").json() == {"ok": True}
+
+
+# --------------------------------------------------------------------------- request body bounds
+
+
+def test_a_huge_body_with_content_length_is_refused_413_before_it_is_read(shared: Live) -> None:
+    """Announce 300 MB: the answer must come at once, without the server reading the body."""
+    size = 300 << 20
+    head = (b"POST /api/backend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+            b"\r\nContent-Length: %d\r\n\r\n" % size)
+    started = time.monotonic()
+    answer = raw_http(shared.base, head + b" " * 4096, timeout=10)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert time.monotonic() - started < 5
+    body = answer.split(b"\r\n\r\n", 1)[1]
+    assert "too large" in orjson.loads(body)["detail"]
+
+
+def test_a_huge_chunked_body_is_refused_413_without_holding_it(shared: Live) -> None:
+    sent = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal sent
+        block = b" " * (64 << 10)
+        for _ in range(64):  # 4 MiB, far over the limit; the server must stop reading early
+            sent += len(block)
+            yield block
+
+    with httpx.Client(base_url=shared.base, timeout=10) as client:
+        try:
+            r = client.post("/api/backend", content=chunks(),
+                            headers={"content-type": JSON, "connection": "close"})
+        except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+            pytest.fail("the server dropped the connection instead of answering 413")
+        assert r.status_code == 413, (r.status_code, r.text[:200])
+        assert "too large" in r.json()["detail"]
+        assert client.get("/healthz").json() == {"ok": True}
+
+
+def test_a_body_of_ordinary_size_still_works(shared: Live) -> None:
+    with httpx.Client(base_url=shared.base, timeout=10) as client:
+        padded = b'{"name": "epoll"' + b" " * 30_000 + b"}"
+        r = client.post("/api/backend", content=padded, headers={"content-type": JSON})
+        assert r.status_code == 200, r.text[:200]
+
+
+# --------------------------------------------------------------------------- load rate
+
+
+@pytest.mark.parametrize("rate", ["1e-300", "1e-320", "5e-7"])
+def test_a_tiny_positive_load_rate_is_refused_and_load_keeps_working(shared: Live,
+                                                                      rate: str) -> None:
+    """rate=1e-300 once gave 202, then the load thread died on a selector timeout of 1e300
+    s (OverflowError) and every later /api/load answered 503 'the engine has stopped'."""
+    c = shared.client
+    body = b'{"connections": 1, "message_size": 8, "rate": %s}' % rate.encode()
+    try:
+        r = c.post("/api/load", content=body, headers={"content-type": JSON})
+        assert r.status_code == 422, (r.status_code, r.text[:200])
+        assert r.json()["detail"][0]["loc"] == ["body", "rate"]
+        time.sleep(0.5)  # had it been taken, the first echo comes back and arms the timer
+        r = c.post("/api/load", json={"connections": 2, "message_size": 8, "rate": 5})
+        assert r.status_code == 202, (r.status_code, r.text[:200])
+        ok = c.post("/api/load", json={"connections": 1, "message_size": 8, "rate": 1e-6})
+        assert ok.status_code == 202, (ok.status_code, ok.text[:200])
+    finally:
+        assert c.delete("/api/load").status_code == 200
+
+
+# --------------------------------------------------------------------------- chrome trace export
+
+
+def _sample_events() -> list[dict[str, object]]:
+    events: list[dict[str, object]] = []
+    seq = 0
+    for i in range(700):
+        fd = 7 + i % 5
+        for kind, extra in (("wait", {"backend": "epoll", "registered": 3, "timeout_ms": None,
+                                      "ready": 1, "duration_us": 12}),
+                            ("ready", {"fd": fd, "flags": ["EPOLLIN"]}),
+                            ("recv", {"fd": fd, "bytes": 10, "preview": "x"}),
+                            ("queue", {"fd": fd, "depth": 1, "pending_bytes": 10}),
+                            ("send", {"fd": fd, "bytes": 10, "partial": False})):
+            seq += 1
+            events.append({"seq": seq, "ts": seq / 1000, "kind": kind, **extra})
+    return events
+
+
+@pytest.mark.parametrize("per_chunk", [1, 7, 5000])
+def test_chrome_chunks_are_the_same_document_as_to_chrome(per_chunk: int) -> None:
+    events = _sample_events()
+    joined = b"".join(chrome_chunks(iter(events), 12.5, per_chunk=per_chunk))
+    assert orjson.loads(joined) == to_chrome(events, 12.5)
+    empty = b"".join(chrome_chunks(iter([]), 0.0, per_chunk=per_chunk))
+    assert orjson.loads(empty) == to_chrome([], 0.0)
+
+
+def test_the_chrome_trace_download_is_streamed_not_built_whole(shared: Live) -> None:
+    """Twenty concurrent downloads of a full ring once took the server to 1.9 GB: each built
+    the whole ~60 MB document (and its ~90 MB of dicts) before sending a byte."""
+    with shared.connect() as sock:
+        for _ in range(50):
+            sock.sendall(b"ping")
+            assert sock.recv(16)
+    with httpx.Client(base_url=shared.base, timeout=10) as client, \
+            client.stream("GET", "/api/trace", params={"format": "chrome"}) as r:
+        assert r.status_code == 200
+        assert r.headers.get("transfer-encoding") == "chunked", dict(r.headers)
+        assert "content-length" not in r.headers
+        doc = orjson.loads(r.read())
+    assert any(e.get("name") == "recv" for e in doc["traceEvents"])
+    assert doc["displayTimeUnit"] == "ms"
+
+
+# --------------------------------------------------------------------------- duplicate Origin
+
+
+def test_a_second_foreign_origin_header_is_refused() -> None:
+    """Only the first Origin was compared: own origin first, evil.com second got through."""
+    with live_app() as live:
+        port = live.base.rsplit(":", 1)[1]
+        body = b'{"action": "pause"}'
+        for origins in ((f"http://127.0.0.1:{port}", "http://evil.com"),
+                        ("http://evil.com", f"http://127.0.0.1:{port}")):
+            head = (f"POST /api/loop HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    + "".join(f"Origin: {o}\r\n" for o in origins)
+                    + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                    "Connection: close\r\n\r\n").encode()
+            answer = raw_http(live.base, head + body)
+            assert answer.startswith(b"HTTP/1.1 403"), (origins, answer[:120])
+        assert not live.engine.paused
+        same = (f"POST /api/loop HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Origin: http://127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        assert raw_http(live.base, same + body).startswith(b"HTTP/1.1 200")
+        assert live.client.post("/api/loop", json={"action": "resume"}).status_code == 200
+
+
+def test_chrome_trace_downloads_at_once_are_bounded_and_their_slots_come_back(
+        shared: Live) -> None:
+    """Each export keeps up to ~25 MB (the recv->send flow pairing): at most
+    MAX_CHROME_EXPORTS run at once, the next is a 409; finished or abandoned ones free their
+    slot."""
+    from app.routes.api import MAX_CHROME_EXPORTS
+
+    params = {"format": "chrome"}
+    with httpx.Client(base_url=shared.base, timeout=10) as client:
+        for _ in range(3):  # slots come back after full reads
+            assert client.get("/api/trace", params=params).status_code == 200
+        streams = [client.stream("GET", "/api/trace", params=params)
+                   for _ in range(MAX_CHROME_EXPORTS)]
+        opened = [s.__enter__() for s in streams]
+        try:
+            assert all(r.status_code == 200 for r in opened)
+            busy = client.get("/api/trace", params=params)
+            assert busy.status_code == 409, busy.text[:200]
+            assert "try again" in busy.json()["detail"]
+        finally:
+            for s in streams:  # abandoned mid-download
+                s.__exit__(None, None, None)
+        deadline = time.monotonic() + 10
+        while True:
+            r = client.get("/api/trace", params=params)
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert r.status_code == 200, r.text[:200]
+        assert client.get("/api/trace", params={"format": "jsonl"}).status_code == 200
