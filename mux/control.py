@@ -21,14 +21,16 @@ Command = tuple[Callable[..., Any], tuple[Any, ...], "Future[Any]"]
 class EngineStopped(RuntimeError):
     """The loop thread has ended: the command was not (and will not be) run."""
 
-    def __init__(self) -> None:
-        super().__init__("the engine has stopped")
+    def __init__(self, owner: str = "the engine") -> None:
+        super().__init__(f"{owner} has stopped")
 
 
 class ControlDoor:
     role = "control"
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str = "the engine") -> None:
+        #: whose thread runs the commands, for the error once it has stopped
+        self.owner = owner
         self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
         # Held while a command is queued and its wake-up byte sent, and while the bytes are
         # drained: a drain then never runs between the two, so it cannot miss the byte of a
@@ -46,7 +48,7 @@ class ControlDoor:
         fut: Future[Any] = Future()
         with self._lock:
             if self._closed:
-                fut.set_exception(EngineStopped())
+                fut.set_exception(EngineStopped(self.owner))
                 return fut
             self._queue.put((fn, args, fut))
             try:
@@ -115,4 +117,4 @@ class ControlDoor:
             except queue.Empty:
                 return
             if fut.set_running_or_notify_cancel():
-                fut.set_exception(EngineStopped())
+                fut.set_exception(EngineStopped(self.owner))

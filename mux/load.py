@@ -20,6 +20,9 @@ from typing import Any
 from .control import ControlDoor
 
 DEFAULT_CAP = 2000
+#: the longest single wait (s): a client's next send may be days away at a tiny rate, and
+#: epoll/poll refuse a timeout past ~2**31 ms (OverflowError), which ended the thread
+MAX_WAIT = 3600.0
 _FILL = b"muxscope load client "
 
 
@@ -53,7 +56,7 @@ class LoadGenerator:
         self.host, self.port, self.cap = host, port, cap
         self._clients: dict[int, _Client] = {}
         self._sel = selectors.DefaultSelector()
-        self._door = ControlDoor()
+        self._door = ControlDoor("the load generator")
         self._sel.register(self._door.fd, selectors.EVENT_READ, None)
         self._timers: list[tuple[float, int, _Client]] = []
         self._ids = itertools.count()
@@ -123,7 +126,7 @@ class LoadGenerator:
             while not self._stopping:
                 timeout = None
                 if self._timers:
-                    timeout = max(0.0, self._timers[0][0] - time.monotonic())
+                    timeout = min(MAX_WAIT, max(0.0, self._timers[0][0] - time.monotonic()))
                 for key, mask in self._sel.select(timeout):
                     if key.data is None:
                         self._door.on_ready(1)

@@ -334,3 +334,20 @@ def test_load_clients_send_whole_messages_even_when_the_echo_overtakes_a_send(ma
     finally:
         load.close()
     assert bytes_in % size == 0, f"a message was cut short: {bytes_in / size:.3f} MiB"
+
+
+def test_a_load_rate_of_days_between_messages_leaves_the_generator_working(make_engine):
+    """rate 1e-300: the next send is ~1e300 s away. The wait is capped (epoll refuses a timeout
+    past ~2**31 ms with OverflowError, which ended the generator's thread), so later commands
+    still run; and once a generator's thread has ended, its commands say whose thread it was."""
+    engine, _ = make_engine(backend="epoll")
+    load = LoadGenerator("127.0.0.1", engine.tcp_port, cap=10)
+    try:
+        assert load.add(1, 16, 1e-300).result(5) == 1
+        wait_until(lambda: engine.byte_totals() == (16, 16), what="the first message echoed")
+        assert load.add(1, 16, 0.0).result(5) == 2  # the thread still answers
+        assert load.remove_all().result(5) == 0
+    finally:
+        load.close()
+    with pytest.raises(EngineStopped, match="the load generator has stopped"):
+        load.add(1, 16, 1.0).result(2)
