@@ -69,6 +69,9 @@ class BreakpointRequest(Strict):
     def _depth_for_queue(self) -> BreakpointRequest:
         if self.when == "queue_over" and self.depth is None:
             raise ValueError("'queue_over' needs 'depth' (the queue depth in chunks)")
+        if self.when != "queue_over" and self.depth is not None:
+            # accepted and then ignored, it would read as a condition the breakpoint checks
+            raise ValueError(f"'depth' applies to 'queue_over' only, not to {self.when!r}")
         return self
 
 

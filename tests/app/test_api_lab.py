@@ -20,6 +20,8 @@ def test_breakpoints_api(live):
     assert bp["when"] == "readable" and isinstance(bp["id"], int)
     assert [b["id"] for b in c.get("/api/breakpoints").json()] == [bp["id"]]
     assert c.post("/api/breakpoints", json={"when": "queue_over"}).status_code == 422
+    r = c.post("/api/breakpoints", json={"when": "readable", "depth": 5})  # would be ignored
+    assert r.status_code == 422 and "queue_over" in r.text
     assert c.post("/api/breakpoints", json={"when": "never"}).status_code == 422
     assert c.delete(f"/api/breakpoints/{bp['id']}").status_code == 200
     assert c.delete(f"/api/breakpoints/{bp['id']}").status_code == 404
