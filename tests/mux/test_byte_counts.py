@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 
 import pytest
 
+from mux.kernel import socket_queues
 from mux.tcp import TcpConnection
 
 from .conftest import connect, running_engine, wait_until
+
+TCP_CLOSE = 7  # include/net/tcp_states.h: where an RST leaves the connection
+
+
+def _tcp_state(sock: socket.socket) -> int:
+    """The kernel's TCP state of `sock` (tcpi_state, the first byte of struct tcp_info);
+    reading it, unlike SO_ERROR, leaves a pending error for the engine to find."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
 
 
 def _reset(sock: socket.socket) -> None:
@@ -33,10 +41,12 @@ def test_bytes_lost_to_a_reset_are_not_counted_as_sent(write: str, observe: bool
         client = connect(engine.tcp_port)
         wait_until(lambda: engine.counters()["connections"] == 1, what="the accept")
         engine.pause().result(5)
+        server = next(iter(engine.connections.values())).sock  # read-only while paused
         client.sendall(b"hello")
-        time.sleep(0.05)  # the bytes reach the server's receive queue
+        wait_until(lambda: socket_queues(server.fileno())["recv_queue"] == 5,
+                   what="the bytes in the server's receive queue")
         _reset(client)
-        time.sleep(0.05)  # and the RST after them
+        wait_until(lambda: _tcp_state(server) == TCP_CLOSE, what="the RST at the server")
         engine.resume().result(5)
         wait_until(lambda: engine.counters()["connections"] == 0, what="the close")
         counters = engine.counters()
