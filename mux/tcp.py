@@ -181,6 +181,9 @@ class TcpConnection:
                 else:
                     queue.popleft()
                 if obs.watched:
+                    if unshown:  # a sink added since the last chunk: number those first
+                        obs.seq += unshown
+                        unshown = 0
                     fd = self.fd
                     obs.emit({"kind": "send", "fd": fd, "bytes": sent, "partial": partial})
                     obs.emit({"kind": "queue", "fd": fd, "depth": len(queue),

@@ -242,3 +242,49 @@ def test_set_write_mode_keeps_a_switch_queued_before_it(make_engine) -> None:
     switched.result(5)
     state = changed.result(5)
     assert (state["backend"]["name"], state["backend"]["write"]) == ("poll", "eager")
+
+
+class _WatchedFromSecondSend:
+    """The connection's socket, whose second `send` finds the iteration turned watched, as
+    when another thread adds a second sink between two chunks of one send loop."""
+
+    def __init__(self, sock: socket.socket, obs: Observers) -> None:
+        self._sock = sock
+        self._obs = obs
+        self._sends = 0
+
+    def send(self, data: bytes) -> int:
+        self._sends += 1
+        if self._sends == 2:
+            self._obs.watched = True
+        return self._sock.send(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_chunks_sent_before_a_sink_arrives_are_numbered_before_the_ones_it_sees():
+    """The throttled send loop adds its uncounted events to seq once, at its end; if the loop
+    turns watched on its way, those must still take the numbers before the events shown."""
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", write="queued"))
+    recorder = Recorder()
+    obs = engine.observers
+    obs.add(recorder)
+    server, peer = socket.socketpair()
+    server.setblocking(False)
+    try:
+        conn = TcpConnection(engine, server, "socketpair")
+        engine.loop.register(conn, READABLE)
+        obs.watched = False  # throttled
+        conn._put(b"one")
+        conn._put(b"two")
+        conn.sock = _WatchedFromSecondSend(server, obs)  # type: ignore[assignment]
+        before, shown = obs.seq, len(recorder.events)
+        conn.on_ready(WRITABLE)
+        events = recorder.events[shown:]
+        assert [e["kind"] for e in events] == ["send", "queue", "interest"]
+        # the first chunk's send and queue events take before + 1 and before + 2
+        assert [e["seq"] for e in events] == [before + 3, before + 4, before + 5]
+    finally:
+        peer.close()
+        engine.stop()
