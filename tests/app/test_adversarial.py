@@ -9,6 +9,7 @@ thread for good, the chrome trace export built whole in memory per request, and 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -17,6 +18,7 @@ import orjson
 import pytest
 
 from app.trace import chrome_chunks, to_chrome
+from tests.conftest import wait_until
 
 from .conftest import Live, live_app
 
@@ -170,6 +172,10 @@ def test_the_chrome_trace_download_is_streamed_not_built_whole(shared: Live) -> 
         for _ in range(50):
             sock.sendall(b"ping")
             assert sock.recv(16)
+    with httpx.Client(base_url=shared.base, timeout=10) as client:
+        # the pump moves events to the trace ring every ~30 ms: wait until the recvs are in it
+        wait_until(lambda: b'"kind":"recv"' in client.get(
+            "/api/trace", params={"format": "jsonl"}).content, what="recv events in the ring")
     with httpx.Client(base_url=shared.base, timeout=10) as client, \
             client.stream("GET", "/api/trace", params={"format": "chrome"}) as r:
         assert r.status_code == 200
@@ -205,18 +211,27 @@ def test_a_second_foreign_origin_header_is_refused() -> None:
 
 
 def test_chrome_trace_downloads_at_once_are_bounded_and_their_slots_come_back(
-        shared: Live) -> None:
+        shared: Live, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each export keeps up to ~25 MB (the recv->send flow pairing): at most
     MAX_CHROME_EXPORTS run at once, the next is a 409; finished or abandoned ones free their
-    slot."""
-    from app.routes.api import MAX_CHROME_EXPORTS
+    slot. The held downloads wait on a gate after their first piece, so they are still running
+    when the next one asks (a small ring's document could otherwise be sent whole at once)."""
+    from app.routes import api
 
     params = {"format": "chrome"}
     with httpx.Client(base_url=shared.base, timeout=10) as client:
         for _ in range(3):  # slots come back after full reads
             assert client.get("/api/trace", params=params).status_code == 200
+        gate = threading.Event()
+
+        def held_chunks(events: object, started_at: float = 0.0) -> Iterator[bytes]:
+            yield b'{"traceEvents":['
+            gate.wait(10)
+            yield b'],"displayTimeUnit":"ms"}'
+
+        monkeypatch.setattr(api, "chrome_chunks", held_chunks)
         streams = [client.stream("GET", "/api/trace", params=params)
-                   for _ in range(MAX_CHROME_EXPORTS)]
+                   for _ in range(api.MAX_CHROME_EXPORTS)]
         opened = [s.__enter__() for s in streams]
         try:
             assert all(r.status_code == 200 for r in opened)
@@ -226,6 +241,8 @@ def test_chrome_trace_downloads_at_once_are_bounded_and_their_slots_come_back(
         finally:
             for s in streams:  # abandoned mid-download
                 s.__exit__(None, None, None)
+            gate.set()
+        monkeypatch.undo()
         deadline = time.monotonic() + 10
         while True:
             r = client.get("/api/trace", params=params)
