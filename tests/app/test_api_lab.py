@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import run_asgi
-from tests.mux.conftest import recv_exactly, wait_until
+from tests.mux.conftest import recv_exactly, send_quietly, wait_until
 
 from .conftest import live_app
 
@@ -59,13 +61,33 @@ def test_kernel_truth_matches_engine(live):
         recv_exactly(sock, 5)
         kernel = live.client.get("/api/kernel").json()
         state = live.client.get("/api/state").json()
-    assert kernel["epoll"]["fd"] == state["backend"]["fd"]
-    assert {i["fd"] for i in kernel["epoll"]["interest"]} == {
-        r["fd"] for r in state["registrations"]}
-    (conn,) = kernel["connections"]
-    assert conn["fd"] == state["connections"][0]["fd"]
-    assert conn["recv_queue"] == 0 and conn["send_queue"] >= 0
-    live.client.post("/api/backend", json={"name": "poll"})
+        assert kernel["epoll"]["fd"] == state["backend"]["fd"]
+        assert {i["fd"] for i in kernel["epoll"]["interest"]} == {
+            r["fd"] for r in state["registrations"]}
+        (conn,) = kernel["connections"]
+        fd = state["connections"][0]["fd"]
+        assert conn["fd"] == fd and conn["recv_queue"] == 0
+
+        def send_queue(of: int) -> int:
+            return next(c["send_queue"] for c in live.client.get("/api/kernel").json()[
+                "connections"] if c["fd"] == of)
+
+        # the echo was read (and acknowledged): the kernel holds nothing more for this peer
+        wait_until(lambda: send_queue(fd) == 0, what="the echo acknowledged")
+        # a peer that sends and never reads: the echo waits in the server's send queue
+        with socket.socket() as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(("127.0.0.1", live.engine.tcp_port))
+            stalled.settimeout(10)
+            threading.Thread(target=send_quietly, args=(stalled, b"x" * (1 << 20)),
+                             daemon=True).start()
+            peer = f"127.0.0.1:{stalled.getsockname()[1]}"
+            stalled_fd = wait_until(lambda: next((c["fd"] for c in live.client.get(
+                "/api/state").json()["connections"] if c["peer"] == peer), None))
+            wait_until(lambda: send_queue(stalled_fd) > 0, what="echo held in the send queue")
+            assert send_queue(fd) == 0
+            stalled.shutdown(socket.SHUT_RDWR)  # ends the sender's blocked sendall
+    assert live.client.post("/api/backend", json={"name": "poll"}).status_code == 200
     assert live.client.get("/api/kernel").json()["epoll"] is None
 
 
