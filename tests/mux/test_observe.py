@@ -104,7 +104,7 @@ def _one_message(engine: Engine, recorder: Recorder, watched: bool,
 def _check_backend_agrees(engine: Engine, fd: int) -> None:
     """The loop's interest table and what the backend passes to the kernel say the same
     (the write toggles of select and epoll change both without set_interest). A poll object
-    cannot be read back; poll has no toggle."""
+    cannot be read back, so poll's toggle is checked through the echo alone."""
     loop = engine.loop
     backend = loop.backend
     if fd not in loop.handlers:
