@@ -40,6 +40,7 @@ export class EventLog {
     this.noticesEl = root.querySelector('#engine-notices');
     this.pending = [];
     this.paintedAt = -Infinity;
+    this.paints = 0;          // paints that took new events (window.__muxscope.logPaints)
     this.stick = true;
     this.needPin = false;     // rows were appended while stuck: scroll to the end on the next frame
     this.lastTop = 0;         // scrollTop at the last scroll event (direction of the user's scroll)
@@ -182,6 +183,7 @@ export class EventLog {
     if (!model.dirty.log) return;
     model.take('log');
     this.paintedAt = now;
+    this.paints++;
     this.paintNotices(model);
     // scrolled up: hold the view still (no appends, no trimming); pending stays bounded meanwhile
     if (!this.pending.length || !this.stick) return;

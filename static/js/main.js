@@ -78,6 +78,7 @@ const debug = {
   get dropped() { return model.dropped; },
   get eventsApplied() { return model.eventsApplied; },
   get logPinPending() { return log.needPin; },   // rows appended, the pin to the end not yet done
+  get logPaints() { return log.paints; },        // log paints that took new events
   timeline: {
     history,
     get viewing() { return timeline.viewing; },

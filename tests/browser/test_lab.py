@@ -165,7 +165,10 @@ def test_spotlight_shows_only_the_chosen_fd(dashboard):
         page.wait_for_function(
             f"() => [...window.__muxscope.model.recent(50)].some(e => e.kind === 'send' && e.fd === {fd_b})",
             timeout=DEADLINE_MS)
-        page.wait_for_timeout(300)   # one log paint interval (the log repaints at most every 100 ms)
+        # a log paint after the event reached the model has taken it (and filtered it out)
+        painted = page.evaluate("() => window.__muxscope.logPaints")
+        page.wait_for_function(f"() => window.__muxscope.logPaints > {painted}",
+                               timeout=DEADLINE_MS)
         fds = page.evaluate("() => [...document.querySelectorAll('#event-log li')].map(li => li.dataset.fd)")
         assert fds and set(fds) == {str(fd_a)}, fds
         assert page.locator(f"#event-log li.k-recv[data-fd='{fd_a}']").count() >= 1
