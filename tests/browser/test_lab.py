@@ -85,6 +85,9 @@ def test_kernel_truth_agrees_with_the_engine_then_shows_a_stale_fd(dashboard):
                                if f["name"] == "close_without_unregister"),
                    what="the flaw is on in the server")
         a.close()   # the server closes fd_a but leaves it in its table; epoll drops it
+        # checking the flaw's box scrolled the zoo panel into view, and the kernel panel
+        # polls only while it is on screen (IntersectionObserver): bring it back
+        panel.scroll_into_view_if_needed()
         stale = panel.locator(f"#kernel-interest tr[data-fd='{fd_a}']")
         expect(stale).to_have_attribute("data-mismatch", "1", timeout=DEADLINE_MS)
         expect(stale).to_have_class("mismatch")
