@@ -70,8 +70,10 @@ def serve_asgi() -> Callable[..., contextlib.AbstractContextManager[str]]:
     return run_asgi
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy (returned), or fail at `timeout`."""
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "",
+               interval: float = 0.005) -> Any:
+    """Poll `predicate` every `interval` s until it returns something truthy (returned), or
+    fail at `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -79,4 +81,4 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.005)
+        time.sleep(interval)

@@ -243,11 +243,7 @@ def test_chrome_trace_downloads_at_once_are_bounded_and_their_slots_come_back(
                 s.__exit__(None, None, None)
             gate.set()
         monkeypatch.undo()
-        deadline = time.monotonic() + 10
-        while True:
-            r = client.get("/api/trace", params=params)
-            if r.status_code == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        assert r.status_code == 200, r.text[:200]
+        wait_until(lambda: client.get("/api/trace", params=params).status_code == 200, 10,
+                   "a chrome export to be served again once the abandoned ones are released",
+                   interval=0.1)
         assert client.get("/api/trace", params={"format": "jsonl"}).status_code == 200
