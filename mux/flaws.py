@@ -93,7 +93,10 @@ class Flaw:
         self.detections += 1
         obs = self.loop.obs
         if obs.active:
-            obs.emit({"kind": "flaw", "name": self.name, "fd": fd, "message": message})
+            event: dict[str, Any] = {"kind": "flaw", "name": self.name, "message": message}
+            if fd is not None:  # SPEC §3: `fd` where one applies; fds are integers, never null
+                event["fd"] = fd
+            obs.emit(event)
 
     def describe(self, on: bool) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "caption": self.caption, "on": on,

@@ -14,6 +14,7 @@ import pytest
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import run_asgi
+from tests.event_schema import assert_events_follow_spec
 
 
 @dataclass
@@ -49,6 +50,8 @@ def live_app(**overrides: Any):
         app = create_app(settings)
         with run_asgi(app) as base, httpx.Client(base_url=base, timeout=10) as client:
             yield Live(base, app, client)
+        # the events the app passed on (its trace ring holds the last ones), against SPEC §3
+        assert_events_follow_spec(app.state.trace.events())
     return cm()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_pla
 
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import run_asgi
+from tests.conftest import run_asgi, wait_until
+from tests.event_schema import assert_events_follow_spec
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -109,6 +109,8 @@ def _dashboard(browser: Browser, request: pytest.FixtureRequest,
                 dash.screenshot(name)
             finally:
                 context.close()
+    # the events the app passed on to the page (its trace ring holds the last ones): SPEC §3
+    assert_events_follow_spec(app.state.trace.events())
 
 
 @pytest.fixture
@@ -135,15 +137,14 @@ def peer_of(sock: socket.socket) -> str:
 def server_fd(dashboard, sock: socket.socket, timeout: float = 5.0) -> int:
     """The server-side fd of our client socket, from GET /api/state (matched by peer)."""
     peer = peer_of(sock)
-    deadline = time.monotonic() + timeout
-    while True:
-        state = dashboard.api.get("/api/state").json()
-        for c in state["connections"]:
-            if c["peer"] == peer:
-                return c["fd"]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no connection with peer {peer} in {state['connections']}")
-        time.sleep(0.02)
+
+    def fd_of_peer() -> int | None:  # an fd is never 0 here: stdin holds that
+        connections = dashboard.api.get("/api/state").json()["connections"]
+        return next((c["fd"] for c in connections if c["peer"] == peer), None)
+
+    fd: int = wait_until(fd_of_peer, timeout, f"a connection with peer {peer} in /api/state",
+                     interval=0.02)
+    return fd
 
 
 def echo(sock: socket.socket, data: bytes, timeout: float = 5.0) -> bytes:

@@ -13,6 +13,7 @@ import pytest
 
 from mux import Engine, EngineConfig
 from tests.conftest import wait_until  # noqa: F401 - re-exported for the engine tests
+from tests.event_schema import assert_events_follow_spec
 
 #: every backend and trigger mode the platform offers: (backend, trigger, oneshot)
 MODES = [
@@ -70,6 +71,8 @@ def running_engine(observe: bool = True, **config: Any) -> Iterator[tuple[Engine
         engine.stop()
         engine.join(5)
         assert engine._thread is not None and not engine._thread.is_alive()
+    # every event any engine test saw, checked against SPEC §3's table (kinds, fields, types)
+    assert_events_follow_spec(recorder.events)
 
 
 @pytest.fixture
