@@ -3,14 +3,15 @@
 The websocket sends the recorded snapshot, then every recorded event in order (dropped 0),
 then stats once a second (their counters as the recording tells them), to at most
 `--max-clients` browsers at once (the next one is closed with 1013 and a reason, as in a live
-run). Every state-changing request under /api answers 409 (`ReplayGuard`), before its body is
-even read: there is nothing live to change, so whether the body would have been valid does not
-matter (SPEC §4).
+run; one that stops reading is closed with 1008, as in a live run). Every POST, PUT, PATCH and
+DELETE answers 409 (`ReplayGuard`), on any path and before its body is even read: there is
+nothing live to change, so whether the body would have been valid does not matter (SPEC §4).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.hub import Hub, HubFull
-from app.routes.live import close_politely
+from app.routes.live import TOO_SLOW, close_politely, send_frame
 from app.security import UNSAFE_METHODS, ASGIApp, Receive, Scope, Send
 from app.settings import Settings
 from app.trace import TraceRing
@@ -51,9 +52,8 @@ class ReplayGuard:
 
 
 def _changes_state(scope: Scope) -> bool:
-    path: str = scope.get("path", "")
-    return (scope.get("method", "GET").upper() in UNSAFE_METHODS
-            and (path == "/api" or path.startswith("/api/")))
+    """Every POST, PUT, PATCH and DELETE, on any path (SPEC §4: all answer 409 in replay)."""
+    return scope.get("method", "GET").upper() in UNSAFE_METHODS
 
 
 def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -180,23 +180,32 @@ async def _until_disconnect(websocket: WebSocket) -> None:
 
 
 async def _stream(websocket: WebSocket) -> None:
-    """The snapshot, every recorded event, then a stats frame a second until disconnect."""
+    """The snapshot, every recorded event, then a stats frame a second until disconnect.
+
+    Every send is bounded as in live mode (SPEC §6): a browser that stops reading is closed
+    with 1008 after the hub's send timeout, and its --max-clients slot is freed."""
     state = websocket.app.state
+    timeout = state.hub.send_timeout
     try:
-        await websocket.send_text(orjson.dumps(
-            {**state.replay_snapshot, "replay": True}).decode())
-        events = state.replay_events
-        for start in range(0, len(events), FRAME_EVENTS):
-            chunk = events[start:start + FRAME_EVENTS]
-            await websocket.send_text(orjson.dumps(
-                {"type": "events", "events": chunk, "dropped": 0}).decode())
-        last = events[-1] if events else {}
+        for frame in _recorded_frames(state):
+            if not await send_frame(websocket, frame, timeout):
+                await close_politely(websocket, TOO_SLOW)
+                return
+        last = state.replay_events[-1] if state.replay_events else {}
         stats = orjson.dumps({"type": "stats", "events_total": last.get("seq", 0),
-                              "dropped_total": 0, **state.replay_totals,
-                              "replay": True}).decode()
-        while True:
-            await websocket.send_text(stats)
+                              "dropped_total": 0, **state.replay_totals, "replay": True})
+        while await send_frame(websocket, stats, timeout):
             await asyncio.sleep(1.0)
+        await close_politely(websocket, TOO_SLOW)
     except (WebSocketDisconnect, RuntimeError):
         return
+
+
+def _recorded_frames(state: Any) -> Iterator[bytes]:
+    """The snapshot frame, then the recorded events in frames of FRAME_EVENTS."""
+    yield orjson.dumps({**state.replay_snapshot, "replay": True})
+    events = state.replay_events
+    for start in range(0, len(events), FRAME_EVENTS):
+        yield orjson.dumps({"type": "events", "events": events[start:start + FRAME_EVENTS],
+                            "dropped": 0})
 

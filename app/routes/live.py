@@ -33,6 +33,8 @@ STATS_KEYS = ("events_total", "connections", "bytes_in", "bytes_out", "waits")
 SnapshotProvider = Callable[[], Awaitable[tuple[dict[str, Any], int, float]]]
 StatsProvider = Callable[[], dict[str, Any]]
 Close = tuple[int, str]
+#: the close for a client that did not take a frame within the send timeout
+TOO_SLOW: Close = (1008, "client too slow")
 
 
 @router.websocket("/ws")
@@ -74,8 +76,8 @@ async def _write_frames(websocket: WebSocket, hub: Hub, subscription: Subscripti
         return 1011, "snapshot unavailable"
     snapshot = {"type": "snapshot", "state": state, "seq": last_seq, "started_at": started_at}
     try:
-        if not await _send(websocket, _dumps(snapshot), hub.send_timeout):
-            return 1008, "client too slow"
+        if not await send_frame(websocket, _dumps(snapshot), hub.send_timeout):
+            return TOO_SLOW
         subscription.start_after(last_seq)
         return await _stream(websocket, hub, subscription, stats)
     except WebSocketDisconnect:
@@ -89,11 +91,12 @@ async def _stream(
     next_stats = loop.time()
     while True:
         frame = await subscription.next_frame(max(0.0, next_stats - loop.time()))
-        if frame is not None and not await _send(websocket, frame, hub.send_timeout):
-            return 1008, "client too slow"
+        if frame is not None and not await send_frame(websocket, frame, hub.send_timeout):
+            return TOO_SLOW
         if loop.time() >= next_stats:
-            if not await _send(websocket, _stats_frame(stats, subscription), hub.send_timeout):
-                return 1008, "client too slow"
+            stats_frame = _stats_frame(stats, subscription)
+            if not await send_frame(websocket, stats_frame, hub.send_timeout):
+                return TOO_SLOW
             next_stats = loop.time() + STATS_INTERVAL
 
 
@@ -117,7 +120,7 @@ async def _read_client(websocket: WebSocket) -> Close | None:
             return 1009, f"message too big (max {MAX_CLIENT_TEXT >> 10} KiB)"
 
 
-async def _send(websocket: WebSocket, frame: bytes, timeout: float) -> bool:
+async def send_frame(websocket: WebSocket, frame: bytes, timeout: float) -> bool:
     """Send one text frame; False if it did not go out within `timeout` seconds."""
     # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the cancellation
     # that stops this writer (bpo-42130), leaving a socket we meant to close still fed.

@@ -24,6 +24,7 @@ from tests.mux.conftest import recv_exactly
 
 from .conftest import live_app
 from .test_hardening import read_until_closed
+from .test_hub import assert_closed_by_server, raw_websocket
 
 START_STATE = {"listeners": {"tcp": {"fd": 3, "port": 9000}, "udp": None}, "connections": []}
 
@@ -65,6 +66,8 @@ def replay(tmp_path: Path) -> Iterator[httpx.Client]:
     ("PUT", "/api/state", {"x": 1}),
     ("PATCH", "/api/backend", {"name": "poll"}),
     ("POST", "/api/no-such-endpoint", None),
+    ("POST", "/", None),  # outside /api too: a live run answers these with 405
+    ("DELETE", "/static/app.js", None),
 ])
 def test_replay_refuses_every_change_with_409_before_validation(
         replay: httpx.Client, method: str, path: str, body: Any) -> None:
@@ -120,6 +123,28 @@ def test_replay_caps_websocket_clients_with_1013(tmp_path: Path) -> None:
                 assert json.loads(ws.recv(timeout=5))["type"] in ("events", "stats")
         # once one has gone, a new browser gets in
         wait_until(lambda: _snapshot_ok(url), timeout=5, what="a free slot after closing")
+
+
+def test_replay_closes_a_browser_that_stops_reading_and_frees_its_slot(tmp_path: Path) -> None:
+    """SPEC §6 in replay too: a client that never reads is closed after the send timeout,
+    never fed without bound, and the --max-clients slot it held goes to the next browser."""
+    # ~7 MB of frames: more than the server's socket buffer (4 MiB at most) and the stalled
+    # client's (4 KiB) hold, so the server's sends must block.
+    path = write_recording(tmp_path / "big.jsonl", events=60_000)
+    app = create_app(Settings(http_port=0, replay_file=path, max_clients=1))
+    app.state.hub.send_timeout = 0.5
+    with run_asgi(app) as base:
+        url = base.replace("http", "ws", 1) + "/ws"
+        stalled = raw_websocket(url)
+        try:
+            wait_until(lambda: app.state.hub.clients == 1, 5, "the stalled client's slot")
+            # not a byte read meanwhile: the server must give up on its own
+            wait_until(lambda: app.state.hub.clients == 0, 10, "the server to give up on it")
+            assert_closed_by_server(stalled, timeout=10)
+        finally:
+            stalled.close()
+        with ws_connect(url, open_timeout=5, close_timeout=1, max_size=None) as browser:
+            assert json.loads(browser.recv(timeout=5))["type"] == "snapshot"
 
 
 def _snapshot_ok(url: str) -> bool:
