@@ -32,14 +32,17 @@ def state(dashboard) -> dict[str, Any]:
 
 
 def wait_api(dashboard, pred, what: str, timeout: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        st = state(dashboard)
-        if pred(st):
-            return st
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: API state never matched; last: {st}")
-        time.sleep(0.02)
+    last: list[dict[str, Any]] = [{}]
+
+    def matching_state() -> dict[str, Any] | None:
+        last[0] = state(dashboard)
+        return last[0] if pred(last[0]) else None
+
+    try:
+        found: dict[str, Any] = wait_until(matching_state, timeout, what, interval=0.02)
+    except AssertionError as exc:
+        raise AssertionError(f"{what}: API state never matched; last: {last[0]}") from exc
+    return found
 
 
 def row(page: Page, fd: int):
@@ -587,3 +590,41 @@ def test_code_panel_picks_the_path_from_the_event(dashboard):
     }""")
     assert keys == ["queue@send", "queue", "close@user", "close", "backpressure@release",
                     "send@eager", "wait"]
+
+
+def test_fd_panel_speaks_each_backends_words_and_write_control_switches(dashboard):
+    """SPEC §5: select's read/write/except sets in and out of the call, poll's pollfd array,
+    epoll's interest list (edge and one-shot marked) and ready list; and the Write control."""
+    page = dashboard.page
+    sets = page.locator("#backend-sets")
+    with dashboard.connect() as sock:
+        fd = server_fd(dashboard, sock)
+        page.get_by_label("Backend").select_option("select")
+        wait_api(dashboard, lambda s: s["backend"]["name"] == "select", "switch to select")
+        expect(sets).to_contain_text("in: the sets passed to select()", timeout=5000)
+        expect(sets).to_contain_text("out: the sets select() returned", timeout=5000)
+        expect(sets).to_contain_text(re.compile(rf"read:\s+\[[^\]]*\b{fd}\b"), timeout=5000)
+
+        page.get_by_label("Backend").select_option("poll")
+        wait_api(dashboard, lambda s: s["backend"]["name"] == "poll", "switch to poll")
+        expect(sets).to_contain_text(f"{{fd={fd}, events=POLLIN", timeout=5000)
+
+        page.get_by_label("Backend").select_option("epoll")
+        wait_api(dashboard, lambda s: s["backend"]["name"] == "epoll", "switch to epoll")
+        page.get_by_label("Trigger").select_option("edge")
+        wait_api(dashboard, lambda s: s["backend"]["trigger"] == "edge", "trigger edge")
+        page.get_by_label("One-shot").check()
+        wait_api(dashboard, lambda s: s["backend"]["oneshot"] is True, "one-shot")
+        expect(sets).to_contain_text("interest list", timeout=5000)
+        expect(sets).to_contain_text(
+            re.compile(rf"fd {fd}: EPOLLIN\|(?:\w+\|)*EPOLLET\|EPOLLONESHOT"), timeout=5000)
+        assert echo(sock, b"ready now\n") == b"ready now\n"
+        expect(sets).to_contain_text("ready list (returned by the last epoll_wait)", timeout=5000)
+
+        page.get_by_label("Write").select_option("eager")
+        st = wait_api(dashboard, lambda s: s["backend"]["write"] == "eager", "write eager")
+        assert st["backend"]["oneshot"] is True, "changing Write must keep the backend's mode"
+        assert echo(sock, b"eager now\n" * 100) == b"eager now\n" * 100
+        page.get_by_label("Write").select_option("queued")
+        wait_api(dashboard, lambda s: s["backend"]["write"] == "queued", "write queued")
+        assert echo(sock, b"queued again\n") == b"queued again\n"
