@@ -7,13 +7,14 @@ import json
 import os
 import queue
 import re
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from websockets.sync.client import connect
 
 from app.cli import build_parser, build_replay_parser, parse_dashboard
 from app.settings import Settings, epoll_available
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 20.0
@@ -287,15 +289,17 @@ def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
 
 
 @contextlib.contextmanager
-def launch(*args: str) -> Iterator[Running]:
+def launch(*args: str, extra_env: dict[str, str] | None = None,
+           preexec_fn: Callable[[], None] | None = None) -> Iterator[Running]:
     """``python -m app ARGS`` with its stdout read line by line; killed if still running."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", *args],
         cwd=ROOT,
-        env=env(),
+        env={**env(), **(extra_env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec_fn,
     )
     running = Running(proc)
     threading.Thread(target=_pump, args=(proc.stdout, running.lines), daemon=True).start()
@@ -423,3 +427,36 @@ def test_settle_heap_takes_start_up_objects_out_of_the_collectors_reach() -> Non
     before, frozen, after = map(int, out)
     assert frozen > 10_000, out
     assert after < before // 10, out
+
+
+def test_open_starts_the_browser_on_the_dashboard_url(tmp_path: Path) -> None:
+    """--open hands the printed dashboard URL to the default browser (webbrowser honours
+    $BROWSER: here a script that writes down what it was given)."""
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{opened}"\n')
+    browser.chmod(0o755)
+    with launch("--http-port", "0", "--echo-port", "0", "--open",
+                extra_env={"BROWSER": str(browser)}) as running:
+        url = running.read_until(r"Dashboard: (\S+)").group(1)
+        wait_until(lambda: opened.exists() and opened.read_text().strip(), 10,
+                   "the browser command to be run")
+        assert opened.read_text().splitlines() == [url]
+
+
+def test_start_raises_the_soft_open_file_limit_to_the_hard_one() -> None:
+    """SPEC §1: so the echo server can hold 10,000 connections where the hard limit allows."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = 64 if hard == resource.RLIM_INFINITY else max(64, hard // 2)
+
+    def lower_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+
+    with launch("--http-port", "0", "--echo-port", "0",
+                preexec_fn=lower_soft_limit) as running:
+        running.read_until(r"Dashboard: ")
+        limits = Path(f"/proc/{running.proc.pid}/limits").read_text().splitlines()
+        soft_now, hard_now = next(line for line in limits
+                                  if line.startswith("Max open files")).split()[3:5]
+        assert hard_now == ("unlimited" if hard == resource.RLIM_INFINITY else str(hard))
+        assert soft_now == hard_now, f"soft {soft_now} (started at {low}), hard {hard_now}"

@@ -469,6 +469,19 @@ def test_download_trace_button_passes_the_token_on(open_dashboard):
 
 # -- 10. the page under load ----------------------------------------------------------------------
 
+def test_connection_list_shows_200_rows_and_says_how_many_more(dashboard):
+    """SPEC §5: the connection list is capped, with "and N more" for the rest."""
+    page = dashboard.page
+    res = dashboard.api.post("/api/load", json={"connections": 205, "message_size": 64, "rate": 0})
+    assert res.status_code == 202, res.text
+    try:
+        expect(page.locator("#connection-count")).to_have_text("205", timeout=10_000)
+        expect(page.locator("#connection-more")).to_have_text("and 5 more", timeout=5000)
+        expect(page.locator("#connection-list tr[data-fd]")).to_have_count(200)
+    finally:
+        assert dashboard.api.delete("/api/load").status_code == 200
+
+
 def test_page_keeps_working_under_200_load_clients(dashboard):
     page = dashboard.page
     res = dashboard.api.post("/api/load", json={"connections": 200, "message_size": 64, "rate": 50})
