@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
 import time
 from typing import Any
 
@@ -16,6 +18,7 @@ from playwright.sync_api import Page, expect
 from app.settings import Settings
 from tests.browser.conftest import echo, peer_of, server_fd
 from tests.conftest import wait_until
+from tests.mux.conftest import recv_exactly, send_quietly
 
 LOAD_RESOURCE = "Failed to load resource"
 
@@ -641,3 +644,31 @@ def test_fd_panel_speaks_each_backends_words_and_write_control_switches(dashboar
         page.get_by_label("Write").select_option("queued")
         wait_api(dashboard, lambda s: s["backend"]["write"] == "queued", "write queued")
         assert echo(sock, b"queued again\n") == b"queued again\n"
+
+
+def test_backpressure_shows_on_the_page_and_clears_when_the_client_reads(dashboard):
+    """SPEC §2 and §5: past the high-water mark the server stops reading the connection and
+    the page shows it paused (its row and the queue panel); once the client reads its echo
+    back, reading resumes, the page says so, and every byte came back in order."""
+    page = dashboard.page
+    # 12 MiB: more than the socket buffers towards the client (4 MiB at most on the server's
+    # side, 2 MiB on ours) and the 1 MiB high-water mark together
+    payload = bytes(range(256)) * (12 << 12)
+    with dashboard.connect() as sock:
+        # a fixed receive buffer (no autotuning up to 32 MiB), big enough to read fast later
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        fd = server_fd(dashboard, sock)
+        writer = threading.Thread(target=send_quietly, args=(sock, payload), daemon=True)
+        writer.start()
+        wait_api(dashboard, lambda s: any(c["fd"] == fd and c["reading_paused"]
+                                          for c in s["connections"]), "backpressure on")
+        expect(row(page, fd)).to_contain_text("paused", timeout=5000)
+        expect(page.locator("#queue-summary")).to_contain_text("1 paused by backpressure",
+                                                               timeout=5000)
+        assert recv_exactly(sock, len(payload)) == payload
+        writer.join(timeout=10)
+        wait_api(dashboard, lambda s: not any(c["fd"] == fd and c["reading_paused"]
+                                              for c in s["connections"]), "backpressure off")
+        expect(page.locator("#queue-summary")).to_contain_text("0 paused by backpressure",
+                                                               timeout=5000)
+        expect(row(page, fd)).not_to_contain_text("paused", timeout=5000)
