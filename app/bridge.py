@@ -47,16 +47,15 @@ class EventTap:
         return self._events.maxlen or 0
 
     def drain(self, limit: int = DEFAULT_MAX_BATCH) -> list[Event]:
-        """Take the events present now, oldest first; beyond `limit`, discard the oldest.
+        """Take up to `limit` of the events present now, oldest first; the rest stay for the
+        next drain (the tap's own bound is what drops events, the oldest, and only when the
+        engine outruns the pump for a while: a recording loses nothing to a burst).
 
-        Only the count seen on entry is taken, so a producer that keeps appending cannot keep
-        this loop (and the asyncio loop) busy forever.
+        At most `limit` are taken, so a producer that keeps appending cannot keep this loop
+        (and the asyncio loop) busy forever.
         """
         popleft = self._events.popleft
-        available = len(self._events)
-        for _ in range(available - limit):
-            popleft()
-        return [popleft() for _ in range(min(available, limit))]
+        return [popleft() for _ in range(min(len(self._events), limit))]
 
 
 async def pump(

@@ -272,11 +272,15 @@ def test_hub_refuses_beyond_max_clients_and_frees_the_slot() -> None:
     asyncio.run(scenario())
 
 
-def test_tap_drain_takes_at_most_limit_and_discards_the_oldest() -> None:
+def test_tap_drain_takes_at_most_limit_oldest_first_and_leaves_the_rest() -> None:
+    """Only the tap's bound drops events (the oldest, at append); a drain never does, so a
+    burst the pump takes over several ticks reaches a recording whole."""
     tap = EventTap(maxlen=100)
     for seq in range(1, 151):
         tap.sink({"seq": seq})
-    assert [e["seq"] for e in tap.drain(limit=30)] == list(range(121, 151))
+    assert [e["seq"] for e in tap.drain(limit=30)] == list(range(51, 81))
+    assert [e["seq"] for e in tap.drain(limit=30)] == list(range(81, 111))
+    assert [e["seq"] for e in tap.drain()] == list(range(111, 151))
     assert len(tap) == 0 and tap.drain() == []
 
 
