@@ -26,6 +26,9 @@ from app.trace import TraceRing
 
 router = APIRouter()
 FRAME_EVENTS = 2000
+#: replay holds a recording in memory (~0.5 KB an event, so ~1 GB at the bound). A
+#: segment of the default --record-max-mb (100) holds about 1,000,000 events.
+MAX_REPLAY_EVENTS = 2_000_000
 REPLAY_REFUSAL = (b'{"detail":"this is a replay of a recording: there is no live engine to '
                   b'change. Run muxscope without replay to control a live echo server."}')
 
@@ -61,7 +64,8 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
     ValueError, naming the file and line, for what `--record` never writes: a line that is
     not a JSON object, a snapshot whose state is not an object, an event without an integer
-    `seq` and a string `kind`, or a file with neither snapshot nor events."""
+    `seq` and a string `kind`, or a file with neither snapshot nor events; and for a file of
+    more than MAX_REPLAY_EVENTS events."""
     snapshot: dict[str, Any] | None = None
     events: list[dict[str, Any]] = []
     with path.open("rb") as f:
@@ -84,6 +88,11 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 if type(item.get("seq")) is not int or not isinstance(item.get("kind"), str):
                     raise ValueError(f"{path}:{number}: an event needs an integer seq and a "
                                      "kind")
+                if len(events) == MAX_REPLAY_EVENTS:
+                    raise ValueError(
+                        f"{path}: more than {MAX_REPLAY_EVENTS:,} events, which replay would "
+                        "hold in memory; replay one segment of a recording made with a smaller "
+                        "--record-max-mb (100 MB holds about 1,000,000 events)")
                 events.append(item)
     if snapshot is None and not events:
         raise ValueError(f"{path}: no snapshot and no events in it; is it a file written by "

@@ -16,6 +16,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+from app import replay as replay_module
 from app.main import create_app
 from app.record import JsonlRecorder
 from app.settings import Settings
@@ -182,6 +183,18 @@ def test_replay_stats_count_what_the_recording_holds(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ §4 shape without snapshot
+
+
+def test_replay_refuses_a_recording_larger_than_its_memory_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replay holds the events in memory: past MAX_REPLAY_EVENTS it is a clear error (the CLI
+    prints it as one line), not gigabytes of dicts."""
+    monkeypatch.setattr(replay_module, "MAX_REPLAY_EVENTS", 5)
+    create_app(Settings(http_port=0, replay_file=write_recording(tmp_path / "ok.jsonl", 5)))
+    big = write_recording(tmp_path / "big.jsonl", 6)
+    with pytest.raises(ValueError, match=r"more than 5 events.*--record-max-mb") as caught:
+        create_app(Settings(http_port=0, replay_file=big))
+    assert str(big) in str(caught.value)
 
 
 def test_replay_of_a_file_without_snapshot_keeps_the_state_shape(tmp_path: Path) -> None:
