@@ -6,11 +6,13 @@ except where a test must show that something does *not* happen (a short settle w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from playwright.sync_api import Page, expect
@@ -46,6 +48,18 @@ def wait_api(dashboard, pred, what: str, timeout: float = 5.0) -> dict[str, Any]
     except AssertionError as exc:
         raise AssertionError(f"{what}: API state never matched; last: {last[0]}") from exc
     return found
+
+
+@contextlib.contextmanager
+def load_clients(dashboard, connections: int, size: int, rate: int) -> Iterator[None]:
+    """The page's own load generator (POST /api/load) for the block, stopped after it."""
+    res = dashboard.api.post("/api/load", json={"connections": connections,
+                                                "message_size": size, "rate": rate})
+    assert res.status_code == 202, res.text
+    try:
+        yield
+    finally:
+        assert dashboard.api.delete("/api/load").status_code == 200
 
 
 def row(page: Page, fd: int):
@@ -133,9 +147,7 @@ def test_scrolling_the_log_up_stops_auto_scroll(dashboard):
     have just been appended (the page's own scrolling must not be taken for the user's)."""
     page = dashboard.page
     log, jump = page.locator("#event-log"), page.locator("#log-jump-btn")
-    r = dashboard.api.post("/api/load", json={"connections": 4, "message_size": 16, "rate": 20})
-    assert r.status_code == 202, r.text
-    try:
+    with load_clients(dashboard, 4, 16, 20):
         page.wait_for_function("""() => { const el = document.querySelector('#event-log');
                                           return el.scrollHeight > 2 * el.clientHeight; }""",
                                timeout=10_000)
@@ -153,8 +165,6 @@ def test_scrolling_the_log_up_stops_auto_scroll(dashboard):
             expect(jump).to_be_visible(timeout=2000)
             jump.click()
             expect(jump).to_be_hidden(timeout=2000)
-    finally:
-        dashboard.api.delete("/api/load")
 
 
 def test_backend_switch_from_page_keeps_connection(dashboard):
@@ -475,21 +485,15 @@ def test_download_trace_button_passes_the_token_on(open_dashboard):
 def test_connection_list_shows_200_rows_and_says_how_many_more(dashboard):
     """SPEC §5: the connection list is capped, with "and N more" for the rest."""
     page = dashboard.page
-    res = dashboard.api.post("/api/load", json={"connections": 205, "message_size": 64, "rate": 0})
-    assert res.status_code == 202, res.text
-    try:
+    with load_clients(dashboard, 205, 64, 0):
         expect(page.locator("#connection-count")).to_have_text("205", timeout=10_000)
         expect(page.locator("#connection-more")).to_have_text("and 5 more", timeout=5000)
         expect(page.locator("#connection-list tr[data-fd]")).to_have_count(200)
-    finally:
-        assert dashboard.api.delete("/api/load").status_code == 200
 
 
 def test_page_keeps_working_under_200_load_clients(dashboard):
     page = dashboard.page
-    res = dashboard.api.post("/api/load", json={"connections": 200, "message_size": 64, "rate": 50})
-    assert res.status_code == 202, res.text
-    try:
+    with load_clients(dashboard, 200, 64, 50):
         expect(page.locator("#connection-count")).to_have_text("200", timeout=10_000)
         page.wait_for_function("() => window.__muxscope.eventsApplied > 1000", timeout=10_000)
         sample = ("() => ({applied: window.__muxscope.eventsApplied,"
@@ -528,8 +532,6 @@ def test_page_keeps_working_under_200_load_clients(dashboard):
         expect(page.get_by_role("button", name="Resume", exact=True)).to_be_visible(timeout=5000)
         page.get_by_role("button", name="Resume", exact=True).click()
         wait_api(dashboard, lambda s: s["loop"] == "running", "resume under load")
-    finally:
-        dashboard.api.delete("/api/load")
     expect(page.locator("#connection-count")).to_have_text("0", timeout=10_000)
     # nothing lost silently: once the page has caught up with the engine, every seq gap it
     # saw is accounted for by `dropped`
