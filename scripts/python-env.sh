@@ -1,9 +1,11 @@
-# Sourced by scripts/run and scripts/test: sets PY to the Python that muxscope installs into.
+# Sourced by scripts/run and scripts/test (from the checkout's root): sets PY, the absolute
+# path of the Python that muxscope installs into.
 #
 # That is `python3` itself, unless it is a distribution's "externally managed" interpreter
 # (PEP 668: Debian's /usr/bin/python3 refuses `pip install`) and no virtualenv is active:
-# then it is a virtualenv in the checkout, `.venv`, made on first use (with Debian's
-# python3-venv installed first when the venv module cannot bootstrap pip).
+# then it is a virtualenv in the checkout, `.venv`, made on first use (and made again when
+# it cannot run pip, e.g. half made or left behind by an upgrade of python3). Only where the
+# venv module cannot bootstrap pip on a Debian-like system is python3-venv installed first.
 
 _externally_managed() {
     python3 - <<'PYEOF'
@@ -22,12 +24,17 @@ apt_install() {
     _as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
 }
 
-PY=python3
-if _externally_managed; then
-    if [ ! -x .venv/bin/python ]; then
-        echo "python3 is externally managed (PEP 668): installing into ./.venv" >&2
-        rm -rf .venv
-        python3 -m venv .venv 2>/dev/null || { rm -rf .venv; apt_install python3-venv; python3 -m venv .venv; }
+_make_venv() {
+    echo "python3 is externally managed (PEP 668): installing into ./.venv" >&2
+    rm -rf .venv
+    if ! python3 -c 'import ensurepip' 2>/dev/null && command -v apt-get >/dev/null; then
+        apt_install python3-venv
     fi
-    PY=.venv/bin/python
+    python3 -m venv .venv
+}
+
+PY=$(command -v python3)
+if _externally_managed; then
+    .venv/bin/python -m pip --version >/dev/null 2>&1 || _make_venv
+    PY="$PWD/.venv/bin/python"
 fi
