@@ -11,6 +11,7 @@ nothing live to change, so whether the body would have been valid does not matte
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,16 @@ FRAME_EVENTS = 2000
 #: replay holds a recording in memory (~0.5 KB an event, so ~1 GB at the bound). A
 #: segment of the default --record-max-mb (100) holds about 1,000,000 events.
 MAX_REPLAY_EVENTS = 2_000_000
+#: a file this large is refused before it is read (recorded events average ~100 bytes a line)
+MAX_REPLAY_BYTES = 400 << 20
+_TOO_BIG = ("which replay would hold in memory; replay one segment of a recording made with a "
+            "smaller --record-max-mb (100 MB holds about 1,000,000 events)")
 REPLAY_REFUSAL = (b'{"detail":"this is a replay of a recording: there is no live engine to '
                   b'change. Run muxscope without replay to control a live echo server."}')
 
 
 class ReplayGuard:
-    """Pure ASGI middleware: 409 for every POST/PUT/PATCH/DELETE under /api in replay.
+    """Pure ASGI middleware: 409 for every POST/PUT/PATCH/DELETE in replay, on any path.
 
     It sits inside the security middleware (whose 403/401 come first) and outside the routes,
     so it answers before FastAPI validates a body (which would otherwise make a malformed
@@ -65,10 +70,14 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     ValueError, naming the file and line, for what `--record` never writes: a line that is
     not a JSON object, a snapshot whose state is not an object, an event without an integer
     `seq` and a string `kind`, or a file with neither snapshot nor events; and for a file of
-    more than MAX_REPLAY_EVENTS events."""
+    more than MAX_REPLAY_BYTES (refused before reading) or MAX_REPLAY_EVENTS events."""
     snapshot: dict[str, Any] | None = None
     events: list[dict[str, Any]] = []
     with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_REPLAY_BYTES:
+            raise ValueError(f"{path}: {size / 2**20:,.0f} MiB, more than "
+                             f"{MAX_REPLAY_BYTES >> 20:,} MiB, {_TOO_BIG}")
         for number, line in enumerate(f, 1):
             if number == 1:
                 line = line.removeprefix(b"\xef\xbb\xbf")  # a BOM some editors add
@@ -89,10 +98,7 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                     raise ValueError(f"{path}:{number}: an event needs an integer seq and a "
                                      "kind")
                 if len(events) == MAX_REPLAY_EVENTS:
-                    raise ValueError(
-                        f"{path}: more than {MAX_REPLAY_EVENTS:,} events, which replay would "
-                        "hold in memory; replay one segment of a recording made with a smaller "
-                        "--record-max-mb (100 MB holds about 1,000,000 events)")
+                    raise ValueError(f"{path}: more than {MAX_REPLAY_EVENTS:,} events, {_TOO_BIG}")
                 events.append(item)
     if snapshot is None and not events:
         raise ValueError(f"{path}: no snapshot and no events in it; is it a file written by "

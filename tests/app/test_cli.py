@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,16 +290,21 @@ def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
 
 @contextlib.contextmanager
 def launch(*args: str, extra_env: dict[str, str] | None = None,
-           preexec_fn: Callable[[], None] | None = None) -> Iterator[Running]:
-    """``python -m app ARGS`` with its stdout read line by line; killed if still running."""
+           nofile_soft: int | None = None) -> Iterator[Running]:
+    """``python -m app ARGS`` with its stdout read line by line; killed if still running.
+
+    `nofile_soft`: start it with that soft open-file limit (set by `sh`'s ulimit, not a
+    preexec_fn, which is unsafe in this threaded process)."""
+    argv = [sys.executable, "-m", "app", *args]
+    if nofile_soft is not None:
+        argv = ["sh", "-c", f'ulimit -Sn {nofile_soft} && exec "$0" "$@"', *argv]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", *args],
+        argv,
         cwd=ROOT,
         env={**env(), **(extra_env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=preexec_fn,
     )
     running = Running(proc)
     threading.Thread(target=_pump, args=(proc.stdout, running.lines), daemon=True).start()
@@ -448,12 +453,7 @@ def test_start_raises_the_soft_open_file_limit_to_the_hard_one() -> None:
     """SPEC §1: so the echo server can hold 10,000 connections where the hard limit allows."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     low = 64 if hard == resource.RLIM_INFINITY else max(64, hard // 2)
-
-    def lower_soft_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
-
-    with launch("--http-port", "0", "--echo-port", "0",
-                preexec_fn=lower_soft_limit) as running:
+    with launch("--http-port", "0", "--echo-port", "0", nofile_soft=low) as running:
         running.read_until(r"Dashboard: ")
         limits = Path(f"/proc/{running.proc.pid}/limits").read_text().splitlines()
         soft_now, hard_now = next(line for line in limits

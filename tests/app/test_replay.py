@@ -195,6 +195,11 @@ def test_replay_refuses_a_recording_larger_than_its_memory_bound(
     with pytest.raises(ValueError, match=r"more than 5 events.*--record-max-mb") as caught:
         create_app(Settings(http_port=0, replay_file=big))
     assert str(big) in str(caught.value)
+    # a file larger than MAX_REPLAY_BYTES is refused by its size, before it is read
+    monkeypatch.setattr(replay_module, "MAX_REPLAY_EVENTS", 10**9)
+    monkeypatch.setattr(replay_module, "MAX_REPLAY_BYTES", big.stat().st_size - 1)
+    with pytest.raises(ValueError, match=r"MiB, more than .*--record-max-mb"):
+        create_app(Settings(http_port=0, replay_file=big))
 
 
 def test_replay_of_a_file_without_snapshot_keeps_the_state_shape(tmp_path: Path) -> None:

@@ -58,8 +58,9 @@ def load_clients(dashboard, connections: int, size: int, rate: int) -> Iterator[
     assert res.status_code == 202, res.text
     try:
         yield
-    finally:
-        assert dashboard.api.delete("/api/load").status_code == 200
+    finally:  # an error in the block stays the one reported
+        stopped = dashboard.api.delete("/api/load")
+    assert stopped.status_code == 200, stopped.text
 
 
 def row(page: Page, fd: int):
