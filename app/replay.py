@@ -11,8 +11,9 @@ nothing live to change, so whether the body would have been valid does not matte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -200,27 +201,28 @@ async def _stream(websocket: WebSocket) -> None:
     Every send is bounded as in live mode (SPEC §6): a browser that stops reading is closed
     with 1008 after the hub's send timeout, and its --max-clients slot is freed."""
     state = websocket.app.state
-    timeout = state.hub.send_timeout
     try:
-        for frame in _recorded_frames(state):
-            if not await send_frame(websocket, frame, timeout):
-                await close_politely(websocket, TOO_SLOW)
-                return
-        last = state.replay_events[-1] if state.replay_events else {}
-        stats = orjson.dumps({"type": "stats", "events_total": last.get("seq", 0),
-                              "dropped_total": 0, **state.replay_totals, "replay": True})
-        while await send_frame(websocket, stats, timeout):
-            await asyncio.sleep(1.0)
-        await close_politely(websocket, TOO_SLOW)
+        async with contextlib.aclosing(_replay_frames(state)) as frames:
+            async for frame in frames:
+                if not await send_frame(websocket, frame, state.hub.send_timeout):
+                    await close_politely(websocket, TOO_SLOW)
+                    return
     except (WebSocketDisconnect, RuntimeError):
         return
 
 
-def _recorded_frames(state: Any) -> Iterator[bytes]:
-    """The snapshot frame, then the recorded events in frames of FRAME_EVENTS."""
+async def _replay_frames(state: Any) -> AsyncIterator[bytes]:
+    """The snapshot frame, the recorded events in frames of FRAME_EVENTS, then the same stats
+    frame once a second, for ever."""
     yield orjson.dumps({**state.replay_snapshot, "replay": True})
     events = state.replay_events
     for start in range(0, len(events), FRAME_EVENTS):
         yield orjson.dumps({"type": "events", "events": events[start:start + FRAME_EVENTS],
                             "dropped": 0})
+    last = events[-1] if events else {}
+    stats = orjson.dumps({"type": "stats", "events_total": last.get("seq", 0),
+                          "dropped_total": 0, **state.replay_totals, "replay": True})
+    while True:
+        yield stats
+        await asyncio.sleep(1.0)
 
