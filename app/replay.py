@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +211,7 @@ async def _stream(websocket: WebSocket) -> None:
         return
 
 
-async def _replay_frames(state: Any) -> AsyncIterator[bytes]:
+async def _replay_frames(state: Any) -> AsyncGenerator[bytes, None]:
     """The snapshot frame, the recorded events in frames of FRAME_EVENTS, then the same stats
     frame once a second, for ever."""
     yield orjson.dumps({**state.replay_snapshot, "replay": True})
