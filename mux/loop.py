@@ -284,7 +284,7 @@ class Loop:
         event = {
             "kind": "wait",
             "backend": self.backend.name,
-            "registered": len(self.handlers),
+            "registered": self.backend.fds_passed(len(self.handlers)),
             "timeout_ms": None if timeout is None else round(timeout * 1000),
             "ready": len(ready),
             "duration_us": int(us),

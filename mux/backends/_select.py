@@ -27,6 +27,9 @@ class SelectBackend(Backend):
         # mistake) reports nothing useful and hides the distinction.
         self.xlist: set[int] = set()
         self.registered: set[int] = set()
+        #: registered fds in neither list (e.g. a listener while accepts pause on EMFILE):
+        #: select is not given them
+        self.unwatched: set[int] = set()
         # Interest is held in Python: switching write interest is one dict operation.
         self.write_toggle = (self.wlist.setdefault, None, self.wlist.pop, None)
 
@@ -54,11 +57,19 @@ class SelectBackend(Backend):
             self.wlist[fd] = None
         else:
             self.wlist.pop(fd, None)
+        if reading or writing:
+            self.unwatched.discard(fd)
+        else:
+            self.unwatched.add(fd)
 
     def unregister(self, fd: int) -> None:
         self.registered.discard(fd)
+        self.unwatched.discard(fd)
         self.rlist.discard(fd)
         self.wlist.pop(fd, None)
+
+    def fds_passed(self, registered: int) -> int:
+        return registered - len(self.unwatched)
 
     def _forget(self, fd: int) -> None:
         self.unregister(fd)

@@ -126,6 +126,12 @@ class Backend(ABC):
             mask = self._generic[native] = self._to_generic(native)
         return mask
 
+    def fds_passed(self, registered: int) -> int:
+        """How many of the `registered` fds the wait call is given (the `wait` event's
+        `registered`). poll's array holds every registration, even one asking for nothing,
+        and epoll's interest list does too; select overrides this."""
+        return registered
+
     def names(self, native: int) -> list[str]:
         """Native bits as the kernel spells them; cached, never mutate the result."""
         found = self._names.get(native)

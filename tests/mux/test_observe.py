@@ -288,3 +288,28 @@ def test_chunks_sent_before_a_sink_arrives_are_numbered_before_the_ones_it_sees(
     finally:
         peer.close()
         engine.stop()
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_wait_registered_counts_the_fds_the_wait_call_is_given(backend: str) -> None:
+    """SPEC §3: `registered` is how many fds were passed. select is not given an fd that asks
+    for nothing (the listener while accepts pause on EMFILE); poll's array and epoll's
+    interest list still hold it."""
+    with running_engine(backend=backend, udp=False) as (engine, rec):
+        listener = engine.listener.fd
+
+        def listener_interest(mask: int) -> tuple[int, int]:
+            """Set it on the loop thread; then (the next wait's `registered`, the table size)."""
+            def set_it() -> tuple[int, int]:
+                engine.loop.set_interest(listener, mask)
+                return engine.observers.seq, len(engine.loop.handlers)
+
+            seq, table = engine.call(set_it).result(5)
+            wait = wait_until(lambda: next((e for e in rec.of("wait") if e["seq"] > seq), None),
+                              5, "a wait after the change")
+            return wait["registered"], table
+
+        registered, table = listener_interest(0)
+        assert registered == (table - 1 if backend == "select" else table), (registered, table)
+        registered, table = listener_interest(READABLE)
+        assert registered == table
