@@ -75,7 +75,7 @@ def _signal_while_importing(sig: int, delay: float) -> tuple[int, list[str]]:
             else:
                 package_in = package_in or line.endswith("| app")
         if delay:
-            time.sleep(delay)
+            time.sleep(delay)  # the stimulus: a signal this long after the imports began
         proc.send_signal(sig)
         code = proc.wait(timeout=EXIT_TIMEOUT)
     finally:
@@ -113,7 +113,7 @@ def test_a_second_signal_while_it_shuts_down_ends_it_quietly(first: int, second:
             run.read_until(r"^Dashboard: ")
             run.proc.send_signal(first)
             if delay:
-                time.sleep(delay)
+                time.sleep(delay)  # the stimulus: the second signal this long after the first
             run.proc.send_signal(second)  # a no-op once it has been reaped
             code = run.proc.wait(timeout=EXIT_TIMEOUT)
             assert run.proc.stderr is not None

@@ -363,7 +363,7 @@ def test_a_client_that_never_reads_neither_stalls_the_source_nor_stays(live: Any
             started = time.monotonic()
             session.source.emit(100_000)
             assert time.monotonic() - started < 5.0, "producing was stalled by a client"
-            time.sleep(0.2)
+            time.sleep(0.2)  # the producer's pace between bursts, not a wait
         assert session.hub.peak_queued_bytes <= 256 << 10
         assert_closed_by_server(stalled, timeout=10)
     finally:
