@@ -649,6 +649,17 @@ def test_fd_panel_speaks_each_backends_words_and_write_control_switches(dashboar
         assert echo(sock, b"queued again\n") == b"queued again\n"
 
 
+def test_the_fd_legend_names_every_mark_a_cell_can_carry(dashboard):
+    """Each mark drawn in a grid cell has a legend entry, the peer's colour dot included: its
+    hues (green, orange, violet...) would otherwise read as the ready, write or except marks."""
+    items = dashboard.page.locator("#fd-legend li")
+    expect(items.first).to_be_visible(timeout=5000)
+    texts = items.all_inner_texts()
+    for mark in ("control fd", "listener", "connection", "read interest", "write interest",
+                 "except", "ready", "EPOLLET", "one-shot", "reading paused", "peer's own colour"):
+        assert any(mark in t for t in texts), f"no legend entry for {mark!r}: {texts}"
+
+
 def test_backpressure_shows_on_the_page_and_clears_when_the_client_reads(dashboard):
     """SPEC §2 and §5: past the high-water mark the server stops reading the connection and
     the page shows it paused (its row and the queue panel); once the client reads its echo

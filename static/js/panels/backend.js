@@ -15,6 +15,7 @@ const LEGEND = [
   ['read', 'read interest (in)'], ['write', 'write interest (out)'], ['except', 'except / PRI'],
   ['ready', 'ready: came back from the last wait'], ['et', 'edge-triggered (EPOLLET)'],
   ['oneshot', 'one-shot (dim: disarmed)'], ['paused', 'reading paused'],
+  ['peer', "corner dot: the peer's own colour (the same in every panel)"],
 ];
 
 export class BackendPanel {
