@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.errors import JsonRoute
 from app.schemas import (
     BackendRequest,
     BreakpointRequest,
@@ -23,7 +24,7 @@ from app.schemas import (
 from app.trace import chrome_chunks
 from mux import Engine, EngineStopped, FdLimitError, LoadCapError, flaw_catalog, handler_sources
 
-router = APIRouter()
+router = APIRouter(route_class=JsonRoute)  # every JSON parse failure is a 422 (app/errors.py)
 T = TypeVar("T")
 
 

@@ -138,6 +138,9 @@ def shared() -> Iterator[Live]:
 # --------------------------------------------------------------------------- 1. malformed bodies
 
 BIG = b"1000000000000000000000000000000"  # 10**30
+HUGE = b"1" + b"0" * 4400  # past CPython's 4,300-digit int limit: FastAPI said 400
+DEEP = b'{"a":' * 800 + b"1" + b"}" * 800  # 4 KB whose 422 body recursed past the limit
+DEEPER = b"[" * 20_000 + b"]" * 20_000  # deeper than json.loads recurses
 MALFORMED: list[tuple[str, bytes, str | None]] = [
     # /api/backend
     ("/api/backend", b"this is not json", JSON),
@@ -203,6 +206,12 @@ MALFORMED: list[tuple[str, bytes, str | None]] = [
     ("/api/flaws/eof_ignored", b'{"on": ' + BIG + b"}", JSON),
     ("/api/flaws/eof_ignored", b'{"on": NaN}', JSON),
     ("/api/flaws/eof_ignored", b'{"on": true, "loud": true}', JSON),
+    # any route: numbers past the parser's limit, nesting past the encoder's or the parser's
+    ("/api/load", b'{"connections": ' + HUGE + b', "message_size": 64, "rate": 1}', JSON),
+    ("/api/loop", b'{"delay_ms": ' + HUGE + b"}", JSON),
+    ("/api/loop", DEEP, JSON),
+    ("/api/backend", b'{"name": "epoll", "x": ' + DEEP + b"}", JSON),
+    ("/api/breakpoints", DEEPER, JSON),
 ]
 
 
