@@ -36,6 +36,7 @@ class TcpListener(ListeningHandler):
         self._spare: int | None = _open_spare()
 
     def on_ready(self, mask: int) -> None:
+        failed = 0
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, addr = self.sock.accept()
@@ -45,12 +46,20 @@ class TcpListener(ListeningHandler):
                 if exc.errno in _FD_EXHAUSTED:
                     self._out_of_fds(exc)
                     return
+                # One connection's own failure (ECONNABORTED, or EPROTO, ENETDOWN... which
+                # accept(2) says to treat like EAGAIN): the clients behind it in the backlog
+                # are fine, and in edge mode no new edge would announce them. Go on.
                 self.engine.error(f"accept failed: {exc.strerror or exc}")
-                return
+                failed += 1
+                continue
             self._recovered()
             self.engine.adopt(sock, f"{addr[0]}:{addr[1]}", self.fd)
         # A full batch: more may be waiting. Level mode would tell us again; edge would not.
-        self.loop.call_soon(lambda: self.on_ready(READABLE))
+        # A batch of nothing but errors is no one connection's fault: retry later, not at once.
+        if failed == ACCEPT_BATCH:
+            self.loop.call_later(EMFILE_RETRY, lambda: self.on_ready(READABLE))
+        else:
+            self.loop.call_soon(lambda: self.on_ready(READABLE))
 
     def _out_of_fds(self, exc: OSError) -> None:
         """No fd for the next connection. Without care this spins: the listener stays

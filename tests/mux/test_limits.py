@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from mux import FdLimitError
+from mux import Engine, EngineConfig, FdLimitError
 
 from .conftest import connect, recv_exactly, wait_until
 
@@ -96,3 +97,42 @@ def test_emfile_does_not_spin_and_recovers(trigger):
             sock.close()
         proc.kill()
         proc.wait(5)
+
+
+class _FailingOnce:
+    """The real listening socket, whose first `accept` fails the way accept(2) may fail for a
+    connection that died in the backlog (the kernel cannot be made to do it on demand)."""
+
+    def __init__(self, sock: socket.socket, err: int) -> None:
+        self._sock, self._err, self.failed = sock, err, False
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if not self.failed:
+            self.failed = True
+            raise OSError(self._err, os.strerror(self._err))
+        return self._sock.accept()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+@pytest.mark.parametrize("err", [errno.ECONNABORTED, errno.EPROTO])
+@pytest.mark.parametrize("oneshot", [False, True], ids=["edge", "edge-oneshot"])
+def test_one_failed_accept_does_not_strand_the_backlog_in_edge_mode(err: int,
+                                                                     oneshot: bool) -> None:
+    """accept(2): ECONNABORTED, EPROTO... belong to one connection; the clients queued behind
+    it must still be accepted, though an edge-triggered listener gets no new edge for them."""
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", trigger="edge",
+                                 oneshot=oneshot, wait_timeout=0.05))
+    engine.listener.sock = _FailingOnce(engine.listener.sock, err)  # type: ignore[assignment]
+    clients = [socket.create_connection(("127.0.0.1", engine.tcp_port)) for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 5
+        while len(engine.connections) < 3 and time.monotonic() < deadline:
+            engine.loop.run_once()
+        assert len(engine.connections) == 3, (
+            f"{len(engine.connections)} of 3 clients accepted after one {errno.errorcode[err]}")
+    finally:
+        for c in clients:
+            c.close()
+        engine.stop()
