@@ -85,7 +85,7 @@ class Breakpoints:
         return hit
 
     def _after_iteration(self, ready: list[tuple[int, int]]) -> None:
-        hit = self.check(ready, self.loop.backend, self._depths())
+        hit = self.check(ready, self.loop.ready_backend, self._depths())
         if hit is not None:
             hit.hits += 1
             hit.last_wait = self._waits()

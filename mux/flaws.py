@@ -80,10 +80,10 @@ class Flaw:
         if isinstance(handler, TcpConnection):
             self.connection_ready(handler, native)
         else:
-            handler.on_ready(self.loop.backend.generic(native))
+            handler.on_ready(self.loop.ready_backend.generic(native))
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
-        conn.on_ready(self.loop.backend.generic(native))
+        conn.on_ready(self.loop.ready_backend.generic(native))
 
     def flag(self, fd: int | None, message: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -116,7 +116,7 @@ class EofIgnored(Flaw):
         self.zero_reads: dict[int, int] = {}
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
-        mask = self.loop.backend.generic(native)
+        mask = self.loop.ready_backend.generic(native)
         if mask & READABLE and not conn.reading_paused:
             data = _recv_once(conn, RECV_SIZE)
             if data == b"":
@@ -145,7 +145,7 @@ class PollEquality(Flaw):
     wants_rdhup = True
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
-        backend = self.loop.backend
+        backend = self.loop.ready_backend
         in_bit = _IN[backend.name]
         if native == in_bit:
             conn.on_ready(READABLE)
@@ -178,7 +178,7 @@ class HupBeforeIn(Flaw):
         self.lost_bytes = 0
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
-        backend = self.loop.backend
+        backend = self.loop.ready_backend
         if native & _HUP.get(backend.name, 0):
             lost = _inq(conn.fd)
             conn.close("eof")
@@ -202,14 +202,14 @@ class EtNoDrain(Flaw):
     CHUNK = 16
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
-        mask = self.loop.backend.generic(native)
+        mask = self.loop.ready_backend.generic(native)
         if mask & READABLE and not (conn.reading_paused or conn.eof):
             data = _recv_once(conn, self.CHUNK)
             if data == b"":
                 conn._on_eof()
             elif data:
                 conn._on_data(data)
-            if self.loop.backend.edge and not conn.closed:
+            if self.loop.ready_backend.edge and not conn.closed:
                 left = _inq(conn.fd)
                 if left:
                     self.flag(conn.fd, f"fd {conn.fd}: {left} bytes left in the kernel after one "
@@ -248,7 +248,7 @@ class WriteInterestStuck(Flaw):
             conn._update_interest()
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
-        mask = self.loop.backend.generic(native)
+        mask = self.loop.ready_backend.generic(native)
         if mask & WRITABLE and not conn.queue:
             self._wakeups[conn.fd] = self._wakeups.get(conn.fd, 0) + 1
         conn.on_ready(mask)
@@ -300,7 +300,7 @@ class CloseWithoutUnregister(Flaw):
                 self.flag(conn.fd, f"poll returned POLLNVAL for closed fd {conn.fd} "
                           f"({self._nval} times so far): a POLLNVAL storm")
             return
-        conn.on_ready(self.loop.backend.generic(native))
+        conn.on_ready(self.loop.ready_backend.generic(native))
 
     def before_backend_change(self) -> None:
         # A closed fd cannot be registered with the new backend (epoll: EBADF), so the stale

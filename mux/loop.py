@@ -62,6 +62,9 @@ class Loop:
         self.last_ready: list[tuple[int, int]] = []
         #: the backend whose wait produced `last_ready` (its words, even after a switch)
         self.last_ready_backend = backend
+        #: the backend whose wait returned the ready list being handled now: hooks decode its
+        #: native masks with it, since a switch in the middle of the batch changes `backend`
+        self.ready_backend = backend
         self.last_wait: dict[str, Any] | None = None
         self._soon: list[Callable[[], None]] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
@@ -187,6 +190,7 @@ class Loop:
             self.wait_error_hook(exc)
             return
         duration_us = (time.perf_counter() - t0) * 1e6
+        self.ready_backend = backend
         stats = self.stats
         stats.waits += 1
         stats.wait_us += duration_us

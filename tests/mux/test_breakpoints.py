@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
+from typing import Any
+
+import pytest
+
+from mux import Engine, EngineConfig
+from mux.backends import WRITABLE
 
 from .conftest import connect, recv_exactly, send_quietly, wait_until
 
@@ -101,3 +108,34 @@ def test_a_note_taken_for_a_removed_breakpoint_does_not_fire_a_later_one(make_en
     notes_left, fired = engine.call(note_then_remove_then_add).result(5)
     assert not fired
     assert notes_left == 0
+
+
+@pytest.mark.parametrize(("src", "dst"), [("select", "epoll"), ("epoll", "select")])
+def test_a_switch_in_the_batch_does_not_make_a_writable_fd_hit_a_readable_breakpoint(
+        src: str, dst: str) -> None:
+    """The breakpoint reads the ready list in the words of the backend whose wait returned it:
+    select's write bit (2) is EPOLLPRI to epoll, EPOLLOUT (4) select's except bit."""
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend=src, wait_timeout=0.5))
+    loop = engine.loop
+    events: list[dict[str, Any]] = []
+    engine.observers.add(events.append)  # watched: the loop keeps last_ready
+    client = socket.create_connection(("127.0.0.1", engine.tcp_port))
+    try:
+        while not engine.connections:
+            loop.run_once()
+        (fd,) = engine.connections
+        client.sendall(b"x")
+        while not engine.connections[fd].queue:  # queued: recv -> queue, write interest on
+            loop.run_once()
+        engine.breakpoints.add("readable", fd=fd)
+        switched = engine.switch_backend(dst)  # the control fd is ready in the same wait
+        loop.run_once()  # ready: the control fd (switch) and the connection (writable only)
+        switched.result(1)
+        assert client.recv(1) == b"x"
+        mine = [loop.last_ready_backend.generic(n) for f, n in loop.last_ready if f == fd]
+        assert mine == [WRITABLE], f"precondition: fd {fd} reported writable only: {mine}"
+        hit = engine.breakpoints.take_hit()
+        assert hit is None, f"'readable' on fd {fd} hit, though only writable ({src} -> {dst})"
+    finally:
+        client.close()
+        engine.stop()
