@@ -321,5 +321,8 @@ class Loop:
         """Edge-triggered helper: try reading again without waiting for an edge."""
         def again() -> None:
             if self.handlers.get(handler.fd) is handler:
-                handler.on_ready(READABLE)
+                try:  # isolated as in the dispatch: one handler's bug is not the loop's end
+                    handler.on_ready(READABLE)
+                except Exception as exc:
+                    self._handler_failed(handler, exc)
         self.call_soon(again)

@@ -264,6 +264,34 @@ def test_a_handler_that_raises_closes_its_connection_and_the_loop_goes_on(make_e
         assert engine.loop_state()["loop"] == "running" and bad_fd not in engine.connections
 
 
+def test_a_handler_that_raises_as_reading_resumes_closes_only_its_connection(make_engine):
+    """Edge mode resumes reading without a wait (Loop.readable_soon: after backpressure, after
+    a flaw): a handler's error there is isolated as in the dispatch, not the loop's end."""
+    engine, rec = make_engine(backend="epoll", trigger="edge")
+    with connect(engine.tcp_port) as bad, connect(engine.tcp_port) as good:
+        for sock in (bad, good):
+            sock.sendall(b"x")
+            assert recv_exactly(sock, 1) == b"x"
+        host, port = bad.getsockname()[:2]
+        bad_fd = rec.wait_for("accept", peer=f"{host}:{port}")["fd"]
+
+        def boom(mask: int) -> None:
+            raise RuntimeError("a bug in the handler")
+
+        def resume_reading_into_the_bug() -> None:
+            conn = engine.connections[bad_fd]
+            conn.on_ready = boom  # type: ignore[method-assign]
+            engine.loop.readable_soon(conn)
+
+        engine.call(resume_reading_into_the_bug).result(5)
+        error = rec.wait_for("error", fd=bad_fd)
+        assert "RuntimeError: a bug in the handler" in error["message"]
+        assert rec.wait_for("close", fd=bad_fd)["reason"] == "error"
+        good.sendall(b"still served")
+        assert recv_exactly(good, 12) == b"still served"
+        assert engine.loop_state()["loop"] == "running" and bad_fd not in engine.connections
+
+
 def test_commands_to_a_stopped_engine_fail_at_once(make_engine):
     """A caller awaiting a command's Future must not wait forever once the loop has ended."""
     engine, _ = make_engine()
