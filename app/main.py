@@ -147,10 +147,11 @@ def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
         from app.replay import router as replay_router
 
         app.include_router(replay_router)
-        app.add_middleware(ReplayGuard)  # added first, so it runs after the security checks
     else:
         app.include_router(live.router)
     app.add_middleware(BodyLimitMiddleware)  # inside the security checks: refused first
+    if settings.replay:  # after the security checks, before the body limit: always 409
+        app.add_middleware(ReplayGuard)
     app.add_middleware(SecurityMiddleware, loopback_only=settings.loopback,
                        token=settings.token)
     install_denial_log_filter()

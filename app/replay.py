@@ -1,6 +1,7 @@
 """`muxscope replay FILE`: the page over a recorded JSONL file, with no echo server.
 
-The websocket sends the recorded snapshot, then every recorded event in order (dropped 0),
+The websocket sends the recorded snapshot, then every recorded event in order (`dropped`: the
+seq gaps the recording has, as a live run would have counted them),
 then stats once a second (their counters as the recording tells them), to at most
 `--max-clients` browsers at once (the next one is closed with 1013 and a reason, as in a live
 run; one that stops reading is closed with 1008, as in a live run). Every POST, PUT, PATCH and
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -20,12 +22,14 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from app.event_schema import problems
 from app.hub import Hub, HubFull
 from app.routes.live import TOO_SLOW, close_politely, send_frame
 from app.security import UNSAFE_METHODS, ASGIApp, Receive, Scope, Send
 from app.settings import Settings
 from app.trace import TraceRing
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 FRAME_EVENTS = 2000
 #: replay holds a recording in memory (~0.5 KB an event, so ~1 GB at the bound). A
@@ -69,9 +73,14 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(snapshot frame, events). A rotated segment without a snapshot gets a minimal one.
 
     ValueError, naming the file and line, for what `--record` never writes: a line that is
-    not a JSON object, a snapshot whose state is not an object, an event without an integer
-    `seq` and a string `kind`, or a file with neither snapshot nor events; and for a file of
-    more than MAX_REPLAY_BYTES (refused before reading) or MAX_REPLAY_EVENTS events."""
+    not a JSON object, a snapshot whose state is not an object (or whose connections are not
+    objects with an integer fd), an event without an integer `seq` and a string `kind` or
+    whose fields are not what SPEC §3 says (app/event_schema.py, leniently: older recordings
+    and kinds it does not know pass), or a file with neither snapshot nor events; and for a
+    file of more than MAX_REPLAY_BYTES (refused before reading) or MAX_REPLAY_EVENTS events.
+
+    A last line cut short (no newline, not JSON: the recording was still being written, or
+    its writer was killed) is left out with a warning; the lines before it are replayed."""
     snapshot: dict[str, Any] | None = None
     events: list[dict[str, Any]] = []
     with path.open("rb") as f:
@@ -87,17 +96,24 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             try:
                 item = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
+                if not line.endswith(b"\n"):  # the last line, cut short
+                    log.warning("%s:%d: the last line is cut short (was the recording still "
+                                "being written?); replaying the lines before it", path, number)
+                    break
                 raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
             if not isinstance(item, dict):
                 raise ValueError(f"{path}:{number}: not a JSON object")
             if item.get("type") == "snapshot":
-                if not isinstance(item.get("state", {}), dict):
-                    raise ValueError(f"{path}:{number}: a snapshot whose state is not an object")
+                _check_snapshot(item, f"{path}:{number}")
                 snapshot = snapshot or item
             elif "seq" in item or "kind" in item:
                 if type(item.get("seq")) is not int or not isinstance(item.get("kind"), str):
                     raise ValueError(f"{path}:{number}: an event needs an integer seq and a "
                                      "kind")
+                found = problems(item, lenient=True)
+                if found:
+                    raise ValueError(f"{path}:{number}: not an event muxscope writes: "
+                                     + "; ".join(found))
                 if len(events) == MAX_REPLAY_EVENTS:
                     raise ValueError(f"{path}: more than {MAX_REPLAY_EVENTS:,} events, {_TOO_BIG}")
                 events.append(item)
@@ -110,6 +126,19 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     # What the recording does not say keeps the §4 shape (e.g. an older, partial snapshot).
     snapshot["state"] = {**_empty_state(), **(snapshot.get("state") or {})}
     return snapshot, events
+
+
+def _check_snapshot(item: dict[str, Any], where: str) -> None:
+    state = item.get("state", {})
+    if not isinstance(state, dict):
+        raise ValueError(f"{where}: a snapshot whose state is not an object")
+    connections = state.get("connections", [])
+    if not (isinstance(connections, list) and all(
+            isinstance(c, dict) and type(c.get("fd")) is int for c in connections)):
+        raise ValueError(f"{where}: a snapshot whose connections are not objects with an "
+                         "integer fd")
+    if type(item.get("seq", 0)) is not int:
+        raise ValueError(f"{where}: a snapshot whose seq is not an integer")
 
 
 def _empty_state() -> dict[str, Any]:
@@ -214,14 +243,21 @@ async def _stream(websocket: WebSocket) -> None:
 async def _replay_frames(state: Any) -> AsyncGenerator[bytes, None]:
     """The snapshot frame, the recorded events in frames of FRAME_EVENTS, then the same stats
     frame once a second, for ever."""
-    yield orjson.dumps({**state.replay_snapshot, "replay": True})
+    snapshot = state.replay_snapshot
+    yield orjson.dumps({**snapshot, "replay": True})
     events = state.replay_events
+    last_seq = snapshot.get("seq", 0)
+    dropped_total = 0
     for start in range(0, len(events), FRAME_EVENTS):
-        yield orjson.dumps({"type": "events", "events": events[start:start + FRAME_EVENTS],
-                            "dropped": 0})
-    last = events[-1] if events else {}
-    stats = orjson.dumps({"type": "stats", "events_total": last.get("seq", 0),
-                          "dropped_total": 0, **state.replay_totals, "replay": True})
+        chunk = events[start:start + FRAME_EVENTS]
+        # what the recording lacks (its tap overflowed, a batch failed) is `dropped`, as live:
+        # the seq gaps a client sees add up to it (SPEC §4)
+        dropped = max(0, chunk[-1]["seq"] - last_seq - len(chunk))
+        last_seq, dropped_total = chunk[-1]["seq"], dropped_total + dropped
+        yield orjson.dumps({"type": "events", "events": chunk, "dropped": dropped})
+    stats = orjson.dumps({"type": "stats", "events_total": last_seq,
+                          "dropped_total": dropped_total, **state.replay_totals,
+                          "replay": True})
     while True:
         yield stats
         await asyncio.sleep(1.0)

@@ -218,6 +218,14 @@ def test_bench_help_explains_the_parts_and_gives_examples() -> None:
     (b"null\n", "not a JSON object"),
     (b'{"seq":"a","kind":"wait"}\n', "integer seq"),
     (b'{"type":"snapshot","state":[1]}\n', "state is not an object"),
+    # each was a traceback (the stats' totals, the chrome export read fields never checked)
+    (b'{"type":"snapshot","state":{"connections":[1]}}\n', "integer fd"),
+    (b'{"type":"snapshot","state":{"connections":{"a":1}}}\n', "integer fd"),
+    (b'{"seq":1,"ts":0.0,"kind":"accept","listener":3,"peer":"p"}\n', "accept: no 'fd'"),
+    (b'{"seq":1,"ts":0.0,"kind":"close","fd":[1],"reason":"eof"}\n', "fd=[1] is not int"),
+    (b'{"seq":1,"ts":0.1,"kind":"wait","backend":"epoll"}\n', "no 'duration_us'"),
+    (b'{"seq":1,"ts":0.2,"kind":"recv","fd":7,"preview":""}\n', "recv: no 'bytes'"),
+    (b'{"seq":1,"kind":"someday"}\n', "is not a number"),
     (b"", "no snapshot and no events"),
 ])
 def test_replay_of_a_file_that_is_not_a_recording_is_one_line(tmp_path: Path, content: bytes,

@@ -34,10 +34,16 @@ def write_recording(path: Path, events: int = 5, snapshot: bool = True) -> Path:
     lines = []
     if snapshot:
         lines.append({"type": "snapshot", "state": START_STATE, "seq": 10, "started_at": 1.0})
-    lines += [{"seq": 11 + i, "ts": 0.001 * i, "kind": "wait", "backend": "epoll",
-               "duration_us": 250} for i in range(events)]
+    lines += [wait_event(11 + i) for i in range(events)]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
+
+
+WAIT = {"backend": "epoll", "registered": 3, "timeout_ms": None, "ready": 0, "duration_us": 250}
+
+
+def wait_event(seq: int) -> dict[str, Any]:
+    return {"seq": seq, "ts": 0.001 * seq, "kind": "wait", **WAIT}
 
 
 def replay_server(path: Path, **settings: Any) -> Any:
@@ -164,9 +170,9 @@ def test_replay_stats_count_what_the_recording_holds(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     lines = [{"type": "snapshot", "state": {**START_STATE, "connections": [{"fd": 7}]},
               "seq": 10, "started_at": 1.0}]
-    body = [("wait", {}), ("accept", {"fd": 8, "listener": 3, "peer": "127.0.0.1:5"}),
+    body = [("wait", WAIT), ("accept", {"fd": 8, "listener": 3, "peer": "127.0.0.1:5"}),
             ("recv", {"fd": 8, "bytes": 9, "preview": "record me"}),
-            ("send", {"fd": 8, "bytes": 9, "partial": False}), ("wait", {}),
+            ("send", {"fd": 8, "bytes": 9, "partial": False}), ("wait", WAIT),
             ("recv", {"fd": 7, "bytes": 3, "preview": "abc"}),
             ("close", {"fd": 7, "reason": "eof"})]
     lines += [{"seq": 11 + i, "ts": 0.001 * i, "kind": kind, **fields}
@@ -180,6 +186,70 @@ def test_replay_stats_count_what_the_recording_holds(tmp_path: Path) -> None:
     assert {k: frame[k] for k in ("events_total", "connections", "bytes_in", "bytes_out",
                                   "waits")} == {"events_total": 17, "connections": 1,
                                                 "bytes_in": 12, "bytes_out": 9, "waits": 2}
+
+
+def events_frames(base: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The snapshot and every events frame a browser receives before the first stats frame."""
+    with ws_connect(base.replace("http", "ws", 1) + "/ws", open_timeout=5) as ws:
+        snapshot = json.loads(ws.recv(timeout=5))
+        frames = []
+        while (frame := json.loads(ws.recv(timeout=5)))["type"] != "stats":
+            frames.append(frame)
+    return snapshot, [*frames, frame]
+
+
+def test_replay_counts_the_recordings_seq_gaps_as_dropped(tmp_path: Path) -> None:
+    """SPEC §4: a client's seq gaps add up to its `dropped`. A recording has gaps where its
+    tap overflowed; replay said dropped 0 for them."""
+    path = tmp_path / "gaps.jsonl"
+    lines = [{"type": "snapshot", "state": START_STATE, "seq": 10, "started_at": 1.0},
+             *(wait_event(seq) for seq in (11, 12, 20, 21, 50))]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with replay_server(path) as base:
+        snapshot, frames = events_frames(base)
+    *events, stats = frames
+    seqs = [e["seq"] for frame in events for e in frame["events"]]
+    assert seqs == [11, 12, 20, 21, 50]
+    gaps = seqs[-1] - snapshot["seq"] - len(seqs)
+    assert sum(frame["dropped"] for frame in events) == gaps == 35
+    assert stats["dropped_total"] == 35 and stats["events_total"] == 50
+
+
+def test_replay_of_a_recording_cut_mid_line_serves_the_lines_before_it(tmp_path: Path) -> None:
+    """A recording whose writer was killed (or that is still being written) ends mid-line."""
+    whole = write_recording(tmp_path / "r.jsonl", 5).read_bytes()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(whole[:-20])
+    with replay_server(cut) as base:
+        _, frames = events_frames(base)
+    assert [e["seq"] for frame in frames[:-1] for e in frame["events"]] == [11, 12, 13, 14]
+    middle = tmp_path / "middle.jsonl"  # a bad line with more after it is still an error
+    lines = whole.splitlines(keepends=True)
+    middle.write_bytes(b"".join([*lines[:2], lines[2][:-20] + b"\n", *lines[3:]]))
+    with pytest.raises(ValueError, match=r"middle.jsonl:3: not JSON"):
+        create_app(Settings(http_port=0, replay_file=middle))
+
+
+def test_replay_takes_an_older_recording_and_exports_it_whole(tmp_path: Path) -> None:
+    """Fields and kinds this version does not write (a flaw's `fd: null` before session 9, a
+    kind added later) are replayed; the chrome export of it is one complete JSON document."""
+    path = write_recording(tmp_path / "r.jsonl", 3)
+    with path.open("a") as f:
+        f.write(json.dumps({"seq": 14, "ts": 0.2, "kind": "flaw", "name": "eof_ignored",
+                            "message": "m", "fd": None}) + "\n")
+        f.write(json.dumps({"seq": 15, "ts": 0.3, "kind": "later", "what": 1}) + "\n")
+    with replay_server(path) as base, httpx.Client(base_url=base, timeout=10) as c:
+        r = c.get("/api/trace?format=chrome")
+        assert r.status_code == 200
+        names = {e.get("name") for e in r.json()["traceEvents"]}
+    assert {"epoll wait", "flaw", "later"} <= names
+
+
+def test_replay_answers_409_before_the_body_limit(replay: httpx.Client) -> None:
+    """SPEC §4: every POST answers 409 in replay, a body over the 64 KiB limit too (was 413)."""
+    r = replay.post("/api/load", content=b"x" * (100 << 10),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 409, (r.status_code, r.text[:120])
 
 
 # ------------------------------------------------------------------ §4 shape without snapshot
