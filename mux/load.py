@@ -84,23 +84,30 @@ class LoadGenerator:
             raise LoadCapError(self.cap, len(self._clients), connections)
         message = (_FILL * (message_size // len(_FILL) + 1))[:message_size]
         for _ in range(connections):
-            self._connect(message, rate)
+            if not self._connect(message, rate):
+                break  # out of fds: the ones made stay, `errors` counts the refusal
         self.count = len(self._clients)
         return self.count
 
-    def _connect(self, message: bytes, rate: float) -> None:
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+    def _connect(self, message: bytes, rate: float) -> bool:
+        """One more client; False when no socket can be made now (EMFILE...)."""
+        try:
+            sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        except OSError:
+            self.errors += 1
+            return False
         sock.setblocking(False)
         err = sock.connect_ex((self.host, self.port))
         if err not in (0, errno.EINPROGRESS):
             sock.close()
             self.errors += 1
-            return
+            return True
         client = _Client(sock, message, rate)
         self._clients[client.fd] = client
         self._sel.register(client.fd, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
         # the first message goes out as soon as the connect completes; rate 0 stays idle
         client.out = message if rate > 0 else b""
+        return True
 
     def _remove_all(self) -> int:
         for client in list(self._clients.values()):

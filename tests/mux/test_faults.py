@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -379,3 +382,29 @@ def test_a_load_rate_of_days_between_messages_leaves_the_generator_working(make_
         load.close()
     with pytest.raises(EngineStopped, match="the load generator has stopped"):
         load.add(1, 16, 1.0).result(2)
+
+
+_ADD_PAST_THE_FD_LIMIT = """
+import json, socket
+from mux import LoadGenerator
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(1024)
+load = LoadGenerator("127.0.0.1", server.getsockname()[1], cap=1000)
+made = load.add(200, 16, 0.0).result(10)
+print(json.dumps({"made": made, **load.describe()}))
+load.close()
+"""
+
+
+def test_adding_load_past_the_fd_limit_keeps_what_was_made_and_says_so() -> None:
+    """EMFILE half-way through an add: the clients made stay and are counted, the refusal is
+    in `errors`; it used to raise out of the add with the count left stale."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run(["sh", "-c", 'ulimit -n 64 && exec "$0" -c "$1"', sys.executable,
+                          _ADD_PAST_THE_FD_LIMIT], capture_output=True, text=True, timeout=30,
+                         cwd=root)
+    assert run.returncode == 0, run.stderr[-500:]
+    result = json.loads(run.stdout)
+    assert 0 < result["made"] < 200, result
+    assert result["connections"] == result["made"] and result["errors"] >= 1, result
