@@ -42,7 +42,7 @@ examples:
   muxscope --backend select --write eager   start on select, eager writes
   muxscope --backend epoll --trigger edge --oneshot
   muxscope --http-port 0 --echo-port 0      pick free ports (the real ones are printed)
-  muxscope --record trace.jsonl             keep every event in trace.jsonl
+  muxscope --record trace.jsonl             every event in trace.jsonl (and trace.jsonl.1...)
   muxscope replay trace.jsonl               look at it again later
   muxscope --host 0.0.0.0                   reachable from other machines (a token is made)
 
@@ -157,14 +157,16 @@ def _add_engine_flags(parser: Any) -> None:
         default=None,
         metavar="FILE",
         help="write a snapshot line, then every event, to FILE as JSON lines "
-        "(rotated to FILE.1, FILE.2... at --record-max-mb)",
+        "(rotated to FILE.1, FILE.2... at --record-max-mb; the 5 newest rotated files are "
+        "kept, and an existing FILE becomes FILE.1)",
     )
     parser.add_argument(
         "--record-max-mb",
-        type=int_in(1, None, "--record-max-mb"),
+        type=int_in(1, 200, "--record-max-mb"),
         default=100,
         metavar="MB",
-        help="size at which the --record file is rotated (default: %(default)s)",
+        help="size at which the --record file is rotated, 1-200: a larger file is more than "
+        "`muxscope replay` holds in memory (default: %(default)s)",
     )
     parser.add_argument(
         "--max-connections",

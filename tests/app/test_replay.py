@@ -4,6 +4,11 @@ recorded file replayable on its own (SPEC §1, §4)."""
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -27,6 +32,7 @@ from .conftest import live_app
 from .test_hardening import read_until_closed
 from .test_hub import assert_closed_by_server, raw_websocket
 
+ROOT = Path(__file__).resolve().parents[2]
 START_STATE = {"listeners": {"tcp": {"fd": 3, "port": 9000}, "udp": None}, "connections": []}
 
 
@@ -417,3 +423,87 @@ def test_recording_over_an_existing_file_keeps_the_old_one_whole(tmp_path: Path)
     first, second = path.read_bytes().splitlines()
     assert json.loads(first)["type"] == "snapshot" and json.loads(first)["seq"] == 5
     assert json.loads(second)["seq"] == 6
+
+
+# ------------------------------------------------------------------ the disk does not cooperate
+
+_FILL_PAST_A_SIZE_LIMIT = """
+import json, resource, sys
+from pathlib import Path
+from app.record import JsonlRecorder
+from app.replay import load_recording
+
+path = Path(sys.argv[1])
+wait = {"kind": "wait", "backend": "epoll", "registered": 3, "timeout_ms": None, "ready": 0,
+        "duration_us": 250}
+rec = JsonlRecorder(path)
+rec.write_snapshot({}, 0, 1.0)
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))  # a disk that fills up (EFBIG)
+for seq in range(1, 400, 10):
+    rec([{"seq": s, "ts": s / 1000, **wait} for s in range(seq, seq + 10)])
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # and has room again
+rec([{"seq": s, "ts": s / 1000, **wait} for s in range(401, 411)])
+rec.close()
+_, events = load_recording(path)
+print(json.dumps([e["seq"] for e in events]))
+"""
+
+
+def test_a_write_that_fails_leaves_no_half_line_and_recording_resumes(tmp_path: Path) -> None:
+    """A full disk (here a file size limit: EFBIG) used to leave half a line in the file,
+    which replay then refused, and a traceback a batch. The failed write is cut back off, the
+    failure is said once, and the events after it are recorded again."""
+    path = tmp_path / "rec.jsonl"
+    run = subprocess.run([sys.executable, "-c", _FILL_PAST_A_SIZE_LIMIT, str(path)],
+                         capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-800:]
+    seqs = json.loads(run.stdout)
+    assert seqs[:10] == list(range(1, 11)) and seqs[-10:] == list(range(401, 411)), seqs
+    assert len(seqs) < 410  # some were lost: a seq gap, which replay counts as dropped
+    assert run.stderr.count("cannot write") == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "writing to" in run.stderr and "again" in run.stderr
+
+
+def test_a_recording_deleted_under_the_recorder_is_made_anew_and_no_segment_is_lost(
+        tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    rec = JsonlRecorder(path, max_mb=0.001)
+    rec.write_snapshot(START_STATE, 0, 5.0)
+    for seq in range(1, 60):
+        rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
+    segments_before = sorted(p.name for p in tmp_path.iterdir())
+    assert "r.jsonl.2" in segments_before
+    path.unlink()
+    for seq in range(60, 62):
+        rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
+    rec.close()
+    for name in segments_before:  # the rotated ones are untouched: none was pushed out
+        if name != "r.jsonl":
+            assert (tmp_path / name).exists(), name
+    lines = lines_of(path)
+    assert lines[0]["type"] == "snapshot" and lines[0]["state"] == START_STATE
+    assert [e["seq"] for e in lines[1:]] == [60, 61] and lines[0]["seq"] == 59
+
+
+def test_recording_to_a_pipe_never_renames_it(tmp_path: Path) -> None:
+    """Only a regular file rotates: `--record /dev/null` (here a FIFO) is never renamed."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = bytearray()
+
+    def drain() -> None:
+        with open(fifo, "rb") as f:
+            while chunk := f.read(65536):
+                got.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    rec = JsonlRecorder(fifo, max_mb=0.001)
+    rec.write_snapshot(START_STATE, 0, 5.0)
+    for seq in range(1, 100):
+        rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
+    rec.close()
+    reader.join(5)
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and sorted(tmp_path.iterdir()) == [fifo]
+    assert got.count(b"\n") == 100  # the snapshot and 99 events, in one stream
