@@ -119,7 +119,15 @@ def _print_banner(lines: list[str]) -> None:
 
 def _open_browser(url: str) -> None:
     # A thread: on a machine without a GUI, webbrowser may start a text browser and block.
-    threading.Thread(target=webbrowser.open, args=(url,), name="open-browser", daemon=True).start()
+    def run() -> None:
+        try:
+            opened = webbrowser.open(url)
+        except webbrowser.Error:
+            opened = False
+        if not opened:  # no browser here (none found, or its command failed): say so
+            print(f"--open: no browser could be started; open {url} yourself", flush=True)
+
+    threading.Thread(target=run, name="open-browser", daemon=True).start()
 
 
 def on_sigterm(signum: int, frame: FrameType | None) -> None:

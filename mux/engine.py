@@ -11,6 +11,7 @@ Rules of this module:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import socket
 import threading
@@ -29,6 +30,9 @@ from .observe import Observers
 from .state import capture as capture_state
 from .tcp import RECV_SIZE, TcpConnection
 from .udp import UdpEcho, open_udp_socket
+
+#: --echo-port 0: free TCP ports tried before one is found whose UDP twin is free too
+PORT_PAIR_TRIES = 20
 
 log = logging.getLogger("mux")
 
@@ -77,16 +81,30 @@ class Engine(EngineCommands):
         other listener, the control door, the backend's own fd) and raise."""
         tcp_sock = udp_sock = None
         try:
-            tcp_sock = open_tcp_listener(cfg.host, cfg.tcp_port)
-            if cfg.udp:
+            for attempt in range(PORT_PAIR_TRIES):
+                tcp_sock = open_tcp_listener(cfg.host, cfg.tcp_port)
+                if not cfg.udp:
+                    break
                 port = tcp_sock.getsockname()[1] if cfg.udp_port is None else cfg.udp_port
-                udp_sock = open_udp_socket(cfg.host, port)
+                try:
+                    udp_sock = open_udp_socket(cfg.host, port)
+                    break
+                except OSError as exc:
+                    # UDP on the TCP port the kernel picked (--echo-port 0): that port can be
+                    # taken for UDP alone. Pick another pair rather than fail.
+                    if not (cfg.tcp_port == 0 and cfg.udp_port is None
+                            and exc.errno == errno.EADDRINUSE
+                            and attempt < PORT_PAIR_TRIES - 1):
+                        raise
+                    tcp_sock.close()
+                    tcp_sock = None
         except BaseException:
             if tcp_sock is not None:
                 tcp_sock.close()
             self._door.close()
             self.loop.backend.close()
             raise
+        assert tcp_sock is not None  # the loop ends with a pair, or raises
         self.loop.register(self._door, READABLE)
         self.listener = TcpListener(self, tcp_sock)
         self.loop.register(self.listener, READABLE)

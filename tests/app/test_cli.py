@@ -458,6 +458,16 @@ def test_open_starts_the_browser_on_the_dashboard_url(tmp_path: Path) -> None:
         assert opened.read_text().splitlines() == [url]
 
 
+def test_open_without_a_browser_says_to_open_the_url_by_hand() -> None:
+    """--open where no browser can be started (here $BROWSER is a command that fails) said
+    nothing at all."""
+    with launch("--http-port", "0", "--echo-port", "0", "--open",
+                extra_env={"BROWSER": "/bin/false"}) as running:
+        url = running.read_until(r"Dashboard: (\S+)").group(1)
+        line = running.read_until(r"--open: no browser").string
+        assert url in line, line
+
+
 def test_start_raises_the_soft_open_file_limit_to_the_hard_one() -> None:
     """SPEC §1: so the echo server can hold 10,000 connections where the hard limit allows."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
