@@ -100,7 +100,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = OneLineParser(prog="muxscope bench", description=HELP, epilog=EXAMPLES,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="about 5 s in all (the CI smoke run): short windows, one rep")
+                   help="about 5 s in all with the C load client, ~11 s with the Python one "
+                   "(the CI smoke run): short windows, one rep")
     p.add_argument("--seconds", metavar="S", type=_positive_float("seconds"), default=None,
                    help="seconds per measurement window (default: 2; 0.25 with --quick)")
     p.add_argument("--reps", metavar="N", type=int_in(1, None, "reps"), default=None,
@@ -119,7 +120,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help=f"--only scale: idle connections (default: {scale.CONNS:,}, at most "
                         f"{scale.MAX_CONNS:,})")
     p.add_argument("--json", metavar="FILE", type=Path, default=None,
-                   help="also write every figure (and the raw repetitions) to FILE as JSON")
+                   help="also write every figure to FILE as JSON (the echo rows with each "
+                   "repetition's raw figures)")
     p.add_argument("--client", choices=("auto", "python"), default="auto",
                    help="load client: auto = the C client when gcc exists, else Python")
     args = p.parse_args(argv)
