@@ -252,9 +252,9 @@ class Engine(EngineCommands):
                 return
 
     def _shutdown(self) -> None:
+        self.listener.close()  # no new connections while the others are shut down
         for conn in list(self.connections.values()):
-            conn.close("shutdown")
-        self.listener.close()
+            conn.shut_down()
         if self.udp:
             self.udp.close()
         self.loop.unregister(self._door.fd)

@@ -10,6 +10,7 @@ Kernel facts this module relies on:
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections import deque
 from typing import TYPE_CHECKING
@@ -307,6 +308,34 @@ class TcpConnection:
             self.loop.set_interest(self.fd, self.desired_interest())
 
     # -- closing -------------------------------------------------------------------------
+    def shut_down(self) -> None:
+        """The engine is stopping: send what the kernel takes now of the queue, then a FIN,
+        and read away what the peer sent that will not be echoed (bounded), so that the close
+        is not the RST a close with unread input makes (which also throws away what the
+        kernel still had to send)."""
+        if self.closed:
+            return
+        sock, queue = self.sock, self.queue
+        try:
+            while queue:
+                chunk = queue[0]
+                sent = sock.send(chunk)
+                self.bytes_out += sent
+                self.pending_bytes -= sent
+                if sent < len(chunk):
+                    queue[0] = chunk[sent:]
+                    break
+                queue.popleft()
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            for _ in range(16):
+                if not sock.recv(RECV_SIZE):
+                    break
+        self.close("shutdown")
+
     def close(self, reason: str) -> None:
         """Unregister from the backend, then close: never a closed fd left registered."""
         if self.closed:

@@ -408,3 +408,20 @@ def test_adding_load_past_the_fd_limit_keeps_what_was_made_and_says_so() -> None
     result = json.loads(run.stdout)
     assert 0 < result["made"] < 200, result
     assert result["connections"] == result["made"] and result["errors"] >= 1, result
+
+
+def test_stopping_ends_each_connection_with_a_fin_not_a_reset(make_engine):
+    """Shutdown used to close a connection with input still unread in its kernel buffer (here:
+    bytes sent while the loop is paused), which makes the kernel send an RST: the client saw
+    ECONNRESET, and lost whatever the kernel still had to send it. Now: what the queue holds
+    goes out as far as the kernel takes it, then a FIN."""
+    engine, rec = make_engine(backend="epoll")
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(b"hi")
+        assert recv_exactly(sock, 2) == b"hi"
+        engine.pause().result(5)
+        sock.sendall(b"sent while paused: never read, never echoed")
+        engine.stop()
+        engine.join(5)
+        assert recv_until_eof(sock) == b""  # an orderly end: no ConnectionResetError
+    assert rec.wait_for("close")["reason"] == "shutdown"
