@@ -139,7 +139,9 @@ export class History {
     // the model keeps references to the listener objects and counts datagrams into them
     const { tcp, udp } = cp.frame.state.listeners || {};
     const frame = { ...cp.frame, state: { ...cp.frame.state, listeners: { tcp: tcp && { ...tcp }, udp: udp && { ...udp } } } };
-    view.rebuild(frame, this.events.slice(cp.pos - this.offset, end - this.offset));
+    const from = cp.pos - this.offset;
+    view.rebuild(frame, this.events.slice(from, end - this.offset),
+      this.events.slice(Math.max(0, from - view.ringSize), from));
     return { generation: this.generation, pos: end };
   }
 

@@ -290,9 +290,24 @@ export class Model {
     return out;
   }
 
-  /** Rebuild from a snapshot frame plus a list of past events (replay / scrubbing). */
-  rebuild(snapshotFrame, events) {
+  /**
+   * Rebuild from a snapshot frame plus a list of past events (replay / scrubbing). `before`:
+   * the events that came before the snapshot, as far as they are known: the recent-events
+   * ring and the notices are what a live model would hold at that point, never events of a
+   * later position this model showed earlier (the log and the code view read them).
+   */
+  rebuild(snapshotFrame, events, before = []) {
     this.applySnapshot(snapshotFrame);
+    this.ringLen = 0;
+    this.ringHead = 0;
+    this.notices = [];
+    for (const ev of before.slice(-this.ringSize)) {
+      this.ring[this.ringHead] = ev;
+      this.ringHead = (this.ringHead + 1) % this.ringSize;
+      if (this.ringLen < this.ringSize) this.ringLen++;
+      if (ev.kind === 'error' || ev.kind === 'flaw') this.notices.push(ev);
+    }
+    this.notices = this.notices.slice(-5);
     for (const ev of events) this.applyEvent(ev);
   }
 

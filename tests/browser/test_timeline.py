@@ -8,6 +8,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from app.settings import Settings
+from tests.browser.test_dashboard import load_clients
 from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
 
@@ -178,4 +179,44 @@ def test_breakpoint_set_from_the_page_fires(dashboard):
         page.get_by_role("button", name="Resume", exact=True).click()
         assert recv_exactly(sock, 9) == b"stop here"
         expect(hit).to_contain_text("resumed", timeout=DEADLINE_MS)
+    assert dashboard.console_errors == []
+
+
+def test_scrubbing_back_shows_that_iterations_past_not_a_later_ones(dashboard):
+    """The view model kept its recent-events ring across a rebuild: after a later iteration
+    had been on view, going back to one just before a history checkpoint showed the later
+    iteration's events in the event log and the code view."""
+    page = dashboard.page
+    with load_clients(dashboard, 10, 64, 30):
+        page.wait_for_function(
+            "() => window.__muxscope.timeline.history.checkpoints.length >= 3", timeout=20_000)
+        page.get_by_role("button", name="Pause", exact=True).click()
+        # once the page has every event up to the pause, the history stands still
+        page.wait_for_function(
+            """() => { const last = window.__muxscope.model.recent(1)[0];
+                       return last && last.kind === 'loop' && last.state === 'paused'; }""",
+            timeout=20_000)
+    h = page.evaluate("""() => { const h = window.__muxscope.timeline.history;
+        return {cps: h.checkpoints.map(c => c.pos), waits: h.waits.slice(), off: h.iterOffset,
+                last: h.last}; }""")
+    # the iteration whose wait comes just before the second checkpoint
+    target = h["waits"].index(h["cps"][1] - 1) + 1 + h["off"]
+    # live, the scrubber's end follows the waits a few times a second: let it catch up
+    expect(page.get_by_label("Timeline", exact=True)).to_have_attribute(
+        "max", str(h["last"]), timeout=DEADLINE_MS)
+    scrub_to(page, h["last"] - 1)
+    scrub_to(page, target)
+    seqs = [e["seq"] for e in page.evaluate(f"() => window.__muxscope.timeline.events({target})")]
+    low, high = seqs[0], seqs[-1]
+    page.wait_for_function(
+        """([low, high]) => {
+             const log = [...document.querySelectorAll('#event-log li[data-seq]')]
+               .map(e => Number(e.dataset.seq));
+             const code = [...document.querySelectorAll('#code-steps button')]
+               .map(e => Number(e.dataset.seq));
+             return log.length && code.length && Math.max(...log) === high
+               && code.every(s => s >= low && s <= high);
+           }""", arg=[low, high], timeout=DEADLINE_MS)
+    page.get_by_role("button", name="Back to live").click()
+    page.get_by_role("button", name="Resume", exact=True).click()
     assert dashboard.console_errors == []
