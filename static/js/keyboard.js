@@ -1,10 +1,16 @@
 // Keyboard: space pauses/resumes, `s` steps. Ignored while typing in a field; never fires twice.
 
+// <input> types that take no typed text: space and `s` mean pause and step on them too
+const NOT_TEXT = new Set(['checkbox', 'radio', 'range', 'button', 'submit', 'reset', 'color', 'file', 'image']);
+
+/** Typing: a text field, a textarea, contenteditable. A checkbox, a slider or a closed <select>
+ * is not: there space would toggle it or open it, and `s` would pick an option by type-ahead. */
 function isTyping(el) {
   if (!el || el === document.body) return false;
   if (el.isContentEditable) return true;
   const tag = el.tagName;
-  return tag === 'INPUT' || tag === 'SELECT' || tag === 'TEXTAREA';
+  if (tag === 'TEXTAREA') return true;
+  return tag === 'INPUT' && !NOT_TEXT.has((el.type || 'text').toLowerCase());
 }
 
 export function installKeyboard({ onToggle, onStep }) {

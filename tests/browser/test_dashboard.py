@@ -288,6 +288,30 @@ def test_keyboard_space_pauses_and_s_steps(dashboard):
     assert real_console_errors(dashboard) == []
 
 
+def test_space_and_s_on_a_focused_checkbox_or_list_pause_and_step(dashboard):
+    """SPEC §5: the keys are ignored only while typing in a field. On a focused checkbox space
+    toggled it (here a backend switch to one-shot and back), and `s` on a focused list picked
+    "select" by type-ahead: a switch nobody asked for, and neither paused nor stepped."""
+    page = dashboard.page
+    oneshot = page.get_by_label("One-shot")
+    oneshot.check()
+    wait_api(dashboard, lambda s: s["backend"]["oneshot"] is True, "one-shot on")
+    oneshot.focus()
+    page.keyboard.press("Space")
+    wait_api(dashboard, lambda s: s["loop"] == "paused", "space on the checkbox pauses")
+    assert state(dashboard)["backend"]["oneshot"] is True, "space toggled the checkbox"
+    backend = page.get_by_label("Backend")
+    backend.focus()
+    waits = dashboard.engine.stats.waits
+    with page.expect_response(lambda r: r.url.endswith("/api/loop"), timeout=5000) as stepped:
+        page.keyboard.press("s")
+    assert stepped.value.status == 200
+    wait_until(lambda: dashboard.engine.stats.waits == waits + 1, 5, "the step's one wait")
+    assert state(dashboard)["backend"]["name"] == "epoll", "`s` picked an option"
+    page.get_by_role("button", name="Resume", exact=True).click()
+    wait_api(dashboard, lambda s: s["loop"] == "running", "resumed")
+
+
 BURST = """async (n) => {
   const t0 = performance.now();
   const call = (method, path, body) => fetch(path, {
