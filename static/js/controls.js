@@ -42,6 +42,8 @@ export class Controls {
       for (const el of this.section.querySelectorAll('button, input, select')) el.disabled = true;
       return;
     }
+    // a new snapshot may come from a restarted server: what an add reported may not hold now
+    model.subscribe((ev) => { if (ev.kind === 'reset') this.loadStatus.textContent = ''; });
     const onBackend = () => this.sendBackend();
     this.backend.addEventListener('change', onBackend);
     this.trigger.addEventListener('change', onBackend);

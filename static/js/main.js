@@ -136,6 +136,7 @@ const socket = new Socket({
     }
   },
 });
+debug.socket = socket;   // tests close it to see a reconnect
 
 if (!replay) {
   installKeyboard({ onToggle: () => controls.togglePause(), onStep: () => controls.step() });

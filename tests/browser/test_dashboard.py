@@ -312,6 +312,31 @@ def test_space_and_s_on_a_focused_checkbox_or_list_pause_and_step(dashboard):
     wait_api(dashboard, lambda s: s["loop"] == "running", "resumed")
 
 
+def test_after_a_reconnect_and_a_refusal_the_page_shows_the_servers_breakpoints_and_flaws(
+        dashboard):
+    """Another client's breakpoint and flaw (or those of a server restarted behind a reconnect)
+    never showed: the lists were read at start only. A new snapshot re-reads them, and so does
+    a flaw switch the server refuses."""
+    page, api = dashboard.page, dashboard.api
+    added = api.post("/api/breakpoints", json={"when": "hup"})
+    assert added.status_code == 201, added.text
+    assert api.post("/api/flaws/hup_before_in", json={"on": True}).status_code == 200
+    try:
+        page.locator("#zoo-panel").scroll_into_view_if_needed()
+        page.locator("#flaw-eof_ignored").check()  # refused: hup_before_in is on (409)
+        expect(page.locator("#flaw-hup_before_in")).to_be_checked(timeout=5000)
+        expect(page.locator("#flaw-eof_ignored")).not_to_be_checked()
+        snapshots = page.evaluate("() => window.__muxscope.frames.snapshot")
+        page.evaluate("() => window.__muxscope.socket.ws.close()")
+        page.wait_for_function(f"() => window.__muxscope.frames.snapshot > {snapshots}",
+                               timeout=10_000)
+        expect(page.locator("#breakpoint-list")).to_contain_text("hang-up", timeout=5000)
+    finally:
+        api.post("/api/flaws/hup_before_in", json={"on": False})
+        api.delete(f"/api/breakpoints/{added.json()['id']}")
+    assert real_console_errors(dashboard) == []
+
+
 BURST = """async (n) => {
   const t0 = performance.now();
   const call = (method, path, body) => fetch(path, {

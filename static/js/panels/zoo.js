@@ -40,7 +40,14 @@ export class ZooPanel {
   }
 
   onEvent(ev) {
-    if (ev.kind === 'reset') return;
+    if (ev.kind === 'reset') {   // a new snapshot (a reconnect, a restarted server): re-read
+      if (!this.replay) {
+        for (const f of this.flaws.values()) f.localDetections = 0;
+        this.statusEl.textContent = '';
+        this.load();
+      }
+      return;
+    }
     if (ev.kind !== 'flaw') return;
     let f = this.flaws.get(ev.name);
     if (!f) { f = { name: ev.name, title: ev.name, caption: '', on: true, detections: 0 }; this.flaws.set(ev.name, f); }
@@ -62,6 +69,7 @@ export class ZooPanel {
     } catch (err) {
       box.checked = !on;   // the 409 ("another flaw is on") is in the alert area; say it here too
       if (err && err.detail) this.statusEl.textContent = `Not switched: ${err.detail}`;
+      await this.load();   // another page may have switched one: show what the server has
     } finally {
       box.disabled = this.replay;
       this.dirty = true;
