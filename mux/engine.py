@@ -357,10 +357,13 @@ class Engine(EngineCommands):
         name = self.loop.backend.name
         by_backend[name] = by_backend.get(name, 0) + stats.waits - self._waits_at_switch
         bytes_in, bytes_out = self.byte_totals()
+        udp = self.udp
         return {"events_total": self.observers.seq, "bytes_in": bytes_in,
                 "bytes_out": bytes_out, "waits": stats.waits,
                 "connections": stats.connections, "accepted": stats.accepted,
-                "waits_by_backend": by_backend}
+                "waits_by_backend": by_backend,
+                "udp": None if udp is None else {
+                    "received": udp.received, "echoed": udp.echoed, "dropped": udp.dropped}}
 
     def loop_state(self) -> dict[str, Any]:
         return {"loop": "paused" if self.paused else "running", "delay_ms": self.delay_ms}

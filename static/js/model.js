@@ -80,6 +80,13 @@ export class Model {
     this.frames.stats++;
     this.stats = frame;
     this.mark('status');
+    // UDP totals: what the kernel dropped comes with no event, and shown datagram events are
+    // a sample under load; the stats frame has the engine's own counts
+    if (frame.udp && this.udp) {
+      const { received, echoed, dropped } = frame.udp;
+      Object.assign(this.udp, { received, echoed, dropped });
+      this.mark('conns');
+    }
   }
 
   /** A GET /api/state body (full = from a snapshot: registrations and connections replaced).

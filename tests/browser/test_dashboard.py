@@ -337,6 +337,25 @@ def test_after_a_reconnect_and_a_refusal_the_page_shows_the_servers_breakpoints_
     assert real_console_errors(dashboard) == []
 
 
+def test_the_kernels_udp_drop_count_reaches_the_page(dashboard):
+    """SPEC §4: UDP `dropped` is what the kernel dropped. It comes with no event, so the page
+    showed the snapshot's number for good; the stats frames carry it now."""
+    page, api = dashboard.page, dashboard.api
+    port = state(dashboard)["listeners"]["udp"]["port"]
+    assert api.post("/api/loop", json={"action": "pause"}).status_code == 200
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(3000):  # far more than the socket's receive buffer holds: dropped
+            sock.sendto(b"u" * 1024, ("127.0.0.1", port))
+        assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
+        sock.sendto(b"last", ("127.0.0.1", port))  # its ancillary data carries the drop count
+        st = wait_api(dashboard, lambda s: s["listeners"]["udp"]["dropped"] > 0
+                      and s["listeners"]["udp"]["echoed"] == s["listeners"]["udp"]["received"],
+                      "the kernel's count of dropped datagrams", timeout=10)
+    dropped = st["listeners"]["udp"]["dropped"]
+    expect(page.locator("#connections-panel")).to_contain_text(
+        f"{dropped} dropped by the kernel", timeout=5000)
+
+
 BURST = """async (n) => {
   const t0 = performance.now();
   const call = (method, path, body) => fetch(path, {
