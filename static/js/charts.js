@@ -21,14 +21,23 @@ export function fmtSeconds(v) {
   return h ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
 }
 
-/** A tick value in few characters: 950, 1.5k, 20k, 3M. */
-export function compact(v) {
+/** A tick value in few characters: 950, 1.5k, 20k, 3M (`decimals`: more, when asked). */
+export function compact(v, decimals) {
   if (v === null || v === undefined || !Number.isFinite(v)) return '';
   const a = Math.abs(v);
   for (const [unit, div] of [['G', 1e9], ['M', 1e6], ['k', 1e3]]) {
-    if (a >= div) return `${+(v / div).toFixed(a >= 10 * div ? 0 : 1)}${unit}`;
+    if (a >= div) return `${+(v / div).toFixed(decimals ?? (a >= 10 * div ? 0 : 1))}${unit}`;
   }
-  return String(+v.toFixed(a < 10 ? 1 : 0));
+  return String(+v.toFixed(decimals ?? (a < 10 ? 1 : 0)));
+}
+
+/** An axis's tick labels: compact, with as many decimals as it takes to tell them apart
+ * (a steady 3,200 bytes/s made five ticks of "3.2k"). */
+export function compactTicks(vals) {
+  const distinct = (labels) => new Set(labels).size === labels.length;
+  let out = vals.map((v) => compact(v));
+  for (let d = 1; d <= 4 && !distinct(out); d++) out = vals.map((v) => compact(v, d));
+  return out;
 }
 
 /** Log-scale ticks at the powers of ten only: the 2..9 lines of every decade merge into a band. */
@@ -46,8 +55,8 @@ function axes(c, yLabel, xTime = true) {
   const x = xTime
     ? { ...style, label: 'seconds since start', incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400],
       values: (u, vals) => vals.map(fmtSeconds) }
-    : { ...style, label: 'registered fds', splits: decades, values: (u, vals) => vals.map(compact) };
-  const y = { ...style, label: yLabel, size: 52, space: 24, values: (u, vals) => vals.map(compact) };
+    : { ...style, label: 'registered fds', splits: decades, values: (u, vals) => compactTicks(vals) };
+  const y = { ...style, label: yLabel, size: 52, space: 24, values: (u, vals) => compactTicks(vals) };
   return [x, xTime ? y : { ...y, splits: decades }];
 }
 

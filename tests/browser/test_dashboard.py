@@ -642,19 +642,23 @@ def test_a_state_answer_older_than_the_events_does_not_undo_a_switch(dashboard):
 
 
 def test_chart_axes_are_readable(dashboard):
-    """Tick values in few characters, and a log axis ticked at powers of ten only (the 2..9
-    lines of each decade had merged into a band); the plots tall enough for several ticks."""
+    """Tick values in few characters but distinct, and a log axis ticked at powers of ten
+    only (the 2..9 lines of each decade had merged into a band); the plots tall enough for
+    several ticks."""
     page = dashboard.page
     result = page.evaluate("""async () => {
-        const { compact, decades } = await import('/static/js/charts.js');
+        const { compact, compactTicks, decades } = await import('/static/js/charts.js');
         const plot = document.querySelector('#chart-events .u-over');
         return {
-          compact: [0, 7.5, 950, 1500, 20000, 812345, 3e6].map(compact),
+          compact: [0, 7.5, 950, 1500, 20000, 812345, 3e6].map((v) => compact(v)),
+          steady: compactTicks([3150, 3175, 3200, 3225, 3250]),
           decades: decades(null, 1, 3, 2500),
           plotHeight: plot ? plot.getBoundingClientRect().height : 0,
         };
     }""")
     assert result["compact"] == ["0", "7.5", "950", "1.5k", "20k", "812k", "3M"]
+    # a steady rate: close ticks get the decimals that tell them apart (all "3.2k" before)
+    assert len(set(result["steady"])) == 5 and result["steady"][2] == "3.2k", result["steady"]
     assert result["decades"] == [10, 100, 1000]
     assert result["plotHeight"] >= 100, result  # room for four or more ticks at 24 px apart
 
