@@ -28,6 +28,7 @@ run's recording aside and dropping the oldest segment are both logged.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -73,7 +74,7 @@ class JsonlRecorder:
             self._shift_old_files()  # an earlier run's recording becomes FILE.1, kept whole
             log.warning("--record: the earlier recording %s is now %s.1", self.path,
                         self.path.name)
-        self._file: Any = self._open()
+        self._file: io.FileIO | None = self._open()
         self._size = 0
         self._failure: str | None = None  # the write error being reported, until one works
         self._lost = 0  # events lost to failed writes since that error
@@ -125,9 +126,9 @@ class JsonlRecorder:
         self._size = self._events_in_file = 0
         self._write_snapshot_line(self._start_state or {}, self._last_seq)
 
-    def _open(self) -> Any:
+    def _open(self) -> io.FileIO:
         """Unbuffered: each write reaches the file whole or fails, and can be cut back."""
-        return self.path.open("wb", buffering=0)
+        return io.FileIO(self.path, "wb")
 
     def _full(self, incoming: int) -> bool:
         return (self.rotates and self._events_in_file > 0
@@ -210,12 +211,11 @@ class JsonlRecorder:
                 view = view[self._file.write(view):]
         except OSError as exc:
             self._failed(exc)
-            if self._file is not None:
-                try:
-                    self._file.truncate(self._size)
-                    self._file.seek(self._size)
-                except OSError:
-                    pass
+            try:
+                self._file.truncate(self._size)
+                self._file.seek(self._size)
+            except OSError:
+                pass  # a pipe: nothing to cut back
             return False
         self._size += len(data)
         if self._failure is not None:
