@@ -20,7 +20,8 @@ The disk is not trusted to cooperate. A write that fails (the disk full, the fil
 gone) is cut back off the file, so the file never holds half a line; the events it carried are
 lost and show as a seq gap, which replay counts as `dropped`. The failure is logged once, and
 recording resumes by itself when writing works again (a file deleted under it is made anew, a
-rotation that cannot move the old files goes on in the same file). Only a regular file is
+rotation that cannot move the old files goes on in the same file and is tried again a minute
+later). Only a regular file is
 rotated: `--record /dev/null` is written to, never renamed. At most KEEP_ROTATED rotated files
 are kept (so at most KEEP_ROTATED + 1 times `--record-max-mb` on disk); moving an earlier
 run's recording aside and dropping the oldest segment are both logged.
@@ -42,6 +43,7 @@ import orjson
 log = logging.getLogger(__name__)
 KEEP_ROTATED = 5
 CAPTURE_TIMEOUT = 2.0
+ROTATE_RETRY = 60.0  # seconds, after a rotation that could not move the old files
 
 Line = tuple[int, bytes]  # (seq, encoded line)
 
@@ -77,6 +79,7 @@ class JsonlRecorder:
         self._file: io.FileIO | None = self._open()
         self._size = 0
         self._failure: str | None = None  # the write error being reported, until one works
+        self._no_rotation_until = 0.0  # after a rotation that could not move the old files
         self._lost = 0  # events lost to failed writes since that error
         self._events_in_file = 0
         self._last_seq = 0
@@ -118,12 +121,14 @@ class JsonlRecorder:
             self._file.close()
             self._file = None
             log.warning("--record: %s was deleted; starting it anew", self.path)
+        self.rotates = not self.path.exists() or self.path.is_file()  # a FIFO gone: a file now
         try:
             self._file = self._open()
         except OSError as exc:
             self._failed(exc)
             return
         self._size = self._events_in_file = 0
+        self._rotating, self._capture, self._next = False, None, None  # nothing to rotate
         self._write_snapshot_line(self._start_state or {}, self._last_seq)
 
     def _open(self) -> io.FileIO:
@@ -132,7 +137,8 @@ class JsonlRecorder:
 
     def _full(self, incoming: int) -> bool:
         return (self.rotates and self._events_in_file > 0
-                and self._size + incoming > self.max_bytes)
+                and self._size + incoming > self.max_bytes
+                and time.monotonic() >= self._no_rotation_until)
 
     def _begin_rotation(self) -> None:
         self._rotating = True
@@ -149,8 +155,8 @@ class JsonlRecorder:
         self._write_lines([line for line in lines if line[0] <= seq])
         later = [line for line in lines if line[0] > seq]
         if later or self._last_seq >= seq:
-            self._rotate()
-            self._write_snapshot_line(state, seq)
+            if self._rotate():
+                self._write_snapshot_line(state, seq)
             self._rotating, self._capture, self._next = False, None, None
             return later
         return []
@@ -231,17 +237,22 @@ class JsonlRecorder:
             log.error("--record: cannot write to %s: %s; events are lost until it can",
                       self.path, reason)
 
-    def _rotate(self) -> None:
+    def _rotate(self) -> bool:
+        """Move the full file aside and start a new one; False (and the same file goes on)
+        when the old files cannot be moved, tried again after ROTATE_RETRY seconds."""
+        try:
+            self._shift_old_files()  # renaming the open file is fine: it stays ours to write
+        except OSError as exc:  # renames refused (a folder not writable, a FILE.N in the way)
+            self._failed(exc)
+            self._no_rotation_until = time.monotonic() + ROTATE_RETRY
+            return False
         if self._file is not None:
             self._file.close()
             self._file = None
         try:
-            self._shift_old_files()
-        except OSError as exc:  # the folder is gone, or renames are refused
-            self._failed(exc)
-        try:
             self._file = self._open()
-        except OSError as exc:  # retried on the next write
+        except OSError as exc:  # its folder is gone: retried on the next batch
             self._failed(exc)
         self._size = 0
         self._events_in_file = 0
+        return True

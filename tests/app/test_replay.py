@@ -507,3 +507,20 @@ def test_recording_to_a_pipe_never_renames_it(tmp_path: Path) -> None:
     reader.join(5)
     assert stat.S_ISFIFO(fifo.stat().st_mode) and sorted(tmp_path.iterdir()) == [fifo]
     assert got.count(b"\n") == 100  # the snapshot and 99 events, in one stream
+
+
+def test_a_rotation_that_cannot_move_the_old_files_keeps_the_full_file(tmp_path: Path) -> None:
+    """Renames refused (here FILE.4 cannot replace a non-empty FILE.5): the rotation used to
+    open FILE anew anyway, truncating the full segment it had not moved, and say 0 lost."""
+    path = tmp_path / "t.jsonl"
+    for n in (4, 5):
+        (tmp_path / f"t.jsonl.{n}").mkdir()
+        (tmp_path / f"t.jsonl.{n}" / "in-the-way").write_text("x")
+    rec = JsonlRecorder(path, max_mb=0.001)
+    rec.write_snapshot(START_STATE, 0, 5.0)
+    for seq in range(1, 60):
+        rec([wait_event(seq)])
+    rec.close()
+    lines = lines_of(path)
+    assert lines[0]["type"] == "snapshot"
+    assert [e["seq"] for e in lines[1:]] == list(range(1, 60)), "events were lost"
