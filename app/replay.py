@@ -160,9 +160,7 @@ def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict
     open_fds = {c["fd"] for c in state.get("connections", [])}
     bytes_in = bytes_out = waits = 0
     for event in events:
-        kind, moved = event["kind"], event.get("bytes")
-        if type(moved) is not int:  # a hand-edited line: not counted
-            moved = 0
+        kind, moved = event["kind"], event.get("bytes", 0)  # an int: load_recording checked
         if kind == "recv":
             bytes_in += moved
         elif kind == "send":

@@ -80,6 +80,7 @@ class Engine(EngineCommands):
         """Open the listeners; if one cannot be bound, close everything opened so far (the
         other listener, the control door, the backend's own fd) and raise."""
         tcp_sock = udp_sock = None
+        passed_over: list[socket.socket] = []  # held until the end: each try is a new port
         try:
             for attempt in range(PORT_PAIR_TRIES):
                 tcp_sock = open_tcp_listener(cfg.host, cfg.tcp_port)
@@ -96,7 +97,7 @@ class Engine(EngineCommands):
                             and exc.errno == errno.EADDRINUSE
                             and attempt < PORT_PAIR_TRIES - 1):
                         raise
-                    tcp_sock.close()
+                    passed_over.append(tcp_sock)
                     tcp_sock = None
         except BaseException:
             if tcp_sock is not None:
@@ -104,6 +105,9 @@ class Engine(EngineCommands):
             self._door.close()
             self.loop.backend.close()
             raise
+        finally:
+            for sock in passed_over:
+                sock.close()
         assert tcp_sock is not None  # the loop ends with a pair, or raises
         self.loop.register(self._door, READABLE)
         self.listener = TcpListener(self, tcp_sock)

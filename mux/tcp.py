@@ -309,30 +309,20 @@ class TcpConnection:
 
     # -- closing -------------------------------------------------------------------------
     def shut_down(self) -> None:
-        """The engine is stopping: send what the kernel takes now of the queue, then a FIN,
-        and read away what the peer sent that will not be echoed (bounded), so that the close
-        is not the RST a close with unread input makes (which also throws away what the
-        kernel still had to send)."""
-        if self.closed:
+        """The engine is stopping: send what the kernel takes now of the queue (the usual
+        write path, events and all), then a FIN, and read away what the peer sent that will
+        not be echoed (bounded), so that the close is not the RST a close with unread input
+        makes (which also throws away what the kernel still had to send)."""
+        if self.queue:
+            self.on_ready(WRITABLE)
+        if self.closed:  # the peer had gone (reset), or the queue was flushed after EOF
             return
-        sock, queue = self.sock, self.queue
-        try:
-            while queue:
-                chunk = queue[0]
-                sent = sock.send(chunk)
-                self.bytes_out += sent
-                self.pending_bytes -= sent
-                if sent < len(chunk):
-                    queue[0] = chunk[sent:]
-                    break
-                queue.popleft()
-        except OSError:
-            pass
+        sock = self.sock
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
         with contextlib.suppress(OSError):
             for _ in range(16):
-                if not sock.recv(RECV_SIZE):
+                if not sock.recv_into(self._rbuf):
                     break
         self.close("shutdown")
 

@@ -3,6 +3,7 @@ import { toBits } from './vocab.js';
 
 const PANELS = ['backend', 'syscall', 'queues', 'conns', 'controls', 'status', 'log'];
 const READY_LIST_CAP = 4096;
+const MAX_NOTICES = 5;      // the latest error/flaw events, shown above the log
 
 export class Model {
   constructor({ ringSize = 5000 } = {}) {
@@ -25,6 +26,7 @@ export class Model {
     this.delayMs = 0;
     this.tcp = null;
     this.udp = null;
+    this.udpFromStats = false;
     this.limits = {};
     this.controlFd = null;
     this.regs = new Map();      // fd -> {fd, role, bits: Set, armed}
@@ -85,6 +87,7 @@ export class Model {
     if (frame.udp && this.udp) {
       const { received, echoed, dropped } = frame.udp;
       Object.assign(this.udp, { received, echoed, dropped });
+      this.udpFromStats = true;   // datagram events still in flight are in these totals already
       this.mark('conns');
     }
   }
@@ -167,9 +170,7 @@ export class Model {
       this.seq = ev.seq;
     }
     this.eventsApplied++;
-    this.ring[this.ringHead] = ev;
-    this.ringHead = (this.ringHead + 1) % this.ringSize;
-    if (this.ringLen < this.ringSize) this.ringLen++;
+    this.remember(ev);
     const fd = ev.fd;
     const isConn = fd !== undefined && fd !== null && this.roleOf(fd) === 'connection';
     switch (ev.kind) {
@@ -221,7 +222,7 @@ export class Model {
         if (isConn) { this.conn(fd).paused = !!ev.paused; this.touched.add(fd); this.mark('conns', 'queues', 'backend'); }
         break;
       case 'datagram':
-        if (this.udp) {
+        if (this.udp && !this.udpFromStats) {   // once stats carry the totals, they alone count
           if (ev.dir === 'in') this.udp.received = (this.udp.received || 0) + 1;
           else if (ev.dir === 'out') this.udp.echoed = (this.udp.echoed || 0) + 1;
           this.mark('conns');
@@ -250,9 +251,7 @@ export class Model {
         break;
       case 'error':
       case 'flaw':
-        this.notices.push(ev);
-        if (this.notices.length > 5) this.notices.shift();
-        this.mark('log');
+        this.mark('log');   // remember() keeps it among the notices
         break;
       default:
         break;
@@ -308,14 +307,19 @@ export class Model {
     this.ringLen = 0;
     this.ringHead = 0;
     this.notices = [];
-    for (const ev of before.slice(-this.ringSize)) {
-      this.ring[this.ringHead] = ev;
-      this.ringHead = (this.ringHead + 1) % this.ringSize;
-      if (this.ringLen < this.ringSize) this.ringLen++;
-      if (ev.kind === 'error' || ev.kind === 'flaw') this.notices.push(ev);
-    }
-    this.notices = this.notices.slice(-5);
+    for (const ev of before.slice(-this.ringSize)) this.remember(ev);
     for (const ev of events) this.applyEvent(ev);
+  }
+
+  /** Keep `ev` in the ring of recent events, and among the notices if it is one. */
+  remember(ev) {
+    this.ring[this.ringHead] = ev;
+    this.ringHead = (this.ringHead + 1) % this.ringSize;
+    if (this.ringLen < this.ringSize) this.ringLen++;
+    if (ev.kind === 'error' || ev.kind === 'flaw') {
+      this.notices.push(ev);
+      if (this.notices.length > MAX_NOTICES) this.notices.shift();
+    }
   }
 
   get paused() { return this.loop !== 'running'; }

@@ -41,7 +41,7 @@ export class BreakpointsPanel {
 
   onEvent(ev) {
     // a new snapshot (a reconnect, perhaps to a restarted server): the server's list is the truth
-    if (ev.kind === 'reset' && !this.replay) { this.hit = null; this.refresh(); return; }
+    if (ev.kind === 'reset' && !this.replay) { this.hit = null; this.dirty = true; this.refresh(); return; }
     if (ev.kind !== 'loop') return;
     if (ev.breakpoint !== undefined && ev.breakpoint !== null) {
       this.hit = { id: ev.breakpoint, iteration: this.history.last, seq: ev.seq, resumed: false };
