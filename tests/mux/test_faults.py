@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -242,57 +244,54 @@ def test_pending_data_not_stranded_by_switch_to_edge(make_engine, source, target
 # -- a bug in one handler, a stopped engine, a port that cannot be bound -------------------------
 
 
-def test_a_handler_that_raises_closes_its_connection_and_the_loop_goes_on(make_engine):
-    """One connection's handler raising must not end the loop (and every other connection)."""
-    engine, rec = make_engine(backend="epoll")
+@contextlib.contextmanager
+def _bad_and_good(engine, rec) -> Iterator[tuple[socket.socket, socket.socket, int]]:
+    """Two echoing clients, and the server-side fd of the first (whose handler will break)."""
     with connect(engine.tcp_port) as bad, connect(engine.tcp_port) as good:
         for sock in (bad, good):
             sock.sendall(b"x")
             assert recv_exactly(sock, 1) == b"x"
         host, port = bad.getsockname()[:2]
-        bad_fd = rec.wait_for("accept", peer=f"{host}:{port}")["fd"]
+        yield bad, good, rec.wait_for("accept", peer=f"{host}:{port}")["fd"]
 
-        def boom(mask: int) -> None:
-            raise RuntimeError("a bug in the handler")
 
-        engine.call(lambda: setattr(engine.connections[bad_fd], "on_ready", boom)).result(5)
+def _boom(mask: int) -> None:
+    raise RuntimeError("a bug in the handler")
+
+
+def _assert_only_it_was_closed(engine, rec, bad_fd: int, good: socket.socket) -> None:
+    error = rec.wait_for("error", fd=bad_fd)
+    assert "RuntimeError: a bug in the handler" in error["message"]
+    assert rec.wait_for("close", fd=bad_fd)["reason"] == "error"
+    good.sendall(b"still served")
+    assert recv_exactly(good, 12) == b"still served"
+    assert engine.loop_state()["loop"] == "running" and bad_fd not in engine.connections
+
+
+def test_a_handler_that_raises_closes_its_connection_and_the_loop_goes_on(make_engine):
+    """One connection's handler raising must not end the loop (and every other connection)."""
+    engine, rec = make_engine(backend="epoll")
+    with _bad_and_good(engine, rec) as (bad, good, bad_fd):
+        engine.call(lambda: setattr(engine.connections[bad_fd], "on_ready", _boom)).result(5)
         bad.sendall(b"y")
         with pytest.raises(ConnectionResetError):  # closed with the unread "y" in its buffer
             recv_until_eof(bad)
-        error = rec.wait_for("error", fd=bad_fd)
-        assert "RuntimeError: a bug in the handler" in error["message"]
-        assert rec.wait_for("close", fd=bad_fd)["reason"] == "error"
-        good.sendall(b"still served")
-        assert recv_exactly(good, 12) == b"still served"
-        assert engine.loop_state()["loop"] == "running" and bad_fd not in engine.connections
+        _assert_only_it_was_closed(engine, rec, bad_fd, good)
 
 
 def test_a_handler_that_raises_as_reading_resumes_closes_only_its_connection(make_engine):
     """Edge mode resumes reading without a wait (Loop.readable_soon: after backpressure, after
     a flaw): a handler's error there is isolated as in the dispatch, not the loop's end."""
     engine, rec = make_engine(backend="epoll", trigger="edge")
-    with connect(engine.tcp_port) as bad, connect(engine.tcp_port) as good:
-        for sock in (bad, good):
-            sock.sendall(b"x")
-            assert recv_exactly(sock, 1) == b"x"
-        host, port = bad.getsockname()[:2]
-        bad_fd = rec.wait_for("accept", peer=f"{host}:{port}")["fd"]
-
-        def boom(mask: int) -> None:
-            raise RuntimeError("a bug in the handler")
+    with _bad_and_good(engine, rec) as (_, good, bad_fd):
 
         def resume_reading_into_the_bug() -> None:
             conn = engine.connections[bad_fd]
-            conn.on_ready = boom  # type: ignore[method-assign]
+            conn.on_ready = _boom  # type: ignore[method-assign]
             engine.loop.readable_soon(conn)
 
         engine.call(resume_reading_into_the_bug).result(5)
-        error = rec.wait_for("error", fd=bad_fd)
-        assert "RuntimeError: a bug in the handler" in error["message"]
-        assert rec.wait_for("close", fd=bad_fd)["reason"] == "error"
-        good.sendall(b"still served")
-        assert recv_exactly(good, 12) == b"still served"
-        assert engine.loop_state()["loop"] == "running" and bad_fd not in engine.connections
+        _assert_only_it_was_closed(engine, rec, bad_fd, good)
 
 
 def test_commands_to_a_stopped_engine_fail_at_once(make_engine):
