@@ -36,7 +36,7 @@ FIELDS: dict[str, dict[str, Any]] = {
 }
 #: fields a kind may carry besides its required ones
 OPTIONAL: dict[str, dict[str, Any]] = {
-    "loop": {"breakpoint": INT, "wait": INT},
+    "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT},
     "error": {"fd": INT},
     "flaw": {"fd": INT},
 }

@@ -20,6 +20,7 @@ from app.hub import Hub
 from app.metrics import Metrics
 from app.record import JsonlRecorder
 from app.routes import api, live, pages
+from app.routes.release import ServerSendKeeper
 from app.security import BodyLimitMiddleware, SecurityMiddleware, install_denial_log_filter
 from app.settings import Settings
 from app.trace import TraceRing
@@ -154,5 +155,6 @@ def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
         app.add_middleware(ReplayGuard)
     app.add_middleware(SecurityMiddleware, loopback_only=settings.loopback,
                        token=settings.token)
+    app.add_middleware(ServerSendKeeper)  # outermost: it must see the server's own `send`
     install_denial_log_filter()
     return app

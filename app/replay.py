@@ -25,6 +25,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from app.event_schema import problems
 from app.hub import Hub, HubFull
 from app.routes.live import TOO_SLOW, close_politely, send_frame
+from app.routes.release import release
 from app.security import UNSAFE_METHODS, ASGIApp, Receive, Scope, Send
 from app.settings import Settings
 from app.trace import TraceRing
@@ -201,6 +202,8 @@ async def replay_stream(websocket: WebSocket) -> None:
     except HubFull as exc:  # before accept; accept first so the reason reaches the browser
         await websocket.accept()
         await close_politely(websocket, (1013, str(exc)))
+    finally:
+        await release(websocket)
 
 
 async def _serve(websocket: WebSocket) -> None:

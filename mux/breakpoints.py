@@ -41,13 +41,18 @@ class Breakpoints:
     """The set breakpoints, checked by a hook of the loop that exists only while one is set.
 
     `depths` gives the queue depth of every connection with something queued, `waits` the
-    engine's wait count (recorded with each hit). A hit waits in `hit` for the engine, which
-    pauses the loop after the iteration that matched.
+    engine's wait count (recorded with each hit), `own_fd` the engine's control fd. A hit waits
+    in `hit` for the engine, which pauses the loop after the iteration that matched.
+
+    A breakpoint without an fd matches any fd but the control fd: the dashboard's own commands
+    make that one readable, and "readable, any fd" paused the loop on every API request (a
+    breakpoint naming the control fd still matches it).
     """
 
     def __init__(self, loop: Loop, depths: Callable[[], dict[int, int]],
-                 waits: Callable[[], int]) -> None:
+                 waits: Callable[[], int], own_fd: Callable[[], int] = lambda: -1) -> None:
         self.loop = loop
+        self._own_fd = own_fd
         self.items: dict[int, Breakpoint] = {}
         #: (what, fd) noted by handlers during the current iteration: "hup", "backpressure"
         self.notes: list[tuple[str, int]] = []
@@ -95,16 +100,18 @@ class Breakpoints:
               queue_depth: dict[int, int]) -> Breakpoint | None:
         """The first breakpoint that this iteration matched, or None; clears the notes."""
         notes, self.notes = self.notes, []
+        own_fd = self._own_fd()
         for bp in self.items.values():
-            if self._matches(bp, ready, backend, notes, queue_depth):
+            if self._matches(bp, ready, backend, notes, queue_depth, own_fd):
                 return bp
         return None
 
     @staticmethod
     def _matches(bp: Breakpoint, ready: list[tuple[int, int]], backend: Backend,
-                 notes: list[tuple[str, int]], queue_depth: dict[int, int]) -> bool:
+                 notes: list[tuple[str, int]], queue_depth: dict[int, int],
+                 own_fd: int = -1) -> bool:
         def fd_ok(fd: int) -> bool:
-            return bp.fd is None or bp.fd == fd
+            return fd != own_fd if bp.fd is None else bp.fd == fd
 
         if bp.when in ("readable", "writable"):
             bit = READABLE if bp.when == "readable" else WRITABLE

@@ -65,7 +65,8 @@ class Engine(EngineCommands):
         self.delay_ms = 0
         self._step_requested = False
         self._stopping = False
-        self.breakpoints = Breakpoints(self.loop, self._queue_depths, lambda: self.stats.waits)
+        self.breakpoints = Breakpoints(self.loop, self._queue_depths, lambda: self.stats.waits,
+                                       lambda: self._door.fd)
         self.sticky_write = False  # the bug zoo's write_interest_stuck
         self.flaws = FlawZoo(self)
         self._past_waits: dict[str, int] = {}
@@ -193,8 +194,10 @@ class Engine(EngineCommands):
             self.observers.emit(event)
 
     def _emit_loop(self, state: str, breakpoint: Any = None) -> None:
+        """A `loop` event; it carries `delay_ms` too, so every page (and a recording) learns a
+        slow-motion change made by another client."""
         if self.observers.active:
-            event: dict[str, Any] = {"kind": "loop", "state": state}
+            event: dict[str, Any] = {"kind": "loop", "state": state, "delay_ms": self.delay_ms}
             if breakpoint is not None:
                 event["breakpoint"] = breakpoint
                 event["wait"] = self.stats.waits  # the engine's wait count at the hit
@@ -326,7 +329,9 @@ class Engine(EngineCommands):
     def _set_delay(self, delay_ms: int) -> dict[str, Any]:
         if not 0 <= delay_ms <= MAX_DELAY_MS:
             raise ValueError(f"delay_ms must be between 0 and {MAX_DELAY_MS}, not {delay_ms}")
-        self.delay_ms = delay_ms
+        if delay_ms != self.delay_ms:
+            self.delay_ms = delay_ms
+            self._emit_loop("paused" if self.paused else "running")
         return self.loop_state()
 
     def _close_connection(self, fd: int) -> bool:

@@ -65,7 +65,7 @@ class TcpConnection:
         or queued and unwatched (`recv`, straight to the queue). Writes: one loop, which emits
         its send and queue events when watched. Unwatched, the queued path switches write
         interest with the backend's `write_toggle`, not `Loop.set_interest` (see loop.py's
-        rules; 0.3 us a round trip on select, docs/BENCHMARKS.md, session 6).
+        rules; 0.3 us a round trip on select, docs/BENCHMARKS-history.md, session 6).
         """
         readable, writable = SIDES[mask]
         if readable and not (self.reading_paused or self.eof):

@@ -28,18 +28,19 @@ class _Server(uvicorn.Server):
         self.ready.set()
 
 
-def _listen(host: str) -> socket.socket:
+def _listen(host: str, port: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     sock.listen(128)
     return sock
 
 
 @contextlib.contextmanager
-def run_asgi(app: Any, host: str = "127.0.0.1", **config: Any) -> Iterator[str]:
-    """Serve an ASGI app with a real uvicorn on a free port in a thread; yield the base URL."""
-    sock = _listen(host)
+def run_asgi(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> Iterator[str]:
+    """Serve an ASGI app with a real uvicorn in a thread, on `port` (0: a free one); yield the
+    base URL. A port given again after the first server stopped is a restarted server."""
+    sock = _listen(host, port)
     port = sock.getsockname()[1]
     from app.main import UVICORN_OPTIONS
 

@@ -7,7 +7,7 @@ visible at once. Each variant runs twice (50 and 250 rounds of 50 x 1 KiB over s
 `instr_driver`); the difference over 10,000 messages removes start-up. The count is user-space
 only (the kernel's side of recv/send is not in it) and includes the driver's own peers, which
 are the same for every variant. Under load ~1,000 instructions a message came to ~0.1 µs a
-round trip (docs/BENCHMARKS.md, session 6). Not in the default run: about two minutes.
+round trip (docs/BENCHMARKS-history.md, session 6). Not in the default run: about two minutes.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ snapshot already covers (`start_after(seq)`), so no event falls between the two.
 per socket: the writer (frames from the hub, a stats frame every half second) and the reader
 (which only watches for disconnects and misbehaving clients). Whichever ends first ends both.
 Every send is bounded by `hub.send_timeout`: a client that stops reading is closed with 1008
-and unsubscribed, never buffered without bound, never allowed to stall the engine.
+(reset if it does not take the close either: `routes/release.py`) and unsubscribed, never
+buffered without bound, never allowed to stall the engine.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from app.hub import Hub, HubFull, Subscription
+from app.routes.release import release, reset
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ async def live(websocket: WebSocket) -> None:
         # Accept first: a close before accept is an HTTP 403 and the reason would be lost.
         await websocket.accept()
         await close_politely(websocket, (1013, str(exc)))
+    finally:
+        await release(websocket)
 
 
 async def _serve(websocket: WebSocket, hub: Hub, subscription: Subscription) -> None:
@@ -135,12 +139,16 @@ async def send_frame(websocket: WebSocket, frame: bytes, timeout: float) -> bool
 
 
 async def close_politely(websocket: WebSocket, close: Close) -> None:
-    """Close politely, but never wait long: a peer that does not read may never take it."""
+    """Close politely, but never wait long: a peer that does not read may never take it, and is
+    then reset (`release.reset`)."""
     code, reason = close
     try:
         async with asyncio.timeout(CLOSE_TIMEOUT):
             await websocket.close(code, reason)
-    except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+    except TimeoutError:
+        log.debug("websocket close %d (%s) not taken: connection reset", code, reason)
+        reset(websocket)
+    except (WebSocketDisconnect, RuntimeError, OSError):
         log.debug("websocket close %d (%s) not delivered", code, reason)
 
 

@@ -66,15 +66,8 @@ export class Charts {
   constructor(root, model) {
     this.model = model;
     this.root = root;
-    this.times = [];
-    this.evEngine = [];
-    this.evPage = [];
-    this.bIn = [];
-    this.bOut = [];
-    this.waitMin = { select: new Map(), poll: new Map(), epoll: new Map() };
-    this.local = { in: 0, out: 0 };
-    this.prev = null;
-    this.dirty = false;
+    this.startedAt = undefined;
+    this.clear();
     const c = colors();
     const mk = (id, opts, data) => {
       const el = root.querySelector(id);
@@ -109,8 +102,26 @@ export class Charts {
     setInterval(() => this.sample(), 1000);
   }
 
+  /** Forget every sample: the series are times since one engine's start, and its counters. */
+  clear() {
+    this.times = [];
+    this.evEngine = [];
+    this.evPage = [];
+    this.bIn = [];
+    this.bOut = [];
+    this.waitMin = { select: new Map(), poll: new Map(), epoll: new Map() };
+    this.local = { in: 0, out: 0 };
+    this.prev = null;
+    this.dirty = true;
+    this.waitDirty = true;
+  }
+
   onEvent(ev) {
     switch (ev.kind) {
+      case 'reset':   // a snapshot: from another engine (a restarted server), start afresh
+        if (this.startedAt !== undefined && this.model.startedAt !== this.startedAt) this.clear();
+        this.startedAt = this.model.startedAt;
+        break;
       case 'recv': this.local.in += ev.bytes || 0; break;
       case 'send': this.local.out += ev.bytes || 0; break;
       case 'datagram': if (ev.dir === 'in') this.local.in += ev.bytes || 0; else this.local.out += ev.bytes || 0; break;

@@ -58,6 +58,8 @@ export class Controls {
       this.slowmoTimer = setTimeout(() => { if (validDelay(this.slowmo.value)) this.sendDelay(); }, TYPING_PAUSE_MS);
     });
     this.slowmo.addEventListener('change', () => { clearTimeout(this.slowmoTimer); this.sendDelay(); });
+    // while focused the field is left alone (paint); on leaving it, it shows the server's delay
+    this.slowmo.addEventListener('blur', () => this.model.mark('controls'));
     this.addBtn.addEventListener('click', () => this.addLoad());
     this.removeBtn.addEventListener('click', () => this.removeLoad());
   }

@@ -39,6 +39,7 @@ export class EventLog {
     this.jumpBtn = root.querySelector('#log-jump-btn');
     this.noticesEl = root.querySelector('#engine-notices');
     this.pending = [];
+    this.unlisted = { events: 0, dropped: 0 };   // not listed since the last gap marker
     this.paintedAt = -Infinity;
     this.paints = 0;          // paints that took new events (window.__muxscope.logPaints)
     this.stick = true;
@@ -103,13 +104,34 @@ export class EventLog {
       this.lastSeq = this.model.seq;
     } else {
       if (this.lastSeq !== null && ev.seq > this.lastSeq + 1) {
-        this.pending.push({ marker: `… ${ev.seq - this.lastSeq - 1} events not delivered to this page (dropped) …`, gap: true });
+        const dropped = ev.seq - this.lastSeq - 1;
+        this.pending.push({ marker: `… ${dropped} events not delivered to this page (dropped) …`, gap: true, dropped });
       }
       this.lastSeq = ev.seq;
       this.pending.push(ev);
     }
-    if (this.pending.length > MAX_ROWS * 2) this.pending.splice(0, this.pending.length - MAX_ROWS);
+    if (this.pending.length > MAX_ROWS * 2) {   // bounded while held: what falls off is counted
+      this.addUnlisted(this.pending.splice(0, this.pending.length - MAX_ROWS));
+    }
     this.model.mark('log');
+  }
+
+  /** Count `items` (events and markers) the log will not list, for the next gap marker. */
+  addUnlisted(items) {
+    for (const item of items) {
+      if (!this.matches(item)) continue;
+      if (!item.marker) this.unlisted.events++;
+      else if (item.dropped) this.unlisted.dropped += item.dropped;
+    }
+  }
+
+  /** The marker for what was not listed since the last paint (null if nothing was). */
+  takeUnlistedMarker() {
+    const { events, dropped } = this.unlisted;
+    this.unlisted = { events: 0, dropped: 0 };
+    if (!events && !dropped) return null;
+    const why = dropped ? `too many to list; ${dropped} of them never reached this page` : 'too many to list';
+    return { marker: `… ${events + dropped} events not shown in the log (${why}) …`, gap: true };
   }
 
   matches(ev) {
@@ -127,6 +149,7 @@ export class EventLog {
     // re-render from the model's ring of recent events
     this.list.replaceChildren();
     this.pending = this.source.recent().filter((ev) => this.matches(ev)).slice(-MAX_ROWS);
+    this.unlisted = { events: 0, dropped: 0 };
     this.stick = true;
     this.jumpBtn.hidden = true;
     this.source.mark('log');
@@ -194,10 +217,9 @@ export class EventLog {
     const limit = !this.list.childElementCount ? MAX_ROWS
       : matching.length > FLOOD_AT ? FLOOD_PER_PAINT : PER_PAINT;
     const batch = matching.slice(-limit);   // the newest, oldest first
-    const skipped = matching.length - batch.length;
-    if (skipped > 0) {   // said, not silent: the seq numbers in the log jump here
-      batch.unshift({ marker: `… ${skipped} events not shown in the log (too many to list) …`, gap: true });
-    }
+    this.addUnlisted(matching.slice(0, matching.length - batch.length));
+    const gap = this.takeUnlistedMarker();
+    if (gap) batch.unshift(gap);   // said, not silent: the seq numbers in the log jump here
     // rows trimmed from the top are recycled for the new ones at the bottom
     const list = this.list;
     let excess = list.childElementCount + batch.length - MAX_ROWS;

@@ -79,6 +79,7 @@ const debug = {
   get eventsApplied() { return model.eventsApplied; },
   get logPinPending() { return log.needPin; },   // rows appended, the pin to the end not yet done
   get logPaints() { return log.paints; },        // log paints that took new events
+  get charts() { return charts; },               // the chart series, for tests
   timeline: {
     history,
     get viewing() { return timeline.viewing; },

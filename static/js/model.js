@@ -247,6 +247,7 @@ export class Model {
         break;
       case 'loop':
         this.loop = ev.state;
+        if (ev.delay_ms !== undefined) this.delayMs = ev.delay_ms;   // set here or by another client
         this.mark('controls', 'status', 'syscall');
         break;
       case 'error':

@@ -113,6 +113,19 @@ def hostport(live: Live) -> tuple[str, int]:
     return host, int(port)
 
 
+def server_holds_connection(server_port: int, client_port: int) -> bool:
+    """Whether the server's end of the loopback connection from `client_port` is still in the
+    kernel's table in any state but TIME_WAIT (IPv4 /proc/net/tcp; ports in hex)."""
+    local, remote = f":{server_port:04X}", f":{client_port:04X}"
+    with open("/proc/net/tcp") as table:
+        for line in list(table)[1:]:
+            fields = line.split()
+            if (fields[1].endswith(local) and fields[2].endswith(remote)
+                    and fields[3] != "06"):  # 06: TIME_WAIT, nothing held any more
+                return True
+    return False
+
+
 def raw_ws_handshake_never_read(live: Live) -> socket.socket:
     """Send a websocket upgrade on a socket with a tiny receive buffer and never read from it
     at all — not even the 101 — like a browser tab that froze."""
@@ -476,6 +489,11 @@ def test_a_browser_that_never_reads_neither_stalls_the_engine_nor_grows_memory()
             give_up_by = load_started + hub.send_timeout + 8.0
             wait_for(lambda: hub.clients == 1, max(0.5, give_up_by - time.monotonic()),
                      "the server to drop the client that never reads")
+            # ...and its connection with it: asyncio's close waits for the write buffer to
+            # drain, which this client never lets happen (it stayed ESTABLISHED for good)
+            server_port, client_port = hostport(live)[1], frozen.getsockname()[1]
+            wait_for(lambda: not server_holds_connection(server_port, client_port), 5,
+                     "the server to let go of the frozen client's TCP connection")
             assert hub.peak_queued_bytes <= hub.max_queue_bytes + MAX_FRAME_BYTES, (
                 hub.peak_queued_bytes, hub.max_queue_bytes)
             assert healthy_frames, "the healthy client got nothing"

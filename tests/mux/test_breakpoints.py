@@ -51,6 +51,26 @@ def test_other_fds_do_not_trigger(make_engine):
         rec.wait_for("loop", state="paused")
 
 
+def test_a_breakpoint_on_any_fd_ignores_the_engines_own_control_fd(make_engine):
+    """Every command (each API request) makes the control fd readable: "readable, any fd"
+    paused the loop on the dashboard's own requests, and even on its own creation."""
+    engine, rec = make_engine(wait_timeout=0.05)
+    bp = engine.add_breakpoint("readable").result(5)
+    for _ in range(20):  # commands, each one a wake-up of the control fd
+        assert engine.list_breakpoints().result(5)[0]["hits"] == 0
+    assert not engine.paused
+    assert any(e["kind"] == "ready" and e["fd"] == engine.control_fd for e in rec.events)
+    with connect(engine.tcp_port) as sock:  # a connection's readiness still matches
+        rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+        engine.remove_breakpoint(bp["id"]).result(5)
+        engine.resume().result(5)
+        sock.sendall(b"on")
+        assert recv_exactly(sock, 2) == b"on"
+    own = engine.add_breakpoint("readable", fd=engine.control_fd).result(5)  # named: matches
+    engine.list_breakpoints().result(5)
+    rec.wait_for("loop", state="paused", breakpoint=own["id"])
+
+
 def test_hup_breakpoint(make_engine):
     engine, rec = make_engine(backend="select")
     sock = connect(engine.tcp_port)

@@ -102,6 +102,23 @@ def test_a_shorter_delay_applies_at_once(make_engine):
         assert time.monotonic() - started < 2.5, "the old 5 s delay was waited out"
 
 
+def test_a_delay_change_is_an_event_that_every_watcher_sees(make_engine):
+    """Slow motion set by one client must reach the others' pages: a changed delay emits a
+    `loop` event carrying it (an unchanged one emits nothing), and every `loop` event says
+    the delay in force."""
+    engine, rec = make_engine(wait_timeout=0.01)
+    start = len(rec.events)
+    engine.set_delay(300).result(5)
+    engine.set_delay(300).result(5)
+    engine.pause().result(5)
+    engine.set_delay(0).result(5)
+    engine.resume().result(5)
+    wait_until(lambda: len([e for e in rec.events[start:] if e["kind"] == "loop"]) >= 4,
+               what="the loop events")
+    loops = [(e["state"], e["delay_ms"]) for e in rec.events[start:] if e["kind"] == "loop"]
+    assert loops == [("running", 300), ("paused", 300), ("paused", 0), ("running", 0)], loops
+
+
 def test_step_while_running_is_refused(make_engine):
     engine, _ = make_engine()
     with pytest.raises(RuntimeError, match="pause"):

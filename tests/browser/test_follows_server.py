@@ -1,0 +1,112 @@
+"""The page follows the server it is connected to: a slow motion set by another client, the
+charts of a server restarted behind a reconnect, and the log's account of the events it did
+not list."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from playwright.sync_api import Browser, expect
+
+from app.main import create_app
+from app.settings import Settings
+from tests.browser.test_dashboard import load_clients, wait_api
+from tests.conftest import run_asgi, wait_until
+
+SNAPSHOTS = "() => window.__muxscope.frames.snapshot"
+CHART_TIMES = "() => window.__muxscope.charts.times.slice()"
+GAP_COUNT = re.compile(r"… (\d+) events not")
+
+
+def test_slow_motion_set_on_one_page_shows_on_another_which_can_turn_it_off(dashboard):
+    """No frame carried `delay_ms`: a second page kept showing 0 ms, and typing 0 there sent
+    nothing (it thought the loop was at 0 already), so it could not end the slow motion."""
+    page_a = dashboard.page
+    context_b = page_a.context.browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page_b = context_b.new_page()
+        page_b.goto(dashboard.base + "/")
+        page_b.wait_for_function(f"() => ({SNAPSHOTS})() >= 1", timeout=10_000)
+        slow_a, slow_b = page_a.get_by_label("Slow motion"), page_b.get_by_label("Slow motion")
+        slow_a.fill("500")
+        slow_a.press("Enter")
+        wait_api(dashboard, lambda s: s["delay_ms"] == 500, "page A's slow motion")
+        expect(slow_b).to_have_value("500", timeout=5000)
+        expect(page_b.locator("#loop-state")).to_contain_text("+500 ms", timeout=5000)
+        slow_b.fill("0")
+        slow_b.press("Enter")
+        wait_api(dashboard, lambda s: s["delay_ms"] == 0, "page B ends the slow motion")
+        page_a.locator("body").click(position={"x": 5, "y": 5})  # A's field shows, unfocused
+        expect(slow_a).to_have_value("0", timeout=5000)
+    finally:
+        context_b.close()
+
+
+def test_charts_start_afresh_for_a_restarted_server(browser: Browser):
+    """The series are seconds since the engine's start: after a restart on the same port the
+    page appended the new server's times (1, 2, 3 s) to the old one's (…12, 13 s), and the
+    time axis folded back on itself."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        with run_asgi(create_app(Settings(http_port=0, echo_port=0))) as base:
+            port = int(base.rsplit(":", 1)[1])
+            page.goto(base + "/")
+            page.wait_for_function(f"() => ({SNAPSHOTS})() >= 1", timeout=10_000)
+            page.wait_for_function(f"() => ({CHART_TIMES})().length >= 4", timeout=15_000)
+            page.wait_for_function(f"() => ({CHART_TIMES})().at(-1) >= 4", timeout=15_000)
+        restarted = time.monotonic()  # the new engine starts after this: younger than it
+        with run_asgi(create_app(Settings(http_port=0, echo_port=0)), port=port):
+            page.wait_for_function(f"() => ({SNAPSHOTS})() >= 2", timeout=15_000)
+            page.wait_for_function(f"() => ({CHART_TIMES})().length >= 2", timeout=15_000)
+            times = page.evaluate(CHART_TIMES)
+            assert times == sorted(times) and len(set(times)) == len(times), times
+            assert times[-1] <= time.monotonic() - restarted + 0.5, (
+                f"samples older than the restarted server: {times}")
+    finally:
+        context.close()
+
+
+def test_the_logs_gap_markers_count_every_event_it_did_not_list(dashboard):
+    """Scrolled up, the log keeps at most 1,000 waiting events and let the rest fall off
+    uncounted: after "Jump to latest" its marker said 793 where the seq numbers jumped 2,797."""
+    page = dashboard.page
+    log, jump = page.locator("#event-log"), page.locator("#log-jump-btn")
+    with load_clients(dashboard, 4, 16, 20):
+        page.wait_for_function("""() => { const el = document.querySelector('#event-log');
+                                          return el.scrollHeight > 2 * el.clientHeight; }""",
+                               timeout=10_000)
+        log.hover()
+        page.mouse.wheel(0, -400)
+        expect(jump).to_be_visible(timeout=5000)
+        held_at = page.evaluate("() => window.__muxscope.lastSeq")
+        # far more than the 1,000 events the held log keeps waiting
+        page.wait_for_function(f"() => window.__muxscope.lastSeq > {held_at} + 3000",
+                               timeout=20_000)
+    assert dashboard.api.post("/api/loop", json={"action": "pause"}).status_code == 200
+    try:
+        jump.click()
+        expect(jump).to_be_hidden(timeout=5000)
+        rows: list[int | str] = wait_until(lambda: _rows_after_a_gap(page), 5, "the gap marker")
+    finally:
+        assert dashboard.api.post("/api/loop", json={"action": "resume"}).status_code == 200
+    checked = 0
+    last_seq: int | None = None
+    said = 0
+    for item in rows:
+        if isinstance(item, str):
+            match = GAP_COUNT.search(item)
+            said += int(match.group(1)) if match else 0
+            continue
+        if last_seq is not None:
+            assert item - last_seq - 1 == said, f"#{last_seq} → #{item}, the markers said {said}"
+            checked += said > 0
+        last_seq, said = item, 0
+    assert checked >= 1, rows
+
+
+def _rows_after_a_gap(page) -> list[int | str] | None:
+    rows = page.evaluate("""() => [...document.querySelectorAll('#event-log li')]
+        .map(li => li.dataset.seq ? +li.dataset.seq : li.textContent)""")
+    return rows if any(isinstance(r, str) and "not shown" in r for r in rows) else None
