@@ -5,8 +5,8 @@ Kernel facts this module relies on:
   EAGAIN (in batches, the rest on the next pass), or the waiting clients wait for an edge that
   never comes.
 - `accept` failing with EMFILE/ENFILE leaves the client in the backlog: the listener stays
-  readable (level mode: a busy loop) or never signals again (edge mode). A spare fd lets us
-  accept and close that client; the listener is then retried on a timer.
+  readable (level mode: a busy loop) or never signals again (edge mode). The listener is
+  retried on a timer instead; a spare fd lets us accept and close one client to say so.
 """
 
 from __future__ import annotations
@@ -63,10 +63,12 @@ class TcpListener(ListeningHandler):
 
     def _out_of_fds(self, exc: OSError) -> None:
         """No fd for the next connection. Without care this spins: the listener stays
-        readable (level) or never signals again (edge). So: use the spare fd to accept and
-        close the waiting client, stop watching the listener and retry on a timer."""
-        shed = self._shed_one()
+        readable (level) or never signals again (edge). So: stop watching the listener and
+        retry on a timer. The first time, the spare fd accepts and closes one waiting client,
+        which the `error` event says; the retries shed no more (each shed one, unsaid, ten a
+        second): the others wait in the backlog until fds free up."""
         if not self.exhausted:
+            shed = self._shed_one()
             self.exhausted = True
             self.engine.error(
                 f"accept failed: {os.strerror(exc.errno or errno.EMFILE)} "
