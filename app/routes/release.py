@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import socket
 import struct
+import termios
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 SERVER_SEND = "muxscope.server_send"
-#: how long a peer gets to take what is left in the write buffer once its handler is done
-DRAIN_TIMEOUT = 1.0
+#: a peer that takes not one byte in this long, once its handler is done, is reset...
+STALL_TIMEOUT = 1.0
+#: ...and one that is still taking them, but slowly, gets this long in all (the server's
+#: graceful-shutdown timeout, so a shutdown is never held up longer by it)
+DRAIN_LIMIT = 5.0
 _POLL = 0.05
 
 
@@ -59,15 +64,36 @@ def reset(websocket: WebSocket) -> bool:
     return True
 
 
+def _unsent(transport: asyncio.Transport) -> int:
+    """Bytes not yet taken by the peer: asyncio's buffer plus the kernel's send queue."""
+    queued = 0
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # = SIOCOUTQ
+            queued = struct.unpack("i", raw)[0]
+    return transport.get_write_buffer_size() + queued
+
+
 async def release(websocket: WebSocket) -> None:
-    """At the end of a handler: give the peer `DRAIN_TIMEOUT` to take what is still buffered
-    (a close frame, the last events), then reset the connection if it has not."""
+    """At the end of a handler: let the peer take what is still in asyncio's write buffer (a
+    close frame, the last events); reset the connection if it stops taking bytes for
+    `STALL_TIMEOUT`, or has not taken them all within `DRAIN_LIMIT`. A slow reader that keeps
+    reading is not a stuck one: it gets its close frame."""
     transport = _transport(websocket)
     if transport is None:
         return
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + DRAIN_TIMEOUT
-    while transport.get_write_buffer_size() and loop.time() < deadline:
+    now = loop.time()
+    give_up, stalled_at = now + DRAIN_LIMIT, now + STALL_TIMEOUT
+    unsent = _unsent(transport)
+    while transport.get_write_buffer_size():
+        now = loop.time()
+        if now >= give_up or now >= stalled_at:
+            reset(websocket)
+            return
         await asyncio.sleep(_POLL)
-    if transport.get_write_buffer_size():
-        reset(websocket)
+        left = _unsent(transport)
+        if left < unsent:  # the peer is reading
+            stalled_at = loop.time() + STALL_TIMEOUT
+        unsent = left
