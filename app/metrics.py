@@ -46,7 +46,9 @@ class WaitHistogram(Collector):
             self._sums[backend] += value
 
     def collect(self) -> Iterator[Any]:
-        family = HistogramMetricFamily(self.name, "wait call duration (µs)", labels=["backend"])
+        family = HistogramMetricFamily(
+            self.name, "wait call duration (µs) of the waits shown (under load a sample: the "
+            "observation budget; muxscope_waits_total counts every wait)", labels=["backend"])
         for backend, counts in self._counts.items():
             cumulative, running = [], 0
             for bound, count in zip((*map(floatToGoString, self.bounds), "+Inf"), counts,

@@ -153,13 +153,18 @@ def _empty_state() -> dict[str, Any]:
             "limits": {"fd_setsize": 1024, "nofile": 0, "max_connections": 0}}
 
 
-def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, int]:
-    """The stats frame's counters as the recording tells them: TCP bytes in `recv`/`send`
-    events, `wait` events, and the connections open at its end (the snapshot's, plus accepts,
-    less closes). Events the recording lacks (not shown live, so not recorded) are not
-    counted."""
+def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stats frame's counters as the recording tells them, engine-lifetime totals as live:
+    the snapshot's own (a rotated segment starts mid-run) plus TCP bytes in `recv`/`send`
+    events, `wait` events and UDP `datagram` events; and the connections open at its end (the
+    snapshot's, plus accepts, less closes). Events the recording lacks (not shown live, so not
+    recorded) are not counted."""
+    base = state.get("stats") or {}
     open_fds = {c["fd"] for c in state.get("connections", [])}
-    bytes_in = bytes_out = waits = 0
+    bytes_in, bytes_out, waits = (_count(base, key) for key in ("bytes_in", "bytes_out", "waits"))
+    udp_state = (state.get("listeners") or {}).get("udp")
+    udp = ({key: _count(udp_state, key) for key in ("received", "echoed", "dropped")}
+           if isinstance(udp_state, dict) else None)
     for event in events:
         kind, moved = event["kind"], event.get("bytes", 0)  # an int: load_recording checked
         if kind == "recv":
@@ -172,8 +177,18 @@ def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict
             open_fds.add(event["fd"])
         elif kind == "close":
             open_fds.discard(event.get("fd"))
-    return {"connections": len(open_fds), "bytes_in": bytes_in, "bytes_out": bytes_out,
-            "waits": waits}
+        elif kind == "datagram" and udp is not None:
+            udp["received" if event.get("dir") == "in" else "echoed"] += 1
+    totals: dict[str, Any] = {"connections": len(open_fds), "bytes_in": bytes_in,
+                              "bytes_out": bytes_out, "waits": waits}
+    if udp is not None:
+        totals["udp"] = udp
+    return totals
+
+
+def _count(numbers: dict[str, Any], key: str) -> int:
+    value = numbers.get(key, 0)
+    return value if type(value) is int else 0
 
 
 def build_replay_state(settings: Settings) -> dict[str, Any]:

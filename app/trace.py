@@ -108,6 +108,8 @@ def _chrome_events(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]
         fd = event.get("fd")
         if fd is not None and fd not in tracks:
             tracks[fd] = f"fd {fd}"
+        if kind in ("accept", "close") and fd is not None:
+            flows.forget(fd)  # a new connection on a reused fd number starts at byte 0
         yield from _convert(event, kind, us, fd, flows, totals)
     for tid, name in tracks.items():
         yield {"ph": "M", "name": "thread_name", "pid": 1, "tid": tid,
@@ -147,6 +149,14 @@ class _FlowMatcher:
         self._received: dict[int, int] = {}
         self._sent: dict[int, int] = {}
         self._next_id = 1
+
+    def forget(self, fd: int) -> None:
+        """The connection on `fd` is gone: its unechoed bytes' flows stay open, and the next
+        connection on that fd number must not inherit its offsets (its sends would end the
+        dead connection's arrows)."""
+        self._pending.pop(fd, None)
+        self._received.pop(fd, None)
+        self._sent.pop(fd, None)
 
     def match(self, kind: str, event: dict[str, Any], base: dict[str, Any],
               us: float) -> list[dict[str, Any]]:

@@ -69,8 +69,10 @@ class Engine(EngineCommands):
                                        lambda: self._door.fd)
         self.sticky_write = False  # the bug zoo's write_interest_stuck
         self.flaws = FlawZoo(self)
-        self._past_waits: dict[str, int] = {}
-        self._waits_at_switch = 0
+        #: (waits of the backends used before, the current backend, stats.waits when it came
+        #: in): replaced whole by a switch, so `counters()` reads it in one go from any thread
+        #: and waits-by-backend never goes back (Prometheus takes a decrease for a reset)
+        self._wait_split: tuple[dict[str, int], str, int] = ({}, cfg.backend, 0)
         self._moves = 0  # bumped twice by each forget(): byte_totals' consistency check
         self._thread: threading.Thread | None = None
         self._door = ControlDoor()
@@ -302,10 +304,10 @@ class Engine(EngineCommands):
             self.loop.switch(backends.create(name, trigger, oneshot))
             if self.flaws.active is not None:
                 self.flaws.active.on_backend_change()
+            past, current, at_switch = self._wait_split
             waits = self.stats.waits
-            self._past_waits[old.name] = (self._past_waits.get(old.name, 0)
-                                          + waits - self._waits_at_switch)
-            self._waits_at_switch = waits
+            past = {**past, current: past.get(current, 0) + waits - at_switch}
+            self._wait_split = (past, name, waits)
         self.write_mode = write or self.write_mode
         self.eager = self.write_mode == "eager"
         if self.observers.active:
@@ -362,9 +364,14 @@ class Engine(EngineCommands):
     def counters(self) -> dict[str, Any]:
         """The engine's counters; safe to call from any thread (plain int reads)."""
         stats = self.stats
-        by_backend = dict(self._past_waits)
-        name = self.loop.backend.name
-        by_backend[name] = by_backend.get(name, 0) + stats.waits - self._waits_at_switch
+        for _ in range(100):  # the waits read must belong to the split read with them
+            split = self._wait_split
+            waits = stats.waits
+            if self._wait_split is split:
+                break
+        past, name, at_switch = split
+        by_backend = dict(past)
+        by_backend[name] = by_backend.get(name, 0) + waits - at_switch
         bytes_in, bytes_out = self.byte_totals()
         udp = self.udp
         return {"events_total": self.observers.seq, "bytes_in": bytes_in,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -201,3 +202,26 @@ def test_a_stopped_engine_answers_503_not_a_hang() -> None:
         r = live.client.get("/api/state", timeout=5)
         assert r.status_code == 503 and "stopped" in r.json()["detail"], r.text
         assert live.client.post("/api/loop", json={"action": "pause"}, timeout=5).status_code == 503
+
+
+def test_chrome_flows_pair_each_connections_own_bytes_on_a_reused_fd():
+    """An fd number reused after a connection closed with bytes it never echoed (a reset under
+    backpressure): the flow matcher kept the dead connection's offsets, so the new one's send
+    ended the old one's arrow and its own recv's arrow never ended."""
+    from app.trace import to_chrome
+
+    def ev(seq: int, kind: str, **fields: Any) -> dict[str, Any]:
+        return {"seq": seq, "ts": seq / 1000, "kind": kind, "fd": 16, **fields}
+
+    events = [ev(1, "accept", listener=4, peer="127.0.0.1:1"),
+              ev(2, "recv", bytes=100, preview="a"), ev(3, "send", bytes=40, partial=True),
+              ev(4, "recv", bytes=100, preview="a"),  # never echoed: the peer resets
+              ev(5, "close", reason="reset"),
+              ev(6, "accept", listener=4, peer="127.0.0.1:2"),
+              ev(7, "recv", bytes=10, preview="b"), ev(8, "send", bytes=10, partial=False)]
+    trace = to_chrome(events)["traceEvents"]
+    starts = {e["ts"]: e["id"] for e in trace if e["ph"] == "s"}
+    ends = {e["id"]: e["ts"] for e in trace if e["ph"] == "f"}
+    assert ends[starts[2 * 1000.0]] == 3 * 1000.0      # A's first recv → A's send
+    assert starts[4 * 1000.0] not in ends                 # A's unechoed recv: no send echoes it
+    assert ends[starts[7 * 1000.0]] == 8 * 1000.0      # B's recv → B's own send

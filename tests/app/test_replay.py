@@ -524,3 +524,22 @@ def test_a_rotation_that_cannot_move_the_old_files_keeps_the_full_file(tmp_path:
     lines = lines_of(path)
     assert lines[0]["type"] == "snapshot"
     assert [e["seq"] for e in lines[1:]] == list(range(1, 60)), "events were lost"
+
+
+def test_replay_totals_start_from_the_snapshots_own():
+    """A rotated segment starts mid-run: its stats frames gave `events_total` for the whole
+    run but bytes and waits of the segment alone, and never the UDP counts."""
+    from app.replay import recorded_totals
+
+    state = {"stats": {"bytes_in": 1000, "bytes_out": 990, "waits": 50},
+             "connections": [{"fd": 7}],
+             "listeners": {"udp": {"fd": 5, "port": 9000, "received": 3, "echoed": 3,
+                                   "dropped": 1}}}
+    events = [{"seq": 1, "ts": 0.1, "kind": "wait"},
+              {"seq": 2, "ts": 0.1, "kind": "recv", "fd": 7, "bytes": 10},
+              {"seq": 3, "ts": 0.1, "kind": "send", "fd": 7, "bytes": 20},
+              {"seq": 4, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "in", "bytes": 4},
+              {"seq": 5, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "out", "bytes": 4}]
+    assert recorded_totals(state, events) == {
+        "connections": 1, "bytes_in": 1010, "bytes_out": 1010, "waits": 51,
+        "udp": {"received": 4, "echoed": 4, "dropped": 1}}
