@@ -36,7 +36,8 @@ FIELDS: dict[str, dict[str, Any]] = {
 }
 #: fields a kind may carry besides its required ones
 OPTIONAL: dict[str, dict[str, Any]] = {
-    "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT},
+    "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT},
+    "backend": {"epoll_fd": OPTIONAL_INT, "maxevents": OPTIONAL_INT},
     "error": {"fd": INT},
     "flaw": {"fd": INT},
 }

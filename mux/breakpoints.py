@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import select
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +31,11 @@ class Breakpoint:
     depth: int | None = None
     hits: int = 0
     last_wait: int | None = None  # the engine's wait count at the last hit
+    last_fd: int | None = None  # the fd that matched at the last hit
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "when": self.when, "fd": self.fd, "depth": self.depth,
-                "hits": self.hits, "last_wait": self.last_wait}
+                "hits": self.hits, "last_wait": self.last_wait, "last_fd": self.last_fd}
 
 
 class Breakpoints:
@@ -102,25 +103,32 @@ class Breakpoints:
         notes, self.notes = self.notes, []
         own_fd = self._own_fd()
         for bp in self.items.values():
-            if self._matches(bp, ready, backend, notes, queue_depth, own_fd):
+            fd = self._matching_fd(bp, ready, backend, notes, queue_depth, own_fd)
+            if fd is not None:
+                bp.last_fd = fd
                 return bp
         return None
 
     @staticmethod
-    def _matches(bp: Breakpoint, ready: list[tuple[int, int]], backend: Backend,
-                 notes: list[tuple[str, int]], queue_depth: dict[int, int],
-                 own_fd: int = -1) -> bool:
+    def _matching_fd(bp: Breakpoint, ready: list[tuple[int, int]], backend: Backend,
+                     notes: list[tuple[str, int]], queue_depth: dict[int, int],
+                     own_fd: int = -1) -> int | None:
+        """The first fd on which `bp` matched this iteration, or None."""
         def fd_ok(fd: int) -> bool:
             return fd != own_fd if bp.fd is None else bp.fd == fd
 
+        found: Iterator[int]
         if bp.when in ("readable", "writable"):
             bit = READABLE if bp.when == "readable" else WRITABLE
-            return any(fd_ok(fd) and backend.generic(native) & bit for fd, native in ready)
-        if bp.when == "hup":
-            return any(fd_ok(fd) and native & _HUP_BITS for fd, native in ready
-                       if backend.name != "select") or any(
-                what == "hup" and fd_ok(fd) for what, fd in notes)
-        if bp.when == "backpressure":
-            return any(what == "backpressure" and fd_ok(fd) for what, fd in notes)
-        depth = bp.depth or 0
-        return any(fd_ok(fd) and d > depth for fd, d in queue_depth.items())
+            found = (fd for fd, native in ready if fd_ok(fd) and backend.generic(native) & bit)
+        elif bp.when == "hup":
+            kernel = (fd for fd, native in ready
+                      if backend.name != "select" and fd_ok(fd) and native & _HUP_BITS)
+            noted = (fd for what, fd in notes if what == "hup" and fd_ok(fd))
+            found = itertools.chain(kernel, noted)
+        elif bp.when == "backpressure":
+            found = (fd for what, fd in notes if what == "backpressure" and fd_ok(fd))
+        else:
+            depth = bp.depth or 0
+            found = (fd for fd, d in queue_depth.items() if fd_ok(fd) and d > depth)
+        return next(found, None)

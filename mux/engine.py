@@ -19,7 +19,7 @@ from typing import Any
 
 from . import backends
 from .backends import FD_SETSIZE, READABLE, FdLimitError
-from .breakpoints import Breakpoints
+from .breakpoints import Breakpoint, Breakpoints
 from .commands import EngineCommands
 from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, raise_nofile_limit
 from .control import ControlDoor
@@ -195,14 +195,17 @@ class Engine(EngineCommands):
                 event["fd"] = fd
             self.observers.emit(event)
 
-    def _emit_loop(self, state: str, breakpoint: Any = None) -> None:
+    def _emit_loop(self, state: str, hit: Breakpoint | None = None) -> None:
         """A `loop` event; it carries `delay_ms` too, so every page (and a recording) learns a
-        slow-motion change made by another client."""
+        slow-motion change made by another client, and after a breakpoint's hit its id, the
+        engine's wait count and the fd that matched."""
         if self.observers.active:
             event: dict[str, Any] = {"kind": "loop", "state": state, "delay_ms": self.delay_ms}
-            if breakpoint is not None:
-                event["breakpoint"] = breakpoint
+            if hit is not None:
+                event["breakpoint"] = hit.id
                 event["wait"] = self.stats.waits  # the engine's wait count at the hit
+                if hit.last_fd is not None:
+                    event["fd"] = hit.last_fd
             self.observers.emit(event)
 
     # -- the thread --------------------------------------------------------------------------
@@ -241,12 +244,12 @@ class Engine(EngineCommands):
         self.loop.run_once()
         hit = self.breakpoints.take_hit()
         if self.paused:  # a resume handled during the step's wait has said "running" already
-            self._emit_loop("paused", hit.id if hit else None)
+            self._emit_loop("paused", hit)
 
     def _pause_at_breakpoint(self) -> None:
         hit = self.breakpoints.take_hit()
         self.paused = True
-        self._emit_loop("paused", hit.id if hit else None)
+        self._emit_loop("paused", hit)
 
     def _queue_depths(self) -> dict[int, int]:
         return {fd: len(c.queue) for fd, c in self.connections.items() if c.queue}
@@ -310,10 +313,12 @@ class Engine(EngineCommands):
             self._wait_split = (past, name, waits)
         self.write_mode = write or self.write_mode
         self.eager = self.write_mode == "eager"
-        if self.observers.active:
+        if self.observers.active:  # with the new epoll fd and maxevents: a replay has no
+            backend = self.loop.backend  # state to re-read for its syscall line
             self.observers.emit({"kind": "backend", "from": old.name, "to": name,
                                  "trigger": trigger, "oneshot": oneshot,
-                                 "write": self.write_mode})
+                                 "write": self.write_mode, "epoll_fd": backend.fileno,
+                                 "maxevents": backend.maxevents})
         return self.describe()
 
     def _set_paused(self, paused: bool) -> dict[str, Any]:

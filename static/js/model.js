@@ -242,6 +242,8 @@ export class Model {
         if (ev.oneshot !== undefined) this.backend.oneshot = ev.oneshot;
         if (ev.write !== undefined) this.backend.write = ev.write;
         if (ev.to !== 'epoll') { this.backend.fd = null; this.backend.maxevents = null; }
+        if (ev.epoll_fd !== undefined) this.backend.fd = ev.epoll_fd;          // a replay has
+        if (ev.maxevents !== undefined) this.backend.maxevents = ev.maxevents;  // no state to read
         this.needResync = true;
         this.markAll();
         break;

@@ -13,6 +13,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.browser.test_dashboard import load_clients, wait_api
 from tests.conftest import run_asgi, wait_until
+from tests.mux.conftest import recv_exactly
 
 SNAPSHOTS = "() => window.__muxscope.frames.snapshot"
 CHART_TIMES = "() => window.__muxscope.charts.times.slice()"
@@ -110,3 +111,66 @@ def _rows_after_a_gap(page) -> list[int | str] | None:
     rows = page.evaluate("""() => [...document.querySelectorAll('#event-log li')]
         .map(li => li.dataset.seq ? +li.dataset.seq : li.textContent)""")
     return rows if any(isinstance(r, str) and "not shown" in r for r in rows) else None
+
+
+def test_another_clients_breakpoints_and_flaws_show_without_a_reload(dashboard):
+    """The lists were read at start, on a hit, a detection or a reconnect only: a breakpoint
+    added elsewhere stayed unseen, one deleted elsewhere stayed listed (its Delete then got a
+    404), and a flaw switched on elsewhere showed off, so switching another one got a 409."""
+    page, api = dashboard.page, dashboard.api
+    listed = page.locator("#breakpoint-list")
+    expect(listed).to_contain_text("no breakpoints", timeout=5000)
+    bp = api.post("/api/breakpoints", json={"when": "backpressure"}).json()
+    assert api.post("/api/flaws/eof_ignored", json={"on": True}).status_code == 200
+    try:
+        expect(listed).to_contain_text(f"Breakpoint {bp['id']}: backpressure", timeout=8000)
+        expect(page.get_by_label("Flaw: EOF never handled", exact=True)).to_be_checked(
+            timeout=8000)
+    finally:
+        api.delete(f"/api/breakpoints/{bp['id']}")
+        api.post("/api/flaws/eof_ignored", json={"on": False})
+    expect(listed).to_contain_text("no breakpoints", timeout=8000)
+    expect(page.get_by_label("Flaw: EOF never handled", exact=True)).not_to_be_checked(
+        timeout=8000)
+
+
+def test_a_breakpoint_hit_says_which_fd_matched(dashboard):
+    """An "any fd" breakpoint paused the loop without saying on which fd: the engineer had to
+    dig through the log for it."""
+    page, api = dashboard.page, dashboard.api
+    with dashboard.connect() as sock:
+        fd = wait_until(lambda: next((c["fd"] for c in api.get("/api/state").json()["connections"]),
+                                     None), 5, "the connection")
+        bp = api.post("/api/breakpoints", json={"when": "readable"}).json()
+        sock.sendall(b"here")
+        hit = page.locator("#breakpoint-hit")
+        expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired at iteration ", timeout=8000)
+        expect(hit).to_contain_text(f"on fd {fd}")
+        expect(hit).to_contain_text("engine wait #")
+        api.delete(f"/api/breakpoints/{bp['id']}")
+        assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
+        assert recv_exactly(sock, 4) == b"here"
+
+
+def test_replay_shows_a_flaw_that_fired_as_detected_not_as_on(open_dashboard, tmp_path):
+    """The replayed page never read the catalogue and made every flaw that fired "on", under
+    its raw name: all seven at once in a long recording, though one at a time is the rule."""
+    recording = tmp_path / "run.jsonl"
+    live = open_dashboard(Settings(http_port=0, echo_port=0, record=recording), "-live")
+    assert live.api.post("/api/flaws/eof_ignored", json={"on": True}).status_code == 200
+    sock = live.connect()
+    sock.sendall(b"x")
+    assert recv_exactly(sock, 1) == b"x"
+    sock.close()  # EOF the flawed handler ignores: the detector fires
+    wait_until(lambda: any(f["detections"] for f in live.api.get("/api/flaws").json()), 10,
+               "the detection")
+    assert live.api.post("/api/flaws/eof_ignored", json={"on": False}).status_code == 200
+    wait_until(lambda: b'"flaw"' in recording.read_bytes(), 10, "the flaw event recorded")
+
+    replay = open_dashboard(Settings(http_port=0, replay_file=recording), "-replay")
+    switch = replay.page.get_by_label("Flaw: EOF never handled", exact=True)
+    expect(switch).not_to_be_checked(timeout=8000)
+    item = replay.page.locator("#zoo-list li[data-flaw='eof_ignored']")
+    expect(item.locator(".flaw-message")).to_contain_text("EOF is never handled", timeout=8000)
+    assert int(item.locator(".flaw-count").get_attribute("data-value")) >= 1
+    assert replay.page.locator("#zoo-list li.on").count() == 0

@@ -24,6 +24,7 @@ def test_readable_breakpoint_fires_on_the_right_iteration(make_engine):
         sock.sendall(b"stop here")
         hit = rec.wait_for("loop", state="paused", breakpoint=bp["id"])
         assert engine.paused
+        assert hit["fd"] == fd  # which fd matched: for "any fd" breakpoints, the one to look at
         # The iteration that paused is the one whose wait reported fd readable.
         before = [e for e in rec.events if e["seq"] < hit["seq"]]
         last_wait = max(i for i, e in enumerate(before) if e["kind"] == "wait")
@@ -32,6 +33,7 @@ def test_readable_breakpoint_fires_on_the_right_iteration(make_engine):
         assert any(e["kind"] == "recv" and e["fd"] == fd for e in iteration)
         listed = engine.list_breakpoints().result(5)
         assert listed[0]["hits"] == 1 and listed[0]["last_wait"] == engine.stats.waits
+        assert listed[0]["last_fd"] == fd
         assert engine.remove_breakpoint(bp["id"]).result(5) is True
         assert engine.remove_breakpoint(bp["id"]).result(5) is False
         engine.resume().result(5)
@@ -61,7 +63,8 @@ def test_a_breakpoint_on_any_fd_ignores_the_engines_own_control_fd(make_engine):
     assert not engine.paused
     assert any(e["kind"] == "ready" and e["fd"] == engine.control_fd for e in rec.events)
     with connect(engine.tcp_port) as sock:  # a connection's readiness still matches
-        rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+        hit = rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+        assert hit["fd"] == engine.listener.fd  # the listener: a client is waiting
         engine.remove_breakpoint(bp["id"]).result(5)
         engine.resume().result(5)
         sock.sendall(b"on")

@@ -213,3 +213,16 @@ def test_last_wait_keeps_its_own_backends_words_after_a_switch(make_engine):
     flags = [entry["flags"] for entry in last["ready_list"]]
     assert ["POLLIN"] in flags, flags
     assert not any(name.startswith("EPOLL") for f in flags for name in f), flags
+
+
+def test_a_backend_event_carries_the_new_epoll_fd_and_maxevents(make_engine):
+    """A replayed page has no state to re-read after a switch: its syscall line showed
+    `epoll_wait(?, [...], ?, 250)`. The event now says what the live page reads."""
+    engine, rec = make_engine(backend="poll")
+    state = engine.switch_backend("epoll").result(5)
+    moved = rec.wait_for("backend", to="epoll")
+    assert moved["epoll_fd"] == state["backend"]["fd"] is not None
+    assert moved["maxevents"] == state["backend"]["maxevents"] is not None
+    engine.switch_backend("select").result(5)
+    back = rec.wait_for("backend", to="select")
+    assert back["epoll_fd"] is None and back["maxevents"] is None

@@ -1,6 +1,9 @@
 // Breakpoints: a small form (Break when / Breakpoint fd / Depth), the list with a delete button
-// each, and "Breakpoint N fired at iteration K" when a `loop` event names one.
+// each, and "Breakpoint N fired at iteration K (engine wait #W) on fd F" when a `loop` event
+// names one. The list is re-read every few seconds: another page may add or delete one.
 import { api } from '../api.js';
+
+const REFRESH_MS = 3000;
 
 const DESCRIBE = {
   readable: 'readable', writable: 'writable', hup: 'hang-up', queue_over: 'queue over', backpressure: 'backpressure',
@@ -29,8 +32,10 @@ export class BreakpointsPanel {
       if (btn && !btn.disabled) this.remove(Number(btn.dataset.id), btn);
     });
     if (replay) for (const el of this.form.querySelectorAll('button, input, select')) el.disabled = true;
+    this.epoch = 0;   // bumped by this page's own changes: an older read must not undo them
     live.subscribe((ev) => this.onEvent(ev));
     this.refresh();
+    if (!replay) setInterval(() => { if (!document.hidden) this.refresh(); }, REFRESH_MS);
   }
 
   syncDepth() {
@@ -44,7 +49,8 @@ export class BreakpointsPanel {
     if (ev.kind === 'reset' && !this.replay) { this.hit = null; this.dirty = true; this.refresh(); return; }
     if (ev.kind !== 'loop') return;
     if (ev.breakpoint !== undefined && ev.breakpoint !== null) {
-      this.hit = { id: ev.breakpoint, iteration: this.history.last, seq: ev.seq, resumed: false };
+      this.hit = { id: ev.breakpoint, iteration: this.history.last, seq: ev.seq, resumed: false,
+        wait: ev.wait, fd: ev.fd };
       this.dirty = true;
       if (!this.replay) this.refresh();   // hits and last_wait changed
     } else if (ev.state === 'running' && this.hit && !this.hit.resumed) {
@@ -54,10 +60,12 @@ export class BreakpointsPanel {
   }
 
   async refresh() {
+    const epoch = this.epoch;
     try {
       const items = await api.breakpoints();
-      this.items = Array.isArray(items) ? items : [];
-      this.dirty = true;
+      if (epoch !== this.epoch) return;   // this page changed the list meanwhile: read again
+      const list = Array.isArray(items) ? items : [];
+      if (JSON.stringify(list) !== JSON.stringify(this.items)) { this.items = list; this.dirty = true; }
     } catch { /* shown in the alert area */ }
   }
 
@@ -67,6 +75,7 @@ export class BreakpointsPanel {
     if (fdRaw !== '') body.fd = Number(fdRaw);
     if (body.when === 'queue_over') body.depth = Number(this.depth.value);
     this.addBtn.disabled = true;
+    this.epoch++;
     try {
       await api.addBreakpoint(body);
       await this.refresh();
@@ -77,6 +86,7 @@ export class BreakpointsPanel {
 
   async remove(id, btn) {
     btn.disabled = true;
+    this.epoch++;
     try {
       await api.deleteBreakpoint(id);
     } catch { /* shown (404: already gone) */ }
@@ -91,7 +101,8 @@ export class BreakpointsPanel {
       li.dataset.id = String(bp.id);
       const where = bp.fd === null || bp.fd === undefined ? 'any fd' : `fd ${bp.fd}`;
       const depth = bp.when === 'queue_over' ? ` (depth > ${bp.depth})` : '';
-      const wait = bp.last_wait !== null && bp.last_wait !== undefined ? `, last at engine wait #${bp.last_wait}` : '';
+      const lastFd = bp.last_fd !== null && bp.last_fd !== undefined ? ` on fd ${bp.last_fd}` : '';
+      const wait = bp.last_wait !== null && bp.last_wait !== undefined ? `, last at engine wait #${bp.last_wait}${lastFd}` : '';
       const text = document.createElement('span');
       text.textContent = `Breakpoint ${bp.id}: ${DESCRIBE[bp.when] || bp.when}${depth} on ${where} — ${bp.hits} hit${bp.hits === 1 ? '' : 's'}${wait}`;
       const del = document.createElement('button');
@@ -113,7 +124,9 @@ export class BreakpointsPanel {
     const h = this.hit;
     this.hitEl.hidden = !h;
     if (h) {
-      this.hitEl.textContent = `Breakpoint ${h.id} fired at iteration ${h.iteration}` +
+      const wait = h.wait !== undefined ? ` (engine wait #${h.wait})` : '';
+      const fd = h.fd !== undefined && h.fd !== null ? ` on fd ${h.fd}` : '';
+      this.hitEl.textContent = `Breakpoint ${h.id} fired at iteration ${h.iteration}${wait}${fd}` +
         (h.resumed ? ' (the loop has been resumed since)' : ' — the loop is paused: Step or Resume');
       this.hitEl.dataset.id = String(h.id);
       this.hitEl.dataset.iteration = String(h.iteration);

@@ -3,6 +3,8 @@
 import { api } from '../api.js';
 import { safeLabel } from '../ui.js';
 
+const REFRESH_MS = 3000;   // another page may switch a flaw: re-read the server's list
+
 export class ZooPanel {
   constructor(root, live, { replay }) {
     this.root = root;
@@ -12,21 +14,25 @@ export class ZooPanel {
     this.flaws = new Map();   // name -> {name, title, caption, on, detections, message, rows}
     this.dirty = true;
     this.refreshTimer = null;
+    this.epoch = 0;   // bumped by this page's own switches: an older read must not undo them
     live.subscribe((ev) => this.onEvent(ev));
     this.list.addEventListener('change', (e) => {
       const box = e.target.closest('input[data-flaw]');
       if (box) this.toggle(box.dataset.flaw, box.checked, box);
     });
     if (replay) {
-      this.statusEl.textContent = 'Replay: the flaws of the recording show as their detector messages; they cannot be switched here.';
+      this.statusEl.textContent = 'Replay: the detections are the whole recording\'s; which flaw was on when is not recorded, and none can be switched here.';
     } else {
-      this.load();
+      setInterval(() => { if (!document.hidden) this.load(); }, REFRESH_MS);
     }
+    this.load();   // in replay: the catalogue's titles and captions, all off
   }
 
   async load() {
+    const epoch = this.epoch;
     try {
-      this.merge(await api.flaws());
+      const list = await api.flaws();
+      if (epoch === this.epoch) this.merge(list);
     } catch { /* shown in the alert area */ }
   }
 
@@ -50,7 +56,10 @@ export class ZooPanel {
     }
     if (ev.kind !== 'flaw') return;
     let f = this.flaws.get(ev.name);
-    if (!f) { f = { name: ev.name, title: ev.name, caption: '', on: true, detections: 0 }; this.flaws.set(ev.name, f); }
+    if (!f) {   // before the catalogue arrived; live, a detection means it is on
+      f = { name: ev.name, title: ev.name, caption: '', on: !this.replay, detections: 0 };
+      this.flaws.set(ev.name, f);
+    }
     f.detections = (f.detections || 0) + 1;
     f.localDetections = f.detections;
     f.message = String(ev.message ?? '');
@@ -63,6 +72,7 @@ export class ZooPanel {
 
   async toggle(name, on, box) {
     box.disabled = true;
+    this.epoch++;
     try {
       this.merge(await api.setFlaw(name, on));
       this.statusEl.textContent = on ? `${this.flaws.get(name).title}: on` : 'all flaws off: the correct code runs';
