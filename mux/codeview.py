@@ -23,7 +23,9 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
     return {
         "wait": [loop.Loop.run_once, loop.Loop._emit_wait],
         "ready": [loop.Loop.run_once, loop.Loop._dispatch_instrumented],
-        "interest": [loop.Loop.set_interest],  # modify; register/unregister: _emit_interest
+        "interest": [loop.Loop.set_interest],  # modify
+        "interest@register": [eng.adopt, loop.Loop.register, loop.Loop._emit_interest],
+        "interest@unregister": [loop.Loop.unregister, loop.Loop._emit_interest],
         "accept": [acceptor.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],
         "queue": [conn._put],  # a chunk put in the queue
@@ -43,6 +45,28 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "backend": [eng._switch],
         "loop": [eng._step, eng._emit_loop],
     }
+
+
+#: the kinds a flaw's own connection handler leads to, when the bug zoo has one on
+_FLAWED_KINDS = ("recv", "send", "queue@send", "close", "close@reset", "close@error")
+
+
+def _flawed(chains: dict[str, list[Callable[..., Any]]]) -> dict[str, list[Callable[..., Any]]]:
+    """`kind@<flaw name>`: with that flaw on, its `connection_ready` runs instead of
+    `TcpConnection.on_ready`, so it heads the chain; the usual chain follows from the deepest
+    function of it that the flaw's handler calls itself (`_on_data` when it reads on its own)."""
+    flawed: dict[str, list[Callable[..., Any]]] = {}
+    for cls in flaws.Flaw.__subclasses__():
+        handler = cls.__dict__.get("connection_ready")
+        if handler is None:
+            continue
+        source = inspect.getsource(handler)
+        for kind in _FLAWED_KINDS:
+            chain = chains[kind]
+            called = [i for i, fn in enumerate(chain) if f".{fn.__name__}(" in source]
+            rest = chain[called[-1]:] if called else chain  # the deepest it calls itself
+            flawed[f"{kind}@{cls.name}"] = [handler, *rest]
+    return flawed
 
 
 def _describe(fn: Callable[..., Any], kind: str,
@@ -65,6 +89,8 @@ def _relative(path: str | None) -> str | None:
 
 
 def handler_sources() -> dict[str, list[dict[str, Any]]]:
+    chains = _kinds()
+    chains.update(_flawed(chains))
     return {kind: [_describe(fn, kind, chain[i + 1] if i + 1 < len(chain) else None)
                    for i, fn in enumerate(chain)]
-            for kind, chain in _kinds().items()}
+            for kind, chain in chains.items()}

@@ -181,3 +181,40 @@ def test_spotlight_shows_only_the_chosen_fd(dashboard):
         expect(rows).to_have_count(2, timeout=DEADLINE_MS)
         expect(page.locator(f"#event-log li[data-fd='{fd_b}']").first).to_be_attached(timeout=DEADLINE_MS)
     assert dashboard.console_errors == []
+
+
+def test_code_view_shows_the_flawed_handler_that_ran_and_where_registrations_come_from(
+        dashboard):
+    """With a flaw on, its own handler reads the socket: the panel showed the correct code
+    (`TcpConnection.on_ready`) that did not run. And an `interest` register (on accept) was
+    put down to `Loop.set_interest`, which only modifies."""
+    page = dashboard.page
+    panel = page.locator("#code-panel")
+    page.get_by_label("Flaw: EOF never handled", exact=True).check()
+    expect(page.locator("#zoo-panel")).to_have_attribute("data-on", "eof_ignored",
+                                                         timeout=DEADLINE_MS)
+    try:
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect(page.locator("#loop-state")).to_have_text("paused", timeout=DEADLINE_MS)
+        with dashboard.connect() as sock:
+            page.get_by_role("button", name="Step", exact=True).click()  # the accept
+            fd = wait_for_row(page)
+            registered = panel.get_by_role("button", name=f"Show code: interest fd {fd}",
+                                           exact=False)
+            expect(registered.first).to_contain_text("Engine.adopt › Loop.register",
+                                                     timeout=DEADLINE_MS)
+            sock.sendall(b"flawed")
+            page.get_by_role("button", name="Step", exact=True).click()
+            recv_item = panel.get_by_role("button", name=f"Show code: recv fd {fd}", exact=True)
+            expect(recv_item).to_contain_text("EofIgnored.connection_ready › TcpConnection._on_data",
+                                              timeout=DEADLINE_MS)
+            recv_item.click()
+            first = panel.locator(".code-fn").first
+            expect(first).to_have_attribute("data-qualname", "EofIgnored.connection_ready")
+            expect(first.locator(".line.hl")).to_contain_text("_on_data")
+            page.get_by_role("button", name="Resume", exact=True).click()
+            assert recv_exactly(sock, 6) == b"flawed"
+    finally:
+        dashboard.api.post("/api/loop", json={"action": "resume"})
+        dashboard.api.post("/api/flaws/eof_ignored", json={"on": False})
+    assert dashboard.console_errors == []

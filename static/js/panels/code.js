@@ -21,6 +21,11 @@ function describe(ev) {
   return `${ev.kind}${fd}`;
 }
 
+/** The bug-zoo flaw switched on (the zoo panel says it), or ''. */
+function activeFlaw() {
+  return document.getElementById('zoo-panel')?.dataset.on || '';
+}
+
 export class CodePanel {
   constructor(root) {
     this.root = root;
@@ -54,13 +59,17 @@ export class CodePanel {
       case 'queue': return prev && prev.kind === 'send' && prev.fd === ev.fd ? 'queue@send' : 'queue';
       case 'backpressure': return ev.paused === false ? 'backpressure@release' : 'backpressure';
       case 'close': return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
+      case 'interest': return ev.op === 'register' || ev.op === 'unregister' ? `interest@${ev.op}` : 'interest';
       default: return ev.kind;
     }
   }
 
   chain(ev, prev) {
     const key = this.chainKey(ev, prev);
-    return (this.sources && (this.sources[key] || this.sources[ev.kind])) || [];
+    if (!this.sources) return [];
+    // a bug-zoo flaw on: its own handler ran instead of TcpConnection.on_ready (`kind@flaw`)
+    const flaw = activeFlaw();
+    return (flaw && this.sources[`${key}@${flaw}`]) || this.sources[key] || this.sources[ev.kind] || [];
   }
 
   paint(model, now) {
@@ -111,7 +120,7 @@ export class CodePanel {
     if (!sel) { this.titleEl.textContent = 'no event yet'; this.viewEl.replaceChildren(); return; }
     this.titleEl.textContent = `${describe(sel)} (#${sel.seq}) comes from:`;
     this.root.dataset.kind = String(sel.kind);
-    const key = this.chainKey(sel, prevOf.get(sel));
+    const key = `${this.chainKey(sel, prevOf.get(sel))}|${activeFlaw()}`;
     if (key === this.shownKind) return;
     this.shownKind = key;
     const chain = this.chain(sel, prevOf.get(sel));
