@@ -196,7 +196,7 @@ function frame(now) {
     const shown = timeline.displayed;   // live, or the iteration on view
     timed('status', () => paintStatus(now));
     timed('controls', () => controls.paint(model));
-    timed('breakpoints', () => breakpoints.paint());
+    timed('breakpoints', () => breakpoints.paint(timeline.viewing ? timeline.iter : null));
     timed('syscall', () => syscall.paint(shown, now));
     timed('backend', () => backend.paint(shown, now));
     timed('queues', () => queues.paint(shown, now));

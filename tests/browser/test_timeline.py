@@ -220,3 +220,30 @@ def test_scrubbing_back_shows_that_iterations_past_not_a_later_ones(dashboard):
     page.get_by_role("button", name="Back to live").click()
     page.get_by_role("button", name="Resume", exact=True).click()
     assert dashboard.console_errors == []
+
+
+def test_the_breakpoint_hit_line_follows_the_iteration_on_view(dashboard):
+    """Viewing an iteration before the hit, the page still said "Breakpoint 1 fired at
+    iteration 49": every other panel showed that earlier iteration, and its list had none."""
+    page, api = dashboard.page, dashboard.api
+    with dashboard.connect() as sock:
+        fd = wait_for_row(page)
+        page.wait_for_function("() => window.__muxscope.timeline.last >= 3", timeout=DEADLINE_MS)
+        bp = api.post("/api/breakpoints", json={"when": "readable", "fd": fd}).json()
+        sock.sendall(b"hit")
+        hit = page.locator("#breakpoint-hit")
+        expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired at iteration ",
+                                    timeout=DEADLINE_MS)
+        at = int(hit.get_attribute("data-iteration"))
+        api.delete(f"/api/breakpoints/{bp['id']}")
+        assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
+        assert recv_exactly(sock, 3) == b"hit"
+        page.wait_for_function(f"() => window.__muxscope.timeline.last >= {at + 2}",
+                               timeout=DEADLINE_MS)
+        scrub_to(page, at - 1)
+        expect(hit).to_be_hidden(timeout=DEADLINE_MS)
+        scrub_to(page, at)
+        expect(hit).to_be_visible(timeout=DEADLINE_MS)
+        expect(hit).to_contain_text("the loop is paused")  # as it was then
+        scrub_to(page, at + 1)
+        expect(hit).to_contain_text("resumed since", timeout=DEADLINE_MS)

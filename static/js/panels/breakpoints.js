@@ -4,6 +4,7 @@
 import { api } from '../api.js';
 
 const REFRESH_MS = 3000;
+const MAX_HITS = 100;
 
 const DESCRIBE = {
   readable: 'readable', writable: 'writable', hup: 'hang-up', queue_over: 'queue over', backpressure: 'backpressure',
@@ -23,6 +24,8 @@ export class BreakpointsPanel {
     this.list = $('breakpoint-list');
     this.hitEl = $('breakpoint-hit');
     this.items = [];
+    this.hits = [];        // the latest hits, oldest first: {id, iteration, wait, fd, resumedAt}
+    this.shownView = null; // the iteration on view at the last paint (null: live)
     this.dirty = true;
     this.syncDepth();
     this.when.addEventListener('change', () => this.syncDepth());
@@ -46,15 +49,17 @@ export class BreakpointsPanel {
 
   onEvent(ev) {
     // a new snapshot (a reconnect, perhaps to a restarted server): the server's list is the truth
-    if (ev.kind === 'reset' && !this.replay) { this.hit = null; this.dirty = true; this.refresh(); return; }
+    if (ev.kind === 'reset' && !this.replay) { this.hits = []; this.dirty = true; this.refresh(); return; }
     if (ev.kind !== 'loop') return;
+    const last = this.hits[this.hits.length - 1];
     if (ev.breakpoint !== undefined && ev.breakpoint !== null) {
-      this.hit = { id: ev.breakpoint, iteration: this.history.last, seq: ev.seq, resumed: false,
-        wait: ev.wait, fd: ev.fd };
+      this.hits.push({ id: ev.breakpoint, iteration: this.history.last, seq: ev.seq,
+        resumedAt: null, wait: ev.wait, fd: ev.fd });
+      if (this.hits.length > MAX_HITS) this.hits.shift();
       this.dirty = true;
       if (!this.replay) this.refresh();   // hits and last_wait changed
-    } else if (ev.state === 'running' && this.hit && !this.hit.resumed) {
-      this.hit.resumed = true;
+    } else if (ev.state === 'running' && last && last.resumedAt === null) {
+      last.resumedAt = this.history.last + 1;   // resumed after that iteration: from the next on
       this.dirty = true;
     }
   }
@@ -93,7 +98,19 @@ export class BreakpointsPanel {
     await this.refresh();
   }
 
-  paint() {
+  /** The hit to show with iteration `view` on view (null: live): the latest one up to it. */
+  hitAt(view) {
+    for (let i = this.hits.length - 1; i >= 0; i--) {
+      const h = this.hits[i];
+      if (view === null || h.iteration <= view) {
+        return { ...h, resumed: h.resumedAt !== null && (view === null || h.resumedAt <= view) };
+      }
+    }
+    return null;
+  }
+
+  paint(view = null) {
+    if (view !== this.shownView) { this.shownView = view; this.dirty = true; }
     if (!this.dirty) return;
     this.dirty = false;
     const rows = this.items.map((bp) => {
@@ -121,7 +138,7 @@ export class BreakpointsPanel {
       rows.push(li);
     }
     this.list.replaceChildren(...rows);
-    const h = this.hit;
+    const h = this.hitAt(view);
     this.hitEl.hidden = !h;
     if (h) {
       const wait = h.wait !== undefined ? ` (engine wait #${h.wait})` : '';
