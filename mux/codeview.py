@@ -48,23 +48,25 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
 
 
 #: the kinds a flaw's own connection handler leads to, when the bug zoo has one on
-_FLAWED_KINDS = ("recv", "send", "queue@send", "close", "close@reset", "close@error")
+_FLAWED_KINDS = ("recv", "send", "send@eager", "queue@send", "backpressure@release", "close",
+                 "close@reset", "close@error")
 
 
 def _flawed(chains: dict[str, list[Callable[..., Any]]]) -> dict[str, list[Callable[..., Any]]]:
     """`kind@<flaw name>`: with that flaw on, its `connection_ready` runs instead of
-    `TcpConnection.on_ready`, so it heads the chain; the usual chain follows from the deepest
-    function of it that the flaw's handler calls itself (`_on_data` when it reads on its own)."""
+    `TcpConnection.on_ready`, so it heads the chain. A flaw that reads the socket itself calls
+    `_on_data` directly, which then follows; otherwise it hands the event on to `on_ready` (a
+    flaw's own early close, e.g. on a hang-up, is not told apart: the usual path is shown)."""
+    on_data = tcp.TcpConnection._on_data
     flawed: dict[str, list[Callable[..., Any]]] = {}
     for cls in flaws.Flaw.__subclasses__():
         handler = cls.__dict__.get("connection_ready")
         if handler is None:
             continue
-        source = inspect.getsource(handler)
+        reads_itself = f".{on_data.__name__}(" in inspect.getsource(handler)
         for kind in _FLAWED_KINDS:
             chain = chains[kind]
-            called = [i for i, fn in enumerate(chain) if f".{fn.__name__}(" in source]
-            rest = chain[called[-1]:] if called else chain  # the deepest it calls itself
+            rest = chain[chain.index(on_data):] if reads_itself and on_data in chain else chain
             flawed[f"{kind}@{cls.name}"] = [handler, *rest]
     return flawed
 

@@ -65,3 +65,9 @@ export function safeLabel(text) {
   }
   return out;
 }
+
+/** Whether the page's websocket is open (the header's status): re-reads wait for it, or every
+ * one would put a "network error" in the alert area while the server is down. */
+export function serverConnected() {
+  return document.getElementById('ws-status')?.dataset.state === 'open';
+}

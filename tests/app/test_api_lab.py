@@ -120,6 +120,16 @@ def test_code_view_names_each_path_of_a_kind(live):
                                "TcpConnection.close"]
     assert chains["queue@send"] == ["TcpConnection.on_ready"]
     assert chains["backpressure@release"][-1] == "TcpConnection._set_backpressure"
+    # a flaw on: its own handler heads the chain, then what it calls (it reads, or it hands on)
+    assert chains["recv@eof_ignored"] == ["EofIgnored.connection_ready",
+                                          "TcpConnection._on_data"]
+    assert chains["send@eager@et_no_drain"] == ["EtNoDrain.connection_ready",
+                                                "TcpConnection._on_data"]
+    # hup_before_in closes on its own only on a hang-up: a close otherwise comes through on_ready
+    assert chains["close@hup_before_in"] == ["HupBeforeIn.connection_ready",
+                                             "TcpConnection.on_ready", "TcpConnection._on_eof",
+                                             "TcpConnection.close"]
+    assert chains["interest@register"][-2:] == ["Loop.register", "Loop._emit_interest"]
 
 
 def test_record_and_replay(tmp_path):

@@ -2,6 +2,7 @@
 // each, and "Breakpoint N fired at iteration K (engine wait #W) on fd F" when a `loop` event
 // names one. The list is re-read every few seconds: another page may add or delete one.
 import { api } from '../api.js';
+import { serverConnected } from '../ui.js';
 
 const REFRESH_MS = 3000;
 const MAX_HITS = 100;
@@ -38,7 +39,7 @@ export class BreakpointsPanel {
     this.epoch = 0;   // bumped by this page's own changes: an older read must not undo them
     live.subscribe((ev) => this.onEvent(ev));
     this.refresh();
-    if (!replay) setInterval(() => { if (!document.hidden) this.refresh(); }, REFRESH_MS);
+    if (!replay) setInterval(() => { if (!document.hidden && serverConnected()) this.refresh(); }, REFRESH_MS);
   }
 
   syncDepth() {
@@ -83,6 +84,7 @@ export class BreakpointsPanel {
     this.epoch++;
     try {
       await api.addBreakpoint(body);
+      this.epoch++;   // a read sent while the add was on its way answers from before it
       await this.refresh();
     } catch { /* shown in the alert area */ } finally {
       this.addBtn.disabled = this.replay;
@@ -95,6 +97,7 @@ export class BreakpointsPanel {
     try {
       await api.deleteBreakpoint(id);
     } catch { /* shown (404: already gone) */ }
+    this.epoch++;   // a read sent while the delete was on its way answers from before it
     await this.refresh();
   }
 

@@ -75,7 +75,7 @@ export class CodePanel {
   paint(model, now) {
     if (!this.sources || now - this.paintedAt < MIN_INTERVAL_MS) return;
     this.write = model.backend.write;
-    const key = `${model.seq}/${model.viewGen ?? 'live'}`;
+    const key = `${model.seq}/${model.viewGen ?? 'live'}/${activeFlaw()}`;
     if (key === this.key) return;
     this.key = key;
     this.paintedAt = now;

@@ -1,7 +1,7 @@
 // The bug zoo: one switch per flaw (one on at a time: the server says 409 otherwise), with the
 // detections count and the latest detector message, live from `flaw` events.
 import { api } from '../api.js';
-import { safeLabel } from '../ui.js';
+import { safeLabel, serverConnected } from '../ui.js';
 
 const REFRESH_MS = 3000;   // another page may switch a flaw: re-read the server's list
 
@@ -23,7 +23,7 @@ export class ZooPanel {
     if (replay) {
       this.statusEl.textContent = 'Replay: the detections are the whole recording\'s; which flaw was on when is not recorded, and none can be switched here.';
     } else {
-      setInterval(() => { if (!document.hidden) this.load(); }, REFRESH_MS);
+      setInterval(() => { if (!document.hidden && serverConnected()) this.load(); }, REFRESH_MS);
     }
     this.load();   // in replay: the catalogue's titles and captions, all off
   }
@@ -74,7 +74,9 @@ export class ZooPanel {
     box.disabled = true;
     this.epoch++;
     try {
-      this.merge(await api.setFlaw(name, on));
+      const list = await api.setFlaw(name, on);
+      this.epoch++;   // a read sent while the switch was on its way answers from before it
+      this.merge(list);
       this.statusEl.textContent = on ? `${this.flaws.get(name).title}: on` : 'all flaws off: the correct code runs';
     } catch (err) {
       box.checked = !on;   // the 409 ("another flaw is on") is in the alert area; say it here too
