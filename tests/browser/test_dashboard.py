@@ -75,6 +75,13 @@ def loop_posts(page: Page) -> list[str]:
     return posts
 
 
+def wait_for_a_scrollable_log(page: Page) -> None:
+    """Until the event log holds more than two screens of rows (so it can be scrolled up)."""
+    page.wait_for_function("""() => { const el = document.querySelector('#event-log');
+                                      return el.scrollHeight > 2 * el.clientHeight; }""",
+                           timeout=10_000)
+
+
 def settle(page: Page) -> None:
     """One round trip through the page's event loop: handlers of earlier input have run."""
     page.evaluate("() => new Promise(r => setTimeout(r, 0))")
@@ -149,9 +156,7 @@ def test_scrolling_the_log_up_stops_auto_scroll(dashboard):
     page = dashboard.page
     log, jump = page.locator("#event-log"), page.locator("#log-jump-btn")
     with load_clients(dashboard, 4, 16, 20):
-        page.wait_for_function("""() => { const el = document.querySelector('#event-log');
-                                          return el.scrollHeight > 2 * el.clientHeight; }""",
-                               timeout=10_000)
+        wait_for_a_scrollable_log(page)
         for _ in range(3):  # real input: one wheel notch up, while events keep coming
             log.hover()  # the mouse is over the log (the jump button's click moved it)
             page.mouse.wheel(0, -300)

@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, expect
 
 from app.main import create_app
 from app.settings import Settings
-from tests.browser.test_dashboard import load_clients, wait_api
+from tests.browser.test_dashboard import load_clients, wait_api, wait_for_a_scrollable_log
 from tests.conftest import run_asgi, wait_until
 from tests.mux.conftest import recv_exactly
 
@@ -75,9 +75,7 @@ def test_the_logs_gap_markers_count_every_event_it_did_not_list(dashboard):
     page = dashboard.page
     log, jump = page.locator("#event-log"), page.locator("#log-jump-btn")
     with load_clients(dashboard, 4, 16, 20):
-        page.wait_for_function("""() => { const el = document.querySelector('#event-log');
-                                          return el.scrollHeight > 2 * el.clientHeight; }""",
-                               timeout=10_000)
+        wait_for_a_scrollable_log(page)
         log.hover()
         page.mouse.wheel(0, -400)
         expect(jump).to_be_visible(timeout=5000)
