@@ -38,6 +38,7 @@ FIELDS: dict[str, dict[str, Any]] = {
 OPTIONAL: dict[str, dict[str, Any]] = {
     "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT},
     "backend": {"epoll_fd": OPTIONAL_INT, "maxevents": OPTIONAL_INT},
+    "interest": {"moved": BOOL},
     "error": {"fd": INT},
     "flaw": {"fd": INT},
 }

@@ -25,6 +25,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "ready": [loop.Loop.run_once, loop.Loop._dispatch_instrumented],
         "interest": [loop.Loop.set_interest],  # modify
         "interest@register": [eng.adopt, loop.Loop.register, loop.Loop._emit_interest],
+        "interest@moved": [eng._switch, loop.Loop.switch, loop.Loop._emit_interest],
         "interest@unregister": [loop.Loop.unregister, loop.Loop._emit_interest],
         "accept": [acceptor.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],

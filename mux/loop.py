@@ -144,9 +144,12 @@ class Loop:
         for fd, mask in self.interest.items():
             self.backend.modify(fd, mask)
 
-    def _emit_interest(self, fd: int, op: str, mask: int) -> None:
+    def _emit_interest(self, fd: int, op: str, mask: int, moved: bool = False) -> None:
         flags = self.backend.interest_names(mask)
-        self.obs.emit({"kind": "interest", "fd": fd, "op": op, "flags": flags})
+        event: dict[str, Any] = {"kind": "interest", "fd": fd, "op": op, "flags": flags}
+        if moved:  # registered anew by a backend switch, not by a new connection
+            event["moved"] = True
+        self.obs.emit(event)
 
     # -- scheduling ----------------------------------------------------------------------
     def call_soon(self, fn: Callable[[], None]) -> None:
@@ -314,7 +317,7 @@ class Loop:
         old.close()
         if self.obs.active:
             for fd, mask in self.interest.items():
-                self._emit_interest(fd, "register", mask)
+                self._emit_interest(fd, "register", mask, moved=True)
         return old
 
     def readable_soon(self, handler: Handler) -> None:

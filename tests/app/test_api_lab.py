@@ -130,6 +130,7 @@ def test_code_view_names_each_path_of_a_kind(live):
                                              "TcpConnection.on_ready", "TcpConnection._on_eof",
                                              "TcpConnection.close"]
     assert chains["interest@register"][-2:] == ["Loop.register", "Loop._emit_interest"]
+    assert chains["interest@moved"] == ["Engine._switch", "Loop.switch", "Loop._emit_interest"]
 
 
 def test_record_and_replay(tmp_path):

@@ -226,3 +226,11 @@ def test_a_backend_event_carries_the_new_epoll_fd_and_maxevents(make_engine):
     engine.switch_backend("select").result(5)
     back = rec.wait_for("backend", to="select")
     assert back["epoll_fd"] is None and back["maxevents"] is None
+    # the registrations the switch moved say so (the code panel shows Loop.switch for them)
+    moved = [e for e in rec.events if e["kind"] == "interest" and e["seq"] < back["seq"]
+             and e["seq"] > rec.wait_for("backend", to="epoll")["seq"]]
+    assert moved and all(e["op"] == "register" and e.get("moved") is True for e in moved)
+    with connect(engine.tcp_port):
+        accepted = rec.wait_for("accept")
+        fresh = rec.wait_for("interest", fd=accepted["fd"], op="register")
+        assert "moved" not in fresh

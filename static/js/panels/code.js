@@ -59,7 +59,9 @@ export class CodePanel {
       case 'queue': return prev && prev.kind === 'send' && prev.fd === ev.fd ? 'queue@send' : 'queue';
       case 'backpressure': return ev.paused === false ? 'backpressure@release' : 'backpressure';
       case 'close': return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
-      case 'interest': return ev.op === 'register' || ev.op === 'unregister' ? `interest@${ev.op}` : 'interest';
+      case 'interest':
+        if (ev.moved) return 'interest@moved';   // re-registered by a backend switch
+        return ev.op === 'register' || ev.op === 'unregister' ? `interest@${ev.op}` : 'interest';
       default: return ev.kind;
     }
   }
