@@ -82,6 +82,20 @@ def wait_for_a_scrollable_log(page: Page) -> None:
                            timeout=10_000)
 
 
+def settled_scroll_top(page: Page, selector: str, timeout: float = 2.0) -> int:
+    """`selector`'s scrollTop once two reads 100 ms apart agree (a wheel scroll has landed)."""
+    element = page.locator(selector)
+    last = element.evaluate("el => el.scrollTop")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(100)  # the spacing of the two reads
+        now = element.evaluate("el => el.scrollTop")
+        if now == last:
+            return int(now)
+        last = now
+    raise AssertionError(f"{selector} kept scrolling for {timeout} s")
+
+
 def settle(page: Page) -> None:
     """One round trip through the page's event loop: handlers of earlier input have run."""
     page.evaluate("() => new Promise(r => setTimeout(r, 0))")
@@ -161,7 +175,8 @@ def test_scrolling_the_log_up_stops_auto_scroll(dashboard):
             log.hover()  # the mouse is over the log (the jump button's click moved it)
             page.mouse.wheel(0, -300)
             expect(jump).to_be_visible(timeout=2000)
-            top = log.evaluate("el => el.scrollTop")
+            # the page holds the log on the wheel event; the scroll itself lands a moment later
+            top = settled_scroll_top(page, "#event-log")
             page.wait_for_timeout(300)  # a settle window: the log must not move meanwhile
             assert log.evaluate("el => el.scrollTop") == top
             jump.click()
