@@ -18,6 +18,7 @@ from .control import EngineStopped
 from .engine import Engine
 from .events import preview
 from .flaws import flaw_catalog
+from .kernel import socket_queues
 from .listener import open_tcp_listener
 from .load import LoadCapError, LoadGenerator
 from .observe import Observers, Sink
@@ -32,5 +33,5 @@ __all__ = [
     "TcpConnection",
     "Observers", "Sink", "available", "available_backends", "default_backend", "flaw_catalog",
     "handler_sources", "open_tcp_listener", "open_udp_socket", "preview", "raise_nofile_limit",
-    "validate",
+    "socket_queues", "validate",
 ]

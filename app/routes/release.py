@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import socket
 import struct
-import termios
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
+
+from mux import socket_queues
 
 SERVER_SEND = "muxscope.server_send"
 #: a peer that takes not one byte in this long, once its handler is done, is reset...
@@ -69,9 +69,7 @@ def _unsent(transport: asyncio.Transport) -> int:
     queued = 0
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        with contextlib.suppress(OSError, ValueError):
-            raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # = SIOCOUTQ
-            queued = struct.unpack("i", raw)[0]
+        queued = max(0, socket_queues(sock.fileno())["send_queue"])  # -1: unknown
     return transport.get_write_buffer_size() + queued
 
 

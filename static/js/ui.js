@@ -71,3 +71,11 @@ export function safeLabel(text) {
 export function serverConnected() {
   return document.getElementById('ws-status')?.dataset.state === 'open';
 }
+
+const REREAD_MS = 3000;
+
+/** Run `read` every few seconds while the tab is visible and the server connected: for what
+ * another client may change with no event to say so (breakpoints, the bug zoo). */
+export function rereadWhileConnected(read) {
+  setInterval(() => { if (!document.hidden && serverConnected()) read(); }, REREAD_MS);
+}

@@ -2,9 +2,8 @@
 // each, and "Breakpoint N fired at iteration K (engine wait #W) on fd F" when a `loop` event
 // names one. The list is re-read every few seconds: another page may add or delete one.
 import { api } from '../api.js';
-import { serverConnected } from '../ui.js';
+import { rereadWhileConnected } from '../ui.js';
 
-const REFRESH_MS = 3000;
 const MAX_HITS = 100;
 
 const DESCRIBE = {
@@ -39,7 +38,7 @@ export class BreakpointsPanel {
     this.epoch = 0;   // bumped by this page's own changes: an older read must not undo them
     live.subscribe((ev) => this.onEvent(ev));
     this.refresh();
-    if (!replay) setInterval(() => { if (!document.hidden && serverConnected()) this.refresh(); }, REFRESH_MS);
+    if (!replay) rereadWhileConnected(() => this.refresh());
   }
 
   syncDepth() {

@@ -1,9 +1,7 @@
 // The bug zoo: one switch per flaw (one on at a time: the server says 409 otherwise), with the
 // detections count and the latest detector message, live from `flaw` events.
 import { api } from '../api.js';
-import { safeLabel, serverConnected } from '../ui.js';
-
-const REFRESH_MS = 3000;   // another page may switch a flaw: re-read the server's list
+import { rereadWhileConnected, safeLabel } from '../ui.js';
 
 export class ZooPanel {
   constructor(root, live, { replay }) {
@@ -23,7 +21,7 @@ export class ZooPanel {
     if (replay) {
       this.statusEl.textContent = 'Replay: the detections are the whole recording\'s; which flaw was on when is not recorded, and none can be switched here.';
     } else {
-      setInterval(() => { if (!document.hidden && serverConnected()) this.load(); }, REFRESH_MS);
+      rereadWhileConnected(() => this.load());   // another page may switch a flaw
     }
     this.load();   // in replay: the catalogue's titles and captions, all off
   }
