@@ -35,7 +35,7 @@ def socket_queues(fd: int) -> dict[str, int]:
 def _ioctl_int(fd: int, request: int) -> int:
     try:
         return int(struct.unpack("i", fcntl.ioctl(fd, request, b"\0\0\0\0"))[0])
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a closed socket's fd, -1
         return -1
 
 

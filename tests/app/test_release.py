@@ -101,3 +101,13 @@ def test_a_slow_reader_that_keeps_reading_gets_everything() -> None:
     assert not reset, f"a reading peer was reset after {took:.1f} s ({got} bytes)"
     assert took > release_mod.STALL_TIMEOUT, f"done in {took:.2f} s: nothing was left to wait for"
     assert got == PAYLOAD
+
+
+def test_the_send_queue_of_a_closed_socket_reads_as_unknown() -> None:
+    """A transport closed meanwhile gives fd -1: the ioctl raised ValueError, a traceback at
+    shutdown with a browser connected."""
+    from mux import socket_queues
+
+    sock = socket.socket()
+    sock.close()
+    assert socket_queues(sock.fileno())["send_queue"] == -1
