@@ -14,6 +14,7 @@ from typing import Any
 
 INT, FLOAT, STR, BOOL, NAMES = "int", "float", "str", "bool", "names"
 OPTIONAL_INT = "int or null"
+OPTIONAL_STR = "str or null"
 
 #: kind -> {field: type or the tuple of allowed strings}; every field listed is required
 FIELDS: dict[str, dict[str, Any]] = {
@@ -36,7 +37,7 @@ FIELDS: dict[str, dict[str, Any]] = {
 }
 #: fields a kind may carry besides its required ones
 OPTIONAL: dict[str, dict[str, Any]] = {
-    "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT},
+    "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT, "flaw": OPTIONAL_STR},
     "backend": {"epoll_fd": OPTIONAL_INT, "maxevents": OPTIONAL_INT},
     "interest": {"moved": BOOL},
     "error": {"fd": INT},
@@ -51,6 +52,8 @@ def _is(value: Any, kind: Any) -> bool:
         return type(value) is int
     if kind == OPTIONAL_INT:
         return value is None or type(value) is int
+    if kind == OPTIONAL_STR:
+        return value is None or type(value) is str
     if kind == FLOAT:
         return type(value) is float
     if kind == STR:

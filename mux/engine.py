@@ -195,12 +195,19 @@ class Engine(EngineCommands):
                 event["fd"] = fd
             self.observers.emit(event)
 
+    def emit_loop_state(self) -> None:
+        """A `loop` event for a change of slow motion or flaw: the loop's state unchanged."""
+        self._emit_loop("paused" if self.paused else "running")
+
     def _emit_loop(self, state: str, hit: Breakpoint | None = None) -> None:
-        """A `loop` event; it carries `delay_ms` too, so every page (and a recording) learns a
-        slow-motion change made by another client, and after a breakpoint's hit its id, the
-        engine's wait count and the fd that matched."""
+        """A `loop` event; it carries `delay_ms` and the bug-zoo flaw on (`flaw`, or null) too,
+        so every page (and a recording) learns a slow-motion or flaw change made by another
+        client, and time travel knows which handler ran; after a breakpoint's hit also its
+        id, the engine's wait count and the fd that matched."""
         if self.observers.active:
-            event: dict[str, Any] = {"kind": "loop", "state": state, "delay_ms": self.delay_ms}
+            active = self.flaws.active
+            event: dict[str, Any] = {"kind": "loop", "state": state, "delay_ms": self.delay_ms,
+                                     "flaw": None if active is None else active.name}
             if hit is not None:
                 event["breakpoint"] = hit.id
                 event["wait"] = self.stats.waits  # the engine's wait count at the hit
@@ -338,7 +345,7 @@ class Engine(EngineCommands):
             raise ValueError(f"delay_ms must be between 0 and {MAX_DELAY_MS}, not {delay_ms}")
         if delay_ms != self.delay_ms:
             self.delay_ms = delay_ms
-            self._emit_loop("paused" if self.paused else "running")
+            self.emit_loop_state()
         return self.loop_state()
 
     def _close_connection(self, fd: int) -> bool:

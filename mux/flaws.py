@@ -354,6 +354,7 @@ def flaw_catalog() -> list[dict[str, Any]]:
 
 class FlawZoo:
     def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self.flaws = {cls.name: cls(engine) for cls in FLAWS}
         self.active: Flaw | None = None
 
@@ -374,6 +375,9 @@ class FlawZoo:
         elif not on and self.active is flaw:
             flaw.deactivate()
             self.active = None
+        else:
+            return self.describe()  # no change: no event
+        self.engine.emit_loop_state()  # a `loop` event with the new `flaw`
         return self.describe()
 
     def get(self, name: str) -> Flaw | None:

@@ -67,6 +67,7 @@ def capture(engine: Engine) -> StateCapture:
                    "max_connections": engine.max_connections},
         "last_wait": _last_wait(engine),
         "breakpoints": [bp.describe() for bp in engine.breakpoints.items.values()],
+        "flaw": None if engine.flaws.active is None else engine.flaws.active.name,
         "stats": _stats(engine),
     }
     # the names of every generic mask, looked up here on the loop thread: to_dict() runs on

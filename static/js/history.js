@@ -26,7 +26,7 @@ export function snapshotOf(model) {
     type: 'snapshot', seq: model.seq, started_at: model.startedAt,
     state: {
       backend: { ...model.backend }, available: model.available.slice(), loop: model.loop,
-      delay_ms: model.delayMs, listeners: { tcp: model.tcp && { ...model.tcp }, udp: model.udp && { ...model.udp } },
+      delay_ms: model.delayMs, flaw: model.flaw, listeners: { tcp: model.tcp && { ...model.tcp }, udp: model.udp && { ...model.udp } },
       limits: { ...model.limits }, control_fd: model.controlFd, registrations: regs, connections: conns,
       last_wait: lastWait, stats: model.stats ? { ...model.stats } : undefined,
     },

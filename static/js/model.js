@@ -24,6 +24,7 @@ export class Model {
     this.available = [];
     this.loop = 'running';
     this.delayMs = 0;
+    this.flaw = undefined;      // the bug-zoo flaw on ('' none); undefined: the server does not say
     this.tcp = null;
     this.udp = null;
     this.udpFromStats = false;
@@ -105,6 +106,7 @@ export class Model {
     if (state.available) this.available = state.available.slice();
     if (state.loop) this.loop = state.loop;
     if (state.delay_ms !== undefined) this.delayMs = state.delay_ms;
+    if (state.flaw !== undefined) this.flaw = state.flaw || '';
     if (state.listeners) { this.tcp = state.listeners.tcp || null; this.udp = state.listeners.udp || null; }
     if (state.limits) this.limits = state.limits;
     if (state.control_fd !== undefined) this.controlFd = state.control_fd;
@@ -250,6 +252,7 @@ export class Model {
       case 'loop':
         this.loop = ev.state;
         if (ev.delay_ms !== undefined) this.delayMs = ev.delay_ms;   // set here or by another client
+        if (ev.flaw !== undefined) this.flaw = ev.flaw || '';        // time travel: which handler ran
         this.mark('controls', 'status', 'syscall');
         break;
       case 'error':

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
+from tests.browser.test_timeline import scrub_to
 from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
 
@@ -217,4 +218,45 @@ def test_code_view_shows_the_flawed_handler_that_ran_and_where_registrations_com
     finally:
         dashboard.api.post("/api/loop", json={"action": "resume"})
         dashboard.api.post("/api/flaws/eof_ignored", json={"on": False})
+    assert dashboard.console_errors == []
+
+
+def test_viewing_the_past_the_code_panel_shows_the_handler_that_ran_then(dashboard):
+    """The code panel followed the flaw on *now*: back at an iteration whose recv the flawed
+    handler made, with the flaw off since, it named the correct handler, which had not run.
+    The flaw switch (made here by another client) is now a `loop` event the page follows."""
+    page, api = dashboard.page, dashboard.api
+    panel = page.locator("#code-panel")
+    recv_seq = """(fd) => { const e = window.__muxscope.model.recent(2000)
+                              .filter(e => e.kind === 'recv' && e.fd === fd).pop();
+                            return e ? e.seq : 0; }"""
+    try:
+        with dashboard.connect() as sock:
+            fd = wait_for_row(page)
+            assert api.post("/api/flaws/eof_ignored", json={"on": True}).status_code == 200
+            page.wait_for_function("() => window.__muxscope.model.flaw === 'eof_ignored'",
+                                   timeout=DEADLINE_MS)
+            sock.sendall(b"flawed")
+            assert recv_exactly(sock, 6) == b"flawed"
+            flawed = int(page.wait_for_function(recv_seq, arg=fd, timeout=DEADLINE_MS).json_value())
+            assert api.post("/api/flaws/eof_ignored", json={"on": False}).status_code == 200
+            page.wait_for_function("() => window.__muxscope.model.flaw === ''", timeout=DEADLINE_MS)
+            expect(page.locator("#zoo-panel")).to_have_attribute("data-on", "", timeout=DEADLINE_MS)
+            sock.sendall(b"fixed")
+            assert recv_exactly(sock, 5) == b"fixed"
+            page.wait_for_function(f"(fd) => ({recv_seq})(fd) > {flawed}", arg=fd,
+                                   timeout=DEADLINE_MS)
+            fixed = int(page.evaluate(recv_seq, fd))
+            timeline = "window.__muxscope.timeline"
+            then = int(page.evaluate(f"() => {timeline}.iterationForSeq({flawed})"))
+            now = int(page.evaluate(f"() => {timeline}.iterationForSeq({fixed})"))
+            assert 0 < then < now
+            recv_item = panel.get_by_role("button", name=f"Show code: recv fd {fd}", exact=True)
+            scrub_to(page, then)
+            expect(recv_item).to_contain_text("EofIgnored.connection_ready ›", timeout=DEADLINE_MS)
+            scrub_to(page, now)
+            expect(recv_item).to_contain_text("TcpConnection.on_ready ›", timeout=DEADLINE_MS)
+            expect(recv_item).not_to_contain_text("EofIgnored")
+    finally:
+        api.post("/api/flaws/eof_ignored", json={"on": False})
     assert dashboard.console_errors == []

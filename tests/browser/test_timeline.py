@@ -34,6 +34,11 @@ def iterations(page: Page) -> int:
 
 
 def scrub_to(page: Page, n: int) -> None:
+    """Move the scrubber to iteration n, once its range holds n: live, the range's end follows
+    the waits only a few times a second, and a value past it would be clamped to the end."""
+    page.wait_for_function(
+        "(n) => { const r = document.getElementById('timeline-range');"
+        " return r && Number(r.min) <= n && Number(r.max) >= n; }", arg=n, timeout=DEADLINE_MS)
     page.get_by_label("Timeline", exact=True).fill(str(n))
     expect(page.locator("#timeline")).to_have_attribute("data-iteration", str(n), timeout=DEADLINE_MS)
 

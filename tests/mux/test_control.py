@@ -234,3 +234,25 @@ def test_a_backend_event_carries_the_new_epoll_fd_and_maxevents(make_engine):
         accepted = rec.wait_for("accept")
         fresh = rec.wait_for("interest", fd=accepted["fd"], op="register")
         assert "moved" not in fresh
+
+
+def test_a_flaw_switch_is_a_loop_event_and_part_of_the_state(make_engine):
+    """Time travel and a replay must know which handler ran in an iteration: switching a bug-zoo
+    flaw emits a `loop` event naming the flaw now on (null when off; an unchanged switch emits
+    nothing), every `loop` event says it, and the state carries it."""
+    engine, rec = make_engine(wait_timeout=0.01)
+    assert engine.state().result(5)["flaw"] is None
+    start = len(rec.events)
+    engine.set_flaw("eof_ignored", True).result(5)
+    engine.set_flaw("eof_ignored", True).result(5)
+    assert engine.state().result(5)["flaw"] == "eof_ignored"
+    engine.pause().result(5)
+    engine.set_flaw("eof_ignored", False).result(5)
+    engine.set_flaw("eof_ignored", False).result(5)
+    engine.resume().result(5)
+    wait_until(lambda: len([e for e in rec.events[start:] if e["kind"] == "loop"]) >= 4,
+               what="the loop events")
+    loops = [(e["state"], e["flaw"]) for e in rec.events[start:] if e["kind"] == "loop"]
+    assert loops == [("running", "eof_ignored"), ("paused", "eof_ignored"), ("paused", None),
+                     ("running", None)], loops
+    assert engine.state().result(5)["flaw"] is None

@@ -21,8 +21,11 @@ function describe(ev) {
   return `${ev.kind}${fd}`;
 }
 
-/** The bug-zoo flaw switched on (the zoo panel says it), or ''. */
-function activeFlaw() {
+/** The bug-zoo flaw on at the iteration on view, or ''. The model follows it from the state
+ * and `loop` events (so time travel and replay show the handler that ran then); a server or a
+ * recording that does not say falls back to the zoo panel's switch. */
+function flawOf(model) {
+  if (model.flaw !== undefined) return model.flaw || '';
   return document.getElementById('zoo-panel')?.dataset.on || '';
 }
 
@@ -38,6 +41,7 @@ export class CodePanel {
     this.iterKey = null;
     this.pinned = null;      // seq the user picked in this iteration
     this.shownKind = null;
+    this.flaw = '';
     this.events = [];
     api.code().then((s) => { this.sources = s || {}; this.key = null; }).catch(() => { this.sources = {}; });
     this.stepsEl.addEventListener('click', (e) => {
@@ -70,14 +74,15 @@ export class CodePanel {
     const key = this.chainKey(ev, prev);
     if (!this.sources) return [];
     // a bug-zoo flaw on: its own handler ran instead of TcpConnection.on_ready (`kind@flaw`)
-    const flaw = activeFlaw();
+    const flaw = this.flaw;
     return (flaw && this.sources[`${key}@${flaw}`]) || this.sources[key] || this.sources[ev.kind] || [];
   }
 
   paint(model, now) {
     if (!this.sources || now - this.paintedAt < MIN_INTERVAL_MS) return;
     this.write = model.backend.write;
-    const key = `${model.seq}/${model.viewGen ?? 'live'}/${activeFlaw()}`;
+    this.flaw = flawOf(model);
+    const key = `${model.seq}/${model.viewGen ?? 'live'}/${this.flaw}`;
     if (key === this.key) return;
     this.key = key;
     this.paintedAt = now;
@@ -122,7 +127,7 @@ export class CodePanel {
     if (!sel) { this.titleEl.textContent = 'no event yet'; this.viewEl.replaceChildren(); return; }
     this.titleEl.textContent = `${describe(sel)} (#${sel.seq}) comes from:`;
     this.root.dataset.kind = String(sel.kind);
-    const key = `${this.chainKey(sel, prevOf.get(sel))}|${activeFlaw()}`;
+    const key = `${this.chainKey(sel, prevOf.get(sel))}|${this.flaw}`;
     if (key === this.shownKind) return;
     this.shownKind = key;
     const chain = this.chain(sel, prevOf.get(sel));

@@ -19,7 +19,7 @@ export class ZooPanel {
       if (box) this.toggle(box.dataset.flaw, box.checked, box);
     });
     if (replay) {
-      this.statusEl.textContent = 'Replay: the detections are the whole recording\'s; which flaw was on when is not recorded, and none can be switched here.';
+      this.statusEl.textContent = 'Replay: the detections are the whole recording\'s, and no flaw can be switched here (the code panel shows the handler of the flaw that was on at the iteration on view).';
     } else {
       rereadWhileConnected(() => this.load());   // another page may switch a flaw
     }
@@ -50,6 +50,12 @@ export class ZooPanel {
         this.statusEl.textContent = '';
         this.load();
       }
+      return;
+    }
+    if (ev.kind === 'loop' && ev.flaw !== undefined && !this.replay) {   // switched here or elsewhere
+      for (const f of this.flaws.values()) f.on = f.name === ev.flaw;
+      this.epoch++;   // a read sent before this switch answers from before it
+      this.dirty = true;
       return;
     }
     if (ev.kind !== 'flaw') return;
