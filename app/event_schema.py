@@ -42,6 +42,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "interest": {"moved": BOOL},
     "error": {"fd": INT},
     "flaw": {"fd": INT},
+    "close": {"flaw": STR},
 }
 
 

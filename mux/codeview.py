@@ -55,20 +55,30 @@ _FLAWED_KINDS = ("recv", "send", "send@eager", "queue@send", "backpressure@relea
 
 def _flawed(chains: dict[str, list[Callable[..., Any]]]) -> dict[str, list[Callable[..., Any]]]:
     """`kind@<flaw name>`: with that flaw on, its `connection_ready` runs instead of
-    `TcpConnection.on_ready`, so it heads the chain. A flaw that reads the socket itself calls
-    `_on_data` directly, which then follows; otherwise it hands the event on to `on_ready` (a
-    flaw's own early close, e.g. on a hang-up, is not told apart: the usual path is shown)."""
-    on_data = tcp.TcpConnection._on_data
+    `TcpConnection.on_ready`, so it heads the chain, followed from the first step of the usual
+    chain it calls itself (a flaw that reads the socket calls `_on_data`, one that sees EOF
+    `_on_eof`); one that calls none hands the event on to `on_ready`.
+
+    `close@early@<flaw name>`: a close the flaw's own code made (a hang-up handled first, a
+    recv error in its own read); such `close` events carry `flaw`."""
     flawed: dict[str, list[Callable[..., Any]]] = {}
     for cls in flaws.Flaw.__subclasses__():
         handler = cls.__dict__.get("connection_ready")
         if handler is None:
             continue
-        reads_itself = f".{on_data.__name__}(" in inspect.getsource(handler)
+        source = inspect.getsource(handler)
+        close = tcp.TcpConnection.close
         for kind in _FLAWED_KINDS:
             chain = chains[kind]
-            rest = chain[chain.index(on_data):] if reads_itself and on_data in chain else chain
-            flawed[f"{kind}@{cls.name}"] = [handler, *rest]
+            # a direct call of `close` is an early close (below), not the usual path to it
+            called = [i for i, fn in enumerate(chain) if i and fn is not close
+                      and f".{fn.__name__}(" in source]
+            flawed[f"{kind}@{cls.name}"] = [handler, *chain[called[0]:]] if called else [
+                handler, *chain]
+        if f".{close.__name__}(" in source:
+            flawed[f"close@early@{cls.name}"] = [handler, close]
+        elif f"{flaws._recv_once.__name__}(" in source:
+            flawed[f"close@early@{cls.name}"] = [handler, flaws._recv_once, close]
     return flawed
 
 
@@ -78,6 +88,8 @@ def _describe(fn: Callable[..., Any], kind: str,
     lines, first = inspect.getsourcelines(fn)
     marker = f".{callee.__name__}(" if callee else f'"kind": "{kind.split("@")[0]}"'
     highlight = [first + i for i, line in enumerate(lines) if marker in line]
+    if not highlight and callee:  # a module-level function, called without a dot
+        highlight = [first + i for i, line in enumerate(lines) if f"{callee.__name__}(" in line]
     return {"qualname": fn.__qualname__, "module": fn.__module__,
             "file": _relative(inspect.getsourcefile(fn)), "first_line": first,
             "lines": [line.rstrip("\n") for line in lines], "highlight": highlight}

@@ -33,15 +33,15 @@ def _inq(fd: int) -> int:
     return max(0, socket_queues(fd)["recv_queue"])
 
 
-def _recv_once(conn: TcpConnection, size: int) -> bytes | None:
+def _recv_once(conn: TcpConnection, size: int, flaw: str) -> bytes | None:
     """One recv, as a flawed handler does it: bytes (b"" at EOF), or None (EAGAIN, or the
-    connection died and was closed)."""
+    connection died and was closed, by `flaw`'s code)."""
     try:
         return conn.sock.recv(size)
     except BlockingIOError:
         return None
     except OSError as exc:
-        conn.close(_close_reason(exc))
+        conn.close(_close_reason(exc), flaw=flaw)
         return None
 
 
@@ -118,7 +118,7 @@ class EofIgnored(Flaw):
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         mask = self.loop.ready_backend.generic(native)
         if mask & READABLE and not conn.reading_paused:
-            data = _recv_once(conn, RECV_SIZE)
+            data = _recv_once(conn, RECV_SIZE, self.name)
             if data == b"":
                 n = self.zero_reads[conn.fd] = self.zero_reads.get(conn.fd, 0) + 1
                 if n >= self.THRESHOLD:
@@ -156,7 +156,7 @@ class PollEquality(Flaw):
                       "so readable data was ignored")
         if native & _HUP.get(backend.name, 0):
             lost = _inq(conn.fd)
-            conn.close("eof")
+            conn.close("eof", flaw=self.name)
             if lost:
                 self.flag(conn.fd, f"fd {conn.fd}: closed on {names} with {lost} bytes unread: "
                           "lost", force=True)
@@ -181,7 +181,7 @@ class HupBeforeIn(Flaw):
         backend = self.loop.ready_backend
         if native & _HUP.get(backend.name, 0):
             lost = _inq(conn.fd)
-            conn.close("eof")
+            conn.close("eof", flaw=self.name)
             if lost:
                 self.lost_bytes += lost
                 self.flag(conn.fd, f"fd {conn.fd}: {'|'.join(backend.names(native))} - hang-up "
@@ -204,7 +204,7 @@ class EtNoDrain(Flaw):
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         mask = self.loop.ready_backend.generic(native)
         if mask & READABLE and not (conn.reading_paused or conn.eof):
-            data = _recv_once(conn, self.CHUNK)
+            data = _recv_once(conn, self.CHUNK, self.name)
             if data == b"":
                 conn._on_eof()
             elif data:

@@ -326,8 +326,10 @@ class TcpConnection:
                     break
         self.close("shutdown")
 
-    def close(self, reason: str) -> None:
-        """Unregister from the backend, then close: never a closed fd left registered."""
+    def close(self, reason: str, flaw: str | None = None) -> None:
+        """Unregister from the backend, then close: never a closed fd left registered.
+        `flaw`: the bug-zoo flaw whose own code closes it (the event says so: the page shows
+        that handler, not the usual path to this close)."""
         if self.closed:
             return
         self.closed = True
@@ -341,7 +343,10 @@ class TcpConnection:
         self.engine.forget(self)
         obs = self.loop.obs
         if obs.active:
-            obs.emit({"kind": "close", "fd": self.fd, "reason": reason})
+            event: dict[str, object] = {"kind": "close", "fd": self.fd, "reason": reason}
+            if flaw is not None:
+                event["flaw"] = flaw
+            obs.emit(event)
 
 
 __all__ = ["TcpConnection"]

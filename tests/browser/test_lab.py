@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from playwright.sync_api import Page, expect
 
 from tests.browser.test_timeline import scrub_to
@@ -259,4 +261,34 @@ def test_viewing_the_past_the_code_panel_shows_the_handler_that_ran_then(dashboa
             expect(recv_item).not_to_contain_text("EofIgnored")
     finally:
         api.post("/api/flaws/eof_ignored", json={"on": False})
+    assert dashboard.console_errors == []
+
+
+def test_a_flaws_own_early_close_shows_its_code_not_the_usual_path(dashboard):
+    """hup_before_in closes on a hang-up before reading: the code panel put that close down to
+    `TcpConnection.on_ready › _on_eof`, the correct path, which had not run."""
+    page, api = dashboard.page, dashboard.api
+    panel = page.locator("#code-panel")
+    try:
+        assert api.post("/api/flaws/hup_before_in", json={"on": True}).status_code == 200
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect(page.locator("#loop-state")).to_have_text("paused", timeout=DEADLINE_MS)
+        with dashboard.connect() as sock:
+            page.get_by_role("button", name="Step", exact=True).click()  # the accept
+            fd = wait_for_row(page)
+            sock.sendall(b"last words")
+            sock.shutdown(socket.SHUT_WR)
+            page.get_by_role("button", name="Step", exact=True).click()  # input and hang-up
+            # (its name is "Show code: c\u2060lose fd N": "Close fd N" names the list's buttons)
+            closed = panel.locator("button[data-kind='close']", has_text=f"close fd {fd} ")
+            expect(closed).to_contain_text("HupBeforeIn.connection_ready › TcpConnection.close",
+                                           timeout=DEADLINE_MS)
+            expect(closed).not_to_contain_text("_on_eof")
+            closed.click()
+            first = panel.locator(".code-fn").first
+            expect(first).to_have_attribute("data-qualname", "HupBeforeIn.connection_ready")
+            expect(first.locator(".line.hl")).to_contain_text('conn.close("eof"')
+    finally:
+        api.post("/api/loop", json={"action": "resume"})
+        api.post("/api/flaws/hup_before_in", json={"on": False})
     assert dashboard.console_errors == []

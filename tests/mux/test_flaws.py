@@ -70,6 +70,9 @@ def test_last_bytes_lost_when_hangup_wins(make_engine, name, backend):
     flag = _flag(rec, name, text="13 bytes")
     assert flag["fd"] == fd
     assert not rec.of("recv", fd=fd), "the flawed handler read nothing"
+    # its own code closed it, and the close says so (the code panel shows that code)
+    closes = rec.of("close", fd=fd)
+    assert [(c["reason"], c.get("flaw")) for c in closes] == [("eof", name)], closes
     sock.close()
     engine.set_flaw(name, False).result(5)
     _echo_ok(engine)

@@ -62,7 +62,9 @@ export class CodePanel {
       case 'send': return this.write === 'eager' ? 'send@eager' : 'send';
       case 'queue': return prev && prev.kind === 'send' && prev.fd === ev.fd ? 'queue@send' : 'queue';
       case 'backpressure': return ev.paused === false ? 'backpressure@release' : 'backpressure';
-      case 'close': return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
+      case 'close':
+        if (ev.flaw) return 'close@early';   // the flaw's own code closed it (ev.flaw says which)
+        return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
       case 'interest':
         if (ev.moved) return 'interest@moved';   // re-registered by a backend switch
         return ev.op === 'register' || ev.op === 'unregister' ? `interest@${ev.op}` : 'interest';
@@ -74,7 +76,7 @@ export class CodePanel {
     const key = this.chainKey(ev, prev);
     if (!this.sources) return [];
     // a bug-zoo flaw on: its own handler ran instead of TcpConnection.on_ready (`kind@flaw`)
-    const flaw = this.flaw;
+    const flaw = ev.flaw || this.flaw;
     return (flaw && this.sources[`${key}@${flaw}`]) || this.sources[key] || this.sources[ev.kind] || [];
   }
 
