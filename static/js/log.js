@@ -39,7 +39,7 @@ export class EventLog {
     this.jumpBtn = root.querySelector('#log-jump-btn');
     this.noticesEl = root.querySelector('#engine-notices');
     this.pending = [];
-    this.unlisted = { events: 0, dropped: 0 };   // not listed since the last gap marker
+    this.unlisted = { events: 0, dropped: 0, snapshotSeq: null };   // not listed since the last gap marker
     this.paintedAt = -Infinity;
     this.paints = 0;          // paints that took new events (window.__muxscope.logPaints)
     this.stick = true;
@@ -100,7 +100,7 @@ export class EventLog {
   onEvent(ev) {
     if (this.source !== this.model) return;   // viewing the past: re-rendered on return
     if (ev.kind === 'reset') {
-      this.pending.push({ marker: `— snapshot: state at seq ${this.model.seq} —` });
+      this.pending.push({ marker: `— snapshot: state at seq ${this.model.seq} —`, snapshotSeq: this.model.seq });
       this.lastSeq = this.model.seq;
     } else {
       if (this.lastSeq !== null && ev.seq > this.lastSeq + 1) {
@@ -122,15 +122,18 @@ export class EventLog {
       if (!this.matches(item)) continue;
       if (!item.marker) this.unlisted.events++;
       else if (item.dropped) this.unlisted.dropped += item.dropped;
+      else if (item.snapshotSeq !== undefined) this.unlisted.snapshotSeq = item.snapshotSeq;  // a re-sync
     }
   }
 
   /** The marker for what was not listed since the last paint (null if nothing was). */
   takeUnlistedMarker() {
-    const { events, dropped } = this.unlisted;
-    this.unlisted = { events: 0, dropped: 0 };
-    if (!events && !dropped) return null;
-    const why = dropped ? `too many to list; ${dropped} of them never reached this page` : 'too many to list';
+    const { events, dropped, snapshotSeq } = this.unlisted;
+    this.unlisted = { events: 0, dropped: 0, snapshotSeq: null };
+    if (!events && !dropped && snapshotSeq === null) return null;
+    let why = dropped ? `too many to list; ${dropped} of them never reached this page` : 'too many to list';
+    // a snapshot fell off too: say so, the seq numbers around it do not follow each other
+    if (snapshotSeq !== null) why += `; among them a snapshot: the page re-synced at seq ${snapshotSeq}`;
     return { marker: `… ${events + dropped} events not shown in the log (${why}) …`, gap: true };
   }
 

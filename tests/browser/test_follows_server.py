@@ -191,3 +191,27 @@ def test_no_error_piles_up_while_the_server_is_down(browser: Browser):
         assert not [e for e in errors if "Reading" in e], errors
     finally:
         context.close()
+
+
+def test_a_snapshot_that_fell_off_the_held_log_is_said_in_the_gap_marker(dashboard):
+    """Scrolled up, a reconnect's snapshot marker could fall off the held log with the events
+    around it, and the gap marker counted only events: the page had re-synced (the seq numbers
+    around it do not follow each other) and the log no longer said so."""
+    page = dashboard.page
+    log, jump = page.locator("#event-log"), page.locator("#log-jump-btn")
+    with load_clients(dashboard, 4, 16, 20):
+        wait_for_a_scrollable_log(page)
+        log.hover()
+        page.mouse.wheel(0, -400)
+        expect(jump).to_be_visible(timeout=5000)
+        page.evaluate("() => window.__muxscope.socket.ws.close()")  # the page reconnects
+        page.wait_for_function(f"() => ({SNAPSHOTS})() >= 2", timeout=10_000)
+        resynced_at = page.evaluate("() => window.__muxscope.model.seq")
+        # far more than the 1,000 events the held log keeps waiting: the snapshot falls off
+        page.wait_for_function(f"() => window.__muxscope.lastSeq > {resynced_at} + 3000",
+                               timeout=20_000)
+    jump.click()
+    expect(jump).to_be_hidden(timeout=5000)
+    marker = log.locator("li.k-gap", has_text="among them a snapshot")
+    expect(marker.first).to_contain_text("the page re-synced at seq ", timeout=5000)
+    assert dashboard.console_errors == []
