@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
 
 from app.errors import JsonRoute
 from app.schemas import (
@@ -107,8 +108,8 @@ async def get_trace(request: Request,
         if not _CHROME_EXPORTS.acquire(blocking=False):
             raise HTTPException(409, f"{MAX_CHROME_EXPORTS} trace downloads are already "
                                      "running: try again when one has finished")
-        return StreamingResponse(_Released(chrome_chunks(ring.events(), started_at)),
-                                 media_type="application/json", headers={
+        return _ExportResponse(_Released(chrome_chunks(ring.events(), started_at)),
+                               media_type="application/json", headers={
             "Content-Disposition": 'attachment; filename="muxscope-trace.json"'})
     return StreamingResponse(ring.jsonl_chunks(), media_type="application/x-ndjson",
                              headers={"Content-Disposition":
@@ -117,6 +118,23 @@ async def get_trace(request: Request,
 
 MAX_CHROME_EXPORTS = 2
 _CHROME_EXPORTS = threading.BoundedSemaphore(MAX_CHROME_EXPORTS)
+
+
+class _ExportResponse(StreamingResponse):
+    """Gives the export slot back as soon as the response is over, however it ended: a client
+    that leaves mid-download only stops the iteration, and the abandoned iterator was then
+    freed by the garbage collector, tens of seconds later (every download meanwhile: 409)."""
+
+    def __init__(self, chunks: _Released, **kwargs: Any) -> None:
+        super().__init__(chunks, **kwargs)
+        self._released = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._released.release()
+            self._released.close()
 
 
 class _Released:
@@ -144,6 +162,15 @@ class _Released:
                 return
             self._held = False
         _CHROME_EXPORTS.release()
+
+    def close(self) -> None:
+        """Free the converter's state now (its flow pairing holds up to ~25 MB)."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            try:
+                close()
+            except ValueError:  # still running in a worker thread: it ends with the iterator
+                pass
 
     def __del__(self) -> None:
         self.release()

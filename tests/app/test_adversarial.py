@@ -9,6 +9,7 @@ thread for good, the chrome trace export built whole in memory per request, and 
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -247,3 +248,55 @@ def test_chrome_trace_downloads_at_once_are_bounded_and_their_slots_come_back(
                    "a chrome export to be served again once the abandoned ones are released",
                    interval=0.1)
         assert client.get("/api/trace", params={"format": "jsonl"}).status_code == 200
+
+
+def test_an_abandoned_chrome_download_gives_its_slot_back_at_once(
+        shared: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A download the client gave up on while the server was converting the next piece kept
+    its slot until the garbage collector found the abandoned iterator: every new download got
+    "2 trace downloads are already running" for up to ~70 s with nothing running."""
+    from app.routes import api
+
+    params = {"format": "chrome"}
+    stop = threading.Event()
+    pieces = [0]
+
+    def slow_chunks(events: object, started_at: float = 0.0) -> Iterator[bytes]:
+        yield b'{"traceEvents":['
+        while not stop.wait(0.05):  # a big document, each piece a while in the converting
+            pieces[0] += 1
+            yield b" " * 1024
+        yield b'],"displayTimeUnit":"ms"}'
+
+    def read_all(sock: socket.socket) -> None:
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    host, port = shared.base.removeprefix("http://").rsplit(":", 1)
+    request = (f"GET /api/trace?format=chrome HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               "\r\n").encode()
+    socks = []
+    try:
+        monkeypatch.setattr(api, "chrome_chunks", slow_chunks)
+        for _ in range(api.MAX_CHROME_EXPORTS):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            socks.append(sock)
+            sock.sendall(request)
+            threading.Thread(target=read_all, args=(sock,), daemon=True).start()
+        wait_until(lambda: pieces[0] >= 10, 10, "both downloads under way")
+        for sock in socks:  # the clients are killed mid-download
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # a reset
+        monkeypatch.undo()
+        with httpx.Client(base_url=shared.base, timeout=10) as client:
+            # at once: the slot comes back when the response ends (a piece takes 50 ms)
+            wait_until(lambda: client.get("/api/trace", params=params).status_code == 200, 1.5,
+                       "a chrome export to be served with both abandoned ones gone",
+                       interval=0.1)
+    finally:
+        stop.set()
+        for sock in socks:
+            sock.close()
