@@ -3,7 +3,10 @@
 - The receive buffer is 64 KiB, so a whole datagram always fits (the largest UDP payload over
   IPv4 is 65,507 bytes); MSG_TRUNC would still be reported.
 - Zero-length datagrams are real datagrams: they are echoed too.
-- SO_RXQ_OVFL makes the kernel attach its count of datagrams dropped for want of buffer space.
+- SO_RXQ_OVFL makes the kernel attach its count of datagrams dropped for want of buffer space
+  to each datagram, as it stood when that datagram was queued: drops after the last queued one
+  would show only with the next datagram. So `dropped` also reads the socket's own count now
+  (SO_MEMINFO's SK_MEMINFO_DROPS, the same counter), and says the larger.
 - A reply the kernel cannot take now (EAGAIN) waits in a bounded queue for writability.
 """
 
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 
 DATAGRAM_BUFFER = 65536
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
+_SK_MEMINFO_DROPS = 8  # index in the u32 array SO_MEMINFO returns (Linux >= 4.x)
 MAX_PENDING_REPLIES = 1024
 _ANC_SIZE = socket.CMSG_SPACE(4)
 
@@ -39,7 +44,7 @@ class UdpEcho(ListeningHandler):
         super().__init__(engine, sock)
         self.received = 0
         self.echoed = 0
-        self.dropped = 0  # by the kernel (SO_RXQ_OVFL), cumulative
+        self._dropped_attached = 0  # by the kernel, as the last datagram's SO_RXQ_OVFL said
         self.reply_dropped = 0  # replies we could not queue
         self.truncated = 0
         self.pending: deque[tuple[bytes, tuple[str, int]]] = deque()
@@ -89,7 +94,7 @@ class UdpEcho(ListeningHandler):
             return True
         for level, kind, cdata in anc:
             if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(cdata) >= 4:
-                self.dropped = struct.unpack("=I", cdata[:4])[0]
+                self._dropped_attached = struct.unpack("=I", cdata[:4])[0]
         self.received += 1
         if flags & socket.MSG_TRUNC:
             self.truncated += 1
@@ -148,6 +153,20 @@ class UdpEcho(ListeningHandler):
                       "dir": direction, "bytes": len(data), "preview": preview(data)})
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams the kernel dropped for want of buffer space, cumulative; any thread."""
+        return max(self._dropped_attached, self._socket_drops())
+
+    def _socket_drops(self) -> int:
+        try:
+            raw = self.sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 64)
+        except (OSError, ValueError):  # closed, or no SO_MEMINFO here
+            return 0
+        if len(raw) < 4 * (_SK_MEMINFO_DROPS + 1):
+            return 0
+        return int(struct.unpack_from("=I", raw, 4 * _SK_MEMINFO_DROPS)[0])
 
     def describe(self) -> dict[str, int]:
         return {"fd": self.fd, "port": self.port, "received": self.received,

@@ -51,3 +51,31 @@ def test_udp_error_events_are_rate_limited_per_kind(make_engine):
     udp._errors["send"] = (udp._errors["send"][0] - 2.0, udp._errors["send"][1])  # 2 s later
     engine.call(udp._error, "send", "udp send to 127.0.0.1:9: Connection refused").result(5)
     assert rec.of("error")[-1]["message"].endswith("(and 99 more like it since the last one shown)")
+
+
+def _proc_udp_drops(port: int) -> int:
+    """The `drops` column of /proc/net/udp for the socket bound to `port`."""
+    with open("/proc/net/udp") as table:
+        for line in list(table)[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port:
+                return int(fields[-1])
+    raise AssertionError(f"no UDP socket on port {port}")
+
+
+def test_the_kernels_drops_count_without_waiting_for_another_datagram(make_engine):
+    """The drop count rode only on the next datagram received (SO_RXQ_OVFL): after a burst
+    the kernel mostly dropped, the state said 0 dropped until someone sent again."""
+    engine, _ = make_engine(backend="epoll", observe=False)
+    udp = engine.udp
+    engine.pause().result(5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for _ in range(2000):  # far more than the receive buffer holds
+            client.sendto(b"x" * 1000, ("127.0.0.1", engine.udp_port))
+        kernel = _proc_udp_drops(engine.udp_port)
+        assert kernel > 0, "the burst fitted: nothing to count"
+        engine.resume().result(5)
+        wait_until(lambda: udp.received + kernel == 2000, timeout=5, what="the kept datagrams")
+        state = engine.state().result(5)["listeners"]["udp"]
+        assert state["dropped"] == kernel, (state, kernel)
+        assert engine.counters()["udp"]["dropped"] == kernel
