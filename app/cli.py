@@ -163,10 +163,10 @@ def _add_engine_flags(parser: Any) -> None:
     parser.add_argument(
         "--record-max-mb",
         type=int_in(1, 200, "--record-max-mb"),
-        default=100,
+        default=None,
         metavar="MB",
         help="size at which the --record file is rotated, 1-200: a larger file is more than "
-        "`muxscope replay` holds in memory (default: %(default)s)",
+        "`muxscope replay` holds in memory (default: 100)",
     )
     parser.add_argument(
         "--max-connections",
@@ -242,7 +242,11 @@ def settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error("--udp-port and --no-udp contradict each other")
     if args.record is not None and (problem := unwritable(args.record)):
         parser.error(f"cannot write --record {args.record}: {problem}")
+    if args.record is None and args.record_max_mb is not None:
+        parser.error("--record-max-mb needs --record FILE")
     options: dict[str, Any] = vars(args).copy()
+    if options["record_max_mb"] is None:
+        del options["record_max_mb"]  # the Settings default
     options["token"] = _token_for(args.host, args.token)
     try:
         return Settings(**options)
@@ -260,7 +264,7 @@ def parse_replay(argv: Sequence[str]) -> Settings:
     args = parser.parse_args(argv)
     if args.file.is_dir():
         parser.error(f"cannot read {args.file}: it is a directory")
-    if not args.file.is_file():
+    if not args.file.exists():  # a pipe (<(zcat f.gz)) or a device is read as it is
         parser.error(f"cannot read {args.file}: no such file")
     replay_file = args.file
     del args.file

@@ -80,10 +80,14 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     and kinds it does not know pass), or a file with neither snapshot nor events; and for a
     file of more than MAX_REPLAY_BYTES (refused before reading) or MAX_REPLAY_EVENTS events.
 
+    Also for seq numbers that go back (files joined out of order, newest first): the page's
+    accounting would go wrong silently. Rotated files joined oldest first replay as one.
+
     A last line cut short (no newline, not JSON: the recording was still being written, or
     its writer was killed) is left out with a warning; the lines before it are replayed."""
     snapshot: dict[str, Any] | None = None
     events: list[dict[str, Any]] = []
+    last_seq: int | None = None  # of the last event or snapshot line
     with path.open("rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > MAX_REPLAY_BYTES:
@@ -91,6 +95,9 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                              f"{MAX_REPLAY_BYTES >> 20:,} MiB, {_TOO_BIG}")
         for number, line in enumerate(f, 1):
             if number == 1:
+                if line.startswith(b"\x1f\x8b"):
+                    raise ValueError(f"{path}: gzip-compressed; decompress it first "
+                                     f"(zcat {path} > recording.jsonl)")
                 line = line.removeprefix(b"\xef\xbb\xbf")  # a BOM some editors add
             if not line.strip():
                 continue
@@ -106,6 +113,7 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 raise ValueError(f"{path}:{number}: not a JSON object")
             if item.get("type") == "snapshot":
                 _check_snapshot(item, f"{path}:{number}")
+                last_seq = _in_order(item.get("seq"), last_seq, f"{path}:{number}", equal_ok=True)
                 snapshot = snapshot or item
             elif "seq" in item or "kind" in item:
                 if type(item.get("seq")) is not int or not isinstance(item.get("kind"), str):
@@ -115,6 +123,7 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 if found:
                     raise ValueError(f"{path}:{number}: not an event muxscope writes: "
                                      + "; ".join(found))
+                last_seq = _in_order(item["seq"], last_seq, f"{path}:{number}")
                 if len(events) == MAX_REPLAY_EVENTS:
                     raise ValueError(f"{path}: more than {MAX_REPLAY_EVENTS:,} events, {_TOO_BIG}")
                 events.append(item)
@@ -127,6 +136,18 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     # What the recording does not say keeps the §4 shape (e.g. an older, partial snapshot).
     snapshot["state"] = {**_empty_state(), **(snapshot.get("state") or {})}
     return snapshot, events
+
+
+def _in_order(seq: Any, last: int | None, where: str, equal_ok: bool = False) -> int | None:
+    """`seq` if it follows `last` (a snapshot may repeat the seq of the event before it: a
+    rotated file's snapshot does); ValueError when it goes back."""
+    if type(seq) is not int:
+        return last
+    if last is not None and (seq < last or (seq == last and not equal_ok)):
+        raise ValueError(f"{where}: seq {seq} after seq {last}: the recording goes back in "
+                         "time (files joined out of order?). Replay each rotated file on its "
+                         "own, or join them oldest first: FILE.5 ... FILE.1 FILE")
+    return seq
 
 
 def _check_snapshot(item: dict[str, Any], where: str) -> None:

@@ -228,6 +228,12 @@ def test_bench_help_explains_the_parts_and_gives_examples() -> None:
     (b'{"seq":1,"ts":0.2,"kind":"recv","fd":7,"preview":""}\n', "recv: no 'bytes'"),
     (b'{"seq":1,"kind":"someday"}\n', "is not a number"),
     (b"", "no snapshot and no events"),
+    (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff\xfe\n", "gzip-compressed; decompress it"),
+    # rotated files joined newest first: the page's seq accounting went wrong without a word
+    (b'{"seq":7,"ts":0.1,"kind":"error","message":"a"}\n'
+     b'{"type":"snapshot","state":{},"seq":2}\n', "seq 2 after seq 7"),
+    (b'{"seq":7,"ts":0.1,"kind":"error","message":"a"}\n'
+     b'{"seq":7,"ts":0.1,"kind":"error","message":"b"}\n', "goes back in time"),
 ])
 def test_replay_of_a_file_that_is_not_a_recording_is_one_line(tmp_path: Path, content: bytes,
                                                               says: str) -> None:
@@ -242,6 +248,33 @@ def test_replay_of_a_file_that_is_not_a_recording_is_one_line(tmp_path: Path, co
 def test_an_empty_token_is_refused() -> None:
     r = run_cli("--token", "", "--http-port", "0")
     assert r.returncode == 2 and "--token" in one_line(r.stderr)
+
+
+def test_record_max_mb_without_record_is_refused() -> None:
+    r = run_cli("--record-max-mb", "5", "--http-port", "0")
+    assert r.returncode == 2 and "--record-max-mb needs --record" in one_line(r.stderr)
+
+
+def test_replay_reads_a_pipe(tmp_path: Path) -> None:
+    """`muxscope replay <(zcat run.jsonl.gz)` said "no such file": only regular files were
+    taken."""
+    fifo = tmp_path / "recording"
+    os.mkfifo(fifo)
+    lines = (b'{"type":"snapshot","state":{},"seq":0,"started_at":0.0}\n'
+             b'{"seq":1,"ts":0.1,"kind":"error","message":"from a pipe"}\n')
+
+    def feed() -> None:
+        with open(fifo, "wb") as pipe:
+            pipe.write(lines)
+
+    threading.Thread(target=feed, daemon=True).start()
+    with launch("replay", str(fifo), "--http-port", "0") as run:
+        dash = run.read_until(r"Dashboard: (http://127\.0\.0\.1:\d+/)$")
+        trace = httpx.get(dash[1] + "api/trace", params={"format": "jsonl"}, timeout=5)
+        assert [json.loads(line)["message"] for line in trace.text.splitlines()] == [
+            "from a pipe"]
+        code, stderr = run.stop(signal.SIGTERM)
+        assert code == 0, stderr
 
 
 def test_replay_of_a_directory_says_so(tmp_path: Path) -> None:
