@@ -19,6 +19,7 @@ from app.errors import validation_error
 from app.hub import Hub
 from app.metrics import Metrics
 from app.record import JsonlRecorder
+from app.record_thread import RecorderThread
 from app.routes import api, live, pages
 from app.routes.release import ServerSendKeeper
 from app.security import BodyLimitMiddleware, SecurityMiddleware, install_denial_log_filter
@@ -60,8 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     budget = None if settings.record else OBSERVE_BUDGET
     engine = Engine(EngineConfig(**settings.engine_config_kwargs(), observe_budget=budget))
     try:
-        recorder = (JsonlRecorder(settings.record, settings.record_max_mb,
-                                  snapshot_source=engine.capture)
+        recorder = (RecorderThread(JsonlRecorder(settings.record, settings.record_max_mb,
+                                                 snapshot_source=engine.capture))
                     if settings.record else None)
     except OSError:
         engine.stop()
@@ -129,7 +130,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if engine is not None:
             flush(state.tap, state.hub, consumers, encoded_consumers)
         if recorder is not None:
-            recorder.close()
+            await asyncio.to_thread(recorder.close)
 
 
 def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:

@@ -5,26 +5,32 @@ so that `muxscope replay` can open any of them on its own. A snapshot says "the 
 event `seq`", and the file then holds the events after `seq`: that is what replay's seq
 accounting (and the websocket's `dropped` counts) relies on.
 
-The recorder is a pump consumer on the asyncio loop; it must never block the engine thread.
-When a file is full it asks the engine for a capture (`snapshot_source`, the same cheap copy
-a browser gets on connect: taken between two waits on the engine thread, formatted here) and
-keeps writing to the full file until it holds every event up to the capture's `seq` (so a
-file may outgrow the limit by what the pump delivers meanwhile, typically one batch); then it
-rotates and starts the new file with that capture. Without a source, or when the capture fails
-or takes longer than `capture_timeout`, the new file starts with the snapshot taken at start
-instead, with `seq` set to the last seq written before the rotation: its state is stale (the
-connections and counters of the start), but the events that follow still count from the
-right place.
+The recorder runs on its own thread (`app/record_thread.py`: a file or a pipe that stops
+taking writes must stall neither the asyncio loop nor the engine). `--record-max-mb` bounds a
+file's events; its snapshot line comes on top (with 10,000 connections a snapshot alone is
+~2 MB). At the limit it asks the engine for a capture
+(`snapshot_source`, the same cheap copy a browser gets on connect: taken between two waits on
+the engine thread, formatted here) and keeps writing to the file until it holds every event
+up to the capture's `seq`; then it rotates and starts the new file with that capture. When
+the events still to come up to that seq would take the file more than a quarter past the
+limit (`_overshoot`; the pump far behind the engine, in a readiness storm), it rotates at
+once and says so: those events are left out (a seq gap between the files),
+as the capture's state holds what they did (the earlier file ends before them; the next
+starts after them). Without a source, or when the capture fails or takes longer than
+`capture_timeout`, the new file starts with the snapshot taken at start instead, with `seq`
+set to the last seq written: its state is stale (the connections and counters of the start),
+but the events that follow still count from the right place.
 
 The disk is not trusted to cooperate. A write that fails (the disk full, the file's folder
 gone) is cut back off the file, so the file never holds half a line; the events it carried are
 lost and show as a seq gap, which replay counts as `dropped`. The failure is logged once, and
-recording resumes by itself when writing works again (a file deleted under it is made anew, a
-rotation that cannot move the old files goes on in the same file and is tried again a minute
-later). Only a regular file is
-rotated: `--record /dev/null` is written to, never renamed. At most KEEP_ROTATED rotated files
-are kept (so at most KEEP_ROTATED + 1 times `--record-max-mb` on disk); moving an earlier
-run's recording aside and dropping the oldest segment are both logged.
+recording resumes by itself when writing works again (a file deleted under it is made anew,
+starting with a fresh capture; a rotation that cannot move the old files goes on in the same
+file and is tried again a minute later). Only a regular file is rotated: `--record /dev/null`
+or a FIFO is written to, never renamed (a FIFO is opened by the recorder's thread: it waits
+there for a reader). At most KEEP_ROTATED rotated files are kept (so at most KEEP_ROTATED + 1
+times 1.25 x `--record-max-mb`, plus a snapshot each, on disk); moving an earlier run's recording
+aside and dropping the oldest segment are both logged.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -44,6 +51,9 @@ log = logging.getLogger(__name__)
 KEEP_ROTATED = 5
 CAPTURE_TIMEOUT = 2.0
 ROTATE_RETRY = 60.0  # seconds, after a rotation that could not move the old files
+#: how far past the limit a file may grow while it waits for the events up to the capture's
+#: seq: a quarter of the limit, at least MIN_OVERSHOOT and at most MAX_OVERSHOOT
+MIN_OVERSHOOT, MAX_OVERSHOOT = 256 << 10, 4 << 20
 
 Line = tuple[int, bytes]  # (seq, encoded line)
 
@@ -76,28 +86,36 @@ class JsonlRecorder:
             self._shift_old_files()  # an earlier run's recording becomes FILE.1, kept whole
             log.warning("--record: the earlier recording %s is now %s.1", self.path,
                         self.path.name)
-        self._file: io.FileIO | None = self._open()
+        # a FIFO's open waits for a reader: the recorder's thread makes it (_ensure_file)
+        self._file: io.FileIO | None = None if self._is_fifo() else self._open()
         self._size = 0
+        self._snapshot_size = 0  # the current file's snapshot line: not counted in the limit
+        self._skip_through = 0  # events up to this seq are in the current file's snapshot
+        self._last_written = 0  # the seq of the last event (or snapshot) the file really holds
         self._failure: str | None = None  # the write error being reported, until one works
         self._no_rotation_until = 0.0  # after a rotation that could not move the old files
         self._lost = 0  # events lost to failed writes since that error
         self._events_in_file = 0
         self._last_seq = 0
         self._start_state: dict[str, Any] | None = None
+        self._start_seq = 0
         self._started_at = 0.0
         self._capture: Future[Any] | None = None
         self._capture_since = 0.0
         self._next: tuple[dict[str, Any], int] | None = None
         self._rotating = False
+        self._skip_to_snapshot: bool | None = None  # this rotation leaves the lag out
 
     def write_snapshot(self, state: dict[str, Any], seq: int, started_at: float) -> None:
         """The start snapshot: written now, and kept for rotations that get no fresher one."""
-        self._start_state, self._started_at = state, started_at
+        self._start_state, self._started_at, self._start_seq = state, started_at, seq
         self._write_snapshot_line(state, seq)
 
     def __call__(self, batch: list[dict[str, Any]]) -> None:
-        lines = [(event["seq"], orjson.dumps(event) + b"\n") for event in batch]
-        self._ensure_file()
+        self._ensure_file()  # (a fresh file's snapshot may hold some of these events)
+        skip = self._skip_through
+        lines = [(event["seq"], orjson.dumps(event) + b"\n") for event in batch
+                 if event["seq"] > skip]
         if not self._rotating and self._full(sum(len(data) for _, data in lines)):
             self._begin_rotation()
         if self._rotating:
@@ -109,9 +127,10 @@ class JsonlRecorder:
             self._file.close()
 
     def _ensure_file(self) -> None:
-        """A file deleted under us (or not made at the last rotation: its folder was gone) is
-        made anew, starting with the start snapshot at the last seq, as a rotation without a
-        fresh capture starts (an fstat a batch: ~1 us every 30 ms)."""
+        """A file deleted under us is made anew, starting with a fresh capture (the state now:
+        the events up to its seq are in it), or without one with the start snapshot at the
+        last seq written. A file not made yet (a FIFO waiting for its reader, a folder gone at
+        the last rotation) starts the same way. An fstat a batch: ~1 us every 30 ms."""
         if self._file is not None:
             try:
                 if os.fstat(self._file.fileno()).st_nlink:
@@ -122,23 +141,54 @@ class JsonlRecorder:
             self._file = None
             log.warning("--record: %s was deleted; starting it anew", self.path)
         self.rotates = not self.path.exists() or self.path.is_file()  # a FIFO gone: a file now
+        if self._is_fifo():
+            log.info("--record: %s is a FIFO: waiting for a reader", self.path)
         try:
             self._file = self._open()
         except OSError as exc:
             self._failed(exc)
             return
-        self._size = self._events_in_file = 0
+        self._size = self._snapshot_size = self._events_in_file = 0
         self._rotating, self._capture, self._next = False, None, None  # nothing to rotate
-        self._write_snapshot_line(self._start_state or {}, self._last_seq)
+        self._skip_to_snapshot = None
+        state, seq = self._fresh_snapshot()
+        self._write_snapshot_line(state, seq)
+
+    def _fresh_snapshot(self) -> tuple[dict[str, Any], int]:
+        """A capture of the engine now, waited for (this runs on the recorder's thread), or
+        the start snapshot at the last seq written."""
+        if self.snapshot_source is not None and self._start_state is not None:
+            capture = self.snapshot_source()
+            try:
+                taken: Capture = capture.result(timeout=self.capture_timeout)
+            except Exception:  # noqa: BLE001 - a stopped engine, a timeout: the fallback
+                pass
+            else:
+                self._skip_through = max(self._skip_through, taken.seq)
+                return taken.to_dict(), taken.seq
+        return (self._start_state or {}), max(self._last_written, self._start_seq)
+
+    def _is_fifo(self) -> bool:
+        try:
+            return stat.S_ISFIFO(self.path.stat().st_mode)
+        except OSError:
+            return False
 
     def _open(self) -> io.FileIO:
         """Unbuffered: each write reaches the file whole or fails, and can be cut back."""
         return io.FileIO(self.path, "wb")
 
+    def _events_bytes(self) -> int:
+        return self._size - self._snapshot_size
+
     def _full(self, incoming: int) -> bool:
+        """Time to ask for the next file's snapshot: at the limit (its events only)."""
         return (self.rotates and self._events_in_file > 0
-                and self._size + incoming > self.max_bytes
+                and self._events_bytes() + incoming > self.max_bytes
                 and time.monotonic() >= self._no_rotation_until)
+
+    def _overshoot(self) -> int:
+        return max(MIN_OVERSHOOT, min(MAX_OVERSHOOT, self.max_bytes // 4))
 
     def _begin_rotation(self) -> None:
         self._rotating = True
@@ -147,19 +197,38 @@ class JsonlRecorder:
 
     def _rotate_when_ready(self, lines: list[Line]) -> list[Line]:
         """Write what belongs to the full file; rotate once it holds every event up to the
-        snapshot's seq. Returns the lines for the file being written after that."""
+        snapshot's seq, or at once when those would take it well past the limit (they are
+        left out: the snapshot holds what they did). Returns the lines for the next file."""
         ready = self._next_snapshot()
         if ready is None:
             return lines
         state, seq = ready
-        self._write_lines([line for line in lines if line[0] <= seq])
+        if self._skip_to_snapshot is None:  # decided once, when the capture's seq is known
+            self._skip_to_snapshot = self._too_far_behind(seq)
+        before = [line for line in lines if line[0] <= seq]
         later = [line for line in lines if line[0] > seq]
-        if later or self._last_seq >= seq:
+        if not self._skip_to_snapshot:
+            self._write_lines(before)
+        if later or self._last_seq >= seq or self._skip_to_snapshot:
             if self._rotate():
+                self._skip_through = max(self._skip_through, seq)
                 self._write_snapshot_line(state, seq)
             self._rotating, self._capture, self._next = False, None, None
+            self._skip_to_snapshot = None
             return later
         return []
+
+    def _too_far_behind(self, seq: int) -> bool:
+        """Would the events still to come up to `seq` take the file more than `_overshoot`
+        past the limit? (The pump far behind the engine, e.g. in a readiness storm.)"""
+        behind = seq - self._last_seq
+        per_event = self._events_bytes() / max(1, self._events_in_file)
+        if behind * per_event <= self._overshoot():
+            return False
+        log.warning("--record: the recording is %d events behind the engine; rotating now, "
+                    "those events are left out of %s (the next file's snapshot holds what "
+                    "they did)", behind, self.path)
+        return True
 
     def _next_snapshot(self) -> tuple[dict[str, Any], int] | None:
         """(state, seq) for the next file, or None while the capture may still come."""
@@ -175,12 +244,15 @@ class JsonlRecorder:
         if capture is not None and capture.done() and capture.exception() is None:
             taken: Capture = capture.result()
             return taken.to_dict(), taken.seq
-        return (self._start_state or {}), self._last_seq
+        return (self._start_state or {}), max(self._last_written, self._start_seq)
 
     def _write_snapshot_line(self, state: dict[str, Any], seq: int) -> None:
         self._last_seq = max(self._last_seq, seq)
-        self._write(orjson.dumps({"type": "snapshot", "state": state, "seq": seq,
-                                  "started_at": self._started_at}) + b"\n")
+        line = orjson.dumps({"type": "snapshot", "state": state, "seq": seq,
+                             "started_at": self._started_at}) + b"\n"
+        if self._write(line):
+            self._snapshot_size = len(line) if self._size == len(line) else self._snapshot_size
+            self._last_written = max(self._last_written, seq)
 
     def _write_lines(self, lines: list[Line]) -> None:
         if not lines:
@@ -188,6 +260,7 @@ class JsonlRecorder:
         self._last_seq = max(self._last_seq, max(seq for seq, _ in lines))
         if self._write(b"".join(data for _, data in lines)):
             self._events_in_file += len(lines)
+            self._last_written = self._last_seq
         else:
             self._lost += len(lines)
 
@@ -253,6 +326,6 @@ class JsonlRecorder:
             self._file = self._open()
         except OSError as exc:  # its folder is gone: retried on the next batch
             self._failed(exc)
-        self._size = 0
+        self._size = self._snapshot_size = 0
         self._events_in_file = 0
         return True

@@ -470,12 +470,12 @@ def test_a_recording_deleted_under_the_recorder_is_made_anew_and_no_segment_is_l
     path = tmp_path / "r.jsonl"
     rec = JsonlRecorder(path, max_mb=0.001)
     rec.write_snapshot(START_STATE, 0, 5.0)
-    for seq in range(1, 60):
+    for seq in range(1, 120):
         rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
     segments_before = sorted(p.name for p in tmp_path.iterdir())
     assert "r.jsonl.2" in segments_before
     path.unlink()
-    for seq in range(60, 62):
+    for seq in range(120, 122):
         rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
     rec.close()
     for name in segments_before:  # the rotated ones are untouched: none was pushed out
@@ -483,7 +483,80 @@ def test_a_recording_deleted_under_the_recorder_is_made_anew_and_no_segment_is_l
             assert (tmp_path / name).exists(), name
     lines = lines_of(path)
     assert lines[0]["type"] == "snapshot" and lines[0]["state"] == START_STATE
-    assert [e["seq"] for e in lines[1:]] == [60, 61] and lines[0]["seq"] == 59
+    assert [e["seq"] for e in lines[1:]] == [120, 121] and lines[0]["seq"] == 119
+
+
+def test_a_recording_deleted_under_the_recorder_starts_again_with_the_state_now(
+        tmp_path: Path) -> None:
+    """The new file started with the snapshot of the *start* (no connections) while 20 were
+    open: replayed, it showed none. It now starts with a fresh capture, and the events that
+    capture already holds are not written after it."""
+    path = tmp_path / "r.jsonl"
+    captures: list[int] = []
+
+    def source() -> Future[FakeCapture]:
+        future: Future[FakeCapture] = Future()
+        captures.append(103)  # the engine is a little ahead of the recorder
+        future.set_result(FakeCapture(103, {"connections": [{"fd": 7}]}))
+        return future
+
+    rec = JsonlRecorder(path, snapshot_source=source)
+    rec.write_snapshot(START_STATE, 0, 5.0)
+    rec([wait_event(seq) for seq in range(1, 100)])
+    path.unlink()
+    rec([wait_event(seq) for seq in range(100, 106)])
+    rec.close()
+    lines = lines_of(path)
+    assert captures == [103]
+    assert lines[0] == {"type": "snapshot", "state": {"connections": [{"fd": 7}]}, "seq": 103,
+                        "started_at": 5.0}
+    assert [e["seq"] for e in lines[1:]] == [104, 105]
+
+
+def test_a_recording_far_behind_the_engine_rotates_at_the_limit_leaving_the_lag_out(
+        tmp_path: Path) -> None:
+    """In a readiness storm the pump ran tens of thousands of events behind the engine, and a
+    full file went on taking every one up to the capture's seq: files of 7.7-9.6 MB at a 1 MB
+    limit. Now a lag past a quarter of the limit is left out (the capture holds its effect),
+    said in the log, and seen as a seq gap between the files."""
+    path = tmp_path / "r.jsonl"
+    far_ahead = 1_000_000
+
+    def source() -> Future[FakeCapture]:
+        future: Future[FakeCapture] = Future()
+        future.set_result(FakeCapture(far_ahead, {"fresh": True}))
+        return future
+
+    rec = JsonlRecorder(path, max_mb=1, snapshot_source=source)
+    rec.write_snapshot(START_STATE, 0, 0.0)
+    seq = 0
+    while not path.with_name("r.jsonl.1").exists():
+        rec([wait_event(s) for s in range(seq + 1, seq + 1001)])
+        seq += 1000
+        assert seq < far_ahead, "never rotated"
+    rec([wait_event(s) for s in range(seq + 1, seq + 1001)])  # still behind: left out
+    rec([wait_event(far_ahead + 1)])
+    rec.close()
+    old, new = lines_of(path.with_name("r.jsonl.1")), lines_of(path)
+    assert path.with_name("r.jsonl.1").stat().st_size < 1.25 * 2**20 + 1000
+    assert old[-1]["seq"] < far_ahead and new[0]["seq"] == far_ahead
+    assert [e["seq"] for e in new[1:]] == [far_ahead + 1]
+
+
+def test_a_snapshot_larger_than_the_limit_does_not_rotate_every_batch(tmp_path: Path) -> None:
+    """With 6,000 connections the snapshot line alone (1.2 MB) passed a 1 MB limit: the file
+    rotated on every batch, 180 times in 15 s, each holding a snapshot and a few events. The
+    limit is on a file's events; its snapshot comes on top."""
+    path = tmp_path / "r.jsonl"
+    big = {**START_STATE, "connections": [{"fd": fd, "peer": "127.0.0.1:1"}
+                                          for fd in range(100)]}  # ~3 KB
+    rec = JsonlRecorder(path, max_mb=0.002)  # ~2 KB
+    rec.write_snapshot(big, 0, 0.0)
+    for seq in range(1, 11):
+        rec([wait_event(seq)])  # ~1.3 KB of events in all
+    rec.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+    assert len(lines_of(path)) == 11
 
 
 def test_recording_to_a_pipe_never_renames_it(tmp_path: Path) -> None:
