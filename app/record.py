@@ -35,6 +35,7 @@ aside and dropping the oldest segment are both logged.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -56,6 +57,26 @@ ROTATE_RETRY = 60.0  # seconds, after a rotation that could not move the old fil
 MIN_OVERSHOOT, MAX_OVERSHOOT = 256 << 10, 4 << 20
 
 Line = tuple[int, bytes]  # (seq, encoded line)
+NOTICE_INTERVAL = 60.0  # seconds between two log lines of one kind that a storm repeats
+
+
+class _Notices:
+    """A warning that may come with every rotation (a storm rotates a small file many times a
+    second): said at once, then at most once a NOTICE_INTERVAL, with how many were not said."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, int]] = {}  # kind -> (said at, not said since)
+
+    def warn(self, kind: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        said, quiet = self._last.get(kind, (-NOTICE_INTERVAL, 0))
+        if now - said < NOTICE_INTERVAL:
+            self._last[kind] = (said, quiet + 1)
+            return
+        if quiet:
+            message += f" (and {quiet} more like it in the last minute)"
+        self._last[kind] = (now, 0)
+        log.warning(message, *args)
 
 
 class Capture(Protocol):
@@ -77,6 +98,7 @@ class JsonlRecorder:
                  snapshot_source: SnapshotSource | None = None,
                  capture_timeout: float = CAPTURE_TIMEOUT) -> None:
         self.path = Path(path)
+        self._notices = _Notices()
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.snapshot_source = snapshot_source
         self.capture_timeout = capture_timeout
@@ -117,10 +139,21 @@ class JsonlRecorder:
         lines = [(event["seq"], orjson.dumps(event) + b"\n") for event in batch
                  if event["seq"] > skip]
         if not self._rotating and self._full(sum(len(data) for _, data in lines)):
+            fit = self._fitting(lines)  # what still fits under the limit goes in first
+            self._write_lines(lines[:fit])
+            lines = lines[fit:]
             self._begin_rotation()
         if self._rotating:
             lines = self._rotate_when_ready(lines)
         self._write_lines(lines)
+
+    def _fitting(self, lines: list[Line]) -> int:
+        room = self.max_bytes - self._events_bytes()
+        for i, (_, data) in enumerate(lines):
+            room -= len(data)
+            if room < 0:
+                return i
+        return len(lines)
 
     def close(self) -> None:
         if self._file is not None:
@@ -199,10 +232,7 @@ class JsonlRecorder:
         """Write what belongs to the full file; rotate once it holds every event up to the
         snapshot's seq, or at once when those would take it well past the limit (they are
         left out: the snapshot holds what they did). Returns the lines for the next file."""
-        ready = self._next_snapshot()
-        if ready is None:
-            return lines
-        state, seq = ready
+        state, seq = self._next_snapshot()
         if self._skip_to_snapshot is None:  # decided once, when the capture's seq is known
             self._skip_to_snapshot = self._too_far_behind(seq)
         before = [line for line in lines if line[0] <= seq]
@@ -225,18 +255,20 @@ class JsonlRecorder:
         per_event = self._events_bytes() / max(1, self._events_in_file)
         if behind * per_event <= self._overshoot():
             return False
-        log.warning("--record: the recording is %d events behind the engine; rotating now, "
-                    "those events are left out of %s (the next file's snapshot holds what "
-                    "they did)", behind, self.path)
+        self._notices.warn("behind", "--record: the recording is %d events behind the engine; "
+                           "rotating now, those events are left out of %s (the next file's "
+                           "snapshot holds what they did)", behind, self.path)
         return True
 
-    def _next_snapshot(self) -> tuple[dict[str, Any], int] | None:
-        """(state, seq) for the next file, or None while the capture may still come."""
+    def _next_snapshot(self) -> tuple[dict[str, Any], int]:
+        """(state, seq) for the next file: the capture, waited for (this is the recorder's own
+        thread; the engine answers between two waits, ~1 ms), or the fallback."""
         if self._next is None:
             capture = self._capture
-            waited = time.monotonic() - self._capture_since
-            if capture is not None and not capture.done() and waited < self.capture_timeout:
-                return None
+            if capture is not None:
+                left = self.capture_timeout - (time.monotonic() - self._capture_since)
+                with contextlib.suppress(Exception):  # a stopped engine, a timeout: fallback
+                    capture.result(timeout=max(0.0, left))
             self._next = self._resolve(capture)
         return self._next
 
@@ -271,8 +303,8 @@ class JsonlRecorder:
             return
         oldest = self.path.with_name(f"{self.path.name}.{KEEP_ROTATED}")
         if oldest.exists():
-            log.warning("--record: dropping the oldest segment %s (%d are kept)", oldest,
-                        KEEP_ROTATED)
+            self._notices.warn("oldest", "--record: dropping the oldest segment %s (%d are "
+                               "kept)", oldest, KEEP_ROTATED)
         for i in range(KEEP_ROTATED - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{i}")
             if older.exists():

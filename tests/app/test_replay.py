@@ -337,27 +337,31 @@ class FakeCapture:
 
 def test_rotation_waits_for_the_engine_capture_and_splits_at_its_seq(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
-    pending: list[Future[FakeCapture]] = []
+    asked: list[int] = []
+    current = [0]
 
     def source() -> Future[FakeCapture]:
-        pending.append(Future())
-        return pending[-1]
+        future: Future[FakeCapture] = Future()
+        asked.append(current[0])
+        # the engine captures a little later than asked (three more events by then), and
+        # answers after a while: the recorder's thread waits for it
+        threading.Timer(0.2, future.set_result,
+                        [FakeCapture(current[0] + 3, {"fresh": True})]).start()
+        return future
 
     rec = JsonlRecorder(path, max_mb=0.001, snapshot_source=source, capture_timeout=60)
     rec.write_snapshot(START_STATE, 0, 0.0)
-    seq = 0
-    while not pending:
-        seq += 1
-        rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
-    asked_at = seq
-    # the engine captures a little later than asked: three more events happened by then
-    rec([{"seq": s, "ts": 0.0, "kind": "wait"} for s in range(seq + 1, seq + 3)])
-    assert not path.with_name("r.jsonl.1").exists()  # still waiting for the capture
-    pending[0].set_result(FakeCapture(asked_at + 3, {"fresh": True}))
+    while not asked:
+        current[0] += 1
+        rec([{"seq": current[0], "ts": 0.0, "kind": "wait"}])
+    asked_at = asked[0]
+    rec([{"seq": s, "ts": 0.0, "kind": "wait"} for s in range(asked_at + 1, asked_at + 3)])
+    assert not path.with_name("r.jsonl.1").exists()  # still short of the capture's seq
     rec([{"seq": s, "ts": 0.0, "kind": "wait"} for s in range(asked_at + 3, asked_at + 6)])
     rec.close()
     old, new = lines_of(path.with_name("r.jsonl.1")), lines_of(path)
     assert old[-1]["seq"] == asked_at + 3
+    assert [e["seq"] for e in old[1:]] == list(range(1, asked_at + 4))  # nothing left out
     assert new[0] == {"type": "snapshot", "state": {"fresh": True}, "seq": asked_at + 3,
                       "started_at": 0.0}
     assert [e["seq"] for e in new[1:]] == [asked_at + 4, asked_at + 5]
