@@ -8,18 +8,17 @@ accounting (and the websocket's `dropped` counts) relies on.
 The recorder runs on its own thread (`app/record_thread.py`: a file or a pipe that stops
 taking writes must stall neither the asyncio loop nor the engine). `--record-max-mb` bounds a
 file's events; its snapshot line comes on top (with 10,000 connections a snapshot alone is
-~2 MB). At the limit it asks the engine for a capture
-(`snapshot_source`, the same cheap copy a browser gets on connect: taken between two waits on
-the engine thread, formatted here) and keeps writing to the file until it holds every event
-up to the capture's `seq`; then it rotates and starts the new file with that capture. When
-the events still to come up to that seq would take the file more than a quarter past the
-limit (`_overshoot`; the pump far behind the engine, in a readiness storm), it rotates at
-once and says so: those events are left out (a seq gap between the files),
-as the capture's state holds what they did (the earlier file ends before them; the next
-starts after them). Without a source, or when the capture fails or takes longer than
-`capture_timeout`, the new file starts with the snapshot taken at start instead, with `seq`
-set to the last seq written: its state is stale (the connections and counters of the start),
-but the events that follow still count from the right place.
+~2 MB). At the limit it asks the engine for a capture (`snapshot_source`, the same cheap copy
+a browser gets on connect: taken between two waits on the engine thread, formatted here),
+waits for it, and keeps writing to the file until it holds every event up to the capture's
+`seq`; then it rotates and starts the new file with that capture. When the events still to
+come up to that seq are more than a pump batch (MAX_LAG_EVENTS: the pump far behind the
+engine, in a readiness storm), it rotates at once and says so: those events are left out (a
+seq gap between the files), as the capture's state holds what they did. Without a source, or
+when the capture fails or takes longer than `capture_timeout`, the new file starts with the
+snapshot taken at start instead, with `seq` set to the last seq written: its state is stale
+(the connections and counters of the start), but the events that follow still count from the
+right place.
 
 The disk is not trusted to cooperate. A write that fails (the disk full, the file's folder
 gone) is cut back off the file, so the file never holds half a line; the events it carried are
@@ -29,8 +28,8 @@ starting with a fresh capture; a rotation that cannot move the old files goes on
 file and is tried again a minute later). Only a regular file is rotated: `--record /dev/null`
 or a FIFO is written to, never renamed (a FIFO is opened by the recorder's thread: it waits
 there for a reader). At most KEEP_ROTATED rotated files are kept (so at most KEEP_ROTATED + 1
-times 1.25 x `--record-max-mb`, plus a snapshot each, on disk); moving an earlier run's recording
-aside and dropping the oldest segment are both logged.
+times `--record-max-mb`, plus a pump batch of events (~3 MB at most) and a snapshot each, on
+disk); moving an earlier run's recording aside and dropping the oldest segment are logged.
 """
 
 from __future__ import annotations
@@ -48,13 +47,15 @@ from typing import Any, Protocol
 
 import orjson
 
+from app.bridge import DEFAULT_MAX_BATCH
+
 log = logging.getLogger(__name__)
 KEEP_ROTATED = 5
 CAPTURE_TIMEOUT = 2.0
 ROTATE_RETRY = 60.0  # seconds, after a rotation that could not move the old files
-#: how far past the limit a file may grow while it waits for the events up to the capture's
-#: seq: a quarter of the limit, at least MIN_OVERSHOOT and at most MAX_OVERSHOOT
-MIN_OVERSHOOT, MAX_OVERSHOOT = 256 << 10, 4 << 20
+#: how many events past the limit a file may take to reach the capture's seq: one pump batch
+#: (the recorder is normally up to a batch behind the engine); more is a storm's backlog
+MAX_LAG_EVENTS = DEFAULT_MAX_BATCH
 
 Line = tuple[int, bytes]  # (seq, encoded line)
 NOTICE_INTERVAL = 60.0  # seconds between two log lines of one kind that a storm repeats
@@ -220,8 +221,7 @@ class JsonlRecorder:
                 and self._events_bytes() + incoming > self.max_bytes
                 and time.monotonic() >= self._no_rotation_until)
 
-    def _overshoot(self) -> int:
-        return max(MIN_OVERSHOOT, min(MAX_OVERSHOOT, self.max_bytes // 4))
+
 
     def _begin_rotation(self) -> None:
         self._rotating = True
@@ -249,11 +249,10 @@ class JsonlRecorder:
         return []
 
     def _too_far_behind(self, seq: int) -> bool:
-        """Would the events still to come up to `seq` take the file more than `_overshoot`
-        past the limit? (The pump far behind the engine, e.g. in a readiness storm.)"""
+        """Are the events still to come up to `seq` more than a pump batch? (The pump far
+        behind the engine, e.g. in a readiness storm.)"""
         behind = seq - self._last_seq
-        per_event = self._events_bytes() / max(1, self._events_in_file)
-        if behind * per_event <= self._overshoot():
+        if behind <= MAX_LAG_EVENTS:
             return False
         self._notices.warn("behind", "--record: the recording is %d events behind the engine; "
                            "rotating now, those events are left out of %s (the next file's "
