@@ -212,10 +212,21 @@ def _count(numbers: dict[str, Any], key: str) -> int:
     return value if type(value) is int else 0
 
 
+def _byte_baseline(state: dict[str, Any]) -> dict[int, tuple[int, int]]:
+    """fd -> (bytes in, bytes out) of the snapshot's connections (the chrome export's echo
+    arrows count from there in a segment that starts mid-connection)."""
+    baseline = {}
+    for conn in state.get("connections") or []:
+        got, sent = conn.get("bytes_in"), conn.get("bytes_out")
+        if type(got) is int and type(sent) is int:
+            baseline[conn["fd"]] = (got, sent)
+    return baseline
+
+
 def build_replay_state(settings: Settings) -> dict[str, Any]:
     assert settings.replay_file is not None
     snapshot, events = load_recording(Path(settings.replay_file))
-    ring = TraceRing(max(1, len(events)))
+    ring = TraceRing(max(1, len(events)), baseline=_byte_baseline(snapshot["state"]))
     ring(events)
     last = events[-1] if events else {}
     return {"engine": None, "load": None, "trace": ring, "metrics": None,

@@ -24,10 +24,14 @@ class TraceRing:
     """Keeps (about) the last `maxlen` events as the pump's encoded batches: no second
     encoding on the hot path, ~100 bytes an event. Whole batches are evicted, oldest first."""
 
-    def __init__(self, maxlen: int = DEFAULT_RING_EVENTS) -> None:
+    def __init__(self, maxlen: int = DEFAULT_RING_EVENTS,
+                 baseline: dict[int, tuple[int, int]] | None = None) -> None:
         self._batches: deque[Batch] = deque()
         self._count = 0
         self.maxlen = maxlen
+        #: fd -> (bytes received, bytes sent) of each connection open before the first event
+        #: kept, where known (a replay's snapshot): the chrome export's echo arrows need them
+        self.baseline = baseline or {}
 
     def add_batches(self, batches: list[Batch]) -> None:
         """Append; evict whole batches while the rest still hold `maxlen` events (the
@@ -70,16 +74,21 @@ class TraceRing:
             yield b"".join(chunk)
 
 
-def to_chrome(events: Iterable[dict[str, Any]], started_at: float = 0.0) -> dict[str, Any]:
+Baseline = dict[int, tuple[int, int]]
+
+
+def to_chrome(events: Iterable[dict[str, Any]], started_at: float = 0.0,
+              baseline: Baseline | None = None) -> dict[str, Any]:
     """Trace Event Format (Perfetto, chrome://tracing): a track per fd plus a loop track;
     waits as slices, readiness as instants, queue depth and bytes as counters, and flow
-    arrows from each recv to the send that echoes its first byte."""
-    return {"traceEvents": list(_chrome_events(events)), "displayTimeUnit": "ms",
+    arrows from each recv to the send that echoes its first byte (see _FlowMatcher)."""
+    return {"traceEvents": list(_chrome_events(events, baseline)), "displayTimeUnit": "ms",
             "otherData": {"started_at": started_at, "source": "muxscope"}}
 
 
 def chrome_chunks(events: Iterable[dict[str, Any]], started_at: float = 0.0,
-                  per_chunk: int = CHROME_CHUNK_EVENTS) -> Iterator[bytes]:
+                  per_chunk: int = CHROME_CHUNK_EVENTS,
+                  baseline: Baseline | None = None) -> Iterator[bytes]:
     """`to_chrome(...)` encoded as JSON in pieces of about `per_chunk` trace events, so a
     download holds one piece at a time (the whole document of a full ring is ~60 MB, and
     building it at once cost ~90 MB a request: twenty at once took the server to 1.9 GB)."""
@@ -87,7 +96,7 @@ def chrome_chunks(events: Iterable[dict[str, Any]], started_at: float = 0.0,
     yield b'{"traceEvents":['
     chunk: list[bytes] = []
     first = True
-    for trace_event in _chrome_events(events):
+    for trace_event in _chrome_events(events, baseline):
         chunk.append(orjson.dumps(trace_event))
         if len(chunk) >= per_chunk:
             yield (b"" if first else b",") + b",".join(chunk)
@@ -98,9 +107,10 @@ def chrome_chunks(events: Iterable[dict[str, Any]], started_at: float = 0.0,
     yield b'],"displayTimeUnit":"ms","otherData":' + other + b"}"
 
 
-def _chrome_events(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _chrome_events(events: Iterable[dict[str, Any]],
+                   baseline: Baseline | None = None) -> Iterator[dict[str, Any]]:
     tracks: dict[int, str] = {LOOP_TID: "loop"}
-    flows = _FlowMatcher()
+    flows = _FlowMatcher(baseline or {})
     totals = {"in": 0, "out": 0}
     for event in events:
         us = event["ts"] * 1e6
@@ -108,8 +118,12 @@ def _chrome_events(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]
         fd = event.get("fd")
         if fd is not None and fd not in tracks:
             tracks[fd] = f"fd {fd}"
-        if kind in ("accept", "close") and fd is not None:
-            flows.forget(fd)  # a new connection on a reused fd number starts at byte 0
+        if kind == "accept" and fd is not None:
+            flows.start(fd)  # a new connection (maybe on a reused fd number) starts at byte 0
+        elif kind == "close" and fd is not None:
+            flows.forget(fd)
+        elif kind == "queue" and fd is not None:
+            flows.queued(fd, event["pending_bytes"])
         yield from _convert(event, kind, us, fd, flows, totals)
     for tid, name in tracks.items():
         yield {"ph": "M", "name": "thread_name", "pid": 1, "tid": tid,
@@ -142,13 +156,27 @@ def _convert(event: dict[str, Any], kind: str, us: float, fd: int | None,
 
 
 class _FlowMatcher:
-    """Pairs each recv with the send that carries its first byte back (FIFO per fd)."""
+    """Pairs each recv with the send that carries its first byte back (FIFO per fd).
 
-    def __init__(self) -> None:
+    That takes each connection's byte offsets: counted from its `accept`, or from a known
+    baseline (a replay's snapshot). A connection first seen mid-stream (a ring that has wrapped,
+    a rotated segment without a baseline) has bytes queued that no event here says: its arrows
+    would end at the wrong send. So it gets none until the stream says how far apart the two
+    counts are: a `queue` event (pending bytes after a put or a get), or, in eager writing, a
+    send of a recv's whole bytes right after it (nothing was queued: both counts meet)."""
+
+    def __init__(self, baseline: Baseline) -> None:
         self._pending: dict[int, deque[tuple[int, int]]] = {}  # fd -> (flow id, start offset)
-        self._received: dict[int, int] = {}
-        self._sent: dict[int, int] = {}
+        self._received: dict[int, int] = {fd: got for fd, (got, _) in baseline.items()}
+        self._sent: dict[int, int] = {fd: sent for fd, (_, sent) in baseline.items()}
+        self._aligned: set[int] = set(baseline)
+        self._last_recv: dict[int, int] = {}  # unaligned fd -> bytes of its latest event, a recv
         self._next_id = 1
+
+    def start(self, fd: int) -> None:
+        self.forget(fd)
+        self._received[fd] = self._sent[fd] = 0
+        self._aligned.add(fd)
 
     def forget(self, fd: int) -> None:
         """The connection on `fd` is gone: its unechoed bytes' flows stay open, and the next
@@ -157,10 +185,23 @@ class _FlowMatcher:
         self._pending.pop(fd, None)
         self._received.pop(fd, None)
         self._sent.pop(fd, None)
+        self._aligned.discard(fd)
+        self._last_recv.pop(fd, None)
+
+    def queued(self, fd: int, pending_bytes: int) -> None:
+        """A queue event: received - sent = `pending_bytes` now."""
+        if fd not in self._aligned:
+            self._received.setdefault(fd, 0)
+            self._sent[fd] = self._received[fd] - pending_bytes
+            self._aligned.add(fd)
+            self._last_recv.pop(fd, None)
 
     def match(self, kind: str, event: dict[str, Any], base: dict[str, Any],
               us: float) -> list[dict[str, Any]]:
         fd, n = event["fd"], event["bytes"]
+        if fd not in self._aligned:
+            self._align(kind, fd, n, event)
+            return []
         if kind == "recv":
             start = self._received.get(fd, 0)
             self._received[fd] = start + n
@@ -177,3 +218,15 @@ class _FlowMatcher:
             ends.append({**base, "ph": "f", "bp": "e", "id": flow_id, "name": "echo",
                          "cat": "flow", "ts": us})
         return ends
+
+    def _align(self, kind: str, fd: int, n: int, event: dict[str, Any]) -> None:
+        """Count the bytes of a connection whose offsets are not known yet; an eager echo of
+        a whole recv right after it says both counts meet there."""
+        if kind == "recv":
+            self._received[fd] = self._received.get(fd, 0) + n
+            self._last_recv[fd] = n
+            return
+        echoed_whole = self._last_recv.pop(fd, None) == n and not event.get("partial")
+        if echoed_whole:
+            self._sent[fd] = self._received.get(fd, 0)
+            self._aligned.add(fd)

@@ -108,7 +108,8 @@ async def get_trace(request: Request,
         if not _CHROME_EXPORTS.acquire(blocking=False):
             raise HTTPException(409, f"{MAX_CHROME_EXPORTS} trace downloads are already "
                                      "running: try again when one has finished")
-        return _ExportResponse(_Released(chrome_chunks(ring.events(), started_at)),
+        return _ExportResponse(_Released(chrome_chunks(ring.events(), started_at,
+                                                             baseline=ring.baseline)),
                                media_type="application/json", headers={
             "Content-Disposition": 'attachment; filename="muxscope-trace.json"'})
     return StreamingResponse(ring.jsonl_chunks(), media_type="application/x-ndjson",

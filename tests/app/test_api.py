@@ -225,3 +225,37 @@ def test_chrome_flows_pair_each_connections_own_bytes_on_a_reused_fd():
     assert ends[starts[2 * 1000.0]] == 3 * 1000.0      # A's first recv → A's send
     assert starts[4 * 1000.0] not in ends                 # A's unechoed recv: no send echoes it
     assert ends[starts[7 * 1000.0]] == 8 * 1000.0      # B's recv → B's own send
+
+
+def _flow_pairs(trace: list[dict[str, Any]]) -> dict[float, float]:
+    """recv time -> time of the send its arrow ends at (ms in the trace: seq here)."""
+    starts = {e["id"]: e["ts"] for e in trace if e["ph"] == "s"}
+    return {starts[e["id"]] / 1000: e["ts"] / 1000 for e in trace if e["ph"] == "f"}
+
+
+def test_chrome_flows_of_a_connection_first_seen_mid_stream_end_at_the_right_send():
+    """A trace that starts mid-connection (a wrapped ring, a rotated segment) counted the
+    connection's bytes from 0, so with bytes still queued every arrow ended at a send of
+    older bytes: 731 of 1,703 arrows wrong in a replayed segment."""
+    from app.trace import to_chrome
+
+    def ev(seq: int, kind: str, **fields: Any) -> dict[str, Any]:
+        return {"seq": seq, "ts": seq / 1000, "kind": kind, "fd": 48, **fields}
+
+    # 300 bytes were queued before the trace starts (queued writes)
+    events = [ev(1, "recv", bytes=100, preview="x"), ev(2, "queue", depth=4, pending_bytes=400),
+              ev(3, "send", bytes=300, partial=False), ev(4, "queue", depth=1, pending_bytes=100),
+              ev(5, "recv", bytes=50, preview="y"), ev(6, "queue", depth=2, pending_bytes=150),
+              ev(7, "send", bytes=100, partial=False), ev(8, "queue", depth=1, pending_bytes=50),
+              ev(9, "send", bytes=50, partial=False), ev(10, "queue", depth=0, pending_bytes=0)]
+    pairs = _flow_pairs(to_chrome(events)["traceEvents"])
+    # no arrow for the recv before the stream said where it stands; then the right one
+    assert pairs == {5: 9}, pairs
+    # a replay knows the snapshot's byte counts: every arrow, right
+    baseline = {48: (1000, 700)}
+    pairs = _flow_pairs(to_chrome(events, baseline=baseline)["traceEvents"])
+    assert pairs == {1: 7, 5: 9}, pairs
+    # eager writes, nothing queued: an echo of a recv's whole bytes right after it aligns
+    eager = [ev(1, "recv", bytes=10, preview="a"), ev(2, "send", bytes=10, partial=False),
+             ev(3, "recv", bytes=20, preview="b"), ev(4, "send", bytes=20, partial=False)]
+    assert _flow_pairs(to_chrome(eager)["traceEvents"]) == {3: 4}
