@@ -140,6 +140,10 @@ export class Timeline {
     else if (this.viewing) text = `viewing iteration ${this.iter} of ${last}`;
     else if (this.replay) text = `viewing iteration ${last} of ${last} (end of the recording)`;
     else text = 'live';
+    // the page keeps the last N events: say what is out of reach, not just start the range later
+    if (last && first > 1 && (this.viewing || this.replay)) {
+      text += `; iterations 1–${first - 1} are no longer held (the page keeps the last ${this.history.cap.toLocaleString('en')} events)`;
+    }
     set('text', text, (v) => { this.statusEl.textContent = v; this.range.setAttribute('aria-valuetext', v); });
     const w = value ? h.waitEvent(value) : null;
     const ds = this.root.dataset;

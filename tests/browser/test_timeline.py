@@ -252,3 +252,21 @@ def test_the_breakpoint_hit_line_follows_the_iteration_on_view(dashboard):
         expect(hit).to_contain_text("the loop is paused")  # as it was then
         scrub_to(page, at + 1)
         expect(hit).to_contain_text("resumed since", timeout=DEADLINE_MS)
+
+
+def test_the_timeline_says_which_iterations_are_no_longer_held(dashboard):
+    """The page keeps the last 20,000 events (a replay 100,000): the scrubber's range just
+    began later, and nothing said that the earlier iterations exist but are out of reach (a
+    100 MB recording: iterations 4863-5331 of 5331 reachable, 91 % of it silently not)."""
+    page = dashboard.page
+    with load_clients(dashboard, 50, 16, 50):
+        page.wait_for_function("() => window.__muxscope.timeline.first > 1", timeout=20_000)
+    first = int(page.evaluate("() => window.__muxscope.timeline.first"))
+    scrub_to(page, first)
+    status = page.locator("#timeline-status")
+    expect(status).to_contain_text(f"viewing iteration {first} of ", timeout=DEADLINE_MS)
+    expect(status).to_contain_text(f"iterations 1–{first - 1} are no longer held")
+    expect(status).to_contain_text("the page keeps the last 20,000 events")
+    page.get_by_role("button", name="Back to live").click()
+    expect(status).to_have_text("live")
+    assert dashboard.console_errors == []
