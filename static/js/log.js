@@ -27,6 +27,9 @@ export function formatEvent(ev) {
   return parts.join(' ');
 }
 
+/** What the log has not listed since its last gap marker: events, dropped ones, a snapshot. */
+function noneUnlisted() { return { events: 0, dropped: 0, snapshotSeq: null }; }
+
 export class EventLog {
   constructor(root, model) {
     this.model = model;
@@ -39,7 +42,7 @@ export class EventLog {
     this.jumpBtn = root.querySelector('#log-jump-btn');
     this.noticesEl = root.querySelector('#engine-notices');
     this.pending = [];
-    this.unlisted = { events: 0, dropped: 0, snapshotSeq: null };   // not listed since the last gap marker
+    this.unlisted = noneUnlisted();   // not listed since the last gap marker
     this.paintedAt = -Infinity;
     this.paints = 0;          // paints that took new events (window.__muxscope.logPaints)
     this.stick = true;
@@ -129,7 +132,7 @@ export class EventLog {
   /** The marker for what was not listed since the last paint (null if nothing was). */
   takeUnlistedMarker() {
     const { events, dropped, snapshotSeq } = this.unlisted;
-    this.unlisted = { events: 0, dropped: 0, snapshotSeq: null };
+    this.unlisted = noneUnlisted();
     if (!events && !dropped && snapshotSeq === null) return null;
     let why = dropped ? `too many to list; ${dropped} of them never reached this page` : 'too many to list';
     // a snapshot fell off too: say so, the seq numbers around it do not follow each other
@@ -152,7 +155,7 @@ export class EventLog {
     // re-render from the model's ring of recent events
     this.list.replaceChildren();
     this.pending = this.source.recent().filter((ev) => this.matches(ev)).slice(-MAX_ROWS);
-    this.unlisted = { events: 0, dropped: 0 };
+    this.unlisted = noneUnlisted();
     this.stick = true;
     this.jumpBtn.hidden = true;
     this.source.mark('log');
