@@ -230,34 +230,40 @@ class JsonlRecorder:
 
     def _rotate_when_ready(self, lines: list[Line]) -> list[Line]:
         """Write what belongs to the full file; rotate once it holds every event up to the
-        snapshot's seq, or at once when those would take it well past the limit (they are
-        left out: the snapshot holds what they did). Returns the lines for the next file."""
+        snapshot's seq, or at once when those are more than a pump batch (they are left out:
+        the snapshot holds what they did). Returns the lines for the file written next."""
         state, seq = self._next_snapshot()
         if self._skip_to_snapshot is None:  # decided once, when the capture's seq is known
-            self._skip_to_snapshot = self._too_far_behind(seq)
-        before = [line for line in lines if line[0] <= seq]
+            self._skip_to_snapshot = seq - self._last_seq > MAX_LAG_EVENTS
+        if self._skip_to_snapshot:
+            behind = seq - self._last_seq
+            if not self._rotate():  # the same file goes on: nothing may be left out of it
+                self._end_rotation()
+                return lines
+            self._notices.warn("behind", "--record: the recording was %d events behind the "
+                               "engine; they are left out of %s, whose snapshot holds what "
+                               "they did", behind, self.path)
+            self._start_next(state, seq)
+            return [line for line in lines if line[0] > seq]
+        self._write_lines([line for line in lines if line[0] <= seq])
         later = [line for line in lines if line[0] > seq]
-        if not self._skip_to_snapshot:
-            self._write_lines(before)
-        if later or self._last_seq >= seq or self._skip_to_snapshot:
+        if later or self._last_seq >= seq:
             if self._rotate():
-                self._skip_through = max(self._skip_through, seq)
-                self._write_snapshot_line(state, seq)
-            self._rotating, self._capture, self._next = False, None, None
-            self._skip_to_snapshot = None
+                self._start_next(state, seq)
+            else:
+                self._end_rotation()
             return later
         return []
 
-    def _too_far_behind(self, seq: int) -> bool:
-        """Are the events still to come up to `seq` more than a pump batch? (The pump far
-        behind the engine, e.g. in a readiness storm.)"""
-        behind = seq - self._last_seq
-        if behind <= MAX_LAG_EVENTS:
-            return False
-        self._notices.warn("behind", "--record: the recording is %d events behind the engine; "
-                           "rotating now, those events are left out of %s (the next file's "
-                           "snapshot holds what they did)", behind, self.path)
-        return True
+    def _start_next(self, state: dict[str, Any], seq: int) -> None:
+        """The new file (just opened by `_rotate`) starts with the snapshot at `seq`."""
+        self._skip_through = max(self._skip_through, seq)
+        self._write_snapshot_line(state, seq)
+        self._end_rotation()
+
+    def _end_rotation(self) -> None:
+        self._rotating, self._capture, self._next = False, None, None
+        self._skip_to_snapshot = None
 
     def _next_snapshot(self) -> tuple[dict[str, Any], int]:
         """(state, seq) for the next file: the capture, waited for (this is the recorder's own
@@ -347,7 +353,9 @@ class JsonlRecorder:
         try:
             self._shift_old_files()  # renaming the open file is fine: it stays ours to write
         except OSError as exc:  # renames refused (a folder not writable, a FILE.N in the way)
-            self._failed(exc)
+            self._notices.warn("rotate", "--record: cannot rotate %s (%s: %s); it goes on "
+                               "growing, and the rotation is tried again in %d s", self.path,
+                               exc.filename or self.path, exc.strerror or exc, ROTATE_RETRY)
             self._no_rotation_until = time.monotonic() + ROTATE_RETRY
             return False
         if self._file is not None:

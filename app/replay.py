@@ -113,6 +113,8 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 raise ValueError(f"{path}:{number}: not a JSON object")
             if item.get("type") == "snapshot":
                 _check_snapshot(item, f"{path}:{number}")
+                if snapshot is not None or events:
+                    _joins(item.get("seq"), last_seq, f"{path}:{number}")
                 last_seq = _in_order(item.get("seq"), last_seq, f"{path}:{number}", equal_ok=True)
                 snapshot = snapshot or item
             elif "seq" in item or "kind" in item:
@@ -148,6 +150,16 @@ def _in_order(seq: Any, last: int | None, where: str, equal_ok: bool = False) ->
                          "time (files joined out of order?). Replay each rotated file on its "
                          "own, or join them oldest first: FILE.5 ... FILE.1 FILE")
     return seq
+
+
+def _joins(seq: Any, last: int | None, where: str) -> None:
+    """A snapshot inside the file (rotated files joined): fine where it repeats the seq of the
+    event before it, which is where a rotation writes it; after a gap, the state it holds
+    (what the left-out events did) would be lost on the page: ValueError."""
+    if type(seq) is int and last is not None and seq > last:
+        raise ValueError(f"{where}: a snapshot at seq {seq} after seq {last}: the recorder left "
+                         f"{seq - last} events out here, and what they did is only in this "
+                         "snapshot. Replay the files before and after it on their own")
 
 
 def _check_snapshot(item: dict[str, Any], where: str) -> None:

@@ -234,6 +234,9 @@ def test_bench_help_explains_the_parts_and_gives_examples() -> None:
      b'{"type":"snapshot","state":{},"seq":2}\n', "seq 2 after seq 7"),
     (b'{"seq":7,"ts":0.1,"kind":"error","message":"a"}\n'
      b'{"seq":7,"ts":0.1,"kind":"error","message":"b"}\n', "goes back in time"),
+    # files joined across a gap the recorder left: the second snapshot's state would be lost
+    (b'{"type":"snapshot","state":{},"seq":0}\n{"seq":1,"ts":0.1,"kind":"error","message":"a"}\n'
+     b'{"type":"snapshot","state":{},"seq":30000}\n', "left 29999 events out here"),
 ])
 def test_replay_of_a_file_that_is_not_a_recording_is_one_line(tmp_path: Path, content: bytes,
                                                               says: str) -> None:

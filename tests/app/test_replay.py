@@ -4,6 +4,7 @@ recorded file replayable on its own (SPEC §1, §4)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -545,6 +546,34 @@ def test_a_recording_far_behind_the_engine_rotates_at_the_limit_leaving_the_lag_
     assert path.with_name("r.jsonl.1").stat().st_size < 2**20 + 1000
     assert old[-1]["seq"] < far_ahead and new[0]["seq"] == far_ahead
     assert [e["seq"] for e in new[1:]] == [far_ahead + 1]
+
+
+def test_a_lag_is_never_left_out_of_a_file_that_could_not_rotate(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Far behind, and the old files could not be moved (a FILE.5 in the way): the lag was
+    left out of the same file, which went on without a snapshot to hold it (811 events gone
+    mid-file, and the log said 0 were lost)."""
+    path = tmp_path / "r.jsonl"
+    (tmp_path / "r.jsonl.5").mkdir()
+    (tmp_path / "r.jsonl.5" / "in-the-way").write_text("x")
+    (tmp_path / "r.jsonl.4").write_text("old\n")
+    delivered = [0]
+
+    def source() -> Future[FakeCapture]:
+        future: Future[FakeCapture] = Future()
+        future.set_result(FakeCapture(delivered[0] + 30_000, {"fresh": True}))
+        return future
+
+    rec = JsonlRecorder(path, max_mb=1, snapshot_source=source)
+    rec.write_snapshot(START_STATE, 0, 0.0)
+    with caplog.at_level(logging.WARNING, logger="app.record"):
+        for first in range(1, 15_001, 1000):
+            rec([wait_event(s) for s in range(first, first + 1000)])
+            delivered[0] = first + 999
+    rec.close()
+    seqs = [e["seq"] for e in lines_of(path)[1:]]
+    assert seqs == list(range(1, 15_001)), "events were left out"
+    assert "cannot rotate" in caplog.text and "left out" not in caplog.text
 
 
 def test_a_snapshot_larger_than_the_limit_does_not_rotate_every_batch(tmp_path: Path) -> None:
