@@ -162,11 +162,11 @@ def _add_engine_flags(parser: Any) -> None:
     )
     parser.add_argument(
         "--record-max-mb",
-        type=int_in(1, 200, "--record-max-mb"),
+        type=int_in(1, 100, "--record-max-mb"),
         default=None,
         metavar="MB",
-        help="size at which the --record file is rotated, 1-200: a larger file is more than "
-        "`muxscope replay` holds in memory (default: 100)",
+        help="size of a --record file's events at which it is rotated, 1-100: a larger file "
+        "holds more events than `muxscope replay` keeps in memory (default: 100)",
     )
     parser.add_argument(
         "--max-connections",

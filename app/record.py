@@ -67,6 +67,7 @@ class _Notices:
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[float, int]] = {}  # kind -> (said at, not said since)
+        self._latest: dict[str, tuple[str, tuple[object, ...]]] = {}  # kind -> what was said
 
     def warn(self, kind: str, message: str, *args: object) -> None:
         now = time.monotonic()
@@ -77,7 +78,16 @@ class _Notices:
         if quiet:
             message += f" (and {quiet} more like it in the last minute)"
         self._last[kind] = (now, 0)
+        self._latest[kind] = (message, args)
         log.warning(message, *args)
+
+    def flush(self) -> None:
+        """At the end: say how many of each were not said (a storm may end before the next)."""
+        for kind, (_, quiet) in self._last.items():
+            if quiet:
+                message, args = self._latest[kind]
+                log.warning(message + f" (and {quiet} more like it since)", *args)
+        self._last.clear()
 
 
 class Capture(Protocol):
@@ -157,6 +167,7 @@ class JsonlRecorder:
         return len(lines)
 
     def close(self) -> None:
+        self._notices.flush()
         if self._file is not None:
             self._file.close()
 

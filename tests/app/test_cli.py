@@ -147,7 +147,7 @@ def test_version() -> None:
         (["--no-udp", "--udp-port", "9001"], "udp"),
         (["replay", "/nonexistent/trace.jsonl"], "nonexistent"),
         (["--record", "/nonexistent/dir/trace.jsonl"], "--record"),
-        (["--record-max-mb", "300"], "1..200"),  # segments replay could not hold
+        (["--record-max-mb", "150"], "1..100"),  # segments replay could not hold
     ],
 )
 def test_bad_flags_exit_2_with_one_line(args: list[str], word: str) -> None:

@@ -576,6 +576,23 @@ def test_a_lag_is_never_left_out_of_a_file_that_could_not_rotate(
     assert "cannot rotate" in caplog.text and "left out" not in caplog.text
 
 
+def test_every_segment_dropped_is_counted_in_the_log_by_the_end(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The drops of old segments are said at most once a minute: ~42 were dropped in a 15 s
+    storm and the log said one, since the count rode on a next message that never came."""
+    path = tmp_path / "r.jsonl"
+    rec = JsonlRecorder(path, max_mb=0.001)
+    with caplog.at_level(logging.WARNING, logger="app.record"):
+        rec.write_snapshot(START_STATE, 0, 0.0)
+        for seq in range(1, 400):
+            rec([wait_event(seq)])
+        rec.close()
+    said = [r.getMessage() for r in caplog.records if "dropping the oldest" in r.getMessage()]
+    more = sum(int(m.rsplit("(and ", 1)[1].split()[0]) for m in said if "(and " in m)
+    rotated_away = max(int(p.suffix[1:]) for p in tmp_path.glob("r.jsonl.*"))
+    assert rotated_away == 5 and len(said) == 2 and len(said) + more > 10, said
+
+
 def test_a_snapshot_larger_than_the_limit_does_not_rotate_every_batch(tmp_path: Path) -> None:
     """With 6,000 connections the snapshot line alone (1.2 MB) passed a 1 MB limit: the file
     rotated on every batch, 180 times in 15 s, each holding a snapshot and a few events. The
