@@ -30,6 +30,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from app.benchkit import delivery, echo, instructions, micro, scale, waitcost
 from app.benchkit.loadgen import LoadClient
 from app.benchkit.procs import ROOT, LineProc, ServerProc, close_all
 from app.cli import OneLineParser, int_in, unwritable
+
+PROG = "muxscope bench"
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--client", choices=("auto", "python"), default="auto",
                    help="load client: auto = the C client when gcc exists, else Python")
     args = p.parse_args(argv)
-    if args.json is not None and (problem := unwritable(args.json)):
+    if args.json is not None and (problem := unwritable(args.json) or _cannot_open(args.json)):
         p.error(f"cannot write --json {args.json}: {problem}")  # now, not after the run
     return args
 
@@ -196,6 +199,21 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+DEFAULT_PARTS = ("echo", "wait", "events", "micro")
+
+
+def part_micro(plan: Plan, out: dict[str, Any]) -> None:
+    out["micro"] = micro.run(*((10_000, 3) if plan.quick else ()))
+    show(micro.render(out["micro"]))
+    out["micro_messages"] = micro.per_message(2_000 if plan.quick else 20_000)
+    show(micro.render_messages(out["micro_messages"]))
+
+
+def part_instructions(out: dict[str, Any]) -> None:
+    out["instructions"] = instructions.run(log)
+    show(instructions.render(out["instructions"]))
+
+
 def part_echo(plan: Plan, client: LoadClient, out: dict[str, Any], early: Launched,
               keep_app: bool) -> None:
     vs = echo.variants(engine_built(), app_built() and engine_built(), plan.quick)
@@ -208,23 +226,23 @@ def part_echo(plan: Plan, client: LoadClient, out: dict[str, Any], early: Launch
     for label, _, _ in plan.loads:
         data = echo.rows(vs, label)
         out["echo"][label] = data
-        print(echo.render(label, data, client.name), flush=True)
+        show(echo.render(label, data, client.name))
 
 
 def part_wait(plan: Plan, client: LoadClient, out: dict[str, Any], early: Launched) -> None:
     if not engine_built():
-        print("Wait cost vs idle fds: n/a (engine not built yet)\n", flush=True)
+        show("Wait cost vs idle fds: n/a (engine not built yet)\n")
         return
     launched, early.lanes = early.lanes or waitcost.launch(plan.wait_backends), None
     lanes = waitcost.run(client, plan.idle_levels, plan.seconds, plan.reps, plan.warmup, log,
                          launched)
     out["wait"] = waitcost.results(lanes, plan.idle_levels)
-    print(waitcost.render(out["wait"]), flush=True)
+    show(waitcost.render(out["wait"]))
 
 
 def part_events(plan: Plan, out: dict[str, Any], early: Launched) -> None:
     if not (app_built() and engine_built()):
-        print(delivery.render([], placeholder="n/a (app not built yet)"), flush=True)
+        show(delivery.render([], placeholder="n/a (app not built yet)"))
         return
     loads = (delivery.LOAD,) if plan.quick else (delivery.LOAD, delivery.LIGHT_LOAD)
     data = []
@@ -235,15 +253,15 @@ def part_events(plan: Plan, out: dict[str, Any], early: Launched) -> None:
             data.append(delivery.run(mode, max(plan.seconds, 0.5), plan.reps, plan.warmup,
                                      log, load, server, ws, plan.settle))
     out["events"] = data
-    print(delivery.render(data), flush=True)
+    show(delivery.render(data))
 
 
 def part_scale(args: argparse.Namespace, client: LoadClient, out: dict[str, Any]) -> None:
     if not (app_built() and engine_built()):
-        print("Scale: n/a (app not built yet)\n", flush=True)
+        show("Scale: n/a (app not built yet)\n")
         return
     out["scale"] = scale.run(client, args.scale_conns, args.scale_seconds, log)
-    print(scale.render(out["scale"]), flush=True)
+    show(scale.render(out["scale"]))
 
 
 def header(plan: Plan, client: LoadClient, info: dict[str, Any]) -> str:
@@ -257,6 +275,59 @@ def header(plan: Plan, client: LoadClient, info: dict[str, Any]) -> str:
                " run without --quick for every backend and write mode\n" if plan.quick else ""))
 
 
+def _cannot_open(path: Path) -> str | None:
+    """Open `path` for appending (root passes every `os.access` check), and leave no file
+    behind that was not there; why not, or None."""
+    existed = path.exists()
+    try:
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not existed:
+        path.unlink(missing_ok=True)
+    return None
+
+
+_stdout_gone = False
+
+
+def show(text: str) -> None:
+    """Print a table; a reader that went away (`| head`) does not end the run: the rest of
+    the output is dropped, and --json is still written."""
+    global _stdout_gone
+    if _stdout_gone:
+        return
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _stdout_gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail
+        os.close(devnull)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no Infinity or NaN (a window without round trips has an infinite CPU/rt)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_json(path: Path, out: dict[str, Any]) -> bool:
+    try:
+        path.write_text(json.dumps(_finite(out), indent=1, default=str, allow_nan=False) + "\n")
+    except OSError as exc:
+        print(f"{PROG}: cannot write --json {path}: {exc.strerror or exc}; the tables above "
+              "are the results", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     plan = make_plan(args)
@@ -264,36 +335,48 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     out: dict[str, Any] = {"machine": info, "client": client.name, "plan": plan.__dict__}
     t0 = time.monotonic()
-    print(header(plan, client, info), flush=True)
+    show(header(plan, client, info))
     early = launch_early(plan, args.only)
+    keep_app = plan.quick and args.only is None
+    parts: list[tuple[str, Callable[[], None]]] = [
+        ("echo", lambda: part_echo(plan, client, out, early, keep_app=keep_app)),
+        ("wait", lambda: part_wait(plan, client, out, early)),
+        ("events", lambda: part_events(plan, out, early)),
+        ("micro", lambda: part_micro(plan, out)),
+        ("scale", lambda: part_scale(args, client, out)),
+        ("instructions", lambda: part_instructions(out))]
+    chosen = [(name, run) for name, run in parts
+              if args.only == name or (args.only is None and name in DEFAULT_PARTS)]
+    done: list[str] = []
+    failed: dict[str, str] = {}
+    status = 0
     try:
-        if args.only in (None, "echo"):
-            part_echo(plan, client, out, early, keep_app=plan.quick and args.only is None)
-        if args.only in (None, "wait"):
-            part_wait(plan, client, out, early)
-        if args.only in (None, "events"):
-            part_events(plan, out, early)
-        if args.only in (None, "micro"):
-            out["micro"] = micro.run(*((10_000, 3) if plan.quick else ()))
-            print(micro.render(out["micro"]), flush=True)
-            out["micro_messages"] = micro.per_message(2_000 if plan.quick else 20_000)
-            print(micro.render_messages(out["micro_messages"]), flush=True)
-        if args.only == "scale":
-            part_scale(args, client, out)
-        if args.only == "instructions":
-            out["instructions"] = instructions.run(log)
-            print(instructions.render(out["instructions"]), flush=True)
+        for name, run in chosen:
+            try:
+                run()
+                done.append(name)
+            except Exception as exc:  # noqa: BLE001 - one part's failure is reported, not fatal
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                print(f"{PROG}: the {name} part failed ({failed[name]}); going on",
+                      file=sys.stderr, flush=True)
+                status = 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        out["interrupted"] = True
+        status = 130
+        print(f"interrupted; finished: {', '.join(done) or 'nothing'}"
+              + (f"; partial results in {args.json}" if args.json else ""),
+              file=sys.stderr, flush=True)
     finally:
         early.close()  # what a failed or interrupted part did not use
         client.cleanup()
+    out["parts_done"], out["parts_failed"] = done, failed
     out["elapsed_s"] = round(time.monotonic() - t0, 1)
-    print(f"done in {out['elapsed_s']} s", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1, default=str) + "\n")
-    return 0
+    if status != 130:
+        show(f"done in {out['elapsed_s']} s"
+             + (f"; failed: {', '.join(failed)}" if failed else ""))
+    if args.json and not write_json(args.json, out):
+        status = status or 1
+    return status
 
 
 if __name__ == "__main__":

@@ -158,24 +158,41 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
     for v in live:
         assert v.server is not None
         label, conns, size = loads[0]
-        client.run(v.server.port, conns, size, 0.0, max(prime, warmup), v.server.cpu)
+        try:
+            client.run(v.server.port, conns, size, 0.0, max(prime, warmup), v.server.cpu)
+        except (RuntimeError, OSError) as exc:
+            _failed(v, exc, log)
+            continue
         v.server.pause()
     for label, conns, size in loads:
         for rep in range(reps):
             log(f"  echo {label}: rep {rep + 1}/{reps}")
             for v in live:
-                assert v.server is not None
+                if v.server is None:  # failed in an earlier window
+                    continue
                 v.server.resume()
                 try:
                     _ws_cmd(v.ws, "mark")
                     res = client.run(v.server.port, conns, size, warmup, seconds,
                                      v.server.cpu)
                     v.runs.setdefault(label, []).append((res, _ws_cmd(v.ws, "stats")))
-                finally:
-                    v.server.pause()
+                except (RuntimeError, OSError) as exc:
+                    _failed(v, exc, log)
+                    continue
+                v.server.pause()
     for v in live:
-        assert v.server is not None
-        v.server.resume()
+        if v.server is not None:
+            v.server.resume()
+
+
+def _failed(v: Variant, exc: BaseException, log: Any) -> None:
+    """A variant whose server, page or load died mid-run: its row says so (a miss is never
+    hidden), the others go on. What it measured before is dropped: a row is whole or failed."""
+    v.error = "failed mid-run: " + (str(exc).splitlines() or [type(exc).__name__])[-1][:80]
+    v.runs.clear()
+    log(f"  {v.name}: {v.error}")
+    close_all([p for p in (v.ws, v.server) if p is not None])
+    v.server = v.ws = None
 
 
 def _ratios(vs: list[Variant], label: str) -> dict[str, float | None]:
@@ -206,6 +223,15 @@ def _floors(vs: list[Variant], label: str) -> dict[str, float | None]:
                      if watched is not None and unwatched is not None else None)
         out[v.name] = ref / floor if ref and floor else None
     return out
+
+
+def _shown_ratio(ratio: float | None, target: float | None) -> str | None:
+    """Two decimals; four where two would round across the target (1.199876 is not "1.20x"
+    beside a MISSED)."""
+    if not ratio:
+        return None
+    crosses = target is not None and (round(ratio, 2) >= target) != (ratio >= target)
+    return f"{ratio:.4f}x" if crosses else f"{ratio:.2f}x"
 
 
 def _verdict(v: Variant, ratio: float | None) -> str:
@@ -248,7 +274,7 @@ def render(label: str, data: list[dict[str, Any]], client_name: str) -> str:
         if r["error"]:
             body.append([r["variant"], None, None, None, None, None, None, None, r["error"]])
             continue
-        ratio = f"{r['ratio_vs_asyncio']:.2f}x" if r["ratio_vs_asyncio"] else None
+        ratio = _shown_ratio(r["ratio_vs_asyncio"], r.get("target"))
         floor = r.get("floor_ratio")
         body.append([r["variant"], round(r["rt_per_s"]), r["cpu_us_per_rt"], ratio, r["verdict"],
                      f"{floor:.2f}x" if floor else None, r["p99_us"], r["page_events_per_s"],

@@ -34,3 +34,78 @@ def test_bench_quick_completes_and_prints_ratio_table(tmp_path: Path) -> None:
     assert "Event delivery" in out
     assert "Engine cost per 1 KiB message" in out
     assert out_json.exists() and '"echo"' in out_json.read_text()
+
+
+def test_a_variant_that_dies_mid_run_is_a_failed_row_and_the_others_go_on() -> None:
+    """A server (or its load client) dying in the middle of the run ended the whole bench with
+    a traceback and no table: SPEC §7 wants a miss reported, never hidden."""
+    from app.benchkit import echo
+    from app.benchkit.loadgen import LoadResult
+
+    class FakeServer:
+        cpu = 0
+
+        def __init__(self, port: int) -> None:
+            self.port, self.closed = port, False
+
+        def pause(self) -> None: ...
+        def resume(self) -> None: ...
+        def ask_to_quit(self) -> None: ...
+
+        def close(self) -> None:
+            self.closed = True
+
+    class FakeClient:
+        def run(self, port: int, *_: object) -> LoadResult:
+            if port == 2 and calls.count(2) >= 1:  # dies after its priming window
+                raise RuntimeError("loadclient: connect: Connection refused")
+            calls.append(port)
+            return LoadResult(rt=1000, seconds=1.0, p50_us=1, p99_us=2, dead=0,
+                              probes=(0.0, 0.005))
+
+    calls: list[int] = []
+    servers = [FakeServer(1), FakeServer(2)]
+    vs = [echo.Variant("asyncio Protocol (reference)", "asyncio", server=servers[0]),  # type: ignore[arg-type]
+          echo.Variant("engine epoll eager, unobserved", "engine:eager:epoll", 1.2,
+                       server=servers[1])]  # type: ignore[arg-type]
+    logged: list[str] = []
+    echo.measure(vs, FakeClient(), 1.0, 2, 0.0, (("1 x 64 B", 1, 64),), logged.append)  # type: ignore[arg-type]
+    assert vs[1].error == "failed mid-run: loadclient: connect: Connection refused"
+    assert servers[1].closed and vs[1].server is None
+    assert len(vs[0].runs["1 x 64 B"]) == 2, "the reference went on"
+    rows = echo.rows(vs, "1 x 64 B")
+    assert rows[1]["error"].startswith("failed mid-run") and rows[1]["ratio_vs_asyncio"] is None
+    assert any("failed mid-run" in line for line in logged)
+
+
+def test_ratios_near_the_target_are_not_rounded_across_it_and_json_stays_strict(
+        tmp_path: Path) -> None:
+    """"1.20x" was printed beside ">=1.2x MISSED" (1.199876); a window without round trips
+    wrote `Infinity` into --json, which is not JSON."""
+    import json
+
+    from app.bench import write_json
+    from app.benchkit.echo import _shown_ratio
+
+    assert _shown_ratio(1.199876, 1.2) == "1.1999x"
+    assert _shown_ratio(1.25, 1.2) == "1.25x" and _shown_ratio(0.7, None) == "0.70x"
+    path = tmp_path / "b.json"
+    assert write_json(path, {"cpu_us_per_rt": float("inf"), "rows": [float("nan"), 1.5]})
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(c)) == {
+        "cpu_us_per_rt": None, "rows": [None, 1.5]}
+
+
+@pytest.mark.timeout(60)
+def test_a_reader_that_goes_away_and_a_bad_json_path(tmp_path: Path) -> None:
+    """`bench ... | head -1` ended in a BrokenPipeError traceback and no --json file; a --json
+    path root may not create (/proc) was found only after the whole run."""
+    out_json = tmp_path / "m.json"
+    run = subprocess.run(
+        f"{sys.executable} -m app bench --only micro --quick --json {out_json} | head -1",
+        shell=True, cwd=ROOT, capture_output=True, text=True, timeout=50, check=False)
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert out_json.exists() and '"micro"' in out_json.read_text()
+    bad = subprocess.run([sys.executable, "-m", "app", "bench", "--quick", "--json",
+                          "/proc/no-such.json"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=20, check=False)
+    assert bad.returncode == 2 and "cannot write --json" in bad.stderr, bad.stderr
