@@ -115,11 +115,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="run one part only (scale and instructions run only when asked for "
                         "by name)")
     p.add_argument("--scale-seconds", metavar="S", type=_positive_float("scale seconds"),
-                   default=scale.SECONDS,
+                   default=None,
                    help=f"--only scale: seconds of the measured window (default: "
                         f"{scale.SECONDS:g})")
     p.add_argument("--scale-conns", metavar="N", type=int_in(1, scale.MAX_CONNS, "conns"),
-                   default=scale.CONNS,
+                   default=None,
                    help=f"--only scale: idle connections (default: {scale.CONNS:,}, at most "
                         f"{scale.MAX_CONNS:,})")
     p.add_argument("--json", metavar="FILE", type=Path, default=None,
@@ -128,6 +128,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--client", choices=("auto", "python"), default="auto",
                    help="load client: auto = the C client when gcc exists, else Python")
     args = p.parse_args(argv)
+    scale_flags = [f for f, v in (("--scale-seconds", args.scale_seconds),
+                                  ("--scale-conns", args.scale_conns)) if v is not None]
+    if scale_flags and args.only != "scale":
+        p.error(f"{scale_flags[0]} applies to --only scale only")
+    args.scale_seconds = args.scale_seconds or scale.SECONDS
+    args.scale_conns = args.scale_conns or scale.CONNS
+    timing = [f for f, v in (("--seconds", args.seconds), ("--reps", args.reps)) if v is not None]
+    if timing and args.only in ("micro", "scale", "instructions"):
+        p.error(f"{timing[0]} does not apply to --only {args.only}")
     if args.json is not None and (problem := unwritable(args.json) or _cannot_open(args.json)):
         p.error(f"cannot write --json {args.json}: {problem}")  # now, not after the run
     return args

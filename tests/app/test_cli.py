@@ -196,6 +196,9 @@ def test_busy_udp_port() -> None:
     (["--scale-conns", "50000"], "--scale-conns"),
     (["--json", "/nonexistent/dir/bench.json"], "--json"),  # refused now, not after the run
     (["--only", "nonsense"], "--only"),
+    # flags the chosen part does not use were taken silently (the header even claimed them)
+    (["--scale-seconds", "10"], "--scale-seconds applies to --only scale"),
+    (["--only", "micro", "--reps", "9"], "--reps does not apply to --only micro"),
 ])
 def test_bench_bad_input_is_one_line_naming_the_flag(args: list[str], names: str) -> None:
     r = run_cli("bench", *args)
