@@ -15,6 +15,8 @@
  * A connection the server closes or resets is counted in `dead` and dropped from the load.
  */
 #define _GNU_SOURCE
+#include <sys/prctl.h>
+#include <signal.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -184,6 +186,9 @@ static void run_until(uint64_t deadline, struct epoll_event *evs, int maxev) {
 }
 
 int main(int argc, char **argv) {
+    /* die with the bench, even one killed outright (see app/benchkit/orphan.py) */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1) return 1;
     if (argc != 9) {
         fprintf(stderr, "usage: %s HOST PORT CONNS SIZE WARMUP_S SECONDS DEPTH CPU\n", argv[0]);
         return 2;

@@ -83,8 +83,10 @@ class LoadClient:
             proc.expect("END", seconds + 30)
             p1 = probe()
             fields = dict(kv.split("=") for kv in proc.expect("RESULT", 30).split())
-        finally:
-            proc.close(timeout=10)
+        except BaseException:  # Ctrl-C, a dead server: the window is over, no 10 s grace
+            proc.close(timeout=0.2)
+            raise
+        proc.close(timeout=10)
         return LoadResult(rt=int(fields["rt"]), seconds=float(fields["seconds"]),
                           p50_us=int(fields["p50_us"]), p99_us=int(fields["p99_us"]),
                           dead=int(fields["dead"]), probes=(p0, p1))

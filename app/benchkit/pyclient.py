@@ -20,6 +20,8 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
+from app.benchkit.orphan import die_with_parent
+
 
 def _pin(cpu: int) -> None:
     if cpu >= 0 and len(os.sched_getaffinity(0)) > 1:
@@ -68,6 +70,7 @@ def _on_read(c: _Conn, size: int, payload: bytes, window: tuple[float, float],
 
 
 def _worker(args: tuple[str, int, int, int, float, float, int, int], out: Connection) -> None:
+    die_with_parent()  # a worker of a client the bench terminated must not live on
     host, port, conns, size, t_start, t_end, depth, cpu = args
     _pin(cpu)
     sel = selectors.DefaultSelector()
@@ -155,6 +158,7 @@ def run_idle(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()
     if argv and argv[0] == "load":
         return run_load(argv[1:])
     if argv and argv[0] == "idle":

@@ -19,6 +19,7 @@ import resource
 import sys
 
 from app.benchkit.baseline import start_bare
+from app.benchkit.orphan import die_with_parent
 from app.benchkit.servers import Running, start_app, start_asyncio, start_engine
 
 
@@ -63,6 +64,7 @@ def command_loop(running: Running) -> None:
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()
     prepare(int(argv[1]) if len(argv) > 1 else 0)
     running = start(argv[0])
     print(f"PORT {running.port} {running.http_port or 0}", flush=True)

@@ -23,6 +23,8 @@ import threading
 import time
 from typing import Any
 
+from app.benchkit.orphan import die_with_parent
+
 try:
     import orjson
 
@@ -83,6 +85,7 @@ def _reader(ws: Any, win: Window, started_at: float) -> None:
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()
     from websockets.sync.client import connect
     from websockets.typing import Origin
 

@@ -109,3 +109,42 @@ def test_a_reader_that_goes_away_and_a_bad_json_path(tmp_path: Path) -> None:
                           "/proc/no-such.json"], cwd=ROOT, capture_output=True, text=True,
                          timeout=20, check=False)
     assert bad.returncode == 2 and "cannot write --json" in bad.stderr, bad.stderr
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.timeout(30)
+def test_a_stopped_bench_server_dies_with_a_bench_killed_outright() -> None:
+    """The echo part stops idle servers (SIGSTOP); a bench killed with SIGKILL left them
+    stopped for good (a stopped process never sees its input end)."""
+    import os
+    import signal
+
+    from tests.conftest import wait_until
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "p = subprocess.Popen([sys.executable, '-m', 'app.benchkit.serve', 'asyncio', '0'],"
+         " stdout=subprocess.PIPE, stdin=subprocess.PIPE)\n"
+         "print(p.pid, p.stdout.readline().decode().strip(), flush=True)\n"
+         "time.sleep(60)\n"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pid_text, port_line = parent.stdout.readline().split(" ", 1)
+        child = int(pid_text)
+        assert port_line.startswith("PORT"), port_line
+        os.kill(child, signal.SIGSTOP)  # as the bench leaves a server between its windows
+        parent.kill()
+        parent.wait(5)
+        wait_until(lambda: _gone(child), 10, "the stopped server to die with its parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
