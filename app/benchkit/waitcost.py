@@ -35,6 +35,8 @@ class Lane:
     server: ServerProc
     idle: LineProc
     refused_at: int | None = None
+    #: why the lane stopped growing: select's FD_SETSIZE, or an open-file limit
+    refused_why: str = ""
     held: dict[int, int] = field(default_factory=dict)
     samples: dict[int, list[dict[str, float]]] = field(default_factory=dict)
 
@@ -67,8 +69,10 @@ def _grow(lane: Lane, n: int) -> None:
         if lane.backend == "select" and held + 8 >= FD_SETSIZE:
             break
     lane.held[n] = held
-    if held < n and lane.backend == "select":
+    if held < n:  # this level and the ones above are not what they say: not measured
         lane.refused_at = n
+        lane.refused_why = (f"FD_SETSIZE {FD_SETSIZE}" if lane.backend == "select"
+                            and held + 8 >= FD_SETSIZE else "the open-file limit, ulimit -n")
 
 
 def _sample(lane: Lane, client: LoadClient, n: int, seconds: float, warmup: float) -> None:
@@ -116,9 +120,11 @@ def results(lanes: list[Lane], levels: tuple[int, ...]) -> list[dict[str, Any]]:
         for n in levels:
             s = lane.samples.get(n, [])
             refused = lane.refused_at is not None and n >= lane.refused_at
+            held = lane.held.get(n, lane.held.get(lane.refused_at or n))
             out.append({
-                "backend": lane.backend, "idle": n, "held": lane.held.get(n),
-                "refused": refused, "reps": len(s),
+                "backend": lane.backend, "idle": n, "held": held,
+                "refused": refused, "refused_by": lane.refused_why if refused else "",
+                "reps": len(s),
                 **{k: median([x[k] for x in s]) for k in
                    ("wait_us", "wait_cpu_us", "iter_cpu_us", "work_us", "waits_per_s",
                     "rt_per_s")},
@@ -132,7 +138,10 @@ def render(data: list[dict[str, Any]]) -> str:
     body: list[list[Any]] = []
     for r in data:
         if r["refused"]:
-            note = f"refused (FD_SETSIZE {FD_SETSIZE}; held {r['held']:,})"
+            by = r.get("refused_by") or f"FD_SETSIZE {FD_SETSIZE}"
+            held = f"{r['held']:,}" if r["held"] is not None else "?"
+            note = (f"refused ({by}; held {held})" if by.startswith("FD_SETSIZE")
+                    else f"not measured: held only {held} ({by})")
             body.append([r["backend"], r["idle"], None, None, None, None, None, note])
         else:
             body.append([r["backend"], r["idle"], r["wait_us"], r["wait_cpu_us"],

@@ -148,3 +148,22 @@ def test_a_stopped_bench_server_dies_with_a_bench_killed_outright() -> None:
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_wait_levels_an_open_file_limit_cut_short_are_said_not_mislabelled() -> None:
+    """Under `ulimit -n 400` the 600 and 1,000 idle-fd rows held ~392 and were shown as
+    600 and 1,000 (select's blamed on FD_SETSIZE), and the table then failed with a
+    TypeError on a level never grown."""
+    from app.benchkit import waitcost
+
+    lanes = []
+    for backend in ("select", "epoll"):
+        lane = waitcost.Lane(backend, None, None)  # type: ignore[arg-type]
+        lane.held = {10: 10, 600: 392}
+        lane.refused_at, lane.refused_why = 600, "the open-file limit, ulimit -n"
+        lane.samples = {10: [{"wait_us": 60.0, "wait_cpu_us": 16.0, "iter_cpu_us": 40.0,
+                              "work_us": 24.0, "waits_per_s": 1e4, "rt_per_s": 1e4}]}
+        lanes.append(lane)
+    text = waitcost.render(waitcost.results(lanes, (10, 600, 1000)))
+    assert text.count("not measured: held only 392 (the open-file limit, ulimit -n)") == 4
+    assert "FD_SETSIZE" not in text
