@@ -221,6 +221,8 @@ def part_micro(plan: Plan, out: dict[str, Any]) -> None:
 def part_instructions(out: dict[str, Any]) -> None:
     out["instructions"] = instructions.run(log)
     show(instructions.render(out["instructions"]))
+    if out["instructions"].get("error"):  # the one part asked for did not run: say so in $?
+        raise RuntimeError(out["instructions"]["error"])
 
 
 def part_echo(plan: Plan, client: LoadClient, out: dict[str, Any], early: Launched,
