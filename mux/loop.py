@@ -275,7 +275,13 @@ class Loop:
             except Exception as exc:
                 self._handler_failed(handler, exc)
             if oneshot and fd in self._rearm:
-                self._rearm_fd(fd)
+                try:
+                    self._rearm_fd(fd)
+                except OSError as exc:  # EBADF: a closed fd left registered (a bug-zoo flaw)
+                    if self.wait_error_hook is not None:
+                        self.wait_error_hook(exc)
+                    else:
+                        self._handler_failed(handler, exc)
 
     def _rearm_fd(self, fd: int) -> None:
         """One-shot: the kernel disabled `fd` after reporting it; arm it again."""

@@ -224,11 +224,9 @@ async def get_flaws(request: Request) -> list[dict[str, Any]]:
 async def post_flaw(name: str, body: FlawRequest, request: Request) -> list[dict[str, Any]]:
     engine = _engine(request)
     try:
-        return await asyncio.wrap_future(engine.set_flaw(name, body.on))
+        return await _run(engine.set_flaw(name, body.on))  # a stopped engine: 503, as elsewhere
     except KeyError as exc:
         raise HTTPException(404, exc.args[0]) from None
-    except RuntimeError as exc:
-        raise HTTPException(409, str(exc)) from None
 
 
 @router.get("/api/code")

@@ -202,6 +202,9 @@ def test_a_stopped_engine_answers_503_not_a_hang() -> None:
         r = live.client.get("/api/state", timeout=5)
         assert r.status_code == 503 and "stopped" in r.json()["detail"], r.text
         assert live.client.post("/api/loop", json={"action": "pause"}, timeout=5).status_code == 503
+        # the flaw switch answered 409 ("the engine has stopped": nothing a person can do)
+        flaw = live.client.post("/api/flaws/eof_ignored", json={"on": True}, timeout=5)
+        assert flaw.status_code == 503 and "stopped" in flaw.json()["detail"], flaw.text
 
 
 def test_chrome_flows_pair_each_connections_own_bytes_on_a_reused_fd():

@@ -210,3 +210,20 @@ def test_write_toggle_keeps_the_flaws_extra_bits(make_engine):
             sock.sendall(b"pong")
             assert recv_exactly(sock, 4) == b"pong"
         assert not engine.loop.backend.interest[fd] & rdhup
+
+
+def test_close_without_unregister_under_one_shot_does_not_end_the_loop(make_engine):
+    """One-shot re-arms each fd after its handler (EPOLL_CTL_MOD); the flaw had just closed
+    it without unregistering: EBADF from the re-arm, outside the handler's guard, ended the
+    engine thread (the echo port refused connections, every API call answered 503)."""
+    engine, rec = make_engine(backend="epoll", oneshot=True)
+    engine.set_flaw("close_without_unregister", True).result(5)
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(b"hi")
+        assert recv_exactly(sock, 2) == b"hi"
+    flag = _flag(rec, "close_without_unregister")
+    assert "Bad file descriptor" in flag["message"] or "stale" in flag["message"], flag
+    assert engine.state().result(5)["loop"] == "running"  # the loop thread answers
+    _echo_ok(engine)  # and still echoes, flaw on
+    engine.set_flaw("close_without_unregister", False).result(5)
+    _echo_ok(engine)
