@@ -91,7 +91,7 @@ def test_a_reader_that_stops_costs_events_not_a_stalled_caller(
         wait_until(lambda: rec.backlog == 0, 10, "the writer to catch up")
         with caplog.at_level(logging.WARNING, logger="app.record_thread"):
             rec(batch(200_000, 10))
-        assert "keeping up again" in caplog.text
+        assert "keeping up again" in caplog.text, caplog.text
         rec.close(timeout=10)
         wait_until(lambda: not reader.is_alive(), 10, "the end of the stream")
     finally:
@@ -99,9 +99,9 @@ def test_a_reader_that_stops_costs_events_not_a_stalled_caller(
         os.close(fd)
     lines = [json.loads(line) for line in bytes(got).splitlines()]  # whole lines only
     seqs = [line["seq"] for line in lines]
-    assert lines[0]["type"] == "snapshot" and seqs == sorted(seqs)
-    assert 1 < len(seqs) < 100_000, "nothing was left out, or nothing written"
-    assert seqs[-10:] == list(range(200_000, 200_010)), "recording did not go on"
+    assert lines[0]["type"] == "snapshot" and seqs == sorted(seqs), seqs[:20]
+    assert 1 < len(seqs) < 100_000, f"nothing was left out, or nothing written: {len(seqs)}"
+    assert seqs[-10:] == list(range(200_000, 200_010)), f"recording did not go on: {seqs[-12:]}"
 
 
 def test_the_dashboard_starts_and_stops_with_a_fifo_nobody_reads(tmp_path: Path) -> None:
