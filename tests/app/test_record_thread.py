@@ -72,7 +72,9 @@ def test_a_reader_that_stops_costs_events_not_a_stalled_caller(
                     target=lambda f=first, r=returned: (rec(batch(f, 1000)), r.set()), daemon=True)
                 call.start()
                 assert returned.wait(5), f"the call with seq {first} blocked"
-        assert caplog.text.count("not keeping up") == 1, caplog.text
+        # said once, not once a batch (twice when the writer thread starts late, under load:
+        # it takes two batches off the full queue before its write blocks)
+        assert 1 <= caplog.text.count("not keeping up") <= 2, caplog.text
         got = bytearray()
 
         def read_on() -> None:
