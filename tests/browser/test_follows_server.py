@@ -69,16 +69,21 @@ def test_charts_start_afresh_for_a_restarted_server(browser: Browser):
         context.close()
 
 
+def _hold_the_log(page) -> None:
+    """Scroll the event log up (under load): it holds still and offers "Jump to latest"."""
+    wait_for_a_scrollable_log(page)
+    page.locator("#event-log").hover()
+    page.mouse.wheel(0, -400)
+    expect(page.locator("#log-jump-btn")).to_be_visible(timeout=5000)
+
+
 def test_the_logs_gap_markers_count_every_event_it_did_not_list(dashboard):
     """Scrolled up, the log keeps at most 1,000 waiting events and let the rest fall off
     uncounted: after "Jump to latest" its marker said 793 where the seq numbers jumped 2,797."""
     page = dashboard.page
-    log, jump = page.locator("#event-log"), page.locator("#log-jump-btn")
+    jump = page.locator("#log-jump-btn")
     with load_clients(dashboard, 4, 16, 20):
-        wait_for_a_scrollable_log(page)
-        log.hover()
-        page.mouse.wheel(0, -400)
-        expect(jump).to_be_visible(timeout=5000)
+        _hold_the_log(page)
         held_at = page.evaluate("() => window.__muxscope.lastSeq")
         # far more than the 1,000 events the held log keeps waiting
         page.wait_for_function(f"() => window.__muxscope.lastSeq > {held_at} + 3000",
@@ -200,10 +205,7 @@ def test_a_snapshot_that_fell_off_the_held_log_is_said_in_the_gap_marker(dashboa
     page = dashboard.page
     log, jump = page.locator("#event-log"), page.locator("#log-jump-btn")
     with load_clients(dashboard, 4, 16, 20):
-        wait_for_a_scrollable_log(page)
-        log.hover()
-        page.mouse.wheel(0, -400)
-        expect(jump).to_be_visible(timeout=5000)
+        _hold_the_log(page)
         page.evaluate("() => window.__muxscope.socket.ws.close()")  # the page reconnects
         page.wait_for_function(f"() => ({SNAPSHOTS})() >= 2", timeout=10_000)
         resynced_at = page.evaluate("() => window.__muxscope.model.seq")
