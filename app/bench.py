@@ -75,7 +75,10 @@ parts (--only NAME runs one):
   instructions  callgrind instructions per message (needs valgrind; ~95 s; only by name)
 
 A full run (echo, wait, events, micro) takes about 8 minutes; --quick about 5 s (a few eager
-epoll rows only: the CI smoke run). Figures and their reading: docs/BENCHMARKS.md.
+epoll rows only: the CI smoke run). Each rep of echo is 46 load windows (23 variants x 2
+loads), of wait 12 (3 backends x 4 levels), of events 4, each --seconds plus a 0.5 s warm-up:
+so echo is most of a run, and time grows with --reps x --seconds. Figures and their reading:
+docs/BENCHMARKS.md.
 """
 
 EXAMPLES = """\
