@@ -201,17 +201,13 @@ class JsonlRecorder:
 
     def _fresh_snapshot(self) -> tuple[dict[str, Any], int]:
         """A capture of the engine now, waited for (this runs on the recorder's thread), or
-        the start snapshot at the last seq written."""
-        if self.snapshot_source is not None and self._start_state is not None:
-            capture = self.snapshot_source()
-            try:
-                taken: Capture = capture.result(timeout=self.capture_timeout)
-            except Exception:  # noqa: BLE001 - a stopped engine, a timeout: the fallback
-                pass
-            else:
-                self._skip_through = max(self._skip_through, taken.seq)
-                return taken.to_dict(), taken.seq
-        return (self._start_state or {}), max(self._last_written, self._start_seq)
+        the start snapshot at the last seq written; the events up to its seq are in it."""
+        capture = (self.snapshot_source() if self.snapshot_source is not None
+                   and self._start_state is not None else None)
+        self._wait_for(capture, time.monotonic())
+        state, seq = self._resolve(capture)
+        self._skip_through = max(self._skip_through, seq)
+        return state, seq
 
     def _is_fifo(self) -> bool:
         try:
@@ -280,13 +276,16 @@ class JsonlRecorder:
         """(state, seq) for the next file: the capture, waited for (this is the recorder's own
         thread; the engine answers between two waits, ~1 ms), or the fallback."""
         if self._next is None:
-            capture = self._capture
-            if capture is not None:
-                left = self.capture_timeout - (time.monotonic() - self._capture_since)
-                with contextlib.suppress(Exception):  # a stopped engine, a timeout: fallback
-                    capture.result(timeout=max(0.0, left))
-            self._next = self._resolve(capture)
+            self._wait_for(self._capture, self._capture_since)
+            self._next = self._resolve(self._capture)
         return self._next
+
+    def _wait_for(self, capture: Future[Any] | None, since: float) -> None:
+        """Until `capture` is done, or `capture_timeout` after `since` (then: the fallback)."""
+        if capture is not None:
+            left = self.capture_timeout - (time.monotonic() - since)
+            with contextlib.suppress(Exception):  # a stopped engine, a timeout: fallback
+                capture.result(timeout=max(0.0, left))
 
     def _resolve(self, capture: Future[Any] | None) -> tuple[dict[str, Any], int]:
         if capture is not None and capture.done() and capture.exception() is None:

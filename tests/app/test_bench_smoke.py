@@ -130,11 +130,11 @@ def test_a_stopped_bench_server_dies_with_a_bench_killed_outright() -> None:
 
     parent = subprocess.Popen(
         [sys.executable, "-c",
-         "import subprocess, sys, time\n"
+         "import signal, subprocess, sys\n"
          "p = subprocess.Popen([sys.executable, '-m', 'app.benchkit.serve', 'asyncio', '0'],"
          " stdout=subprocess.PIPE, stdin=subprocess.PIPE)\n"
          "print(p.pid, p.stdout.readline().decode().strip(), flush=True)\n"
-         "time.sleep(60)\n"],
+         "signal.pause()  # until killed\n"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout is not None
