@@ -97,24 +97,24 @@ def main(argv: list[str]) -> int:
     if "ping_interval" in inspect.signature(connect).parameters:
         # no keepalive: the bench stops its server (SIGSTOP) between windows, for a minute
         options["ping_interval"] = None
-    ws = connect(f"ws://127.0.0.1:{port}/ws", **options)
-    snap = _loads(ws.recv())
-    win = Window()
-    win.last_seq = int(snap.get("seq", 0))
-    started_at = float(snap["started_at"])
-    threading.Thread(target=_reader, args=(ws, win, started_at), daemon=True).start()
-    print(f"READY {started_at}", flush=True)
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "mark":
-            with win.lock:
-                win.reset()
-            print("MARK", flush=True)
-        elif cmd == "stats":
-            print("STATS " + json.dumps(win.report()), flush=True)
-        elif cmd == "quit":
-            break
-    ws.close()
+    # a context manager (websockets >= 14 warns when the connection is not one)
+    with connect(f"ws://127.0.0.1:{port}/ws", **options) as ws:
+        snap = _loads(ws.recv())
+        win = Window()
+        win.last_seq = int(snap.get("seq", 0))
+        started_at = float(snap["started_at"])
+        threading.Thread(target=_reader, args=(ws, win, started_at), daemon=True).start()
+        print(f"READY {started_at}", flush=True)
+        for line in sys.stdin:
+            cmd = line.strip()
+            if cmd == "mark":
+                with win.lock:
+                    win.reset()
+                print("MARK", flush=True)
+            elif cmd == "stats":
+                print("STATS " + json.dumps(win.report()), flush=True)
+            elif cmd == "quit":
+                break
     return 0
 
 
