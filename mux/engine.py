@@ -63,7 +63,9 @@ class Engine(EngineCommands):
         self.connections: dict[int, TcpConnection] = {}
         self.paused = False
         self.delay_ms = 0
-        self._step_requested = False
+        #: steps asked for and not yet run: each request is one wait, even when several
+        #: arrive together (the door runs every queued command before the loop looks)
+        self._steps_requested = 0
         self._stopping = False
         self.breakpoints = Breakpoints(self.loop, self._queue_depths, lambda: self.stats.waits,
                                        lambda: self._door.fd)
@@ -227,9 +229,9 @@ class Engine(EngineCommands):
         try:
             while not self._stopping:
                 if self.paused:
-                    if not self._step_requested:  # a step asked for meanwhile runs now
+                    if not self._steps_requested:  # a step asked for meanwhile runs now
                         door.run_one_blocking()
-                    if self._step_requested and not self._stopping:
+                    if self._steps_requested and not self._stopping:
                         self._step()
                     continue
                 self.loop.run_once()
@@ -242,7 +244,7 @@ class Engine(EngineCommands):
             self._shutdown()
 
     def _step(self) -> None:
-        self._step_requested = False
+        self._steps_requested -= 1
         # Stale wake-ups would make the step's wait return at once with only the control fd:
         # drain them, then answer what they announced, so nothing waits behind the step.
         self._door.drain_wakeups()
@@ -329,6 +331,8 @@ class Engine(EngineCommands):
         return self.describe()
 
     def _set_paused(self, paused: bool) -> dict[str, Any]:
+        if not paused:  # running makes steps still waiting moot; a later pause must not run them
+            self._steps_requested = 0
         if paused != self.paused:
             self.paused = paused
             self._emit_loop("paused" if paused else "running")
@@ -337,7 +341,7 @@ class Engine(EngineCommands):
     def _request_step(self) -> dict[str, Any]:
         if not self.paused:
             raise RuntimeError("the loop is running: pause it before stepping")
-        self._step_requested = True
+        self._steps_requested += 1
         return self.loop_state()
 
     def _set_delay(self, delay_ms: int) -> dict[str, Any]:

@@ -53,6 +53,52 @@ def test_pause_stops_waits_and_step_runs_exactly_one(make_engine):
         assert recv_exactly(sock, 4) == b"held"
 
 
+def test_steps_asked_for_together_each_run_one_wait(make_engine):
+    """Three step requests the loop finds queued at once (two pages, or a script) are three
+    waits, not one: each answered request is a step."""
+    import threading
+
+    engine, rec = make_engine(backend="epoll", wait_timeout=0.05)
+    engine.pause().result(5)
+    release = threading.Event()
+    held = engine.call(lambda: release.wait(5))  # the loop thread is busy: the steps queue
+    steps = [engine.step() for _ in range(3)]
+    start = len(rec.events)
+    release.set()
+    held.result(5)
+    for fut in steps:
+        assert fut.result(5)["loop"] == "paused"
+    wait_until(lambda: sum(1 for e in rec.events[start:] if e["kind"] == "loop"
+                           and e["state"] == "paused") == 3, what="three steps' ends")
+    kinds = [e["kind"] for e in rec.events[start:]]
+    assert kinds.count("wait") == 3
+    assert [e["state"] for e in rec.events[start:] if e["kind"] == "loop"] == [
+        "step", "paused"] * 3
+
+
+def test_a_resume_forgets_steps_not_yet_run(make_engine):
+    engine, rec = make_engine(backend="epoll", wait_timeout=0.05)
+    engine.pause().result(5)
+    import threading
+
+    release = threading.Event()
+    held = engine.call(lambda: release.wait(5))
+    steps = [engine.step() for _ in range(2)]
+    resumed = engine.resume()
+    release.set()
+    held.result(5)
+    for fut in steps:
+        fut.result(5)
+    assert resumed.result(5)["loop"] == "running"
+    start = len(rec.events)
+    engine.pause().result(5)
+    engine.step().result(5)  # stale steps would run before this one, as soon as paused
+    wait_until(lambda: sum(1 for e in rec.events[start:] if e["kind"] == "loop"
+                           and e["state"] == "paused") == 2, what="the step's end")
+    states = [e["state"] for e in rec.events[start:] if e["kind"] == "loop"]
+    assert states == ["paused", "step", "paused"]
+
+
 def test_a_step_with_nothing_to_do_waits_for_real(make_engine):
     """The step command's own wake-up byte must not be what the step's one wait returns:
     with no I/O pending, every step's wait blocks until its timeout, with nothing ready."""
