@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from .loop import Loop
 
 CONDITIONS = ("readable", "writable", "hup", "queue_over", "backpressure")
+#: every breakpoint is checked after every wait: a few are what a person sets, thousands would
+#: slow the echo itself (3,000 made a round trip ~50x slower)
+MAX_BREAKPOINTS = 64
 _HUP_BITS = (getattr(select, "POLLHUP", 0) | getattr(select, "EPOLLHUP", 0)
              | getattr(select, "EPOLLRDHUP", 0))
 
@@ -45,6 +48,11 @@ class Breakpoints:
     engine's wait count (recorded with each hit), `own_fd` the engine's control fd. A hit waits
     in `hit` for the engine, which pauses the loop after the iteration that matched.
 
+    A breakpoint on an fd belongs to the connection that has that fd: when it closes, the
+    breakpoint goes too, after the check of the iteration that closed it (so "hup on fd 7"
+    still fires for the hang-up that closes fd 7), and never moves to a later connection the
+    kernel gives the same number.
+
     A breakpoint without an fd matches any fd but the control fd: the dashboard's own commands
     make that one readable, and "readable, any fd" paused the loop on every API request (a
     breakpoint naming the control fd still matches it).
@@ -58,6 +66,8 @@ class Breakpoints:
         #: (what, fd) noted by handlers during the current iteration: "hup", "backpressure"
         self.notes: list[tuple[str, int]] = []
         self.hit: Breakpoint | None = None
+        #: fds of connections closed since the last check: their breakpoints go after it
+        self._closed: list[int] = []
         self._depths = depths
         self._waits = waits
         self._ids = itertools.count(1)
@@ -67,6 +77,9 @@ class Breakpoints:
             raise ValueError(f"unknown breakpoint condition {when!r} (one of {CONDITIONS})")
         if when == "queue_over" and depth is None:
             raise ValueError("'queue_over' needs a depth")
+        if len(self.items) >= MAX_BREAKPOINTS:
+            raise RuntimeError(f"{MAX_BREAKPOINTS} breakpoints are set, the most there can be: "
+                               "delete one first")
         bp = Breakpoint(next(self._ids), when, fd, depth)
         self.items[bp.id] = bp
         if self._after_iteration not in self.loop.after_iteration:
@@ -77,6 +90,7 @@ class Breakpoints:
         removed = self.items.pop(bp_id, None) is not None
         if not self.items:
             self.notes.clear()  # noted for the breakpoint just removed: never for a later one
+            self._closed.clear()
             if self._after_iteration in self.loop.after_iteration:
                 self.loop.after_iteration.remove(self._after_iteration)
         return removed
@@ -85,6 +99,16 @@ class Breakpoints:
         """A handler reports something a breakpoint may match ("hup", "backpressure")."""
         if self.items:
             self.notes.append((what, fd))
+
+    def fd_closed(self, fd: int) -> None:
+        """The connection on `fd` closed: its breakpoints go after this iteration's check."""
+        if self.items:
+            self._closed.append(fd)
+
+    def _drop_closed(self) -> None:
+        closed, self._closed = set(self._closed), []
+        for bp in [bp for bp in self.items.values() if bp.fd in closed]:
+            self.remove(bp.id)
 
     def take_hit(self) -> Breakpoint | None:
         hit, self.hit = self.hit, None
@@ -96,6 +120,8 @@ class Breakpoints:
             hit.hits += 1
             hit.last_wait = self._waits()
             self.hit = hit
+        if self._closed:
+            self._drop_closed()
 
     def check(self, ready: list[tuple[int, int]], backend: Backend,
               queue_depth: dict[int, int]) -> Breakpoint | None:

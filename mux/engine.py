@@ -185,6 +185,7 @@ class Engine(EngineCommands):
     def forget(self, conn: TcpConnection) -> None:
         self._moves += 1  # odd: its bytes are moving to the closed totals (see byte_totals)
         self.connections.pop(conn.fd, None)
+        self.breakpoints.fd_closed(conn.fd)
         self.stats.closed_bytes_in += conn.bytes_in
         self.stats.closed_bytes_out += conn.bytes_out
         self._moves += 1

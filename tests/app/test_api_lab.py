@@ -14,6 +14,18 @@ from tests.mux.conftest import recv_exactly, send_quietly, wait_until
 from .conftest import live_app
 
 
+def test_breakpoints_past_the_cap_get_a_409_that_says_what_to_do(live):
+    from mux.breakpoints import MAX_BREAKPOINTS
+
+    c = live.client
+    ids = [c.post("/api/breakpoints", json={"when": "writable", "fd": 99999}).json()["id"]
+           for _ in range(MAX_BREAKPOINTS)]
+    r = c.post("/api/breakpoints", json={"when": "readable"})
+    assert r.status_code == 409 and "delete one first" in r.json()["detail"]
+    for bp_id in ids:
+        assert c.delete(f"/api/breakpoints/{bp_id}").status_code == 200
+
+
 def test_breakpoints_api(live):
     c = live.client
     r = c.post("/api/breakpoints", json={"when": "readable", "fd": 99999})

@@ -162,3 +162,54 @@ def test_a_switch_in_the_batch_does_not_make_a_writable_fd_hit_a_readable_breakp
     finally:
         client.close()
         engine.stop()
+
+
+def test_a_hup_breakpoint_on_the_closing_fd_still_fires_then_goes_with_its_connection(
+        make_engine):
+    """A breakpoint on fd N belongs to that connection: the hang-up that closes it still hits
+    it, and then it is gone, so it never fires for a later connection the kernel numbers N."""
+    engine, rec = make_engine(backend="epoll")
+    sock = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    wait_until(lambda: fd in engine.connections)
+    bp = engine.add_breakpoint("hup", fd=fd).result(5)
+    sock.close()
+    rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+    assert rec.of("close", fd=fd)
+    assert engine.list_breakpoints().result(5) == []
+    engine.resume().result(5)
+    with connect(engine.tcp_port) as again:
+        assert rec.wait_for("accept", fd=fd)["fd"] == fd  # the kernel reuses the number
+        again.sendall(b"x")
+        assert recv_exactly(again, 1) == b"x"
+        assert not engine.paused
+
+
+def test_a_readable_breakpoint_does_not_move_to_the_next_connection_on_its_fd(make_engine):
+    engine, rec = make_engine(backend="poll")
+    first = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    wait_until(lambda: fd in engine.connections)
+    engine.add_breakpoint("readable", fd=fd).result(5)
+    other = engine.add_breakpoint("backpressure").result(5)  # no fd: stays
+    assert engine.close_connection(fd).result(5) is True
+    first.close()
+    with connect(engine.tcp_port) as second:
+        rec.wait_for("accept", fd=fd)
+        second.sendall(b"ab")
+        assert recv_exactly(second, 2) == b"ab"
+        assert not engine.paused
+    assert [b["id"] for b in engine.list_breakpoints().result(5)] == [other["id"]]
+
+
+def test_breakpoints_are_capped(make_engine):
+    from mux.breakpoints import MAX_BREAKPOINTS
+
+    engine, _ = make_engine()
+    for _ in range(MAX_BREAKPOINTS):
+        engine.add_breakpoint("writable", fd=99).result(5)
+    with pytest.raises(RuntimeError, match="delete one first"):
+        engine.add_breakpoint("readable").result(5)
+    first = engine.list_breakpoints().result(5)[0]["id"]
+    assert engine.remove_breakpoint(first).result(5)
+    engine.add_breakpoint("readable", fd=99).result(5)
