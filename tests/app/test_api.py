@@ -132,6 +132,24 @@ def test_load_generator_and_cap(live):
     wait_until(lambda: live.engine.stats.connections == 0, what="load clients gone")
 
 
+def test_load_past_the_connection_limit_is_refused_not_counted_as_running():
+    """Clients past --max-connections would be accepted and closed at once, and the answer
+    counted them as running: the request is refused instead, naming the limit."""
+    with live_app(max_connections=5) as live:
+        c = live.client
+        with live.connect() as sock:
+            sock.sendall(b"a")
+            recv_exactly(sock, 1)
+            r = c.post("/api/load", json={"connections": 5, "message_size": 8, "rate": 0})
+            assert r.status_code == 409
+            assert "at most 5" in r.json()["detail"] and "1 are open" in r.json()["detail"]
+            r = c.post("/api/load", json={"connections": 4, "message_size": 8, "rate": 0})
+            assert r.status_code == 202 and r.json()["connections"] == 4
+            wait_until(lambda: len(c.get("/api/state").json()["connections"]) == 5,
+                       what="five connections")
+        assert c.delete("/api/load").status_code == 200
+
+
 def test_trace_exports(live):
     with live.connect() as sock:
         for _ in range(3):
