@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import Receive, Scope, Send
 
 from app.errors import JsonRoute
+from app.routes import exports
 from app.schemas import (
     BackendRequest,
     BreakpointRequest,
@@ -106,81 +103,13 @@ async def get_trace(request: Request,
                     format: str = Query("jsonl", pattern="^(jsonl|chrome)$")) -> Response:
     ring = request.app.state.trace
     if format == "chrome":
-        started_at = request.app.state.started_at
         # up to the ring's 200,000 events: converted piece by piece in the thread pool (the
         # event loop meanwhile keeps pumping events to the pages), never held whole; the
-        # recv->send flow pairing still keeps up to ~25 MB per export, so exports at once
-        # are bounded too
-        if not _CHROME_EXPORTS.acquire(blocking=False):
-            raise HTTPException(409, f"{MAX_CHROME_EXPORTS} trace downloads are already "
-                                     "running: try again when one has finished")
-        return _ExportResponse(_Released(chrome_chunks(ring.events(), started_at,
-                                                             baseline=ring.baseline)),
-                               media_type="application/json", headers={
-            "Content-Disposition": 'attachment; filename="muxscope-trace.json"'})
-    return StreamingResponse(ring.jsonl_chunks(), media_type="application/x-ndjson",
-                             headers={"Content-Disposition":
-                                      'attachment; filename="muxscope-trace.jsonl"'})
-
-
-MAX_CHROME_EXPORTS = 2
-_CHROME_EXPORTS = threading.BoundedSemaphore(MAX_CHROME_EXPORTS)
-
-
-class _ExportResponse(StreamingResponse):
-    """Gives the export slot back as soon as the response is over, however it ended: a client
-    that leaves mid-download only stops the iteration, and the abandoned iterator was then
-    freed by the garbage collector, tens of seconds later (every download meanwhile: 409)."""
-
-    def __init__(self, chunks: _Released, **kwargs: Any) -> None:
-        super().__init__(chunks, **kwargs)
-        self._released = chunks
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._released.release()
-            self._released.close()
-
-
-class _Released:
-    """`chunks`, giving back the export slot when they end or fail, or when the response is
-    dropped before it ever started (a generator's `finally` would not run then)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._held = True
-        self._lock = threading.Lock()
-
-    def __iter__(self) -> _Released:
-        return self
-
-    def __next__(self) -> bytes:
-        try:
-            return next(self._chunks)
-        except BaseException:
-            self.release()
-            raise
-
-    def release(self) -> None:
-        with self._lock:
-            if not self._held:
-                return
-            self._held = False
-        _CHROME_EXPORTS.release()
-
-    def close(self) -> None:
-        """Free the converter's state now (its flow pairing holds up to ~25 MB)."""
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            try:
-                close()
-            except ValueError:  # still running in a worker thread: it ends with the iterator
-                pass
-
-    def __del__(self) -> None:
-        self.release()
+        # recv->send flow pairing still keeps up to ~25 MB per export
+        return exports.start(exports.CHROME, lambda: chrome_chunks(
+            ring.events(), request.app.state.started_at, baseline=ring.baseline))
+    # a jsonl download holds the ring's batches of its start (~23 MB when full) to its end
+    return exports.start(exports.JSONL, ring.jsonl_chunks)
 
 
 @router.get("/metrics")

@@ -214,10 +214,10 @@ def test_a_second_foreign_origin_header_is_refused() -> None:
 def test_chrome_trace_downloads_at_once_are_bounded_and_their_slots_come_back(
         shared: Live, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each export keeps up to ~25 MB (the recv->send flow pairing): at most
-    MAX_CHROME_EXPORTS run at once, the next is a 409; finished or abandoned ones free their
+    MAX_EXPORTS run at once, the next is a 409; finished or abandoned ones free their
     slot. The held downloads wait on a gate after their first piece, so they are still running
     when the next one asks (a small ring's document could otherwise be sent whole at once)."""
-    from app.routes import api
+    from app.routes import api, exports
 
     params = {"format": "chrome"}
     with httpx.Client(base_url=shared.base, timeout=10) as client:
@@ -232,7 +232,7 @@ def test_chrome_trace_downloads_at_once_are_bounded_and_their_slots_come_back(
 
         monkeypatch.setattr(api, "chrome_chunks", held_chunks)
         streams = [client.stream("GET", "/api/trace", params=params)
-                   for _ in range(api.MAX_CHROME_EXPORTS)]
+                   for _ in range(exports.MAX_EXPORTS)]
         opened = [s.__enter__() for s in streams]
         try:
             assert all(r.status_code == 200 for r in opened)
@@ -257,7 +257,7 @@ def test_an_abandoned_chrome_download_gives_its_slot_back_at_once(
     downloads are already running" for up to ~70 s with nothing running. The slot now comes
     back when the response ends. (This guard passes on the old code too: here nothing holds
     the iterator in a reference cycle; with curl and a full ring it took 48 s, now 0.7 s.)"""
-    from app.routes import api
+    from app.routes import api, exports
 
     params = {"format": "chrome"}
     stop = threading.Event()
@@ -289,7 +289,7 @@ def test_an_abandoned_chrome_download_gives_its_slot_back_at_once(
     try:
         monkeypatch.setattr(api, "chrome_chunks", slow_chunks)
         readers = []
-        for _ in range(api.MAX_CHROME_EXPORTS):
+        for _ in range(exports.MAX_EXPORTS):
             sock = socket.create_connection((host, int(port)), timeout=10)
             socks.append(sock)
             sock.sendall(request)
@@ -309,6 +309,65 @@ def test_an_abandoned_chrome_download_gives_its_slot_back_at_once(
             wait_until(lambda: client.get("/api/trace", params=params).status_code == 200, 1.5,
                        "a chrome export to be served with both abandoned ones gone",
                        interval=0.1)
+    finally:
+        stop.set()
+        for sock in socks:
+            sock.close()
+
+
+def _stalled_download(base: str, fmt: str) -> socket.socket:
+    """A client that asks for a trace and never reads a byte of it (a small receive buffer:
+    the server's sends soon block)."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.sendall(f"GET /api/trace?format={fmt} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
+                 .encode())
+    return sock
+
+
+def _endless(pieces: list[int], stop: threading.Event) -> Iterator[bytes]:
+    while not stop.is_set():
+        pieces[0] += 1
+        yield b"{}\n" * 20000
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "chrome"])
+def test_trace_downloads_whose_clients_stop_reading_are_bounded_and_let_go(
+        shared: Live, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """Each download holds the ring's batches of its start (~23 MB full) to its end: clients
+    that asked and never read pinned one copy each, without limit (198 MB with 5 of them).
+    Now each format has MAX_EXPORTS slots (the next is a 409), and a client that takes
+    nothing for STALL_S is let go, its slot given back."""
+    from app.routes import api, exports
+
+    stop = threading.Event()
+    pieces = [0]
+    monkeypatch.setattr(exports, "STALL_S", 3.0)
+    if fmt == "jsonl":
+        monkeypatch.setattr(shared.app.state.trace, "jsonl_chunks",
+                            lambda: _endless(pieces, stop))
+    else:
+        monkeypatch.setattr(api, "chrome_chunks", lambda *a, **k: _endless(pieces, stop))
+    socks = []
+    try:
+        socks = [_stalled_download(shared.base, fmt) for _ in range(exports.MAX_EXPORTS)]
+        wait_until(lambda: pieces[0] >= 2 * exports.MAX_EXPORTS, 10, "both downloads under way")
+        with httpx.Client(base_url=shared.base, timeout=10) as client:
+            busy = client.get("/api/trace", params={"format": fmt})
+            assert busy.status_code == 409 and "try again" in busy.json()["detail"]
+            other = "chrome" if fmt == "jsonl" else "jsonl"
+            started = time.monotonic()
+            stop.set()  # what a new download would stream: end at once
+            wait_until(lambda: client.get("/api/trace", params={"format": fmt}).status_code
+                       == 200, 10, "the stalled downloads let go", interval=0.1)
+            assert time.monotonic() - started < 8
+            assert client.get("/api/trace", params={"format": other}).status_code == 200
+        for sock in socks:  # their connection was closed: what is buffered, then the end
+            sock.settimeout(5)
+            while sock.recv(1 << 16):
+                pass
     finally:
         stop.set()
         for sock in socks:
