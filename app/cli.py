@@ -212,9 +212,14 @@ def build_replay_parser() -> argparse.ArgumentParser:
 
 
 def _token(text: str) -> str:
-    """An explicit --token must say something: an empty one (an unset $VAR) is a mistake."""
+    """An explicit --token must say something (an empty one is an unset $VAR), and must go
+    through an Authorization header as it is: browsers send only Latin-1 there, and the
+    server strips spaces at a header's ends, so any other token locks the page out."""
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
+    if not all("!" <= ch <= "~" for ch in text):
+        raise argparse.ArgumentTypeError(
+            "must be printable ASCII with no spaces (it travels in an HTTP header)")
     return text
 
 

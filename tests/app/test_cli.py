@@ -256,6 +256,16 @@ def test_an_empty_token_is_refused() -> None:
     assert r.returncode == 2 and "--token" in one_line(r.stderr)
 
 
+@pytest.mark.parametrize("token", ["密码", " abc ", "a b", "tab\there"])
+def test_a_token_no_header_can_carry_is_refused(token: str) -> None:
+    """The page sends the token as `Authorization: Bearer`: with a non-Latin-1 token fetch()
+    threw on every control, and spaces at its ends were stripped from the header, so the page
+    showed "live" and every button failed."""
+    r = run_cli("--token", token, "--http-port", "0")
+    line = one_line(r.stderr)
+    assert r.returncode == 2 and "--token" in line and "printable ASCII" in line, line
+
+
 def test_record_max_mb_without_record_is_refused() -> None:
     r = run_cli("--record-max-mb", "5", "--http-port", "0")
     assert r.returncode == 2 and "--record-max-mb needs --record" in one_line(r.stderr)
