@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.thread  # noqa: F401 - now, not at shutdown (see _lifespan)
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -118,7 +119,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         # The load clients and the engine stop first: their last events (the `close ...
         # shutdown` of every connection) still go through the tap to the recorder and the
-        # trace, which the pump's final drain below delivers.
+        # trace, which the pump's final drain below delivers. The thread hops import nothing
+        # (concurrent.futures.thread is imported above): with every fd in use, an import
+        # failed with EMFILE here, and the engine was never stopped.
         if state.load is not None:
             await asyncio.to_thread(state.load.close)
         if engine is not None:

@@ -206,9 +206,13 @@ def _build_app(settings: Settings, sock: socket.socket) -> Any:
         sock.close()
         print(message, file=sys.stderr)
         return None
-    except ValueError as exc:  # a replay file that is not a recording
+    except ValueError as exc:  # a replay file that is not a recording, or an fd select refuses
         sock.close()
-        print(f"muxscope replay: {exc}", file=sys.stderr)
+        if settings.replay:
+            print(f"muxscope replay: {exc}", file=sys.stderr)
+        else:  # --backend select, started with fds up to 1023 already open
+            print(f"muxscope: --backend select: {exc} (start it with fewer open files, or "
+                  "use --backend poll or epoll)", file=sys.stderr)
         return None
 
 

@@ -348,14 +348,17 @@ def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
 
 @contextlib.contextmanager
 def launch(*args: str, extra_env: dict[str, str] | None = None,
-           nofile_soft: int | None = None) -> Iterator[Running]:
+           nofile_soft: int | None = None, nofile: int | None = None) -> Iterator[Running]:
     """``python -m app ARGS`` with its stdout read line by line; killed if still running.
 
     `nofile_soft`: start it with that soft open-file limit (set by `sh`'s ulimit, not a
-    preexec_fn, which is unsafe in this threaded process)."""
+    preexec_fn, which is unsafe in this threaded process); `nofile`: soft and hard (the app
+    raises its soft limit to the hard one)."""
     argv = [sys.executable, "-m", "app", *args]
     if nofile_soft is not None:
         argv = ["sh", "-c", f'ulimit -Sn {nofile_soft} && exec "$0" "$@"', *argv]
+    if nofile is not None:
+        argv = ["sh", "-c", f'ulimit -n {nofile} && exec "$0" "$@"', *argv]
     proc = subprocess.Popen(
         argv,
         cwd=ROOT,
@@ -528,3 +531,49 @@ def test_start_raises_the_soft_open_file_limit_to_the_hard_one() -> None:
                                   if line.startswith("Max open files")).split()[3:5]
         assert hard_now == ("unlimited" if hard == resource.RLIM_INFINITY else str(hard))
         assert soft_now == hard_now, f"soft {soft_now} (started at {low}), hard {hard_now}"
+
+
+def test_sigterm_with_every_fd_in_use_shuts_down_cleanly() -> None:
+    """With the open-file limit reached (clients waiting that the server cannot accept),
+    SIGTERM ended in "Application shutdown failed" and a traceback: the shutdown's first
+    thread hop imported concurrent.futures.thread, and an import needs an fd. The engine was
+    never stopped, so its connections got no orderly close."""
+    limit = 64
+    with launch("--http-port", "0", "--echo-port", "0", "--no-udp", nofile=limit) as running:
+        port = int(running.read_until(r"TCP echo on 127\.0\.0\.1:(\d+)")[1])
+        running.read_until(r"Dashboard: ")
+        first = socket.create_connection(("127.0.0.1", port), timeout=5)
+        first.sendall(b"ping")
+        assert first.recv(4) == b"ping"
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5)
+                   for _ in range(limit + 6)]
+        fds = Path(f"/proc/{running.proc.pid}/fd")
+        wait_until(lambda: len(list(fds.iterdir())) >= limit, what="every fd in use")
+        try:
+            code, stderr = running.stop(signal.SIGTERM)
+            assert code == 0, stderr
+            assert "Traceback" not in stderr and "shutdown failed" not in stderr, stderr
+            first.settimeout(5)
+            assert first.recv(1) == b""  # closed by the engine's shutdown, in order
+        finally:
+            for sock in (first, *clients):
+                sock.close()
+
+
+def test_select_refused_at_start_says_so_and_not_replay() -> None:
+    """Started on select with fds up to 1023 already taken (inherited), the engine's own fds
+    are past FD_SETSIZE: the one-line error said "muxscope replay:", though no replay ran."""
+    holder = (
+        "import os, resource, sys\n"
+        "_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n"
+        "fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]\n"
+        "for fd in fds: os.set_inheritable(fd, True)\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'app', *sys.argv[1:]])\n")
+    r = subprocess.run([sys.executable, "-c", holder, "--backend", "select", "--http-port", "0",
+                        "--echo-port", "0"], cwd=ROOT, env=env(), capture_output=True,
+                       text=True, timeout=20)
+    line = one_line(r.stderr)
+    assert r.returncode != 0
+    assert line.startswith("muxscope: --backend select:") and "1024" in line, line
+    assert "replay" not in line
