@@ -113,8 +113,9 @@ class JsonlRecorder:
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.snapshot_source = snapshot_source
         self.capture_timeout = capture_timeout
-        #: a device or a pipe (/dev/null, a FIFO) is written to, never rotated or renamed
-        self.rotates = not self.path.exists() or self.path.is_file()
+        #: a device, a pipe or a symlink (/dev/null, a FIFO, /dev/stdout) is written to, never
+        #: rotated or renamed
+        self.rotates = self._regular_path()
         if self.rotates and self.path.exists() and self.path.stat().st_size:
             self._shift_old_files()  # an earlier run's recording becomes FILE.1, kept whole
             log.warning("--record: the earlier recording %s is now %s.1", self.path,
@@ -185,7 +186,7 @@ class JsonlRecorder:
             self._file.close()
             self._file = None
             log.warning("--record: %s was deleted; starting it anew", self.path)
-        self.rotates = not self.path.exists() or self.path.is_file()  # a FIFO gone: a file now
+        self.rotates = self._regular_path()  # a FIFO gone: a file now
         if self._is_fifo():
             log.info("--record: %s is a FIFO: waiting for a reader", self.path)
         try:
@@ -215,9 +216,16 @@ class JsonlRecorder:
         except OSError:
             return False
 
+    def _regular_path(self) -> bool:
+        """A regular file of its own (or none yet): not a symlink, which is followed by
+        is_file() (/dev/stdout -> /proc/self/fd/1 -> the shell's redirection file)."""
+        return not self.path.is_symlink() and (not self.path.exists() or self.path.is_file())
+
     def _open(self) -> io.FileIO:
-        """Unbuffered: each write reaches the file whole or fails, and can be cut back."""
-        return io.FileIO(self.path, "wb")
+        """Unbuffered: each write reaches the file whole or fails, and can be cut back. A
+        stream is appended to: /dev/stdout sent to a file shares it with the banner, and
+        "wb" would write over what is there."""
+        return io.FileIO(self.path, "wb" if self.rotates else "ab")
 
     def _events_bytes(self) -> int:
         return self._size - self._snapshot_size
@@ -240,6 +248,15 @@ class JsonlRecorder:
         snapshot's seq, or at once when those are more than a pump batch (they are left out:
         the snapshot holds what they did). Returns the lines for the file written next."""
         state, seq = self._next_snapshot()
+        if self.snapshot_source is not None and not self._captured(self._capture):
+            # a stopped engine (the shutdown's last events) or a stuck one: the next file would
+            # start with the start state labelled as now; this one goes on past its limit
+            self._notices.warn("capture", "--record: no snapshot of the engine could be "
+                               "taken; %s goes on past its limit (tried again in %d s)",
+                               self.path, ROTATE_RETRY)
+            self._no_rotation_until = time.monotonic() + ROTATE_RETRY
+            self._end_rotation()
+            return lines
         if self._skip_to_snapshot is None:  # decided once, when the capture's seq is known
             self._skip_to_snapshot = seq - self._last_seq > MAX_LAG_EVENTS
         if self._skip_to_snapshot:
@@ -287,8 +304,12 @@ class JsonlRecorder:
             with contextlib.suppress(Exception):  # a stopped engine, a timeout: fallback
                 capture.result(timeout=max(0.0, left))
 
+    @staticmethod
+    def _captured(capture: Future[Any] | None) -> bool:
+        return capture is not None and capture.done() and capture.exception() is None
+
     def _resolve(self, capture: Future[Any] | None) -> tuple[dict[str, Any], int]:
-        if capture is not None and capture.done() and capture.exception() is None:
+        if capture is not None and self._captured(capture):
             taken: Capture = capture.result()
             return taken.to_dict(), taken.seq
         return (self._start_state or {}), max(self._last_written, self._start_seq)

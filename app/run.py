@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import os
 import signal
 import socket
 import sys
@@ -111,10 +112,23 @@ def banner_lines(settings: Settings, app: Any, http_port: int) -> list[str]:
     return lines
 
 
-def _print_banner(lines: list[str]) -> None:
+def _print_banner(lines: list[str], settings: Settings) -> None:
+    """To stdout, unless the recording goes there (`--record /dev/stdout > run.jsonl`, or
+    `| jq`): then to stderr, so the stream holds JSON lines only."""
+    out = sys.stderr if _records_to_stdout(settings) else sys.stdout
     for line in lines:
-        print(line)
-    sys.stdout.flush()
+        print(line, file=out)
+    out.flush()
+
+
+def _records_to_stdout(settings: Settings) -> bool:
+    if not settings.record:
+        return False
+    try:
+        target, stdout = os.stat(settings.record), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):  # no such file yet, or stdout closed
+        return False
+    return (target.st_dev, target.st_ino) == (stdout.st_dev, stdout.st_ino)
 
 
 def _open_browser(url: str) -> None:
@@ -239,7 +253,7 @@ def serve(settings: Settings) -> int:
 
         def on_started() -> None:
             settle_heap()
-            _print_banner(lines)
+            _print_banner(lines, settings)
             if settings.open_browser:
                 _open_browser(settings.dashboard_url(http_port))
 

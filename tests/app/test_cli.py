@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from websockets.sync.client import connect
 
@@ -577,3 +578,34 @@ def test_select_refused_at_start_says_so_and_not_replay() -> None:
     assert r.returncode != 0
     assert line.startswith("muxscope: --backend select:") and "1024" in line, line
     assert "replay" not in line
+
+
+def test_record_to_stdout_sent_to_a_file_is_pure_jsonl_and_replays(tmp_path: Path) -> None:
+    """`muxscope --record /dev/stdout > run.jsonl`: the banner went to the same file, over the
+    snapshot's first bytes ("wb" from offset 0), and replay refused the file. Now the banner
+    goes to stderr and the file holds only the recording."""
+    out = tmp_path / "run.jsonl"
+    with out.open("wb") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "--http-port", "0", "--echo-port", "0", "--no-udp",
+             "--record", "/dev/stdout"],
+            cwd=ROOT, env=env(), stdout=stdout, stderr=subprocess.PIPE, text=True)
+    try:
+        running = Running(proc)
+        threading.Thread(target=_pump, args=(proc.stderr, running.lines), daemon=True).start()
+        port = int(running.read_until(r"TCP echo on 127\.0\.0\.1:(\d+)")[1])
+        running.read_until(r"Dashboard: ")
+        assert tcp_echo(port, b"to stdout\n") == b"to stdout\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    from app.replay import load_recording
+
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert lines[0]["type"] == "snapshot"
+    snapshot, events = load_recording(out)
+    assert any(e["kind"] == "recv" and e.get("preview") == "to stdout\\n" for e in events)
+    assert not list(tmp_path.glob("run.jsonl.*")) and Path("/dev/stdout").is_symlink()

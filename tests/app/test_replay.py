@@ -368,8 +368,12 @@ def test_rotation_waits_for_the_engine_capture_and_splits_at_its_seq(tmp_path: P
     assert [e["seq"] for e in new[1:]] == [asked_at + 4, asked_at + 5]
 
 
-def test_rotation_falls_back_to_the_start_snapshot_when_the_capture_fails(
-        tmp_path: Path) -> None:
+def test_no_rotation_without_a_capture_of_the_engine(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A capture that fails (the engine stopped: the shutdown's own `close` events filled the
+    file) started the next file with the *start* state labelled with the last seq: the wrong
+    backend, no connections, zero counters, then closes of connections it never listed. The
+    full file now goes on past its limit, and the log says so."""
     path = tmp_path / "r.jsonl"
 
     def failing() -> Future[FakeCapture]:
@@ -379,11 +383,34 @@ def test_rotation_falls_back_to_the_start_snapshot_when_the_capture_fails(
 
     rec = JsonlRecorder(path, max_mb=0.001, snapshot_source=failing)
     rec.write_snapshot(START_STATE, 0, 0.0)
+    with caplog.at_level("WARNING", logger="app.record"):
+        for seq in range(1, 100):
+            rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
+        rec.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+    lines = lines_of(path)
+    assert lines[0]["state"] == START_STATE and lines[0]["seq"] == 0
+    assert [e["seq"] for e in lines[1:]] == list(range(1, 100))
+    assert "no snapshot of the engine could be taken" in caplog.text
+
+
+def test_a_symlink_is_written_through_never_renamed_nor_truncated(tmp_path: Path) -> None:
+    """`--record /dev/stdout` is a symlink (to /proc/self/fd/1): is_file() followed it, so the
+    recorder renamed the link at the limit, and "wb" wrote over the banner already there."""
+    target = tmp_path / "shell-redirect.txt"
+    target.write_bytes(b"banner\n")
+    link = tmp_path / "stdout"
+    link.symlink_to(target)
+    rec = JsonlRecorder(link, max_mb=0.001)
+    rec.write_snapshot(START_STATE, 0, 5.0)
     for seq in range(1, 100):
         rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
     rec.close()
-    files = assert_each_file_replayable(path)
-    assert files[-1][0]["state"] == START_STATE
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "shell-redirect.txt", "stdout"]
+    head, *rest = target.read_bytes().splitlines()
+    assert head == b"banner"
+    assert [json.loads(line).get("seq") for line in rest] == list(range(0, 100))
 
 
 def test_live_recording_rotates_with_fresh_snapshots_that_replay_serves(tmp_path: Path) -> None:
