@@ -88,6 +88,7 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     snapshot: dict[str, Any] | None = None
     events: list[dict[str, Any]] = []
     last_seq: int | None = None  # of the last event or snapshot line
+    cut_short = False
     with path.open("rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > MAX_REPLAY_BYTES:
@@ -105,6 +106,9 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 item = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 if not line.endswith(b"\n"):  # the last line, cut short
+                    cut_short = True
+                    if snapshot is None and not events:  # said below, as the error
+                        break
                     log.warning("%s:%d: the last line is cut short (was the recording still "
                                 "being written?); replaying the lines before it", path, number)
                     break
@@ -130,6 +134,9 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                     raise ValueError(f"{path}: more than {MAX_REPLAY_EVENTS:,} events, {_TOO_BIG}")
                 events.append(item)
     if snapshot is None and not events:
+        if cut_short:
+            raise ValueError(f"{path}: its only line is cut short, not JSON: a recording "
+                             "stopped while writing its first line, or not a recording")
         raise ValueError(f"{path}: no snapshot and no events in it; is it a file written by "
                          "muxscope --record?")
     if snapshot is None:

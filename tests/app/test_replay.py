@@ -237,6 +237,16 @@ def test_replay_of_a_recording_cut_mid_line_serves_the_lines_before_it(tmp_path:
         create_app(Settings(http_port=0, replay_file=middle))
 
 
+def test_a_recording_cut_within_its_first_line_is_said_so(tmp_path: Path) -> None:
+    """A server killed just after start leaves half a snapshot line: replay said "no
+    snapshot and no events; is it a file written by muxscope --record?" (it was)."""
+    whole = write_recording(tmp_path / "r.jsonl", 5).read_bytes()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(whole[:40])
+    with pytest.raises(ValueError, match=r"cut.jsonl: its only line is cut short"):
+        create_app(Settings(http_port=0, replay_file=cut))
+
+
 def test_replay_takes_an_older_recording_and_exports_it_whole(tmp_path: Path) -> None:
     """Fields and kinds this version does not write (a flaw's `fd: null` before session 9, a
     kind added later) are replayed; the chrome export of it is one complete JSON document."""
