@@ -50,8 +50,9 @@ class Breakpoints:
 
     A breakpoint on an fd belongs to the connection that has that fd: when it closes, the
     breakpoint goes too, after the check of the iteration that closed it (so "hup on fd 7"
-    still fires for the hang-up that closes fd 7), and never moves to a later connection the
-    kernel gives the same number.
+    still fires for the hang-up that closes fd 7, a reset included), and never moves to a
+    later connection the kernel gives the same number. One set on an fd with no connection
+    (also just after a close) waits for the next connection given that fd.
 
     A breakpoint without an fd matches any fd but the control fd: the dashboard's own commands
     make that one readable, and "readable, any fd" paused the loop on every API request (a
@@ -80,6 +81,8 @@ class Breakpoints:
         if len(self.items) >= MAX_BREAKPOINTS:
             raise RuntimeError(f"{MAX_BREAKPOINTS} breakpoints are set, the most there can be: "
                                "delete one first")
+        if fd is not None and fd in self._closed:  # set after that close: for the next one
+            self._closed = [closed for closed in self._closed if closed != fd]
         bp = Breakpoint(next(self._ids), when, fd, depth)
         self.items[bp.id] = bp
         if self._after_iteration not in self.loop.after_iteration:

@@ -333,6 +333,8 @@ class TcpConnection:
         if self.closed:
             return
         self.closed = True
+        if reason == "reset":  # a hang-up as well, which select reports as nothing but readable
+            self.engine.breakpoints.note("hup", self.fd)
         zoo_flaw = self.engine.flaws.active
         if zoo_flaw is not None and zoo_flaw.name == "close_without_unregister":
             self.sock.close()  # the flaw: the fd stays registered after it is closed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 from typing import Any
 
@@ -213,3 +214,39 @@ def test_breakpoints_are_capped(make_engine):
     first = engine.list_breakpoints().result(5)[0]["id"]
     assert engine.remove_breakpoint(first).result(5)
     engine.add_breakpoint("readable", fd=99).result(5)
+
+
+def test_a_breakpoint_set_after_its_fds_close_waits_for_the_next_connection(make_engine):
+    """Set while paused, after a user close of that fd (before the next iteration's check):
+    it answered 201, then vanished at the next iteration."""
+    engine, rec = make_engine(backend="epoll")
+    first = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    wait_until(lambda: fd in engine.connections)
+    engine.add_breakpoint("backpressure").result(5)  # one set: closes are noted
+    engine.pause().result(5)
+    assert engine.close_connection(fd).result(5) is True
+    first.close()
+    bp = engine.add_breakpoint("readable", fd=fd).result(5)
+    engine.resume().result(5)
+    with connect(engine.tcp_port) as second:
+        rec.wait_for("accept", fd=fd)
+        second.sendall(b"x")
+        rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+        engine.resume().result(5)
+        assert recv_exactly(second, 1) == b"x"
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_a_reset_hits_a_hup_breakpoint_on_every_backend(make_engine, backend):
+    """select reports a reset only as readable (then recv fails): the hup breakpoint on that
+    fd was dropped with the connection without ever firing."""
+    engine, rec = make_engine(backend=backend)
+    sock = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    wait_until(lambda: fd in engine.connections)
+    bp = engine.add_breakpoint("hup", fd=fd).result(5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+    assert rec.of("close", fd=fd, reason="reset")
