@@ -111,7 +111,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             consumers.append(recorder)
         engine.start()
         state.load = LoadGenerator(state.settings.connect_host, engine.tcp_port,
-                                   cap=state.settings.load_cap)
+                                   cap=state.settings.load_cap,
+                                   max_connections=engine.max_connections, peers=engine.peers)
         tasks.append(asyncio.create_task(pump(state.tap, state.hub, consumers=consumers,
                                                encoded_consumers=encoded_consumers)))
     try:

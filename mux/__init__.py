@@ -20,7 +20,7 @@ from .events import preview
 from .flaws import flaw_catalog
 from .kernel import socket_queues
 from .listener import open_tcp_listener
-from .load import LoadCapError, LoadGenerator
+from .load import LoadCapError, LoadGenerator, LoadLimitError
 from .observe import Observers, Sink
 from .tcp import TcpConnection
 from .udp import open_udp_socket
@@ -30,7 +30,7 @@ available_backends = available
 __all__ = [
     "FD_SETSIZE", "MAX_DELAY_MS", "READABLE", "WRITABLE", "WRITE_MODES", "Engine",
     "EngineConfig", "EngineStopped", "FdLimitError", "LoadCapError", "LoadGenerator",
-    "TcpConnection",
+    "LoadLimitError", "TcpConnection",
     "Observers", "Sink", "available", "available_backends", "default_backend", "flaw_catalog",
     "handler_sources", "open_tcp_listener", "open_udp_socket", "preview", "raise_nofile_limit",
     "socket_queues", "validate",

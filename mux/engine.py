@@ -182,6 +182,11 @@ class Engine(EngineCommands):
         if self.observers.active:
             self.observers.emit({"kind": "close", "fd": fd, "reason": "error"})
 
+    def peers(self) -> list[str]:
+        """The peer addresses of the open connections; safe from any thread (the copy of
+        the dict's values is one step for the interpreter)."""
+        return [conn.peer for conn in list(self.connections.values())]
+
     def forget(self, conn: TcpConnection) -> None:
         self._moves += 1  # odd: its bytes are moving to the closed totals (see byte_totals)
         self.connections.pop(conn.fd, None)

@@ -14,6 +14,7 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -35,12 +36,27 @@ class LoadCapError(ValueError):
         self.cap = cap
 
 
+class LoadLimitError(ValueError):
+    """More clients than the echo server would keep (--max-connections): it would accept and
+    close the rest at once, and they would count as running."""
+
+    def __init__(self, limit: int, have: int, asked: int) -> None:
+        super().__init__(
+            f"the echo server holds at most {limit} connections (--max-connections): "
+            f"{have} are open or connecting, {asked} more asked for"
+        )
+        self.limit = limit
+
+
 class _Client:
-    __slots__ = ("sock", "fd", "message", "out", "awaiting", "interval", "due", "alive")
+    __slots__ = ("sock", "fd", "local", "message", "out", "awaiting", "interval", "due",
+                 "alive")
 
     def __init__(self, sock: socket.socket, message: bytes, rate: float) -> None:
         self.sock = sock
         self.fd = sock.fileno()
+        address = sock.getsockname()
+        self.local = f"{address[0]}:{address[1]}"  # the server's name for it: its peer
         self.message = message
         self.out = b""
         self.awaiting = 0
@@ -52,8 +68,13 @@ class _Client:
 class LoadGenerator:
     """Thread-safe front; every socket operation runs on the generator's own thread."""
 
-    def __init__(self, host: str, port: int, cap: int = DEFAULT_CAP) -> None:
+    def __init__(self, host: str, port: int, cap: int = DEFAULT_CAP,
+                 max_connections: int | None = None,
+                 peers: Callable[[], list[str]] | None = None) -> None:
+        """`max_connections` and `peers` (the server's connections, by peer address): a
+        request whose clients would take the server past its limit is refused."""
         self.host, self.port, self.cap = host, port, cap
+        self.max_connections, self._peers = max_connections, peers
         self._clients: dict[int, _Client] = {}
         self._sel = selectors.DefaultSelector()
         self._door = ControlDoor("the load generator")
@@ -82,6 +103,14 @@ class LoadGenerator:
     def _add(self, connections: int, message_size: int, rate: float) -> int:
         if len(self._clients) + connections > self.cap:
             raise LoadCapError(self.cap, len(self._clients), connections)
+        if self.max_connections is not None and self._peers is not None:
+            # ours whether the server has accepted them yet or not (a paused loop), plus its
+            # others; requests run one at a time on this thread, so two cannot both pass
+            mine = {client.local for client in self._clients.values()}
+            others = sum(1 for peer in self._peers() if peer not in mine)
+            have = others + len(self._clients)
+            if have + connections > self.max_connections:
+                raise LoadLimitError(self.max_connections, have, connections)
         message = (_FILL * (message_size // len(_FILL) + 1))[:message_size]
         for _ in range(connections):
             if not self._connect(message, rate):

@@ -143,11 +143,33 @@ def test_load_past_the_connection_limit_is_refused_not_counted_as_running():
             r = c.post("/api/load", json={"connections": 5, "message_size": 8, "rate": 0})
             assert r.status_code == 409
             assert "at most 5" in r.json()["detail"] and "1 are open" in r.json()["detail"]
+            # paused, the server accepts none of them: they count all the same
+            assert c.post("/api/loop", json={"action": "pause"}).status_code == 200
             r = c.post("/api/load", json={"connections": 4, "message_size": 8, "rate": 0})
             assert r.status_code == 202 and r.json()["connections"] == 4
+            r = c.post("/api/load", json={"connections": 1, "message_size": 8, "rate": 0})
+            assert r.status_code == 409 and "5 are open or connecting" in r.json()["detail"]
+            assert c.post("/api/loop", json={"action": "resume"}).status_code == 200
             wait_until(lambda: len(c.get("/api/state").json()["connections"]) == 5,
                        what="five connections")
+            r = c.post("/api/load", json={"connections": 1, "message_size": 8, "rate": 0})
+            assert r.status_code == 409
         assert c.delete("/api/load").status_code == 200
+        wait_until(lambda: c.post("/api/load", json={"connections": 4, "message_size": 8,
+                                                     "rate": 0}).status_code == 202,
+                   what="room again once the load is gone")
+
+
+def test_load_requests_at_once_cannot_both_pass_the_connection_limit():
+    import concurrent.futures
+
+    with live_app(max_connections=10) as live:
+        body = {"connections": 7, "message_size": 8, "rate": 0}
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = sorted(pool.map(lambda _: live.client.post("/api/load", json=body)
+                                      .status_code, range(2)))
+        assert answers == [202, 409]
+        assert live.client.delete("/api/load").status_code == 200
 
 
 def test_trace_exports(live):
