@@ -138,8 +138,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
-    app = FastAPI(title="muxscope", version=__version__, lifespan=_lifespan,
-                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app = ServerSendKeeper(title="muxscope", version=__version__, lifespan=_lifespan,
+                           docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.add_exception_handler(RequestValidationError, validation_error)
     app.state.settings = settings
     for key, value in state.items():
@@ -160,6 +160,5 @@ def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
         app.add_middleware(ReplayGuard)
     app.add_middleware(SecurityMiddleware, loopback_only=settings.loopback,
                        token=settings.token)
-    app.add_middleware(ServerSendKeeper)  # outermost: it must see the server's own `send`
     install_denial_log_filter()
     return app

@@ -19,7 +19,8 @@ import socket
 import struct
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from mux import socket_queues
@@ -33,22 +34,26 @@ DRAIN_LIMIT = 5.0
 _POLL = 0.05
 
 
-class ServerSendKeeper:
-    """Outermost middleware: keeps a websocket's server-side `send` in its scope (for `reset`)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+class ServerSendKeeper(FastAPI):
+    """The app, keeping the server's own `send` in every websocket's and request's scope (for
+    `reset`, and for trace downloads: exports.py). Here, not in a middleware: Starlette's
+    outermost middleware, ServerErrorMiddleware, hands the ones inside it a `send` of its own
+    on HTTP."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
+        if scope["type"] in ("websocket", "http"):
             scope[SERVER_SEND] = send
-        await self.app(scope, receive, send)
+        await super().__call__(scope, receive, send)
+
+
+def transport_of(scope: Scope) -> asyncio.Transport | None:
+    protocol: Any = getattr(scope.get(SERVER_SEND), "__self__", None)
+    transport = getattr(protocol, "transport", None)
+    return transport if isinstance(transport, asyncio.Transport) else None
 
 
 def _transport(websocket: WebSocket) -> asyncio.Transport | None:
-    protocol: Any = getattr(websocket.scope.get(SERVER_SEND), "__self__", None)
-    transport = getattr(protocol, "transport", None)
-    return transport if isinstance(transport, asyncio.Transport) else None
+    return transport_of(websocket.scope)
 
 
 def reset(websocket: WebSocket) -> bool:
@@ -56,15 +61,20 @@ def reset(websocket: WebSocket) -> bool:
     transport = _transport(websocket)
     if transport is None:
         return False
+    abort(transport)
+    return True
+
+
+def abort(transport: asyncio.Transport) -> None:
+    """Close with a reset: asyncio's buffer and the kernel's send queue are dropped."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
-    return True
 
 
-def _unsent(transport: asyncio.Transport) -> int:
+def unsent_bytes(transport: asyncio.Transport) -> int:
     """Bytes not yet taken by the peer: asyncio's buffer plus the kernel's send queue."""
     queued = 0
     sock = transport.get_extra_info("socket")
@@ -84,14 +94,14 @@ async def release(websocket: WebSocket) -> None:
     loop = asyncio.get_running_loop()
     now = loop.time()
     give_up, stalled_at = now + DRAIN_LIMIT, now + STALL_TIMEOUT
-    unsent = _unsent(transport)
+    unsent = unsent_bytes(transport)
     while transport.get_write_buffer_size():
         now = loop.time()
         if now >= give_up or now >= stalled_at:
             reset(websocket)
             return
         await asyncio.sleep(_POLL)
-        left = _unsent(transport)
+        left = unsent_bytes(transport)
         if left < unsent:  # the peer is reading
             stalled_at = loop.time() + STALL_TIMEOUT
         unsent = left

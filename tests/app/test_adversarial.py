@@ -364,11 +364,48 @@ def test_trace_downloads_whose_clients_stop_reading_are_bounded_and_let_go(
                        == 200, 10, "the stalled downloads let go", interval=0.1)
             assert time.monotonic() - started < 8
             assert client.get("/api/trace", params={"format": other}).status_code == 200
-        for sock in socks:  # their connection was closed: what is buffered, then the end
+        for sock in socks:  # their connection was reset: the kernel's buffers are gone too
             sock.settimeout(5)
-            while sock.recv(1 << 16):
-                pass
+            with pytest.raises(ConnectionResetError):
+                while sock.recv(1 << 16):
+                    pass
     finally:
         stop.set()
         for sock in socks:
             sock.close()
+
+
+def test_a_slow_trace_download_that_keeps_reading_is_never_let_go(
+        shared: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timing each `send` cut a client reading at 20 kB/s off after 30 s with a truncated
+    file: one send waits until the client has taken most of its piece. What counts is
+    whether bytes are taken."""
+    from app.routes import exports
+
+    piece, pieces = b"x" * (1 << 20), 3
+    monkeypatch.setattr(exports, "STALL_S", 1.0)
+    monkeypatch.setattr(exports, "PROGRESS_POLL", 0.1)
+    monkeypatch.setattr(shared.app.state.trace, "jsonl_chunks",
+                        lambda: iter([piece] * pieces))
+    host, port = shared.base.removeprefix("http://").rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    got = bytearray()
+    try:
+        sock.sendall(f"GET /api/trace?format=jsonl HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        sock.settimeout(5)
+        slow_until = time.monotonic() + 3.5  # three stall windows: 4 KiB every 20 ms
+        while time.monotonic() < slow_until:
+            chunk = sock.recv(4096)
+            assert chunk, "the download ended early"
+            got += chunk
+            time.sleep(0.02)  # the slow link's pace (~200 kB/s), not a synchronisation
+        while chunk := sock.recv(1 << 16):
+            got += chunk
+    finally:
+        sock.close()
+    head, _, body = bytes(got).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body.count(b"x") == len(piece) * pieces and body.endswith(b"0\r\n\r\n")
