@@ -67,8 +67,9 @@ class Breakpoints:
         #: (what, fd) noted by handlers during the current iteration: "hup", "backpressure"
         self.notes: list[tuple[str, int]] = []
         self.hit: Breakpoint | None = None
-        #: fds of connections closed since the last check: their breakpoints go after it
-        self._closed: list[int] = []
+        #: ids of the breakpoints whose connection closed since the last check: they go after
+        #: it (ids, not fds: one set on that fd after the close is for the next connection)
+        self._doomed: set[int] = set()
         self._depths = depths
         self._waits = waits
         self._ids = itertools.count(1)
@@ -81,8 +82,6 @@ class Breakpoints:
         if len(self.items) >= MAX_BREAKPOINTS:
             raise RuntimeError(f"{MAX_BREAKPOINTS} breakpoints are set, the most there can be: "
                                "delete one first")
-        if fd is not None and fd in self._closed:  # set after that close: for the next one
-            self._closed = [closed for closed in self._closed if closed != fd]
         bp = Breakpoint(next(self._ids), when, fd, depth)
         self.items[bp.id] = bp
         if self._after_iteration not in self.loop.after_iteration:
@@ -93,7 +92,7 @@ class Breakpoints:
         removed = self.items.pop(bp_id, None) is not None
         if not self.items:
             self.notes.clear()  # noted for the breakpoint just removed: never for a later one
-            self._closed.clear()
+            self._doomed.clear()
             if self._after_iteration in self.loop.after_iteration:
                 self.loop.after_iteration.remove(self._after_iteration)
         return removed
@@ -106,12 +105,12 @@ class Breakpoints:
     def fd_closed(self, fd: int) -> None:
         """The connection on `fd` closed: its breakpoints go after this iteration's check."""
         if self.items:
-            self._closed.append(fd)
+            self._doomed.update(bp.id for bp in self.items.values() if bp.fd == fd)
 
     def _drop_closed(self) -> None:
-        closed, self._closed = set(self._closed), []
-        for bp in [bp for bp in self.items.values() if bp.fd in closed]:
-            self.remove(bp.id)
+        doomed, self._doomed = self._doomed, set()
+        for bp_id in doomed:
+            self.remove(bp_id)
 
     def take_hit(self) -> Breakpoint | None:
         hit, self.hit = self.hit, None
@@ -123,7 +122,7 @@ class Breakpoints:
             hit.hits += 1
             hit.last_wait = self._waits()
             self.hit = hit
-        if self._closed:
+        if self._doomed:
             self._drop_closed()
 
     def check(self, ready: list[tuple[int, int]], backend: Backend,

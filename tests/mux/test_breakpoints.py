@@ -223,18 +223,19 @@ def test_a_breakpoint_set_after_its_fds_close_waits_for_the_next_connection(make
     first = connect(engine.tcp_port)
     fd = rec.wait_for("accept")["fd"]
     wait_until(lambda: fd in engine.connections)
-    engine.add_breakpoint("backpressure").result(5)  # one set: closes are noted
+    old = engine.add_breakpoint("readable", fd=fd).result(5)  # the first connection's
     engine.pause().result(5)
     assert engine.close_connection(fd).result(5) is True
     first.close()
-    bp = engine.add_breakpoint("readable", fd=fd).result(5)
+    bp = engine.add_breakpoint("hup", fd=fd).result(5)
     engine.resume().result(5)
     with connect(engine.tcp_port) as second:
         rec.wait_for("accept", fd=fd)
-        second.sendall(b"x")
-        rec.wait_for("loop", state="paused", breakpoint=bp["id"])
-        engine.resume().result(5)
+        second.sendall(b"x")  # readable: the old breakpoint's, which must be gone
         assert recv_exactly(second, 1) == b"x"
+        assert [b["id"] for b in engine.list_breakpoints().result(5)] == [bp["id"]]
+        assert old["id"] not in [e.get("breakpoint") for e in rec.of("loop")]
+    rec.wait_for("loop", state="paused", breakpoint=bp["id"])  # the new one: its hang-up
 
 
 @pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
