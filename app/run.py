@@ -175,6 +175,9 @@ def _make_server(app: Any, on_started: Callable[[], None]) -> Any:
                 on_started()
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            from app.routes import exports
+
+            exports.end_all()  # else a download outlasts the wait for open connections
             await super().shutdown(sockets=sockets)
             if self.force_exit and not self.lifespan.shutdown_event.is_set():
                 # A second Ctrl-C ("force quit") cut the wait for open connections short, and

@@ -28,8 +28,10 @@ from app.routes.release import abort, transport_of, unsent_bytes
 log = logging.getLogger(__name__)
 
 MAX_EXPORTS = 2  # per format
-#: seconds a download may go without its client taking a single byte of it
-STALL_S = 30.0
+#: seconds a download may go without its client taking a single byte of it. Generous: the
+#: kernel reopens a slow reader's window only once it has taken 64-130 KB, so a reader at
+#: 1 kB/s shows no progress for up to ~2 minutes
+STALL_S = 150.0
 PROGRESS_POLL = 0.5  # s: how often a waiting send looks at what the client has taken
 
 
@@ -59,8 +61,19 @@ def start(fmt: Format, chunks: Callable[[], Iterator[bytes]]) -> StreamingRespon
         "Content-Disposition": f'attachment; filename="{fmt.filename}"'})
 
 
-class _Stalled(Exception):
-    pass
+class _Ended(Exception):
+    """The download was ended on purpose (`_Progress.ended` says why)."""
+
+
+#: the downloads under way, so a shutdown can end them (`end_all`)
+_RUNNING: set[_Progress] = set()
+
+
+def end_all() -> None:
+    """Reset every download under way: at shutdown, before the server waits for its open
+    connections (a download outlasted that wait, and was cancelled with a traceback)."""
+    for progress in list(_RUNNING):
+        progress.end("shutdown")
 
 
 class _Progress:
@@ -72,37 +85,69 @@ class _Progress:
 
     def __init__(self, transport: asyncio.Transport | None) -> None:
         self.transport = transport
-        self.stalled = False
+        self.ended: str | None = None  # why it was ended on purpose: "stalled", "shutdown"
+
+    def end(self, why: str) -> None:
+        if self.ended is None:
+            self.ended = why
+        if self.transport is not None:
+            abort(self.transport)
 
     async def send(self, send: Send, message: Message) -> None:
+        if self.ended is not None:  # the server's send would take the rest quietly, unsent
+            raise _Ended
         if self.transport is None:  # not uvicorn's transport: no way to watch it, or abort
             await send(message)
             return
         task = asyncio.ensure_future(send(message))
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + STALL_S
-        unsent = unsent_bytes(self.transport)
         try:
-            while not (await asyncio.wait({task}, timeout=PROGRESS_POLL))[0]:
-                left = unsent_bytes(self.transport)
-                if left < unsent:  # the client is reading
-                    give_up = loop.time() + STALL_S
-                unsent = left
-                if loop.time() >= give_up:
-                    self.stalled = True
-                    abort(self.transport)
-                    raise _Stalled
+            await self._watch(task)
         finally:
             if not task.done():
                 task.cancel()
         task.result()
+
+    async def drained(self) -> None:
+        """After the last piece: until the client has taken what asyncio still holds, or is
+        let go (the server's close waits for that buffer to empty, for good if it never does).
+        """
+        if self.transport is not None and self.ended is None:
+            await self._watch(None)
+
+    async def _watch(self, task: asyncio.Future[None] | None) -> None:
+        """Until `task` is done (None: asyncio's buffer is empty); `_Ended` on a stall."""
+        transport = self.transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + STALL_S
+        unsent = unsent_bytes(transport)
+        while not self._done(task, transport):
+            if task is None:
+                await asyncio.sleep(PROGRESS_POLL)
+            else:
+                await asyncio.wait({task}, timeout=PROGRESS_POLL)
+            if self.ended is not None:
+                raise _Ended
+            left = unsent_bytes(transport)
+            if left < unsent:  # the client is reading
+                give_up = loop.time() + STALL_S
+            unsent = left
+            if loop.time() >= give_up and not self._done(task, transport):
+                self.end("stalled")
+                raise _Ended
+
+    @staticmethod
+    def _done(task: asyncio.Future[None] | None, transport: asyncio.Transport) -> bool:
+        if task is not None:
+            return task.done()
+        return transport.is_closing() or not transport.get_write_buffer_size()
 
 
 class _ExportResponse(StreamingResponse):
     """Gives the slot back as soon as the response is over, however it ended: a client that
     leaves mid-download only stops the iteration, and the abandoned iterator was then freed by
     the garbage collector, tens of seconds later (every download meanwhile: 409). A client
-    that takes nothing for `STALL_S` is let go (`_Progress`)."""
+    that takes nothing for `STALL_S` is let go (`_Progress`), also after the last piece."""
 
     def __init__(self, chunks: _Released, **kwargs: Any) -> None:
         super().__init__(chunks, **kwargs)
@@ -114,16 +159,25 @@ class _ExportResponse(StreamingResponse):
         async def send_or_let_go(message: Message) -> None:
             await progress.send(send, message)
 
+        _RUNNING.add(progress)
         try:
             await super().__call__(scope, receive, send_or_let_go)
+            self._give_back()  # the whole document is out: the slot is free
+            await progress.drained()
         except BaseException:
-            if not progress.stalled:  # also when wrapped in an exception group: the flag says
+            if progress.ended is None:  # also when wrapped in an exception group: it says
                 raise
-            log.warning("a trace download's client took nothing for %.0f s: let go", STALL_S)
+            if progress.ended == "stalled":
+                log.warning("a trace download's client took nothing for %.0f s: let go",
+                            STALL_S)
             await _disconnected(receive)
         finally:
-            self._released.release()
-            self._released.close()
+            _RUNNING.discard(progress)
+            self._give_back()
+
+    def _give_back(self) -> None:
+        self._released.release()
+        self._released.close()
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -409,3 +409,34 @@ def test_a_slow_trace_download_that_keeps_reading_is_never_let_go(
     head, _, body = bytes(got).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert body.count(b"x") == len(piece) * pieces and body.endswith(b"0\r\n\r\n")
+
+
+def test_a_download_whose_client_stops_after_the_last_piece_is_let_go(
+        shared: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole document handed over, the rest still in asyncio's buffer, and a client that
+    takes nothing more: the server's close waits for that buffer to empty, so the connection
+    and ~2.8 MB of kernel buffers stayed for good. It is now watched after the last piece."""
+    from app.routes import exports, release
+
+    monkeypatch.setattr(exports, "STALL_S", 1.0)
+    monkeypatch.setattr(exports, "PROGRESS_POLL", 0.1)
+
+    def roomy(scope: object) -> object:  # every piece fits in asyncio's buffer at once
+        transport = release.transport_of(scope)  # type: ignore[arg-type]
+        if transport is not None:
+            transport.set_write_buffer_limits(high=64 << 20)
+        return transport
+
+    monkeypatch.setattr(exports, "transport_of", roomy)
+    monkeypatch.setattr(shared.app.state.trace, "jsonl_chunks",
+                        lambda: iter([b"x" * (1 << 20)] * 8))
+    sock = _stalled_download(shared.base, "jsonl")  # takes nothing
+    try:
+        wait_until(lambda: exports._RUNNING, 10, "the download under way")
+        wait_until(lambda: not exports._RUNNING, 10, "the download let go after its last piece")
+        sock.settimeout(5)
+        with pytest.raises(ConnectionResetError):  # what its buffer holds, then the reset
+            while sock.recv(1 << 16):
+                pass
+    finally:
+        sock.close()

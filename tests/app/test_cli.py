@@ -609,3 +609,36 @@ def test_record_to_stdout_sent_to_a_file_is_pure_jsonl_and_replays(tmp_path: Pat
     snapshot, events = load_recording(out)
     assert any(e["kind"] == "recv" and e.get("preview") == "to stdout\\n" for e in events)
     assert not list(tmp_path.glob("run.jsonl.*")) and Path("/dev/stdout").is_symlink()
+
+
+def _events_seen(base: str) -> float:
+    text = httpx.get(base + "metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("muxscope_events_total{"))
+
+
+def test_sigterm_with_a_trace_download_held_exits_cleanly() -> None:
+    """A download whose client reads nothing outlasted uvicorn's wait for open connections
+    (5 s) and was cancelled: "Exception in ASGI application" and a traceback per download.
+    Downloads are now ended first."""
+    with launch("--http-port", "0", "--echo-port", "0", "--no-udp") as running:
+        base = running.read_until(r"Dashboard: (http://127\.0\.0\.1:\d+/)$")[1]
+        load = {"connections": 20, "message_size": 64, "rate": 500}
+        assert httpx.post(base + "api/load", json=load, timeout=5).status_code == 202
+        wait_until(lambda: _events_seen(base) > 60_000, 30, "a trace of 60,000 events")
+        host, port = base.removeprefix("http://").rstrip("/").rsplit(":", 1)
+        held = socket.socket()
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        held.connect((host, int(port)))
+        try:
+            held.sendall(f"GET /api/trace?format=chrome HTTP/1.1\r\nHost: {host}:{port}"
+                         "\r\n\r\n".encode())
+            held.settimeout(5)
+            assert held.recv(64).startswith(b"HTTP/1.1 200")  # under way; nothing more read
+            started = time.monotonic()
+            code, stderr = running.stop(signal.SIGTERM)
+            assert code == 0, stderr
+            assert "Traceback" not in stderr and "Exception in ASGI" not in stderr, stderr
+            assert time.monotonic() - started < 5  # not held up to uvicorn's 5 s timeout
+        finally:
+            held.close()
