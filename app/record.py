@@ -38,6 +38,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -102,13 +103,37 @@ class Capture(Protocol):
 SnapshotSource = Callable[[], "Future[Any]"]
 
 
+_NAMED_FDS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+_FD_PATH = re.compile(r"/(?:dev|proc/self|proc/(\d+))/fd/(\d+)")
+
+
+def own_fd(path: str | os.PathLike[str]) -> int | None:
+    """N when `path` is this process's own fd N: /dev/stdout, /dev/stderr, /dev/fd/N,
+    /proc/self/fd/N, or a symlink to one of them (followed one link at a time: resolving the
+    whole path would go through to whatever file the shell redirected to)."""
+    text = os.path.abspath(path)
+    for _ in range(40):  # ELOOP's limit
+        if text in _NAMED_FDS:
+            return _NAMED_FDS[text]
+        match = _FD_PATH.fullmatch(text)
+        if match and (match[1] is None or int(match[1]) == os.getpid()):
+            return int(match[2])
+        if not os.path.islink(text):
+            return None
+        text = os.path.normpath(os.path.join(os.path.dirname(text), os.readlink(text)))
+    return None
+
+
 class JsonlRecorder:
     """A pump consumer. Rotation: FILE -> FILE.1 -> FILE.2 ... (at most KEEP_ROTATED kept)."""
 
     def __init__(self, path: str | os.PathLike[str], max_mb: float = 100,
                  snapshot_source: SnapshotSource | None = None,
                  capture_timeout: float = CAPTURE_TIMEOUT) -> None:
-        self.path = Path(path)
+        #: this process's own fd N, when FILE names it (/dev/stdout...): written through a dup
+        self._own_fd = own_fd(path)
+        # a symlink to a file: the file is what rotates (FILE.1 beside it), not the link
+        self.path = Path(path) if self._own_fd is not None else Path(os.path.realpath(path))
         self._notices = _Notices()
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.snapshot_source = snapshot_source
@@ -179,7 +204,7 @@ class JsonlRecorder:
         the last rotation) starts the same way. An fstat a batch: ~1 us every 30 ms."""
         if self._file is not None:
             try:
-                if os.fstat(self._file.fileno()).st_nlink:
+                if self._own_fd is not None or os.fstat(self._file.fileno()).st_nlink:
                     return
             except OSError:
                 return
@@ -210,21 +235,26 @@ class JsonlRecorder:
         self._skip_through = max(self._skip_through, seq)
         return state, seq
 
-    def _is_fifo(self) -> bool:
+    def _is_fifo(self) -> bool:  # to wait for its reader on the recorder's thread
+        if self._own_fd is not None:  # open already
+            return False
         try:
             return stat.S_ISFIFO(self.path.stat().st_mode)
         except OSError:
             return False
 
     def _regular_path(self) -> bool:
-        """A regular file of its own (or none yet): not a symlink, which is followed by
-        is_file() (/dev/stdout -> /proc/self/fd/1 -> the shell's redirection file)."""
-        return not self.path.is_symlink() and (not self.path.exists() or self.path.is_file())
+        """A regular file (or none yet), not one of this process's own fds: /dev/stdout sent
+        to a file is a regular file too, and renaming it would rename /dev/stdout."""
+        return self._own_fd is None and (not self.path.exists() or self.path.is_file())
 
     def _open(self) -> io.FileIO:
-        """Unbuffered: each write reaches the file whole or fails, and can be cut back. A
-        stream is appended to: /dev/stdout sent to a file shares it with the banner, and
-        "wb" would write over what is there."""
+        """Unbuffered: each write reaches the file whole or fails, and can be cut back. One of
+        our own fds (/dev/stdout) is written through a dup, sharing its offset with the other
+        writers there (the banner, logs with 2>&1); opened anew, its own offset would write
+        over them. Other streams (a FIFO, /dev/null) are appended to."""
+        if self._own_fd is not None:
+            return io.FileIO(os.dup(self._own_fd), "wb")
         return io.FileIO(self.path, "wb" if self.rotates else "ab")
 
     def _events_bytes(self) -> int:

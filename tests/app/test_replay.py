@@ -404,23 +404,45 @@ def test_no_rotation_without_a_capture_of_the_engine(
     assert "no snapshot of the engine could be taken" in caplog.text
 
 
-def test_a_symlink_is_written_through_never_renamed_nor_truncated(tmp_path: Path) -> None:
-    """`--record /dev/stdout` is a symlink (to /proc/self/fd/1): is_file() followed it, so the
-    recorder renamed the link at the limit, and "wb" wrote over the banner already there."""
+def test_one_of_our_own_fds_is_written_through_never_renamed_nor_overwritten(
+        tmp_path: Path) -> None:
+    """`--record /dev/stdout > run.jsonl 2>&1`: /dev/stdout is a symlink to /proc/self/fd/1,
+    which is_file() followed to the shell's file. The recorder renamed the link at the limit,
+    and its own offset (a second open) wrote over the banner and over log lines."""
     target = tmp_path / "shell-redirect.txt"
-    target.write_bytes(b"banner\n")
-    link = tmp_path / "stdout"
-    link.symlink_to(target)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)  # the shell's `>`: no append
+    try:
+        os.write(fd, b"banner\n")
+        rec = JsonlRecorder(f"/proc/self/fd/{fd}", max_mb=0.001)
+        assert not rec.rotates
+        rec.write_snapshot(START_STATE, 0, 5.0)
+        for seq in range(1, 50):
+            rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
+        os.write(fd, b"a log line\n")  # another writer of the same file (2>&1)
+        for seq in range(50, 100):
+            rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
+        rec.close()
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shell-redirect.txt"]
+    lines = target.read_bytes().splitlines()
+    assert lines[0] == b"banner" and lines[51] == b"a log line"
+    assert [json.loads(line).get("seq") for line in lines[1:51] + lines[52:]] == list(range(100))
+
+
+def test_a_symlink_to_a_file_rotates_the_file_and_keeps_the_link(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    target = tmp_path / "data" / "run.jsonl"
+    link = tmp_path / "rec.jsonl"
+    link.symlink_to(Path("data") / "run.jsonl")  # relative, as `ln -s` makes it
     rec = JsonlRecorder(link, max_mb=0.001)
     rec.write_snapshot(START_STATE, 0, 5.0)
-    for seq in range(1, 100):
+    for seq in range(1, 200):
         rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
     rec.close()
-    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == [
-        "shell-redirect.txt", "stdout"]
-    head, *rest = target.read_bytes().splitlines()
-    assert head == b"banner"
-    assert [json.loads(line).get("seq") for line in rest] == list(range(0, 100))
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert (tmp_path / "data" / "run.jsonl.1").is_file()
+    assert_each_file_replayable(target)
 
 
 def test_live_recording_rotates_with_fresh_snapshots_that_replay_serves(tmp_path: Path) -> None:
