@@ -35,6 +35,7 @@ disk); moving an earlier run's recording aside and dropping the oldest segment a
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import logging
 import os
@@ -124,6 +125,13 @@ def own_fd(path: str | os.PathLike[str]) -> int | None:
     return None
 
 
+def _real(path: str | os.PathLike[str]) -> Path:
+    """`path` with its symlinks resolved, unless that goes nowhere: another process's
+    /proc/PID/fd/N of a pipe resolves to "pipe:[inode]", which is no path."""
+    real = os.path.realpath(path)
+    return Path(path) if os.path.exists(path) and not os.path.exists(real) else Path(real)
+
+
 class JsonlRecorder:
     """A pump consumer. Rotation: FILE -> FILE.1 -> FILE.2 ... (at most KEEP_ROTATED kept)."""
 
@@ -133,7 +141,7 @@ class JsonlRecorder:
         #: this process's own fd N, when FILE names it (/dev/stdout...): written through a dup
         self._own_fd = own_fd(path)
         # a symlink to a file: the file is what rotates (FILE.1 beside it), not the link
-        self.path = Path(path) if self._own_fd is not None else Path(os.path.realpath(path))
+        self.path = Path(path) if self._own_fd is not None else _real(path)
         self._notices = _Notices()
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.snapshot_source = snapshot_source
@@ -382,17 +390,17 @@ class JsonlRecorder:
         full disk must not leave half a line, which would make the file unreplayable)."""
         if self._file is None:  # no file could be made (see _ensure_file): lost
             return False
+        start = self._write_start()
         try:
             view = memoryview(data)
             while view:
                 view = view[self._file.write(view):]
         except OSError as exc:
             self._failed(exc)
-            try:
-                self._file.truncate(self._size)
-                self._file.seek(self._size)
-            except OSError:
-                pass  # a pipe: nothing to cut back
+            if start is not None:
+                with contextlib.suppress(OSError):  # a device: nothing to cut back
+                    self._file.truncate(start)
+                    self._file.seek(start)
             return False
         self._size += len(data)
         if self._failure is not None:
@@ -400,6 +408,18 @@ class JsonlRecorder:
                         "the file)", self.path, self._lost)
             self._failure, self._lost = None, 0
         return True
+
+    def _write_start(self) -> int | None:
+        """Where the next write lands, to cut a failed one back to: not our own byte count,
+        since /dev/stdout shares its file with the banner, logs and an earlier `>>`. None for
+        a pipe (nothing can be cut back)."""
+        assert self._file is not None
+        try:
+            if fcntl.fcntl(self._file.fileno(), fcntl.F_GETFL) & os.O_APPEND:
+                return os.fstat(self._file.fileno()).st_size  # appends land at the end
+            return self._file.tell()
+        except OSError:
+            return None
 
     def _failed(self, exc: OSError) -> None:
         reason = exc.strerror or str(exc)

@@ -8,6 +8,7 @@ import gc
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 import webbrowser
@@ -122,13 +123,20 @@ def _print_banner(lines: list[str], settings: Settings) -> None:
 
 
 def _records_to_stdout(settings: Settings) -> bool:
+    return _same_file_as(settings, sys.stdout)
+
+
+def _same_file_as(settings: Settings, stream: Any) -> bool:
+    """Whether --record names the file `stream` writes to (/dev/stdout, or 2>&1's file)."""
     if not settings.record:
         return False
     try:
-        target, stdout = os.stat(settings.record), os.fstat(sys.stdout.fileno())
-    except (OSError, ValueError):  # no such file yet, or stdout closed
+        target, other = os.stat(settings.record), os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # no such file yet, or the stream closed
         return False
-    return (target.st_dev, target.st_ino) == (stdout.st_dev, stdout.st_ino)
+    if not (stat.S_ISREG(target.st_mode) or stat.S_ISFIFO(target.st_mode)):
+        return False  # a terminal or /dev/null: both may go there, nobody replays it
+    return (target.st_dev, target.st_ino) == (other.st_dev, other.st_ino)
 
 
 def _open_browser(url: str) -> None:
@@ -235,6 +243,11 @@ def _build_app(settings: Settings, sock: socket.socket) -> Any:
 
 def serve(settings: Settings) -> int:
     """Bind, print the banner, serve until Ctrl-C or SIGTERM. Returns the exit status."""
+    if _same_file_as(settings, sys.stderr):
+        print(f"{PROG}: --record {settings.record}: that is where the log goes too (stderr), and "
+              "log lines would break the recording; send stderr elsewhere (2>log) or record "
+              "to stdout or a file", file=sys.stderr)
+        return 2
     nofile = raise_nofile_limit()
     if not settings.replay and settings.max_connections > nofile - FD_RESERVE:
         print(f"{PROG}: note: --max-connections {settings.max_connections:,} is more than the "

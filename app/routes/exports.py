@@ -49,6 +49,8 @@ JSONL = Format("application/x-ndjson", "muxscope-trace.jsonl",
 
 def start(fmt: Format, chunks: Callable[[], Iterator[bytes]]) -> StreamingResponse:
     """The download's response, if a slot is free (else 409); `chunks` is called only then."""
+    if _shutting_down:
+        raise HTTPException(503, "the server is shutting down")
     if not fmt.slots.acquire(blocking=False):
         raise HTTPException(409, f"{MAX_EXPORTS} trace downloads are already running: try "
                                  "again when one has finished")
@@ -67,11 +69,15 @@ class _Ended(Exception):
 
 #: the downloads under way, so a shutdown can end them (`end_all`)
 _RUNNING: set[_Progress] = set()
+_shutting_down = False
 
 
 def end_all() -> None:
-    """Reset every download under way: at shutdown, before the server waits for its open
-    connections (a download outlasted that wait, and was cancelled with a traceback)."""
+    """Reset every download under way, and any that starts from now on: at shutdown, before
+    the server waits for its open connections (a download outlasted that wait, and was
+    cancelled with a traceback; one asked for just after the signal too)."""
+    global _shutting_down
+    _shutting_down = True
     for progress in list(_RUNNING):
         progress.end("shutdown")
 
@@ -160,6 +166,8 @@ class _ExportResponse(StreamingResponse):
             await progress.send(send, message)
 
         _RUNNING.add(progress)
+        if _shutting_down:  # asked for before end_all, started after it
+            progress.end("shutdown")
         try:
             await super().__call__(scope, receive, send_or_let_go)
             self._give_back()  # the whole document is out: the slot is free

@@ -440,3 +440,17 @@ def test_a_download_whose_client_stops_after_the_last_piece_is_let_go(
                 pass
     finally:
         sock.close()
+
+
+def test_a_download_asked_for_during_shutdown_is_refused(
+        shared: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One asked for just after the signal was never ended, outlasted uvicorn's 5 s wait for
+    open connections and was cancelled with a traceback."""
+    from app.routes import exports
+
+    monkeypatch.setattr(exports, "_shutting_down", False)  # restored after the test
+    with httpx.Client(base_url=shared.base, timeout=10) as client:
+        assert client.get("/api/trace").status_code == 200
+        exports.end_all()
+        r = client.get("/api/trace", params={"format": "chrome"})
+        assert r.status_code == 503 and "shutting down" in r.json()["detail"]

@@ -642,3 +642,15 @@ def test_sigterm_with_a_trace_download_held_exits_cleanly() -> None:
             assert time.monotonic() - started < 5  # not held up to uvicorn's 5 s timeout
         finally:
             held.close()
+
+
+def test_record_to_the_file_stderr_goes_to_is_refused(tmp_path: Path) -> None:
+    """`--record /dev/stdout > f 2>&1`, or `--record /dev/stderr 2> f`: log lines would land
+    in the recording, which replay then refuses."""
+    out = tmp_path / "run.jsonl"
+    with out.open("wb") as both:
+        r = subprocess.run([sys.executable, "-m", "app", "--http-port", "0", "--echo-port", "0",
+                            "--record", "/dev/stdout"], cwd=ROOT, env=env(), stdout=both,
+                           stderr=subprocess.STDOUT, timeout=20)
+    line = one_line(out.read_text())
+    assert r.returncode == 2 and "--record /dev/stdout" in line and "stderr" in line, line

@@ -430,6 +430,27 @@ def test_one_of_our_own_fds_is_written_through_never_renamed_nor_overwritten(
     assert [json.loads(line).get("seq") for line in lines[1:51] + lines[52:]] == list(range(100))
 
 
+def test_another_processs_pipe_by_its_proc_path_is_written_to(tmp_path: Path) -> None:
+    """/proc/PID/fd/N of a pipe resolves to "pipe:[inode]": resolving every symlink made
+    `--record /proc/PID/fd/N` fail with "no such file"."""
+    out = tmp_path / "from-the-pipe.jsonl"
+    with out.open("wb") as sink:
+        cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=sink)
+    try:
+        rec = JsonlRecorder(f"/proc/{cat.pid}/fd/0", max_mb=0.001)
+        assert not rec.rotates
+        rec.write_snapshot(START_STATE, 0, 5.0)
+        for seq in range(1, 100):
+            rec([{"seq": seq, "ts": 0.0, "kind": "wait"}])
+        rec.close()
+    finally:
+        assert cat.stdin is not None
+        cat.stdin.close()
+        cat.wait(10)
+    assert [json.loads(line).get("seq") for line in out.read_bytes().splitlines()] == list(
+        range(100))
+
+
 def test_a_symlink_to_a_file_rotates_the_file_and_keeps_the_link(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     target = tmp_path / "data" / "run.jsonl"
@@ -527,6 +548,41 @@ def test_a_write_that_fails_leaves_no_half_line_and_recording_resumes(tmp_path: 
     assert len(seqs) < 410  # some were lost: a seq gap, which replay counts as dropped
     assert run.stderr.count("cannot write") == 1 and "Traceback" not in run.stderr, run.stderr
     assert "writing to" in run.stderr and "again" in run.stderr
+
+
+_FILL_STDOUT_PAST_A_SIZE_LIMIT = """
+import json, os, resource, sys
+from app.record import JsonlRecorder
+
+path = sys.argv[1]
+fd = os.open(path, os.O_WRONLY | os.O_APPEND)  # the shell's `>>`
+wait = {"kind": "wait", "backend": "epoll", "registered": 3, "timeout_ms": None, "ready": 0,
+        "duration_us": 250}
+rec = JsonlRecorder(f"/proc/self/fd/{fd}")
+rec.write_snapshot({}, 0, 1.0)
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.fstat(fd).st_size + 8_000, hard))
+for seq in range(1, 400, 10):
+    rec([{"seq": s, "ts": s / 1000, **wait} for s in range(seq, seq + 10)])
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+rec([{"seq": s, "ts": s / 1000, **wait} for s in range(401, 411)])
+rec.close()
+"""
+
+
+def test_a_failed_write_to_our_own_stdout_cuts_back_only_itself(tmp_path: Path) -> None:
+    """`--record /dev/stdout >> run.jsonl` on a full disk: the cut-back went to the
+    recorder's own byte count, and took 337 of 400 lines written before with it, leaving a
+    half line."""
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(b"".join(b'{"before": %d}\n' % i for i in range(400)))
+    run = subprocess.run([sys.executable, "-c", _FILL_STDOUT_PAST_A_SIZE_LIMIT, str(path)],
+                         capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-800:]
+    lines = [json.loads(line) for line in path.read_bytes().splitlines()]  # no half line
+    assert lines[:400] == [{"before": i} for i in range(400)]
+    seqs = [line["seq"] for line in lines[400:]]
+    assert seqs[:2] == [0, 1] and seqs[-1] == 410 and len(seqs) < 411
 
 
 def test_a_recording_deleted_under_the_recorder_is_made_anew_and_no_segment_is_lost(
