@@ -52,13 +52,9 @@ def transport_of(scope: Scope) -> asyncio.Transport | None:
     return transport if isinstance(transport, asyncio.Transport) else None
 
 
-def _transport(websocket: WebSocket) -> asyncio.Transport | None:
-    return transport_of(websocket.scope)
-
-
 def reset(websocket: WebSocket) -> bool:
     """Drop the connection now, unsent bytes and all. False if the transport is out of reach."""
-    transport = _transport(websocket)
+    transport = transport_of(websocket.scope)
     if transport is None:
         return False
     abort(transport)
@@ -88,7 +84,7 @@ async def release(websocket: WebSocket) -> None:
     close frame, the last events); reset the connection if it stops taking bytes for
     `STALL_TIMEOUT`, or has not taken them all within `DRAIN_LIMIT`. A slow reader that keeps
     reading is not a stuck one: it gets its close frame."""
-    transport = _transport(websocket)
+    transport = transport_of(websocket.scope)
     if transport is None:
         return
     loop = asyncio.get_running_loop()
