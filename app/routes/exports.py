@@ -23,7 +23,7 @@ from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from app.routes.release import abort, transport_of, unsent_bytes
+from app.routes.release import abort, taken_in_time, transport_of
 
 log = logging.getLogger(__name__)
 
@@ -121,32 +121,22 @@ class _Progress:
             await self._watch(None)
 
     async def _watch(self, task: asyncio.Future[None] | None) -> None:
-        """Until `task` is done (None: asyncio's buffer is empty); `_Ended` on a stall."""
+        """Until `task` is done (None: asyncio's buffer is empty); `_Ended` on a stall, or
+        when ended meanwhile (a shutdown)."""
         transport = self.transport
         assert transport is not None
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + STALL_S
-        unsent = unsent_bytes(transport)
-        while not self._done(task, transport):
-            if task is None:
-                await asyncio.sleep(PROGRESS_POLL)
-            else:
-                await asyncio.wait({task}, timeout=PROGRESS_POLL)
-            if self.ended is not None:
-                raise _Ended
-            left = unsent_bytes(transport)
-            if left < unsent:  # the client is reading
-                give_up = loop.time() + STALL_S
-            unsent = left
-            if loop.time() >= give_up and not self._done(task, transport):
-                self.end("stalled")
-                raise _Ended
 
-    @staticmethod
-    def _done(task: asyncio.Future[None] | None, transport: asyncio.Transport) -> bool:
-        if task is not None:
-            return task.done()
-        return transport.is_closing() or not transport.get_write_buffer_size()
+        def done() -> bool:
+            if self.ended is not None:
+                return True
+            if task is not None:
+                return task.done()
+            return transport.is_closing() or not transport.get_write_buffer_size()
+
+        if not await taken_in_time(transport, done, STALL_S, PROGRESS_POLL, wake=task):
+            self.end("stalled")
+        if self.ended is not None:
+            raise _Ended
 
 
 class _ExportResponse(StreamingResponse):

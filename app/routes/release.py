@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -79,6 +80,32 @@ def unsent_bytes(transport: asyncio.Transport) -> int:
     return transport.get_write_buffer_size() + queued
 
 
+async def taken_in_time(transport: asyncio.Transport, done: Callable[[], bool],
+                        stall: float, poll: float, limit: float | None = None,
+                        wake: asyncio.Future[Any] | None = None) -> bool:
+    """Wait until `done()`; False when the peer takes no byte for `stall` seconds (or, with
+    `limit`, has not finished within it). Progress is bytes taken: asyncio's buffer plus the
+    kernel's send queue going down. `wake`: a future whose end is worth looking at at once."""
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    give_up = now + limit if limit is not None else None
+    stalled_at = now + stall
+    unsent = unsent_bytes(transport)
+    while not done():
+        now = loop.time()
+        if now >= stalled_at or (give_up is not None and now >= give_up):
+            return False
+        if wake is None:
+            await asyncio.sleep(poll)
+        else:
+            await asyncio.wait({wake}, timeout=poll)
+        left = unsent_bytes(transport)
+        if left < unsent:  # the peer is reading
+            stalled_at = loop.time() + stall
+        unsent = left
+    return True
+
+
 async def release(websocket: WebSocket) -> None:
     """At the end of a handler: let the peer take what is still in asyncio's write buffer (a
     close frame, the last events); reset the connection if it stops taking bytes for
@@ -87,17 +114,6 @@ async def release(websocket: WebSocket) -> None:
     transport = transport_of(websocket.scope)
     if transport is None:
         return
-    loop = asyncio.get_running_loop()
-    now = loop.time()
-    give_up, stalled_at = now + DRAIN_LIMIT, now + STALL_TIMEOUT
-    unsent = unsent_bytes(transport)
-    while transport.get_write_buffer_size():
-        now = loop.time()
-        if now >= give_up or now >= stalled_at:
-            reset(websocket)
-            return
-        await asyncio.sleep(_POLL)
-        left = unsent_bytes(transport)
-        if left < unsent:  # the peer is reading
-            stalled_at = loop.time() + STALL_TIMEOUT
-        unsent = left
+    if not await taken_in_time(transport, lambda: not transport.get_write_buffer_size(),
+                               STALL_TIMEOUT, _POLL, DRAIN_LIMIT):
+        reset(websocket)
