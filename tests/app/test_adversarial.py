@@ -451,6 +451,9 @@ def test_a_download_asked_for_during_shutdown_is_refused(
     monkeypatch.setattr(exports, "_shutting_down", False)  # restored after the test
     with httpx.Client(base_url=shared.base, timeout=10) as client:
         assert client.get("/api/trace").status_code == 200
+        # the client can have the last byte before the server's send returns: end_all would
+        # then reset this keep-alive connection as the download's, still under way
+        wait_until(lambda: not exports._RUNNING, 10, "the first download over")
         exports.end_all()
         r = client.get("/api/trace", params={"format": "chrome"})
         assert r.status_code == 503 and "shutting down" in r.json()["detail"]
