@@ -362,7 +362,7 @@ class Engine(EngineCommands):
         conn = self.connections.get(fd)
         if conn is None:
             return False
-        conn.close("user")
+        conn.shut_down("user")
         return True
 
     # -- description ------------------------------------------------------------------------

@@ -308,11 +308,12 @@ class TcpConnection:
             self.loop.set_interest(self.fd, self.desired_interest())
 
     # -- closing -------------------------------------------------------------------------
-    def shut_down(self) -> None:
-        """The engine is stopping: send what the kernel takes now of the queue (the usual
-        write path, events and all), then a FIN, and read away what the peer sent that will
-        not be echoed (bounded), so that the close is not the RST a close with unread input
-        makes (which also throws away what the kernel still had to send)."""
+    def shut_down(self, reason: str = "shutdown") -> None:
+        """An orderly end (the engine stopping, or a user's "Close fd N"): send what the
+        kernel takes now of the queue (the usual write path, events and all), then a FIN, and
+        read away what the peer sent that will not be echoed (bounded), so that the close is
+        not the RST a close with unread input makes (which also throws away what the kernel
+        still had to send: the peer saw ECONNRESET, and lost its last echoes)."""
         if self.queue:
             self.on_ready(WRITABLE)
         if self.closed:  # the peer had gone (reset), or the queue was flushed after EOF
@@ -324,7 +325,7 @@ class TcpConnection:
             for _ in range(16):
                 if not sock.recv_into(self._rbuf):
                     break
-        self.close("shutdown")
+        self.close(reason)
 
     def close(self, reason: str, flaw: str | None = None) -> None:
         """Unregister from the backend, then close: never a closed fd left registered.

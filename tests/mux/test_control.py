@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .conftest import connect, recv_exactly, wait_until
+from .conftest import connect, recv_exactly, recv_until_eof, wait_until
 
 
 def _server_recv_queue(engine, fd: int) -> int:
@@ -194,6 +194,23 @@ def test_close_connection(make_engine):
         assert rec.wait_for("close", fd=fd)["reason"] == "user"
         assert engine.close_connection(fd).result(5) is False
         assert engine.close_connection(engine.listener.fd).result(5) is False
+
+
+def test_closing_a_connection_with_unread_input_ends_it_with_a_fin_not_a_reset(make_engine):
+    """"Close fd N" closed at once: with bytes the loop had not read yet in the kernel's
+    buffer that close is an RST, and the client saw ECONNRESET (losing any echo the kernel still
+    had to send it). It is now the engine's orderly end: queue out, FIN, input read away."""
+    engine, rec = make_engine(backend="epoll")
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        sock.sendall(b"hi")
+        assert recv_exactly(sock, 2) == b"hi"
+        engine.pause().result(5)
+        sock.sendall(b"sent while paused: never read")
+        assert engine.close_connection(fd).result(5) is True
+        assert recv_until_eof(sock) == b""  # no ConnectionResetError
+    assert rec.wait_for("close", fd=fd)["reason"] == "user"
+    assert fd not in engine.connections
 
 
 def test_observer_that_raises_is_detached(make_engine):
