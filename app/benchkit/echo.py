@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -207,21 +208,25 @@ def _ratios(vs: list[Variant], label: str) -> dict[str, float | None]:
 
 def _floors(vs: list[Variant], label: str) -> dict[str, float | None]:
     """The best ratio a variant could reach: its bare loop's, plus (when observed) what
-    watching costs on the same backend, measured in this run (observed - unobserved CPU/rt).
+    watching costs on the same backend (observed - unobserved CPU/rt), taken rep by rep like
+    `_ratios` and then the median. (A ratio of medians put an unobserved row's floor 0.15
+    above its own bare loop's row in one table when the machine's speed drifted between reps.)
 
     No engine can be cheaper than the minimal loop doing the same syscalls; a target above
     the floor is out of reach for this design in Python, not merely missed."""
-    cpu = {v.spec: median([r.cpu_us_per_rt for r, _ in v.runs.get(label, []) if r.rt])
-           for v in vs}
-    ref = cpu.get(vs[0].spec)
+    def reps(spec: str | None) -> list[float]:  # CPU us/rt per rep; nan: no round trips
+        runs = next((v.runs.get(label, []) for v in vs if v.spec == spec), [])
+        return [r.cpu_us_per_rt if r.rt else math.nan for r, _ in runs]
+
+    ref = reps(vs[0].spec)
     out: dict[str, float | None] = {}
     for v in vs:
-        floor = cpu.get(v.floor) if v.floor else None
-        if floor is not None and v.unobserved:
-            watched, unwatched = cpu.get(v.spec), cpu.get(v.unobserved)
-            floor = (floor + max(0.0, watched - unwatched)
-                     if watched is not None and unwatched is not None else None)
-        out[v.name] = ref / floor if ref and floor else None
+        floors = reps(v.floor) if v.floor else []
+        if v.unobserved:  # observed: the bare loop plus what watching cost in the same rep
+            watching = [max(a - b, 0.0) for a, b in zip(reps(v.spec), reps(v.unobserved),
+                                                        strict=False)]
+            floors = [f + w for f, w in zip(floors, watching, strict=False)]
+        out[v.name] = median([a / f for a, f in zip(ref, floors, strict=False) if f > 0])
     return out
 
 

@@ -5,6 +5,7 @@ A benchmark, not a timed test: no speed is asserted, only that every part comple
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,27 @@ def test_wait_levels_an_open_file_limit_cut_short_are_said_not_mislabelled() -> 
     text = waitcost.render(waitcost.results(lanes, (10, 600, 1000)))
     assert text.count("not measured: held only 392 (the open-file limit, ulimit -n)") == 4
     assert "FD_SETSIZE" not in text
+
+
+def test_a_floor_is_paired_rep_by_rep_like_the_ratios() -> None:
+    """The floor was a ratio of medians, the ratio column a median of per-rep ratios: when the
+    machine's speed drifted between reps (asyncio 35.7, 37.2, 28.2 us/rt), an unobserved row's
+    floor read 1.32x beside its own bare loop's row at 1.18x, in one table."""
+    from app.benchkit import echo
+    from app.benchkit.loadgen import LoadResult
+
+    def runs(*us_per_rt: float) -> dict[str, list[tuple[LoadResult, None]]]:
+        return {"x": [(LoadResult(rt=1000, seconds=1.0, p50_us=1, p99_us=2, dead=0,
+                                  probes=(0.0, us / 1000)), None) for us in us_per_rt]}
+
+    vs = [echo.Variant("asyncio", "asyncio", runs=runs(35.7, 37.2, 28.2)),
+          echo.Variant("bare", "bare", runs=runs(30.2, 26.9, 24.3)),
+          echo.Variant("engine", "engine", 1.2, runs=runs(31.3, 27.4, 26.8), floor="bare"),
+          echo.Variant("app", "app", 1.0, observed=True, runs=runs(33.3, 30.4, 26.8),
+                       floor="bare", unobserved="engine")]
+    ratios, floors = echo._ratios(vs, "x"), echo._floors(vs, "x")
+    assert floors["engine"] == pytest.approx(ratios["bare"]) == pytest.approx(35.7 / 30.2)
+    # observed: each rep's bare loop plus that rep's cost of watching (none when negative)
+    assert floors["app"] == pytest.approx(statistics.median(
+        [35.7 / (30.2 + 2.0), 37.2 / (26.9 + 3.0), 28.2 / 24.3]))
+    assert floors["asyncio"] is None and floors["bare"] is None
