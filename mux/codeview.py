@@ -38,8 +38,8 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "close": [conn.on_ready, conn._on_eof, conn.close],  # eof
         "close@reset": [conn.on_ready, conn.close],
         "close@error": [conn.on_ready, conn.close],
-        "close@user": [eng._close_connection, conn.close],
-        "close@shutdown": [eng._shutdown, conn.close],
+        "close@user": [eng._close_connection, conn.shut_down, conn.close],
+        "close@shutdown": [eng._shutdown, conn.shut_down, conn.close],
         "datagram": [udp.UdpEcho._receive_one, udp.UdpEcho._emit],
         "error": [acceptor._out_of_fds, eng.error],
         "flaw": [flaws.Flaw.flag],

@@ -49,6 +49,7 @@ class TcpConnection:
         self.reading_paused = False
         self.eof = False
         self.closed = False
+        self.shutting_down = False  # shut_down's last flush: no backpressure release then
         #: the engine thread's one receive buffer: recv_into it, send from it, and copy only
         #: what must wait in the queue (no 64 KiB bytes object allocated per message)
         self._rbuf = engine.recv_buffer
@@ -300,7 +301,8 @@ class TcpConnection:
     # -- writing (the send loop itself is on_ready's write half) ---------------------------
     def _after_write(self) -> None:
         """Backpressure released below low water, EOF flushed, or interest re-derived."""
-        if self.reading_paused and self.pending_bytes <= self.engine.low_water:
+        if (self.reading_paused and self.pending_bytes <= self.engine.low_water
+                and not self.shutting_down):  # else "reading resumed", then its close
             self._set_backpressure(False)
         if not self.queue and self.eof:
             self.close("eof")
@@ -313,7 +315,13 @@ class TcpConnection:
         kernel takes now of the queue (the usual write path, events and all), then a FIN, and
         read away what the peer sent that will not be echoed (bounded), so that the close is
         not the RST a close with unread input makes (which also throws away what the kernel
-        still had to send: the peer saw ECONNRESET, and lost its last echoes)."""
+        still had to send: the peer saw ECONNRESET, and lost its last echoes).
+
+        The read-away is bounded (16 x 64 KiB, inline): a peer that goes on sending past it,
+        such as one that writes megabytes and reads nothing, still gets an RST. A lingering
+        close (nginx's: stay registered, discard input until EOF or a deadline) would spare
+        it that; this one keeps a closed connection out of the loop at once."""
+        self.shutting_down = True
         if self.queue:
             self.on_ready(WRITABLE)
         if self.closed:  # the peer had gone (reset), or the queue was flushed after EOF

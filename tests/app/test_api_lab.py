@@ -126,8 +126,10 @@ def test_code_view_names_each_path_of_a_kind(live):
     backpressure release each get the chain they really come from."""
     code = live.client.get("/api/code").json()
     chains = {key: [h["qualname"] for h in code[key]] for key in code}
-    assert chains["close@user"] == ["Engine._close_connection", "TcpConnection.close"]
-    assert chains["close@shutdown"] == ["Engine._shutdown", "TcpConnection.close"]
+    assert chains["close@user"] == ["Engine._close_connection", "TcpConnection.shut_down",
+                                    "TcpConnection.close"]
+    assert chains["close@shutdown"] == ["Engine._shutdown", "TcpConnection.shut_down",
+                                        "TcpConnection.close"]
     assert chains["close"] == ["TcpConnection.on_ready", "TcpConnection._on_eof",
                                "TcpConnection.close"]
     assert chains["queue@send"] == ["TcpConnection.on_ready"]

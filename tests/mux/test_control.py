@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
 import pytest
+
+from mux.kernel import socket_queues
 
 from .conftest import connect, recv_exactly, recv_until_eof, wait_until
 
@@ -211,6 +214,47 @@ def test_closing_a_connection_with_unread_input_ends_it_with_a_fin_not_a_reset(m
         assert recv_until_eof(sock) == b""  # no ConnectionResetError
     assert rec.wait_for("close", fd=fd)["reason"] == "user"
     assert fd not in engine.connections
+
+
+@pytest.mark.parametrize("trigger", ["level", "edge"])
+def test_closing_a_backpressured_connection_does_not_resume_its_reading_first(
+        make_engine, trigger):
+    """The close's last flush took the queue below low water, and released the backpressure:
+    a "reading resumed" event (and a backpressure breakpoint hit) for a connection about to
+    close, which never read again."""
+    engine, rec = make_engine(backend="epoll", trigger=trigger, high_water=50, low_water=10)
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        sock.setblocking(False)
+        chunk = b"b" * 65536
+        for _ in range(20):  # until paused with reading paused (the pause's own iteration can
+            # flush the queue and resume reading, when the fd was writable in it)
+            pauses = len(rec.of("backpressure", paused=True))
+            deadline = time.monotonic() + 10
+            while len(rec.of("backpressure", paused=True)) == pauses:  # write until it stops
+                assert time.monotonic() < deadline, "no backpressure"
+                with contextlib.suppress(BlockingIOError):
+                    sock.send(chunk)
+            engine.pause().result(5)
+            conn = engine.call(lambda: engine.connections[fd]).result(5)  # iteration over
+            if conn.reading_paused and conn.queue:
+                break
+            engine.resume().result(5)
+        else:
+            pytest.fail("no pause with reading paused and a queue in 20 tries")
+
+        def server_send_buffer_empty() -> bool:  # room there for the whole queue
+            with contextlib.suppress(BlockingIOError):
+                while sock.recv(1 << 20):
+                    pass
+            return socket_queues(fd)["send_queue"] == 0
+
+        wait_until(server_send_buffer_empty, 10, "the client took the echoes sent so far")
+        seen = len(rec.events)
+        assert engine.close_connection(fd).result(5) is True
+        assert rec.wait_for("close", fd=fd)["reason"] == "user"
+        assert engine.connections.get(fd) is None
+        assert not [e for e in rec.events[seen:] if e["kind"] == "backpressure"]
 
 
 def test_observer_that_raises_is_detached(make_engine):
