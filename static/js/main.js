@@ -19,7 +19,7 @@ import { SyscallPanel } from './panels/syscall.js';
 import { ZooPanel } from './panels/zoo.js';
 import { Socket } from './socket.js';
 import { Timeline } from './timeline.js';
-import { ui } from './ui.js';
+import { serverConnected, ui } from './ui.js';
 
 const body = document.body;
 const token = body.dataset.token || '';
@@ -103,8 +103,10 @@ function setStatus(state, info) {
 }
 
 let resyncing = false;
+let resyncAgain = false;   // asked for while one was under way: its answer may be too old
 async function resync() {
-  if (resyncing || replay) return;
+  if (replay) return;
+  if (resyncing) { resyncAgain = true; return; }
   resyncing = true;
   try {
     const state = await apiMod.request('GET', '/api/state', undefined, 'Reading state');
@@ -113,7 +115,27 @@ async function resync() {
     /* shown in the alert area */
   } finally {
     resyncing = false;
+    if (resyncAgain) { resyncAgain = false; resync(); }
   }
+}
+
+// After events were dropped: the state is read again once drops have stopped for
+// SYNC_QUIET_MS, or every SYNC_MAX_MS while they go on (a capture holds the engine for a few
+// ms at 10,000 connections, so not at every frame of a sustained overload).
+const SYNC_QUIET_MS = 500;
+const SYNC_MAX_MS = 5000;
+let syncTimer = null;
+let unsyncedSince = null;
+function resyncAfterDrops() {
+  const now = performance.now();
+  if (unsyncedSince === null) unsyncedSince = now;
+  clearTimeout(syncTimer);
+  const wait = Math.max(0, Math.min(SYNC_QUIET_MS, unsyncedSince + SYNC_MAX_MS - now));
+  syncTimer = setTimeout(() => {
+    syncTimer = null;
+    unsyncedSince = null;
+    if (serverConnected()) resync();
+  }, wait);
 }
 
 const socket = new Socket({
@@ -130,6 +152,7 @@ const socket = new Socket({
         model.applyEventsFrame(frame);
         noteSlow(debug.slowMessages, { at: t0, ms: performance.now() - t0, events: (frame.events || []).length });
         if (model.needResync) { model.needResync = false; resync(); }
+        if (model.unsynced) { model.unsynced = false; resyncAfterDrops(); }
         break;
       }
       case 'stats': model.applyStats(frame); break;

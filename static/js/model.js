@@ -44,6 +44,11 @@ export class Model {
     this.regsChanged = true;    // fd set changed: the grid re-lays out
     this.touched = new Set();   // fds whose cell changed (interest, paused, armed): redrawn alone
     this.needResync = false;
+    // Events the page was not shown (dropped) leave sums of recv/send bytes and interest
+    // replayed from events wrong for good: `unsynced` asks for a GET /api/state, and events up
+    // to that state's seq (`stateSeq`) are already in its figures, so they change nothing.
+    this.unsynced = false;
+    this.stateSeq = 0;
     this.markAll();
   }
 
@@ -70,6 +75,7 @@ export class Model {
     this.frames.events++;
     const dropped = frame.dropped || 0;
     this.dropped += dropped;
+    if (dropped > 0) this.unsynced = true;
     const events = frame.events || [];
     let sorted = true;
     for (let i = 1; i < events.length; i++) if (events[i].seq < events[i - 1].seq) { sorted = false; break; }
@@ -111,6 +117,8 @@ export class Model {
     if (state.limits) this.limits = state.limits;
     if (state.control_fd !== undefined) this.controlFd = state.control_fd;
     if (full || state.registrations) this.applyRegistrations(state);
+    if (!full && typeof reflects === 'number') this.stateSeq = Math.max(this.stateSeq, reflects);
+    if (!full && state.connections) this.syncConnections(state.connections);
     if (full && state.connections) {
       this.conns.clear();
       this.connsVersion++;
@@ -130,6 +138,19 @@ export class Model {
     if (full && state.stats) this.stats = { ...state.stats, dropped_total: 0 };
     this.markAll();
     return true;
+  }
+
+  /** A resync's figures for each connection: the engine's own counts, not sums of events. */
+  syncConnections(rows) {
+    for (const row of rows) {
+      const c = this.conn(row.fd);
+      if (!c.peer && row.peer) { c.peer = row.peer; this.connsVersion++; }
+      c.depth = row.queue_depth ?? 0;
+      c.pending = row.pending_bytes ?? 0;
+      c.bytesIn = row.bytes_in ?? 0;
+      c.bytesOut = row.bytes_out ?? 0;
+      if (c.paused !== !!row.reading_paused) { c.paused = !!row.reading_paused; this.touched.add(row.fd); }
+    }
   }
 
   applyRegistrations(state) {
@@ -175,6 +196,7 @@ export class Model {
     this.remember(ev);
     const fd = ev.fd;
     const isConn = fd !== undefined && fd !== null && this.roleOf(fd) === 'connection';
+    const inState = ev.seq <= this.stateSeq;   // counted in the last resync's figures already
     switch (ev.kind) {
       case 'wait':
         this.lastWait = { ...ev, ready_list: [], before: new Map() };
@@ -191,6 +213,7 @@ export class Model {
         this.mark('syscall', 'backend');
         break;
       case 'interest':
+        if (inState) break;
         this.saveBefore(fd);
         if (ev.op === 'unregister') { this.regs.delete(fd); this.regsChanged = true; }
         else this.setReg(fd, null, ev.flags);
@@ -205,13 +228,13 @@ export class Model {
         break;
       }
       case 'recv':
-        if (isConn) { const c = this.conn(fd); c.bytesIn += ev.bytes || 0; c.activeAt = now; this.mark('conns'); }
+        if (isConn && !inState) { const c = this.conn(fd); c.bytesIn += ev.bytes || 0; c.activeAt = now; this.mark('conns'); }
         break;
       case 'send':
-        if (isConn) { const c = this.conn(fd); c.bytesOut += ev.bytes || 0; c.activeAt = now; this.mark('conns'); }
+        if (isConn && !inState) { const c = this.conn(fd); c.bytesOut += ev.bytes || 0; c.activeAt = now; this.mark('conns'); }
         break;
       case 'queue': {
-        if (!isConn) break;
+        if (!isConn || inState) break;
         const c = this.conn(fd);
         c.depth = ev.depth ?? 0;
         c.pending = ev.pending_bytes ?? 0;
@@ -221,7 +244,7 @@ export class Model {
         break;
       }
       case 'backpressure':
-        if (isConn) { this.conn(fd).paused = !!ev.paused; this.touched.add(fd); this.mark('conns', 'queues', 'backend'); }
+        if (isConn && !inState) { this.conn(fd).paused = !!ev.paused; this.touched.add(fd); this.mark('conns', 'queues', 'backend'); }
         break;
       case 'datagram':
         if (this.udp && !this.udpFromStats) {   // once stats carry the totals, they alone count

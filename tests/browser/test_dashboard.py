@@ -663,6 +663,63 @@ def test_a_state_answer_older_than_the_events_does_not_undo_a_switch(dashboard):
     assert result["name"] == "epoll" and result["fd"] == 9
 
 
+def test_events_up_to_a_resyncs_seq_do_not_count_twice(dashboard):
+    """A resync's figures already hold the events up to its seq: those that arrive after it
+    (they were on their way) must not add their bytes again, the later ones must."""
+    result = dashboard.page.evaluate("""async () => {
+        const { Model } = await import('/static/js/model.js');
+        const m = new Model();
+        m.applySnapshot({ seq: 10, started_at: 0, state: { connections: [
+            { fd: 7, peer: 'p', interest: ['EPOLLIN'], queue_depth: 0, pending_bytes: 0,
+              bytes_in: 0, bytes_out: 0, reading_paused: false }] } });
+        m.applyEventsFrame({ dropped: 5, events: [
+            { seq: 16, ts: 1, kind: 'recv', fd: 7, bytes: 100 }] });
+        const unsynced = m.unsynced;
+        m.applyState({ stats: { events_total: 20 }, connections: [
+            { fd: 7, peer: 'p', queue_depth: 0, pending_bytes: 0, bytes_in: 700,
+              bytes_out: 600, reading_paused: false }] });
+        m.applyEventsFrame({ dropped: 0, events: [
+            { seq: 17, ts: 2, kind: 'send', fd: 7, bytes: 100 },     // in the state already
+            { seq: 21, ts: 3, kind: 'recv', fd: 7, bytes: 50 }] });  // after it
+        const c = m.conns.get(7);
+        return { unsynced, bytesIn: c.bytesIn, bytesOut: c.bytesOut, seq: m.seq };
+    }""")
+    assert result == {"unsynced": True, "bytesIn": 750, "bytesOut": 600, "seq": 21}
+
+
+def test_after_dropped_events_the_page_reads_the_figures_again(dashboard):
+    """Beyond the observation budget whole iterations go unshown: the page summed recv/send
+    bytes and replayed interest from events only, so after a burst its connection table said
+    bytes in != bytes out for an echo, and idle connections kept EPOLLOUT, for good."""
+    page = dashboard.page
+    dashboard.engine.observers.budget = 300  # events/s: a short burst goes past it
+    socks = [dashboard.connect() for _ in range(5)]
+    try:
+        for _ in range(60):
+            for sock in socks:
+                sock.sendall(b"x" * 1000)
+            for sock in socks:
+                assert recv_exactly(sock, 1000) == b"x" * 1000
+        fds = {c["fd"] for c in state(dashboard)["connections"]}
+        assert len(fds) == 5
+        page.wait_for_function("() => window.__muxscope.dropped > 0", timeout=5000)
+
+        def page_agrees() -> bool:
+            api = {c["fd"]: c for c in state(dashboard)["connections"]}
+            shown = page.evaluate("""() => [...window.__muxscope.model.conns.values()].map(
+                c => [c.fd, c.bytesIn, c.bytesOut,
+                      [...(window.__muxscope.model.regs.get(c.fd)?.bits || [])].sort()])""")
+            return sorted(shown) == sorted(
+                [fd, api[fd]["bytes_in"], api[fd]["bytes_out"], ["in"]] for fd in fds)
+
+        wait_until(page_agrees, 10, "the page's figures equal the server's")
+        assert all(state(dashboard)["connections"][i]["bytes_in"] == 60_000 for i in range(5))
+    finally:
+        for sock in socks:
+            sock.close()
+    assert real_console_errors(dashboard) == []
+
+
 def test_chart_axes_are_readable(dashboard):
     """Tick values in few characters but distinct, and a log axis ticked at powers of ten
     only (the 2..9 lines of each decade had merged into a band); the plots tall enough for

@@ -1,7 +1,7 @@
 // Kernel truth: what the kernel itself holds (GET /api/kernel: the epoll interest list from
 // /proc/self/fdinfo, each socket's queues) beside the engine's own table, mismatches marked.
 import { api } from '../api.js';
-import { peerColor, ui } from '../ui.js';
+import { peerColor, serverConnected, ui } from '../ui.js';
 
 const POLL_MS = 1000;
 const MAX_ROWS = 200;
@@ -61,7 +61,8 @@ export class KernelPanel {
   }
 
   async poll() {
-    if (this.replay || this.busy || !this.visible || document.visibilityState === 'hidden') return;
+    if (this.replay || this.busy || !this.visible || document.visibilityState === 'hidden'
+        || !serverConnected()) return;   // else a "network error" a second while it is down
     this.busy = true;
     try {
       const kernel = await api.kernel();
