@@ -121,6 +121,12 @@ class Loop:
         elif self.obs.active:  # throttled: count what is not shown
             self.obs.seq += 1
 
+    def replace_handler(self, fd: int, handler: Handler) -> None:
+        """Hand a registered fd to another handler (a closing connection's Lingerer)."""
+        if fd not in self.handlers:
+            raise KeyError(fd)
+        self.handlers[fd] = handler
+
     def discard_stale(self, fd: int) -> None:
         """Remove an fd that was closed while registered (only a bug-zoo flaw does that)."""
         self.backend.discard(fd)

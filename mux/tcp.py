@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING
 
 from .backends import READABLE, SIDES, WRITABLE
 from .events import preview
+from .linger import LINGER_S, Lingerer
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 RECV_SIZE = 65536
+READ_AWAY_CHUNKS = 16  # receive buffers read away at a close, per iteration while lingering
+LINGER_FROM = RECV_SIZE  # bytes unread at a user's close that make it linger: a streaming peer
 READ_WRITE = READABLE | WRITABLE  # one name: `READABLE | WRITABLE` is an `|` at run time
 
 
@@ -50,6 +53,7 @@ class TcpConnection:
         self.eof = False
         self.closed = False
         self.shutting_down = False  # shut_down's last flush: no backpressure release then
+        self.lingering = False  # closed by a user, discarding input until the peer's EOF
         #: the engine thread's one receive buffer: recv_into it, send from it, and copy only
         #: what must wait in the queue (no 64 KiB bytes object allocated per message)
         self._rbuf = engine.recv_buffer
@@ -313,27 +317,56 @@ class TcpConnection:
     def shut_down(self, reason: str = "shutdown") -> None:
         """An orderly end (the engine stopping, or a user's "Close fd N"): send what the
         kernel takes now of the queue (the usual write path, events and all), then a FIN, and
-        read away what the peer sent that will not be echoed (bounded), so that the close is
-        not the RST a close with unread input makes (which also throws away what the kernel
-        still had to send: the peer saw ECONNRESET, and lost its last echoes).
+        read away what the peer sent that will not be echoed, so that the close is not the
+        RST a close with unread input makes (which also throws away what the kernel still had
+        to send: the peer saw ECONNRESET, and lost its last echoes).
 
-        The read-away is bounded (16 x 64 KiB, inline): a peer that goes on sending past it,
-        such as one that writes megabytes and reads nothing, still gets an RST. A lingering
-        close (nginx's: stay registered, discard input until EOF or a deadline) would spare
-        it that; this one keeps a closed connection out of the loop at once."""
+        A user's close of a peer that is streaming (LINGER_FROM bytes or more were waiting)
+        lingers (linger.py) until the peer's EOF: "nothing more now" is no proof there, as a
+        writer blocked on a full buffer writes again as soon as the reads open the window. A
+        peer with little or nothing unread is closed at once. The engine's own stop cannot
+        wait (the loop is ending). A second close while it lingers closes at once."""
+        if self.lingering:
+            self.close(reason)
+            return
         self.shutting_down = True
         if self.queue:
             self.on_ready(WRITABLE)
         if self.closed:  # the peer had gone (reset), or the queue was flushed after EOF
             return
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+        outcome, taken = self.read_away()
+        if outcome == "eof" or taken < LINGER_FROM or reason == "shutdown":
+            self.close(reason)
+            return
+        self.lingering = True
+        loop = self.loop
+        lingerer = Lingerer(self, reason, loop.readable_soon)
+        loop.replace_handler(self.fd, lingerer)
+        loop.set_interest(self.fd, READABLE)
+        if outcome == "more" and loop.edge:  # what is left raises no new edge
+            loop.readable_soon(lingerer)
+        loop.call_later(LINGER_S, lingerer.expire)
+
+    def read_away(self) -> tuple[str, int]:
+        """Read and discard up to READ_AWAY_CHUNKS receive buffers: ("eof" (or an error: the
+        peer is gone), "drained" (nothing more for now) or "more" (the bound was reached),
+        bytes discarded)."""
         sock = self.sock
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)
-        with contextlib.suppress(OSError):
-            for _ in range(16):
-                if not sock.recv_into(self._rbuf):
-                    break
-        self.close(reason)
+        buf = self._rbuf
+        taken = 0
+        for _ in range(READ_AWAY_CHUNKS):
+            try:
+                n = sock.recv_into(buf)
+            except BlockingIOError:
+                return "drained", taken
+            except OSError:
+                return "eof", taken
+            if not n:
+                return "eof", taken
+            taken += n
+        return "more", taken
 
     def close(self, reason: str, flaw: str | None = None) -> None:
         """Unregister from the backend, then close: never a closed fd left registered.
