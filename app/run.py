@@ -117,9 +117,25 @@ def _print_banner(lines: list[str], settings: Settings) -> None:
     """To stdout, unless the recording goes there (`--record /dev/stdout > run.jsonl`, or
     `| jq`): then to stderr, so the stream holds JSON lines only."""
     out = sys.stderr if _records_to_stdout(settings) else sys.stdout
-    for line in lines:
-        print(line, file=out)
-    out.flush()
+    try:
+        for line in lines:
+            print(line, file=out)
+        out.flush()
+    except (OSError, ValueError) as exc:  # a reader gone (| head), /dev/full, a closed fd
+        _unprintable(out, exc, lines[-1] if lines else "")
+
+
+def _unprintable(out: Any, exc: BaseException, where: str) -> None:
+    """The server goes on without its start-up lines (it used to end with a 74-line
+    traceback): `out` is pointed at /dev/null, so neither later prints nor the interpreter's
+    last flush fail again, and one line goes to stderr (if it can)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+    with contextlib.suppress(OSError, ValueError):
+        print(f"muxscope: the start-up lines could not be written ({exc}); serving anyway. "
+              f"{where}", file=sys.stderr, flush=True)
 
 
 def _records_to_stdout(settings: Settings) -> bool:
@@ -147,7 +163,10 @@ def _open_browser(url: str) -> None:
         except webbrowser.Error:
             opened = False
         if not opened:  # no browser here (none found, or its command failed): say so
-            print(f"--open: no browser could be started; open {url} yourself", flush=True)
+            try:
+                print(f"--open: no browser could be started; open {url} yourself", flush=True)
+            except (OSError, ValueError) as exc:
+                _unprintable(sys.stdout, exc, f"Dashboard: {url}")
 
     threading.Thread(target=run, name="open-browser", daemon=True).start()
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -654,3 +655,32 @@ def test_record_to_the_file_stderr_goes_to_is_refused(tmp_path: Path) -> None:
                            stderr=subprocess.STDOUT, timeout=20)
     line = one_line(out.read_text())
     assert r.returncode == 2 and "--record /dev/stdout" in line and "stderr" in line, line
+
+
+@pytest.mark.parametrize("stdout", ["/dev/full", "a closed pipe"])
+def test_start_up_lines_that_cannot_be_written_do_not_stop_the_server(stdout: str) -> None:
+    """`muxscope | true` or `> /dev/full`: the banner's write failed, and the server ended
+    with a 74-line traceback, exit 1, before it served anything."""
+    if stdout == "/dev/full":
+        out: Any = open("/dev/full", "w")  # noqa: SIM115 - closed below
+    else:
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the first line
+        out = os.fdopen(write_end, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "app", "--http-port", "0", "--echo-port", "0"],
+                            cwd=ROOT, env=env(), stdout=out, stderr=subprocess.PIPE, text=True)
+    out.close()
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "could not be written" in line and "serving anyway" in line, line
+        url = line.rsplit("Dashboard: ", 1)[1].strip()
+        assert httpx.get(url + "healthz", timeout=5).json() == {"ok": True}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        rest = proc.stderr.read()
+        assert "Traceback" not in rest, rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
