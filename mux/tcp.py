@@ -52,7 +52,9 @@ class TcpConnection:
         self.reading_paused = False
         self.eof = False
         self.closed = False
-        self.shutting_down = False  # shut_down's last flush: no backpressure release then
+        #: the reason of the shut_down under way: its last flush releases no backpressure, and
+        #: a close it makes (the queue flushed after EOF) says that reason, not "eof"
+        self.shutting_down: str | None = None
         self.lingering = False  # closed by a user, discarding input until the peer's EOF
         #: the engine thread's one receive buffer: recv_into it, send from it, and copy only
         #: what must wait in the queue (no 64 KiB bytes object allocated per message)
@@ -306,10 +308,10 @@ class TcpConnection:
     def _after_write(self) -> None:
         """Backpressure released below low water, EOF flushed, or interest re-derived."""
         if (self.reading_paused and self.pending_bytes <= self.engine.low_water
-                and not self.shutting_down):  # else "reading resumed", then its close
+                and self.shutting_down is None):  # else "reading resumed", then its close
             self._set_backpressure(False)
         if not self.queue and self.eof:
-            self.close("eof")
+            self.close(self.shutting_down or "eof")
         else:
             self.loop.set_interest(self.fd, self.desired_interest())
 
@@ -329,7 +331,7 @@ class TcpConnection:
         if self.lingering:
             self.close(reason)
             return
-        self.shutting_down = True
+        self.shutting_down = reason
         if self.queue:
             self.on_ready(WRITABLE)
         if self.closed:  # the peer had gone (reset), or the queue was flushed after EOF

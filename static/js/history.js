@@ -23,7 +23,7 @@ export function snapshotOf(model) {
     lastWait = { ...rest, ready_list: (rest.ready_list || []).slice() };
   }
   return {
-    type: 'snapshot', seq: model.seq, started_at: model.startedAt,
+    type: 'snapshot', seq: model.seq, started_at: model.startedAt, state_seq: model.stateSeq,
     state: {
       backend: { ...model.backend }, available: model.available.slice(), loop: model.loop,
       delay_ms: model.delayMs, flaw: model.flaw, listeners: { tcp: model.tcp && { ...model.tcp }, udp: model.udp && { ...model.udp } },
@@ -72,6 +72,15 @@ export class History {
       this.checkpoints.push({ pos: pos + 1, frame: snapshotOf(m) });
       this.trim();
     }
+  }
+
+  /** A checkpoint here and now: after a resync, whose figures no replay of the kept events
+   *  can rebuild (they are what the page was not shown). */
+  checkpoint() {
+    const cp = { pos: this.end, frame: snapshotOf(this.model) };
+    const last = this.checkpoints[this.checkpoints.length - 1];
+    if (last && last.pos === cp.pos) this.checkpoints[this.checkpoints.length - 1] = cp;
+    else this.checkpoints.push(cp);
   }
 
   /** Drop old events down to the newest checkpoint that keeps at least `cap` events. */
@@ -129,7 +138,8 @@ export class History {
    * `at` is where view stands now (same generation), or null: forward moves apply only the gap.
    */
   seek(view, end, at) {
-    if (at && at.generation === this.generation && at.pos <= end && at.pos >= this.offset) {
+    const resynced = at && this.checkpoints.some((c) => c.pos > at.pos && c.pos <= end);
+    if (at && !resynced && at.generation === this.generation && at.pos <= end && at.pos >= this.offset) {
       for (let p = at.pos; p < end; p++) view.applyEvent(this.events[p - this.offset]);
       return { generation: this.generation, pos: end };
     }

@@ -110,7 +110,7 @@ async function resync() {
   resyncing = true;
   try {
     const state = await apiMod.request('GET', '/api/state', undefined, 'Reading state');
-    model.applyState(state);
+    if (model.applyState(state)) history.checkpoint();
   } catch {
     /* shown in the alert area */
   } finally {

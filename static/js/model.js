@@ -68,6 +68,7 @@ export class Model {
     this.seq = frame.seq ?? 0;
     this.startedAt = frame.started_at ?? null;
     this.applyState(frame.state || {}, true);
+    this.stateSeq = frame.state_seq ?? 0;   // a history checkpoint taken after a resync
     this.emit({ kind: 'reset' });
   }
 
@@ -142,14 +143,21 @@ export class Model {
 
   /** A resync's figures for each connection: the engine's own counts, not sums of events. */
   syncConnections(rows) {
+    const listed = new Set();
     for (const row of rows) {
+      listed.add(row.fd);
       const c = this.conn(row.fd);
-      if (!c.peer && row.peer) { c.peer = row.peer; this.connsVersion++; }
+      if (c.peer !== (row.peer ?? '')) { c.peer = row.peer ?? ''; this.connsVersion++; }
       c.depth = row.queue_depth ?? 0;
       c.pending = row.pending_bytes ?? 0;
       c.bytesIn = row.bytes_in ?? 0;
       c.bytesOut = row.bytes_out ?? 0;
       if (c.paused !== !!row.reading_paused) { c.paused = !!row.reading_paused; this.touched.add(row.fd); }
+    }
+    // every event this model applied is in the state (it is refused otherwise): a row it does
+    // not list was closed, though the close may not have reached this page
+    for (const fd of [...this.conns.keys()]) {
+      if (!listed.has(fd)) { this.conns.delete(fd); this.connsVersion++; }
     }
   }
 
@@ -196,7 +204,10 @@ export class Model {
     this.remember(ev);
     const fd = ev.fd;
     const isConn = fd !== undefined && fd !== null && this.roleOf(fd) === 'connection';
-    const inState = ev.seq <= this.stateSeq;   // counted in the last resync's figures already
+    // In the last resync's figures already: the connection table and the registrations (a
+    // replay of only some of these events, say a close and an accept of a reused fd without
+    // the recv that followed, would leave them wrong; all of them, bytes counted twice).
+    const inState = ev.seq <= this.stateSeq;
     switch (ev.kind) {
       case 'wait':
         this.lastWait = { ...ev, ready_list: [], before: new Map() };
@@ -209,7 +220,7 @@ export class Model {
         }
         this.lastReady.set(fd, ev.flags || []);
         this.flashes.set(fd, now);
-        { const reg = this.regs.get(fd); if (reg && reg.bits.has('oneshot')) { reg.armed = false; this.touched.add(fd); } }
+        if (!inState) { const reg = this.regs.get(fd); if (reg && reg.bits.has('oneshot')) { reg.armed = false; this.touched.add(fd); } }
         this.mark('syscall', 'backend');
         break;
       case 'interest':
@@ -220,6 +231,7 @@ export class Model {
         this.mark('backend', 'syscall');
         break;
       case 'accept': {
+        if (inState) break;
         const c = this.conn(fd);
         if (c.peer !== (ev.peer ?? '')) { c.peer = ev.peer ?? ''; this.connsVersion++; }
         c.activeAt = now;
@@ -247,13 +259,14 @@ export class Model {
         if (isConn && !inState) { this.conn(fd).paused = !!ev.paused; this.touched.add(fd); this.mark('conns', 'queues', 'backend'); }
         break;
       case 'datagram':
-        if (this.udp && !this.udpFromStats) {   // once stats carry the totals, they alone count
+        if (this.udp && !this.udpFromStats && !inState) {   // once stats carry the totals, they alone count
           if (ev.dir === 'in') this.udp.received = (this.udp.received || 0) + 1;
           else if (ev.dir === 'out') this.udp.echoed = (this.udp.echoed || 0) + 1;
           this.mark('conns');
         }
         break;
       case 'close':
+        if (inState) break;
         this.saveBefore(fd);
         if (this.conns.delete(fd)) this.connsVersion++;
         if (this.regs.delete(fd)) this.regsChanged = true;

@@ -687,6 +687,53 @@ def test_events_up_to_a_resyncs_seq_do_not_count_twice(dashboard):
     assert result == {"unsynced": True, "bytesIn": 750, "bytesOut": 600, "seq": 21}
 
 
+def test_a_resync_holds_against_late_events_fd_reuse_closes_not_seen_and_time_travel(
+        dashboard):
+    """What a review found in the first resync: a late close and accept of a reused fd
+    emptied the state's row (its recv skipped), rows whose close was dropped stayed, a late
+    one-shot `ready` showed an armed fd disarmed, and a history checkpoint taken after the
+    resync lost its seq (time travel counted the late bytes twice)."""
+    result = dashboard.page.evaluate("""async () => {
+        const { Model } = await import('/static/js/model.js');
+        const { History, snapshotOf } = await import('/static/js/history.js');
+        const row = (fd, peer, bytes) => ({ fd, peer, queue_depth: 0, pending_bytes: 0,
+            bytes_in: bytes, bytes_out: bytes, reading_paused: false });
+        const m = new Model();
+        const history = new History(m);
+        m.applySnapshot({ seq: 10, started_at: 0, state: {
+            backend: { name: 'epoll', trigger: 'level', oneshot: true },
+            registrations: [{ fd: 7, role: 'connection', interest: ['EPOLLIN', 'EPOLLONESHOT'] },
+                            { fd: 8, role: 'connection', interest: ['EPOLLIN', 'EPOLLONESHOT'] },
+                            { fd: 9, role: 'connection', interest: ['EPOLLIN', 'EPOLLONESHOT'] }],
+            connections: [row(7, 'a', 0), row(8, 'b', 0), row(9, 'ghost', 0)] } });
+        m.applyEventsFrame({ dropped: 50, events: [{ seq: 61, ts: 1, kind: 'wait' }] });
+        // the state at seq 100: fd 7 was closed and given to peer c, which echoed 1000 bytes;
+        // fd 9 was closed (its close event among those dropped)
+        m.applyState({ stats: { events_total: 100 },
+            registrations: [{ fd: 7, role: 'connection', interest: ['EPOLLIN', 'EPOLLONESHOT'] },
+                            { fd: 8, role: 'connection', interest: ['EPOLLIN', 'EPOLLONESHOT'] }],
+            connections: [row(7, 'c', 1000), row(8, 'b', 40)] });
+        history.checkpoint();
+        const cp = history.checkpoints.at(-1).frame;
+        m.applyEventsFrame({ dropped: 0, events: [          // late: all in the state already
+            { seq: 90, ts: 2, kind: 'close', fd: 7, reason: 'user' },
+            { seq: 91, ts: 2, kind: 'accept', fd: 7, peer: 'c', listener: 3 },
+            { seq: 92, ts: 2, kind: 'recv', fd: 7, bytes: 1000 },
+            { seq: 95, ts: 3, kind: 'wait' },
+            { seq: 96, ts: 3, kind: 'ready', fd: 8, flags: ['EPOLLIN'] },
+            { seq: 97, ts: 3, kind: 'recv', fd: 8, bytes: 40 },
+            { seq: 101, ts: 4, kind: 'recv', fd: 8, bytes: 2 }] });   // after it
+        const view = new Model();
+        view.rebuild(cp, history.events.slice(history.checkpoints.at(-1).pos - history.offset));
+        const fig = (model) => [...model.conns.values()].map((c) => [c.fd, c.peer, c.bytesIn]);
+        return { live: fig(m), view: fig(view), cpSeq: cp.state_seq,
+                 armed8: m.regs.get(8).armed, regs: [...m.regs.keys()].sort() };
+    }""")
+    assert result["live"] == [[7, "c", 1000], [8, "b", 42]]
+    assert result["view"] == result["live"] and result["cpSeq"] == 100
+    assert result["armed8"] is True and result["regs"] == [7, 8]
+
+
 def test_after_dropped_events_the_page_reads_the_figures_again(dashboard):
     """Beyond the observation budget whole iterations go unshown: the page summed recv/send
     bytes and replayed interest from events only, so after a burst its connection table said

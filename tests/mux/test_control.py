@@ -200,6 +200,25 @@ def test_close_connection(make_engine):
         assert engine.close_connection(engine.listener.fd).result(5) is False
 
 
+def test_a_close_whose_flush_empties_the_queue_of_a_half_closed_peer_says_user(make_engine):
+    """The close's last flush sent the rest of the queue of a peer that had sent its EOF, and
+    the usual end of that ("eof") closed it first: the event said eof, not user."""
+    engine, rec = make_engine(backend="epoll")
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+
+        def half_closed_with_a_queue() -> None:  # as a slow reader's EOF would leave it
+            conn = engine.connections[fd]
+            conn.eof = True
+            conn.queue.append(b"last echo")
+            conn.pending_bytes += 9
+
+        engine.call(half_closed_with_a_queue).result(5)
+        assert engine.close_connection(fd).result(5) is True
+        assert recv_until_eof(sock) == b"last echo"
+    assert rec.wait_for("close", fd=fd)["reason"] == "user"
+
+
 def test_closing_a_connection_with_unread_input_ends_it_with_a_fin_not_a_reset(make_engine):
     """"Close fd N" closed at once: with bytes the loop had not read yet in the kernel's
     buffer that close is an RST, and the client saw ECONNRESET (losing any echo the kernel still
