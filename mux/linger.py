@@ -26,6 +26,8 @@ class Closing(Protocol):
 
     def read_away(self) -> tuple[str, int]: ...
 
+    def note_hup(self) -> None: ...
+
     def close(self, reason: str, flaw: str | None = None) -> None: ...
 
 
@@ -45,6 +47,7 @@ class Lingerer:
     def on_ready(self, mask: int) -> None:
         outcome, _ = self.conn.read_away()
         if outcome == "eof":
+            self.conn.note_hup()  # a "hup" breakpoint fires for it, as for any EOF
             self.close(self.reason)
         elif outcome == "more":  # bounded per iteration; the rest on the next one
             self._again(self)

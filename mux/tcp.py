@@ -230,6 +230,8 @@ class TcpConnection:
         return view
 
     def desired_interest(self) -> int:
+        if self.lingering:  # reading away until the peer's EOF, whatever else holds
+            return READABLE
         reading = not (self.reading_paused or self.eof)
         writing = self.queue or (self.engine.sticky_write and self.bytes_out)
         return (READABLE if reading else 0) | (WRITABLE if writing else 0)
@@ -351,6 +353,10 @@ class TcpConnection:
             loop.readable_soon(lingerer)
         loop.call_later(LINGER_S, lingerer.expire)
 
+    def note_hup(self) -> None:
+        """The peer's EOF, for breakpoints (select has no hang-up bit to show it)."""
+        self.engine.breakpoints.note("hup", self.fd)
+
     def read_away(self) -> tuple[str, int]:
         """Read and discard up to READ_AWAY_CHUNKS receive buffers: ("eof" (or an error: the
         peer is gone), "drained" (nothing more for now) or "more" (the bound was reached),
@@ -377,6 +383,10 @@ class TcpConnection:
         if self.closed:
             return
         self.closed = True
+        if self.lingering:  # the table holds its Lingerer: the connection again, so that
+            # whatever looks the fd up from here (the bug zoo's stale fds) finds it
+            with contextlib.suppress(KeyError):
+                self.loop.replace_handler(self.fd, self)
         if reason == "reset":  # a hang-up as well, which select reports as nothing but readable
             self.engine.breakpoints.note("hup", self.fd)
         zoo_flaw = self.engine.flaws.active

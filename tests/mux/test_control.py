@@ -11,7 +11,7 @@ import pytest
 
 from mux.kernel import socket_queues
 
-from .conftest import connect, recv_exactly, recv_until_eof, send_quietly, wait_until
+from .conftest import connect, recv_exactly, recv_until_eof, wait_until
 
 
 def _server_recv_queue(engine, fd: int) -> int:
@@ -60,7 +60,6 @@ def test_pause_stops_waits_and_step_runs_exactly_one(make_engine):
 def test_steps_asked_for_together_each_run_one_wait(make_engine):
     """Three step requests the loop finds queued at once (two pages, or a script) are three
     waits, not one: each answered request is a step."""
-    import threading
 
     engine, rec = make_engine(backend="epoll", wait_timeout=0.05)
     engine.pause().result(5)
@@ -83,7 +82,6 @@ def test_steps_asked_for_together_each_run_one_wait(make_engine):
 def test_a_resume_forgets_steps_not_yet_run(make_engine):
     engine, rec = make_engine(backend="epoll", wait_timeout=0.05)
     engine.pause().result(5)
-    import threading
 
     release = threading.Event()
     held = engine.call(lambda: release.wait(5))
@@ -234,85 +232,6 @@ def test_closing_a_connection_with_unread_input_ends_it_with_a_fin_not_a_reset(m
         assert recv_until_eof(sock) == b""  # no ConnectionResetError
     assert rec.wait_for("close", fd=fd)["reason"] == "user"
     assert fd not in engine.connections
-
-
-@pytest.mark.parametrize("mode", [("select", "level", False), ("epoll", "level", False),
-                                  ("epoll", "edge", False), ("epoll", "level", True)])
-def test_closing_a_client_that_floods_and_never_reads_lingers_until_its_eof(make_engine, mode):
-    """A client writing megabytes and reading nothing refills the receive buffer as fast as
-    a close reads it away: the close was an RST, and the client lost the echoes its kernel
-    still held. Now the connection lingers, discarding input, until the client's EOF."""
-    backend, trigger, oneshot = mode
-    engine, rec = make_engine(backend=backend, trigger=trigger, oneshot=oneshot)
-    with connect(engine.tcp_port, timeout=20) as sock:
-        fd = rec.wait_for("accept")["fd"]
-        sender = threading.Thread(target=send_quietly, args=(sock, b"f" * (12 << 20)))
-        sender.start()
-        rec.wait_for("backpressure", timeout=10, paused=True)
-        assert engine.close_connection(fd).result(5) is True
-        sender.join(15)  # the rest of its 12 MiB was read away
-        assert not sender.is_alive()
-        echoed = len(recv_until_eof(sock))  # no ConnectionResetError: an orderly end
-        assert echoed > 0
-        assert fd in engine.connections, "it lingers until the client's own EOF"
-        sock.shutdown(socket.SHUT_WR)
-        assert rec.wait_for("close", fd=fd)["reason"] == "user"
-    wait_until(lambda: fd not in engine.connections, what="the lingering connection closed")
-    assert engine.call(lambda: fd in engine.loop.handlers).result(5) is False
-
-
-def test_a_lingering_close_ends_at_its_deadline_or_with_the_engine(make_engine, monkeypatch):
-    """A client that never stops sending cannot keep a closed connection (and its fd) for
-    good: LINGER_S after the close it goes, and an engine stopping meanwhile takes it too."""
-    import mux.tcp
-
-    monkeypatch.setattr(mux.tcp, "LINGER_S", 0.5)
-    engine, rec = make_engine(backend="epoll")
-    socks = [connect(engine.tcp_port, timeout=20) for _ in range(2)]
-    try:
-        wait_until(lambda: len(engine.connections) == 2, what="both accepted")
-        fds = sorted(engine.connections)
-        for sock in socks:
-            threading.Thread(target=send_quietly, args=(sock, b"f" * (64 << 20)),
-                             daemon=True).start()
-        wait_until(lambda: len(rec.of("backpressure", paused=True)) == 2, 10, "both paused")
-        for fd in fds:
-            assert engine.close_connection(fd).result(5) is True
-        assert engine.call(lambda: [engine.connections[fd].lingering for fd in fds]).result(5)
-        assert rec.wait_for("close", fd=fds[0], timeout=5)["reason"] == "user"  # the deadline
-        assert rec.wait_for("close", fd=fds[1], timeout=5)["reason"] == "user"
-        assert not engine.connections
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def test_an_engine_stopping_closes_a_lingering_connection(make_engine):
-    engine, rec = make_engine(backend="epoll")
-    with connect(engine.tcp_port, timeout=20) as sock:
-        fd = rec.wait_for("accept")["fd"]
-        threading.Thread(target=send_quietly, args=(sock, b"f" * (64 << 20)),
-                         daemon=True).start()
-        rec.wait_for("backpressure", timeout=10, paused=True)
-        assert engine.close_connection(fd).result(5) is True
-        assert engine.call(lambda: engine.connections[fd].lingering).result(5)
-        engine.stop()
-        engine.join(5)
-        assert rec.wait_for("close", fd=fd)["reason"] == "shutdown"
-
-
-def test_a_second_close_of_a_lingering_connection_closes_it_at_once(make_engine):
-    engine, rec = make_engine(backend="epoll")
-    with connect(engine.tcp_port, timeout=20) as sock:
-        fd = rec.wait_for("accept")["fd"]
-        threading.Thread(target=send_quietly, args=(sock, b"f" * (12 << 20)),
-                         daemon=True).start()
-        rec.wait_for("backpressure", timeout=10, paused=True)
-        assert engine.close_connection(fd).result(5) is True
-        assert engine.call(lambda: engine.connections[fd].lingering).result(5)
-        assert engine.close_connection(fd).result(5) is True
-        assert rec.wait_for("close", fd=fd)["reason"] == "user"
-        assert fd not in engine.connections
 
 
 @pytest.mark.parametrize("trigger", ["level", "edge"])

@@ -1,0 +1,158 @@
+"""A user's close of a streaming peer lingers (mux/linger.py): discarding input until the
+peer's EOF or LINGER_S, never an RST the peer could have been spared."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from .conftest import connect, recv_until_eof, send_quietly, wait_until
+
+
+def _lingering(engine, rec, sock: socket.socket) -> int:
+    """A connection from `sock` that floods (64 MiB, reading nothing), closed by the user:
+    its fd, lingering."""
+    fd = rec.wait_for("accept")["fd"]
+    threading.Thread(target=send_quietly, args=(sock, b"f" * (64 << 20)), daemon=True).start()
+    rec.wait_for("backpressure", timeout=10, paused=True)
+    assert engine.close_connection(fd).result(5) is True
+    assert engine.call(lambda: engine.connections[fd].lingering).result(5)
+    return fd
+
+
+@pytest.mark.parametrize("mode", [("select", "level", False), ("epoll", "level", False),
+                                  ("epoll", "edge", False), ("epoll", "level", True)])
+def test_closing_a_client_that_floods_and_never_reads_lingers_until_its_eof(make_engine, mode):
+    """A client writing megabytes and reading nothing refills the receive buffer as fast as
+    a close reads it away: the close was an RST, and the client lost the echoes its kernel
+    still held. Now the connection lingers, discarding input, until the client's EOF."""
+    backend, trigger, oneshot = mode
+    engine, rec = make_engine(backend=backend, trigger=trigger, oneshot=oneshot)
+    with connect(engine.tcp_port, timeout=20) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        sender = threading.Thread(target=send_quietly, args=(sock, b"f" * (12 << 20)))
+        sender.start()
+        rec.wait_for("backpressure", timeout=10, paused=True)
+        assert engine.close_connection(fd).result(5) is True
+        sender.join(15)  # the rest of its 12 MiB was read away
+        assert not sender.is_alive()
+        echoed = len(recv_until_eof(sock))  # no ConnectionResetError: an orderly end
+        assert echoed > 0
+        assert fd in engine.connections, "it lingers until the client's own EOF"
+        sock.shutdown(socket.SHUT_WR)
+        assert rec.wait_for("close", fd=fd)["reason"] == "user"
+    wait_until(lambda: fd not in engine.connections, what="the lingering connection closed")
+    assert engine.call(lambda: fd in engine.loop.handlers).result(5) is False
+
+
+def test_a_lingering_close_ends_at_its_deadline_or_with_the_engine(make_engine, monkeypatch):
+    """A client that never stops sending cannot keep a closed connection (and its fd) for
+    good: LINGER_S after the close it goes, and an engine stopping meanwhile takes it too."""
+    import mux.tcp
+
+    monkeypatch.setattr(mux.tcp, "LINGER_S", 0.5)
+    engine, rec = make_engine(backend="epoll")
+    socks = [connect(engine.tcp_port, timeout=20) for _ in range(2)]
+    try:
+        wait_until(lambda: len(engine.connections) == 2, what="both accepted")
+        fds = sorted(engine.connections)
+        for sock in socks:
+            threading.Thread(target=send_quietly, args=(sock, b"f" * (64 << 20)),
+                             daemon=True).start()
+        wait_until(lambda: len(rec.of("backpressure", paused=True)) == 2, 10, "both paused")
+        for fd in fds:
+            assert engine.close_connection(fd).result(5) is True
+        assert engine.call(lambda: [engine.connections[fd].lingering for fd in fds]).result(5)
+        assert rec.wait_for("close", fd=fds[0], timeout=5)["reason"] == "user"  # the deadline
+        assert rec.wait_for("close", fd=fds[1], timeout=5)["reason"] == "user"
+        assert not engine.connections
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_an_engine_stopping_closes_a_lingering_connection(make_engine):
+    engine, rec = make_engine(backend="epoll")
+    with connect(engine.tcp_port, timeout=20) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        threading.Thread(target=send_quietly, args=(sock, b"f" * (64 << 20)),
+                         daemon=True).start()
+        rec.wait_for("backpressure", timeout=10, paused=True)
+        assert engine.close_connection(fd).result(5) is True
+        assert engine.call(lambda: engine.connections[fd].lingering).result(5)
+        engine.stop()
+        engine.join(5)
+        assert rec.wait_for("close", fd=fd)["reason"] == "shutdown"
+
+
+def test_a_second_close_of_a_lingering_connection_closes_it_at_once(make_engine):
+    engine, rec = make_engine(backend="epoll")
+    with connect(engine.tcp_port, timeout=20) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        threading.Thread(target=send_quietly, args=(sock, b"f" * (12 << 20)),
+                         daemon=True).start()
+        rec.wait_for("backpressure", timeout=10, paused=True)
+        assert engine.close_connection(fd).result(5) is True
+        assert engine.call(lambda: engine.connections[fd].lingering).result(5)
+        assert engine.close_connection(fd).result(5) is True
+        assert rec.wait_for("close", fd=fd)["reason"] == "user"
+        assert fd not in engine.connections
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_close_without_unregister_on_a_lingering_close_is_repaired(make_engine, backend):
+    """With the flaw on, a lingering connection's close left its Lingerer in the loop's table,
+    where the flaw's repair (which looks for the connection) never found it: select failed
+    with EBADF at every wait and the engine stopped answering, poll spun on POLLNVAL, even
+    after the flaw was turned off."""
+    engine, rec = make_engine(backend=backend)
+    with connect(engine.tcp_port, timeout=20) as sock:
+        fd = _lingering(engine, rec, sock)
+        engine.set_flaw("close_without_unregister", True).result(5)
+        sock.shutdown(socket.SHUT_WR)
+        assert rec.wait_for("close", fd=fd)["reason"] == "user"
+        engine.set_flaw("close_without_unregister", False).result(5)
+        assert engine.call(lambda: fd in engine.loop.handlers).result(5) is False
+        waits = engine.stats.waits
+    with connect(engine.tcp_port) as other:  # the loop serves, and idles
+        other.sendall(b"hi")
+        assert recv_until_eof_or(other, 2) == b"hi"
+    assert engine.stats.waits - waits < 1000, "the loop spins"
+
+
+def recv_until_eof_or(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_write_interest_stuck_leaves_a_lingering_connection_reading(make_engine):
+    """Turning the flaw on or off re-derives every connection's interest: a lingering one,
+    still paused by backpressure, got none, read nothing more, and its peer was reset at
+    the deadline."""
+    engine, rec = make_engine(backend="epoll")
+    with connect(engine.tcp_port, timeout=20) as sock:
+        fd = _lingering(engine, rec, sock)
+        engine.set_flaw("write_interest_stuck", True).result(5)
+        engine.set_flaw("write_interest_stuck", False).result(5)
+        assert engine.state().result(5)["registrations"] and engine.call(
+            lambda: engine.loop.interest[fd]).result(5) == 1  # READABLE
+        sock.shutdown(socket.SHUT_WR)
+        assert rec.wait_for("close", fd=fd, timeout=3)["reason"] == "user"
+
+
+def test_a_hup_breakpoint_fires_when_the_peers_eof_ends_a_linger_on_select(make_engine):
+    """select shows no hang-up bit: only the EOF that ends the linger can say it."""
+    engine, rec = make_engine(backend="select")
+    with connect(engine.tcp_port, timeout=20) as sock:
+        fd = _lingering(engine, rec, sock)
+        engine.add_breakpoint("hup", fd).result(5)
+        sock.shutdown(socket.SHUT_WR)
+        assert rec.wait_for("close", fd=fd)["reason"] == "user"
+        wait_until(lambda: engine.paused, what="the loop paused at the hup breakpoint")
