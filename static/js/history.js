@@ -77,7 +77,7 @@ export class History {
   /** A checkpoint here and now: after a resync, whose figures no replay of the kept events
    *  can rebuild (they are what the page was not shown). */
   checkpoint() {
-    const cp = { pos: this.end, frame: snapshotOf(this.model) };
+    const cp = { pos: this.end, frame: snapshotOf(this.model), resync: true };
     const last = this.checkpoints[this.checkpoints.length - 1];
     if (last && last.pos === cp.pos) this.checkpoints[this.checkpoints.length - 1] = cp;
     else this.checkpoints.push(cp);
@@ -138,7 +138,10 @@ export class History {
    * `at` is where view stands now (same generation), or null: forward moves apply only the gap.
    */
   seek(view, end, at) {
-    const resynced = at && this.checkpoints.some((c) => c.pos > at.pos && c.pos <= end);
+    // a forward seek across a resync starts from its checkpoint (the events cannot rebuild
+    // it); across an ordinary one it goes on from where it is (a checkpoint's UDP counts are
+    // the last stats frame's, up to 0.5 s behind the events)
+    const resynced = at && this.checkpoints.some((c) => c.resync && c.pos > at.pos && c.pos <= end);
     if (at && !resynced && at.generation === this.generation && at.pos <= end && at.pos >= this.offset) {
       for (let p = at.pos; p < end; p++) view.applyEvent(this.events[p - this.offset]);
       return { generation: this.generation, pos: end };
