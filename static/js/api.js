@@ -70,7 +70,9 @@ export class ApiError extends Error {
 /**
  * fetch JSON; on a non-2xx answer shows "<what>: <detail>" in the error area and throws ApiError.
  */
-export async function request(method, path, body, what) {
+/** `quietOffline`: a network error is thrown but not shown (a background read: the header
+ *  already says the server is gone, and a reconnect brings a fresh snapshot). */
+export async function request(method, path, body, what, { quietOffline = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -82,7 +84,7 @@ export async function request(method, path, body, what) {
     });
   } catch (err) {
     const msg = `${what || `${method} ${path}`}: network error (${err.message})`;
-    showError(msg);
+    if (!quietOffline) showError(msg);
     throw new ApiError(0, msg);
   }
   let data = null;
@@ -128,18 +130,22 @@ export async function downloadFile(path, filename, what) {
   return true;
 }
 
+/** The page's own reads (re-reads, panels): one caught by the server going away is not shown,
+ *  as the header says so already (a user's action that fails still is). */
+const QUIET_READ = { quietOffline: true };
+
 export const api = {
-  state: () => request('GET', '/api/state', undefined, 'Reading state'),
+  state: () => request('GET', '/api/state', undefined, 'Reading state', QUIET_READ),
   setBackend: (body) => request('POST', '/api/backend', body, 'Switching backend'),
   loop: (body) => request('POST', '/api/loop', body, body.action ? `Loop ${body.action}` : 'Slow motion'),
   closeConnection: (fd) => request('POST', `/api/connections/${encodeURIComponent(fd)}/close`, undefined, `Closing fd ${fd}`),
   addLoad: (body) => request('POST', '/api/load', body, 'Adding clients'),
   removeLoad: () => request('DELETE', '/api/load', undefined, 'Removing clients'),
-  breakpoints: () => request('GET', '/api/breakpoints', undefined, 'Reading breakpoints'),
+  breakpoints: () => request('GET', '/api/breakpoints', undefined, 'Reading breakpoints', QUIET_READ),
   addBreakpoint: (body) => request('POST', '/api/breakpoints', body, 'Adding a breakpoint'),
   deleteBreakpoint: (id) => request('DELETE', `/api/breakpoints/${encodeURIComponent(id)}`, undefined, `Deleting breakpoint ${id}`),
-  flaws: () => request('GET', '/api/flaws', undefined, 'Reading the bug zoo'),
+  flaws: () => request('GET', '/api/flaws', undefined, 'Reading the bug zoo', QUIET_READ),
   setFlaw: (name, on) => request('POST', `/api/flaws/${encodeURIComponent(name)}`, { on }, `Turning flaw ${name} ${on ? 'on' : 'off'}`),
-  kernel: () => request('GET', '/api/kernel', undefined, 'Reading the kernel view'),
+  kernel: () => request('GET', '/api/kernel', undefined, 'Reading the kernel view', QUIET_READ),
   code: () => request('GET', '/api/code', undefined, 'Reading the handler source'),
 };

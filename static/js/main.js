@@ -109,7 +109,8 @@ async function resync() {
   if (resyncing) { resyncAgain = true; return; }
   resyncing = true;
   try {
-    const state = await apiMod.request('GET', '/api/state', undefined, 'Reading state');
+    const state = await apiMod.request('GET', '/api/state', undefined, 'Reading state',
+      { quietOffline: true });
     if (model.applyState(state)) history.checkpoint();
   } catch {
     /* shown in the alert area */
