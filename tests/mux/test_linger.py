@@ -76,12 +76,7 @@ def test_a_lingering_close_ends_at_its_deadline_or_with_the_engine(make_engine, 
 def test_an_engine_stopping_closes_a_lingering_connection(make_engine):
     engine, rec = make_engine(backend="epoll")
     with connect(engine.tcp_port, timeout=20) as sock:
-        fd = rec.wait_for("accept")["fd"]
-        threading.Thread(target=send_quietly, args=(sock, b"f" * (64 << 20)),
-                         daemon=True).start()
-        rec.wait_for("backpressure", timeout=10, paused=True)
-        assert engine.close_connection(fd).result(5) is True
-        assert engine.call(lambda: engine.connections[fd].lingering).result(5)
+        fd = _lingering(engine, rec, sock)
         engine.stop()
         engine.join(5)
         assert rec.wait_for("close", fd=fd)["reason"] == "shutdown"
@@ -90,12 +85,7 @@ def test_an_engine_stopping_closes_a_lingering_connection(make_engine):
 def test_a_second_close_of_a_lingering_connection_closes_it_at_once(make_engine):
     engine, rec = make_engine(backend="epoll")
     with connect(engine.tcp_port, timeout=20) as sock:
-        fd = rec.wait_for("accept")["fd"]
-        threading.Thread(target=send_quietly, args=(sock, b"f" * (12 << 20)),
-                         daemon=True).start()
-        rec.wait_for("backpressure", timeout=10, paused=True)
-        assert engine.close_connection(fd).result(5) is True
-        assert engine.call(lambda: engine.connections[fd].lingering).result(5)
+        fd = _lingering(engine, rec, sock)
         assert engine.close_connection(fd).result(5) is True
         assert rec.wait_for("close", fd=fd)["reason"] == "user"
         assert fd not in engine.connections
