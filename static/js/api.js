@@ -69,9 +69,9 @@ export class ApiError extends Error {
 
 /**
  * fetch JSON; on a non-2xx answer shows "<what>: <detail>" in the error area and throws ApiError.
+ * `quietOffline`: a network error is thrown but not shown (a background read: the header
+ * already says the server is gone, and a reconnect brings a fresh snapshot).
  */
-/** `quietOffline`: a network error is thrown but not shown (a background read: the header
- *  already says the server is gone, and a reconnect brings a fresh snapshot). */
 export async function request(method, path, body, what, { quietOffline = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';

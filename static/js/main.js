@@ -109,11 +109,10 @@ async function resync() {
   if (resyncing) { resyncAgain = true; return; }
   resyncing = true;
   try {
-    const state = await apiMod.request('GET', '/api/state', undefined, 'Reading state',
-      { quietOffline: true });
+    const state = await apiMod.api.state();
     if (model.applyState(state)) history.checkpoint();
   } catch {
-    /* shown in the alert area */
+    /* an HTTP error is shown in the alert area; a network one, the header says */
   } finally {
     resyncing = false;
     if (resyncAgain) { resyncAgain = false; resync(); }
