@@ -42,7 +42,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "interest": {"moved": BOOL},
     "error": {"fd": INT},
     "flaw": {"fd": INT},
-    "close": {"flaw": STR},
+    "close": {"flaw": STR, "lingered": ("eof", "deadline", "user", "shutdown")},
 }
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import engine, flaws, listener, loop, tcp, udp
+from . import engine, flaws, linger, listener, loop, tcp, udp
 
 
 def _kinds() -> dict[str, list[Callable[..., Any]]]:
@@ -40,6 +40,9 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "close@error": [conn.on_ready, conn.close],
         "close@user": [eng._close_connection, conn.shut_down, conn.close],
         "close@shutdown": [eng._shutdown, conn.shut_down, conn.close],
+        # a user's close that lingered (linger.py), ended by the peer's EOF or the deadline
+        "close@linger-eof": [linger.Lingerer.on_ready, linger.Lingerer.close, conn.close],
+        "close@linger-deadline": [linger.Lingerer.expire, conn.close],
         "datagram": [udp.UdpEcho._receive_one, udp.UdpEcho._emit],
         "error": [acceptor._out_of_fds, eng.error],
         "flaw": [flaws.Flaw.flag],

@@ -87,6 +87,12 @@ class EngineCommands:
     def close_connection(self, fd: int) -> Future[bool]:
         return self.call(self._close_connection, fd)
 
+    def lingering(self, fd: int) -> Future[bool]:
+        """Whether connection `fd` is in a lingering close (a user's close of a peer that is
+        still sending: mux/linger.py)."""
+        return self.call(lambda: (conn := self.connections.get(fd)) is not None
+                         and conn.lingering)
+
     def add_breakpoint(self, when: str, fd: int | None = None,
                        depth: int | None = None) -> Future[dict[str, Any]]:
         return self.call(lambda: self.breakpoints.add(when, fd, depth).describe())

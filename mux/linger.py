@@ -23,6 +23,7 @@ class Closing(Protocol):
     fd: int
     sock: socket.socket
     closed: bool
+    linger_end: str | None
 
     def read_away(self) -> tuple[str, int]: ...
 
@@ -48,6 +49,7 @@ class Lingerer:
         outcome, _ = self.conn.read_away()
         if outcome == "eof":
             self.conn.note_hup()  # a "hup" breakpoint fires for it, as for any EOF
+            self.conn.linger_end = "eof"
             self.close(self.reason)
         elif outcome == "more":  # bounded per iteration; the rest on the next one
             self._again(self)
@@ -59,4 +61,5 @@ class Lingerer:
         """The deadline: closed now (an RST if input is still arriving)."""
         if not self.conn.closed:
             self.conn.read_away()
+            self.conn.linger_end = "deadline"
             self.conn.close(self.reason)

@@ -18,7 +18,7 @@ from .backends import FD_SETSIZE, READABLE, WRITABLE
 if TYPE_CHECKING:
     from .engine import Engine
 
-ConnRow = tuple[int, str, int, int, int, int, int, bool]
+ConnRow = tuple[int, str, int, int, int, int, int, bool, bool]
 RegRow = tuple[int, str, int]
 
 
@@ -39,8 +39,9 @@ class StateCapture:
             "connections": [
                 {"fd": fd, "peer": peer, "interest": names(mask), "queue_depth": depth,
                  "pending_bytes": pending, "bytes_in": b_in, "bytes_out": b_out,
-                 "reading_paused": paused}
-                for fd, peer, mask, depth, pending, b_in, b_out, paused in self.connections],
+                 "reading_paused": paused, "lingering": lingering}
+                for fd, peer, mask, depth, pending, b_in, b_out, paused, lingering
+                in self.connections],
         }
 
 
@@ -51,7 +52,7 @@ def capture(engine: Engine) -> StateCapture:
     interest = loop.interest
     handlers = loop.handlers
     conns = [(c.fd, c.peer, interest.get(c.fd, 0), len(c.queue), c.pending_bytes, c.bytes_in,
-              c.bytes_out, c.reading_paused) for c in engine.connections.values()]
+              c.bytes_out, c.reading_paused, c.lingering) for c in engine.connections.values()]
     regs = [(fd, handlers[fd].role, mask) for fd, mask in interest.items()]
     head = {
         "backend": {**backend.describe(), "write": engine.write_mode},

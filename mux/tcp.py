@@ -56,6 +56,9 @@ class TcpConnection:
         #: a close it makes (the queue flushed after EOF) says that reason, not "eof"
         self.shutting_down: str | None = None
         self.lingering = False  # closed by a user, discarding input until the peer's EOF
+        #: how a linger ended, set by the Lingerer ("eof", "deadline"); the close event says
+        #: it, with the close's reason when a second close or the engine's stop ended it
+        self.linger_end: str | None = None
         #: the engine thread's one receive buffer: recv_into it, send from it, and copy only
         #: what must wait in the queue (no 64 KiB bytes object allocated per message)
         self._rbuf = engine.recv_buffer
@@ -383,6 +386,7 @@ class TcpConnection:
         if self.closed:
             return
         self.closed = True
+        lingered = (self.linger_end or reason) if self.lingering else None
         if self.lingering:  # the table holds its Lingerer: the connection again, so that
             # whatever looks the fd up from here (the bug zoo's stale fds) finds it
             with contextlib.suppress(KeyError):
@@ -402,6 +406,8 @@ class TcpConnection:
             event: dict[str, object] = {"kind": "close", "fd": self.fd, "reason": reason}
             if flaw is not None:
                 event["flaw"] = flaw
+            if lingered is not None:
+                event["lingered"] = lingered
             obs.emit(event)
 
 

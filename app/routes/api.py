@@ -71,9 +71,12 @@ async def post_loop(body: LoopRequest, request: Request) -> dict[str, Any]:
 
 @router.post("/api/connections/{fd}/close")
 async def close_connection(fd: int, request: Request) -> dict[str, Any]:
-    if not await _run(_engine(request).close_connection(fd)):
+    """`lingering`: the peer is still sending, so the connection stays (discarding its input)
+    until the peer's EOF or 5 s; its `close` event comes then, with `lingered`."""
+    engine = _engine(request)
+    if not await _run(engine.close_connection(fd)):
         raise HTTPException(404, f"fd {fd} is not an open echo connection")
-    return {"closed": fd}
+    return {"closed": fd, "lingering": await _run(engine.lingering(fd))}
 
 
 @router.post("/api/load", status_code=202)

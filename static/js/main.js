@@ -43,7 +43,8 @@ const connections = new ConnectionsPanel($('connections-panel'), {
   onClose: async (fd, btn) => {
     btn.disabled = true;
     try {
-      await apiMod.api.closeConnection(fd);
+      const res = await apiMod.api.closeConnection(fd);
+      if (res && res.lingering) model.markLingering(fd);
     } catch {
       btn.disabled = false;  // error already shown in the alert area
     }

@@ -31,7 +31,7 @@ export class Model {
     this.limits = {};
     this.controlFd = null;
     this.regs = new Map();      // fd -> {fd, role, bits: Set, armed}
-    this.conns = new Map();     // fd -> {fd, peer, depth, pending, bytesIn, bytesOut, paused, peak, peakAt, activeAt}
+    this.conns = new Map();     // fd -> {fd, peer, depth, pending, bytesIn, bytesOut, paused, lingering, peak, peakAt, activeAt}
     this.connsVersion = (this.connsVersion || 0) + 1;  // bumped when the set of conns (or a peer) changes
     this.lastWait = null;       // wait event + ready_list
     this.lastReady = new Map(); // fd -> native flags, for the latest wait
@@ -54,6 +54,13 @@ export class Model {
 
   markAll() { for (const p of PANELS) this.dirty[p] = true; }
   mark(...panels) { for (const p of panels) this.dirty[p] = true; }
+
+  /** The server answered a "Close fd N" with `lingering`: the row stays (the peer is still
+   * sending, and its input is read away) until the close event. */
+  markLingering(fd) {
+    const c = this.conns.get(fd);
+    if (c && !c.lingering) { c.lingering = true; this.mark('conns'); }
+  }
   take(panel) { const d = this.dirty[panel]; this.dirty[panel] = false; return d; }
 
   /** fn(event, model) for every applied event; fn({kind: 'reset'}) on a snapshot. */
@@ -127,7 +134,7 @@ export class Model {
         this.conns.set(c.fd, {
           fd: c.fd, peer: c.peer ?? '', depth: c.queue_depth ?? 0, pending: c.pending_bytes ?? 0,
           bytesIn: c.bytes_in ?? 0, bytesOut: c.bytes_out ?? 0, paused: !!c.reading_paused,
-          peak: c.pending_bytes ?? 0, peakAt: 0, activeAt: 0,
+          lingering: !!c.lingering, peak: c.pending_bytes ?? 0, peakAt: 0, activeAt: 0,
         });
         if (!this.regs.has(c.fd)) this.setReg(c.fd, 'connection', c.interest || []);
       }
@@ -153,6 +160,7 @@ export class Model {
       c.bytesIn = row.bytes_in ?? 0;
       c.bytesOut = row.bytes_out ?? 0;
       if (c.paused !== !!row.reading_paused) { c.paused = !!row.reading_paused; this.touched.add(row.fd); }
+      c.lingering = !!row.lingering;
     }
     // every event this model applied is in the state (it is refused otherwise): a row it does
     // not list was closed, though the close may not have reached this page
@@ -185,7 +193,7 @@ export class Model {
   conn(fd) {
     let c = this.conns.get(fd);
     if (!c) {
-      c = { fd, peer: '', depth: 0, pending: 0, bytesIn: 0, bytesOut: 0, paused: false, peak: 0, peakAt: 0, activeAt: 0 };
+      c = { fd, peer: '', depth: 0, pending: 0, bytesIn: 0, bytesOut: 0, paused: false, lingering: false, peak: 0, peakAt: 0, activeAt: 0 };
       this.conns.set(fd, c);
       this.connsVersion++;
     }
@@ -235,6 +243,7 @@ export class Model {
         const c = this.conn(fd);
         if (c.peer !== (ev.peer ?? '')) { c.peer = ev.peer ?? ''; this.connsVersion++; }
         c.activeAt = now;
+        c.lingering = false;   // a new connection on the fd (a close this page missed)
         if (!this.regs.has(fd)) { this.saveBefore(fd); this.setReg(fd, 'connection', []); }
         this.mark('conns', 'queues', 'backend');
         break;

@@ -109,7 +109,8 @@ def test_close_connection(live):
         sock.sendall(b"x")
         recv_exactly(sock, 1)
         fd = live.client.get("/api/state").json()["connections"][0]["fd"]
-        assert live.client.post(f"/api/connections/{fd}/close").status_code == 200
+        res = live.client.post(f"/api/connections/{fd}/close")
+        assert (res.status_code, res.json()) == (200, {"closed": fd, "lingering": False})
         assert sock.recv(1) == b""
     assert live.client.post(f"/api/connections/{fd}/close").status_code == 404
     assert live.client.post("/api/connections/abc/close").status_code == 422

@@ -132,6 +132,10 @@ def test_code_view_names_each_path_of_a_kind(live):
                                         "TcpConnection.close"]
     assert chains["close"] == ["TcpConnection.on_ready", "TcpConnection._on_eof",
                                "TcpConnection.close"]
+    # a user's close that lingered, ended by the peer's EOF or by the deadline
+    assert chains["close@linger-eof"] == ["Lingerer.on_ready", "Lingerer.close",
+                                          "TcpConnection.close"]
+    assert chains["close@linger-deadline"] == ["Lingerer.expire", "TcpConnection.close"]
     assert chains["queue@send"] == ["TcpConnection.on_ready"]
     assert chains["backpressure@release"][-1] == "TcpConnection._set_backpressure"
     # a flaw on: its own handler heads the chain, then what it calls (it reads, or it hands on)

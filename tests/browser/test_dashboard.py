@@ -458,6 +458,36 @@ def test_close_button_closes_the_connection(dashboard):
     assert real_console_errors(dashboard) == []
 
 
+def test_a_lingering_close_is_shown_until_the_peer_ends_it_or_close_now(dashboard):
+    """A close of a peer that is still sending lingers (mux/linger.py): the row stayed as it
+    was for up to 5 s, its Close button live again, as if the click had done nothing. Now the
+    row says "lingering" and its button "Close now"; the close event says how it ended."""
+    page = dashboard.page
+    with dashboard.connect() as ended, dashboard.connect() as cut:
+        fds = {name: server_fd(dashboard, sock) for name, sock in (("ended", ended), ("cut", cut))}
+        for sock in (ended, cut):  # megabytes, and never a read: backpressure pauses them
+            sock.settimeout(20)
+            threading.Thread(target=send_quietly, args=(sock, b"f" * (64 << 20)),
+                             daemon=True).start()
+        wait_api(dashboard, lambda s: sum(c["reading_paused"] for c in s["connections"]) == 2,
+                 "both paused by backpressure", timeout=10)
+        for fd in fds.values():
+            expect(row(page, fd)).to_have_count(1, timeout=3000)
+            page.get_by_role("button", name=f"Close fd {fd}", exact=True).click()
+            expect(row(page, fd).locator("td.paused")).to_have_text("lingering", timeout=3000)
+            expect(row(page, fd).get_by_role("button", name=f"Close fd {fd}",
+                                             exact=True)).to_have_text("Close now")
+        assert all(c["lingering"] for c in state(dashboard)["connections"])
+        ended.shutdown(socket.SHUT_WR)  # the peer's EOF ends its linger: a clean close
+        page.get_by_role("button", name=f"Close fd {fds['cut']}", exact=True).click()
+        for name, fd in fds.items():
+            expect(row(page, fd)).to_have_count(0, timeout=5000)
+            line = page.locator(f'#event-log li[data-kind="close"][data-fd="{fd}"]')
+            expect(line).to_contain_text("reason=user", timeout=3000)
+            expect(line).to_contain_text(f"lingered={'eof' if name == 'ended' else 'user'}")
+    assert real_console_errors(dashboard) == []
+
+
 # -- 7. add / remove load clients ----------------------------------------------------------------
 
 def test_add_and_remove_clients(dashboard):

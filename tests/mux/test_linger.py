@@ -41,8 +41,10 @@ def test_closing_a_client_that_floods_and_never_reads_lingers_until_its_eof(make
         echoed = len(recv_until_eof(sock))  # no ConnectionResetError: an orderly end
         assert echoed > 0
         assert fd in engine.connections, "it lingers until the client's own EOF"
+        assert engine.state().result(5)["connections"][0]["lingering"] is True
         sock.shutdown(socket.SHUT_WR)
-        assert rec.wait_for("close", fd=fd)["reason"] == "user"
+        close = rec.wait_for("close", fd=fd)
+        assert (close["reason"], close["lingered"]) == ("user", "eof")
     wait_until(lambda: fd not in engine.connections, what="the lingering connection closed")
     assert engine.call(lambda: fd in engine.loop.handlers).result(5) is False
 
@@ -65,8 +67,9 @@ def test_a_lingering_close_ends_at_its_deadline_or_with_the_engine(make_engine, 
         for fd in fds:
             assert engine.close_connection(fd).result(5) is True
         assert engine.call(lambda: [engine.connections[fd].lingering for fd in fds]).result(5)
-        assert rec.wait_for("close", fd=fds[0], timeout=5)["reason"] == "user"  # the deadline
-        assert rec.wait_for("close", fd=fds[1], timeout=5)["reason"] == "user"
+        for fd in fds:  # the deadline
+            close = rec.wait_for("close", fd=fd, timeout=5)
+            assert (close["reason"], close["lingered"]) == ("user", "deadline")
         assert not engine.connections
     finally:
         for sock in socks:
@@ -79,7 +82,8 @@ def test_an_engine_stopping_closes_a_lingering_connection(make_engine):
         fd = _lingering(engine, rec, sock)
         engine.stop()
         engine.join(5)
-        assert rec.wait_for("close", fd=fd)["reason"] == "shutdown"
+        close = rec.wait_for("close", fd=fd)
+        assert (close["reason"], close["lingered"]) == ("shutdown", "shutdown")
 
 
 def test_a_second_close_of_a_lingering_connection_closes_it_at_once(make_engine):
@@ -87,7 +91,8 @@ def test_a_second_close_of_a_lingering_connection_closes_it_at_once(make_engine)
     with connect(engine.tcp_port, timeout=20) as sock:
         fd = _lingering(engine, rec, sock)
         assert engine.close_connection(fd).result(5) is True
-        assert rec.wait_for("close", fd=fd)["reason"] == "user"
+        close = rec.wait_for("close", fd=fd)
+        assert (close["reason"], close["lingered"]) == ("user", "user")
         assert fd not in engine.connections
 
 
@@ -146,3 +151,15 @@ def test_a_hup_breakpoint_fires_when_the_peers_eof_ends_a_linger_on_select(make_
         sock.shutdown(socket.SHUT_WR)
         assert rec.wait_for("close", fd=fd)["reason"] == "user"
         wait_until(lambda: engine.paused, what="the loop paused at the hup breakpoint")
+
+
+def test_a_close_that_did_not_linger_says_nothing_of_lingering(make_engine):
+    engine, rec = make_engine(backend="epoll")
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        sock.sendall(b"hi")
+        assert recv_until_eof_or(sock, 2) == b"hi"
+        assert engine.state().result(5)["connections"][0]["lingering"] is False
+        assert engine.close_connection(fd).result(5) is True
+        assert engine.lingering(fd).result(5) is False
+        assert "lingered" not in rec.wait_for("close", fd=fd)

@@ -134,7 +134,17 @@ export class ConnectionsPanel {
     set('queue', `${c.depth} / ${fmtBytes(c.pending)}`);
     set('in', String(c.bytesIn));
     set('out', String(c.bytesOut));
-    set('paused', c.paused ? 'paused' : '');
+    set('paused', c.lingering ? 'lingering' : c.paused ? 'paused' : '');
+    if (last.lingering !== c.lingering) {
+      last.lingering = c.lingering;
+      row.cells.paused.title = c.lingering
+        ? 'Closed: the peer is still sending, so its input is read away until its EOF (at most 5 s), then the close'
+        : '';
+      row.button.textContent = c.lingering ? 'Close now' : 'Close';
+      row.button.title = c.lingering
+        ? `Close fd ${row.tr.dataset.fd} now, without waiting for the peer's EOF (an RST if it is still sending)`
+        : `Close fd ${row.tr.dataset.fd} (the server closes this connection)`;
+    }
     if (last.pausedClass !== c.paused) { last.pausedClass = c.paused; row.tr.classList.toggle('paused', c.paused); }
     const origin = c.peer ? (isLocalPeer(c.peer) ? 'from this machine' : 'remote') : '';
     if (last.origin !== origin) { last.origin = origin; row.originText.textContent = origin; }
