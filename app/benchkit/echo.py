@@ -196,14 +196,19 @@ def _failed(v: Variant, exc: BaseException, log: Any) -> None:
     v.server = v.ws = None
 
 
-def _ratios(vs: list[Variant], label: str) -> dict[str, float | None]:
+def _rep_ratios(vs: list[Variant], label: str) -> dict[str, list[float]]:
+    """Each variant's ratio against asyncio in each rep (the same rep's asyncio window)."""
     ref = vs[0].runs.get(label, [])
-    out: dict[str, float | None] = {}
+    out: dict[str, list[float]] = {}
     for v in vs:
         pairs = zip(ref, v.runs.get(label, []), strict=False)
-        out[v.name] = median([a.cpu_us_per_rt / b.cpu_us_per_rt for (a, _), (b, _) in pairs
-                              if b.rt and a.rt])
+        out[v.name] = [a.cpu_us_per_rt / b.cpu_us_per_rt for (a, _), (b, _) in pairs
+                       if b.rt and a.rt]
     return out
+
+
+def _ratios(vs: list[Variant], label: str) -> dict[str, float | None]:
+    return {name: median(reps) for name, reps in _rep_ratios(vs, label).items()}
 
 
 def _floors(vs: list[Variant], label: str) -> dict[str, float | None]:
@@ -248,7 +253,8 @@ def _verdict(v: Variant, ratio: float | None) -> str:
 
 
 def rows(vs: list[Variant], label: str) -> list[dict[str, Any]]:
-    ratios = _ratios(vs, label)
+    per_rep = _rep_ratios(vs, label)
+    ratios = {name: median(reps) for name, reps in per_rep.items()}
     floors = _floors(vs, label)
     out = []
     for v in vs:
@@ -259,6 +265,7 @@ def rows(vs: list[Variant], label: str) -> list[dict[str, Any]]:
             "rt_per_s": median([r.rt_per_s for r, _ in runs]),
             "cpu_us_per_rt": median([r.cpu_us_per_rt for r, _ in runs]),
             "ratio_vs_asyncio": ratios.get(v.name), "target": v.target,
+            "rep_ratios": per_rep.get(v.name, []),
             "verdict": _verdict(v, ratios.get(v.name)),
             "floor_ratio": floors.get(v.name),
             "p50_us": median([r.p50_us for r, _ in runs]),
@@ -272,23 +279,33 @@ def rows(vs: list[Variant], label: str) -> list[dict[str, Any]]:
 
 
 def render(label: str, data: list[dict[str, Any]], client_name: str) -> str:
-    headers = ["server variant", "rt/s", "server CPU us/rt", "ratio vs asyncio", "target",
-               "floor", "p99 us", "page ev/s", "note"]
+    headers = ["server variant", "rt/s", "server CPU us/rt", "ratio vs asyncio", "reps",
+               "target", "floor", "p99 us", "page ev/s", "note"]
     body = []
     for r in data:
         if r["error"]:
-            body.append([r["variant"], None, None, None, None, None, None, None, r["error"]])
+            body.append([r["variant"], None, None, None, None, None, None, None, None,
+                         r["error"]])
             continue
         ratio = _shown_ratio(r["ratio_vs_asyncio"], r.get("target"))
         floor = r.get("floor_ratio")
-        body.append([r["variant"], round(r["rt_per_s"]), r["cpu_us_per_rt"], ratio, r["verdict"],
+        body.append([r["variant"], round(r["rt_per_s"]), r["cpu_us_per_rt"], ratio,
+                     _spread(r.get("rep_ratios") or []), r["verdict"],
                      f"{floor:.2f}x" if floor else None, r["p99_us"], r["page_events_per_s"],
                      _note(r)])
     title = (f"Echo, {label} ping-pong (ratio = asyncio CPU/rt / variant CPU/rt, >1 is better;"
              f" medians; load client: {client_name})\n"
              "floor = the ratio of the bare loop doing the same syscalls (observed rows: plus the"
-             " measured cost of watching)")
+             " measured cost of watching); reps = the lowest and highest of the per-rep ratios")
     return table(title, headers, body)
+
+
+def _spread(reps: list[float]) -> str | None:
+    """The per-rep ratios' range: how far one rep's window moves on this machine (a median
+    of three is good to about half of it)."""
+    if len(reps) < 2:
+        return None
+    return f"{min(reps):.2f}-{max(reps):.2f}"
 
 
 def _note(r: dict[str, Any]) -> str:

@@ -192,3 +192,7 @@ def test_a_floor_is_paired_rep_by_rep_like_the_ratios() -> None:
     assert floors["app"] == pytest.approx(statistics.median(
         [35.7 / (30.2 + 2.0), 37.2 / (26.9 + 3.0), 28.2 / 24.3]))
     assert floors["asyncio"] is None and floors["bare"] is None
+    # each row shows its per-rep ratios' range beside the median
+    engine_row = next(r for r in echo.rows(vs, "x") if r["variant"] == "engine")
+    assert engine_row["rep_ratios"] == pytest.approx([35.7 / 31.3, 37.2 / 27.4, 28.2 / 26.8])
+    assert "1.05-1.36" in echo.render("x", echo.rows(vs, "x"), "C")
