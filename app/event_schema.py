@@ -42,7 +42,8 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "interest": {"moved": BOOL},
     "error": {"fd": INT},
     "flaw": {"fd": INT},
-    "close": {"flaw": STR, "lingered": ("eof", "deadline", "user", "shutdown")},
+    "close": {"flaw": STR, "lingered": ("eof", "reset", "deadline", "user", "shutdown"),
+              "discarded": INT},
 }
 
 

@@ -42,6 +42,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "close@shutdown": [eng._shutdown, conn.shut_down, conn.close],
         # a user's close that lingered (linger.py), ended by the peer's EOF or the deadline
         "close@linger-eof": [linger.Lingerer.on_ready, linger.Lingerer.close, conn.close],
+        "close@linger-reset": [linger.Lingerer.on_ready, linger.Lingerer.close, conn.close],
         "close@linger-deadline": [linger.Lingerer.expire, conn.close],
         "datagram": [udp.UdpEcho._receive_one, udp.UdpEcho._emit],
         "error": [acceptor._out_of_fds, eng.error],

@@ -47,9 +47,9 @@ class Lingerer:
 
     def on_ready(self, mask: int) -> None:
         outcome, _ = self.conn.read_away()
-        if outcome == "eof":
+        if outcome in ("eof", "reset"):  # a reset: the peer closed with our FIN unread
             self.conn.note_hup()  # a "hup" breakpoint fires for it, as for any EOF
-            self.conn.linger_end = "eof"
+            self.conn.linger_end = outcome
             self.close(self.reason)
         elif outcome == "more":  # bounded per iteration; the rest on the next one
             self._again(self)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -304,7 +305,8 @@ class Loop:
             "kind": "wait",
             "backend": self.backend.name,
             "registered": self.backend.fds_passed(len(self.handlers)),
-            "timeout_ms": None if timeout is None else round(timeout * 1000),
+            # rounded up, as poll's backend and CPython's epoll.poll pass it to the kernel
+            "timeout_ms": None if timeout is None else math.ceil(timeout * 1000),
             "ready": len(ready),
             "duration_us": int(us),
         }

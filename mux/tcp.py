@@ -59,6 +59,8 @@ class TcpConnection:
         #: how a linger ended, set by the Lingerer ("eof", "deadline"); the close event says
         #: it, with the close's reason when a second close or the engine's stop ended it
         self.linger_end: str | None = None
+        #: bytes received at a close and thrown away, not echoed (read_away)
+        self.discarded = 0
         #: the engine thread's one receive buffer: recv_into it, send from it, and copy only
         #: what must wait in the queue (no 64 KiB bytes object allocated per message)
         self._rbuf = engine.recv_buffer
@@ -344,7 +346,7 @@ class TcpConnection:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_WR)
         outcome, taken = self.read_away()
-        if outcome == "eof" or taken < LINGER_FROM or reason == "shutdown":
+        if outcome in ("eof", "reset") or taken < LINGER_FROM or reason == "shutdown":
             self.close(reason)
             return
         self.lingering = True
@@ -361,23 +363,28 @@ class TcpConnection:
         self.engine.breakpoints.note("hup", self.fd)
 
     def read_away(self) -> tuple[str, int]:
-        """Read and discard up to READ_AWAY_CHUNKS receive buffers: ("eof" (or an error: the
-        peer is gone), "drained" (nothing more for now) or "more" (the bound was reached),
-        bytes discarded)."""
+        """Read and discard up to READ_AWAY_CHUNKS receive buffers: ("eof", "reset" (an
+        error: the peer is gone), "drained" (nothing more for now) or "more" (the bound was
+        reached), bytes discarded). The close event reports the total (`discarded`)."""
         sock = self.sock
         buf = self._rbuf
         taken = 0
+        outcome = "more"
         for _ in range(READ_AWAY_CHUNKS):
             try:
                 n = sock.recv_into(buf)
             except BlockingIOError:
-                return "drained", taken
+                outcome = "drained"
+                break
             except OSError:
-                return "eof", taken
+                outcome = "reset"
+                break
             if not n:
-                return "eof", taken
+                outcome = "eof"
+                break
             taken += n
-        return "more", taken
+        self.discarded += taken
+        return outcome, taken
 
     def close(self, reason: str, flaw: str | None = None) -> None:
         """Unregister from the backend, then close: never a closed fd left registered.
@@ -408,6 +415,8 @@ class TcpConnection:
                 event["flaw"] = flaw
             if lingered is not None:
                 event["lingered"] = lingered
+            if self.discarded:
+                event["discarded"] = self.discarded
             obs.emit(event)
 
 

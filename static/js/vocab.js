@@ -91,9 +91,27 @@ export function syscallLine(wait, model, backendInfo, cap = 24) {
     const all = [...sets.read, ...sets.write, ...sets.except];
     const nfds = all.length ? Math.max(...all) + 1 : 0;
     const t = wait.timeout_ms === null || wait.timeout_ms === undefined ? 'NULL' : String(wait.timeout_ms / 1000);
-    return `select(${nfds}, ${fdList(sets.read, cap)}, ${fdList(sets.write, cap)}, ${fdList(sets.except, cap)}, ${t}) = ${n}`;
+    // As strace prints it: select returns the bits set in the three sets it hands back (an fd
+    // both readable and writable counts twice; `ready` counts fds), then the sets themselves.
+    const back = selectReturned(ready);
+    const complete = ready.length === n;
+    const ret = complete ? back.read.length + back.write.length + back.except.length : n;
+    const filled = complete && ret ? ` (${['read', 'write', 'except'].filter((k) => back[k].length)
+      .map((k) => `${SELECT_SET_NAMES[k]} ${fdList(back[k], cap)}`).join(', ')})` : '';
+    return `select(${nfds}, ${fdList(sets.read, cap)}, ${fdList(sets.write, cap)}, ${fdList(sets.except, cap)}, ${t}) = ${ret}${filled}`;
   }
   return `${backend}(…) = ${n}`;
+}
+
+const SELECT_SET_NAMES = { read: 'in', write: 'out', except: 'except' };
+
+/** The three sets select() handed back, from a wait's ready list (flags read/write/except). */
+function selectReturned(ready) {
+  const back = { read: [], write: [], except: [] };
+  for (const r of ready) for (const f of r.flags || []) if (back[f]) back[f].push(r.fd);
+  const num = (a, b) => a - b;
+  for (const k of Object.keys(back)) back[k].sort(num);
+  return back;
 }
 
 /** select's three "in" sets from the registrations (sorted fds). */

@@ -135,6 +135,7 @@ def test_code_view_names_each_path_of_a_kind(live):
     # a user's close that lingered, ended by the peer's EOF or by the deadline
     assert chains["close@linger-eof"] == ["Lingerer.on_ready", "Lingerer.close",
                                           "TcpConnection.close"]
+    assert chains["close@linger-reset"] == chains["close@linger-eof"]  # its read got an RST
     assert chains["close@linger-deadline"] == ["Lingerer.expire", "TcpConnection.close"]
     assert chains["queue@send"] == ["TcpConnection.on_ready"]
     assert chains["backpressure@release"][-1] == "TcpConnection._set_backpressure"

@@ -149,6 +149,41 @@ def test_poll_syscall_line_shows_the_whole_array_passed_in(dashboard):
         assert len(filled) == int(call[4]), call[0]
 
 
+def test_select_syscall_line_returns_what_select_returns(dashboard):
+    """select returns the bits set in its three sets: an fd both readable and writable counts
+    twice. The line printed the number of ready fds (`= 2` where strace showed `= 3 (in [4
+    23], out [23])`), and never which sets came back."""
+    page, api = dashboard.page, dashboard.api
+    assert api.post("/api/backend", json={"name": "select", "write": "queued"}).status_code == 200
+    with dashboard.connect() as sock:
+        fd = server_fd(dashboard, sock)
+        assert api.post("/api/loop", json={"action": "pause"}).json()["loop"] == "paused"
+
+        def stepped_to(flags: set[str]) -> None:
+            assert api.post("/api/loop", json={"action": "step"}).status_code == 200
+            wait_api(dashboard, lambda s: any(
+                r["fd"] == fd and set(r["flags"]) == flags
+                for r in (s["last_wait"] or {}).get("ready_list", [])), f"a step: {flags}")
+
+        sock.sendall(b"a")
+        stepped_to({"read"})  # received and queued: write interest joins
+        sock.sendall(b"b")
+        stepped_to({"read", "write"})  # readable again, and writable
+        ready = state(dashboard)["last_wait"]["ready"]
+        line = page.locator("#syscall-line")
+        expect(line).to_have_text(re.compile(rf"out \[[^\]]*\b{fd}\b"), timeout=5000)
+        call = re.match(r"^select\(\d+, .*\) = (\d+) \(in \[([^\]]*)\], out \[([^\]]*)\]\)$",
+                        line.inner_text())
+        assert call, line.inner_text()
+        back_in, back_out = (re.findall(r"\d+", call[i]) for i in (2, 3))
+        assert str(fd) in back_in and str(fd) in back_out
+        assert int(call[1]) == len(back_in) + len(back_out) == ready + 1
+        assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
+        sock.sendall(b"c")
+        sock.settimeout(5)
+        assert recv_exactly(sock, 3) == b"abc"  # nothing lost to the steps
+
+
 WHEEL_IN_THE_PIN_FRAME = """() => new Promise((resolve) => {
   // The frame right after new rows came in (the pin to the end still pending): a wheel up, and
   // the scroll the browser performs for it. The log must stay where the user put it.

@@ -4,6 +4,7 @@ peer's EOF or LINGER_S, never an RST the peer could have been spared."""
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 
 import pytest
@@ -45,6 +46,9 @@ def test_closing_a_client_that_floods_and_never_reads_lingers_until_its_eof(make
         sock.shutdown(socket.SHUT_WR)
         close = rec.wait_for("close", fd=fd)
         assert (close["reason"], close["lingered"]) == ("user", "eof")
+        # what was read away, not echoed, is said: the flood was megabytes
+        assert close["discarded"] >= (12 << 20) - echoed - sum(
+            e["bytes"] for e in rec.of("recv", fd=fd))
     wait_until(lambda: fd not in engine.connections, what="the lingering connection closed")
     assert engine.call(lambda: fd in engine.loop.handlers).result(5) is False
 
@@ -162,4 +166,21 @@ def test_a_close_that_did_not_linger_says_nothing_of_lingering(make_engine):
         assert engine.state().result(5)["connections"][0]["lingering"] is False
         assert engine.close_connection(fd).result(5) is True
         assert engine.lingering(fd).result(5) is False
-        assert "lingered" not in rec.wait_for("close", fd=fd)
+        close = rec.wait_for("close", fd=fd)
+        assert "lingered" not in close and "discarded" not in close
+
+
+def test_a_linger_ended_by_the_peers_reset_says_reset_not_eof(make_engine):
+    """The peer closed with our echoes unread: its kernel sent an RST and our read got
+    ECONNRESET, which the close event called a clean end (`lingered: eof`), and the code
+    panel showed the EOF path."""
+    engine, rec = make_engine(backend="epoll")
+    sock = connect(engine.tcp_port, timeout=20)
+    try:
+        fd = _lingering(engine, rec, sock)
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # an RST, whatever is unread
+    close = rec.wait_for("close", fd=fd)
+    assert (close["reason"], close["lingered"]) == ("user", "reset")
+    assert close["discarded"] > 0

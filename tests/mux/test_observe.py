@@ -313,3 +313,24 @@ def test_wait_registered_counts_the_fds_the_wait_call_is_given(backend: str) -> 
         assert registered == (table - 1 if backend == "select" else table), (registered, table)
         registered, table = listener_interest(READABLE)
         assert registered == table
+
+
+@pytest.mark.parametrize("name", ["select", "poll", "epoll"])
+def test_a_wait_events_timeout_is_the_one_the_kernel_got(name):
+    """A fractional timeout (a timer's) was shown rounded to nearest, 1 ms below what poll's
+    backend and CPython's epoll.poll pass the kernel (both round up): "timeout 133 ms" beside
+    "took 134,402 us", where strace showed epoll_wait(..., 134)."""
+    from mux.backends import create
+    from mux.loop import Loop
+
+    events: list[dict] = []
+    obs = Observers()
+    obs.add(events.append)
+    loop = Loop(create(name), obs, wait_timeout=0.0334)
+    try:
+        loop.run_once()
+    finally:
+        loop.backend.close()
+    wait = next(e for e in events if e["kind"] == "wait")
+    assert wait["timeout_ms"] == 34
+    assert wait["duration_us"] >= 33_000  # it really waited that long: nothing was ready

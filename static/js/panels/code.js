@@ -65,7 +65,7 @@ export class CodePanel {
       case 'close':
         if (ev.flaw) return 'close@early';   // the flaw's own code closed it (ev.flaw says which)
         // a user's close that lingered (mux/linger.py) and ended with the peer's EOF or the deadline
-        if (ev.lingered === 'eof' || ev.lingered === 'deadline') return `close@linger-${ev.lingered}`;
+        if (['eof', 'reset', 'deadline'].includes(ev.lingered)) return `close@linger-${ev.lingered}`;
         return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
       case 'interest':
         if (ev.moved) return 'interest@moved';   // re-registered by a backend switch
