@@ -21,7 +21,7 @@ from . import backends
 from .backends import FD_SETSIZE, READABLE, FdLimitError
 from .breakpoints import Breakpoint, Breakpoints
 from .commands import EngineCommands
-from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, raise_nofile_limit
+from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, name_os_thread, raise_nofile_limit
 from .control import ControlDoor
 from .flaws import FlawZoo
 from .listener import TcpListener, open_tcp_listener
@@ -231,6 +231,7 @@ class Engine(EngineCommands):
 
     def run(self) -> None:
         """The loop thread's body; returns after `stop()`, with everything closed."""
+        name_os_thread("mux-engine")
         door = self._door
         try:
             while not self._stopping:

@@ -383,3 +383,12 @@ def test_a_flaw_switch_is_a_loop_event_and_part_of_the_state(make_engine):
     assert loops == [("running", "eof_ignored"), ("paused", "eof_ignored"), ("paused", None),
                      ("running", None)], loops
     assert engine.state().result(5)["flaw"] is None
+
+
+def test_the_engine_thread_is_named_in_the_os(make_engine):
+    """strace -p TID, top -H: the engine's thread is found by its name, "mux-engine" (it was
+    "python", like every other thread of the process)."""
+    engine, _ = make_engine(backend="epoll")
+    tid = engine.call(threading.get_native_id).result(5)
+    with open(f"/proc/self/task/{tid}/comm") as f:
+        assert f.read().strip() == "mux-engine"
