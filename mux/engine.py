@@ -61,6 +61,9 @@ class Engine(EngineCommands):
                          self.observers, cfg.wait_timeout)
         self.stats = self.loop.stats
         self.connections: dict[int, TcpConnection] = {}
+        #: the fds in a lingering close (linger.py), replaced whole on the loop thread so any
+        #: thread may read it: the stats frames tell every page, which no event does
+        self.lingering_fds: tuple[int, ...] = ()
         self.paused = False
         self.delay_ms = 0
         #: steps asked for and not yet run: each request is one wait, even when several
@@ -190,6 +193,8 @@ class Engine(EngineCommands):
     def forget(self, conn: TcpConnection) -> None:
         self._moves += 1  # odd: its bytes are moving to the closed totals (see byte_totals)
         self.connections.pop(conn.fd, None)
+        if conn.lingering:
+            self.lingering_fds = tuple(fd for fd in self.lingering_fds if fd != conn.fd)
         self.breakpoints.fd_closed(conn.fd)
         self.stats.closed_bytes_in += conn.bytes_in
         self.stats.closed_bytes_out += conn.bytes_out
@@ -401,6 +406,7 @@ class Engine(EngineCommands):
                 "bytes_out": bytes_out, "waits": stats.waits,
                 "connections": stats.connections, "accepted": stats.accepted,
                 "waits_by_backend": by_backend,
+                "lingering": list(self.lingering_fds),
                 "udp": None if udp is None else {
                     "received": udp.received, "echoed": udp.echoed, "dropped": udp.dropped}}
 

@@ -350,6 +350,7 @@ class TcpConnection:
             self.close(reason)
             return
         self.lingering = True
+        self.engine.lingering_fds = (*self.engine.lingering_fds, self.fd)
         loop = self.loop
         lingerer = Lingerer(self, reason, loop.readable_soon)
         loop.replace_handler(self.fd, lingerer)

@@ -108,6 +108,8 @@ def _stats_frame(stats: StatsProvider, subscription: Subscription) -> bytes:
     numbers = stats()
     frame: dict[str, Any] = {"type": "stats", "dropped_total": subscription.dropped_total}
     frame.update((key, numbers.get(key, 0)) for key in STATS_KEYS)
+    if numbers.get("lingering"):  # fds in a lingering close: no event says when one begins
+        frame["lingering"] = numbers["lingering"]
     if numbers.get("udp") is not None:  # the kernel's drop count comes with no event: here
         frame["udp"] = numbers["udp"]
     return _dumps(frame)

@@ -15,7 +15,6 @@ export function snapshotOf(model) {
     conns.push({
       fd: c.fd, peer: c.peer, interest: reg ? toNative(reg.bits, name) : [], queue_depth: c.depth,
       pending_bytes: c.pending, bytes_in: c.bytesIn, bytes_out: c.bytesOut, reading_paused: c.paused,
-      lingering: c.lingering,
     });
   }
   let lastWait = null;

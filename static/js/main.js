@@ -42,9 +42,10 @@ const connections = new ConnectionsPanel($('connections-panel'), {
   replay,
   onClose: async (fd, btn) => {
     btn.disabled = true;
+    const peer = model.conns.get(fd)?.peer;
     try {
       const res = await apiMod.api.closeConnection(fd);
-      if (res && res.lingering) model.markLingering(fd);
+      if (res && res.lingering) model.markLingering(fd, peer);
     } catch {
       btn.disabled = false;  // error already shown in the alert area
     }

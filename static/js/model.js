@@ -56,10 +56,11 @@ export class Model {
   mark(...panels) { for (const p of panels) this.dirty[p] = true; }
 
   /** The server answered a "Close fd N" with `lingering`: the row stays (the peer is still
-   * sending, and its input is read away) until the close event. */
-  markLingering(fd) {
+   * sending, and its input is read away) until the close event. `peer`: the row's peer at the
+   * click, so that a new connection given the same fd meanwhile is not marked. */
+  markLingering(fd, peer) {
     const c = this.conns.get(fd);
-    if (c && !c.lingering) { c.lingering = true; this.mark('conns'); }
+    if (c && c.peer === peer && !c.lingering) { c.lingering = true; this.mark('conns'); }
   }
   take(panel) { const d = this.dirty[panel]; this.dirty[panel] = false; return d; }
 
@@ -97,6 +98,12 @@ export class Model {
     this.frames.stats++;
     this.stats = frame;
     this.mark('status');
+    // connections in a lingering close: no event says when one begins (its close event ends
+    // it), so every page learns it here, within a second
+    for (const fd of frame.lingering || []) {
+      const c = this.conns.get(fd);
+      if (c && !c.lingering) { c.lingering = true; this.mark('conns'); }
+    }
     // UDP totals: what the kernel dropped comes with no event, and shown datagram events are
     // a sample under load; the stats frame has the engine's own counts
     if (frame.udp && this.udp) {

@@ -496,8 +496,14 @@ def test_close_button_closes_the_connection(dashboard):
 def test_a_lingering_close_is_shown_until_the_peer_ends_it_or_close_now(dashboard):
     """A close of a peer that is still sending lingers (mux/linger.py): the row stayed as it
     was for up to 5 s, its Close button live again, as if the click had done nothing. Now the
-    row says "lingering" and its button "Close now"; the close event says how it ended."""
+    row says "lingering" and its button "Close now"; the close event says how it ended. A
+    second page, which did not click, learns it too (no event says when a linger begins: it
+    showed "paused" and "Close", whose click was a second close, at once)."""
     page = dashboard.page
+    other = page.context.new_page()
+    other.goto(dashboard.base + "/")
+    other.wait_for_function("() => window.__muxscope && window.__muxscope.frames.snapshot >= 1",
+                            timeout=10_000)
     with dashboard.connect() as ended, dashboard.connect() as cut:
         fds = {name: server_fd(dashboard, sock) for name, sock in (("ended", ended), ("cut", cut))}
         for sock in (ended, cut):  # megabytes, and never a read: backpressure pauses them
@@ -512,6 +518,10 @@ def test_a_lingering_close_is_shown_until_the_peer_ends_it_or_close_now(dashboar
             expect(row(page, fd).locator("td.paused")).to_have_text("lingering", timeout=3000)
             expect(row(page, fd).get_by_role("button", name=f"Close fd {fd}",
                                              exact=True)).to_have_text("Close now")
+        for fd in fds.values():  # the other page: from the stats frames (one a second)
+            expect(row(other, fd).locator("td.paused")).to_have_text("lingering", timeout=3000)
+            expect(row(other, fd).get_by_role("button", name=f"Close fd {fd}",
+                                              exact=True)).to_have_text("Close now")
         assert all(c["lingering"] for c in state(dashboard)["connections"])
         ended.shutdown(socket.SHUT_WR)  # the peer's EOF ends its linger: a clean close
         page.get_by_role("button", name=f"Close fd {fds['cut']}", exact=True).click()

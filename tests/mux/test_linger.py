@@ -43,6 +43,7 @@ def test_closing_a_client_that_floods_and_never_reads_lingers_until_its_eof(make
         assert echoed > 0
         assert fd in engine.connections, "it lingers until the client's own EOF"
         assert engine.state().result(5)["connections"][0]["lingering"] is True
+        assert engine.counters()["lingering"] == [fd]  # for the pages' stats frames
         sock.shutdown(socket.SHUT_WR)
         close = rec.wait_for("close", fd=fd)
         assert (close["reason"], close["lingered"]) == ("user", "eof")
@@ -51,6 +52,7 @@ def test_closing_a_client_that_floods_and_never_reads_lingers_until_its_eof(make
             e["bytes"] for e in rec.of("recv", fd=fd))
     wait_until(lambda: fd not in engine.connections, what="the lingering connection closed")
     assert engine.call(lambda: fd in engine.loop.handlers).result(5) is False
+    assert engine.counters()["lingering"] == []
 
 
 def test_a_lingering_close_ends_at_its_deadline_or_with_the_engine(make_engine, monkeypatch):

@@ -102,7 +102,6 @@ export class ConnectionsPanel {
     button.textContent = 'Close';
     button.dataset.fd = String(fd);
     button.setAttribute('aria-label', `Close fd ${fd}`);
-    button.title = `Close fd ${fd} (the server closes this connection)`;
     button.disabled = this.replay;
     td.append(button);
     tr.append(td);
@@ -138,14 +137,19 @@ export class ConnectionsPanel {
     if (last.lingering !== c.lingering) {
       last.lingering = c.lingering;
       row.cells.paused.title = c.lingering
-        ? 'Closed: the peer is still sending, so its input is read away until its EOF (at most 5 s), then the close'
+        ? 'Closed by you: the peer is still sending, so its input is read away and thrown away until its EOF ' +
+          '(5 s at most, counted while the loop runs), then the close'
         : '';
       row.button.textContent = c.lingering ? 'Close now' : 'Close';
-      row.button.title = c.lingering
-        ? `Close fd ${row.tr.dataset.fd} now, without waiting for the peer's EOF (an RST if it is still sending)`
-        : `Close fd ${row.tr.dataset.fd} (the server closes this connection)`;
     }
-    if (last.pausedClass !== c.paused) { last.pausedClass = c.paused; row.tr.classList.toggle('paused', c.paused); }
+    const fd = row.tr.dataset.fd;
+    let title = c.lingering
+      ? `Close fd ${fd} now, without waiting for the peer's EOF (an RST if it is still sending)`
+      : `Close fd ${fd} (the server closes this connection)`;
+    if (disabled) title = this.replay ? 'A replay: nothing to close' : 'Viewing the past: "Back to live" to close connections';
+    if (last.title !== title) { last.title = title; row.button.title = title; }
+    const pausedClass = c.paused && !c.lingering;
+    if (last.pausedClass !== pausedClass) { last.pausedClass = pausedClass; row.tr.classList.toggle('paused', pausedClass); }
     const origin = c.peer ? (isLocalPeer(c.peer) ? 'from this machine' : 'remote') : '';
     if (last.origin !== origin) { last.origin = origin; row.originText.textContent = origin; }
     if (last.color !== c.peer) {
