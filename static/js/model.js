@@ -2,7 +2,7 @@
 import { toBits } from './vocab.js';
 
 const PANELS = ['backend', 'syscall', 'queues', 'conns', 'controls', 'status', 'log'];
-const READY_LIST_CAP = 4096;
+export const READY_LIST_CAP = 4096;
 const MAX_NOTICES = 5;      // the latest error/flaw events, shown above the log
 
 export class Model {

@@ -184,6 +184,34 @@ def test_select_syscall_line_returns_what_select_returns(dashboard):
         assert recv_exactly(sock, 3) == b"abc"  # nothing lost to the steps
 
 
+LAST_WAIT_TEXTS = """() => ({
+  line: document.querySelector('#syscall-line').textContent,
+  detail: document.querySelector('#syscall-detail').textContent,
+  sets: document.querySelector('#backend-sets').innerText,
+})"""
+
+
+def test_the_syscall_line_and_the_fd_panel_show_the_same_wait(dashboard):
+    """Both say "the last wait": under load the line (repainted at most every 100 ms) and the
+    fd panel's ready list (every frame) showed different waits, 20 samples in 60 ("= 18",
+    "18 of 23 fds ready", "ready list ...: 19 fds")."""
+    page = dashboard.page
+    with load_clients(dashboard, 20, 64, 50):
+        expect(page.locator("#backend-sets")).to_contain_text("ready list", timeout=5000)
+        seen = set()
+        for _ in range(40):  # samples of one moment each (one evaluate reads all three)
+            texts = page.evaluate(LAST_WAIT_TEXTS)
+            line = re.search(r"= (\d+)$", texts["line"].strip())
+            detail = re.search(r"(\d+) of \d+ fds ready", texts["detail"])
+            listed = re.search(r"ready list \(returned by the last epoll_wait\): (\d+) fds",
+                               texts["sets"])
+            assert line and detail and listed, texts
+            assert line[1] == detail[1] == listed[1], (line[1], detail[1], listed[1], texts)
+            seen.add(line[1])
+            page.wait_for_timeout(37)  # a sampling period, not synchronisation
+        assert len(seen) > 1, "the load never changed the ready count: nothing was compared"
+
+
 WHEEL_IN_THE_PIN_FRAME = """() => new Promise((resolve) => {
   // The frame right after new rows came in (the pin to the end still pending): a wheel up, and
   // the scroll the browser performs for it. The log must stay where the user put it.

@@ -18,6 +18,11 @@ const LEGEND = [
   ['peer', "corner dot: the peer's own colour (the same in every panel)"],
 ];
 
+/** The ready list of the wait the syscall line shows (it is throttled: the panels agree). */
+function readyOf(model) {
+  return model.shownReady || model.lastReady;
+}
+
 export class BackendPanel {
   constructor(root) {
     this.canvas = root.querySelector('#fd-canvas');
@@ -78,8 +83,12 @@ export class BackendPanel {
       this.captionEl.textContent = CAPTIONS[name] || '';
     }
     this.draw(model, now);
-    if (dirty && (now - this.textAt > 250 || model.regs.size < 200)) {
+    // the text follows the syscall line's wait whenever that line changes (it is throttled
+    // itself), and other changes at most every 250 ms with many fds
+    const newWait = model.shownReady !== this.textReady;
+    if (dirty && (newWait || now - this.textAt > 250 || model.regs.size < 200)) {
       this.textAt = now;
+      this.textReady = model.shownReady;
       this.renderSets(model);
     } else if (dirty) {
       model.mark('backend');  // text is throttled with many fds: come back for it
@@ -193,7 +202,7 @@ export class BackendPanel {
   /** What changes every wait: green stripes for what came back ready, and a fading outline. */
   drawOverlay(ctx, model, now) {
     const c = colors();
-    for (const [fd, flags] of model.lastReady) {
+    for (const [fd, flags] of readyOf(model)) {
       const i = this.index.get(fd);
       if (i === undefined) continue;
       const { x, y, s } = this.cellBox(i);
@@ -226,7 +235,7 @@ export class BackendPanel {
     if (name === 'select') {
       const ins = selectSets(model.regsAtWait());
       const out = { read: [], write: [], except: [] };
-      for (const [fd, flags] of model.lastReady) for (const f of flags) if (out[f]) out[f].push(fd);
+      for (const [fd, flags] of readyOf(model)) for (const f of flags) if (out[f]) out[f].push(fd);
       for (const k of Object.keys(out)) out[k].sort((a, b) => a - b);
       blocks.push(['in: the sets passed to select() (interest)',
         `read:   ${capList(ins.read)}\nwrite:  ${capList(ins.write)}\nexcept: ${capList(ins.except)}`]);
@@ -235,7 +244,7 @@ export class BackendPanel {
     } else if (name === 'poll') {
       const lines = this.fds.slice(0, TEXT_ROWS).map((fd) => {
         const bits = model.interestAtWait(fd) || model.regs.get(fd).bits;  // as passed to the last poll()
-        const rev = model.lastReady.get(fd);
+        const rev = readyOf(model).get(fd);
         return `{fd=${fd}, events=${flagText(toNative(bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}`;
       });
       if (this.fds.length > TEXT_ROWS) lines.push(`… and ${this.fds.length - TEXT_ROWS} more`);
@@ -249,8 +258,8 @@ export class BackendPanel {
       if (this.fds.length > TEXT_ROWS) lines.push(`… and ${this.fds.length - TEXT_ROWS} more`);
       const epfd = model.backend.fd != null ? ` of epoll fd ${model.backend.fd}` : '';
       blocks.push([`interest list${epfd} (kept in the kernel, changed by epoll_ctl): ${this.fds.length} fds`, lines.join('\n')]);
-      const ready = [...model.lastReady].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
-      blocks.push([`ready list (returned by the last epoll_wait): ${model.lastReady.size} fds`, ready.join('\n') || '(empty)']);
+      const ready = [...readyOf(model)].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
+      blocks.push([`ready list (returned by the last epoll_wait): ${readyOf(model).size} fds`, ready.join('\n') || '(empty)']);
     }
     // the blocks are kept and only their changed texts rewritten (most waits change nothing here)
     if (!this.setNodes || this.setNodes.length !== blocks.length) {
@@ -282,7 +291,7 @@ export class BackendPanel {
     const reg = fd !== undefined ? model.regs.get(fd) : null;
     if (!reg) { this.tooltip.hidden = true; return; }
     const conn = model.conns.get(fd);
-    const ready = model.lastReady.get(fd);
+    const ready = readyOf(model).get(fd);
     const lines = [`fd ${fd} — ${ROLE_NAMES[reg.role] || reg.role}`];
     if (conn && conn.peer) lines.push(`peer ${conn.peer}`);
     lines.push(`interest: ${flagText(toNative(reg.bits, model.backend.name || 'epoll'))}`);

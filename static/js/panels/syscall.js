@@ -1,7 +1,11 @@
 // The syscall line of the last wait, built from `wait` + the `ready` events that follow it.
+import { READY_LIST_CAP } from '../model.js';
 import { syscallLine } from '../vocab.js';
 
 const MIN_INTERVAL_MS = 100;
+// A wait's ready events can come a frame after the wait itself (the server batches by time):
+// its line waits for them, this long at most (some may have been dropped for this page).
+const INCOMPLETE_MAX_MS = 250;
 
 export class SyscallPanel {
   constructor(root) {
@@ -20,17 +24,27 @@ export class SyscallPanel {
     if (!model.dirty.syscall) return;
     // a busy loop waits thousands of times a second: the line follows at most every MIN_INTERVAL_MS
     if (model === this.model && now - this.paintedAt < MIN_INTERVAL_MS) return;
+    const w0 = model.lastWait;
+    if (w0 && w0.ready_list.length < Math.min(w0.ready ?? 0, READY_LIST_CAP)) {
+      if (this.incomplete !== w0) { this.incomplete = w0; this.incompleteAt = now; }
+      if (now - this.incompleteAt < INCOMPLETE_MAX_MS) return;   // still dirty: next frame
+    }
     model.take('syscall');
     this.model = model;
     this.paintedAt = now;
     const w = model.lastWait;
     if (!w) {
+      model.shownReady = null;
       this.set('line', model.paused ? 'loop paused: no wait yet' : 'waiting for the first wait…', (v) => { this.lineEl.textContent = v; });
       this.set('backend', '', (v) => { this.lineEl.dataset.backend = v; });
       this.set('detail', '', (v) => { this.detailEl.textContent = v; });
       return;
     }
     const line = syscallLine(w, model, w.backend === model.backend.name ? model.backend : null);
+    // the fd panel shows the ready list of this same wait, not of the newest one (this line is
+    // throttled, that panel was not: "= 18" beside "ready list: 19 fds")
+    model.shownReady = new Map(w.ready_list.map((r) => [r.fd, r.flags]));
+    model.mark('backend');
     this.set('line', line, (v) => { this.lineEl.textContent = v; });
     this.set('backend', w.backend || '', (v) => { this.lineEl.dataset.backend = v; });
     this.set('seq', w.seq !== undefined ? String(w.seq) : '', (v) => { this.lineEl.dataset.seq = v; });
