@@ -107,6 +107,10 @@ def banner_lines(settings: Settings, app: Any, http_port: int) -> list[str]:
         if engine.udp_port is not None:
             udp = format_hostport(settings.host, engine.udp_port)
             lines.append(f"UDP echo on {udp} — try: nc -u {host} {engine.udp_port}")
+    if settings.record and not settings.replay:
+        mb = f", rotated at {settings.record_max_mb} MB" if settings.record_max_mb else ""
+        lines.append(f"Recording every event to {settings.record}{mb} "
+                     f"(replay it: muxscope replay {settings.record})")
     lines.append(f"Dashboard: {settings.dashboard_url(http_port)}")
     if not settings.loopback:
         lines.append(f"Listening on {settings.host}: /api, /metrics and /ws need the token.")

@@ -35,11 +35,12 @@ function detailText(body, status, statusText) {
   return `${status} ${statusText}`.trim();
 }
 
-export function showError(message) {
+export function showError(message, topic = '') {
   if (!errorArea) { console.warn(message); return; }
   const p = document.createElement('p');
   p.className = 'error-message';
   p.textContent = message;
+  if (topic) p.dataset.topic = topic;
   let list = errorArea.querySelector('.error-list');
   if (!list) {
     list = document.createElement('div');
@@ -59,6 +60,15 @@ export function clearErrors() {
   if (errorArea) errorArea.replaceChildren();
 }
 
+/** A later success of the same kind of action takes its old errors away (a 422 for a slow
+ *  motion value stayed on screen after a good one was applied; a 409 for a second flaw, through
+ *  every later toggle). */
+function clearTopic(topic) {
+  if (!errorArea || !topic) return;
+  for (const p of errorArea.querySelectorAll('p.error-message')) if (p.dataset.topic === topic) p.remove();
+  if (!errorArea.querySelector('p.error-message')) clearErrors();
+}
+
 export class ApiError extends Error {
   constructor(status, detail) {
     super(detail);
@@ -72,7 +82,7 @@ export class ApiError extends Error {
  * `quietOffline`: a network error is thrown but not shown (a background read: the header
  * already says the server is gone, and a reconnect brings a fresh snapshot).
  */
-export async function request(method, path, body, what, { quietOffline = false } = {}) {
+export async function request(method, path, body, what, { quietOffline = false, topic = '' } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -84,7 +94,7 @@ export async function request(method, path, body, what, { quietOffline = false }
     });
   } catch (err) {
     const msg = `${what || `${method} ${path}`}: network error (${err.message})`;
-    if (!quietOffline) showError(msg);
+    if (!quietOffline) showError(msg, topic);
     throw new ApiError(0, msg);
   }
   let data = null;
@@ -92,9 +102,10 @@ export async function request(method, path, body, what, { quietOffline = false }
   if (text) { try { data = JSON.parse(text); } catch { data = null; } }
   if (!res.ok) {
     const detail = detailText(data, res.status, res.statusText) || text;
-    showError(`${what || `${method} ${path}`} (${res.status}): ${detail}`);
+    showError(`${what || `${method} ${path}`} (${res.status}): ${detail}`, topic);
     throw new ApiError(res.status, detail);
   }
+  clearTopic(topic);
   return data;
 }
 
@@ -136,16 +147,19 @@ const QUIET_READ = { quietOffline: true };
 
 export const api = {
   state: () => request('GET', '/api/state', undefined, 'Reading state', QUIET_READ),
-  setBackend: (body) => request('POST', '/api/backend', body, 'Switching backend'),
-  loop: (body) => request('POST', '/api/loop', body, body.action ? `Loop ${body.action}` : 'Slow motion'),
-  closeConnection: (fd) => request('POST', `/api/connections/${encodeURIComponent(fd)}/close`, undefined, `Closing fd ${fd}`),
-  addLoad: (body) => request('POST', '/api/load', body, 'Adding clients'),
-  removeLoad: () => request('DELETE', '/api/load', undefined, 'Removing clients'),
+  setBackend: (body) => request('POST', '/api/backend', body, 'Switching backend', { topic: 'backend' }),
+  loop: (body) => request('POST', '/api/loop', body, body.action ? `Loop ${body.action}` : 'Slow motion',
+    { topic: body.action ? 'loop' : 'slowmo' }),
+  closeConnection: (fd) => request('POST', `/api/connections/${encodeURIComponent(fd)}/close`, undefined, `Closing fd ${fd}`,
+    { topic: `close ${fd}` }),
+  addLoad: (body) => request('POST', '/api/load', body, 'Adding clients', { topic: 'load' }),
+  removeLoad: () => request('DELETE', '/api/load', undefined, 'Removing clients', { topic: 'load' }),
   breakpoints: () => request('GET', '/api/breakpoints', undefined, 'Reading breakpoints', QUIET_READ),
-  addBreakpoint: (body) => request('POST', '/api/breakpoints', body, 'Adding a breakpoint'),
+  addBreakpoint: (body) => request('POST', '/api/breakpoints', body, 'Adding a breakpoint', { topic: 'breakpoint' }),
   deleteBreakpoint: (id) => request('DELETE', `/api/breakpoints/${encodeURIComponent(id)}`, undefined, `Deleting breakpoint ${id}`),
   flaws: () => request('GET', '/api/flaws', undefined, 'Reading the bug zoo', QUIET_READ),
-  setFlaw: (name, on) => request('POST', `/api/flaws/${encodeURIComponent(name)}`, { on }, `Turning flaw ${name} ${on ? 'on' : 'off'}`),
+  setFlaw: (name, on) => request('POST', `/api/flaws/${encodeURIComponent(name)}`, { on }, `Turning flaw ${name} ${on ? 'on' : 'off'}`,
+    { topic: 'flaw' }),
   kernel: () => request('GET', '/api/kernel', undefined, 'Reading the kernel view', QUIET_READ),
   code: () => request('GET', '/api/code', undefined, 'Reading the handler source'),
 };

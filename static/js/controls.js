@@ -1,5 +1,6 @@
 // Live controls: every change applies at once (no Apply button); errors go to the alert area.
 import { api, downloadFile, showError, withToken } from './api.js';
+import { serverConnected } from './ui.js';
 
 const MAX_DELAY_MS = 5000;      // the slow-motion range the API accepts
 const TYPING_PAUSE_MS = 400;    // a delay typed into the field is sent once the keys pause this long
@@ -147,7 +148,9 @@ export class Controls {
 
   paint(model) {
     if (!model.take('controls')) return;
-    this.loopStateEl.textContent = model.loop + (model.delayMs ? ` (+${model.delayMs} ms)` : '');
+    // disconnected, the last state known is no longer news: the server may be gone
+    this.loopStateEl.textContent = !this.replay && !serverConnected() ? 'unknown (not connected)'
+      : model.loop + (model.delayMs ? ` (+${model.delayMs} ms)` : '');
     if (this.replay) return;
     const paused = model.paused;
     const label = paused ? 'Resume' : 'Pause';

@@ -37,7 +37,7 @@ const timeline = new Timeline($('timeline'), model, history, { replay });
 const breakpoints = new BreakpointsPanel($('timeline'), model, history, { replay });
 const syscall = new SyscallPanel($('syscall-panel'));
 const backend = new BackendPanel($('backend-panel'));
-const queues = new QueuesPanel($('queues-panel'));
+const queues = new QueuesPanel($('queues-panel'), { replay });
 const connections = new ConnectionsPanel($('connections-panel'), {
   replay,
   onClose: async (fd, btn) => {
@@ -100,8 +100,10 @@ const droppedEl = $('dropped-count');
 
 function setStatus(state, info) {
   wsStatus.dataset.state = state;
-  wsStatus.textContent = state === 'open' ? 'live' : state === 'connecting' ? 'connecting…' : `disconnected (${info || ''})`;
+  const open = replay ? 'replay' : 'live';
+  wsStatus.textContent = state === 'open' ? open : state === 'connecting' ? 'connecting…' : `disconnected (${info || ''})`;
   if (state === 'open') debug.wsOpens++;
+  model.mark('controls');   // the loop's state is unknown while disconnected
 }
 
 let resyncing = false;
@@ -178,7 +180,9 @@ function paintStatus(now) {
   if (dropped === shownStatus.dropped && now - shownStatus.at < STATUS_MS) return;  // come back later
   model.take('status');
   shownStatus.at = now;
-  const total = model.stats && model.stats.events_total !== undefined ? model.stats.events_total : model.seq;
+  // the stats frame's total is up to a second old: never below the events already here (nor
+  // below the dropped count, in an event storm)
+  const total = Math.max(model.seq, model.stats && model.stats.events_total !== undefined ? model.stats.events_total : 0);
   if (total !== shownStatus.total) {
     shownStatus.total = total;
     eventsTotalEl.textContent = Number(total).toLocaleString();

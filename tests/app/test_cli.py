@@ -435,6 +435,9 @@ def test_record_then_replay(tmp_path: Path) -> None:
     trace = tmp_path / "trace.jsonl"
     with launch("--http-port", "0", "--echo-port", "0", "--no-udp", "--record", str(trace)) as run:
         tcp = run.read_until(r"TCP echo on 127\.0\.0\.1:(\d+)")
+        # it said nothing of the recording it was making
+        run.read_until(rf"Recording every event to {re.escape(str(trace))}, rotated at 100 MB "
+                       rf"\(replay it: muxscope replay {re.escape(str(trace))}\)$")
         run.read_until(r"Dashboard: ")
         assert tcp_echo(int(tcp[1]), b"recorded\n") == b"recorded\n"
         code, stderr = run.stop(signal.SIGTERM)

@@ -172,6 +172,9 @@ def test_replay_shows_a_flaw_that_fired_as_detected_not_as_on(open_dashboard, tm
     wait_until(lambda: b'"kind":"flaw"' in recording.read_bytes(), 10, "the flaw event recorded")
 
     replay = open_dashboard(Settings(http_port=0, replay_file=recording), "-replay")
+    # a replay is not "live", and no server keeps running behind it
+    expect(replay.page.locator("#ws-status")).to_have_text("replay")
+    expect(replay.page.locator("#timeline .caption")).not_to_contain_text("keeps running")
     switch = replay.page.get_by_label("Flaw: EOF never handled", exact=True)
     expect(switch).not_to_be_checked(timeout=8000)
     item = replay.page.locator("#zoo-list li[data-flaw='eof_ignored']")
@@ -196,6 +199,8 @@ def test_no_error_piles_up_while_the_server_is_down(browser: Browser):
             page.locator("#kernel-panel").scroll_into_view_if_needed()
         expect(page.locator("#ws-status")).not_to_have_attribute("data-state", "open",
                                                                  timeout=10_000)
+        # the loop's last state is no longer news (it said "running" with the server gone)
+        expect(page.locator("#loop-state")).to_have_text("unknown (not connected)")
         page.wait_for_timeout(7000)  # a window of two re-read periods, not synchronisation
         errors = page.locator(".error-message").all_inner_texts()
         assert not [e for e in errors if "Reading" in e], errors

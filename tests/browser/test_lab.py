@@ -6,6 +6,7 @@ import socket
 
 from playwright.sync_api import Page, expect
 
+from tests.browser.conftest import echo
 from tests.browser.test_timeline import scrub_to
 from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
@@ -292,3 +293,21 @@ def test_a_flaws_own_early_close_shows_its_code_not_the_usual_path(dashboard):
         api.post("/api/loop", json={"action": "resume"})
         api.post("/api/flaws/hup_before_in", json={"on": False})
     assert dashboard.console_errors == []
+
+
+def test_kernel_truth_fits_its_panel_with_the_longest_masks(dashboard):
+    """Edge-triggered one-shot masks (EPOLLIN|EPOLLERR|EPOLLHUP|EPOLLONESHOT|EPOLLET ...) had
+    no break opportunity: at 1400 px the table ran out of its panel sideways, hiding the
+    server's column and the check column with its notes."""
+    page = dashboard.page
+    assert dashboard.api.post("/api/backend", json={"name": "epoll", "trigger": "edge",
+                                                    "oneshot": True}).status_code == 200
+    with dashboard.connect() as sock:
+        fd = wait_for_row(page)
+        assert echo(sock, b"x") == b"x"
+        page.locator("#kernel-panel").scroll_into_view_if_needed()
+        expect(page.locator(f"#kernel-interest tr[data-fd='{fd}']")).to_contain_text(
+            "EPOLLONESHOT", timeout=DEADLINE_MS)
+        wrap = page.locator("#kernel-interest-table").locator("xpath=..")
+        sizes = wrap.evaluate("el => [el.scrollWidth, el.clientWidth]")
+        assert sizes[0] <= sizes[1], f"the table is {sizes[0]} px wide in {sizes[1]} px"

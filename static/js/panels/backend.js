@@ -296,7 +296,7 @@ export class BackendPanel {
     if (conn && conn.peer) lines.push(`peer ${conn.peer}`);
     lines.push(`interest: ${flagText(toNative(reg.bits, model.backend.name || 'epoll'))}`);
     lines.push(`last wait: ${ready ? flagText(ready) : 'not ready'}`);
-    if (conn) lines.push(`queue: ${conn.depth} chunks, ${conn.pending} B${conn.paused ? ' — reading paused' : ''}`);
+    if (conn) lines.push(`queue: ${conn.depth} chunk${conn.depth === 1 ? '' : 's'}, ${conn.pending} B${conn.paused ? ' — reading paused' : ''}`);
     this.tooltip.textContent = lines.join('\n');
     this.tooltip.hidden = false;
     const x = Math.min(e.clientX - rect.left + 12, rect.width - 200);

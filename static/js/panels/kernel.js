@@ -36,6 +36,8 @@ export function compare(kernelNames, engineNames) {
   return { state: 'differs', note: 'masks differ' };
 }
 
+const BAR = '|\u200b';
+
 export class KernelPanel {
   constructor(root, live, { replay }) {
     this.root = root;
@@ -132,8 +134,10 @@ export class KernelPanel {
     const td = (text, cls) => { const el = document.createElement('td'); el.textContent = text; if (cls) el.className = cls; tr.append(el); return el; };
     const fdCell = td(String(fd), 'fd');
     if (conn) { fdCell.style.borderLeftColor = peerColor(conn.peer); fdCell.classList.add('peer-mark'); }
-    td(kn ? `${kn.join('|') || '0'} (0x${(Number(mask) >>> 0).toString(16)})` : '—');
-    td(reg ? `${reg.interest.join('|') || '0'} (${reg.role})` : '—');
+    // a line may break after each '|' (a zero-width space): long one-shot masks pushed the
+    // other columns out of the panel
+    td(kn ? `${kn.join(BAR) || '0'} (0x${(Number(mask) >>> 0).toString(16)})` : '—');
+    td(reg ? `${reg.interest.join(BAR) || '0'} (${reg.role})` : '—');
     const st = td(cmp.state === 'ok' ? 'same' : cmp.note);
     if (mismatch) {
       tr.classList.add(confirmed ? 'mismatch' : 'changing');

@@ -149,7 +149,7 @@ export class LatencyPanel {
       const sorted = s.slice().sort((x, y) => x - y);
       const q = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
       const total = this.hist[b].reduce((a, n) => a + n, 0);
-      parts.push(`${b}: ${total} chunks, median ${fmtUs(q(0.5))}, p99 ${fmtUs(q(0.99))}`);
+      parts.push(`${b}: ${total} chunk${total === 1 ? '' : 's'}, median ${fmtUs(q(0.5))}, p99 ${fmtUs(q(0.99))}`);
     }
     this.histSummary.textContent = parts.length ? parts.join(' · ')
       : 'no echoed chunk yet: type into a connection, or add clients';

@@ -10,7 +10,8 @@ const PEAK_MS = 1500;
 const DEFAULT_HIGH_WATER = 1 << 20;
 
 export class QueuesPanel {
-  constructor(root) {
+  constructor(root, { replay = false } = {}) {
+    this.replay = replay;
     this.canvas = root.querySelector('#queue-canvas');
     this.summaryEl = root.querySelector('#queue-summary');
     this.shown = new Map();   // fd -> displayed (eased) pending bytes
@@ -113,8 +114,11 @@ export class QueuesPanel {
     }
     for (const fd of this.shown.keys()) if (!seen.has(fd)) this.shown.delete(fd);
     if (!bars.length) {
-      ctx.fillStyle = c.muted; ctx.font = '13px system-ui, sans-serif'; ctx.textBaseline = 'top';
-      ctx.fillText('no connections: connect with nc, or press "Add clients"', 4, TOP + 4);
+      ctx.fillStyle = c.muted; ctx.font = '13px system-ui, sans-serif'; ctx.textBaseline = 'middle';
+      // between the 64 KiB and the high-water lines, clear of both (it sat on the high-water one)
+      const hint = this.replay ? 'no connections at this point of the recording'
+        : 'no connections: connect with nc, or press "Add clients"';
+      ctx.fillText(hint, 4, Math.round((yOf(65536) + yOf(hw)) / 2));
     }
     this.animating = animating;
     if (picked) this.summary(model, bars.length);
@@ -125,7 +129,7 @@ export class QueuesPanel {
     for (const c of model.conns.values()) { pending += c.pending; chunks += c.depth; if (c.paused) paused++; }
     const n = model.conns.size;
     const which = ui.spotlight !== null ? `spotlight on fd ${ui.spotlight} (${n} connections in all)` : n > shown ? `showing the ${shown} busiest of ${n} connections` : `${n} connection${n === 1 ? '' : 's'}`;
-    this.summaryEl.textContent = `${which} · ${chunks} chunks, ${fmtBytes(pending)} queued in all · ` +
+    this.summaryEl.textContent = `${which} · ${chunks} chunk${chunks === 1 ? '' : 's'}, ${fmtBytes(pending)} queued in all · ` +
       `${paused} paused by backpressure · bar height is log-scaled; the white tick is the recent peak, the number is the chunk count`;
   }
 }
