@@ -91,6 +91,16 @@ def _engine_of(app: Any) -> Any:
     return getattr(getattr(app, "state", None), "engine", None)
 
 
+def _recording_line(settings: Settings, app: Any) -> str:
+    """Where --record writes; rotation and the replay command only for a regular file (a
+    device, a pipe or /dev/stdout is never rotated, and there is no file to replay)."""
+    thread = getattr(getattr(app, "state", None), "recorder", None)
+    if not getattr(getattr(thread, "recorder", None), "rotates", False):
+        return f"Recording every event to {settings.record}"
+    return (f"Recording every event to {settings.record}, rotated at "
+            f"{settings.record_max_mb} MB (replay it: muxscope replay {settings.record})")
+
+
 def banner_lines(settings: Settings, app: Any, http_port: int) -> list[str]:
     """One line per listener with the command to try, then the dashboard URL."""
     lines: list[str] = []
@@ -108,9 +118,7 @@ def banner_lines(settings: Settings, app: Any, http_port: int) -> list[str]:
             udp = format_hostport(settings.host, engine.udp_port)
             lines.append(f"UDP echo on {udp} — try: nc -u {host} {engine.udp_port}")
     if settings.record and not settings.replay:
-        mb = f", rotated at {settings.record_max_mb} MB" if settings.record_max_mb else ""
-        lines.append(f"Recording every event to {settings.record}{mb} "
-                     f"(replay it: muxscope replay {settings.record})")
+        lines.append(_recording_line(settings, app))
     lines.append(f"Dashboard: {settings.dashboard_url(http_port)}")
     if not settings.loopback:
         lines.append(f"Listening on {settings.host}: /api, /metrics and /ws need the token.")

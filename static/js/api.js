@@ -63,7 +63,7 @@ export function clearErrors() {
 /** A later success of the same kind of action takes its old errors away (a 422 for a slow
  *  motion value stayed on screen after a good one was applied; a 409 for a second flaw, through
  *  every later toggle). */
-function clearTopic(topic) {
+export function clearTopic(topic) {
   if (!errorArea || !topic) return;
   for (const p of errorArea.querySelectorAll('p.error-message')) if (p.dataset.topic === topic) p.remove();
   if (!errorArea.querySelector('p.error-message')) clearErrors();

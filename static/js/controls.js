@@ -1,5 +1,5 @@
 // Live controls: every change applies at once (no Apply button); errors go to the alert area.
-import { api, downloadFile, showError, withToken } from './api.js';
+import { api, clearTopic, downloadFile, showError, withToken } from './api.js';
 import { serverConnected } from './ui.js';
 
 const MAX_DELAY_MS = 5000;      // the slow-motion range the API accepts
@@ -116,10 +116,10 @@ export class Controls {
     const raw = this.slowmo.value.trim();
     const ms = Number(raw);
     if (raw === '' || !Number.isFinite(ms)) {
-      showError('Slow motion: enter a delay in milliseconds, 0 to 5000');
+      showError('Slow motion: enter a delay in milliseconds, 0 to 5000', 'slowmo');
       return;
     }
-    if (ms === this.model.delayMs) return;   // already so (sent while typing)
+    if (ms === this.model.delayMs) { clearTopic('slowmo'); return; }   // already so (sent while typing)
     const res = await this.run(() => api.loop({ delay_ms: ms }));
     if (res && res.delay_ms !== undefined) this.model.delayMs = res.delay_ms;
   }

@@ -598,6 +598,8 @@ def test_record_to_stdout_sent_to_a_file_is_pure_jsonl_and_replays(tmp_path: Pat
         running = Running(proc)
         threading.Thread(target=_pump, args=(proc.stderr, running.lines), daemon=True).start()
         port = int(running.read_until(r"TCP echo on 127\.0\.0\.1:(\d+)")[1])
+        # no rotation, and no file to replay, for /dev/stdout
+        running.read_until(r"^Recording every event to /dev/stdout$")
         running.read_until(r"Dashboard: ")
         assert tcp_echo(port, b"to stdout\n") == b"to stdout\n"
         proc.send_signal(signal.SIGTERM)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from app.settings import Settings
@@ -210,6 +211,67 @@ def test_the_syscall_line_and_the_fd_panel_show_the_same_wait(dashboard):
             seen.add(line[1])
             page.wait_for_timeout(37)  # a sampling period, not synchronisation
         assert len(seen) > 1, "the load never changed the ready count: nothing was compared"
+
+
+def _streaming_clients(dashboard, n: int, stop: threading.Event) -> list[threading.Thread]:
+    """Clients that write 200 kB at a time and read what comes back, without blocking: their
+    fds keep changing between readable, writable and both."""
+    def run() -> None:
+        with dashboard.connect() as sock:
+            sock.setblocking(False)
+            chunk = b"y" * 200_000
+            while not stop.is_set():
+                with contextlib.suppress(BlockingIOError):
+                    sock.send(chunk)
+                with contextlib.suppress(BlockingIOError):
+                    while sock.recv(65536):
+                        pass
+                stop.wait(0.001)
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def _fds(text: str) -> set[str]:
+    return set(re.findall(r"\d+", text.split("…")[0]))
+
+
+@pytest.mark.parametrize("backend", ["select", "poll"])
+def test_the_fd_panel_never_shows_a_ready_fd_that_was_not_passed_in(dashboard, backend):
+    """The panel's "out" half came from the wait the syscall line shows, its "in" half from the
+    newest one: a write-ready fd that was not in the write set passed in, in 23 samples of 57."""
+    page = dashboard.page
+    assert dashboard.api.post("/api/backend", json={"name": backend}).status_code == 200
+    stop = threading.Event()
+    threads = _streaming_clients(dashboard, 3, stop)
+    try:
+        sets = page.locator("#backend-sets")
+        expect(sets).to_contain_text("revents" if backend == "poll" else "out: the sets",
+                                     timeout=5000)
+        both = 0
+        for _ in range(40):
+            text = sets.inner_text()
+            if backend == "select":
+                half = text.index("out: the sets")
+                for name in ("read", "write"):
+                    passed = _fds(re.search(rf"{name}:\s+\[([^\]]*)\]", text[:half])[1])
+                    back = _fds(re.search(rf"{name}:\s+\[([^\]]*)\]", text[half:])[1])
+                    assert back <= passed, (name, back - passed, text)
+                both += bool(re.search(r"write:\s+\[\d", text[half:]))
+            else:
+                for fd, events, revents in re.findall(
+                        r"\{fd=(\d+), events=([^,]*), revents=([^}]*)\}", text):
+                    for bit in ("POLLIN", "POLLOUT"):
+                        assert bit not in revents or bit in events, (fd, events, revents)
+                both += "revents=POLLIN|POLLOUT" in text or "revents=POLLOUT" in text
+            page.wait_for_timeout(60)  # a sampling period, not synchronisation
+        assert both, "no wait came back writable: nothing was compared"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
 
 
 WHEEL_IN_THE_PIN_FRAME = """() => new Promise((resolve) => {
@@ -484,6 +546,13 @@ def test_errors_are_shown_not_swallowed(dashboard):
     slowmo.press("Enter")
     expect(errors.filter(has_text="422")).to_have_count(1, timeout=3000)
     assert state(dashboard)["delay_ms"] == 0
+    # the value in force typed again (no request needed): the 422 beside it goes too
+    slowmo.fill("0")
+    slowmo.press("Enter")
+    expect(errors.filter(has_text="422")).to_have_count(0, timeout=3000)
+    slowmo.fill("9000")
+    slowmo.press("Enter")
+    expect(errors.filter(has_text="422")).to_have_count(1, timeout=3000)
     # a valid value is applied at once, and takes the old slow-motion error away (it stayed
     # on screen beside the value now in force); the Step error is another matter: it stays
     slowmo.fill("100")

@@ -18,9 +18,14 @@ const LEGEND = [
   ['peer', "corner dot: the peer's own colour (the same in every panel)"],
 ];
 
-/** The ready list of the wait the syscall line shows (it is throttled: the panels agree). */
-function readyOf(model) {
-  return model.shownReady || model.lastReady;
+/** The wait the syscall line shows (it is throttled): the sets' text describes that one, both
+ *  halves (what was passed in, what came back), so the two panels agree. The grid and its
+ *  tooltip are the live picture (registrations now, the newest wait's ready fds). */
+function shownReady(model) {
+  return model.shownWait ? model.shownWait.ready : model.lastReady;
+}
+function shownRegs(model) {
+  return model.shownWait ? model.shownWait.regs : model.regsAtWait();
 }
 
 export class BackendPanel {
@@ -85,10 +90,10 @@ export class BackendPanel {
     this.draw(model, now);
     // the text follows the syscall line's wait whenever that line changes (it is throttled
     // itself), and other changes at most every 250 ms with many fds
-    const newWait = model.shownReady !== this.textReady;
+    const newWait = model.shownWait !== this.textWait;
     if (dirty && (newWait || now - this.textAt > 250 || model.regs.size < 200)) {
       this.textAt = now;
-      this.textReady = model.shownReady;
+      this.textWait = model.shownWait;
       this.renderSets(model);
     } else if (dirty) {
       model.mark('backend');  // text is throttled with many fds: come back for it
@@ -202,7 +207,7 @@ export class BackendPanel {
   /** What changes every wait: green stripes for what came back ready, and a fading outline. */
   drawOverlay(ctx, model, now) {
     const c = colors();
-    for (const [fd, flags] of readyOf(model)) {
+    for (const [fd, flags] of model.lastReady) {
       const i = this.index.get(fd);
       if (i === undefined) continue;
       const { x, y, s } = this.cellBox(i);
@@ -233,22 +238,24 @@ export class BackendPanel {
     const blocks = [];
     const capList = (fds) => (fds.length > 200 ? `[${fds.slice(0, 200).join(', ')}, … +${fds.length - 200}]` : `[${fds.join(', ')}]`);
     if (name === 'select') {
-      const ins = selectSets(model.regsAtWait());
+      const ins = selectSets(shownRegs(model));
       const out = { read: [], write: [], except: [] };
-      for (const [fd, flags] of readyOf(model)) for (const f of flags) if (out[f]) out[f].push(fd);
+      for (const [fd, flags] of shownReady(model)) for (const f of flags) if (out[f]) out[f].push(fd);
       for (const k of Object.keys(out)) out[k].sort((a, b) => a - b);
       blocks.push(['in: the sets passed to select() (interest)',
         `read:   ${capList(ins.read)}\nwrite:  ${capList(ins.write)}\nexcept: ${capList(ins.except)}`]);
       blocks.push(['out: the sets select() returned (ready)',
         `read:   ${capList(out.read)}\nwrite:  ${capList(out.write)}\nexcept: ${capList(out.except)}`]);
     } else if (name === 'poll') {
-      const lines = this.fds.slice(0, TEXT_ROWS).map((fd) => {
-        const bits = model.interestAtWait(fd) || model.regs.get(fd).bits;  // as passed to the last poll()
-        const rev = readyOf(model).get(fd);
-        return `{fd=${fd}, events=${flagText(toNative(bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}`;
+      const regs = shownRegs(model);   // as passed to the poll() the syscall line shows
+      const fds = [...regs.keys()].sort((a, b) => a - b);
+      const ready = shownReady(model);
+      const lines = fds.slice(0, TEXT_ROWS).map((fd) => {
+        const rev = ready.get(fd);
+        return `{fd=${fd}, events=${flagText(toNative(regs.get(fd).bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}`;
       });
-      if (this.fds.length > TEXT_ROWS) lines.push(`… and ${this.fds.length - TEXT_ROWS} more`);
-      blocks.push([`the pollfd array passed to poll(): ${this.fds.length} entries (fd, events, revents)`, lines.join('\n')]);
+      if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
+      blocks.push([`the pollfd array passed to poll(): ${fds.length} entries (fd, events, revents)`, lines.join('\n')]);
     } else if (name === 'epoll') {
       const lines = this.fds.slice(0, TEXT_ROWS).map((fd) => {
         const reg = model.regs.get(fd);
@@ -258,8 +265,8 @@ export class BackendPanel {
       if (this.fds.length > TEXT_ROWS) lines.push(`… and ${this.fds.length - TEXT_ROWS} more`);
       const epfd = model.backend.fd != null ? ` of epoll fd ${model.backend.fd}` : '';
       blocks.push([`interest list${epfd} (kept in the kernel, changed by epoll_ctl): ${this.fds.length} fds`, lines.join('\n')]);
-      const ready = [...readyOf(model)].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
-      blocks.push([`ready list (returned by the last epoll_wait): ${readyOf(model).size} fds`, ready.join('\n') || '(empty)']);
+      const ready = [...shownReady(model)].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
+      blocks.push([`ready list (returned by the last epoll_wait): ${shownReady(model).size} fds`, ready.join('\n') || '(empty)']);
     }
     // the blocks are kept and only their changed texts rewritten (most waits change nothing here)
     if (!this.setNodes || this.setNodes.length !== blocks.length) {
@@ -291,7 +298,7 @@ export class BackendPanel {
     const reg = fd !== undefined ? model.regs.get(fd) : null;
     if (!reg) { this.tooltip.hidden = true; return; }
     const conn = model.conns.get(fd);
-    const ready = readyOf(model).get(fd);
+    const ready = model.lastReady.get(fd);
     const lines = [`fd ${fd} — ${ROLE_NAMES[reg.role] || reg.role}`];
     if (conn && conn.peer) lines.push(`peer ${conn.peer}`);
     lines.push(`interest: ${flagText(toNative(reg.bits, model.backend.name || 'epoll'))}`);

@@ -137,7 +137,7 @@ export class ConnectionsPanel {
     if (last.lingering !== c.lingering) {
       last.lingering = c.lingering;
       row.cells.paused.title = c.lingering
-        ? 'Closed by you: the peer is still sending, so its input is read away and thrown away until its EOF ' +
+        ? 'Closed on request: the peer is still sending, so its input is read away and thrown away until its EOF ' +
           '(5 s at most, counted while the loop runs), then the close'
         : '';
       row.button.textContent = c.lingering ? 'Close now' : 'Close';

@@ -36,7 +36,6 @@ export function compare(kernelNames, engineNames) {
   return { state: 'differs', note: 'masks differ' };
 }
 
-const BAR = '|\u200b';
 
 export class KernelPanel {
   constructor(root, live, { replay }) {
@@ -132,12 +131,18 @@ export class KernelPanel {
     tr.dataset.state = cmp.state;
     if (ui.spotlight !== null && fd !== ui.spotlight) tr.classList.add('dim');
     const td = (text, cls) => { const el = document.createElement('td'); el.textContent = text; if (cls) el.className = cls; tr.append(el); return el; };
+    // a line may break after each '|' (<wbr>, not a character: a copied mask stays clean):
+    // long one-shot masks pushed the other columns out of the panel
+    const masks = (names, tail) => {
+      const el = td('');
+      names.forEach((n, i) => { el.append(n + (i < names.length - 1 ? '|' : '')); if (i < names.length - 1) el.append(document.createElement('wbr')); });
+      el.append(`${names.length ? '' : '0'} ${tail}`);
+      return el;
+    };
     const fdCell = td(String(fd), 'fd');
     if (conn) { fdCell.style.borderLeftColor = peerColor(conn.peer); fdCell.classList.add('peer-mark'); }
-    // a line may break after each '|' (a zero-width space): long one-shot masks pushed the
-    // other columns out of the panel
-    td(kn ? `${kn.join(BAR) || '0'} (0x${(Number(mask) >>> 0).toString(16)})` : '—');
-    td(reg ? `${reg.interest.join(BAR) || '0'} (${reg.role})` : '—');
+    if (kn) masks(kn, `(0x${(Number(mask) >>> 0).toString(16)})`); else td('—');
+    if (reg) masks(reg.interest, `(${reg.role})`); else td('—');
     const st = td(cmp.state === 'ok' ? 'same' : cmp.note);
     if (mismatch) {
       tr.classList.add(confirmed ? 'mismatch' : 'changing');

@@ -34,16 +34,16 @@ export class SyscallPanel {
     this.paintedAt = now;
     const w = model.lastWait;
     if (!w) {
-      model.shownReady = null;
+      model.shownWait = null;
       this.set('line', model.paused ? 'loop paused: no wait yet' : 'waiting for the first wait…', (v) => { this.lineEl.textContent = v; });
       this.set('backend', '', (v) => { this.lineEl.dataset.backend = v; });
       this.set('detail', '', (v) => { this.detailEl.textContent = v; });
       return;
     }
     const line = syscallLine(w, model, w.backend === model.backend.name ? model.backend : null);
-    // the fd panel shows the ready list of this same wait, not of the newest one (this line is
-    // throttled, that panel was not: "= 18" beside "ready list: 19 fds")
-    model.shownReady = new Map(w.ready_list.map((r) => [r.fd, r.flags]));
+    // the fd panel's text shows this same wait, what was passed in and what came back, not the
+    // newest one (this line is throttled, that panel was not: "= 18" beside "ready list: 19 fds")
+    model.shownWait = { ready: new Map(w.ready_list.map((r) => [r.fd, r.flags])), regs: model.regsAtWait() };
     model.mark('backend');
     this.set('line', line, (v) => { this.lineEl.textContent = v; });
     this.set('backend', w.backend || '', (v) => { this.lineEl.dataset.backend = v; });
