@@ -116,10 +116,14 @@ export class Model {
 
   /** A GET /api/state body (full = from a snapshot: registrations and connections replaced).
    *  Returns false, and asks for another resync, when the body is older than events already
-   *  applied: an answer captured before a backend switch must not undo it. */
+   *  applied or than a state body applied before: an answer captured before a backend switch
+   *  must not undo it. */
   applyState(state, full = false) {
     const reflects = state.stats ? state.stats.events_total : undefined;
-    if (!full && typeof reflects === 'number' && reflects < this.seq) {
+    // older than the events applied, or than a state applied already: two switches' answers
+    // can arrive in either order (two HTTP connections), and the first one's registrations,
+    // applied last, undid the second switch's for good (its events were then "in the state")
+    if (!full && typeof reflects === 'number' && reflects < Math.max(this.seq, this.stateSeq)) {
       this.needResync = true;
       return false;
     }

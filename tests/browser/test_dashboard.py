@@ -837,6 +837,28 @@ def test_a_state_answer_older_than_the_events_does_not_undo_a_switch(dashboard):
     assert result["name"] == "epoll" and result["fd"] == 9
 
 
+def test_two_switch_answers_in_either_order_keep_the_second_switch(dashboard):
+    """Two switches in a row (edge, then one-shot): their HTTP answers can arrive in either
+    order. The first one's registrations, applied after the second's, undid one-shot for good:
+    the switch's events were already "in the state" (1 run in 12 of a browser test)."""
+    result = dashboard.page.evaluate("""async () => {
+        const { Model } = await import('/static/js/model.js');
+        const m = new Model();
+        const regs = (flags) => [{ fd: 12, role: 'connection', interest: flags }];
+        m.applySnapshot({ seq: 40, started_at: 0, state: {
+            backend: { name: 'epoll', trigger: 'level', oneshot: false },
+            registrations: regs(['EPOLLIN']) } });
+        const second = m.applyState({ backend: { name: 'epoll', trigger: 'edge', oneshot: true },
+            registrations: regs(['EPOLLIN', 'EPOLLET', 'EPOLLONESHOT']),
+            stats: { events_total: 62 } });
+        const first = m.applyState({ backend: { name: 'epoll', trigger: 'edge', oneshot: false },
+            registrations: regs(['EPOLLIN', 'EPOLLET']), stats: { events_total: 49 } });
+        return { second, first, oneshot: m.backend.oneshot, bits: [...m.regs.get(12).bits].sort() };
+    }""")
+    assert result == {"second": True, "first": False, "oneshot": True,
+                      "bits": ["et", "in", "oneshot"]}
+
+
 def test_events_up_to_a_resyncs_seq_do_not_count_twice(dashboard):
     """A resync's figures already hold the events up to its seq: those that arrive after it
     (they were on their way) must not add their bytes again, the later ones must."""
