@@ -44,15 +44,16 @@ def raise_nofile_limit() -> int:
     return soft
 
 
-def name_os_thread(name: str) -> None:
-    """Give the calling thread `name` in the OS as well (15 bytes at most), so `top -H`,
-    `ps -T` and /proc/PID/task/*/comm show which thread is the engine's, for `strace -p TID`:
-    Python 3.11 names only its own Thread object. Linux lets a thread rename itself through
-    its `comm` file (no ctypes: `ctypes.util.find_library` runs subprocesses). Best effort."""
-    import threading
-
+def name_os_thread(name: str, native_id: int | None) -> None:
+    """Give thread `native_id` of this process `name` in the OS as well (15 bytes at most), so
+    `top -H`, `ps -T` and /proc/PID/task/*/comm show which thread is the engine's, for
+    `strace -p TID`: Python 3.11 names only its own Thread object. Linux renames a thread of
+    the same process through its `comm` file (no ctypes: `ctypes.util.find_library` runs
+    subprocesses). Best effort."""
+    if native_id is None:
+        return
     try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as comm:
+        with open(f"/proc/self/task/{native_id}/comm", "w") as comm:
             comm.write(name[:15])
     except OSError:
         pass

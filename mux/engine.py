@@ -233,10 +233,12 @@ class Engine(EngineCommands):
         raise_nofile_limit()
         self._thread = threading.Thread(target=self.run, name="mux-engine", daemon=True)
         self._thread.start()
+        # named here, not in the thread: the name's file takes an fd for a moment, which in the
+        # thread raced with a client's first connect (the server then got the lower fd)
+        name_os_thread("mux-engine", self._thread.native_id)
 
     def run(self) -> None:
         """The loop thread's body; returns after `stop()`, with everything closed."""
-        name_os_thread("mux-engine")
         door = self._door
         try:
             while not self._stopping:

@@ -224,13 +224,19 @@ def test_a_breakpoint_set_after_its_fds_close_waits_for_the_next_connection(make
     fd = rec.wait_for("accept")["fd"]
     wait_until(lambda: fd in engine.connections)
     old = engine.add_breakpoint("readable", fd=fd).result(5)  # the first connection's
+    # The client sockets live in this process too: the second one's fd is taken now, and the
+    # first stays open, so that neither takes the fd the server frees (the server's next
+    # accept must get it; a client socket got it, depending on the fds earlier tests left).
+    second = socket.socket()
     engine.pause().result(5)
     assert engine.close_connection(fd).result(5) is True
-    first.close()
     bp = engine.add_breakpoint("hup", fd=fd).result(5)
     engine.resume().result(5)
-    with connect(engine.tcp_port) as second:
-        rec.wait_for("accept", fd=fd)
+    second.settimeout(10)
+    second.connect(("127.0.0.1", engine.tcp_port))
+    with first, second:
+        wait_until(lambda: len(rec.of("accept")) == 2, what="the second connection accepted")
+        assert rec.of("accept")[1]["fd"] == fd, "the test needs the freed fd given again"
         second.sendall(b"x")  # readable: the old breakpoint's, which must be gone
         assert recv_exactly(second, 1) == b"x"
         assert [b["id"] for b in engine.list_breakpoints().result(5)] == [bp["id"]]
