@@ -137,7 +137,8 @@ export class LatencyPanel {
     ctx.fillStyle = c.muted; ctx.font = '10px ui-monospace, monospace'; ctx.textBaseline = 'top';
     for (let e = MIN_EXP; e <= MAX_EXP; e++) {
       const x = left + (e - MIN_EXP) * BINS_PER_DECADE * slot;
-      ctx.fillText(fmtUs(10 ** e), Math.min(x, width - 40), top + plotH + 3);
+      const label = fmtUs(10 ** e);   // the last one ends at the right edge, not past it
+      ctx.fillText(label, Math.min(x, width - ctx.measureText(label).width - 1), top + plotH + 3);
     }
     ctx.textBaseline = 'top';
     ctx.fillText(String(max), 2, top);
