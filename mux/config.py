@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import backends
@@ -44,16 +45,26 @@ def raise_nofile_limit() -> int:
     return soft
 
 
-def name_os_thread(name: str, native_id: int | None) -> None:
-    """Give thread `native_id` of this process `name` in the OS as well (15 bytes at most), so
+PR_SET_NAME = 15  # prctl(2): the calling thread's name
+
+
+def os_thread_namer(name: str) -> Callable[[], None]:
+    """A function that gives the thread calling it `name` in the OS too (15 bytes at most), so
     `top -H`, `ps -T` and /proc/PID/task/*/comm show which thread is the engine's, for
-    `strace -p TID`: Python 3.11 names only its own Thread object. Linux renames a thread of
-    the same process through its `comm` file (no ctypes: `ctypes.util.find_library` runs
-    subprocesses). Best effort."""
-    if native_id is None:
-        return
+    `strace -p TID`: Python 3.11 names only its own Thread object. Made on the starting thread
+    and called first thing in the new one, whose prctl(PR_SET_NAME) takes no fd (writing the
+    thread's `comm` file did, for a moment, and raced with a client's first connect: the server
+    got the lower fd). `CDLL(None)` is the process's own symbols, libc's among them: no search,
+    no file. Best effort: a no-op where that fails."""
     try:
-        with open(f"/proc/self/task/{native_id}/comm", "w") as comm:
-            comm.write(name[:15])
-    except OSError:
-        pass
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return lambda: None
+    raw = name.encode()[:15]
+
+    def name_this_thread() -> None:
+        prctl(PR_SET_NAME, raw, 0, 0, 0)
+
+    return name_this_thread

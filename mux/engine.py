@@ -15,13 +15,14 @@ import errno
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from . import backends
 from .backends import FD_SETSIZE, READABLE, FdLimitError
 from .breakpoints import Breakpoint, Breakpoints
 from .commands import EngineCommands
-from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, name_os_thread, raise_nofile_limit
+from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, os_thread_namer, raise_nofile_limit
 from .control import ControlDoor
 from .flaws import FlawZoo
 from .listener import TcpListener, open_tcp_listener
@@ -46,6 +47,7 @@ class Engine(EngineCommands):
         if cfg.write not in WRITE_MODES:
             raise ValueError(f"write must be one of {WRITE_MODES}, not {cfg.write!r}")
         self.config = cfg
+        self._name_thread: Callable[[], None] = lambda: None  # start() names the loop's thread
         self.write_mode = cfg.write
         self.eager = cfg.write == "eager"  # read on every recv: a bool, not a string compare
         #: one receive buffer for every TCP connection: only the loop thread reads into it
@@ -231,14 +233,13 @@ class Engine(EngineCommands):
     # -- the thread --------------------------------------------------------------------------
     def start(self) -> None:
         raise_nofile_limit()
+        self._name_thread = os_thread_namer("mux-engine")
         self._thread = threading.Thread(target=self.run, name="mux-engine", daemon=True)
         self._thread.start()
-        # named here, not in the thread: the name's file takes an fd for a moment, which in the
-        # thread raced with a client's first connect (the server then got the lower fd)
-        name_os_thread("mux-engine", self._thread.native_id)
 
     def run(self) -> None:
         """The loop thread's body; returns after `stop()`, with everything closed."""
+        self._name_thread()
         door = self._door
         try:
             while not self._stopping:
