@@ -35,6 +35,7 @@ export class Model {
     this.connsVersion = (this.connsVersion || 0) + 1;  // bumped when the set of conns (or a peer) changes
     this.lastWait = null;       // wait event + ready_list
     this.lastReady = new Map(); // fd -> native flags, for the latest wait
+    this.shownWait = null;      // the wait the syscall line shows {backend, ready, regs} (set there)
     this.flashes = new Map();   // fd -> time of the last ready report (animation)
     this.seq = 0;
     this.startedAt = null;

@@ -647,7 +647,8 @@ def test_add_and_remove_clients(dashboard):
     # they are sending: bytes flow through the echo server
     page.wait_for_function(
         "() => [...document.querySelectorAll('#connection-list td.out')]"
-        ".filter(td => Number(td.textContent) >= 64).length >= 10", timeout=5000)
+        ".filter(td => Number(td.textContent.replaceAll(',', '')) >= 64).length >= 10",
+        timeout=5000)
     page.get_by_role("button", name="Remove clients").click()
     expect(page.locator("#connection-count")).to_have_text("0", timeout=10_000)
     expect(page.locator("#connection-list tr[data-fd]")).to_have_count(0, timeout=5000)
@@ -1071,6 +1072,55 @@ def test_fd_panel_speaks_each_backends_words_and_write_control_switches(dashboar
         page.get_by_label("Write").select_option("queued")
         wait_api(dashboard, lambda s: s["backend"]["write"] == "queued", "write queued")
         assert echo(sock, b"queued again\n") == b"queued again\n"
+
+
+def test_the_fd_panel_keeps_the_shown_waits_words_and_fds(dashboard):
+    """The fd panel's text describes the wait the syscall line shows. Paused after select's
+    wait and then switched to poll, it showed that wait as poll's pollfd array (with select's
+    `revents=read`); on epoll, a wait whose ready fd closed in its handlers had that fd in its
+    ready list but not in the interest list, which was the live one."""
+    page, api = dashboard.page, dashboard.api
+    sets = page.locator("#backend-sets")
+    line = page.locator("#syscall-line")
+    assert api.post("/api/backend", json={"name": "select"}).status_code == 200
+    with dashboard.connect() as sock:
+        fd = server_fd(dashboard, sock)
+        assert echo(sock, b"before the pause\n") == b"before the pause\n"
+        assert api.post("/api/loop", json={"action": "pause"}).json()["loop"] == "paused"
+        expect(line).to_have_attribute("data-backend", "select", timeout=5000)
+        expect(sets).to_contain_text("in: the sets passed to select()", timeout=5000)
+        assert api.post("/api/backend", json={"name": "poll"}).status_code == 200
+        page.wait_for_function("() => window.__muxscope.model.backend.name === 'poll'",
+                               timeout=5000)
+        page.wait_for_function(
+            "() => !document.getElementById('backend-sets').textContent.includes('pollfd')"
+            " && document.getElementById('backend-name').textContent === 'poll'", timeout=5000)
+        expect(sets).to_contain_text("in: the sets passed to select()", timeout=5000)
+        expect(sets).to_contain_text("made by select before the switch to poll", timeout=5000)
+        expect(line).to_have_attribute("data-backend", "select")
+        assert api.post("/api/loop", json={"action": "resume"}).json()["loop"] == "running"
+        # the next wait is poll's own, in its words again
+        assert echo(sock, b"after the switch\n") == b"after the switch\n"
+        expect(sets).to_contain_text(f"{{fd={fd}, events=POLLIN", timeout=5000)
+        expect(sets).not_to_contain_text("before the switch", timeout=5000)
+
+    # epoll: the peer closes, the wait reports the fd, its handler reads EOF and closes it
+    assert api.post("/api/backend", json={"name": "epoll"}).status_code == 200
+    with dashboard.connect() as sock:
+        fd = server_fd(dashboard, sock)
+        assert echo(sock, b"epoll\n") == b"epoll\n"
+        bp = api.post("/api/breakpoints", json={"when": "readable", "fd": fd}).json()
+    page.wait_for_function(
+        "(fd) => !window.__muxscope.model.regs.has(fd) && window.__muxscope.model.loop === 'paused'",
+        arg=fd, timeout=5000)
+    expect(sets).to_contain_text("ready list (returned by the last epoll_wait): ", timeout=5000)
+    ready_block = sets.locator(".set").nth(1)
+    expect(ready_block).to_contain_text(f"fd {fd}: ", timeout=5000)
+    expect(sets.locator(".set").first).to_contain_text(
+        re.compile(rf"^fd {fd}: EPOLLIN", re.MULTILINE), timeout=5000)
+    api.delete(f"/api/breakpoints/{bp['id']}")
+    assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
+    assert real_console_errors(dashboard) == []
 
 
 def test_the_fd_legend_names_every_mark_a_cell_can_carry(dashboard):

@@ -234,7 +234,11 @@ export class BackendPanel {
   }
 
   renderSets(model) {
-    const name = model.backend.name;
+    // in the words of the backend that made the shown wait: paused or in the past, that can be
+    // the one before a switch (select's sets are not a pollfd array with revents)
+    const current = model.backend.name;
+    const name = (model.shownWait && model.shownWait.backend) || current;
+    const before = name !== current && current ? ` — the last wait, made by ${name} before the switch to ${current}` : '';
     const blocks = [];
     const capList = (fds) => (fds.length > 200 ? `[${fds.slice(0, 200).join(', ')}, … +${fds.length - 200}]` : `[${fds.join(', ')}]`);
     if (name === 'select') {
@@ -257,17 +261,23 @@ export class BackendPanel {
       if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
       blocks.push([`the pollfd array passed to poll(): ${fds.length} entries (fd, events, revents)`, lines.join('\n')]);
     } else if (name === 'epoll') {
-      const lines = this.fds.slice(0, TEXT_ROWS).map((fd) => {
-        const reg = model.regs.get(fd);
-        const armed = reg.bits.has('oneshot') && !reg.armed ? '  (disarmed until re-armed)' : '';
-        return `fd ${fd}: ${flagText(toNative(reg.bits, 'epoll'))}${armed}`;
+      // the interest list as it was during the shown wait (a since-closed fd that its ready
+      // list names is still in it); armed is the live state of a one-shot registration
+      const regs = shownRegs(model);
+      const fds = [...regs.keys()].sort((a, b) => a - b);
+      const lines = fds.slice(0, TEXT_ROWS).map((fd) => {
+        const bits = regs.get(fd).bits;
+        const live = model.regs.get(fd);
+        const armed = bits.has('oneshot') && live && !live.armed ? '  (disarmed until re-armed)' : '';
+        return `fd ${fd}: ${flagText(toNative(bits, 'epoll'))}${armed}`;
       });
-      if (this.fds.length > TEXT_ROWS) lines.push(`… and ${this.fds.length - TEXT_ROWS} more`);
-      const epfd = model.backend.fd != null ? ` of epoll fd ${model.backend.fd}` : '';
-      blocks.push([`interest list${epfd} (kept in the kernel, changed by epoll_ctl): ${this.fds.length} fds`, lines.join('\n')]);
+      if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
+      const epfd = !before && model.backend.fd != null ? ` of epoll fd ${model.backend.fd}` : '';
+      blocks.push([`interest list${epfd} (kept in the kernel, changed by epoll_ctl): ${fds.length} fds`, lines.join('\n')]);
       const ready = [...shownReady(model)].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
       blocks.push([`ready list (returned by the last epoll_wait): ${shownReady(model).size} fds`, ready.join('\n') || '(empty)']);
     }
+    if (before) blocks.forEach((b) => { b[0] += before; });
     // the blocks are kept and only their changed texts rewritten (most waits change nothing here)
     if (!this.setNodes || this.setNodes.length !== blocks.length) {
       this.setNodes = blocks.map(() => {

@@ -131,8 +131,9 @@ export class ConnectionsPanel {
     };
     set('peer', c.peer || '');          // untrusted: textContent only
     set('queue', `${c.depth} / ${fmtBytes(c.pending)}`);
-    set('in', String(c.bytesIn));
-    set('out', String(c.bytesOut));
+    // whole byte counts, digits grouped (12,582,912): an echo's in and out compare at a glance
+    set('in', c.bytesIn.toLocaleString('en-US'));
+    set('out', c.bytesOut.toLocaleString('en-US'));
     set('paused', c.lingering ? 'lingering' : c.paused ? 'paused' : '');
     if (last.lingering !== c.lingering) {
       last.lingering = c.lingering;

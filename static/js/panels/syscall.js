@@ -43,7 +43,11 @@ export class SyscallPanel {
     const line = syscallLine(w, model, w.backend === model.backend.name ? model.backend : null);
     // the fd panel's text shows this same wait, what was passed in and what came back, not the
     // newest one (this line is throttled, that panel was not: "= 18" beside "ready list: 19 fds")
-    model.shownWait = { ready: new Map(w.ready_list.map((r) => [r.fd, r.flags])), regs: model.regsAtWait() };
+    model.shownWait = {
+      backend: w.backend || model.backend.name,
+      ready: new Map(w.ready_list.map((r) => [r.fd, r.flags])),
+      regs: model.regsAtWait(),
+    };
     model.mark('backend');
     this.set('line', line, (v) => { this.lineEl.textContent = v; });
     this.set('backend', w.backend || '', (v) => { this.lineEl.dataset.backend = v; });
