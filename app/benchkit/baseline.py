@@ -68,20 +68,58 @@ def _new_poller(kind: str) -> tuple[Any, float]:
 
 def _bare_loop(lsock: socket.socket, stop: threading.Event, edge: bool = False,
                kind: str = "epoll") -> None:
+    """The eager floor: recv into one buffer and send a view of it back at once, inline (no
+    call per ready fd). The cheapest pure-Python loop of those tried side by side in session
+    15 (recv of a new bytes, readv/write on raw fds, maxevents=64, extra zero-timeout polls:
+    docs/BENCHMARKS.md), and the way the engine's own eager path reads. Edge-triggered (as
+    SPEC §2 states it), it reads until EAGAIN, which costs one recv more per message."""
     ep, timeout = _new_poller(kind)
     lfd = lsock.fileno()
     ep.register(lfd, select.EPOLLIN)
     conns: dict[int, socket.socket] = {}
     pending: dict[int, bytes] = {}
     mask = select.EPOLLIN | (select.EPOLLET if edge else 0)
+    buf = bytearray(65536)
+    views: dict[int, memoryview] = {}  # buf[:n] for each length n seen (a slice is an object)
+    poll = ep.poll
     while not stop.is_set():
-        for fd, ev in ep.poll(timeout):
+        for fd, ev in poll(timeout):
             if fd == lfd:
                 _bare_accept(lsock, ep, conns, mask)
-            elif ev & select.EPOLLOUT:
+                continue
+            if ev & select.EPOLLOUT:
                 _bare_flush(fd, ep, conns, pending, mask)
-            else:
-                _bare_read(fd, ep, conns, pending, edge)
+                continue
+            sock = conns[fd]
+            while True:
+                try:
+                    n = sock.recv_into(buf)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    n = 0
+                if not n:
+                    _bare_close(fd, ep, conns)
+                    pending.pop(fd, None)
+                    break
+                try:
+                    view = views[n]
+                except KeyError:
+                    view = views[n] = memoryview(buf)[:n]
+                try:
+                    sent = sock.send(view)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    _bare_close(fd, ep, conns)
+                    pending.pop(fd, None)
+                    break
+                if sent < n:
+                    pending[fd] = bytes(buf[sent:n])
+                    ep.modify(fd, select.EPOLLOUT)  # stop reading until the rest is sent
+                    break
+                if not edge:
+                    break
 
 
 def _bare_accept(lsock: socket.socket, ep: Any, conns: dict[int, socket.socket],
@@ -99,34 +137,6 @@ def _bare_accept(lsock: socket.socket, ep: Any, conns: dict[int, socket.socket],
 def _bare_close(fd: int, ep: Any, conns: dict[int, socket.socket]) -> None:
     ep.unregister(fd)
     conns.pop(fd).close()
-
-
-def _bare_read(fd: int, ep: Any, conns: dict[int, socket.socket],
-               pending: dict[int, bytes], edge: bool = False) -> None:
-    """recv and send back at once; edge-triggered (as SPEC §2 states it) recv until EAGAIN,
-    which costs one recv more per message."""
-    sock = conns[fd]
-    while True:
-        try:
-            data = sock.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            _bare_close(fd, ep, conns)
-            pending.pop(fd, None)
-            return
-        try:
-            sent = sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        if sent < len(data):
-            pending[fd] = data[sent:]
-            ep.modify(fd, select.EPOLLOUT)  # stop reading until the rest is sent
-            return
-        if not edge:
-            return
 
 
 def _bare_flush(fd: int, ep: Any, conns: dict[int, socket.socket],
