@@ -43,7 +43,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "error": {"fd": INT},
     "flaw": {"fd": INT},
     "close": {"flaw": STR, "lingered": ("eof", "reset", "deadline", "user", "shutdown"),
-              "discarded": INT},
+              "discarded": INT, "registered": BOOL},
 }
 
 

@@ -55,9 +55,12 @@ class Flaw:
         self.engine = engine
         self.loop = engine.loop
         self.detections = 0
-        self._last_flag: dict[int | None, float] = {}
+        #: fd -> (when it was last flagged, the connection then at that fd): a new connection
+        #: given the same fd is flagged at once, not a second later
+        self._last_flag: dict[int | None, tuple[float, object]] = {}
 
     def activate(self) -> None:
+        self._last_flag.clear()  # on again: its first detection is shown at once
         self.loop.dispatch_hook = self.dispatch
         self.on_backend_change()
 
@@ -87,9 +90,11 @@ class Flaw:
 
     def flag(self, fd: int | None, message: str, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._last_flag.get(fd, -FLAG_INTERVAL) < FLAG_INTERVAL:
+        owner = self.engine.connections.get(fd) if fd is not None else None
+        last = self._last_flag.get(fd)
+        if not force and last is not None and last[1] is owner and now - last[0] < FLAG_INTERVAL:
             return
-        self._last_flag[fd] = now
+        self._last_flag[fd] = (now, owner)
         self.detections += 1
         obs = self.loop.obs
         if obs.active:
@@ -108,7 +113,8 @@ class EofIgnored(Flaw):
     title = "EOF never handled"
     caption = ("recv() returning b'' means the peer closed. This handler ignores it, so the "
                "fd stays registered and readable forever: the loop wakes again and again to "
-               "read 0 bytes (level-triggered: a busy loop).")
+               "read 0 bytes (level-triggered: a busy loop; edge-triggered, the EOF is "
+               "reported once and the connection is left open for good).")
     THRESHOLD = 20
 
     def __init__(self, engine: Engine) -> None:
@@ -121,7 +127,11 @@ class EofIgnored(Flaw):
             data = _recv_once(conn, RECV_SIZE, self.name)
             if data == b"":
                 n = self.zero_reads[conn.fd] = self.zero_reads.get(conn.fd, 0) + 1
-                if n >= self.THRESHOLD:
+                if self.loop.ready_backend.edge:  # no second report will come: say it now
+                    self.flag(conn.fd, f"fd {conn.fd} read 0 bytes (the peer closed) and went "
+                              "on as if nothing happened: edge-triggered, that EOF is not "
+                              "reported again, and the connection stays open for good")
+                elif n >= self.THRESHOLD:
                     self.flag(conn.fd, f"fd {conn.fd} woke the loop {n} times and read 0 bytes "
                               "each time: the peer closed, but EOF is never handled")
             elif data:
@@ -203,19 +213,27 @@ class EtNoDrain(Flaw):
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         mask = self.loop.ready_backend.generic(native)
+        interest = self.loop.interest
+        before = interest.get(conn.fd)
+        read = False
         if mask & READABLE and not (conn.reading_paused or conn.eof):
+            read = True
             data = _recv_once(conn, self.CHUNK, self.name)
             if data == b"":
                 conn._on_eof()
             elif data:
                 conn._on_data(data)
-            if self.loop.ready_backend.edge and not conn.closed:
-                left = _inq(conn.fd)
-                if left:
-                    self.flag(conn.fd, f"fd {conn.fd}: {left} bytes left in the kernel after one "
-                              "recv; edge-triggered epoll will not report them again")
         if mask & WRITABLE and conn.queue and not conn.closed:
             conn.on_ready(WRITABLE)  # the write half alone: send what is queued
+        # Stalled only if no EPOLL_CTL_MOD came after the read: a MOD (queued writes turn
+        # write interest on and off) re-checks readiness, and the leftover is reported again.
+        if read and self.loop.ready_backend.edge and not conn.closed \
+                and interest.get(conn.fd) == before:
+            left = _inq(conn.fd)
+            if left:
+                self.flag(conn.fd, f"fd {conn.fd}: {left} bytes left in the kernel after one "
+                          "recv, and no epoll_ctl since: edge-triggered epoll will not report "
+                          "them again")
 
     def deactivate(self) -> None:
         super().deactivate()
@@ -228,7 +246,8 @@ class WriteInterestStuck(Flaw):
     title = "output interest left on with an empty queue"
     caption = ("Write interest should be on only while something waits to be sent. Left on, "
                "a socket with room in its send buffer is always writable: with level "
-               "triggering the loop wakes continuously with nothing to do.")
+               "triggering the loop wakes continuously with nothing to do. (It shows on a "
+               "connection that has echoed something: type a line first.)")
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)

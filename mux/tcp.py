@@ -402,7 +402,9 @@ class TcpConnection:
         if reason == "reset":  # a hang-up as well, which select reports as nothing but readable
             self.engine.breakpoints.note("hup", self.fd)
         zoo_flaw = self.engine.flaws.active
+        left_registered = False
         if zoo_flaw is not None and zoo_flaw.name == "close_without_unregister":
+            left_registered = True
             self.sock.close()  # the flaw: the fd stays registered after it is closed
             zoo_flaw.closed_registered(self)  # type: ignore[attr-defined]
         else:
@@ -414,6 +416,8 @@ class TcpConnection:
             event: dict[str, object] = {"kind": "close", "fd": self.fd, "reason": reason}
             if flaw is not None:
                 event["flaw"] = flaw
+            if left_registered:  # no unregister event will come: the page keeps its cell
+                event["registered"] = True
             if lingered is not None:
                 event["lingered"] = lingered
             if self.discarded:

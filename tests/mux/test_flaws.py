@@ -39,9 +39,12 @@ def test_listing_and_one_at_a_time(make_engine):
     engine.set_flaw("eof_ignored", False).result(5)
 
 
-@pytest.mark.parametrize("backend", ["poll", "epoll"])
-def test_eof_ignored(make_engine, backend):
-    engine, rec = make_engine(backend=backend)
+@pytest.mark.parametrize("backend,trigger", [("poll", "level"), ("epoll", "level"),
+                                             ("epoll", "edge")])
+def test_eof_ignored(make_engine, backend, trigger):
+    """Edge-triggered, the EOF is reported once: no busy loop to count, and the detector said
+    nothing while the connection leaked."""
+    engine, rec = make_engine(backend=backend, trigger=trigger)
     engine.set_flaw("eof_ignored", True).result(5)
     sock = connect(engine.tcp_port)
     fd = rec.wait_for("accept")["fd"]
@@ -109,6 +112,41 @@ def test_et_no_drain_stalls_then_recovers(make_engine):
     _echo_ok(engine)
 
 
+def test_et_no_drain_says_nothing_where_a_mod_reports_the_rest_again(make_engine):
+    """Queued writes turn write interest on and off (EPOLL_CTL_MOD), which re-checks
+    readiness: the leftover is reported again and every byte comes back. The detector said
+    "will not report them again" all the same."""
+    engine, rec = make_engine(backend="epoll", trigger="edge", write="queued")
+    engine.set_flaw("et_no_drain", True).result(5)
+    payload = bytes(range(100))
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(payload)
+        assert recv_exactly(sock, 100) == payload
+    assert not [e for e in rec.events if e["kind"] == "flaw" and e["name"] == "et_no_drain"]
+    engine.set_flaw("et_no_drain", False).result(5)
+
+
+def test_a_detector_speaks_for_a_new_connection_on_a_reused_fd(make_engine):
+    """A detector speaks once a second per fd: a new connection given the fd of one flagged
+    a moment before stalled just the same, and nothing said so."""
+    engine, rec = make_engine(backend="epoll", trigger="edge", write="eager")
+    engine.set_flaw("et_no_drain", True).result(5)
+    fds = []
+    for n in (1, 2):
+        sock = connect(engine.tcp_port)
+        wait_until(lambda n=n: len(rec.of("accept")) == n, what=f"accept {n}")
+        fds.append(rec.of("accept")[-1]["fd"])
+        sock.sendall(b"a line longer than sixteen bytes\n")
+        wait_until(lambda n=n: len(rec.of("flaw", name="et_no_drain")) == n,
+                   what=f"the stall of connection {n} flagged")
+        # a reset: the server's next recv fails and it closes the fd at once
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()
+        wait_until(lambda fd=fds[-1]: fd not in engine.connections, what="the server's close")
+    assert fds[0] == fds[1]  # the kernel gives the lowest free fd: the same one
+    engine.set_flaw("et_no_drain", False).result(5)
+
+
 def test_write_interest_stuck_busy_loop(make_engine):
     engine, rec = make_engine(backend="epoll", wait_timeout=1.0)
     engine.set_flaw("write_interest_stuck", True).result(5)
@@ -139,6 +177,11 @@ def test_close_without_unregister(make_engine, backend):
     flag = _flag(rec, "close_without_unregister")
     expected = {"select": "Bad file descriptor", "poll": "POLLNVAL", "epoll": "stale"}[backend]
     assert expected in flag["message"]
+    # no unregister event will come, and the close says so (the page keeps the fd's cell)
+    close = rec.wait_for("close", fd=fd)
+    assert close.get("registered") is True
+    assert not [e for e in rec.events if e["kind"] == "interest" and e["fd"] == fd
+                and e["op"] == "unregister" and e["seq"] < close["seq"]]
     if backend == "epoll":
         kernel = engine.kernel().result(5)
         assert fd in engine.loop.interest
