@@ -92,4 +92,7 @@ def _last_wait(engine: Engine) -> dict[str, Any] | None:
     names = loop.last_ready_backend.names  # after a switch: the old backend's words
     ready_list = [{"fd": fd, "flags": names(native)} for fd, native in loop.last_ready]
     fields = {k: v for k, v in loop.last_wait.items() if k not in ("seq", "ts", "kind")}
-    return {**fields, "ready_list": ready_list}
+    out = {**fields, "ready_list": ready_list}
+    if loop.last_ready_backend is not loop.backend:  # switched since (a new epoll on a new
+        out["made_by"] = loop.last_ready_backend.describe()  # trigger too): which one waited
+    return out

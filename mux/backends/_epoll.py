@@ -29,6 +29,7 @@ class EpollBackend(MaskBackend):
         if trigger not in ("level", "edge"):
             raise ValueError(f"trigger must be 'level' or 'edge', not {trigger!r}")
         self._ep = select.epoll()
+        self._fd = self._ep.fileno()  # kept: a closed epoll object raises on fileno()
         mode = (EPOLLET if trigger == "edge" else 0) | (EPOLLONESHOT if oneshot else 0)
         super().__init__(trigger, oneshot, self._ep, mode)
 
@@ -39,7 +40,9 @@ class EpollBackend(MaskBackend):
 
     @property
     def fileno(self) -> int | None:
-        return self._ep.fileno()
+        """The epoll fd; after close, the number it had (the page names the instance that
+        made a wait shown after a switch)."""
+        return self._fd
 
     @property
     def maxevents(self) -> int | None:

@@ -8,6 +8,7 @@ const FLOOD_AT = 600;         // matching events since the last paint (~4,000/s)
 const FLOOD_PER_PAINT = 50;   // ...of which only the newest are written: nobody reads them, and
                               // every row written costs the frame layout (scale run: 29 -> 11 ms/s)
 const MIN_INTERVAL_MS = 150;
+const PREVIEW_BYTES = 64;   // the engine's previews: the first 64 bytes (mux/events.py)
 const KINDS = ['wait', 'ready', 'interest', 'accept', 'recv', 'send', 'queue', 'datagram',
   'backpressure', 'close', 'backend', 'loop', 'error', 'flaw'];
 const SKIP = new Set(['seq', 'ts', 'kind', 'fd']);
@@ -19,8 +20,10 @@ export function formatEvent(ev) {
     if (SKIP.has(k)) continue;
     let text;
     if (Array.isArray(v)) text = v.length ? v.join('|') : '0';
-    // previews come escaped by the engine already: quoted as they are, not escaped twice
-    else if (typeof v === 'string') text = k === 'preview' || k === 'peer' || k === 'message' ? `"${v}"` : v;
+    // previews come escaped by the engine already (a backslash is \\): only their quotes are
+    // escaped here, and "…" says the bytes went on past the preview
+    else if (k === 'preview') text = `"${String(v).replaceAll('"', '\\"')}"${(ev.bytes ?? 0) > PREVIEW_BYTES ? '…' : ''}`;
+    else if (typeof v === 'string') text = k === 'peer' || k === 'message' ? `"${v}"` : v;
     else text = String(v);
     parts.push(`${k}=${text}`);
   }

@@ -125,16 +125,20 @@ async function resync() {
 
 // After events were dropped: the state is read again once drops have stopped for
 // SYNC_QUIET_MS, or every SYNC_MAX_MS while they go on (a capture holds the engine for a few
-// ms at 10,000 connections, so not at every frame of a sustained overload).
+// ms at 10,000 connections, so not at every frame of a sustained overload; with few
+// connections it is cheap, and the rows' byte counts drift less for it).
 const SYNC_QUIET_MS = 500;
 const SYNC_MAX_MS = 5000;
+const SYNC_MAX_FEW_MS = 1000;
+const FEW_CONNECTIONS = 1000;
 let syncTimer = null;
 let unsyncedSince = null;
 function resyncAfterDrops() {
   const now = performance.now();
   if (unsyncedSince === null) unsyncedSince = now;
   clearTimeout(syncTimer);
-  const wait = Math.max(0, Math.min(SYNC_QUIET_MS, unsyncedSince + SYNC_MAX_MS - now));
+  const most = model.conns.size > FEW_CONNECTIONS ? SYNC_MAX_MS : SYNC_MAX_FEW_MS;
+  const wait = Math.max(0, Math.min(SYNC_QUIET_MS, unsyncedSince + most - now));
   syncTimer = setTimeout(() => {
     syncTimer = null;
     unsyncedSince = null;

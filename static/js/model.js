@@ -1,5 +1,5 @@
 // The page model: websocket frames update it and mark panels dirty; nothing here touches the DOM.
-import { toBits } from './vocab.js';
+import { sameBackend, toBits } from './vocab.js';
 
 const PANELS = ['backend', 'syscall', 'queues', 'conns', 'controls', 'status', 'log'];
 export const READY_LIST_CAP = 4096;
@@ -49,6 +49,7 @@ export class Model {
     // replayed from events wrong for good: `unsynced` asks for a GET /api/state, and events up
     // to that state's seq (`stateSeq`) are already in its figures, so they change nothing.
     this.unsynced = false;
+    this.approximate = false;   // bytes in/out: events were dropped since the last state read
     this.stateSeq = 0;
     this.markAll();
   }
@@ -85,7 +86,11 @@ export class Model {
     this.frames.events++;
     const dropped = frame.dropped || 0;
     this.dropped += dropped;
-    if (dropped > 0) this.unsynced = true;
+    if (dropped > 0) {
+      this.unsynced = true;
+      // the rows' byte sums miss the dropped events' bytes until the state is read again
+      if (!this.approximate) { this.approximate = true; this.mark('conns'); }
+    }
     const events = frame.events || [];
     let sorted = true;
     for (let i = 1; i < events.length; i++) if (events[i].seq < events[i - 1].seq) { sorted = false; break; }
@@ -128,7 +133,15 @@ export class Model {
       this.needResync = true;
       return false;
     }
-    if (state.backend) Object.assign(this.backend, state.backend);
+    if (state.backend) {
+      // a switch's own HTTP answer can come before its `backend` event: the last wait the
+      // page has was made by the backend switched away from, as that event would have noted
+      const next = { ...this.backend, ...state.backend };
+      if (this.lastWait && !this.lastWait.madeBy && this.backend.name && !sameBackend(this.backend, next)) {
+        this.lastWait.madeBy = { ...this.backend };
+      }
+      Object.assign(this.backend, state.backend);
+    }
     if (state.available) this.available = state.available.slice();
     if (state.loop) this.loop = state.loop;
     if (state.delay_ms !== undefined) this.delayMs = state.delay_ms;
@@ -139,6 +152,7 @@ export class Model {
     if (full || state.registrations) this.applyRegistrations(state);
     if (!full && typeof reflects === 'number') this.stateSeq = Math.max(this.stateSeq, reflects);
     if (!full && state.connections) this.syncConnections(state.connections);
+    if (state.connections && this.approximate) { this.approximate = false; this.mark('conns'); }
     if (full && state.connections) {
       this.conns.clear();
       this.connsVersion++;
@@ -152,7 +166,10 @@ export class Model {
       }
     }
     if (full && state.last_wait) {
-      this.lastWait = { ...state.last_wait, ready_list: (state.last_wait.ready_list || []).slice(), before: new Map() };
+      this.lastWait = {
+        ...state.last_wait, ready_list: (state.last_wait.ready_list || []).slice(), before: new Map(),
+        madeBy: state.last_wait.made_by || null,   // set when a switch came after that wait
+      };
       for (const r of this.lastWait.ready_list) this.lastReady.set(r.fd, r.flags);
     }
     if (full && state.stats) this.stats = { ...state.stats, dropped_total: 0 };
@@ -183,6 +200,12 @@ export class Model {
 
   applyRegistrations(state) {
     if (!state.registrations) return;
+    // the state is newer than the last wait the page shows: that wait keeps the interest it
+    // was made with (the syscall line and the fd panel describe it), as an event would
+    if (this.lastWait && this.lastWait.before) {
+      for (const fd of this.regs.keys()) this.saveBefore(fd);
+      for (const r of state.registrations) this.saveBefore(r.fd);
+    }
     this.regs.clear();
     for (const r of state.registrations) this.setReg(r.fd, r.role, r.interest);
     this.regsChanged = true;
@@ -288,14 +311,21 @@ export class Model {
         break;
       case 'close':
         if (inState) break;
-        this.saveBefore(fd);
         if (this.conns.delete(fd)) this.connsVersion++;
-        if (this.regs.delete(fd)) this.regsChanged = true;
-        this.flashes.delete(fd);
-        this.lastReady.delete(fd);
+        // A close implies its unregister (SPEC §2), whose event a throttled iteration does not
+        // show; but a close the bug zoo leaves registered says so, and the fd stays (poll
+        // returns it as POLLNVAL, wait after wait: the lesson).
+        if (!ev.registered) {
+          this.saveBefore(fd);
+          if (this.regs.delete(fd)) this.regsChanged = true;
+          this.flashes.delete(fd);
+          this.lastReady.delete(fd);
+        }
         this.mark('conns', 'queues', 'backend');
         break;
       case 'backend':
+        // the last wait was made by the backend switched away from: it keeps its words and fd
+        if (this.lastWait && !this.lastWait.madeBy) this.lastWait.madeBy = { ...this.backend };
         this.backend.name = ev.to;
         if (ev.trigger !== undefined) this.backend.trigger = ev.trigger;
         if (ev.oneshot !== undefined) this.backend.oneshot = ev.oneshot;

@@ -41,6 +41,19 @@ export function toNative(bits, backend) {
   return out;
 }
 
+/** Whether two backend descriptions ({name, trigger, oneshot, fd}) are one instance: a new
+ *  trigger or one-shot setting makes a new epoll (a new fd), as a new name does. */
+export function sameBackend(a, b) {
+  return a.name === b.name && a.trigger === b.trigger && !!a.oneshot === !!b.oneshot
+    && (a.fd ?? null) === (b.fd ?? null);
+}
+
+/** "select", or "epoll (edge-triggered, one-shot, epoll fd 7)". */
+export function backendText(b) {
+  if (b.name !== 'epoll') return b.name || '?';
+  return `epoll (${b.trigger || 'level'}-triggered${b.oneshot ? ', one-shot' : ''}, epoll fd ${b.fd ?? '?'})`;
+}
+
 export function flagText(flags) {
   return flags && flags.length ? flags.join('|') : '0';
 }

@@ -149,7 +149,7 @@ def test_a_breakpoint_hit_says_which_fd_matched(dashboard):
         hit = page.locator("#breakpoint-hit")
         expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired at iteration ", timeout=8000)
         expect(hit).to_contain_text(f"on fd {fd}")
-        expect(hit).to_contain_text("engine wait #")
+        expect(hit).to_contain_text("the engine's wait #")
         api.delete(f"/api/breakpoints/{bp['id']}")
         assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
         assert recv_exactly(sock, 4) == b"here"

@@ -106,6 +106,28 @@ def test_kernel_truth_agrees_with_the_engine_then_shows_a_stale_fd(dashboard):
     assert dashboard.console_errors == []
 
 
+def test_a_closed_fd_left_registered_stays_in_the_pollfd_array_as_pollnval(dashboard):
+    """The bug zoo's "closing without unregistering" on poll: the page dropped the fd's
+    registration at its close event, so the pollfd array lacked the very fd poll returned as
+    POLLNVAL wait after wait (three entries beside nfds 4) until the next state re-read."""
+    page, api = dashboard.page, dashboard.api
+    assert api.post("/api/backend", json={"name": "poll"}).status_code == 200
+    assert api.post("/api/flaws/close_without_unregister", json={"on": True}).status_code == 200
+    sets = page.locator("#backend-sets")
+    try:
+        with dashboard.connect() as sock:
+            fd = wait_for_row(page)
+            assert echo(sock, b"one line\n") == b"one line\n"
+        # well inside the page's periodic re-read (5 s), which hid the bug after a while
+        expect(sets).to_contain_text(f"{{fd={fd}, events=POLLIN, revents=POLLNVAL}}",
+                                     timeout=2500)
+        assert page.evaluate(f"() => window.__muxscope.model.regs.has({fd})")
+    finally:
+        api.post("/api/flaws/close_without_unregister", json={"on": False})
+    expect(sets).not_to_contain_text("POLLNVAL", timeout=DEADLINE_MS)
+    assert dashboard.console_errors == []
+
+
 def test_code_view_names_the_handler_of_a_step(dashboard):
     page = dashboard.page
     panel = page.locator("#code-panel")

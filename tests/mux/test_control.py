@@ -342,6 +342,23 @@ def test_last_wait_keeps_its_own_backends_words_after_a_switch(make_engine):
     assert not any(name.startswith("EPOLL") for f in flags for name in f), flags
 
 
+def test_last_wait_names_the_epoll_that_made_it_after_a_new_trigger(make_engine):
+    """A new trigger is a new epoll: a page loaded while paused after the switch showed the
+    last wait as made on the new epoll fd. The state says which backend made it."""
+    engine, _ = make_engine(backend="epoll")
+    engine.pause().result(5)
+    old = engine.state().result(5)["backend"]
+    assert "made_by" not in engine.state().result(5)["last_wait"]
+    new = engine.switch_backend("epoll", trigger="edge").result(5)["backend"]
+    assert new["fd"] != old["fd"]
+    made_by = engine.state().result(5)["last_wait"]["made_by"]
+    assert made_by == {k: old[k] for k in ("name", "trigger", "oneshot", "fd", "maxevents")}
+    assert made_by["trigger"] == "level"
+    engine.resume().result(5)
+    wait_until(lambda: "made_by" not in engine.state().result(5)["last_wait"],
+               what="a wait by the new epoll")
+
+
 def test_a_backend_event_carries_the_new_epoll_fd_and_maxevents(make_engine):
     """A replayed page has no state to re-read after a switch: its syscall line showed
     `epoll_wait(?, [...], ?, 250)`. The event now says what the live page reads."""

@@ -1,7 +1,7 @@
 // The fd grid (canvas, one cell per registered fd) and the backend's own vocabulary as text.
 import { colors, fitCanvas, watchWidth } from '../canvas.js';
 import { peerColor, ui } from '../ui.js';
-import { CAPTIONS, flagText, selectSets, toBits, toNative } from '../vocab.js';
+import { CAPTIONS, backendText, flagText, sameBackend, selectSets, toBits, toNative } from '../vocab.js';
 
 const FLASH_MS = 900;
 const STRIPES = [['in', 'read'], ['out', 'write'], ['pri', 'except']];
@@ -236,9 +236,21 @@ export class BackendPanel {
   renderSets(model) {
     // in the words of the backend that made the shown wait: paused or in the past, that can be
     // the one before a switch (select's sets are not a pollfd array with revents)
-    const current = model.backend.name;
-    const name = (model.shownWait && model.shownWait.backend) || current;
-    const before = name !== current && current ? ` — the last wait, made by ${name} before the switch to ${current}` : '';
+    const shown = model.shownWait;
+    const made = (shown && shown.made) || model.backend;
+    const name = made.name;
+    const switched = !!model.backend.name && !sameBackend(made, model.backend);
+    const before = switched ? ` — the last wait, made by ${backendText(made)} before the switch to ${backendText(model.backend)}` : '';
+    // what changed since that wait, on the same backend (the handlers' epoll_ctl calls; the
+    // grid shows the registrations now). The state a page loads has no interest from before
+    // its last wait: an fd closed since is known only by its ready entry, or by the count.
+    const since = (fd, bits, backend) => {
+      if (switched) return '';
+      const live = model.regs.get(fd);
+      if (!live) return '  (closed since)';
+      const now = flagText(toNative(live.bits, backend));
+      return now !== flagText(toNative(bits, backend)) ? `  → now ${now}` : '';
+    };
     const blocks = [];
     const capList = (fds) => (fds.length > 200 ? `[${fds.slice(0, 200).join(', ')}, … +${fds.length - 200}]` : `[${fds.join(', ')}]`);
     if (name === 'select') {
@@ -256,10 +268,13 @@ export class BackendPanel {
       const ready = shownReady(model);
       const lines = fds.slice(0, TEXT_ROWS).map((fd) => {
         const rev = ready.get(fd);
-        return `{fd=${fd}, events=${flagText(toNative(regs.get(fd).bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}`;
+        const bits = regs.get(fd).bits;
+        return `{fd=${fd}, events=${flagText(toNative(bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}${since(fd, bits, 'poll')}`;
       });
       if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
-      blocks.push([`the pollfd array passed to poll(): ${fds.length} entries (fd, events, revents)`, lines.join('\n')]);
+      const unknown = shown && shown.registered > fds.length ? shown.registered - fds.length : 0;
+      if (unknown) lines.push(`… and ${unknown} more passed, closed since (their entries are not known to this page)`);
+      blocks.push([`the pollfd array passed to poll(): ${fds.length + unknown} entries (fd, events, revents)`, lines.join('\n')]);
     } else if (name === 'epoll') {
       // the interest list as it was during the shown wait (a since-closed fd that its ready
       // list names is still in it); armed is the live state of a one-shot registration
@@ -269,13 +284,16 @@ export class BackendPanel {
         const bits = regs.get(fd).bits;
         const live = model.regs.get(fd);
         const armed = bits.has('oneshot') && live && !live.armed ? '  (disarmed until re-armed)' : '';
-        return `fd ${fd}: ${flagText(toNative(bits, 'epoll'))}${armed}`;
+        return `fd ${fd}: ${flagText(toNative(bits, 'epoll'))}${since(fd, bits, 'epoll')}${armed}`;
       });
       if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
-      const epfd = !before && model.backend.fd != null ? ` of epoll fd ${model.backend.fd}` : '';
-      blocks.push([`interest list${epfd} (kept in the kernel, changed by epoll_ctl): ${fds.length} fds`, lines.join('\n')]);
+      const ready0 = shownReady(model);
+      const gone = [...ready0.keys()].filter((fd) => !regs.has(fd)).sort((a, b) => a - b);
+      for (const fd of gone.slice(0, TEXT_ROWS)) lines.push(`fd ${fd}: (closed since; its interest at that wait is not known to this page)`);
+      const epfd = made.fd != null ? ` of epoll fd ${made.fd}` : '';
+      blocks.push([`interest list${epfd} at that epoll_wait (kept in the kernel, changed by epoll_ctl): ${fds.length + gone.length} fds`, lines.join('\n')]);
       const ready = [...shownReady(model)].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
-      blocks.push([`ready list (returned by the last epoll_wait): ${shownReady(model).size} fds`, ready.join('\n') || '(empty)']);
+      blocks.push([`ready list (returned by that epoll_wait): ${shownReady(model).size} fds`, ready.join('\n') || '(empty)']);
     }
     if (before) blocks.forEach((b) => { b[0] += before; });
     // the blocks are kept and only their changed texts rewritten (most waits change nothing here)

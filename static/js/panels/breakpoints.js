@@ -143,7 +143,8 @@ export class BreakpointsPanel {
     const h = this.hitAt(view);
     this.hitEl.hidden = !h;
     if (h) {
-      const wait = h.wait !== undefined ? ` (engine wait #${h.wait})` : '';
+      // the timeline counts the waits this page has seen, the engine every wait since it started
+      const wait = h.wait !== undefined ? ` of this page's timeline (the engine's wait #${h.wait})` : '';
       const fd = h.fd !== undefined && h.fd !== null ? ` on fd ${h.fd}` : '';
       this.hitEl.textContent = `Breakpoint ${h.id} fired at iteration ${h.iteration}${wait}${fd}` +
         (h.resumed ? ' (the loop has been resumed since)' : ' — the loop is paused: Step or Resume');

@@ -40,11 +40,13 @@ export class SyscallPanel {
       this.set('detail', '', (v) => { this.detailEl.textContent = v; });
       return;
     }
-    const line = syscallLine(w, model, w.backend === model.backend.name ? model.backend : null);
+    const made = w.madeBy || model.backend;   // the backend that made it (a switch since: the old one)
+    const line = syscallLine(w, model, w.backend === made.name ? made : null);
     // the fd panel's text shows this same wait, what was passed in and what came back, not the
     // newest one (this line is throttled, that panel was not: "= 18" beside "ready list: 19 fds")
     model.shownWait = {
-      backend: w.backend || model.backend.name,
+      made: { ...made, name: w.backend || made.name },
+      registered: w.registered,
       ready: new Map(w.ready_list.map((r) => [r.fd, r.flags])),
       regs: model.regsAtWait(),
     };
