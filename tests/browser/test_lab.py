@@ -333,3 +333,7 @@ def test_kernel_truth_fits_its_panel_with_the_longest_masks(dashboard):
         wrap = page.locator("#kernel-interest-table").locator("xpath=..")
         sizes = wrap.evaluate("el => [el.scrollWidth, el.clientWidth]")
         assert sizes[0] <= sizes[1], f"the table is {sizes[0]} px wide in {sizes[1]} px"
+        # the control fd is disarmed by the very read that shows it: the row says so
+        control = dashboard.api.get("/api/state").json()["control_fd"]
+        expect(page.locator(f"#kernel-interest tr[data-fd='{control}']")).to_contain_text(
+            "one-shot fired for this very read", timeout=DEADLINE_MS)
