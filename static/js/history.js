@@ -19,8 +19,11 @@ export function snapshotOf(model) {
   }
   let lastWait = null;
   if (model.lastWait) {
-    const { before, ...rest } = model.lastWait;  // eslint-disable-line no-unused-vars
-    lastWait = { ...rest, ready_list: (rest.ready_list || []).slice() };
+    // as a server's state would say it, plus what only the page knows: the interest the wait
+    // was made with (before its handlers changed it), and the backend that made it
+    const { before, madeBy, interestKnown, ...rest } = model.lastWait;
+    lastWait = { ...rest, ready_list: (rest.ready_list || []).slice(), made_by: madeBy || null };
+    if (interestKnown) lastWait.interest_before = [...before].map(([fd, bits]) => [fd, bits ? [...bits] : null]);
   }
   return {
     type: 'snapshot', seq: model.seq, started_at: model.startedAt, state_seq: model.stateSeq,

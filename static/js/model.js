@@ -3,7 +3,8 @@ import { sameBackend, toBits } from './vocab.js';
 
 const PANELS = ['backend', 'syscall', 'queues', 'conns', 'controls', 'status', 'log'];
 export const READY_LIST_CAP = 4096;
-const MAX_NOTICES = 5;      // the latest error/flaw events, shown above the log
+const MAX_NOTICES = 5;
+const ASKED = new Set(['in', 'out', 'pri']);   // readiness reported only when asked for      // the latest error/flaw events, shown above the log
 
 export class Model {
   constructor({ ringSize = 5000 } = {}) {
@@ -166,10 +167,18 @@ export class Model {
       }
     }
     if (full && state.last_wait) {
+      // A server's state has no interest from before its last wait: the page shows the
+      // registrations as they are now, and says so (`interestKnown`). A history checkpoint
+      // (history.js) keeps the page's own record of it (`interest_before`).
+      const saved = state.last_wait.interest_before;
       this.lastWait = {
-        ...state.last_wait, ready_list: (state.last_wait.ready_list || []).slice(), before: new Map(),
+        ...state.last_wait, ready_list: (state.last_wait.ready_list || []).slice(),
+        before: new Map((saved || []).map(([fd, bits]) => [fd, bits ? new Set(bits) : null])),
+        interestKnown: !!saved,
         madeBy: state.last_wait.made_by || null,   // set when a switch came after that wait
       };
+      delete this.lastWait.interest_before;
+      delete this.lastWait.made_by;
       for (const r of this.lastWait.ready_list) this.lastReady.set(r.fd, r.flags);
     }
     if (full && state.stats) this.stats = { ...state.stats, dropped_total: 0 };
@@ -253,7 +262,7 @@ export class Model {
     const inState = ev.seq <= this.stateSeq;
     switch (ev.kind) {
       case 'wait':
-        this.lastWait = { ...ev, ready_list: [], before: new Map() };
+        this.lastWait = { ...ev, ready_list: [], before: new Map(), interestKnown: true, madeBy: null };
         this.lastReady.clear();
         this.mark('syscall', 'backend');
         break;
@@ -325,7 +334,12 @@ export class Model {
         break;
       case 'backend':
         // the last wait was made by the backend switched away from: it keeps its words and fd
-        if (this.lastWait && !this.lastWait.madeBy) this.lastWait.madeBy = { ...this.backend };
+        // (a change of write strategy alone keeps the backend: no new epoll, no note)
+        if (this.lastWait && !this.lastWait.madeBy && this.backend.name && (ev.to !== this.backend.name
+            || (ev.trigger ?? this.backend.trigger) !== this.backend.trigger
+            || !!(ev.oneshot ?? this.backend.oneshot) !== !!this.backend.oneshot)) {
+          this.lastWait.madeBy = { ...this.backend };
+        }
         this.backend.name = ev.to;
         if (ev.trigger !== undefined) this.backend.trigger = ev.trigger;
         if (ev.oneshot !== undefined) this.backend.oneshot = ev.oneshot;
@@ -377,6 +391,17 @@ export class Model {
     }
     const before = this.lastWait && this.lastWait.before;
     if (before) for (const [fd, bits] of before) if (bits && !out.has(fd)) out.set(fd, { bits });
+    // What a wait returned was asked for: the kernel reports in/out/pri only for an fd whose
+    // interest had it. Where events were dropped the page's record can lack it: the wait's
+    // own answer says better (select's write set must hold an fd returned writable).
+    if (this.lastWait) {
+      for (const r of this.lastWait.ready_list) {
+        const reg = out.get(r.fd);
+        if (!reg) continue;
+        const missing = [...toBits(r.flags)].filter((b) => ASKED.has(b) && !reg.bits.has(b));
+        if (missing.length) out.set(r.fd, { bits: new Set([...reg.bits, ...missing]) });
+      }
+    }
     return out;
   }
 

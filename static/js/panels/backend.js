@@ -239,13 +239,15 @@ export class BackendPanel {
     const shown = model.shownWait;
     const made = (shown && shown.made) || model.backend;
     const name = made.name;
-    const switched = !!model.backend.name && !sameBackend(made, model.backend);
+    const switched = !!model.backend.name && (!!made.replaced || !sameBackend(made, model.backend));
+    const known = !shown || shown.interestKnown;
+    const asNow = known ? '' : ' — as now: this page loaded after that wait, what it was passed is not known here';
     const before = switched ? ` — the last wait, made by ${backendText(made)} before the switch to ${backendText(model.backend)}` : '';
     // what changed since that wait, on the same backend (the handlers' epoll_ctl calls; the
     // grid shows the registrations now). The state a page loads has no interest from before
     // its last wait: an fd closed since is known only by its ready entry, or by the count.
     const since = (fd, bits, backend) => {
-      if (switched) return '';
+      if (switched || !known) return '';
       const live = model.regs.get(fd);
       if (!live) return '  (closed since)';
       const now = flagText(toNative(live.bits, backend));
@@ -258,7 +260,7 @@ export class BackendPanel {
       const out = { read: [], write: [], except: [] };
       for (const [fd, flags] of shownReady(model)) for (const f of flags) if (out[f]) out[f].push(fd);
       for (const k of Object.keys(out)) out[k].sort((a, b) => a - b);
-      blocks.push(['in: the sets passed to select() (interest)',
+      blocks.push([`in: the sets passed to select() (interest)${asNow}`,
         `read:   ${capList(ins.read)}\nwrite:  ${capList(ins.write)}\nexcept: ${capList(ins.except)}`]);
       blocks.push(['out: the sets select() returned (ready)',
         `read:   ${capList(out.read)}\nwrite:  ${capList(out.write)}\nexcept: ${capList(out.except)}`]);
@@ -274,16 +276,25 @@ export class BackendPanel {
       if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
       const unknown = shown && shown.registered > fds.length ? shown.registered - fds.length : 0;
       if (unknown) lines.push(`… and ${unknown} more passed, closed since (their entries are not known to this page)`);
-      blocks.push([`the pollfd array passed to poll(): ${fds.length + unknown} entries (fd, events, revents)`, lines.join('\n')]);
+      blocks.push([`the pollfd array passed to poll(): ${fds.length + unknown} entries (fd, events, revents)${asNow}`, lines.join('\n')]);
     } else if (name === 'epoll') {
       // the interest list as it was during the shown wait (a since-closed fd that its ready
       // list names is still in it); armed is the live state of a one-shot registration
       const regs = shownRegs(model);
       const fds = [...regs.keys()].sort((a, b) => a - b);
+      // not known and switched since: the registrations are the new backend's, whose trigger
+      // and one-shot bits are not those the wait was made with (the switch keeps the rest)
+      const asMade = (bits) => {
+        if (known || !switched) return bits;
+        const b = new Set([...bits].filter((x) => x !== 'et' && x !== 'oneshot'));
+        if (made.trigger === 'edge') b.add('et');
+        if (made.oneshot) b.add('oneshot');
+        return b;
+      };
       const lines = fds.slice(0, TEXT_ROWS).map((fd) => {
-        const bits = regs.get(fd).bits;
+        const bits = asMade(regs.get(fd).bits);
         const live = model.regs.get(fd);
-        const armed = bits.has('oneshot') && live && !live.armed ? '  (disarmed until re-armed)' : '';
+        const armed = bits.has('oneshot') && live && !live.armed && !switched ? '  (disarmed until re-armed)' : '';
         return `fd ${fd}: ${flagText(toNative(bits, 'epoll'))}${since(fd, bits, 'epoll')}${armed}`;
       });
       if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
@@ -291,7 +302,8 @@ export class BackendPanel {
       const gone = [...ready0.keys()].filter((fd) => !regs.has(fd)).sort((a, b) => a - b);
       for (const fd of gone.slice(0, TEXT_ROWS)) lines.push(`fd ${fd}: (closed since; its interest at that wait is not known to this page)`);
       const epfd = made.fd != null ? ` of epoll fd ${made.fd}` : '';
-      blocks.push([`interest list${epfd} at that epoll_wait (kept in the kernel, changed by epoll_ctl): ${fds.length + gone.length} fds`, lines.join('\n')]);
+      const when = known ? 'at that epoll_wait' : 'now (this page loaded after that epoll_wait: the interest it was made with is not known here)';
+      blocks.push([`interest list${epfd} ${when} (kept in the kernel, changed by epoll_ctl): ${fds.length + gone.length} fds`, lines.join('\n')]);
       const ready = [...shownReady(model)].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
       blocks.push([`ready list (returned by that epoll_wait): ${shownReady(model).size} fds`, ready.join('\n') || '(empty)']);
     }

@@ -45,7 +45,9 @@ export class SyscallPanel {
     // the fd panel's text shows this same wait, what was passed in and what came back, not the
     // newest one (this line is throttled, that panel was not: "= 18" beside "ready list: 19 fds")
     model.shownWait = {
-      made: { ...made, name: w.backend || made.name },
+      // replaced: an epoll can come back with the same fd number (level, edge, level again)
+      made: { ...made, name: w.backend || made.name, replaced: !!w.madeBy },
+      interestKnown: w.interestKnown !== false,
       registered: w.registered,
       ready: new Map(w.ready_list.map((r) => [r.fd, r.flags])),
       regs: model.regsAtWait(),
@@ -58,6 +60,8 @@ export class SyscallPanel {
     const took = w.duration_us !== undefined ? `took ${Number(w.duration_us).toLocaleString()} µs` : '';
     const ready = `${w.ready ?? w.ready_list.length} of ${w.registered ?? '?'} fds ready`;
     const paused = model.paused ? ' — loop paused, next wait not started' : '';
-    this.set('detail', [took, ready, timeout].filter(Boolean).join(' · ') + paused, (v) => { this.detailEl.textContent = v; });
+    // a state read after this wait (the page loaded) holds the interest of now, not of then
+    const asNow = w.interestKnown === false && w.backend !== 'epoll' ? 'interest as of now (this page loaded after this wait)' : '';
+    this.set('detail', [took, ready, timeout, asNow].filter(Boolean).join(' · ') + paused, (v) => { this.detailEl.textContent = v; });
   }
 }
