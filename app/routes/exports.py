@@ -23,7 +23,7 @@ from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from app.routes.release import abort, taken_in_time, transport_of
+from app.routes.release import abort, taken_in_time, transport_of, unsent_bytes
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +114,18 @@ class _Progress:
         task.result()
 
     async def drained(self) -> None:
-        """After the last piece: until the client has taken what asyncio still holds, or is
-        let go (the server's close waits for that buffer to empty, for good if it never does).
+        """After the last piece: until the client has taken what asyncio and the kernel
+        still hold, or is let go (reset: the kernel's queue goes too; else a client that never
+        reads keeps it, and its connection, until the keep-alive timeout and beyond).
         """
         if self.transport is not None and self.ended is None:
             await self._watch(None)
 
     async def _watch(self, task: asyncio.Future[None] | None) -> None:
-        """Until `task` is done (None: asyncio's buffer is empty); `_Ended` on a stall, or
-        when ended meanwhile (a shutdown)."""
+        """Until `task` is done (None: the client has taken everything, asyncio's buffer
+        and our kernel send queue both empty: a small document fits in the kernel's buffers
+        whole, and a client that reads none of it was left holding them); `_Ended` on a stall,
+        or when ended meanwhile (a shutdown)."""
         transport = self.transport
         assert transport is not None
 
@@ -131,7 +134,7 @@ class _Progress:
                 return True
             if task is not None:
                 return task.done()
-            return transport.is_closing() or not transport.get_write_buffer_size()
+            return transport.is_closing() or not unsent_bytes(transport)
 
         if not await taken_in_time(transport, done, STALL_S, PROGRESS_POLL, wake=task):
             self.end("stalled")

@@ -375,6 +375,28 @@ def test_trace_downloads_whose_clients_stop_reading_are_bounded_and_let_go(
             sock.close()
 
 
+def test_a_small_trace_download_never_read_is_let_go_too(
+        shared: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A document small enough to fit in the kernel's buffers whole left asyncio's buffer
+    empty at once: the download counted as taken, and a client that read none of it kept the
+    connection (and our send queue) until the keep-alive timeout closed it with a FIN, and
+    beyond (CI: 1 failure in 693, when the stalled test's endless pieces stopped early)."""
+    from app.routes import exports
+
+    monkeypatch.setattr(exports, "STALL_S", 1.0)
+    monkeypatch.setattr(exports, "PROGRESS_POLL", 0.1)
+    monkeypatch.setattr(shared.app.state.trace, "jsonl_chunks", lambda: iter([b"x" * 8192]))
+    sock = _stalled_download(shared.base, "jsonl")
+    try:
+        sock.settimeout(4)  # under uvicorn's keep-alive timeout (5 s), over STALL_S
+        with pytest.raises(ConnectionResetError):
+            time.sleep(2.0)  # not reading is the test: the server must give up first
+            while sock.recv(1 << 16):
+                pass
+    finally:
+        sock.close()
+
+
 def test_a_slow_trace_download_that_keeps_reading_is_never_let_go(
         shared: Live, monkeypatch: pytest.MonkeyPatch) -> None:
     """Timing each `send` cut a client reading at 20 kB/s off after 30 s with a truncated
