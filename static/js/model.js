@@ -394,7 +394,8 @@ export class Model {
     // What a wait returned was asked for: the kernel reports in/out/pri only for an fd whose
     // interest had it. Where events were dropped the page's record can lack it: the wait's
     // own answer says better (select's write set must hold an fd returned writable).
-    if (this.lastWait) {
+    // (Not for a wait known only from a loaded state: its interest is shown as of now.)
+    if (this.lastWait && this.lastWait.interestKnown !== false) {
       for (const r of this.lastWait.ready_list) {
         const reg = out.get(r.fd);
         if (!reg) continue;

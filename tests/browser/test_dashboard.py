@@ -912,9 +912,18 @@ def test_what_a_wait_returned_was_in_the_interest_it_was_passed(dashboard):
               ready: 1, duration_us: 3 },
             { seq: 15, ts: 1, kind: 'ready', fd: 7, flags: ['read', 'write'] }] });
         const atWait = [...m.regsAtWait().get(7).bits].sort().join('|');
-        return { atWait, live: [...m.regs.get(7).bits].sort().join('|') };
+        // a wait known only from a loaded state: its interest is shown as of now, not mixed
+        const loaded = new Model();
+        loaded.applySnapshot({ seq: 20, started_at: 0, state: {
+            backend: { name: 'select', trigger: 'level', oneshot: false },
+            registrations: [{ fd: 7, role: 'connection', interest: ['read'] }],
+            last_wait: { backend: 'select', registered: 1, timeout_ms: 250, ready: 1,
+                         duration_us: 3, ready_list: [{ fd: 7, flags: ['read', 'write'] }] } } });
+        return { atWait, live: [...m.regs.get(7).bits].sort().join('|'),
+                 loaded: [...loaded.regsAtWait().get(7).bits].sort().join('|'),
+                 known: loaded.lastWait.interestKnown };
     }""")
-    assert result == {"atWait": "in|out", "live": "in"}
+    assert result == {"atWait": "in|out", "live": "in", "loaded": "in", "known": False}
 
 
 def test_two_switch_answers_in_either_order_keep_the_second_switch(dashboard):

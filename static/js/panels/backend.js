@@ -302,7 +302,9 @@ export class BackendPanel {
       const gone = [...ready0.keys()].filter((fd) => !regs.has(fd)).sort((a, b) => a - b);
       for (const fd of gone.slice(0, TEXT_ROWS)) lines.push(`fd ${fd}: (closed since; its interest at that wait is not known to this page)`);
       const epfd = made.fd != null ? ` of epoll fd ${made.fd}` : '';
-      const when = known ? 'at that epoll_wait' : 'now (this page loaded after that epoll_wait: the interest it was made with is not known here)';
+      const when = known ? 'at that epoll_wait'
+        : switched ? 'at that epoll_wait: not known here (this page loaded after it and the switch; below, the registrations now, with its trigger and one-shot bits)'
+          : 'now (this page loaded after that epoll_wait: the interest it was made with is not known here)';
       blocks.push([`interest list${epfd} ${when} (kept in the kernel, changed by epoll_ctl): ${fds.length + gone.length} fds`, lines.join('\n')]);
       const ready = [...shownReady(model)].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
       blocks.push([`ready list (returned by that epoll_wait): ${shownReady(model).size} fds`, ready.join('\n') || '(empty)']);
