@@ -388,9 +388,12 @@ def test_a_small_trace_download_never_read_is_let_go_too(
     monkeypatch.setattr(shared.app.state.trace, "jsonl_chunks", lambda: iter([b"x" * 8192]))
     sock = _stalled_download(shared.base, "jsonl")
     try:
-        sock.settimeout(4)  # under uvicorn's keep-alive timeout (5 s), over STALL_S
+        # not reading is the test: the server gives up on it (its download is over) first
+        wait_until(lambda: exports._RUNNING, 4, "the download under way", interval=0.02)
+        wait_until(lambda: not exports._RUNNING, 4, "the download over, server side",
+                   interval=0.05)
+        sock.settimeout(4)  # under uvicorn's keep-alive timeout (5 s)
         with pytest.raises(ConnectionResetError):
-            time.sleep(2.0)  # not reading is the test: the server must give up first
             while sock.recv(1 << 16):
                 pass
     finally:
