@@ -253,21 +253,21 @@ export class BackendPanel {
       const now = flagText(toNative(live.bits, backend));
       return now !== flagText(toNative(bits, backend)) ? `  → now ${now}` : '';
     };
+    const regs = shownRegs(model);     // as passed to the wait the syscall line shows
+    const ready = shownReady(model);   // and what it returned
     const blocks = [];
     const capList = (fds) => (fds.length > 200 ? `[${fds.slice(0, 200).join(', ')}, … +${fds.length - 200}]` : `[${fds.join(', ')}]`);
     if (name === 'select') {
-      const ins = selectSets(shownRegs(model));
+      const ins = selectSets(regs);
       const out = { read: [], write: [], except: [] };
-      for (const [fd, flags] of shownReady(model)) for (const f of flags) if (out[f]) out[f].push(fd);
+      for (const [fd, flags] of ready) for (const f of flags) if (out[f]) out[f].push(fd);
       for (const k of Object.keys(out)) out[k].sort((a, b) => a - b);
       blocks.push([`in: the sets passed to select() (interest)${asNow}`,
         `read:   ${capList(ins.read)}\nwrite:  ${capList(ins.write)}\nexcept: ${capList(ins.except)}`]);
       blocks.push(['out: the sets select() returned (ready)',
         `read:   ${capList(out.read)}\nwrite:  ${capList(out.write)}\nexcept: ${capList(out.except)}`]);
     } else if (name === 'poll') {
-      const regs = shownRegs(model);   // as passed to the poll() the syscall line shows
       const fds = [...regs.keys()].sort((a, b) => a - b);
-      const ready = shownReady(model);
       const lines = fds.slice(0, TEXT_ROWS).map((fd) => {
         const rev = ready.get(fd);
         const bits = regs.get(fd).bits;
@@ -280,7 +280,6 @@ export class BackendPanel {
     } else if (name === 'epoll') {
       // the interest list as it was during the shown wait (a since-closed fd that its ready
       // list names is still in it); armed is the live state of a one-shot registration
-      const regs = shownRegs(model);
       const fds = [...regs.keys()].sort((a, b) => a - b);
       // not known and switched since: the registrations are the new backend's, whose trigger
       // and one-shot bits are not those the wait was made with (the switch keeps the rest)
@@ -298,16 +297,15 @@ export class BackendPanel {
         return `fd ${fd}: ${flagText(toNative(bits, 'epoll'))}${since(fd, bits, 'epoll')}${armed}`;
       });
       if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
-      const ready0 = shownReady(model);
-      const gone = [...ready0.keys()].filter((fd) => !regs.has(fd)).sort((a, b) => a - b);
+      const gone = [...ready.keys()].filter((fd) => !regs.has(fd)).sort((a, b) => a - b);
       for (const fd of gone.slice(0, TEXT_ROWS)) lines.push(`fd ${fd}: (closed since; its interest at that wait is not known to this page)`);
       const epfd = made.fd != null ? ` of epoll fd ${made.fd}` : '';
       const when = known ? 'at that epoll_wait'
         : switched ? 'at that epoll_wait: not known here (this page loaded after it and the switch; below, the registrations now, with its trigger and one-shot bits)'
           : 'now (this page loaded after that epoll_wait: the interest it was made with is not known here)';
       blocks.push([`interest list${epfd} ${when} (kept in the kernel, changed by epoll_ctl): ${fds.length + gone.length} fds`, lines.join('\n')]);
-      const ready = [...shownReady(model)].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
-      blocks.push([`ready list (returned by that epoll_wait): ${shownReady(model).size} fds`, ready.join('\n') || '(empty)']);
+      const back = [...ready].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
+      blocks.push([`ready list (returned by that epoll_wait): ${ready.size} fds`, back.join('\n') || '(empty)']);
     }
     if (before) blocks.forEach((b) => { b[0] += before; });
     // the blocks are kept and only their changed texts rewritten (most waits change nothing here)
