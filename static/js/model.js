@@ -1,21 +1,19 @@
 // The page model: websocket frames update it and mark panels dirty; nothing here touches the DOM.
+import { RecentEvents } from './recent.js';
 import { sameBackend, toBits } from './vocab.js';
+import {
+  interestAtWait, regsAtWait, saveBefore, waitFromEvent, waitFromState,
+} from './waitrecord.js';
 
 const PANELS = ['backend', 'syscall', 'queues', 'conns', 'controls', 'status', 'log'];
 export const READY_LIST_CAP = 4096;
-const MAX_NOTICES = 5;
-const ASKED = new Set(['in', 'out', 'pri']);   // readiness reported only when asked for      // the latest error/flaw events, shown above the log
 
 export class Model {
   constructor({ ringSize = 5000 } = {}) {
-    this.ringSize = ringSize;
-    this.ring = new Array(ringSize);
-    this.ringLen = 0;
-    this.ringHead = 0;
+    this.recentEvents = new RecentEvents(ringSize);
     this.listeners = new Set();
     this.frames = { snapshot: 0, events: 0, stats: 0 };
     this.eventsApplied = 0;
-    this.notices = [];
     this.dirty = {};
     this.reset();
   }
@@ -167,18 +165,7 @@ export class Model {
       }
     }
     if (full && state.last_wait) {
-      // A server's state has no interest from before its last wait: the page shows the
-      // registrations as they are now, and says so (`interestKnown`). A history checkpoint
-      // (history.js) keeps the page's own record of it (`interest_before`).
-      const saved = state.last_wait.interest_before;
-      this.lastWait = {
-        ...state.last_wait, ready_list: (state.last_wait.ready_list || []).slice(),
-        before: new Map((saved || []).map(([fd, bits]) => [fd, bits ? new Set(bits) : null])),
-        interestKnown: !!saved,
-        madeBy: state.last_wait.made_by || null,   // set when a switch came after that wait
-      };
-      delete this.lastWait.interest_before;
-      delete this.lastWait.made_by;
+      this.lastWait = waitFromState(state.last_wait);
       for (const r of this.lastWait.ready_list) this.lastReady.set(r.fd, r.flags);
     }
     if (full && state.stats) this.stats = { ...state.stats, dropped_total: 0 };
@@ -262,7 +249,7 @@ export class Model {
     const inState = ev.seq <= this.stateSeq;
     switch (ev.kind) {
       case 'wait':
-        this.lastWait = { ...ev, ready_list: [], before: new Map(), interestKnown: true, madeBy: null };
+        this.lastWait = waitFromEvent(ev);
         this.lastReady.clear();
         this.mark('syscall', 'backend');
         break;
@@ -367,53 +354,19 @@ export class Model {
   }
 
   /** Remember an fd's interest as it was during the last wait, before a handler changes it. */
-  saveBefore(fd) {
-    const w = this.lastWait;
-    if (!w || !w.before || w.before.has(fd)) return;
-    const reg = this.regs.get(fd);
-    w.before.set(fd, reg ? new Set(reg.bits) : null);
-  }
+  saveBefore(fd) { saveBefore(this.lastWait, this.regs, fd); }
 
   /** Interest bits of fd as passed to the last wait call (null: not registered then). */
-  interestAtWait(fd) {
-    const w = this.lastWait;
-    if (w && w.before && w.before.has(fd)) return w.before.get(fd);
-    const reg = this.regs.get(fd);
-    return reg ? reg.bits : null;
-  }
+  interestAtWait(fd) { return interestAtWait(this.lastWait, this.regs, fd); }
 
   /** Map fd -> {bits}: every registration as it was during the last wait. */
-  regsAtWait() {
-    const out = new Map();
-    for (const fd of this.regs.keys()) {
-      const bits = this.interestAtWait(fd);
-      if (bits) out.set(fd, { bits });
-    }
-    const before = this.lastWait && this.lastWait.before;
-    if (before) for (const [fd, bits] of before) if (bits && !out.has(fd)) out.set(fd, { bits });
-    // What a wait returned was asked for: the kernel reports in/out/pri only for an fd whose
-    // interest had it. Where events were dropped the page's record can lack it: the wait's
-    // own answer says better (select's write set must hold an fd returned writable).
-    // (Not for a wait known only from a loaded state: its interest is shown as of now.)
-    if (this.lastWait && this.lastWait.interestKnown !== false) {
-      for (const r of this.lastWait.ready_list) {
-        const reg = out.get(r.fd);
-        if (!reg) continue;
-        const missing = [...toBits(r.flags)].filter((b) => ASKED.has(b) && !reg.bits.has(b));
-        if (missing.length) out.set(r.fd, { bits: new Set([...reg.bits, ...missing]) });
-      }
-    }
-    return out;
-  }
+  regsAtWait() { return regsAtWait(this.lastWait, this.regs); }
 
-  /** The bounded ring of recent events, oldest first (for re-rendering and a future scrubber). */
-  recent(n = this.ringLen) {
-    const count = Math.min(n, this.ringLen);
-    const out = new Array(count);
-    let i = (this.ringHead - count + this.ringSize) % this.ringSize;
-    for (let k = 0; k < count; k++) { out[k] = this.ring[i]; i = (i + 1) % this.ringSize; }
-    return out;
-  }
+  /** The last n events applied (all the ring holds by default), oldest first. */
+  recent(n) { return this.recentEvents.last(n); }
+
+  /** The latest error/flaw events, shown above the log. */
+  get notices() { return this.recentEvents.notices; }
 
   /**
    * Rebuild from a snapshot frame plus a list of past events (replay / scrubbing). `before`:
@@ -423,23 +376,13 @@ export class Model {
    */
   rebuild(snapshotFrame, events, before = []) {
     this.applySnapshot(snapshotFrame);
-    this.ringLen = 0;
-    this.ringHead = 0;
-    this.notices = [];
-    for (const ev of before.slice(-this.ringSize)) this.remember(ev);
+    this.recentEvents.clear();
+    for (const ev of before.slice(-this.recentEvents.size)) this.remember(ev);
     for (const ev of events) this.applyEvent(ev);
   }
 
-  /** Keep `ev` in the ring of recent events, and among the notices if it is one. */
-  remember(ev) {
-    this.ring[this.ringHead] = ev;
-    this.ringHead = (this.ringHead + 1) % this.ringSize;
-    if (this.ringLen < this.ringSize) this.ringLen++;
-    if (ev.kind === 'error' || ev.kind === 'flaw') {
-      this.notices.push(ev);
-      if (this.notices.length > MAX_NOTICES) this.notices.shift();
-    }
-  }
+  /** Keep `ev` among the recent events (and the notices, if it is one). */
+  remember(ev) { this.recentEvents.remember(ev); }
 
   get paused() { return this.loop !== 'running'; }
 }
