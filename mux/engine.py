@@ -67,6 +67,13 @@ class Engine(EngineCommands):
         #: thread may read it: the stats frames tell every page, which no event does
         self.lingering_fds: tuple[int, ...] = ()
         self.paused = False
+        #: True while the thread is inside an iteration (its wait and the handlers of what it
+        #: returned). A pause the control fd's handler takes there stops the loop only once
+        #: the rest of that ready list is handled: its `loop` event, and any `loop` event
+        #: after it in that iteration, are held until then (`_held_loop_events`), so that no
+        #: event the loop made before it stopped follows "paused".
+        self._iterating = False
+        self._held_loop_events: list[dict[str, Any]] | None = None
         self.delay_ms = 0
         #: steps asked for and not yet run: each request is one wait, even when several
         #: arrive together (the door runs every queued command before the loop looks)
@@ -228,7 +235,10 @@ class Engine(EngineCommands):
                 event["wait"] = self.stats.waits  # the engine's wait count at the hit
                 if hit.last_fd is not None:
                     event["fd"] = hit.last_fd
-            self.observers.emit(event)
+            if self._held_loop_events is not None:
+                self._held_loop_events.append(event)
+            else:
+                self.observers.emit(event)
 
     # -- the thread --------------------------------------------------------------------------
     def start(self) -> None:
@@ -249,7 +259,7 @@ class Engine(EngineCommands):
                     if self._steps_requested and not self._stopping:
                         self._step()
                     continue
-                self.loop.run_once()
+                self._run_iteration()
                 if self.breakpoints.hit is not None:
                     self._pause_at_breakpoint()
                     continue
@@ -265,10 +275,21 @@ class Engine(EngineCommands):
         self._door.drain_wakeups()
         self._door.run_pending()
         self._emit_loop("step")
-        self.loop.run_once()
+        self._run_iteration()
         hit = self.breakpoints.take_hit()
         if self.paused:  # a resume handled during the step's wait has said "running" already
             self._emit_loop("paused", hit)
+
+    def _run_iteration(self) -> None:
+        self._iterating = True
+        try:
+            self.loop.run_once()
+        finally:
+            self._iterating = False
+            held, self._held_loop_events = self._held_loop_events, None
+            if held and self.observers.active:
+                for event in held:  # seq and ts are given now, after the iteration's events
+                    self.observers.emit(event)
 
     def _pause_at_breakpoint(self) -> None:
         hit = self.breakpoints.take_hit()
@@ -350,6 +371,8 @@ class Engine(EngineCommands):
             self._steps_requested = 0
         if paused != self.paused:
             self.paused = paused
+            if paused and self._iterating and self._held_loop_events is None:
+                self._held_loop_events = []  # the control fd's handler, mid-iteration
             self._emit_loop("paused" if paused else "running")
         return self.loop_state()
 

@@ -134,6 +134,65 @@ def test_a_resume_during_a_steps_wait_leaves_the_loop_running(make_engine):
     assert engine.loop_state()["loop"] == "running"
 
 
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_nothing_the_loop_did_before_a_pause_follows_its_loop_paused_event(make_engine, backend):
+    """A pause reaches the loop through the control fd, handled inside a wait: the rest of
+    that wait's ready list is still handled, and its events came after `loop paused` (the
+    page's log, recordings and time travel showed recvs in a paused loop). The pause's event
+    comes after the iteration's last handler now."""
+    engine, rec = make_engine(backend=backend)
+    socks = [connect(engine.tcp_port) for _ in range(3)]
+    try:
+        for sock in socks:
+            sock.sendall(b"x")
+            assert recv_exactly(sock, 1) == b"x"
+        fds = sorted(engine.connections)
+        assert len(fds) == 3
+        held, release = threading.Event(), threading.Event()
+
+        def hold_once(_ready: object) -> None:  # after an iteration, on the loop thread
+            if not held.is_set():
+                held.set()
+                release.wait(5)
+
+        # added on the loop thread, inside an iteration (the control fd's handler), so that
+        # the hook holds the end of that iteration, not of one already under way
+        engine.call(engine.loop.after_iteration.append, hold_once).result(5)
+        assert held.wait(5)
+        paused = engine.pause()  # queued, its wake-up byte on the control fd
+        for sock in socks:
+            sock.sendall(b"hello")
+        # the next wait returns the control fd and all three connections together
+        wait_until(lambda: all(_fionread(engine, fd) == 5 for fd in fds),
+                   what="the bytes in the server's kernel buffers")
+        release.set()
+        assert paused.result(5)["loop"] == "paused"
+        engine.call(lambda: None).result(5)  # answered by the paused loop: the iteration ended
+        events = list(rec.events)
+        at = max(i for i, e in enumerate(events)
+                 if e["kind"] == "loop" and e["state"] == "paused")
+        recvs = [i for i, e in enumerate(events) if e["kind"] == "recv" and e["bytes"] == 5]
+        assert len(recvs) == 3 and max(recvs) < at, (recvs, at)
+        assert events[at + 1:] == [], [(e["kind"], e.get("fd")) for e in events[at + 1:]]
+        engine.resume().result(5)
+        for sock in socks:
+            assert recv_exactly(sock, 5) == b"hello"
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _fionread(engine, fd: int) -> int:
+    """Bytes waiting in the kernel for the server's end `fd` (FIONREAD), from this thread."""
+    import fcntl
+    import struct
+    import termios
+
+    conn = engine.connections[fd]
+    buf = fcntl.ioctl(conn.sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    return struct.unpack("i", buf)[0]
+
+
 def test_a_shorter_delay_applies_at_once(make_engine):
     """Lowering slow motion mid-delay ends the old delay: the next echo does not wait it out."""
     engine, rec = make_engine(wait_timeout=0.01)
