@@ -17,8 +17,8 @@ from types import FrameType
 from typing import Any
 
 from app.entry import SignalsHeld
-from app.settings import Settings, format_hostport
-from mux import raise_nofile_limit
+from app.settings import FD_RESERVE, Settings, format_hostport
+from mux import fd_ceiling, raise_nofile_limit
 
 PROG = "muxscope"
 
@@ -28,14 +28,14 @@ class Stop(KeyboardInterrupt):
     so that no ``except Exception`` swallows it and app.entry ends the run quietly on it)."""
 
 
-#: fds the process needs besides the echo connections (listeners, the dashboard, pages)
-FD_RESERVE = 64
 
 def bind_http(host: str, port: int) -> socket.socket:
     """The dashboard's listening socket (OSError when the port is taken)."""
     info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, address = info[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets of that
+    # protocol, and without it each response's body waited for the client's delayed ACK
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
@@ -280,11 +280,12 @@ def serve(settings: Settings) -> int:
               "to stdout or a file", file=sys.stderr)
         return 2
     nofile = raise_nofile_limit()
-    if not settings.replay and settings.max_connections > nofile - FD_RESERVE:
+    ceiling = fd_ceiling(nofile, FD_RESERVE) or nofile
+    if not settings.replay and settings.max_connections > ceiling:
         print(f"{PROG}: note: --max-connections {settings.max_connections:,} is more than the "
-              f"open-file limit allows ({nofile:,} fds, about {nofile - FD_RESERVE:,} "
-              "connections); past it, accept fails with EMFILE and new clients are turned away "
-              "until fds free up",
+              f"open-file limit allows ({nofile:,} fds, of which the last {nofile - ceiling:,} "
+              "are kept for the dashboard); a connection given an fd past that is closed at "
+              "once with an error event",
               file=sys.stderr)
     try:
         sock = bind_http(settings.host, settings.http_port)

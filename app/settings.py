@@ -28,6 +28,11 @@ def format_hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+#: fds the process keeps for itself besides the echo connections (listeners, the dashboard and
+#: its pages): EngineConfig.fd_reserve
+FD_RESERVE = 64
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -103,4 +108,5 @@ class Settings:
             "oneshot": self.oneshot,
             "write": self.write,
             "max_connections": self.max_connections,
+            "fd_reserve": FD_RESERVE,
         }

@@ -13,7 +13,7 @@ from .backends import (
     validate,
 )
 from .codeview import handler_sources
-from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, raise_nofile_limit
+from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, fd_ceiling, raise_nofile_limit
 from .control import EngineStopped
 from .engine import Engine
 from .events import preview
@@ -32,6 +32,6 @@ __all__ = [
     "EngineConfig", "EngineStopped", "FdLimitError", "LoadCapError", "LoadGenerator",
     "LoadLimitError", "TcpConnection",
     "Observers", "Sink", "available", "available_backends", "default_backend", "flaw_catalog",
-    "handler_sources", "open_tcp_listener", "open_udp_socket", "preview", "raise_nofile_limit",
-    "socket_queues", "validate",
+    "fd_ceiling", "handler_sources", "open_tcp_listener", "open_udp_socket", "preview",
+    "raise_nofile_limit", "socket_queues", "validate",
 ]

@@ -31,6 +31,18 @@ class EngineConfig:
     so_sndbuf: int | None = None
     #: high-volume events per second shown to observers (None: all); see observe.py
     observe_budget: int | None = None
+    #: open-file slots kept free for the rest of the process (a dashboard must still accept
+    #: its page when echo clients flood in): a new connection whose fd falls among the last
+    #: `fd_reserve` below the soft RLIMIT_NOFILE is closed with an `error` event, as one past
+    #: `max_connections` is; at most a quarter of the limit. 0: none kept.
+    fd_reserve: int = 0
+
+
+def fd_ceiling(nofile: int, reserve: int) -> int | None:
+    """The lowest fd a new connection may not have, with `reserve` slots kept free."""
+    if reserve <= 0:
+        return None
+    return nofile - min(reserve, nofile // 4)
 
 
 def raise_nofile_limit() -> int:

@@ -22,7 +22,14 @@ from . import backends
 from .backends import FD_SETSIZE, READABLE, FdLimitError
 from .breakpoints import Breakpoint, Breakpoints
 from .commands import EngineCommands
-from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, os_thread_namer, raise_nofile_limit
+from .config import (
+    MAX_DELAY_MS,
+    WRITE_MODES,
+    EngineConfig,
+    fd_ceiling,
+    os_thread_namer,
+    raise_nofile_limit,
+)
 from .control import ControlDoor
 from .flaws import FlawZoo
 from .listener import TcpListener, open_tcp_listener
@@ -58,6 +65,9 @@ class Engine(EngineCommands):
         self.high_water = cfg.high_water
         self.low_water = cfg.low_water
         self.max_connections = cfg.max_connections
+        #: fds from here up are kept free for the process (EngineConfig.fd_reserve); set at
+        #: start, once the open-file limit is raised
+        self.fd_ceiling: int | None = None
         self.observers = Observers(cfg.observe_budget)
         self.loop = Loop(backends.create(cfg.backend, cfg.trigger, cfg.oneshot),
                          self.observers, cfg.wait_timeout)
@@ -161,6 +171,11 @@ class Engine(EngineCommands):
             self._refuse(sock, f"connection limit ({self.max_connections}) reached; "
                                f"closed the new connection fd {fd} from {peer}")
             return
+        if self.fd_ceiling is not None and fd >= self.fd_ceiling:
+            self._refuse(sock, f"fd {fd} is among the open-file slots kept free for the "
+                               f"dashboard (fd {self.fd_ceiling} and up, below the limit); "
+                               f"closed the new connection from {peer}")
+            return
         conn = TcpConnection(self, sock, peer)
         try:
             self.loop.register(conn, READABLE)
@@ -242,7 +257,7 @@ class Engine(EngineCommands):
 
     # -- the thread --------------------------------------------------------------------------
     def start(self) -> None:
-        raise_nofile_limit()
+        self.fd_ceiling = fd_ceiling(raise_nofile_limit(), self.config.fd_reserve)
         self._name_thread = os_thread_namer("mux-engine")
         self._thread = threading.Thread(target=self.run, name="mux-engine", daemon=True)
         self._thread.start()

@@ -29,11 +29,10 @@ class _Server(uvicorn.Server):
 
 
 def _listen(host: str, port: int = 0) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    return sock
+    """The dashboard's own listening socket, as `muxscope` makes it (TCP_NODELAY and all)."""
+    from app.run import bind_http
+
+    return bind_http(host, port)
 
 
 @contextlib.contextmanager

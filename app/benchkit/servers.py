@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 import urllib.request
@@ -200,9 +199,9 @@ def start_app(write: str, backend: str = "epoll", budget: int | None = None) -> 
         app_main.OBSERVE_BUDGET = budget
 
     app = create_app(_settings(Settings, write))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
+    from app.run import bind_http
+
+    sock = bind_http(HOST, 0)  # as `muxscope` makes it: TCP_NODELAY on what it accepts
     http_port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             **UVICORN_OPTIONS)

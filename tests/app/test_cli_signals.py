@@ -116,7 +116,6 @@ def test_a_second_signal_while_it_shuts_down_ends_it_quietly(first: int, second:
                 time.sleep(delay)  # the stimulus: the second signal this long after the first
             run.proc.send_signal(second)  # a no-op once it has been reaped
             code = run.proc.wait(timeout=EXIT_TIMEOUT)
-            assert run.proc.stderr is not None
-            results[delay] = (code, run.proc.stderr.read())
+            results[delay] = (code, run.stderr_text())
     bad = {d: r for d, r in results.items() if r[0] not in (0, -second) or r[1].strip()}
     assert not bad, f"delay: (status, stderr): {bad}"
