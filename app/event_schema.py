@@ -33,7 +33,7 @@ FIELDS: dict[str, dict[str, Any]] = {
                 "trigger": ("level", "edge"), "oneshot": BOOL, "write": ("queued", "eager")},
     "loop": {"state": ("running", "paused", "step")},
     "error": {"message": STR},
-    "flaw": {"name": STR, "message": STR},
+    "flaw": {"name": STR, "fd": INT, "message": STR},
 }
 #: fields a kind may carry besides its required ones
 OPTIONAL: dict[str, dict[str, Any]] = {
@@ -41,7 +41,6 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "backend": {"epoll_fd": OPTIONAL_INT, "maxevents": OPTIONAL_INT},
     "interest": {"moved": BOOL},
     "error": {"fd": INT},
-    "flaw": {"fd": INT},
     "close": {"flaw": STR, "lingered": ("eof", "reset", "deadline", "user", "shutdown"),
               "discarded": INT, "registered": BOOL},
 }

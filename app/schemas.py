@@ -16,6 +16,15 @@ MAX_DEPTH = 1_000_000_000
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        """An optional field is left out, never `null` (`"write": null` passed as "unchanged",
+        while `"trigger": null` was a 422: one rule for every field)."""
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
+
 
 class BackendRequest(Strict):
     name: Literal["select", "poll", "epoll"]

@@ -324,16 +324,17 @@ class CloseWithoutUnregister(Flaw):
     def before_backend_change(self) -> None:
         # A closed fd cannot be registered with the new backend (epoll: EBADF), so the stale
         # entries the flaw left go now, said out loud.
-        if self.stale:
-            self.flag(None, f"switching backend: closed fd(s) {sorted(self.stale)} are still "
-                      "in the engine's table and cannot be registered anew; removing them",
-                      force=True)
+        if self.stale:  # SPEC §3: a flaw names an fd; the message lists every one
+            fds = sorted(self.stale)
+            self.flag(fds[0], f"switching backend: closed fd(s) {fds} are still in the "
+                      "engine's table and cannot be registered anew; removing them", force=True)
         self._clean()
 
     def _wait_failed(self, exc: OSError) -> None:
         fds = sorted(self.stale)
-        self.flag(None, f"{self.loop.backend.name}() failed: {exc.strerror or exc} - closed "
-                  f"fd(s) {fds} are still in its lists; removing them", force=True)
+        self.flag(fds[0] if fds else None, f"{self.loop.backend.name}() failed: "
+                  f"{exc.strerror or exc} - closed fd(s) {fds} are still in its lists; "
+                  "removing them", force=True)
         self._clean()
 
     def _clean(self) -> None:

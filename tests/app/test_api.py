@@ -72,6 +72,24 @@ def test_backend_validation_is_422(live, body):
     assert live.client.get("/api/state").json()["backend"]["name"] == "epoll"
 
 
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/backend", {"name": "poll", "write": None}),
+    ("/api/backend", {"name": "poll", "trigger": None}),
+    ("/api/loop", {"action": None, "delay_ms": 5}),
+    ("/api/loop", {"action": "pause", "delay_ms": None}),
+    ("/api/breakpoints", {"when": "readable", "fd": None}),
+])
+def test_an_optional_field_given_as_null_is_422_not_left_out(live, path, body):
+    """`"write": null` switched the backend as if it were left out (and `"action": null` set
+    slow motion), while `"trigger": null` was a 422: null is a wrong type for every field."""
+    r = live.client.post(path, json=body)
+    assert r.status_code == 422, r.text
+    field = next(k for k, v in body.items() if v is None)
+    assert any(e["loc"][-1] == field for e in r.json()["detail"]), r.text
+    state = live.client.get("/api/state").json()
+    assert (state["backend"]["name"], state["delay_ms"], state["breakpoints"]) == ("epoll", 0, [])
+
+
 def test_select_refused_with_fd_above_setsize(live):
     held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
     try:

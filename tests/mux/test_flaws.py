@@ -177,6 +177,7 @@ def test_close_without_unregister(make_engine, backend):
     flag = _flag(rec, "close_without_unregister")
     expected = {"select": "Bad file descriptor", "poll": "POLLNVAL", "epoll": "stale"}[backend]
     assert expected in flag["message"]
+    assert flag["fd"] == fd  # SPEC §3: a flaw names its fd (select's failed wait did not)
     # no unregister event will come, and the close says so (the page keeps the fd's cell)
     close = rec.wait_for("close", fd=fd)
     assert close.get("registered") is True
@@ -208,7 +209,7 @@ def test_a_switch_with_stale_fds_left_by_the_flaw_succeeds(make_engine, backend)
     assert engine.call(lambda: fd in engine.loop.interest).result(5), "the stale entry"
     state = engine.switch_backend("epoll", "edge").result(5)
     assert (state["backend"]["name"], state["backend"]["trigger"]) == ("epoll", "edge")
-    assert any("switching backend" in e["message"] for e in rec.of("flaw"))
+    assert [e["fd"] for e in rec.of("flaw") if "switching backend" in e["message"]] == [fd]
     assert fd not in engine.call(lambda: set(engine.loop.interest)).result(5)
     _echo_ok(engine)
     engine.set_flaw("close_without_unregister", False).result(5)
