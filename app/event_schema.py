@@ -35,6 +35,9 @@ FIELDS: dict[str, dict[str, Any]] = {
     "error": {"message": STR},
     "flaw": {"name": STR, "fd": INT, "message": STR},
 }
+#: required fields an older recording may lack, or hold as null (replay: `lenient`): a flaw
+#: named no fd when it had none to name before session 17
+OLDER_OPTIONAL: dict[str, set[str]] = {"flaw": {"fd"}}
 #: fields a kind may carry besides its required ones
 OPTIONAL: dict[str, dict[str, Any]] = {
     "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT, "flaw": OPTIONAL_STR},
@@ -88,7 +91,9 @@ def problems(event: dict[str, Any], lenient: bool = False) -> list[str]:
             return [] if type(ts) in (int, float) else [f"{kind}: ts={ts!r} is not a number"]
         return [f"unknown kind {kind!r}"]
     required, optional, allowed = _TABLES[kind]
-    found = [f"{kind}: no {name!r}" for name in required if name not in event]
+    older = OLDER_OPTIONAL.get(kind, set()) if lenient else set()
+    found = [f"{kind}: no {name!r}" for name in required if name not in event
+             and name not in older]
     for name, value in event.items():
         want = allowed.get(name)
         if want is None:
@@ -96,7 +101,7 @@ def problems(event: dict[str, Any], lenient: bool = False) -> list[str]:
                 found.append(f"{kind}: unexpected field {name!r}={value!r}")
         elif lenient and want == FLOAT and type(value) is int:
             continue
-        elif lenient and name in optional and value is None:
+        elif lenient and (name in optional or name in older) and value is None:
             continue
         elif not _is(value, want):
             found.append(f"{kind}: {name}={value!r} is not {want}")

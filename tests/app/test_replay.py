@@ -254,7 +254,9 @@ def test_replay_takes_an_older_recording_and_exports_it_whole(tmp_path: Path) ->
     with path.open("a") as f:
         f.write(json.dumps({"seq": 14, "ts": 0.2, "kind": "flaw", "name": "eof_ignored",
                             "message": "m", "fd": None}) + "\n")
-        f.write(json.dumps({"seq": 15, "ts": 0.3, "kind": "later", "what": 1}) + "\n")
+        f.write(json.dumps({"seq": 15, "ts": 0.3, "kind": "flaw", "name": "eof_ignored",
+                            "message": "m"}) + "\n")  # no fd: before session 17
+        f.write(json.dumps({"seq": 16, "ts": 0.3, "kind": "later", "what": 1}) + "\n")
     with replay_server(path) as base, httpx.Client(base_url=base, timeout=10) as c:
         r = c.get("/api/trace?format=chrome")
         assert r.status_code == 200
