@@ -296,15 +296,18 @@ class Engine(EngineCommands):
             self._emit_loop("paused", hit)
 
     def _run_iteration(self) -> None:
+        # no try/finally: an exception out of run_once ends the thread (run's finally)
         self._iterating = True
-        try:
-            self.loop.run_once()
-        finally:
-            self._iterating = False
-            held, self._held_loop_events = self._held_loop_events, None
-            if held and self.observers.active:
-                for event in held:  # seq and ts are given now, after the iteration's events
-                    self.observers.emit(event)
+        self.loop.run_once()
+        self._iterating = False
+        if self._held_loop_events is not None:
+            self._release_held_loop_events()
+
+    def _release_held_loop_events(self) -> None:
+        held, self._held_loop_events = self._held_loop_events or [], None
+        if self.observers.active:
+            for event in held:  # seq and ts are given now, after the iteration's events
+                self.observers.emit(event)
 
     def _pause_at_breakpoint(self) -> None:
         hit = self.breakpoints.take_hit()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal, TypedDict
 
 PREVIEW_BYTES = 64
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
 
 Kind = Literal[
     "wait", "ready", "interest", "accept", "recv", "send", "queue", "datagram",
@@ -38,10 +39,13 @@ class RecvEvent(Event):
 
 
 def preview(data: bytes | bytearray | memoryview) -> str:
-    """First PREVIEW_BYTES bytes as printable ASCII text.
+    """First PREVIEW_BYTES bytes as printable text: UTF-8 where they are (``héllo`` is text a
+    person typed), every other byte escaped as ``\\xNN`` (and ``\\n``, ``\\t``, ``\\r``, ``\\\\``).
 
-    `repr` of bytes escapes every non-printable byte (``\\n``, ``\\x00``, ``\\xff``...) in C,
-    so any byte sequence, telnet IAC and invalid UTF-8 included, becomes safe text.
+    ASCII goes through `repr` of bytes, which escapes in C. Anything else is decoded with
+    `surrogateescape`: a byte that is no UTF-8 (telnet IAC, GBK, a character cut at the 64th
+    byte) comes back as a lone surrogate and is escaped as that byte; a character that is not
+    printable (a control, a bidi override, a zero-width space) is escaped as its UTF-8 bytes.
     """
     head: bytes
     if type(data) is memoryview:  # e.g. of the receive buffer: copy its first bytes
@@ -55,4 +59,20 @@ def preview(data: bytes | bytearray | memoryview) -> str:
         text = head.decode("ascii")
         if text.isprintable() and "\\" not in text:  # common case: nothing to escape
             return text
-    return repr(head)[2:-1]
+        return repr(head)[2:-1]
+    text = head.decode("utf-8", "surrogateescape")
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(map(_escaped, text))
+
+
+def _escaped(char: str) -> str:
+    """One character of a non-ASCII preview, printable."""
+    if char.isprintable() and char != "\\":
+        return char
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is no UTF-8, through surrogateescape
+        return f"\\x{code - 0xDC00:02x}"
+    return "".join(f"\\x{byte:02x}" for byte in char.encode("utf-8"))

@@ -161,7 +161,7 @@ def test_every_byte_value_echoed_and_previewed_safely(make_engine, backend):
             sock.sendall(data)
             assert recv_exactly(sock, len(data)) == data
     previews = [e["preview"] for e in rec.of("recv")]
-    assert previews and all(p.isascii() and p.isprintable() for p in previews)
+    assert previews and all(p.isprintable() for p in previews)
     assert all(len(p) <= 64 * 4 for p in previews)
 
 

@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from mux.backends import READABLE, create
+from mux.events import preview
 
 from .conftest import connect, recv_exactly, wait_until
 
@@ -147,5 +148,19 @@ def test_non_utf8_bytes_are_echoed_exactly_and_previewed_safely(make_engine):
         sock.sendall(gbk)
         assert recv_exactly(sock, len(gbk)) == gbk
     preview = rec.wait_for("recv")["preview"]
-    assert preview.isprintable() and preview.isascii()
+    assert preview.isprintable() and preview.isascii()  # GBK is no UTF-8: every byte escaped
     assert "\\xff\\xf4" in preview
+
+
+@pytest.mark.parametrize(("data", "shown"), [
+    ("héllo wörld ✓\r\n".encode(), "héllo wörld ✓\\r\\n"),  # text a person typed, as text
+    ("日本".encode() + b"\xff", "日本\\xff"),  # a byte that is no UTF-8 among text
+    ("a\u202eb\u200bc".encode(), "a\\xe2\\x80\\xaeb\\xe2\\x80\\x8bc"),  # bidi, zero width
+    (b"back\\slash \xc3\xa9", "back\\\\slash é"),  # a backslash shown is always an escape's
+    (("x" * 63 + "é").encode(), "x" * 63 + "\\xc3"),  # a character cut at the 64th byte
+])
+def test_a_utf8_preview_is_text_and_everything_else_escaped(data: bytes, shown: str) -> None:
+    """SPEC §3: the preview is the first bytes "as text, non-printables escaped": é is
+    printable (it was shown as \\xc3\\xa9); a bidi override or a zero-width space is not."""
+    assert preview(data) == shown
+    assert preview(memoryview(data)) == shown
