@@ -24,6 +24,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.event_schema import problems
 from app.hub import Hub, HubFull
+from app.metrics import Metrics
 from app.routes.live import TOO_SLOW, close_politely, send_frame
 from app.routes.release import release
 from app.security import UNSAFE_METHODS, ASGIApp, Receive, Scope, Send
@@ -242,19 +243,41 @@ def _byte_baseline(state: dict[str, Any]) -> dict[int, tuple[int, int]]:
     return baseline
 
 
+def replay_metrics(state: dict[str, Any], events: list[dict[str, Any]],
+                   totals: dict[str, Any], last_seq: int) -> Metrics:
+    """`/metrics` over a recording: the same `muxscope_*` families as live, as the recording
+    tells them (its totals, its events counted once by kind, its waits' durations)."""
+    waits_by_backend: dict[str, int] = {}
+    recorded = (state.get("stats") or {}).get("waits_by_backend")
+    if isinstance(recorded, dict):
+        waits_by_backend.update({k: v for k, v in recorded.items() if type(v) is int})
+    for event in events:
+        if event["kind"] == "wait":
+            backend = event["backend"]
+            waits_by_backend[backend] = waits_by_backend.get(backend, 0) + 1
+    stats = {**totals, "waits_by_backend": waits_by_backend, "events_total": last_seq}
+    metrics = Metrics(lambda: stats, lambda: 0)
+    for start in range(0, len(events), FRAME_EVENTS):
+        metrics(events[start:start + FRAME_EVENTS])
+    return metrics
+
+
 def build_replay_state(settings: Settings) -> dict[str, Any]:
     assert settings.replay_file is not None
     snapshot, events = load_recording(Path(settings.replay_file))
     ring = TraceRing(max(1, len(events)), baseline=_byte_baseline(snapshot["state"]))
     ring(events)
     last = events[-1] if events else {}
-    return {"engine": None, "load": None, "trace": ring, "metrics": None,
+    totals = recorded_totals(snapshot["state"], events)
+    last_seq = last.get("seq", snapshot.get("seq", 0))
+    return {"engine": None, "load": None, "trace": ring,
+            "metrics": replay_metrics(snapshot["state"], events, totals, last_seq),
             "replay_state": {**snapshot["state"], "loop": "paused"},
             "replay_snapshot": snapshot, "replay_events": events,
             "started_at": snapshot.get("started_at", 0.0), "tap": None,
             # No events are published to it: it only counts the browsers (--max-clients).
             "hub": Hub(max_clients=settings.max_clients),
-            "replay_totals": recorded_totals(snapshot["state"], events),
+            "replay_totals": totals,
             "replay_summary": {"events": len(events), "last_seq": last.get("seq")}}
 
 

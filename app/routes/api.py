@@ -111,8 +111,6 @@ async def get_trace(request: Request,
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    if request.app.state.metrics is None:
-        return Response("# replay: no live engine\n", media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(request.app.state.metrics.registry),
                     media_type=CONTENT_TYPE_LATEST)
 

@@ -264,6 +264,28 @@ def test_replay_takes_an_older_recording_and_exports_it_whole(tmp_path: Path) ->
     assert {"epoll wait", "flaw", "later"} <= names
 
 
+def test_replay_metrics_are_the_recordings_in_the_live_names(tmp_path: Path) -> None:
+    """SPEC §4: /metrics is Prometheus text with `muxscope_` names; in replay it held only a
+    comment. It tells the recording's totals now, as the stats frames do."""
+    path = write_recording(tmp_path / "r.jsonl", 4)
+    with path.open("a") as f:
+        for seq, kind, extra in ((15, "recv", {"preview": "hi"}), (16, "send", {"partial": False})):
+            f.write(json.dumps({"seq": seq, "ts": 0.02, "kind": kind, "fd": 7, "bytes": 2,
+                                **extra}) + "\n")
+    with replay_server(path) as base, httpx.Client(base_url=base, timeout=10) as c:
+        r = c.get("/metrics")
+    assert r.status_code == 200
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in r.text.splitlines() if line and not line.startswith("#")}
+    assert samples['muxscope_events_total{kind="wait"}'] == 4
+    assert samples['muxscope_events_total{kind="recv"}'] == 1
+    assert samples['muxscope_waits_total{backend="epoll"}'] == 4
+    assert samples['muxscope_bytes_total{direction="in"}'] == 2
+    assert samples['muxscope_bytes_total{direction="out"}'] == 2
+    assert samples["muxscope_engine_events_total"] == 16
+    assert samples['muxscope_wait_duration_us_count{backend="epoll"}'] == 4
+
+
 def test_replay_answers_409_before_the_body_limit(replay: httpx.Client) -> None:
     """SPEC §4: every POST answers 409 in replay, a body over the 64 KiB limit too (was 413)."""
     r = replay.post("/api/load", content=b"x" * (100 << 10),
