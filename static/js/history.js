@@ -157,7 +157,7 @@ export class History {
     const frame = { ...cp.frame, state: { ...cp.frame.state, listeners: { tcp: tcp && { ...tcp }, udp: udp && { ...udp } } } };
     const from = cp.pos - this.offset;
     view.rebuild(frame, this.events.slice(from, end - this.offset),
-      this.events.slice(Math.max(0, from - view.ringSize), from));
+      this.events.slice(Math.max(0, from - view.recentEvents.size), from));
     return { generation: this.generation, pos: end };
   }
 

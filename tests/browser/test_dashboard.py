@@ -811,6 +811,34 @@ def test_page_keeps_working_under_200_load_clients(dashboard):
     assert real_console_errors(dashboard) == []
 
 
+def test_time_travel_hands_a_rebuild_no_more_past_events_than_the_ring_holds(dashboard):
+    """History.seek gave the rebuilt view the events before its checkpoint as far back as
+    `view.ringSize`, a name the model's split (recent.js) left undefined: every scrub copied
+    the whole history (up to 100,000 events in a replay) to keep the last 5,000 of them."""
+    handed = dashboard.page.evaluate("""async () => {
+        const { Model } = await import('/static/js/model.js');
+        const { History } = await import('/static/js/history.js');
+        const live = new Model();
+        const history = new History(live);
+        live.applySnapshot({ seq: 0, started_at: 0, state: {} });
+        const events = [];
+        for (let seq = 1; seq <= 12000; seq++) {
+          events.push(seq % 4 === 1 ? { seq, ts: seq, kind: 'wait', backend: 'epoll', registered: 1,
+                                         timeout_ms: 250, ready: 0, duration_us: 5 }
+                                    : { seq, ts: seq, kind: 'error', message: 'm' });
+        }
+        live.applyEventsFrame({ dropped: 0, events });
+        const view = new Model({ ringSize: 100 });
+        let before = null;
+        const rebuild = view.rebuild.bind(view);
+        view.rebuild = (frame, evs, past) => { before = past.length; rebuild(frame, evs, past); };
+        history.seek(view, history.end - 2);
+        return { before, checkpoints: history.checkpoints.length };
+    }""")
+    assert handed["checkpoints"] >= 2, handed  # the seek starts from a later checkpoint
+    assert handed["before"] == 100, handed
+
+
 def test_a_state_answer_older_than_the_events_does_not_undo_a_switch(dashboard):
     """A GET /api/state answer captured before a backend switch can arrive after the switch's
     `backend` event (the page resyncs after each switch, and switches can follow each other):
