@@ -133,7 +133,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.start()
         state.load = LoadGenerator(state.settings.connect_host, engine.tcp_port,
                                    cap=state.settings.load_cap,
-                                   max_connections=engine.max_connections, peers=engine.peers)
+                                   max_connections=engine.max_connections, peers=engine.peers,
+                                   fd_ceiling=engine.fd_ceiling)
         tasks.append(asyncio.create_task(pump(state.tap, state.hub, consumers=consumers,
                                                encoded_consumers=encoded_consumers)))
     try:

@@ -22,7 +22,7 @@ class Strict(BaseModel):
         """An optional field is left out, never `null` (`"write": null` passed as "unchanged",
         while `"trigger": null` was a 422: one rule for every field)."""
         if value is None:
-            raise ValueError("may be left out, but not null")
+            raise ValueError("must not be null (an optional field is left out instead)")
         return value
 
 

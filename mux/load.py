@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import heapq
 import itertools
+import os
 import selectors
 import socket
 import threading
@@ -48,6 +49,19 @@ class LoadLimitError(ValueError):
         self.limit = limit
 
 
+class LoadFdError(ValueError):
+    """More clients than the open-file limit leaves room for: each costs two fds in this
+    process (its own end and the server's), below the slots kept free for the dashboard."""
+
+    def __init__(self, ceiling: int, free: int, asked: int) -> None:
+        super().__init__(
+            f"not enough open files for {asked} more clients: each takes two fds here (its "
+            f"end and the echo server's), and {free} are free below fd {ceiling} (the rest of "
+            "the open-file limit is kept for the dashboard); ask for at most "
+            f"{max(0, free // 2)}, or raise the limit (ulimit -n)"
+        )
+
+
 class _Client:
     __slots__ = ("sock", "fd", "local", "message", "out", "awaiting", "interval", "due",
                  "alive")
@@ -70,11 +84,15 @@ class LoadGenerator:
 
     def __init__(self, host: str, port: int, cap: int = DEFAULT_CAP,
                  max_connections: int | None = None,
-                 peers: Callable[[], list[str]] | None = None) -> None:
+                 peers: Callable[[], list[str]] | None = None,
+                 fd_ceiling: int | None = None) -> None:
         """`max_connections` and `peers` (the server's connections, by peer address): a
-        request whose clients would take the server past its limit is refused."""
+        request whose clients would take the server past its limit is refused. `fd_ceiling`
+        (the engine's): no client takes an fd from there up, and a request that needs more
+        fds than are free below it is refused."""
         self.host, self.port, self.cap = host, port, cap
         self.max_connections, self._peers = max_connections, peers
+        self.fd_ceiling = fd_ceiling
         self._clients: dict[int, _Client] = {}
         self._sel = selectors.DefaultSelector()
         self._door = ControlDoor("the load generator")
@@ -111,6 +129,10 @@ class LoadGenerator:
             have = others + len(self._clients)
             if have + connections > self.max_connections:
                 raise LoadLimitError(self.max_connections, have, connections)
+        if self.fd_ceiling is not None:
+            free = _free_fds_below(self.fd_ceiling)
+            if free is not None and 2 * connections > free:
+                raise LoadFdError(self.fd_ceiling, free, connections)
         message = (_FILL * (message_size // len(_FILL) + 1))[:message_size]
         for _ in range(connections):
             if not self._connect(message, rate):
@@ -123,6 +145,10 @@ class LoadGenerator:
         try:
             sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         except OSError:
+            self.errors += 1
+            return False
+        if self.fd_ceiling is not None and sock.fileno() >= self.fd_ceiling:
+            sock.close()  # among the dashboard's slots (taken meanwhile by something else)
             self.errors += 1
             return False
         sock.setblocking(False)
@@ -221,3 +247,13 @@ class LoadGenerator:
 
     def describe(self) -> dict[str, Any]:
         return {"connections": self.count, "cap": self.cap, "errors": self.errors}
+
+
+def _free_fds_below(ceiling: int) -> int | None:
+    """How many fd numbers below `ceiling` are free in this process (None: no /proc)."""
+    try:
+        names = os.listdir("/proc/self/fd")  # lists its own directory fd too: one too many
+    except OSError:
+        return None
+    used = sum(1 for name in names if name.isdigit() and int(name) < ceiling)
+    return max(0, ceiling - used + 1)

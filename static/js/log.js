@@ -9,6 +9,10 @@ const FLOOD_PER_PAINT = 50;   // ...of which only the newest are written: nobody
                               // every row written costs the frame layout (scale run: 29 -> 11 ms/s)
 const MIN_INTERVAL_MS = 150;
 const PREVIEW_BYTES = 64;   // the engine's previews: the first 64 bytes (mux/events.py)
+// right-to-left letters (Hebrew, Arabic...): such a preview is set apart (U+2068 first strong
+// isolate ... U+2069), or the bidi algorithm mixes it with the row: "שלום 123" read "123 שלום"
+const RTL = /[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]/;
+const isolated = (text) => (RTL.test(text) ? `\u2068${text}\u2069` : text);
 const KINDS = ['wait', 'ready', 'interest', 'accept', 'recv', 'send', 'queue', 'datagram',
   'backpressure', 'close', 'backend', 'loop', 'error', 'flaw'];
 const SKIP = new Set(['seq', 'ts', 'kind', 'fd']);
@@ -22,7 +26,7 @@ export function formatEvent(ev) {
     if (Array.isArray(v)) text = v.length ? v.join('|') : '0';
     // previews come escaped by the engine already (a backslash is \\): only their quotes are
     // escaped here, and "…" says the bytes went on past the preview
-    else if (k === 'preview') text = `"${String(v).replaceAll('"', '\\"')}"${(ev.bytes ?? 0) > PREVIEW_BYTES ? '…' : ''}`;
+    else if (k === 'preview') text = `"${isolated(String(v).replaceAll('"', '\\"'))}"${(ev.bytes ?? 0) > PREVIEW_BYTES ? '…' : ''}`;
     else if (typeof v === 'string') text = k === 'peer' || k === 'message' ? `"${v}"` : v;
     else text = String(v);
     parts.push(`${k}=${text}`);

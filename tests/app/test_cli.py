@@ -596,6 +596,28 @@ def test_echo_clients_flooding_in_leave_the_dashboard_fds_to_answer() -> None:
                 sock.close()
 
 
+def test_load_clients_are_refused_the_fds_kept_for_the_dashboard() -> None:
+    """In-process load clients took the fds kept for the dashboard (each costs two: its end and
+    the server's): past the reserve the page and /api could not connect, and a 202 said 150
+    clients run where the engine held 23. A request needing more fds than are free below the
+    reserve is a 409 now, and one that fits runs whole."""
+    limit = 100
+    with launch("--http-port", "0", "--echo-port", "0", "--no-udp", nofile=limit) as running:
+        url = running.read_until(r"Dashboard: (\S+)")[1]
+        with httpx.Client(base_url=url, timeout=5) as api:
+            too_many = api.post("/api/load", json={"connections": 60, "message_size": 8,
+                                                   "rate": 0})
+            assert too_many.status_code == 409, too_many.text
+            assert "not enough open files" in too_many.json()["detail"]
+            fits = api.post("/api/load", json={"connections": 10, "message_size": 8, "rate": 5})
+            assert fits.status_code == 202 and fits.json()["connections"] == 10, fits.text
+            wait_until(lambda: len(api.get("/api/state").json()["connections"]) == 10,
+                       what="the ten clients held by the engine")
+            assert api.get("/healthz").json() == {"ok": True}
+        code, stderr = running.stop(signal.SIGTERM)
+        assert code == 0 and "Traceback" not in stderr, stderr
+
+
 def test_sigterm_with_every_fd_in_use_shuts_down_cleanly() -> None:
     """With the open-file limit reached (clients waiting that the server cannot accept),
     SIGTERM ended in "Application shutdown failed" and a traceback: the shutdown's first
@@ -624,6 +646,31 @@ def test_sigterm_with_every_fd_in_use_shuts_down_cleanly() -> None:
         finally:
             for sock in (first, *clients):
                 sock.close()
+
+
+def test_the_dashboard_out_of_fds_retries_once_a_second_not_in_a_growing_storm() -> None:
+    """Out of fds, asyncio's accept loop went on through the whole backlog after its first
+    EMFILE, each try scheduling another retry a second later: the retries and their log lines
+    multiplied every second (2,000 lines in the first, 57,000 a second after 12 s, with the
+    CPU at 86 %). It retries once a second now, one line each time."""
+    limit = 64
+    with launch("--http-port", "0", "--echo-port", "0", "--no-udp", nofile=limit) as running:
+        http_port = int(running.read_until(r"Dashboard: http://127\.0\.0\.1:(\d+)/")[1])
+        fds = Path(f"/proc/{running.proc.pid}/fd")
+        held = [socket.create_connection(("127.0.0.1", http_port), timeout=5)
+                for _ in range(limit - len(list(fds.iterdir())))]
+        wait_until(lambda: len(list(fds.iterdir())) >= limit, what="every fd in use")
+        waiting = [socket.create_connection(("127.0.0.1", http_port), timeout=5)
+                   for _ in range(5)]  # in the backlog: accept fails with EMFILE
+        try:
+            time.sleep(3)  # the stimulus: three seconds of a dashboard out of fds
+            code, stderr = running.stop(signal.SIGTERM)
+        finally:
+            for sock in held + waiting:
+                sock.close()
+    tries = stderr.count("cannot accept a connection")
+    assert 1 <= tries <= 8, (tries, stderr[-2000:])
+    assert code == 0 and "Traceback" not in stderr, stderr[-2000:]
 
 
 def test_select_refused_at_start_says_so_and_not_replay() -> None:
