@@ -40,7 +40,8 @@ FIELDS: dict[str, dict[str, Any]] = {
 OLDER_OPTIONAL: dict[str, set[str]] = {"flaw": {"fd"}}
 #: fields a kind may carry besides its required ones
 OPTIONAL: dict[str, dict[str, Any]] = {
-    "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT, "flaw": OPTIONAL_STR},
+    "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT, "flaw": OPTIONAL_STR,
+             "cause": ("command", "step", "breakpoint", "delay", "flaw")},
     "backend": {"epoll_fd": OPTIONAL_INT, "maxevents": OPTIONAL_INT},
     "interest": {"moved": BOOL},
     "error": {"fd": INT},

@@ -48,7 +48,13 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "error": [acceptor._out_of_fds, eng.error],
         "flaw": [flaws.Flaw.flag],
         "backend": [eng._switch],
-        "loop": [eng._step, eng._emit_loop],
+        # `cause` on the event says which: a client's pause or resume (the default), a step,
+        # a breakpoint's pause, a slow-motion or flaw change (the state unchanged)
+        "loop": [eng._set_paused, eng._emit_loop],
+        "loop@step": [eng._step, eng._emit_loop],
+        "loop@breakpoint": [eng._pause_at_breakpoint, eng._emit_loop],
+        "loop@delay": [eng._set_delay, eng.emit_loop_state, eng._emit_loop],
+        "loop@flaw": [flaws.FlawZoo.set, eng.emit_loop_state, eng._emit_loop],
     }
 
 

@@ -232,11 +232,12 @@ class Engine(EngineCommands):
                 event["fd"] = fd
             self.observers.emit(event)
 
-    def emit_loop_state(self) -> None:
+    def emit_loop_state(self, cause: str = "delay") -> None:
         """A `loop` event for a change of slow motion or flaw: the loop's state unchanged."""
-        self._emit_loop("paused" if self.paused else "running")
+        self._emit_loop("paused" if self.paused else "running", cause=cause)
 
-    def _emit_loop(self, state: str, hit: Breakpoint | None = None) -> None:
+    def _emit_loop(self, state: str, hit: Breakpoint | None = None,
+                   cause: str = "command") -> None:
         """A `loop` event; it carries `delay_ms` and the bug-zoo flaw on (`flaw`, or null) too,
         so every page (and a recording) learns a slow-motion or flaw change made by another
         client, and time travel knows which handler ran; after a breakpoint's hit also its
@@ -244,7 +245,8 @@ class Engine(EngineCommands):
         if self.observers.active:
             active = self.flaws.active
             event: dict[str, Any] = {"kind": "loop", "state": state, "delay_ms": self.delay_ms,
-                                     "flaw": None if active is None else active.name}
+                                     "flaw": None if active is None else active.name,
+                                     "cause": cause}
             if hit is not None:
                 event["breakpoint"] = hit.id
                 event["wait"] = self.stats.waits  # the engine's wait count at the hit
@@ -289,11 +291,11 @@ class Engine(EngineCommands):
         # drain them, then answer what they announced, so nothing waits behind the step.
         self._door.drain_wakeups()
         self._door.run_pending()
-        self._emit_loop("step")
+        self._emit_loop("step", cause="step")
         self._run_iteration()
         hit = self.breakpoints.take_hit()
         if self.paused:  # a resume handled during the step's wait has said "running" already
-            self._emit_loop("paused", hit)
+            self._emit_loop("paused", hit, cause="step")
 
     def _run_iteration(self) -> None:
         # no try/finally: an exception out of run_once ends the thread (run's finally)
@@ -312,7 +314,7 @@ class Engine(EngineCommands):
     def _pause_at_breakpoint(self) -> None:
         hit = self.breakpoints.take_hit()
         self.paused = True
-        self._emit_loop("paused", hit)
+        self._emit_loop("paused", hit, cause="breakpoint")
 
     def _queue_depths(self) -> dict[int, int]:
         return {fd: len(c.queue) for fd, c in self.connections.items() if c.queue}

@@ -397,7 +397,7 @@ class FlawZoo:
             self.active = None
         else:
             return self.describe()  # no change: no event
-        self.engine.emit_loop_state()  # a `loop` event with the new `flaw`
+        self.engine.emit_loop_state("flaw")  # a `loop` event with the new `flaw`
         return self.describe()
 
     def get(self, name: str) -> Flaw | None:

@@ -138,6 +138,13 @@ def test_code_view_names_each_path_of_a_kind(live):
     assert chains["close@linger-reset"] == chains["close@linger-eof"]  # its read got an RST
     assert chains["close@linger-deadline"] == ["Lingerer.expire", "TcpConnection.close"]
     assert chains["queue@send"] == ["TcpConnection.on_ready"]
+    # every `loop` event was shown as a step's, a Pause button's too
+    assert chains["loop"] == ["Engine._set_paused", "Engine._emit_loop"]
+    assert chains["loop@step"] == ["Engine._step", "Engine._emit_loop"]
+    assert chains["loop@breakpoint"] == ["Engine._pause_at_breakpoint", "Engine._emit_loop"]
+    assert chains["loop@delay"] == ["Engine._set_delay", "Engine.emit_loop_state",
+                                    "Engine._emit_loop"]
+    assert chains["loop@flaw"] == ["FlawZoo.set", "Engine.emit_loop_state", "Engine._emit_loop"]
     assert chains["backpressure@release"][-1] == "TcpConnection._set_backpressure"
     # a flaw on: its own handler heads the chain, then what it calls (it reads, or it hands on)
     assert chains["recv@eof_ignored"] == ["EofIgnored.connection_ready",

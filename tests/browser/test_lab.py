@@ -287,6 +287,27 @@ def test_viewing_the_past_the_code_panel_shows_the_handler_that_ran_then(dashboa
     assert dashboard.console_errors == []
 
 
+def test_a_pause_buttons_loop_event_shows_the_pauses_code_not_a_steps(dashboard):
+    """Every `loop` event was put down to `Engine._step`, a Pause button's and a breakpoint's
+    too: the code panel named a path that had not run. The event's `cause` picks the chain."""
+    page = dashboard.page
+    panel = page.locator("#code-panel")
+    with dashboard.connect() as sock:
+        wait_for_row(page)
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect(page.locator("#loop-state")).to_have_text("paused", timeout=DEADLINE_MS)
+        sock.sendall(b"x")  # the step below has something to handle besides its loop events
+        paused = panel.locator("button[data-kind='loop']").last
+        expect(paused).to_contain_text("Engine._set_paused › Engine._emit_loop",
+                                       timeout=DEADLINE_MS)
+        page.get_by_role("button", name="Step", exact=True).click()
+        stepped = panel.locator("button[data-kind='loop']").last
+        expect(stepped).to_contain_text("Engine._step › Engine._emit_loop", timeout=DEADLINE_MS)
+        page.get_by_role("button", name="Resume", exact=True).click()
+        assert recv_exactly(sock, 1) == b"x"
+    assert dashboard.console_errors == []
+
+
 def test_a_flaws_own_early_close_shows_its_code_not_the_usual_path(dashboard):
     """hup_before_in closes on a hang-up before reading: the code panel put that close down to
     `TcpConnection.on_ready › _on_eof`, the correct path, which had not run."""

@@ -226,6 +226,29 @@ def test_a_delay_change_is_an_event_that_every_watcher_sees(make_engine):
     assert loops == [("running", 300), ("paused", 300), ("paused", 0), ("running", 0)], loops
 
 
+def test_each_loop_event_says_what_made_it(make_engine):
+    """The code view showed every `loop` event as a step's: the event says its cause now
+    (a client's pause or resume, a step, a breakpoint, a slow-motion or flaw change)."""
+    engine, rec = make_engine(backend="epoll", wait_timeout=0.05)
+    start = len(rec.events)
+    engine.pause().result(5)
+    engine.step().result(5)
+    wait_until(lambda: [e["state"] for e in rec.events[start:] if e["kind"] == "loop"]
+               == ["paused", "step", "paused"], what="the step's end")
+    engine.set_delay(10).result(5)
+    engine.set_flaw("eof_ignored", True).result(5)
+    engine.set_flaw("eof_ignored", False).result(5)
+    engine.resume().result(5)
+    with connect(engine.tcp_port) as sock:
+        bp = engine.add_breakpoint("readable").result(5)
+        sock.sendall(b"x")
+        rec.wait_for("loop", breakpoint=bp["id"])
+    causes = [(e["state"], e["cause"]) for e in rec.events[start:] if e["kind"] == "loop"]
+    assert causes == [("paused", "command"), ("step", "step"), ("paused", "step"),
+                      ("paused", "delay"), ("paused", "flaw"), ("paused", "flaw"),
+                      ("running", "command"), ("paused", "breakpoint")], causes
+
+
 def test_step_while_running_is_refused(make_engine):
     engine, _ = make_engine()
     with pytest.raises(RuntimeError, match="pause"):

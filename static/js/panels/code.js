@@ -70,6 +70,8 @@ export class CodePanel {
       case 'interest':
         if (ev.moved) return 'interest@moved';   // re-registered by a backend switch
         return ev.op === 'register' || ev.op === 'unregister' ? `interest@${ev.op}` : 'interest';
+      case 'loop':   // who emitted it: a client's pause/resume, a step, a breakpoint, a setting
+        return ev.cause && ev.cause !== 'command' ? `loop@${ev.cause}` : 'loop';
       default: return ev.kind;
     }
   }
