@@ -115,7 +115,8 @@ def _chrome_events(events: Iterable[dict[str, Any]],
     for event in events:
         us = event["ts"] * 1e6
         kind = event["kind"]
-        fd = event.get("fd")
+        # a loop event's fd (a breakpoint's) is in its args: the pause is the loop's, on its track
+        fd = event.get("fd") if kind != "loop" else None
         if fd is not None and fd not in tracks:
             tracks[fd] = f"fd {fd}"
         if kind == "accept" and fd is not None:

@@ -42,7 +42,8 @@ def preview(data: bytes | bytearray | memoryview) -> str:
     """First PREVIEW_BYTES bytes as printable text: UTF-8 where they are (``héllo`` is text a
     person typed), every other byte escaped as ``\\xNN`` (and ``\\n``, ``\\t``, ``\\r``, ``\\\\``).
 
-    ASCII goes through `repr` of bytes, which escapes in C. Anything else is decoded with
+    ASCII goes through `repr` of bytes, which escapes in C (its `\\'`, made when the bytes hold
+    both quotes, loses its backslash: no quote is escaped). Anything else is decoded with
     `surrogateescape`: a byte that is no UTF-8 (telnet IAC, GBK, a character cut at the 64th
     byte) comes back as a lone surrogate and is escaped as that byte; a character that is not
     printable (a control, a bidi override, a zero-width space) is escaped as its UTF-8 bytes.
@@ -59,7 +60,10 @@ def preview(data: bytes | bytearray | memoryview) -> str:
         text = head.decode("ascii")
         if text.isprintable() and "\\" not in text:  # common case: nothing to escape
             return text
-        return repr(head)[2:-1]
+        escaped = repr(head)[2:-1]
+        # every ' of a single-quoted repr is \' (and a backslash of the bytes \\): the
+        # backslash right before each quote is the escape's
+        return escaped.replace("\\'", "'") if "\\'" in escaped else escaped
     text = head.decode("utf-8", "surrogateescape")
     if text.isprintable() and "\\" not in text:
         return text

@@ -289,6 +289,21 @@ def test_chrome_flows_pair_each_connections_own_bytes_on_a_reused_fd():
     assert ends[starts[7 * 1000.0]] == 8 * 1000.0      # B's recv → B's own send
 
 
+def test_chrome_puts_a_breakpoints_pause_on_the_loop_track_not_an_fds():
+    """A breakpoint's `loop paused` names the fd that matched: the export put the pause on
+    that fd's track, and the loop track read "running", "running" with no pause between."""
+    from app.trace import LOOP_TID, to_chrome
+
+    events = [{"seq": 1, "ts": 0.001, "kind": "loop", "state": "running", "delay_ms": 0},
+              {"seq": 2, "ts": 0.002, "kind": "loop", "state": "paused", "delay_ms": 0,
+               "breakpoint": 1, "wait": 9, "fd": 17},
+              {"seq": 3, "ts": 0.003, "kind": "loop", "state": "running", "delay_ms": 0}]
+    trace = to_chrome(events)["traceEvents"]
+    loops = [e for e in trace if e.get("ph") != "M" and e["name"].startswith("loop")]
+    assert [e["tid"] for e in loops] == [LOOP_TID] * 3, loops
+    assert loops[1]["args"]["fd"] == 17  # still said, in its args
+
+
 def _flow_pairs(trace: list[dict[str, Any]]) -> dict[float, float]:
     """recv time -> time of the send its arrow ends at (ms in the trace: seq here)."""
     starts = {e["id"]: e["ts"] for e in trace if e["ph"] == "s"}

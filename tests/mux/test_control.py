@@ -249,6 +249,25 @@ def test_each_loop_event_says_what_made_it(make_engine):
                       ("running", "command"), ("paused", "breakpoint")], causes
 
 
+def test_reading_breakpoints_and_flaws_does_not_wake_the_loop(make_engine):
+    """A page polls both every few seconds: each read went through the control door, so the
+    control fd turned `ready` on every page, and a paused loop's Step was spent on it."""
+    engine, rec = make_engine(backend="epoll", wait_timeout=None)
+
+    def control_wakes() -> int:
+        return len(rec.of("ready", fd=engine.control_fd))
+
+    engine.call(lambda: None).result(5)
+    wait_until(lambda: control_wakes() >= 1, what="the first wake-up seen")
+    before = control_wakes()
+    for _ in range(5):
+        assert engine.list_breakpoints().result(5) == []
+        assert len(engine.list_flaws().result(5)) == 7
+    engine.call(lambda: None).result(5)  # one wake-up, as a measure
+    wait_until(lambda: control_wakes() > before, what="the measured wake-up")
+    assert control_wakes() == before + 1
+
+
 def test_step_while_running_is_refused(make_engine):
     engine, _ = make_engine()
     with pytest.raises(RuntimeError, match="pause"):

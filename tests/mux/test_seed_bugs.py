@@ -158,6 +158,11 @@ def test_non_utf8_bytes_are_echoed_exactly_and_previewed_safely(make_engine):
     ("a\u202eb\u200bc".encode(), "a\\xe2\\x80\\xaeb\\xe2\\x80\\x8bc"),  # bidi, zero width
     (b"back\\slash \xc3\xa9", "back\\\\slash é"),  # a backslash shown is always an escape's
     (("x" * 63 + "é").encode(), "x" * 63 + "\\xc3"),  # a character cut at the 64th byte
+    # no quote escaped, ASCII or not (repr escaped a ' when a " came with it: a backslash
+    # that was not in the bytes)
+    (b"it's \"q\"\x01", "it's \"q\"\\x01"),
+    ("it's \"q\"\x01é".encode(), "it's \"q\"\\x01é"),
+    (b"\\'\"", "\\\\'\""),  # a backslash then a quote: the backslash's own escape stays
 ])
 def test_a_utf8_preview_is_text_and_everything_else_escaped(data: bytes, shown: str) -> None:
     """SPEC §3: the preview is the first bytes "as text, non-printables escaped": é is
