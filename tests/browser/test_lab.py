@@ -308,6 +308,38 @@ def test_a_pause_buttons_loop_event_shows_the_pauses_code_not_a_steps(dashboard)
     assert dashboard.console_errors == []
 
 
+def test_a_long_iterations_list_keeps_its_last_events_pickable(dashboard):
+    """The code panel listed an iteration's first 40 events only: with 12 fds ready in one
+    step, the event it showed (the last handler's, #N) was not in its own list, and neither
+    was the step's `loop paused`. The last ones are listed too now."""
+    page = dashboard.page
+    panel = page.locator("#code-panel")
+    socks = [dashboard.connect() for _ in range(12)]
+    try:
+        expect(page.locator("#connection-list tr")).to_have_count(12, timeout=DEADLINE_MS)
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect(page.locator("#loop-state")).to_have_text("paused", timeout=DEADLINE_MS)
+        for sock in socks:
+            sock.sendall(b"many")
+        dashboard.api.post("/api/loop", json={"action": "step"})
+        expect(panel.locator("li.muted")).to_contain_text("more events of this iteration",
+                                                          timeout=DEADLINE_MS)
+        pressed = panel.locator("button[aria-pressed='true']")
+        expect(pressed).to_have_count(1)  # the event shown is one of the list's
+        seq = pressed.get_attribute("data-seq")
+        expect(panel.locator("#code-current")).to_contain_text(f"(#{seq})")
+        last = panel.locator("button[data-kind]").last
+        expect(last).to_have_attribute("data-kind", "loop")
+        expect(last).to_contain_text("Engine._step")
+        page.get_by_role("button", name="Resume", exact=True).click()
+        for sock in socks:
+            assert recv_exactly(sock, 4) == b"many"
+    finally:
+        for sock in socks:
+            sock.close()
+    assert dashboard.console_errors == []
+
+
 def test_a_flaws_own_early_close_shows_its_code_not_the_usual_path(dashboard):
     """hup_before_in closes on a hang-up before reading: the code panel put that close down to
     `TcpConnection.on_ready › _on_eof`, the correct path, which had not run."""

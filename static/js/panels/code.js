@@ -5,7 +5,8 @@ import { api } from '../api.js';
 import { safeLabel } from '../ui.js';
 
 const MIN_INTERVAL_MS = 250;
-const MAX_STEPS = 40;
+const MAX_STEPS = 40;   // listed events of a long iteration: its first 30 and its last 10
+const TAIL_STEPS = 10;  // the last ones hold the default pick (the last handler's) and the loop's
 const TAIL = 600;
 
 /** The events of the newest iteration in the model's ring (from its last `wait`). */
@@ -110,7 +111,10 @@ export class CodePanel {
     const sel = this.selected();
     const prevOf = new Map();   // event -> the one before it in this iteration
     this.events.forEach((ev, i) => prevOf.set(ev, this.events[i - 1]));
-    const items = this.events.slice(0, MAX_STEPS).map((ev) => {
+    const evs = this.events;
+    const long = evs.length > MAX_STEPS;
+    const listed = long ? [...evs.slice(0, MAX_STEPS - TAIL_STEPS), ...evs.slice(-TAIL_STEPS)] : evs;
+    const items = listed.map((ev) => {
       const li = document.createElement('li');
       const btn = document.createElement('button');
       btn.type = 'button';
@@ -123,11 +127,11 @@ export class CodePanel {
       li.append(btn);
       return li;
     });
-    if (this.events.length > MAX_STEPS) {
+    if (long) {   // between the first ones and the last ones
       const li = document.createElement('li');
       li.className = 'muted';
-      li.textContent = `… and ${this.events.length - MAX_STEPS} more events in this iteration`;
-      items.push(li);
+      li.textContent = `… ${evs.length - MAX_STEPS} more events of this iteration …`;
+      items.splice(MAX_STEPS - TAIL_STEPS, 0, li);
     }
     this.stepsEl.replaceChildren(...items);
     if (!sel) { this.titleEl.textContent = 'no event yet'; this.viewEl.replaceChildren(); return; }
