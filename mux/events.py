@@ -9,7 +9,28 @@ from __future__ import annotations
 from typing import Literal, TypedDict
 
 PREVIEW_BYTES = 64
-_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
+
+
+class _Escapes(dict[int, str]):
+    """str.translate's table for a preview: a character maps to itself when printable, else to
+    its UTF-8 bytes as \\xNN (\\t \\n \\r by name). Filled as characters are met, so that
+    translate runs in C once they are known; bounded (random bytes decode to many)."""
+
+    LIMIT = 4096
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        if char.isprintable():
+            escaped = char
+        else:
+            escaped = _NAMED.get(char) or "".join(f"\\x{b:02x}" for b in char.encode("utf-8"))
+        if len(self) < self.LIMIT:
+            self[code] = escaped
+        return escaped
+
+
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_ESCAPES = _Escapes()
 
 Kind = Literal[
     "wait", "ready", "interest", "accept", "recv", "send", "queue", "datagram",
@@ -44,9 +65,9 @@ def preview(data: bytes | bytearray | memoryview) -> str:
 
     ASCII goes through `repr` of bytes, which escapes in C (its `\\'`, made when the bytes hold
     both quotes, loses its backslash: no quote is escaped). Anything else is decoded with
-    `surrogateescape`: a byte that is no UTF-8 (telnet IAC, GBK, a character cut at the 64th
-    byte) comes back as a lone surrogate and is escaped as that byte; a character that is not
-    printable (a control, a bidi override, a zero-width space) is escaped as its UTF-8 bytes.
+    `backslashreplace`: a byte that is no UTF-8 (telnet IAC, GBK, a character cut at the 64th
+    byte) comes out as \\xNN; a character that is not printable (a control, a bidi override,
+    a zero-width space) is escaped as its UTF-8 bytes.
     """
     head: bytes
     if type(data) is memoryview:  # e.g. of the receive buffer: copy its first bytes
@@ -64,19 +85,11 @@ def preview(data: bytes | bytearray | memoryview) -> str:
         # every ' of a single-quoted repr is \' (and a backslash of the bytes \\): the
         # backslash right before each quote is the escape's
         return escaped.replace("\\'", "'") if "\\'" in escaped else escaped
-    text = head.decode("utf-8", "surrogateescape")
-    if text.isprintable() and "\\" not in text:
+    # a backslash byte is never part of a UTF-8 sequence: doubled first, so that every
+    # backslash of the text is an escape's; each byte that is no UTF-8 becomes \xNN (in C)
+    text = head.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+    if text.isprintable():
         return text
-    return "".join(map(_escaped, text))
-
-
-def _escaped(char: str) -> str:
-    """One character of a non-ASCII preview, printable."""
-    if char.isprintable() and char != "\\":
-        return char
-    if char in _NAMED:
-        return _NAMED[char]
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that is no UTF-8, through surrogateescape
-        return f"\\x{code - 0xDC00:02x}"
-    return "".join(f"\\x{byte:02x}" for byte in char.encode("utf-8"))
+    # typed lines end in \n or \r\n: three C replaces settle most of them
+    named = text.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return named if named.isprintable() else text.translate(_ESCAPES)
