@@ -14,7 +14,8 @@ PREVIEW_BYTES = 64
 class _Escapes(dict[int, str]):
     """str.translate's table for a preview: a character maps to itself when printable, else to
     its UTF-8 bytes as \\xNN (\\t \\n \\r by name). Filled as characters are met, so that
-    translate runs in C once they are known; bounded (random bytes decode to many)."""
+    translate runs in C once they are known; bounded (random bytes decode to many): full, it
+    starts afresh, so characters seen once long ago cannot keep out the ones in use."""
 
     LIMIT = 4096
 
@@ -24,8 +25,9 @@ class _Escapes(dict[int, str]):
             escaped = char
         else:
             escaped = _NAMED.get(char) or "".join(f"\\x{b:02x}" for b in char.encode("utf-8"))
-        if len(self) < self.LIMIT:
-            self[code] = escaped
+        if len(self) >= self.LIMIT:
+            self.clear()
+        self[code] = escaped
         return escaped
 
 
@@ -82,9 +84,11 @@ def preview(data: bytes | bytearray | memoryview) -> str:
         if text.isprintable() and "\\" not in text:  # common case: nothing to escape
             return text
         escaped = repr(head)[2:-1]
-        # every ' of a single-quoted repr is \' (and a backslash of the bytes \\): the
-        # backslash right before each quote is the escape's
-        return escaped.replace("\\'", "'") if "\\'" in escaped else escaped
+        # repr quotes with ' (escaping every ' as \') only when the bytes hold both quotes;
+        # then, and only then, the backslash right before each ' is the escape's
+        if b"'" in head and b'"' in head:
+            return escaped.replace("\\'", "'")
+        return escaped
     # a backslash byte is never part of a UTF-8 sequence: doubled first, so that every
     # backslash of the text is an escape's; each byte that is no UTF-8 becomes \xNN (in C)
     text = head.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")

@@ -131,8 +131,14 @@ class LoadGenerator:
                 raise LoadLimitError(self.max_connections, have, connections)
         if self.fd_ceiling is not None:
             free = _free_fds_below(self.fd_ceiling)
+            if free is not None and self._peers is not None:
+                # our clients the server has not accepted yet (a paused loop) have no server
+                # end yet: each will take one
+                accepted = set(self._peers())
+                free -= sum(1 for client in self._clients.values()
+                            if client.local not in accepted)
             if free is not None and 2 * connections > free:
-                raise LoadFdError(self.fd_ceiling, free, connections)
+                raise LoadFdError(self.fd_ceiling, max(0, free), connections)
         message = (_FILL * (message_size // len(_FILL) + 1))[:message_size]
         for _ in range(connections):
             if not self._connect(message, rate):

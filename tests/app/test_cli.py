@@ -618,6 +618,25 @@ def test_load_clients_are_refused_the_fds_kept_for_the_dashboard() -> None:
         assert code == 0 and "Traceback" not in stderr, stderr
 
 
+def test_load_clients_not_yet_accepted_count_for_the_fds_they_will_take() -> None:
+    """Paused, the server accepts nothing: its ends of the first request's clients had no fd
+    yet, so a second request passed the check too (202, 140 clients) and 30 of them were then
+    refused one by one. Each client waiting to be accepted counts for its server end now."""
+    with launch("--http-port", "0", "--echo-port", "0", "--no-udp", nofile=300) as running:
+        url = running.read_until(r"Dashboard: (\S+)")[1]
+        with httpx.Client(base_url=url, timeout=5) as api:
+            assert api.post("/api/loop", json={"action": "pause"}).status_code == 200
+            body = {"message_size": 8, "rate": 0}
+            assert api.post("/api/load", json={"connections": 80, **body}).status_code == 202
+            second = api.post("/api/load", json={"connections": 60, **body})
+            assert second.status_code == 409, second.text
+            assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
+            wait_until(lambda: len(api.get("/api/state").json()["connections"]) == 80,
+                       what="the first request's 80 clients held")
+        code, stderr = running.stop(signal.SIGTERM)
+        assert code == 0 and "Traceback" not in stderr, stderr
+
+
 def test_sigterm_with_every_fd_in_use_shuts_down_cleanly() -> None:
     """With the open-file limit reached (clients waiting that the server cannot accept),
     SIGTERM ended in "Application shutdown failed" and a traceback: the shutdown's first

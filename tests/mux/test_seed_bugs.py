@@ -163,9 +163,26 @@ def test_non_utf8_bytes_are_echoed_exactly_and_previewed_safely(make_engine):
     (b"it's \"q\"\x01", "it's \"q\"\\x01"),
     ("it's \"q\"\x01é".encode(), "it's \"q\"\\x01é"),
     (b"\\'\"", "\\\\'\""),  # a backslash then a quote: the backslash's own escape stays
+    (b"don\\'t", "don\\\\'t"),  # the same with no " (repr then quotes with ")
+    (b"\\\\'", "\\\\\\\\'"),
 ])
 def test_a_utf8_preview_is_text_and_everything_else_escaped(data: bytes, shown: str) -> None:
     """SPEC §3: the preview is the first bytes "as text, non-printables escaped": é is
     printable (it was shown as \\xc3\\xa9); a bidi override or a zero-width space is not."""
     assert preview(data) == shown
     assert preview(memoryview(data)) == shown
+
+
+def test_the_preview_escape_table_stays_bounded_and_keeps_what_is_in_use() -> None:
+    """The table stopped caching at its bound: 4,096 characters seen once (unassigned code
+    points) kept out for good the ones in use, each then escaped in Python on every call."""
+    from mux import events
+
+    table = events._ESCAPES
+    for code in range(0xE0000, 0xE0000 + 2 * table.LIMIT):  # mostly unassigned: not printable
+        preview(chr(code).encode() + b"\x01")
+        assert len(table) <= table.LIMIT
+    # a character first met now (U+2066, a bidi isolate) is still cached: the table started
+    # afresh when full, where it stopped taking any
+    assert preview("é\u2066".encode()) == "é\\xe2\\x81\\xa6"
+    assert 0x2066 in table
