@@ -254,6 +254,34 @@ def test_the_breakpoint_hit_line_follows_the_iteration_on_view(dashboard):
         expect(hit).to_contain_text("resumed since", timeout=DEADLINE_MS)
 
 
+def test_the_breakpoint_hit_line_counts_the_steps_since_and_says_a_deletion(dashboard):
+    """After the hit a teacher stepped 12 times and deleted the breakpoint: the line still
+    said "fired at iteration 133 — the loop is paused: Step or Resume", as if just hit, while
+    the list said "no breakpoints". It counts the steps since and says the deletion now."""
+    page, api = dashboard.page, dashboard.api
+    with dashboard.connect() as sock:
+        fd = wait_for_row(page)
+        bp = api.post("/api/breakpoints", json={"when": "readable", "fd": fd}).json()
+        sock.sendall(b"hit")
+        hit = page.locator("#breakpoint-hit")
+        expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired at iteration ",
+                                    timeout=DEADLINE_MS)
+        expect(hit).to_contain_text("the loop is paused: Step or Resume")
+        for _ in range(2):
+            assert api.post("/api/loop", json={"action": "step"}).status_code == 200
+        expect(hit).to_contain_text("the loop is paused, stepped 2 times since",
+                                    timeout=DEADLINE_MS)
+        assert api.delete(f"/api/breakpoints/{bp['id']}").status_code == 200
+        page.get_by_role("button", name="Step", exact=True).click()  # (the list: its 3 s poll)
+        expect(hit).to_contain_text("stepped 3 times since; breakpoint deleted since",
+                                    timeout=DEADLINE_MS)
+        assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
+        assert recv_exactly(sock, 3) == b"hit"
+        expect(hit).to_contain_text("(the loop has been resumed since; breakpoint deleted",
+                                    timeout=DEADLINE_MS)
+    assert dashboard.console_errors == []
+
+
 def test_the_timeline_says_which_iterations_are_no_longer_held(dashboard):
     """The page keeps the last 20,000 events (a replay 100,000): the scrubber's range just
     began later, and nothing said that the earlier iterations exist but are out of reach (a

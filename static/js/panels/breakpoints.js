@@ -54,12 +54,15 @@ export class BreakpointsPanel {
     const last = this.hits[this.hits.length - 1];
     if (ev.breakpoint !== undefined && ev.breakpoint !== null) {
       this.hits.push({ id: ev.breakpoint, iteration: this.history.last, seq: ev.seq,
-        resumedAt: null, wait: ev.wait, fd: ev.fd });
+        resumedAt: null, wait: ev.wait, fd: ev.fd, stepsAt: [] });
       if (this.hits.length > MAX_HITS) this.hits.shift();
       this.dirty = true;
       if (!this.replay) this.refresh();   // hits and last_wait changed
     } else if (ev.state === 'running' && last && last.resumedAt === null) {
       last.resumedAt = this.history.last + 1;   // resumed after that iteration: from the next on
+      this.dirty = true;
+    } else if (ev.state === 'step' && last && last.resumedAt === null && last.stepsAt) {
+      last.stepsAt.push(this.history.last + 1);   // the step's wait is the next iteration
       this.dirty = true;
     }
   }
@@ -105,7 +108,10 @@ export class BreakpointsPanel {
     for (let i = this.hits.length - 1; i >= 0; i--) {
       const h = this.hits[i];
       if (view === null || h.iteration <= view) {
-        return { ...h, resumed: h.resumedAt !== null && (view === null || h.resumedAt <= view) };
+        return {
+          ...h, resumed: h.resumedAt !== null && (view === null || h.resumedAt <= view),
+          steps: (h.stepsAt || []).filter((at) => view === null || at <= view).length,
+        };
       }
     }
     return null;
@@ -146,8 +152,13 @@ export class BreakpointsPanel {
       // the timeline counts the waits this page has seen, the engine every wait since it started
       const wait = h.wait !== undefined ? ` of this page's timeline (the engine's wait #${h.wait})` : '';
       const fd = h.fd !== undefined && h.fd !== null ? ` on fd ${h.fd}` : '';
+      // live, a breakpoint deleted since is said (when, the page does not keep: not in the past)
+      const gone = view === null && !this.replay && !this.items.some((bp) => bp.id === h.id)
+        ? '; breakpoint deleted since' : '';
+      const stepped = h.steps ? `, stepped ${h.steps} time${h.steps === 1 ? '' : 's'} since` : '';
       this.hitEl.textContent = `Breakpoint ${h.id} fired at iteration ${h.iteration}${wait}${fd}` +
-        (h.resumed ? ' (the loop has been resumed since)' : ' — the loop is paused: Step or Resume');
+        (h.resumed ? ` (the loop has been resumed since${gone})`
+          : ` — the loop is paused${stepped}${gone}: Step or Resume`);
       this.hitEl.dataset.id = String(h.id);
       this.hitEl.dataset.iteration = String(h.iteration);
     }
