@@ -119,26 +119,23 @@ class LoadGenerator:
 
     # -- the generator's thread ---------------------------------------------------------------
     def _add(self, connections: int, message_size: int, rate: float) -> int:
+        """Requests run one at a time on this thread, so two cannot both pass the checks."""
         if len(self._clients) + connections > self.cap:
             raise LoadCapError(self.cap, len(self._clients), connections)
-        if self.max_connections is not None and self._peers is not None:
+        peers = set(self._peers()) if self._peers is not None else None
+        mine = {client.local for client in self._clients.values()}
+        if self.max_connections is not None and peers is not None:
             # ours whether the server has accepted them yet or not (a paused loop), plus its
-            # others; requests run one at a time on this thread, so two cannot both pass
-            mine = {client.local for client in self._clients.values()}
-            others = sum(1 for peer in self._peers() if peer not in mine)
-            have = others + len(self._clients)
+            # others
+            have = len(peers - mine) + len(self._clients)
             if have + connections > self.max_connections:
                 raise LoadLimitError(self.max_connections, have, connections)
-        if self.fd_ceiling is not None:
-            free = _free_fds_below(self.fd_ceiling)
-            if free is not None and self._peers is not None:
-                # our clients the server has not accepted yet (a paused loop) have no server
-                # end yet: each will take one
-                accepted = set(self._peers())
-                free -= sum(1 for client in self._clients.values()
-                            if client.local not in accepted)
-            if free is not None and 2 * connections > free:
-                raise LoadFdError(self.fd_ceiling, max(0, free), connections)
+        free = _free_fds_below(self.fd_ceiling) if self.fd_ceiling is not None else None
+        if free is not None:
+            # ours not accepted yet (a paused loop) have no server end yet: each will take one
+            free -= len(mine - peers) if peers is not None else 0
+            if 2 * connections > free:
+                raise LoadFdError(self.fd_ceiling or 0, max(0, free), connections)
         message = (_FILL * (message_size // len(_FILL) + 1))[:message_size]
         for _ in range(connections):
             if not self._connect(message, rate):
