@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures.thread  # noqa: F401 - now, not at shutdown (see _lifespan)
 import contextlib
-import errno
-import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from app.record import JsonlRecorder
 from app.record_thread import RecorderThread
 from app.routes import api, live, pages
 from app.routes.release import ServerSendKeeper
+from app.run import quiet_accept_errors
 from app.security import BodyLimitMiddleware, SecurityMiddleware, install_denial_log_filter
 from app.settings import Settings
 from app.trace import TraceRing
@@ -94,27 +93,9 @@ def _live_state(settings: Settings, engine: Engine) -> dict[str, Any]:
             "load": None, "started_at": engine.observers.started_at}
 
 
-log = logging.getLogger("muxscope")
-
-#: what asyncio's accept meets when the process is out of fds (it retries a second later)
-_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-
-
-def _quiet_accept_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """The dashboard's accept out of fds is one line, not a traceback a second (asyncio
-    retries it by itself); everything else goes to asyncio's default handler."""
-    exc = context.get("exception")
-    if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES and "accept" in str(
-            context.get("message", "")):
-        log.warning("dashboard: cannot accept a connection (%s); retrying in a second",
-                    errno.errorcode.get(exc.errno or 0, exc))
-        return
-    loop.default_exception_handler(context)
-
-
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    asyncio.get_running_loop().set_exception_handler(_quiet_accept_errors)
+    asyncio.get_running_loop().set_exception_handler(quiet_accept_errors)
     state = app.state
     engine: Engine | None = state.engine
     tasks: list[asyncio.Task[Any]] = []

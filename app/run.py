@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import gc
+import logging
 import os
 import signal
 import socket
@@ -29,6 +31,10 @@ class Stop(KeyboardInterrupt):
     so that no ``except Exception`` swallows it and app.entry ends the run quietly on it)."""
 
 
+#: what asyncio's accept retries a second later (the process is out of fds or memory)
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+log = logging.getLogger("muxscope")
+
 
 class DashboardSocket(socket.socket):
     """The dashboard's listening socket. Out of fds, asyncio's accept loop (CPython 3.11)
@@ -47,9 +53,21 @@ class DashboardSocket(socket.socket):
         try:
             return super().accept()
         except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE):
+            if exc.errno in OUT_OF_RESOURCES:
                 self._last_emfile = now
             raise
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's exception handler: the dashboard's accept out of fds is one line (once a
+    second, see DashboardSocket), not a traceback; anything else goes to the default one."""
+    exc = context.get("exception")
+    if isinstance(exc, OSError) and exc.errno in OUT_OF_RESOURCES and "accept" in str(
+            context.get("message", "")):
+        log.warning("dashboard: cannot accept a connection (%s); retrying in a second",
+                    errno.errorcode.get(exc.errno or 0, exc))
+        return
+    loop.default_exception_handler(context)
 
 
 def bind_http(host: str, port: int) -> socket.socket:

@@ -28,18 +28,13 @@ class _Server(uvicorn.Server):
         self.ready.set()
 
 
-def _listen(host: str, port: int = 0) -> socket.socket:
-    """The dashboard's own listening socket, as `muxscope` makes it (TCP_NODELAY and all)."""
-    from app.run import bind_http
-
-    return bind_http(host, port)
-
-
 @contextlib.contextmanager
 def run_asgi(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> Iterator[str]:
     """Serve an ASGI app with a real uvicorn in a thread, on `port` (0: a free one); yield the
     base URL. A port given again after the first server stopped is a restarted server."""
-    sock = _listen(host, port)
+    from app.run import bind_http  # the dashboard's own socket, as `muxscope` makes it
+
+    sock = bind_http(host, port)
     port = sock.getsockname()[1]
     from app.main import UVICORN_OPTIONS
 
