@@ -682,7 +682,9 @@ def test_the_dashboard_out_of_fds_retries_once_a_second_not_in_a_growing_storm()
         waiting = [socket.create_connection(("127.0.0.1", http_port), timeout=5)
                    for _ in range(5)]  # in the backlog: accept fails with EMFILE
         try:
-            time.sleep(3)  # the stimulus: three seconds of a dashboard out of fds
+            # three tries, about two seconds apart at one a second (thousands, the storm)
+            wait_until(lambda: "".join(running.errors).count("cannot accept") >= 3, 10,
+                       "three accept tries out of fds")
             code, stderr = running.stop(signal.SIGTERM)
         finally:
             for sock in held + waiting:
