@@ -77,6 +77,10 @@ class Engine(EngineCommands):
         #: thread may read it: the stats frames tell every page, which no event does
         self.lingering_fds: tuple[int, ...] = ()
         self.paused = False
+        #: the breakpoint hit the loop is paused at ({"breakpoint", "wait", "fd", "steps":
+        #: steps run since}), None when it runs or was paused by a client: a page opened
+        #: meanwhile saw no `loop` event, and GET /api/state tells it this way
+        self.paused_at: dict[str, Any] | None = None
         #: True while the thread is inside an iteration (its wait and the handlers of what it
         #: returned). A pause the control fd's handler takes there stops the loop only once
         #: the rest of that ready list is handled: its `loop` event, and any `loop` event
@@ -295,6 +299,10 @@ class Engine(EngineCommands):
         self._run_iteration()
         hit = self.breakpoints.take_hit()
         if self.paused:  # a resume handled during the step's wait has said "running" already
+            if hit is not None:
+                self._note_paused_at(hit)
+            elif self.paused_at is not None:
+                self.paused_at = {**self.paused_at, "steps": self.paused_at["steps"] + 1}
             self._emit_loop("paused", hit, cause="step")
 
     def _run_iteration(self) -> None:
@@ -314,7 +322,14 @@ class Engine(EngineCommands):
     def _pause_at_breakpoint(self) -> None:
         hit = self.breakpoints.take_hit()
         self.paused = True
+        if hit is not None:
+            self._note_paused_at(hit)
         self._emit_loop("paused", hit, cause="breakpoint")
+
+    def _note_paused_at(self, hit: Breakpoint) -> None:
+        # replaced whole, never changed in place: another thread may read it at any time
+        self.paused_at = {"breakpoint": hit.id, "wait": self.stats.waits, "fd": hit.last_fd,
+                          "steps": 0}
 
     def _queue_depths(self) -> dict[int, int]:
         return {fd: len(c.queue) for fd, c in self.connections.items() if c.queue}
@@ -391,6 +406,7 @@ class Engine(EngineCommands):
             self._steps_requested = 0
         if paused != self.paused:
             self.paused = paused
+            self.paused_at = None  # resumed, or paused by a client: no breakpoint holds it
             if paused and self._iterating and self._held_loop_events is None:
                 self._held_loop_events = []  # the control fd's handler, mid-iteration
             self._emit_loop("paused" if paused else "running")

@@ -58,6 +58,7 @@ def capture(engine: Engine) -> StateCapture:
         "backend": {**backend.describe(), "write": engine.write_mode},
         "available": backends.available(),
         **engine.loop_state(),
+        "paused_at": engine.paused_at,
         "listeners": {
             "tcp": {"fd": engine.listener.fd, "port": engine.listener.port},
             "udp": engine.udp.describe() if engine.udp else None,

@@ -23,6 +23,7 @@ export class Model {
     this.available = [];
     this.loop = 'running';
     this.delayMs = 0;
+    this.pausedAt = null;       // the breakpoint hit the loop was paused at when the state was read
     this.flaw = undefined;      // the bug-zoo flaw on ('' none); undefined: the server does not say
     this.tcp = null;
     this.udp = null;
@@ -168,6 +169,7 @@ export class Model {
       this.lastWait = waitFromState(state.last_wait);
       for (const r of this.lastWait.ready_list) this.lastReady.set(r.fd, r.flags);
     }
+    if (full) this.pausedAt = state.paused_at ?? null;
     if (full && state.stats) this.stats = { ...state.stats, dropped_total: 0 };
     this.markAll();
     return true;

@@ -155,6 +155,41 @@ def test_a_breakpoint_hit_says_which_fd_matched(dashboard):
         assert recv_exactly(sock, 4) == b"here"
 
 
+def test_a_page_opened_while_the_loop_sits_at_a_breakpoint_says_so(dashboard):
+    """The hit line is built from the `loop` event: a page opened after it showed a paused
+    loop and no word of the breakpoint holding it."""
+    page, api = dashboard.page, dashboard.api
+    with dashboard.connect() as sock:
+        fd = wait_until(lambda: next((c["fd"] for c in api.get("/api/state").json()["connections"]),
+                                     None), 5, "the connection")
+        bp = api.post("/api/breakpoints", json={"when": "readable", "fd": fd}).json()
+        sock.sendall(b"late")
+        wait_until(lambda: api.get("/api/state").json()["loop"] == "paused", 5, "the hit")
+        assert api.post("/api/loop", json={"action": "step"}).status_code == 200
+        wait_until(lambda: (api.get("/api/state").json()["paused_at"] or {}).get("steps") == 1,
+                   5, "the step")
+        late = page.context.new_page()
+        try:
+            late.goto(dashboard.base + "/")
+            hit = late.locator("#breakpoint-hit")
+            expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired before this page opened",
+                                        timeout=8000)
+            expect(hit).to_contain_text(f"on fd {fd}")
+            expect(hit).to_contain_text("the loop is paused, stepped 1 time since: Step or Resume")
+            late.get_by_role("button", name="Step", exact=True).click()
+            expect(hit).to_contain_text("stepped 2 times since", timeout=8000)
+            api.delete(f"/api/breakpoints/{bp['id']}")
+            assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
+            expect(hit).to_contain_text("(the loop has been resumed since", timeout=8000)
+            assert recv_exactly(sock, 4) == b"late"
+            late.reload()   # a fresh snapshot of a running loop: no hit to show
+            late.wait_for_function("() => window.__muxscope.frames.snapshot >= 1", timeout=8000)
+            expect(hit).to_be_hidden()
+        finally:
+            late.close()
+    assert dashboard.console_errors == []
+
+
 def test_replay_shows_a_flaw_that_fired_as_detected_not_as_on(open_dashboard, tmp_path):
     """The replayed page never read the catalogue and made every flaw that fired "on", under
     its raw name: all seven at once in a long recording, though one at a time is the rule."""

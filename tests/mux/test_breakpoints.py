@@ -41,6 +41,29 @@ def test_readable_breakpoint_fires_on_the_right_iteration(make_engine):
         assert recv_exactly(sock, 9) == b"stop here"
 
 
+def test_the_state_says_which_breakpoint_holds_the_loop_until_it_runs_again(make_engine):
+    """A page opened after the hit sees no `loop` event: the state body is all it reads."""
+    engine, rec = make_engine()
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        wait_until(lambda: fd in engine.connections)
+        assert engine.state().result(5)["paused_at"] is None
+        bp = engine.add_breakpoint("readable", fd=fd).result(5)
+        sock.sendall(b"hold")
+        hit = rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+        assert engine.state().result(5)["paused_at"] == {
+            "breakpoint": bp["id"], "wait": hit["wait"], "fd": fd, "steps": 0}
+        engine.step().result(5)
+        wait_until(lambda: engine.state().result(5)["paused_at"]["steps"] == 1)
+        assert engine.paused
+        engine.resume().result(5)
+        assert engine.state().result(5)["paused_at"] is None
+        assert recv_exactly(sock, 4) == b"hold"
+        engine.pause().result(5)  # a client's pause: no breakpoint holds the loop
+        assert engine.state().result(5)["paused_at"] is None
+        engine.resume().result(5)
+
+
 def test_other_fds_do_not_trigger(make_engine):
     engine, rec = make_engine()
     with connect(engine.tcp_port) as a, connect(engine.tcp_port) as b:

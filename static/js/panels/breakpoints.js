@@ -49,7 +49,7 @@ export class BreakpointsPanel {
 
   onEvent(ev) {
     // a new snapshot (a reconnect, perhaps to a restarted server): the server's list is the truth
-    if (ev.kind === 'reset' && !this.replay) { this.hits = []; this.dirty = true; this.refresh(); return; }
+    if (ev.kind === 'reset' && !this.replay) { this.restart(); return; }
     if (ev.kind !== 'loop') return;
     const last = this.hits[this.hits.length - 1];
     if (ev.breakpoint !== undefined && ev.breakpoint !== null) {
@@ -65,6 +65,20 @@ export class BreakpointsPanel {
       last.stepsAt.push(this.history.last + 1);   // the step's wait is the next iteration
       this.dirty = true;
     }
+  }
+
+  /** A new snapshot: the hits seen before are another history's. A loop paused at a
+   * breakpoint when the snapshot was taken (a page opened then saw no `loop` event) is
+   * shown as a hit from before this page's timeline. */
+  restart() {
+    this.hits = [];
+    const at = this.live.pausedAt;
+    if (at && this.live.loop === 'paused') {
+      this.hits.push({ id: at.breakpoint, iteration: null, seq: this.live.seq, resumedAt: null,
+        wait: at.wait, fd: at.fd, stepsBefore: at.steps || 0, stepsAt: [] });
+    }
+    this.dirty = true;
+    this.refresh();
   }
 
   async refresh() {
@@ -107,10 +121,10 @@ export class BreakpointsPanel {
   hitAt(view) {
     for (let i = this.hits.length - 1; i >= 0; i--) {
       const h = this.hits[i];
-      if (view === null || h.iteration <= view) {
+      if (view === null || (h.iteration ?? 0) <= view) {   // null: before this page's timeline
         return {
           ...h, resumed: h.resumedAt !== null && (view === null || h.resumedAt <= view),
-          steps: (h.stepsAt || []).filter((at) => view === null || at <= view).length,
+          steps: (h.stepsBefore || 0) + (h.stepsAt || []).filter((at) => view === null || at <= view).length,
         };
       }
     }
@@ -150,17 +164,19 @@ export class BreakpointsPanel {
     this.hitEl.hidden = !h;
     if (h) {
       // the timeline counts the waits this page has seen, the engine every wait since it started
-      const wait = h.wait !== undefined ? ` of this page's timeline (the engine's wait #${h.wait})` : '';
+      const where = h.iteration === null ? ' before this page opened'
+        : ` at iteration ${h.iteration} of this page's timeline`;
+      const wait = h.wait !== undefined ? ` (the engine's wait #${h.wait})` : '';
       const fd = h.fd !== undefined && h.fd !== null ? ` on fd ${h.fd}` : '';
       // live, a breakpoint deleted since is said (when, the page does not keep: not in the past)
       const gone = view === null && !this.replay && !this.items.some((bp) => bp.id === h.id)
         ? '; breakpoint deleted since' : '';
       const stepped = h.steps ? `, stepped ${h.steps} time${h.steps === 1 ? '' : 's'} since` : '';
-      this.hitEl.textContent = `Breakpoint ${h.id} fired at iteration ${h.iteration}${wait}${fd}` +
+      this.hitEl.textContent = `Breakpoint ${h.id} fired${where}${wait}${fd}` +
         (h.resumed ? ` (the loop has been resumed since${gone})`
           : ` — the loop is paused${stepped}${gone}: Step or Resume`);
       this.hitEl.dataset.id = String(h.id);
-      this.hitEl.dataset.iteration = String(h.iteration);
+      this.hitEl.dataset.iteration = h.iteration === null ? '' : String(h.iteration);
     }
   }
 }
