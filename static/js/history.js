@@ -36,6 +36,13 @@ export function snapshotOf(model) {
   };
 }
 
+/** Whether events[i] is a Step's `loop step` event: the iteration its wait makes starts
+ * there (listed with the iteration before, a view of that one showed the loop stepping). */
+export function stepBefore(events, i) {
+  const ev = i >= 0 ? events[i] : undefined;
+  return !!ev && ev.kind === 'loop' && ev.state === 'step';
+}
+
 export class History {
   /** Follows `model` (the live one) through its subscription. */
   constructor(model, { cap = 20000 } = {}) {
@@ -48,7 +55,8 @@ export class History {
   clear() {
     this.events = [];      // events[i] has absolute position offset + i
     this.offset = 0;
-    this.waits = [];       // absolute positions of kept `wait` events (iteration starts)
+    this.waits = [];       // absolute positions of the kept iterations' starts: each `wait`
+                           // event, or the `loop step` event just before it (a Step's wait)
     this.iterOffset = 0;   // iterations trimmed from the front
     this.checkpoints = []; // [{pos, frame}]: the state after events before pos
     this.generation = (this.generation || 0) + 1;
@@ -68,7 +76,7 @@ export class History {
     const pos = this.end;
     this.events.push(ev);
     if (ev.kind !== 'wait') return;
-    this.waits.push(pos);
+    this.waits.push(stepBefore(this.events, pos - 1 - this.offset) ? pos - 1 : pos);
     const lastCp = this.checkpoints[this.checkpoints.length - 1];
     const every = Math.max(CHECKPOINT_EVERY, 2 * (m.conns.size + m.regs.size));
     if (!lastCp || pos + 1 - lastCp.pos >= every) {
@@ -112,10 +120,12 @@ export class History {
 
   waitEvent(n) {
     const r = this.range(n);
-    return r ? this.events[r[0] - this.offset] : null;
+    if (!r) return null;
+    const first = this.events[r[0] - this.offset];
+    return first.kind === 'wait' ? first : this.events[r[0] + 1 - this.offset] ?? null;
   }
 
-  /** The iteration whose wait has this seq (or the last one at or before it); 0 if none. */
+  /** The iteration holding this seq (or the last one starting at or before it); 0 if none. */
   iterationForSeq(seq) {
     let lo = 0, hi = this.waits.length - 1, best = -1;
     while (lo <= hi) {

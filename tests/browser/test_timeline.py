@@ -153,6 +153,37 @@ def test_replay_of_a_recording_renders_the_same_syscall_lines(open_dashboard, tm
     assert replay.console_errors == [] and live.console_errors == []
 
 
+def test_a_steps_loop_event_starts_the_iteration_its_wait_makes(dashboard):
+    """`loop step` comes just before the step's wait, and was listed as the last row of the
+    iteration before: a view of that iteration had the loop stepping (the syscall line said
+    the next wait had not started, though its `loop step` was in), and the code view never
+    listed the Step that made the iteration."""
+    page = dashboard.page
+    with dashboard.connect() as sock:
+        wait_for_row(page)
+        page.get_by_role("button", name="Pause", exact=True).click()
+        seq = _paused_seq(page)
+        for i in range(3):
+            sock.sendall(b"s%d" % i)
+            seq, _ = _step_and_read(page, seq)
+            seq, _ = _step_and_read(page, seq)
+            assert recv_exactly(sock, 2) == b"s%d" % i
+        last = iterations(page)
+        codes = page.locator("#code-steps button")
+        expect(codes.first).to_have_attribute("data-kind", "loop", timeout=DEADLINE_MS)
+        for n in range(last - 4, last + 1):   # stepped iterations, each made by one Step
+            kinds = page.evaluate(
+                f"() => window.__muxscope.timeline.events({n}).map(e => e.kind + ':' + (e.state || ''))")
+            assert kinds[:2] == ["loop:step", "wait:"], (n, kinds)
+            assert kinds[-1] == "loop:paused" and "loop:step" not in kinds[1:], (n, kinds)
+        scrub_to(page, last - 1)
+        expect(codes.first).to_have_attribute("data-kind", "loop", timeout=DEADLINE_MS)
+        expect(codes.last).to_contain_text("loop")
+        page.get_by_role("button", name="Back to live").click()
+        page.get_by_role("button", name="Resume", exact=True).click()
+    assert dashboard.console_errors == []
+
+
 def test_breakpoint_set_from_the_page_fires(dashboard):
     page = dashboard.page
     with dashboard.connect() as sock:

@@ -2,6 +2,7 @@
 // (GET /api/code, fetched once), highlighted line marked. Follows the iteration on view: its
 // events are listed, and the last one's chain is shown (any other can be picked).
 import { api } from '../api.js';
+import { stepBefore } from '../history.js';
 import { safeLabel } from '../ui.js';
 
 const MIN_INTERVAL_MS = 250;
@@ -9,11 +10,13 @@ const MAX_STEPS = 40;   // listed events of a long iteration: its first 30 and i
 const TAIL_STEPS = 10;  // the last ones hold the default pick (the last handler's) and the loop's
 const TAIL = 600;
 
-/** The events of the newest iteration in the model's ring (from its last `wait`). */
+/** The events of the newest iteration in the model's ring (from its last `wait`, or the
+ * Step's `loop step` event before it). */
 function currentIteration(model) {
   const recent = model.recent(TAIL);
   let i = recent.length - 1;
   while (i > 0 && recent[i].kind !== 'wait') i--;
+  if (stepBefore(recent, i - 1)) i--;
   return recent.slice(Math.max(0, i));
 }
 
