@@ -6,6 +6,7 @@ fields at no run-time cost.
 
 from __future__ import annotations
 
+import re
 from typing import Literal, TypedDict
 
 PREVIEW_BYTES = 64
@@ -21,7 +22,7 @@ class _Escapes(dict[int, str]):
 
     def __missing__(self, code: int) -> str:
         char = chr(code)
-        if char.isprintable():
+        if char.isprintable() and not _INVISIBLE.match(char):
             escaped = char
         else:
             escaped = _NAMED.get(char) or "".join(f"\\x{b:02x}" for b in char.encode("utf-8"))
@@ -29,6 +30,13 @@ class _Escapes(dict[int, str]):
             self.clear()
         self[code] = escaped
         return escaped
+
+
+#: Unicode's default-ignorable characters that str.isprintable() passes (marks and letters
+#: drawn as nothing: variation selectors, Hangul fillers, the grapheme joiner, Mongolian
+#: selectors); the others (U+200B, bidi controls, ...) are format characters it refuses.
+_INVISIBLE = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f"
+                        "\uffa0\U000e0000-\U000e0fff]")
 
 
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -69,7 +77,8 @@ def preview(data: bytes | bytearray | memoryview) -> str:
     both quotes, loses its backslash: no quote is escaped). Anything else is decoded with
     `backslashreplace`: a byte that is no UTF-8 (telnet IAC, GBK, a character cut at the 64th
     byte) comes out as \\xNN; a character that is not printable (a control, a bidi override,
-    a zero-width space) is escaped as its UTF-8 bytes.
+    a zero-width space, a variation selector or Hangul filler drawn as nothing) is escaped
+    as its UTF-8 bytes.
     """
     head: bytes
     if type(data) is memoryview:  # e.g. of the receive buffer: copy its first bytes
@@ -92,6 +101,8 @@ def preview(data: bytes | bytearray | memoryview) -> str:
     # a backslash byte is never part of a UTF-8 sequence: doubled first, so that every
     # backslash of the text is an escape's; each byte that is no UTF-8 becomes \xNN (in C)
     text = head.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+    if _INVISIBLE.search(text):  # rare: drawn as nothing, yet isprintable() passes them
+        return text.translate(_ESCAPES)
     if text.isprintable():
         return text
     # typed lines end in \n or \r\n: three C replaces settle most of them

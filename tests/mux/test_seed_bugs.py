@@ -156,6 +156,11 @@ def test_non_utf8_bytes_are_echoed_exactly_and_previewed_safely(make_engine):
     ("héllo wörld ✓\r\n".encode(), "héllo wörld ✓\\r\\n"),  # text a person typed, as text
     ("日本".encode() + b"\xff", "日本\\xff"),  # a byte that is no UTF-8 among text
     ("a\u202eb\u200bc".encode(), "a\\xe2\\x80\\xaeb\\xe2\\x80\\x8bc"),  # bidi, zero width
+    # drawn as nothing though str.isprintable() passes them: an emoji's variation selector,
+    # a Hangul filler (a "blank" name), the grapheme joiner, a tag character
+    ("ok ✔\ufe0f".encode(), "ok ✔\\xef\\xb8\\x8f"),
+    ("a\u3164b\r\n".encode(), "a\\xe3\\x85\\xa4b\\r\\n"),
+    ("x\u034fy\U000e0041".encode(), "x\\xcd\\x8fy\\xf3\\xa0\\x81\\x81"),
     (b"back\\slash \xc3\xa9", "back\\\\slash é"),  # a backslash shown is always an escape's
     (("x" * 63 + "é").encode(), "x" * 63 + "\\xc3"),  # a character cut at the 64th byte
     # no quote escaped, ASCII or not (repr escaped a ' when a " came with it: a backslash
