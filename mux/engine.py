@@ -11,7 +11,6 @@ Rules of this module:
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import socket
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 
 from . import backends
 from .backends import FD_SETSIZE, READABLE, FdLimitError
+from .binding import open_echo_sockets
 from .breakpoints import Breakpoint, Breakpoints
 from .commands import EngineCommands
 from .config import (
@@ -32,15 +32,13 @@ from .config import (
 )
 from .control import ControlDoor
 from .flaws import FlawZoo
-from .listener import TcpListener, open_tcp_listener
+from .listener import TcpListener
 from .loop import Loop
 from .observe import Observers
 from .state import capture as capture_state
+from .tally import ByteTally, WaitTally
 from .tcp import RECV_SIZE, TcpConnection
-from .udp import UdpEcho, open_udp_socket
-
-#: --echo-port 0: free TCP ports tried before one is found whose UDP twin is free too
-PORT_PAIR_TRIES = 20
+from .udp import UdpEcho
 
 log = logging.getLogger("mux")
 
@@ -97,49 +95,22 @@ class Engine(EngineCommands):
                                        lambda: self._door.fd)
         self.sticky_write = False  # the bug zoo's write_interest_stuck
         self.flaws = FlawZoo(self)
-        #: (waits of the backends used before, the current backend, stats.waits when it came
-        #: in): replaced whole by a switch, so `counters()` reads it in one go from any thread
-        #: and waits-by-backend never goes back (Prometheus takes a decrease for a reset)
-        self._wait_split: tuple[dict[str, int], str, int] = ({}, cfg.backend, 0)
-        self._moves = 0  # bumped twice by each forget(): byte_totals' consistency check
+        self.byte_tally = ByteTally(self.stats, self.connections)
+        self.wait_tally = WaitTally(self.stats, cfg.backend)
         self._thread: threading.Thread | None = None
         self._door = ControlDoor()
         self.loop.handler_error_hook = self._handler_failed
         self._bind(cfg)
 
     def _bind(self, cfg: EngineConfig) -> None:
-        """Open the listeners; if one cannot be bound, close everything opened so far (the
-        other listener, the control door, the backend's own fd) and raise."""
-        tcp_sock = udp_sock = None
-        passed_over: list[socket.socket] = []  # held until the end: each try is a new port
+        """Open the listeners; if they cannot be bound, close the control door and the
+        backend's own fd too, and raise."""
         try:
-            for attempt in range(PORT_PAIR_TRIES):
-                tcp_sock = open_tcp_listener(cfg.host, cfg.tcp_port)
-                if not cfg.udp:
-                    break
-                port = tcp_sock.getsockname()[1] if cfg.udp_port is None else cfg.udp_port
-                try:
-                    udp_sock = open_udp_socket(cfg.host, port)
-                    break
-                except OSError as exc:
-                    # UDP on the TCP port the kernel picked (--echo-port 0): that port can be
-                    # taken for UDP alone. Pick another pair rather than fail.
-                    if not (cfg.tcp_port == 0 and cfg.udp_port is None
-                            and exc.errno == errno.EADDRINUSE
-                            and attempt < PORT_PAIR_TRIES - 1):
-                        raise
-                    passed_over.append(tcp_sock)
-                    tcp_sock = None
+            tcp_sock, udp_sock = open_echo_sockets(cfg)
         except BaseException:
-            if tcp_sock is not None:
-                tcp_sock.close()
             self._door.close()
             self.loop.backend.close()
             raise
-        finally:
-            for sock in passed_over:
-                sock.close()
-        assert tcp_sock is not None  # the loop ends with a pair, or raises
         self.loop.register(self._door, READABLE)
         self.listener = TcpListener(self, tcp_sock)
         self.loop.register(self.listener, READABLE)
@@ -219,14 +190,10 @@ class Engine(EngineCommands):
         return [conn.peer for conn in list(self.connections.values())]
 
     def forget(self, conn: TcpConnection) -> None:
-        self._moves += 1  # odd: its bytes are moving to the closed totals (see byte_totals)
-        self.connections.pop(conn.fd, None)
+        self.byte_tally.retire(conn)
         if conn.lingering:
             self.lingering_fds = tuple(fd for fd in self.lingering_fds if fd != conn.fd)
         self.breakpoints.fd_closed(conn.fd)
-        self.stats.closed_bytes_in += conn.bytes_in
-        self.stats.closed_bytes_out += conn.bytes_out
-        self._moves += 1
         self.stats.connections = len(self.connections)
 
     def error(self, message: str, fd: int | None = None) -> None:
@@ -387,10 +354,7 @@ class Engine(EngineCommands):
             self.loop.switch(backends.create(name, trigger, oneshot))
             if self.flaws.active is not None:
                 self.flaws.active.on_backend_change()
-            past, current, at_switch = self._wait_split
-            waits = self.stats.waits
-            past = {**past, current: past.get(current, 0) + waits - at_switch}
-            self._wait_split = (past, name, waits)
+            self.wait_tally.switched(name)
         self.write_mode = write or self.write_mode
         self.eager = self.write_mode == "eager"
         if self.observers.active:  # with the new epoll fd and maxevents: a replay has no
@@ -434,38 +398,14 @@ class Engine(EngineCommands):
         return True
 
     # -- description ------------------------------------------------------------------------
-    def byte_totals(self) -> tuple[int, int]:
-        """TCP bytes received and sent, all connections ever; safe from any thread.
-
-        Read without a lock while the loop thread may move a closing connection's bytes into
-        the closed totals (`forget`): a read that overlaps a move is taken again, so no
-        connection is counted twice or not at all, and the totals, counters for Prometheus
-        (whose `rate()` takes a decrease for a reset), never go back."""
-        stats = self.stats
-        for _ in range(100):  # `forget` bumps `_moves` before and after a move (a seqlock)
-            moves = self._moves
-            live = list(self.connections.values())  # one C-level copy: atomic under the GIL
-            got = (stats.closed_bytes_in + sum(c.bytes_in for c in live),
-                   stats.closed_bytes_out + sum(c.bytes_out for c in live))
-            if moves % 2 == 0 and moves == self._moves:
-                break
-        return got
-
     def counters(self) -> dict[str, Any]:
         """The engine's counters; safe to call from any thread (plain int reads)."""
         stats = self.stats
-        for _ in range(100):  # the waits read must belong to the split read with them
-            split = self._wait_split
-            waits = stats.waits
-            if self._wait_split is split:
-                break
-        past, name, at_switch = split
-        by_backend = dict(past)
-        by_backend[name] = by_backend.get(name, 0) + waits - at_switch
-        bytes_in, bytes_out = self.byte_totals()
+        waits, by_backend = self.wait_tally.read()
+        bytes_in, bytes_out = self.byte_tally.totals()
         udp = self.udp
         return {"events_total": self.observers.seq, "bytes_in": bytes_in,
-                "bytes_out": bytes_out, "waits": stats.waits,
+                "bytes_out": bytes_out, "waits": waits,
                 "connections": stats.connections, "accepted": stats.accepted,
                 "waits_by_backend": by_backend,
                 "lingering": list(self.lingering_fds),

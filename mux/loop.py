@@ -42,7 +42,7 @@ class Stats:
 
     def __init__(self) -> None:
         # Bytes of connections already closed; open ones keep their own counts (one increment
-        # per message instead of two), and Engine.counters() adds them up.
+        # per message instead of two), and tally.ByteTally adds them up.
         self.closed_bytes_in = self.closed_bytes_out = 0
         self.waits = self.accepted = self.connections = 0
         self.wait_us = 0.0

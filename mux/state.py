@@ -80,7 +80,7 @@ def capture(engine: Engine) -> StateCapture:
 
 def _stats(engine: Engine) -> dict[str, Any]:
     stats = engine.stats
-    bytes_in, bytes_out = engine.byte_totals()
+    bytes_in, bytes_out = engine.byte_tally.totals()
     return {"bytes_in": bytes_in, "bytes_out": bytes_out, "waits": stats.waits,
             "wait_us": stats.wait_us, "accepted": stats.accepted,
             "connections": stats.connections, "events_total": engine.observers.seq}

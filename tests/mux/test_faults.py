@@ -327,7 +327,7 @@ def test_byte_totals_read_from_another_thread_never_go_back(make_engine):
 
     def reader() -> None:
         while not done.is_set():
-            reads.append(engine.byte_totals())
+            reads.append(engine.byte_tally.totals())
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -343,7 +343,7 @@ def test_byte_totals_read_from_another_thread_never_go_back(make_engine):
         done.set()
         thread.join(5)
     assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(reads, reads[1:], strict=False))
-    assert engine.byte_totals() == (expected, expected)
+    assert engine.byte_tally.totals() == (expected, expected)
 
 
 def test_load_clients_send_whole_messages_even_when_the_echo_overtakes_a_send(make_engine):
@@ -357,7 +357,7 @@ def test_load_clients_send_whole_messages_even_when_the_echo_overtakes_a_send(ma
 
         def quiet_after_6_mib() -> tuple[int, int] | None:
             """Totals at a moment when all is echoed (between two messages), past 6 MiB."""
-            totals = engine.byte_totals()
+            totals = engine.byte_tally.totals()
             return totals if totals[0] == totals[1] >= 6 * size else None
 
         bytes_in, _ = wait_until(quiet_after_6_mib, timeout=20, what="6 MiB echoed, at rest")
@@ -374,7 +374,7 @@ def test_a_load_rate_of_days_between_messages_leaves_the_generator_working(make_
     load = LoadGenerator("127.0.0.1", engine.tcp_port, cap=10)
     try:
         assert load.add(1, 16, 1e-300).result(5) == 1
-        wait_until(lambda: engine.byte_totals() == (16, 16), what="the first message echoed")
+        wait_until(lambda: engine.byte_tally.totals() == (16, 16), what="the first message echoed")
         assert load.add(1, 16, 0.0).result(5) == 2  # the thread still answers
         assert load.remove_all().result(5) == 0
     finally:

@@ -161,9 +161,9 @@ def test_echo_port_0_picks_another_pair_when_the_udp_twin_is_taken(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """UDP echoes on the TCP port the kernel picked; that port can be taken for UDP alone
     (it was start-up's end, named as port 0). A real UDP socket takes the first one here."""
-    import mux.engine as engine_module
+    import mux.binding as binding_module
 
-    real_open = engine_module.open_udp_socket
+    real_open = binding_module.open_udp_socket
     blockers: list[socket.socket] = []
 
     def taken_the_first_time(host: str, port: int) -> socket.socket:
@@ -173,7 +173,7 @@ def test_echo_port_0_picks_another_pair_when_the_udp_twin_is_taken(
             blockers.append(blocker)
         return real_open(host, port)
 
-    monkeypatch.setattr(engine_module, "open_udp_socket", taken_the_first_time)
+    monkeypatch.setattr(binding_module, "open_udp_socket", taken_the_first_time)
     engine = Engine(EngineConfig(tcp_port=0, udp=True))
     try:
         assert engine.udp_port == engine.tcp_port != blockers[0].getsockname()[1]
