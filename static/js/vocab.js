@@ -142,11 +142,13 @@ export function selectSets(regs) {
 export const CAPTIONS = {
   select: 'select() takes three sets of fds — those to watch for reading, writing and exceptional conditions — ' +
     'and overwrites them with the subset that is ready. Every call copies all the sets in and out again, and it ' +
-    'cannot watch fd 1024 or above. In the grid, blue/orange/purple stripes are what was passed in (read/write/except ' +
-    'interest); green is what came back (ready).',
+    'cannot watch fd 1024 or above. In the grid, blue/orange/purple stripes are the interest now (read/write/except), ' +
+    'after the handlers of the last wait changed it; green is what that wait returned (ready). The sets below ' +
+    'are what that wait was passed.',
   poll: 'poll() takes an array of (fd, events) pairs and fills in revents for each. No fd limit, but the whole ' +
-    'array is still copied to the kernel and scanned on every call. In the grid, coloured stripes are events asked for; ' +
-    'green is the revents that came back.',
+    'array is still copied to the kernel and scanned on every call. In the grid, coloured stripes are the events asked for now, ' +
+    'after the handlers of the last wait changed them; green is the revents that wait filled in. The array below ' +
+    'is what that wait was passed.',
   epoll: 'epoll keeps the interest list inside the kernel (epoll_ctl adds or changes an fd once); epoll_wait only ' +
     'returns the ready list, so its cost follows the number of ready fds, not registered ones. Edge-triggered (ET) ' +
     'fds are reported once per change, so the loop must drain them; one-shot fds are disarmed after one report ' +

@@ -168,6 +168,16 @@ def test_select_syscall_line_returns_what_select_returns(dashboard):
 
         sock.sendall(b"a")
         stepped_to({"read"})  # received and queued: write interest joins
+        # the wait was passed no write set; the grid's stripes are the interest now (its
+        # caption said "what was passed in" over an orange stripe select was never given)
+        line = page.locator("#syscall-line")
+        expect(line).to_have_text(re.compile(rf"^select\(\d+, \[[^\]]*\b{fd}\b[^\]]*\], \[\], "),
+                                  timeout=5000)
+        page.wait_for_function(f"() => window.__muxscope.model.regs.get({fd})?.bits.has('out')",
+                               timeout=5000)
+        caption = page.locator("#backend-caption")
+        expect(caption).to_contain_text("stripes are the interest now")
+        expect(caption).to_contain_text("The sets below are what that wait was passed")
         sock.sendall(b"b")
         stepped_to({"read", "write"})  # readable again, and writable
         ready = state(dashboard)["last_wait"]["ready"]
