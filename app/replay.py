@@ -181,6 +181,9 @@ def _check_snapshot(item: dict[str, Any], where: str) -> None:
                          "integer fd")
     if type(item.get("seq", 0)) is not int:
         raise ValueError(f"{where}: a snapshot whose seq is not an integer")
+    for key in ("backend", "listeners", "limits", "stats"):
+        if state.get(key) is not None and not isinstance(state[key], dict):
+            raise ValueError(f"{where}: a snapshot whose {key} is not an object")
 
 
 def _empty_state() -> dict[str, Any]:

@@ -227,6 +227,9 @@ def test_bench_help_explains_the_parts_and_gives_examples() -> None:
     # each was a traceback (the stats' totals, the chrome export read fields never checked)
     (b'{"type":"snapshot","state":{"connections":[1]}}\n', "integer fd"),
     (b'{"type":"snapshot","state":{"connections":{"a":1}}}\n', "integer fd"),
+    (b'{"type":"snapshot","state":{"listeners":5}}\n', "listeners is not an object"),
+    (b'{"type":"snapshot","state":{"stats":[1]}}\n', "stats is not an object"),
+    (b'{"type":"snapshot","state":{"backend":"epoll"}}\n', "backend is not an object"),
     (b'{"seq":1,"ts":0.0,"kind":"accept","listener":3,"peer":"p"}\n', "accept: no 'fd'"),
     (b'{"seq":1,"ts":0.0,"kind":"close","fd":[1],"reason":"eof"}\n', "fd=[1] is not int"),
     (b'{"seq":1,"ts":0.1,"kind":"wait","backend":"epoll"}\n', "no 'duration_us'"),
