@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from app.entry import SignalsHeld
-from app.settings import FD_RESERVE, Settings, format_hostport
+from app.settings import FD_RESERVE, MIN_NOFILE, Settings, format_hostport
 from mux import fd_ceiling, raise_nofile_limit
 
 PROG = "muxscope"
@@ -321,6 +321,11 @@ def serve(settings: Settings) -> int:
               "to stdout or a file", file=sys.stderr)
         return 2
     nofile = raise_nofile_limit()
+    if nofile < MIN_NOFILE:
+        print(f"{PROG}: the open-file limit is {nofile} (ulimit -n), too low to start: it needs "
+              f"at least {MIN_NOFILE}, and 1,024 or more to hold many connections; raise it "
+              "(ulimit -n 4096) and start again", file=sys.stderr)
+        return 1
     ceiling = fd_ceiling(nofile, FD_RESERVE) or nofile
     if not settings.replay and settings.max_connections > ceiling:
         print(f"{PROG}: note: --max-connections {settings.max_connections:,} is more than the "

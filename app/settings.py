@@ -31,6 +31,9 @@ def format_hostport(host: str, port: int) -> str:
 #: fds the process keeps for itself besides the echo connections (listeners, the dashboard and
 #: its pages): EngineConfig.fd_reserve
 FD_RESERVE = 64
+#: below this open-file limit the process runs out of fds while it starts (seen: 14 fails
+#: importing uvicorn, 16 starts with a handful of fds for clients): refused with one line
+MIN_NOFILE = 32
 
 
 @dataclass(frozen=True)

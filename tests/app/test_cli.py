@@ -36,9 +36,14 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
 
 
-def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 20,
+            ulimit: int | None = None) -> subprocess.CompletedProcess[str]:
+    """`ulimit`: run it with that open-file limit, soft and hard (set by `sh`)."""
+    argv = [sys.executable, "-m", "app", *args]
+    if ulimit is not None:
+        argv = ["sh", "-c", f'ulimit -n {ulimit} && exec "$0" "$@"', *argv]
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
+        argv,
         cwd=ROOT,
         env=env(),
         capture_output=True,
@@ -567,6 +572,16 @@ def test_start_raises_the_soft_open_file_limit_to_the_hard_one() -> None:
                                   if line.startswith("Max open files")).split()[3:5]
         assert hard_now == ("unlimited" if hard == resource.RLIM_INFINITY else str(hard))
         assert soft_now == hard_now, f"soft {soft_now} (started at {low}), hard {hard_now}"
+
+
+@pytest.mark.parametrize("limit", [14, 31])
+def test_an_open_file_limit_too_low_to_start_is_one_line(limit: int) -> None:
+    """Under `ulimit -n 14` the start ended in a traceback (EMFILE importing uvicorn)."""
+    r = run_cli("--http-port", "0", "--echo-port", "0", ulimit=limit)
+    assert r.returncode == 1, r.stderr
+    line = one_line(r.stderr)
+    assert f"open-file limit is {limit}" in line and "at least 32" in line, line
+    assert "Traceback" not in r.stderr
 
 
 def test_echo_clients_flooding_in_leave_the_dashboard_fds_to_answer() -> None:
