@@ -75,6 +75,9 @@ class Settings:
             return f"--trigger edge needs --backend epoll (not {self.backend})"
         if self.backend != "epoll" and self.oneshot:
             return f"--oneshot needs --backend epoll (not {self.backend})"
+        if self.replay_file is None and self.echo_port and self.echo_port == self.http_port:
+            return (f"--http-port and --echo-port are both {self.echo_port}: the dashboard and "
+                    "the TCP echo server need a port each")
         return None
 
     @property
