@@ -39,7 +39,6 @@ import fcntl
 import io
 import logging
 import os
-import re
 import stat
 import time
 from collections.abc import Callable
@@ -50,6 +49,8 @@ from typing import Any, Protocol
 import orjson
 
 from app.bridge import DEFAULT_MAX_BATCH
+from app.notices import Notices
+from app.record_paths import own_fd, real_path
 
 log = logging.getLogger(__name__)
 KEEP_ROTATED = 5
@@ -60,38 +61,6 @@ ROTATE_RETRY = 60.0  # seconds, after a rotation that could not move the old fil
 MAX_LAG_EVENTS = DEFAULT_MAX_BATCH
 
 Line = tuple[int, bytes]  # (seq, encoded line)
-NOTICE_INTERVAL = 60.0  # seconds between two log lines of one kind that a storm repeats
-
-
-class _Notices:
-    """A warning that may come with every rotation (a storm rotates a small file many times a
-    second): said at once, then at most once a NOTICE_INTERVAL, with how many were not said."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[float, int]] = {}  # kind -> (said at, not said since)
-        self._latest: dict[str, tuple[str, tuple[object, ...]]] = {}  # kind -> what was said
-
-    def warn(self, kind: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        said, quiet = self._last.get(kind, (-NOTICE_INTERVAL, 0))
-        if now - said < NOTICE_INTERVAL:
-            self._last[kind] = (said, quiet + 1)
-            return
-        if quiet:
-            message += f" (and {quiet} more like it in the last minute)"
-        self._last[kind] = (now, 0)
-        self._latest[kind] = (message, args)
-        log.warning(message, *args)
-
-    def flush(self) -> None:
-        """At the end: say how many of each were not said (a storm may end before the next)."""
-        for kind, (_, quiet) in self._last.items():
-            if quiet:
-                message, args = self._latest[kind]
-                log.warning(message + f" (and {quiet} more like it since)", *args)
-        self._last.clear()
-
-
 class Capture(Protocol):
     """What `mux.Engine.capture()` resolves to (kept structural: app.record needs no mux)."""
 
@@ -104,34 +73,6 @@ class Capture(Protocol):
 SnapshotSource = Callable[[], "Future[Any]"]
 
 
-_NAMED_FDS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
-_FD_PATH = re.compile(r"/(?:dev|proc/self|proc/(\d+))/fd/(\d+)")
-
-
-def own_fd(path: str | os.PathLike[str]) -> int | None:
-    """N when `path` is this process's own fd N: /dev/stdout, /dev/stderr, /dev/fd/N,
-    /proc/self/fd/N, or a symlink to one of them (followed one link at a time: resolving the
-    whole path would go through to whatever file the shell redirected to)."""
-    text = os.path.abspath(path)
-    for _ in range(40):  # ELOOP's limit
-        if text in _NAMED_FDS:
-            return _NAMED_FDS[text]
-        match = _FD_PATH.fullmatch(text)
-        if match and (match[1] is None or int(match[1]) == os.getpid()):
-            return int(match[2])
-        if not os.path.islink(text):
-            return None
-        text = os.path.normpath(os.path.join(os.path.dirname(text), os.readlink(text)))
-    return None
-
-
-def _real(path: str | os.PathLike[str]) -> Path:
-    """`path` with its symlinks resolved, unless that goes nowhere: another process's
-    /proc/PID/fd/N of a pipe resolves to "pipe:[inode]", which is no path."""
-    real = os.path.realpath(path)
-    return Path(path) if os.path.exists(path) and not os.path.exists(real) else Path(real)
-
-
 class JsonlRecorder:
     """A pump consumer. Rotation: FILE -> FILE.1 -> FILE.2 ... (at most KEEP_ROTATED kept)."""
 
@@ -141,8 +82,8 @@ class JsonlRecorder:
         #: this process's own fd N, when FILE names it (/dev/stdout...): written through a dup
         self._own_fd = own_fd(path)
         # a symlink to a file: the file is what rotates (FILE.1 beside it), not the link
-        self.path = Path(path) if self._own_fd is not None else _real(path)
-        self._notices = _Notices()
+        self.path = Path(path) if self._own_fd is not None else real_path(path)
+        self._notices = Notices()
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.snapshot_source = snapshot_source
         self.capture_timeout = capture_timeout
