@@ -113,6 +113,10 @@ class JsonlRecorder:
         self._next: tuple[dict[str, Any], int] | None = None
         self._rotating = False
         self._skip_to_snapshot: bool | None = None  # this rotation leaves the lag out
+        #: the current file's snapshot line, when writing it failed (a full disk): written
+        #: before any event, so that no file starts without one (the events lost meanwhile
+        #: are a seq gap after it, which replay counts as `dropped`)
+        self._pending_snapshot: tuple[bytes, int] | None = None
 
     def write_snapshot(self, state: dict[str, Any], seq: int, started_at: float) -> None:
         """The start snapshot: written now, and kept for rotations that get no fresher one."""
@@ -297,15 +301,35 @@ class JsonlRecorder:
         self._last_seq = max(self._last_seq, seq)
         line = orjson.dumps({"type": "snapshot", "state": state, "seq": seq,
                              "started_at": self._started_at}) + b"\n"
+        first = self._size == 0
+        if first:
+            self._pending_snapshot = None  # a new file: this line replaces an earlier one's
         if self._write(line):
             self._snapshot_size = len(line) if self._size == len(line) else self._snapshot_size
             self._last_written = max(self._last_written, seq)
+        elif first:
+            self._pending_snapshot = (line, seq)
+
+    def _write_pending_snapshot(self) -> bool:
+        """The current file's snapshot line, if it could not be written before: now."""
+        if self._pending_snapshot is None:
+            return True
+        if self._size:  # something else made it into the file first: not a first line now
+            self._pending_snapshot = None
+            return True
+        line, seq = self._pending_snapshot
+        if not self._write(line):
+            return False
+        self._pending_snapshot = None
+        self._snapshot_size = len(line)
+        self._last_written = max(self._last_written, seq)
+        return True
 
     def _write_lines(self, lines: list[Line]) -> None:
         if not lines:
             return
         self._last_seq = max(self._last_seq, max(seq for seq, _ in lines))
-        if self._write(b"".join(data for _, data in lines)):
+        if self._write_pending_snapshot() and self._write(b"".join(data for _, data in lines)):
             self._events_in_file += len(lines)
             self._last_written = self._last_seq
         else:
@@ -316,14 +340,15 @@ class JsonlRecorder:
         Nothing moves when FILE is gone (deleted under us): no segment is pushed out for it."""
         if not self.path.exists():
             return
-        oldest = self.path.with_name(f"{self.path.name}.{KEEP_ROTATED}")
-        if oldest.exists():
-            self._notices.warn("oldest", "--record: dropping the oldest segment %s (%d are "
-                               "kept)", oldest, KEEP_ROTATED)
         for i in range(KEEP_ROTATED - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{i}")
             if older.exists():
-                older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
+                newer = self.path.with_name(f"{self.path.name}.{i + 1}")
+                dropping = i == KEEP_ROTATED - 1 and newer.exists()
+                older.replace(newer)
+                if dropping:  # said once done: a rename that fails has dropped nothing
+                    self._notices.warn("oldest", "--record: dropped the oldest segment %s "
+                                       "(%d are kept)", newer, KEEP_ROTATED)
         self.path.replace(self.path.with_name(f"{self.path.name}.1"))
 
     def _write(self, data: bytes) -> bool:

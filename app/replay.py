@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -39,6 +39,8 @@ FRAME_EVENTS = 2000
 MAX_REPLAY_EVENTS = 2_000_000
 #: a file this large is refused before it is read (recorded events average ~100 bytes a line)
 MAX_REPLAY_BYTES = 400 << 20
+#: the longest line read (a snapshot of 10,000 connections is ~2 MB): past it, not a recording
+MAX_LINE_BYTES = 64 << 20
 _TOO_BIG = ("which replay would hold in memory; replay one segment of a recording made with a "
             "smaller --record-max-mb (100 MB holds about 1,000,000 events)")
 REPLAY_REFUSAL = (b'{"detail":"this is a replay of a recording: there is no live engine to '
@@ -95,7 +97,7 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if size > MAX_REPLAY_BYTES:
             raise ValueError(f"{path}: {size / 2**20:,.0f} MiB, more than "
                              f"{MAX_REPLAY_BYTES >> 20:,} MiB, {_TOO_BIG}")
-        for number, line in enumerate(f, 1):
+        for number, line in enumerate(_lines(f, path), 1):
             if number == 1:
                 if line.startswith(b"\x1f\x8b"):
                     raise ValueError(f"{path}: gzip-compressed; decompress it first "
@@ -158,6 +160,21 @@ def _in_order(seq: Any, last: int | None, where: str, equal_ok: bool = False) ->
                          "time (files joined out of order?). Replay each rotated file on its "
                          "own, or join them oldest first: FILE.5 ... FILE.1 FILE")
     return seq
+
+
+def _lines(f: BinaryIO, path: Path) -> Iterator[bytes]:
+    """The lines of `f`, each of at most MAX_LINE_BYTES, in all at most MAX_REPLAY_BYTES:
+    a pipe or a device has no size to check before reading (`replay /dev/zero` read one
+    endless line until the memory ran out)."""
+    total = 0
+    while line := f.readline(MAX_LINE_BYTES + 1):
+        total += len(line)
+        if len(line) > MAX_LINE_BYTES:
+            raise ValueError(f"{path}: a line longer than {MAX_LINE_BYTES >> 20} MiB: not a "
+                             "recording")
+        if total > MAX_REPLAY_BYTES:
+            raise ValueError(f"{path}: more than {MAX_REPLAY_BYTES >> 20:,} MiB, {_TOO_BIG}")
+        yield line
 
 
 def _joins(seq: Any, last: int | None, where: str) -> None:

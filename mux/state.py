@@ -83,7 +83,9 @@ def _stats(engine: Engine) -> dict[str, Any]:
     bytes_in, bytes_out = engine.byte_tally.totals()
     return {"bytes_in": bytes_in, "bytes_out": bytes_out, "waits": stats.waits,
             "wait_us": stats.wait_us, "accepted": stats.accepted,
-            "connections": stats.connections, "events_total": engine.observers.seq}
+            "connections": stats.connections, "events_total": engine.observers.seq,
+            # replay's /metrics counts a rotated segment's waits per backend from here
+            "waits_by_backend": engine.wait_tally.read()[1]}
 
 
 def _last_wait(engine: Engine) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ recorded file replayable on its own (SPEC §1, §4)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -313,6 +314,30 @@ def test_replay_refuses_a_recording_larger_than_its_memory_bound(
         create_app(Settings(http_port=0, replay_file=big))
 
 
+def test_replay_of_a_pipe_or_device_is_bounded_while_it_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipe or a device has no size to refuse before reading: `replay /dev/zero` read one
+    endless line until the memory ran out (a MemoryError traceback, 2 GB in under 2 s)."""
+    with pytest.raises(ValueError, match=r"/dev/zero: a line longer than 64 MiB"):
+        replay_module.load_recording(Path("/dev/zero"))
+    monkeypatch.setattr(replay_module, "MAX_REPLAY_BYTES", 1000)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    lines = write_recording(tmp_path / "r.jsonl", 40).read_bytes()
+    assert len(lines) > 1000
+
+    def write() -> None:
+        with contextlib.suppress(BrokenPipeError):  # the reader stops at the bound
+            fifo.write_bytes(lines)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    with pytest.raises(ValueError, match=r"fifo: more than 0 MiB"):
+        replay_module.load_recording(fifo)
+    writer.join(5)
+    assert not writer.is_alive()
+
+
 def test_replay_of_a_file_without_snapshot_keeps_the_state_shape(tmp_path: Path) -> None:
     path = write_recording(tmp_path / "r.jsonl", snapshot=False)
     with replay_server(path) as base, httpx.Client(base_url=base) as c:
@@ -510,6 +535,12 @@ def test_live_recording_rotates_with_fresh_snapshots_that_replay_serves(tmp_path
         with replay_server(segment) as base, httpx.Client(base_url=base) as c:
             state = c.get("/api/state").json()
             assert state["listeners"]["tcp"]["port"] == live.engine.tcp_port
+            # a segment's /metrics counts the waits from the run's start, as live (it counted
+            # the segment's own: the snapshot's stats had no waits by backend)
+            waits = lines[0]["state"]["stats"]["waits"] + sum(
+                1 for line in lines[1:] if line.get("kind") == "wait")
+            assert f'muxscope_waits_total{{backend="epoll"}} {float(waits)}' in \
+                c.get("/metrics").text.splitlines()
             with ws_connect(base.replace("http", "ws", 1) + "/ws", open_timeout=5) as ws:
                 snap = json.loads(ws.recv(timeout=5))
                 assert snap["type"] == "snapshot" and snap["seq"] == lines[0]["seq"]
@@ -726,10 +757,33 @@ def test_every_segment_dropped_is_counted_in_the_log_by_the_end(
         for seq in range(1, 400):
             rec([wait_event(seq)])
         rec.close()
-    said = [r.getMessage() for r in caplog.records if "dropping the oldest" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if "dropped the oldest" in r.getMessage()]
     more = sum(int(m.rsplit("(and ", 1)[1].split()[0]) for m in said if "(and " in m)
     rotated_away = max(int(p.suffix[1:]) for p in tmp_path.glob("r.jsonl.*"))
     assert rotated_away == 5 and len(said) == 2 and len(said) + more > 10, said
+
+
+def test_a_rotation_that_cannot_move_the_files_says_no_segment_was_dropped(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only folder: the log said "dropping the oldest segment FILE.5", then "cannot
+    rotate", and FILE.5 was still there, unchanged."""
+    path = tmp_path / "r.jsonl"
+    for i in range(1, 6):
+        path.with_name(f"r.jsonl.{i}").write_bytes(b"old %d\n" % i)
+
+    def refused(self: Path, target: Any) -> Path:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    rec = JsonlRecorder(path, max_mb=0.001)
+    monkeypatch.setattr(Path, "replace", refused)
+    with caplog.at_level(logging.WARNING, logger="app.record"):
+        rec.write_snapshot(START_STATE, 0, 0.0)
+        for seq in range(1, 40):
+            rec([wait_event(seq)])
+        rec.close()
+    assert "cannot rotate" in caplog.text
+    assert "dropped the oldest" not in caplog.text and "dropping" not in caplog.text
+    assert path.with_name("r.jsonl.5").read_bytes() == b"old 5\n"
 
 
 def test_a_snapshot_larger_than_the_limit_does_not_rotate_every_batch(tmp_path: Path) -> None:

@@ -1,0 +1,58 @@
+"""A full disk when a file's snapshot line is written: the file must not start with events."""
+
+import errno
+import io
+from concurrent.futures import Future
+from typing import Any
+
+import orjson
+
+from app.record import JsonlRecorder
+
+
+class _Full(io.FileIO):
+    """A file whose writes fail with ENOSPC while `full` is set."""
+
+    full = False
+
+    def write(self, data: Any) -> int:
+        if _Full.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+class _Capture:
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"connections": [{"fd": 9, "bytes_in": self.seq, "bytes_out": self.seq}]}
+
+
+def _events(first: int, n: int) -> list[dict[str, Any]]:
+    return [{"kind": "recv", "fd": 9, "bytes": 1, "seq": s, "ts": s / 1000}
+            for s in range(first, first + n)]
+
+
+def test_a_snapshot_lost_to_a_full_disk_is_written_before_the_next_events(tmp_path, monkeypatch):
+    monkeypatch.setattr(JsonlRecorder, "_open",
+                        lambda self: _Full(self.path, "wb" if self.rotates else "ab"))
+    path = tmp_path / "r.jsonl"
+    seq = 0
+
+    def source() -> Future[Any]:
+        done: Future[Any] = Future()
+        done.set_result(_Capture(seq))
+        return done
+
+    _Full.full = True  # full from the start: the start snapshot is lost
+    recorder = JsonlRecorder(path, max_mb=1, snapshot_source=source)
+    recorder.write_snapshot({"connections": []}, 0, 0.0)
+    recorder(_events(1, 10))
+    seq = 10
+    _Full.full = False
+    recorder(_events(11, 10))
+    recorder.close()
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert lines[0]["type"] == "snapshot" and lines[0]["seq"] == 0
+    assert [e["seq"] for e in lines[1:]] == list(range(11, 21))  # 1-10: a gap replay counts
