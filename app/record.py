@@ -148,6 +148,7 @@ class JsonlRecorder:
     def close(self) -> None:
         self._notices.flush()
         if self._file is not None:
+            self._write_pending_snapshot()  # a file is never left without its snapshot line
             self._file.close()
 
     def _ensure_file(self) -> None:
@@ -313,9 +314,6 @@ class JsonlRecorder:
     def _write_pending_snapshot(self) -> bool:
         """The current file's snapshot line, if it could not be written before: now."""
         if self._pending_snapshot is None:
-            return True
-        if self._size:  # something else made it into the file first: not a first line now
-            self._pending_snapshot = None
             return True
         line, seq = self._pending_snapshot
         if not self._write(line):

@@ -20,7 +20,7 @@ def open_echo_sockets(cfg: EngineConfig) -> tuple[socket.socket, socket.socket |
     tcp_sock: socket.socket | None = None
     passed_over: list[socket.socket] = []  # held until the end: each try is a new port
     try:
-        for attempt in range(PORT_PAIR_TRIES):
+        while True:
             tcp_sock = open_tcp_listener(cfg.host, cfg.tcp_port)
             if not cfg.udp:
                 return tcp_sock, None
@@ -31,11 +31,11 @@ def open_echo_sockets(cfg: EngineConfig) -> tuple[socket.socket, socket.socket |
                 # UDP on the TCP port the kernel picked (--echo-port 0): that port can be
                 # taken for UDP alone. Pick another pair rather than fail.
                 if not (cfg.tcp_port == 0 and cfg.udp_port is None
-                        and exc.errno == errno.EADDRINUSE and attempt < PORT_PAIR_TRIES - 1):
+                        and exc.errno == errno.EADDRINUSE
+                        and len(passed_over) < PORT_PAIR_TRIES - 1):
                     raise
                 passed_over.append(tcp_sock)
                 tcp_sock = None
-        raise AssertionError("unreachable: the last try returns or raises")
     except BaseException:
         if tcp_sock is not None:
             tcp_sock.close()

@@ -263,13 +263,14 @@ class Engine(EngineCommands):
         self._door.drain_wakeups()
         self._door.run_pending()
         self._emit_loop("step", cause="step")
+        if self.paused_at is not None:  # counted with its `loop step` event: a state read
+            # during the step's wait (a page opening) holds that event already
+            self.paused_at = {**self.paused_at, "steps": self.paused_at["steps"] + 1}
         self._run_iteration()
         hit = self.breakpoints.take_hit()
         if self.paused:  # a resume handled during the step's wait has said "running" already
             if hit is not None:
                 self._note_paused_at(hit)
-            elif self.paused_at is not None:
-                self.paused_at = {**self.paused_at, "steps": self.paused_at["steps"] + 1}
             self._emit_loop("paused", hit, cause="step")
 
     def _run_iteration(self) -> None:

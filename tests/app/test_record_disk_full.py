@@ -56,3 +56,18 @@ def test_a_snapshot_lost_to_a_full_disk_is_written_before_the_next_events(tmp_pa
     lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     assert lines[0]["type"] == "snapshot" and lines[0]["seq"] == 0
     assert [e["seq"] for e in lines[1:]] == list(range(11, 21))  # 1-10: a gap replay counts
+
+
+def test_a_snapshot_lost_to_a_full_disk_is_written_at_close_when_no_event_came(
+        tmp_path, monkeypatch):
+    """A run that ended before any event batch left a 0-byte file, which replay refuses."""
+    monkeypatch.setattr(JsonlRecorder, "_open",
+                        lambda self: _Full(self.path, "wb" if self.rotates else "ab"))
+    path = tmp_path / "r.jsonl"
+    _Full.full = True
+    recorder = JsonlRecorder(path)
+    recorder.write_snapshot({"connections": []}, 5, 0.0)
+    _Full.full = False
+    recorder.close()
+    [line] = path.read_bytes().splitlines()
+    assert orjson.loads(line)["type"] == "snapshot" and orjson.loads(line)["seq"] == 5

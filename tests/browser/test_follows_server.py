@@ -4,6 +4,7 @@ not list."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -12,6 +13,7 @@ from playwright.sync_api import Browser, expect
 from app.main import create_app
 from app.settings import Settings
 from tests.browser.test_dashboard import load_clients, wait_api, wait_for_a_scrollable_log
+from tests.browser.test_timeline import scrub_to
 from tests.conftest import run_asgi, wait_until
 from tests.mux.conftest import recv_exactly
 
@@ -172,7 +174,7 @@ def test_a_page_opened_while_the_loop_sits_at_a_breakpoint_says_so(dashboard):
         try:
             late.goto(dashboard.base + "/")
             hit = late.locator("#breakpoint-hit")
-            expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired before this page opened",
+            expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired before this page's timeline",
                                         timeout=8000)
             expect(hit).to_contain_text(f"on fd {fd}")
             expect(hit).to_contain_text("the loop is paused, stepped 1 time since: Step or Resume")
@@ -184,10 +186,41 @@ def test_a_page_opened_while_the_loop_sits_at_a_breakpoint_says_so(dashboard):
             assert recv_exactly(sock, 4) == b"late"
             late.reload()   # a fresh snapshot of a running loop: no hit to show
             late.wait_for_function("() => window.__muxscope.frames.snapshot >= 1", timeout=8000)
+            late.evaluate("() => new Promise((painted) => requestAnimationFrame(() =>"
+                          " requestAnimationFrame(painted)))")   # the panel painted since
             expect(hit).to_be_hidden()
         finally:
             late.close()
     assert dashboard.console_errors == []
+
+
+def test_a_replay_that_begins_at_a_breakpoint_says_so(open_dashboard, tmp_path):
+    """A rotated segment can begin while the loop sits at a breakpoint: its snapshot says so
+    (`paused_at`), and the replayed page showed nothing of it."""
+    recording = tmp_path / "segment.jsonl"
+    wait = {"kind": "wait", "backend": "epoll", "registered": 3, "timeout_ms": 250, "ready": 0,
+            "duration_us": 250}
+    lines = [
+        {"type": "snapshot", "seq": 40, "started_at": 1.0, "state": {
+            "loop": "paused", "paused_at": {"breakpoint": 3, "wait": 17, "fd": 7, "steps": 2}}},
+        {"seq": 41, "ts": 1.0, "kind": "loop", "state": "step", "delay_ms": 0, "flaw": None,
+         "cause": "step"},
+        {"seq": 42, "ts": 1.1, **wait},
+        {"seq": 43, "ts": 1.2, "kind": "loop", "state": "paused", "delay_ms": 0, "flaw": None,
+         "cause": "step"},
+        {"seq": 44, "ts": 1.3, "kind": "loop", "state": "running", "delay_ms": 0, "flaw": None,
+         "cause": "command"},
+        {"seq": 45, "ts": 1.4, **wait},
+    ]
+    recording.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    replay = open_dashboard(Settings(http_port=0, replay_file=recording))
+    hit = replay.page.locator("#breakpoint-hit")
+    expect(hit).to_contain_text("Breakpoint 3 fired before this page's timeline began (the "
+                                "engine's wait #17) on fd 7 (the loop has been resumed since",
+                                timeout=8000)
+    scrub_to(replay.page, 1)   # the stepped iteration: paused, three steps since the hit
+    expect(hit).to_contain_text("the loop is paused, stepped 3 times since", timeout=8000)
+    assert replay.console_errors == []
 
 
 def test_replay_shows_a_flaw_that_fired_as_detected_not_as_on(open_dashboard, tmp_path):

@@ -49,7 +49,7 @@ export class BreakpointsPanel {
 
   onEvent(ev) {
     // a new snapshot (a reconnect, perhaps to a restarted server): the server's list is the truth
-    if (ev.kind === 'reset' && !this.replay) { this.restart(); return; }
+    if (ev.kind === 'reset') { this.restart(); return; }
     if (ev.kind !== 'loop') return;
     const last = this.hits[this.hits.length - 1];
     if (ev.breakpoint !== undefined && ev.breakpoint !== null) {
@@ -67,9 +67,9 @@ export class BreakpointsPanel {
     }
   }
 
-  /** A new snapshot: the hits seen before are another history's. A loop paused at a
-   * breakpoint when the snapshot was taken (a page opened then saw no `loop` event) is
-   * shown as a hit from before this page's timeline. */
+  /** A new snapshot (the page opened, reconnected, or a replay began): the hits seen before
+   * are another history's. A loop paused at a breakpoint when the snapshot was taken (its
+   * `loop` event is before the snapshot's seq) is shown as a hit from before the timeline. */
   restart() {
     this.hits = [];
     const at = this.live.pausedAt;
@@ -78,7 +78,7 @@ export class BreakpointsPanel {
         wait: at.wait, fd: at.fd, stepsBefore: at.steps || 0, stepsAt: [] });
     }
     this.dirty = true;
-    this.refresh();
+    if (!this.replay) this.refresh();
   }
 
   async refresh() {
@@ -164,7 +164,7 @@ export class BreakpointsPanel {
     this.hitEl.hidden = !h;
     if (h) {
       // the timeline counts the waits this page has seen, the engine every wait since it started
-      const where = h.iteration === null ? ' before this page opened'
+      const where = h.iteration === null ? " before this page's timeline began"
         : ` at iteration ${h.iteration} of this page's timeline`;
       const wait = h.wait !== undefined ? ` (the engine's wait #${h.wait})` : '';
       const fd = h.fd !== undefined && h.fd !== null ? ` on fd ${h.fd}` : '';
