@@ -228,7 +228,8 @@ function frame(now) {
     timed('timeline', () => timeline.tick(now));
     const shown = timeline.displayed;   // live, or the iteration on view
     timed('status', () => paintStatus(now));
-    timed('controls', () => controls.paint(model));
+    // a replay has no loop to control: its header tells the loop's state at the iteration on view
+    timed('controls', () => controls.paint(replay ? shown : model));
     timed('breakpoints', () => breakpoints.paint(timeline.viewing ? timeline.iter : null));
     timed('syscall', () => syscall.paint(shown, now));
     timed('backend', () => backend.paint(shown, now));

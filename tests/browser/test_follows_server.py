@@ -203,23 +203,27 @@ def test_a_replay_that_begins_at_a_breakpoint_says_so(open_dashboard, tmp_path):
     lines = [
         {"type": "snapshot", "seq": 40, "started_at": 1.0, "state": {
             "loop": "paused", "paused_at": {"breakpoint": 3, "wait": 17, "fd": 7, "steps": 2}}},
-        {"seq": 41, "ts": 1.0, "kind": "loop", "state": "step", "delay_ms": 0, "flaw": None,
-         "cause": "step"},
-        {"seq": 42, "ts": 1.1, **wait},
-        {"seq": 43, "ts": 1.2, "kind": "loop", "state": "paused", "delay_ms": 0, "flaw": None,
-         "cause": "step"},
-        {"seq": 44, "ts": 1.3, "kind": "loop", "state": "running", "delay_ms": 0, "flaw": None,
-         "cause": "command"},
-        {"seq": 45, "ts": 1.4, **wait},
     ]
+    for state, cause in (("step", "step"), ("wait", ""), ("paused", "step"),
+                         ("step", "step"), ("wait", ""), ("paused", "step"),
+                         ("running", "command"), ("wait", "")):
+        seq = 41 + len(lines) - 1
+        lines.append({"seq": seq, "ts": seq / 10, **wait} if state == "wait" else
+                     {"seq": seq, "ts": seq / 10, "kind": "loop", "state": state, "delay_ms": 0,
+                      "flaw": None, "cause": cause})
     recording.write_text("".join(json.dumps(line) + "\n" for line in lines))
     replay = open_dashboard(Settings(http_port=0, replay_file=recording))
     hit = replay.page.locator("#breakpoint-hit")
     expect(hit).to_contain_text("Breakpoint 3 fired before this page's timeline began (the "
                                 "engine's wait #17) on fd 7 (the loop has been resumed since",
                                 timeout=8000)
-    scrub_to(replay.page, 1)   # the stepped iteration: paused, three steps since the hit
+    expect(replay.page.locator("#loop-state")).to_have_text("running")   # at the end
+    scrub_to(replay.page, 1)   # the first stepped iteration: three steps since the hit
     expect(hit).to_contain_text("the loop is paused, stepped 3 times since", timeout=8000)
+    # the header tells the loop's state then (it said the end's while the view was paused)
+    expect(replay.page.locator("#loop-state")).to_have_text("paused")
+    scrub_to(replay.page, 2)   # resumed after it
+    expect(replay.page.locator("#loop-state")).to_have_text("running")
     assert replay.console_errors == []
 
 
