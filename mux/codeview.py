@@ -27,6 +27,17 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "interest@register": [eng.adopt, loop.Loop.register, loop.Loop._emit_interest],
         "interest@moved": [eng._switch, loop.Loop.switch, loop.Loop._emit_interest],
         "interest@unregister": [loop.Loop.unregister, loop.Loop._emit_interest],
+        # changes no handler asked for (the event's `cause`): a one-shot fd armed again after
+        # its report; a closed fd a flaw left registered, dropped; a flaw's hang-up bit added
+        # to every registration (on, or after a switch) or taken off again
+        "interest@rearm": [loop.Loop._dispatch_instrumented, loop.Loop._rearm_fd,
+                           loop.Loop._emit_interest],
+        "interest@stale": [flaws.CloseWithoutUnregister._clean, loop.Loop.discard_stale,
+                           loop.Loop._emit_interest],
+        "interest@flaw": [flaws.Flaw.on_backend_change, flaws.Flaw._set_extra,
+                          loop.Loop.reapply_interest, loop.Loop._emit_interest],
+        "interest@flaw-off": [flaws.Flaw.deactivate, flaws.Flaw._set_extra,
+                              loop.Loop.reapply_interest, loop.Loop._emit_interest],
         "accept": [acceptor.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],
         "queue": [conn._put],  # a chunk put in the queue
@@ -36,6 +47,8 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "backpressure": [conn._put, conn._set_backpressure],
         "backpressure@release": [conn.on_ready, conn._after_write, conn._set_backpressure],
         "close": [conn.on_ready, conn._on_eof, conn.close],  # eof
+        # eof, with a queue left to send then: closed by the write half once it is empty
+        "close@flushed": [conn.on_ready, conn._after_write, conn.close],
         "close@reset": [conn.on_ready, conn.close],
         "close@error": [conn.on_ready, conn.close],
         "close@user": [eng._close_connection, conn.shut_down, conn.close],
@@ -45,6 +58,10 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "close@linger-reset": [linger.Lingerer.on_ready, linger.Lingerer.close, conn.close],
         "close@linger-deadline": [linger.Lingerer.expire, conn.close],
         "datagram": [udp.UdpEcho._receive_one, udp.UdpEcho._emit],
+        "datagram@out": [udp.UdpEcho._receive_one, udp.UdpEcho._try_send, udp.UdpEcho._emit],
+        # a reply the kernel could not take at once, sent when the socket is writable
+        "datagram@flush": [udp.UdpEcho.on_ready, udp.UdpEcho._flush, udp.UdpEcho._try_send,
+                           udp.UdpEcho._emit],
         "error": [acceptor._out_of_fds, eng.error],
         "flaw": [flaws.Flaw.flag],
         "backend": [eng._switch],
@@ -60,7 +77,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
 
 #: the kinds a flaw's own connection handler leads to, when the bug zoo has one on
 _FLAWED_KINDS = ("recv", "send", "send@eager", "queue@send", "backpressure@release", "close",
-                 "close@reset", "close@error")
+                 "close@flushed", "close@reset", "close@error")
 
 
 def _flawed(chains: dict[str, list[Callable[..., Any]]]) -> dict[str, list[Callable[..., Any]]]:

@@ -67,8 +67,7 @@ class Flaw:
     def deactivate(self) -> None:
         self.loop.dispatch_hook = None
         if self.wants_rdhup:
-            self.loop.backend.extra = 0
-            self.loop.reapply_interest()
+            self._set_extra(0)
 
     def before_backend_change(self) -> None:
         """Called just before the loop moves its registrations to a new backend."""
@@ -76,7 +75,13 @@ class Flaw:
 
     def on_backend_change(self) -> None:
         if self.wants_rdhup:
-            self.loop.backend.extra = _RDHUP.get(self.loop.backend.name, 0)
+            self._set_extra(_RDHUP.get(self.loop.backend.name, 0))
+
+    def _set_extra(self, bits: int) -> None:
+        """The hang-up bit this flaw asks the kernel for, on every registration (select has
+        none: nothing changes there)."""
+        if self.loop.backend.extra != bits:
+            self.loop.backend.extra = bits
             self.loop.reapply_interest()
 
     def dispatch(self, handler: Handler, native: int) -> None:
@@ -123,19 +128,25 @@ class EofIgnored(Flaw):
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         mask = self.loop.ready_backend.generic(native)
-        if mask & READABLE and not conn.reading_paused:
+        edge = self.loop.ready_backend.edge
+        # reads as the engine does (edge-triggered: until EAGAIN), but b"" is not an end
+        while mask & READABLE and not (conn.reading_paused or conn.closed):
             data = _recv_once(conn, RECV_SIZE, self.name)
+            if data is None:
+                break
             if data == b"":
                 n = self.zero_reads[conn.fd] = self.zero_reads.get(conn.fd, 0) + 1
-                if self.loop.ready_backend.edge:  # no second report will come: say it now
+                if edge:  # no second report will come: say it now
                     self.flag(conn.fd, f"fd {conn.fd} read 0 bytes (the peer closed) and went "
                               "on as if nothing happened: edge-triggered, that EOF is not "
                               "reported again, and the connection stays open for good")
                 elif n >= self.THRESHOLD:
                     self.flag(conn.fd, f"fd {conn.fd} woke the loop {n} times and read 0 bytes "
                               "each time: the peer closed, but EOF is never handled")
-            elif data:
-                conn._on_data(data)
+                break
+            conn._on_data(data)
+            if not edge:
+                break
         if mask & WRITABLE and conn.queue and not conn.closed:
             conn.on_ready(WRITABLE)  # the write half alone: send what is queued
 
@@ -327,12 +338,13 @@ class CloseWithoutUnregister(Flaw):
         if self.stale:  # SPEC §3: a flaw names an fd; the message lists every one
             fds = sorted(self.stale)
             self.flag(fds[0], f"switching backend: closed fd(s) {fds} are still in the "
-                      "engine's table and cannot be registered anew; removing them", force=True)
+                      "engine's table, and a closed fd cannot be registered with the new "
+                      "backend; removing them", force=True)
         self._clean()
 
-    def _wait_failed(self, exc: OSError) -> None:
+    def _wait_failed(self, exc: OSError, call: str) -> None:
         fds = sorted(self.stale)
-        self.flag(fds[0] if fds else None, f"{self.loop.backend.name}() failed: "
+        self.flag(fds[0] if fds else None, f"{call} failed: "
                   f"{exc.strerror or exc} - closed fd(s) {fds} are still in its lists; "
                   "removing them", force=True)
         self._clean()

@@ -26,6 +26,9 @@ from typing import Any, Protocol
 from .backends import READABLE, Backend
 from .observe import Observers
 
+#: the system call each backend waits with, for messages that name it
+WAIT_CALLS = {"select": "select()", "poll": "poll()", "epoll": "epoll_wait()"}
+
 
 class Handler(Protocol):
     fd: int
@@ -75,8 +78,9 @@ class Loop:
         self.after_iteration: list[Callable[[list[tuple[int, int]]], None]] = []
         #: replaces `handler.on_ready(generic)` while a bug-zoo flaw is on
         self.dispatch_hook: Callable[[Handler, int], None] | None = None
-        #: called with the OSError a wait call raised (a flaw's EBADF); None: raise it
-        self.wait_error_hook: Callable[[OSError], None] | None = None
+        #: called with the OSError a wait call (or a one-shot re-arm) raised, a flaw's
+        #: EBADF, and the call that raised it; None: raise it
+        self.wait_error_hook: Callable[[OSError, str], None] | None = None
         #: called with a handler and what its on_ready raised; None: raise it (the loop ends)
         self.handler_error_hook: Callable[[Handler, Exception], None] | None = None
 
@@ -134,7 +138,7 @@ class Loop:
         self.handlers.pop(fd, None)
         mask = self.interest.pop(fd, 0)
         if self.obs.active:
-            self._emit_interest(fd, "unregister", mask)
+            self._emit_interest(fd, "unregister", mask, cause="stale")
 
     def _mirror_backend(self) -> None:
         """Copy what the hot paths read on every message from `backend` (one attribute each,
@@ -146,16 +150,26 @@ class Loop:
         self.write_toggle = backend.write_toggle
 
     def reapply_interest(self) -> None:
-        """Re-send every registration to the kernel (after the backend's `extra` changed)."""
+        """Re-send every registration to the kernel (after the backend's `extra` changed: a
+        bug-zoo flaw's hang-up bit); each is an `interest` event, as the masks changed."""
         self._mirror_backend()  # the write toggle is rebuilt with the new bits
+        emit = self.obs.active
         for fd, mask in self.interest.items():
             self.backend.modify(fd, mask)
+            if emit:
+                self._emit_interest(fd, "modify", mask, cause="flaw")
 
-    def _emit_interest(self, fd: int, op: str, mask: int, moved: bool = False) -> None:
+    def _emit_interest(self, fd: int, op: str, mask: int, moved: bool = False,
+                       cause: str | None = None) -> None:
+        """`moved`: registered anew by a backend switch, not by a new connection; `cause`:
+        a change no handler asked for (a one-shot re-arm, a stale fd dropped, a flaw's new
+        bits), which the page's code view tells apart by it."""
         flags = self.backend.interest_names(mask)
         event: dict[str, Any] = {"kind": "interest", "fd": fd, "op": op, "flags": flags}
-        if moved:  # registered anew by a backend switch, not by a new connection
+        if moved:
             event["moved"] = True
+        if cause is not None:
+            event["cause"] = cause
         self.obs.emit(event)
 
     # -- scheduling ----------------------------------------------------------------------
@@ -197,7 +211,7 @@ class Loop:
         except OSError as exc:
             if self.wait_error_hook is None:
                 raise
-            self.wait_error_hook(exc)
+            self.wait_error_hook(exc, WAIT_CALLS.get(backend.name, f"{backend.name}()"))
             return
         duration_us = (time.perf_counter() - t0) * 1e6
         self.ready_backend = backend
@@ -286,7 +300,7 @@ class Loop:
                     self._rearm_fd(fd)
                 except OSError as exc:  # EBADF: a closed fd left registered (a bug-zoo flaw)
                     if self.wait_error_hook is not None:
-                        self.wait_error_hook(exc)
+                        self.wait_error_hook(exc, "epoll_ctl(EPOLL_CTL_MOD) re-arming it")
                     else:
                         self._handler_failed(handler, exc)
 
@@ -296,7 +310,7 @@ class Loop:
         if fd in self.handlers:
             self.backend.modify(fd, self.interest[fd])
             if self.obs.watched:
-                self._emit_interest(fd, "modify", self.interest[fd])
+                self._emit_interest(fd, "modify", self.interest[fd], cause="rearm")
             elif self.obs.active:  # throttled: count what is not shown
                 self.obs.seq += 1
 

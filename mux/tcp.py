@@ -318,7 +318,7 @@ class TcpConnection:
                 and self.shutting_down is None):  # else "reading resumed", then its close
             self._set_backpressure(False)
         if not self.queue and self.eof:
-            self.close(self.shutting_down or "eof")
+            self.close(self.shutting_down or "eof", flushed=True)
         else:
             self.loop.set_interest(self.fd, self.desired_interest())
 
@@ -387,10 +387,11 @@ class TcpConnection:
         self.discarded += taken
         return outcome, taken
 
-    def close(self, reason: str, flaw: str | None = None) -> None:
+    def close(self, reason: str, flaw: str | None = None, flushed: bool = False) -> None:
         """Unregister from the backend, then close: never a closed fd left registered.
-        `flaw`: the bug-zoo flaw whose own code closes it (the event says so: the page shows
-        that handler, not the usual path to this close)."""
+        `flaw`: the bug-zoo flaw whose own code closes it; `flushed`: closed by the write
+        half once the queue left over at EOF went out (each event says so: the page shows
+        that path, not the usual one to this close)."""
         if self.closed:
             return
         self.closed = True
@@ -416,6 +417,8 @@ class TcpConnection:
             event: dict[str, object] = {"kind": "close", "fd": self.fd, "reason": reason}
             if flaw is not None:
                 event["flaw"] = flaw
+            if flushed:
+                event["flushed"] = True
             if left_registered:  # no unregister event will come: the page keeps its cell
                 event["registered"] = True
             if lingered is not None:

@@ -165,6 +165,19 @@ def test_code_view_names_each_path_of_a_kind(live):
                                            "TcpConnection._on_eof", "TcpConnection.close"]
     assert chains["interest@register"][-2:] == ["Loop.register", "Loop._emit_interest"]
     assert chains["interest@moved"] == ["Engine._switch", "Loop.switch", "Loop._emit_interest"]
+    # paths the code view put down to another (a bug zoo audit): the queue left at EOF flushed
+    # then closed by the write half (shown as closed by _on_eof); a datagram echoed (shown as
+    # received); a one-shot re-arm, a stale fd dropped, a flaw's hang-up bit (shown as a
+    # handler's set_interest, or nothing)
+    assert chains["close@flushed"] == ["TcpConnection.on_ready", "TcpConnection._after_write",
+                                       "TcpConnection.close"]
+    assert chains["datagram@out"] == ["UdpEcho._receive_one", "UdpEcho._try_send",
+                                      "UdpEcho._emit"]
+    assert chains["datagram@flush"][:2] == ["UdpEcho.on_ready", "UdpEcho._flush"]
+    assert chains["interest@rearm"][-2:] == ["Loop._rearm_fd", "Loop._emit_interest"]
+    assert chains["interest@stale"][-2:] == ["Loop.discard_stale", "Loop._emit_interest"]
+    assert chains["interest@flaw"][-2:] == ["Loop.reapply_interest", "Loop._emit_interest"]
+    assert chains["interest@flaw-off"][0] == "Flaw.deactivate"
 
 
 def test_record_and_replay(tmp_path):

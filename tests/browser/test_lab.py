@@ -390,3 +390,36 @@ def test_kernel_truth_fits_its_panel_with_the_longest_masks(dashboard):
         control = dashboard.api.get("/api/state").json()["control_fd"]
         expect(page.locator(f"#kernel-interest tr[data-fd='{control}']")).to_contain_text(
             "one-shot fired for this very read", timeout=DEADLINE_MS)
+
+
+CHAIN_KEYS = """async ([write, events]) => {
+    const { CodePanel } = await import('/static/js/panels/code.js');
+    return events.map((_, i) => CodePanel.prototype.chainKey.call({ write }, events, i));
+}"""
+
+
+def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
+    """A bug zoo audit found events put down to another path than the one that ran: every
+    eager send to the recv handler (the write half's too), an eager partial send's queue to
+    the write half, an echoed datagram to the receiving code, a close after the queue left at
+    EOF went out to _on_eof, a one-shot re-arm to a handler's set_interest."""
+    ev = lambda kind, **f: {"kind": kind, "fd": 7, **f}  # noqa: E731
+    eager = [ev("ready", flags=["EPOLLIN"]), ev("recv", bytes=9), ev("send", partial=True),
+             ev("queue", depth=1), ev("ready", flags=["EPOLLOUT"]), ev("send", partial=False),
+             ev("queue", depth=0), ev("interest", op="modify", cause="rearm"),
+             ev("close", reason="eof", flushed=True), ev("close", reason="eof")]
+    assert dashboard.page.evaluate(CHAIN_KEYS, ["eager", eager]) == [
+        "ready", "recv", "send@eager", "queue", "ready", "send", "queue@send",
+        "interest@rearm", "close@flushed", "close"]
+    udp = [ev("datagram", dir="in"), ev("flaw", name="udp_wrong_address"),
+           ev("datagram", dir="out"), ev("ready", flags=["EPOLLOUT"]), ev("datagram", dir="out"),
+           ev("interest", op="modify", cause="flaw", flags=["EPOLLIN", "EPOLLRDHUP"]),
+           ev("interest", op="modify", cause="flaw", flags=["EPOLLIN"]),
+           ev("interest", op="unregister", cause="stale", flags=["EPOLLIN"])]
+    assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", udp]) == [
+        "datagram", "flaw", "datagram@out", "ready", "datagram@flush", "interest@flaw",
+        "interest@flaw-off", "interest@stale"]
+    code = dashboard.api.get("/api/code").json()
+    for key in ("send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",
+                "datagram@flush", "interest@flaw", "interest@flaw-off", "interest@stale"):
+        assert code[key], key  # every key the page picks has its chain

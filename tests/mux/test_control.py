@@ -510,3 +510,27 @@ def test_the_engine_thread_is_named_in_the_os(make_engine):
     tid = engine.call(threading.get_native_id).result(5)
     with open(f"/proc/self/task/{tid}/comm") as f:
         assert f.read().strip() == "mux-engine"
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_a_close_after_the_queue_left_at_eof_went_out_says_flushed(make_engine, backend):
+    """The write half closes a connection whose EOF came with data still queued (SPEC §2:
+    flush, then close); its close event looked like _on_eof's own, and the code view showed
+    that path."""
+    engine, rec = make_engine(backend=backend, write="queued")
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        wait_until(lambda: fd in engine.connections)
+        engine.pause().result(5)
+        sock.sendall(b"last words")
+        sock.shutdown(socket.SHUT_WR)
+        wait_until(lambda: _server_recv_queue(engine, fd) == 10)
+        for steps in range(1, 5):  # read and queue; EOF, the queue still to go out; send
+            engine.step().result(5)
+            wait_until(lambda n=steps: len(rec.of("loop", state="paused", cause="step")) == n)
+            if any(e["kind"] == "close" for e in rec.events):
+                break
+        close = next(e for e in rec.events if e["kind"] == "close")
+        assert close == {**close, "fd": fd, "reason": "eof", "flushed": True}
+        assert recv_until_eof(sock) == b"last words"
+        engine.resume().result(5)

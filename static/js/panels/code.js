@@ -57,31 +57,52 @@ export class CodePanel {
     });
   }
 
-  /** The /api/code key for `ev`: its kind, or `kind@variant` where one kind has several
-   * paths (mux/codeview.py): eager's send happens inside the recv handler; a queue event
-   * right after a send (depth going down) comes from on_ready's write half; a backpressure
-   * release from the write half too; a close's path follows its reason. */
-  chainKey(ev, prev) {
+  /** The /api/code key for `events[i]`: its kind, or `kind@variant` where one kind has
+   * several paths (mux/codeview.py). An eager send right after its recv happens inside the
+   * recv handler (any other send is on_ready's write half); a queue event right after a
+   * write-half send (depth going down) comes from that write half, one after an eager
+   * partial send from `_put`; a backpressure release from the write half too; a close's
+   * path follows its reason (and `flushed`: the write half closed it); an interest change
+   * no handler asked for says its `cause`; a datagram out right after the one in is the
+   * echo, any other a reply sent later. */
+  chainKey(events, i) {
+    const ev = events[i];
+    const prev = events[i - 1];
+    const sameFd = (e, kind) => e && e.kind === kind && e.fd === ev.fd;
+    const eagerSend = (k) => this.write === 'eager' && sameFd(events[k], 'send')
+      && sameFd(events[k - 1], 'recv');
     switch (ev.kind) {
-      case 'send': return this.write === 'eager' ? 'send@eager' : 'send';
-      case 'queue': return prev && prev.kind === 'send' && prev.fd === ev.fd ? 'queue@send' : 'queue';
+      case 'send': return eagerSend(i) ? 'send@eager' : 'send';
+      case 'queue': return sameFd(prev, 'send') && !eagerSend(i - 1) ? 'queue@send' : 'queue';
       case 'backpressure': return ev.paused === false ? 'backpressure@release' : 'backpressure';
       case 'close':
         if (ev.flaw) return 'close@early';   // the flaw's own code closed it (ev.flaw says which)
         // a user's close that lingered (mux/linger.py) and ended with the peer's EOF or the deadline
         if (['eof', 'reset', 'deadline'].includes(ev.lingered)) return `close@linger-${ev.lingered}`;
+        if (ev.flushed) return 'close@flushed';
         return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
       case 'interest':
         if (ev.moved) return 'interest@moved';   // re-registered by a backend switch
+        if (ev.cause === 'flaw') {   // the flaw's hang-up bit, added or taken off again
+          return (ev.flags || []).some((f) => f.endsWith('RDHUP')) ? 'interest@flaw' : 'interest@flaw-off';
+        }
+        if (ev.cause) return `interest@${ev.cause}`;
         return ev.op === 'register' || ev.op === 'unregister' ? `interest@${ev.op}` : 'interest';
+      case 'datagram':
+        if (ev.dir !== 'out') return 'datagram';
+        {   // (a udp_wrong_address flaw event may come between the two)
+          const before = events[i - 1]?.kind === 'flaw' ? events[i - 2] : prev;
+          return before && before.kind === 'datagram' && before.dir === 'in' ? 'datagram@out' : 'datagram@flush';
+        }
       case 'loop':   // who emitted it: a client's pause/resume, a step, a breakpoint, a setting
         return ev.cause && ev.cause !== 'command' ? `loop@${ev.cause}` : 'loop';
       default: return ev.kind;
     }
   }
 
-  chain(ev, prev) {
-    const key = this.chainKey(ev, prev);
+  chain(events, i) {
+    const ev = events[i];
+    const key = this.chainKey(events, i);
     if (!this.sources) return [];
     // a bug-zoo flaw on: its own handler ran instead of TcpConnection.on_ready (`kind@flaw`)
     const flaw = ev.flaw || this.flaw;
@@ -112,8 +133,8 @@ export class CodePanel {
 
   render() {
     const sel = this.selected();
-    const prevOf = new Map();   // event -> the one before it in this iteration
-    this.events.forEach((ev, i) => prevOf.set(ev, this.events[i - 1]));
+    const indexOf = new Map();   // event -> its place in this iteration (chains look back)
+    this.events.forEach((ev, i) => indexOf.set(ev, i));
     const evs = this.events;
     const long = evs.length > MAX_STEPS;
     const listed = long ? [...evs.slice(0, MAX_STEPS - TAIL_STEPS), ...evs.slice(-TAIL_STEPS)] : evs;
@@ -123,7 +144,7 @@ export class CodePanel {
       btn.type = 'button';
       btn.dataset.seq = String(ev.seq);
       btn.dataset.kind = String(ev.kind);
-      const names = this.chain(ev, prevOf.get(ev)).map((f) => f.qualname).join(' › ');
+      const names = this.chain(this.events, indexOf.get(ev)).map((f) => f.qualname).join(' › ');
       btn.textContent = `${describe(ev)}${names ? ` — ${names}` : ''}`;
       btn.setAttribute('aria-pressed', String(ev === sel));
       btn.setAttribute('aria-label', safeLabel(`Show code: ${describe(ev)}`));
@@ -140,10 +161,10 @@ export class CodePanel {
     if (!sel) { this.titleEl.textContent = 'no event yet'; this.viewEl.replaceChildren(); return; }
     this.titleEl.textContent = `${describe(sel)} (#${sel.seq}) comes from:`;
     this.root.dataset.kind = String(sel.kind);
-    const key = `${this.chainKey(sel, prevOf.get(sel))}|${this.flaw}`;
+    const key = `${this.chainKey(this.events, indexOf.get(sel))}|${this.flaw}`;
     if (key === this.shownKind) return;
     this.shownKind = key;
-    const chain = this.chain(sel, prevOf.get(sel));
+    const chain = this.chain(this.events, indexOf.get(sel));
     const blocks = chain.map((fn, depth) => this.block(fn, depth, chain.length));
     if (!blocks.length) {
       const p = document.createElement('p');
