@@ -108,9 +108,16 @@ class Flaw:
                 event["fd"] = fd
             obs.emit(event)
 
+    def inert(self) -> str | None:
+        """Why the flaw cannot show with the backend and write mode now, or None. A teacher
+        who switched one on and saw nothing happen got no word of it."""
+        if self.wants_rdhup and self.loop.backend.name == "select":
+            return "select reports no hang-up: switch the backend to poll or epoll"
+        return None
+
     def describe(self, on: bool) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "caption": self.caption, "on": on,
-                "detections": self.detections}
+                "detections": self.detections, "inert": self.inert()}
 
 
 class EofIgnored(Flaw):
@@ -221,6 +228,15 @@ class EtNoDrain(Flaw):
                "(Shows with epoll, trigger edge, write eager: with queued writes each "
                "EPOLL_CTL_MOD re-checks readiness and reports the leftover again.)")
     CHUNK = 16
+
+    def inert(self) -> str | None:
+        backend = self.loop.backend
+        if not backend.edge:
+            return "it needs edge-triggered epoll: set the backend to epoll, trigger edge"
+        if self.engine.write_mode != "eager":
+            return ("with queued writes each EPOLL_CTL_MOD reports the leftover again: set "
+                    "write to eager")
+        return None
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         mask = self.loop.ready_backend.generic(native)
@@ -363,6 +379,9 @@ class UdpWrongAddress(Flaw):
                "sends it to the server's own address instead: the client never hears back "
                "(and the server receives its own reply).")
 
+    def inert(self) -> str | None:
+        return None if self.engine.udp else "UDP is off (started with --no-udp)"
+
     def activate(self) -> None:
         super().activate()
         if self.engine.udp:
@@ -381,7 +400,7 @@ FLAWS: tuple[type[Flaw], ...] = (EofIgnored, PollEquality, HupBeforeIn, EtNoDrai
 def flaw_catalog() -> list[dict[str, Any]]:
     """Every flaw's name, title and caption (no engine needed: the replay page uses it)."""
     return [{"name": cls.name, "title": cls.title, "caption": cls.caption, "on": False,
-             "detections": 0} for cls in FLAWS]
+             "detections": 0, "inert": None} for cls in FLAWS]
 
 
 class FlawZoo:

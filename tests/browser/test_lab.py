@@ -423,3 +423,15 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
     for key in ("send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",
                 "datagram@flush", "interest@flaw", "interest@flaw-off", "interest@stale"):
         assert code[key], key  # every key the page picks has its chain
+
+
+def test_the_zoo_says_which_flaws_cannot_show_with_this_backend(dashboard):
+    page, api = dashboard.page, dashboard.api
+    item = page.locator("#zoo-list li[data-flaw='et_no_drain'] .flaw-inert")
+    assert api.post("/api/backend", json={"name": "epoll", "trigger": "level"}).status_code == 200
+    expect(item).to_contain_text("No effect with this backend: it needs edge-triggered epoll",
+                                 timeout=DEADLINE_MS)
+    assert api.post("/api/backend", json={"name": "epoll", "trigger": "edge",
+                                          "write": "eager"}).status_code == 200
+    expect(item).to_be_hidden(timeout=DEADLINE_MS)   # the switch's event made the page re-read
+    assert dashboard.console_errors == []

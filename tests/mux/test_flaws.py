@@ -319,3 +319,23 @@ def test_eof_ignored_on_edge_triggered_epoll_still_drains_what_comes(make_engine
         assert recv_exactly(sock, len(data)) == data
         sender.join(5)
     assert not [e for e in rec.events if e["kind"] == "flaw" and "0 bytes" not in e["message"]]
+
+
+def test_a_flaw_that_cannot_show_with_this_backend_says_why(make_engine):
+    """A teacher switched et_no_drain on with the default backend and saw nothing happen:
+    the flaw was on, and nothing said it could not show there."""
+    engine, _ = make_engine(backend="select", udp=False)
+
+    def inert() -> dict[str, str | None]:
+        return {f["name"]: f["inert"] for f in engine.list_flaws().result(5)}
+
+    said = inert()
+    assert "poll or epoll" in said["hup_before_in"] and "poll or epoll" in said["poll_equality"]
+    assert "edge-triggered epoll" in said["et_no_drain"]
+    assert "--no-udp" in said["udp_wrong_address"]
+    assert said["eof_ignored"] is None and said["close_without_unregister"] is None
+    engine.switch_backend("epoll", "edge").result(5)
+    said = inert()
+    assert said["hup_before_in"] is None and "write to eager" in said["et_no_drain"]
+    engine.set_write_mode("eager").result(5)
+    assert inert()["et_no_drain"] is None

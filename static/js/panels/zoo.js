@@ -52,6 +52,8 @@ export class ZooPanel {
       }
       return;
     }
+    // which flaws can show depends on the backend (`inert`): read again after a switch
+    if (ev.kind === 'backend' && !this.replay) { this.load(); return; }
     if (ev.kind === 'loop' && ev.flaw !== undefined && !this.replay) {   // switched here or elsewhere
       for (const f of this.flaws.values()) f.on = f.name === ev.flaw;
       this.epoch++;   // a read sent before this switch answers from before it
@@ -106,6 +108,8 @@ export class ZooPanel {
       r.count.dataset.value = String(f.detections || 0);
       r.message.textContent = f.message || '';
       r.message.hidden = !f.message;
+      r.inert.textContent = f.inert ? `No effect with this backend: ${f.inert}.` : '';
+      r.inert.hidden = !f.inert;
       if (!r.li.isConnected) this.list.append(r.li);
     }
     const on = [...this.flaws.values()].find((f) => f.on);
@@ -137,7 +141,9 @@ export class ZooPanel {
     const message = document.createElement('p');
     message.className = 'flaw-message';
     message.setAttribute('role', 'status');
-    li.append(head, caption, message);
-    return { li, box, title, caption, count, message };
+    const inert = document.createElement('p');
+    inert.className = 'flaw-inert muted';
+    li.append(head, caption, inert, message);
+    return { li, box, title, caption, count, message, inert };
   }
 }
