@@ -111,8 +111,6 @@ class Flaw:
     def inert(self) -> str | None:
         """Why the flaw cannot show with the backend and write mode now, or None. A teacher
         who switched one on and saw nothing happen got no word of it."""
-        if self.wants_rdhup and self.loop.backend.name == "select":
-            return "select reports no hang-up: switch the backend to poll or epoll"
         return None
 
     def describe(self, on: bool) -> dict[str, Any]:
@@ -136,6 +134,8 @@ class EofIgnored(Flaw):
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         mask = self.loop.ready_backend.generic(native)
         edge = self.loop.ready_backend.edge
+        # one-shot re-arms the fd after each report (a MOD): the EOF is reported again
+        reported_once = edge and not self.loop.ready_backend.oneshot
         # reads as the engine does (edge-triggered: until EAGAIN), but b"" is not an end
         while mask & READABLE and not (conn.reading_paused or conn.closed):
             data = _recv_once(conn, RECV_SIZE, self.name)
@@ -143,7 +143,7 @@ class EofIgnored(Flaw):
                 break
             if data == b"":
                 n = self.zero_reads[conn.fd] = self.zero_reads.get(conn.fd, 0) + 1
-                if edge:  # no second report will come: say it now
+                if reported_once:  # no second report will come: say it now
                     self.flag(conn.fd, f"fd {conn.fd} read 0 bytes (the peer closed) and went "
                               "on as if nothing happened: edge-triggered, that EOF is not "
                               "reported again, and the connection stays open for good")
@@ -205,6 +205,11 @@ class HupBeforeIn(Flaw):
         super().__init__(engine)
         self.lost_bytes = 0
 
+    def inert(self) -> str | None:
+        if self.loop.backend.name == "select":
+            return "select reports no hang-up: switch the backend to poll or epoll"
+        return None
+
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         backend = self.loop.ready_backend
         if native & _HUP.get(backend.name, 0):
@@ -233,6 +238,9 @@ class EtNoDrain(Flaw):
         backend = self.loop.backend
         if not backend.edge:
             return "it needs edge-triggered epoll: set the backend to epoll, trigger edge"
+        if backend.oneshot:
+            return ("one-shot re-arms each fd with EPOLL_CTL_MOD after its report, which "
+                    "reports the leftover again: turn one-shot off")
         if self.engine.write_mode != "eager":
             return ("with queued writes each EPOLL_CTL_MOD reports the leftover again: set "
                     "write to eager")
@@ -254,8 +262,9 @@ class EtNoDrain(Flaw):
             conn.on_ready(WRITABLE)  # the write half alone: send what is queued
         # Stalled only if no EPOLL_CTL_MOD came after the read: a MOD (queued writes turn
         # write interest on and off) re-checks readiness, and the leftover is reported again.
-        if read and self.loop.ready_backend.edge and not conn.closed \
-                and interest.get(conn.fd) == before:
+        backend = self.loop.ready_backend
+        if read and backend.edge and not backend.oneshot and not conn.closed \
+                and interest.get(conn.fd) == before:  # (a one-shot re-arm is a MOD too)
             left = _inq(conn.fd)
             if left:
                 self.flag(conn.fd, f"fd {conn.fd}: {left} bytes left in the kernel after one "
@@ -280,6 +289,16 @@ class WriteInterestStuck(Flaw):
         super().__init__(engine)
         self._wakeups: dict[int, int] = {}
         self._since = time.monotonic()
+
+    def inert(self) -> str | None:
+        backend = self.loop.backend
+        if self.engine.write_mode == "eager":
+            return ("eager writes send the echo at once and turn write interest on only after "
+                    "a partial send: set write to queued")
+        if backend.edge and not backend.oneshot:
+            return ("edge-triggered, a socket left with write interest is reported writable "
+                    "once, not on every wait: set trigger to level")
+        return None
 
     def activate(self) -> None:
         super().activate()

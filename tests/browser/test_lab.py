@@ -407,10 +407,11 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
     eager = [ev("ready", flags=["EPOLLIN"]), ev("recv", bytes=9), ev("send", partial=True),
              ev("queue", depth=1), ev("ready", flags=["EPOLLOUT"]), ev("send", partial=False),
              ev("queue", depth=0), ev("interest", op="modify", cause="rearm"),
-             ev("close", reason="eof", flushed=True), ev("close", reason="eof")]
+             ev("close", reason="eof", flushed=True), ev("close", reason="eof"),
+             ev("close", reason="user", flushed=True)]
     assert dashboard.page.evaluate(CHAIN_KEYS, ["eager", eager]) == [
         "ready", "recv", "send@eager", "queue", "ready", "send", "queue@send",
-        "interest@rearm", "close@flushed", "close"]
+        "interest@rearm", "close@flushed", "close", "close@user"]
     udp = [ev("datagram", dir="in"), ev("flaw", name="udp_wrong_address"),
            ev("datagram", dir="out"), ev("ready", flags=["EPOLLOUT"]), ev("datagram", dir="out"),
            ev("interest", op="modify", cause="flaw", flags=["EPOLLIN", "EPOLLRDHUP"]),
@@ -429,7 +430,7 @@ def test_the_zoo_says_which_flaws_cannot_show_with_this_backend(dashboard):
     page, api = dashboard.page, dashboard.api
     item = page.locator("#zoo-list li[data-flaw='et_no_drain'] .flaw-inert")
     assert api.post("/api/backend", json={"name": "epoll", "trigger": "level"}).status_code == 200
-    expect(item).to_contain_text("No effect with this backend: it needs edge-triggered epoll",
+    expect(item).to_contain_text("No effect now: it needs edge-triggered epoll",
                                  timeout=DEADLINE_MS)
     assert api.post("/api/backend", json={"name": "epoll", "trigger": "edge",
                                           "write": "eager"}).status_code == 200

@@ -330,12 +330,42 @@ def test_a_flaw_that_cannot_show_with_this_backend_says_why(make_engine):
         return {f["name"]: f["inert"] for f in engine.list_flaws().result(5)}
 
     said = inert()
-    assert "poll or epoll" in said["hup_before_in"] and "poll or epoll" in said["poll_equality"]
+    assert "poll or epoll" in said["hup_before_in"]
+    assert said["poll_equality"] is None  # select's read|write is no POLLIN either
     assert "edge-triggered epoll" in said["et_no_drain"]
     assert "--no-udp" in said["udp_wrong_address"]
     assert said["eof_ignored"] is None and said["close_without_unregister"] is None
+    assert said["write_interest_stuck"] is None  # select, queued: the busy loop
     engine.switch_backend("epoll", "edge").result(5)
     said = inert()
     assert said["hup_before_in"] is None and "write to eager" in said["et_no_drain"]
+    assert "trigger to level" in said["write_interest_stuck"]
     engine.set_write_mode("eager").result(5)
-    assert inert()["et_no_drain"] is None
+    said = inert()
+    assert said["et_no_drain"] is None and "write to queued" in said["write_interest_stuck"]
+    engine.switch_backend("epoll", "edge", oneshot=True).result(5)
+    assert "one-shot off" in inert()["et_no_drain"]
+
+
+def test_et_no_drain_under_one_shot_reports_no_stall_that_is_not_there(make_engine):
+    """One-shot's re-arm (a MOD after every report) reports the leftover again: all 100
+    bytes came back, and the detector said "84 bytes left ... will not report them again"."""
+    engine, rec = make_engine(backend="epoll", trigger="edge", oneshot=True, write="eager")
+    engine.set_flaw("et_no_drain", True).result(5)
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(b"z" * 100)
+        assert recv_exactly(sock, 100) == b"z" * 100
+    assert not rec.of("flaw", name="et_no_drain")
+
+
+def test_eof_ignored_under_one_shot_counts_the_reports_it_gets_again(make_engine):
+    """Edge-triggered one-shot re-arms the fd after each report: the EOF comes again and
+    again (a busy loop), while the flag said it is "not reported again"."""
+    engine, rec = make_engine(backend="epoll", trigger="edge", oneshot=True)
+    engine.set_flaw("eof_ignored", True).result(5)
+    sock = connect(engine.tcp_port)
+    rec.wait_for("accept")
+    sock.close()
+    flag = _flag(rec, "eof_ignored")
+    assert "woke the loop" in flag["message"] and "not reported again" not in flag["message"]
+    engine.set_flaw("eof_ignored", False).result(5)

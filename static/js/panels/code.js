@@ -79,7 +79,7 @@ export class CodePanel {
         if (ev.flaw) return 'close@early';   // the flaw's own code closed it (ev.flaw says which)
         // a user's close that lingered (mux/linger.py) and ended with the peer's EOF or the deadline
         if (['eof', 'reset', 'deadline'].includes(ev.lingered)) return `close@linger-${ev.lingered}`;
-        if (ev.flushed) return 'close@flushed';
+        if (ev.flushed && ev.reason === 'eof') return 'close@flushed';   // (a user's close: its own path)
         return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
       case 'interest':
         if (ev.moved) return 'interest@moved';   // re-registered by a backend switch

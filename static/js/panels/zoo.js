@@ -108,7 +108,7 @@ export class ZooPanel {
       r.count.dataset.value = String(f.detections || 0);
       r.message.textContent = f.message || '';
       r.message.hidden = !f.message;
-      r.inert.textContent = f.inert ? `No effect with this backend: ${f.inert}.` : '';
+      r.inert.textContent = f.inert ? `No effect now: ${f.inert}.` : '';
       r.inert.hidden = !f.inert;
       if (!r.li.isConnected) this.list.append(r.li);
     }
