@@ -1147,19 +1147,22 @@ def test_code_panel_picks_the_path_from_the_event(dashboard):
     than one path (GET /api/code has both)."""
     keys = dashboard.page.evaluate("""async () => {
         const { CodePanel } = await import('/static/js/panels/code.js');
-        const key = (ev, prev, write = 'queued') => CodePanel.prototype.chainKey.call({ write }, ev, prev);
+        // the key of the last of `events` (the ones before it are its iteration's)
+        const key = (events, write = 'queued') =>
+          CodePanel.prototype.chainKey.call({ write }, events, events.length - 1);
         return [
-          key({ kind: 'queue', fd: 7 }, { kind: 'send', fd: 7 }),
-          key({ kind: 'queue', fd: 7 }, { kind: 'recv', fd: 7 }),
-          key({ kind: 'close', fd: 7, reason: 'user' }),
-          key({ kind: 'close', fd: 7, reason: 'eof' }),
-          key({ kind: 'backpressure', fd: 7, paused: false }),
-          key({ kind: 'send', fd: 7 }, null, 'eager'),
-          key({ kind: 'wait' }),
+          key([{ kind: 'send', fd: 7 }, { kind: 'queue', fd: 7 }]),
+          key([{ kind: 'recv', fd: 7 }, { kind: 'queue', fd: 7 }]),
+          key([{ kind: 'close', fd: 7, reason: 'user' }]),
+          key([{ kind: 'close', fd: 7, reason: 'eof' }]),
+          key([{ kind: 'backpressure', fd: 7, paused: false }]),
+          key([{ kind: 'recv', fd: 7 }, { kind: 'send', fd: 7 }], 'eager'),
+          key([{ kind: 'send', fd: 7 }], 'eager'),   // no recv before it: the write half's
+          key([{ kind: 'wait' }]),
         ];
     }""")
     assert keys == ["queue@send", "queue", "close@user", "close", "backpressure@release",
-                    "send@eager", "wait"]
+                    "send@eager", "send", "wait"]
 
 
 def test_fd_panel_speaks_each_backends_words_and_write_control_switches(dashboard):
