@@ -59,8 +59,7 @@ def test_the_state_says_which_breakpoint_holds_the_loop_until_it_runs_again(make
         engine.step().result(5)  # nothing to do: its wait blocks
         # read inside that wait (the state request is what ends it): its `loop step` event
         # is out, so it counts already (a page opened then never sees that event)
-        wait_until(lambda: len([e for e in rec.events if e["kind"] == "loop"
-                                and e.get("state") == "step"]) == 2)
+        wait_until(lambda: len(rec.of("loop", state="step")) == 2)
         assert engine.state().result(5)["paused_at"]["steps"] == 2
         assert engine.paused
         engine.resume().result(5)

@@ -33,6 +33,36 @@ function flawOf(model) {
   return document.getElementById('zoo-panel')?.dataset.on || '';
 }
 
+/** A close's path follows its reason: the flaw's own code closed it (`flaw`), a user's close
+ * that lingered (mux/linger.py) and ended with the peer's EOF or the deadline, the write half
+ * once the queue left at EOF went out (`flushed`; a user's close keeps its own path). */
+function closeKey(ev) {
+  if (ev.flaw) return 'close@early';
+  if (['eof', 'reset', 'deadline'].includes(ev.lingered)) return `close@linger-${ev.lingered}`;
+  if (ev.flushed && ev.reason === 'eof') return 'close@flushed';
+  return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
+}
+
+/** A re-registration by a backend switch (`moved`), a change no handler asked for (`cause`:
+ * a one-shot re-arm, a stale fd dropped, a flaw's hang-up bit added or taken off), or a
+ * handler's register / modify / unregister. */
+function interestKey(ev) {
+  if (ev.moved) return 'interest@moved';
+  if (ev.cause === 'flaw') {
+    return (ev.flags || []).some((f) => f.endsWith('RDHUP')) ? 'interest@flaw' : 'interest@flaw-off';
+  }
+  if (ev.cause) return `interest@${ev.cause}`;
+  return ev.op === 'register' || ev.op === 'unregister' ? `interest@${ev.op}` : 'interest';
+}
+
+/** A datagram out right after the one in (a udp_wrong_address flaw event may come between)
+ * is the echo; any other is a reply the kernel could not take at once, sent later. */
+function datagramKey(events, i) {
+  if (events[i].dir !== 'out') return 'datagram';
+  const before = events[i - 1]?.kind === 'flaw' ? events[i - 2] : events[i - 1];
+  return before && before.kind === 'datagram' && before.dir === 'in' ? 'datagram@out' : 'datagram@flush';
+}
+
 export class CodePanel {
   constructor(root) {
     this.root = root;
@@ -61,39 +91,19 @@ export class CodePanel {
    * several paths (mux/codeview.py). An eager send right after its recv happens inside the
    * recv handler (any other send is on_ready's write half); a queue event right after a
    * write-half send (depth going down) comes from that write half, one after an eager
-   * partial send from `_put`; a backpressure release from the write half too; a close's
-   * path follows its reason (and `flushed`: the write half closed it); an interest change
-   * no handler asked for says its `cause`; a datagram out right after the one in is the
-   * echo, any other a reply sent later. */
+   * partial send from `_put`; a backpressure release from the write half too. */
   chainKey(events, i) {
     const ev = events[i];
-    const prev = events[i - 1];
     const sameFd = (e, kind) => e && e.kind === kind && e.fd === ev.fd;
     const eagerSend = (k) => this.write === 'eager' && sameFd(events[k], 'send')
       && sameFd(events[k - 1], 'recv');
     switch (ev.kind) {
       case 'send': return eagerSend(i) ? 'send@eager' : 'send';
-      case 'queue': return sameFd(prev, 'send') && !eagerSend(i - 1) ? 'queue@send' : 'queue';
+      case 'queue': return sameFd(events[i - 1], 'send') && !eagerSend(i - 1) ? 'queue@send' : 'queue';
       case 'backpressure': return ev.paused === false ? 'backpressure@release' : 'backpressure';
-      case 'close':
-        if (ev.flaw) return 'close@early';   // the flaw's own code closed it (ev.flaw says which)
-        // a user's close that lingered (mux/linger.py) and ended with the peer's EOF or the deadline
-        if (['eof', 'reset', 'deadline'].includes(ev.lingered)) return `close@linger-${ev.lingered}`;
-        if (ev.flushed && ev.reason === 'eof') return 'close@flushed';   // (a user's close: its own path)
-        return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
-      case 'interest':
-        if (ev.moved) return 'interest@moved';   // re-registered by a backend switch
-        if (ev.cause === 'flaw') {   // the flaw's hang-up bit, added or taken off again
-          return (ev.flags || []).some((f) => f.endsWith('RDHUP')) ? 'interest@flaw' : 'interest@flaw-off';
-        }
-        if (ev.cause) return `interest@${ev.cause}`;
-        return ev.op === 'register' || ev.op === 'unregister' ? `interest@${ev.op}` : 'interest';
-      case 'datagram':
-        if (ev.dir !== 'out') return 'datagram';
-        {   // (a udp_wrong_address flaw event may come between the two)
-          const before = events[i - 1]?.kind === 'flaw' ? events[i - 2] : prev;
-          return before && before.kind === 'datagram' && before.dir === 'in' ? 'datagram@out' : 'datagram@flush';
-        }
+      case 'close': return closeKey(ev);
+      case 'interest': return interestKey(ev);
+      case 'datagram': return datagramKey(events, i);
       case 'loop':   // who emitted it: a client's pause/resume, a step, a breakpoint, a setting
         return ev.cause && ev.cause !== 'command' ? `loop@${ev.cause}` : 'loop';
       default: return ev.kind;
