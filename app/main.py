@@ -69,7 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     except OSError:
         engine.stop()
         raise
-    return _assemble(settings, {**_live_state(settings, engine), "recorder": recorder})
+    state = _live_state(settings, engine)
+    if recorder is not None:
+        state["metrics"].watch_recording(lambda: recorder.lost)
+    return _assemble(settings, {**state, "recorder": recorder})
 
 
 def _live_state(settings: Settings, engine: Engine) -> dict[str, Any]:

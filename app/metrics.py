@@ -87,6 +87,19 @@ class EngineCollector(Collector):
                                 value=self._dropped())
 
 
+class RecordingCollector(Collector):
+    """`muxscope_record_lost_events_total` with --record: a full disk or a writer left behind
+    was said on stderr only."""
+
+    def __init__(self, read_lost: Callable[[], int]) -> None:
+        self._read_lost = read_lost
+
+    def collect(self) -> Iterator[Any]:
+        yield CounterMetricFamily("muxscope_record_lost_events",
+                                  "events --record could not write (a seq gap in the file)",
+                                  value=self._read_lost())
+
+
 class Metrics:
     """A registry per app (tests build many apps in one process) plus a pump consumer."""
 
@@ -106,6 +119,9 @@ class Metrics:
                                 "observation budget, and a full tap",
                                 registry=self.registry)
         self._last_seq = 0
+
+    def watch_recording(self, read_lost: Callable[[], int]) -> None:
+        self.registry.register(RecordingCollector(read_lost))
 
     def __call__(self, batch: list[dict[str, Any]]) -> None:
         counts = Tally(map(_KIND, batch))  # C-speed tally: this runs on every batch

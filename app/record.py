@@ -22,7 +22,8 @@ right place.
 
 The disk is not trusted to cooperate. A write that fails (the disk full, the file's folder
 gone) is cut back off the file, so the file never holds half a line; the events it carried are
-lost and show as a seq gap, which replay counts as `dropped`. The failure is logged once, and
+lost and show as a seq gap, which replay counts as `dropped`, and are counted in `/metrics`
+(`muxscope_record_lost_events_total`). The failure is logged once, and
 recording resumes by itself when writing works again (a file deleted under it is made anew,
 starting with a fresh capture; a rotation that cannot move the old files goes on in the same
 file and is tried again a minute later). Only a regular file is rotated: `--record /dev/null`
@@ -103,6 +104,7 @@ class JsonlRecorder:
         self._failure: str | None = None  # the write error being reported, until one works
         self._no_rotation_until = 0.0  # after a rotation that could not move the old files
         self._lost = 0  # events lost to failed writes since that error
+        self.lost_total = 0  # ... and since the start (muxscope_record_lost_events_total)
         self._events_in_file = 0
         self._last_seq = 0
         self._start_state: dict[str, Any] | None = None
@@ -332,6 +334,7 @@ class JsonlRecorder:
             self._last_written = self._last_seq
         else:
             self._lost += len(lines)
+            self.lost_total += len(lines)
 
     def _shift_old_files(self) -> None:
         """FILE -> FILE.1 -> FILE.2 ...; the oldest beyond KEEP_ROTATED is overwritten.

@@ -33,6 +33,7 @@ class RecorderThread:
         self.recorder = recorder
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queued)
         self._left_out = 0  # events not queued since the writer fell behind
+        self._left_out_total = 0
         self._thread = threading.Thread(target=self._run, name="muxscope-recorder", daemon=True)
 
     def write_snapshot(self, state: dict[str, Any], seq: int, started_at: float) -> None:
@@ -56,6 +57,12 @@ class RecorderThread:
                         "the recording is lost", self.recorder.path)
 
     @property
+    def lost(self) -> int:
+        """Events the recording lacks for good: left out while the writer was behind, or
+        lost to writes that failed (each a seq gap in the file: said on stderr too)."""
+        return self._left_out_total + self.recorder.lost_total
+
+    @property
     def backlog(self) -> int:
         """Batches waiting for the writer."""
         return self._queue.qsize()
@@ -75,6 +82,7 @@ class RecorderThread:
                           "stalled disk?); events are left out until it does (a seq gap in "
                           "the file)", self.recorder.path)
             self._left_out += events
+            self._left_out_total += events
             return
         if self._left_out:
             log.warning("--record: %s is keeping up again; %d events were left out",

@@ -71,3 +71,21 @@ def test_a_snapshot_lost_to_a_full_disk_is_written_at_close_when_no_event_came(
     recorder.close()
     [line] = path.read_bytes().splitlines()
     assert orjson.loads(line)["type"] == "snapshot" and orjson.loads(line)["seq"] == 5
+
+
+def test_events_a_recording_lost_are_counted_in_the_metrics():
+    """A full disk (or a writer left behind) was said on stderr only."""
+    from pathlib import Path
+
+    from tests.app.conftest import live_app
+    from tests.conftest import wait_until
+
+    def lost(text: str) -> float:
+        return next((float(line.split()[-1]) for line in text.splitlines()
+                     if line.startswith("muxscope_record_lost_events_total")), -1.0)
+
+    with live_app(record=Path("/dev/full")) as live, live.connect() as sock:
+        sock.sendall(b"ping")
+        wait_until(lambda: lost(live.client.get("/metrics").text) > 0, 10, "a lost batch")
+    with live_app() as live:
+        assert lost(live.client.get("/metrics").text) == -1.0  # no --record: no such family
