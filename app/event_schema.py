@@ -43,7 +43,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT, "flaw": OPTIONAL_STR,
              "cause": ("command", "step", "breakpoint", "delay", "flaw")},
     "backend": {"epoll_fd": OPTIONAL_INT, "maxevents": OPTIONAL_INT},
-    "interest": {"moved": BOOL, "cause": ("rearm", "stale", "flaw")},
+    "interest": {"moved": BOOL, "cause": ("rearm", "stale", "flaw", "crash")},
     "error": {"fd": INT},
     "close": {"flaw": STR, "lingered": ("eof", "reset", "deadline", "user", "shutdown"),
               "discarded": INT, "registered": BOOL, "flushed": BOOL},

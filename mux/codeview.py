@@ -34,6 +34,8 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
                            loop.Loop._emit_interest],
         "interest@stale": [flaws.CloseWithoutUnregister._clean, loop.Loop.discard_stale,
                            loop.Loop._emit_interest],
+        "interest@crash": [eng._handler_failed, loop.Loop.discard_stale,
+                           loop.Loop._emit_interest],  # its handler raised, then its close
         "interest@flaw": [flaws.Flaw.on_backend_change, flaws.Flaw._set_extra,
                           loop.Loop.reapply_interest, loop.Loop._emit_interest],
         "interest@flaw-off": [flaws.Flaw.deactivate, flaws.Flaw._set_extra,

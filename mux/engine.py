@@ -172,7 +172,7 @@ class Engine(EngineCommands):
         try:
             handler.close("error")
         except Exception:  # noqa: BLE001 - it is broken already: drop it from the tables
-            self.loop.discard_stale(fd)
+            self.loop.discard_stale(fd, cause="crash")
             with contextlib.suppress(OSError):
                 handler.sock.close()
             self.forget(handler)

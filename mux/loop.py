@@ -132,13 +132,14 @@ class Loop:
             raise KeyError(fd)
         self.handlers[fd] = handler
 
-    def discard_stale(self, fd: int) -> None:
-        """Remove an fd that was closed while registered (only a bug-zoo flaw does that)."""
+    def discard_stale(self, fd: int, cause: str = "stale") -> None:
+        """Remove an fd that was closed while registered (a bug-zoo flaw does that), or
+        whose handler failed to close (`cause` "crash")."""
         self.backend.discard(fd)
         self.handlers.pop(fd, None)
         mask = self.interest.pop(fd, 0)
         if self.obs.active:
-            self._emit_interest(fd, "unregister", mask, cause="stale")
+            self._emit_interest(fd, "unregister", mask, cause=cause)
 
     def _mirror_backend(self) -> None:
         """Copy what the hot paths read on every message from `backend` (one attribute each,

@@ -127,7 +127,8 @@ class UdpEcho(ListeningHandler):
         except OSError as exc:
             self._error("send", f"udp send to {addr[0]}:{addr[1]}: {exc.strerror}")
             return True
-        self.echoed += 1
+        if not self.reply_to_self:  # the bug zoo's reply to ourselves is no echo: lost
+            self.echoed += 1
         self._emit(addr, "out", data)
         return True
 

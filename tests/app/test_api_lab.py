@@ -176,6 +176,8 @@ def test_code_view_names_each_path_of_a_kind(live):
     assert chains["datagram@flush"][:2] == ["UdpEcho.on_ready", "UdpEcho._flush"]
     assert chains["interest@rearm"][-2:] == ["Loop._rearm_fd", "Loop._emit_interest"]
     assert chains["interest@stale"][-2:] == ["Loop.discard_stale", "Loop._emit_interest"]
+    assert chains["interest@crash"] == ["Engine._handler_failed", "Loop.discard_stale",
+                                        "Loop._emit_interest"]
     assert chains["interest@flaw"][-2:] == ["Loop.reapply_interest", "Loop._emit_interest"]
     assert chains["interest@flaw-off"][0] == "Flaw.deactivate"
 

@@ -424,3 +424,30 @@ def test_stopping_ends_each_connection_with_a_fin_not_a_reset(make_engine):
         engine.join(5)
         assert recv_until_eof(sock) == b""  # an orderly end: no ConnectionResetError
     assert rec.wait_for("close")["reason"] == "shutdown"
+
+
+def test_a_connection_whose_handler_and_close_both_raise_is_dropped_and_said(make_engine):
+    """The last resort of Engine._handler_failed: the fd leaves the tables with an
+    `interest unregister` that says why (it was put down to the bug zoo's stale-fd cleanup)."""
+    engine, rec = make_engine()
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        wait_until(lambda: fd in engine.connections)
+
+        def broken(*_: object) -> None:
+            raise RuntimeError("broken on purpose")
+
+        def break_it() -> None:
+            conn = engine.connections[fd]
+            conn.on_ready = broken
+            conn.close = broken
+
+        engine.call(break_it).result(5)
+        sock.sendall(b"x")
+        gone = rec.wait_for("interest", fd=fd, op="unregister")
+        assert gone["cause"] == "crash"
+        assert "broken on purpose" in rec.wait_for("error", fd=fd)["message"]
+        wait_until(lambda: fd not in engine.connections)
+    with connect(engine.tcp_port) as other:  # the loop goes on
+        other.sendall(b"still")
+        assert recv_exactly(other, 5) == b"still"
