@@ -13,11 +13,21 @@ function isTyping(el) {
   return tag === 'INPUT' && !NOT_TEXT.has((el.type || 'text').toLowerCase());
 }
 
+/** A focused checkbox (the One-shot box, the bug zoo's switches): space is the page's pause
+ * key there (SPEC §5), so Enter toggles it; with neither, it could not be used from the
+ * keyboard at all. */
+function isCheckbox(el) {
+  return !!el && el.tagName === 'INPUT' && el.type === 'checkbox' && !el.disabled;
+}
+
 export function installKeyboard({ onToggle, onStep }) {
   let swallowSpaceUp = false;
   document.addEventListener('keydown', (e) => {
     if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || isTyping(e.target)) return;
-    if (e.key === ' ' || e.code === 'Space') {
+    if (e.key === 'Enter' && isCheckbox(e.target)) {
+      e.preventDefault();
+      if (!e.repeat) e.target.click();
+    } else if (e.key === ' ' || e.code === 'Space') {
       // preventDefault stops a focused button from also "clicking" on this key (and the page scrolling)
       e.preventDefault();
       swallowSpaceUp = true;

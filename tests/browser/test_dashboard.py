@@ -465,6 +465,23 @@ def test_space_and_s_on_a_focused_checkbox_or_list_pause_and_step(dashboard):
     assert state(dashboard)["backend"]["name"] == "epoll", "`s` picked an option"
     page.get_by_role("button", name="Resume", exact=True).click()
     wait_api(dashboard, lambda s: s["loop"] == "running", "resumed")
+    # with space the pause key, Enter switches a focused checkbox (a keyboard user could not
+    # switch One-shot or any bug-zoo flaw at all)
+    oneshot.focus()
+    page.keyboard.press("Enter")
+    wait_api(dashboard, lambda s: s["backend"]["oneshot"] is False, "Enter: one-shot off")
+    flaw = page.get_by_label("Flaw: EOF never handled", exact=True)
+    flaw.focus()
+    page.keyboard.press("Enter")
+    wait_until(lambda: any(f["on"] for f in dashboard.api.get("/api/flaws").json()), 5,
+               "Enter: the flaw on")
+    expect(flaw).to_be_checked(timeout=5000)
+    expect(flaw).to_be_enabled(timeout=5000)   # its request answered: the switch is back
+    expect(flaw).to_be_focused()   # (disabled meanwhile, it had lost the focus for good)
+    page.keyboard.press("Enter")
+    wait_until(lambda: not any(f["on"] for f in dashboard.api.get("/api/flaws").json()), 5,
+               "Enter: the flaw off")
+    assert state(dashboard)["loop"] == "running"
 
 
 def test_after_a_reconnect_and_a_refusal_the_page_shows_the_servers_breakpoints_and_flaws(

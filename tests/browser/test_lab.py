@@ -436,3 +436,28 @@ def test_the_zoo_says_which_flaws_cannot_show_with_this_backend(dashboard):
                                           "write": "eager"}).status_code == 200
     expect(item).to_be_hidden(timeout=DEADLINE_MS)   # the switch's event made the page re-read
     assert dashboard.console_errors == []
+
+
+def test_a_focused_code_step_keeps_the_focus_while_the_loop_runs(dashboard):
+    """The list of steps is rebuilt on every iteration: a focused step lost the focus to the
+    page's body within a second, so the panel could not be used from the keyboard."""
+    page = dashboard.page
+    steps = page.locator("#code-steps button")
+    expect(steps.first).to_be_visible(timeout=DEADLINE_MS)
+    steps.first.focus()
+    first = page.evaluate("() => window.__muxscope.timeline.last")
+    page.wait_for_function(f"() => window.__muxscope.timeline.last >= {first + 3}",
+                           timeout=DEADLINE_MS)   # (an idle loop waits 4 times a second)
+    assert page.evaluate("() => document.getElementById('code-steps')"
+                         ".contains(document.activeElement)")
+
+
+def test_fast_changing_texts_are_not_live_regions(dashboard):
+    """A screen reader read out the timeline status 83 times in 5 s of Play, and each bug-zoo
+    detection (a busy flaw rewrites its message every second)."""
+    page = dashboard.page
+    expect(page.locator("#timeline-status")).to_have_attribute("aria-live", "off")
+    messages = page.locator("#zoo-list .flaw-message")
+    expect(messages.first).to_be_attached(timeout=DEADLINE_MS)
+    assert page.evaluate("() => [...document.querySelectorAll('#zoo-list .flaw-message')]"
+                         ".every(m => !m.hasAttribute('role') && !m.hasAttribute('aria-live'))")

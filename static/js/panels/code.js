@@ -167,7 +167,11 @@ export class CodePanel {
       li.textContent = `… ${evs.length - MAX_STEPS} more events of this iteration …`;
       items.splice(MAX_STEPS - TAIL_STEPS, 0, li);
     }
+    // the list is rebuilt: a focused step keeps the focus (it fell to the page's body on
+    // every live iteration, so the list could not be walked with the keyboard)
+    const focused = this.stepsEl.contains(document.activeElement) ? document.activeElement.dataset.seq : null;
     this.stepsEl.replaceChildren(...items);
+    if (focused) (this.stepsEl.querySelector(`button[data-seq="${focused}"]`) || this.stepsEl.querySelector('button'))?.focus();
     if (!sel) { this.titleEl.textContent = 'no event yet'; this.viewEl.replaceChildren(); return; }
     this.titleEl.textContent = `${describe(sel)} (#${sel.seq}) comes from:`;
     this.root.dataset.kind = String(sel.kind);

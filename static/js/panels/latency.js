@@ -135,10 +135,15 @@ export class LatencyPanel {
     ctx.strokeStyle = c.line;
     ctx.beginPath(); ctx.moveTo(left, top + plotH + 0.5); ctx.lineTo(width, top + plotH + 0.5); ctx.stroke();
     ctx.fillStyle = c.muted; ctx.font = '10px ui-monospace, monospace'; ctx.textBaseline = 'top';
+    let freeFrom = -Infinity;   // a label that would overlap the one before it is left out
     for (let e = MIN_EXP; e <= MAX_EXP; e++) {
       const x = left + (e - MIN_EXP) * BINS_PER_DECADE * slot;
       const label = fmtUs(10 ** e);   // the last one ends at the right edge, not past it
-      ctx.fillText(label, Math.min(x, width - ctx.measureText(label).width - 1), top + plotH + 3);
+      const w = ctx.measureText(label).width;
+      const at = Math.min(x, width - w - 1);
+      if (at < freeFrom) continue;
+      ctx.fillText(label, at, top + plotH + 3);
+      freeFrom = at + w + 4;
     }
     ctx.textBaseline = 'top';
     ctx.fillText(String(max), 2, top);

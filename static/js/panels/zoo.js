@@ -77,6 +77,7 @@ export class ZooPanel {
   }
 
   async toggle(name, on, box) {
+    const focused = document.activeElement === box;   // disabling it takes the focus away
     box.disabled = true;
     this.epoch++;
     try {
@@ -90,6 +91,7 @@ export class ZooPanel {
       await this.load();   // another page may have switched one: show what the server has
     } finally {
       box.disabled = this.replay;
+      if (focused && !box.disabled) box.focus();   // a keyboard user switches it back from here
       this.dirty = true;
     }
   }
@@ -139,8 +141,7 @@ export class ZooPanel {
     const caption = document.createElement('p');
     caption.className = 'caption';
     const message = document.createElement('p');
-    message.className = 'flaw-message';
-    message.setAttribute('role', 'status');
+    message.className = 'flaw-message';   // no live region: a busy flaw rewrites it every second
     const inert = document.createElement('p');
     inert.className = 'flaw-inert muted';
     li.append(head, caption, inert, message);
