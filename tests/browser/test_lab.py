@@ -461,3 +461,17 @@ def test_fast_changing_texts_are_not_live_regions(dashboard):
     expect(messages.first).to_be_attached(timeout=DEADLINE_MS)
     assert page.evaluate("() => [...document.querySelectorAll('#zoo-list .flaw-message')]"
                          ".every(m => !m.hasAttribute('role') && !m.hasAttribute('aria-live'))")
+
+
+def test_panels_below_the_fold_are_in_the_accessibility_tree(dashboard):
+    """`content-visibility: auto` kept off-screen panels out of Chromium's accessibility tree
+    (`ignored: notRendered`): a screen reader's headings stopped at the fifth of 14 panels."""
+    page = dashboard.page
+    page.evaluate("() => window.scrollTo(0, 0)")
+    cdp = page.context.new_cdp_session(page)
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    for selector in ("#zoo-title", "#log-title", "#code-title", "#trace-title"):
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        [ax] = cdp.send("Accessibility.getPartialAXTree",
+                        {"nodeId": node, "fetchRelatives": False})["nodes"][:1]
+        assert not ax.get("ignored"), (selector, ax.get("ignoredReasons"))
