@@ -1,6 +1,6 @@
 // Live controls: every change applies at once (no Apply button); errors go to the alert area.
 import { api, clearTopic, downloadFile, showError, withToken } from './api.js';
-import { serverConnected } from './ui.js';
+import { serverConnected, whileDisabled } from './ui.js';
 
 const MAX_DELAY_MS = 5000;      // the slow-motion range the API accepts
 const TYPING_PAUSE_MS = 400;    // a delay typed into the field is sent once the keys pause this long
@@ -79,12 +79,8 @@ export class Controls {
   }
 
   async downloadTrace(button) {
-    button.disabled = true;
-    try {
-      await downloadFile(button.dataset.href, button.dataset.filename, 'Downloading the trace');
-    } finally {
-      button.disabled = false;
-    }
+    await whileDisabled(button,
+      () => downloadFile(button.dataset.href, button.dataset.filename, 'Downloading the trace'));
   }
 
   async sendBackend() {

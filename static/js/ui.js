@@ -79,3 +79,17 @@ const REREAD_MS = 3000;
 export function rereadWhileConnected(read) {
   setInterval(() => { if (!document.hidden && serverConnected()) read(); }, REREAD_MS);
 }
+
+/** Run `work` with `el` disabled (its request in flight), then enable it again unless
+ * `enabledAfter` is false, and give it back the focus it had: disabling a focused control
+ * drops the focus to the page's body, and a keyboard user lost their place at every press. */
+export async function whileDisabled(el, work, enabledAfter = true) {
+  const focused = document.activeElement === el;
+  el.disabled = true;
+  try {
+    return await work();
+  } finally {
+    el.disabled = !enabledAfter;
+    if (focused && !el.disabled) el.focus();
+  }
+}

@@ -2,7 +2,7 @@
 // each, and "Breakpoint N fired at iteration K (engine wait #W) on fd F" when a `loop` event
 // names one. The list is re-read every few seconds: another page may add or delete one.
 import { api } from '../api.js';
-import { rereadWhileConnected } from '../ui.js';
+import { rereadWhileConnected, whileDisabled } from '../ui.js';
 
 const MAX_HITS = 100;
 
@@ -96,15 +96,14 @@ export class BreakpointsPanel {
     const fdRaw = this.fd.value.trim();
     if (fdRaw !== '') body.fd = Number(fdRaw);
     if (body.when === 'queue_over') body.depth = Number(this.depth.value);
-    this.addBtn.disabled = true;
     this.epoch++;
-    try {
-      await api.addBreakpoint(body);
-      this.epoch++;   // a read sent while the add was on its way answers from before it
-      await this.refresh();
-    } catch { /* shown in the alert area */ } finally {
-      this.addBtn.disabled = this.replay;
-    }
+    await whileDisabled(this.addBtn, async () => {
+      try {
+        await api.addBreakpoint(body);
+        this.epoch++;   // a read sent while the add was on its way answers from before it
+        await this.refresh();
+      } catch { /* shown in the alert area */ }
+    }, !this.replay);
   }
 
   async remove(id, btn) {

@@ -171,7 +171,10 @@ export class CodePanel {
     // every live iteration, so the list could not be walked with the keyboard)
     const focused = this.stepsEl.contains(document.activeElement) ? document.activeElement.dataset.seq : null;
     this.stepsEl.replaceChildren(...items);
-    if (focused) (this.stepsEl.querySelector(`button[data-seq="${focused}"]`) || this.stepsEl.querySelector('button'))?.focus();
+    if (focused) {   // the same event, or the first of a new iteration
+      const again = this.stepsEl.querySelector(`button[data-seq="${focused}"]`) || this.stepsEl.querySelector('button');
+      again?.focus();
+    }
     if (!sel) { this.titleEl.textContent = 'no event yet'; this.viewEl.replaceChildren(); return; }
     this.titleEl.textContent = `${describe(sel)} (#${sel.seq}) comes from:`;
     this.root.dataset.kind = String(sel.kind);

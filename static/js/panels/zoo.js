@@ -1,7 +1,7 @@
 // The bug zoo: one switch per flaw (one on at a time: the server says 409 otherwise), with the
 // detections count and the latest detector message, live from `flaw` events.
 import { api } from '../api.js';
-import { rereadWhileConnected, safeLabel } from '../ui.js';
+import { rereadWhileConnected, safeLabel, whileDisabled } from '../ui.js';
 
 export class ZooPanel {
   constructor(root, live, { replay }) {
@@ -77,23 +77,20 @@ export class ZooPanel {
   }
 
   async toggle(name, on, box) {
-    const focused = document.activeElement === box;   // disabling it takes the focus away
-    box.disabled = true;
     this.epoch++;
-    try {
-      const list = await api.setFlaw(name, on);
-      this.epoch++;   // a read sent while the switch was on its way answers from before it
-      this.merge(list);
-      this.statusEl.textContent = on ? `${this.flaws.get(name).title}: on` : 'all flaws off: the correct code runs';
-    } catch (err) {
-      box.checked = !on;   // the 409 ("another flaw is on") is in the alert area; say it here too
-      if (err && err.detail) this.statusEl.textContent = `Not switched: ${err.detail}`;
-      await this.load();   // another page may have switched one: show what the server has
-    } finally {
-      box.disabled = this.replay;
-      if (focused && !box.disabled) box.focus();   // a keyboard user switches it back from here
-      this.dirty = true;
-    }
+    await whileDisabled(box, async () => {
+      try {
+        const list = await api.setFlaw(name, on);
+        this.epoch++;   // a read sent while the switch was on its way answers from before it
+        this.merge(list);
+        this.statusEl.textContent = on ? `${this.flaws.get(name).title}: on` : 'all flaws off: the correct code runs';
+      } catch (err) {
+        box.checked = !on;   // the 409 ("another flaw is on") is in the alert area; say it here too
+        if (err && err.detail) this.statusEl.textContent = `Not switched: ${err.detail}`;
+        await this.load();   // another page may have switched one: show what the server has
+      }
+    }, !this.replay);
+    this.dirty = true;
   }
 
   paint() {
