@@ -51,6 +51,7 @@ export class Model {
     this.unsynced = false;
     this.approximate = false;   // bytes in/out: events were dropped since the last state read
     this.stateSeq = 0;
+    this.closedByState = new Map();   // fd -> interest bits of the fds the last state read closed
     this.markAll();
   }
 
@@ -204,6 +205,10 @@ export class Model {
       for (const fd of this.regs.keys()) this.saveBefore(fd);
       for (const r of state.registrations) this.saveBefore(r.fd);
     }
+    // an fd the state has closed already: a wait still to come (its events are in the state)
+    // may have reported it, and its interest then is the last one known here
+    const listed = new Set(state.registrations.map((r) => r.fd));
+    this.closedByState = new Map([...this.regs].filter(([fd]) => !listed.has(fd)).map(([fd, r]) => [fd, r.bits]));
     this.regs.clear();
     for (const r of state.registrations) this.setReg(r.fd, r.role, r.interest);
     this.regsChanged = true;
@@ -265,7 +270,7 @@ export class Model {
         this.mark('syscall', 'backend');
         break;
       case 'interest':
-        if (inState) break;
+        if (inState) { this.keepClosedInterest(fd); break; }
         this.saveBefore(fd);
         if (ev.op === 'unregister') { this.regs.delete(fd); this.regsChanged = true; }
         else this.setReg(fd, null, ev.flags);
@@ -308,7 +313,7 @@ export class Model {
         }
         break;
       case 'close':
-        if (inState) break;
+        if (inState) { this.keepClosedInterest(fd); break; }
         if (this.conns.delete(fd)) this.connsVersion++;
         // A close implies its unregister (SPEC §2), whose event a throttled iteration does not
         // show; but a close the bug zoo leaves registered says so, and the fd stays (poll
@@ -357,6 +362,15 @@ export class Model {
 
   /** Remember an fd's interest as it was during the last wait, before a handler changes it. */
   saveBefore(fd) { saveBefore(this.lastWait, this.regs, fd); }
+  /** An interest change or close already in a state read: the registrations no longer hold
+   * the fd, but the wait on show may have been passed it (a resync answered before that
+   * wait's events arrived left its ready fd "closed since; not known"). */
+  keepClosedInterest(fd) {
+    const bits = this.closedByState && this.closedByState.get(fd);
+    if (bits && this.lastWait && this.lastWait.before && !this.lastWait.before.has(fd)) {
+      this.lastWait.before.set(fd, new Set(bits));
+    }
+  }
 
   /** Interest bits of fd as passed to the last wait call (null: not registered then). */
   interestAtWait(fd) { return interestAtWait(this.lastWait, this.regs, fd); }
