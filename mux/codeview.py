@@ -53,7 +53,16 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "close@flushed": [conn.on_ready, conn._after_write, conn.close],
         "close@reset": [conn.on_ready, conn.close],
         "close@error": [conn.on_ready, conn.close],
+        # eager: the send inside recv's handler failed (the close follows its `recv` event)
+        "close@eager-reset": [conn.on_ready, conn._on_data, conn.close],
+        "close@eager-error": [conn.on_ready, conn._on_data, conn.close],
         "close@user": [eng._close_connection, conn.shut_down, conn.close],
+        # a user's "Close fd N" first sends what the kernel takes of the queue: the write half
+        # of on_ready, called by shut_down, not by a readiness (no `ready` of that fd before it)
+        "send@close": [eng._close_connection, conn.shut_down, conn.on_ready],
+        "queue@close": [eng._close_connection, conn.shut_down, conn.on_ready],
+        "backpressure@close": [eng._close_connection, conn.shut_down, conn.on_ready,
+                               conn._after_write, conn._set_backpressure],
         "close@shutdown": [eng._shutdown, conn.shut_down, conn.close],
         # a user's close that lingered (linger.py), ended by the peer's EOF or the deadline
         "close@linger-eof": [linger.Lingerer.on_ready, linger.Lingerer.close, conn.close],
@@ -79,7 +88,8 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
 
 #: the kinds a flaw's own connection handler leads to, when the bug zoo has one on
 _FLAWED_KINDS = ("recv", "send", "send@eager", "queue@send", "backpressure@release", "close",
-                 "close@flushed", "close@reset", "close@error")
+                 "close@flushed", "close@reset", "close@error", "close@eager-reset",
+                 "close@eager-error")
 
 
 def _flawed(chains: dict[str, list[Callable[..., Any]]]) -> dict[str, list[Callable[..., Any]]]:

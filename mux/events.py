@@ -61,7 +61,8 @@ class WaitEvent(Event):
     registered: int
     timeout_ms: int | None
     ready: int
-    duration_us: int
+    duration_us: int  # wall time, asleep included
+    cpu_us: int  # the loop thread's CPU time in the call (a shown wait only)
 
 
 class RecvEvent(Event):

@@ -26,6 +26,14 @@ _RDHUP = {"poll": getattr(select, "POLLRDHUP", 0x2000),
 _HUP = {"poll": select.POLLHUP | _RDHUP["poll"],
         "epoll": getattr(select, "EPOLLHUP", 0x10) | _RDHUP["epoll"]}
 _NVAL = getattr(select, "POLLNVAL", 0x20)
+_ERR = {"poll": select.POLLERR, "epoll": getattr(select, "EPOLLERR", 0x8)}
+
+
+def _hangup_reason(backend: str, native: int) -> str:
+    """A hang-up with the error bit is a reset (the kernel's HUP|ERR), else the peer's EOF."""
+    return "reset" if native & _ERR.get(backend, 0) else "eof"
+
+
 FLAG_INTERVAL = 1.0  # a detector speaks at most once a second per fd
 
 
@@ -184,7 +192,7 @@ class PollEquality(Flaw):
                       "so readable data was ignored")
         if native & _HUP.get(backend.name, 0):
             lost = _inq(conn.fd)
-            conn.close("eof", flaw=self.name)
+            conn.close(_hangup_reason(backend.name, native), flaw=self.name)
             if lost:
                 self.flag(conn.fd, f"fd {conn.fd}: closed on {names} with {lost} bytes unread: "
                           "lost", force=True)
@@ -197,8 +205,10 @@ class HupBeforeIn(Flaw):
     name = "hup_before_in"
     title = "hang-up checked before input"
     caption = ("When the peer sends its last bytes and closes, the kernel reports input and "
-               "hang-up together. This handler checks the hang-up first and closes: the last "
-               "bytes are never read. (select has no hang-up bit: switch to poll or epoll.)")
+               "a hang-up together: RDHUP (the peer shut its sending side, the usual close; "
+               "this flaw asks for that bit) or HUP (both sides shut, or a reset). This "
+               "handler checks the hang-up first and closes: the last bytes are never read. "
+               "(select has no hang-up bit: switch to poll or epoll.)")
     wants_rdhup = True
 
     def __init__(self, engine: Engine) -> None:
@@ -214,7 +224,7 @@ class HupBeforeIn(Flaw):
         backend = self.loop.ready_backend
         if native & _HUP.get(backend.name, 0):
             lost = _inq(conn.fd)
-            conn.close("eof", flaw=self.name)
+            conn.close(_hangup_reason(backend.name, native), flaw=self.name)
             if lost:
                 self.lost_bytes += lost
                 self.flag(conn.fd, f"fd {conn.fd}: {'|'.join(backend.names(native))} - hang-up "

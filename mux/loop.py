@@ -207,6 +207,9 @@ class Loop:
         t0 = time.perf_counter()
         obs = self.obs
         obs.begin_iteration(t0)
+        # a shown wait's CPU time too (a syscall each side, ~0.4 us, so only when shown): what
+        # the call cost, without the time it slept
+        cpu0 = time.thread_time_ns() if obs.watched else None
         try:
             ready = backend.wait(timeout)
         except OSError as exc:
@@ -215,6 +218,8 @@ class Loop:
             self.wait_error_hook(exc, WAIT_CALLS.get(backend.name, f"{backend.name}()"))
             return
         duration_us = (time.perf_counter() - t0) * 1e6
+        if cpu0 is not None:
+            cpu0 = time.thread_time_ns() - cpu0
         self.ready_backend = backend
         stats = self.stats
         stats.waits += 1
@@ -223,7 +228,7 @@ class Loop:
         if watched:  # last_wait and its ready list always describe the same (shown) wait
             self.last_ready = ready
             self.last_ready_backend = backend
-            self._emit_wait(timeout, ready, duration_us)
+            self._emit_wait(timeout, ready, duration_us, cpu0)
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1 + len(ready)  # the wait and its ready events, unobserved
         if watched or backend.oneshot or self.dispatch_hook is not None:
@@ -315,8 +320,9 @@ class Loop:
             elif self.obs.active:  # throttled: count what is not shown
                 self.obs.seq += 1
 
-    def _emit_wait(self, timeout: float | None, ready: list[tuple[int, int]], us: float) -> None:
-        event = {
+    def _emit_wait(self, timeout: float | None, ready: list[tuple[int, int]], us: float,
+                   cpu_ns: int | None = None) -> None:
+        event: dict[str, object] = {
             "kind": "wait",
             "backend": self.backend.name,
             "registered": self.backend.fds_passed(len(self.handlers)),
@@ -325,6 +331,8 @@ class Loop:
             "ready": len(ready),
             "duration_us": int(us),
         }
+        if cpu_ns is not None:  # (a wait shown only because a sink came during it has none)
+            event["cpu_us"] = cpu_ns // 1000
         self.last_wait = event
         self.obs.emit(event)
 

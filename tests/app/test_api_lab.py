@@ -138,6 +138,15 @@ def test_code_view_names_each_path_of_a_kind(live):
     assert chains["close@linger-reset"] == chains["close@linger-eof"]  # its read got an RST
     assert chains["close@linger-deadline"] == ["Lingerer.expire", "TcpConnection.close"]
     assert chains["queue@send"] == ["TcpConnection.on_ready"]
+    # a user's close sends the queue through on_ready's write half; an eager send's failure
+    # closes inside recv's handler (with a flaw on that reads, the flaw's handler heads it)
+    assert chains["send@close"] == ["Engine._close_connection", "TcpConnection.shut_down",
+                                    "TcpConnection.on_ready"]
+    assert chains["close@eager-reset"] == ["TcpConnection.on_ready", "TcpConnection._on_data",
+                                           "TcpConnection.close"]
+    assert chains["close@eager-error@eof_ignored"] == ["EofIgnored.connection_ready",
+                                                       "TcpConnection._on_data",
+                                                       "TcpConnection.close"]
     # every `loop` event was shown as a step's, a Pause button's too
     assert chains["loop"] == ["Engine._set_paused", "Engine._emit_loop"]
     assert chains["loop@step"] == ["Engine._step", "Engine._emit_loop"]

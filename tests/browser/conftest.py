@@ -59,10 +59,6 @@ class Dashboard:
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        # Panels off screen are skipped by `content-visibility: auto`; render them all so a
-        # full-page screenshot shows what a user scrolling down would see.
-        self.page.evaluate("() => document.querySelectorAll('.panel')"
-                           ".forEach(el => { el.style.contentVisibility = 'visible'; })")
         self.page.screenshot(path=str(path), full_page=True)
         return path
 

@@ -363,10 +363,40 @@ def test_a_flaws_own_early_close_shows_its_code_not_the_usual_path(dashboard):
             closed.click()
             first = panel.locator(".code-fn").first
             expect(first).to_have_attribute("data-qualname", "HupBeforeIn.connection_ready")
-            expect(first.locator(".line.hl")).to_contain_text('conn.close("eof"')
+            expect(first.locator(".line.hl")).to_contain_text("conn.close(_hangup_reason(")
     finally:
         api.post("/api/loop", json={"action": "resume"})
         api.post("/api/flaws/hup_before_in", json={"on": False})
+    assert dashboard.console_errors == []
+
+
+def test_a_users_close_shows_its_flush_as_the_closes_not_a_handlers(dashboard):
+    """"Close fd N" sends what is queued through on_ready's write half, called by shut_down:
+    the code panel put that send down to a readiness, and with a flaw on to the flaw's own
+    handler, neither of which ran."""
+    page, api = dashboard.page, dashboard.api
+    panel = page.locator("#code-panel")
+    try:
+        assert api.post("/api/flaws/eof_ignored", json={"on": True}).status_code == 200
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect(page.locator("#loop-state")).to_have_text("paused", timeout=DEADLINE_MS)
+        with dashboard.connect() as sock:
+            page.get_by_role("button", name="Step", exact=True).click()  # the accept
+            fd = wait_for_row(page)
+            sock.sendall(b"queued, then closed")
+            page.get_by_role("button", name="Step", exact=True).click()  # recv: queued
+            expect(panel.locator("button[data-kind='queue']", has_text=f"queue fd {fd} ")
+                   ).to_have_count(1, timeout=DEADLINE_MS)
+            page.get_by_role("button", name=f"Close fd {fd}", exact=True).click()
+            sent = panel.locator("button[data-kind='send']", has_text=f"send fd {fd} ")
+            expect(sent).to_contain_text(
+                "Engine._close_connection › TcpConnection.shut_down › TcpConnection.on_ready",
+                timeout=DEADLINE_MS)
+            expect(sent).not_to_contain_text("EofIgnored")
+            assert recv_exactly(sock, 19) == b"queued, then closed"
+    finally:
+        api.post("/api/loop", json={"action": "resume"})
+        api.post("/api/flaws/eof_ignored", json={"on": False})
     assert dashboard.console_errors == []
 
 
@@ -420,8 +450,21 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
     assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", udp]) == [
         "datagram", "flaw", "datagram@out", "ready", "datagram@flush", "interest@flaw",
         "interest@flaw-off", "interest@stale"]
+    # a user's close (from the control fd's handler, or after a pause) flushes the queue;
+    # an eager send that failed inside recv's handler closes there
+    closing = [ev("ready", flags=["EPOLLIN"]), ev("recv", bytes=3), ev("queue", depth=1),
+               {"kind": "ready", "fd": 4, "flags": ["EPOLLIN"]}, ev("send", partial=False),
+               ev("queue", depth=0), ev("close", reason="user"),
+               {"kind": "loop", "state": "paused"}, ev("send", partial=True), ev("queue", depth=1),
+               ev("backpressure", paused=False), ev("ready", flags=["EPOLLIN"]),
+               ev("recv", bytes=3), ev("close", reason="reset"), ev("close", reason="reset")]
+    assert dashboard.page.evaluate(CHAIN_KEYS, ["eager", closing]) == [
+        "ready", "recv", "queue", "ready", "send@close", "queue@close", "close@user", "loop",
+        "send@close", "queue@close", "backpressure@close", "ready", "recv",
+        "close@eager-reset", "close@reset"]
     code = dashboard.api.get("/api/code").json()
-    for key in ("send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",
+    for key in ("send@close", "queue@close", "backpressure@close", "close@eager-reset",
+                "close@eager-error", "send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",
                 "datagram@flush", "interest@flaw", "interest@flaw-off", "interest@stale"):
         assert code[key], key  # every key the page picks has its chain
 

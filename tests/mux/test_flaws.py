@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 
 import pytest
@@ -77,6 +78,27 @@ def test_last_bytes_lost_when_hangup_wins(make_engine, name, backend):
     closes = rec.of("close", fd=fd)
     assert [(c["reason"], c.get("flaw")) for c in closes] == [("eof", name)], closes
     sock.close()
+    engine.set_flaw(name, False).result(5)
+    _echo_ok(engine)
+
+
+@pytest.mark.parametrize("name", ["hup_before_in", "poll_equality"])
+@pytest.mark.parametrize("backend", ["poll", "epoll"])
+def test_a_flaws_close_on_a_reset_says_reset(make_engine, name, backend):
+    """A reset comes as HUP|ERR: the flawed handler closed it with reason "eof" all the same,
+    and the page said the peer had ended cleanly."""
+    engine, rec = make_engine(backend=backend)
+    engine.set_flaw(name, True).result(5)
+    sock = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    wait_until(lambda: fd in engine.connections)
+    engine.pause().result(5)
+    sock.sendall(b"then a reset")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # RST
+    engine.resume().result(5)
+    close = rec.wait_for("close", fd=fd)
+    assert (close["reason"], close.get("flaw")) == ("reset", name), close
     engine.set_flaw(name, False).result(5)
     _echo_ok(engine)
 

@@ -334,3 +334,29 @@ def test_a_wait_events_timeout_is_the_one_the_kernel_got(name):
     wait = next(e for e in events if e["kind"] == "wait")
     assert wait["timeout_ms"] == 34
     assert wait["duration_us"] >= 33_000  # it really waited that long: nothing was ready
+
+
+@pytest.mark.parametrize("name", ["select", "poll", "epoll"])
+def test_a_shown_wait_says_its_cpu_time_apart_from_its_sleep(name):
+    """The page's "wait call by registered fds" chart drew `duration_us`, which counts the
+    time the call slept: a wait that slept 100 ms before one fd turned ready was charted as
+    the costliest call of all, and the curve fell as fds were added. A shown wait says its
+    CPU time too; an unshown one makes no syscall for it."""
+    from mux.backends import create
+    from mux.loop import Loop
+
+    events: list[dict] = []
+    obs = Observers()
+    sink = events.append
+    obs.add(sink)
+    loop = Loop(create(name), obs, wait_timeout=0.1)
+    try:
+        loop.run_once()                 # nothing ready: it sleeps the whole timeout
+        obs.remove(sink)
+        loop.run_once()                 # nobody watching
+    finally:
+        loop.backend.close()
+    [wait] = [e for e in events if e["kind"] == "wait"]
+    assert type(wait["cpu_us"]) is int
+    assert wait["duration_us"] >= 99_000
+    assert 0 <= wait["cpu_us"] < 20_000, wait     # a few µs of work, not 100 ms

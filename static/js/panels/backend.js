@@ -47,7 +47,10 @@ export class BackendPanel {
     this.width = watchWidth(this.wrap, () => { this.forced = true; });
     this.buildLegend(root.querySelector('#fd-legend'));
     this.canvas.addEventListener('mousemove', (e) => this.hover(e));
-    this.canvas.addEventListener('mouseleave', () => { this.tooltip.hidden = true; });
+    this.canvas.addEventListener('mouseleave', () => this.hideTip());
+    // the keyboard's way to the tooltip: focus the grid, arrows move from fd to fd
+    this.canvas.addEventListener('keydown', (e) => this.key(e));
+    this.canvas.addEventListener('blur', () => this.hideTip());
   }
 
   buildLegend(ul) {
@@ -328,15 +331,39 @@ export class BackendPanel {
   }
 
   hover(e) {
-    const model = this.model;
-    if (!model) return;
+    if (!this.model) return;
     const rect = this.canvas.getBoundingClientRect();
     const { cell, cols } = this.layout;
     const col = Math.floor((e.clientX - rect.left) / cell);
     const row = Math.floor((e.clientY - rect.top) / cell);
     const fd = col < cols ? this.fds[row * cols + col] : undefined;
+    this.showTip(fd, e.clientX - rect.left, e.clientY - rect.top, false);
+  }
+
+  /** Arrow keys, Home and End walk the registered fds in the grid's order. */
+  key(e) {
+    const { cols } = this.layout;
+    const steps = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols, Home: -Infinity, End: Infinity };
+    const step = steps[e.key];
+    if (step === undefined || !this.model || !this.fds.length) return;
+    e.preventDefault();
+    const at = this.fds.indexOf(this.keyFd);
+    const i = at < 0 ? 0 : Math.max(0, Math.min(this.fds.length - 1, at + step));
+    this.keyFd = this.fds[i];
+    const { cell } = this.layout;
+    this.showTip(this.keyFd, (i % cols) * cell + cell / 2, Math.floor(i / cols) * cell + cell / 2, true);
+  }
+
+  hideTip() {
+    this.tooltip.hidden = true;
+    this.tooltip.setAttribute('aria-live', 'off');
+  }
+
+  /** The tooltip of one fd at (x, y) in the canvas; read aloud when the keyboard chose it. */
+  showTip(fd, x, y, spoken) {
+    const model = this.model;
     const reg = fd !== undefined ? model.regs.get(fd) : null;
-    if (!reg) { this.tooltip.hidden = true; return; }
+    if (!reg) { this.hideTip(); return; }
     const conn = model.conns.get(fd);
     const ready = model.lastReady.get(fd);
     const lines = [`fd ${fd} — ${ROLE_NAMES[reg.role] || reg.role}`];
@@ -344,11 +371,11 @@ export class BackendPanel {
     lines.push(`interest: ${flagText(toNative(reg.bits, model.backend.name || 'epoll'))}`);
     lines.push(`last wait: ${ready ? flagText(ready) : 'not ready'}`);
     if (conn) lines.push(`queue: ${conn.depth} chunk${conn.depth === 1 ? '' : 's'}, ${conn.pending} B${conn.paused ? ' — reading paused' : ''}`);
+    this.tooltip.setAttribute('aria-live', spoken ? 'polite' : 'off');
     this.tooltip.textContent = lines.join('\n');
     this.tooltip.hidden = false;
-    const x = Math.min(e.clientX - rect.left + 12, rect.width - 200);
-    this.tooltip.style.left = `${Math.max(0, x)}px`;
-    this.tooltip.style.top = `${e.clientY - rect.top + 14}px`;
+    const width = this.canvas.getBoundingClientRect().width;
+    this.tooltip.style.left = `${Math.max(0, Math.min(x + 12, width - 200))}px`;
+    this.tooltip.style.top = `${y + 14}px`;
   }
 }
-

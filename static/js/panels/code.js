@@ -33,13 +33,32 @@ function flawOf(model) {
   return document.getElementById('zoo-panel')?.dataset.on || '';
 }
 
+/** Whether `events[i]` came from its own fd's handler: every handler runs right after its
+ * fd's `ready` event. A user's "Close fd N" runs from the control fd's handler, or after a
+ * `loop` event while the loop is paused: another fd's `ready`, a `loop` or the `wait` comes
+ * first. (The start of the list is the usual path.) */
+function fromOwnReady(events, i) {
+  const fd = events[i].fd;
+  for (let k = i - 1; k >= 0; k--) {
+    const e = events[k];
+    if (e.kind === 'ready') return e.fd === fd;
+    if (e.kind === 'wait' || e.kind === 'loop') return false;
+  }
+  return true;
+}
+
 /** A close's path follows its reason: the flaw's own code closed it (`flaw`), a user's close
  * that lingered (mux/linger.py) and ended with the peer's EOF or the deadline, the write half
- * once the queue left at EOF went out (`flushed`; a user's close keeps its own path). */
-function closeKey(ev) {
+ * once the queue left at EOF went out (`flushed`; a user's close keeps its own path), an eager
+ * send in recv's handler that failed (right after that fd's `recv`). */
+function closeKey(events, i) {
+  const ev = events[i];
   if (ev.flaw) return 'close@early';
   if (['eof', 'reset', 'deadline'].includes(ev.lingered)) return `close@linger-${ev.lingered}`;
   if (ev.flushed && ev.reason === 'eof') return 'close@flushed';
+  const before = events[i - 1];
+  if ((ev.reason === 'reset' || ev.reason === 'error') && before && before.kind === 'recv'
+      && before.fd === ev.fd) return `close@eager-${ev.reason}`;
   return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
 }
 
@@ -97,11 +116,13 @@ export class CodePanel {
     const sameFd = (e, kind) => e && e.kind === kind && e.fd === ev.fd;
     const eagerSend = (k) => this.write === 'eager' && sameFd(events[k], 'send')
       && sameFd(events[k - 1], 'recv');
+    // the write half of on_ready, run by a readiness or by a user's close (`@close`)
+    const writeHalf = (key) => (fromOwnReady(events, i) ? key : `${ev.kind}@close`);
     switch (ev.kind) {
-      case 'send': return eagerSend(i) ? 'send@eager' : 'send';
-      case 'queue': return sameFd(events[i - 1], 'send') && !eagerSend(i - 1) ? 'queue@send' : 'queue';
-      case 'backpressure': return ev.paused === false ? 'backpressure@release' : 'backpressure';
-      case 'close': return closeKey(ev);
+      case 'send': return eagerSend(i) ? 'send@eager' : writeHalf('send');
+      case 'queue': return sameFd(events[i - 1], 'send') && !eagerSend(i - 1) ? writeHalf('queue@send') : 'queue';
+      case 'backpressure': return ev.paused === false ? writeHalf('backpressure@release') : 'backpressure';
+      case 'close': return closeKey(events, i);
       case 'interest': return interestKey(ev);
       case 'datagram': return datagramKey(events, i);
       case 'loop':   // who emitted it: a client's pause/resume, a step, a breakpoint, a setting

@@ -8,12 +8,24 @@ const BOTTOM = 18;
 const MAX_BARS = 64;
 const PEAK_MS = 1500;
 const DEFAULT_HIGH_WATER = 1 << 20;
+const BACKPRESSURE = ' Bars fill as bytes arrive and drain as they are sent. Above the high-water mark the server '
+  + 'stops reading that connection (backpressure, drawn red) until the queue drains.';
+/** What the queue holds depends on the write strategy (the Write control). */
+const CAPTIONS = {
+  queued: 'Queued writes: every received chunk waits in its connection\'s queue until the socket is writable and '
+    + 'the bytes are sent back.' + BACKPRESSURE,
+  eager: 'Eager writes: a received chunk is sent back at once; only what the kernel did not take waits in the '
+    + 'queue, until the socket is writable again. Mostly empty, then: it fills when a client reads slowly.'
+    + BACKPRESSURE,
+};
 
 export class QueuesPanel {
   constructor(root, { replay = false } = {}) {
     this.replay = replay;
     this.canvas = root.querySelector('#queue-canvas');
     this.summaryEl = root.querySelector('#queue-summary');
+    this.captionEl = root.querySelector('#queue-caption');
+    this.shownWrite = null;
     this.shown = new Map();   // fd -> displayed (eased) pending bytes
     this.forced = true;
     this.width = watchWidth(root.querySelector('#queue-canvas-wrap'), () => { this.forced = true; });
@@ -45,6 +57,11 @@ export class QueuesPanel {
   }
 
   paint(model, now) {
+    const write = model.backend.write || 'queued';
+    if (write !== this.shownWrite) {
+      this.shownWrite = write;
+      this.captionEl.textContent = CAPTIONS[write] || CAPTIONS.queued;
+    }
     let dirty = model.take('queues');
     if (this.uiVersion !== ui.version) { this.uiVersion = ui.version; dirty = true; }
     if (!dirty && !this.animating && !this.forced) return;

@@ -1,0 +1,122 @@
+"""Keyboard, screen-reader and narrow-window use of the page (what session 18's audit left)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import echo, server_fd
+
+DEADLINE_MS = 8000
+
+
+def test_the_fd_grid_shows_each_fds_details_from_the_keyboard(dashboard):
+    """The grid's tooltip (role, peer, interest, last wait, queue) opened on mouse-over only."""
+    page = dashboard.page
+    with dashboard.connect() as sock:
+        echo(sock, b"hi\n")
+        fd = server_fd(dashboard, sock)
+        grid = page.locator("#fd-canvas")
+        tip = page.locator("#fd-tooltip")
+        grid.focus()
+        page.keyboard.press("Home")
+        expect(tip).to_be_visible()
+        seen = [tip.text_content().split("\n")[0]]
+        while not seen[-1].startswith(f"fd {fd} ") and len(seen) < 40:
+            page.keyboard.press("ArrowRight")
+            seen.append(tip.text_content().split("\n")[0])
+        assert seen[-1] == f"fd {fd} — connection", seen
+        expect(tip).to_contain_text("interest: EPOLLIN")
+        expect(tip).to_have_attribute("aria-live", "polite")
+        assert len(set(seen)) == len(seen), seen     # each press one more fd
+        page.keyboard.press("End")
+        expect(tip).to_be_visible()
+        page.keyboard.press("Tab")          # leaving the grid closes it
+        expect(tip).to_be_hidden()
+
+
+def test_the_breakpoint_hint_is_on_screen_and_describes_the_button(dashboard):
+    """It was a mouse-over `title` on a span: no keyboard or screen-reader user got it."""
+    page = dashboard.page
+    caption = page.locator("#breakpoint-caption")
+    expect(caption).to_be_visible()
+    expect(caption).to_contain_text("handlers of that wait have run")
+    add = page.get_by_role("button", name="Add breakpoint", exact=True)
+    expect(add).to_have_accessible_description(re.compile("handlers of that wait have run"))
+
+
+def test_the_event_log_is_a_named_scroll_box_the_keyboard_can_reach(dashboard):
+    page = dashboard.page
+    log = page.get_by_role("list", name="Event log: newest last")
+    expect(log).to_have_count(1)
+    log.focus()
+    assert page.evaluate("() => document.activeElement.id") == "event-log"
+
+
+def contrast(page, selector: str, background: str) -> float:
+    """WCAG contrast of an element's text colour against a background colour (CSS)."""
+    return page.evaluate(
+        """([sel, bg]) => {
+          const rgb = (css) => css.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+          const lum = (c) => { const [r, g, b] = c.map(v => { v /= 255;
+            return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+          const fg = lum(rgb(getComputedStyle(document.querySelector(sel)).color));
+          const probe = document.createElement('span'); probe.style.color = bg;
+          document.body.append(probe); const b = lum(rgb(getComputedStyle(probe).color)); probe.remove();
+          return (Math.max(fg, b) + 0.05) / (Math.min(fg, b) + 0.05);
+        }""", [selector, background])
+
+
+def test_code_line_numbers_are_readable(dashboard):
+    """#566074 on the code's #0b0d11 was 3.1:1 (WCAG AA asks 4.5:1), 2.1:1 on a marked line."""
+    page = dashboard.page
+    expect(page.locator("pre.code .ln").first).to_be_attached(timeout=DEADLINE_MS)
+    assert contrast(page, "pre.code .ln", "#0b0d11") >= 4.5
+    assert contrast(page, "pre.code .ln", "#3a2d10") >= 4.5
+
+
+def test_the_connection_table_fits_an_800_px_window(dashboard):
+    """At 800 px the table was 23 px wider than its box: every row scrolled sideways."""
+    page = dashboard.page
+    page.set_viewport_size({"width": 800, "height": 900})
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(dashboard.connect()) for _ in range(3)]
+        for sock in socks:
+            echo(sock, b"x" * 70_000)    # five-digit byte counts
+        page.wait_for_function("() => document.querySelectorAll('#connection-list tr').length >= 3",
+                               timeout=DEADLINE_MS)
+        expect(page.locator("#connection-list tr").first.locator("td.in")).to_have_text(
+            re.compile(r"^70\D?000$"), timeout=DEADLINE_MS)
+        box = page.evaluate("() => { const w = document.querySelector('#connections-panel .table-wrap');"
+                            " return [w.scrollWidth, w.clientWidth]; }")
+        assert box[0] <= box[1], box
+
+
+def test_the_wait_chart_draws_what_a_call_costs_not_how_long_it_slept(dashboard):
+    """It drew the least wall time per fd count: with a few typing clients every wait sleeps
+    until a key comes, so the chart read 1.3 ms at 3 fds and 6 µs at 33 (load), the opposite
+    of what select and poll cost. It draws the call's CPU time (the wait event's `cpu_us`)."""
+    page = dashboard.page
+    with dashboard.connect() as sock:
+        echo(sock, b"first\n")
+        for _ in range(3):
+            time.sleep(0.12)               # typing: the loop sleeps until the key comes
+            echo(sock, b"k")
+        fd = server_fd(dashboard, sock)
+        # the page has seen a wait that slept, then returned our fd
+        slept = page.wait_for_function(
+            f"""() => {{ let wait = null;
+                  for (const e of window.__muxscope.model.recent(400)) {{
+                    if (e.kind === 'wait') wait = e;
+                    else if (e.kind === 'ready' && e.fd === {fd} && wait.duration_us > 50000) return wait;
+                  }}
+                  return null; }}""",
+            timeout=DEADLINE_MS).json_value()
+        assert slept["cpu_us"] < 20_000, slept
+        costs = page.evaluate("() => [...window.__muxscope.charts.waitMin.epoll.values()]")
+        assert costs and max(costs) < 20_000, costs
+        expect(page.locator("#syscall-detail")).to_contain_text("µs of it on the CPU")
