@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import engine, flaws, linger, listener, loop, tcp, udp
+from . import engine, flaw_base, flaws, linger, listener, loop, tcp, udp
 
 
 def _kinds() -> dict[str, list[Callable[..., Any]]]:
@@ -36,9 +36,9 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
                            loop.Loop._emit_interest],
         "interest@crash": [eng._handler_failed, loop.Loop.discard_stale,
                            loop.Loop._emit_interest],  # its handler raised, then its close
-        "interest@flaw": [flaws.Flaw.on_backend_change, flaws.Flaw._set_extra,
+        "interest@flaw": [flaw_base.Flaw.on_backend_change, flaw_base.Flaw._set_extra,
                           loop.Loop.reapply_interest, loop.Loop._emit_interest],
-        "interest@flaw-off": [flaws.Flaw.deactivate, flaws.Flaw._set_extra,
+        "interest@flaw-off": [flaw_base.Flaw.deactivate, flaw_base.Flaw._set_extra,
                               loop.Loop.reapply_interest, loop.Loop._emit_interest],
         "accept": [acceptor.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],
@@ -74,7 +74,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "datagram@flush": [udp.UdpEcho.on_ready, udp.UdpEcho._flush, udp.UdpEcho._try_send,
                            udp.UdpEcho._emit],
         "error": [acceptor._out_of_fds, eng.error],
-        "flaw": [flaws.Flaw.flag],
+        "flaw": [flaw_base.Flaw.flag],
         "backend": [eng._switch],
         # `cause` on the event says which: a client's pause or resume (the default), a step,
         # a breakpoint's pause, a slow-motion or flaw change (the state unchanged)
@@ -101,7 +101,7 @@ def _flawed(chains: dict[str, list[Callable[..., Any]]]) -> dict[str, list[Calla
     `close@early@<flaw name>`: a close the flaw's own code made (a hang-up handled first, a
     recv error in its own read); such `close` events carry `flaw`."""
     flawed: dict[str, list[Callable[..., Any]]] = {}
-    for cls in flaws.Flaw.__subclasses__():
+    for cls in flaw_base.Flaw.__subclasses__():
         handler = cls.__dict__.get("connection_ready")
         if handler is None:
             continue
@@ -116,8 +116,8 @@ def _flawed(chains: dict[str, list[Callable[..., Any]]]) -> dict[str, list[Calla
                 handler, *chain]
         if f".{close.__name__}(" in source:
             flawed[f"close@early@{cls.name}"] = [handler, close]
-        elif f"{flaws._recv_once.__name__}(" in source:
-            flawed[f"close@early@{cls.name}"] = [handler, flaws._recv_once, close]
+        elif f"{flaw_base.recv_once.__name__}(" in source:
+            flawed[f"close@early@{cls.name}"] = [handler, flaw_base.recv_once, close]
     return flawed
 
 

@@ -8,122 +8,25 @@ behind (stale registrations, unread bytes), without a restart.
 
 from __future__ import annotations
 
-import select
 import time
 from typing import TYPE_CHECKING, Any
 
 from .backends import READABLE, WRITABLE
-from .kernel import epoll_interest, socket_queues
-from .tcp import RECV_SIZE, TcpConnection, _close_reason
+from .flaw_base import (
+    FLAG_INTERVAL,
+    HUP_BITS,
+    IN_BITS,
+    NVAL_BIT,
+    Flaw,
+    hangup_reason,
+    recv_once,
+    unread_bytes,
+)
+from .kernel import epoll_interest
+from .tcp import RECV_SIZE, TcpConnection
 
 if TYPE_CHECKING:
     from .engine import Engine
-    from .loop import Handler
-
-_IN = {"select": 1, "poll": select.POLLIN, "epoll": getattr(select, "EPOLLIN", 1)}
-_RDHUP = {"poll": getattr(select, "POLLRDHUP", 0x2000),
-          "epoll": getattr(select, "EPOLLRDHUP", 0x2000)}
-_HUP = {"poll": select.POLLHUP | _RDHUP["poll"],
-        "epoll": getattr(select, "EPOLLHUP", 0x10) | _RDHUP["epoll"]}
-_NVAL = getattr(select, "POLLNVAL", 0x20)
-_ERR = {"poll": select.POLLERR, "epoll": getattr(select, "EPOLLERR", 0x8)}
-
-
-def _hangup_reason(backend: str, native: int) -> str:
-    """A hang-up with the error bit is a reset (the kernel's HUP|ERR), else the peer's EOF."""
-    return "reset" if native & _ERR.get(backend, 0) else "eof"
-
-
-FLAG_INTERVAL = 1.0  # a detector speaks at most once a second per fd
-
-
-def _inq(fd: int) -> int:
-    return max(0, socket_queues(fd)["recv_queue"])
-
-
-def _recv_once(conn: TcpConnection, size: int, flaw: str) -> bytes | None:
-    """One recv, as a flawed handler does it: bytes (b"" at EOF), or None (EAGAIN, or the
-    connection died and was closed, by `flaw`'s code)."""
-    try:
-        return conn.sock.recv(size)
-    except BlockingIOError:
-        return None
-    except OSError as exc:
-        conn.close(_close_reason(exc), flaw=flaw)
-        return None
-
-
-class Flaw:
-    name = ""
-    title = ""
-    caption = ""
-    wants_rdhup = False
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.loop = engine.loop
-        self.detections = 0
-        #: fd -> (when it was last flagged, the connection then at that fd): a new connection
-        #: given the same fd is flagged at once, not a second later
-        self._last_flag: dict[int | None, tuple[float, object]] = {}
-
-    def activate(self) -> None:
-        self._last_flag.clear()  # on again: its first detection is shown at once
-        self.loop.dispatch_hook = self.dispatch
-        self.on_backend_change()
-
-    def deactivate(self) -> None:
-        self.loop.dispatch_hook = None
-        if self.wants_rdhup:
-            self._set_extra(0)
-
-    def before_backend_change(self) -> None:
-        """Called just before the loop moves its registrations to a new backend."""
-        return None
-
-    def on_backend_change(self) -> None:
-        if self.wants_rdhup:
-            self._set_extra(_RDHUP.get(self.loop.backend.name, 0))
-
-    def _set_extra(self, bits: int) -> None:
-        """The hang-up bit this flaw asks the kernel for, on every registration (select has
-        none: nothing changes there)."""
-        if self.loop.backend.extra != bits:
-            self.loop.backend.extra = bits
-            self.loop.reapply_interest()
-
-    def dispatch(self, handler: Handler, native: int) -> None:
-        if isinstance(handler, TcpConnection):
-            self.connection_ready(handler, native)
-        else:
-            handler.on_ready(self.loop.ready_backend.generic(native))
-
-    def connection_ready(self, conn: TcpConnection, native: int) -> None:
-        conn.on_ready(self.loop.ready_backend.generic(native))
-
-    def flag(self, fd: int | None, message: str, force: bool = False) -> None:
-        now = time.monotonic()
-        owner = self.engine.connections.get(fd) if fd is not None else None
-        last = self._last_flag.get(fd)
-        if not force and last is not None and last[1] is owner and now - last[0] < FLAG_INTERVAL:
-            return
-        self._last_flag[fd] = (now, owner)
-        self.detections += 1
-        obs = self.loop.obs
-        if obs.active:
-            event: dict[str, Any] = {"kind": "flaw", "name": self.name, "message": message}
-            if fd is not None:  # SPEC §3: `fd` where one applies; fds are integers, never null
-                event["fd"] = fd
-            obs.emit(event)
-
-    def inert(self) -> str | None:
-        """Why the flaw cannot show with the backend and write mode now, or None. A teacher
-        who switched one on and saw nothing happen got no word of it."""
-        return None
-
-    def describe(self, on: bool) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "caption": self.caption, "on": on,
-                "detections": self.detections, "inert": self.inert()}
 
 
 class EofIgnored(Flaw):
@@ -146,7 +49,7 @@ class EofIgnored(Flaw):
         reported_once = edge and not self.loop.ready_backend.oneshot
         # reads as the engine does (edge-triggered: until EAGAIN), but b"" is not an end
         while mask & READABLE and not (conn.reading_paused or conn.closed):
-            data = _recv_once(conn, RECV_SIZE, self.name)
+            data = recv_once(conn, RECV_SIZE, self.name)
             if data is None:
                 break
             if data == b"":
@@ -182,7 +85,7 @@ class PollEquality(Flaw):
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         backend = self.loop.ready_backend
-        in_bit = _IN[backend.name]
+        in_bit = IN_BITS[backend.name]
         if native == in_bit:
             conn.on_ready(READABLE)
             return
@@ -190,9 +93,9 @@ class PollEquality(Flaw):
         if native & in_bit:
             self.flag(conn.fd, f"fd {conn.fd}: revents {names} != {backend.names(in_bit)[0]}, "
                       "so readable data was ignored")
-        if native & _HUP.get(backend.name, 0):
-            lost = _inq(conn.fd)
-            conn.close(_hangup_reason(backend.name, native), flaw=self.name)
+        if native & HUP_BITS.get(backend.name, 0):
+            lost = unread_bytes(conn.fd)
+            conn.close(hangup_reason(backend.name, native), flaw=self.name)
             if lost:
                 self.flag(conn.fd, f"fd {conn.fd}: closed on {names} with {lost} bytes unread: "
                           "lost", force=True)
@@ -222,9 +125,9 @@ class HupBeforeIn(Flaw):
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         backend = self.loop.ready_backend
-        if native & _HUP.get(backend.name, 0):
-            lost = _inq(conn.fd)
-            conn.close(_hangup_reason(backend.name, native), flaw=self.name)
+        if native & HUP_BITS.get(backend.name, 0):
+            lost = unread_bytes(conn.fd)
+            conn.close(hangup_reason(backend.name, native), flaw=self.name)
             if lost:
                 self.lost_bytes += lost
                 self.flag(conn.fd, f"fd {conn.fd}: {'|'.join(backend.names(native))} - hang-up "
@@ -263,7 +166,7 @@ class EtNoDrain(Flaw):
         read = False
         if mask & READABLE and not (conn.reading_paused or conn.eof):
             read = True
-            data = _recv_once(conn, self.CHUNK, self.name)
+            data = recv_once(conn, self.CHUNK, self.name)
             if data == b"":
                 conn._on_eof()
             elif data:
@@ -275,7 +178,7 @@ class EtNoDrain(Flaw):
         backend = self.loop.ready_backend
         if read and backend.edge and not backend.oneshot and not conn.closed \
                 and interest.get(conn.fd) == before:  # (a one-shot re-arm is a MOD too)
-            left = _inq(conn.fd)
+            left = unread_bytes(conn.fd)
             if left:
                 self.flag(conn.fd, f"fd {conn.fd}: {left} bytes left in the kernel after one "
                           "recv, and no epoll_ctl since: edge-triggered epoll will not report "
@@ -371,7 +274,7 @@ class CloseWithoutUnregister(Flaw):
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         if conn.closed:
             self._nval += 1
-            if native & _NVAL:
+            if native & NVAL_BIT:
                 self.flag(conn.fd, f"poll returned POLLNVAL for closed fd {conn.fd} "
                           f"({self._nval} times so far): a POLLNVAL storm")
             return

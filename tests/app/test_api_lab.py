@@ -167,7 +167,7 @@ def test_code_view_names_each_path_of_a_kind(live):
     # ... and on a hang-up its own code closes (such a `close` event carries `flaw`)
     assert chains["close@early@hup_before_in"] == ["HupBeforeIn.connection_ready",
                                                    "TcpConnection.close"]
-    assert chains["close@early@eof_ignored"] == ["EofIgnored.connection_ready", "_recv_once",
+    assert chains["close@early@eof_ignored"] == ["EofIgnored.connection_ready", "recv_once",
                                                  "TcpConnection.close"]
     # et_no_drain calls _on_eof itself: on_ready is not on its way to a close
     assert chains["close@et_no_drain"] == ["EtNoDrain.connection_ready",

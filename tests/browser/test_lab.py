@@ -363,7 +363,7 @@ def test_a_flaws_own_early_close_shows_its_code_not_the_usual_path(dashboard):
             closed.click()
             first = panel.locator(".code-fn").first
             expect(first).to_have_attribute("data-qualname", "HupBeforeIn.connection_ready")
-            expect(first.locator(".line.hl")).to_contain_text("conn.close(_hangup_reason(")
+            expect(first.locator(".line.hl")).to_contain_text("conn.close(hangup_reason(")
     finally:
         api.post("/api/loop", json={"action": "resume"})
         api.post("/api/flaws/hup_before_in", json={"on": False})
