@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures.thread  # noqa: F401 - now, not at shutdown (see _lifespan)
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state = _live_state(settings, engine)
     if recorder is not None:
         state["metrics"].watch_recording(lambda: recorder.lost)
+        state["stats_provider"] = _with_recording_losses(state["stats_provider"], recorder)
     return _assemble(settings, {**state, "recorder": recorder})
+
+
+def _with_recording_losses(stats: Callable[[], dict[str, Any]],
+                           recorder: RecorderThread) -> Callable[[], dict[str, Any]]:
+    """The stats frames say what `--record` lost (a full disk): the page shows it, not only
+    stderr and /metrics."""
+    def numbers() -> dict[str, Any]:
+        figures = stats()
+        lost = recorder.lost
+        if lost:
+            figures["record_lost"] = lost
+        return figures
+    return numbers
 
 
 def _live_state(settings: Settings, engine: Engine) -> dict[str, Any]:

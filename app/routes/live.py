@@ -113,6 +113,8 @@ def _stats_frame(stats: StatsProvider, subscription: Subscription) -> bytes:
     frame.update((key, numbers.get(key, 0)) for key in STATS_KEYS)
     if numbers.get("lingering"):  # fds in a lingering close: no event says when one begins
         frame["lingering"] = numbers["lingering"][:MAX_LINGERING_LISTED]
+    if numbers.get("record_lost"):  # events --record could not write (a full disk)
+        frame["record_lost"] = numbers["record_lost"]
     if numbers.get("udp") is not None:  # the kernel's drop count comes with no event: here
         frame["udp"] = numbers["udp"]
     return _dumps(frame)

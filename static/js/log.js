@@ -254,7 +254,8 @@ export class EventLog {
   }
 
   paintNotices(model) {
-    const key = model.notices.map((ev) => ev.seq).join(',');
+    const lost = this.model.recordLost || 0;   // the live server's, also while time travelling
+    const key = `${model.notices.map((ev) => ev.seq).join(',')}/${lost}`;
     if (key === this.noticesKey) return;
     this.noticesKey = key;
     const items = model.notices.map((ev) => {
@@ -263,6 +264,13 @@ export class EventLog {
       li.textContent = `${what}${ev.fd !== undefined && ev.fd !== null ? ` (fd ${ev.fd})` : ''}: ${ev.message ?? ''}`;
       return li;
     });
+    if (lost) {
+      const li = document.createElement('li');
+      li.className = 'record-lost';
+      li.textContent = `recording: ${lost.toLocaleString()} events could not be written to the --record file `
+        + '(a full disk?): they are a gap in it, which replay counts as dropped. The server\'s log says why.';
+      items.push(li);
+    }
     this.noticesEl.replaceChildren(...items);
   }
 }

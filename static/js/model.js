@@ -105,6 +105,9 @@ export class Model {
     this.frames.stats++;
     this.stats = frame;
     this.mark('status');
+    // events --record could not write (a full disk): said in the log panel's notices
+    const recordLost = frame.record_lost || 0;
+    if (recordLost !== this.recordLost) { this.recordLost = recordLost; this.mark('log'); }
     // connections in a lingering close: no event says when one begins (its close event ends
     // it), so every page learns it here, within a second
     for (const fd of frame.lingering || []) {

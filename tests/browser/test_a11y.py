@@ -1,13 +1,16 @@
-"""Keyboard, screen-reader and narrow-window use of the page (what session 18's audit left)."""
+"""The page for keyboard, screen-reader and narrow-window users, and what it must not leave
+unsaid: what a wait call costs (not how long it slept), events a recording lost."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import time
+from pathlib import Path
 
 from playwright.sync_api import expect
 
+from app.settings import Settings
 from tests.browser.conftest import echo, server_fd
 
 DEADLINE_MS = 8000
@@ -120,3 +123,24 @@ def test_the_wait_chart_draws_what_a_call_costs_not_how_long_it_slept(dashboard)
         costs = page.evaluate("() => [...window.__muxscope.charts.waitMin.epoll.values()]")
         assert costs and max(costs) < 20_000, costs
         expect(page.locator("#syscall-detail")).to_contain_text("µs of it on the CPU")
+
+
+def test_events_the_recording_lost_are_said_on_the_page(open_dashboard):
+    """A full disk under --record was said on the server's stderr and in /metrics only: the
+    person watching the page believed the file held what they saw."""
+    dash = open_dashboard(Settings(http_port=0, echo_port=0, record=Path("/dev/full")))
+    with dash.connect() as sock:
+        echo(sock, b"ping\n")
+        notice = dash.page.locator("#engine-notices .record-lost")
+        expect(notice).to_contain_text("events could not be written to the --record file",
+                                       timeout=DEADLINE_MS)
+    assert dash.console_errors == []
+
+
+def test_without_losses_the_page_says_nothing_of_the_recording(dashboard):
+    with dashboard.connect() as sock:
+        echo(sock, b"ping\n")
+    stats = dashboard.page.evaluate("() => window.__muxscope.frames.stats")
+    dashboard.page.wait_for_function(f"() => window.__muxscope.frames.stats > {stats}",
+                                     timeout=DEADLINE_MS)
+    expect(dashboard.page.locator("#engine-notices .record-lost")).to_have_count(0)
