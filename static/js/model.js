@@ -51,7 +51,10 @@ export class Model {
     this.unsynced = false;
     this.approximate = false;   // bytes in/out: events were dropped since the last state read
     this.stateSeq = 0;
-    this.closedByState = new Map();   // fd -> interest bits of the fds the last state read closed
+    // fd -> interest bits as of `seq`, while a state read is ahead of the events (seq <
+    // stateSeq): `regs` holds that state's interest, changed by handlers after the waits still
+    // to come; the events up to stateSeq replay here, so such a wait knows what it was passed
+    this.preStateRegs = null;
     this.markAll();
   }
 
@@ -80,6 +83,7 @@ export class Model {
     this.startedAt = frame.started_at ?? null;
     this.applyState(frame.state || {}, true);
     this.stateSeq = frame.state_seq ?? 0;   // a history checkpoint taken after a resync
+    if (frame.pre_state_regs) this.preStateRegs = new Map(frame.pre_state_regs.map(([fd, bits]) => [fd, new Set(bits)]));
     this.emit({ kind: 'reset' });
   }
 
@@ -153,6 +157,9 @@ export class Model {
     if (state.listeners) { this.tcp = state.listeners.tcp || null; this.udp = state.listeners.udp || null; }
     if (state.limits) this.limits = state.limits;
     if (state.control_fd !== undefined) this.controlFd = state.control_fd;
+    if (!full && state.registrations && typeof reflects === 'number' && reflects > this.seq && !this.preStateRegs) {
+      this.preStateRegs = new Map([...this.regs].map(([fd, r]) => [fd, new Set(r.bits)]));
+    }
     if (full || state.registrations) this.applyRegistrations(state);
     if (!full && typeof reflects === 'number') this.stateSeq = Math.max(this.stateSeq, reflects);
     if (!full && state.connections) this.syncConnections(state.connections);
@@ -208,10 +215,6 @@ export class Model {
       for (const fd of this.regs.keys()) this.saveBefore(fd);
       for (const r of state.registrations) this.saveBefore(r.fd);
     }
-    // an fd the state has closed already: a wait still to come (its events are in the state)
-    // may have reported it, and its interest then is the last one known here
-    const listed = new Set(state.registrations.map((r) => r.fd));
-    this.closedByState = new Map([...this.regs].filter(([fd]) => !listed.has(fd)).map(([fd, r]) => [fd, r.bits]));
     this.regs.clear();
     for (const r of state.registrations) this.setReg(r.fd, r.role, r.interest);
     this.regsChanged = true;
@@ -260,6 +263,12 @@ export class Model {
     switch (ev.kind) {
       case 'wait':
         this.lastWait = waitFromEvent(ev);
+        // a wait the state read has already: its handlers' changes are in `regs`
+        if (inState && this.preStateRegs) {
+          const before = this.lastWait.before;
+          for (const [rfd, bits] of this.preStateRegs) before.set(rfd, new Set(bits));
+          for (const rfd of this.regs.keys()) if (!before.has(rfd)) before.set(rfd, null);
+        }
         this.lastReady.clear();
         this.mark('syscall', 'backend');
         break;
@@ -273,14 +282,21 @@ export class Model {
         this.mark('syscall', 'backend');
         break;
       case 'interest':
-        if (inState) { this.keepClosedInterest(fd); break; }
+        if (inState) {
+          if (this.preStateRegs) {
+            if (ev.op === 'unregister') this.preStateRegs.delete(fd);
+            else this.preStateRegs.set(fd, toBits(ev.flags));
+          }
+          break;
+        }
         this.saveBefore(fd);
         if (ev.op === 'unregister') { this.regs.delete(fd); this.regsChanged = true; }
         else this.setReg(fd, null, ev.flags);
         this.mark('backend', 'syscall');
         break;
       case 'accept': {
-        if (inState) break;
+        // (adopted for reading: its register event, if shown, says the same)
+        if (inState) { if (this.preStateRegs && !this.preStateRegs.has(fd)) this.preStateRegs.set(fd, new Set(['in'])); break; }
         const c = this.conn(fd);
         if (c.peer !== (ev.peer ?? '')) { c.peer = ev.peer ?? ''; this.connsVersion++; }
         c.activeAt = now;
@@ -316,7 +332,10 @@ export class Model {
         }
         break;
       case 'close':
-        if (inState) { this.keepClosedInterest(fd); break; }
+        if (inState) {
+          if (this.preStateRegs && !ev.registered) this.preStateRegs.delete(fd);
+          break;
+        }
         if (this.conns.delete(fd)) this.connsVersion++;
         // A close implies its unregister (SPEC §2), whose event a throttled iteration does not
         // show; but a close the bug zoo leaves registered says so, and the fd stays (poll
@@ -360,20 +379,12 @@ export class Model {
       default:
         break;
     }
+    if (this.preStateRegs && this.seq >= this.stateSeq) this.preStateRegs = null;   // caught up
     this.emit(ev);
   }
 
   /** Remember an fd's interest as it was during the last wait, before a handler changes it. */
   saveBefore(fd) { saveBefore(this.lastWait, this.regs, fd); }
-  /** An interest change or close already in a state read: the registrations no longer hold
-   * the fd, but the wait on show may have been passed it (a resync answered before that
-   * wait's events arrived left its ready fd "closed since; not known"). */
-  keepClosedInterest(fd) {
-    const bits = this.closedByState && this.closedByState.get(fd);
-    if (bits && this.lastWait && this.lastWait.before && !this.lastWait.before.has(fd)) {
-      this.lastWait.before.set(fd, new Set(bits));
-    }
-  }
 
   /** Interest bits of fd as passed to the last wait call (null: not registered then). */
   interestAtWait(fd) { return interestAtWait(this.lastWait, this.regs, fd); }

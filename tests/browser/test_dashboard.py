@@ -945,6 +945,40 @@ def test_a_state_read_ahead_of_the_events_keeps_a_closed_fds_interest_at_the_wai
     assert result == {"7": "in", "8": "in"}, result
 
 
+def test_a_state_read_ahead_of_the_events_keeps_what_the_next_wait_was_passed(dashboard):
+    """A resync answered after a Step already held the write interest that the step's own
+    handler turned on (recv, queue): the syscall line showed the step's select passed fd 38
+    in its write set, which it was not (a flaky CI failure under load). Also after a seek to
+    a history checkpoint taken at that resync."""
+    result = dashboard.page.evaluate("""async () => {
+        const { Model } = await import('/static/js/model.js');
+        const { snapshotOf } = await import('/static/js/history.js');
+        const m = new Model();
+        const reg = (fd, flags) => ({ fd, role: 'connection', interest: flags });
+        m.applySnapshot({ seq: 10, started_at: 0, state: {
+            backend: { name: 'select', trigger: 'level', oneshot: false },
+            registrations: [reg(7, ['read'])] } });
+        m.applyState({ registrations: [reg(7, ['read', 'write'])], stats: { events_total: 15 } });
+        const checkpoint = snapshotOf(m);
+        const events = [
+            { seq: 11, ts: 1, kind: 'wait', backend: 'select', registered: 1, timeout_ms: 250,
+              ready: 1, duration_us: 3 },
+            { seq: 12, ts: 1, kind: 'ready', fd: 7, flags: ['read'] },
+            { seq: 13, ts: 1, kind: 'recv', fd: 7, bytes: 1, preview: 'a' },
+            { seq: 14, ts: 1, kind: 'queue', fd: 7, depth: 1, pending_bytes: 1 },
+            { seq: 15, ts: 1, kind: 'interest', fd: 7, op: 'modify', flags: ['read', 'write'] }];
+        const atWait = (model) => Object.fromEntries([...model.regsAtWait()].map(
+            ([fd, r]) => [fd, [...r.bits].sort().join('|')]));
+        m.applyEventsFrame({ dropped: 0, events });
+        const seek = new Model();
+        seek.applySnapshot(checkpoint);
+        seek.applyEventsFrame({ dropped: 0, events });
+        return { live: atWait(m), seek: atWait(seek),
+                 now: [...m.regs.get(7).bits].sort().join('|') };
+    }""")
+    assert result == {"live": {"7": "in"}, "seek": {"7": "in"}, "now": "in|out"}, result
+
+
 def test_a_history_checkpoint_keeps_the_shown_waits_maker_and_interest(dashboard):
     """Time travel rebuilt the last iteration from a checkpoint taken at the resync after a
     switch: it lost the backend that made the wait (epoll_wait on the new epoll fd, no word of
