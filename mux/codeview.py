@@ -58,11 +58,13 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "close@eager-error": [conn.on_ready, conn._on_data, conn.close],
         "close@user": [eng._close_connection, conn.shut_down, conn.close],
         # a user's "Close fd N" first sends what the kernel takes of the queue: the write half
-        # of on_ready, called by shut_down, not by a readiness (no `ready` of that fd before it)
+        # of on_ready, called by shut_down (its events carry `closing`). No backpressure
+        # release on that path: _after_write keeps reading paused while shutting down
         "send@close": [eng._close_connection, conn.shut_down, conn.on_ready],
         "queue@close": [eng._close_connection, conn.shut_down, conn.on_ready],
-        "backpressure@close": [eng._close_connection, conn.shut_down, conn.on_ready,
-                               conn._after_write, conn._set_backpressure],
+        # the engine's stop flushes each queue the same way (`closing: "shutdown"`)
+        "send@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],
+        "queue@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],
         "close@shutdown": [eng._shutdown, conn.shut_down, conn.close],
         # a user's close that lingered (linger.py), ended by the peer's EOF or the deadline
         "close@linger-eof": [linger.Lingerer.on_ready, linger.Lingerer.close, conn.close],

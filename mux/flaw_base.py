@@ -5,7 +5,9 @@ handlers use. The flaws themselves are in flaws.py.
 
 from __future__ import annotations
 
+import os
 import select
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,16 +20,20 @@ if TYPE_CHECKING:
 
 IN_BITS = {"select": 1, "poll": select.POLLIN, "epoll": getattr(select, "EPOLLIN", 1)}
 RDHUP_BITS = {"poll": getattr(select, "POLLRDHUP", 0x2000),
-          "epoll": getattr(select, "EPOLLRDHUP", 0x2000)}
+              "epoll": getattr(select, "EPOLLRDHUP", 0x2000)}
 HUP_BITS = {"poll": select.POLLHUP | RDHUP_BITS["poll"],
-        "epoll": getattr(select, "EPOLLHUP", 0x10) | RDHUP_BITS["epoll"]}
+            "epoll": getattr(select, "EPOLLHUP", 0x10) | RDHUP_BITS["epoll"]}
 NVAL_BIT = getattr(select, "POLLNVAL", 0x20)
 ERR_BITS = {"poll": select.POLLERR, "epoll": getattr(select, "EPOLLERR", 0x8)}
 
 
-def hangup_reason(backend: str, native: int) -> str:
-    """A hang-up with the error bit is a reset (the kernel's HUP|ERR), else the peer's EOF."""
-    return "reset" if native & ERR_BITS.get(backend, 0) else "eof"
+def hangup_reason(conn: TcpConnection, backend: str, native: int) -> str:
+    """Why a hang-up ended `conn`: without the error bit the peer's EOF; with it, the socket's
+    pending error says (ECONNRESET: a reset; another, e.g. a keepalive's ETIMEDOUT: error)."""
+    if not native & ERR_BITS.get(backend, 0):
+        return "eof"
+    err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    return _close_reason(OSError(err, os.strerror(err))) if err else "reset"
 
 
 FLAG_INTERVAL = 1.0  # a detector speaks at most once a second per fd

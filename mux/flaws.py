@@ -95,7 +95,7 @@ class PollEquality(Flaw):
                       "so readable data was ignored")
         if native & HUP_BITS.get(backend.name, 0):
             lost = unread_bytes(conn.fd)
-            conn.close(hangup_reason(backend.name, native), flaw=self.name)
+            conn.close(hangup_reason(conn, backend.name, native), flaw=self.name)
             if lost:
                 self.flag(conn.fd, f"fd {conn.fd}: closed on {names} with {lost} bytes unread: "
                           "lost", force=True)
@@ -127,7 +127,7 @@ class HupBeforeIn(Flaw):
         backend = self.loop.ready_backend
         if native & HUP_BITS.get(backend.name, 0):
             lost = unread_bytes(conn.fd)
-            conn.close(hangup_reason(backend.name, native), flaw=self.name)
+            conn.close(hangup_reason(conn, backend.name, native), flaw=self.name)
             if lost:
                 self.lost_bytes += lost
                 self.flag(conn.fd, f"fd {conn.fd}: {'|'.join(backend.names(native))} - hang-up "

@@ -208,8 +208,10 @@ class Loop:
         obs = self.obs
         obs.begin_iteration(t0)
         # a shown wait's CPU time too (a syscall each side, ~0.4 us, so only when shown): what
-        # the call cost, without the time it slept
+        # the call cost, without the time it slept. (Its wall time is taken after the first.)
         cpu0 = time.thread_time_ns() if obs.watched else None
+        if cpu0 is not None:
+            t0 = time.perf_counter()
         try:
             ready = backend.wait(timeout)
         except OSError as exc:

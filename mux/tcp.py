@@ -198,9 +198,13 @@ class TcpConnection:
                         obs.seq += unshown
                         unshown = 0
                     fd = self.fd
-                    obs.emit({"kind": "send", "fd": fd, "bytes": sent, "partial": partial})
-                    obs.emit({"kind": "queue", "fd": fd, "depth": len(queue),
-                              "pending_bytes": self.pending_bytes})
+                    sent_ev = {"kind": "send", "fd": fd, "bytes": sent, "partial": partial}
+                    queue_ev = {"kind": "queue", "fd": fd, "depth": len(queue),
+                                "pending_bytes": self.pending_bytes}
+                    if self.shutting_down is not None:  # run by shut_down, not by a readiness
+                        sent_ev["closing"] = queue_ev["closing"] = self.shutting_down
+                    obs.emit(sent_ev)
+                    obs.emit(queue_ev)
                 elif obs.active:
                     unshown += 2
                 if partial:

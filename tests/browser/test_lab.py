@@ -452,18 +452,24 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
         "interest@flaw-off", "interest@stale"]
     # a user's close (from the control fd's handler, or after a pause) flushes the queue;
     # an eager send that failed inside recv's handler closes there
+    # the queue flushed by shut_down (a user's close, also in slow motion, or the engine's
+    # stop: `closing`); an eager send that failed inside recv's handler (close() unregisters,
+    # then says close); a release is always a readiness's write half
+    unregister = ev("interest", op="unregister", flags=["EPOLLIN"])
     closing = [ev("ready", flags=["EPOLLIN"]), ev("recv", bytes=3), ev("queue", depth=1),
-               {"kind": "ready", "fd": 4, "flags": ["EPOLLIN"]}, ev("send", partial=False),
-               ev("queue", depth=0), ev("close", reason="user"),
-               {"kind": "loop", "state": "paused"}, ev("send", partial=True), ev("queue", depth=1),
-               ev("backpressure", paused=False), ev("ready", flags=["EPOLLIN"]),
-               ev("recv", bytes=3), ev("close", reason="reset"), ev("close", reason="reset")]
+               ev("send", partial=False, closing="user"), ev("queue", depth=0, closing="user"),
+               unregister, ev("close", reason="user"),
+               ev("send", partial=True, closing="shutdown"),
+               ev("queue", depth=1, closing="shutdown"), ev("backpressure", paused=False),
+               ev("ready", flags=["EPOLLIN"]), ev("recv", bytes=3), unregister,
+               ev("close", reason="reset"), unregister, ev("close", reason="reset")]
     assert dashboard.page.evaluate(CHAIN_KEYS, ["eager", closing]) == [
-        "ready", "recv", "queue", "ready", "send@close", "queue@close", "close@user", "loop",
-        "send@close", "queue@close", "backpressure@close", "ready", "recv",
-        "close@eager-reset", "close@reset"]
+        "ready", "recv", "queue", "send@close", "queue@close", "interest@unregister",
+        "close@user", "send@shutdown", "queue@shutdown", "backpressure@release", "ready",
+        "recv", "interest@unregister", "close@eager-reset", "interest@unregister",
+        "close@reset"]
     code = dashboard.api.get("/api/code").json()
-    for key in ("send@close", "queue@close", "backpressure@close", "close@eager-reset",
+    for key in ("send@close", "queue@close", "send@shutdown", "queue@shutdown", "close@eager-reset",
                 "close@eager-error", "send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",
                 "datagram@flush", "interest@flaw", "interest@flaw-off", "interest@stale"):
         assert code[key], key  # every key the page picks has its chain

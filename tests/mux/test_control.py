@@ -534,3 +534,29 @@ def test_a_close_after_the_queue_left_at_eof_went_out_says_flushed(make_engine, 
         assert close == {**close, "fd": fd, "reason": "eof", "flushed": True}
         assert recv_until_eof(sock) == b"last words"
         engine.resume().result(5)
+
+
+def test_a_close_says_its_flush_is_the_closes(make_engine):
+    """A user's close (between two iterations: paused, or in slow motion) and the engine's
+    stop send what is queued through on_ready's write half: with no `closing` on those events
+    the code view put them down to the readiness of the iteration before."""
+    engine, rec = make_engine(backend="epoll", write="queued")
+    socks = [connect(engine.tcp_port) for _ in range(2)]
+    fds = [rec.wait_for("accept", peer="{}:{}".format(*s.getsockname()))["fd"] for s in socks]
+    wait_until(lambda: all(fd in engine.connections for fd in fds))
+    assert engine.pause().result(5)["loop"] == "paused"
+    for sock in socks:
+        sock.sendall(b"queued")
+    while not all(rec.of("queue", fd=fd) for fd in fds):  # received; the sends wait for a
+        paused = len(rec.of("loop", state="paused"))       # writable report
+        engine.step().result(5)
+        wait_until(lambda: len(rec.of("loop", state="paused")) > paused, what="the step")  # noqa: B023
+    assert engine.close_connection(fds[0]).result(5) is True
+    engine.stop()
+    rec.wait_for("close", fd=fds[1], reason="shutdown")
+    for sock, fd, closing in zip(socks, fds, ("user", "shutdown"), strict=True):
+        sends = rec.of("send", fd=fd)
+        assert [s.get("closing") for s in sends] == [closing], sends
+        assert [q.get("closing") for q in rec.of("queue", fd=fd)] == [None, closing]
+        assert sock.recv(16) == b"queued"
+        sock.close()

@@ -337,7 +337,7 @@ def test_a_wait_events_timeout_is_the_one_the_kernel_got(name):
 
 
 @pytest.mark.parametrize("name", ["select", "poll", "epoll"])
-def test_a_shown_wait_says_its_cpu_time_apart_from_its_sleep(name):
+def test_a_shown_wait_says_its_cpu_time_apart_from_its_sleep(name, monkeypatch):
     """The page's "wait call by registered fds" chart drew `duration_us`, which counts the
     time the call slept: a wait that slept 100 ms before one fd turned ready was charted as
     the costliest call of all, and the curve fell as fds were added. A shown wait says its
@@ -345,6 +345,9 @@ def test_a_shown_wait_says_its_cpu_time_apart_from_its_sleep(name):
     from mux.backends import create
     from mux.loop import Loop
 
+    calls = []
+    clock = time.thread_time_ns
+    monkeypatch.setattr(time, "thread_time_ns", lambda: calls.append(1) or clock())
     events: list[dict] = []
     obs = Observers()
     sink = events.append
@@ -352,8 +355,10 @@ def test_a_shown_wait_says_its_cpu_time_apart_from_its_sleep(name):
     loop = Loop(create(name), obs, wait_timeout=0.1)
     try:
         loop.run_once()                 # nothing ready: it sleeps the whole timeout
+        assert len(calls) == 2
         obs.remove(sink)
         loop.run_once()                 # nobody watching
+        assert len(calls) == 2
     finally:
         loop.backend.close()
     [wait] = [e for e in events if e["kind"] == "wait"]

@@ -33,6 +33,7 @@ export class BackendPanel {
     this.canvas = root.querySelector('#fd-canvas');
     this.wrap = root.querySelector('#fd-canvas-wrap');
     this.tooltip = root.querySelector('#fd-tooltip');
+    this.spoken = root.querySelector('#fd-grid-live');   // a live region from the start: read out
     this.nameEl = root.querySelector('#backend-name');
     this.captionEl = root.querySelector('#backend-caption');
     this.setsEl = root.querySelector('#backend-sets');
@@ -347,8 +348,10 @@ export class BackendPanel {
     const step = steps[e.key];
     if (step === undefined || !this.model || !this.fds.length) return;
     e.preventDefault();
-    const at = this.fds.indexOf(this.keyFd);
-    const i = at < 0 ? 0 : Math.max(0, Math.min(this.fds.length - 1, at + step));
+    // (from none yet: Home, ArrowRight or ArrowDown go to the first fd, End or ArrowLeft the last)
+    let at = this.fds.indexOf(this.keyFd);
+    if (at < 0) at = step > 0 && step !== Infinity ? -1 : step === -Infinity ? 0 : this.fds.length;
+    const i = Math.max(0, Math.min(this.fds.length - 1, at + step));
     this.keyFd = this.fds[i];
     const { cell } = this.layout;
     this.showTip(this.keyFd, (i % cols) * cell + cell / 2, Math.floor(i / cols) * cell + cell / 2, true);
@@ -356,7 +359,6 @@ export class BackendPanel {
 
   hideTip() {
     this.tooltip.hidden = true;
-    this.tooltip.setAttribute('aria-live', 'off');
   }
 
   /** The tooltip of one fd at (x, y) in the canvas; read aloud when the keyboard chose it. */
@@ -371,7 +373,7 @@ export class BackendPanel {
     lines.push(`interest: ${flagText(toNative(reg.bits, model.backend.name || 'epoll'))}`);
     lines.push(`last wait: ${ready ? flagText(ready) : 'not ready'}`);
     if (conn) lines.push(`queue: ${conn.depth} chunk${conn.depth === 1 ? '' : 's'}, ${conn.pending} B${conn.paused ? ' — reading paused' : ''}`);
-    this.tooltip.setAttribute('aria-live', spoken ? 'polite' : 'off');
+    if (spoken) this.spoken.textContent = lines.join('; ');
     this.tooltip.textContent = lines.join('\n');
     this.tooltip.hidden = false;
     const width = this.canvas.getBoundingClientRect().width;

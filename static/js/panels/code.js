@@ -33,20 +33,6 @@ function flawOf(model) {
   return document.getElementById('zoo-panel')?.dataset.on || '';
 }
 
-/** Whether `events[i]` came from its own fd's handler: every handler runs right after its
- * fd's `ready` event. A user's "Close fd N" runs from the control fd's handler, or after a
- * `loop` event while the loop is paused: another fd's `ready`, a `loop` or the `wait` comes
- * first. (The start of the list is the usual path.) */
-function fromOwnReady(events, i) {
-  const fd = events[i].fd;
-  for (let k = i - 1; k >= 0; k--) {
-    const e = events[k];
-    if (e.kind === 'ready') return e.fd === fd;
-    if (e.kind === 'wait' || e.kind === 'loop') return false;
-  }
-  return true;
-}
-
 /** A close's path follows its reason: the flaw's own code closed it (`flaw`), a user's close
  * that lingered (mux/linger.py) and ended with the peer's EOF or the deadline, the write half
  * once the queue left at EOF went out (`flushed`; a user's close keeps its own path), an eager
@@ -56,7 +42,11 @@ function closeKey(events, i) {
   if (ev.flaw) return 'close@early';
   if (['eof', 'reset', 'deadline'].includes(ev.lingered)) return `close@linger-${ev.lingered}`;
   if (ev.flushed && ev.reason === 'eof') return 'close@flushed';
-  const before = events[i - 1];
+  // close() unregisters first: its `interest` unregister event comes between recv and close
+  let k = i - 1;
+  if (events[k] && events[k].kind === 'interest' && events[k].op === 'unregister'
+      && events[k].fd === ev.fd) k--;
+  const before = events[k];
   if ((ev.reason === 'reset' || ev.reason === 'error') && before && before.kind === 'recv'
       && before.fd === ev.fd) return `close@eager-${ev.reason}`;
   return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
@@ -116,12 +106,18 @@ export class CodePanel {
     const sameFd = (e, kind) => e && e.kind === kind && e.fd === ev.fd;
     const eagerSend = (k) => this.write === 'eager' && sameFd(events[k], 'send')
       && sameFd(events[k - 1], 'recv');
-    // the write half of on_ready, run by a readiness or by a user's close (`@close`)
-    const writeHalf = (key) => (fromOwnReady(events, i) ? key : `${ev.kind}@close`);
+    // the write half of on_ready, run by a readiness, or by shut_down (the event's `closing`:
+    // a user's "Close fd N", or the engine's stop)
+    const writeHalf = (key) => {
+      if (ev.closing === 'user') return `${ev.kind}@close`;
+      if (ev.closing === 'shutdown') return `${ev.kind}@shutdown`;
+      return key;
+    };
     switch (ev.kind) {
       case 'send': return eagerSend(i) ? 'send@eager' : writeHalf('send');
       case 'queue': return sameFd(events[i - 1], 'send') && !eagerSend(i - 1) ? writeHalf('queue@send') : 'queue';
-      case 'backpressure': return ev.paused === false ? writeHalf('backpressure@release') : 'backpressure';
+      // a release comes from a readiness's write half only (never a close's: see _after_write)
+      case 'backpressure': return ev.paused === false ? 'backpressure@release' : 'backpressure';
       case 'close': return closeKey(events, i);
       case 'interest': return interestKey(ev);
       case 'datagram': return datagramKey(events, i);
