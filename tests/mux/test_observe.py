@@ -341,13 +341,15 @@ def test_a_shown_wait_says_its_cpu_time_apart_from_its_sleep(name, monkeypatch):
     """The page's "wait call by registered fds" chart drew `duration_us`, which counts the
     time the call slept: a wait that slept 100 ms before one fd turned ready was charted as
     the costliest call of all, and the curve fell as fds were added. A shown wait says its
-    CPU time too; an unshown one makes no syscall for it."""
+    CPU time too (sampled: at most once per CPU_SAMPLE_S); an unshown one makes no syscall
+    for it."""
     from mux.backends import create
     from mux.loop import Loop
 
     calls = []
     clock = time.thread_time_ns
     monkeypatch.setattr(time, "thread_time_ns", lambda: calls.append(1) or clock())
+    monkeypatch.setattr("mux.loop.CPU_SAMPLE_S", 60.0)
     events: list[dict] = []
     obs = Observers()
     sink = events.append
@@ -356,12 +358,17 @@ def test_a_shown_wait_says_its_cpu_time_apart_from_its_sleep(name, monkeypatch):
     try:
         loop.run_once()                 # nothing ready: it sleeps the whole timeout
         assert len(calls) == 2
+        loop.wait_timeout = 0
+        loop.run_once()                 # shown, but the last sample is less than 60 s old
+        assert len(calls) == 2
         obs.remove(sink)
+        loop._cpu_due = 0.0
         loop.run_once()                 # nobody watching
         assert len(calls) == 2
     finally:
         loop.backend.close()
-    [wait] = [e for e in events if e["kind"] == "wait"]
-    assert type(wait["cpu_us"]) is int
-    assert wait["duration_us"] >= 99_000
-    assert 0 <= wait["cpu_us"] < 20_000, wait     # a few µs of work, not 100 ms
+    slept, quick = [e for e in events if e["kind"] == "wait"]
+    assert type(slept["cpu_us"]) is int
+    assert slept["duration_us"] >= 99_000
+    assert 0 <= slept["cpu_us"] < 20_000, slept     # a few µs of work, not 100 ms
+    assert "cpu_us" not in quick
