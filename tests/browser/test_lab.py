@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 
 from playwright.sync_api import Page, expect
 
@@ -340,33 +342,41 @@ def test_a_long_iterations_list_keeps_its_last_events_pickable(dashboard):
     assert dashboard.console_errors == []
 
 
-def test_a_flaws_own_early_close_shows_its_code_not_the_usual_path(dashboard):
-    """hup_before_in closes on a hang-up before reading: the code panel put that close down to
-    `TcpConnection.on_ready › _on_eof`, the correct path, which had not run."""
+@contextlib.contextmanager
+def paused_with_flaw(dashboard, flaw: str) -> Iterator[tuple[socket.socket, int]]:
+    """Flaw `flaw` on and the loop paused from the page, then one client accepted by a Step:
+    (its socket, its fd). Resumed and the flaw off again afterwards."""
     page, api = dashboard.page, dashboard.api
-    panel = page.locator("#code-panel")
     try:
-        assert api.post("/api/flaws/hup_before_in", json={"on": True}).status_code == 200
+        assert api.post(f"/api/flaws/{flaw}", json={"on": True}).status_code == 200
         page.get_by_role("button", name="Pause", exact=True).click()
         expect(page.locator("#loop-state")).to_have_text("paused", timeout=DEADLINE_MS)
         with dashboard.connect() as sock:
             page.get_by_role("button", name="Step", exact=True).click()  # the accept
-            fd = wait_for_row(page)
-            sock.sendall(b"last words")
-            sock.shutdown(socket.SHUT_WR)
-            page.get_by_role("button", name="Step", exact=True).click()  # input and hang-up
-            # (its name is "Show code: c\u2060lose fd N": "Close fd N" names the list's buttons)
-            closed = panel.locator("button[data-kind='close']", has_text=f"close fd {fd} ")
-            expect(closed).to_contain_text("HupBeforeIn.connection_ready › TcpConnection.close",
-                                           timeout=DEADLINE_MS)
-            expect(closed).not_to_contain_text("_on_eof")
-            closed.click()
-            first = panel.locator(".code-fn").first
-            expect(first).to_have_attribute("data-qualname", "HupBeforeIn.connection_ready")
-            expect(first.locator(".line.hl")).to_contain_text("conn.close(hangup_reason(")
+            yield sock, wait_for_row(page)
     finally:
         api.post("/api/loop", json={"action": "resume"})
-        api.post("/api/flaws/hup_before_in", json={"on": False})
+        api.post(f"/api/flaws/{flaw}", json={"on": False})
+
+
+def test_a_flaws_own_early_close_shows_its_code_not_the_usual_path(dashboard):
+    """hup_before_in closes on a hang-up before reading: the code panel put that close down to
+    `TcpConnection.on_ready › _on_eof`, the correct path, which had not run."""
+    page = dashboard.page
+    panel = page.locator("#code-panel")
+    with paused_with_flaw(dashboard, "hup_before_in") as (sock, fd):
+        sock.sendall(b"last words")
+        sock.shutdown(socket.SHUT_WR)
+        page.get_by_role("button", name="Step", exact=True).click()  # input and hang-up
+        # (its name is "Show code: c\u2060lose fd N": "Close fd N" names the list's buttons)
+        closed = panel.locator("button[data-kind='close']", has_text=f"close fd {fd} ")
+        expect(closed).to_contain_text("HupBeforeIn.connection_ready › TcpConnection.close",
+                                       timeout=DEADLINE_MS)
+        expect(closed).not_to_contain_text("_on_eof")
+        closed.click()
+        first = panel.locator(".code-fn").first
+        expect(first).to_have_attribute("data-qualname", "HupBeforeIn.connection_ready")
+        expect(first.locator(".line.hl")).to_contain_text("conn.close(hangup_reason(")
     assert dashboard.console_errors == []
 
 
@@ -374,29 +384,20 @@ def test_a_users_close_shows_its_flush_as_the_closes_not_a_handlers(dashboard):
     """"Close fd N" sends what is queued through on_ready's write half, called by shut_down:
     the code panel put that send down to a readiness, and with a flaw on to the flaw's own
     handler, neither of which ran."""
-    page, api = dashboard.page, dashboard.api
+    page = dashboard.page
     panel = page.locator("#code-panel")
-    try:
-        assert api.post("/api/flaws/eof_ignored", json={"on": True}).status_code == 200
-        page.get_by_role("button", name="Pause", exact=True).click()
-        expect(page.locator("#loop-state")).to_have_text("paused", timeout=DEADLINE_MS)
-        with dashboard.connect() as sock:
-            page.get_by_role("button", name="Step", exact=True).click()  # the accept
-            fd = wait_for_row(page)
-            sock.sendall(b"queued, then closed")
-            page.get_by_role("button", name="Step", exact=True).click()  # recv: queued
-            expect(panel.locator("button[data-kind='queue']", has_text=f"queue fd {fd} ")
-                   ).to_have_count(1, timeout=DEADLINE_MS)
-            page.get_by_role("button", name=f"Close fd {fd}", exact=True).click()
-            sent = panel.locator("button[data-kind='send']", has_text=f"send fd {fd} ")
-            expect(sent).to_contain_text(
-                "Engine._close_connection › TcpConnection.shut_down › TcpConnection.on_ready",
-                timeout=DEADLINE_MS)
-            expect(sent).not_to_contain_text("EofIgnored")
-            assert recv_exactly(sock, 19) == b"queued, then closed"
-    finally:
-        api.post("/api/loop", json={"action": "resume"})
-        api.post("/api/flaws/eof_ignored", json={"on": False})
+    with paused_with_flaw(dashboard, "eof_ignored") as (sock, fd):
+        sock.sendall(b"queued, then closed")
+        page.get_by_role("button", name="Step", exact=True).click()  # recv: queued
+        expect(panel.locator("button[data-kind='queue']", has_text=f"queue fd {fd} ")
+               ).to_have_count(1, timeout=DEADLINE_MS)
+        page.get_by_role("button", name=f"Close fd {fd}", exact=True).click()
+        sent = panel.locator("button[data-kind='send']", has_text=f"send fd {fd} ")
+        expect(sent).to_contain_text(
+            "Engine._close_connection › TcpConnection.shut_down › TcpConnection.on_ready",
+            timeout=DEADLINE_MS)
+        expect(sent).not_to_contain_text("EofIgnored")
+        assert recv_exactly(sock, 19) == b"queued, then closed"
     assert dashboard.console_errors == []
 
 

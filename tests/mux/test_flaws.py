@@ -59,15 +59,22 @@ def test_eof_ignored(make_engine, backend, trigger):
     _echo_ok(engine)
 
 
-@pytest.mark.parametrize("name", ["hup_before_in", "poll_equality"])
-@pytest.mark.parametrize("backend", ["poll", "epoll"])
-def test_last_bytes_lost_when_hangup_wins(make_engine, name, backend):
+def _paused_with_flaw(make_engine, name: str, backend: str):
+    """An engine with flaw `name` on and one connection, the loop paused: (engine, rec, sock,
+    the connection's fd)."""
     engine, rec = make_engine(backend=backend)
     engine.set_flaw(name, True).result(5)
     sock = connect(engine.tcp_port)
     fd = rec.wait_for("accept")["fd"]
     wait_until(lambda: fd in engine.connections)
     engine.pause().result(5)
+    return engine, rec, sock, fd
+
+
+@pytest.mark.parametrize("name", ["hup_before_in", "poll_equality"])
+@pytest.mark.parametrize("backend", ["poll", "epoll"])
+def test_last_bytes_lost_when_hangup_wins(make_engine, name, backend):
+    engine, rec, sock, fd = _paused_with_flaw(make_engine, name, backend)
     sock.sendall(b"my last words")
     sock.shutdown(socket.SHUT_WR)
     engine.resume().result(5)
@@ -87,12 +94,7 @@ def test_last_bytes_lost_when_hangup_wins(make_engine, name, backend):
 def test_a_flaws_close_on_a_reset_says_reset(make_engine, name, backend):
     """A reset comes as HUP|ERR: the flawed handler closed it with reason "eof" all the same,
     and the page said the peer had ended cleanly."""
-    engine, rec = make_engine(backend=backend)
-    engine.set_flaw(name, True).result(5)
-    sock = connect(engine.tcp_port)
-    fd = rec.wait_for("accept")["fd"]
-    wait_until(lambda: fd in engine.connections)
-    engine.pause().result(5)
+    engine, rec, sock, fd = _paused_with_flaw(make_engine, name, backend)
     sock.sendall(b"then a reset")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()  # RST
