@@ -60,8 +60,8 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         # a user's "Close fd N" first sends what the kernel takes of the queue: the write half
         # of on_ready, called by shut_down (its events carry `closing`). No backpressure
         # release on that path: _after_write keeps reading paused while shutting down
-        "send@close": [eng._close_connection, conn.shut_down, conn.on_ready],
-        "queue@close": [eng._close_connection, conn.shut_down, conn.on_ready],
+        "send@user": [eng._close_connection, conn.shut_down, conn.on_ready],
+        "queue@user": [eng._close_connection, conn.shut_down, conn.on_ready],
         # the engine's stop flushes each queue the same way (`closing: "shutdown"`)
         "send@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],
         "queue@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],

@@ -140,7 +140,7 @@ def test_code_view_names_each_path_of_a_kind(live):
     assert chains["queue@send"] == ["TcpConnection.on_ready"]
     # a user's close sends the queue through on_ready's write half; an eager send's failure
     # closes inside recv's handler (with a flaw on that reads, the flaw's handler heads it)
-    assert chains["send@close"] == ["Engine._close_connection", "TcpConnection.shut_down",
+    assert chains["send@user"] == ["Engine._close_connection", "TcpConnection.shut_down",
                                     "TcpConnection.on_ready"]
     assert chains["close@eager-reset"] == ["TcpConnection.on_ready", "TcpConnection._on_data",
                                            "TcpConnection.close"]

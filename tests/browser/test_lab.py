@@ -465,12 +465,12 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
                ev("ready", flags=["EPOLLIN"]), ev("recv", bytes=3), unregister,
                ev("close", reason="reset"), unregister, ev("close", reason="reset")]
     assert dashboard.page.evaluate(CHAIN_KEYS, ["eager", closing]) == [
-        "ready", "recv", "queue", "send@close", "queue@close", "interest@unregister",
+        "ready", "recv", "queue", "send@user", "queue@user", "interest@unregister",
         "close@user", "send@shutdown", "queue@shutdown", "backpressure@release", "ready",
         "recv", "interest@unregister", "close@eager-reset", "interest@unregister",
         "close@reset"]
     code = dashboard.api.get("/api/code").json()
-    for key in ("send@close", "queue@close", "send@shutdown", "queue@shutdown", "close@eager-reset",
+    for key in ("send@user", "queue@user", "send@shutdown", "queue@shutdown", "close@eager-reset",
                 "close@eager-error", "send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",
                 "datagram@flush", "interest@flaw", "interest@flaw-off", "interest@stale"):
         assert code[key], key  # every key the page picks has its chain

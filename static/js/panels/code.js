@@ -106,13 +106,9 @@ export class CodePanel {
     const sameFd = (e, kind) => e && e.kind === kind && e.fd === ev.fd;
     const eagerSend = (k) => this.write === 'eager' && sameFd(events[k], 'send')
       && sameFd(events[k - 1], 'recv');
-    // the write half of on_ready, run by a readiness, or by shut_down (the event's `closing`:
-    // a user's "Close fd N", or the engine's stop)
-    const writeHalf = (key) => {
-      if (ev.closing === 'user') return `${ev.kind}@close`;
-      if (ev.closing === 'shutdown') return `${ev.kind}@shutdown`;
-      return key;
-    };
+    // the write half of on_ready, run by a readiness, or by shut_down: the event's `closing`
+    // says for which close (`user`: "Close fd N"; `shutdown`: the engine's stop)
+    const writeHalf = (key) => (ev.closing ? `${ev.kind}@${ev.closing}` : key);
     switch (ev.kind) {
       case 'send': return eagerSend(i) ? 'send@eager' : writeHalf('send');
       case 'queue': return sameFd(events[i - 1], 'send') && !eagerSend(i - 1) ? writeHalf('queue@send') : 'queue';
