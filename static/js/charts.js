@@ -110,6 +110,7 @@ export class Charts {
     this.bIn = [];
     this.bOut = [];
     this.waitMin = { select: new Map(), poll: new Map(), epoll: new Map() };
+    this.sawCpu = false;   // a wait has carried cpu_us: the wall-time fallback is off
     this.local = { in: 0, out: 0 };
     this.prev = null;
     this.dirty = true;
@@ -129,9 +130,15 @@ export class Charts {
         // the call's CPU time (`cpu_us`): its wall time counts the time it slept too, so a wait
         // that slept 700 ms before one fd turned ready looked like the slowest of calls. A
         // recording made before there was `cpu_us`: the wall time of waits that did not time
-        // out (still with their sleep, so the least of them is kept)
+        // out (still with their sleep, so the least of them is kept). Once one wait has said
+        // its CPU time, only those count (the engine samples them under load), and what the
+        // fallback drew before goes
         if (!BACKENDS.includes(ev.backend) || ev.registered === undefined) break;
-        const cost = ev.cpu_us ?? ((ev.ready || ev.timeout_ms === 0) ? ev.duration_us : undefined);
+        if (ev.cpu_us !== undefined && !this.sawCpu) {
+          this.sawCpu = true;
+          for (const b of BACKENDS) this.waitMin[b].clear();
+        }
+        const cost = ev.cpu_us ?? (!this.sawCpu && (ev.ready || ev.timeout_ms === 0) ? ev.duration_us : undefined);
         if (cost === undefined) break;
         const m = this.waitMin[ev.backend];
         const k = Math.max(1, bucket(ev.registered));

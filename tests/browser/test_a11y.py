@@ -43,6 +43,10 @@ def test_the_fd_grid_shows_each_fds_details_from_the_keyboard(dashboard):
         assert len(set(seen)) == len(seen), seen     # each press one more fd
         page.keyboard.press("End")
         expect(tip).to_be_visible()
+        page.keyboard.press("Home")
+        first = tip.text_content().split("\n")[0]
+        page.keyboard.press("ArrowDown")    # one row: nothing below the first fd, it stays
+        assert tip.text_content().split("\n")[0] == first
         page.keyboard.press("Tab")          # leaving the grid closes it
         expect(tip).to_be_hidden()
 
@@ -128,6 +132,12 @@ def test_the_wait_chart_draws_what_a_call_costs_not_how_long_it_slept(dashboard)
         assert slept["cpu_us"] < 20_000, slept
         costs = page.evaluate("() => [...window.__muxscope.charts.waitMin.epoll.values()]")
         assert costs and max(costs) < 20_000, costs
+        # a wait the engine did not sample (under load) has no cpu_us: its sleep is no cost
+        unsampled = page.evaluate("""() => { const c = window.__muxscope.charts;
+            c.onEvent({ kind: 'wait', backend: 'epoll', registered: 70000, timeout_ms: 250,
+                        ready: 1, duration_us: 120000 });
+            return [...c.waitMin.epoll.values()]; }""")
+        assert max(unsampled) < 20_000, unsampled
         expect(page.locator("#syscall-detail")).to_contain_text("µs of it on the CPU")
 
 

@@ -469,6 +469,13 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
         "close@user", "send@shutdown", "queue@shutdown", "backpressure@release", "ready",
         "recv", "interest@unregister", "close@eager-reset", "interest@unregister",
         "close@reset"]
+    # a recording made before `closing`: a flush with no readiness of its fd, ended by its
+    # user close in the same iteration
+    legacy = [{"kind": "wait"}, {"kind": "ready", "fd": 4, "flags": ["EPOLLIN"]},
+              ev("send", partial=False), ev("queue", depth=0), unregister,
+              ev("close", reason="user")]
+    assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", legacy])[2:4] == [
+        "send@user", "queue@user"]
     code = dashboard.api.get("/api/code").json()
     for key in ("send@user", "queue@user", "send@shutdown", "queue@shutdown", "close@eager-reset",
                 "close@eager-error", "send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",

@@ -341,28 +341,29 @@ def test_a_shown_wait_says_its_cpu_time_apart_from_its_sleep(name, monkeypatch):
     """The page's "wait call by registered fds" chart drew `duration_us`, which counts the
     time the call slept: a wait that slept 100 ms before one fd turned ready was charted as
     the costliest call of all, and the curve fell as fds were added. A shown wait says its
-    CPU time too (sampled: at most once per CPU_SAMPLE_S); an unshown one makes no syscall
-    for it."""
+    CPU time too (sampled: CPU_SAMPLES_PER_S in bursts); an unshown one makes no syscall for
+    it."""
     from mux.backends import create
     from mux.loop import Loop
 
     calls = []
     clock = time.thread_time_ns
     monkeypatch.setattr(time, "thread_time_ns", lambda: calls.append(1) or clock())
-    monkeypatch.setattr("mux.loop.CPU_SAMPLE_S", 60.0)
+    monkeypatch.setattr("mux.loop.CPU_SAMPLES_PER_S", 0.0)   # no refill: the burst only
     events: list[dict] = []
     obs = Observers()
     sink = events.append
     obs.add(sink)
     loop = Loop(create(name), obs, wait_timeout=0.1)
+    loop._cpu_tokens = 1.0
     try:
         loop.run_once()                 # nothing ready: it sleeps the whole timeout
         assert len(calls) == 2
         loop.wait_timeout = 0
-        loop.run_once()                 # shown, but the last sample is less than 60 s old
+        loop.run_once()                 # shown, but no token left
         assert len(calls) == 2
         obs.remove(sink)
-        loop._cpu_due = 0.0
+        loop._cpu_tokens = 5.0
         loop.run_once()                 # nobody watching
         assert len(calls) == 2
     finally:
@@ -372,3 +373,23 @@ def test_a_shown_wait_says_its_cpu_time_apart_from_its_sleep(name, monkeypatch):
     assert slept["duration_us"] >= 99_000
     assert 0 <= slept["cpu_us"] < 20_000, slept     # a few µs of work, not 100 ms
     assert "cpu_us" not in quick
+
+
+def test_a_typists_waits_all_say_their_cpu_time():
+    """Sampled once a millisecond by start time, the wait that slept until the next key came
+    had started within a millisecond of the quick one before it: half the waits of a person
+    typing had no CPU time, and the chart drew their sleep instead."""
+    from mux.backends import create
+    from mux.loop import Loop
+
+    events: list[dict] = []
+    obs = Observers()
+    obs.add(events.append)
+    loop = Loop(create("epoll"), obs, wait_timeout=0)
+    try:
+        for _ in range(15):         # quick waits back to back, as an echo's read and write are
+            loop.run_once()
+    finally:
+        loop.backend.close()
+    waits = [e for e in events if e["kind"] == "wait"]
+    assert len(waits) == 15 and all("cpu_us" in w for w in waits), waits

@@ -348,10 +348,14 @@ export class BackendPanel {
     const step = steps[e.key];
     if (step === undefined || !this.model || !this.fds.length) return;
     e.preventDefault();
-    // (from none yet: Home, ArrowRight or ArrowDown go to the first fd, End or ArrowLeft the last)
-    let at = this.fds.indexOf(this.keyFd);
-    if (at < 0) at = step > 0 && step !== Infinity ? -1 : step === -Infinity ? 0 : this.fds.length;
-    const i = Math.max(0, Math.min(this.fds.length - 1, at + step));
+    // from none yet: Home, ArrowRight or ArrowDown go to the first fd, End or ArrowLeft the
+    // last; an arrow with no cell that way stays put
+    const last = this.fds.length - 1;
+    const at = this.fds.indexOf(this.keyFd);
+    let i;
+    if (Math.abs(step) === Infinity) i = step > 0 ? last : 0;
+    else if (at < 0) i = step > 0 ? 0 : last;
+    else i = at + step >= 0 && at + step <= last ? at + step : at;
     this.keyFd = this.fds[i];
     const { cell } = this.layout;
     this.showTip(this.keyFd, (i % cols) * cell + cell / 2, Math.floor(i / cols) * cell + cell / 2, true);

@@ -52,6 +52,15 @@ function closeKey(events, i) {
   return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
 }
 
+/** A recording made before send and queue events said `closing`: a flush with no readiness
+ * of its fd in the iteration, ended by that fd's user or shutdown close in it. */
+function legacyClosing(events, i) {
+  const fd = events[i].fd;
+  if (events.some((e) => e.kind === 'ready' && e.fd === fd)) return null;
+  const end = events.slice(i + 1).find((e) => e.kind === 'close' && e.fd === fd);
+  return end && (end.reason === 'user' || end.reason === 'shutdown') ? end.reason : null;
+}
+
 /** A re-registration by a backend switch (`moved`), a change no handler asked for (`cause`:
  * a one-shot re-arm, a stale fd dropped, a flaw's hang-up bit added or taken off), or a
  * handler's register / modify / unregister. */
@@ -108,7 +117,10 @@ export class CodePanel {
       && sameFd(events[k - 1], 'recv');
     // the write half of on_ready, run by a readiness, or by shut_down: the event's `closing`
     // says for which close (`user`: "Close fd N"; `shutdown`: the engine's stop)
-    const writeHalf = (key) => (ev.closing ? `${ev.kind}@${ev.closing}` : key);
+    const writeHalf = (key) => {
+      const closing = ev.closing ?? legacyClosing(events, i);
+      return closing ? `${ev.kind}@${closing}` : key;
+    };
     switch (ev.kind) {
       case 'send': return eagerSend(i) ? 'send@eager' : writeHalf('send');
       case 'queue': return sameFd(events[i - 1], 'send') && !eagerSend(i - 1) ? writeHalf('queue@send') : 'queue';
