@@ -216,11 +216,11 @@ export class EventLog {
     }
     if (now - this.paintedAt < MIN_INTERVAL_MS) return;
     if (this.needRerender) { this.needRerender = false; this.setFilter(); }  // refilled in this same paint
-    if (!model.dirty.log) return;
+    this.paintNotices(model);   // (keyed: cheap when nothing changed; the live model's recording
+    if (!model.dirty.log) return;   // losses show while a past iteration is on view too)
     model.take('log');
     this.paintedAt = now;
     this.paints++;
-    this.paintNotices(model);
     // scrolled up: hold the view still (no appends, no trimming); pending stays bounded meanwhile
     if (!this.pending.length || !this.stick) return;
     const matching = [];
@@ -254,7 +254,7 @@ export class EventLog {
   }
 
   paintNotices(model) {
-    const lost = this.model.recordLost || 0;   // the live server's, also while time travelling
+    const lost = this.model.recordLost || 0;   // the live model's, whichever iteration is on view
     const key = `${model.notices.map((ev) => ev.seq).join(',')}/${lost}`;
     if (key === this.noticesKey) return;
     this.noticesKey = key;

@@ -24,6 +24,11 @@ def test_the_fd_grid_shows_each_fds_details_from_the_keyboard(dashboard):
         fd = server_fd(dashboard, sock)
         grid = page.locator("#fd-canvas")
         tip = page.locator("#fd-tooltip")
+        # the page must have the new connection's fd in its grid first (its accept event can
+        # still be on its way after echo + /api/state: End then landed on the UDP socket)
+        page.wait_for_function(f"() => window.__muxscope.model.regs.has({fd})",
+                               timeout=DEADLINE_MS)
+        page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
         grid.focus()
         page.keyboard.press("End")          # the first key: the last fd (not the first)
         last = tip.text_content().split("\n")[0]

@@ -979,6 +979,36 @@ def test_a_state_read_ahead_of_the_events_keeps_what_the_next_wait_was_passed(da
     assert result == {"live": {"7": "in"}, "seek": {"7": "in"}, "now": "in|out"}, result
 
 
+def test_a_resync_after_dropped_events_takes_the_interest_from_the_state(dashboard):
+    """The page's own registrations miss what the dropped events did (an accept, a close):
+    kept as "the interest as of the last event" for the waits a resync's state covers, they
+    showed a wait whose ready fd had never been passed to select, and a closed fd as passed."""
+    result = dashboard.page.evaluate("""async () => {
+        const { Model } = await import('/static/js/model.js');
+        const reg = (fd, flags) => ({ fd, role: 'connection', interest: flags });
+        const wait = (seq) => ({ seq, ts: 1, kind: 'wait', backend: 'select', registered: 2,
+                                 timeout_ms: 250, ready: 1, duration_us: 3 });
+        const atWait = (m) => Object.fromEntries([...m.regsAtWait()].map(
+            ([fd, r]) => [fd, [...r.bits].sort().join('|')]));
+        const run = (before, after, ready) => {
+            const m = new Model();
+            m.applySnapshot({ seq: 10, started_at: 0, state: {
+                backend: { name: 'select', trigger: 'level', oneshot: false },
+                registrations: before } });
+            m.applyEventsFrame({ dropped: 2, events: [] });   // 11-12: an accept, or a close
+            m.applyState({ registrations: after, connections: [], stats: { events_total: 16 } });
+            m.applyEventsFrame({ dropped: 0, events: [wait(13),
+                { seq: 14, ts: 1, kind: 'ready', fd: ready, flags: ['read'] }] });
+            return atWait(m);
+        };
+        return {
+            accepted: run([reg(7, ['read'])], [reg(7, ['read']), reg(8, ['read'])], 8),
+            closed: run([reg(7, ['read']), reg(9, ['read', 'write'])], [reg(7, ['read'])], 7),
+        };
+    }""")
+    assert result == {"accepted": {"7": "in", "8": "in"}, "closed": {"7": "in"}}, result
+
+
 def test_a_history_checkpoint_keeps_the_shown_waits_maker_and_interest(dashboard):
     """Time travel rebuilt the last iteration from a checkpoint taken at the resync after a
     switch: it lost the backend that made the wait (epoll_wait on the new epoll fd, no word of

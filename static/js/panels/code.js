@@ -122,7 +122,7 @@ export class CodePanel {
       return closing ? `${ev.kind}@${closing}` : key;
     };
     switch (ev.kind) {
-      case 'send': return eagerSend(i) ? 'send@eager' : writeHalf('send');
+      case 'send': return !ev.closing && eagerSend(i) ? 'send@eager' : writeHalf('send');
       case 'queue': return sameFd(events[i - 1], 'send') && !eagerSend(i - 1) ? writeHalf('queue@send') : 'queue';
       // a release comes from a readiness's write half only (never a close's: see _after_write)
       case 'backpressure': return ev.paused === false ? 'backpressure@release' : 'backpressure';
