@@ -246,7 +246,7 @@ def test_replay_shows_a_flaw_that_fired_as_detected_not_as_on(open_dashboard, tm
     replay = open_dashboard(Settings(http_port=0, replay_file=recording), "-replay")
     # a replay is not "live", and no server keeps running behind it
     expect(replay.page.locator("#ws-status")).to_have_text("replay")
-    expect(replay.page.locator("#timeline .caption")).not_to_contain_text("keeps running")
+    expect(replay.page.locator("#timeline-caption")).not_to_contain_text("keeps running")
     switch = replay.page.get_by_label("Flaw: EOF never handled", exact=True)
     expect(switch).not_to_be_checked(timeout=8000)
     item = replay.page.locator("#zoo-list li[data-flaw='eof_ignored']")
