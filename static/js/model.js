@@ -5,6 +5,13 @@ import {
   interestAtWait, regsAtWait, saveBefore, waitFromEvent, waitFromState,
 } from './waitrecord.js';
 
+/** Whether a registration's bits (reg may be undefined) are exactly `bits`. */
+function sameBits(bits, reg) {
+  if (!reg || reg.bits.size !== bits.size) return false;
+  for (const b of bits) if (!reg.bits.has(b)) return false;
+  return true;
+}
+
 const PANELS = ['backend', 'syscall', 'queues', 'conns', 'controls', 'status', 'log'];
 export const READY_LIST_CAP = 4096;
 
@@ -222,12 +229,18 @@ export class Model {
   /** The fds where preStateRegs and `regs` (a state read's) differ. */
   diffPreState() {
     const diff = new Set();
-    for (const [fd, bits] of this.preStateRegs) {
-      const reg = this.regs.get(fd);
-      if (!reg || reg.bits.size !== bits.size || [...bits].some((b) => !reg.bits.has(b))) diff.add(fd);
-    }
+    for (const [fd, bits] of this.preStateRegs) if (!sameBits(bits, this.regs.get(fd))) diff.add(fd);
     for (const fd of this.regs.keys()) if (!this.preStateRegs.has(fd)) diff.add(fd);
     this.preStateDiff = diff;
+  }
+
+  /** fd's replayed interest changed: in the diff only while it differs from the state's (an
+   *  fd whose interest went back, EPOLLOUT on and off for a partial send, is copied no more
+   *  by the waits after it). */
+  notePreState(fd) {
+    const bits = this.preStateRegs.get(fd);
+    if (bits ? sameBits(bits, this.regs.get(fd)) : !this.regs.has(fd)) this.preStateDiff.delete(fd);
+    else this.preStateDiff.add(fd);
   }
 
   applyRegistrations(state) {
@@ -312,9 +325,9 @@ export class Model {
       case 'interest':
         if (inState) {
           if (this.preStateRegs) {
-            this.preStateDiff.add(fd);
             if (ev.op === 'unregister') this.preStateRegs.delete(fd);
             else this.preStateRegs.set(fd, toBits(ev.flags));
+            this.notePreState(fd);
           }
           break;
         }
@@ -326,7 +339,7 @@ export class Model {
       case 'accept': {
         // (adopted for reading: its register event, if shown, says the same)
         if (inState) {
-          if (this.preStateRegs && !this.preStateRegs.has(fd)) { this.preStateRegs.set(fd, new Set(['in'])); this.preStateDiff.add(fd); }
+          if (this.preStateRegs && !this.preStateRegs.has(fd)) { this.preStateRegs.set(fd, new Set(['in'])); this.notePreState(fd); }
           break;
         }
         const c = this.conn(fd);
@@ -365,7 +378,7 @@ export class Model {
         break;
       case 'close':
         if (inState) {
-          if (this.preStateRegs && !ev.registered) { this.preStateRegs.delete(fd); this.preStateDiff.add(fd); }
+          if (this.preStateRegs && !ev.registered) { this.preStateRegs.delete(fd); this.notePreState(fd); }
           break;
         }
         if (this.conns.delete(fd)) this.connsVersion++;
