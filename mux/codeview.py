@@ -47,6 +47,9 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "send": [conn.on_ready],
         "send@eager": [conn.on_ready, conn._on_data],  # eager: sent at once, inside recv's handler
         "backpressure": [conn._put, conn._set_backpressure],
+        # queued and unwatched, on_ready queues inline and pauses reading itself (the event is
+        # shown all the same: no `queue` event of the fd before it)
+        "backpressure@inline": [conn.on_ready, conn._set_backpressure],
         "backpressure@release": [conn.on_ready, conn._after_write, conn._set_backpressure],
         "close": [conn.on_ready, conn._on_eof, conn.close],  # eof
         # eof, with a queue left to send then: closed by the write half once it is empty

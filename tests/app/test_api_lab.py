@@ -155,6 +155,8 @@ def test_code_view_names_each_path_of_a_kind(live):
                                     "Engine._emit_loop"]
     assert chains["loop@flaw"] == ["FlawZoo.set", "Engine.emit_loop_state", "Engine._emit_loop"]
     assert chains["backpressure@release"][-1] == "TcpConnection._set_backpressure"
+    assert chains["backpressure@inline"] == ["TcpConnection.on_ready",
+                                             "TcpConnection._set_backpressure"]
     # a flaw on: its own handler heads the chain, then what it calls (it reads, or it hands on)
     assert chains["recv@eof_ignored"] == ["EofIgnored.connection_ready",
                                           "TcpConnection._on_data"]

@@ -476,8 +476,13 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
               ev("close", reason="user")]
     assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", legacy])[2:4] == [
         "send@user", "queue@user"]
+    # a pause after _put's queue event, or (queued, unwatched) by on_ready's inline read
+    paused = [ev("recv", bytes=9), ev("queue", depth=9), ev("backpressure", paused=True),
+              {"kind": "wait"}, ev("backpressure", paused=True)]
+    assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", paused])[2:] == [
+        "backpressure", "wait", "backpressure@inline"]
     code = dashboard.api.get("/api/code").json()
-    for key in ("send@user", "queue@user", "send@shutdown", "queue@shutdown", "close@eager-reset",
+    for key in ("backpressure@inline", "send@user", "queue@user", "send@shutdown", "queue@shutdown", "close@eager-reset",
                 "close@eager-error", "send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",
                 "datagram@flush", "interest@flaw", "interest@flaw-off", "interest@stale"):
         assert code[key], key  # every key the page picks has its chain

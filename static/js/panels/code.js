@@ -124,8 +124,12 @@ export class CodePanel {
     switch (ev.kind) {
       case 'send': return !ev.closing && eagerSend(i) ? 'send@eager' : writeHalf('send');
       case 'queue': return sameFd(events[i - 1], 'send') && !eagerSend(i - 1) ? writeHalf('queue@send') : 'queue';
-      // a release comes from a readiness's write half only (never a close's: see _after_write)
-      case 'backpressure': return ev.paused === false ? 'backpressure@release' : 'backpressure';
+      // a release comes from a readiness's write half only (never a close's: see _after_write);
+      // a pause from _put, after its queue event, or (queued, the iteration unwatched) from
+      // on_ready's inline read, with no queue event shown
+      case 'backpressure':
+        if (ev.paused === false) return 'backpressure@release';
+        return this.write === 'queued' && !sameFd(events[i - 1], 'queue') ? 'backpressure@inline' : 'backpressure';
       case 'close': return closeKey(events, i);
       case 'interest': return interestKey(ev);
       case 'datagram': return datagramKey(events, i);
