@@ -27,7 +27,7 @@ export function snapshotOf(model) {
   }
   return {
     type: 'snapshot', seq: model.seq, started_at: model.startedAt, state_seq: model.stateSeq,
-    pre_state_regs: model.preStateRegs && [...model.preStateRegs].map(([fd, bits]) => [fd, [...bits]]),
+    pre_state_regs: model.preState && model.preState.toPairs(),
     state: {
       backend: { ...model.backend }, available: model.available.slice(), loop: model.loop,
       delay_ms: model.delayMs, flaw: model.flaw, listeners: { tcp: model.tcp && { ...model.tcp }, udp: model.udp && { ...model.udp } },

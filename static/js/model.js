@@ -4,13 +4,7 @@ import { sameBackend, toBits } from './vocab.js';
 import {
   interestAtWait, regsAtWait, saveBefore, waitFromEvent, waitFromState,
 } from './waitrecord.js';
-
-/** Whether a registration's bits (reg may be undefined) are exactly `bits`. */
-function sameBits(bits, reg) {
-  if (!reg || reg.bits.size !== bits.size) return false;
-  for (const b of bits) if (!reg.bits.has(b)) return false;
-  return true;
-}
+import { PreState } from './prestate.js';
 
 const PANELS = ['backend', 'syscall', 'queues', 'conns', 'controls', 'status', 'log'];
 export const READY_LIST_CAP = 4096;
@@ -58,13 +52,9 @@ export class Model {
     this.unsynced = false;
     this.approximate = false;   // bytes in/out: events were dropped since the last state read
     this.stateSeq = 0;
-    // fd -> interest bits as of `seq`, while a state read is ahead of the events (seq <
-    // stateSeq): `regs` holds that state's interest, changed by handlers after the waits still
-    // to come; the events up to stateSeq replay here, so such a wait knows what it was passed
-    this.preStateRegs = null;
-    // the fds whose interest in preStateRegs may differ from `regs`: what a wait in the state
-    // read's range takes from it (not a copy of every fd per wait: ~1.5 ms at 10,000 fds)
-    this.preStateDiff = new Set();
+    // the interest as of `seq` while a state read is ahead of the events (seq < stateSeq): the
+    // events up to stateSeq replay there, so such a wait knows what it was passed (prestate.js)
+    this.preState = null;
     this.markAll();
   }
 
@@ -94,8 +84,8 @@ export class Model {
     this.applyState(frame.state || {}, true);
     this.stateSeq = frame.state_seq ?? 0;   // a history checkpoint taken after a resync
     if (frame.pre_state_regs) {
-      this.preStateRegs = new Map(frame.pre_state_regs.map(([fd, bits]) => [fd, new Set(bits)]));
-      this.diffPreState();
+      this.preState = PreState.fromPairs(frame.pre_state_regs);
+      this.preState.rediff(this.regs);
     }
     this.emit({ kind: 'reset' });
   }
@@ -108,7 +98,7 @@ export class Model {
       this.unsynced = true;
       // events the page was not shown may be in a state read's range: the interest as of the
       // page's last event is no longer known (the waits to come fall back to the state's)
-      this.preStateRegs = null;
+      this.preState = null;
       // the rows' byte sums miss the dropped events' bytes until the state is read again
       if (!this.approximate) { this.approximate = true; this.mark('conns'); }
     }
@@ -175,11 +165,11 @@ export class Model {
     if (state.control_fd !== undefined) this.controlFd = state.control_fd;
     // (not after drops: the page's own registrations are what this state read mends)
     if (!full && state.registrations && typeof reflects === 'number' && reflects > this.seq
-        && !this.preStateRegs && !this.approximate) {
-      this.preStateRegs = new Map([...this.regs].map(([fd, r]) => [fd, new Set(r.bits)]));
+        && !this.preState && !this.approximate) {
+      this.preState = new PreState(this.regs);
     }
     if (full || state.registrations) this.applyRegistrations(state);
-    if (!full && state.registrations && this.preStateRegs) this.diffPreState();
+    if (!full && state.registrations && this.preState) this.preState.rediff(this.regs);
     if (!full && typeof reflects === 'number') this.stateSeq = Math.max(this.stateSeq, reflects);
     if (!full && state.connections) this.syncConnections(state.connections);
     if (state.connections && this.approximate) { this.approximate = false; this.mark('conns'); }
@@ -224,23 +214,6 @@ export class Model {
     for (const fd of [...this.conns.keys()]) {
       if (!listed.has(fd)) { this.conns.delete(fd); this.connsVersion++; }
     }
-  }
-
-  /** The fds where preStateRegs and `regs` (a state read's) differ. */
-  diffPreState() {
-    const diff = new Set();
-    for (const [fd, bits] of this.preStateRegs) if (!sameBits(bits, this.regs.get(fd))) diff.add(fd);
-    for (const fd of this.regs.keys()) if (!this.preStateRegs.has(fd)) diff.add(fd);
-    this.preStateDiff = diff;
-  }
-
-  /** fd's replayed interest changed: in the diff only while it differs from the state's (an
-   *  fd whose interest went back, EPOLLOUT on and off for a partial send, is copied no more
-   *  by the waits after it). */
-  notePreState(fd) {
-    const bits = this.preStateRegs.get(fd);
-    if (bits ? sameBits(bits, this.regs.get(fd)) : !this.regs.has(fd)) this.preStateDiff.delete(fd);
-    else this.preStateDiff.add(fd);
   }
 
   applyRegistrations(state) {
@@ -300,10 +273,7 @@ export class Model {
       case 'wait':
         this.lastWait = waitFromEvent(ev);
         // a wait the state read has already: its handlers' changes are in `regs`
-        if (inState && this.preStateRegs) {
-          const before = this.lastWait.before;
-          for (const rfd of this.preStateDiff) before.set(rfd, this.preStateRegs.get(rfd) ?? null);
-        }
+        if (inState && this.preState) this.preState.fill(this.lastWait.before);
         this.lastReady.clear();
         this.mark('syscall', 'backend');
         break;
@@ -314,7 +284,7 @@ export class Model {
         this.lastReady.set(fd, ev.flags || []);
         this.flashes.set(fd, now);
         // reported, so passed: an fd the replayed interest lacks (its accept not shown) had one
-        if (inState && this.preStateRegs && this.lastWait && this.lastWait.before
+        if (inState && this.preState && this.lastWait && this.lastWait.before
             && this.lastWait.before.get(fd) === null) {
           const reg = this.regs.get(fd);
           this.lastWait.before.set(fd, new Set(reg ? reg.bits : []));
@@ -323,14 +293,7 @@ export class Model {
         this.mark('syscall', 'backend');
         break;
       case 'interest':
-        if (inState) {
-          if (this.preStateRegs) {
-            if (ev.op === 'unregister') this.preStateRegs.delete(fd);
-            else this.preStateRegs.set(fd, toBits(ev.flags));
-            this.notePreState(fd);
-          }
-          break;
-        }
+        if (inState) { this.preState?.replay(fd, ev.op === 'unregister' ? null : toBits(ev.flags), this.regs); break; }
         this.saveBefore(fd);
         if (ev.op === 'unregister') { this.regs.delete(fd); this.regsChanged = true; }
         else this.setReg(fd, null, ev.flags);
@@ -338,10 +301,7 @@ export class Model {
         break;
       case 'accept': {
         // (adopted for reading: its register event, if shown, says the same)
-        if (inState) {
-          if (this.preStateRegs && !this.preStateRegs.has(fd)) { this.preStateRegs.set(fd, new Set(['in'])); this.notePreState(fd); }
-          break;
-        }
+        if (inState) { if (this.preState && !this.preState.has(fd)) this.preState.replay(fd, new Set(['in']), this.regs); break; }
         const c = this.conn(fd);
         if (c.peer !== (ev.peer ?? '')) { c.peer = ev.peer ?? ''; this.connsVersion++; }
         c.activeAt = now;
@@ -377,10 +337,7 @@ export class Model {
         }
         break;
       case 'close':
-        if (inState) {
-          if (this.preStateRegs && !ev.registered) { this.preStateRegs.delete(fd); this.notePreState(fd); }
-          break;
-        }
+        if (inState) { if (!ev.registered) this.preState?.replay(fd, null, this.regs); break; }
         if (this.conns.delete(fd)) this.connsVersion++;
         // A close implies its unregister (SPEC §2), whose event a throttled iteration does not
         // show; but a close the bug zoo leaves registered says so, and the fd stays (poll
@@ -424,7 +381,7 @@ export class Model {
       default:
         break;
     }
-    if (this.preStateRegs && this.seq >= this.stateSeq) this.preStateRegs = null;   // caught up
+    if (this.preState && this.seq >= this.stateSeq) this.preState = null;   // caught up
     this.emit(ev);
   }
 

@@ -1026,7 +1026,7 @@ def test_waits_a_resync_covers_copy_only_the_fds_whose_interest_differs(dashboar
             { seq: 11, ts: 1, kind: 'wait', backend: 'epoll', registered: 1000, timeout_ms: 250,
               ready: 1, duration_us: 3 },
             interest(12, ['EPOLLIN', 'EPOLLOUT']), interest(13, ['EPOLLIN'])] });
-        return { before: m.lastWait.before.size, diff: m.preStateDiff.size };
+        return { before: m.lastWait.before.size, diff: m.preState.diff.size };
     }""")
     assert result == {"before": 0, "diff": 0}, result
 
