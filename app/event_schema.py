@@ -41,6 +41,7 @@ OLDER_OPTIONAL: dict[str, set[str]] = {"flaw": {"fd"}}
 #: fields a kind may carry besides its required ones
 OPTIONAL: dict[str, dict[str, Any]] = {
     "wait": {"cpu_us": INT},
+    "backpressure": {"inline": BOOL},
     "send": {"closing": ("user", "shutdown")},
     "queue": {"closing": ("user", "shutdown")},
     "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT, "flaw": OPTIONAL_STR,

@@ -106,7 +106,7 @@ class TcpConnection:
                     if self.pending_bytes > self.engine.high_water and not self.reading_paused:
                         if obs.active:
                             obs.seq += 2
-                        self._set_backpressure(True)
+                        self._set_backpressure(True, inline=True)
                     elif len(queue) == 1:  # reading is on (we just read): READ stays, WRITE joins
                         loop = self.loop
                         toggle = loop.write_toggle
@@ -305,13 +305,18 @@ class TcpConnection:
             reading = not (self.reading_paused or self.eof)
             self.loop.set_interest(self.fd, READ_WRITE if reading else WRITABLE)
 
-    def _set_backpressure(self, paused: bool) -> None:
+    def _set_backpressure(self, paused: bool, inline: bool = False) -> None:
+        """`inline`: called by on_ready's unwatched queued read, not by `_put` (the event says
+        so, for the code panel: it is shown though its iteration is not)."""
         self.reading_paused = paused
         self.engine.breakpoints.note("backpressure", self.fd)
         self._update_interest()
         obs = self.loop.obs
         if obs.active:
-            obs.emit({"kind": "backpressure", "fd": self.fd, "paused": paused})
+            event: dict[str, object] = {"kind": "backpressure", "fd": self.fd, "paused": paused}
+            if inline:
+                event["inline"] = True
+            obs.emit(event)
         if not paused and self.loop.backend.edge:
             self.loop.readable_soon(self)
 

@@ -393,3 +393,20 @@ def test_a_typists_waits_all_say_their_cpu_time():
         loop.backend.close()
     waits = [e for e in events if e["kind"] == "wait"]
     assert len(waits) == 15 and all("cpu_us" in w for w in waits), waits
+
+
+@pytest.mark.parametrize("backend", ["select", "epoll"])
+def test_a_pause_by_the_unwatched_inline_read_says_so(backend: str):
+    """A backpressure event is shown even when its iteration is not; the code panel put a pause
+    that on_ready's own inline read made down to `_put`, which had not run."""
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend=backend, write="queued",
+                                 high_water=50, low_water=10))
+    recorder = Recorder()
+    engine.observers.add(recorder)
+    try:
+        _one_message(engine, recorder, True, "full")
+        _one_message(engine, recorder, False, "full")
+    finally:
+        engine.stop()
+    pauses = [e for e in recorder.events if e["kind"] == "backpressure" and e["paused"]]
+    assert [p.get("inline") for p in pauses] == [None, True], pauses

@@ -125,11 +125,10 @@ export class CodePanel {
       case 'send': return !ev.closing && eagerSend(i) ? 'send@eager' : writeHalf('send');
       case 'queue': return sameFd(events[i - 1], 'send') && !eagerSend(i - 1) ? writeHalf('queue@send') : 'queue';
       // a release comes from a readiness's write half only (never a close's: see _after_write);
-      // a pause from _put, after its queue event, or (queued, the iteration unwatched) from
-      // on_ready's inline read, with no queue event shown
+      // a pause from _put, or (`inline`: queued, its iteration unwatched) on_ready's own read
       case 'backpressure':
         if (ev.paused === false) return 'backpressure@release';
-        return this.write === 'queued' && !sameFd(events[i - 1], 'queue') ? 'backpressure@inline' : 'backpressure';
+        return ev.inline ? 'backpressure@inline' : 'backpressure';
       case 'close': return closeKey(events, i);
       case 'interest': return interestKey(ev);
       case 'datagram': return datagramKey(events, i);
