@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .kernel import socket_queues
-from .tcp import TcpConnection, _close_reason
+from .tcp import TcpConnection, close_reason
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -33,7 +33,7 @@ def hangup_reason(conn: TcpConnection, backend: str, native: int) -> str:
     if not native & ERR_BITS.get(backend, 0):
         return "eof"
     err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    return _close_reason(OSError(err, os.strerror(err))) if err else "reset"
+    return close_reason(OSError(err, os.strerror(err))) if err else "reset"
 
 
 FLAG_INTERVAL = 1.0  # a detector speaks at most once a second per fd
@@ -51,7 +51,7 @@ def recv_once(conn: TcpConnection, size: int, flaw: str) -> bytes | None:
     except BlockingIOError:
         return None
     except OSError as exc:
-        conn.close(_close_reason(exc), flaw=flaw)
+        conn.close(close_reason(exc), flaw=flaw)
         return None
 
 

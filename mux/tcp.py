@@ -28,7 +28,7 @@ LINGER_FROM = RECV_SIZE  # bytes unread at a user's close that make it linger: a
 READ_WRITE = READABLE | WRITABLE  # one name: `READABLE | WRITABLE` is an `|` at run time
 
 
-def _close_reason(exc: OSError) -> str:
+def close_reason(exc: OSError) -> str:
     return "reset" if isinstance(exc, (ConnectionResetError, BrokenPipeError)) else "error"
 
 
@@ -92,7 +92,7 @@ class TcpConnection:
                     except BlockingIOError:
                         break
                     except OSError as exc:
-                        self.close(_close_reason(exc))
+                        self.close(close_reason(exc))
                         return
                     if not data:  # EOF; what is queued may still go out below
                         self._on_eof()
@@ -137,7 +137,7 @@ class TcpConnection:
                     except BlockingIOError:
                         break
                     except OSError as exc:
-                        self.close(_close_reason(exc))
+                        self.close(close_reason(exc))
                         return
                     if not n:
                         self._on_eof()
@@ -158,7 +158,7 @@ class TcpConnection:
                         except OSError as exc:
                             if obs.active:  # the recv event, counted before the close
                                 obs.seq += 1
-                            self.close(_close_reason(exc))
+                            self.close(close_reason(exc))
                             return
                         self.bytes_out += sent
                         if obs.active:  # throttled: the recv and send events, counted, not shown
@@ -184,7 +184,7 @@ class TcpConnection:
                 except OSError as exc:
                     if unshown:
                         obs.seq += unshown
-                    self.close(_close_reason(exc))
+                    self.close(close_reason(exc))
                     return
                 self.bytes_out += sent
                 self.pending_bytes -= sent
@@ -266,7 +266,7 @@ class TcpConnection:
             except BlockingIOError:
                 sent = 0
             except OSError as exc:
-                self.close(_close_reason(exc))
+                self.close(close_reason(exc))
                 return
             if sent:
                 self.bytes_out += sent
