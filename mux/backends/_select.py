@@ -36,6 +36,9 @@ class SelectBackend(Backend):
     def native_interest(self, mask: int) -> int:
         return (IN_READ if mask & READABLE else 0) | (IN_WRITE if mask & WRITABLE else 0)
 
+    def readable_report(self) -> int:
+        return IN_READ
+
     def _to_generic(self, native: int) -> int:
         return (READABLE if native & (IN_READ | IN_EXCEPT) else 0) | (
             WRITABLE if native & IN_WRITE else 0

@@ -119,6 +119,10 @@ class Backend(ABC):
     @abstractmethod
     def _to_generic(self, native: int) -> int: ...
 
+    @abstractmethod
+    def readable_report(self) -> int:
+        """The native bits of a plain "readable" report (no hang-up, no error)."""
+
     def generic(self, native: int) -> int:
         """Native revents -> READABLE/WRITABLE (errors and hang-ups wake both sides)."""
         mask = self._generic.get(native)
@@ -187,6 +191,9 @@ class MaskBackend(Backend):
 
     def native_interest(self, mask: int) -> int:
         return self._native[mask]
+
+    def readable_report(self) -> int:
+        return self.IN
 
     def _to_generic(self, native: int) -> int:
         # A bit test, never `revents == POLLIN`: IN together with HUP carries the last bytes.

@@ -410,3 +410,44 @@ def test_a_pause_by_the_unwatched_inline_read_says_so(backend: str):
         engine.stop()
     pauses = [e for e in recorder.events if e["kind"] == "backpressure" and e["paused"]]
     assert [p.get("inline") for p in pauses] == [None, True], pauses
+
+
+@pytest.mark.parametrize("name", ["select", "poll", "epoll"])
+def test_a_read_tried_again_goes_through_a_flaws_handler(name):
+    """After a backpressure release, edge-triggered mode reads again without an edge
+    (`readable_soon`): that read skipped the bug zoo's dispatch hook, so with a flaw on the
+    correct handler ran for it, and the code panel named the flaw's."""
+    import socket as socket_module
+
+    from mux.backends import create
+    from mux.loop import Loop
+
+    class Reader:
+        role = "connection"
+
+        def __init__(self, fd: int) -> None:
+            self.fd = fd
+            self.masks: list[int] = []
+
+        def on_ready(self, mask: int) -> None:
+            self.masks.append(mask)
+
+    hooked: list[tuple[object, int]] = []
+    a, b = socket_module.socketpair()
+    loop = Loop(create(name), Observers(), wait_timeout=0)
+    try:
+        reader = Reader(a.fileno())
+        loop.register(reader, READABLE)
+        loop.readable_soon(reader)
+        loop.run_once()
+        assert reader.masks == [READABLE]          # no hook: the handler itself
+        loop.dispatch_hook = lambda handler, native: hooked.append((handler, native))
+        loop.readable_soon(reader)
+        loop.run_once()
+        assert reader.masks == [READABLE]
+        assert hooked == [(reader, loop.backend.readable_report())]
+        assert loop.backend.generic(hooked[0][1]) == READABLE
+    finally:
+        loop.backend.close()
+        a.close()
+        b.close()
