@@ -893,14 +893,22 @@ def test_a_state_answer_older_than_the_events_does_not_undo_a_switch(dashboard):
     assert result["name"] == "epoll" and result["fd"] == 9
 
 
+#: the start of a model test run in the page (`"async () => {" + MODEL_PRELUDE + ...`): the
+#: Model class, a connection's registration, and what the last wait was passed (fd -> bits)
+MODEL_PRELUDE = """
+        const { Model } = await import('/static/js/model.js');
+        const reg = (fd, flags) => ({ fd, role: 'connection', interest: flags });
+        const atWait = (model) => Object.fromEntries([...model.regsAtWait()].map(
+            ([fd, r]) => [fd, [...r.bits].sort().join('|')]));
+"""
+
+
 def test_a_state_read_again_keeps_the_interest_of_the_wait_on_show(dashboard):
     """A state read (after dropped events, or a switch) replaced the registrations under the
     wait the page shows: poll's array then gave the interest of later as what was passed in,
     `events=POLLIN` beside `revents=POLLIN|POLLOUT` (1 sample in a full run, under load)."""
-    result = dashboard.page.evaluate("""async () => {
-        const { Model } = await import('/static/js/model.js');
+    result = dashboard.page.evaluate("async () => {" + MODEL_PRELUDE + """
         const m = new Model();
-        const reg = (fd, flags) => ({ fd, role: 'connection', interest: flags });
         m.applySnapshot({ seq: 10, started_at: 0, state: {
             backend: { name: 'poll', trigger: 'level', oneshot: false },
             registrations: [reg(7, ['POLLIN', 'POLLOUT']), reg(8, ['POLLIN'])] } });
@@ -912,9 +920,7 @@ def test_a_state_read_again_keeps_the_interest_of_the_wait_on_show(dashboard):
         m.applyEventsFrame({ dropped: 40, events: [] });
         const applied = m.applyState({ registrations: [reg(7, ['POLLIN']), reg(9, ['POLLIN'])],
                                        stats: { events_total: 52 } });
-        const atWait = Object.fromEntries([...m.regsAtWait()].map(
-            ([fd, r]) => [fd, [...r.bits].sort().join('|')]));
-        return { applied, atWait, now: [...m.regs.keys()].sort() };
+        return { applied, atWait: atWait(m), now: [...m.regs.keys()].sort() };
     }""")
     assert result["applied"] is True
     assert result["atWait"] == {"7": "in|out", "8": "in"}, result
@@ -925,10 +931,8 @@ def test_a_state_read_ahead_of_the_events_keeps_a_closed_fds_interest_at_the_wai
     """A resync answered with a state that already held the next wait's events (the close of
     its ready fd): those events then changed nothing, and the fd panel said "fd 39: (closed
     since; its interest at that wait is not known to this page)" (a flaky CI failure)."""
-    result = dashboard.page.evaluate("""async () => {
-        const { Model } = await import('/static/js/model.js');
+    result = dashboard.page.evaluate("async () => {" + MODEL_PRELUDE + """
         const m = new Model();
-        const reg = (fd, flags) => ({ fd, role: 'connection', interest: flags });
         m.applySnapshot({ seq: 10, started_at: 0, state: {
             backend: { name: 'epoll', trigger: 'level', oneshot: false },
             registrations: [reg(7, ['EPOLLIN']), reg(8, ['EPOLLIN'])] } });
@@ -939,8 +943,7 @@ def test_a_state_read_ahead_of_the_events_keeps_a_closed_fds_interest_at_the_wai
             { seq: 12, ts: 1, kind: 'ready', fd: 7, flags: ['EPOLLIN'] },
             { seq: 13, ts: 1, kind: 'interest', fd: 7, op: 'unregister', flags: ['EPOLLIN'] },
             { seq: 14, ts: 1, kind: 'close', fd: 7, reason: 'eof' }] });
-        return Object.fromEntries([...m.regsAtWait()].map(
-            ([fd, r]) => [fd, [...r.bits].sort().join('|')]));
+        return atWait(m);
     }""")
     assert result == {"7": "in", "8": "in"}, result
 
@@ -950,11 +953,9 @@ def test_a_state_read_ahead_of_the_events_keeps_what_the_next_wait_was_passed(da
     handler turned on (recv, queue): the syscall line showed the step's select passed fd 38
     in its write set, which it was not (a flaky CI failure under load). Also after a seek to
     a history checkpoint taken at that resync."""
-    result = dashboard.page.evaluate("""async () => {
-        const { Model } = await import('/static/js/model.js');
+    result = dashboard.page.evaluate("async () => {" + MODEL_PRELUDE + """
         const { snapshotOf } = await import('/static/js/history.js');
         const m = new Model();
-        const reg = (fd, flags) => ({ fd, role: 'connection', interest: flags });
         m.applySnapshot({ seq: 10, started_at: 0, state: {
             backend: { name: 'select', trigger: 'level', oneshot: false },
             registrations: [reg(7, ['read'])] } });
@@ -967,8 +968,6 @@ def test_a_state_read_ahead_of_the_events_keeps_what_the_next_wait_was_passed(da
             { seq: 13, ts: 1, kind: 'recv', fd: 7, bytes: 1, preview: 'a' },
             { seq: 14, ts: 1, kind: 'queue', fd: 7, depth: 1, pending_bytes: 1 },
             { seq: 15, ts: 1, kind: 'interest', fd: 7, op: 'modify', flags: ['read', 'write'] }];
-        const atWait = (model) => Object.fromEntries([...model.regsAtWait()].map(
-            ([fd, r]) => [fd, [...r.bits].sort().join('|')]));
         m.applyEventsFrame({ dropped: 0, events });
         const seek = new Model();
         seek.applySnapshot(checkpoint);
@@ -983,13 +982,9 @@ def test_a_resync_after_dropped_events_takes_the_interest_from_the_state(dashboa
     """The page's own registrations miss what the dropped events did (an accept, a close):
     kept as "the interest as of the last event" for the waits a resync's state covers, they
     showed a wait whose ready fd had never been passed to select, and a closed fd as passed."""
-    result = dashboard.page.evaluate("""async () => {
-        const { Model } = await import('/static/js/model.js');
-        const reg = (fd, flags) => ({ fd, role: 'connection', interest: flags });
+    result = dashboard.page.evaluate("async () => {" + MODEL_PRELUDE + """
         const wait = (seq) => ({ seq, ts: 1, kind: 'wait', backend: 'select', registered: 2,
                                  timeout_ms: 250, ready: 1, duration_us: 3 });
-        const atWait = (m) => Object.fromEntries([...m.regsAtWait()].map(
-            ([fd, r]) => [fd, [...r.bits].sort().join('|')]));
         const run = (before, after, ready) => {
             const m = new Model();
             m.applySnapshot({ seq: 10, started_at: 0, state: {
