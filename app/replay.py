@@ -211,7 +211,8 @@ def _empty_state() -> dict[str, Any]:
             "listeners": {"tcp": {"fd": None, "port": None}, "udp": None},
             "control_fd": None, "connections": [], "registrations": [], "breakpoints": [],
             "last_wait": None,
-            "limits": {"fd_setsize": 1024, "nofile": 0, "max_connections": 0}}
+            "limits": {"fd_setsize": 1024, "nofile": 0, "max_connections": 0,
+                       "high_water": 1 << 20, "low_water": 256 << 10}}
 
 
 def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:

@@ -35,7 +35,10 @@ class EofIgnored(Flaw):
     caption = ("recv() returning b'' means the peer closed. This handler ignores it, so the "
                "fd stays registered and readable forever: the loop wakes again and again to "
                "read 0 bytes (level-triggered: a busy loop; edge-triggered, the EOF is "
-               "reported once and the connection is left open for good).")
+               "reported once and the connection is left open for good). To see it, read "
+               "the echo before closing (nc -N, or telnet's quit): a client that closes with "
+               "echoed bytes unread makes its kernel send a reset, and a reset is an error, "
+               "not an EOF.")
     THRESHOLD = 20
 
     def __init__(self, engine: Engine) -> None:
@@ -210,7 +213,8 @@ class WriteInterestStuck(Flaw):
                     "a partial send: set write to queued")
         if backend.edge and not backend.oneshot:
             return ("edge-triggered, a socket left with write interest is reported writable "
-                    "once, not on every wait: set trigger to level")
+                    "again only when something new happens on it (new input), not on every "
+                    "wait: set trigger to level")
         return None
 
     def activate(self) -> None:

@@ -66,7 +66,9 @@ def capture(engine: Engine) -> StateCapture:
         "control_fd": engine.control_fd,
         "limits": {"fd_setsize": FD_SETSIZE,
                    "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-                   "max_connections": engine.max_connections},
+                   "max_connections": engine.max_connections,
+                   # the queue panel draws the high-water line and names the low-water mark
+                   "high_water": engine.high_water, "low_water": engine.low_water},
         "last_wait": _last_wait(engine),
         "breakpoints": [bp.describe() for bp in engine.breakpoints.items.values()],
         "flaw": None if engine.flaws.active is None else engine.flaws.active.name,

@@ -58,9 +58,17 @@ export function flagText(flags) {
   return flags && flags.length ? flags.join('|') : '0';
 }
 
-function fdList(fds, cap = 24) {
-  const shown = fds.slice(0, cap).join(', ');
-  return fds.length > cap ? `[${shown}, … +${fds.length - cap}]` : `[${shown}]`;
+/** An fd set as strace prints one: `[4 7 9]`; an empty set is passed as NULL (CPython does). */
+function fdList(fds, cap = 24, empty = '[]') {
+  if (!fds.length) return empty;
+  const shown = fds.slice(0, cap).join(' ');
+  return fds.length > cap ? `[${shown} … +${fds.length - cap}]` : `[${shown}]`;
+}
+
+/** select's timeout, a struct timeval (from the event's milliseconds); NULL: block. */
+function timeval(ms) {
+  if (ms === null || ms === undefined) return 'NULL';
+  return `{tv_sec=${Math.floor(ms / 1000)}, tv_usec=${(ms % 1000) * 1000}}`;
 }
 
 /** The first `cap` items as text, then "… +N" for the rest (only those `cap` are formatted). */
@@ -84,7 +92,8 @@ export function syscallLine(wait, model, backendInfo, cap = 24) {
   const n = wait.ready ?? ready.length;
   const backend = wait.backend;
   if (backend === 'epoll') {
-    const items = ready.slice(0, cap).map((r) => `{${flagText(r.flags)}, fd=${r.fd}}`);
+    // epoll_wait hands back each fd's `data` as registered: CPython stores the fd in it
+    const items = ready.slice(0, cap).map((r) => `{events=${flagText(r.flags)}, data={fd=${r.fd}}}`);
     if (ready.length > cap) items.push(`… +${ready.length - cap}`);
     const epfd = backendInfo && backendInfo.fd != null ? backendInfo.fd : '?';
     const maxev = backendInfo && backendInfo.maxevents != null ? backendInfo.maxevents : '?';
@@ -103,7 +112,6 @@ export function syscallLine(wait, model, backendInfo, cap = 24) {
     const sets = selectSets(model.regsAtWait());
     const all = [...sets.read, ...sets.write, ...sets.except];
     const nfds = all.length ? Math.max(...all) + 1 : 0;
-    const t = wait.timeout_ms === null || wait.timeout_ms === undefined ? 'NULL' : String(wait.timeout_ms / 1000);
     // As strace prints it: select returns the bits set in the three sets it hands back (an fd
     // both readable and writable counts twice; `ready` counts fds), then the sets themselves.
     const back = selectReturned(ready);
@@ -111,7 +119,8 @@ export function syscallLine(wait, model, backendInfo, cap = 24) {
     const ret = complete ? back.read.length + back.write.length + back.except.length : n;
     const filled = complete && ret ? ` (${['read', 'write', 'except'].filter((k) => back[k].length)
       .map((k) => `${SELECT_SET_NAMES[k]} ${fdList(back[k], cap)}`).join(', ')})` : '';
-    return `select(${nfds}, ${fdList(sets.read, cap)}, ${fdList(sets.write, cap)}, ${fdList(sets.except, cap)}, ${t}) = ${ret}${filled}`;
+    const passed = ['read', 'write', 'except'].map((k) => fdList(sets[k], cap, 'NULL')).join(', ');
+    return `select(${nfds}, ${passed}, ${timeval(wait.timeout_ms)}) = ${ret}${filled}`;
   }
   return `${backend}(…) = ${n}`;
 }
@@ -145,12 +154,13 @@ export const CAPTIONS = {
     'cannot watch fd 1024 or above. In the grid, blue/orange/purple stripes are the interest now (read/write/except), ' +
     'after the handlers of the last wait changed it; green is what that wait returned (ready). The sets below ' +
     'are what that wait was passed.',
-  poll: 'poll() takes an array of (fd, events) pairs and fills in revents for each. No fd limit, but the whole ' +
+  poll: 'poll() takes an array of (fd, events) pairs and fills in revents for each. No limit on fd numbers (select stops at 1024), but the whole ' +
     'array is still copied to the kernel and scanned on every call. In the grid, coloured stripes are the events asked for now, ' +
     'after the handlers of the last wait changed them; green is the revents that wait filled in. The array below ' +
     'is what that wait was passed.',
   epoll: 'epoll keeps the interest list inside the kernel (epoll_ctl adds or changes an fd once); epoll_wait only ' +
     'returns the ready list, so its cost follows the number of ready fds, not registered ones. Edge-triggered (ET) ' +
-    'fds are reported once per change, so the loop must drain them; one-shot fds are disarmed after one report ' +
+    'fds are reported only when something new happens (bytes arrive, send space frees up), each report with every ' +
+    'bit ready then, so the loop must drain them; one-shot fds are disarmed after one report ' +
     'until re-armed. In the grid, a white corner marks EPOLLET, a dashed border EPOLLONESHOT, green what epoll_wait returned.',
 };

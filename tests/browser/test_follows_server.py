@@ -299,3 +299,19 @@ def test_a_snapshot_that_fell_off_the_held_log_is_said_in_the_gap_marker(dashboa
     marker = log.locator("li.k-gap", has_text="among them a snapshot")
     expect(marker.first).to_contain_text("the page re-synced at seq ", timeout=5000)
     assert dashboard.console_errors == []
+
+
+def test_the_queue_caption_follows_the_write_mode_and_names_the_low_water_mark(dashboard):
+    """Reading resumes below the low-water mark, not once the queue is empty: the caption said
+    "until the queue drains". Both marks come from the server (`limits` in /api/state)."""
+    page, api = dashboard.page, dashboard.api
+    limits = api.get("/api/state").json()["limits"]
+    assert (limits["high_water"], limits["low_water"]) == (1 << 20, 256 << 10)
+    caption = page.locator("#queue-caption")
+    assert api.post("/api/backend", json={"name": "epoll", "write": "queued"}).status_code == 200
+    expect(caption).to_contain_text("Queued writes", timeout=8000)
+    expect(caption).to_contain_text("high-water mark (1.0 MiB)")
+    expect(caption).to_contain_text("until it drains below the low-water mark (256 KiB)")
+    assert api.post("/api/backend", json={"name": "epoll", "write": "eager"}).status_code == 200
+    expect(caption).to_contain_text("Eager writes", timeout=8000)
+    expect(caption).to_contain_text("low-water mark (256 KiB)")

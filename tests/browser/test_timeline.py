@@ -129,8 +129,9 @@ def test_replay_of_a_recording_renders_the_same_syscall_lines(open_dashboard, tm
             seq, text = _step_and_read(page, seq)     # writable: send the echo back
             seen.append((seq, text))
             assert recv_exactly(sock, 7) == b"chunk %d" % i
-    assert any(f"fd={fd}" in text and "EPOLLIN" in text for _, text in seen), seen
-    assert any(f"fd={fd}" in text and "EPOLLOUT" in text for _, text in seen), seen
+    # epoll_wait hands back each entry's `data` (CPython's fd), as strace shows it
+    assert any(f"{{events=EPOLLIN, data={{fd={fd}}}}}" in text for _, text in seen), seen
+    assert any(f"{{events=EPOLLOUT, data={{fd={fd}}}}}" in text for _, text in seen), seen
     _wait_for_recorded(recording, max(s for s, _ in seen) + 1)
 
     replay = open_dashboard(Settings(http_port=0, replay_file=recording), "-replay")

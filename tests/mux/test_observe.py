@@ -395,6 +395,27 @@ def test_a_typists_waits_all_say_their_cpu_time():
     assert len(waits) == 15 and all("cpu_us" in w for w in waits), waits
 
 
+def test_a_wait_never_says_more_cpu_time_than_it_took():
+    """The CPU clock's reads bracket the wall clock's: a quick wait read "took 4 µs, 5 µs of
+    it on the CPU" on the page's syscall panel."""
+    from mux.backends import create
+    from mux.loop import Loop
+
+    events: list[dict] = []
+    obs = Observers()
+    obs.add(events.append)
+    loop = Loop(create("epoll"), obs, wait_timeout=0)
+    try:
+        for _ in range(20):  # the sampling's burst: every one of them is measured
+            loop.run_once()
+    finally:
+        loop.backend.close()
+    waits = [e for e in events if e["kind"] == "wait" and "cpu_us" in e]
+    assert len(waits) == 20, events
+    over = [w for w in waits if w["cpu_us"] > w["duration_us"]]
+    assert not over, over
+
+
 @pytest.mark.parametrize("backend", ["select", "epoll"])
 def test_a_pause_by_the_unwatched_inline_read_says_so(backend: str):
     """A backpressure event is shown even when its iteration is not; the code panel put a pause

@@ -8,15 +8,16 @@ const BOTTOM = 18;
 const MAX_BARS = 64;
 const PEAK_MS = 1500;
 const DEFAULT_HIGH_WATER = 1 << 20;
-const BACKPRESSURE = ' Bars fill as bytes arrive and drain as they are sent. Above the high-water mark the server '
-  + 'stops reading that connection (backpressure, drawn red) until the queue drains.';
+const DEFAULT_LOW_WATER = 256 << 10;
+const backpressure = (high, low) => ` Bars fill as bytes arrive and drain as they are sent. Above the high-water mark `
+  + `(${fmtBytes(high)}) the server stops reading that connection (backpressure, drawn red) until it drains below `
+  + `the low-water mark (${fmtBytes(low)}).`;
 /** What the queue holds depends on the write strategy (the Write control). */
 const CAPTIONS = {
   queued: 'Queued writes: every received chunk waits in its connection\'s queue until the socket is writable and '
-    + 'the bytes are sent back.' + BACKPRESSURE,
+    + 'the bytes are sent back.',
   eager: 'Eager writes: a received chunk is sent back at once; only what the kernel did not take waits in the '
-    + 'queue, until the socket is writable again. Mostly empty, then: it fills when a client reads slowly.'
-    + BACKPRESSURE,
+    + 'queue, until the socket is writable again. Mostly empty, then: it fills when a client reads slowly.',
 };
 
 export class QueuesPanel {
@@ -25,7 +26,7 @@ export class QueuesPanel {
     this.canvas = root.querySelector('#queue-canvas');
     this.summaryEl = root.querySelector('#queue-summary');
     this.captionEl = root.querySelector('#queue-caption');
-    this.shownWrite = null;
+    this.shownCaption = null;
     this.shown = new Map();   // fd -> displayed (eased) pending bytes
     this.forced = true;
     this.width = watchWidth(root.querySelector('#queue-canvas-wrap'), () => { this.forced = true; });
@@ -58,9 +59,12 @@ export class QueuesPanel {
 
   paint(model, now) {
     const write = model.backend.write || 'queued';
-    if (write !== this.shownWrite) {
-      this.shownWrite = write;
-      this.captionEl.textContent = CAPTIONS[write] || CAPTIONS.queued;
+    const limits = model.limits || {};
+    const caption = (CAPTIONS[write] || CAPTIONS.queued)
+      + backpressure(limits.high_water || DEFAULT_HIGH_WATER, limits.low_water || DEFAULT_LOW_WATER);
+    if (caption !== this.shownCaption) {
+      this.shownCaption = caption;
+      this.captionEl.textContent = caption;
     }
     let dirty = model.take('queues');
     if (this.uiVersion !== ui.version) { this.uiVersion = ui.version; dirty = true; }
