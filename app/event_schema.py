@@ -48,7 +48,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
              "cause": ("command", "step", "breakpoint", "delay", "flaw")},
     "backend": {"epoll_fd": OPTIONAL_INT, "maxevents": OPTIONAL_INT},
     "interest": {"moved": BOOL, "cause": ("rearm", "stale", "flaw", "crash")},
-    "error": {"fd": INT},
+    "error": {"fd": INT, "cause": ("crash", "refused", "accept", "recovered", "udp")},
     "close": {"flaw": STR, "lingered": ("eof", "reset", "deadline", "user", "shutdown"),
               "discarded": INT, "registered": BOOL, "flushed": BOOL},
 }

@@ -79,6 +79,18 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "datagram@flush": [udp.UdpEcho.on_ready, udp.UdpEcho._flush, udp.UdpEcho._try_send,
                            udp.UdpEcho._emit],
         "error": [acceptor._out_of_fds, eng.error],
+        # the event's `cause`: a connection handler that raised; a new connection closed at
+        # once (connection limit, fd reserve); one accept's own failure; accepts back after a
+        # shortage of fds; a UDP recv or send that failed (or a truncated datagram)
+        "error@crash": [loop.Loop._handler_failed, eng._handler_failed, eng.error],
+        "error@refused": [acceptor.on_ready, eng.adopt, eng._refuse, eng.error],
+        "error@accept": [acceptor.on_ready, eng.error],
+        "error@recovered": [acceptor.on_ready, acceptor._recovered, eng.error],
+        "error@udp": [udp.UdpEcho._error, eng.error],
+        # the close right after such an `error` event of its fd: the crashed handler's, closed
+        # by the engine (its on_ready never returned); the refused connection's, by _refuse
+        "close@crash": [eng._handler_failed, conn.close],
+        "close@refused": [acceptor.on_ready, eng.adopt, eng._refuse],
         "flaw": [flaw_base.Flaw.flag],
         "backend": [eng._switch],
         # `cause` on the event says which: a client's pause or resume (the default), a step,

@@ -168,7 +168,7 @@ class Engine(EngineCommands):
         fd = handler.fd
         log.error("the handler of fd %d raised; closing it", fd, exc_info=exc)
         self.error(f"the handler of fd {fd} raised {type(exc).__name__}: {exc}; "
-                   "closed the connection", fd=fd)
+                   "closed the connection", fd=fd, cause="crash")
         try:
             handler.close("error")
         except Exception:  # noqa: BLE001 - it is broken already: drop it from the tables
@@ -179,7 +179,7 @@ class Engine(EngineCommands):
 
     def _refuse(self, sock: socket.socket, message: str) -> None:
         fd = sock.fileno()
-        self.error(message, fd=fd)
+        self.error(message, fd=fd, cause="refused")
         sock.close()
         if self.observers.active:
             self.observers.emit({"kind": "close", "fd": fd, "reason": "error"})
@@ -196,11 +196,15 @@ class Engine(EngineCommands):
         self.breakpoints.fd_closed(conn.fd)
         self.stats.connections = len(self.connections)
 
-    def error(self, message: str, fd: int | None = None) -> None:
+    def error(self, message: str, fd: int | None = None, cause: str | None = None) -> None:
+        """`cause` names the path that found it (the page's code view picks its chain by it:
+        `error@<cause>` in codeview.py); None: the listener out of fds (`_out_of_fds`)."""
         if self.observers.active:
             event: dict[str, Any] = {"kind": "error", "message": message}
             if fd is not None:
                 event["fd"] = fd
+            if cause is not None:
+                event["cause"] = cause
             self.observers.emit(event)
 
     def emit_loop_state(self, cause: str = "delay") -> None:

@@ -49,7 +49,7 @@ class TcpListener(ListeningHandler):
                 # One connection's own failure (ECONNABORTED, or EPROTO, ENETDOWN... which
                 # accept(2) says to treat like EAGAIN): the clients behind it in the backlog
                 # are fine, and in edge mode no new edge would announce them. Go on.
-                self.engine.error(f"accept failed: {exc.strerror or exc}")
+                self.engine.error(f"accept failed: {exc.strerror or exc}", cause="accept")
                 failed += 1
                 continue
             self._recovered()
@@ -105,7 +105,8 @@ class TcpListener(ListeningHandler):
             self.exhausted = False
             if self._spare is None:
                 self._spare = _open_spare()
-            self.engine.error("accepting again: file descriptors are available", fd=self.fd)
+            self.engine.error("accepting again: file descriptors are available", fd=self.fd,
+                              cause="recovered")
 
     def close(self) -> None:
         self.loop.unregister(self.fd)

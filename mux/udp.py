@@ -82,7 +82,7 @@ class UdpEcho(ListeningHandler):
             return
         self._errors[what] = (now, 0)
         more = f" (and {quiet} more like it since the last one shown)" if quiet else ""
-        self.engine.error(message + more, fd=self.fd)
+        self.engine.error(message + more, fd=self.fd, cause="udp")
 
     def _receive_one(self) -> bool:
         try:

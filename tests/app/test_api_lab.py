@@ -128,6 +128,16 @@ def test_code_view_names_each_path_of_a_kind(live):
     chains = {key: [h["qualname"] for h in code[key]] for key in code}
     assert chains["close@user"] == ["Engine._close_connection", "TcpConnection.shut_down",
                                     "TcpConnection.close"]
+    # an `error` by its `cause`: every one was shown as the listener's out-of-fds path
+    assert chains["error"] == ["TcpListener._out_of_fds", "Engine.error"]
+    assert chains["error@crash"] == ["Loop._handler_failed", "Engine._handler_failed",
+                                     "Engine.error"]
+    assert chains["close@crash"] == ["Engine._handler_failed", "TcpConnection.close"]
+    assert chains["error@refused"] == ["TcpListener.on_ready", "Engine.adopt", "Engine._refuse",
+                                       "Engine.error"]
+    assert chains["close@refused"] == chains["error@refused"][:-1]  # _refuse emits it itself
+    assert chains["error@recovered"][-2:] == ["TcpListener._recovered", "Engine.error"]
+    assert chains["error@udp"] == ["UdpEcho._error", "Engine.error"]
     assert chains["close@shutdown"] == ["Engine._shutdown", "TcpConnection.shut_down",
                                         "TcpConnection.close"]
     assert chains["close"] == ["TcpConnection.on_ready", "TcpConnection._on_eof",

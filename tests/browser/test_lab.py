@@ -482,8 +482,18 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
               ev("backpressure", paused=True), ev("backpressure", paused=True, inline=True)]
     assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", paused])[3:] == [
         "backpressure", "backpressure@inline"]
+    # an `error` names the path that found it; the engine's own close after a handler
+    # raised, or of a connection it refused, follows its fd's error (the unregister between)
+    errors = [ev("error", message="m", cause="crash"), unregister, ev("close", reason="error"),
+              ev("error", message="m", cause="refused"), ev("close", reason="error"),
+              ev("error", message="m"), ev("error", message="m", cause="udp"),
+              ev("recv", bytes=3), ev("close", reason="error"), ev("close", reason="error")]
+    assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", errors]) == [
+        "error@crash", "interest@unregister", "close@crash", "error@refused", "close@refused",
+        "error", "error@udp", "recv", "close@eager-error", "close@error"]
     code = dashboard.api.get("/api/code").json()
-    for key in ("backpressure@inline", "send@user", "queue@user", "send@shutdown", "queue@shutdown", "close@eager-reset",
+    for key in ("error@crash", "close@crash", "error@refused", "close@refused", "error@accept",
+                "error@recovered", "error@udp", "backpressure@inline", "send@user", "queue@user", "send@shutdown", "queue@shutdown", "close@eager-reset",
                 "close@eager-error", "send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",
                 "datagram@flush", "interest@flaw", "interest@flaw-off", "interest@stale"):
         assert code[key], key  # every key the page picks has its chain

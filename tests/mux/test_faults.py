@@ -262,6 +262,7 @@ def _boom(mask: int) -> None:
 def _assert_only_it_was_closed(engine, rec, bad_fd: int, good: socket.socket) -> None:
     error = rec.wait_for("error", fd=bad_fd)
     assert "RuntimeError: a bug in the handler" in error["message"]
+    assert error["cause"] == "crash"  # the code view's path: the engine closed it, not recv
     assert rec.wait_for("close", fd=bad_fd)["reason"] == "error"
     good.sendall(b"still served")
     assert recv_exactly(good, 12) == b"still served"

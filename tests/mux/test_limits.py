@@ -48,6 +48,7 @@ def test_select_closes_new_connection_above_fd_setsize(make_engine):
     with fds_above_setsize(), connect(engine.tcp_port) as sock:
         error = rec.wait_for("error")
         assert "FD_SETSIZE (1024)" in error["message"] and error["fd"] >= 1024
+        assert error["cause"] == "refused"  # closed by adopt's refusal (the code view's path)
         assert sock.recv(10) == b""  # closed by the server
         rec.wait_for("close", reason="error")
     # ... and the loop lives on: a low-numbered client still echoes.

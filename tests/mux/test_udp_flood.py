@@ -46,6 +46,7 @@ def test_udp_error_events_are_rate_limited_per_kind(make_engine):
         engine.call(udp._error, "send", "udp send to 127.0.0.1:9: Connection refused").result(5)
     engine.call(udp._error, "recv", "udp recv: Connection refused").result(5)
     messages = [e["message"] for e in rec.of("error")]
+    assert {e["cause"] for e in rec.of("error")} == {"udp"}
     assert messages == ["udp send to 127.0.0.1:9: Connection refused",
                         "udp recv: Connection refused"]
     udp._errors["send"] = (udp._errors["send"][0] - 2.0, udp._errors["send"][1])  # 2 s later

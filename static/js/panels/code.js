@@ -47,6 +47,10 @@ function closeKey(events, i) {
   if (events[k] && events[k].kind === 'interest' && events[k].op === 'unregister'
       && events[k].fd === ev.fd) k--;
   const before = events[k];
+  // the engine's own close of a connection whose handler raised, or that it refused: right
+  // after that fd's `error` event, which says which
+  if (ev.reason === 'error' && before && before.kind === 'error' && before.fd === ev.fd
+      && (before.cause === 'crash' || before.cause === 'refused')) return `close@${before.cause}`;
   if ((ev.reason === 'reset' || ev.reason === 'error') && before && before.kind === 'recv'
       && before.fd === ev.fd) return `close@eager-${ev.reason}`;
   return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
@@ -132,6 +136,7 @@ export class CodePanel {
       case 'close': return closeKey(events, i);
       case 'interest': return interestKey(ev);
       case 'datagram': return datagramKey(events, i);
+      case 'error': return ev.cause ? `error@${ev.cause}` : 'error';   // its path (engine.error)
       case 'loop':   // who emitted it: a client's pause/resume, a step, a breakpoint, a setting
         return ev.cause && ev.cause !== 'command' ? `loop@${ev.cause}` : 'loop';
       default: return ev.kind;
