@@ -66,6 +66,11 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "send@user": [eng._close_connection, conn.shut_down, conn.on_ready],
         "queue@user": [eng._close_connection, conn.shut_down, conn.on_ready],
         # the engine's stop flushes each queue the same way (`closing: "shutdown"`)
+        # what is left queued after that flush keeps write interest; reading stays paused
+        "interest@user": [eng._close_connection, conn.shut_down, conn.on_ready,
+                          conn._after_write, loop.Loop.set_interest],
+        "interest@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready, conn._after_write,
+                              loop.Loop.set_interest],
         "send@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],
         "queue@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],
         "close@shutdown": [eng._shutdown, conn.shut_down, conn.close],

@@ -128,6 +128,11 @@ def test_code_view_names_each_path_of_a_kind(live):
     chains = {key: [h["qualname"] for h in code[key]] for key in code}
     assert chains["close@user"] == ["Engine._close_connection", "TcpConnection.shut_down",
                                     "TcpConnection.close"]
+    # the interest change after a close's flush: shut_down's write half, not a readiness's
+    assert chains["interest@user"] == ["Engine._close_connection", "TcpConnection.shut_down",
+                                       "TcpConnection.on_ready", "TcpConnection._after_write",
+                                       "Loop.set_interest"]
+    assert chains["interest@shutdown"][0] == "Engine._shutdown"
     # an `error` by its `cause`: every one was shown as the listener's out-of-fds path
     assert chains["error"] == ["TcpListener._out_of_fds", "Engine.error"]
     assert chains["error@crash"] == ["Loop._handler_failed", "Engine._handler_failed",

@@ -459,14 +459,15 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
     unregister = ev("interest", op="unregister", flags=["EPOLLIN"])
     closing = [ev("ready", flags=["EPOLLIN"]), ev("recv", bytes=3), ev("queue", depth=1),
                ev("send", partial=False, closing="user"), ev("queue", depth=0, closing="user"),
+               ev("interest", op="modify", flags=["EPOLLIN"]),
                unregister, ev("close", reason="user"),
                ev("send", partial=True, closing="shutdown"),
                ev("queue", depth=1, closing="shutdown"), ev("backpressure", paused=False),
                ev("ready", flags=["EPOLLIN"]), ev("recv", bytes=3), unregister,
                ev("close", reason="reset"), unregister, ev("close", reason="reset")]
     assert dashboard.page.evaluate(CHAIN_KEYS, ["eager", closing]) == [
-        "ready", "recv", "queue", "send@user", "queue@user", "interest@unregister",
-        "close@user", "send@shutdown", "queue@shutdown", "backpressure@release", "ready",
+        "ready", "recv", "queue", "send@user", "queue@user", "interest@user",
+        "interest@unregister", "close@user", "send@shutdown", "queue@shutdown", "backpressure@release", "ready",
         "recv", "interest@unregister", "close@eager-reset", "interest@unregister",
         "close@reset"]
     # a recording made before `closing`: a flush with no readiness of its fd, ended by its
@@ -492,7 +493,7 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
         "error@crash", "interest@unregister", "close@crash", "error@refused", "close@refused",
         "error", "error@udp", "recv", "close@eager-error", "close@error"]
     code = dashboard.api.get("/api/code").json()
-    for key in ("error@crash", "close@crash", "error@refused", "close@refused", "error@accept",
+    for key in ("interest@user", "interest@shutdown", "error@crash", "close@crash", "error@refused", "close@refused", "error@accept",
                 "error@recovered", "error@udp", "backpressure@inline", "send@user", "queue@user", "send@shutdown", "queue@shutdown", "close@eager-reset",
                 "close@eager-error", "send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",
                 "datagram@flush", "interest@flaw", "interest@flaw-off", "interest@stale"):

@@ -134,7 +134,9 @@ export class CodePanel {
         if (ev.paused === false) return 'backpressure@release';
         return ev.inline ? 'backpressure@inline' : 'backpressure';
       case 'close': return closeKey(events, i);
-      case 'interest': return interestKey(ev);
+      case 'interest':  // right after a close's flush (`closing`): shut_down's write half
+        return ev.op === 'modify' && !ev.cause && !ev.moved && sameFd(events[i - 1], 'queue')
+          && events[i - 1].closing ? `interest@${events[i - 1].closing}` : interestKey(ev);
       case 'datagram': return datagramKey(events, i);
       case 'error': return ev.cause ? `error@${ev.cause}` : 'error';   // its path (engine.error)
       case 'loop':   // who emitted it: a client's pause/resume, a step, a breakpoint, a setting
