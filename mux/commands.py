@@ -115,10 +115,17 @@ class EngineCommands:
         return self.call(self.flaws.set, name, on)
 
     def kernel(self) -> Future[dict[str, Any]]:
-        """What the kernel holds (epoll interest list, socket queues), read on the loop."""
-        return self.call(lambda: kernel_view(
-            self.loop.backend.fileno if self.loop.backend.name == "epoll" else None,
-            list(self.connections)))
+        """What the kernel holds (epoll interest list, socket queues), read on the loop.
+
+        The read runs in the control fd's handler: one-shot, the kernel had disarmed that fd
+        for this very wake-up, and the loop re-arms it only after the handler, so it is
+        re-armed first. The answer then shows the interest list as it stands between waits."""
+        def read() -> dict[str, Any]:
+            self.loop.rearm_now(self._door.fd)
+            return kernel_view(
+                self.loop.backend.fileno if self.loop.backend.name == "epoll" else None,
+                list(self.connections))
+        return self.call(read)
 
 
 def _answered(value: Any) -> Future[Any]:

@@ -328,6 +328,11 @@ class Loop:
                     else:
                         self._handler_failed(handler, exc)
 
+    def rearm_now(self, fd: int) -> None:
+        """One-shot: arm `fd` again inside its own handler, not after it (no-op otherwise)."""
+        if fd in self._rearm:
+            self._rearm_fd(fd)
+
     def _rearm_fd(self, fd: int) -> None:
         """One-shot: the kernel disabled `fd` after reporting it; arm it again."""
         self._rearm.discard(fd)

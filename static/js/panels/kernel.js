@@ -106,12 +106,7 @@ export class KernelPanel {
       for (const fd of fds.slice(0, MAX_ROWS)) {
         const kn = kfds.has(fd) ? decodeMask(kfds.get(fd)) : null;
         const reg = regs.get(fd);
-        let cmp = compare(kn, reg ? reg.interest : null);
-        if (cmp.state === 'disarmed' && fd === state.control_fd) {
-          // the observer's own footprint: this read is a command the control fd woke the loop
-          // for, and its handler runs before the loop re-arms it
-          cmp = { ...cmp, note: 'one-shot fired for this very read (a command through the control fd): re-armed after it' };
-        }
+        const cmp = compare(kn, reg ? reg.interest : null);
         const mismatch = cmp.state === 'engine-only' || cmp.state === 'kernel-only' || cmp.state === 'differs';
         const confirmed = mismatch && this.data.confirmed.has(fd);
         if (confirmed) bad++;
