@@ -49,7 +49,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "backend": {"epoll_fd": OPTIONAL_INT, "maxevents": OPTIONAL_INT},
     "interest": {"moved": BOOL, "cause": ("rearm", "stale", "flaw", "crash")},
     "error": {"fd": INT, "cause": ("crash", "refused", "accept", "recovered", "udp")},
-    "close": {"flaw": STR, "lingered": ("eof", "reset", "deadline", "user", "shutdown"),
+    "close": {"flaw": STR, "lingered": ("eof", "reset", "deadline", "user", "shutdown", "error"),
               "discarded": INT, "registered": BOOL, "flushed": BOOL},
 }
 

@@ -146,7 +146,9 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         first = events[0]["seq"] - 1 if events else 0
         snapshot = {"type": "snapshot", "state": {}, "seq": first, "started_at": 0.0}
     # What the recording does not say keeps the §4 shape (e.g. an older, partial snapshot).
-    snapshot["state"] = {**_empty_state(), **(snapshot.get("state") or {})}
+    empty, state = _empty_state(), snapshot.get("state") or {}
+    snapshot["state"] = {**empty, **state,
+                         "limits": {**empty["limits"], **(state.get("limits") or {})}}
     return snapshot, events
 
 

@@ -138,7 +138,8 @@ export class Charts {
           this.sawCpu = true;
           for (const b of BACKENDS) this.waitMin[b].clear();
         }
-        const cost = ev.cpu_us ?? (!this.sawCpu && (ev.ready || ev.timeout_ms === 0) ? ev.duration_us : undefined);
+        const cost = ev.cpu_us !== undefined ? Math.min(ev.cpu_us, ev.duration_us ?? Infinity)
+          : (!this.sawCpu && (ev.ready || ev.timeout_ms === 0) ? ev.duration_us : undefined);
         if (cost === undefined) break;
         const m = this.waitMin[ev.backend];
         const k = Math.max(1, bucket(ev.registered));

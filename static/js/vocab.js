@@ -92,8 +92,8 @@ export function syscallLine(wait, model, backendInfo, cap = 24) {
   const n = wait.ready ?? ready.length;
   const backend = wait.backend;
   if (backend === 'epoll') {
-    // epoll_wait hands back each fd's `data` as registered: CPython stores the fd in it
-    const items = ready.slice(0, cap).map((r) => `{events=${flagText(r.flags)}, data={fd=${r.fd}}}`);
+    // SPEC §5's form: `fd=` is the entry's `data` as registered (CPython stores the fd there)
+    const items = ready.slice(0, cap).map((r) => `{${flagText(r.flags)}, fd=${r.fd}}`);
     if (ready.length > cap) items.push(`… +${ready.length - cap}`);
     const epfd = backendInfo && backendInfo.fd != null ? backendInfo.fd : '?';
     const maxev = backendInfo && backendInfo.maxevents != null ? backendInfo.maxevents : '?';

@@ -349,6 +349,20 @@ def test_replay_of_a_file_without_snapshot_keeps_the_state_shape(tmp_path: Path)
     assert state["connections"] == [] and state["loop"] in ("running", "paused")
 
 
+def test_replay_of_an_older_snapshot_fills_in_the_limits_it_lacks(tmp_path: Path) -> None:
+    """A snapshot from before the water marks has a `limits` object without them: merged one
+    level deep, it replaced the defaults whole and /api/state lacked them."""
+    path = tmp_path / "r.jsonl"
+    state = {**START_STATE, "limits": {"fd_setsize": 1024, "nofile": 20000,
+                                       "max_connections": 10000}}
+    path.write_text(json.dumps({"type": "snapshot", "state": state, "seq": 10,
+                                "started_at": 1.0}) + "\n")
+    with replay_server(path) as base, httpx.Client(base_url=base) as c:
+        limits = c.get("/api/state").json()["limits"]
+    assert limits == {"fd_setsize": 1024, "nofile": 20000, "max_connections": 10000,
+                      "high_water": 1 << 20, "low_water": 256 << 10}
+
+
 # ------------------------------------------------------------------ recorder rotation
 
 

@@ -311,7 +311,7 @@ def test_the_queue_caption_follows_the_write_mode_and_names_the_low_water_mark(d
     assert api.post("/api/backend", json={"name": "epoll", "write": "queued"}).status_code == 200
     expect(caption).to_contain_text("Queued writes", timeout=8000)
     expect(caption).to_contain_text("high-water mark (1.0 MiB)")
-    expect(caption).to_contain_text("until it drains below the low-water mark (256 KiB)")
+    expect(caption).to_contain_text("until it drains down to the low-water mark (256 KiB)")
     assert api.post("/api/backend", json={"name": "epoll", "write": "eager"}).status_code == 200
     expect(caption).to_contain_text("Eager writes", timeout=8000)
     expect(caption).to_contain_text("low-water mark (256 KiB)")

@@ -498,6 +498,22 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
     assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", errors]) == [
         "error@crash", "interest@unregister", "close@crash", "error@refused", "close@refused",
         "error", "error@udp", "recv", "close@eager-error", "close@error"]
+    # close_without_unregister's flaw event stands where the unregister would be; a
+    # recording made before errors said their cause: read from the engine's wording
+    legacy = [ev("error", message="m", cause="crash"), ev("flaw", name="close_without_unregister"),
+              ev("close", reason="error"),
+              ev("error", message="the handler of fd 7 raised RuntimeError: x; closed the connection"),
+              unregister, ev("close", reason="error"),
+              ev("error", message="connection limit (1) reached; closed the new connection fd 7"),
+              ev("close", reason="error"),
+              ev("error", message="accept failed: Too many open files (EMFILE); pausing accepts"),
+              ev("error", message="accept failed: Software caused connection abort"),
+              ev("error", message="accepting again: file descriptors are available"),
+              ev("error", message="udp recv: Connection refused")]
+    assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", legacy]) == [
+        "error@crash", "flaw", "close@crash", "error@crash", "interest@unregister",
+        "close@crash", "error@refused", "close@refused", "error", "error@accept",
+        "error@recovered", "error@udp"]
     code = dashboard.api.get("/api/code").json()
     for key in ("interest@user", "interest@shutdown", "error@crash", "close@crash", "error@refused", "close@refused", "error@accept",
                 "error@recovered", "error@udp", "backpressure@inline", "send@user", "queue@user", "send@shutdown", "queue@shutdown", "close@eager-reset",

@@ -102,6 +102,26 @@ def test_a_second_close_of_a_lingering_connection_closes_it_at_once(make_engine)
         assert fd not in engine.connections
 
 
+def test_a_lingering_close_whose_handler_raises_is_a_valid_event(make_engine):
+    """A crash while lingering closes with `lingered: "error"`, which the event schema did not
+    allow: a replay refused the whole recording that held it."""
+    from app.event_schema import problems
+
+    engine, rec = make_engine(backend="epoll")
+    with connect(engine.tcp_port, timeout=20) as sock:
+        fd = _lingering(engine, rec, sock)
+
+        def break_read_away() -> None:
+            def broken(*_: object) -> None:
+                raise RuntimeError("a bug while lingering")
+            engine.connections[fd].read_away = broken
+
+        engine.call(break_read_away).result(5)
+        close = rec.wait_for("close", fd=fd, timeout=10)
+        assert (close["reason"], close["lingered"]) == ("error", "error")
+        assert problems(close) == problems(close, lenient=True) == []
+
+
 @pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
 def test_close_without_unregister_on_a_lingering_close_is_repaired(make_engine, backend):
     """With the flaw on, a lingering connection's close left its Lingerer in the loop's table,

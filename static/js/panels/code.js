@@ -46,14 +46,28 @@ function closeKey(events, i) {
   let k = i - 1;
   if (events[k] && events[k].kind === 'interest' && events[k].op === 'unregister'
       && events[k].fd === ev.fd) k--;
+  // close_without_unregister's `flaw` event (it skipped the unregister) comes there instead
+  if (events[k] && events[k].kind === 'flaw' && events[k].fd === ev.fd) k--;
   const before = events[k];
   // the engine's own close of a connection whose handler raised, or that it refused: right
   // after that fd's `error` event, which says which
-  if (ev.reason === 'error' && before && before.kind === 'error' && before.fd === ev.fd
-      && (before.cause === 'crash' || before.cause === 'refused')) return `close@${before.cause}`;
+  const cause = before && before.kind === 'error' && before.fd === ev.fd ? errorCause(before) : null;
+  if (ev.reason === 'error' && (cause === 'crash' || cause === 'refused')) return `close@${cause}`;
   if ((ev.reason === 'reset' || ev.reason === 'error') && before && before.kind === 'recv'
       && before.fd === ev.fd) return `close@eager-${ev.reason}`;
   return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
+}
+
+/** The path that found an error (`cause`; none: the listener out of fds). A recording made
+ * before errors said it: read from the message, as mux/engine.py, listener.py, udp.py word it. */
+function errorCause(ev) {
+  if (ev.cause) return ev.cause;
+  const m = ev.message || '';
+  if (m.startsWith('the handler of fd ')) return 'crash';
+  if (m.includes('closed the new connection')) return 'refused';
+  if (m.startsWith('accept failed:')) return m.includes('pausing accepts') ? null : 'accept';  // out of fds: none
+  if (m.startsWith('accepting again')) return 'recovered';
+  return m.startsWith('udp ') ? 'udp' : null;
 }
 
 /** A recording made before send and queue events said `closing`: a flush with no readiness
@@ -138,7 +152,7 @@ export class CodePanel {
         return ev.op === 'modify' && !ev.cause && !ev.moved && sameFd(events[i - 1], 'queue')
           && events[i - 1].closing ? `interest@${events[i - 1].closing}` : interestKey(ev);
       case 'datagram': return datagramKey(events, i);
-      case 'error': return ev.cause ? `error@${ev.cause}` : 'error';   // its path (engine.error)
+      case 'error': { const cause = errorCause(ev); return cause ? `error@${cause}` : 'error'; }
       case 'loop':   // who emitted it: a client's pause/resume, a step, a breakpoint, a setting
         return ev.cause && ev.cause !== 'command' ? `loop@${ev.cause}` : 'loop';
       default: return ev.kind;

@@ -10,8 +10,8 @@ const PEAK_MS = 1500;
 const DEFAULT_HIGH_WATER = 1 << 20;
 const DEFAULT_LOW_WATER = 256 << 10;
 const backpressure = (high, low) => ` Bars fill as bytes arrive and drain as they are sent. Above the high-water mark `
-  + `(${fmtBytes(high)}) the server stops reading that connection (backpressure, drawn red) until it drains below `
-  + `the low-water mark (${fmtBytes(low)}).`;
+  + `(${fmtBytes(high)}) the server stops reading that connection (backpressure, drawn red) until it drains down `
+  + `to the low-water mark (${fmtBytes(low)}).`;
 /** What the queue holds depends on the write strategy (the Write control). */
 const CAPTIONS = {
   queued: 'Queued writes: every received chunk waits in its connection\'s queue until the socket is writable and '
@@ -60,11 +60,11 @@ export class QueuesPanel {
   paint(model, now) {
     const write = model.backend.write || 'queued';
     const limits = model.limits || {};
-    const caption = (CAPTIONS[write] || CAPTIONS.queued)
-      + backpressure(limits.high_water || DEFAULT_HIGH_WATER, limits.low_water || DEFAULT_LOW_WATER);
-    if (caption !== this.shownCaption) {
-      this.shownCaption = caption;
-      this.captionEl.textContent = caption;
+    const high = limits.high_water ?? DEFAULT_HIGH_WATER, low = limits.low_water ?? DEFAULT_LOW_WATER;
+    const captionKey = `${write}/${high}/${low}`;
+    if (captionKey !== this.shownCaption) {
+      this.shownCaption = captionKey;
+      this.captionEl.textContent = (CAPTIONS[write] || CAPTIONS.queued) + backpressure(high, low);
     }
     let dirty = model.take('queues');
     if (this.uiVersion !== ui.version) { this.uiVersion = ui.version; dirty = true; }
@@ -83,7 +83,7 @@ export class QueuesPanel {
     const c = colors();
     const width = Math.max(100, this.width());
     const ctx = fitCanvas(this.canvas, width, HEIGHT);
-    const hw = (model.limits && model.limits.high_water) || DEFAULT_HIGH_WATER;
+    const hw = high;
     const top = Math.log2(1 + hw * 2);
     const plotH = HEIGHT - TOP - BOTTOM;
     const yOf = (bytes) => HEIGHT - BOTTOM - (bytes > 0 ? Math.min(1, Math.log2(1 + bytes) / top) : 0) * plotH;

@@ -57,7 +57,9 @@ export class SyscallPanel {
     this.set('backend', w.backend || '', (v) => { this.lineEl.dataset.backend = v; });
     this.set('seq', w.seq !== undefined ? String(w.seq) : '', (v) => { this.lineEl.dataset.seq = v; });
     const timeout = w.timeout_ms === null || w.timeout_ms === undefined ? 'no timeout' : `timeout ${w.timeout_ms} ms`;
-    const cpu = w.cpu_us !== undefined ? `, ${Number(w.cpu_us).toLocaleString()} µs of it on the CPU` : '';
+    // at most the wall time (a recording made before the engine capped it said "took 1 µs, 2 µs of it")
+    const cpuUs = w.duration_us !== undefined ? Math.min(w.cpu_us, w.duration_us) : w.cpu_us;
+    const cpu = w.cpu_us !== undefined ? `, ${Number(cpuUs).toLocaleString()} µs of it on the CPU` : '';
     const took = w.duration_us !== undefined ? `took ${Number(w.duration_us).toLocaleString()} µs${cpu}` : '';
     const ready = `${w.ready ?? w.ready_list.length} of ${w.registered ?? '?'} fds ready`;
     const paused = model.paused ? ' — loop paused, next wait not started' : '';
