@@ -131,9 +131,39 @@ def test_a_closed_fd_left_registered_stays_in_the_pollfd_array_as_pollnval(dashb
     assert dashboard.console_errors == []
 
 
+#: counts the layout reads the code panel makes while it rebuilds its view
+TRAP_LAYOUT_READS_IN_RENDER = """async () => {
+    const { CodePanel } = await import('/static/js/panels/code.js');
+    window.__layoutReadsInRender = 0;
+    let inside = false;
+    const render = CodePanel.prototype.render;
+    CodePanel.prototype.render = function (...args) {
+        inside = true;
+        try { return render.apply(this, args); } finally { inside = false; }
+    };
+    for (const name of ['offsetTop', 'clientHeight']) {
+        const proto = name === 'offsetTop' ? HTMLElement.prototype : Element.prototype;
+        const get = Object.getOwnPropertyDescriptor(proto, name).get;
+        Object.defineProperty(proto, name, { configurable: true, get() {
+            if (inside) window.__layoutReadsInRender++;
+            return get.call(this);
+        } });
+    }
+}"""
+#: the first function's highlighted line lies inside its scrolled box
+HIGHLIGHT_IN_VIEW = """() => {
+    const pre = document.querySelector('#code-view pre');
+    const hl = pre && pre.querySelector('.hl');
+    if (!hl) return false;
+    const box = pre.getBoundingClientRect(), line = hl.getBoundingClientRect();
+    return pre.scrollTop > 0 && line.top >= box.top && line.bottom <= box.bottom;
+}"""
+
+
 def test_code_view_names_the_handler_of_a_step(dashboard):
     page = dashboard.page
     panel = page.locator("#code-panel")
+    page.evaluate(TRAP_LAYOUT_READS_IN_RENDER)
     with dashboard.connect() as sock:
         fd = wait_for_row(page)
         page.get_by_role("button", name="Pause", exact=True).click()
@@ -156,6 +186,10 @@ def test_code_view_names_the_handler_of_a_step(dashboard):
         expect(fns.nth(0).locator(".line.hl")).to_have_count(1)
         expect(fns.nth(0).locator(".line.hl")).to_contain_text("_on_data")
         expect(fns.nth(0)).to_contain_text("def on_ready(self, mask: int)")
+        # the highlighted line is centred, in the frame after the rebuild: read right after
+        # it, the layout was forced (up to 45 ms with the other panels' writes of that frame)
+        page.wait_for_function(HIGHLIGHT_IN_VIEW, timeout=DEADLINE_MS)
+        assert page.evaluate("() => window.__layoutReadsInRender") == 0
 
         # the next step sends the echo: the view moves on to it
         page.get_by_role("button", name="Step", exact=True).click()

@@ -113,6 +113,7 @@ export class CodePanel {
     this.shownKind = null;
     this.flaw = '';
     this.events = [];
+    this.scrollPending = false;  // a centring of the highlighted lines is asked for the next frame
     api.code().then((s) => { this.sources = s || {}; this.key = null; }).catch(() => { this.sources = {}; });
     this.stepsEl.addEventListener('click', (e) => {
       const btn = e.target.closest('button[data-seq]');
@@ -239,10 +240,23 @@ export class CodePanel {
       blocks.push(p);
     }
     this.viewEl.replaceChildren(...blocks);
-    for (const pre of this.viewEl.querySelectorAll('pre')) {
-      const hl = pre.querySelector('.hl');
-      if (hl) pre.scrollTop = Math.max(0, hl.offsetTop - pre.offsetTop - pre.clientHeight / 2);
-    }
+    this.scrollToHighlight();
+  }
+
+  /** Centre each block's highlighted line. Read in the next animation frame, before the page
+   *  writes anything: the layout the browser made for this frame is clean then. Read here,
+   *  right after the blocks were inserted (and the other panels' writes of this frame), it
+   *  forced a synchronous layout of the whole page (up to 1,800 objects, 45 ms). */
+  scrollToHighlight() {
+    if (this.scrollPending) return;
+    this.scrollPending = true;
+    requestAnimationFrame(() => {
+      this.scrollPending = false;
+      for (const pre of this.viewEl.querySelectorAll('pre')) {
+        const hl = pre.querySelector('.hl');
+        if (hl) pre.scrollTop = Math.max(0, hl.offsetTop - pre.offsetTop - pre.clientHeight / 2);
+      }
+    });
   }
 
   block(fn, depth, n) {
