@@ -72,9 +72,11 @@ class UdpEcho(ListeningHandler):
 
     def _error(self, what: str, message: str) -> None:
         """An `error` event, at most one per second per kind of failure: these come from the
-        network (a client's closed port answering every reply with ICMP), not from the loop,
-        so they must not flood the page past the observation budget. The count of those not
-        shown goes with the next one."""
+        network or its rules (a firewall refusing every reply: EPERM, EACCES; ENOBUFS), not
+        from the loop, so they must not flood the page past the observation budget. The
+        count of those not shown goes with the next one. (A client's closed port answering
+        with ICMP is not among them: an unconnected UDP socket is told of ICMP errors only
+        with IP_RECVERR, udp(7).)"""
         now = time.monotonic()
         last, quiet = self._errors.get(what, (-ERROR_INTERVAL, 0))
         if now - last < ERROR_INTERVAL:
@@ -89,7 +91,7 @@ class UdpEcho(ListeningHandler):
             data, anc, flags, addr = self.sock.recvmsg(DATAGRAM_BUFFER, _ANC_SIZE)
         except BlockingIOError:
             return False
-        except OSError as exc:  # e.g. ECONNREFUSED from an earlier reply's ICMP
+        except OSError as exc:  # e.g. ENOMEM (no ICMP errors here: see _error)
             self._error("recv", f"udp recv: {exc.strerror or exc}")
             return True
         for level, kind, cdata in anc:

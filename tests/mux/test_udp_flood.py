@@ -38,7 +38,7 @@ def test_udp_flood_counts_are_exact(make_engine):
 
 
 def test_udp_error_events_are_rate_limited_per_kind(make_engine):
-    """Errors that come from the network (ICMP-refused replies...) are at most one event a
+    """Errors that come from the network (a firewall refusing every reply) are at most one event a
     second per kind, the next one saying how many were not shown."""
     engine, rec = make_engine()
     udp = engine.udp
