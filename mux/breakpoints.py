@@ -60,8 +60,12 @@ class Breakpoints:
     """
 
     def __init__(self, loop: Loop, depths: Callable[[], dict[int, int]],
-                 waits: Callable[[], int], own_fd: Callable[[], int] = lambda: -1) -> None:
+                 waits: Callable[[], int], own_fd: Callable[[], int] = lambda: -1,
+                 iterating: Callable[[], bool] = lambda: True) -> None:
         self.loop = loop
+        #: False while a command runs between waits (the loop paused): a note made then
+        #: belongs to no wait, and must not fire on the next one
+        self._iterating = iterating
         self._own_fd = own_fd
         self.items: dict[int, Breakpoint] = {}
         #: (what, fd) noted by handlers during the current iteration: "hup", "backpressure"
@@ -99,7 +103,7 @@ class Breakpoints:
 
     def note(self, what: str, fd: int) -> None:
         """A handler reports something a breakpoint may match ("hup", "backpressure")."""
-        if self.items:
+        if self.items and self._iterating():
             self.notes.append((what, fd))
 
     def fd_closed(self, fd: int) -> None:
@@ -119,23 +123,25 @@ class Breakpoints:
     def _after_iteration(self, ready: list[tuple[int, int]]) -> None:
         hit = self.check(ready, self.loop.ready_backend, self._depths())
         if hit is not None:
-            hit.hits += 1
-            hit.last_wait = self._waits()
             self.hit = hit
         if self._doomed:
             self._drop_closed()
 
     def check(self, ready: list[tuple[int, int]], backend: Backend,
               queue_depth: dict[int, int]) -> Breakpoint | None:
-        """The first breakpoint that this iteration matched, or None; clears the notes."""
+        """The first breakpoint that this iteration matched (the one the pause names), or
+        None; every one that matched counts the hit. Clears the notes."""
         notes, self.notes = self.notes, []
         own_fd = self._own_fd()
+        first = None
         for bp in self.items.values():
             fd = self._matching_fd(bp, ready, backend, notes, queue_depth, own_fd)
             if fd is not None:
                 bp.last_fd = fd
-                return bp
-        return None
+                bp.hits += 1
+                bp.last_wait = self._waits()
+                first = first or bp
+        return first
 
     @staticmethod
     def _matching_fd(bp: Breakpoint, ready: list[tuple[int, int]], backend: Backend,
@@ -148,7 +154,7 @@ class Breakpoints:
         found: Iterator[int]
         if bp.when in ("readable", "writable"):
             bit = READABLE if bp.when == "readable" else WRITABLE
-            found = (fd for fd, native in ready if fd_ok(fd) and backend.generic(native) & bit)
+            found = (fd for fd, native in ready if fd_ok(fd) and backend.reported(native) & bit)
         elif bp.when == "hup":
             kernel = (fd for fd, native in ready
                       if backend.name != "select" and fd_ok(fd) and native & _HUP_BITS)

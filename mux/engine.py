@@ -92,7 +92,7 @@ class Engine(EngineCommands):
         self._steps_requested = 0
         self._stopping = False
         self.breakpoints = Breakpoints(self.loop, self._queue_depths, lambda: self.stats.waits,
-                                       lambda: self._door.fd)
+                                       lambda: self._door.fd, lambda: self._iterating)
         self.sticky_write = False  # the bug zoo's write_interest_stuck
         self.flaws = FlawZoo(self)
         self.byte_tally = ByteTally(self.stats, self.connections)

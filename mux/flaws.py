@@ -57,6 +57,8 @@ class EofIgnored(Flaw):
                 break
             if data == b"":
                 n = self.zero_reads[conn.fd] = self.zero_reads.get(conn.fd, 0) + 1
+                if n == 1:  # the peer's EOF, ignored: a "hup" breakpoint still sees it
+                    conn.note_hup()
                 if reported_once:  # no second report will come: say it now
                     self.flag(conn.fd, f"fd {conn.fd} read 0 bytes (the peer closed) and went "
                               "on as if nothing happened: edge-triggered, that EOF is not "

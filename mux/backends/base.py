@@ -130,6 +130,11 @@ class Backend(ABC):
             mask = self._generic[native] = self._to_generic(native)
         return mask
 
+    def reported(self, native: int) -> int:
+        """Native revents -> the READABLE/WRITABLE bits the kernel actually reported (no
+        widening of errors and hang-ups to both sides): what a breakpoint matches."""
+        return self.generic(native)
+
     def fds_passed(self, registered: int) -> int:
         """How many of the `registered` fds the wait call is given (the `wait` event's
         `registered`). poll's array holds every registration, even one asking for nothing,
@@ -203,6 +208,10 @@ class MaskBackend(Backend):
         if native & self.ERRORS:  # errors and hang-ups: let both sides find out
             mask |= READABLE | WRITABLE
         return mask
+
+    def reported(self, native: int) -> int:
+        return ((READABLE if native & (self.IN | self.PRI | self.RDHUP) else 0)
+                | (WRITABLE if native & self.OUT else 0))
 
     def register(self, fd: int, mask: int) -> None:
         self._kernel.register(fd, self._native[mask])

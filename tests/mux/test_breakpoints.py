@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -285,3 +286,92 @@ def test_a_reset_hits_a_hup_breakpoint_on_every_backend(make_engine, backend):
     sock.close()
     rec.wait_for("loop", state="paused", breakpoint=bp["id"])
     assert rec.of("close", fd=fd, reason="reset")
+
+
+@pytest.mark.parametrize("backend", ["poll", "epoll"])
+def test_a_writable_breakpoint_needs_the_kernels_out_bit(make_engine, backend):
+    """An error or a hang-up is handed to the handler as both readable and writable (so that
+    either half finds it), and a writable breakpoint fired on a reset's IN|ERR|HUP, which
+    select, reporting the same reset as readable only, did not."""
+    import select as sel
+
+    engine, _ = make_engine(backend=backend)
+    IN, ERR, HUP, OUT = ((sel.POLLIN, sel.POLLERR, sel.POLLHUP, sel.POLLOUT) if backend == "poll"
+                         else (sel.EPOLLIN, sel.EPOLLERR, sel.EPOLLHUP, sel.EPOLLOUT))
+
+    def matches() -> list[str | None]:
+        bps, backend_now = engine.breakpoints, engine.loop.backend
+        found = []
+        for when, native in (("writable", IN | ERR | HUP), ("readable", IN | ERR | HUP),
+                             ("writable", OUT | ERR), ("readable", HUP)):
+            bp = bps.add(when, fd=7)
+            hit = bps.check([(7, native)], backend_now, {})
+            found.append(None if hit is None else hit.when)
+            bps.remove(bp.id)
+        return found
+
+    assert engine.call(matches).result(5) == [None, "readable", "writable", None]
+
+
+def test_a_hup_breakpoint_fires_when_the_eof_ignored_flaw_reads_the_eof(make_engine):
+    """The flaw reads the peer's EOF (0 bytes) and goes on: the hang-up was never noted, so a
+    hup breakpoint did not fire on any backend, though the flaw itself reported it."""
+    engine, rec = make_engine(backend="poll")
+    engine.set_flaw("eof_ignored", True).result(5)
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        wait_until(lambda: fd in engine.connections)
+        bp = engine.add_breakpoint("hup", fd=fd).result(5)
+        sock.shutdown(socket.SHUT_WR)
+        hit = rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+        assert hit["fd"] == fd
+    engine.set_flaw("eof_ignored", False).result(5)
+
+
+def test_a_hang_up_found_between_waits_fires_no_breakpoint_on_the_next_wait(make_engine):
+    """A user's close while the loop is paused found the peer's reset: the note stayed, and the
+    next Step's wait (that had nothing of it) paused at the hup breakpoint."""
+    engine, rec = make_engine(backend="poll")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", engine.tcp_port))
+    fd = rec.wait_for("accept")["fd"]
+    wait_until(lambda: fd in engine.connections)
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):  # echoes it never reads: the server queues them
+        while True:
+            sock.send(b"q" * 65536)
+    wait_until(lambda: engine.connections[fd].queue, timeout=10)
+    engine.pause().result(5)
+    bp = engine.add_breakpoint("hup").result(5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    assert engine.close_connection(fd).result(5) is True
+    close = rec.wait_for("close", fd=fd)
+    engine.step().result(5)
+
+    def paused_after_the_close() -> list[dict[str, Any]]:
+        return [e for e in rec.of("loop", state="paused") if e["seq"] > close["seq"]]
+
+    wait_until(paused_after_the_close)
+    stepped = paused_after_the_close()[0]
+    assert "breakpoint" not in stepped, stepped
+    assert engine.list_breakpoints().result(5)[0]["hits"] == 0
+    assert engine.remove_breakpoint(bp["id"]).result(5)
+
+
+def test_every_breakpoint_that_matched_counts_the_hit(make_engine):
+    """Two breakpoints matching one wait: the pause names the first, and both count it (the
+    second's hits stayed at 0)."""
+    engine, rec = make_engine()
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        wait_until(lambda: fd in engine.connections)
+        mine = engine.add_breakpoint("readable", fd=fd).result(5)
+        anyone = engine.add_breakpoint("readable").result(5)
+        sock.sendall(b"x")
+        rec.wait_for("loop", state="paused", breakpoint=mine["id"])
+        listed = {b["id"]: b for b in engine.list_breakpoints().result(5)}
+        assert listed[mine["id"]]["hits"] == listed[anyone["id"]]["hits"] == 1
+        assert listed[anyone["id"]]["last_fd"] == fd
+        assert listed[anyone["id"]]["last_wait"] == listed[mine["id"]]["last_wait"]
