@@ -274,6 +274,7 @@ class Engine(EngineCommands):
         hit = self.breakpoints.take_hit()
         if self.paused:  # a resume handled during the step's wait has said "running" already
             if hit is not None:
+                self.loop.show_unshown_wait()
                 self._note_paused_at(hit)
             self._emit_loop("paused", hit, cause="step")
 
@@ -295,6 +296,7 @@ class Engine(EngineCommands):
         hit = self.breakpoints.take_hit()
         self.paused = True
         if hit is not None:
+            self.loop.show_unshown_wait()
             self._note_paused_at(hit)
         self._emit_loop("paused", hit, cause="breakpoint")
 

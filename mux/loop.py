@@ -85,6 +85,10 @@ class Loop:
         self._rearm: set[int] = set()
         #: called after each iteration's handlers with the ready list (breakpoints, flaws)
         self.after_iteration: list[Callable[[list[tuple[int, int]]], None]] = []
+        #: this iteration's wait when it was not shown and a hook (a breakpoint) may want it
+        #: shown: (timeout, ready, duration_us, backend, fds passed); see show_unshown_wait
+        self.unshown_wait: tuple[float | None, list[tuple[int, int]], float, Backend,
+                                 int] | None = None
         #: replaces `handler.on_ready(generic)` while a bug-zoo flaw is on
         self.dispatch_hook: Callable[[Handler, int], None] | None = None
         #: called with the OSError a wait call (or a one-shot re-arm) raised, a flaw's
@@ -249,6 +253,9 @@ class Loop:
             self._emit_wait(timeout, ready, duration_us, cpu0)
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1 + len(ready)  # the wait and its ready events, unobserved
+            if self.after_iteration:  # (breakpoints set) a hit shows it: show_unshown_wait
+                self.unshown_wait = (timeout, ready, duration_us, backend,
+                                     backend.fds_passed(len(self.handlers)))
         if watched or backend.oneshot or self.dispatch_hook is not None:
             self._dispatch_instrumented(ready, watched)
         else:
@@ -256,6 +263,8 @@ class Loop:
         if self._soon or self._timers:
             self._run_due()
         if self.after_iteration:
+            if self.unshown_wait is not None and self.unshown_wait[1] is not ready:
+                self.unshown_wait = None  # an earlier iteration's (this one was shown)
             for hook in self.after_iteration:
                 hook(ready)
 
@@ -343,12 +352,28 @@ class Loop:
             elif self.obs.active:  # throttled: count what is not shown
                 self.obs.seq += 1
 
+    def show_unshown_wait(self) -> None:
+        """A breakpoint matched in an iteration nobody was shown (over the observation
+        budget): show its wait and ready list now, before the pause, so that the page and
+        the state's `last_wait` describe the wait that matched, not an older one. (Their
+        seq numbers were counted as dropped then; these are new events.)"""
+        unshown, self.unshown_wait = self.unshown_wait, None
+        if unshown is None or not self.obs.active:
+            return
+        timeout, ready, us, backend, registered = unshown
+        self.last_ready = ready
+        self.last_ready_backend = backend
+        self._emit_wait(timeout, ready, us, registered=registered)
+        for fd, native in ready:
+            self.obs.emit({"kind": "ready", "fd": fd, "flags": backend.names(native)})
+
     def _emit_wait(self, timeout: float | None, ready: list[tuple[int, int]], us: float,
-                   cpu_ns: int | None = None) -> None:
+                   cpu_ns: int | None = None, registered: int | None = None) -> None:
         event: dict[str, object] = {
             "kind": "wait",
             "backend": self.backend.name,
-            "registered": self.backend.fds_passed(len(self.handlers)),
+            "registered": (self.backend.fds_passed(len(self.handlers)) if registered is None
+                           else registered),
             # rounded up, as poll's backend and CPython's epoll.poll pass it to the kernel
             "timeout_ms": None if timeout is None else math.ceil(timeout * 1000),
             "ready": len(ready),

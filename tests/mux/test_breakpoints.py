@@ -375,3 +375,33 @@ def test_every_breakpoint_that_matched_counts_the_hit(make_engine):
         assert listed[mine["id"]]["hits"] == listed[anyone["id"]]["hits"] == 1
         assert listed[anyone["id"]]["last_fd"] == fd
         assert listed[anyone["id"]]["last_wait"] == listed[mine["id"]]["last_wait"]
+
+
+def test_a_breakpoint_hit_in_an_iteration_not_shown_shows_that_wait(make_engine):
+    """Over the observation budget an iteration is counted, not shown: a breakpoint that
+    matched in one paused the loop with no wait before its `loop` event, and the state's
+    `last_wait` was an older wait (the page named the wrong iteration)."""
+    engine, rec = make_engine(observe_budget=1)  # under 1 event a window: nothing is shown
+
+    def shown_wait_before(event: dict[str, Any]) -> list[dict[str, Any]]:
+        before = [e for e in rec.events if e["seq"] < event["seq"]]
+        waits = [i for i, e in enumerate(before) if e["kind"] == "wait"]
+        return before[waits[-1]:] if waits else []
+
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+        wait_until(lambda: fd in engine.connections)
+        bp = engine.add_breakpoint("readable", fd=fd).result(5)
+        sock.sendall(b"x")
+        hit = rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+        iteration = shown_wait_before(hit)
+        assert [e["fd"] for e in iteration if e["kind"] == "ready"] == [fd], iteration
+        last = engine.state().result(5)["last_wait"]
+        assert [r["fd"] for r in last["ready_list"]] == [fd]
+        sock.sendall(b"y")  # a Step that matches again shows its wait too
+        engine.step().result(5)
+        wait_until(lambda: len(rec.of("loop", state="paused", breakpoint=bp["id"])) == 2)
+        stepped = rec.of("loop", state="paused", breakpoint=bp["id"])[1]
+        assert any(e["kind"] == "ready" and e["fd"] == fd for e in shown_wait_before(stepped))
+        engine.resume().result(5)
+        assert recv_exactly(sock, 2) == b"xy"
