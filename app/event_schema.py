@@ -47,7 +47,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT, "flaw": OPTIONAL_STR,
              "cause": ("command", "step", "breakpoint", "delay", "flaw")},
     "backend": {"epoll_fd": OPTIONAL_INT, "maxevents": OPTIONAL_INT},
-    "interest": {"moved": BOOL, "cause": ("rearm", "stale", "flaw", "crash")},
+    "interest": {"moved": BOOL, "cause": ("rearm", "stale", "flaw", "crash"), "early": BOOL},
     "error": {"fd": INT, "cause": ("crash", "refused", "accept", "recovered", "udp")},
     "close": {"flaw": STR, "lingered": ("eof", "reset", "deadline", "user", "shutdown", "error"),
               "discarded": INT, "registered": BOOL, "flushed": BOOL},

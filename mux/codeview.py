@@ -32,6 +32,9 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         # to every registration (on, or after a switch) or taken off again
         "interest@rearm": [loop.Loop._dispatch_instrumented, loop.Loop._rearm_fd,
                            loop.Loop._emit_interest],
+        # /api/kernel's read, run in the control fd's own handler, arms it first (`early`)
+        "interest@rearm-early": [eng._read_kernel, loop.Loop.rearm_now, loop.Loop._rearm_fd,
+                                 loop.Loop._emit_interest],
         "interest@stale": [flaws.CloseWithoutUnregister._clean, loop.Loop.discard_stale,
                            loop.Loop._emit_interest],
         "interest@crash": [eng._handler_failed, loop.Loop.discard_stale,
@@ -71,6 +74,14 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
                           conn._after_write, loop.Loop.set_interest],
         "interest@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready, conn._after_write,
                               loop.Loop.set_interest],
+        # that flush emptied the queue (reading on): on_ready's own end drops write interest
+        "interest@user-emptied": [eng._close_connection, conn.shut_down, conn.on_ready,
+                                  loop.Loop.set_interest],
+        "interest@shutdown-emptied": [eng._shutdown, conn.shut_down, conn.on_ready,
+                                      loop.Loop.set_interest],
+        # a user's close of a streaming peer lingers: shut_down itself sets read interest only
+        # (the queue left is given up), right after that flush's `queue` event
+        "interest@linger": [eng._close_connection, conn.shut_down, loop.Loop.set_interest],
         "send@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],
         "queue@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],
         "close@shutdown": [eng._shutdown, conn.shut_down, conn.close],

@@ -120,12 +120,13 @@ class EngineCommands:
         The read runs in the control fd's handler: one-shot, the kernel had disarmed that fd
         for this very wake-up, and the loop re-arms it only after the handler, so it is
         re-armed first. The answer then shows the interest list as it stands between waits."""
-        def read() -> dict[str, Any]:
-            self.loop.rearm_now(self._door.fd)
-            return kernel_view(
-                self.loop.backend.fileno if self.loop.backend.name == "epoll" else None,
-                list(self.connections))
-        return self.call(read)
+        return self.call(self._read_kernel)
+
+    def _read_kernel(self) -> dict[str, Any]:
+        self.loop.rearm_now(self._door.fd)
+        return kernel_view(
+            self.loop.backend.fileno if self.loop.backend.name == "epoll" else None,
+            list(self.connections))
 
 
 def _answered(value: Any) -> Future[Any]:

@@ -174,7 +174,7 @@ class Loop:
                 self._emit_interest(fd, "modify", mask, cause="flaw")
 
     def _emit_interest(self, fd: int, op: str, mask: int, moved: bool = False,
-                       cause: str | None = None) -> None:
+                       cause: str | None = None, early: bool = False) -> None:
         """`moved`: registered anew by a backend switch, not by a new connection; `cause`:
         a change no handler asked for (a one-shot re-arm, a stale fd dropped, a flaw's new
         bits), which the page's code view tells apart by it."""
@@ -184,6 +184,8 @@ class Loop:
             event["moved"] = True
         if cause is not None:
             event["cause"] = cause
+        if early:  # a re-arm inside the fd's own handler (rearm_now), not after it
+            event["early"] = True
         self.obs.emit(event)
 
     # -- scheduling ----------------------------------------------------------------------
@@ -340,15 +342,15 @@ class Loop:
     def rearm_now(self, fd: int) -> None:
         """One-shot: arm `fd` again inside its own handler, not after it (no-op otherwise)."""
         if fd in self._rearm:
-            self._rearm_fd(fd)
+            self._rearm_fd(fd, early=True)
 
-    def _rearm_fd(self, fd: int) -> None:
+    def _rearm_fd(self, fd: int, early: bool = False) -> None:
         """One-shot: the kernel disabled `fd` after reporting it; arm it again."""
         self._rearm.discard(fd)
         if fd in self.handlers:
             self.backend.modify(fd, self.interest[fd])
             if self.obs.watched:
-                self._emit_interest(fd, "modify", self.interest[fd], cause="rearm")
+                self._emit_interest(fd, "modify", self.interest[fd], cause="rearm", early=early)
             elif self.obs.active:  # throttled: count what is not shown
                 self.obs.seq += 1
 

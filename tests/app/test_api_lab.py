@@ -133,6 +133,13 @@ def test_code_view_names_each_path_of_a_kind(live):
                                        "TcpConnection.on_ready", "TcpConnection._after_write",
                                        "Loop.set_interest"]
     assert chains["interest@shutdown"][0] == "Engine._shutdown"
+    assert chains["interest@user-emptied"] == ["Engine._close_connection",
+                                               "TcpConnection.shut_down",
+                                               "TcpConnection.on_ready", "Loop.set_interest"]
+    assert chains["interest@linger"] == ["Engine._close_connection", "TcpConnection.shut_down",
+                                         "Loop.set_interest"]
+    assert chains["interest@rearm-early"][:2] == ["EngineCommands._read_kernel",
+                                                  "Loop.rearm_now"]
     # an `error` by its `cause`: every one was shown as the listener's out-of-fds path
     assert chains["error"] == ["TcpListener._out_of_fds", "Engine.error"]
     assert chains["error@crash"] == ["Loop._handler_failed", "Engine._handler_failed",

@@ -506,10 +506,21 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
                ev("ready", flags=["EPOLLIN"]), ev("recv", bytes=3), unregister,
                ev("close", reason="reset"), unregister, ev("close", reason="reset")]
     assert dashboard.page.evaluate(CHAIN_KEYS, ["eager", closing]) == [
-        "ready", "recv", "queue", "send@user", "queue@user", "interest@user",
+        "ready", "recv", "queue", "send@user", "queue@user", "interest@user-emptied",
         "interest@unregister", "close@user", "send@shutdown", "queue@shutdown", "backpressure@release", "ready",
         "recv", "interest@unregister", "close@eager-reset", "interest@unregister",
         "close@reset"]
+    # after a close's flush: write interest kept (_after_write), the queue emptied (on_ready's
+    # own end), or a streaming peer's close lingering (shut_down reads only); a one-shot
+    # control fd armed again inside its own handler by /api/kernel's read (`early`)
+    after_flush = [ev("queue", depth=2, closing="user"),
+                   ev("interest", op="modify", flags=["EPOLLIN", "EPOLLOUT"]),
+                   ev("queue", depth=0, closing="shutdown"), ev("interest", op="modify", flags=["EPOLLIN"]),
+                   ev("queue", depth=3, closing="user"), ev("interest", op="modify", flags=["EPOLLIN"]),
+                   ev("interest", op="modify", cause="rearm", early=True)]
+    assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", after_flush])[1::2] == [
+        "interest@user", "interest@shutdown-emptied", "interest@linger"]
+    assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", after_flush])[-1] == "interest@rearm-early"
     # a recording made before `closing`: a flush with no readiness of its fd, ended by its
     # user close in the same iteration
     legacy = [{"kind": "wait"}, {"kind": "ready", "fd": 4, "flags": ["EPOLLIN"]},
@@ -549,7 +560,8 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
         "close@crash", "error@refused", "close@refused", "error", "error@accept",
         "error@recovered", "error@udp"]
     code = dashboard.api.get("/api/code").json()
-    for key in ("interest@user", "interest@shutdown", "error@crash", "close@crash", "error@refused", "close@refused", "error@accept",
+    for key in ("interest@user", "interest@shutdown", "interest@user-emptied",
+                "interest@shutdown-emptied", "interest@linger", "interest@rearm-early", "error@crash", "close@crash", "error@refused", "close@refused", "error@accept",
                 "error@recovered", "error@udp", "backpressure@inline", "send@user", "queue@user", "send@shutdown", "queue@shutdown", "close@eager-reset",
                 "close@eager-error", "send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",
                 "datagram@flush", "interest@flaw", "interest@flaw-off", "interest@stale"):

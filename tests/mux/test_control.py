@@ -560,3 +560,20 @@ def test_a_close_says_its_flush_is_the_closes(make_engine):
         assert [q.get("closing") for q in rec.of("queue", fd=fd)] == [None, closing]
         assert sock.recv(16) == b"queued"
         sock.close()
+
+
+@pytest.mark.parametrize("trigger", ["level", "edge"])
+def test_a_kernel_read_under_one_shot_finds_the_control_fd_armed(make_engine, trigger):
+    """The read is a command, run in the control fd's own handler, for whose wake-up the
+    kernel disarmed that fd: it showed the control fd disarmed. It re-arms it first now, and
+    says so (`early`), as the loop's own re-arm comes after the handler."""
+    import select as sel
+
+    engine, rec = make_engine(backend="epoll", trigger=trigger, oneshot=True)
+    control = engine.control_fd
+    for _ in range(3):
+        kernel = engine.kernel().result(5)
+        mask = {i["fd"]: i["mask"] for i in kernel["epoll"]["interest"]}[control]
+        assert mask & sel.EPOLLIN and mask & sel.EPOLLONESHOT, hex(mask)
+    early = [e for e in rec.of("interest", fd=control) if e.get("early")]
+    assert len(early) == 3 and all(e["cause"] == "rearm" for e in early)

@@ -87,6 +87,7 @@ function interestKey(ev) {
   if (ev.cause === 'flaw') {
     return (ev.flags || []).some((f) => f.endsWith('RDHUP')) ? 'interest@flaw' : 'interest@flaw-off';
   }
+  if (ev.cause === 'rearm' && ev.early) return 'interest@rearm-early';  // /api/kernel's read
   if (ev.cause) return `interest@${ev.cause}`;
   return ev.op === 'register' || ev.op === 'unregister' ? `interest@${ev.op}` : 'interest';
 }
@@ -150,8 +151,21 @@ export class CodePanel {
         return ev.inline ? 'backpressure@inline' : 'backpressure';
       case 'close': return closeKey(events, i);
       case 'interest':  // right after a close's flush (`closing`): shut_down's write half
-        return ev.op === 'modify' && !ev.cause && !ev.moved && sameFd(events[i - 1], 'queue')
-          && events[i - 1].closing ? `interest@${events[i - 1].closing}` : interestKey(ev);
+        if (ev.op === 'modify' && !ev.cause && !ev.moved && sameFd(events[i - 1], 'queue')
+            && events[i - 1].closing) {
+          const closing = events[i - 1].closing;
+          const flags = ev.flags || [];
+          const writing = flags.some((f) => f === 'write' || f.endsWith('OUT'));
+          const reading = flags.some((f) => f === 'read' || f.endsWith('IN'));
+          // read interest only: the queue emptied, on_ready's own end drops write interest;
+          // a queue left, shut_down gave it up and reads away as the close lingers (linger.py).
+          // Anything else (write interest kept, or reading paused) is _after_write's
+          if (reading && !writing) {
+            return events[i - 1].depth === 0 ? `interest@${closing}-emptied` : 'interest@linger';
+          }
+          return `interest@${closing}`;
+        }
+        return interestKey(ev);
       case 'datagram': return datagramKey(events, i);
       case 'error': { const cause = errorCause(ev); return cause ? `error@${cause}` : 'error'; }
       case 'loop':   // who emitted it: a client's pause/resume, a step, a breakpoint, a setting
