@@ -40,7 +40,8 @@ FIELDS: dict[str, dict[str, Any]] = {
 OLDER_OPTIONAL: dict[str, set[str]] = {"flaw": {"fd"}}
 #: fields a kind may carry besides its required ones
 OPTIONAL: dict[str, dict[str, Any]] = {
-    "wait": {"cpu_us": INT},
+    "wait": {"cpu_us": INT, "late": BOOL},
+    "ready": {"late": BOOL},
     "backpressure": {"inline": BOOL},
     "send": {"closing": ("user", "shutdown")},
     "queue": {"closing": ("user", "shutdown")},

@@ -23,6 +23,9 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
     return {
         "wait": [loop.Loop.run_once, loop.Loop._emit_wait],
         "ready": [loop.Loop.run_once, loop.Loop._dispatch_instrumented],
+        # (`late`) a breakpoint's hit in an iteration not shown shows its wait at the pause
+        "wait@late": [loop.Loop.show_unshown_wait, loop.Loop._emit_wait],
+        "ready@late": [loop.Loop.show_unshown_wait],
         "interest": [loop.Loop.set_interest],  # modify
         "interest@register": [eng.adopt, loop.Loop.register, loop.Loop._emit_interest],
         "interest@moved": [eng._switch, loop.Loop.switch, loop.Loop._emit_interest],

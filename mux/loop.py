@@ -365,12 +365,14 @@ class Loop:
         timeout, ready, us, backend, registered = unshown
         self.last_ready = ready
         self.last_ready_backend = backend
-        self._emit_wait(timeout, ready, us, registered=registered)
+        self._emit_wait(timeout, ready, us, registered=registered, late=True)
         for fd, native in ready:
-            self.obs.emit({"kind": "ready", "fd": fd, "flags": backend.names(native)})
+            self.obs.emit({"kind": "ready", "fd": fd, "flags": backend.names(native),
+                           "late": True})
 
     def _emit_wait(self, timeout: float | None, ready: list[tuple[int, int]], us: float,
-                   cpu_ns: int | None = None, registered: int | None = None) -> None:
+                   cpu_ns: int | None = None, registered: int | None = None,
+                   late: bool = False) -> None:
         event: dict[str, object] = {
             "kind": "wait",
             "backend": self.backend.name,
@@ -381,6 +383,8 @@ class Loop:
             "ready": len(ready),
             "duration_us": int(us),
         }
+        if late:
+            event["late"] = True
         if cpu_ns is not None:  # (a wait shown only because a sink came during it has none)
             # at most its wall time: the CPU clock's reads bracket the wall clock's, so its
             # interval is longer by two clock calls ("took 4 us, 5 us of it on the CPU")

@@ -560,7 +560,11 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
         "close@crash", "error@refused", "close@refused", "error", "error@accept",
         "error@recovered", "error@udp"]
     code = dashboard.api.get("/api/code").json()
-    for key in ("interest@user", "interest@shutdown", "interest@user-emptied",
+    late = [{"kind": "wait", "late": True}, ev("ready", flags=["EPOLLIN"], late=True),
+            {"kind": "wait"}, ev("ready", flags=["EPOLLIN"])]
+    assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", late]) == [
+        "wait@late", "ready@late", "wait", "ready"]
+    for key in ("wait@late", "ready@late", "interest@user", "interest@shutdown", "interest@user-emptied",
                 "interest@shutdown-emptied", "interest@linger", "interest@rearm-early", "error@crash", "close@crash", "error@refused", "close@refused", "error@accept",
                 "error@recovered", "error@udp", "backpressure@inline", "send@user", "queue@user", "send@shutdown", "queue@shutdown", "close@eager-reset",
                 "close@eager-error", "send@eager", "queue@send", "interest@rearm", "close@flushed", "datagram@out",

@@ -396,6 +396,7 @@ def test_a_breakpoint_hit_in_an_iteration_not_shown_shows_that_wait(make_engine)
         hit = rec.wait_for("loop", state="paused", breakpoint=bp["id"])
         iteration = shown_wait_before(hit)
         assert [e["fd"] for e in iteration if e["kind"] == "ready"] == [fd], iteration
+        assert all(e["late"] for e in iteration if e["kind"] in ("wait", "ready"))
         last = engine.state().result(5)["last_wait"]
         assert [r["fd"] for r in last["ready_list"]] == [fd]
         sock.sendall(b"y")  # a Step that matches again shows its wait too

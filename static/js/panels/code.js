@@ -170,6 +170,7 @@ export class CodePanel {
       case 'error': { const cause = errorCause(ev); return cause ? `error@${cause}` : 'error'; }
       case 'loop':   // who emitted it: a client's pause/resume, a step, a breakpoint, a setting
         return ev.cause && ev.cause !== 'command' ? `loop@${ev.cause}` : 'loop';
+      case 'wait': case 'ready': return ev.late ? `${ev.kind}@late` : ev.kind;  // a breakpoint's hit
       default: return ev.kind;
     }
   }
