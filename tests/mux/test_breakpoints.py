@@ -17,20 +17,30 @@ from mux.backends import WRITABLE
 from .conftest import connect, recv_exactly, send_quietly, wait_until
 
 
+def _hit_readable(engine, rec, sock: socket.socket, data: bytes) -> tuple[int, dict, dict]:
+    """A readable breakpoint on `sock`'s server fd, hit by sending `data`: (fd, bp, hit)."""
+    fd = rec.wait_for("accept")["fd"]
+    wait_until(lambda: fd in engine.connections)
+    bp = engine.add_breakpoint("readable", fd=fd).result(5)
+    sock.sendall(data)
+    return fd, bp, rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+
+
+def _iteration_before(rec, event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The shown events from the last wait before `event` up to it ([] without one)."""
+    before = [e for e in rec.events if e["seq"] < event["seq"]]
+    waits = [i for i, e in enumerate(before) if e["kind"] == "wait"]
+    return before[waits[-1]:] if waits else []
+
+
 def test_readable_breakpoint_fires_on_the_right_iteration(make_engine):
     engine, rec = make_engine()
     with connect(engine.tcp_port) as sock:
-        fd = rec.wait_for("accept")["fd"]
-        wait_until(lambda: fd in engine.connections)
-        bp = engine.add_breakpoint("readable", fd=fd).result(5)
-        sock.sendall(b"stop here")
-        hit = rec.wait_for("loop", state="paused", breakpoint=bp["id"])
+        fd, bp, hit = _hit_readable(engine, rec, sock, b"stop here")
         assert engine.paused
         assert hit["fd"] == fd  # which fd matched: for "any fd" breakpoints, the one to look at
         # The iteration that paused is the one whose wait reported fd readable.
-        before = [e for e in rec.events if e["seq"] < hit["seq"]]
-        last_wait = max(i for i, e in enumerate(before) if e["kind"] == "wait")
-        iteration = before[last_wait:]
+        iteration = _iteration_before(rec, hit)
         assert any(e["kind"] == "ready" and e["fd"] == fd for e in iteration)
         assert any(e["kind"] == "recv" and e["fd"] == fd for e in iteration)
         listed = engine.list_breakpoints().result(5)
@@ -382,19 +392,9 @@ def test_a_breakpoint_hit_in_an_iteration_not_shown_shows_that_wait(make_engine)
     matched in one paused the loop with no wait before its `loop` event, and the state's
     `last_wait` was an older wait (the page named the wrong iteration)."""
     engine, rec = make_engine(observe_budget=1)  # under 1 event a window: nothing is shown
-
-    def shown_wait_before(event: dict[str, Any]) -> list[dict[str, Any]]:
-        before = [e for e in rec.events if e["seq"] < event["seq"]]
-        waits = [i for i, e in enumerate(before) if e["kind"] == "wait"]
-        return before[waits[-1]:] if waits else []
-
     with connect(engine.tcp_port) as sock:
-        fd = rec.wait_for("accept")["fd"]
-        wait_until(lambda: fd in engine.connections)
-        bp = engine.add_breakpoint("readable", fd=fd).result(5)
-        sock.sendall(b"x")
-        hit = rec.wait_for("loop", state="paused", breakpoint=bp["id"])
-        iteration = shown_wait_before(hit)
+        fd, bp, hit = _hit_readable(engine, rec, sock, b"x")
+        iteration = _iteration_before(rec, hit)
         assert [e["fd"] for e in iteration if e["kind"] == "ready"] == [fd], iteration
         assert all(e["late"] for e in iteration if e["kind"] in ("wait", "ready"))
         last = engine.state().result(5)["last_wait"]
@@ -403,6 +403,6 @@ def test_a_breakpoint_hit_in_an_iteration_not_shown_shows_that_wait(make_engine)
         engine.step().result(5)
         wait_until(lambda: len(rec.of("loop", state="paused", breakpoint=bp["id"])) == 2)
         stepped = rec.of("loop", state="paused", breakpoint=bp["id"])[1]
-        assert any(e["kind"] == "ready" and e["fd"] == fd for e in shown_wait_before(stepped))
+        assert any(e["kind"] == "ready" and e["fd"] == fd for e in _iteration_before(rec, stepped))
         engine.resume().result(5)
         assert recv_exactly(sock, 2) == b"xy"
