@@ -71,8 +71,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         # release on that path: _after_write keeps reading paused while shutting down
         "send@user": [eng._close_connection, conn.shut_down, conn.on_ready],
         "queue@user": [eng._close_connection, conn.shut_down, conn.on_ready],
-        # the engine's stop flushes each queue the same way (`closing: "shutdown"`)
-        # what is left queued after that flush keeps write interest; reading stays paused
+        # what is left queued after such a flush keeps write interest; reading stays paused
         "interest@user": [eng._close_connection, conn.shut_down, conn.on_ready,
                           conn._after_write, loop.Loop.set_interest],
         "interest@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready, conn._after_write,
@@ -85,6 +84,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         # a user's close of a streaming peer lingers: shut_down itself sets read interest only
         # (the queue left is given up), right after that flush's `queue` event
         "interest@linger": [eng._close_connection, conn.shut_down, loop.Loop.set_interest],
+        # the engine's stop flushes each queue the same way (`closing: "shutdown"`)
         "send@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],
         "queue@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],
         "close@shutdown": [eng._shutdown, conn.shut_down, conn.close],

@@ -92,6 +92,21 @@ function interestKey(ev) {
   return ev.op === 'register' || ev.op === 'unregister' ? `interest@${ev.op}` : 'interest';
 }
 
+/** A modify right after a close's flush (its `queue` event says `closing`), or null. Read
+ * interest only: the queue emptied, on_ready's own end drops write interest; or a queue was
+ * left, shut_down gave it up and reads away as the close lingers (linger.py). Anything else
+ * (write interest kept, or reading paused) is _after_write's. */
+function closingInterestKey(events, i) {
+  const ev = events[i], before = events[i - 1];
+  if (ev.op !== 'modify' || ev.cause || ev.moved || !before || before.kind !== 'queue'
+      || before.fd !== ev.fd || !before.closing) return null;
+  const flags = ev.flags || [];
+  const writing = flags.some((f) => f === 'write' || f.endsWith('OUT'));
+  const reading = flags.some((f) => f === 'read' || f.endsWith('IN'));
+  if (!reading || writing) return `interest@${before.closing}`;
+  return before.depth === 0 ? `interest@${before.closing}-emptied` : 'interest@linger';
+}
+
 /** A datagram out right after the one in (a udp_wrong_address flaw event may come between)
  * is the echo; any other is a reply the kernel could not take at once, sent later. */
 function datagramKey(events, i) {
@@ -150,22 +165,7 @@ export class CodePanel {
         if (ev.paused === false) return 'backpressure@release';
         return ev.inline ? 'backpressure@inline' : 'backpressure';
       case 'close': return closeKey(events, i);
-      case 'interest':  // right after a close's flush (`closing`): shut_down's write half
-        if (ev.op === 'modify' && !ev.cause && !ev.moved && sameFd(events[i - 1], 'queue')
-            && events[i - 1].closing) {
-          const closing = events[i - 1].closing;
-          const flags = ev.flags || [];
-          const writing = flags.some((f) => f === 'write' || f.endsWith('OUT'));
-          const reading = flags.some((f) => f === 'read' || f.endsWith('IN'));
-          // read interest only: the queue emptied, on_ready's own end drops write interest;
-          // a queue left, shut_down gave it up and reads away as the close lingers (linger.py).
-          // Anything else (write interest kept, or reading paused) is _after_write's
-          if (reading && !writing) {
-            return events[i - 1].depth === 0 ? `interest@${closing}-emptied` : 'interest@linger';
-          }
-          return `interest@${closing}`;
-        }
-        return interestKey(ev);
+      case 'interest': return closingInterestKey(events, i) ?? interestKey(ev);
       case 'datagram': return datagramKey(events, i);
       case 'error': { const cause = errorCause(ev); return cause ? `error@${cause}` : 'error'; }
       case 'loop':   // who emitted it: a client's pause/resume, a step, a breakpoint, a setting

@@ -83,8 +83,7 @@ export class QueuesPanel {
     const c = colors();
     const width = Math.max(100, this.width());
     const ctx = fitCanvas(this.canvas, width, HEIGHT);
-    const hw = high;
-    const top = Math.log2(1 + hw * 2);
+    const top = Math.log2(1 + high * 2);
     const plotH = HEIGHT - TOP - BOTTOM;
     const yOf = (bytes) => HEIGHT - BOTTOM - (bytes > 0 ? Math.min(1, Math.log2(1 + bytes) / top) : 0) * plotH;
     const bars = this.picked;
@@ -125,7 +124,7 @@ export class QueuesPanel {
     // scale lines (drawn over the bars): 1 KiB, 64 KiB, high-water
     ctx.font = '10px ui-monospace, monospace';
     ctx.textBaseline = 'bottom';
-    for (const [bytes, label, color] of [[1024, '1 KiB', c.line], [65536, '64 KiB', c.line], [hw, `high-water ${fmtBytes(hw)}`, c.danger]]) {
+    for (const [bytes, label, color] of [[1024, '1 KiB', c.line], [65536, '64 KiB', c.line], [high, `high-water ${fmtBytes(high)}`, c.danger]]) {
       const y = Math.round(yOf(bytes)) + 0.5;
       ctx.strokeStyle = color; ctx.lineWidth = 1; ctx.setLineDash(color === c.danger ? [4, 3] : [2, 4]);
       ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(width, y); ctx.stroke();
@@ -139,7 +138,7 @@ export class QueuesPanel {
       // between the 64 KiB and the high-water lines, clear of both (it sat on the high-water one)
       const hint = this.replay ? 'no connections at this point of the recording'
         : 'no connections: connect with nc, or press "Add clients"';
-      ctx.fillText(hint, 4, Math.round((yOf(65536) + yOf(hw)) / 2));
+      ctx.fillText(hint, 4, Math.round((yOf(65536) + yOf(high)) / 2));
     }
     this.animating = animating;
     if (picked) this.summary(model, bars.length);
