@@ -358,24 +358,26 @@ class Loop:
         """A breakpoint matched in an iteration nobody was shown (over the observation
         budget): show its wait and ready list now, before the pause, so that the page and
         the state's `last_wait` describe the wait that matched, not an older one. (Their
-        seq numbers were counted as dropped then; these are new events.)"""
+        seq numbers were counted as dropped then; these are new events. The events of that
+        iteration that are always shown, a close or a backpressure, went out before them.)"""
         unshown, self.unshown_wait = self.unshown_wait, None
         if unshown is None or not self.obs.active:
             return
         timeout, ready, us, backend, registered = unshown
         self.last_ready = ready
         self.last_ready_backend = backend
-        self._emit_wait(timeout, ready, us, registered=registered, late=True)
+        self._emit_wait(timeout, ready, us, registered=registered, late=True, backend=backend)
         for fd, native in ready:
             self.obs.emit({"kind": "ready", "fd": fd, "flags": backend.names(native),
                            "late": True})
 
     def _emit_wait(self, timeout: float | None, ready: list[tuple[int, int]], us: float,
                    cpu_ns: int | None = None, registered: int | None = None,
-                   late: bool = False) -> None:
+                   late: bool = False, backend: Backend | None = None) -> None:
+        """`backend`: the one that made the call, when a late wait is shown after a switch."""
         event: dict[str, object] = {
             "kind": "wait",
-            "backend": self.backend.name,
+            "backend": (backend or self.backend).name,
             "registered": (self.backend.fds_passed(len(self.handlers)) if registered is None
                            else registered),
             # rounded up, as poll's backend and CPython's epoll.poll pass it to the kernel

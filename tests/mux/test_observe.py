@@ -472,3 +472,26 @@ def test_a_read_tried_again_goes_through_a_flaws_handler(name):
         loop.backend.close()
         a.close()
         b.close()
+
+
+def test_a_late_wait_names_the_backend_that_made_the_call():
+    """A breakpoint's hit shows an unshown wait late; a backend switch handled in that same
+    batch made it an epoll wait with poll's flags."""
+    import select
+
+    from mux.backends import create
+    from mux.loop import Loop
+
+    events: list[dict] = []
+    obs = Observers()
+    obs.add(events.append)
+    loop, poll = Loop(create("epoll"), obs, wait_timeout=0), create("poll")
+    try:
+        loop.unshown_wait = (0.25, [(5, select.POLLIN)], 7.0, poll, 3)  # then the switch
+        loop.show_unshown_wait()
+    finally:
+        loop.backend.close()
+        poll.close()
+    wait, ready = events
+    assert (wait["backend"], wait["registered"], wait["late"]) == ("poll", 3, True)
+    assert (ready["fd"], ready["flags"], ready["late"]) == (5, ["POLLIN"], True)
