@@ -68,7 +68,8 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         stats = self._read()
-        bytes_total = CounterMetricFamily("muxscope_bytes", "TCP bytes echoed",
+        bytes_total = CounterMetricFamily("muxscope_bytes",
+                                          "TCP bytes received (in) and sent back (out)",
                                           labels=["direction"])
         bytes_total.add_metric(["in"], stats["bytes_in"])
         bytes_total.add_metric(["out"], stats["bytes_out"])
@@ -79,6 +80,14 @@ class EngineCollector(Collector):
         for backend, count in stats["waits_by_backend"].items():
             waits.add_metric([backend], count)
         yield waits
+        udp = stats.get("udp")
+        if udp is not None:  # (no UDP listener: --no-udp)
+            datagrams = CounterMetricFamily(
+                "muxscope_udp_datagrams", "UDP datagrams received, echoed, and dropped by the "
+                "kernel for want of buffer space (SO_RXQ_OVFL)", labels=["result"])
+            for result in ("received", "echoed", "dropped"):
+                datagrams.add_metric([result], udp[result])
+            yield datagrams
         yield CounterMetricFamily("muxscope_engine_events",
                                   "events numbered by the engine (its last seq)",
                                   value=stats["events_total"])

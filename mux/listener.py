@@ -17,7 +17,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from .backends import READABLE
-from .sockets import ListeningHandler, bound_socket
+from .sockets import ListeningHandler, bound_socket, peer_name
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -53,7 +53,7 @@ class TcpListener(ListeningHandler):
                 failed += 1
                 continue
             self._recovered()
-            self.engine.adopt(sock, f"{addr[0]}:{addr[1]}", self.fd)
+            self.engine.adopt(sock, peer_name(addr), self.fd)
         # A full batch: more may be waiting. Level mode would tell us again; edge would not.
         # A batch of nothing but errors is no one connection's fault: retry later, not at once.
         if failed == ACCEPT_BATCH:

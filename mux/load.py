@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from .control import ControlDoor
+from .sockets import peer_name
 
 DEFAULT_CAP = 2000
 #: the longest single wait (s): a client's next send may be days away at a tiny rate, and
@@ -70,7 +71,7 @@ class _Client:
         self.sock = sock
         self.fd = sock.fileno()
         address = sock.getsockname()
-        self.local = f"{address[0]}:{address[1]}"  # the server's name for it: its peer
+        self.local = peer_name(address)  # the server's name for it: its peer
         self.message = message
         self.out = b""
         self.awaiting = 0

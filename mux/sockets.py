@@ -9,6 +9,13 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 
+def peer_name(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    """"ip:port" (SPEC §3's `peer`), with an IPv6 address in brackets: "[::1]:4000" splits
+    at its last colon, as "::1:4000" would not."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class ListeningHandler:
     """What the TCP listener and the UDP echo share: one bound socket of the engine's."""
 

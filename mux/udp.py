@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .backends import READABLE, WRITABLE
 from .events import preview
-from .sockets import ListeningHandler, bound_socket
+from .sockets import ListeningHandler, bound_socket, peer_name
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -100,7 +100,7 @@ class UdpEcho(ListeningHandler):
         self.received += 1
         if flags & socket.MSG_TRUNC:
             self.truncated += 1
-            self._error("truncated", f"udp datagram from {addr[0]}:{addr[1]} truncated")
+            self._error("truncated", f"udp datagram from {peer_name(addr)} truncated")
         self._emit(addr, "in", data)
         if addr[1] == self.port and addr[0] in self._own_ips:
             self.from_self += 1  # our own misdirected reply: echoing it would loop forever
@@ -115,8 +115,8 @@ class UdpEcho(ListeningHandler):
     def _flag_wrong_address(self, sender: tuple[str, int]) -> None:
         flaw = self.engine.flaws.get("udp_wrong_address")
         if flaw is not None:
-            flaw.flag(self.fd, f"reply to {sender[0]}:{sender[1]} sent to "
-                      f"{self.own_address[0]}:{self.own_address[1]} (this server) instead")
+            flaw.flag(self.fd, f"reply to {peer_name(sender)} sent to "
+                      f"{peer_name(self.own_address)} (this server) instead")
 
     def _try_send(self, data: bytes, addr: tuple[str, int]) -> bool:
         """Send to the sender — never to our own address (the seed's mistake).
@@ -127,7 +127,7 @@ class UdpEcho(ListeningHandler):
         except BlockingIOError:
             return False
         except OSError as exc:
-            self._error("send", f"udp send to {addr[0]}:{addr[1]}: {exc.strerror}")
+            self._error("send", f"udp send to {peer_name(addr)}: {exc.strerror}")
             return True
         if not self.reply_to_self:  # the bug zoo's reply to ourselves is no echo: lost
             self.echoed += 1
@@ -152,7 +152,7 @@ class UdpEcho(ListeningHandler):
     def _emit(self, addr: tuple[str, int], direction: str, data: bytes) -> None:
         obs = self.loop.obs
         if obs.watched:
-            obs.emit({"kind": "datagram", "fd": self.fd, "peer": f"{addr[0]}:{addr[1]}",
+            obs.emit({"kind": "datagram", "fd": self.fd, "peer": peer_name(addr),
                       "dir": direction, "bytes": len(data), "preview": preview(data)})
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1

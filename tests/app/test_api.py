@@ -231,6 +231,32 @@ def test_metrics_parse(live):
     assert bytes_in == 5
 
 
+def test_metrics_count_udp_datagrams(live):
+    """The UDP echo's counters were in /api/state only: the kernel's drops never reached
+    Prometheus."""
+    import socket as socketlib
+
+    with socketlib.socket(socketlib.AF_INET, socketlib.SOCK_DGRAM) as udp:
+        udp.settimeout(5)
+        for payload in (b"one", b"two"):
+            udp.sendto(payload, ("127.0.0.1", live.engine.udp_port))
+            assert udp.recvfrom(64)[0] == payload
+    families = {f.name: f for f in text_string_to_metric_families(
+        live.client.get("/metrics").text)}
+    counts = {s.labels["result"]: s.value for s in families["muxscope_udp_datagrams"].samples
+              if s.name.endswith("_total")}
+    assert counts == {"received": 2, "echoed": 2, "dropped": 0}
+    assert "received (in) and sent back (out)" in families["muxscope_bytes"].documentation
+
+
+def test_an_ipv6_peer_is_written_in_brackets():
+    """SPEC §3's "ip:port": "::1:4000" cannot be split at its colon; "[::1]:4000" can."""
+    from mux.sockets import peer_name
+
+    assert peer_name(("127.0.0.1", 4000)) == "127.0.0.1:4000"
+    assert peer_name(("::1", 4000, 0, 0)) == "[::1]:4000"
+
+
 def test_token_guards_api_metrics_and_ws_on_the_real_app():
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect as ws_connect
