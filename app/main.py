@@ -89,6 +89,18 @@ def _with_recording_losses(stats: Callable[[], dict[str, Any]],
     return numbers
 
 
+def _with_load(stats: Callable[[], dict[str, Any]],
+               load: LoadGenerator) -> Callable[[], dict[str, Any]]:
+    """The stats frames say how many generated clients there are (and how many failed): a
+    POST's answer told only the page that sent it, and went stale as the server closed some."""
+    def numbers() -> dict[str, Any]:
+        figures = stats()
+        if load.count or load.errors:
+            figures["load"] = load.describe()
+        return figures
+    return numbers
+
+
 def _live_state(settings: Settings, engine: Engine) -> dict[str, Any]:
     tap = EventTap()
     hub = Hub(max_clients=settings.max_clients)
@@ -133,6 +145,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                                    cap=state.settings.load_cap,
                                    max_connections=engine.max_connections, peers=engine.peers,
                                    fd_ceiling=engine.fd_ceiling)
+        state.stats_provider = _with_load(state.stats_provider, state.load)
         tasks.append(asyncio.create_task(pump(state.tap, state.hub, consumers=consumers,
                                                encoded_consumers=encoded_consumers)))
     try:

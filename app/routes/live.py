@@ -115,6 +115,8 @@ def _stats_frame(stats: StatsProvider, subscription: Subscription) -> bytes:
         frame["lingering"] = numbers["lingering"][:MAX_LINGERING_LISTED]
     if numbers.get("record_lost"):  # events --record could not write (a full disk)
         frame["record_lost"] = numbers["record_lost"]
+    if numbers.get("load"):  # the generated clients now: every page's "Add clients" line
+        frame["load"] = numbers["load"]
     if numbers.get("udp") is not None:  # the kernel's drop count comes with no event: here
         frame["udp"] = numbers["udp"]
     return _dumps(frame)

@@ -142,12 +142,25 @@ export class Controls {
     if (!epoll) { this.trigger.value = 'level'; this.oneshot.checked = false; }
   }
 
+  /** The generated clients as the server counts them (every stats frame that changed it). */
+  paintLoad(load) {
+    if (load) {
+      const failed = load.errors ? `; ${load.errors} failed` : '';
+      this.loadStatus.textContent = `${load.connections} generated clients (cap ${load.cap})${failed}`;
+      this.hadLoad = true;
+    } else if (this.hadLoad) {
+      this.loadStatus.textContent = 'no generated clients';
+      this.hadLoad = false;
+    }
+  }
+
   paint(model) {
     if (!model.take('controls')) return;
     // disconnected, the last state known is no longer news: the server may be gone
     this.loopStateEl.textContent = !this.replay && !serverConnected() ? 'unknown (not connected)'
       : model.loop + (model.delayMs ? ` (+${model.delayMs} ms)` : '');
     if (this.replay) return;
+    this.paintLoad(model.load);
     const paused = model.paused;
     const label = paused ? 'Resume' : 'Pause';
     if (this.pauseBtn.textContent !== label) this.pauseBtn.textContent = label;

@@ -43,6 +43,8 @@ export class Model {
     this.dropped = 0;
     this.gaps = 0;
     this.stats = null;
+    this.load = null;       // {connections, cap, errors} of the generated clients (stats frames)
+    this.loadKey = '';
     this.regsChanged = true;    // fd set changed: the grid re-lays out
     this.touched = new Set();   // fds whose cell changed (interest, paused, armed): redrawn alone
     this.needResync = false;
@@ -118,6 +120,11 @@ export class Model {
     // events --record could not write (a full disk): said in the log panel's notices
     const recordLost = frame.record_lost || 0;
     if (recordLost !== this.recordLost) { this.recordLost = recordLost; this.mark('log'); }
+    // the load generator's clients now (another page may add or remove them; a server-side
+    // close drops one): null when there are none
+    const load = frame.load || null;
+    const loadKey = load ? `${load.connections}/${load.cap}/${load.errors}` : '';
+    if (loadKey !== this.loadKey) { this.loadKey = loadKey; this.load = load; this.mark('controls'); }
     // connections in a lingering close: no event says when one begins (its close event ends
     // it), so every page learns it here, within a second
     for (const fd of frame.lingering || []) {
