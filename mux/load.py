@@ -173,6 +173,7 @@ class LoadGenerator:
             self._drop(client)
         self._timers.clear()
         self.count = 0
+        self.errors = 0  # failures of the clients just removed: a new load starts afresh
         return 0
 
     def _stop(self) -> None:

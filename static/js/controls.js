@@ -44,7 +44,9 @@ export class Controls {
       return;
     }
     // a new snapshot may come from a restarted server: what an add reported may not hold now
-    model.subscribe((ev) => { if (ev.kind === 'reset') this.loadStatus.textContent = ''; });
+    model.subscribe((ev) => {
+      if (ev.kind === 'reset') { this.loadStatus.textContent = ''; this.shownLoadKey = undefined; }
+    });
     const onBackend = () => this.sendBackend();
     this.backend.addEventListener('change', onBackend);
     this.trigger.addEventListener('change', onBackend);
@@ -142,8 +144,13 @@ export class Controls {
     if (!epoll) { this.trigger.value = 'level'; this.oneshot.checked = false; }
   }
 
-  /** The generated clients as the server counts them (every stats frame that changed it). */
-  paintLoad(load) {
+  /** The generated clients as the server counts them, when a stats frame changed the count:
+   * repainted on every paint, it hid the answer to this page's own Add or Remove behind the
+   * count of the frame before it. */
+  paintLoad(model) {
+    if (model.loadKey === this.shownLoadKey) return;
+    this.shownLoadKey = model.loadKey;
+    const load = model.load;
     if (load) {
       const failed = load.errors ? `; ${load.errors} failed` : '';
       this.loadStatus.textContent = `${load.connections} generated clients (cap ${load.cap})${failed}`;
@@ -160,7 +167,7 @@ export class Controls {
     this.loopStateEl.textContent = !this.replay && !serverConnected() ? 'unknown (not connected)'
       : model.loop + (model.delayMs ? ` (+${model.delayMs} ms)` : '');
     if (this.replay) return;
-    this.paintLoad(model.load);
+    this.paintLoad(model);
     const paused = model.paused;
     const label = paused ? 'Resume' : 'Pause';
     if (this.pauseBtn.textContent !== label) this.pauseBtn.textContent = label;

@@ -331,3 +331,32 @@ def test_the_load_line_follows_the_servers_generated_clients(dashboard):
     expect(status).to_contain_text("2 generated clients", timeout=8000)
     assert api.delete("/api/load").status_code == 200
     expect(status).to_have_text("no generated clients", timeout=8000)
+
+
+LOAD_TEXTS = """() => {
+    window.__loadTexts = [];
+    const el = document.querySelector('#load-status');
+    new MutationObserver(() => window.__loadTexts.push(el.textContent))
+        .observe(el, { childList: true, characterData: true, subtree: true });
+}"""
+
+
+def test_the_pages_own_add_and_remove_are_not_undone_by_an_older_count(dashboard):
+    """Every paint rewrote the load line from the last stats frame: right after this page's
+    own Add its answer gave way to the count from before it, and "removed" never showed."""
+    page, api = dashboard.page, dashboard.api
+    status = page.locator("#load-status")
+    assert api.post("/api/load", json={"connections": 3, "message_size": 64,
+                                       "rate": 0}).status_code == 202
+    expect(status).to_contain_text("3 generated clients", timeout=8000)
+    page.evaluate(LOAD_TEXTS)
+    page.get_by_label("Clients", exact=True).fill("2")
+    page.get_by_label("Rate per client (msg/s)").fill("0")
+    page.get_by_role("button", name="Add clients").click()
+    expect(status).to_contain_text("5 generated clients", timeout=8000)
+    page.get_by_role("button", name="Remove clients").click()
+    expect(status).to_have_text("no generated clients", timeout=8000)
+    texts = page.evaluate("() => window.__loadTexts")
+    after_add = texts[next(i for i, t in enumerate(texts) if t.startswith("5 "))]
+    assert "generated clients removed" in texts, texts
+    assert not [t for t in texts[texts.index(after_add):] if t.startswith("3 ")], texts

@@ -452,3 +452,19 @@ def test_a_connection_whose_handler_and_close_both_raise_is_dropped_and_said(mak
     with connect(engine.tcp_port) as other:  # the loop goes on
         other.sendall(b"still")
         assert recv_exactly(other, 5) == b"still"
+
+
+def test_removing_the_load_clients_forgets_their_failures():
+    """The failures stayed counted after every client was removed: the page's load line read
+    "0 generated clients; 1 failed" for the rest of the run."""
+    with socket.socket() as closed:  # a port nobody listens on: the connect is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        load = LoadGenerator("127.0.0.1", port, cap=10)
+        try:
+            load.add(1, 16, 1.0).result(5)
+            wait_until(lambda: load.errors == 1, what="the refused connect counted")
+            assert load.remove_all().result(5) == 0
+            assert load.describe() == {"connections": 0, "cap": 10, "errors": 0}
+        finally:
+            load.close()
