@@ -91,11 +91,12 @@ def _with_recording_losses(stats: Callable[[], dict[str, Any]],
 
 def _with_load(stats: Callable[[], dict[str, Any]],
                load: LoadGenerator) -> Callable[[], dict[str, Any]]:
-    """The stats frames say how many generated clients there are (and how many failed): a
-    POST's answer told only the page that sent it, and went stale as the server closed some."""
+    """The stats frames say how many generated clients there are (how many failed, how many
+    got a wrong echo): a POST's answer told only the page that sent it, and went stale as the
+    server closed some."""
     def numbers() -> dict[str, Any]:
         figures = stats()
-        if load.count or load.errors:
+        if load.count or load.errors or load.wrong:
             figures["load"] = load.describe()
         return figures
     return numbers

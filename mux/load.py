@@ -2,7 +2,10 @@
 
 Each client sends a message, waits for its echo, and sends the next one no sooner than
 1/rate seconds after the previous (rate 0: connected and idle). They are real sockets, so
-every one of them is a real connection the engine has to multiplex.
+every one of them is a real connection the engine has to multiplex. Each checks its echo byte
+for byte against what it sent: an echo that differs (a byte changed, repeated, reordered, or
+missing before later ones) is counted in `wrong` and ends that client: the load is a witness
+of the echo, not just weight.
 """
 
 from __future__ import annotations
@@ -64,8 +67,8 @@ class LoadFdError(ValueError):
 
 
 class _Client:
-    __slots__ = ("sock", "fd", "local", "message", "out", "awaiting", "interval", "due",
-                 "alive")
+    __slots__ = ("sock", "fd", "local", "message", "out", "awaiting", "echoed", "interval",
+                 "due", "alive")
 
     def __init__(self, sock: socket.socket, message: bytes, rate: float) -> None:
         self.sock = sock
@@ -75,6 +78,7 @@ class _Client:
         self.message = message
         self.out = b""
         self.awaiting = 0
+        self.echoed = 0  # bytes of the current message echoed back so far
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.due = 0.0
         self.alive = True
@@ -103,6 +107,7 @@ class LoadGenerator:
         self._stopping = False
         self.count = 0
         self.errors = 0
+        self.wrong = 0  # clients ended by an echo that differed from what they sent
         self._thread = threading.Thread(target=self._run, name="mux-load", daemon=True)
         self._thread.start()
 
@@ -174,6 +179,7 @@ class LoadGenerator:
         self._timers.clear()
         self.count = 0
         self.errors = 0  # failures of the clients just removed: a new load starts afresh
+        self.wrong = 0
         return 0
 
     def _stop(self) -> None:
@@ -221,7 +227,16 @@ class LoadGenerator:
         if not data:
             self._drop(client)
             return
-        client.awaiting -= len(data)
+        n = len(data)
+        start = client.echoed
+        # One message is out at a time (the next waits for this one's whole echo), so the echo
+        # is the message itself, from where the last read ended.
+        if data != client.message[start:start + n]:
+            self.wrong += 1
+            self._drop(client)
+            return
+        client.echoed = start + n
+        client.awaiting -= n
         # The next message is due once this one is all sent *and* echoed: with a large message
         # the echo can catch up with a partial send, which is not the end of the message.
         if client.awaiting <= 0 and not client.out and client.interval:
@@ -245,13 +260,15 @@ class LoadGenerator:
             _, _, client = heapq.heappop(self._timers)
             if client.alive and not client.out:  # never cut a message still being sent
                 client.out = client.message
+                client.echoed = 0
                 self._on_ready(client, selectors.EVENT_WRITE)
                 if client.alive and client.out:
                     self._sel.modify(client.fd, selectors.EVENT_READ | selectors.EVENT_WRITE,
                                      client)
 
     def describe(self) -> dict[str, Any]:
-        return {"connections": self.count, "cap": self.cap, "errors": self.errors}
+        return {"connections": self.count, "cap": self.cap, "errors": self.errors,
+                "wrong": self.wrong}
 
 
 def _free_fds_below(ceiling: int) -> int | None:

@@ -153,7 +153,9 @@ export class Controls {
     const load = model.load;
     if (load) {
       const failed = load.errors ? `; ${load.errors} failed` : '';
-      this.loadStatus.textContent = `${load.connections} generated clients (cap ${load.cap})${failed}`;
+      // a client whose echo differed from what it sent (older servers do not say: undefined)
+      const wrong = load.wrong ? `; ${load.wrong} got a wrong echo` : '';
+      this.loadStatus.textContent = `${load.connections} generated clients (cap ${load.cap})${failed}${wrong}`;
       this.hadLoad = true;
     } else if (this.hadLoad) {
       this.loadStatus.textContent = 'no generated clients';

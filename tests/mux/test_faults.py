@@ -362,6 +362,7 @@ def test_load_clients_send_whole_messages_even_when_the_echo_overtakes_a_send(ma
             return totals if totals[0] == totals[1] >= 6 * size else None
 
         bytes_in, _ = wait_until(quiet_after_6_mib, timeout=20, what="6 MiB echoed, at rest")
+        assert load.wrong == 0  # each client checked its echo, a partial send's too
     finally:
         load.close()
     assert bytes_in % size == 0, f"a message was cut short: {bytes_in / size:.3f} MiB"
@@ -465,6 +466,6 @@ def test_removing_the_load_clients_forgets_their_failures():
             load.add(1, 16, 1.0).result(5)
             wait_until(lambda: load.errors == 1, what="the refused connect counted")
             assert load.remove_all().result(5) == 0
-            assert load.describe() == {"connections": 0, "cap": 10, "errors": 0}
+            assert load.describe() == {"connections": 0, "cap": 10, "errors": 0, "wrong": 0}
         finally:
             load.close()
