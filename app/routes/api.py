@@ -87,6 +87,14 @@ async def post_load(body: LoadRequest, request: Request) -> dict[str, Any]:
     return {"connections": total, "cap": load.cap}
 
 
+@router.get("/api/load")
+async def get_load(request: Request) -> dict[str, Any]:
+    """The generated clients now: `{connections, cap, errors, wrong}` (as the stats frames'
+    `load`), for scripts that added them and want to know how they fare."""
+    _engine(request)
+    return dict(request.app.state.load.describe())
+
+
 @router.delete("/api/load")
 async def delete_load(request: Request) -> dict[str, Any]:
     _engine(request)
