@@ -2,7 +2,8 @@
 
 Conditions are checked once per iteration, after the handlers ran, from what the kernel
 returned (readable / writable / hang-up bits) and from what the handlers noted (EOF,
-backpressure changes, queue depth). With no breakpoint set, nothing here runs at all.
+backpressure changes, queue depth). `queue_over` fires when a queue grows past its depth,
+once until that queue is back at or under it. With no breakpoint set, nothing here runs.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import itertools
 import select
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .backends import READABLE, WRITABLE, Backend
@@ -35,6 +36,10 @@ class Breakpoint:
     hits: int = 0
     last_wait: int | None = None  # the engine's wait count at the last hit
     last_fd: int | None = None  # the fd that matched at the last hit
+    #: queue_over: the fds whose queue was over `depth` at the last check. It fires when a
+    #: queue grows past the depth, not on every wait while it stays there (a client that does
+    #: not read keeps it deep, and Resume then acted as Step until the breakpoint was deleted)
+    over: set[int] = field(default_factory=set)
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "when": self.when, "fd": self.fd, "depth": self.depth,
@@ -110,6 +115,8 @@ class Breakpoints:
         """The connection on `fd` closed: its breakpoints go after this iteration's check."""
         if self.items:
             self._doomed.update(bp.id for bp in self.items.values() if bp.fd == fd)
+            for bp in self.items.values():
+                bp.over.discard(fd)  # the next connection given this fd starts below
 
     def _drop_closed(self) -> None:
         doomed, self._doomed = self._doomed, set()
@@ -147,7 +154,8 @@ class Breakpoints:
     def _matching_fd(bp: Breakpoint, ready: list[tuple[int, int]], backend: Backend,
                      notes: list[tuple[str, int]], queue_depth: dict[int, int],
                      own_fd: int = -1) -> int | None:
-        """The first fd on which `bp` matched this iteration, or None."""
+        """The first fd on which `bp` matched this iteration, or None. For queue_over it also
+        records which queues are over the depth now, for the next check."""
         def fd_ok(fd: int) -> bool:
             return fd != own_fd if bp.fd is None else bp.fd == fd
 
@@ -164,5 +172,7 @@ class Breakpoints:
             found = (fd for what, fd in notes if what == "backpressure" and fd_ok(fd))
         else:
             depth = bp.depth or 0
-            found = (fd for fd, d in queue_depth.items() if fd_ok(fd) and d > depth)
+            over = [fd for fd, d in queue_depth.items() if fd_ok(fd) and d > depth]
+            was_over, bp.over = bp.over, set(over)
+            found = iter([fd for fd in over if fd not in was_over])  # newly over only
         return next(found, None)

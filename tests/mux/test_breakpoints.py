@@ -140,6 +140,41 @@ def test_queue_over_and_backpressure_breakpoints(make_engine):
         assert rec.of("backpressure", paused=True)
 
 
+def test_queue_over_fires_as_a_queue_grows_past_its_depth_not_while_it_stays(make_engine):
+    """A client that does not read keeps its queue deep: the breakpoint fired on every wait
+    after Resume (Resume acted as Step). It fires again once the queue has been back under."""
+    engine, rec = make_engine(so_sndbuf=4096)
+    bp = engine.add_breakpoint("queue_over", depth=3).result(5)
+    size = 1 << 20
+    with connect(engine.tcp_port) as sock:
+        fd = rec.wait_for("accept")["fd"]
+
+        def depth() -> int:
+            return engine.call(lambda: len(engine.connections[fd].queue)).result(5)
+
+        def hits() -> list[dict[str, Any]]:
+            return rec.of("loop", state="paused", breakpoint=bp["id"])
+
+        sender = threading.Thread(target=send_quietly, args=(sock, os.urandom(size)),
+                                  daemon=True)
+        sender.start()
+        wait_until(lambda: len(hits()) == 1, timeout=10, what="the first hit")
+        engine.resume().result(5)
+        sender.join(10)  # all of it read by the server; the client reads nothing back yet
+        waits = engine.stats.waits
+        for _ in range(5):  # each command wakes the loop: a wait, then the check
+            engine.call(lambda: None).result(5)
+        assert len(hits()) == 1 and not engine.paused
+        assert engine.stats.waits >= waits + 5 and depth() > 3
+        # read the echo: the queue drains, then grows past 3 again, which fires again
+        assert len(recv_exactly(sock, size)) == size
+        wait_until(lambda: depth() == 0, what="the queue drained")
+        threading.Thread(target=send_quietly, args=(sock, os.urandom(size)), daemon=True).start()
+        wait_until(lambda: len(hits()) == 2, timeout=10, what="the second hit")
+        assert engine.list_breakpoints().result(5)[0]["hits"] == 2
+        engine.resume().result(5)
+
+
 def test_the_loop_runs_breakpoint_code_only_while_one_is_set(make_engine):
     """The check is a loop hook added with the first breakpoint and removed with the last, so
     with none set no breakpoint code runs per iteration."""
