@@ -110,18 +110,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "(the CI smoke run): short windows, one rep")
     p.add_argument("--seconds", metavar="S", type=_positive_float("seconds"), default=None,
                    help="seconds per measurement window (default: 2; 0.25 with --quick)")
-    p.add_argument("--reps", metavar="N", type=int_in(1, None, "reps"), default=None,
+    p.add_argument("--reps", metavar="N", type=int_in(1, None, "the number of reps"), default=None,
                    help="interleaved repetitions per comparison (default: 3; 1 with --quick)")
     p.add_argument("--only", choices=("echo", "wait", "events", "micro", "scale",
                                       "instructions"),
                    default=None,
-                   help="run one part only (scale and instructions run only when asked for "
-                        "by name)")
+                   help="run one part only (default: echo, wait, events and micro; scale and "
+                        "instructions run only when asked for by name)")
     p.add_argument("--scale-seconds", metavar="S", type=_positive_float("scale seconds"),
                    default=None,
                    help=f"--only scale: seconds of the measured window (default: "
                         f"{scale.SECONDS:g})")
-    p.add_argument("--scale-conns", metavar="N", type=int_in(1, scale.MAX_CONNS, "conns"),
+    p.add_argument("--scale-conns", metavar="N",
+                   type=int_in(1, scale.MAX_CONNS, "the number of connections"),
                    default=None,
                    help=f"--only scale: idle connections (default: {scale.CONNS:,}, at most "
                         f"{scale.MAX_CONNS:,})")
@@ -129,7 +130,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="also write every figure to FILE as JSON (the echo rows with each "
                    "repetition's raw figures)")
     p.add_argument("--client", choices=("auto", "python"), default="auto",
-                   help="load client: auto = the C client when gcc exists, else Python")
+                   help="load client: auto = the C client when gcc exists, else Python "
+                        "(default: %(default)s)")
     args = p.parse_args(argv)
     scale_flags = [f for f, v in (("--scale-seconds", args.scale_seconds),
                                   ("--scale-conns", args.scale_conns)) if v is not None]

@@ -103,7 +103,7 @@ def _add_http_flags(parser: Any, host_help: str = HOST_HELP) -> None:
     )
     parser.add_argument(
         "--max-clients",
-        type=int_in(1, None, "--max-clients"),
+        type=int_in(1, None, "the number of browsers"),
         default=16,
         metavar="N",
         help="browsers (websockets) at once; the next one is closed with a reason "
@@ -162,7 +162,7 @@ def _add_engine_flags(parser: Any) -> None:
     )
     parser.add_argument(
         "--record-max-mb",
-        type=int_in(1, 100, "--record-max-mb"),
+        type=int_in(1, 100, "the size in MB"),
         default=None,
         metavar="MB",
         help="size of a --record file's events at which it is rotated, 1-100: a larger file "
@@ -170,7 +170,7 @@ def _add_engine_flags(parser: Any) -> None:
     )
     parser.add_argument(
         "--max-connections",
-        type=int_in(1, None, "--max-connections"),
+        type=int_in(1, None, "the number of connections"),
         default=10_000,
         metavar="N",
         help="echo connections held at once; the next one is accepted and closed "
@@ -178,7 +178,7 @@ def _add_engine_flags(parser: Any) -> None:
     )
     parser.add_argument(
         "--load-cap",
-        type=int_in(0, None, "--load-cap"),
+        type=int_in(0, None, "the number of clients"),
         default=2_000,
         metavar="N",
         help="most load clients the page may generate in all (default: %(default)s)",

@@ -17,6 +17,13 @@ export function withToken(url) {
   return `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
 }
 
+/** The page's labels for the request fields its own controls fill in: a 422 names the field
+ *  the person typed into ("Clients: Input should be ..."), not the API's name for it. */
+const FIELD_LABELS = {
+  delay_ms: 'milliseconds', connections: 'Clients', message_size: 'Message bytes',
+  rate: 'Rate per client', depth: 'Depth', fd: 'Breakpoint fd',
+};
+
 function detailText(body, status, statusText) {
   if (body && body.detail !== undefined) {
     const d = body.detail;
@@ -24,7 +31,8 @@ function detailText(body, status, statusText) {
     if (Array.isArray(d)) {
       return d.map((e) => {
         if (e && typeof e === 'object') {
-          const loc = Array.isArray(e.loc) ? e.loc.filter((x) => x !== 'body').join('.') : '';
+          const loc = Array.isArray(e.loc)
+            ? e.loc.filter((x) => x !== 'body').map((x) => FIELD_LABELS[x] || x).join('.') : '';
           return loc ? `${loc}: ${e.msg}` : String(e.msg ?? JSON.stringify(e));
         }
         return String(e);
@@ -52,6 +60,9 @@ export function showError(message, topic = '') {
     dismiss.addEventListener('click', clearErrors);
     errorArea.append(list, dismiss);
   }
+  // the newest error of a kind replaces the older ones: three bad slow-motion values, or Step
+  // pressed three times while running, are one line, not a pile
+  if (topic) for (const old of list.querySelectorAll('p.error-message')) if (old.dataset.topic === topic) old.remove();
   list.append(p);
   while (list.children.length > MAX_ERRORS) list.firstElementChild.remove();
 }

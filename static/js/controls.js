@@ -167,7 +167,8 @@ export class Controls {
     if (!model.take('controls')) return;
     // disconnected, the last state known is no longer news: the server may be gone
     this.loopStateEl.textContent = !this.replay && !serverConnected() ? 'unknown (not connected)'
-      : model.loop + (model.delayMs ? ` (+${model.delayMs} ms)` : '');
+      : this.replay && model.shutDown ? 'stopped (the engine shut down)'
+        : model.loop + (model.delayMs ? ` (+${model.delayMs} ms)` : '');
     if (this.replay) return;
     this.paintLoad(model);
     const paused = model.paused;

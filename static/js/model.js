@@ -23,6 +23,7 @@ export class Model {
     this.backend = { name: null, trigger: 'level', oneshot: false, write: 'queued', fd: null, maxevents: null };
     this.available = [];
     this.loop = 'running';
+    this.emptied = false;       // the last registration went (the engine's shutdown)
     this.delayMs = 0;
     this.pausedAt = null;       // the breakpoint hit the loop was paused at when the state was read
     this.flaw = undefined;      // the bug-zoo flaw on ('' none); undefined: the server does not say
@@ -237,6 +238,7 @@ export class Model {
   }
 
   setReg(fd, role, flags) {
+    this.emptied = false;
     const bits = toBits(flags);
     const old = this.regs.get(fd);
     this.regs.set(fd, { fd, role: role || (old && old.role) || this.roleOf(fd), bits, armed: true });
@@ -302,8 +304,10 @@ export class Model {
       case 'interest':
         if (inState) { this.preState?.replay(fd, ev.op === 'unregister' ? null : toBits(ev.flags), this.regs); break; }
         this.saveBefore(fd);
-        if (ev.op === 'unregister') { this.regs.delete(fd); this.regsChanged = true; }
-        else this.setReg(fd, null, ev.flags);
+        if (ev.op === 'unregister') {
+          this.regs.delete(fd); this.regsChanged = true;
+          if (!this.regs.size) { this.emptied = true; this.mark('controls'); }   // shut down
+        } else this.setReg(fd, null, ev.flags);
         this.mark('backend', 'syscall');
         break;
       case 'accept': {
@@ -352,6 +356,7 @@ export class Model {
         if (!ev.registered) {
           this.saveBefore(fd);
           if (this.regs.delete(fd)) this.regsChanged = true;
+          if (!this.regs.size) { this.emptied = true; this.mark('controls'); }
           this.flashes.delete(fd);
           this.lastReady.delete(fd);
         }
@@ -424,4 +429,8 @@ export class Model {
   remember(ev) { this.recentEvents.remember(ev); }
 
   get paused() { return this.loop !== 'running'; }
+
+  /** The last registration has gone: the engine has shut down (a live one always has its
+   *  control fd registered), as at the end of a recording. */
+  get shutDown() { return this.emptied && this.regs.size === 0; }
 }

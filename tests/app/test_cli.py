@@ -164,6 +164,16 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], word: str) -> None:
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("flag", ["--max-clients", "--record-max-mb", "--max-connections",
+                                  "--load-cap"])
+def test_an_out_of_range_number_names_its_flag_once(flag: str) -> None:
+    """argparse says "argument --x:" itself: the message read "argument --load-cap: --load-cap
+    must be >= 0, not -1"."""
+    r = run_cli(flag, "-1")
+    line = one_line(r.stderr)
+    assert r.returncode == 2 and line.count(flag) == 1 and "not -1" in line, line
+
+
 @pytest.fixture
 def busy_tcp_port() -> Iterator[int]:
     with socket.socket() as sock:

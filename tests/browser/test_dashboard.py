@@ -570,6 +570,11 @@ def test_errors_are_shown_not_swallowed(dashboard):
     expect(errors.filter(has_text=re.compile("pause", re.I))).to_have_count(1, timeout=3000)
     expect(errors.first).to_contain_text("409")
     assert page.get_by_role("alert").locator("p.error-message").count() == 1
+    # the same refusal again is the same one line, not a pile of them
+    for _ in range(2):
+        with page.expect_response(lambda r: r.url.endswith("/api/loop") and r.status == 409):
+            page.get_by_role("button", name="Step", exact=True).click()
+        expect(errors).to_have_count(1)
 
     slowmo = page.get_by_label("Slow motion")
     slowmo.fill("9000")
@@ -595,6 +600,11 @@ def test_errors_are_shown_not_swallowed(dashboard):
     slowmo.press_sequentially("250", delay=30)
     wait_api(dashboard, lambda s: s["delay_ms"] == 250, "slow motion 250 ms, typed")
     expect(errors).to_have_count(1)
+    # a refused field is named as the page labels it, not by the API's name for it
+    page.get_by_label("Clients", exact=True).fill("")
+    page.get_by_role("button", name="Add clients").click()
+    expect(errors.filter(has_text="Adding clients (422): Clients: ")).to_have_count(1,
+                                                                               timeout=3000)
     assert real_console_errors(dashboard) == []
 
 
@@ -1546,8 +1556,20 @@ def test_the_fd_legend_names_every_mark_a_cell_can_carry(dashboard):
     expect(items.first).to_be_visible(timeout=5000)
     texts = items.all_inner_texts()
     for mark in ("control fd", "listener", "connection", "read interest", "write interest",
-                 "except", "ready", "EPOLLET", "one-shot", "reading paused", "peer's own colour"):
+                 "except", "ready", "within the last second", "EPOLLET", "one-shot",
+                 "reading paused", "peer's own colour"):
         assert any(mark in t for t in texts), f"no legend entry for {mark!r}: {texts}"
+    # epoll's own marks are listed only while the grid is epoll's (select and poll listed them)
+    epoll_only = items.filter(has_text=re.compile("EPOLLET|one-shot"))
+    expect(epoll_only).to_have_count(2)
+    for name in ("poll", "select"):
+        assert dashboard.api.post("/api/backend", json={"name": name}).status_code == 200
+        expect(epoll_only.first).to_be_hidden(timeout=5000)
+        expect(epoll_only.last).to_be_hidden()
+        expect(items.filter(has_text="read interest")).to_be_visible()
+    assert dashboard.api.post("/api/backend", json={"name": "epoll"}).status_code == 200
+    expect(epoll_only.first).to_be_visible(timeout=5000)
+    expect(epoll_only.last).to_be_visible()
 
 
 def test_backpressure_shows_on_the_page_and_clears_when_the_client_reads(dashboard):

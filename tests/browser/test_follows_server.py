@@ -227,6 +227,32 @@ def test_a_replay_that_begins_at_a_breakpoint_says_so(open_dashboard, tmp_path):
     assert replay.console_errors == []
 
 
+def test_a_replay_at_the_end_of_a_recording_says_the_engine_shut_down(open_dashboard, tmp_path):
+    """A recording ends with the shutdown, every fd unregistered: the header read "running"
+    and the grid "no fds registered yet" there."""
+    recording = tmp_path / "ended.jsonl"
+    lines: list[dict] = [{"type": "snapshot", "seq": 0, "started_at": 1.0, "state": {}}]
+
+    def add(**event: object) -> None:
+        seq = len(lines)
+        lines.append({"seq": seq, "ts": seq / 10, **event})
+
+    for fd in (3, 5):
+        add(kind="interest", fd=fd, op="register", flags=["EPOLLIN"])
+    for ready in (1, 0):
+        add(kind="wait", backend="epoll", registered=2, timeout_ms=250, ready=ready,
+            duration_us=250)
+    for fd in (5, 3):  # the shutdown
+        add(kind="interest", fd=fd, op="unregister", flags=[])
+    recording.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    replay = open_dashboard(Settings(http_port=0, replay_file=recording))
+    state = replay.page.locator("#loop-state")
+    expect(state).to_have_text("stopped (the engine shut down)", timeout=8000)
+    scrub_to(replay.page, 1)   # before the shutdown
+    expect(state).not_to_have_text(re.compile("stopped"))
+    assert replay.console_errors == []
+
+
 def test_replay_shows_a_flaw_that_fired_as_detected_not_as_on(open_dashboard, tmp_path):
     """The replayed page never read the catalogue and made every flaw that fired "on", under
     its raw name: all seven at once in a long recording, though one at a time is the rule."""

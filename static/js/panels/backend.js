@@ -13,10 +13,14 @@ const ROLE_NAMES = { control: 'control fd (wake-up socketpair)', tcp_listener: '
 const LEGEND = [
   ['control', 'control fd'], ['listener', 'listener / UDP'], ['conn', 'connection'],
   ['read', 'read interest (in)'], ['write', 'write interest (out)'], ['except', 'except / PRI'],
-  ['ready', 'ready: came back from the last wait'], ['et', 'edge-triggered (EPOLLET)'],
-  ['oneshot', 'one-shot (dim: disarmed)'], ['paused', 'reading paused'],
+  ['ready', 'ready: came back from the last wait'],
+  ['flash', 'outline: came back ready within the last second (fades)'],
+  ['et', 'edge-triggered (EPOLLET)'], ['oneshot', 'one-shot (dim: disarmed)'],
+  ['paused', 'reading paused'],
   ['peer', "corner dot: the peer's own colour (the same in every panel)"],
 ];
+/** Marks only epoll has: their legend entries are hidden under select and poll. */
+const EPOLL_ONLY = new Set(['et', 'oneshot']);
 
 /** The wait the syscall line shows (it is throttled): the sets' text describes that one, both
  *  halves (what was passed in, what came back), so the two panels agree. The grid and its
@@ -55,13 +59,25 @@ export class BackendPanel {
   }
 
   buildLegend(ul) {
+    this.epollLegend = [];
+    this.legendEpoll = true;
     for (const [cls, text] of LEGEND) {
       const li = document.createElement('li');
       const sw = document.createElement('span');
       sw.className = `sw ${cls}`;
       li.append(sw, document.createTextNode(text));
       ul.append(li);
+      if (EPOLL_ONLY.has(cls)) this.epollLegend.push(li);
     }
+  }
+
+  /** The legend lists epoll's marks (EPOLLET, one-shot) only while the grid is epoll's. */
+  syncLegend(model) {
+    const name = model.backend && model.backend.name;
+    const epoll = !name || name === 'epoll';   // (none yet: as the default backend)
+    if (epoll === this.legendEpoll) return;
+    this.legendEpoll = epoll;
+    for (const li of this.epollLegend) li.hidden = !epoll;
   }
 
   /** Paint if dirty or still animating. */
@@ -69,6 +85,7 @@ export class BackendPanel {
     // thousands of cells: the grid (a large canvas, copied to the compositor on every redraw)
     // follows at most every BIG_GRID_MS; flags stay set meanwhile
     if (model === this.model && model.regs.size > BIG_GRID_FDS && now - this.drawnAt < BIG_GRID_MS) return;
+    this.syncLegend(model);
     let dirty = model.take('backend');
     if (this.uiVersion !== ui.version) {      // spotlight or "mine" changed: every cell redraws
       this.uiVersion = ui.version;
@@ -150,7 +167,7 @@ export class BackendPanel {
     if (!this.fds.length) {
       const c = colors();
       ctx.fillStyle = c.muted; ctx.font = '13px system-ui, sans-serif'; ctx.textBaseline = 'top';
-      ctx.fillText('no fds registered yet', 4, 4);
+      ctx.fillText(model.shutDown ? 'no fds registered: the engine shut down' : 'no fds registered yet', 4, 4);
     }
   }
 
