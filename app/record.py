@@ -171,6 +171,10 @@ class JsonlRecorder:
         if self._is_fifo():
             log.info("--record: %s is a FIFO: waiting for a reader", self.path)
         try:
+            if self.rotates and self.path.exists() and self.path.stat().st_size:
+                # a folder that came back (a remount) holds the segment written before it went:
+                # keep it (FILE.1), never truncate it with the reopen
+                self._shift_old_files()
             self._file = self._open()
         except OSError as exc:
             self._failed(exc)
@@ -397,7 +401,8 @@ class JsonlRecorder:
 
     def _rotate(self) -> bool:
         """Move the full file aside and start a new one; False (and the same file goes on)
-        when the old files cannot be moved, tried again after ROTATE_RETRY seconds."""
+        when the old files cannot be moved or the new one made, tried again after
+        ROTATE_RETRY seconds."""
         try:
             self._shift_old_files()  # renaming the open file is fine: it stays ours to write
         except OSError as exc:  # renames refused (a folder not writable, a FILE.N in the way)
@@ -406,13 +411,19 @@ class JsonlRecorder:
                                exc.filename or self.path, exc.strerror or exc, ROTATE_RETRY)
             self._no_rotation_until = time.monotonic() + ROTATE_RETRY
             return False
+        try:
+            new_file = self._open()
+        except OSError as exc:
+            # its folder is gone (moved, unmounted): the full file, still open, goes on. It
+            # was closed first, and the reopen once the folder came back truncated it
+            self._notices.warn("rotate", "--record: cannot start a new %s (%s); the full one "
+                               "goes on growing, and the rotation is tried again in %d s",
+                               self.path, exc.strerror or exc, ROTATE_RETRY)
+            self._no_rotation_until = time.monotonic() + ROTATE_RETRY
+            return False
         if self._file is not None:
             self._file.close()
-            self._file = None
-        try:
-            self._file = self._open()
-        except OSError as exc:  # its folder is gone: retried on the next batch
-            self._failed(exc)
+        self._file = new_file
         self._size = self._snapshot_size = 0
         self._events_in_file = 0
         return True

@@ -89,3 +89,25 @@ def test_events_a_recording_lost_are_counted_in_the_metrics():
         wait_until(lambda: lost(live.client.get("/metrics").text) > 0, 10, "a lost batch")
     with live_app() as live:
         assert lost(live.client.get("/metrics").text) == -1.0  # no --record: no such family
+
+
+def test_a_folder_gone_at_a_rotation_and_back_loses_no_segment(tmp_path) -> None:
+    """The recording's folder moved away (an unmount) when a file was full: the full file was
+    closed before the new one could be made, and once the folder came back the reopen
+    truncated that segment, its events not even counted as lost. The full file goes on now."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    path = folder / "run.jsonl"
+    recorder = JsonlRecorder(path, max_mb=0.01)  # ~10 KB of events a file
+    recorder.write_snapshot({"connections": []}, 0, 0.0)
+    recorder(_events(1, 100))
+    folder.rename(tmp_path / "away")
+    recorder(_events(101, 100))
+    recorder(_events(201, 100))  # full: the rotation cannot make a new file
+    (tmp_path / "away").rename(folder)
+    recorder(_events(301, 5))
+    recorder.close()
+    seqs = [orjson.loads(line)["seq"] for file in sorted(folder.iterdir())
+            for line in file.read_bytes().splitlines()]
+    assert sorted(set(seqs) - {0}) == list(range(1, 306))  # every event, in some file
+    assert recorder.lost_total == 0
