@@ -103,6 +103,10 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                     raise ValueError(f"{path}: gzip-compressed; decompress it first "
                                      f"(zcat {path} > recording.jsonl)")
                 line = line.removeprefix(b"\xef\xbb\xbf")  # a BOM some editors add
+                if line.lstrip().startswith(b'{"traceEvents"'):
+                    raise ValueError(f"{path}: a Chrome trace (the page's Download trace): "
+                                     "open it in Perfetto or chrome://tracing; replay reads "
+                                     "a file written with --record")
             if not line.strip():
                 continue
             try:
@@ -143,13 +147,39 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         raise ValueError(f"{path}: no snapshot and no events in it; is it a file written by "
                          "muxscope --record?")
     if snapshot is None:
-        first = events[0]["seq"] - 1 if events else 0
-        snapshot = {"type": "snapshot", "state": {}, "seq": first, "started_at": 0.0}
+        snapshot = _snapshot_from_events(events)
     # What the recording does not say keeps the §4 shape (e.g. an older, partial snapshot).
     empty, state = _empty_state(), snapshot.get("state") or {}
     snapshot["state"] = {**empty, **state,
                          "limits": {**empty["limits"], **(state.get("limits") or {})}}
     return snapshot, events
+
+
+def _snapshot_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A file of events only (a `GET /api/trace?format=jsonl` download, or a recording's
+    snapshot line cut off): what the engine was before its first event is not in it. The
+    backend is the one its first wait names (a trace of a poll engine was shown as epoll),
+    edge and one-shot as its registrations before any switch say, and the loop as running; the
+    fds registered before it are unknown (`unknown_before` says from which seq)."""
+    first_seq = events[0]["seq"] - 1 if events else 0
+    name = next((e.get("backend") for e in events if e["kind"] == "wait"), None)
+    backend: dict[str, Any] = {}
+    if name in ("select", "poll", "epoll"):
+        backend["name"] = name
+    if name == "epoll":
+        flags: set[str] = set()
+        for event in events:
+            if event["kind"] == "backend":
+                break
+            if event["kind"] == "interest" and event.get("op") != "unregister":
+                flags.update(event.get("flags") or ())
+        backend["trigger"] = "edge" if "EPOLLET" in flags else "level"
+        backend["oneshot"] = "EPOLLONESHOT" in flags
+    state: dict[str, Any] = {"loop": "running"}
+    if backend:
+        state["backend"] = {**_empty_state()["backend"], **backend}
+    return {"type": "snapshot", "state": state, "seq": first_seq, "started_at": 0.0,
+            "unknown_before": first_seq + 1}
 
 
 def _in_order(seq: Any, last: int | None, where: str, equal_ok: bool = False) -> int | None:
@@ -288,6 +318,12 @@ def replay_metrics(state: dict[str, Any], events: list[dict[str, Any]],
 def build_replay_state(settings: Settings) -> dict[str, Any]:
     assert settings.replay_file is not None
     snapshot, events = load_recording(Path(settings.replay_file))
+    note = None
+    if "unknown_before" in snapshot:
+        note = (f"this file has no snapshot line (a trace download?): what the engine held "
+                f"before its first event (seq {snapshot['unknown_before']:,}) is not in it, "
+                "so fds registered earlier appear only as its events name them")
+        log.warning("%s: %s", settings.replay_file, note)
     ring = TraceRing(max(1, len(events)), baseline=_byte_baseline(snapshot["state"]))
     ring(events)
     last = events[-1] if events else {}
@@ -301,7 +337,8 @@ def build_replay_state(settings: Settings) -> dict[str, Any]:
             # No events are published to it: it only counts the browsers (--max-clients).
             "hub": Hub(max_clients=settings.max_clients),
             "replay_totals": totals,
-            "replay_summary": {"events": len(events), "last_seq": last.get("seq")}}
+            "replay_summary": {"events": len(events), "last_seq": last.get("seq")},
+            "replay_note": note}
 
 
 @router.websocket("/ws")

@@ -16,7 +16,9 @@ async def index(request: Request) -> HTMLResponse:
     token = request.query_params.get("token", "") if settings.token else ""
     page: HTMLResponse = request.app.state.templates.TemplateResponse(
         request, "index.html",
-        {"version": __version__, "token": token, "replay": settings.replay},
+        {"version": __version__, "token": token, "replay": settings.replay,
+         # a replay of a file without a snapshot says what it cannot know
+         "replay_note": getattr(request.app.state, "replay_note", None)},
     )
     return page
 
