@@ -400,25 +400,31 @@ class JsonlRecorder:
                       self.path, reason)
 
     def _rotate(self) -> bool:
-        """Move the full file aside and start a new one; False (and the same file goes on)
-        when the old files cannot be moved or the new one made, tried again after
-        ROTATE_RETRY seconds."""
+        """Move the full file aside and start a new one; False (and the same file goes on,
+        under its own name) when the new one cannot be made or the old files cannot be moved,
+        tried again after ROTATE_RETRY seconds. The new file is made first, under a staging
+        name: made after the moves, a failure (its folder gone, no fds) left FILE missing, the
+        full one going on as FILE.1; made after closing the full one, the reopen once the
+        folder came back truncated that segment."""
+        staging = self.path.with_name(f".{self.path.name}.new")
         try:
-            self._shift_old_files()  # renaming the open file is fine: it stays ours to write
-        except OSError as exc:  # renames refused (a folder not writable, a FILE.N in the way)
-            self._notices.warn("rotate", "--record: cannot rotate %s (%s: %s); it goes on "
-                               "growing, and the rotation is tried again in %d s", self.path,
-                               exc.filename or self.path, exc.strerror or exc, ROTATE_RETRY)
-            self._no_rotation_until = time.monotonic() + ROTATE_RETRY
-            return False
-        try:
-            new_file = self._open()
+            new_file = io.FileIO(staging, "wb")
         except OSError as exc:
-            # its folder is gone (moved, unmounted): the full file, still open, goes on. It
-            # was closed first, and the reopen once the folder came back truncated it
             self._notices.warn("rotate", "--record: cannot start a new %s (%s); the full one "
                                "goes on growing, and the rotation is tried again in %d s",
                                self.path, exc.strerror or exc, ROTATE_RETRY)
+            self._no_rotation_until = time.monotonic() + ROTATE_RETRY
+            return False
+        try:
+            self._shift_old_files()  # renaming the open file is fine: it stays ours to write
+            staging.replace(self.path)
+        except OSError as exc:  # renames refused (a folder not writable, a FILE.N in the way)
+            new_file.close()
+            with contextlib.suppress(OSError):
+                staging.unlink()
+            self._notices.warn("rotate", "--record: cannot rotate %s (%s: %s); it goes on "
+                               "growing, and the rotation is tried again in %d s", self.path,
+                               exc.filename or self.path, exc.strerror or exc, ROTATE_RETRY)
             self._no_rotation_until = time.monotonic() + ROTATE_RETRY
             return False
         if self._file is not None:

@@ -97,16 +97,13 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if size > MAX_REPLAY_BYTES:
             raise ValueError(f"{path}: {size / 2**20:,.0f} MiB, more than "
                              f"{MAX_REPLAY_BYTES >> 20:,} MiB, {_TOO_BIG}")
+        _refuse_a_chrome_trace(f, path)
         for number, line in enumerate(_lines(f, path), 1):
             if number == 1:
                 if line.startswith(b"\x1f\x8b"):
                     raise ValueError(f"{path}: gzip-compressed; decompress it first "
                                      f"(zcat {path} > recording.jsonl)")
                 line = line.removeprefix(b"\xef\xbb\xbf")  # a BOM some editors add
-                if line.lstrip().startswith(b'{"traceEvents"'):
-                    raise ValueError(f"{path}: a Chrome trace (the page's Download trace): "
-                                     "open it in Perfetto or chrome://tracing; replay reads "
-                                     "a file written with --record")
             if not line.strip():
                 continue
             try:
@@ -155,31 +152,96 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return snapshot, events
 
 
+def _refuse_a_chrome_trace(f: BinaryIO, path: Path) -> None:
+    """The page's Download trace is one JSON document, often one line longer than any line a
+    recording has: said as what it is, before the lines are read (it was refused as "no
+    snapshot and no events", or as a line too long)."""
+    peek = getattr(f, "peek", None)
+    head = (peek(256) if peek is not None else b"")[:256].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"{") and b'"traceEvents"' in head:
+        raise ValueError(f"{path}: a Chrome trace (the page's Download trace): open it in "
+                         "Perfetto or chrome://tracing; replay reads a file written with "
+                         "--record")
+
+
 def _snapshot_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     """A file of events only (a `GET /api/trace?format=jsonl` download, or a recording's
-    snapshot line cut off): what the engine was before its first event is not in it. The
-    backend is the one its first wait names (a trace of a poll engine was shown as epoll),
-    edge and one-shot as its registrations before any switch say, and the loop as running; the
-    fds registered before it are unknown (`unknown_before` says from which seq)."""
+    snapshot line cut off): what the engine was before its first event is not in it, only
+    what its events imply. The backend is the one its first wait names, or the `from` of a
+    switch before that wait (a poll trace was shown as epoll); epoll's trigger and one-shot as
+    its registrations before any switch say; the loop's state as its first loop event
+    implies. `unknown_before` is the first seq, `note` what the page should say."""
     first_seq = events[0]["seq"] - 1 if events else 0
-    name = next((e.get("backend") for e in events if e["kind"] == "wait"), None)
+    name = _first_backend(events)
     backend: dict[str, Any] = {}
-    if name in ("select", "poll", "epoll"):
+    unknown = ["the fds registered then"]
+    if name is not None:
         backend["name"] = name
+    else:
+        unknown.append("the backend")
     if name == "epoll":
-        flags: set[str] = set()
-        for event in events:
-            if event["kind"] == "backend":
-                break
-            if event["kind"] == "interest" and event.get("op") != "unregister":
-                flags.update(event.get("flags") or ())
-        backend["trigger"] = "edge" if "EPOLLET" in flags else "level"
-        backend["oneshot"] = "EPOLLONESHOT" in flags
-    state: dict[str, Any] = {"loop": "running"}
+        marks = _epoll_marks(events)
+        if marks is None:
+            unknown.append("whether epoll was edge-triggered or one-shot")
+        else:
+            backend["trigger"], backend["oneshot"] = marks
+    state: dict[str, Any] = {"loop": _loop_before(events)}
     if backend:
         state["backend"] = {**_empty_state()["backend"], **backend}
+    note = (f"this file has no snapshot line (a trace download?), so what the engine held "
+            f"before its first event (seq {first_seq + 1:,}) is not known: {'; '.join(unknown)}"
+            ". Its events show the rest")
     return {"type": "snapshot", "state": state, "seq": first_seq, "started_at": 0.0,
-            "unknown_before": first_seq + 1}
+            "unknown_before": first_seq + 1, "note": note}
+
+
+def _first_backend(events: list[dict[str, Any]]) -> str | None:
+    """The backend the engine ran when the file begins: a switch's `from`, when one comes
+    before the first wait; else the first wait's."""
+    for event in events:
+        if event["kind"] == "backend":
+            name = event.get("from")
+            break
+        if event["kind"] == "wait":
+            name = event.get("backend")
+            break
+    else:
+        return None
+    return name if name in ("select", "poll", "epoll") else None
+
+
+def _loop_before(events: list[dict[str, Any]]) -> str:
+    """The loop's state before the file's first `loop` event, by what that event changed: a
+    resume or a step was made on a paused loop, a pause or a breakpoint's hit on a running
+    one, and a slow-motion or flaw change left the state as it says. Running without one."""
+    event = next((e for e in events if e["kind"] == "loop"), None)
+    if event is None:
+        return "running"
+    state, cause = event.get("state"), event.get("cause")
+    if cause == "command":  # Pause or Resume
+        return "paused" if state == "running" else "running"
+    if cause == "step" or state == "step":
+        return "paused"
+    if cause == "breakpoint":
+        return "running"
+    return "running" if state == "running" else "paused"
+
+
+def _epoll_marks(events: list[dict[str, Any]]) -> tuple[str, bool] | None:
+    """(trigger, oneshot) as the registrations before any switch show them; None with none to
+    go by (an idle engine's trace registers nothing). A switch's re-registrations (`moved`)
+    carry the new backend's flags, and come before its `backend` event."""
+    flags: set[str] = set()
+    seen = False
+    for event in events:
+        if event["kind"] == "backend" or event.get("moved"):
+            break
+        if event["kind"] == "interest" and event.get("op") != "unregister":
+            seen = True
+            flags.update(event.get("flags") or ())
+    if not seen:
+        return None
+    return ("edge" if "EPOLLET" in flags else "level"), "EPOLLONESHOT" in flags
 
 
 def _in_order(seq: Any, last: int | None, where: str, equal_ok: bool = False) -> int | None:
@@ -318,11 +380,8 @@ def replay_metrics(state: dict[str, Any], events: list[dict[str, Any]],
 def build_replay_state(settings: Settings) -> dict[str, Any]:
     assert settings.replay_file is not None
     snapshot, events = load_recording(Path(settings.replay_file))
-    note = None
-    if "unknown_before" in snapshot:
-        note = (f"this file has no snapshot line (a trace download?): what the engine held "
-                f"before its first event (seq {snapshot['unknown_before']:,}) is not in it, "
-                "so fds registered earlier appear only as its events name them")
+    note = snapshot.pop("note", None)
+    if note:
         log.warning("%s: %s", settings.replay_file, note)
     ring = TraceRing(max(1, len(events)), baseline=_byte_baseline(snapshot["state"]))
     ring(events)

@@ -173,6 +173,9 @@ class Breakpoints:
         else:
             depth = bp.depth or 0
             over = [fd for fd, d in queue_depth.items() if fd_ok(fd) and d > depth]
-            was_over, bp.over = bp.over, set(over)
-            found = iter([fd for fd in over if fd not in was_over])  # newly over only
+            fresh = [fd for fd in over if fd not in bp.over]  # newly over only
+            # the fd that fires is remembered; another that grew past the depth in the same
+            # check fires on a later one (one pause names one fd)
+            bp.over = {fd for fd in over if fd in bp.over or fd in fresh[:1]}
+            found = iter(fresh)
         return next(found, None)

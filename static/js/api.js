@@ -20,7 +20,7 @@ export function withToken(url) {
 /** The page's labels for the request fields its own controls fill in: a 422 names the field
  *  the person typed into ("Clients: Input should be ..."), not the API's name for it. */
 const FIELD_LABELS = {
-  delay_ms: 'milliseconds', connections: 'Clients', message_size: 'Message bytes',
+  delay_ms: '', connections: 'Clients',   // '': the message's own prefix names it (Slow motion) message_size: 'Message bytes',
   rate: 'Rate per client', depth: 'Depth', fd: 'Breakpoint fd',
 };
 
@@ -32,7 +32,7 @@ function detailText(body, status, statusText) {
       return d.map((e) => {
         if (e && typeof e === 'object') {
           const loc = Array.isArray(e.loc)
-            ? e.loc.filter((x) => x !== 'body').map((x) => FIELD_LABELS[x] || x).join('.') : '';
+            ? e.loc.filter((x) => x !== 'body').map((x) => FIELD_LABELS[x] ?? x).filter(Boolean).join('.') : '';
           return loc ? `${loc}: ${e.msg}` : String(e.msg ?? JSON.stringify(e));
         }
         return String(e);

@@ -306,7 +306,9 @@ export class Model {
         this.saveBefore(fd);
         if (ev.op === 'unregister') {
           this.regs.delete(fd); this.regsChanged = true;
-          if (!this.regs.size) { this.emptied = true; this.mark('controls'); }   // shut down
+          // the engine's shutdown unregisters its control fd last (a trace download has no
+          // registrations before its first event: its last connection's close is no shutdown)
+          if (!this.regs.size && fd === this.controlFd) { this.emptied = true; this.mark('controls'); }
         } else this.setReg(fd, null, ev.flags);
         this.mark('backend', 'syscall');
         break;
@@ -356,7 +358,6 @@ export class Model {
         if (!ev.registered) {
           this.saveBefore(fd);
           if (this.regs.delete(fd)) this.regsChanged = true;
-          if (!this.regs.size) { this.emptied = true; this.mark('controls'); }
           this.flashes.delete(fd);
           this.lastReady.delete(fd);
         }

@@ -111,3 +111,36 @@ def test_a_folder_gone_at_a_rotation_and_back_loses_no_segment(tmp_path) -> None
             for line in file.read_bytes().splitlines()]
     assert sorted(set(seqs) - {0}) == list(range(1, 306))  # every event, in some file
     assert recorder.lost_total == 0
+
+
+def test_a_new_file_that_cannot_be_made_leaves_the_full_one_under_its_name(
+        tmp_path, monkeypatch) -> None:
+    """No fd for the next file (EMFILE) after the full one was moved to FILE.1: FILE was
+    missing, the full file written on as FILE.1, while the warning said FILE went on."""
+    path = tmp_path / "run.jsonl"
+    real_file_io = io.FileIO
+    opened = [0]
+
+    def file_io(name: Any, mode: str = "r", *args: Any, **kwargs: Any) -> io.FileIO:
+        opened[0] += 1
+        if 2 <= opened[0] <= 4:  # the first is the recording's own file; the rotation's fail
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_file_io(name, mode, *args, **kwargs)
+
+    monkeypatch.setattr("app.record.ROTATE_RETRY", 0)
+    recorder = JsonlRecorder(path, max_mb=0.01)  # ~10 KB of events a file
+    monkeypatch.setattr(io, "FileIO", file_io)
+    recorder.write_snapshot({"connections": []}, 0, 0.0)
+    first = 1
+    while opened[0] < 5 and first < 2000:  # past the limit: three rotations fail, then one not
+        recorder(_events(first, 40))
+        first += 40
+        assert path.exists(), f"{path.name} missing before seq {first}"
+    recorder.close()
+    assert opened[0] >= 5, "the rotation was not tried four times"
+    files = sorted(tmp_path.iterdir())
+    assert [f.name for f in files][:2] == ["run.jsonl", "run.jsonl.1"], files
+    seqs = [orjson.loads(line)["seq"] for file in files
+            for line in file.read_bytes().splitlines()]
+    assert sorted(set(seqs) - {0}) == list(range(1, first))  # nothing lost
+    assert recorder.lost_total == 0

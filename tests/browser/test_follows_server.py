@@ -12,6 +12,7 @@ from playwright.sync_api import Browser, expect
 
 from app.main import create_app
 from app.settings import Settings
+from tests.app.test_replay_trace_files import trace_of_a_live_engine
 from tests.browser.test_dashboard import load_clients, wait_api, wait_for_a_scrollable_log
 from tests.browser.test_timeline import scrub_to
 from tests.conftest import run_asgi, wait_until
@@ -231,7 +232,8 @@ def test_a_replay_at_the_end_of_a_recording_says_the_engine_shut_down(open_dashb
     """A recording ends with the shutdown, every fd unregistered: the header read "running"
     and the grid "no fds registered yet" there."""
     recording = tmp_path / "ended.jsonl"
-    lines: list[dict] = [{"type": "snapshot", "seq": 0, "started_at": 1.0, "state": {}}]
+    lines: list[dict] = [{"type": "snapshot", "seq": 0, "started_at": 1.0,
+                          "state": {"control_fd": 3}}]
 
     def add(**event: object) -> None:
         seq = len(lines)
@@ -242,7 +244,7 @@ def test_a_replay_at_the_end_of_a_recording_says_the_engine_shut_down(open_dashb
     for ready in (1, 0):
         add(kind="wait", backend="epoll", registered=2, timeout_ms=250, ready=ready,
             duration_us=250)
-    for fd in (5, 3):  # the shutdown
+    for fd in (5, 3):  # the shutdown: the control fd goes last
         add(kind="interest", fd=fd, op="unregister", flags=[])
     recording.write_text("".join(json.dumps(line) + "\n" for line in lines))
     replay = open_dashboard(Settings(http_port=0, replay_file=recording))
@@ -250,6 +252,18 @@ def test_a_replay_at_the_end_of_a_recording_says_the_engine_shut_down(open_dashb
     expect(state).to_have_text("stopped (the engine shut down)", timeout=8000)
     scrub_to(replay.page, 1)   # before the shutdown
     expect(state).not_to_have_text(re.compile("stopped"))
+    assert replay.console_errors == []
+
+
+def test_a_replayed_trace_download_whose_last_connection_closed_is_no_shutdown(
+        open_dashboard, tmp_path):
+    """A trace download has no registrations from before its first event: its last
+    connection's close emptied the page's fd list, which read as the engine's shutdown."""
+    path = trace_of_a_live_engine(tmp_path, "poll")
+    replay = open_dashboard(Settings(http_port=0, replay_file=path))
+    expect(replay.page.locator("#replay-note")).to_contain_text("no snapshot line")
+    replay.page.wait_for_function("() => window.__muxscope.frames.events >= 1", timeout=8000)
+    expect(replay.page.locator("#loop-state")).to_have_text("running", timeout=8000)
     assert replay.console_errors == []
 
 

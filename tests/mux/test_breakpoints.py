@@ -175,6 +175,24 @@ def test_queue_over_fires_as_a_queue_grows_past_its_depth_not_while_it_stays(mak
         engine.resume().result(5)
 
 
+def test_two_queues_growing_past_the_depth_in_one_iteration_each_pause_the_loop(make_engine):
+    """Both were taken as over at the first check, which named only one: the other, still
+    over its depth, never paused the loop."""
+    engine, _ = make_engine()
+    bps = engine.breakpoints
+
+    def checks() -> list[int | None]:
+        bp = bps.add("queue_over", depth=3)
+        backend = engine.loop.backend
+        fired = []
+        for depths in ({7: 10, 8: 10}, {7: 11, 8: 11}, {7: 12, 8: 12}):
+            fired.append(bp.last_fd if bps.check([], backend, depths) is bp else None)
+        bps.remove(bp.id)
+        return fired
+
+    assert engine.call(checks).result(5) == [7, 8, None]
+
+
 def test_the_loop_runs_breakpoint_code_only_while_one_is_set(make_engine):
     """The check is a loop hook added with the first breakpoint and removed with the last, so
     with none set no breakpoint code runs per iteration."""

@@ -54,7 +54,9 @@ def _flip_last_byte(data: bytes) -> bytes:
     lambda i, data: data if i < 3 else _flip_last_byte(data),   # a byte changed
     lambda i, data: data if i < 3 else data + data[:1],         # a byte repeated
     lambda i, data: data if i < 3 else data[1:2] + data[:1] + data[2:],  # two swapped
-], ids=["changed", "repeated", "reordered"])
+    # two blocks swapped: the fill repeated every 21 bytes, so a 21-byte swap passed
+    lambda i, data: data if i < 3 else data[:14] + data[35:56] + data[14:35] + data[56:],
+], ids=["changed", "repeated", "reordered", "blocks-swapped"])
 def test_a_client_given_a_wrong_echo_counts_it_and_ends(mangle) -> None:
     with _echo_server(mangle) as port:
         load = LoadGenerator("127.0.0.1", port, cap=10)
