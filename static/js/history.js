@@ -15,6 +15,7 @@ export function snapshotOf(model) {
     conns.push({
       fd: c.fd, peer: c.peer, interest: reg ? toNative(reg.bits, name) : [], queue_depth: c.depth,
       pending_bytes: c.pending, bytes_in: c.bytesIn, bytes_out: c.bytesOut, reading_paused: c.paused,
+      active_at: c.activeAt,
     });
   }
   let lastWait = null;
@@ -27,6 +28,7 @@ export function snapshotOf(model) {
   }
   return {
     type: 'snapshot', seq: model.seq, started_at: model.startedAt, state_seq: model.stateSeq,
+    approximate: model.approximate,
     pre_state_regs: model.preState && model.preState.toPairs(),
     state: {
       backend: { ...model.backend }, available: model.available.slice(), loop: model.loop,

@@ -37,6 +37,20 @@ export function formatEvent(ev) {
 /** What the log has not listed since its last gap marker: events, dropped ones, a snapshot. */
 function noneUnlisted() { return { events: 0, dropped: 0, snapshotSeq: null }; }
 
+/** `events` (in seq order) with a gap marker wherever seq numbers skip: a view of the past
+ *  and a change of filter list them from the model's ring, which holds events only (the live
+ *  log's markers were lost there, and time travel showed the events either side as adjacent). */
+function withGapMarkers(events) {
+  const out = [];
+  let last = null;
+  for (const ev of events) {
+    if (last !== null && ev.seq > last + 1) out.push(EventLog.gapMarker(ev.seq - last - 1));
+    last = ev.seq;
+    out.push(ev);
+  }
+  return out;
+}
+
 export class EventLog {
   constructor(root, model) {
     this.model = model;
@@ -107,6 +121,11 @@ export class EventLog {
     model.subscribe((ev) => this.onEvent(ev));
   }
 
+  /** A gap's marker, as onEvent makes it live (and setFilter when it lists the past). */
+  static gapMarker(dropped) {
+    return { marker: `… ${dropped} events not delivered to this page (dropped) …`, gap: true, dropped };
+  }
+
   onEvent(ev) {
     if (this.source !== this.model) return;   // viewing the past: re-rendered on return
     if (ev.kind === 'reset') {
@@ -114,8 +133,7 @@ export class EventLog {
       this.lastSeq = this.model.seq;
     } else {
       if (this.lastSeq !== null && ev.seq > this.lastSeq + 1) {
-        const dropped = ev.seq - this.lastSeq - 1;
-        this.pending.push({ marker: `… ${dropped} events not delivered to this page (dropped) …`, gap: true, dropped });
+        this.pending.push(EventLog.gapMarker(ev.seq - this.lastSeq - 1));
       }
       this.lastSeq = ev.seq;
       this.pending.push(ev);
@@ -161,7 +179,7 @@ export class EventLog {
     this.filter = { fd: Number.isFinite(fd) ? fd : null, kind: this.kindSelect.value };
     // re-render from the model's ring of recent events
     this.list.replaceChildren();
-    this.pending = this.source.recent().filter((ev) => this.matches(ev)).slice(-MAX_ROWS);
+    this.pending = withGapMarkers(this.source.recent()).filter((ev) => this.matches(ev)).slice(-MAX_ROWS);
     this.unlisted = noneUnlisted();
     this.stick = true;
     this.jumpBtn.hidden = true;

@@ -33,7 +33,10 @@ export class Model {
     this.limits = {};
     this.controlFd = null;
     this.regs = new Map();      // fd -> {fd, role, bits: Set, armed}
-    this.conns = new Map();     // fd -> {fd, peer, depth, pending, bytesIn, bytesOut, paused, lingering, peak, peakAt, activeAt}
+    // fd -> {fd, peer, depth, pending, bytesIn, bytesOut, paused, lingering, peak, peakAt, activeAt}:
+    // activeAt is the engine's ts of its last event (the queue panel's order among equals: a
+    // page clock put a view of the past in another order than the page had live)
+    this.conns = new Map();
     this.connsVersion = (this.connsVersion || 0) + 1;  // bumped when the set of conns (or a peer) changes
     this.lastWait = null;       // wait event + ready_list
     this.lastReady = new Map(); // fd -> native flags, for the latest wait
@@ -90,6 +93,7 @@ export class Model {
       this.preState = PreState.fromPairs(frame.pre_state_regs);
       this.preState.rediff(this.regs);
     }
+    if (frame.approximate) this.approximate = true;   // a checkpoint taken after drops
     this.emit({ kind: 'reset' });
   }
 
@@ -188,7 +192,7 @@ export class Model {
         this.conns.set(c.fd, {
           fd: c.fd, peer: c.peer ?? '', depth: c.queue_depth ?? 0, pending: c.pending_bytes ?? 0,
           bytesIn: c.bytes_in ?? 0, bytesOut: c.bytes_out ?? 0, paused: !!c.reading_paused,
-          lingering: !!c.lingering, peak: c.pending_bytes ?? 0, peakAt: 0, activeAt: 0,
+          lingering: !!c.lingering, peak: c.pending_bytes ?? 0, peakAt: 0, activeAt: c.active_at ?? 0,
         });
         if (!this.regs.has(c.fd)) this.setReg(c.fd, 'connection', c.interest || []);
       }
@@ -267,7 +271,12 @@ export class Model {
   applyEvent(ev, now = performance.now()) {
     if (typeof ev.seq === 'number') {
       if (ev.seq <= this.seq) return;            // already reflected in the snapshot
-      if (this.seq && ev.seq > this.seq + 1) this.gaps += ev.seq - this.seq - 1;
+      if (this.seq && ev.seq > this.seq + 1) {
+        this.gaps += ev.seq - this.seq - 1;
+        // a view of the past: events dropped after its state was read leave its byte sums
+        // short, as live (where the frame's `dropped` says so)
+        if (this.isView && ev.seq - 1 > this.stateSeq && !this.approximate) { this.approximate = true; this.mark('conns'); }
+      }
       this.seq = ev.seq;
     }
     this.eventsApplied++;
@@ -281,6 +290,9 @@ export class Model {
     switch (ev.kind) {
       case 'wait':
         this.lastWait = waitFromEvent(ev);
+        // a view of the past outlines what its own iteration returned: replayed, every ready
+        // event of the iterations before it flashed as if just now
+        if (this.isView) this.flashes.clear();
         // a wait the state read has already: its handlers' changes are in `regs`
         if (inState && this.preState) this.preState.fill(this.lastWait.before);
         this.lastReady.clear();
@@ -317,17 +329,17 @@ export class Model {
         if (inState) { if (this.preState && !this.preState.has(fd)) this.preState.replay(fd, new Set(['in']), this.regs); break; }
         const c = this.conn(fd);
         if (c.peer !== (ev.peer ?? '')) { c.peer = ev.peer ?? ''; this.connsVersion++; }
-        c.activeAt = now;
+        c.activeAt = ev.ts ?? 0;
         c.lingering = false;   // a new connection on the fd (a close this page missed)
         if (!this.regs.has(fd)) { this.saveBefore(fd); this.setReg(fd, 'connection', []); }
         this.mark('conns', 'queues', 'backend');
         break;
       }
       case 'recv':
-        if (isConn && !inState) { const c = this.conn(fd); c.bytesIn += ev.bytes || 0; c.activeAt = now; this.mark('conns'); }
+        if (isConn && !inState) { const c = this.conn(fd); c.bytesIn += ev.bytes || 0; c.activeAt = ev.ts ?? 0; this.mark('conns'); }
         break;
       case 'send':
-        if (isConn && !inState) { const c = this.conn(fd); c.bytesOut += ev.bytes || 0; c.activeAt = now; this.mark('conns'); }
+        if (isConn && !inState) { const c = this.conn(fd); c.bytesOut += ev.bytes || 0; c.activeAt = ev.ts ?? 0; this.mark('conns'); }
         break;
       case 'queue': {
         if (!isConn || inState) break;
@@ -335,7 +347,7 @@ export class Model {
         c.depth = ev.depth ?? 0;
         c.pending = ev.pending_bytes ?? 0;
         if (c.pending >= c.peak || now - c.peakAt > 1500) { c.peak = c.pending; c.peakAt = now; }
-        c.activeAt = now;
+        c.activeAt = ev.ts ?? 0;
         this.mark('conns', 'queues');
         break;
       }

@@ -344,3 +344,71 @@ def test_a_replayed_wait_never_says_more_cpu_time_than_it_took(open_dashboard, t
     replay = open_dashboard(Settings(http_port=0, replay_file=recording), "-replay")
     expect(replay.page.locator("#syscall-detail")).to_contain_text(
         "took 1 µs, 1 µs of it on the CPU", timeout=DEADLINE_MS)
+
+
+VIEW_OF_THE_PAST = """async () => {
+    const { Model } = await import('/static/js/model.js');
+    const { snapshotOf } = await import('/static/js/history.js');
+    const frame = { type: 'snapshot', seq: 10, started_at: 1, state_seq: 10, state: {
+        backend: { name: 'epoll' }, control_fd: 3, listeners: { tcp: { fd: 5, port: 1 } },
+        connections: [{ fd: 7, peer: '127.0.0.1:1', interest: ['EPOLLIN'], queue_depth: 0,
+                        pending_bytes: 0, bytes_in: 0, bytes_out: 0, reading_paused: false }] } };
+    const wait = (seq, ts) => ({ seq, ts, kind: 'wait', backend: 'epoll', registered: 3,
+                                 timeout_ms: 250, ready: 1, duration_us: 5 });
+    const ready = (seq, ts) => ({ seq, ts, kind: 'ready', fd: 7, flags: ['EPOLLIN'] });
+    const recv = (seq, ts) => ({ seq, ts, kind: 'recv', fd: 7, bytes: 4, preview: 'ping' });
+    const view = (events, from = frame) => {
+        const m = new Model({ ringSize: 100 });
+        m.isView = true;
+        m.rebuild(from, events);
+        return m;
+    };
+    const whole = [wait(11, 1.0), ready(12, 1.0), recv(13, 1.5)];
+    const gap = [wait(11, 1.0), ready(12, 1.0), recv(20, 1.5)];   // 14..19 never came
+    const idleAfter = [...whole, wait(21, 2.0)];                   // a wait that returned nothing
+    const checkpoint = snapshotOf(view(gap));
+    return {
+        wholeApprox: view(whole).approximate,
+        gapApprox: view(gap).approximate,
+        fromCheckpointApprox: view([], checkpoint).approximate,
+        flashedAtReady: [...view(whole).flashes.keys()],
+        flashedAfterIdleWait: [...view(idleAfter).flashes.keys()],
+        activeAt: view(whole).conns.get(7).activeAt,
+        activeAtFromCheckpoint: view([], checkpoint).conns.get(7).activeAt,
+    };
+}"""
+
+
+def test_a_view_of_the_past_is_marked_approximate_and_outlines_its_own_ready_fds(dashboard):
+    """Time travel against live, iteration by iteration (an audit's findings): a view rebuilt
+    across dropped events showed its byte sums as exact (live marks them `≈`); it outlined
+    every fd ready in the iterations it replayed, as if just now; and it ordered equal queues
+    by the time of the scrub (a page clock) where live used the time the events came."""
+    got = dashboard.page.evaluate(VIEW_OF_THE_PAST)
+    assert got["wholeApprox"] is False
+    assert got["gapApprox"] is True
+    assert got["fromCheckpointApprox"] is True
+    assert got["flashedAtReady"] == [7]
+    assert got["flashedAfterIdleWait"] == []
+    assert got["activeAt"] == 1.5 and got["activeAtFromCheckpoint"] == 1.5
+
+
+def test_the_log_of_a_view_of_the_past_marks_where_events_were_dropped(open_dashboard, tmp_path):
+    """Live, the log says "… N events not delivered to this page (dropped) …" between the
+    events either side of a gap; time travel listed those events as if adjacent."""
+    wait = {"kind": "wait", "backend": "epoll", "registered": 3, "timeout_ms": 250, "ready": 0,
+            "duration_us": 250}
+    lines = [{"type": "snapshot", "seq": 0, "started_at": 1.0, "state": {}}]
+    lines += [{"seq": seq, "ts": seq / 10, **wait} for seq in (1, 2, 10, 11, 12)]  # 3..9 lost
+    recording = tmp_path / "gap.jsonl"
+    recording.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    replay = open_dashboard(Settings(http_port=0, replay_file=recording))
+    page = replay.page
+    marker = page.locator("#event-log li.k-gap", has_text="7 events not delivered to this page")
+    expect(marker).to_have_count(1, timeout=DEADLINE_MS)   # at the recording's end
+    scrub_to(page, 3)   # the wait after the gap: the log as it was then
+    expect(page.locator("#event-log li[data-seq]")).to_have_count(3, timeout=DEADLINE_MS)
+    expect(marker).to_have_count(1)
+    assert page.evaluate("() => [...document.querySelectorAll('#event-log li')]"
+                         ".map(li => li.dataset.seq || 'gap')") == ["1", "2", "gap", "10"]
+    assert replay.console_errors == []
