@@ -41,6 +41,7 @@ import io
 import logging
 import os
 import stat
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -406,15 +407,20 @@ class JsonlRecorder:
         name: made after the moves, a failure (its folder gone, no fds) left FILE missing, the
         full one going on as FILE.1; made after closing the full one, the reopen once the
         folder came back truncated that segment."""
-        staging = self.path.with_name(f".{self.path.name}.new")
-        try:
-            new_file = io.FileIO(staging, "wb")
+        try:  # a name of its own (O_EXCL): never a file, link or folder someone put there
+            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new",
+                                        dir=self.path.parent)
         except OSError as exc:
-            self._notices.warn("rotate", "--record: cannot start a new %s (%s); the full one "
-                               "goes on growing, and the rotation is tried again in %d s",
+            self._notices.warn("rotate", "--record: cannot start a new file beside %s (%s); "
+                               "it goes on growing, and the rotation is tried again in %d s",
                                self.path, exc.strerror or exc, ROTATE_RETRY)
             self._no_rotation_until = time.monotonic() + ROTATE_RETRY
             return False
+        staging = Path(name)
+        new_file = io.FileIO(fd, "wb")
+        if self._file is not None:  # mkstemp's 0600: the full file's mode instead
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, stat.S_IMODE(os.fstat(self._file.fileno()).st_mode))
         try:
             self._shift_old_files()  # renaming the open file is fine: it stays ours to write
             staging.replace(self.path)

@@ -18,9 +18,10 @@ export function withToken(url) {
 }
 
 /** The page's labels for the request fields its own controls fill in: a 422 names the field
- *  the person typed into ("Clients: Input should be ..."), not the API's name for it. */
+ *  the person typed into ("Clients: Input should be ..."), not the API's name for it. ''
+ *  for slow motion's: the message's own prefix names it ("Slow motion (422): ..."). */
 const FIELD_LABELS = {
-  delay_ms: '', connections: 'Clients',   // '': the message's own prefix names it (Slow motion) message_size: 'Message bytes',
+  delay_ms: '', connections: 'Clients', message_size: 'Message bytes',
   rate: 'Rate per client', depth: 'Depth', fd: 'Breakpoint fd',
 };
 

@@ -37,17 +37,24 @@ export function formatEvent(ev) {
 /** What the log has not listed since its last gap marker: events, dropped ones, a snapshot. */
 function noneUnlisted() { return { events: 0, dropped: 0, snapshotSeq: null }; }
 
-/** `events` (in seq order) with a gap marker wherever seq numbers skip: a view of the past
- *  and a change of filter list them from the model's ring, which holds events only (the live
- *  log's markers were lost there, and time travel showed the events either side as adjacent). */
-function withGapMarkers(events) {
+/** `events` with the markers the live log had: a snapshot's where one came (`snapshots`:
+ *  [{index, seq}], a reconnect), and a gap's wherever seq numbers skip after it. A view of the
+ *  past and a change of filter list them from the model's ring, which holds events only (time
+ *  travel showed the events either side of a gap as adjacent). */
+export function withGapMarkers(events, snapshots = []) {
   const out = [];
   let last = null;
-  for (const ev of events) {
+  let next = 0;
+  events.forEach((ev, i) => {
+    while (next < snapshots.length && snapshots[next].index <= i) {
+      out.push(EventLog.snapshotMarker(snapshots[next].seq));
+      last = snapshots[next].seq;   // what the snapshot holds is no gap
+      next++;
+    }
     if (last !== null && ev.seq > last + 1) out.push(EventLog.gapMarker(ev.seq - last - 1));
     last = ev.seq;
     out.push(ev);
-  }
+  });
   return out;
 }
 
@@ -122,6 +129,10 @@ export class EventLog {
   }
 
   /** A gap's marker, as onEvent makes it live (and setFilter when it lists the past). */
+  static snapshotMarker(seq) {
+    return { marker: `— snapshot: state at seq ${seq} —`, snapshotSeq: seq };
+  }
+
   static gapMarker(dropped) {
     return { marker: `… ${dropped} events not delivered to this page (dropped) …`, gap: true, dropped };
   }
@@ -129,7 +140,7 @@ export class EventLog {
   onEvent(ev) {
     if (this.source !== this.model) return;   // viewing the past: re-rendered on return
     if (ev.kind === 'reset') {
-      this.pending.push({ marker: `— snapshot: state at seq ${this.model.seq} —`, snapshotSeq: this.model.seq });
+      this.pending.push(EventLog.snapshotMarker(this.model.seq));
       this.lastSeq = this.model.seq;
     } else {
       if (this.lastSeq !== null && ev.seq > this.lastSeq + 1) {
@@ -179,7 +190,8 @@ export class EventLog {
     this.filter = { fd: Number.isFinite(fd) ? fd : null, kind: this.kindSelect.value };
     // re-render from the model's ring of recent events
     this.list.replaceChildren();
-    this.pending = withGapMarkers(this.source.recent()).filter((ev) => this.matches(ev)).slice(-MAX_ROWS);
+    const listed = withGapMarkers(this.source.recent(), this.source.recentSnapshots());
+    this.pending = listed.filter((ev) => this.matches(ev)).slice(-MAX_ROWS);
     this.unlisted = noneUnlisted();
     this.stick = true;
     this.jumpBtn.hidden = true;

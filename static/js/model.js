@@ -33,7 +33,7 @@ export class Model {
     this.limits = {};
     this.controlFd = null;
     this.regs = new Map();      // fd -> {fd, role, bits: Set, armed}
-    // fd -> {fd, peer, depth, pending, bytesIn, bytesOut, paused, lingering, peak, peakAt, activeAt}:
+    // fd -> {fd, peer, depth, pending, bytesIn, bytesOut, paused, lingering, peak, peakAt, peakTs, activeAt}:
     // activeAt is the engine's ts of its last event (the queue panel's order among equals: a
     // page clock put a view of the past in another order than the page had live)
     this.conns = new Map();
@@ -87,6 +87,7 @@ export class Model {
     this.reset();
     this.seq = frame.seq ?? 0;
     this.startedAt = frame.started_at ?? null;
+    this.recentEvents.markSnapshot(this.seq);   // (a rebuild's clears it: no reconnect there)
     this.applyState(frame.state || {}, true);
     this.stateSeq = frame.state_seq ?? 0;   // a history checkpoint taken after a resync
     if (frame.pre_state_regs) {
@@ -192,7 +193,7 @@ export class Model {
         this.conns.set(c.fd, {
           fd: c.fd, peer: c.peer ?? '', depth: c.queue_depth ?? 0, pending: c.pending_bytes ?? 0,
           bytesIn: c.bytes_in ?? 0, bytesOut: c.bytes_out ?? 0, paused: !!c.reading_paused,
-          lingering: !!c.lingering, peak: c.pending_bytes ?? 0, peakAt: 0, activeAt: c.active_at ?? 0,
+          lingering: !!c.lingering, peak: c.pending_bytes ?? 0, peakAt: 0, peakTs: 0, activeAt: c.active_at ?? 0,
         });
         if (!this.regs.has(c.fd)) this.setReg(c.fd, 'connection', c.interest || []);
       }
@@ -259,7 +260,7 @@ export class Model {
   conn(fd) {
     let c = this.conns.get(fd);
     if (!c) {
-      c = { fd, peer: '', depth: 0, pending: 0, bytesIn: 0, bytesOut: 0, paused: false, lingering: false, peak: 0, peakAt: 0, activeAt: 0 };
+      c = { fd, peer: '', depth: 0, pending: 0, bytesIn: 0, bytesOut: 0, paused: false, lingering: false, peak: 0, peakAt: 0, peakTs: 0, activeAt: 0 };
       this.conns.set(fd, c);
       this.connsVersion++;
     }
@@ -271,7 +272,7 @@ export class Model {
   applyEvent(ev, now = performance.now()) {
     if (typeof ev.seq === 'number') {
       if (ev.seq <= this.seq) return;            // already reflected in the snapshot
-      if (this.seq && ev.seq > this.seq + 1) {
+      if ((this.seq || this.frames.snapshot) && ev.seq > this.seq + 1) {   // (a snapshot at seq 0 too)
         this.gaps += ev.seq - this.seq - 1;
         // a view of the past: events dropped after its state was read leave its byte sums
         // short, as live (where the frame's `dropped` says so)
@@ -346,7 +347,9 @@ export class Model {
         const c = this.conn(fd);
         c.depth = ev.depth ?? 0;
         c.pending = ev.pending_bytes ?? 0;
-        if (c.pending >= c.peak || now - c.peakAt > 1500) { c.peak = c.pending; c.peakAt = now; }
+        // the peak is kept for 1.5 s of the engine's time (a view replays a second of events
+        // in one instant of the page's), and fades on the page's clock
+        if (c.pending >= c.peak || (ev.ts ?? 0) - c.peakTs > 1.5) { c.peak = c.pending; c.peakTs = ev.ts ?? 0; c.peakAt = now; }
         c.activeAt = ev.ts ?? 0;
         this.mark('conns', 'queues');
         break;
@@ -421,6 +424,9 @@ export class Model {
 
   /** The last n events applied (all the ring holds by default), oldest first. */
   recent(n) { return this.recentEvents.last(n); }
+
+  /** Where snapshots came among `recent(n)`: [{index, seq}] (reconnects, for the log). */
+  recentSnapshots(n) { return this.recentEvents.snapshotsIn(n); }
 
   /** The latest error/flaw events, shown above the log. */
   get notices() { return this.recentEvents.notices; }

@@ -1,6 +1,7 @@
 // The bounded ring of the events a model applied last, and the latest notices among them.
 
 const MAX_NOTICES = 5;   // the latest error/flaw events, shown above the log
+const MAX_SNAPSHOTS = 20;   // snapshot places kept (each reconnect makes one)
 
 export class RecentEvents {
   constructor(size = 5000) {
@@ -12,11 +13,30 @@ export class RecentEvents {
   clear() {
     this.length = 0;
     this.head = 0;
+    this.count = 0;        // events ever kept (since the last clear)
+    this.snapshots = [];   // {at: count then, seq}: where a snapshot came between two events
     this.notices = [];
+  }
+
+  /** A snapshot was applied after the events kept so far (a reconnect): a log listed from
+   *  the ring says so there, as the live log did, and not that the events between were lost. */
+  markSnapshot(seq) {
+    this.snapshots.push({ at: this.count, seq });
+    const oldest = this.count - this.length;
+    while (this.snapshots.length > MAX_SNAPSHOTS || (this.snapshots.length && this.snapshots[0].at < oldest)) {
+      this.snapshots.shift();
+    }
+  }
+
+  /** The snapshots among the last n events kept: {index in last(n), seq}. */
+  snapshotsIn(n = this.length) {
+    const first = this.count - Math.min(n, this.length);
+    return this.snapshots.filter((s) => s.at >= first).map((s) => ({ index: s.at - first, seq: s.seq }));
   }
 
   /** Keep `ev` in the ring, and among the notices if it is one. */
   remember(ev) {
+    this.count++;
     this.ring[this.head] = ev;
     this.head = (this.head + 1) % this.size;
     if (this.length < this.size) this.length++;

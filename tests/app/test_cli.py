@@ -763,7 +763,7 @@ def test_record_to_stdout_sent_to_a_file_is_pure_jsonl_and_replays(tmp_path: Pat
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-    from app.replay import load_recording
+    from app.recording import load_recording
 
     lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert lines[0]["type"] == "snapshot"

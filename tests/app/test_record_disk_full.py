@@ -2,7 +2,9 @@
 
 import errno
 import io
+import tempfile
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -118,29 +120,56 @@ def test_a_new_file_that_cannot_be_made_leaves_the_full_one_under_its_name(
     """No fd for the next file (EMFILE) after the full one was moved to FILE.1: FILE was
     missing, the full file written on as FILE.1, while the warning said FILE went on."""
     path = tmp_path / "run.jsonl"
-    real_file_io = io.FileIO
-    opened = [0]
+    real_mkstemp, real_file_io = tempfile.mkstemp, io.FileIO
+    made = [0]
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        made[0] += 1
+        if made[0] <= 3:  # the rotation's first three tries
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_mkstemp(*args, **kwargs)
 
     def file_io(name: Any, mode: str = "r", *args: Any, **kwargs: Any) -> io.FileIO:
-        opened[0] += 1
-        if 2 <= opened[0] <= 4:  # the first is the recording's own file; the rotation's fail
+        if isinstance(name, (str, Path)) and made[0] <= 3:  # (the code before: its open)
+            made[0] += 1
             raise OSError(errno.EMFILE, "Too many open files")
         return real_file_io(name, mode, *args, **kwargs)
 
     monkeypatch.setattr("app.record.ROTATE_RETRY", 0)
     recorder = JsonlRecorder(path, max_mb=0.01)  # ~10 KB of events a file
+    path.chmod(0o640)
+    monkeypatch.setattr(tempfile, "mkstemp", failing)
     monkeypatch.setattr(io, "FileIO", file_io)
     recorder.write_snapshot({"connections": []}, 0, 0.0)
     first = 1
-    while opened[0] < 5 and first < 2000:  # past the limit: three rotations fail, then one not
-        recorder(_events(first, 40))
+    while not path.with_name("run.jsonl.1").exists() and first < 2000:
+        recorder(_events(first, 40))  # past the limit: three rotations fail, then one not
         first += 40
         assert path.exists(), f"{path.name} missing before seq {first}"
+    recorder(_events(first, 5))
+    first += 5
     recorder.close()
-    assert opened[0] >= 5, "the rotation was not tried four times"
+    assert made[0] >= 4, "the rotation was not tried four times"
     files = sorted(tmp_path.iterdir())
-    assert [f.name for f in files][:2] == ["run.jsonl", "run.jsonl.1"], files
+    assert [f.name for f in files] == ["run.jsonl", "run.jsonl.1"], files  # no staging left
+    assert path.stat().st_mode & 0o777 == 0o640  # the new file has the recording's mode
     seqs = [orjson.loads(line)["seq"] for file in files
             for line in file.read_bytes().splitlines()]
     assert sorted(set(seqs) - {0}) == list(range(1, first))  # nothing lost
     assert recorder.lost_total == 0
+
+
+def test_a_rotation_never_writes_over_what_sits_at_a_staging_name(tmp_path) -> None:
+    """The next file was made at `.FILE.new`: a file of that name was emptied, a link there
+    had its target overwritten, and a folder there stopped every rotation."""
+    path = tmp_path / "run.jsonl"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / ".run.jsonl.new").symlink_to(victim)
+    recorder = JsonlRecorder(path, max_mb=0.01)
+    recorder.write_snapshot({"connections": []}, 0, 0.0)
+    for first in range(1, 801, 40):
+        recorder(_events(first, 40))
+    recorder.close()
+    assert victim.read_text() == "keep me"
+    assert path.with_name("run.jsonl.1").exists()

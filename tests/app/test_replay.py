@@ -23,7 +23,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from app import replay as replay_module
+from app import recording as replay_module
 from app.main import create_app
 from app.record import JsonlRecorder
 from app.settings import Settings
@@ -585,7 +585,7 @@ _FILL_PAST_A_SIZE_LIMIT = """
 import json, resource, sys
 from pathlib import Path
 from app.record import JsonlRecorder
-from app.replay import load_recording
+from app.recording import load_recording
 
 path = Path(sys.argv[1])
 wait = {"kind": "wait", "backend": "epoll", "registered": 3, "timeout_ms": None, "ready": 0,

@@ -1,5 +1,5 @@
 """Files `muxscope replay` is given that were not written with --record: the page's trace
-downloads (app/replay.py)."""
+downloads (app/recording.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from app.main import create_app
-from app.replay import load_recording
+from app.recording import load_recording
 from app.settings import Settings
 from tests.conftest import run_asgi, wait_until
 from tests.mux.conftest import recv_exactly
@@ -149,3 +149,14 @@ def test_a_chrome_trace_is_refused_with_where_to_open_it(tmp_path: Path) -> None
     path.write_bytes(chrome)
     with pytest.raises(ValueError, match="a Chrome trace .* open it in Perfetto"):
         load_recording(path)
+
+
+def test_a_trace_download_whose_first_bytes_say_trace_events_is_no_chrome_trace(
+        tmp_path: Path) -> None:
+    """A client that sent "traceEvents": its recv's preview is in the first line, and the
+    file was refused as a Chrome trace."""
+    path = tmp_path / "trace.jsonl"
+    path.write_text(json.dumps({"seq": 1, "ts": 0.1, "kind": "recv", "fd": 7, "bytes": 11,
+                                "preview": "traceEvents"}) + "\n")
+    snapshot, events = load_recording(path)
+    assert [e["seq"] for e in events] == [1]

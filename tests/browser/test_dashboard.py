@@ -608,6 +608,11 @@ def test_errors_are_shown_not_swallowed(dashboard):
     page.get_by_role("button", name="Add clients").click()
     expect(errors.filter(has_text="Adding clients (422): Clients: ")).to_have_count(1,
                                                                                timeout=3000)
+    page.get_by_label("Clients", exact=True).fill("1")
+    page.get_by_label("Message bytes", exact=True).fill("2000000")
+    page.get_by_role("button", name="Add clients").click()
+    expect(errors.filter(has_text="Adding clients (422): Message bytes: ")).to_have_count(
+        1, timeout=3000)
     assert real_console_errors(dashboard) == []
 
 

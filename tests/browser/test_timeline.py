@@ -367,7 +367,13 @@ VIEW_OF_THE_PAST = """async () => {
     const gap = [wait(11, 1.0), ready(12, 1.0), recv(20, 1.5)];   // 14..19 never came
     const idleAfter = [...whole, wait(21, 2.0)];                   // a wait that returned nothing
     const checkpoint = snapshotOf(view(gap));
+    const atZero = { ...frame, seq: 0, state_seq: 0 };
+    const queue = (seq, ts, pending) => ({ seq, ts, kind: 'queue', fd: 7, depth: 1,
+                                           pending_bytes: pending });
+    const peaked = view([queue(11, 1.0, 50000), queue(12, 1.2, 20), queue(13, 4.0, 10)]);
     return {
+        fromZeroApprox: view([wait(6, 1.0)], atZero).approximate,   // 1..5 never came
+        peakLater: peaked.conns.get(7).peak,
         wholeApprox: view(whole).approximate,
         gapApprox: view(gap).approximate,
         fromCheckpointApprox: view([], checkpoint).approximate,
@@ -391,6 +397,30 @@ def test_a_view_of_the_past_is_marked_approximate_and_outlines_its_own_ready_fds
     assert got["flashedAtReady"] == [7]
     assert got["flashedAfterIdleWait"] == []
     assert got["activeAt"] == 1.5 and got["activeAtFromCheckpoint"] == 1.5
+    assert got["fromZeroApprox"] is True   # a page opened on a fresh engine: snapshot at seq 0
+    # the queue's peak is kept for 1.5 s of the engine's time: replayed in one instant of the
+    # page's, a view showed a peak from seconds before the iteration on view
+    assert got["peakLater"] == 10
+
+
+def test_a_log_listed_again_after_a_reconnect_says_snapshot_not_dropped(dashboard):
+    """The model's ring spans a reconnect: a log listed from it (a filter changed, back from
+    the past) said the events the new snapshot holds were dropped."""
+    got = dashboard.page.evaluate("""async () => {
+        const { Model } = await import('/static/js/model.js');
+        const { withGapMarkers } = await import('/static/js/log.js');
+        const m = new Model({ ringSize: 100 });
+        const snapshot = (seq) => ({ type: 'snapshot', seq, started_at: 1, state: {} });
+        const ev = (seq) => ({ seq, ts: seq / 10, kind: 'loop', state: 'running' });
+        m.applySnapshot(snapshot(10));
+        [11, 12].forEach((s) => m.applyEvent(ev(s)));
+        m.applySnapshot(snapshot(40));   // a reconnect: 13..40 are in this snapshot
+        [41, 45].forEach((s) => m.applyEvent(ev(s)));   // 42..44 dropped
+        return withGapMarkers(m.recent(), m.recentSnapshots())
+            .map((e) => e.marker || String(e.seq));
+    }""")
+    assert got == ["— snapshot: state at seq 10 —", "11", "12", "— snapshot: state at seq 40 —",
+                   "41", "… 3 events not delivered to this page (dropped) …", "45"]
 
 
 def test_the_log_of_a_view_of_the_past_marks_where_events_were_dropped(open_dashboard, tmp_path):
