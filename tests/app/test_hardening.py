@@ -315,7 +315,7 @@ def test_error_bodies_never_leak_internals(shared: Live) -> None:
         (404, c.post("/api/flaws/no_such_flaw", json={"on": True})),
         (405, c.put("/api/state", json={})),
         (405, c.delete("/api/state")),
-        (405, c.get("/api/load")),
+        (405, c.put("/api/load", json={})),
         (405, c.patch("/api/backend", json={"name": "poll"})),
         (409, c.post("/api/loop", json={"action": "step"})),  # step while running
         (422, c.post("/api/connections/abc/close")),
