@@ -157,8 +157,8 @@ class JsonlRecorder:
     def _ensure_file(self) -> None:
         """A file deleted under us is made anew, starting with a fresh capture (the state now:
         the events up to its seq are in it), or without one with the start snapshot at the
-        last seq written. A file not made yet (a FIFO waiting for its reader, a folder gone at
-        the last rotation) starts the same way. An fstat a batch: ~1 us every 30 ms."""
+        last seq written. A file not made yet (a FIFO waiting for its reader, a folder missing
+        at the start) starts the same way. An fstat a batch: ~1 us every 30 ms."""
         if self._file is not None:
             try:
                 if self._own_fd is not None or os.fstat(self._file.fileno()).st_nlink:
@@ -173,8 +173,8 @@ class JsonlRecorder:
             log.info("--record: %s is a FIFO: waiting for a reader", self.path)
         try:
             if self.rotates and self.path.exists() and self.path.stat().st_size:
-                # a folder that came back (a remount) holds the segment written before it went:
-                # keep it (FILE.1), never truncate it with the reopen
+                # a file put at the path meanwhile (ours deleted, or never made): kept as
+                # FILE.1, never truncated by the reopen
                 self._shift_old_files()
             self._file = self._open()
         except OSError as exc:
