@@ -80,7 +80,7 @@ export class Charts {
       scales: { x: { time: false } },
     }, [[], [], []]);
     this.bytes = mk('#chart-bytes', {
-      title: 'bytes per second',
+      title: 'TCP bytes per second',
       series: [TIME_SERIES, { label: 'in (recv)', stroke: c.read, width: 2 }, { label: 'out (send)', stroke: c.write, width: 2 }],
       axes: axes(c, 'bytes/s'),
       scales: { x: { time: false } },
@@ -125,7 +125,8 @@ export class Charts {
         break;
       case 'recv': this.local.in += ev.bytes || 0; break;
       case 'send': this.local.out += ev.bytes || 0; break;
-      case 'datagram': if (ev.dir === 'in') this.local.in += ev.bytes || 0; else this.local.out += ev.bytes || 0; break;
+      // (TCP only, as the stats frames' bytes: with datagrams here, UDP showed only in the
+      // samples taken without a fresh stats frame)
       case 'wait': {
         // the call's CPU time (`cpu_us`): its wall time counts the time it slept too, so a wait
         // that slept 700 ms before one fd turned ready looked like the slowest of calls. A

@@ -1,6 +1,7 @@
 // Latency: per-backend histogram of recv -> send time per chunk (each recv paired with the send
 // that carries its first byte back, FIFO per fd), and the per-iteration time budget: time inside
-// the wait call vs time in the handlers (next wait's start - this wait's return).
+// the wait call vs time in the handlers (next wait's start - this wait's return; in slow motion,
+// to the iteration's last event). Across events this page was not shown, nothing is paired.
 import { BACKEND_COLORS, colors, fitCanvas, watchWidth } from '../canvas.js';
 
 const BACKENDS = ['select', 'poll', 'epoll'];
@@ -45,7 +46,17 @@ export class LatencyPanel {
     this.budget = [];
     this.prevWait = null;
     this.interrupted = false;
+    this.lastSeq = null;
     this.dirty = true;
+  }
+
+  /** A fd whose recv and send offsets may no longer line up (events not shown: dropped, or
+   *  iterations the engine did not show) pairs again from a moment its queue is known empty:
+   *  a `queue` event at 0 bytes, or (eager, which shows none while nothing is queued) a recv
+   *  while the page's figures are exact and say nothing is pending. */
+  resumes(fd, m) {
+    const c = m.conns.get(fd);
+    return !m.approximate && !!c && !c.pending;
   }
 
   flow(fd) {
@@ -55,21 +66,43 @@ export class LatencyPanel {
   }
 
   onEvent(ev, m) {
+    // Events this page was not shown: the iteration before the gap did not end where the next
+    // shown wait began, and a fd's recv and send offsets no longer line up (paired across a
+    // gap, a chunk seemed to wait 86 ms that waited 0.1)
+    if (typeof ev.seq === 'number') {
+      if (this.lastSeq !== null && ev.seq > this.lastSeq + 1) {
+        this.interrupted = true;
+        for (const f of this.fds.values()) { f.lost = true; f.chunks = []; }
+      }
+      this.lastSeq = ev.seq;
+    }
     switch (ev.kind) {
       case 'reset':
         // bytes already queued at the snapshot were received before we watched: never paired
         this.fds.clear();
         for (const c of m.conns.values()) this.fds.set(c.fd, { inTotal: c.pending, outTotal: 0, chunks: [] });
         this.prevWait = null;
+        this.lastSeq = m.seq;
         break;
+      case 'queue': {
+        const f = this.fds.get(ev.fd);
+        if (f && f.lost && !ev.pending_bytes) this.fds.set(ev.fd, { inTotal: 0, outTotal: 0, chunks: [] });
+        break;
+      }
       case 'recv': {
-        const f = this.flow(ev.fd);
+        let f = this.flow(ev.fd);
+        if (f.lost) {
+          if (!this.resumes(ev.fd, m)) break;
+          f = { inTotal: 0, outTotal: 0, chunks: [] };
+          this.fds.set(ev.fd, f);
+        }
         if (f.chunks.length < MAX_CHUNKS) f.chunks.push({ ts: ev.ts, start: f.inTotal });
         f.inTotal += ev.bytes || 0;
         break;
       }
       case 'send': {
         const f = this.flow(ev.fd);
+        if (f.lost) break;
         f.outTotal += ev.bytes || 0;
         while (f.chunks.length && f.chunks[0].start < f.outTotal) {
           const c = f.chunks.shift();
@@ -84,8 +117,12 @@ export class LatencyPanel {
         const p = this.prevWait;
         if (p && !this.interrupted) {
           const start = ev.ts - (ev.duration_us || 0) / 1e6;
-          const handlers = Math.max(0, (start - p.ts) * 1e6 - (m.delayMs || 0) * 1000);
-          this.budget.push({ wait: p.duration_us || 0, handlers, backend: p.backend });
+          // in slow motion, up to the last event of the iteration: the sleep between
+          // iterations overshoots its nominal delay, and that overshoot doubled the handlers'
+          const slept = !!m.delayMs;
+          const end = slept ? Math.max(p.ts, this.lastEventTs ?? p.ts) : start;
+          const handlers = Math.max(0, (end - p.ts) * 1e6);
+          this.budget.push({ wait: p.duration_us || 0, handlers, backend: p.backend, slept });
           if (this.budget.length > BUDGET_N) this.budget.shift();
           this.dirty = true;
         }
@@ -95,6 +132,7 @@ export class LatencyPanel {
       }
       default: break;
     }
+    if (ev.kind !== 'wait' && typeof ev.ts === 'number') this.lastEventTs = ev.ts;
   }
 
   record(backend, us) {
@@ -181,12 +219,15 @@ export class LatencyPanel {
     ctx.font = '10px ui-monospace, monospace'; ctx.fillStyle = c.muted;
     ctx.textBaseline = 'top'; ctx.fillText('↑ in the wait call (log µs)', 4, 2);
     ctx.textBaseline = 'bottom'; ctx.fillText('↓ in handlers (log µs)', 4, H - 2);
-    let w = 0, hsum = 0, worst = 0;
-    for (const it of this.budget) { w += it.wait; hsum += it.handlers; worst = Math.max(worst, it.handlers); }
+    let w = 0, hsum = 0, worst = 0, slept = 0;
+    for (const it of this.budget) {
+      w += it.wait; hsum += it.handlers; worst = Math.max(worst, it.handlers); if (it.slept) slept++;
+    }
     const tot = w + hsum || 1;
+    const sleep = slept ? `; slow motion's sleep between iterations not counted (${slept} of them)` : '';
     this.budgetSummary.textContent = n
       ? `last ${n} iterations: ${fmtUs(w)} in wait calls (${((100 * w) / tot).toFixed(1)}%), ` +
-        `${fmtUs(hsum)} in handlers (${((100 * hsum) / tot).toFixed(1)}%); slowest handler pass ${fmtUs(worst)}`
-      : 'no complete iteration yet (paused or stepped iterations are left out)';
+        `${fmtUs(hsum)} in handlers (${((100 * hsum) / tot).toFixed(1)}%); slowest handler pass ${fmtUs(worst)}${sleep}`
+      : 'no complete iteration yet (paused, stepped or interrupted iterations are left out)';
   }
 }

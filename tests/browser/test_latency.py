@@ -1,0 +1,72 @@
+"""The latency panel's and the charts' figures against what happened (static/js/panels/latency.js,
+static/js/charts.js)."""
+
+from __future__ import annotations
+
+import socket
+
+from playwright.sync_api import expect
+
+from tests.conftest import wait_until
+
+PANEL = """async () => {
+    const { Model } = await import('/static/js/model.js');
+    const { LatencyPanel } = await import('/static/js/panels/latency.js');
+    const root = document.createElement('div');
+    root.innerHTML = `<div id="latency-wrap"><canvas id="latency-canvas"></canvas></div>
+        <div id="budget-wrap"><canvas id="budget-canvas"></canvas></div>
+        <p id="latency-summary"></p><p id="budget-summary"></p><button id="latency-reset"></button>`;
+    const m = new Model({ ringSize: 100 });
+    m.applySnapshot({ type: 'snapshot', seq: 10, started_at: 1, state: {
+        backend: { name: 'epoll' }, control_fd: 3,
+        connections: [{ fd: 7, peer: 'p', interest: ['EPOLLIN'], queue_depth: 0,
+                        pending_bytes: 0, bytes_in: 0, bytes_out: 0, reading_paused: false }] } });
+    const panel = new LatencyPanel(root, { subscribe() {} });
+    const feed = (ev) => { m.applyEvent(ev); panel.onEvent(ev, m); };
+    const wait = (seq, ts, duration_us = 5) => ({ seq, ts, kind: 'wait', backend: 'epoll',
+        registered: 3, timeout_ms: 250, ready: 1, duration_us });
+    const io = (seq, ts, kind) => ({ seq, ts, kind, fd: 7, bytes: 64, preview: 'x', partial: false });
+    const out = {};
+    // a recv, then events not shown (dropped), then a send: not a chunk that waited 86 ms
+    feed(wait(11, 1.0)); feed(io(12, 1.0, 'recv'));
+    feed(io(20, 1.086, 'send'));
+    out.acrossGap = panel.samples.epoll.slice();
+    // eager, nothing pending and the page's figures exact: pairs again
+    feed(io(21, 2.0, 'recv')); feed(io(22, 2.0001, 'send'));
+    out.after = panel.samples.epoll.map((us) => Math.round(us));
+    // slow motion: the handlers' time is up to the iteration's last event, not the sleep's end
+    m.delayMs = 200;
+    feed(wait(23, 3.0)); feed(io(24, 3.001, 'recv')); feed(io(25, 3.002, 'send'));
+    feed(wait(26, 3.2006 + 5e-6));
+    out.handlers = Math.round(panel.budget[panel.budget.length - 1].handlers);
+    panel.drawBudget();
+    out.summary = root.querySelector('#budget-summary').textContent;
+    return out;
+}"""
+
+
+def test_latency_pairs_no_chunk_across_dropped_events_and_leaves_out_slow_motion(dashboard):
+    """An audit against clients' own clocks: with events dropped, recv and send were paired
+    across the gap (p99 86 ms, where no chunk waited over 5 ms); in slow motion the sleep's
+    overshoot was booked as handler time."""
+    got = dashboard.page.evaluate(PANEL)
+    assert got["acrossGap"] == []
+    assert got["after"] == [100]
+    assert got["handlers"] == 2000
+    assert "slow motion's sleep between iterations not counted" in got["summary"]
+
+
+def test_the_bytes_chart_counts_tcp_bytes_only_and_says_so(dashboard):
+    """UDP bytes showed only in the samples taken without a fresh stats frame (whose byte
+    counts are TCP's): a UDP sender drew flat zeros with a blip now and then."""
+    page, api = dashboard.page, dashboard.api
+    expect(page.locator("#chart-bytes")).to_contain_text("TCP bytes per second", timeout=8000)
+    port = api.get("/api/state").json()["listeners"]["udp"]["port"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(5)
+        for _ in range(20):
+            udp.sendto(b"u" * 200, ("127.0.0.1", port))
+            assert udp.recvfrom(1024)[0] == b"u" * 200
+    wait_until(lambda: page.evaluate("() => window.__muxscope.model.udp.received") >= 20,
+               what="the datagrams on the page")
+    assert page.evaluate("() => window.__muxscope.charts.local") == {"in": 0, "out": 0}
