@@ -43,7 +43,8 @@ class EofIgnored(Flaw):
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
-        self.zero_reads: dict[int, int] = {}
+        #: fd -> (the connection, its zero reads): a new connection on a reused fd starts at 0
+        self.zero_reads: dict[int, tuple[TcpConnection, int]] = {}
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         mask = self.loop.ready_backend.generic(native)
@@ -56,7 +57,9 @@ class EofIgnored(Flaw):
             if data is None:
                 break
             if data == b"":
-                n = self.zero_reads[conn.fd] = self.zero_reads.get(conn.fd, 0) + 1
+                owner, n = self.zero_reads.get(conn.fd, (conn, 0))
+                n = n + 1 if owner is conn else 1
+                self.zero_reads[conn.fd] = (conn, n)
                 if n == 1:  # the peer's EOF, ignored: a "hup" breakpoint still sees it
                     conn.note_hup()
                 if reported_once:  # no second report will come: say it now
@@ -95,7 +98,7 @@ class PollEquality(Flaw):
             conn.on_ready(READABLE)
             return
         names = "|".join(backend.names(native))
-        if native & in_bit:
+        if native & in_bit and unread_bytes(conn.fd):  # an EOF alone is no data ignored
             self.flag(conn.fd, f"fd {conn.fd}: revents {names} != {backend.names(in_bit)[0]}, "
                       "so readable data was ignored")
         if native & HUP_BITS.get(backend.name, 0):
@@ -220,6 +223,9 @@ class WriteInterestStuck(Flaw):
         return None
 
     def activate(self) -> None:
+        # counted from now: not the last session's, over a window spanning the time it was off
+        self._wakeups.clear()
+        self._since = time.monotonic()
         super().activate()
         self.engine.sticky_write = True
         for conn in self.engine.connections.values():
@@ -255,9 +261,10 @@ class CloseWithoutUnregister(Flaw):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self.stale: dict[int, TcpConnection] = {}
-        self._nval = 0
+        self._nval: dict[int, int] = {}
 
     def activate(self) -> None:
+        self._nval.clear()
         super().activate()
         self.loop.wait_error_hook = self._wait_failed
 
@@ -279,10 +286,10 @@ class CloseWithoutUnregister(Flaw):
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         if conn.closed:
-            self._nval += 1
             if native & NVAL_BIT:
+                n = self._nval[conn.fd] = self._nval.get(conn.fd, 0) + 1
                 self.flag(conn.fd, f"poll returned POLLNVAL for closed fd {conn.fd} "
-                          f"({self._nval} times so far): a POLLNVAL storm")
+                          f"({n} times so far): a POLLNVAL storm")
             return
         conn.on_ready(self.loop.ready_backend.generic(native))
 

@@ -49,6 +49,7 @@ class TcpConnection:
         #: pending_bytes` (bytes lost with a reset connection were never sent, and other
         #: threads read it mid-message: a difference of two fields can go back)
         self.bytes_out = 0
+        self.queued_ever = False  # through `_put` (the eager path's partial sends)
         self.reading_paused = False
         self.eof = False
         self.closed = False
@@ -242,7 +243,10 @@ class TcpConnection:
         if self.lingering:  # reading away until the peer's EOF, whatever else holds
             return READABLE
         reading = not (self.reading_paused or self.eof)
-        writing = self.queue or (self.engine.sticky_write and self.bytes_out)
+        # the bug zoo's stuck write interest: on a connection that has had it (queued, every
+        # one that echoed; eager, one that queued a partial send's rest), as the flaw's note says
+        writing = self.queue or (self.engine.sticky_write and self.bytes_out
+                                 and (self.queued_ever or not self.engine.eager))
         return (READABLE if reading else 0) | (WRITABLE if writing else 0)
 
     def _update_interest(self) -> None:
@@ -290,6 +294,7 @@ class TcpConnection:
     # -- the queue -----------------------------------------------------------------------
     def _put(self, data: bytes) -> None:
         """Queue `data`, which must be `bytes` (never a view of the receive buffer)."""
+        self.queued_ever = True
         queue = self.queue
         queue.append(data)
         self.pending_bytes += len(data)
