@@ -362,8 +362,12 @@ class Engine(EngineCommands):
             if self.flaws.active is not None:
                 self.flaws.active.on_backend_change()
             self.wait_tally.switched(name)
+        eager = self.eager
         self.write_mode = write or self.write_mode
         self.eager = self.write_mode == "eager"
+        if self.sticky_write and self.eager != eager:  # the bug zoo's stuck write interest
+            for conn in list(self.connections.values()):  # depends on the strategy
+                conn._update_interest()
         if self.observers.active:  # with the new epoll fd and maxevents: a replay has no
             backend = self.loop.backend  # state to re-read for its syscall line
             self.observers.emit({"kind": "backend", "from": old.name, "to": name,

@@ -9,6 +9,7 @@ behind (stale registrations, unread bytes), without a restart.
 from __future__ import annotations
 
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from .backends import READABLE, WRITABLE
@@ -43,8 +44,9 @@ class EofIgnored(Flaw):
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
-        #: fd -> (the connection, its zero reads): a new connection on a reused fd starts at 0
-        self.zero_reads: dict[int, tuple[TcpConnection, int]] = {}
+        #: fd -> (the connection, weakly: its close frees it; its zero reads): a new
+        #: connection on a reused fd starts at 0
+        self.zero_reads: dict[int, tuple[weakref.ref[TcpConnection], int]] = {}
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         mask = self.loop.ready_backend.generic(native)
@@ -57,9 +59,9 @@ class EofIgnored(Flaw):
             if data is None:
                 break
             if data == b"":
-                owner, n = self.zero_reads.get(conn.fd, (conn, 0))
-                n = n + 1 if owner is conn else 1
-                self.zero_reads[conn.fd] = (conn, n)
+                owner, n = self.zero_reads.get(conn.fd, (None, 0))
+                n = n + 1 if owner is not None and owner() is conn else 1
+                self.zero_reads[conn.fd] = (weakref.ref(conn), n)
                 if n == 1:  # the peer's EOF, ignored: a "hup" breakpoint still sees it
                     conn.note_hup()
                 if reported_once:  # no second report will come: say it now

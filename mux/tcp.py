@@ -49,7 +49,7 @@ class TcpConnection:
         #: pending_bytes` (bytes lost with a reset connection were never sent, and other
         #: threads read it mid-message: a difference of two fields can go back)
         self.bytes_out = 0
-        self.queued_ever = False  # through `_put` (the eager path's partial sends)
+        self.queued_ever = False  # eager, something queued (a partial send's rest) at least once
         self.reading_paused = False
         self.eof = False
         self.closed = False
@@ -165,6 +165,7 @@ class TcpConnection:
                         if obs.active:  # throttled: the recv and send events, counted, not shown
                             obs.seq += 2 if sent else 1
                         if sent < n:
+                            self.queued_ever = True  # eager, a partial send: it had write interest
                             self._put(bytes(buf[sent:n]))
                     if not edge or self.reading_paused or self.closed:
                         break
@@ -281,6 +282,8 @@ class TcpConnection:
                 if sent == n:
                     return
                 data = data[sent:]
+        if self.engine.eager:  # behind a queue, or a partial send's rest: write interest on
+            self.queued_ever = True
         self._put(bytes(data))  # a copy of a view; bytes(b) is b itself, no copy
 
     def _on_eof(self) -> None:
@@ -294,7 +297,6 @@ class TcpConnection:
     # -- the queue -----------------------------------------------------------------------
     def _put(self, data: bytes) -> None:
         """Queue `data`, which must be `bytes` (never a view of the receive buffer)."""
-        self.queued_ever = True
         queue = self.queue
         queue.append(data)
         self.pending_bytes += len(data)

@@ -120,3 +120,24 @@ def test_close_without_unregister_counts_pollnval_per_fd_and_session(make_engine
         first = wait_until(storm, what=f"session {session}'s POLLNVAL")
         assert "(1 times so far)" in first["message"], first["message"]
         engine.set_flaw("close_without_unregister", False).result(5)
+
+
+def test_write_interest_stuck_follows_a_switch_from_queued_to_eager(make_engine):
+    """Stuck under queued, a connection kept its write interest after a switch to eager (the
+    loop spun), though the flaw says eager writes cannot show it; and back to queued, it is
+    stuck again."""
+    engine, rec = make_engine(backend="poll", write="queued", wait_timeout=1.0)
+    engine.set_flaw("write_interest_stuck", True).result(5)
+
+    def interest() -> list[str]:
+        return engine.state().result(5)["connections"][0]["interest"]
+
+    with connect(engine.tcp_port) as sock:
+        sock.sendall(b"hi")
+        assert recv_exactly(sock, 2) == b"hi"
+        wait_until(lambda: interest() == ["POLLIN", "POLLOUT"], what="stuck under queued")
+        engine.switch_backend("poll", "level", False, "eager").result(5)
+        assert interest() == ["POLLIN"]
+        engine.switch_backend("poll", "level", False, "queued").result(5)
+        assert interest() == ["POLLIN", "POLLOUT"]
+    engine.set_flaw("write_interest_stuck", False).result(5)

@@ -1,7 +1,7 @@
 // Latency: per-backend histogram of recv -> send time per chunk (each recv paired with the send
 // that carries its first byte back, FIFO per fd), and the per-iteration time budget: time inside
-// the wait call vs time in the handlers (next wait's start - this wait's return; in slow motion,
-// to the iteration's last event). Across events this page was not shown, nothing is paired.
+// the wait call vs time in the handlers (next wait's start - this wait's return; slow motion's
+// iterations are not timed). Across events this page was not shown, nothing is paired.
 import { BACKEND_COLORS, colors, fitCanvas, watchWidth } from '../canvas.js';
 
 const BACKENDS = ['select', 'poll', 'epoll'];
@@ -47,33 +47,31 @@ export class LatencyPanel {
     this.prevWait = null;
     this.interrupted = false;
     this.lastSeq = null;
+    this.sawGap = false;
+    this.slowMotion = false;
     this.dirty = true;
-  }
-
-  /** A fd whose recv and send offsets may no longer line up (events not shown: dropped, or
-   *  iterations the engine did not show) pairs again from a moment its queue is known empty:
-   *  a `queue` event at 0 bytes, or (eager, which shows none while nothing is queued) a recv
-   *  while the page's figures are exact and say nothing is pending. */
-  resumes(fd, m) {
-    const c = m.conns.get(fd);
-    return !m.approximate && !!c && !c.pending;
   }
 
   flow(fd) {
     let f = this.fds.get(fd);
-    if (!f) { f = { inTotal: 0, outTotal: 0, chunks: [] }; this.fds.set(fd, f); }
+    // first seen after a gap, its accept not shown: where its offsets stand is not known
+    if (!f) { f = { inTotal: 0, outTotal: 0, chunks: [], lost: !!this.sawGap }; this.fds.set(fd, f); }
     return f;
   }
 
+  /** Events this page was not shown (dropped, or iterations the engine did not show): the
+   *  iteration before the gap did not end where the next shown wait began, and a fd's recv
+   *  and send offsets no longer line up (paired across a gap, a chunk seemed to wait 86 ms
+   *  that waited 0.1). Each fd pairs again from a moment its queue is known empty. */
+  gap() {
+    this.interrupted = true;
+    this.sawGap = true;
+    for (const f of this.fds.values()) { f.lost = true; f.chunks = []; f.held = null; }
+  }
+
   onEvent(ev, m) {
-    // Events this page was not shown: the iteration before the gap did not end where the next
-    // shown wait began, and a fd's recv and send offsets no longer line up (paired across a
-    // gap, a chunk seemed to wait 86 ms that waited 0.1)
     if (typeof ev.seq === 'number') {
-      if (this.lastSeq !== null && ev.seq > this.lastSeq + 1) {
-        this.interrupted = true;
-        for (const f of this.fds.values()) { f.lost = true; f.chunks = []; }
-      }
+      if (this.lastSeq !== null && ev.seq > this.lastSeq + 1) this.gap();
       this.lastSeq = ev.seq;
     }
     switch (ev.kind) {
@@ -83,26 +81,33 @@ export class LatencyPanel {
         for (const c of m.conns.values()) this.fds.set(c.fd, { inTotal: c.pending, outTotal: 0, chunks: [] });
         this.prevWait = null;
         this.lastSeq = m.seq;
+        this.sawGap = false;
         break;
-      case 'queue': {
+      case 'accept':   // always shown: a new connection's offsets start in step
+        this.fds.set(ev.fd, { inTotal: 0, outTotal: 0, chunks: [] });
+        break;
+      case 'queue': {   // queued: an empty queue puts a fd's offsets back in step
         const f = this.fds.get(ev.fd);
         if (f && f.lost && !ev.pending_bytes) this.fds.set(ev.fd, { inTotal: 0, outTotal: 0, chunks: [] });
         break;
       }
       case 'recv': {
-        let f = this.flow(ev.fd);
-        if (f.lost) {
-          if (!this.resumes(ev.fd, m)) break;
-          f = { inTotal: 0, outTotal: 0, chunks: [] };
-          this.fds.set(ev.fd, f);
-        }
+        const f = this.flow(ev.fd);
+        if (f.lost) { f.held = { seq: ev.seq, ts: ev.ts, bytes: ev.bytes || 0 }; break; }
         if (f.chunks.length < MAX_CHUNKS) f.chunks.push({ ts: ev.ts, start: f.inTotal });
         f.inTotal += ev.bytes || 0;
         break;
       }
       case 'send': {
-        const f = this.flow(ev.fd);
-        if (f.lost) break;
+        let f = this.flow(ev.fd);
+        if (f.lost) {
+          // eager sends at once only with nothing queued (else a queue event comes between):
+          // a send right after its recv says the queue was empty at that recv
+          const h = f.held;
+          if (!h || ev.seq !== h.seq + 1) break;
+          f = { inTotal: h.bytes, outTotal: 0, chunks: [{ ts: h.ts, start: 0 }] };
+          this.fds.set(ev.fd, f);
+        }
         f.outTotal += ev.bytes || 0;
         while (f.chunks.length && f.chunks[0].start < f.outTotal) {
           const c = f.chunks.shift();
@@ -115,24 +120,23 @@ export class LatencyPanel {
       case 'backend': this.interrupted = true; break;
       case 'wait': {
         const p = this.prevWait;
-        if (p && !this.interrupted) {
+        // in slow motion the loop sleeps between iterations, and commands run meanwhile:
+        // those iterations are not timed (the sleep overshoots its nominal delay, and the
+        // events of a close made during it are no handler's)
+        this.slowMotion = !!m.delayMs;
+        if (p && !this.interrupted && !this.slowMotion) {
           const start = ev.ts - (ev.duration_us || 0) / 1e6;
-          // in slow motion, up to the last event of the iteration: the sleep between
-          // iterations overshoots its nominal delay, and that overshoot doubled the handlers'
-          const slept = !!m.delayMs;
-          const end = slept ? Math.max(p.ts, this.lastEventTs ?? p.ts) : start;
-          const handlers = Math.max(0, (end - p.ts) * 1e6);
-          this.budget.push({ wait: p.duration_us || 0, handlers, backend: p.backend, slept });
+          const handlers = Math.max(0, (start - p.ts) * 1e6);
+          this.budget.push({ wait: p.duration_us || 0, handlers, backend: p.backend });
           if (this.budget.length > BUDGET_N) this.budget.shift();
-          this.dirty = true;
         }
+        this.dirty = true;
         this.prevWait = ev;
         this.interrupted = false;
         break;
       }
       default: break;
     }
-    if (ev.kind !== 'wait' && typeof ev.ts === 'number') this.lastEventTs = ev.ts;
   }
 
   record(backend, us) {
@@ -219,15 +223,13 @@ export class LatencyPanel {
     ctx.font = '10px ui-monospace, monospace'; ctx.fillStyle = c.muted;
     ctx.textBaseline = 'top'; ctx.fillText('↑ in the wait call (log µs)', 4, 2);
     ctx.textBaseline = 'bottom'; ctx.fillText('↓ in handlers (log µs)', 4, H - 2);
-    let w = 0, hsum = 0, worst = 0, slept = 0;
-    for (const it of this.budget) {
-      w += it.wait; hsum += it.handlers; worst = Math.max(worst, it.handlers); if (it.slept) slept++;
-    }
+    let w = 0, hsum = 0, worst = 0;
+    for (const it of this.budget) { w += it.wait; hsum += it.handlers; worst = Math.max(worst, it.handlers); }
     const tot = w + hsum || 1;
-    const sleep = slept ? `; slow motion's sleep between iterations not counted (${slept} of them)` : '';
+    const slow = this.slowMotion ? '; slow motion is on: its iterations are not timed (the loop sleeps between them)' : '';
     this.budgetSummary.textContent = n
       ? `last ${n} iterations: ${fmtUs(w)} in wait calls (${((100 * w) / tot).toFixed(1)}%), ` +
-        `${fmtUs(hsum)} in handlers (${((100 * hsum) / tot).toFixed(1)}%); slowest handler pass ${fmtUs(worst)}${sleep}`
-      : 'no complete iteration yet (paused, stepped or interrupted iterations are left out)';
+        `${fmtUs(hsum)} in handlers (${((100 * hsum) / tot).toFixed(1)}%); slowest handler pass ${fmtUs(worst)}${slow}`
+      : `no complete iteration yet (paused, stepped or interrupted iterations are left out)${slow}`;
   }
 }
