@@ -128,7 +128,7 @@ export class EventLog {
     model.subscribe((ev) => this.onEvent(ev));
   }
 
-  /** A gap's marker, as onEvent makes it live (and setFilter when it lists the past). */
+  /** The markers onEvent makes live, and withGapMarkers when a log is listed again. */
   static snapshotMarker(seq) {
     return { marker: `— snapshot: state at seq ${seq} —`, snapshotSeq: seq };
   }
