@@ -100,10 +100,13 @@ class PollEquality(Flaw):
             conn.on_ready(READABLE)
             return
         names = "|".join(backend.names(native))
-        if native & in_bit and unread_bytes(conn.fd):  # an EOF alone is no data ignored
-            self.flag(conn.fd, f"fd {conn.fd}: revents {names} != {backend.names(in_bit)[0]}, "
-                      "so readable data was ignored")
-        if native & HUP_BITS.get(backend.name, 0):
+        hangup = native & HUP_BITS.get(backend.name, 0)
+        # an EOF alone is no data ignored; with a hang-up, the loss is said once, below
+        if native & in_bit and not hangup and unread_bytes(conn.fd):
+            returned = "revents" if backend.name == "poll" else "the wait returned"  # (select)
+            self.flag(conn.fd, f"fd {conn.fd}: {returned} {names} != "
+                      f"{backend.names(in_bit)[0]}, so readable data was ignored")
+        if hangup:
             lost = unread_bytes(conn.fd)
             conn.close(hangup_reason(conn, backend.name, native), flaw=self.name)
             if lost:
@@ -127,6 +130,10 @@ class HupBeforeIn(Flaw):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self.lost_bytes = 0
+
+    def activate(self) -> None:
+        self.lost_bytes = 0  # "in all": since it was switched on, not over every session
+        super().activate()
 
     def inert(self) -> str | None:
         if self.loop.backend.name == "select":

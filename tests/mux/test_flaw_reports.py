@@ -141,3 +141,36 @@ def test_write_interest_stuck_follows_a_switch_from_queued_to_eager(make_engine)
         engine.switch_backend("poll", "level", False, "queued").result(5)
         assert interest() == ["POLLIN", "POLLOUT"]
     engine.set_flaw("write_interest_stuck", False).result(5)
+
+
+def _last_words(engine, rec, name: str, words: bytes) -> list[dict]:
+    """With `name` on and the loop paused, a client sends `words` and closes its side: the data
+    and the hang-up come in one report. The flaw's events about that connection."""
+    engine.set_flaw(name, True).result(5)
+    with connect(engine.tcp_port) as sock:
+        fd = _serving(engine, rec, sock)
+        since = rec.of("accept")[-1]["seq"]
+        engine.pause().result(5)
+        sock.sendall(words)
+        sock.shutdown(socket.SHUT_WR)
+        engine.resume().result(5)
+        rec.wait_for("close", fd=fd)
+    engine.set_flaw(name, False).result(5)
+    return [f for f in _flags(rec, name) if f["seq"] > since and f["fd"] == fd]
+
+
+def test_poll_equality_reports_one_loss_once(make_engine):
+    """Bytes lost to a hang-up were reported twice: "readable data was ignored", then "lost"."""
+    engine, rec = make_engine(backend="poll")
+    flags = _last_words(engine, rec, "poll_equality", b"my last words")
+    assert [f["message"] for f in flags] == [flags[0]["message"]]
+    assert "13 bytes unread: lost" in flags[0]["message"]
+
+
+def test_hup_before_in_counts_its_losses_from_when_it_is_switched_on(make_engine):
+    """"(N bytes in all)" added up every session's losses."""
+    engine, rec = make_engine(backend="poll")
+    first = _last_words(engine, rec, "hup_before_in", b"my last words")
+    assert "(13 in all)" in first[0]["message"]
+    second = _last_words(engine, rec, "hup_before_in", b"words")
+    assert "(5 in all)" in second[0]["message"]
