@@ -154,7 +154,8 @@ def _last_words(engine, rec, name: str, words: bytes) -> list[dict]:
         sock.sendall(words)
         sock.shutdown(socket.SHUT_WR)
         engine.resume().result(5)
-        rec.wait_for("close", fd=fd)
+        wait_until(lambda: [c for c in rec.of("close", fd=fd) if c["seq"] > since],
+                   what="this connection's close")  # (an earlier one may have had its fd)
     engine.set_flaw(name, False).result(5)
     return [f for f in _flags(rec, name) if f["seq"] > since and f["fd"] == fd]
 
