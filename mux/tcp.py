@@ -165,7 +165,6 @@ class TcpConnection:
                         if obs.active:  # throttled: the recv and send events, counted, not shown
                             obs.seq += 2 if sent else 1
                         if sent < n:
-                            self.queued_ever = True  # eager, a partial send: it had write interest
                             self._put(bytes(buf[sent:n]))
                     if not edge or self.reading_paused or self.closed:
                         break
@@ -282,8 +281,6 @@ class TcpConnection:
                 if sent == n:
                     return
                 data = data[sent:]
-        if self.engine.eager:  # behind a queue, or a partial send's rest: write interest on
-            self.queued_ever = True
         self._put(bytes(data))  # a copy of a view; bytes(b) is b itself, no copy
 
     def _on_eof(self) -> None:
@@ -297,6 +294,8 @@ class TcpConnection:
     # -- the queue -----------------------------------------------------------------------
     def _put(self, data: bytes) -> None:
         """Queue `data`, which must be `bytes` (never a view of the receive buffer)."""
+        if self.engine.eager:  # behind a queue, or a partial send's rest: write interest on
+            self.queued_ever = True
         queue = self.queue
         queue.append(data)
         self.pending_bytes += len(data)
