@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import io
 import logging
 import os
@@ -92,6 +93,8 @@ class JsonlRecorder:
         #: a device, a pipe or a symlink (/dev/null, a FIFO, /dev/stdout) is written to, never
         #: rotated or renamed
         self.rotates = self._regular_path()
+        if self.rotates:
+            self._remove_stale_staging()
         if self.rotates and self.path.exists() and self.path.stat().st_size:
             self._shift_old_files()  # an earlier run's recording becomes FILE.1, kept whole
             log.warning("--record: the earlier recording %s is now %s.1", self.path,
@@ -340,6 +343,18 @@ class JsonlRecorder:
         else:
             self._lost += len(lines)
             self.lost_total += len(lines)
+
+    def _remove_stale_staging(self) -> None:
+        """An earlier run that died between making its next file and renaming it (_rotate) left
+        it behind, empty, at `.FILE.XXXX.new`: removed. Only empty regular files of ours: a
+        link, a folder or anything holding bytes is not ours to delete."""
+        for staged in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.new"):
+            with contextlib.suppress(OSError):
+                info = staged.lstat()
+                if (stat.S_ISREG(info.st_mode) and info.st_size == 0
+                        and info.st_uid == os.getuid()):
+                    staged.unlink()
+                    log.info("--record: removed %s, left empty by an earlier run", staged)
 
     def _shift_old_files(self) -> None:
         """FILE -> FILE.1 -> FILE.2 ...; the oldest beyond KEEP_ROTATED is overwritten.

@@ -173,3 +173,27 @@ def test_a_rotation_never_writes_over_what_sits_at_a_staging_name(tmp_path) -> N
     recorder.close()
     assert victim.read_text() == "keep me"
     assert path.with_name("run.jsonl.1").exists()
+
+
+def test_a_staging_file_an_earlier_run_left_empty_is_removed_and_nothing_else(tmp_path) -> None:
+    """A crash between making the next file and renaming it left `.FILE.XXXX.new`, empty: the
+    next run removes it. A link there, a folder, a file holding bytes or another recording's
+    staging file stay."""
+    path = tmp_path / "run.jsonl"
+    stale = tmp_path / ".run.jsonl.k2j4x9.new"
+    stale.touch()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link = tmp_path / ".run.jsonl.link.new"
+    link.symlink_to(victim)
+    holding = tmp_path / ".run.jsonl.full.new"
+    holding.write_text("not empty")
+    folder = tmp_path / ".run.jsonl.dir.new"
+    folder.mkdir()
+    other = tmp_path / ".other.jsonl.abc.new"
+    other.touch()
+    recorder = JsonlRecorder(path, max_mb=1)
+    recorder.close()
+    assert not stale.exists()
+    assert link.is_symlink() and victim.read_text() == "keep me"
+    assert holding.read_text() == "not empty" and folder.is_dir() and other.exists()
