@@ -61,10 +61,19 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
 #: Injected into the page: one sample per >= 1 s of rAF time (frames, events, paints in it).
 PROBE_JS = """() => {
   const m = window.__muxscope;
-  const p = {frames: 0, samples: []};
-  let last = performance.now(), f0 = 0, e0 = m.eventsApplied, p0 = m.paints;
+  const p = {frames: 0, samples: [], gaps: [], longtasks: []};
+  let last = performance.now(), f0 = 0, e0 = m.eventsApplied, p0 = m.paints, prev = last;
+  try {  // the main thread's tasks over 50 ms, whatever ran them (script, parse, GC, layout)
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        if (p.longtasks.length < 500) p.longtasks.push({t: e.startTime, ms: e.duration});
+      }
+    }).observe({type: 'longtask'});
+  } catch (err) { p.longtasks = null; }
   function tick(now) {
     p.frames++;
+    if (now - prev > 100 && p.gaps.length < 500) p.gaps.push({t: prev, ms: now - prev});
+    prev = now;
     if (now - last >= 1000) {
       p.samples.push({t: now, dt: now - last, frames: p.frames - f0,
                       events: m.eventsApplied - e0, paints: m.paints - p0});
@@ -77,9 +86,13 @@ PROBE_JS = """() => {
 }"""
 TAKE_JS = "() => window.__scaleProbe.samples.splice(0)"
 CLEAR_SLOW_JS = ("() => { window.__muxscope.slowFrames.length = 0; "
-                 "window.__muxscope.slowMessages.length = 0; }")
+                 "window.__muxscope.slowMessages.length = 0; window.__muxscope.syncs.length = 0;"
+                 " window.__scaleProbe.gaps.length = 0; "
+                 "if (window.__scaleProbe.longtasks) window.__scaleProbe.longtasks.length = 0; }")
 SLOW_JS = ("() => ({frames: window.__muxscope.slowFrames.slice(), "
-           "messages: window.__muxscope.slowMessages.slice()})")
+           "messages: window.__muxscope.slowMessages.slice(), "
+           "syncs: window.__muxscope.syncs.slice(), gaps: window.__scaleProbe.gaps.slice(), "
+           "longtasks: window.__scaleProbe.longtasks && window.__scaleProbe.longtasks.slice()})")
 COUNTERS_JS = """() => ({events: window.__muxscope.eventsApplied, paints: window.__muxscope.paints,
   dropped: window.__muxscope.dropped, paintMs: Object.assign({}, window.__muxscope.paintMs),
   now: performance.now()})"""
@@ -268,6 +281,14 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
         "slow_event_frames": [{"t_s": round((m["at"] - c0["now"]) / 1000, 2),
                                "ms": round(m["ms"], 1), "events": m["events"]}
                               for m in slow["messages"]],
+        "resyncs": [{"t_s": round((r["at"] - c0["now"]) / 1000, 2),
+                     "fetch_ms": round(r["fetchMs"], 1), "apply_ms": round(r["applyMs"], 1)}
+                    for r in slow["syncs"]],
+        "frame_gaps": [{"t_s": round((g["t"] - c0["now"]) / 1000, 2), "ms": round(g["ms"], 1)}
+                       for g in slow["gaps"]],
+        "long_tasks": None if slow["longtasks"] is None else [
+            {"t_s": round((x["t"] - c0["now"]) / 1000, 2), "ms": round(x["ms"], 1)}
+            for x in slow["longtasks"] if x["t"] >= c0["now"]],
         "server_cpu_pct": (cpu1 - cpu0) * 100 / elapsed if elapsed else None,
         # Chromium's own accounting of the page's main thread (CDP Performance.getMetrics):
         # ms per second of wall time spent in tasks, script, style, layout.
@@ -329,6 +350,31 @@ def _ok(v: bool | None) -> str:
     return "-" if v is None else "ok" if v else "MISSED"
 
 
+def _stalls(d: dict[str, Any]) -> str:
+    """Where the frames went: the page's resyncs, its gaps between frames over 100 ms and the
+    main thread's long tasks (over 50 ms, whatever ran them: script, JSON parse, GC)."""
+    out = ""
+    syncs = d.get("resyncs") or []
+    if syncs:
+        fetch = [r["fetch_ms"] for r in syncs]
+        apply = [r["apply_ms"] for r in syncs]
+        out += (f"Page resyncs (GET /api/state after dropped events): {len(syncs)}; fetch+parse"
+                f" ms median {statistics.median(fetch):.0f} max {max(fetch):.0f}; apply ms "
+                f"median {statistics.median(apply):.0f} max {max(apply):.0f}\n")
+    gaps = d.get("frame_gaps") or []
+    if gaps:
+        worst = sorted(gaps, key=lambda g: -g["ms"])[:3]
+        out += (f"Gaps between frames over 100 ms: {len(gaps)}; longest: "
+                + "; ".join(f"{g['ms']:.0f} ms at {g['t_s']:.1f} s" for g in worst) + "\n")
+    tasks = d.get("long_tasks")
+    if tasks:
+        worst = sorted(tasks, key=lambda x: -x["ms"])[:3]
+        out += (f"Main-thread tasks over 50 ms: {len(tasks)} ({sum(x['ms'] for x in tasks):.0f}"
+                " ms in all); longest: "
+                + "; ".join(f"{x['ms']:.0f} ms at {x['t_s']:.1f} s" for x in worst) + "\n")
+    return out
+
+
 def render(d: dict[str, Any]) -> str:
     a, v = d["active"], d["verdicts"]
     rows: list[list[Any]] = [
@@ -377,6 +423,7 @@ def render(d: dict[str, Any]) -> str:
                 + "; ".join(f"{f['ms']:.0f} ms at {f['t_s']:.1f} s ("
                             + ", ".join(f"{k} {v:.0f}" for k, v in f["panels"].items()) + ")"
                             for f in worst) + "\n")
+    out += _stalls(d)
     main = d.get("page_main_ms_per_s") or {}
     if main:
         out += ("Page main thread, ms per second (CDP Performance.getMetrics): "

@@ -113,8 +113,11 @@ async function resync() {
   if (resyncing) { resyncAgain = true; return; }
   resyncing = true;
   try {
+    const t0 = performance.now();
     const state = await apiMod.api.state();
+    const t1 = performance.now();
     if (model.applyState(state)) history.checkpoint();
+    noteSync({ at: t0, fetchMs: t1 - t0, applyMs: performance.now() - t1 });
   } catch {
     /* an HTTP error is shown in the alert area; a network one, the header says */
   } finally {
@@ -207,6 +210,14 @@ const SLOW_MS = 30;
 const SLOW_KEPT = 50;
 debug.slowFrames = [];
 debug.slowMessages = [];
+// Every resync's cost, the last SYNCS_KEPT: fetch (request + JSON parse) and apply (model +
+// history checkpoint), ms. At 10,000 connections the state is ~2 MiB (docs/BENCHMARKS.md, Scale).
+const SYNCS_KEPT = 50;
+debug.syncs = [];
+function noteSync(entry) {
+  debug.syncs.push(entry);
+  if (debug.syncs.length > SYNCS_KEPT) debug.syncs.shift();
+}
 let framePanels = {};
 function timed(name, fn) {
   const t0 = performance.now();
