@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import glob
 import io
 import logging
 import os
@@ -53,7 +52,7 @@ import orjson
 
 from app.bridge import DEFAULT_MAX_BATCH
 from app.notices import Notices
-from app.record_paths import own_fd, real_path
+from app.record_paths import own_fd, real_path, remove_stale_staging, shift_old_files
 
 log = logging.getLogger(__name__)
 KEEP_ROTATED = 5
@@ -94,7 +93,7 @@ class JsonlRecorder:
         #: rotated or renamed
         self.rotates = self._regular_path()
         if self.rotates:
-            self._remove_stale_staging()
+            remove_stale_staging(self.path)
         if self.rotates and self.path.exists() and self.path.stat().st_size:
             self._shift_old_files()  # an earlier run's recording becomes FILE.1, kept whole
             log.warning("--record: the earlier recording %s is now %s.1", self.path,
@@ -344,33 +343,11 @@ class JsonlRecorder:
             self._lost += len(lines)
             self.lost_total += len(lines)
 
-    def _remove_stale_staging(self) -> None:
-        """An earlier run that died between making its next file and renaming it (_rotate) left
-        it behind, empty, at `.FILE.XXXX.new`: removed. Only empty regular files of ours: a
-        link, a folder or anything holding bytes is not ours to delete."""
-        for staged in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.new"):
-            with contextlib.suppress(OSError):
-                info = staged.lstat()
-                if (stat.S_ISREG(info.st_mode) and info.st_size == 0
-                        and info.st_uid == os.getuid()):
-                    staged.unlink()
-                    log.info("--record: removed %s, left empty by an earlier run", staged)
-
     def _shift_old_files(self) -> None:
-        """FILE -> FILE.1 -> FILE.2 ...; the oldest beyond KEEP_ROTATED is overwritten.
-        Nothing moves when FILE is gone (deleted under us): no segment is pushed out for it."""
-        if not self.path.exists():
-            return
-        for i in range(KEEP_ROTATED - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{i}")
-            if older.exists():
-                newer = self.path.with_name(f"{self.path.name}.{i + 1}")
-                dropping = i == KEEP_ROTATED - 1 and newer.exists()
-                older.replace(newer)
-                if dropping:  # said once done: a rename that fails has dropped nothing
-                    self._notices.warn("oldest", "--record: dropped the oldest segment %s "
-                                       "(%d are kept)", newer, KEEP_ROTATED)
-        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        def dropped(oldest: Path) -> None:
+            self._notices.warn("oldest", "--record: dropped the oldest segment %s (%d are "
+                               "kept)", oldest, KEEP_ROTATED)
+        shift_old_files(self.path, KEEP_ROTATED, dropped)
 
     def _write(self, data: bytes) -> bool:
         """Append `data` whole, or not at all: a failed write is cut back off the file (a
