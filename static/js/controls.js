@@ -13,8 +13,9 @@ function validDelay(text) {
 }
 
 export class Controls {
-  constructor(doc, model, { replay }) {
+  constructor(doc, model, { replay, applyState = (state) => model.applyState(state) }) {
     this.model = model;
+    this.applyState = applyState;   // a state an answer carries (main.js: after held events)
     this.replay = replay;
     this.busy = 0;
     const $ = (id) => doc.getElementById(id);
@@ -96,7 +97,7 @@ export class Controls {
       write: this.write.value,
     };
     const state = await this.run(() => api.setBackend(body));
-    if (state && this.model.applyState(state)) this.model.needResync = false;
+    if (state && this.applyState(state)) this.model.needResync = false;
   }
 
   async togglePause() {

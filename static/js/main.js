@@ -32,7 +32,7 @@ const model = new Model({ ringSize: 5000 });
 const history = new History(model, { cap: replay ? 100000 : 20000 });
 const $ = (id) => document.getElementById(id);
 
-const controls = new Controls(document, model, { replay });
+const controls = new Controls(document, model, { replay, applyState: applyStateNow });
 const timeline = new Timeline($('timeline'), model, history, { replay });
 const breakpoints = new BreakpointsPanel($('timeline'), model, history, { replay });
 const syscall = new SyscallPanel($('syscall-panel'));
@@ -108,22 +108,79 @@ function setStatus(state, info) {
 
 let resyncing = false;
 let resyncAgain = false;   // asked for while one was under way: its answer may be too old
+// While a resync's GET /api/state is out, events frames are held, not applied. Its answer is
+// the state after some seq R, and every event the page had when it asked is at or before R;
+// on arrival the held events up to R are applied, then the state, then the rest. Applied as
+// they came, a stream faster than the answer (10,000 connections: a 2 MiB body, 0.1-0.4 s)
+// had passed R by then: the answer was refused as older than the events, asked for again at
+// once, and so on for as long as the load lasted (docs/BENCHMARKS.md, Scale).
+const HELD_MAX = 500;   // frames (~30 ms of events each): past it they are applied as they come
+let held = null;        // the frames held for the resync under way, or null
 async function resync() {
   if (replay) return;
   if (resyncing) { resyncAgain = true; return; }
   resyncing = true;
+  const mine = held = [];
+  const t0 = performance.now();
+  let state = null;
   try {
-    const t0 = performance.now();
-    const state = await apiMod.api.state();
-    const t1 = performance.now();
-    if (model.applyState(state)) history.checkpoint();
-    noteSync({ at: t0, fetchMs: t1 - t0, applyMs: performance.now() - t1 });
+    state = await apiMod.api.state();
   } catch {
     /* an HTTP error is shown in the alert area; a network one, the header says */
+  }
+  const frames = held === mine ? mine : [];   // [] once applied (too many, a new snapshot)
+  if (held === mine) held = null;
+  try {
+    landState(state, frames, t0);
   } finally {
     resyncing = false;
     if (resyncAgain) { resyncAgain = false; resync(); }
   }
+}
+
+/** A resync's answer (null: none came) among the frames held while it was out. */
+function landState(state, frames, t0) {
+  const t1 = performance.now();
+  const reflects = state && state.stats ? state.stats.events_total : undefined;
+  const [before, after] = splitFrames(frames, reflects);
+  for (const frame of before) applyEvents(frame);
+  const applied = state !== null && model.applyState(state);
+  if (applied) history.checkpoint();
+  for (const frame of after) applyEvents(frame);
+  if (state !== null) {
+    noteSync({ at: t0, fetchMs: t1 - t0, applyMs: performance.now() - t1, applied, held: frames.length });
+  }
+}
+
+/** Held frames split at seq `upTo`: those with the events at or before it (each frame's
+ *  `dropped` stays with its first part), and those with the events after it. */
+function splitFrames(frames, upTo) {
+  if (typeof upTo !== 'number') return [frames, []];
+  const before = [];
+  const after = [];
+  for (const frame of frames) {
+    const events = frame.events || [];
+    const early = events.filter((ev) => ev.seq <= upTo);
+    if (early.length === events.length) { before.push(frame); continue; }
+    if (early.length || frame.dropped) before.push({ ...frame, events: early });
+    after.push({ ...frame, events: events.filter((ev) => ev.seq > upTo), dropped: 0 });
+  }
+  return [before, after];
+}
+
+/** A state from another answer (a backend switch's): the events held for a resync are older
+ *  than it, so they go first (the resync's own answer then comes with none). */
+function applyStateNow(state) {
+  if (held !== null) for (const frame of held.splice(0)) applyEvents(frame);
+  return model.applyState(state);
+}
+
+function applyEvents(frame) {
+  const t0 = performance.now();
+  model.applyEventsFrame(frame);
+  noteSlow(debug.slowMessages, { at: t0, ms: performance.now() - t0, events: (frame.events || []).length });
+  if (model.needResync) { model.needResync = false; resync(); }
+  if (model.unsynced) { model.unsynced = false; resyncAfterDrops(); }
 }
 
 // After events were dropped: the state is read again once drops have stopped for
@@ -156,16 +213,21 @@ const socket = new Socket({
     switch (frame.type) {
       case 'snapshot':
         if (timeline.viewing) timeline.backToLive();   // a new snapshot starts a new history
+        held = null;   // frames of the connection before: the snapshot is newer than them
         model.applySnapshot(frame);
         break;
-      case 'events': {
-        const t0 = performance.now();
-        model.applyEventsFrame(frame);
-        noteSlow(debug.slowMessages, { at: t0, ms: performance.now() - t0, events: (frame.events || []).length });
-        if (model.needResync) { model.needResync = false; resync(); }
-        if (model.unsynced) { model.unsynced = false; resyncAfterDrops(); }
+      case 'events':
+        if (held === null) {
+          applyEvents(frame);
+        } else {
+          held.push(frame);
+          if (held.length > HELD_MAX) {   // the answer is very late: apply them, as they came
+            const frames = held;
+            held = null;
+            for (const f of frames) applyEvents(f);
+          }
+        }
         break;
-      }
       case 'stats': model.applyStats(frame); break;
       default: break;
     }

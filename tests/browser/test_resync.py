@@ -1,0 +1,100 @@
+"""The page reads GET /api/state again after dropped events (a resync): its answer must land
+even when it is slower than the events, as it is at 10,000 connections (a 2 MiB body)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests.browser.test_dashboard import real_console_errors, state
+from tests.conftest import wait_until
+from tests.mux.conftest import recv_exactly
+
+STATE_DELAY_MS = 400
+
+#: Every answer to GET /api/state reaches the page's code STATE_DELAY_MS late (the request, and
+#: so the engine's capture, is not delayed): what a slow body does. Counts the requests.
+SLOW_STATE_JS = """(delay) => {
+  const original = window.fetch;
+  window.__stateFetches = 0;
+  window.fetch = async (...args) => {
+    const res = await original(...args);
+    if (String(args[0]).includes('/api/state')) {
+      window.__stateFetches++;
+      await new Promise((done) => setTimeout(done, delay));
+    }
+    return res;
+  };
+}"""
+
+
+@contextmanager
+def echo_traffic(socks: list[socket.socket]) -> Iterator[list[int]]:
+    """Each socket ping-pongs 200 B until the block ends; yields the bytes echoed per socket."""
+    stop = threading.Event()
+    echoed = [0] * len(socks)
+    failures: list[BaseException] = []
+
+    def run(i: int, sock: socket.socket) -> None:
+        try:
+            while not stop.is_set():
+                sock.sendall(b"y" * 200)
+                assert recv_exactly(sock, 200) == b"y" * 200
+                echoed[i] += 200
+        except BaseException as exc:  # reported by the test, not lost in a thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, s), daemon=True) for i, s in enumerate(socks)]
+    for t in threads:
+        t.start()
+    try:
+        yield echoed
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not failures, failures
+
+
+def test_a_resync_answer_slower_than_the_events_still_lands(dashboard):
+    """While the answer was out, the page went on applying events; the answer, captured
+    before them, was refused as older than the page, asked for again at once, refused again,
+    for as long as the load lasted: at 10,000 connections 50 requests of 2 MiB in 30 s, a long
+    task each (the page's frame rate fell below 30/s), and the state never applied."""
+    page = dashboard.page
+    dashboard.engine.observers.budget = 300  # events/s: the echoes below go past it
+    socks = [dashboard.connect() for _ in range(3)]
+    try:
+        page.evaluate(SLOW_STATE_JS, STATE_DELAY_MS)
+        with echo_traffic(socks) as echoed:
+            wait_until(lambda: min(echoed) >= 20_000, 10, "the echoes under way")
+            page.wait_for_function("() => window.__muxscope.dropped > 0", timeout=5000)
+            # with few connections a resync follows drops at most every 1 s
+            wait_until(lambda: len(page.evaluate("window.__muxscope.syncs")) >= 2, 10,
+                       "two resyncs")
+            time.sleep(2.0)  # a window of sustained load, to count the requests in
+            syncs = page.evaluate("window.__muxscope.syncs")
+            fetches = page.evaluate("window.__stateFetches")
+        assert all(s["fetchMs"] >= STATE_DELAY_MS for s in syncs)  # the delay was in effect
+        assert all(s["applied"] for s in syncs), syncs
+        assert any(s["held"] > 0 for s in syncs), syncs  # events did come meanwhile
+        # one request a second or so, not one every STATE_DELAY_MS
+        assert fetches <= len(syncs) + 1, (fetches, syncs)
+
+        fds = {c["fd"] for c in state(dashboard)["connections"]}
+
+        def page_agrees() -> bool:
+            api = {c["fd"]: c for c in state(dashboard)["connections"]}
+            shown = page.evaluate("""() => [...window.__muxscope.model.conns.values()].map(
+                c => [c.fd, c.bytesIn, c.bytesOut])""")
+            return sorted(shown) == sorted(
+                [fd, api[fd]["bytes_in"], api[fd]["bytes_out"]] for fd in fds)
+
+        wait_until(page_agrees, 10, "the page's figures equal the server's")
+    finally:
+        for sock in socks:
+            sock.close()
+    assert real_console_errors(dashboard) == []
