@@ -148,8 +148,9 @@ def _add_engine_flags(parser: Any) -> None:
         "--write",
         choices=WRITE_MODES,
         default="queued",
-        help="queued: recv -> queue -> wait for writable -> send; eager: send at once and "
-        "queue only what the kernel did not take (default: %(default)s)",
+        help="TCP connections' writes: queued: recv -> queue -> wait for writable -> send; "
+        "eager: send at once and queue only what the kernel did not take (default: "
+        "%(default)s). UDP replies are always sent at once (a datagram is never sent in part)",
     )
     parser.add_argument(
         "--record",

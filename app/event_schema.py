@@ -43,6 +43,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "wait": {"cpu_us": INT, "late": BOOL},
     "ready": {"late": BOOL},
     "backpressure": {"inline": BOOL},
+    "datagram": {"misdirected": BOOL},
     "send": {"closing": ("user", "shutdown")},
     "queue": {"closing": ("user", "shutdown")},
     "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT, "flaw": OPTIONAL_STR,

@@ -88,7 +88,10 @@ def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict
         elif kind == "close":
             open_fds.discard(event.get("fd"))
         elif kind == "datagram" and udp is not None:
-            udp["received" if event.get("dir") == "in" else "echoed"] += 1
+            if event.get("dir") == "in":
+                udp["received"] += 1
+            elif not event.get("misdirected"):  # the bug zoo's reply to itself: live counts
+                udp["echoed"] += 1               # no echo either
     totals: dict[str, Any] = {"connections": len(open_fds), "bytes_in": bytes_in,
                               "bytes_out": bytes_out, "waits": waits}
     if udp is not None:

@@ -421,7 +421,8 @@ class Engine(EngineCommands):
                 "waits_by_backend": by_backend,
                 "lingering": list(self.lingering_fds),
                 "udp": None if udp is None else {
-                    "received": udp.received, "echoed": udp.echoed, "dropped": udp.dropped}}
+                    "received": udp.received, "echoed": udp.echoed, "dropped": udp.dropped,
+                    "pending": len(udp.pending), "reading_paused": udp.reading_paused}}
 
     def loop_state(self) -> dict[str, Any]:
         return {"loop": "paused" if self.paused else "running", "delay_ms": self.delay_ms}

@@ -7,7 +7,13 @@
   to each datagram, as it stood when that datagram was queued: drops after the last queued one
   would show only with the next datagram. So `dropped` also reads the socket's own count now
   (SO_MEMINFO's SK_MEMINFO_DROPS, the same counter), and says the larger.
-- A reply the kernel cannot take now (EAGAIN) waits in a bounded queue for writability.
+- A reply the kernel cannot take now (EAGAIN) waits in a queue for writability. The queue is
+  bounded like a TCP connection's (backpressure): at MAX_PENDING_REPLIES replies or
+  MAX_PENDING_BYTES bytes the socket stops being read (a `backpressure` event) until the queue
+  has drained, and what comes meanwhile waits in the kernel, which drops what does not fit
+  and counts it (`dropped`). No reply is thrown away by the server itself.
+- `--write queued` is for TCP connections: a reply is sent at once, and waits only for that
+  EAGAIN (a datagram cannot be sent in part, and loopback never refuses one).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
 _SK_MEMINFO_DROPS = 8  # index in the u32 array SO_MEMINFO returns (Linux >= 4.x)
 MAX_PENDING_REPLIES = 1024
+MAX_PENDING_BYTES = 1 << 20  # a TCP connection's default high-water mark
 _ANC_SIZE = socket.CMSG_SPACE(4)
 
 
@@ -45,9 +52,10 @@ class UdpEcho(ListeningHandler):
         self.received = 0
         self.echoed = 0
         self._dropped_attached = 0  # by the kernel, as the last datagram's SO_RXQ_OVFL said
-        self.reply_dropped = 0  # replies we could not queue
         self.truncated = 0
         self.pending: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self.pending_bytes = 0
+        self.reading_paused = False  # the reply queue is full (backpressure)
         bound_ip, _ = sock.getsockname()[:2]
         # Where a misdirected reply goes (the bug zoo's udp_wrong_address): this server. A
         # wildcard bind is reached on loopback, and that is the source its own replies show.
@@ -87,6 +95,8 @@ class UdpEcho(ListeningHandler):
         self.engine.error(message + more, fd=self.fd, cause="udp")
 
     def _receive_one(self) -> bool:
+        if self.reading_paused:  # (edge mode's drain, once the queue filled up)
+            return False
         try:
             data, anc, flags, addr = self.sock.recvmsg(DATAGRAM_BUFFER, _ANC_SIZE)
         except BlockingIOError:
@@ -131,15 +141,16 @@ class UdpEcho(ListeningHandler):
             return True
         if not self.reply_to_self:  # the bug zoo's reply to ourselves is no echo: lost
             self.echoed += 1
-        self._emit(addr, "out", data)
+        self._emit(addr, "out", data, misdirected=self.reply_to_self)
         return True
 
     def _queue_reply(self, data: bytes, addr: tuple[str, int]) -> None:
-        if len(self.pending) >= MAX_PENDING_REPLIES:
-            self.reply_dropped += 1
-            return
         self.pending.append((data, addr))
-        self.loop.set_interest(self.fd, READABLE | WRITABLE)
+        self.pending_bytes += len(data)
+        if len(self.pending) >= MAX_PENDING_REPLIES or self.pending_bytes >= MAX_PENDING_BYTES:
+            self._set_backpressure(True)
+        else:
+            self.loop.set_interest(self.fd, READABLE | WRITABLE)
 
     def _flush(self) -> None:
         while self.pending:
@@ -147,13 +158,32 @@ class UdpEcho(ListeningHandler):
             if not self._try_send(data, addr):
                 return
             self.pending.popleft()
-        self.loop.set_interest(self.fd, READABLE)
+            self.pending_bytes -= len(data)
+        if self.reading_paused:
+            self._set_backpressure(False)
+        else:
+            self.loop.set_interest(self.fd, READABLE)
 
-    def _emit(self, addr: tuple[str, int], direction: str, data: bytes) -> None:
+    def _set_backpressure(self, paused: bool) -> None:
+        """Paused: write interest only, until the queue is empty; then read interest only."""
+        self.reading_paused = paused
+        self.engine.breakpoints.note("backpressure", self.fd)
+        self.loop.set_interest(self.fd, WRITABLE if paused else READABLE)
+        obs = self.loop.obs
+        if obs.active:
+            obs.emit({"kind": "backpressure", "fd": self.fd, "paused": paused})
+        if not paused and self.loop.backend.edge:  # what came meanwhile brings no new edge
+            self.loop.readable_soon(self)
+
+    def _emit(self, addr: tuple[str, int], direction: str, data: bytes,
+              misdirected: bool = False) -> None:
         obs = self.loop.obs
         if obs.watched:
-            obs.emit({"kind": "datagram", "fd": self.fd, "peer": peer_name(addr),
-                      "dir": direction, "bytes": len(data), "preview": preview(data)})
+            event = {"kind": "datagram", "fd": self.fd, "peer": peer_name(addr),
+                     "dir": direction, "bytes": len(data), "preview": preview(data)}
+            if misdirected:  # the bug zoo's reply to this server: no echo (nor in a replay)
+                event["misdirected"] = True
+            obs.emit(event)
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1
 
@@ -173,8 +203,9 @@ class UdpEcho(ListeningHandler):
 
     def describe(self) -> dict[str, int]:
         return {"fd": self.fd, "port": self.port, "received": self.received,
-                "echoed": self.echoed, "dropped": self.dropped,
-                "reply_dropped": self.reply_dropped, "truncated": self.truncated}
+                "echoed": self.echoed, "dropped": self.dropped, "truncated": self.truncated,
+                "pending": len(self.pending), "pending_bytes": self.pending_bytes,
+                "reading_paused": self.reading_paused}
 
     def close(self) -> None:
         self.loop.unregister(self.fd)

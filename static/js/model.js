@@ -140,8 +140,9 @@ export class Model {
     // UDP totals: what the kernel dropped comes with no event, and shown datagram events are
     // a sample under load; the stats frame has the engine's own counts
     if (frame.udp && this.udp) {
-      const { received, echoed, dropped } = frame.udp;
+      const { received, echoed, dropped, pending, reading_paused: readingPaused } = frame.udp;
       Object.assign(this.udp, { received, echoed, dropped });
+      if (pending !== undefined) Object.assign(this.udp, { pending, reading_paused: !!readingPaused });
       this.udpFromStats = true;   // datagram events still in flight are in these totals already
       this.mark('conns');
     }
@@ -355,12 +356,13 @@ export class Model {
         break;
       }
       case 'backpressure':
+        if (this.udp && fd === this.udp.fd && !inState) { this.udp.reading_paused = !!ev.paused; this.mark('conns'); }
         if (isConn && !inState) { this.conn(fd).paused = !!ev.paused; this.touched.add(fd); this.mark('conns', 'queues', 'backend'); }
         break;
       case 'datagram':
         if (this.udp && !this.udpFromStats && !inState) {   // once stats carry the totals, they alone count
           if (ev.dir === 'in') this.udp.received = (this.udp.received || 0) + 1;
-          else if (ev.dir === 'out') this.udp.echoed = (this.udp.echoed || 0) + 1;
+          else if (ev.dir === 'out' && !ev.misdirected) this.udp.echoed = (this.udp.echoed || 0) + 1;
           this.mark('conns');
         }
         break;

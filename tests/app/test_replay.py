@@ -873,3 +873,17 @@ def test_replay_totals_start_from_the_snapshots_own():
     assert recorded_totals(state, events) == {
         "connections": 1, "bytes_in": 1010, "bytes_out": 1010, "waits": 51,
         "udp": {"received": 4, "echoed": 4, "dropped": 1}}
+
+
+def test_replay_totals_count_no_misdirected_reply_as_echoed():
+    """The bug zoo's udp_wrong_address sends the reply to the server itself: live counts no
+    echo for it, a replay counted every outgoing datagram."""
+    from app.replay import recorded_totals
+
+    state = {"listeners": {"udp": {"fd": 5, "port": 9000, "received": 0, "echoed": 0,
+                                   "dropped": 0}}}
+    events = [{"seq": 1, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "in", "bytes": 4},
+              {"seq": 2, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "out", "bytes": 4,
+               "misdirected": True},
+              {"seq": 3, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "in", "bytes": 4}]
+    assert recorded_totals(state, events)["udp"] == {"received": 2, "echoed": 0, "dropped": 0}

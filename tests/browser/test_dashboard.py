@@ -1606,3 +1606,32 @@ def test_backpressure_shows_on_the_page_and_clears_when_the_client_reads(dashboa
         expect(page.locator("#queue-summary")).to_contain_text("0 paused by backpressure",
                                                                timeout=5000)
         expect(row(page, fd)).not_to_contain_text("paused", timeout=5000)
+
+
+def test_udp_backpressure_and_waiting_replies_are_said_on_the_page(dashboard, monkeypatch):
+    """A reply the kernel refuses waits in a bounded queue; when that was full the server threw
+    replies away, said nowhere. Now it stops reading the socket, and the page says so."""
+    import mux.udp
+    from tests.mux.test_udp_backpressure import RefusingSocket
+
+    monkeypatch.setattr(mux.udp, "MAX_PENDING_REPLIES", 10)
+    page, engine = dashboard.page, dashboard.engine
+    udp = engine.udp
+    refusing = RefusingSocket(udp.sock)
+    engine.call(setattr, udp, "sock", refusing).result(5)
+    summary = page.locator("#udp-summary")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(5)
+            for i in range(30):
+                client.sendto(b"%02d" % i, ("127.0.0.1", engine.udp_port))
+            expect(summary).to_contain_text(
+                "not read (backpressure): 10 replies wait for writability", timeout=5000)
+            engine.call(setattr, refusing, "refusing", False).result(5)
+            assert [client.recvfrom(10)[0] for _ in range(30)] == [b"%02d" % i for i in range(30)]
+            expect(summary).to_contain_text("30 datagrams received, 30 echoed", timeout=5000)
+            expect(summary).not_to_contain_text("backpressure")
+            expect(summary).not_to_contain_text("wait for writability")
+    finally:
+        engine.call(setattr, udp, "sock", refusing.real).result(5)
+    assert real_console_errors(dashboard) == []

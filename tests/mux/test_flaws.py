@@ -249,14 +249,18 @@ def test_udp_wrong_address(make_engine):
         assert "this server" in flag["message"]
         with pytest.raises(TimeoutError):
             client.recvfrom(100)
-        # the reply to itself was counted as echoed (the client never heard back)
-        rec.wait_for("datagram", dir="out")
+        # the reply to itself was counted as echoed (the client never heard back); its event
+        # says so, for the page and a replay to count it as live does
+        assert rec.wait_for("datagram", dir="out").get("misdirected") is True
         assert engine.state().result(5)["listeners"]["udp"]["echoed"] == 0
         engine.set_flaw("udp_wrong_address", False).result(5)
         client.settimeout(5)
         client.sendto(b"now?", ("127.0.0.1", engine.udp_port))
         assert client.recvfrom(100)[0] == b"now?"
         assert engine.state().result(5)["listeners"]["udp"]["echoed"] == 1
+        outs = wait_until(lambda: [e for e in rec.of("datagram") if e["dir"] == "out"][1:],
+                          5, "the echo's datagram event")
+        assert "misdirected" not in outs[0]
 
 
 def test_write_toggle_keeps_the_flaws_extra_bits(make_engine):

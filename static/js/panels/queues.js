@@ -15,7 +15,7 @@ const backpressure = (high, low) => ` Bars fill as bytes arrive and drain as the
 /** What the queue holds depends on the write strategy (the Write control). */
 const CAPTIONS = {
   queued: 'Queued writes: every received chunk waits in its connection\'s queue until the socket is writable and '
-    + 'the bytes are sent back.',
+    + 'the bytes are sent back. (UDP replies are sent at once: a datagram is never sent in part.)',
   eager: 'Eager writes: a received chunk is sent back at once; only what the kernel did not take waits in the '
     + 'queue, until the socket is writable again. Mostly empty, then: it fills when a client reads slowly.',
 };

@@ -1,0 +1,61 @@
+"""UDP replies the kernel refuses (EAGAIN) wait in a bounded queue: when it is full the socket
+stops being read (backpressure) instead of the server throwing replies away unsaid."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+import mux.udp
+
+from .conftest import wait_until
+
+BOUND = 20
+SENT = 100
+
+
+class RefusingSocket:
+    """The engine's UDP socket, whose `sendto` fails with EAGAIN while `refusing` is set:
+    loopback never refuses a datagram, so a full send buffer is played here."""
+
+    def __init__(self, real: socket.socket) -> None:
+        self.real = real
+        self.refusing = True
+
+    def sendto(self, data: bytes, addr: Any) -> int:
+        if self.refusing:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return self.real.sendto(data, addr)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_a_full_reply_queue_stops_reading_and_loses_no_reply(make_engine, monkeypatch, backend):
+    monkeypatch.setattr(mux.udp, "MAX_PENDING_REPLIES", BOUND)
+    engine, rec = make_engine(backend=backend)
+    udp = engine.udp
+    refusing = RefusingSocket(udp.sock)
+    engine.call(setattr, udp, "sock", refusing).result(5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(5)
+        for i in range(SENT):
+            client.sendto(b"%04d" % i, ("127.0.0.1", engine.udp_port))
+        wait_until(lambda: udp.reading_paused, 5, "reading paused")
+        state = engine.state().result(5)["listeners"]["udp"]
+        assert state["reading_paused"] is True
+        assert state["pending"] == BOUND and state["received"] == BOUND  # no more read
+        assert [e["paused"] for e in rec.of("backpressure") if e["fd"] == udp.fd] == [True]
+        engine.call(setattr, refusing, "refusing", False).result(5)
+        echoes = [client.recvfrom(100)[0] for _ in range(SENT)]
+    assert echoes == [b"%04d" % i for i in range(SENT)]  # every one, in order
+    wait_until(lambda: [e["paused"] for e in rec.of("backpressure") if e["fd"] == udp.fd]
+               == [True, False], 5, "reading resumed")
+    state = engine.state().result(5)["listeners"]["udp"]
+    assert state["pending"] == 0 and state["pending_bytes"] == 0
+    assert state["reading_paused"] is False and state["echoed"] == SENT
+    engine.call(setattr, udp, "sock", refusing.real).result(5)
