@@ -37,6 +37,7 @@ class EngineCommands:
     breakpoints: Breakpoints
     flaws: FlawZoo
     connections: dict[int, TcpConnection]
+    paused: bool
 
     if TYPE_CHECKING:
         def describe(self) -> dict[str, Any]: ...
@@ -51,16 +52,31 @@ class EngineCommands:
         """Run `fn(*args)` on the loop thread."""
         return self._door.submit(fn, *args)
 
+    def read(self, fn: Any, *args: Any) -> Future[Any]:
+        """Run the read `fn(*args)` on the loop thread. While the loop is paused it sends no
+        wake-up byte: a paused loop takes it at once (it waits on the queue, not on the
+        backend), and during a step's wait it is answered when that wait returns (within the
+        wait timeout), instead of waking the step's one wait with the control fd (a page's
+        Kernel-truth poll spent ~1 step in 3 so; `POST step` then `GET /api/state`, every one)."""
+        quiet = self.paused and self.loop.wait_timeout is not None
+        future = self._door.submit(fn, *args, wake=not quiet)
+        # Resumed meanwhile? Then wake it after all. (A resume runs in `run_pending`, which
+        # goes on to run what was queued before it set `paused` False: seen True here, the
+        # command was queued before that, and is run there.)
+        if quiet and not self.paused:
+            self._door.wake()
+        return future
+
     def snapshot(self) -> Future[tuple[dict[str, Any], int]]:
-        return self.call(lambda: (self.describe(), self.observers.seq))
+        return self.read(lambda: (self.describe(), self.observers.seq))
 
     def state(self) -> Future[dict[str, Any]]:
-        return self.call(self.describe)
+        return self.read(self.describe)
 
     def capture(self) -> Future[StateCapture]:
         """The state, copied on the loop thread; `.to_dict()` it in yours (`.seq` is the last
         seq at that moment, for a snapshot consistent with the event stream)."""
-        return self.call(capture_state, self)
+        return self.read(capture_state, self)
 
     def switch_backend(self, name: str, trigger: str = "level", oneshot: bool = False,
                        write: str | None = None) -> Future[dict[str, Any]]:
@@ -120,7 +136,7 @@ class EngineCommands:
         The read runs in the control fd's handler: one-shot, the kernel had disarmed that fd
         for this very wake-up, and the loop re-arms it only after the handler, so it is
         re-armed first. The answer then shows the interest list as it stands between waits."""
-        return self.call(self._read_kernel)
+        return self.read(self._read_kernel)
 
     def _read_kernel(self) -> dict[str, Any]:
         self.loop.rearm_now(self._door.fd)

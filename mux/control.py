@@ -43,19 +43,31 @@ class ControlDoor:
         self._wsock.setblocking(False)
         self.fd = self._rsock.fileno()
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Queue `fn(*args)` for the loop thread; thread-safe."""
+    def submit(self, fn: Callable[..., Any], *args: Any, wake: bool = True) -> Future[Any]:
+        """Queue `fn(*args)` for the loop thread; thread-safe. `wake=False`: send no wake-up
+        byte (a read that may wait for the current wait call to end, bounded by its timeout)."""
         fut: Future[Any] = Future()
         with self._lock:
             if self._closed:
                 fut.set_exception(EngineStopped(self.owner))
                 return fut
             self._queue.put((fn, args, fut))
+            if not wake:
+                return fut
             try:
                 self._wsock.send(b"\0")
             except (BlockingIOError, OSError):
                 pass  # the pipe is full (a wake-up is pending already) or closed at shutdown
         return fut
+
+    def wake(self) -> None:
+        """Send a wake-up byte (for a command submitted with `wake=False` after all)."""
+        with self._lock:
+            if not self._closed:
+                try:
+                    self._wsock.send(b"\0")
+                except (BlockingIOError, OSError):
+                    pass
 
     def on_ready(self, mask: int) -> None:
         if mask & READABLE:

@@ -577,3 +577,34 @@ def test_a_kernel_read_under_one_shot_finds_the_control_fd_armed(make_engine, tr
         assert mask & sel.EPOLLIN and mask & sel.EPOLLONESHOT, hex(mask)
     early = [e for e in rec.of("interest", fd=control) if e.get("early")]
     assert len(early) == 3 and all(e["cause"] == "rearm" for e in early)
+
+
+def test_a_state_read_during_a_steps_wait_does_not_end_that_wait(make_engine):
+    """A state or kernel read went through the control fd with a wake-up byte: one made during
+    a step's wait woke it with only the control fd ready (a page's Kernel-truth panel, which
+    reads every second, used up ~1 step in 3 so; `step` then `GET /api/state`, every one)."""
+    engine, rec = make_engine(backend="epoll", wait_timeout=0.2)
+    engine.pause().result(5)
+    for _ in range(5):
+        start = len(rec.events)
+        engine.step().result(5)
+        wait_until(lambda start=start: any(e["kind"] == "loop" and e["state"] == "step"
+                                           for e in rec.events[start:]), what="the step")
+        assert engine.state().result(5)["loop"] == "paused"  # answered once the wait ended
+        engine.kernel().result(5)
+        wait_until(lambda start=start: [e for e in rec.events[start:] if e["kind"] == "loop"
+                                        and e["state"] == "paused"], what="the step's end")
+        waits = [e for e in rec.events[start:] if e["kind"] == "wait"]
+        assert len(waits) == 1 and waits[0]["ready"] == 0, rec.events[start:]
+        assert waits[0]["duration_us"] >= 150_000  # it ran to its timeout
+
+
+def test_a_read_racing_a_resume_is_answered(make_engine):
+    """A read made while paused sends no wake-up byte; a resume at that moment must not leave
+    it stranded in the queue of a loop that now waits on the backend."""
+    engine, _ = make_engine(backend="epoll", wait_timeout=30.0)  # stranded: 30 s
+    for _ in range(200):
+        engine.pause().result(5)
+        read = engine.state()
+        engine.resume()
+        assert read.result(2)["backend"]["name"] == "epoll"
