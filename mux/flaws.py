@@ -36,7 +36,8 @@ class EofIgnored(Flaw):
     caption = ("recv() returning b'' means the peer closed. This handler ignores it, so the "
                "fd stays registered and readable forever: the loop wakes again and again to "
                "read 0 bytes (level-triggered: a busy loop; edge-triggered, the EOF is "
-               "reported once and the connection is left open for good). To see it, read "
+               "reported again only after an epoll_ctl MOD, which queued writes make for "
+               "each echo, then never: the connection is left open for good). To see it, read "
                "the echo before closing (nc -N, or telnet's quit): a client that closes with "
                "echoed bytes unread makes its kernel send a reset, and a reset is an error, "
                "not an EOF.")
@@ -53,6 +54,8 @@ class EofIgnored(Flaw):
         edge = self.loop.ready_backend.edge
         # one-shot re-arms the fd after each report (a MOD): the EOF is reported again
         reported_once = edge and not self.loop.ready_backend.oneshot
+        before = self.loop.interest.get(conn.fd)
+        eof_seen = False
         # reads as the engine does (edge-triggered: until EAGAIN), but b"" is not an end
         while mask & READABLE and not (conn.reading_paused or conn.closed):
             data = recv_once(conn, RECV_SIZE, self.name)
@@ -64,10 +67,8 @@ class EofIgnored(Flaw):
                 self.zero_reads[conn.fd] = (weakref.ref(conn), n)
                 if n == 1:  # the peer's EOF, ignored: a "hup" breakpoint still sees it
                     conn.note_hup()
-                if reported_once:  # no second report will come: say it now
-                    self.flag(conn.fd, f"fd {conn.fd} read 0 bytes (the peer closed) and went "
-                              "on as if nothing happened: edge-triggered, that EOF is not "
-                              "reported again, and the connection stays open for good")
+                if reported_once:  # said after the write half: did an epoll_ctl MOD follow?
+                    eof_seen = True
                 elif n >= self.THRESHOLD:
                     self.flag(conn.fd, f"fd {conn.fd} woke the loop {n} times and read 0 bytes "
                               "each time: the peer closed, but EOF is never handled")
@@ -77,6 +78,11 @@ class EofIgnored(Flaw):
                 break
         if mask & WRITABLE and conn.queue and not conn.closed:
             conn.on_ready(WRITABLE)  # the write half alone: send what is queued
+        # a MOD (queued writes switch write interest) re-checks readiness: the EOF comes again
+        if eof_seen and not conn.closed and self.loop.interest.get(conn.fd) == before:
+            self.flag(conn.fd, f"fd {conn.fd} read 0 bytes (the peer closed) and went "
+                      "on as if nothing happened: edge-triggered, with no epoll_ctl since, "
+                      "that EOF is not reported again, and the connection stays open for good")
 
     def deactivate(self) -> None:
         super().deactivate()

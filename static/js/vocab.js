@@ -160,7 +160,8 @@ export const CAPTIONS = {
     'is what that wait was passed.',
   epoll: 'epoll keeps the interest list inside the kernel (epoll_ctl adds or changes an fd once); epoll_wait only ' +
     'returns the ready list, so its cost follows the number of ready fds, not registered ones. Edge-triggered (ET) ' +
-    'fds are reported only when something new happens (bytes arrive, send space frees up), each report with every ' +
-    'bit ready then, so the loop must drain them; one-shot fds are disarmed after one report ' +
+    'fds are reported only when something new happens (bytes arrive, send space frees up) or an epoll_ctl MOD ' +
+    'checks them again, each report with every bit ready then, so the loop must drain them; one-shot fds are ' +
+    'disarmed after one report ' +
     'until re-armed. In the grid, a white corner marks EPOLLET, a dashed border EPOLLONESHOT, green what epoll_wait returned.',
 };

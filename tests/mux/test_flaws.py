@@ -401,3 +401,29 @@ def test_eof_ignored_under_one_shot_counts_the_reports_it_gets_again(make_engine
     flag = _flag(rec, "eof_ignored")
     assert "woke the loop" in flag["message"] and "not reported again" not in flag["message"]
     engine.set_flaw("eof_ignored", False).result(5)
+
+
+def test_eof_ignored_edge_triggered_says_not_reported_again_only_after_the_last_report(
+        make_engine):
+    """Edge-triggered with queued writes, each echo's write-interest MOD makes epoll check the
+    fd again, so the ignored EOF came back after the flaw had said "that EOF is not reported
+    again" (a learner saw it reported twice right after)."""
+    engine, rec = make_engine(backend="epoll", trigger="edge")  # queued writes
+    engine.set_flaw("eof_ignored", True).result(5)
+    sock = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    sock.sendall(b"first")
+    assert recv_exactly(sock, 5) == b"first"
+    engine.pause().result(5)
+    sock.sendall(b"last-bytes\n")
+    sock.shutdown(socket.SHUT_WR)
+    engine.resume().result(5)
+    assert recv_exactly(sock, 11) == b"last-bytes\n"
+    flag = _flag(rec, "eof_ignored")
+    assert flag["fd"] == fd and "not reported again" in flag["message"]
+    _echo_ok(engine)  # the loop went on: iterations after the flag
+    again = [e for e in rec.of("ready", fd=fd)
+             if "EPOLLIN" in e["flags"] and e["seq"] > flag["seq"]]
+    assert again == [], again
+    sock.close()
+    engine.set_flaw("eof_ignored", False).result(5)
