@@ -442,3 +442,30 @@ def test_the_log_of_a_view_of_the_past_marks_where_events_were_dropped(open_dash
     assert page.evaluate("() => [...document.querySelectorAll('#event-log li')]"
                          ".map(li => li.dataset.seq || 'gap')") == ["1", "2", "gap", "10"]
     assert replay.console_errors == []
+
+
+def test_a_breakpoint_removed_with_its_connection_says_so_not_deleted(dashboard):
+    """The engine removes a breakpoint whose connection closed (no event says so): the hit
+    line said "breakpoint deleted since" to a learner who had deleted nothing."""
+    page, api = dashboard.page, dashboard.api
+    sock = dashboard.connect()
+    fd = wait_for_row(page)
+    bp = api.post("/api/breakpoints", json={"when": "readable", "fd": fd}).json()
+    sock.sendall(b"hit")
+    hit = page.locator("#breakpoint-hit")
+    expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired at iteration ",
+                                timeout=DEADLINE_MS)
+    expect(page.locator("#breakpoint-list")).to_contain_text(f"fd {fd}", timeout=DEADLINE_MS)
+    sock.close()  # a step or two: the request read and echoed, then the EOF: closed
+    for _ in range(3):
+        if fd not in {c["fd"] for c in api.get("/api/state").json()["connections"]}:
+            break
+        page.get_by_role("button", name="Step", exact=True).click()
+        page.wait_for_function("() => window.__muxscope.model.loop === 'paused'")
+    wait_until(lambda: api.get("/api/breakpoints").json() == [], 5, "the breakpoint gone")
+    page.get_by_role("button", name="Step", exact=True).click()  # (the list: its 3 s poll)
+    expect(hit).to_contain_text(f"breakpoint removed since (its connection, fd {fd}, closed)",
+                                timeout=DEADLINE_MS)
+    expect(hit).not_to_contain_text("deleted")
+    assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
+    assert dashboard.console_errors == []

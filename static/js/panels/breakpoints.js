@@ -5,6 +5,7 @@ import { api } from '../api.js';
 import { rereadWhileConnected, whileDisabled } from '../ui.js';
 
 const MAX_HITS = 100;
+const MAX_SEEN = 200;  // breakpoints remembered after they left the list (the engine caps the set)
 
 const DESCRIBE = {
   readable: 'readable', writable: 'writable', hup: 'hang-up', queue_over: 'queue over', backpressure: 'backpressure',
@@ -36,6 +37,8 @@ export class BreakpointsPanel {
     });
     if (replay) for (const el of this.form.querySelectorAll('button, input, select')) el.disabled = true;
     this.epoch = 0;   // bumped by this page's own changes: an older read must not undo them
+    this.seen = new Map();         // id -> the breakpoint as last listed (the last MAX_SEEN)
+    this.deletedHere = new Set();  // ids this page deleted
     live.subscribe((ev) => this.onEvent(ev));
     this.refresh();
     if (!replay) rereadWhileConnected(() => this.refresh());
@@ -81,12 +84,28 @@ export class BreakpointsPanel {
     if (!this.replay) this.refresh();
   }
 
+  /** Why breakpoint `id` left the list: the engine removes one whose connection closed (no
+   *  event says so), else someone deleted it (this page, or another). */
+  goneText(id) {
+    const bp = this.seen.get(id);
+    if (bp && bp.fd !== undefined && bp.fd !== null && !this.deletedHere.has(id)
+        && !this.live.conns.has(bp.fd)) {
+      return `; breakpoint removed since (its connection, fd ${bp.fd}, closed)`;
+    }
+    return '; breakpoint deleted since';
+  }
+
   async refresh() {
     const epoch = this.epoch;
     try {
       const items = await api.breakpoints();
       if (epoch !== this.epoch) return;   // this page changed the list meanwhile: read again
       const list = Array.isArray(items) ? items : [];
+      for (const bp of list) {
+        this.seen.delete(bp.id);
+        this.seen.set(bp.id, bp);
+        if (this.seen.size > MAX_SEEN) this.seen.delete(this.seen.keys().next().value);
+      }
       if (JSON.stringify(list) !== JSON.stringify(this.items)) { this.items = list; this.dirty = true; }
     } catch { /* shown in the alert area */ }
   }
@@ -109,6 +128,7 @@ export class BreakpointsPanel {
   async remove(id, btn) {
     btn.disabled = true;
     this.epoch++;
+    this.deletedHere.add(id);
     try {
       await api.deleteBreakpoint(id);
     } catch { /* shown (404: already gone) */ }
@@ -167,9 +187,9 @@ export class BreakpointsPanel {
         : ` at iteration ${h.iteration} of this page's timeline`;
       const wait = h.wait !== undefined ? ` (the engine's wait #${h.wait})` : '';
       const fd = h.fd !== undefined && h.fd !== null ? ` on fd ${h.fd}` : '';
-      // live, a breakpoint deleted since is said (when, the page does not keep: not in the past)
+      // live, a breakpoint gone since is said (when, the page does not keep: not in the past)
       const gone = view === null && !this.replay && !this.items.some((bp) => bp.id === h.id)
-        ? '; breakpoint deleted since' : '';
+        ? this.goneText(h.id) : '';
       const stepped = h.steps ? `, stepped ${h.steps} time${h.steps === 1 ? '' : 's'} since` : '';
       this.hitEl.textContent = `Breakpoint ${h.id} fired${where}${wait}${fd}` +
         (h.resumed ? ` (the loop has been resumed since${gone})`
