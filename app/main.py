@@ -34,7 +34,10 @@ HERE = Path(__file__).resolve().parent
 #: uvicorn options every server of this app uses (CLI, benchmark, tests). permessage-deflate
 #: is off: on loopback it saves nothing, and compressing every frame was the largest single
 #: cost of watching (16% of the server's samples in a profile at 75,000 events/s).
-UVICORN_OPTIONS: dict[str, Any] = {"ws_per_message_deflate": False}
+#: ws_max_size: the largest message a page may send (routes/live.py refuses more than 64 KiB
+#: anyway); uvicorn's default, 16 MiB, was buffered whole before that check, per client.
+UVICORN_OPTIONS: dict[str, Any] = {"ws_per_message_deflate": False,
+                                   "ws_max_size": live.MAX_CLIENT_TEXT}
 #: High-volume events per second the engine shows the page (mux.observe explains the budget):
 #: just above the 20,000/s a page must receive (whole iterations overshoot it by ~2 %), because
 #: every event shown costs the server ~2.6 us (1.5 on the engine thread, 1.1 on the web side):

@@ -144,6 +144,11 @@ async def send_frame(websocket: WebSocket, frame: bytes, timeout: float) -> bool
             await websocket.send_text(frame.decode())
     except TimeoutError:
         return False
+    except RuntimeError as exc:
+        # the server closed the websocket itself (a protocol error, a message over
+        # ws_max_size, invalid UTF-8: 1002/1009/1007) while this writer was between frames;
+        # uvicorn then refuses any send with a RuntimeError: the client is gone.
+        raise WebSocketDisconnect(1006, str(exc)) from None
     return True
 
 

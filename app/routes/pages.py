@@ -10,7 +10,9 @@ from app import __version__
 router = APIRouter()
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+# HEAD too: `curl -I` (and uptime checks) asked with it and got 405
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
+                  include_in_schema=False)
 async def index(request: Request) -> HTMLResponse:
     settings = request.app.state.settings
     token = request.query_params.get("token", "") if settings.token else ""
@@ -23,6 +25,6 @@ async def index(request: Request) -> HTMLResponse:
     return page
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 async def healthz() -> dict[str, bool]:
     return {"ok": True}

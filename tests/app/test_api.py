@@ -16,6 +16,9 @@ from .conftest import live_app
 
 def test_healthz_and_state_shape(live):
     assert live.client.get("/healthz").json() == {"ok": True}
+    for path in ("/", "/healthz"):  # `curl -I` got 405
+        head = live.client.head(path)
+        assert head.status_code == 200 and head.content == b"", path
     state = live.client.get("/api/state").json()
     assert state["backend"] == {**state["backend"], "name": "epoll", "trigger": "level",
                                 "oneshot": False, "write": "queued"}
