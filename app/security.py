@@ -262,7 +262,15 @@ class DenialLogFilter(logging.Filter):
 
     MESSAGE = "ASGI callable returned without completing handshake."
 
+    #: a client's fault, answered as it should be (close 1007), which uvicorn logs as an
+    #: ERROR with a traceback: any local client could fill the log so. One WARNING line.
+    CLIENT_FAULTS = ("Invalid UTF-8 sequence received from client.",)
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self.CLIENT_FAULTS and record.levelno >= logging.ERROR:
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
         return not (_DENIED.get() and record.msg == self.MESSAGE)
 
 

@@ -383,9 +383,11 @@ class _Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.messages: list[str] = []
+        self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+        self.records.append(record)
 
 
 def test_a_refused_websocket_logs_no_handshake_error(serve_asgi: ServeAsgi) -> None:
@@ -411,3 +413,23 @@ def test_a_refused_websocket_logs_no_handshake_error(serve_asgi: ServeAsgi) -> N
         finally:
             logger.removeHandler(records)
     assert records.messages == [DenialLogFilter.MESSAGE], records.messages
+
+
+def test_a_clients_invalid_utf8_is_one_warning_line_not_an_error_with_a_traceback() -> None:
+    """uvicorn answers a text frame of invalid UTF-8 as it should (close 1007) and logs it
+    with logger.exception: any local client could fill the server's log with tracebacks."""
+    logger = logging.getLogger("uvicorn.error")
+    install_denial_log_filter()
+    records = _Records()
+    logger.addHandler(records)
+    try:
+        try:
+            b"\xff".decode()
+        except UnicodeDecodeError:
+            logger.exception("Invalid UTF-8 sequence received from client.")
+        logger.error("something else")
+    finally:
+        logger.removeHandler(records)
+    fault, other = records.records
+    assert (fault.levelname, fault.exc_info) == ("WARNING", None)
+    assert other.levelname == "ERROR"
