@@ -8,7 +8,10 @@ A pure ASGI middleware, so it sees websocket upgrades as well as HTTP requests (
 2. A state-changing request (POST/PUT/PATCH/DELETE) or any websocket upgrade that carries an
    ``Origin`` must come from ``http://`` + the request's own ``Host`` -> else 403
    (``Origin: null`` included). No ``Origin`` at all (curl, scripts) is allowed.
-3. With a token, every ``/api``, ``/metrics`` and ``/ws`` request must carry it, as
+3. An ``/api``, ``/metrics`` or ``/ws`` request a browser marks ``Sec-Fetch-Site:
+   cross-site`` or ``same-site`` (another site's page, even a no-cors GET that carries no
+   ``Origin``) -> 403: such a page looping on a costly read took a server core.
+4. With a token, every ``/api``, ``/metrics`` and ``/ws`` request must carry it, as
    ``Authorization: Bearer <token>`` or ``?token=<token>`` -> else 401.
 
 Every HTTP response also gets a strict Content-Security-Policy and friends.

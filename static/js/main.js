@@ -114,14 +114,17 @@ let resyncAgain = false;   // asked for while one was under way: its answer may 
 // they came, a stream faster than the answer (10,000 connections: a 2 MiB body, 0.1-0.4 s)
 // had passed R by then: the answer was refused as older than the events, asked for again at
 // once, and so on for as long as the load lasted (docs/BENCHMARKS.md, Scale).
-const HELD_MAX = 500;   // frames (~30 ms of events each): past it they are applied as they come
-let held = null;        // the frames held for the resync under way, or null
+const HELD_MAX = 500;       // frames (~30 ms of events each), and
+const HELD_MAX_MS = 2000;  // ms (the answer takes 0.1-0.4 s at 10,000 connections): past
+                           // either, the held frames are applied as they came
+let held = null;           // the frames held for the resync under way, or null
+let heldSince = 0;
 async function resync() {
   if (replay) return;
   if (resyncing) { resyncAgain = true; return; }
   resyncing = true;
   const mine = held = [];
-  const t0 = performance.now();
+  const t0 = heldSince = performance.now();
   let state = null;
   try {
     state = await apiMod.api.state();
@@ -221,7 +224,8 @@ const socket = new Socket({
           applyEvents(frame);
         } else {
           held.push(frame);
-          if (held.length > HELD_MAX) {   // the answer is very late: apply them, as they came
+          if (held.length > HELD_MAX || performance.now() - heldSince > HELD_MAX_MS) {
+            // the answer is very late: apply them, as they came
             const frames = held;
             held = null;
             for (const f of frames) applyEvents(f);

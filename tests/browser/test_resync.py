@@ -24,7 +24,9 @@ SLOW_STATE_JS = """(delay) => {
     const res = await original(...args);
     if (String(args[0]).includes('/api/state')) {
       window.__stateFetches++;
+      window.__stateOut = true;
       await new Promise((done) => setTimeout(done, delay));
+      window.__stateOut = false;
     }
     return res;
   };
@@ -94,6 +96,27 @@ def test_a_resync_answer_slower_than_the_events_still_lands(dashboard):
                 [fd, api[fd]["bytes_in"], api[fd]["bytes_out"]] for fd in fds)
 
         wait_until(page_agrees, 10, "the page's figures equal the server's")
+    finally:
+        for sock in socks:
+            sock.close()
+    assert real_console_errors(dashboard) == []
+
+
+def test_events_are_not_held_for_long_behind_a_resync_that_does_not_answer(dashboard):
+    """The events held while a resync is out are applied as they came after HELD_MAX_MS
+    (2 s): a server slow to answer must not freeze the page's view of the loop."""
+    page = dashboard.page
+    dashboard.engine.observers.budget = 300
+    socks = [dashboard.connect() for _ in range(2)]
+    try:
+        page.evaluate(SLOW_STATE_JS, 6000)
+        with echo_traffic(socks) as echoed:
+            wait_until(lambda: min(echoed) >= 5_000, 10, "the echoes under way")
+            page.wait_for_function("() => window.__stateOut === true", timeout=10_000)
+            applied = page.evaluate("window.__muxscope.eventsApplied")
+            page.wait_for_function(
+                f"() => window.__stateOut && window.__muxscope.eventsApplied > {applied}",
+                timeout=5000)  # within HELD_MAX_MS (+ a frame), the answer still 4 s away
     finally:
         for sock in socks:
             sock.close()
