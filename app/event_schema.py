@@ -40,7 +40,7 @@ FIELDS: dict[str, dict[str, Any]] = {
 OLDER_OPTIONAL: dict[str, set[str]] = {"flaw": {"fd"}}
 #: fields a kind may carry besides its required ones
 OPTIONAL: dict[str, dict[str, Any]] = {
-    "wait": {"cpu_us": INT, "late": BOOL},
+    "wait": {"cpu_us": INT, "late": BOOL, "timeout_us": INT},
     "ready": {"late": BOOL},
     "backpressure": {"inline": BOOL},
     "datagram": {"misdirected": BOOL},

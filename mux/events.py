@@ -60,6 +60,7 @@ class WaitEvent(Event):
     backend: str
     registered: int
     timeout_ms: int | None
+    timeout_us: int  # select only: its struct timeval's microseconds
     ready: int
     duration_us: int  # wall time, asleep included
     cpu_us: int  # the loop thread's CPU time in the call (a shown wait only)

@@ -385,6 +385,10 @@ class Loop:
             "ready": len(ready),
             "duration_us": int(us),
         }
+        if timeout is not None and event["backend"] == "select":
+            # select takes a struct timeval: CPython passes microseconds (rounded up), not the
+            # whole milliseconds above (a pending timer's 249.3 ms was shown as 250 ms)
+            event["timeout_us"] = math.ceil(timeout * 1_000_000)
         if late:
             event["late"] = True
         if cpu_ns is not None:  # (a wait shown only because a sink came during it has none)

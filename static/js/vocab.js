@@ -65,10 +65,12 @@ function fdList(fds, cap = 24, empty = '[]') {
   return fds.length > cap ? `[${shown} … +${fds.length - cap}]` : `[${shown}]`;
 }
 
-/** select's timeout, a struct timeval (from the event's milliseconds); NULL: block. */
-function timeval(ms) {
+/** select's timeout, a struct timeval (the event's microseconds; an older recording has
+ *  only its milliseconds); NULL: block. */
+function timeval(ms, us) {
   if (ms === null || ms === undefined) return 'NULL';
-  return `{tv_sec=${Math.floor(ms / 1000)}, tv_usec=${(ms % 1000) * 1000}}`;
+  const micros = typeof us === 'number' ? us : ms * 1000;
+  return `{tv_sec=${Math.floor(micros / 1e6)}, tv_usec=${micros % 1e6}}`;
 }
 
 /** The first `cap` items as text, then "… +N" for the rest (only those `cap` are formatted). */
@@ -120,7 +122,7 @@ export function syscallLine(wait, model, backendInfo, cap = 24) {
     const filled = complete && ret ? ` (${['read', 'write', 'except'].filter((k) => back[k].length)
       .map((k) => `${SELECT_SET_NAMES[k]} ${fdList(back[k], cap)}`).join(', ')})` : '';
     const passed = ['read', 'write', 'except'].map((k) => fdList(sets[k], cap, 'NULL')).join(', ');
-    return `select(${nfds}, ${passed}, ${timeval(wait.timeout_ms)}) = ${ret}${filled}`;
+    return `select(${nfds}, ${passed}, ${timeval(wait.timeout_ms, wait.timeout_us)}) = ${ret}${filled}`;
   }
   return `${backend}(…) = ${n}`;
 }

@@ -150,6 +150,23 @@ def test_poll_syscall_line_shows_the_whole_array_passed_in(dashboard):
         assert len(filled) == int(call[4]), call[0]
 
 
+def test_select_line_prints_the_timeval_select_was_passed(dashboard):
+    """CPython passes select microseconds; the line printed the event's milliseconds, rounded
+    up (a timer's 249.3 ms as tv_usec=250000). A recording without them still prints its ms."""
+    lines = dashboard.page.evaluate("""async () => {
+        const { syscallLine } = await import('/static/js/vocab.js');
+        const model = { regsAtWait: () => new Map(), interestAtWait: () => null };
+        const wait = (extra) => ({backend: 'select', registered: 0, ready: 0, ready_list: [],
+                                  duration_us: 1, ...extra});
+        return [syscallLine(wait({timeout_ms: 250, timeout_us: 249300}), model, null),
+                syscallLine(wait({timeout_ms: 1500}), model, null),
+                syscallLine(wait({timeout_ms: null}), model, null)];
+    }""")
+    assert lines == ["select(0, NULL, NULL, NULL, {tv_sec=0, tv_usec=249300}) = 0",
+                     "select(0, NULL, NULL, NULL, {tv_sec=1, tv_usec=500000}) = 0",
+                     "select(0, NULL, NULL, NULL, NULL) = 0"]
+
+
 def test_select_syscall_line_returns_what_select_returns(dashboard):
     """select returns the bits set in its three sets: an fd both readable and writable counts
     twice. The line printed the number of ready fds (`= 2` where strace showed `= 3 (in [4

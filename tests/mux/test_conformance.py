@@ -126,3 +126,14 @@ def test_udp_echo_replies_to_sender(make_engine, mode):
     state = engine.state().result(5)
     assert state["listeners"]["udp"]["received"] == 3
     assert state["listeners"]["udp"]["echoed"] == 3
+
+
+def test_selects_wait_event_says_the_timeval_it_passed(make_engine):
+    """select takes a struct timeval, and CPython passes it microseconds: the syscall line
+    printed the event's whole milliseconds (rounded up) as tv_usec."""
+    engine, rec = make_engine(backend="select", wait_timeout=0.2493)
+    wait = rec.wait_for("wait", backend="select")
+    assert (wait["timeout_ms"], wait["timeout_us"]) == (250, 249_300)
+    engine.switch_backend("poll").result(5)
+    polled = rec.wait_for("wait", backend="poll")
+    assert polled["timeout_ms"] == 250 and "timeout_us" not in polled
