@@ -17,6 +17,7 @@ import { QueuesPanel } from './panels/queues.js';
 import { Spotlight } from './panels/spotlight.js';
 import { SyscallPanel } from './panels/syscall.js';
 import { ZooPanel } from './panels/zoo.js';
+import { splitFrames } from './resync.js';
 import { Socket } from './socket.js';
 import { Timeline } from './timeline.js';
 import { serverConnected, ui } from './ui.js';
@@ -155,26 +156,14 @@ function landState(state, frames, t0) {
   }
 }
 
-/** Held frames split at seq `upTo`: those with the events at or before it (each frame's
- *  `dropped` stays with its first part), and those with the events after it. */
-function splitFrames(frames, upTo) {
-  if (typeof upTo !== 'number') return [frames, []];
-  const before = [];
-  const after = [];
-  for (const frame of frames) {
-    const events = frame.events || [];
-    const early = events.filter((ev) => ev.seq <= upTo);
-    if (early.length === events.length) { before.push(frame); continue; }
-    if (early.length || frame.dropped) before.push({ ...frame, events: early });
-    after.push({ ...frame, events: events.filter((ev) => ev.seq > upTo), dropped: 0 });
-  }
-  return [before, after];
-}
-
 /** A state from another answer (a backend switch's): the events held for a resync are older
  *  than it, so they go first (the resync's own answer then comes with none). */
 function applyStateNow(state) {
-  if (held !== null) for (const frame of held.splice(0)) applyEvents(frame);
+  if (held === null) return model.applyState(state);
+  const reflects = state && state.stats ? state.stats.events_total : undefined;
+  const [before, after] = splitFrames(held.splice(0), reflects);
+  for (const frame of before) applyEvents(frame);
+  held.push(...after);   // still held: the resync's answer may be older than them
   return model.applyState(state);
 }
 

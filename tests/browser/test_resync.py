@@ -121,3 +121,26 @@ def test_events_are_not_held_for_long_behind_a_resync_that_does_not_answer(dashb
         for sock in socks:
             sock.close()
     assert real_console_errors(dashboard) == []
+
+
+def test_held_frames_split_at_the_answers_seq(dashboard):
+    """Events up to the answer's seq go before the state, the rest after it; a frame cut in two
+    gives its `dropped` to the later part (those events may be after the state's seq: the rows
+    must stay marked approximate, and applying the state had cleared the mark)."""
+    before, after = dashboard.page.evaluate("""async () => {
+        const { splitFrames } = await import('/static/js/resync.js');
+        const frame = (seqs, dropped) => ({type: 'events', dropped,
+                                           events: seqs.map((seq) => ({seq, kind: 'wait'}))});
+        const [before, after] = splitFrames(
+            [frame([10, 11], 0), frame([14, 15], 2), frame([17], 1), frame([21], 0)], 15);
+        const brief = (fs) => fs.map((f) => [f.events.map((e) => e.seq), f.dropped]);
+        return [brief(before), brief(after)];
+    }""")
+    assert before == [[[10, 11], 0], [[14, 15], 2]]
+    assert after == [[[17], 1], [[21], 0]]
+    cut_before, cut_after = dashboard.page.evaluate("""async () => {
+        const { splitFrames } = await import('/static/js/resync.js');
+        const [b, a] = splitFrames([{events: [{seq: 5}, {seq: 9}], dropped: 3}], 6);
+        return [b.map((f) => f.dropped), a.map((f) => f.dropped)];
+    }""")
+    assert (cut_before, cut_after) == ([0], [3])

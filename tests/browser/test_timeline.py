@@ -469,3 +469,28 @@ def test_a_breakpoint_removed_with_its_connection_says_so_not_deleted(dashboard)
     expect(hit).not_to_contain_text("deleted")
     assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
     assert dashboard.console_errors == []
+
+
+def test_a_breakpoint_on_the_udp_socket_deleted_by_another_client_says_deleted(dashboard):
+    """The page said "removed since (its connection, fd 8, closed)" for a breakpoint on the
+    UDP socket that another client had deleted: the engine removes only a breakpoint whose
+    connection closed, and the UDP socket is none."""
+    import socket
+
+    page, api = dashboard.page, dashboard.api
+    udp = api.get("/api/state").json()["listeners"]["udp"]
+    bp = api.post("/api/breakpoints", json={"when": "readable", "fd": udp["fd"]}).json()
+    expect(page.locator("#breakpoint-list")).to_contain_text(f"fd {udp['fd']}",
+                                                             timeout=DEADLINE_MS)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(b"hit", ("127.0.0.1", udp["port"]))
+        hit = page.locator("#breakpoint-hit")
+        expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired", timeout=DEADLINE_MS)
+        assert api.delete(f"/api/breakpoints/{bp['id']}").status_code == 200
+        page.get_by_role("button", name="Step", exact=True).click()  # (the list: its 3 s poll)
+        expect(hit).to_contain_text("breakpoint deleted since", timeout=DEADLINE_MS)
+        expect(hit).not_to_contain_text("removed since")
+        assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
+        client.settimeout(5)
+        assert client.recvfrom(10)[0] == b"hit"
+    assert dashboard.console_errors == []

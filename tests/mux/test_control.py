@@ -600,11 +600,23 @@ def test_a_state_read_during_a_steps_wait_does_not_end_that_wait(make_engine):
 
 
 def test_a_read_racing_a_resume_is_answered(make_engine):
-    """A read made while paused sends no wake-up byte; a resume at that moment must not leave
-    it stranded in the queue of a loop that now waits on the backend."""
-    engine, _ = make_engine(backend="epoll", wait_timeout=30.0)  # stranded: 30 s
-    for _ in range(200):
-        engine.pause().result(5)
+    """A read made while paused sends no wake-up byte; a resume that lands between its check
+    of `paused` and its submit must not leave it stranded in the queue of a loop that now
+    waits on the backend (here for 30 s)."""
+    engine, _ = make_engine(backend="epoll", wait_timeout=30.0)
+    engine.pause().result(5)
+    door = engine._door
+    real_submit = door.submit
+
+    def submit(fn, *args, wake=True):
+        if not wake:  # the read chose to be quiet: the resume runs fully first
+            real_submit(engine._set_paused, False).result(5)
+            wait_until(lambda: engine._iterating, 5, "the loop back in its wait")
+        return real_submit(fn, *args, wake=wake)
+
+    door.submit = submit
+    try:
         read = engine.state()
-        engine.resume()
-        assert read.result(2)["backend"]["name"] == "epoll"
+    finally:
+        door.submit = real_submit
+    assert read.result(3)["loop"] == "running"

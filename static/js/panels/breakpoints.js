@@ -88,8 +88,7 @@ export class BreakpointsPanel {
    *  event says so), else someone deleted it (this page, or another). */
   goneText(id) {
     const bp = this.seen.get(id);
-    if (bp && bp.fd !== undefined && bp.fd !== null && !this.deletedHere.has(id)
-        && !this.live.conns.has(bp.fd)) {
+    if (bp && bp.onConn && !this.deletedHere.has(id) && !this.live.conns.has(bp.fd)) {
       return `; breakpoint removed since (its connection, fd ${bp.fd}, closed)`;
     }
     return '; breakpoint deleted since';
@@ -103,7 +102,10 @@ export class BreakpointsPanel {
       const list = Array.isArray(items) ? items : [];
       for (const bp of list) {
         this.seen.delete(bp.id);
-        this.seen.set(bp.id, bp);
+        // the engine removes only a breakpoint whose *connection* closed (not one on the
+        // UDP socket, a listener or the control fd, nor one waiting for a connection)
+        const onConn = bp.fd !== null && bp.fd !== undefined && this.live.conns.has(bp.fd);
+        this.seen.set(bp.id, { ...bp, onConn });
         if (this.seen.size > MAX_SEEN) this.seen.delete(this.seen.keys().next().value);
       }
       if (JSON.stringify(list) !== JSON.stringify(this.items)) { this.items = list; this.dirty = true; }
