@@ -57,6 +57,11 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         # shown all the same: no `queue` event of the fd before it)
         "backpressure@inline": [conn.on_ready, conn._set_backpressure],
         "backpressure@release": [conn.on_ready, conn._after_write, conn._set_backpressure],
+        # the UDP socket's reply queue (`udp: true`): full, then drained
+        "backpressure@udp": [udp.UdpEcho._receive_one, udp.UdpEcho._queue_reply,
+                             udp.UdpEcho._set_backpressure],
+        "backpressure@udp-release": [udp.UdpEcho.on_ready, udp.UdpEcho._flush,
+                                     udp.UdpEcho._set_backpressure],
         "close": [conn.on_ready, conn._on_eof, conn.close],  # eof
         # eof, with a queue left to send then: closed by the write half once it is empty
         "close@flushed": [conn.on_ready, conn._after_write, conn.close],

@@ -170,8 +170,8 @@ class UdpEcho(ListeningHandler):
         self.engine.breakpoints.note("backpressure", self.fd)
         self.loop.set_interest(self.fd, WRITABLE if paused else READABLE)
         obs = self.loop.obs
-        if obs.active:
-            obs.emit({"kind": "backpressure", "fd": self.fd, "paused": paused})
+        if obs.active:  # `udp`: the page shows this path's code, not a connection's
+            obs.emit({"kind": "backpressure", "fd": self.fd, "paused": paused, "udp": True})
         if not paused and self.loop.backend.edge:  # what came meanwhile brings no new edge
             self.loop.readable_soon(self)
 

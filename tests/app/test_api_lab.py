@@ -279,3 +279,17 @@ def test_the_code_is_read_once_not_at_every_request(live) -> None:
     misses = _code_body.cache_info().misses
     assert live.client.get("/api/code").content == first.content
     assert _code_body.cache_info().misses == misses
+
+
+def test_the_udp_sockets_backpressure_shows_its_own_code(live) -> None:
+    """The UDP socket's backpressure events had the key of a connection's: the code panel
+    showed TcpConnection._put for a full UDP reply queue."""
+    code = live.client.get("/api/code").json()
+    pause, release = code["backpressure@udp"], code["backpressure@udp-release"]
+    assert [h["qualname"] for h in pause] == [
+        "UdpEcho._receive_one", "UdpEcho._queue_reply", "UdpEcho._set_backpressure"]
+    assert [h["qualname"] for h in release] == [
+        "UdpEcho.on_ready", "UdpEcho._flush", "UdpEcho._set_backpressure"]
+    last = pause[-1]
+    line = last["lines"][last["highlight"][0] - last["first_line"]]
+    assert '"kind": "backpressure"' in line

@@ -1319,10 +1319,12 @@ def test_code_panel_picks_the_path_from_the_event(dashboard):
           key([{ kind: 'recv', fd: 7 }, { kind: 'send', fd: 7 }], 'eager'),
           key([{ kind: 'send', fd: 7 }], 'eager'),   // no recv before it: the write half's
           key([{ kind: 'wait' }]),
+          key([{ kind: 'backpressure', fd: 8, paused: true, udp: true }]),
+          key([{ kind: 'backpressure', fd: 8, paused: false, udp: true }]),
         ];
     }""")
     assert keys == ["queue@send", "queue", "close@user", "close", "backpressure@release",
-                    "send@eager", "send", "wait"]
+                    "send@eager", "send", "wait", "backpressure@udp", "backpressure@udp-release"]
 
 
 def test_fd_panel_speaks_each_backends_words_and_write_control_switches(dashboard):

@@ -49,7 +49,8 @@ def test_a_full_reply_queue_stops_reading_and_loses_no_reply(make_engine, monkey
         state = engine.state().result(5)["listeners"]["udp"]
         assert state["reading_paused"] is True
         assert state["pending"] == BOUND and state["received"] == BOUND  # no more read
-        assert [e["paused"] for e in rec.of("backpressure") if e["fd"] == udp.fd] == [True]
+        assert [(e["paused"], e.get("udp")) for e in rec.of("backpressure")
+                if e["fd"] == udp.fd] == [(True, True)]
         engine.call(setattr, refusing, "refusing", False).result(5)
         echoes = [client.recvfrom(100)[0] for _ in range(SENT)]
     assert echoes == [b"%04d" % i for i in range(SENT)]  # every one, in order

@@ -162,6 +162,7 @@ export class CodePanel {
       // a release comes from a readiness's write half only (never a close's: see _after_write);
       // a pause from _put, or (`inline`: queued, its iteration unwatched) on_ready's own read
       case 'backpressure':
+        if (ev.udp) return ev.paused === false ? 'backpressure@udp-release' : 'backpressure@udp';
         if (ev.paused === false) return 'backpressure@release';
         return ev.inline ? 'backpressure@inline' : 'backpressure';
       case 'close': return closeKey(events, i);
