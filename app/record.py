@@ -430,4 +430,7 @@ class JsonlRecorder:
         self._file = new_file
         self._size = self._snapshot_size = 0
         self._events_in_file = 0
+        self._notices.warn("rotated", "--record: %s reached its limit: its events so far are "
+                           "now %s.1 (muxscope replay %s.1), and %s starts again", self.path,
+                           self.path, self.path, self.path.name)
         return True

@@ -93,8 +93,17 @@ def _reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
+#: the flag that picks each listener's port, for the way out of "address already in use"
+_PORT_FLAGS = {"dashboard": "--http-port", "TCP echo": "--echo-port", "UDP echo": "--udp-port"}
+
+
 def listen_error(host: str, port: int, what: str, exc: OSError) -> str:
-    return f"{PROG}: cannot listen on {format_hostport(host, port)} ({what}): {_reason(exc)}"
+    line = f"{PROG}: cannot listen on {format_hostport(host, port)} ({what}): {_reason(exc)}"
+    flag = _PORT_FLAGS.get(what)
+    if exc.errno == errno.EADDRINUSE and flag:
+        line += (f" (another program, perhaps a {PROG} already running, holds it: pick another "
+                 f"with {flag} N, or {flag} 0 for any free port)")
+    return line
 
 
 def _port_is_free(host: str, port: int, kind: int) -> bool:
@@ -139,7 +148,8 @@ def _recording_line(settings: Settings, app: Any) -> str:
     if not getattr(getattr(thread, "recorder", None), "rotates", False):
         return f"Recording every event to {settings.record}"
     return (f"Recording every event to {settings.record}, rotated at "
-            f"{settings.record_max_mb} MB (replay it: muxscope replay {settings.record})")
+            f"{settings.record_max_mb} MB to {settings.record}.1, .2 ... (replay it: muxscope "
+            f"replay {settings.record})")
 
 
 def banner_lines(settings: Settings, app: Any, http_port: int) -> list[str]:

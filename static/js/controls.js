@@ -143,6 +143,9 @@ export class Controls {
     this.trigger.disabled = !epoll;
     this.oneshot.disabled = !epoll;
     if (!epoll) { this.trigger.value = 'level'; this.oneshot.checked = false; }
+    // greyed out with no reason, a learner wondered what they had broken
+    const why = epoll ? '' : `Only epoll has edge-triggered and one-shot modes: ${name} is always level-triggered.`;
+    for (const el of [this.trigger, this.oneshot]) el.title = why;
   }
 
   /** The generated clients as the server counts them, when a stats frame changed the count:

@@ -58,6 +58,10 @@ export function withGapMarkers(events, snapshots = []) {
   return out;
 }
 
+/** The kind filter's "all but idle waits": a wait that returned nothing ready is hidden (an
+ *  idle loop's timeouts, four a second, scrolled a learner's own recv out of the box). */
+export const BUSY_ONLY = '-idle';
+
 export class EventLog {
   constructor(root, model) {
     this.model = model;
@@ -179,7 +183,9 @@ export class EventLog {
   matches(ev) {
     if (ev.marker) return this.filter.fd === null && !this.filter.kind && ui.spotlight === null;
     if (ui.spotlight !== null && ev.fd !== ui.spotlight && ev.listener !== ui.spotlight) return false;
-    if (this.filter.kind && ev.kind !== this.filter.kind) return false;
+    if (this.filter.kind === BUSY_ONLY) {
+      if (ev.kind === 'wait' && ev.ready === 0) return false;   // an idle loop's 4 a second
+    } else if (this.filter.kind && ev.kind !== this.filter.kind) return false;
     if (this.filter.fd !== null && ev.fd !== this.filter.fd && ev.listener !== this.filter.fd) return false;
     return true;
   }

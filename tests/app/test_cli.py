@@ -481,6 +481,7 @@ def test_record_then_replay(tmp_path: Path) -> None:
         tcp = run.read_until(r"TCP echo on 127\.0\.0\.1:(\d+)")
         # it said nothing of the recording it was making
         run.read_until(rf"Recording every event to {re.escape(str(trace))}, rotated at 100 MB "
+                       rf"to {re.escape(str(trace))}\.1, \.2 \.\.\. "
                        rf"\(replay it: muxscope replay {re.escape(str(trace))}\)$")
         run.read_until(r"Dashboard: ")
         assert tcp_echo(int(tcp[1]), b"recorded\n") == b"recorded\n"
@@ -844,3 +845,18 @@ def test_start_up_lines_that_cannot_be_written_do_not_stop_the_server(stdout: st
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("flag,what", [("--http-port", "dashboard"), ("--echo-port", "TCP echo")])
+def test_a_port_in_use_says_the_way_out(flag: str, what: str) -> None:
+    """"address already in use" and nothing else: what a newcomer saw after starting it twice."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        other = "--echo-port" if flag == "--http-port" else "--http-port"
+        r = run_cli(flag, str(port), other, "0", "--no-udp")
+    line = one_line(r.stderr)
+    assert r.returncode == 1, r.stderr
+    assert f"({what}): address already in use" in line
+    assert f"pick another with {flag} N, or {flag} 0 for any free port" in line

@@ -197,3 +197,22 @@ def test_a_staging_file_an_earlier_run_left_empty_is_removed_and_nothing_else(tm
     assert not stale.exists()
     assert link.is_symlink() and victim.read_text() == "keep me"
     assert holding.read_text() == "not empty" and folder.is_dir() and other.exists()
+
+
+def test_each_rotation_is_said_once_a_minute_at_most(tmp_path, caplog) -> None:
+    """A rotation moved the user's events to FILE.1 and said nothing: the start-up line's
+    `muxscope replay FILE` then replayed only the newest file."""
+    import logging
+
+    path = tmp_path / "run.jsonl"
+    recorder = JsonlRecorder(path, max_mb=0.01)
+    recorder.write_snapshot({"connections": []}, 0, 0.0)
+    with caplog.at_level(logging.WARNING, logger="app.record"):
+        for first in range(1, 801, 40):
+            recorder(_events(first, 40))
+        recorder.close()
+    said = [r.getMessage() for r in caplog.records if "reached its limit" in r.getMessage()]
+    assert path.with_name("run.jsonl.2").exists()  # several rotations
+    assert said[0] == (f"--record: {path} reached its limit: its events so far are now "
+                       f"{path}.1 (muxscope replay {path}.1), and run.jsonl starts again")
+    assert len(said) == 2 and said[1].endswith("more like it since)")  # the rest, at the end

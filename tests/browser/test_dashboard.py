@@ -764,6 +764,49 @@ def test_event_log_filters_by_kind_and_fd(dashboard):
     assert real_console_errors(dashboard) == []
 
 
+def test_the_log_can_hide_idle_waits_and_keep_the_rest(dashboard):
+    """An idle loop lists four timed-out waits a second: a learner's own recv scrolled out of
+    the box within seconds, and the only way to keep it was to know to pick kind=recv."""
+    page = dashboard.page
+    idle_wait = page.locator('#event-log li[data-kind="wait"]', has_text=re.compile(r"ready=0\b"))
+    with dashboard.connect() as sock:
+        fd = server_fd(dashboard, sock)
+        expect(idle_wait.first).to_be_attached(timeout=5000)
+        page.locator("#log-filter-kind").select_option("-idle")
+        expect(idle_wait).to_have_count(0, timeout=3000)
+        assert echo(sock, b"mine\n") == b"mine\n"
+        expect(page.locator(f'#event-log li[data-kind="recv"][data-fd="{fd}"]')).to_have_count(
+            1, timeout=3000)
+        busy = page.locator('#event-log li[data-kind="wait"]', has_text=re.compile(r"ready=[1-9]"))
+        expect(busy.first).to_be_attached(timeout=3000)  # the wait that returned it stays
+        page.wait_for_timeout(600)  # idle timeouts (250 ms) go on meanwhile: none is listed
+        expect(idle_wait).to_have_count(0)
+        page.locator("#log-filter-kind").select_option("")
+        expect(idle_wait.first).to_be_attached(timeout=3000)
+    assert real_console_errors(dashboard) == []
+
+
+def test_an_empty_page_says_how_to_connect_and_why_epoll_controls_are_grey(dashboard):
+    """With --echo-port 0 (or a server someone else started) the port was only on the
+    terminal: "Connections (0)" and an empty table. Trigger and One-shot went grey on select
+    with no reason given."""
+    page, engine = dashboard.page, dashboard.engine
+    more = page.locator("#connection-more")
+    expect(more).to_contain_text(f"connect with nc 127.0.0.1 {engine.tcp_port} (or telnet "
+                                 f"127.0.0.1 {engine.tcp_port})", timeout=5000)
+    expect(more).to_contain_text(f"nc -u 127.0.0.1 {engine.udp_port} for UDP")
+    with dashboard.connect():
+        expect(more).not_to_contain_text("No connections yet", timeout=5000)
+    page.get_by_label("Backend").select_option("select")
+    for control in (page.get_by_label("Trigger"), page.get_by_label("One-shot")):
+        expect(control).to_be_disabled(timeout=5000)
+        expect(control).to_have_attribute("title", re.compile("Only epoll has edge-triggered"))
+    page.get_by_label("Backend").select_option("epoll")
+    expect(page.get_by_label("Trigger")).to_be_enabled(timeout=5000)
+    expect(page.get_by_label("Trigger")).to_have_attribute("title", "")
+    assert real_console_errors(dashboard) == []
+
+
 # -- 9. download trace ----------------------------------------------------------------------------
 
 def _download_trace(page: Page) -> dict[str, Any]:

@@ -621,3 +621,20 @@ def test_panels_below_the_fold_are_in_the_accessibility_tree(dashboard):
         [ax] = cdp.send("Accessibility.getPartialAXTree",
                         {"nodeId": node, "fetchRelatives": False})["nodes"][:1]
         assert not ax.get("ignored"), (selector, ax.get("ignoredReasons"))
+
+
+def test_a_refusal_caused_far_down_the_page_is_shown_on_screen(dashboard):
+    """A second flaw's 409 went to the error area at the top of the page, 2,000 px above the
+    zoo the user was looking at."""
+    page = dashboard.page
+    page.get_by_label("Flaw: EOF never handled", exact=True).check()
+    other = page.get_by_label("Flaw: hang-up checked before input", exact=True)
+    other.click()  # scrolls the zoo into view first
+    area = page.locator("#error-area")
+    expect(area).to_contain_text("409", timeout=DEADLINE_MS)
+    assert page.evaluate("window.scrollY") > 1000  # far below the top, where the area sits
+    box = area.bounding_box()
+    viewport = page.viewport_size
+    assert box is not None and viewport is not None
+    assert 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"], box
+    page.get_by_label("Flaw: EOF never handled", exact=True).uncheck()

@@ -9,6 +9,14 @@ const GROUPED = new Intl.NumberFormat('en-US');
 const MAX_ROWS = 200;
 const MIN_INTERVAL_MS = 250;
 
+/** How to connect, for an empty list: the ports the engine really bound. */
+function connectHint(model) {
+  const host = window.location.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const udp = model.udp ? `; nc -u ${host} ${model.udp.port} for UDP` : '';
+  return `No connections yet: connect with nc ${host} ${model.tcp.port} (or telnet ${host} ${model.tcp.port}), ` +
+    `type a line, and watch it go through${udp}.`;
+}
+
 export class ConnectionsPanel {
   constructor(root, { onClose, onMine, replay }) {
     this.tbody = root.querySelector('#connection-list');
@@ -65,6 +73,8 @@ export class ConnectionsPanel {
     if (ui.spotlight !== null) {
       more = `spotlight on fd ${ui.spotlight}: ${shownFds.length ? 'showing it alone' : 'not a connection (now)'}; ` +
         `${total} connection${total === 1 ? '' : 's'} in all`;
+    } else if (total === 0 && !this.replay && !model.isView && model.tcp) {
+      more = connectHint(model);   // what a newcomer needs first (the port may be a free one)
     } else {
       more = total > MAX_ROWS ? `and ${total - MAX_ROWS} more` : '';
     }
