@@ -38,6 +38,7 @@ class EngineCommands:
     flaws: FlawZoo
     connections: dict[int, TcpConnection]
     paused: bool
+    paused_at: dict[str, Any] | None
 
     if TYPE_CHECKING:
         def describe(self) -> dict[str, Any]: ...
@@ -114,7 +115,15 @@ class EngineCommands:
         return self.call(lambda: self.breakpoints.add(when, fd, depth).describe())
 
     def remove_breakpoint(self, bp_id: int) -> Future[bool]:
-        return self.call(self.breakpoints.remove, bp_id)
+        return self.call(self._remove_breakpoint, bp_id)
+
+    def _remove_breakpoint(self, bp_id: int) -> bool:
+        removed = self.breakpoints.remove(bp_id)
+        at = self.paused_at
+        if removed and at is not None and at["breakpoint"] == bp_id:
+            # the state still named it as what holds the loop, with nothing saying it was gone
+            self.paused_at = {**at, "deleted": True}  # replaced whole: read from any thread
+        return removed
 
     # Two reads answered on the caller's thread, not through the door: a page polls them every
     # few seconds, and each command's wake-up byte made the control fd `ready` on every page

@@ -68,11 +68,15 @@ def test_the_state_says_which_breakpoint_holds_the_loop_until_it_runs_again(make
         wait_until(lambda: engine.state().result(5)["paused_at"]["steps"] == 1)
         assert recv_exactly(sock, 4) == b"hold"
         engine.step().result(5)  # nothing to do: its wait blocks
-        # read inside that wait (the state request is what ends it): its `loop step` event
-        # is out, so it counts already (a page opened then never sees that event)
+        # read during that wait (answered when it ends, within its timeout): its `loop step`
+        # event is out, so it counts already (a page opened then never sees that event)
         wait_until(lambda: len(rec.of("loop", state="step")) == 2)
         assert engine.state().result(5)["paused_at"]["steps"] == 2
         assert engine.paused
+        # deleted while it holds the loop: the state named it with nothing saying it was gone
+        assert engine.remove_breakpoint(bp["id"]).result(5) is True
+        assert engine.state().result(5)["paused_at"] == {
+            "breakpoint": bp["id"], "wait": hit["wait"], "fd": fd, "steps": 2, "deleted": True}
         engine.resume().result(5)
         assert engine.state().result(5)["paused_at"] is None
         engine.pause().result(5)  # a client's pause: no breakpoint holds the loop
