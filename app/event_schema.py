@@ -50,7 +50,8 @@ OPTIONAL: dict[str, dict[str, Any]] = {
              "cause": ("command", "step", "breakpoint", "delay", "flaw")},
     "backend": {"epoll_fd": OPTIONAL_INT, "maxevents": OPTIONAL_INT},
     "interest": {"moved": BOOL, "cause": ("rearm", "stale", "flaw", "crash"), "early": BOOL},
-    "error": {"fd": INT, "cause": ("crash", "refused", "accept", "recovered", "udp")},
+    "error": {"fd": INT, "cause": ("crash", "refused", "accept", "recovered", "udp"),
+              "udp_dropped": INT},
     "close": {"flaw": STR, "lingered": ("eof", "reset", "deadline", "user", "shutdown", "error"),
               "discarded": INT, "registered": BOOL, "flushed": BOOL},
 }

@@ -87,6 +87,8 @@ def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict
             open_fds.add(event["fd"])
         elif kind == "close":
             open_fds.discard(event.get("fd"))
+        elif kind == "error" and udp is not None and type(event.get("udp_dropped")) is int:
+            udp["dropped"] = max(udp["dropped"], event["udp_dropped"])  # the kernel's total
         elif kind == "datagram" and udp is not None:
             if event.get("dir") == "in":
                 udp["received"] += 1

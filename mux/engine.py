@@ -196,15 +196,18 @@ class Engine(EngineCommands):
         self.breakpoints.fd_closed(conn.fd)
         self.stats.connections = len(self.connections)
 
-    def error(self, message: str, fd: int | None = None, cause: str | None = None) -> None:
+    def error(self, message: str, fd: int | None = None, cause: str | None = None,
+              **extra: Any) -> None:
         """`cause` names the path that found it (the page's code view picks its chain by it:
-        `error@<cause>` in codeview.py); None: the listener out of fds (`_out_of_fds`)."""
+        `error@<cause>` in codeview.py); None: the listener out of fds (`_out_of_fds`).
+        `extra`: fields of the event besides the message (udp.py's `udp_dropped`)."""
         if self.observers.active:
             event: dict[str, Any] = {"kind": "error", "message": message}
             if fd is not None:
                 event["fd"] = fd
             if cause is not None:
                 event["cause"] = cause
+            event.update(extra)
             self.observers.emit(event)
 
     def emit_loop_state(self, cause: str = "delay") -> None:

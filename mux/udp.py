@@ -22,7 +22,7 @@ import socket
 import struct
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .backends import READABLE, WRITABLE
 from .events import preview
@@ -78,7 +78,7 @@ class UdpEcho(ListeningHandler):
             while self._receive_one() and edge:
                 pass
 
-    def _error(self, what: str, message: str) -> None:
+    def _error(self, what: str, message: str, **extra: Any) -> None:
         """An `error` event, at most one per second per kind of failure: these come from the
         network or its rules (a firewall refusing every reply: EPERM, EACCES; ENOBUFS), not
         from the loop, so they must not flood the page past the observation budget. The
@@ -92,7 +92,7 @@ class UdpEcho(ListeningHandler):
             return
         self._errors[what] = (now, 0)
         more = f" (and {quiet} more like it since the last one shown)" if quiet else ""
-        self.engine.error(message + more, fd=self.fd, cause="udp")
+        self.engine.error(message + more, fd=self.fd, cause="udp", **extra)
 
     def _receive_one(self) -> bool:
         if self.reading_paused:  # (edge mode's drain, once the queue filled up)
@@ -106,7 +106,7 @@ class UdpEcho(ListeningHandler):
             return True
         for level, kind, cdata in anc:
             if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(cdata) >= 4:
-                self._dropped_attached = struct.unpack("=I", cdata[:4])[0]
+                self._note_kernel_drops(struct.unpack("=I", cdata[:4])[0])
         self.received += 1
         if flags & socket.MSG_TRUNC:
             self.truncated += 1
@@ -121,6 +121,16 @@ class UdpEcho(ListeningHandler):
         if self.pending or not self._try_send(data, addr):
             self._queue_reply(data, addr)
         return True
+
+    def _note_kernel_drops(self, total: int) -> None:
+        """The kernel's count of datagrams dropped for want of buffer space, as this datagram
+        carried it: a rise is said in the log (at most once a second, with the total then: a
+        recording and its replay know of them only so)."""
+        before, self._dropped_attached = self._dropped_attached, total
+        if total > before:
+            self._error("kernel_drops", f"udp: the kernel dropped {total - before} datagrams "
+                        f"(the socket's receive buffer was full): {total} in all",
+                        udp_dropped=total)
 
     def _flag_wrong_address(self, sender: tuple[str, int]) -> None:
         flaw = self.engine.flaws.get("udp_wrong_address")

@@ -887,3 +887,16 @@ def test_replay_totals_count_no_misdirected_reply_as_echoed():
                "misdirected": True},
               {"seq": 3, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "in", "bytes": 4}]
     assert recorded_totals(state, events)["udp"] == {"received": 2, "echoed": 0, "dropped": 0}
+
+
+def test_replay_totals_take_the_kernels_drops_from_their_events():
+    """Kernel drops had no event: a replay of a burst said 0 dropped."""
+    from app.replay import recorded_totals
+
+    state = {"listeners": {"udp": {"fd": 5, "port": 9000, "received": 0, "echoed": 0,
+                                   "dropped": 2}}}
+    events = [{"seq": 1, "ts": 0.1, "kind": "error", "fd": 5, "cause": "udp",
+               "message": "udp: the kernel dropped 700 datagrams (...): 702 in all",
+               "udp_dropped": 702},
+              {"seq": 2, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "in", "bytes": 4}]
+    assert recorded_totals(state, events)["udp"] == {"received": 1, "echoed": 0, "dropped": 702}
