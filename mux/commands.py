@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .loop import Loop
     from .observe import Observers
     from .tcp import TcpConnection
+    from .udp import UdpEcho
 
 
 class EngineCommands:
@@ -37,6 +38,7 @@ class EngineCommands:
     breakpoints: Breakpoints
     flaws: FlawZoo
     connections: dict[int, TcpConnection]
+    udp: UdpEcho | None
     paused: bool
     paused_at: dict[str, Any] | None
 
@@ -151,7 +153,7 @@ class EngineCommands:
         self.loop.rearm_now(self._door.fd)
         return kernel_view(
             self.loop.backend.fileno if self.loop.backend.name == "epoll" else None,
-            list(self.connections))
+            list(self.connections), None if self.udp is None else self.udp.sock)
 
 
 def _answered(value: Any) -> Future[Any]:

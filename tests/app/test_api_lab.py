@@ -293,3 +293,25 @@ def test_the_udp_sockets_backpressure_shows_its_own_code(live) -> None:
     last = pause[-1]
     line = last["lines"][last["highlight"][0] - last["first_line"]]
     assert '"kind": "backpressure"' in line
+
+
+def test_the_kernels_udp_receive_queue_holds_a_paused_loops_datagrams(live) -> None:
+    """The Kernel truth panel had no row for the UDP socket: where a paused loop's burst waits,
+    and what the kernel drops of it."""
+    udp = live.client.get("/api/state").json()["listeners"]["udp"]
+    idle = live.client.get("/api/kernel").json()["udp"]
+    assert idle["fd"] == udp["fd"] and idle["recv_queue"] == 0 and idle["next_datagram"] == 0
+    assert idle["rcvbuf"] > 0
+    assert live.client.post("/api/loop", json={"action": "pause"}).status_code == 200
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for size in (300, 400, 500):
+            client.sendto(b"u" * size, ("127.0.0.1", udp["port"]))
+        held = wait_until(lambda: (k := live.client.get("/api/kernel").json()["udp"])
+                          ["recv_queue"] >= 1200 and k, what="the datagrams in the kernel")
+        assert held["next_datagram"] == 300  # SIOCINQ on UDP: the next one's size alone
+        assert held["drops"] == 0
+        assert live.client.post("/api/loop", json={"action": "resume"}).status_code == 200
+        client.settimeout(5)
+        assert [len(client.recvfrom(1000)[0]) for _ in range(3)] == [300, 400, 500]
+    wait_until(lambda: live.client.get("/api/kernel").json()["udp"]["recv_queue"] == 0,
+               what="the queue read")

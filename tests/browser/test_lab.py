@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 import socket
 from collections.abc import Iterator
@@ -638,3 +639,23 @@ def test_a_refusal_caused_far_down_the_page_is_shown_on_screen(dashboard):
     assert box is not None and viewport is not None
     assert 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"], box
     page.get_by_label("Flaw: EOF never handled", exact=True).uncheck()
+
+
+def test_kernel_truth_shows_the_udp_sockets_queue_where_a_paused_burst_waits(dashboard):
+    """The panel listed TCP connections only: a paused loop's datagrams, and what the kernel
+    dropped of them, were nowhere on the page."""
+    page = dashboard.page
+    udp = dashboard.api.get("/api/state").json()["listeners"]["udp"]
+    panel = page.locator("#kernel-panel")
+    panel.scroll_into_view_if_needed()
+    row = page.locator("#kernel-queues tr[data-role='udp']")
+    expect(row).to_contain_text(f"UDP socket, port {udp['port']}", timeout=DEADLINE_MS)
+    assert dashboard.api.post("/api/loop", json={"action": "pause"}).status_code == 200
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for _ in range(3000):  # more than the buffer holds: the kernel drops the rest
+            client.sendto(b"u" * 1000, ("127.0.0.1", udp["port"]))
+        expect(row).to_contain_text("next datagram 1000 B", timeout=DEADLINE_MS)
+        expect(row).to_contain_text(re.compile(r"[\d,]+ dropped by the kernel"))
+        assert dashboard.api.post("/api/loop", json={"action": "resume"}).status_code == 200
+        expect(row).not_to_contain_text("next datagram", timeout=DEADLINE_MS)
+    assert dashboard.console_errors == []

@@ -122,6 +122,8 @@ export class KernelPanel {
     this.root.dataset.mismatches = String(bad);
     this.interestBody.replaceChildren(...rows);
     const qrows = (kernel.connections || []).slice(0, MAX_ROWS).map((c) => this.queueRow(c, peers.get(c.fd)));
+    const udp = state.listeners && state.listeners.udp;
+    if (kernel.udp) qrows.unshift(this.udpRow(kernel.udp, udp));
     this.queuesBody.replaceChildren(...qrows);
   }
 
@@ -147,6 +149,27 @@ export class KernelPanel {
     if (mismatch) {
       tr.classList.add(confirmed ? 'mismatch' : 'changing');
       if (confirmed) { tr.dataset.mismatch = '1'; st.textContent = `MISMATCH: ${cmp.note}`; }
+    }
+    return tr;
+  }
+
+  /** The UDP socket: its receive queue is datagrams (SIOCINQ would be the next one's size
+   *  alone), so the memory they take, overhead included, against the buffer, and the drops. */
+  udpRow(k, listener) {
+    const tr = document.createElement('tr');
+    tr.dataset.fd = String(k.fd);
+    tr.dataset.role = 'udp';
+    if (ui.spotlight !== null && k.fd !== ui.spotlight) tr.classList.add('dim');
+    const waiting = k.next_datagram > 0 ? `, next datagram ${k.next_datagram} B` : '';
+    const dropped = k.drops ? `; ${k.drops.toLocaleString('en')} dropped by the kernel` : '';
+    const pending = listener && listener.pending_bytes !== undefined ? String(listener.pending_bytes) : '';
+    for (const [text, cls] of [[String(k.fd), 'fd'], [`UDP socket, port ${listener ? listener.port : '?'}`, 'peer'],
+      [`${k.recv_queue} of ${k.rcvbuf} (memory, overhead included${waiting})${dropped}`, ''],
+      [String(k.send_queue), ''], [pending, '']]) {
+      const td = document.createElement('td');
+      td.textContent = text;
+      if (cls) td.className = cls;
+      tr.append(td);
     }
     return tr;
   }
