@@ -3,10 +3,64 @@
 const MAX_ERRORS = 4;
 let token = '';
 let errorArea = null;
+let notice = null;        // {el, text}: the line that says errors wait at the top, off screen
+let areaOnScreen = true;
+let focusBefore = null;   // where the keyboard was when the first error came: Dismiss goes back
+let lastFocus = null;     // the last element focused outside the error area and its notice
 
 export function init({ token: t, errorEl }) {
   token = t || '';
   errorArea = errorEl;
+  if (!errorEl) return;
+  notice = makeNotice();
+  new IntersectionObserver((entries) => {
+    areaOnScreen = entries[entries.length - 1].isIntersecting;
+    syncNotice();
+  }).observe(errorEl);
+  for (const el of [errorEl, notice.el]) {
+    el.addEventListener('keydown', (e) => { if (e.key === 'Escape') clearErrors(); });
+  }
+  // a control is disabled while its request is out (whileDisabled): focus is on <body> when
+  // the error comes, so the last control focused outside the error area is what is kept
+  document.addEventListener('focusin', (e) => {
+    if (!errorEl.contains(e.target) && !notice.el.contains(e.target)) lastFocus = e.target;
+  });
+}
+
+function makeNotice() {
+  const el = document.createElement('div');
+  el.id = 'error-notice';
+  el.className = 'error-notice';
+  el.hidden = true;
+  const text = document.createElement('span');
+  const show = document.createElement('button');
+  show.type = 'button';
+  show.textContent = 'Show';
+  show.addEventListener('click', () => {
+    errorArea.scrollIntoView({ block: 'start' });
+    const dismiss = errorArea.querySelector('.error-dismiss');
+    if (dismiss) dismiss.focus({ preventScroll: true });
+  });
+  el.append(text, show);
+  document.body.append(el);
+  return { el, text };
+}
+
+/** The notice is shown while there are errors and their area is off screen; the page keeps
+ *  keyboard focus clear of it (scroll-padding-bottom). */
+function syncNotice() {
+  if (!notice) return;
+  const messages = errorArea.querySelectorAll('p.error-message');
+  const show = messages.length > 0 && !areaOnScreen;
+  if (show) {
+    const n = messages.length;
+    notice.text.textContent = `${messages[n - 1].textContent}` +
+      (n > 1 ? ` (and ${n - 1} more)` : '') + ' — shown at the top of the page';
+  }
+  if (notice.el.hidden === show) {
+    notice.el.hidden = !show;
+    document.documentElement.style.scrollPaddingBottom = show ? `${notice.el.offsetHeight + 16}px` : '';
+  }
 }
 
 export function getToken() { return token; }
@@ -52,6 +106,7 @@ export function showError(message, topic = '') {
   if (topic) p.dataset.topic = topic;
   let list = errorArea.querySelector('.error-list');
   if (!list) {
+    focusBefore = document.activeElement !== document.body ? document.activeElement : lastFocus;
     list = document.createElement('div');
     list.className = 'error-list';
     const dismiss = document.createElement('button');
@@ -66,10 +121,21 @@ export function showError(message, topic = '') {
   if (topic) for (const old of list.querySelectorAll('p.error-message')) if (old.dataset.topic === topic) old.remove();
   list.append(p);
   while (list.children.length > MAX_ERRORS) list.firstElementChild.remove();
+  syncNotice();
 }
 
 export function clearErrors() {
-  if (errorArea) errorArea.replaceChildren();
+  if (!errorArea) return;
+  const hadFocus = errorArea.contains(document.activeElement) || (notice && notice.el.contains(document.activeElement));
+  errorArea.replaceChildren();
+  syncNotice();
+  // back to where the keyboard was (Dismiss, or Escape, far from the control that failed)
+  if (hadFocus && focusBefore && focusBefore !== document.body) {
+    // a panel may have drawn that control anew meanwhile (the zoo does): the one of its id
+    const back = focusBefore.isConnected ? focusBefore : (focusBefore.id && document.getElementById(focusBefore.id));
+    if (back) back.focus();
+  }
+  focusBefore = null;
 }
 
 /** A later success of the same kind of action takes its old errors away (a 422 for a slow
@@ -79,6 +145,7 @@ export function clearTopic(topic) {
   if (!errorArea || !topic) return;
   for (const p of errorArea.querySelectorAll('p.error-message')) if (p.dataset.topic === topic) p.remove();
   if (!errorArea.querySelector('p.error-message')) clearErrors();
+  else syncNotice();
 }
 
 export class ApiError extends Error {

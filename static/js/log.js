@@ -181,7 +181,10 @@ export class EventLog {
   }
 
   matches(ev) {
-    if (ev.marker) return this.filter.fd === null && !this.filter.kind && ui.spotlight === null;
+    // hiding idle waits hides no dropped events or resyncs: their markers stay
+    if (ev.marker) {
+      return this.filter.fd === null && (!this.filter.kind || this.filter.kind === BUSY_ONLY) && ui.spotlight === null;
+    }
     if (ui.spotlight !== null && ev.fd !== ui.spotlight && ev.listener !== ui.spotlight) return false;
     if (this.filter.kind === BUSY_ONLY) {
       if (ev.kind === 'wait' && ev.ready === 0) return false;   // an idle loop's 4 a second

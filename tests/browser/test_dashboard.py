@@ -781,6 +781,10 @@ def test_the_log_can_hide_idle_waits_and_keep_the_rest(dashboard):
         expect(busy.first).to_be_attached(timeout=3000)  # the wait that returned it stays
         page.wait_for_timeout(600)  # idle timeouts (250 ms) go on meanwhile: none is listed
         expect(idle_wait).to_have_count(0)
+        # markers stay: hiding idle waits hides no dropped events or resyncs
+        dashboard.page.evaluate("() => window.__muxscope.socket.ws.close()")
+        expect(page.locator("#event-log li", has_text="— snapshot: state at seq")).to_have_count(
+            1, timeout=10_000)
         page.locator("#log-filter-kind").select_option("")
         expect(idle_wait.first).to_be_attached(timeout=3000)
     assert real_console_errors(dashboard) == []

@@ -626,18 +626,28 @@ def test_panels_below_the_fold_are_in_the_accessibility_tree(dashboard):
 
 def test_a_refusal_caused_far_down_the_page_is_shown_on_screen(dashboard):
     """A second flaw's 409 went to the error area at the top of the page, 2,000 px above the
-    zoo the user was looking at."""
+    zoo the user was looking at. A line at the bottom says so now (the area made sticky
+    covered the controls keyboard focus moved to); Show takes the user there, and Escape or
+    Dismiss brings the keyboard back to the control it left."""
     page = dashboard.page
     page.get_by_label("Flaw: EOF never handled", exact=True).check()
     other = page.get_by_label("Flaw: hang-up checked before input", exact=True)
     other.click()  # scrolls the zoo into view first
-    area = page.locator("#error-area")
+    area, notice = page.locator("#error-area"), page.locator("#error-notice")
     expect(area).to_contain_text("409", timeout=DEADLINE_MS)
     assert page.evaluate("window.scrollY") > 1000  # far below the top, where the area sits
-    box = area.bounding_box()
-    viewport = page.viewport_size
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("409")
+    expect(notice).to_contain_text("shown at the top of the page")
+    box, viewport = notice.bounding_box(), page.viewport_size
     assert box is not None and viewport is not None
     assert 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"], box
+    notice.get_by_role("button", name="Show").click()
+    expect(notice).to_be_hidden()  # the area itself is on screen now
+    expect(area.get_by_role("button", name="Dismiss")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(area.locator("p.error-message")).to_have_count(0)
+    expect(other).to_be_focused()  # where the keyboard was when the error came
     page.get_by_label("Flaw: EOF never handled", exact=True).uncheck()
 
 
