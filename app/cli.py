@@ -168,7 +168,7 @@ def _add_engine_flags(parser: Any) -> None:
         metavar="MB",
         help="size of a --record file's events at which it is rotated, 1-100 (default: 100). "
         "The replay page's timeline holds a file's last 100,000 events, about 10 MB of a "
-        "busy recording: to scrub through whole files, record with --record-max-mb 10",
+        "busy recording: to scrub through whole files, record with --record-max-mb 8",
     )
     parser.add_argument(
         "--max-connections",
@@ -208,7 +208,9 @@ def build_replay_parser() -> argparse.ArgumentParser:
         epilog="example:\n  muxscope replay trace.jsonl --http-port 8001",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", type=Path, metavar="FILE", help="a file written with --record")
+    parser.add_argument("file", type=Path, metavar="FILE",
+                        help="a file written with --record, or the page's \"Events as JSON "
+                        "lines\" download")
     _add_http_flags(parser.add_argument_group("dashboard"), host_help=REPLAY_HOST_HELP)
     return parser
 

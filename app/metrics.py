@@ -8,12 +8,15 @@ from collections.abc import Callable, Iterator
 from operator import itemgetter
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 _KIND = itemgetter("kind")
+# no `*_created` gauges: only the three prometheus_client Counters had them (the collectors'
+# counters do not), under the counter's HELP, and in a replay they held its start time
+disable_created_metrics()
 WAIT_BUCKETS_US = (1, 5, 10, 50, 100, 500, 1000, 5000, 10_000, 50_000, 250_000, 1_000_000)
 
 

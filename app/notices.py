@@ -25,10 +25,10 @@ class Notices:
         if now - said < NOTICE_INTERVAL:
             self._last[kind] = (said, quiet + 1)
             return
+        self._last[kind] = (now, 0)
+        self._latest[kind] = (message, args)  # without the count: flush() adds its own
         if quiet:
             message += f" (and {quiet} more like it in the last minute)"
-        self._last[kind] = (now, 0)
-        self._latest[kind] = (message, args)
         log.warning(message, *args)
 
     def flush(self) -> None:

@@ -71,12 +71,17 @@ def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict
     recorded) are not counted."""
     base = state.get("stats") or {}
     open_fds = {c["fd"] for c in state.get("connections", [])}
+    # no snapshot (a trace download): a connection open before the first event shows only in
+    # its own events, as the page's connection list counts it (it said 50, the stats 0)
+    by_events = "connections" not in state
     bytes_in, bytes_out, waits = (_count(base, key) for key in ("bytes_in", "bytes_out", "waits"))
     udp_state = (state.get("listeners") or {}).get("udp")
     udp = ({key: _count(udp_state, key) for key in ("received", "echoed", "dropped")}
            if isinstance(udp_state, dict) else None)
     for event in events:
         kind, moved = event["kind"], event.get("bytes", 0)  # an int: load_recording checked
+        if by_events and kind in ("recv", "send", "queue") and "fd" in event:
+            open_fds.add(event["fd"])
         if kind == "recv":
             bytes_in += moved
         elif kind == "send":

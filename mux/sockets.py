@@ -26,6 +26,7 @@ class ListeningHandler:
         self.loop = engine.loop
         self.sock = sock
         self.fd = sock.fileno()
+        self.host: str = sock.getsockname()[0]  # as bound: the page says what to connect to
         self.port: int = sock.getsockname()[1]
 
 

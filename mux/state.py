@@ -60,7 +60,8 @@ def capture(engine: Engine) -> StateCapture:
         **engine.loop_state(),
         "paused_at": engine.paused_at,
         "listeners": {
-            "tcp": {"fd": engine.listener.fd, "port": engine.listener.port},
+            "tcp": {"fd": engine.listener.fd, "port": engine.listener.port,
+                    "host": engine.listener.host},
             "udp": engine.udp.describe() if engine.udp else None,
         },
         "control_fd": engine.control_fd,

@@ -211,8 +211,8 @@ class UdpEcho(ListeningHandler):
             return 0
         return int(struct.unpack_from("=I", raw, 4 * _SK_MEMINFO_DROPS)[0])
 
-    def describe(self) -> dict[str, int]:
-        return {"fd": self.fd, "port": self.port, "received": self.received,
+    def describe(self) -> dict[str, int | str]:
+        return {"fd": self.fd, "port": self.port, "host": self.host, "received": self.received,
                 "echoed": self.echoed, "dropped": self.dropped, "truncated": self.truncated,
                 "pending": len(self.pending), "pending_bytes": self.pending_bytes,
                 "reading_paused": self.reading_paused}

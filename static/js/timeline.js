@@ -143,7 +143,7 @@ export class Timeline {
     // the page keeps the last N events: say what is out of reach, not just start the range later
     if (last && first > 1 && (this.viewing || this.replay)) {
       text += `; iterations 1–${first - 1} are no longer held (the page keeps the last ${this.history.cap.toLocaleString('en')} events` +
-        (this.replay ? ': record with --record-max-mb 10 to scrub through whole files)' : ')');
+        (this.replay ? ': record with --record-max-mb 8 to scrub through whole files)' : ')');
     }
     set('text', text, (v) => { this.statusEl.textContent = v; this.range.setAttribute('aria-valuetext', v); });
     const w = value ? h.waitEvent(value) : null;

@@ -216,3 +216,25 @@ def test_each_rotation_is_said_once_a_minute_at_most(tmp_path, caplog) -> None:
     assert said[0] == (f"--record: {path} reached its limit: its events so far are now "
                        f"{path}.1 (muxscope replay {path}.1), and run.jsonl starts again")
     assert len(said) == 2 and said[1].endswith("more like it since)")  # the rest, at the end
+
+
+def test_a_storms_count_at_the_end_is_said_once(caplog) -> None:
+    """The last line of a storm of rotations read "... (and 44 more like it in the last
+    minute) (and 92 more like it since)": the count said at the end went on a message that
+    already had one."""
+    import logging
+
+    from app.notices import Notices
+
+    notices = Notices()
+    with caplog.at_level(logging.WARNING, logger="app.record"):
+        for _ in range(3):
+            notices.warn("oldest", "dropped the oldest segment %s", "F.5")
+        notices._last["oldest"] = (notices._last["oldest"][0] - 61, 2)  # a minute later
+        notices.warn("oldest", "dropped the oldest segment %s", "F.5")
+        notices.warn("oldest", "dropped the oldest segment %s", "F.5")
+        notices.flush()
+    assert [r.getMessage() for r in caplog.records] == [
+        "dropped the oldest segment F.5",
+        "dropped the oldest segment F.5 (and 2 more like it in the last minute)",
+        "dropped the oldest segment F.5 (and 1 more like it since)"]

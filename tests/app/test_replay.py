@@ -900,3 +900,18 @@ def test_replay_totals_take_the_kernels_drops_from_their_events():
                "udp_dropped": 702},
               {"seq": 2, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "in", "bytes": 4}]
     assert recorded_totals(state, events)["udp"] == {"received": 1, "echoed": 0, "dropped": 702}
+
+
+def test_replay_totals_of_a_download_count_the_connections_its_events_show():
+    """A trace download has no snapshot: the connections open before its first event show
+    only in their own events. Its replay's stats said 0 connections beside a page of 50."""
+    from app.replay import recorded_totals
+
+    state = {"loop": "running"}  # what a file without a snapshot line gets
+    events = [{"seq": 10, "ts": 0.1, "kind": "recv", "fd": 7, "bytes": 3},
+              {"seq": 11, "ts": 0.1, "kind": "send", "fd": 8, "bytes": 3},
+              {"seq": 12, "ts": 0.1, "kind": "queue", "fd": 9, "depth": 0, "pending_bytes": 0},
+              {"seq": 13, "ts": 0.1, "kind": "close", "fd": 9, "reason": "eof"}]
+    assert recorded_totals(state, events)["connections"] == 2
+    # with a snapshot, its connections and the accepts count, not every fd an event names
+    assert recorded_totals({**state, "connections": []}, events)["connections"] == 0

@@ -801,6 +801,10 @@ def test_an_empty_page_says_how_to_connect_and_why_epoll_controls_are_grey(dashb
     expect(more).to_contain_text(f"nc -u 127.0.0.1 {engine.udp_port} for UDP")
     with dashboard.connect():
         expect(more).not_to_contain_text("No connections yet", timeout=5000)
+    # opened as localhost (maybe ::1 first: nc -u gets no echo there), it names the address bound
+    page.goto(dashboard.base.replace("127.0.0.1", "localhost") + "/")
+    expect(more).to_contain_text(f"nc 127.0.0.1 {engine.tcp_port}", timeout=5000)
+    expect(more).to_contain_text(f"nc -u 127.0.0.1 {engine.udp_port} for UDP")
     page.get_by_label("Backend").select_option("select")
     for control in (page.get_by_label("Trigger"), page.get_by_label("One-shot")):
         expect(control).to_be_disabled(timeout=5000)

@@ -9,10 +9,16 @@ const GROUPED = new Intl.NumberFormat('en-US');
 const MAX_ROWS = 200;
 const MIN_INTERVAL_MS = 250;
 
-/** How to connect, for an empty list: the ports the engine really bound. */
+const WILDCARD = new Set(['0.0.0.0', '::']);
+
+/** How to connect, for an empty list: the address the engine really bound (the page's own
+ *  host only for a wildcard bind: `localhost` may be ::1 first, where nc -u gets no echo from a
+ *  server bound to 127.0.0.1). */
 function connectHint(model) {
-  const host = window.location.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
-  const udp = model.udp ? `; nc -u ${host} ${model.udp.port} for UDP` : '';
+  const page = window.location.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const bound = (listener) => (listener.host && !WILDCARD.has(listener.host) ? listener.host : page);
+  const host = bound(model.tcp);
+  const udp = model.udp ? `; nc -u ${bound(model.udp)} ${model.udp.port} for UDP` : '';
   return `No connections yet: connect with nc ${host} ${model.tcp.port} (or telnet ${host} ${model.tcp.port}), ` +
     `type a line, and watch it go through${udp}.`;
 }
