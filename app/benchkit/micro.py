@@ -133,4 +133,7 @@ def render_messages(rows: list[dict[str, Any]]) -> str:
              f"min of 3 x {count:,}; the bare recv_into + send of the same bytes subtracted)",
              f"{'write, iteration':<{width}}  ns/message", f"{'-' * width}  ----------"]
     lines += [f"{r['case']:<{width}}  {r['ns']:10,}" for r in rows]
+    if any(r["ns"] < 0 for r in rows):  # a printed -496 read as a finding, not as noise
+        lines.append("(a negative cost: the difference of two timings on a busy machine is "
+                     "noise; read this table for its larger gaps)")
     return "\n".join(lines) + "\n"

@@ -196,3 +196,17 @@ def test_a_floor_is_paired_rep_by_rep_like_the_ratios() -> None:
     engine_row = next(r for r in echo.rows(vs, "x") if r["variant"] == "engine")
     assert engine_row["rep_ratios"] == pytest.approx([35.7 / 31.3, 37.2 / 27.4, 28.2 / 26.8])
     assert "1.05-1.36" in echo.render("x", echo.rows(vs, "x"), "C")
+
+
+def test_a_latency_at_the_histograms_cap_and_a_negative_cost_say_what_they_are() -> None:
+    """A p99 printed as 200,000 us was the C client's last histogram bucket, a floor; a micro
+    cost printed as -496 ns was noise, and nothing said so."""
+    from app.benchkit.echo import LATENCY_CAP_US, _latency
+    from app.benchkit.micro import render_messages
+
+    assert _latency(LATENCY_CAP_US) == ">=200,000" and _latency(1234) == 1234
+    assert _latency(None) is None
+    rows = [{"case": "eager, unobserved", "ns": 120, "messages": 2000},
+            {"case": "eager, throttled", "ns": -496, "messages": 2000}]
+    assert "a negative cost" in render_messages(rows)
+    assert "a negative cost" not in render_messages(rows[:1])
