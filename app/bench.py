@@ -287,7 +287,8 @@ def header(plan: Plan, client: LoadClient, info: dict[str, Any]) -> str:
             f"{info['python']}, Linux {info['kernel']}\n"
             f"load client: {client.name}; {pin}; {plan.reps} rep(s) x {plan.seconds:g} s "
             f"(+{plan.warmup:g} s warm-up) per window\n"
-            + ("--quick: a smoke run of a few eager epoll rows, too short for ratios to mean much;"
+            + ("--quick: a smoke run of a few eager epoll rows, too short for ratios to mean much"
+               " (and the wait part's servers start up while they run, on the same machine);"
                " run without --quick for every backend and write mode\n" if plan.quick else ""))
 
 
