@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Page, expect
 
@@ -286,18 +287,25 @@ def test_the_breakpoint_hit_line_follows_the_iteration_on_view(dashboard):
         expect(hit).to_contain_text("resumed since", timeout=DEADLINE_MS)
 
 
+def hit_a_readable_breakpoint(dashboard, sock) -> tuple[int, dict[str, Any], Any]:
+    """A `readable` breakpoint on `sock`'s server fd, hit: (fd, the breakpoint, the hit line)."""
+    page = dashboard.page
+    fd = wait_for_row(page)
+    bp = dashboard.api.post("/api/breakpoints", json={"when": "readable", "fd": fd}).json()
+    sock.sendall(b"hit")
+    hit = page.locator("#breakpoint-hit")
+    expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired at iteration ",
+                                timeout=DEADLINE_MS)
+    return fd, bp, hit
+
+
 def test_the_breakpoint_hit_line_counts_the_steps_since_and_says_a_deletion(dashboard):
     """After the hit a teacher stepped 12 times and deleted the breakpoint: the line still
     said "fired at iteration 133 — the loop is paused: Step or Resume", as if just hit, while
     the list said "no breakpoints". It counts the steps since and says the deletion now."""
     page, api = dashboard.page, dashboard.api
     with dashboard.connect() as sock:
-        fd = wait_for_row(page)
-        bp = api.post("/api/breakpoints", json={"when": "readable", "fd": fd}).json()
-        sock.sendall(b"hit")
-        hit = page.locator("#breakpoint-hit")
-        expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired at iteration ",
-                                    timeout=DEADLINE_MS)
+        _fd, bp, hit = hit_a_readable_breakpoint(dashboard, sock)
         expect(hit).to_contain_text("the loop is paused: Step or Resume")
         for _ in range(2):
             assert api.post("/api/loop", json={"action": "step"}).status_code == 200
@@ -449,12 +457,7 @@ def test_a_breakpoint_removed_with_its_connection_says_so_not_deleted(dashboard)
     line said "breakpoint deleted since" to a learner who had deleted nothing."""
     page, api = dashboard.page, dashboard.api
     sock = dashboard.connect()
-    fd = wait_for_row(page)
-    bp = api.post("/api/breakpoints", json={"when": "readable", "fd": fd}).json()
-    sock.sendall(b"hit")
-    hit = page.locator("#breakpoint-hit")
-    expect(hit).to_contain_text(f"Breakpoint {bp['id']} fired at iteration ",
-                                timeout=DEADLINE_MS)
+    fd, _bp, hit = hit_a_readable_breakpoint(dashboard, sock)
     expect(page.locator("#breakpoint-list")).to_contain_text(f"fd {fd}", timeout=DEADLINE_MS)
     sock.close()  # a step or two: the request read and echoed, then the EOF: closed
     for _ in range(3):
