@@ -42,7 +42,7 @@ OLDER_OPTIONAL: dict[str, set[str]] = {"flaw": {"fd"}}
 OPTIONAL: dict[str, dict[str, Any]] = {
     "wait": {"cpu_us": INT, "late": BOOL, "timeout_us": INT},
     "ready": {"late": BOOL},
-    "backpressure": {"inline": BOOL, "udp": BOOL},
+    "backpressure": {"inline": BOOL, "udp": BOOL, "pending": INT, "pending_bytes": INT},
     "datagram": {"misdirected": BOOL},
     "send": {"closing": ("user", "shutdown")},
     "queue": {"closing": ("user", "shutdown")},

@@ -16,7 +16,7 @@ from prometheus_client.utils import floatToGoString
 _KIND = itemgetter("kind")
 # no `*_created` gauges: only the three prometheus_client Counters had them (the collectors'
 # counters do not), under the counter's HELP, and in a replay they held its start time
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 WAIT_BUCKETS_US = (1, 5, 10, 50, 100, 500, 1000, 5000, 10_000, 50_000, 250_000, 1_000_000)
 
 

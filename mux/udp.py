@@ -52,6 +52,8 @@ class UdpEcho(ListeningHandler):
         self.received = 0
         self.echoed = 0
         self._dropped_attached = 0  # by the kernel, as the last datagram's SO_RXQ_OVFL said
+        self._drops_said = 0  # the kernel's total the last `error` event said
+        self._drops_recheck = False  # a re-check of it is scheduled (a rise not said yet)
         self.truncated = 0
         self.pending: deque[tuple[bytes, tuple[str, int]]] = deque()
         self.pending_bytes = 0
@@ -77,22 +79,27 @@ class UdpEcho(ListeningHandler):
             edge = self.loop.backend.edge
             while self._receive_one() and edge:
                 pass
+            # datagrams queued before a burst's drops carry no count of them (SO_RXQ_OVFL
+            # rides on the next one queued after): the socket's own count says them
+            self._note_kernel_drops(self._socket_drops())
 
-    def _error(self, what: str, message: str, **extra: Any) -> None:
+    def _error(self, what: str, message: str, say_held: bool = True, **extra: Any) -> bool:
         """An `error` event, at most one per second per kind of failure: these come from the
         network or its rules (a firewall refusing every reply: EPERM, EACCES; ENOBUFS), not
         from the loop, so they must not flood the page past the observation budget. The
-        count of those not shown goes with the next one. (A client's closed port answering
+        count of those not shown goes with the next one (`say_held`: unless its own numbers
+        count them). True when it was said. (A client's closed port answering
         with ICMP is not among them: an unconnected UDP socket is told of ICMP errors only
         with IP_RECVERR, udp(7).)"""
         now = time.monotonic()
         last, quiet = self._errors.get(what, (-ERROR_INTERVAL, 0))
         if now - last < ERROR_INTERVAL:
             self._errors[what] = (last, quiet + 1)
-            return
+            return False
         self._errors[what] = (now, 0)
-        more = f" (and {quiet} more like it since the last one shown)" if quiet else ""
+        more = f" (and {quiet} more like it since the last one shown)" if quiet and say_held else ""
         self.engine.error(message + more, fd=self.fd, cause="udp", **extra)
+        return True
 
     def _receive_one(self) -> bool:
         if self.reading_paused:  # (edge mode's drain, once the queue filled up)
@@ -123,14 +130,26 @@ class UdpEcho(ListeningHandler):
         return True
 
     def _note_kernel_drops(self, total: int) -> None:
-        """The kernel's count of datagrams dropped for want of buffer space, as this datagram
-        carried it: a rise is said in the log (at most once a second, with the total then: a
-        recording and its replay know of them only so)."""
-        before, self._dropped_attached = self._dropped_attached, total
-        if total > before:
-            self._error("kernel_drops", f"udp: the kernel dropped {total - before} datagrams "
-                        f"(the socket's receive buffer was full): {total} in all",
-                        udp_dropped=total)
+        """The kernel's count of datagrams dropped for want of buffer space (as a datagram
+        carried it, or the socket's own): a rise is said in the log, at most once a second,
+        with the total then (a recording and its replay know of drops only so). A rise not
+        said for that limit is said once the second is over, traffic or not."""
+        self._dropped_attached = max(self._dropped_attached, total)
+        said = self._drops_said
+        if total <= said:
+            return
+        if self._error("kernel_drops", f"udp: the kernel dropped {total - said} datagrams "
+                       f"(the socket's receive buffer was full): {total} in all",
+                       say_held=False, udp_dropped=total):  # (its numbers count them)
+            self._drops_said = total
+        elif not self._drops_recheck:
+            self._drops_recheck = True
+            self.loop.call_later(ERROR_INTERVAL, self._recheck_drops)
+
+    def _recheck_drops(self) -> None:
+        self._drops_recheck = False
+        if self.sock.fileno() != -1:  # (closed meanwhile: -1)
+            self._note_kernel_drops(self.dropped)
 
     def _flag_wrong_address(self, sender: tuple[str, int]) -> None:
         flaw = self.engine.flaws.get("udp_wrong_address")
@@ -180,8 +199,10 @@ class UdpEcho(ListeningHandler):
         self.engine.breakpoints.note("backpressure", self.fd)
         self.loop.set_interest(self.fd, WRITABLE if paused else READABLE)
         obs = self.loop.obs
-        if obs.active:  # `udp`: the page shows this path's code, not a connection's
-            obs.emit({"kind": "backpressure", "fd": self.fd, "paused": paused, "udp": True})
+        if obs.active:  # `udp`: the page shows this path's code, not a connection's; the
+            # queue's depth, for a view of the past (the stats frames say only the present)
+            obs.emit({"kind": "backpressure", "fd": self.fd, "paused": paused, "udp": True,
+                      "pending": len(self.pending), "pending_bytes": self.pending_bytes})
         if not paused and self.loop.backend.edge:  # what came meanwhile brings no new edge
             self.loop.readable_soon(self)
 

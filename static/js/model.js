@@ -356,7 +356,11 @@ export class Model {
         break;
       }
       case 'backpressure':
-        if (this.udp && fd === this.udp.fd && !inState) { this.udp.reading_paused = !!ev.paused; this.mark('conns'); }
+        if (this.udp && fd === this.udp.fd && !inState) {
+          this.udp.reading_paused = !!ev.paused;
+          if (typeof ev.pending === 'number') this.udp.pending = ev.pending;
+          this.mark('conns');
+        }
         if (isConn && !inState) { this.conn(fd).paused = !!ev.paused; this.touched.add(fd); this.mark('conns', 'queues', 'backend'); }
         break;
       case 'datagram':
@@ -405,6 +409,14 @@ export class Model {
         this.mark('controls', 'status', 'syscall');
         break;
       case 'error':
+        // the kernel's UDP drop total (no datagram event says it): a view of the past and a
+        // replay take it from here (live, the stats frames carry it too)
+        if (this.udp && typeof ev.udp_dropped === 'number' && !inState) {
+          this.udp.dropped = Math.max(this.udp.dropped || 0, ev.udp_dropped);
+          this.mark('conns');
+        }
+        this.mark('log');   // remember() keeps it among the notices
+        break;
       case 'flaw':
         this.mark('log');   // remember() keeps it among the notices
         break;

@@ -1705,3 +1705,23 @@ def test_udp_backpressure_and_waiting_replies_are_said_on_the_page(dashboard, mo
     finally:
         engine.call(setattr, udp, "sock", refusing.real).result(5)
     assert real_console_errors(dashboard) == []
+
+
+def test_a_view_of_the_past_takes_udp_drops_and_pending_replies_from_the_events(dashboard):
+    """A view rebuilt from events (time travel, replay) showed 0 dropped after a burst the
+    kernel dropped 2,834 of (no datagram event says it), and "0 replies wait" beside a UDP
+    socket paused with 20 waiting (the backpressure event said neither)."""
+    udp = dashboard.page.evaluate("""async () => {
+        const { Model } = await import('/static/js/model.js');
+        const m = new Model({ ringSize: 100 });
+        m.applySnapshot({ seq: 0, state: { listeners: {
+            tcp: { fd: 3, port: 9000 },
+            udp: { fd: 8, port: 9000, received: 0, echoed: 0, dropped: 0 } } } });
+        m.applyEventsFrame({ dropped: 0, events: [
+            { seq: 1, ts: 0.1, kind: 'error', fd: 8, cause: 'udp', message: 'udp: ...',
+              udp_dropped: 2834 },
+            { seq: 2, ts: 0.2, kind: 'backpressure', fd: 8, paused: true, udp: true,
+              pending: 20, pending_bytes: 80 } ] });
+        return { dropped: m.udp.dropped, pending: m.udp.pending, paused: m.udp.reading_paused };
+    }""")
+    assert udp == {"dropped": 2834, "pending": 20, "paused": True}

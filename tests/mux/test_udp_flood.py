@@ -101,3 +101,30 @@ def test_the_kernels_drops_are_said_in_an_event_with_their_total(make_engine):
     assert said["fd"] == udp.fd and said["udp_dropped"] == total > 0
     assert f"the kernel dropped {total} datagrams" in said["message"]
     assert said["message"].endswith(f"{total} in all")
+
+
+def test_a_burst_with_nothing_after_it_is_said_too(make_engine):
+    """The drop count rides on the next datagram queued after the drops: a burst sent to a
+    paused loop, with nothing after it, was never said (its replay: 0 dropped)."""
+    engine, rec = make_engine(backend="epoll")
+    engine.pause().result(5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        for _ in range(2000):  # far more than the receive buffer holds
+            client.sendto(b"x" * 1000, ("127.0.0.1", engine.udp_port))
+        kernel = _proc_udp_drops(engine.udp_port)
+        assert kernel > 0
+        engine.resume().result(5)
+        said = rec.wait_for("error", cause="udp")
+    assert said["udp_dropped"] == kernel
+
+
+def test_a_rise_the_rate_limit_held_back_is_said_a_second_later(make_engine):
+    """At most one drop event a second: a rise in that second was said only if more traffic
+    came after it (and never, if the traffic had stopped)."""
+    engine, rec = make_engine(backend="epoll")
+    udp = engine.udp
+    engine.call(udp._note_kernel_drops, 10).result(5)
+    engine.call(udp._note_kernel_drops, 25).result(5)  # within the second: held back
+    assert [e["udp_dropped"] for e in rec.of("error", cause="udp")] == [10]
+    later = rec.wait_for("error", cause="udp", udp_dropped=25)  # no traffic meanwhile
+    assert "dropped 15 datagrams" in later["message"] and later["message"].endswith("25 in all")
