@@ -156,15 +156,22 @@ function landState(state, frames, t0) {
   }
 }
 
-/** A state from another answer (a backend switch's): the events held for a resync are older
- *  than it, so they go first (the resync's own answer then comes with none). */
+/** A state from another answer (a backend switch's): the events held for a resync up to its
+ *  seq go first; those after it stay held for the resync's own answer. */
 function applyStateNow(state) {
-  if (held === null) return model.applyState(state);
-  const reflects = state && state.stats ? state.stats.events_total : undefined;
-  const [before, after] = splitFrames(held.splice(0), reflects);
-  for (const frame of before) applyEvents(frame);
-  held.push(...after);   // still held: the resync's answer may be older than them
-  return model.applyState(state);
+  let after = [];
+  if (held !== null) {
+    const reflects = state && state.stats ? state.stats.events_total : undefined;
+    let before;
+    [before, after] = splitFrames(held.splice(0), reflects);
+    for (const frame of before) applyEvents(frame);
+  }
+  const applied = model.applyState(state);
+  // time travel rebuilds from checkpoints: one here, as after a resync's answer, or a view of
+  // the iterations after this answer shows figures the live page never showed
+  if (applied) history.checkpoint();
+  if (held !== null) held.push(...after);   // still held: the resync's answer may be older than them
+  return applied;
 }
 
 function applyEvents(frame) {

@@ -399,7 +399,9 @@ export class Model {
         if (ev.to !== 'epoll') { this.backend.fd = null; this.backend.maxevents = null; }
         if (ev.epoll_fd !== undefined) this.backend.fd = ev.epoll_fd;          // a replay has
         if (ev.maxevents !== undefined) this.backend.maxevents = ev.maxevents;  // no state to read
-        this.needResync = true;
+        // the moved registrations come with no event: read them, unless a state that has
+        // them is applied already (the switch's own answer, come first)
+        if (!inState) this.needResync = true;
         this.markAll();
         break;
       case 'loop':

@@ -144,3 +144,44 @@ def test_held_frames_split_at_the_answers_seq(dashboard):
         return [b.map((f) => f.dropped), a.map((f) => f.dropped)];
     }""")
     assert (cut_before, cut_after) == ([0], [3])
+
+
+def test_a_switch_answers_state_is_a_checkpoint_for_time_travel(dashboard):
+    """The switch's own answer carries the state, and the page applied it without a history
+    checkpoint: a view of the iterations after it was rebuilt from the checkpoint before the
+    switch and showed figures the live page never did (an audit: 9 of 92 samples, under load)."""
+    page = dashboard.page
+    # every resync hangs (its answer never comes): only the switch's answer can checkpoint
+    page.evaluate("""() => {
+      const original = window.fetch;
+      window.fetch = (...args) => String(args[0]).includes('/api/state')
+        ? new Promise(() => {}) : original(...args);
+    }""")
+    before = page.evaluate("window.__muxscope.timeline.history.checkpoints.length")
+    with dashboard.connect():
+        page.get_by_label("Backend").select_option("select")
+        page.wait_for_function(
+            """(before) => {
+              const cps = window.__muxscope.timeline.history.checkpoints;
+              return cps.length > before && cps.some((c) => c.resync
+                && c.frame.state.backend.name === 'select');
+            }""", arg=before, timeout=5000)
+    assert dashboard.api.get("/api/state").json()["backend"]["name"] == "select"
+
+
+def test_a_backend_event_the_applied_state_has_asks_for_no_resync(dashboard):
+    """The switch's own answer came first with the state after the switch; its `backend`
+    event then asked for a GET /api/state all the same (2 MiB at 10,000 connections)."""
+    asked = dashboard.page.evaluate("""async () => {
+        const { Model } = await import('/static/js/model.js');
+        const m = new Model({ ringSize: 100 });
+        m.applySnapshot({ seq: 0, state: { backend: { name: 'epoll' } } });
+        m.applyState({ backend: { name: 'select' }, stats: { events_total: 10 } });
+        const backend = (seq) => ({ seq, ts: 0.1, kind: 'backend', from: 'epoll', to: 'select',
+                                    trigger: 'level', oneshot: false, write: 'queued' });
+        m.applyEventsFrame({ dropped: 0, events: [backend(9)] });   // in the state applied
+        const inState = m.needResync;
+        m.applyEventsFrame({ dropped: 0, events: [backend(11)] });  // after it
+        return [inState, m.needResync];
+    }""")
+    assert asked == [False, True]
