@@ -3,6 +3,10 @@
 import { toNative } from './vocab.js';
 
 const CHECKPOINT_EVERY = 4000;   // events between checkpoints (taken at a wait)
+// A view of the past holds the events from its iteration on, up to this many times the cap:
+// under a load past the page's budget (21,000 events/s) the cap is about a second of events,
+// and a parked view was pushed forward four times a second.
+const HOLD_FACTOR = 3;
 
 /** A snapshot frame ({type, state, seq, started_at}) equivalent to the model's current state. */
 export function snapshotOf(model) {
@@ -62,6 +66,7 @@ export class History {
                            // event, or the `loop step` event just before it (a Step's wait)
     this.iterOffset = 0;   // iterations trimmed from the front
     this.checkpoints = []; // [{pos, frame}]: the state after events before pos
+    this.holdPos = null;   // the start of the iteration on view, while the past is viewed
     this.generation = (this.generation || 0) + 1;
   }
 
@@ -97,10 +102,12 @@ export class History {
     else this.checkpoints.push(cp);
   }
 
-  /** Drop old events down to the newest checkpoint that keeps at least `cap` events. */
+  /** Drop old events down to the newest checkpoint that keeps at least `cap` events, and the
+   *  iteration on view (`holdPos`), unless that would keep more than HOLD_FACTOR x cap. */
   trim() {
     if (this.events.length <= this.cap) return;
-    const want = this.end - this.cap;
+    let want = this.end - this.cap;
+    if (this.holdPos !== null) want = Math.max(this.end - this.cap * HOLD_FACTOR, Math.min(want, this.holdPos));
     let k = -1;
     for (let i = 0; i < this.checkpoints.length; i++) if (this.checkpoints[i].pos <= want) k = i;
     if (k <= 0) return;

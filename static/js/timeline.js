@@ -92,6 +92,9 @@ export class Timeline {
     this.lastTick = now;
     if (this.target) this.apply();
     if (this.viewing && this.iter < h.first) { this.target = h.first; this.apply(); }
+    // the events from the iteration on view are kept (up to a limit) while it is viewed
+    const held = this.viewing ? h.range(this.iter) : null;
+    h.holdPos = held ? held[0] : null;
     this.paintScrubber(now);
   }
 

@@ -497,3 +497,26 @@ def test_a_breakpoint_on_the_udp_socket_deleted_by_another_client_says_deleted(d
         client.settimeout(5)
         assert client.recvfrom(10)[0] == b"hit"
     assert dashboard.console_errors == []
+
+
+def test_a_view_of_the_past_holds_its_iteration_while_the_load_goes_on(dashboard):
+    """Past the page's budget its 20,000 events are about a second: a parked view was pushed
+    forward four times a second (the iteration on view fell off the front). The events from
+    the viewed iteration on are kept now, up to three times that."""
+    page = dashboard.page
+    with load_clients(dashboard, 100, 16, 50):
+        page.wait_for_function("() => window.__muxscope.timeline.last > 50", timeout=20_000)
+        n = int(page.evaluate("() => window.__muxscope.timeline.last")) - 5
+        scrub_to(page, n)
+        start = page.evaluate(f"() => window.__muxscope.timeline.history.range({n})[0]")
+        # until the events since the viewed iteration are more than the page keeps live
+        page.wait_for_function(
+            f"() => {{ const h = window.__muxscope.timeline.history;"
+            f" return h.end - {start} > h.cap + 9000; }}", timeout=20_000)  # (+2 checkpoints)
+        assert page.evaluate("() => window.__muxscope.timeline.iteration") == n
+        expect(page.locator("#timeline")).to_have_attribute("data-iteration", str(n))
+        assert page.evaluate("() => window.__muxscope.timeline.first") <= n
+    page.get_by_role("button", name="Back to live").click()
+    expect(page.locator("#timeline-status")).to_have_text("live", timeout=DEADLINE_MS)
+    assert page.evaluate("() => window.__muxscope.timeline.history.holdPos") is None
+    assert dashboard.console_errors == []
