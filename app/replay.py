@@ -63,7 +63,8 @@ def _changes_state(scope: Scope) -> bool:
     return scope.get("method", "GET").upper() in UNSAFE_METHODS
 
 
-def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]],
+                    by_events: bool | None = None) -> dict[str, Any]:
     """The stats frame's counters as the recording tells them, engine-lifetime totals as live:
     the snapshot's own (a rotated segment starts mid-run) plus TCP bytes in `recv`/`send`
     events, `wait` events and UDP `datagram` events; and the connections open at its end (the
@@ -73,7 +74,10 @@ def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]]) -> dict
     open_fds = {c["fd"] for c in state.get("connections", [])}
     # no snapshot (a trace download): a connection open before the first event shows only in
     # its own events, as the page's connection list counts it (it said 50, the stats 0)
-    by_events = "connections" not in state
+    # (load_recording gives every state `connections: []`: a file without a snapshot line is
+    # told by its made-up snapshot's `unknown_before`, passed here as by_events)
+    if by_events is None:
+        by_events = "connections" not in state
     bytes_in, bytes_out, waits = (_count(base, key) for key in ("bytes_in", "bytes_out", "waits"))
     udp_state = (state.get("listeners") or {}).get("udp")
     udp = ({key: _count(udp_state, key) for key in ("received", "echoed", "dropped")}
@@ -150,7 +154,8 @@ def build_replay_state(settings: Settings) -> dict[str, Any]:
     ring = TraceRing(max(1, len(events)), baseline=_byte_baseline(snapshot["state"]))
     ring(events)
     last = events[-1] if events else {}
-    totals = recorded_totals(snapshot["state"], events)
+    totals = recorded_totals(snapshot["state"], events,
+                             by_events="unknown_before" in snapshot or None)
     last_seq = last.get("seq", snapshot.get("seq", 0))
     return {"engine": None, "load": None, "trace": ring,
             "metrics": replay_metrics(snapshot["state"], events, totals, last_seq),

@@ -13,10 +13,11 @@ export function init({ token: t, errorEl }) {
   errorArea = errorEl;
   if (!errorEl) return;
   notice = makeNotice();
+  // on screen: at least half of it (its bottom sliver alone is a Dismiss with no error in view)
   new IntersectionObserver((entries) => {
-    areaOnScreen = entries[entries.length - 1].isIntersecting;
+    areaOnScreen = entries[entries.length - 1].intersectionRatio >= 0.5;
     syncNotice();
-  }).observe(errorEl);
+  }, { threshold: [0, 0.5, 1] }).observe(errorEl);
   for (const el of [errorEl, notice.el]) {
     el.addEventListener('keydown', (e) => { if (e.key === 'Escape') clearErrors(); });
   }
@@ -59,7 +60,10 @@ function syncNotice() {
   }
   if (notice.el.hidden === show) {
     notice.el.hidden = !show;
-    document.documentElement.style.scrollPaddingBottom = show ? `${notice.el.offsetHeight + 16}px` : '';
+    // room below the page's last row for it, and focus kept clear of it
+    const room = show ? `${notice.el.offsetHeight + 16}px` : '';
+    document.documentElement.style.scrollPaddingBottom = room;
+    document.body.style.paddingBottom = room;
   }
 }
 

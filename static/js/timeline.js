@@ -91,7 +91,13 @@ export class Timeline {
     }
     this.lastTick = now;
     if (this.target) this.apply();
-    if (this.viewing && this.iter < h.first) { this.target = h.first; this.apply(); }
+    // fallen off the front (the hold's limit): on to the iteration a page's cap from the end,
+    // not the first kept, which the next trim would take again (pushed forward 4 times a second)
+    if (this.viewing && this.iter < h.first) {
+      const capFromEnd = h.events[Math.max(0, h.events.length - h.cap)];
+      this.target = Math.max(h.first, h.iterationForSeq(capFromEnd ? capFromEnd.seq : 0) || 0);
+      this.apply();
+    }
     // the events from the iteration on view are kept (up to a limit) while it is viewed
     const held = this.viewing ? h.range(this.iter) : null;
     h.holdPos = held ? held[0] : null;

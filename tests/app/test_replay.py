@@ -915,3 +915,17 @@ def test_replay_totals_of_a_download_count_the_connections_its_events_show():
     assert recorded_totals(state, events)["connections"] == 2
     # with a snapshot, its connections and the accepts count, not every fd an event names
     assert recorded_totals({**state, "connections": []}, events)["connections"] == 0
+
+
+def test_a_downloads_replay_counts_the_connections_its_events_show(tmp_path: Path) -> None:
+    """A trace download has no snapshot line, and every loaded state has `connections: []`:
+    the check for "no snapshot" never held outside a unit test, and the replay's /metrics said
+    0 connections beside a page of 3."""
+    path = tmp_path / "trace.jsonl"
+    lines = [{"seq": s, "ts": s / 100, "kind": "recv", "fd": fd, "bytes": 3, "preview": "hi\\n"}
+             for s, fd in ((11, 7), (12, 8), (13, 9))]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with replay_server(path) as base:
+        text = httpx.get(base + "/metrics").text
+    assert "muxscope_connections 3.0" in text, [ln for ln in text.splitlines()
+                                                if "connections" in ln]

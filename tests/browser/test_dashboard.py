@@ -1725,3 +1725,18 @@ def test_a_view_of_the_past_takes_udp_drops_and_pending_replies_from_the_events(
         return { dropped: m.udp.dropped, pending: m.udp.pending, paused: m.udp.reading_paused };
     }""")
     assert udp == {"dropped": 2834, "pending": 20, "paused": True}
+
+
+def test_the_connect_hint_names_a_wildcard_binds_own_loopback_for_localhost(dashboard):
+    """Bound to 0.0.0.0 and opened as http://localhost, it said `nc -u localhost P`: localhost
+    may be ::1 first, and a datagram there gets no echo from an IPv4 wildcard bind."""
+    hints = dashboard.page.evaluate("""async () => {
+        const { connectHint } = await import('/static/js/panels/connections.js');
+        const model = (host) => ({ tcp: { port: 9000, host }, udp: { port: 9001, host } });
+        return [connectHint(model('0.0.0.0'), 'localhost'), connectHint(model('::'), 'localhost'),
+                connectHint(model('0.0.0.0'), '192.168.1.5'), connectHint(model('127.0.0.1'), 'localhost')];
+    }""")
+    assert "nc 127.0.0.1 9000" in hints[0] and "nc -u 127.0.0.1 9001" in hints[0]
+    assert "nc ::1 9000" in hints[1] and "nc -u ::1 9001" in hints[1]
+    assert "nc 192.168.1.5 9000" in hints[2]  # reached by its address: that address
+    assert "nc -u 127.0.0.1 9001" in hints[3]

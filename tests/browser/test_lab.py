@@ -638,6 +638,8 @@ def test_a_refusal_caused_far_down_the_page_is_shown_on_screen(dashboard):
     assert page.evaluate("window.scrollY") > 1000  # far below the top, where the area sits
     expect(notice).to_be_visible()
     expect(notice).to_contain_text("409")
+    # room below the page's last row for it: it covered the last controls' bottom edge
+    assert page.evaluate("parseFloat(getComputedStyle(document.body).paddingBottom)") > 20
     expect(notice).to_contain_text("shown at the top of the page")
     box, viewport = notice.bounding_box(), page.viewport_size
     assert box is not None and viewport is not None
@@ -647,6 +649,7 @@ def test_a_refusal_caused_far_down_the_page_is_shown_on_screen(dashboard):
     expect(area.get_by_role("button", name="Dismiss")).to_be_focused()
     page.keyboard.press("Escape")
     expect(area.locator("p.error-message")).to_have_count(0)
+    assert page.evaluate("getComputedStyle(document.body).paddingBottom") == "0px"
     expect(other).to_be_focused()  # where the keyboard was when the error came
     page.get_by_label("Flaw: EOF never handled", exact=True).uncheck()
 

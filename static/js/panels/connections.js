@@ -10,13 +10,17 @@ const MAX_ROWS = 200;
 const MIN_INTERVAL_MS = 250;
 
 const WILDCARD = new Set(['0.0.0.0', '::']);
+// a wildcard bind reached through a name (localhost may be ::1 first): its own loopback, as the
+// command line's banner says it
+const LOOPBACK = { '0.0.0.0': '127.0.0.1', '::': '::1' };
 
 /** How to connect, for an empty list: the address the engine really bound (the page's own
  *  host only for a wildcard bind: `localhost` may be ::1 first, where nc -u gets no echo from a
  *  server bound to 127.0.0.1). */
-function connectHint(model) {
-  const page = window.location.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
-  const bound = (listener) => (listener.host && !WILDCARD.has(listener.host) ? listener.host : page);
+export function connectHint(model, pageHost = window.location.hostname) {
+  const page = pageHost.replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const bound = (listener) => (listener.host && !WILDCARD.has(listener.host) ? listener.host
+    : (page === 'localhost' && LOOPBACK[listener.host]) || page);
   const host = bound(model.tcp);
   const udp = model.udp ? `; nc -u ${bound(model.udp)} ${model.udp.port} for UDP` : '';
   return `No connections yet: connect with nc ${host} ${model.tcp.port} (or telnet ${host} ${model.tcp.port}), ` +
