@@ -4,7 +4,8 @@ A pure ASGI middleware, so it sees websocket upgrades as well as HTTP requests (
 ``BaseHTTPMiddleware`` never does). Checks, in order:
 
 1. On a loopback bind, the ``Host`` header must name a loopback host (``localhost``,
-   ``127.0.0.1`` or ``[::1]``, with or without a port) -> else 403 (DNS rebinding).
+   ``127.0.0.1`` or ``[::1]``, with or without a port; any other 127.0.0.0/8 literal too: an
+   address cannot be rebound) -> else 403 (DNS rebinding).
 2. A state-changing request (POST/PUT/PATCH/DELETE) or any websocket upgrade that carries an
    ``Origin`` must come from ``http://`` + the request's own ``Host`` -> else 403
    (``Origin: null`` included). No ``Origin`` at all (curl, scripts) is allowed.
