@@ -234,6 +234,7 @@ const socket = new Socket({
   },
 });
 debug.socket = socket;   // tests close it to see a reconnect
+debug.backendPanel = backend;   // tests count the fd grid's cells drawn
 
 if (!replay) {
   installKeyboard({ onToggle: () => controls.togglePause(), onStep: () => controls.step() });
