@@ -64,7 +64,7 @@ def _changes_state(scope: Scope) -> bool:
 
 
 def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]],
-                    by_events: bool | None = None) -> dict[str, Any]:
+                    by_events: bool = False) -> dict[str, Any]:
     """The stats frame's counters as the recording tells them, engine-lifetime totals as live:
     the snapshot's own (a rotated segment starts mid-run) plus TCP bytes in `recv`/`send`
     events, `wait` events and UDP `datagram` events; and the connections open at its end (the
@@ -72,12 +72,9 @@ def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]],
     recorded) are not counted."""
     base = state.get("stats") or {}
     open_fds = {c["fd"] for c in state.get("connections", [])}
-    # no snapshot (a trace download): a connection open before the first event shows only in
-    # its own events, as the page's connection list counts it (it said 50, the stats 0)
-    # (load_recording gives every state `connections: []`: a file without a snapshot line is
-    # told by its made-up snapshot's `unknown_before`, passed here as by_events)
-    if by_events is None:
-        by_events = "connections" not in state
+    # `by_events`: the file had no snapshot line (a trace download; its made-up snapshot says
+    # `unknown_before`): a connection open before its first event shows only in its own
+    # events, as the page's connection list counts it (it said 50, the stats 0)
     bytes_in, bytes_out, waits = (_count(base, key) for key in ("bytes_in", "bytes_out", "waits"))
     udp_state = (state.get("listeners") or {}).get("udp")
     udp = ({key: _count(udp_state, key) for key in ("received", "echoed", "dropped")}
@@ -154,8 +151,7 @@ def build_replay_state(settings: Settings) -> dict[str, Any]:
     ring = TraceRing(max(1, len(events)), baseline=_byte_baseline(snapshot["state"]))
     ring(events)
     last = events[-1] if events else {}
-    totals = recorded_totals(snapshot["state"], events,
-                             by_events="unknown_before" in snapshot or None)
+    totals = recorded_totals(snapshot["state"], events, by_events="unknown_before" in snapshot)
     last_seq = last.get("seq", snapshot.get("seq", 0))
     return {"engine": None, "load": None, "trace": ring,
             "metrics": replay_metrics(snapshot["state"], events, totals, last_seq),

@@ -142,14 +142,24 @@ async function resync() {
   }
 }
 
-/** A resync's answer (null: none came) among the frames held while it was out. */
-function landState(state, frames, t0) {
-  const t1 = performance.now();
+/** `state` (null: none came) among `frames`, held while it was out: those up to its seq go
+ *  first, then the state (a time-travel checkpoint when applied); returns [applied, the
+ *  frames after it]. */
+function applyAmong(state, frames) {
   const reflects = state && state.stats ? state.stats.events_total : undefined;
   const [before, after] = splitFrames(frames, reflects);
   for (const frame of before) applyEvents(frame);
   const applied = state !== null && model.applyState(state);
+  // time travel rebuilds from checkpoints, and no replay of the kept events can rebuild a
+  // state read: without one here, views after it showed figures the live page never did
   if (applied) history.checkpoint();
+  return [applied, after];
+}
+
+/** A resync's answer among the frames held while it was out. */
+function landState(state, frames, t0) {
+  const t1 = performance.now();
+  const [applied, after] = applyAmong(state, frames);
   for (const frame of after) applyEvents(frame);
   if (state !== null) {
     noteSync({ at: t0, fetchMs: t1 - t0, applyMs: performance.now() - t1, applied, held: frames.length });
@@ -159,18 +169,8 @@ function landState(state, frames, t0) {
 /** A state from another answer (a backend switch's): the events held for a resync up to its
  *  seq go first; those after it stay held for the resync's own answer. */
 function applyStateNow(state) {
-  let after = [];
-  if (held !== null) {
-    const reflects = state && state.stats ? state.stats.events_total : undefined;
-    let before;
-    [before, after] = splitFrames(held.splice(0), reflects);
-    for (const frame of before) applyEvents(frame);
-  }
-  const applied = model.applyState(state);
-  // time travel rebuilds from checkpoints: one here, as after a resync's answer, or a view of
-  // the iterations after this answer shows figures the live page never showed
-  if (applied) history.checkpoint();
-  if (held !== null) held.push(...after);   // still held: the resync's answer may be older than them
+  const [applied, after] = applyAmong(state, held === null ? [] : held.splice(0));
+  if (held !== null) held.push(...after);
   return applied;
 }
 

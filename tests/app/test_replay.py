@@ -907,14 +907,14 @@ def test_replay_totals_of_a_download_count_the_connections_its_events_show():
     only in their own events. Its replay's stats said 0 connections beside a page of 50."""
     from app.replay import recorded_totals
 
-    state = {"loop": "running"}  # what a file without a snapshot line gets
+    state = {"loop": "running", "connections": []}  # what a file without a snapshot line gets
     events = [{"seq": 10, "ts": 0.1, "kind": "recv", "fd": 7, "bytes": 3},
               {"seq": 11, "ts": 0.1, "kind": "send", "fd": 8, "bytes": 3},
               {"seq": 12, "ts": 0.1, "kind": "queue", "fd": 9, "depth": 0, "pending_bytes": 0},
               {"seq": 13, "ts": 0.1, "kind": "close", "fd": 9, "reason": "eof"}]
-    assert recorded_totals(state, events)["connections"] == 2
+    assert recorded_totals(state, events, by_events=True)["connections"] == 2
     # with a snapshot, its connections and the accepts count, not every fd an event names
-    assert recorded_totals({**state, "connections": []}, events)["connections"] == 0
+    assert recorded_totals(state, events)["connections"] == 0
 
 
 def test_a_downloads_replay_counts_the_connections_its_events_show(tmp_path: Path) -> None:
