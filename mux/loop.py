@@ -419,6 +419,17 @@ class Loop:
                 self._emit_interest(fd, "register", mask, moved=True)
         return old
 
+    def call_later_for(self, handler: Handler, delay: float, fn: Callable[[], None]) -> None:
+        """`call_later` for a handler's own code, isolated as in the dispatch: a lingering
+        close's deadline read raised out of the timer and ended the loop (every connection
+        closed, `shutdown`), where a raise in its readiness handler closes that one alone."""
+        def guarded() -> None:
+            try:
+                fn()
+            except Exception as exc:
+                self._handler_failed(handler, exc)
+        self.call_later(delay, guarded)
+
     def readable_soon(self, handler: Handler) -> None:
         """Edge-triggered helper: try reading again without waiting for an edge. A bug-zoo
         flaw on handles that read too, as if the kernel had reported it (its own handler

@@ -372,7 +372,7 @@ class TcpConnection:
         loop.set_interest(self.fd, READABLE)
         if outcome == "more" and loop.edge:  # what is left raises no new edge
             loop.readable_soon(lingerer)
-        loop.call_later(LINGER_S, lingerer.expire)
+        loop.call_later_for(lingerer, LINGER_S, lingerer.expire)
 
     def note_hup(self) -> None:
         """The peer's EOF, for breakpoints (select has no hang-up bit to show it)."""

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from .conftest import connect, recv_until_eof, send_quietly, wait_until
+from .conftest import connect, recv_exactly, recv_until_eof, send_quietly, wait_until
 
 
 def _lingering(engine, rec, sock: socket.socket) -> int:
@@ -206,3 +206,30 @@ def test_a_linger_ended_by_the_peers_reset_says_reset_not_eof(make_engine):
     close = rec.wait_for("close", fd=fd)
     assert (close["reason"], close["lingered"]) == ("user", "reset")
     assert close["discarded"] > 0
+
+
+def test_a_lingering_close_whose_deadline_read_raises_closes_that_one_alone(make_engine,
+                                                                          monkeypatch):
+    """The deadline's last read ran in a timer, outside the dispatch's isolation: a raise there
+    ended the loop thread, and every connection closed (`shutdown`). Seen as a flaky test: the
+    64 MiB flood was read away before the break, and only the deadline read again."""
+    import mux.tcp
+
+    monkeypatch.setattr(mux.tcp, "LINGER_S", 1.0)
+    engine, rec = make_engine(backend="epoll")
+    with connect(engine.tcp_port, timeout=20) as sock:
+        fd = _lingering(engine, rec, sock)
+        other = connect(engine.tcp_port, timeout=20)
+
+        def break_read_away() -> None:
+            def broken(*_: object) -> None:
+                raise RuntimeError("a bug while lingering")
+            engine.connections[fd].read_away = broken
+            engine.loop.handlers[fd].on_ready = lambda mask: None  # only the deadline reads
+
+        engine.call(break_read_away).result(5)
+        close = rec.wait_for("close", fd=fd, timeout=10)
+        assert close["reason"] == "error", close
+        with other:  # the loop goes on, the other connection with it
+            other.sendall(b"still here")
+            assert recv_exactly(other, 10) == b"still here"
