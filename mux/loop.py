@@ -419,16 +419,20 @@ class Loop:
                 self._emit_interest(fd, "register", mask, moved=True)
         return old
 
-    def call_later_for(self, handler: Handler, delay: float, fn: Callable[[], None]) -> None:
-        """`call_later` for a handler's own code, isolated as in the dispatch: a lingering
-        close's deadline read raised out of the timer and ended the loop (every connection
-        closed, `shutdown`), where a raise in its readiness handler closes that one alone."""
-        def guarded() -> None:
+    def _isolated(self, handler: Handler, fn: Callable[[], None]) -> Callable[[], None]:
+        """`fn`, a handler's own code run from a timer or `call_soon`, isolated as in the
+        dispatch: one handler's bug is not the loop's end (it closes that connection alone)."""
+        def run() -> None:
             try:
                 fn()
             except Exception as exc:
                 self._handler_failed(handler, exc)
-        self.call_later(delay, guarded)
+        return run
+
+    def call_later_for(self, handler: Handler, delay: float, fn: Callable[[], None]) -> None:
+        """`call_later` for a handler's own code: a lingering close's deadline read raised out
+        of the timer and ended the loop (every connection closed, `shutdown`)."""
+        self.call_later(delay, self._isolated(handler, fn))
 
     def readable_soon(self, handler: Handler) -> None:
         """Edge-triggered helper: try reading again without waiting for an edge. A bug-zoo
@@ -437,11 +441,8 @@ class Loop:
         def again() -> None:
             if self.handlers.get(handler.fd) is handler:
                 hook = self.dispatch_hook
-                try:  # isolated as in the dispatch: one handler's bug is not the loop's end
-                    if hook is None:
-                        handler.on_ready(READABLE)
-                    else:
-                        hook(handler, self.backend.readable_report())
-                except Exception as exc:
-                    self._handler_failed(handler, exc)
-        self.call_soon(again)
+                if hook is None:
+                    handler.on_ready(READABLE)
+                else:
+                    hook(handler, self.backend.readable_report())
+        self.call_soon(self._isolated(handler, again))
