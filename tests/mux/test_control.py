@@ -346,9 +346,12 @@ def test_closing_a_backpressured_connection_does_not_resume_its_reading_first(
         fd = rec.wait_for("accept")["fd"]
         sock.setblocking(False)
         chunk = b"b" * 65536
+        # Counted before each resume, not after: a pause that comes between the resume and the
+        # count is the last one when the client's buffers are full (reading stays paused), and
+        # a count taken after it waited 10 s for another (CI, once in ~25 runs).
+        pauses = len(rec.of("backpressure", paused=True))
         for _ in range(20):  # until paused with reading paused (the pause's own iteration can
             # flush the queue and resume reading, when the fd was writable in it)
-            pauses = len(rec.of("backpressure", paused=True))
             deadline = time.monotonic() + 10
             while len(rec.of("backpressure", paused=True)) == pauses:  # write until it stops
                 assert time.monotonic() < deadline, "no backpressure"
@@ -358,6 +361,7 @@ def test_closing_a_backpressured_connection_does_not_resume_its_reading_first(
             conn = engine.call(lambda: engine.connections[fd]).result(5)  # iteration over
             if conn.reading_paused and conn.queue:
                 break
+            pauses = len(rec.of("backpressure", paused=True))
             engine.resume().result(5)
         else:
             pytest.fail("no pause with reading paused and a queue in 20 tries")
