@@ -672,3 +672,26 @@ def test_kernel_truth_shows_the_udp_sockets_queue_where_a_paused_burst_waits(das
         assert dashboard.api.post("/api/loop", json={"action": "resume"}).status_code == 200
         expect(row).not_to_contain_text("next datagram", timeout=DEADLINE_MS)
     assert dashboard.console_errors == []
+
+
+def test_the_error_notice_shows_while_less_than_half_of_the_error_area_is_on_screen(dashboard):
+    """The area's bottom sliver alone (its Dismiss, no error text in view) counted as "on
+    screen" and hid the notice that says where the error is; half of it must be in view."""
+    page = dashboard.page
+    page.get_by_role("button", name="Step").click()  # while running: 409, pause first
+    area, notice = page.locator("#error-area"), page.locator("#error-notice")
+    expect(area).to_contain_text("409", timeout=DEADLINE_MS)
+    page.evaluate("() => document.body.style.minHeight = '5000px'")  # room to scroll it away
+
+    def scroll_to_show(fraction: float) -> None:
+        """Scroll so that only the area's bottom `fraction` is in the viewport."""
+        page.evaluate("""(f) => { const r = document.getElementById('error-area').getBoundingClientRect();
+                                 window.scrollBy(0, r.top + r.height * (1 - f)); }""", fraction)
+
+    scroll_to_show(0.25)
+    expect(notice).to_be_visible()
+    scroll_to_show(0.75)
+    expect(notice).to_be_hidden()
+    scroll_to_show(0.25)
+    expect(notice).to_be_visible()
+    assert [e for e in dashboard.console_errors if "409 (Conflict)" not in e] == []  # (the Step's)

@@ -520,3 +520,29 @@ def test_a_view_of_the_past_holds_its_iteration_while_the_load_goes_on(dashboard
     expect(page.locator("#timeline-status")).to_have_text("live", timeout=DEADLINE_MS)
     assert page.evaluate("() => window.__muxscope.timeline.history.holdPos") is None
     assert dashboard.console_errors == []
+
+
+def test_a_view_that_falls_off_the_hold_lands_a_pages_cap_from_the_end(dashboard):
+    """Once the events since a parked view passed the hold's limit, the view moved to the
+    first iteration kept, which the next trim dropped again: it was pushed on four times a
+    second. It lands a page's cap from the end now, with room to stay there."""
+    page = dashboard.page
+    with load_clients(dashboard, 100, 16, 50):
+        page.wait_for_function("() => window.__muxscope.timeline.last > 50", timeout=20_000)
+        n = int(page.evaluate("() => window.__muxscope.timeline.last")) - 5
+        scrub_to(page, n)
+        # measured in the frame that moves the view: how many events lie from there to the end
+        page.wait_for_function(
+            f"""() => {{ const t = window.__muxscope.timeline, h = t.history;
+                        if (!t.viewing || t.iteration === {n}) return false;
+                        const r = h.range(t.iteration);
+                        window.__landed = {{ iteration: t.iteration, behind: r ? h.end - r[0] : -1,
+                                            cap: h.cap }};
+                        return true; }}""", polling="raf", timeout=25_000)
+        landed = page.evaluate("() => window.__landed")
+        assert landed["iteration"] > n
+        # a page's cap (plus the iteration's own events), not the 3 x cap a trim is about to cut
+        assert 0 < landed["behind"] <= landed["cap"] * 1.5, landed
+    page.get_by_role("button", name="Back to live").click()
+    expect(page.locator("#timeline-status")).to_have_text("live", timeout=DEADLINE_MS)
+    assert dashboard.console_errors == []
