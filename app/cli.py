@@ -166,7 +166,8 @@ def _add_engine_flags(parser: Any) -> None:
         type=int_in(1, 100, "the size in MB"),
         default=None,
         metavar="MB",
-        help="size of a --record file's events at which it is rotated, 1-100 (default: 100). "
+        help="size of a --record file's events at which it is rotated, 1-100 (default: 100; "
+        "a file can run past it by up to 20,000 events, ~3 MB, while the rotation catches up). "
         "The replay page's timeline holds a file's last 100,000 events, about 10 MB of a "
         "busy recording: to scrub through whole files, record with --record-max-mb 8",
     )

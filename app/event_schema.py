@@ -13,20 +13,21 @@ from __future__ import annotations
 from typing import Any
 
 INT, FLOAT, STR, BOOL, NAMES = "int", "float", "str", "bool", "names"
+COUNT = "int >= 0"  # bytes, depths, counts: a negative one made a negative Prometheus counter
 OPTIONAL_INT = "int or null"
 OPTIONAL_STR = "str or null"
 
 #: kind -> {field: type or the tuple of allowed strings}; every field listed is required
 FIELDS: dict[str, dict[str, Any]] = {
-    "wait": {"backend": ("select", "poll", "epoll"), "registered": INT,
-             "timeout_ms": OPTIONAL_INT, "ready": INT, "duration_us": INT},
+    "wait": {"backend": ("select", "poll", "epoll"), "registered": COUNT,
+             "timeout_ms": OPTIONAL_INT, "ready": COUNT, "duration_us": INT},
     "ready": {"fd": INT, "flags": NAMES},
     "interest": {"fd": INT, "op": ("register", "modify", "unregister"), "flags": NAMES},
     "accept": {"fd": INT, "listener": INT, "peer": STR},
-    "recv": {"fd": INT, "bytes": INT, "preview": STR},
-    "send": {"fd": INT, "bytes": INT, "partial": BOOL},
-    "queue": {"fd": INT, "depth": INT, "pending_bytes": INT},
-    "datagram": {"fd": INT, "peer": STR, "dir": ("in", "out"), "bytes": INT, "preview": STR},
+    "recv": {"fd": INT, "bytes": COUNT, "preview": STR},
+    "send": {"fd": INT, "bytes": COUNT, "partial": BOOL},
+    "queue": {"fd": INT, "depth": COUNT, "pending_bytes": COUNT},
+    "datagram": {"fd": INT, "peer": STR, "dir": ("in", "out"), "bytes": COUNT, "preview": STR},
     "backpressure": {"fd": INT, "paused": BOOL},
     "close": {"fd": INT, "reason": ("eof", "reset", "error", "user", "shutdown")},
     "backend": {"from": ("select", "poll", "epoll"), "to": ("select", "poll", "epoll"),
@@ -42,7 +43,7 @@ OLDER_OPTIONAL: dict[str, set[str]] = {"flaw": {"fd"}}
 OPTIONAL: dict[str, dict[str, Any]] = {
     "wait": {"cpu_us": INT, "late": BOOL, "timeout_us": INT},
     "ready": {"late": BOOL},
-    "backpressure": {"inline": BOOL, "udp": BOOL, "pending": INT, "pending_bytes": INT},
+    "backpressure": {"inline": BOOL, "udp": BOOL, "pending": COUNT, "pending_bytes": COUNT},
     "datagram": {"misdirected": BOOL},
     "send": {"closing": ("user", "shutdown")},
     "queue": {"closing": ("user", "shutdown")},
@@ -51,9 +52,9 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "backend": {"epoll_fd": OPTIONAL_INT, "maxevents": OPTIONAL_INT},
     "interest": {"moved": BOOL, "cause": ("rearm", "stale", "flaw", "crash"), "early": BOOL},
     "error": {"fd": INT, "cause": ("crash", "refused", "accept", "recovered", "udp"),
-              "udp_dropped": INT},
+              "udp_dropped": COUNT},
     "close": {"flaw": STR, "lingered": ("eof", "reset", "deadline", "user", "shutdown", "error"),
-              "discarded": INT, "registered": BOOL, "flushed": BOOL},
+              "discarded": COUNT, "registered": BOOL, "flushed": BOOL},
 }
 
 
@@ -62,6 +63,8 @@ def _is(value: Any, kind: Any) -> bool:
         return value in kind
     if kind == INT:
         return type(value) is int
+    if kind == COUNT:
+        return type(value) is int and value >= 0
     if kind == OPTIONAL_INT:
         return value is None or type(value) is int
     if kind == OPTIONAL_STR:

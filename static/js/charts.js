@@ -63,9 +63,13 @@ function axes(c, yLabel, xTime = true) {
 const TIME_SERIES = { label: 'time', value: (u, v) => fmtSeconds(v) };
 
 export class Charts {
-  constructor(root, model) {
+  /** `replay`: the rates are drawn from the recorded events over their own `ts` (a replay's
+   *  stats frame repeats the recording's totals each second: sampled, it drew flat zeros, on
+   *  an axis of the wall-clock time since the recording). */
+  constructor(root, model, { replay = false } = {}) {
     this.model = model;
     this.root = root;
+    this.replay = replay;
     this.startedAt = undefined;
     this.clear();
     const c = colors();
@@ -75,7 +79,8 @@ export class Charts {
     };
     this.events = mk('#chart-events', {
       title: 'events per second',
-      series: [TIME_SERIES, { label: 'engine', stroke: c.read, width: 2 }, { label: 'to this page', stroke: c.ready, width: 1 }],
+      series: [TIME_SERIES, { label: 'engine', stroke: c.read, width: 2 },
+        { label: replay ? 'recorded' : 'to this page', stroke: c.ready, width: 1 }],
       axes: axes(c, 'events/s'),
       scales: { x: { time: false } },
     }, [[], [], []]);
@@ -99,7 +104,7 @@ export class Charts {
     });
     ro.observe(root);
     model.subscribe((ev) => this.onEvent(ev));
-    setInterval(() => this.sample(), 1000);
+    if (!replay) setInterval(() => this.sample(), 1000);
   }
 
   /** Forget every sample: the series are times since one engine's start, and its counters. */
@@ -112,17 +117,22 @@ export class Charts {
     this.waitMin = { select: new Map(), poll: new Map(), epoll: new Map() };
     this.sawCpu = false;   // a wait has carried cpu_us: the wall-time fallback is off
     this.local = { in: 0, out: 0 };
+    this.second = null;   // replay: the recorded second being counted
+    this.lastSeq = null;
     this.prev = null;
     this.dirty = true;
     this.waitDirty = true;
   }
 
   onEvent(ev) {
+    if (ev.kind === 'reset') {   // a snapshot: from another engine (a restarted server), start afresh
+      if (this.startedAt !== undefined && this.model.startedAt !== this.startedAt) this.clear();
+      this.startedAt = this.model.startedAt;
+      this.lastSeq = this.model.seq ?? null;   // replay: events after it the recording lacks count
+      return;
+    }
+    if (this.replay) this.tally(ev);
     switch (ev.kind) {
-      case 'reset':   // a snapshot: from another engine (a restarted server), start afresh
-        if (this.startedAt !== undefined && this.model.startedAt !== this.startedAt) this.clear();
-        this.startedAt = this.model.startedAt;
-        break;
       case 'recv': this.local.in += ev.bytes || 0; break;
       case 'send': this.local.out += ev.bytes || 0; break;
       // (TCP only, as the stats frames' bytes: with datagrams here, UDP showed only in the
@@ -150,6 +160,34 @@ export class Charts {
       }
       default: break;
     }
+  }
+
+  /** Replay: count `ev` into its recorded second (a recording's `ts` only grows). Engine
+   *  events are told by seq, with those the recording lacks; the rest by what it holds. */
+  tally(ev) {
+    const sec = Math.floor(Number(ev.ts) || 0);
+    let c = this.second;
+    if (c && sec !== c.sec) { this.closeSecond(sec); c = null; }
+    if (!c) c = this.second = { sec, engine: 0, recorded: 0, bin: 0, bout: 0, lastSeq: this.lastSeq };
+    c.engine += c.lastSeq === null || !(ev.seq > c.lastSeq) ? 1 : ev.seq - c.lastSeq;
+    c.lastSeq = this.lastSeq = ev.seq;
+    c.recorded += 1;
+    if (ev.kind === 'recv') c.bin += ev.bytes || 0;
+    else if (ev.kind === 'send') c.bout += ev.bytes || 0;
+    this.dirty = true;
+  }
+
+  /** Replay: the second counted goes into the series; the seconds without events up to
+   *  `next` are drawn as 0 (two points at most), not as a line across them. */
+  closeSecond(next) {
+    const c = this.second;
+    this.second = null;
+    const push = (t, engine, recorded, bin, bout) => {
+      this.times.push(t); this.evEngine.push(engine); this.evPage.push(recorded); this.bIn.push(bin); this.bOut.push(bout);
+    };
+    push(c.sec, c.engine, c.recorded, c.bin, c.bout);
+    if (next > c.sec + 1) push(c.sec + 1, 0, 0, 0, 0);
+    if (next > c.sec + 2) push(next - 1, 0, 0, 0, 0);
   }
 
   sample() {
@@ -185,8 +223,11 @@ export class Charts {
   paint() {
     if (this.dirty) {
       this.dirty = false;
-      this.events.setData([this.times, this.evEngine, this.evPage]);
-      this.bytes.setData([this.times, this.bIn, this.bOut]);
+      const c = this.second;   // replay: the last second too, counted so far
+      const s = c ? (a, v) => a.concat([v]) : (a) => a;
+      const t = s(this.times, c?.sec);
+      this.events.setData([t, s(this.evEngine, c?.engine), s(this.evPage, c?.recorded)]);
+      this.bytes.setData([t, s(this.bIn, c?.bin), s(this.bOut, c?.bout)]);
     }
     const now = performance.now();
     if (this.waitDirty && !(now - (this.waitAt || 0) < 500)) {

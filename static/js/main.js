@@ -29,7 +29,9 @@ if (replay) body.classList.add('replay');
 
 apiMod.init({ token, errorEl: document.getElementById('error-area') });
 
-const model = new Model({ ringSize: 5000 });
+// the events a log filter lists from: a replay's, the last 20,000 (a rare kind was found in
+// none of a recording's last 5,000; live, those are a quarter of a second under load)
+const model = new Model({ ringSize: replay ? 20000 : 5000 });
 const history = new History(model, { cap: replay ? 100000 : 20000 });
 const $ = (id) => document.getElementById(id);
 
@@ -61,7 +63,7 @@ const code = new CodePanel($('code-panel'));
 let charts = null;
 let latency = null;
 try {
-  charts = new Charts($('charts-panel'), model);
+  charts = new Charts($('charts-panel'), model, { replay });
 } catch (err) {
   apiMod.showError(`Charts unavailable: ${err.message}`);
 }

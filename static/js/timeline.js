@@ -110,7 +110,7 @@ export class Timeline {
     const r = this.history.range(n);
     if (!r) return;
     if (!this.view) {
-      this.view = new Model({ ringSize: 5000 });
+      this.view = new Model({ ringSize: this.live.recentEvents.size });
       this.view.isView = true;
       this.view.viewGen = 0;
       this.at = null;

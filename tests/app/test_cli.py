@@ -249,6 +249,9 @@ def test_bench_help_explains_the_parts_and_gives_examples() -> None:
     (b'{"seq":1,"ts":0.0,"kind":"close","fd":[1],"reason":"eof"}\n', "fd=[1] is not int"),
     (b'{"seq":1,"ts":0.1,"kind":"wait","backend":"epoll"}\n', "no 'duration_us'"),
     (b'{"seq":1,"ts":0.2,"kind":"recv","fd":7,"preview":""}\n', "recv: no 'bytes'"),
+    # served, it made /metrics count -5 bytes in: a counter gone negative
+    (b'{"seq":1,"ts":0.2,"kind":"recv","fd":7,"bytes":-5,"preview":""}\n',
+     "bytes=-5 is not int >= 0"),
     (b'{"seq":1,"kind":"someday"}\n', "is not a number"),
     (b"", "no snapshot and no events"),
     (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff\xfe\n", "gzip-compressed; decompress it"),

@@ -3,10 +3,12 @@ static/js/charts.js)."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 from playwright.sync_api import expect
 
+from app.settings import Settings
 from tests.conftest import wait_until
 
 PANEL = """async () => {
@@ -78,3 +80,54 @@ def test_the_bytes_chart_counts_tcp_bytes_only_and_says_so(dashboard):
     wait_until(lambda: page.evaluate("() => window.__muxscope.model.udp.received") >= 20,
                what="the datagrams on the page")
     assert page.evaluate("() => window.__muxscope.charts.local") == {"in": 0, "out": 0}
+
+
+def test_a_replays_charts_draw_the_recording_over_its_own_time(open_dashboard, tmp_path):
+    """A replay's stats frame repeats the recording's totals each second: sampled like a live
+    one's, the rates were flat zeros, on an axis of the wall-clock time since the recording.
+    They are counted from the recorded events, by their `ts`, now."""
+    recording = tmp_path / "run.jsonl"
+    recv, send = {"kind": "recv", "fd": 5, "preview": "x"}, {"kind": "send", "fd": 5, "partial": False}
+    lines = [{"type": "snapshot", "seq": 0, "started_at": 1.0, "state": {"control_fd": 3}},
+             {"seq": 1, "ts": 0.1, "kind": "accept", "fd": 5, "listener": 4,
+              "peer": "127.0.0.1:5000"},
+             {"seq": 2, "ts": 0.2, "bytes": 100, **recv},
+             {"seq": 3, "ts": 0.5, "bytes": 100, **send},
+             {"seq": 4, "ts": 1.5, "bytes": 50, **recv},
+             {"seq": 14, "ts": 1.7, "bytes": 50, **send},  # 9 not recorded
+             {"seq": 15, "ts": 5.3, "kind": "wait", "backend": "epoll", "registered": 2,
+              "timeout_ms": 250, "ready": 0, "duration_us": 250}]
+    recording.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    replay = open_dashboard(Settings(http_port=0, replay_file=recording))
+    page = replay.page
+    page.wait_for_function("() => window.__muxscope.charts.events.data[0].length === 5",
+                           timeout=8000)
+    events = page.evaluate("() => window.__muxscope.charts.events.data")
+    byte_rates = page.evaluate("() => window.__muxscope.charts.bytes.data")
+    # seconds 0, 1 and 5 of the recording; 2 and 4 say that nothing happened in between
+    assert events == [[0, 1, 2, 4, 5], [3, 11, 0, 0, 1], [3, 2, 0, 0, 1]]
+    assert byte_rates == [[0, 1, 2, 4, 5], [100, 50, 0, 0, 0], [100, 50, 0, 0, 0]]
+    expect(page.locator("#chart-events")).to_contain_text("recorded")
+    expect(page.locator("#charts-title")).to_have_text("Charts of the recording")
+    assert replay.console_errors == []
+
+
+def test_a_replays_log_filter_finds_a_rare_kind_early_in_the_recording(open_dashboard, tmp_path):
+    """A replay's log filter listed from the last 5,000 events: a recording's one `recv`, 8,000
+    idle waits before its end, was not found (the timeline held all of them)."""
+    recording = tmp_path / "run.jsonl"
+    lines: list[dict] = [
+        {"type": "snapshot", "seq": 0, "started_at": 1.0, "state": {"control_fd": 3}},
+        {"seq": 1, "ts": 0.1, "kind": "accept", "fd": 5, "listener": 4, "peer": "127.0.0.1:5000"},
+        {"seq": 2, "ts": 0.2, "kind": "recv", "fd": 5, "bytes": 3, "preview": "hi\\n"}]
+    lines += [{"seq": seq, "ts": 0.2 + seq / 1000, "kind": "wait", "backend": "epoll",
+               "registered": 3, "timeout_ms": 250, "ready": 0, "duration_us": 250}
+              for seq in range(3, 8003)]
+    recording.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    replay = open_dashboard(Settings(http_port=0, replay_file=recording))
+    page = replay.page
+    page.wait_for_function("() => window.__muxscope.model.seq === 8002", timeout=8000)
+    page.locator("#log-filter-kind").select_option("recv")
+    expect(page.locator('#event-log li[data-kind="recv"]')).to_have_count(1, timeout=3000)
+    expect(page.locator("#log-panel .caption")).to_contain_text("the last 20,000 events")
+    assert replay.console_errors == []
