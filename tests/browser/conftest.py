@@ -1,12 +1,14 @@
 """Browser fixtures: Debian's headless Chromium driven by Playwright, against a real app.
 
-Every page records console errors and every request that leaves 127.0.0.1; each test saves
-a screenshot under tests/artifacts/ (also on failure) so what a user saw can be looked at.
+Every page records console errors and every request that leaves 127.0.0.1; a test that fails
+saves a screenshot under tests/artifacts/ so what a user saw can be looked at
+(`MUXSCOPE_SCREENSHOTS=all`: every test does; a full-page one takes ~0.3 s, 40 s of a run).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +30,18 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+SCREENSHOT_ALL = os.environ.get("MUXSCOPE_SCREENSHOTS") == "all"
+CALL_PASSED = pytest.StashKey[bool]()
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep whether the test itself passed, for the screenshot its dashboard takes at the end."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call":
+        item.stash[CALL_PASSED] = report.passed
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +115,8 @@ def _dashboard(browser: Browser, request: pytest.FixtureRequest,
         finally:
             name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "") + suffix
             try:
-                dash.screenshot(name)
+                if SCREENSHOT_ALL or not request.node.stash.get(CALL_PASSED, False):
+                    dash.screenshot(name)
             finally:
                 context.close()
     # the events the app passed on to the page (its trace ring holds the last ones): SPEC §3
