@@ -174,6 +174,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await asyncio.to_thread(recorder.close)
 
 
+def _page_modules(static: Path) -> list[str]:
+    """The page's ES modules, for `<link rel="modulepreload">`: fetched at once instead of an
+    import level at a time (three levels: the page's load took 0.4-0.7 s on loopback)."""
+    found = [*(static / "js").rglob("*.js"), static / "vendor" / "uPlot.esm.js"]
+    return sorted("/static/" + path.relative_to(static).as_posix() for path in found)
+
+
 def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
     app = ServerSendKeeper(title="muxscope", version=__version__, lifespan=_lifespan,
                            docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
@@ -182,7 +189,9 @@ def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
     for key, value in state.items():
         setattr(app.state, key, value)
     app.state.templates = Jinja2Templates(directory=str(_asset_dir("templates")))
-    app.mount("/static", StaticFiles(directory=str(_asset_dir("static"))), name="static")
+    static = _asset_dir("static")
+    app.state.modules = _page_modules(static)
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
     if settings.replay:

@@ -19,6 +19,7 @@ async def index(request: Request) -> HTMLResponse:
     page: HTMLResponse = request.app.state.templates.TemplateResponse(
         request, "index.html",
         {"version": __version__, "token": token, "replay": settings.replay,
+         "modules": request.app.state.modules,
          # a replay of a file without a snapshot says what it cannot know
          "replay_note": getattr(request.app.state, "replay_note", None)},
     )
