@@ -312,13 +312,15 @@ def test_pump_feeds_hub_and_consumers_and_survives_a_failing_one() -> None:
 
 def test_snapshot_first_then_every_event_in_order_at_interactive_rate(live: Any) -> None:
     session: Live = live()
-    session.producer.paced(rate=3000, duration=1.5)
+    session.producer.paced(rate=3000, duration=30)  # stopped below, once enough came after
     wait_for(lambda: session.source.last_seq > 500, 5, "the source to start")
     ws = session.connect()  # mid-stream: batches straddle the snapshot's seq
     snapshot = orjson.loads(ws.recv(timeout=5))
     assert snapshot["type"] == "snapshot" and snapshot["state"]["backend"]["name"] == "synthetic"
     assert snapshot["seq"] > 0 and snapshot["started_at"] == session.source.started_at
-    session.producer.join()
+    # (a 1.5 s run left ~1 s for the handshake and the snapshot to get more than 1,000 after it)
+    wait_for(lambda: session.source.last_seq > snapshot["seq"] + 1500, 10, "events after it")
+    session.producer.stop()
     final = session.source.last_seq
     assert final - snapshot["seq"] > 1000
     frames = read_until(ws, reaches(final), timeout=10)
@@ -335,9 +337,9 @@ def test_flood_with_a_slow_reader_stays_exact_and_bounded(live: Any) -> None:
 
     def flood() -> None:
         session.source.emit(200_000)
-        flood_done.set()
         wait_for(lambda: len(session.tap) == 0, 10, "the pump to drain the tap")
         session.source.emit(1)  # a marker at rest: it cannot be dropped anywhere
+        flood_done.set()  # after the marker: a frame reaching the flood's end is not the end
 
     session.producer.run(flood)
     frames: list[Frame] = []

@@ -45,13 +45,17 @@ def _run(reader_rate: float | None) -> tuple[int, bool, float]:
     def read() -> None:
         assert reader_rate is not None
         peer.settimeout(10)
+        began = time.monotonic()
         try:
             while got[0] < PAYLOAD and not stop.is_set():
                 data = peer.recv(64 << 10)
                 if not data:
                     return
                 got[0] += len(data)
-                time.sleep(len(data) / reader_rate)  # the reader's pace, not a wait for state
+                # the reader's pace, not a wait for state: kept against the clock, so that each
+                # recv's and each oversleep's time on a loaded box does not add up (2.1 s of
+                # reading went past DRAIN_LIMIT's 5 s at ~40 % of the rate)
+                time.sleep(max(0.0, began + got[0] / reader_rate - time.monotonic()))
         except ConnectionResetError:
             reset[0] = True
         except TimeoutError:

@@ -1588,9 +1588,14 @@ def test_a_rows_byte_counts_say_when_they_miss_dropped_events(dashboard):
         last = [-1]
 
         def settled() -> int | None:  # the server reads what the kernel still held, then stops
-            now = state(dashboard)["connections"][0]["bytes_in"]
+            # (two equal reads 0.3 s apart were no proof: an engine thread held up that long
+            # left bytes in the kernel, read after `total` was taken, and the cell went past it)
+            conn = state(dashboard)["connections"][0]
+            kernel = dashboard.api.get("/api/kernel").json()["connections"]
+            unread = next(k["recv_queue"] for k in kernel if k["fd"] == conn["fd"])
+            now = conn["bytes_in"]
             same, last[0] = now == last[0], now
-            return now if same else None
+            return now if same and (unread == 0 or conn["reading_paused"]) else None
 
         total = wait_until(settled, 5, "bytes in, settled", interval=0.3)
         expect(cell).to_have_text(f"{total:,}", timeout=5000)

@@ -119,7 +119,9 @@ def test_a_step_with_nothing_to_do_waits_for_real(make_engine):
 def test_a_resume_during_a_steps_wait_leaves_the_loop_running(make_engine):
     """pause, step, then resume while the step's wait blocks: the resume is handled inside
     that wait, says "running", and the step must not then say "paused" over it."""
-    engine, rec = make_engine(backend="epoll", wait_timeout=2.0)
+    # the step's wait must still block when the resume comes: a test thread held up past its
+    # timeout (2 s was tight on a loaded box) saw ["step", "paused", "running"]
+    engine, rec = make_engine(backend="epoll", wait_timeout=30.0)
     engine.pause().result(5)
     seq_before = len(rec.events)
     engine.step().result(5)
@@ -202,7 +204,7 @@ def test_a_shorter_delay_applies_at_once(make_engine):
         # The 5 s delay starts when the iteration that set it ends; the next command is
         # handled inside that delay (or before it starts: either way no 5 s may pass).
         engine.set_delay(5000).result(5)
-        assert engine.set_delay(0).result(1) == {"loop": "running", "delay_ms": 0}
+        assert engine.set_delay(0).result(3) == {"loop": "running", "delay_ms": 0}
         started = time.monotonic()
         sock.sendall(b"b")
         assert recv_exactly(sock, 1) == b"b"
@@ -551,6 +553,9 @@ def test_a_close_says_its_flush_is_the_closes(make_engine):
     assert engine.pause().result(5)["loop"] == "paused"
     for sock in socks:
         sock.sendall(b"queued")
+    # both in the server's kernel before the first step: one that lands after it is read a
+    # step later, in whose wait the other's queue is writable and goes out before the close
+    wait_until(lambda: all(_fionread(engine, fd) == 6 for fd in fds), what="both in the kernel")
     while not all(rec.of("queue", fd=fd) for fd in fds):  # received; the sends wait for a
         paused = len(rec.of("loop", state="paused"))       # writable report
         engine.step().result(5)
