@@ -168,9 +168,9 @@ export class Charts {
     const sec = Math.floor(Number(ev.ts) || 0);
     let c = this.second;
     if (c && sec !== c.sec) { this.closeSecond(sec); c = null; }
-    if (!c) c = this.second = { sec, engine: 0, recorded: 0, bin: 0, bout: 0, lastSeq: this.lastSeq };
-    c.engine += c.lastSeq === null || !(ev.seq > c.lastSeq) ? 1 : ev.seq - c.lastSeq;
-    c.lastSeq = this.lastSeq = ev.seq;
+    if (!c) c = this.second = { sec, engine: 0, recorded: 0, bin: 0, bout: 0 };
+    c.engine += this.lastSeq === null || !(ev.seq > this.lastSeq) ? 1 : ev.seq - this.lastSeq;
+    this.lastSeq = ev.seq;
     c.recorded += 1;
     if (ev.kind === 'recv') c.bin += ev.bytes || 0;
     else if (ev.kind === 'send') c.bout += ev.bytes || 0;
