@@ -245,6 +245,7 @@ if (!replay) {
 // The status line changes with every frame of events: written at most every STATUS_MS, and only
 // the parts that changed (a text node replaced is a relayout of the top bar).
 const STATUS_MS = 200;
+const numberFormat = new Intl.NumberFormat();   // toLocaleString() builds one per call
 const shownStatus = { total: null, dropped: null, at: -Infinity };
 function paintStatus(now) {
   if (!model.dirty.status) return;
@@ -257,11 +258,11 @@ function paintStatus(now) {
   const total = Math.max(model.seq, model.stats && model.stats.events_total !== undefined ? model.stats.events_total : 0);
   if (total !== shownStatus.total) {
     shownStatus.total = total;
-    eventsTotalEl.textContent = Number(total).toLocaleString();
+    eventsTotalEl.textContent = numberFormat.format(Number(total));
   }
   if (dropped !== shownStatus.dropped) {
     shownStatus.dropped = dropped;
-    droppedEl.textContent = dropped.toLocaleString();
+    droppedEl.textContent = numberFormat.format(dropped);
     droppedEl.classList.toggle('nonzero', dropped > 0);
     droppedEl.dataset.value = String(dropped);
   }
