@@ -41,7 +41,7 @@ from app.benchkit.procs import LineProc, ServerProc
 from app.benchkit.report import fmt
 from app.benchkit.scale_report import SETTLE_LIMIT, TARGETS, render, verdicts
 from app.benchkit.servers import HOST, http_json
-from app.benchkit.sysprobe import chromium_cpu_s, cpu_busy, rss_mb
+from app.benchkit.sysprobe import chromium_cpu_s, cpu_busy, renderer_main_sched, rss_mb
 
 SECONDS = 60.0
 CONNS = 10_000
@@ -239,6 +239,7 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
         page.evaluate(CLEAR_SLOW_JS)
         c0 = page.evaluate(COUNTERS_JS)
         cpu0, m0, b0, k0 = server.cpu(), _cdp_metrics(cdp), cpu_busy(), chromium_cpu_s()
+        r0 = renderer_main_sched()
         samples.append(_sample(server, page, t0, []))
         while time.monotonic() - t0 < seconds - 0.5:
             time.sleep(min(SAMPLE_EVERY, max(0.0, seconds - (time.monotonic() - t0))))
@@ -251,6 +252,7 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
         c1 = page.evaluate(COUNTERS_JS)
         slow = page.evaluate(SLOW_JS)
         cpu1, m1, b1, k1 = server.cpu(), _cdp_metrics(cdp), cpu_busy(), chromium_cpu_s()
+        r1 = renderer_main_sched()
         elapsed = time.monotonic() - t0
         fields = dict(kv.split("=") for kv in active.expect("RESULT", 30).split())
     finally:
@@ -295,6 +297,9 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
                                ("TaskDuration", "ScriptDuration", "RecalcStyleDuration",
                                 "LayoutDuration") if k in m0 and k in m1},
         "chromium_cpu_pct": {k: (v - k0.get(k, 0.0)) * 100 / elapsed for k, v in k1.items()},
+        # the page's main thread: % of the window it ran, and % it was runnable but queued
+        "renderer_main_pct": None if r0 is None or r1 is None else {
+            "ran": (r1[0] - r0[0]) / 1e7 / elapsed, "waited": (r1[1] - r0[1]) / 1e7 / elapsed},
         "cpu_busy_pct": [(x1[0] - x0[0]) * 100 / max(1, x1[1] - x0[1])
                          for x0, x1 in zip(b0, b1, strict=False)],
         "seconds": elapsed, "samples": samples, "frames": frames,

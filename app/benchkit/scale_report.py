@@ -108,6 +108,12 @@ def render(d: dict[str, Any]) -> str:
         out += ("Page main thread, ms per second (CDP Performance.getMetrics): "
                 + ", ".join(f"{k.removesuffix('Duration').lower()} {v:.0f}"
                             for k, v in main.items()) + "\n")
+    sched = d.get("renderer_main_pct")
+    if sched:
+        # a long task is wall time: much of one can be the thread queued behind the active
+        # client and Chromium's other processes on its CPU, not the page's own work
+        out += (f"Page main thread (its scheduler counters): ran {sched['ran']:.0f} % of the "
+                f"window, waited for a CPU {sched['waited']:.0f} %\n")
     chrome = d.get("chromium_cpu_pct") or {}
     out += ("CPU %: server " + fmt(d["server_cpu_pct"]) + "; Chromium "
             + ", ".join(f"{k} {v:.0f}" for k, v in sorted(chrome.items(), key=lambda kv: -kv[1]))

@@ -55,6 +55,25 @@ def chromium_cpu_s() -> dict[str, float]:
     return out
 
 
+def renderer_main_sched() -> tuple[int, int] | None:
+    """(ns run, ns waited for a CPU) of the busiest Chromium renderer's main thread (its tid is
+    its pid), from /proc/PID/task/PID/schedstat; None without one. A long task is wall time:
+    this tells the page's own work from its time queued behind the other processes of its CPU."""
+    best: tuple[int, int] | None = None
+    for pid in _descendants(os.getpid()):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+            if not argv or b"chrom" not in argv[0] or b"--type=renderer" not in argv:
+                continue
+            run, wait = (int(x) for x in
+                         Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[:2])
+        except (OSError, ValueError):
+            continue
+        if best is None or run > best[0]:
+            best = (run, wait)
+    return best
+
+
 def cpu_busy() -> list[tuple[int, int]]:
     """Per CPU (busy, total) jiffies from /proc/stat."""
     out = []

@@ -38,3 +38,8 @@ def test_a_short_scale_run_completes_and_reports_the_pages_stalls(tmp_path: Path
     assert "Page resyncs (GET /api/state after dropped events):" in out
     assert isinstance(scale["frame_gaps"], list)
     assert isinstance(scale["long_tasks"], list), "Chromium reported no long-task timing"
+    # the page's main thread's own time against its time queued for a CPU: long tasks are
+    # wall time, and most of theirs at 10,000 connections was the wait
+    sched = scale["renderer_main_pct"]
+    assert sched is not None and sched["ran"] > 0 and sched["waited"] >= 0, sched
+    assert "Page main thread (its scheduler counters): ran" in out
