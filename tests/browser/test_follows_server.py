@@ -280,8 +280,15 @@ def test_replay_shows_a_flaw_that_fired_as_detected_not_as_on(open_dashboard, tm
     wait_until(lambda: any(f["detections"] for f in live.api.get("/api/flaws").json()), 10,
                "the detection")
     assert live.api.post("/api/flaws/eof_ignored", json={"on": False}).status_code == 200
-    # the detection itself (the snapshot's state has a "flaw" key from the start)
-    wait_until(lambda: b'"kind":"flaw"' in recording.read_bytes(), 10, "the flaw event recorded")
+
+    def recorded() -> list[dict]:  # whole lines (the last may be being written): a newline ends one
+        return [json.loads(line) for line in recording.read_bytes().split(b"\n")[1:-1]]
+
+    # the detection, and the switch off after it: waiting for the detection alone, the file
+    # could end before the off (once in a browser run: the replay showed the flaw on)
+    wait_until(lambda: any(e["kind"] == "flaw" for e in recorded()) and any(
+        e["kind"] == "loop" and e.get("cause") == "flaw" and e.get("flaw") is None
+        for e in recorded()), 10, "the detection and the switch off recorded")
 
     replay = open_dashboard(Settings(http_port=0, replay_file=recording), "-replay")
     # a replay is not "live", and no server keeps running behind it
