@@ -1,7 +1,6 @@
 // The syscall line of the last wait, built from `wait` + the `ready` events that follow it.
 import { READY_LIST_CAP } from '../model.js';
 import { syscallLine } from '../vocab.js';
-import { regsAtWait } from '../waitrecord.js';
 
 const MIN_INTERVAL_MS = 100;
 // A wait's ready events can come a frame after the wait itself (the server batches by time):
@@ -51,10 +50,7 @@ export class SyscallPanel {
       interestKnown: w.interestKnown !== false,
       registered: w.registered,
       ready: new Map(w.ready_list.map((r) => [r.fd, r.flags])),
-      // built on first use (the fd panel's grid redraws at most every BIG_GRID_MS at 10,000 fds):
-      // 10 syscall paints/s each built a 10,000-entry Map. Same answer later: every change of
-      // model.regs after this wait goes through saveBefore(w, ...), so w.before keeps its view.
-      get regs() { const v = regsAtWait(w, model.regs); Object.defineProperty(this, 'regs', { value: v }); return v; },
+      regs: model.regsAtWait(),
     };
     model.mark('backend');
     this.set('line', line, (v) => { this.lineEl.textContent = v; });
