@@ -108,8 +108,7 @@ class RecordingCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         yield CounterMetricFamily("muxscope_record_lost_events",
-                                  "events --record could not write (a seq gap in a file "
-                                  "or between two)",
+                                  "events --record could not write (a seq gap in the file)",
                                   value=self._read_lost())
 
 

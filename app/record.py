@@ -108,9 +108,6 @@ class JsonlRecorder:
         self._no_rotation_until = 0.0  # after a rotation that could not move the old files
         self._lost = 0  # events lost to failed writes since that error
         self.lost_total = 0  # ... and since the start (muxscope_record_lost_events_total)
-        #: events left out at rotations far behind the engine (a seq gap between two files,
-        #: the next one's snapshot holding what they did; in the same metric)
-        self.left_out_total = 0
         self._events_in_file = 0
         self._last_seq = 0
         self._start_state: dict[str, Any] | None = None
@@ -260,7 +257,6 @@ class JsonlRecorder:
             if not self._rotate():  # the same file goes on: nothing may be left out of it
                 self._end_rotation()
                 return lines
-            self.left_out_total += behind
             self._notices.warn("behind", "--record: the recording was %d events behind the "
                                "engine; they are left out of %s, whose snapshot holds what "
                                "they did", behind, self.path)

@@ -58,11 +58,9 @@ class RecorderThread:
 
     @property
     def lost(self) -> int:
-        """Events the recording lacks for good: left out while the writer was behind, lost
-        to writes that failed (each a seq gap in the file), or left out at a rotation far
-        behind the engine (a gap between two files); each said on stderr too."""
-        recorder = self.recorder
-        return self._left_out_total + recorder.lost_total + recorder.left_out_total
+        """Events the recording lacks for good: left out while the writer was behind, or
+        lost to writes that failed (each a seq gap in the file: said on stderr too)."""
+        return self._left_out_total + self.recorder.lost_total
 
     @property
     def backlog(self) -> int:
