@@ -126,7 +126,9 @@ export class Charts {
 
   onEvent(ev) {
     if (ev.kind === 'reset') {   // a snapshot: from another engine (a restarted server), start afresh
-      if (this.startedAt !== undefined && this.model.startedAt !== this.startedAt) this.clear();
+      // (a replay's every snapshot: a reconnect is sent the whole recording again, and its
+      // seconds were drawn twice, the time axis going back)
+      if (this.replay || (this.startedAt !== undefined && this.model.startedAt !== this.startedAt)) this.clear();
       this.startedAt = this.model.startedAt;
       this.lastSeq = this.model.seq ?? null;   // replay: events after it the recording lacks count
       return;

@@ -109,6 +109,11 @@ def test_a_replays_charts_draw_the_recording_over_its_own_time(open_dashboard, t
     assert byte_rates == [[0, 1, 2, 4, 5], [100, 50, 0, 0, 0], [100, 50, 0, 0, 0]]
     expect(page.locator("#chart-events")).to_contain_text("recorded")
     expect(page.locator("#charts-title")).to_have_text("Charts of the recording")
+    # a reconnect is sent the whole recording again: drawn once, not twice with time going back
+    page.evaluate("() => window.__muxscope.socket.ws.close()")
+    page.wait_for_function("() => window.__muxscope.frames.snapshot >= 2", timeout=8000)
+    page.wait_for_function("() => window.__muxscope.lastSeq === 15", timeout=8000)
+    assert page.evaluate("() => window.__muxscope.charts.events.data") == events
     assert replay.console_errors == []
 
 
