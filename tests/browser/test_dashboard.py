@@ -1590,8 +1590,10 @@ def test_a_rows_byte_counts_say_when_they_miss_dropped_events(dashboard):
         def settled() -> int | None:  # the server reads what the kernel still held, then stops
             # (two equal reads 0.3 s apart were no proof: an engine thread held up that long
             # left bytes in the kernel, read after `total` was taken, and the cell went past it)
-            conn = state(dashboard)["connections"][0]
+            # the kernel first: read after the state, it could say 0 for bytes the engine
+            # read in between (counted in no state read yet)
             kernel = dashboard.api.get("/api/kernel").json()["connections"]
+            conn = state(dashboard)["connections"][0]
             unread = next(k["recv_queue"] for k in kernel if k["fd"] == conn["fd"])
             now = conn["bytes_in"]
             same, last[0] = now == last[0], now
