@@ -4,6 +4,7 @@ type, and each CPU's busy time."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -36,21 +37,28 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
-def chromium_cpu_s() -> dict[str, float]:
-    """CPU seconds (user+system) of the Chromium processes under this one, by --type."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
+def _chromium_processes() -> Iterator[tuple[int, str]]:
+    """(pid, --type: "browser" for the main one) of the Chromium processes under this one."""
     for pid in _descendants(os.getpid()):
         try:
             # Chromium rewrites its title: one string with spaces, or NUL-separated.
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+        except OSError:
+            continue
+        if argv and b"chrom" in argv[0]:
+            yield pid, next((a.split(b"=", 1)[1].decode() for a in argv
+                             if a.startswith(b"--type=")), "browser")
+
+
+def chromium_cpu_s() -> dict[str, float]:
+    """CPU seconds (user+system) of the Chromium processes under this one, by --type."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid, kind in _chromium_processes():
+        try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if not argv or b"chrom" not in argv[0]:
-            continue
-        kind = next((a.split(b"=", 1)[1].decode() for a in argv
-                     if a.startswith(b"--type=")), "browser")
         out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
 
@@ -60,11 +68,8 @@ def renderer_main_sched() -> tuple[int, int] | None:
     its pid), from /proc/PID/task/PID/schedstat; None without one. A long task is wall time:
     this tells the page's own work from its time queued behind the other processes of its CPU."""
     best: tuple[int, int] | None = None
-    for pid in _descendants(os.getpid()):
+    for pid in (pid for pid, kind in _chromium_processes() if kind == "renderer"):
         try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
-            if not argv or b"chrom" not in argv[0] or b"--type=renderer" not in argv:
-                continue
             run, wait = (int(x) for x in
                          Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[:2])
         except (OSError, ValueError):
