@@ -108,7 +108,8 @@ class RecordingCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         yield CounterMetricFamily("muxscope_record_lost_events",
-                                  "events --record could not write (a seq gap in the file)",
+                                  "events --record could not write (a seq gap in a file "
+                                  "or between two)",
                                   value=self._read_lost())
 
 

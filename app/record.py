@@ -108,6 +108,12 @@ class JsonlRecorder:
         self._no_rotation_until = 0.0  # after a rotation that could not move the old files
         self._lost = 0  # events lost to failed writes since that error
         self.lost_total = 0  # ... and since the start (muxscope_record_lost_events_total)
+        #: events left out at rotations far behind the engine (a seq gap between two files,
+        #: the next one's snapshot holding what they did; in the same metric)
+        self.left_out_total = 0
+        #: (lo, hi) -> how many events with lo < seq <= hi were dropped before they reached
+        #: the recorder, and counted there (RecorderThread's full queue): not counted again
+        self.dropped_between: Callable[[int, int], int] = lambda lo, hi: 0
         self._events_in_file = 0
         self._last_seq = 0
         self._start_state: dict[str, Any] | None = None
@@ -257,6 +263,7 @@ class JsonlRecorder:
             if not self._rotate():  # the same file goes on: nothing may be left out of it
                 self._end_rotation()
                 return lines
+            self.left_out_total += max(0, behind - self.dropped_between(self._last_seq, seq))
             self._notices.warn("behind", "--record: the recording was %d events behind the "
                                "engine; they are left out of %s, whose snapshot holds what "
                                "they did", behind, self.path)

@@ -26,6 +26,7 @@ from websockets.sync.client import connect as ws_connect
 from app import recording as replay_module
 from app.main import create_app
 from app.record import JsonlRecorder
+from app.record_thread import RecorderThread
 from app.settings import Settings
 from tests.conftest import run_asgi, wait_until
 from tests.mux.conftest import recv_exactly
@@ -730,6 +731,8 @@ def test_a_recording_far_behind_the_engine_rotates_at_the_limit_leaving_the_lag_
     assert path.with_name("r.jsonl.1").stat().st_size < 2**20 + 1000
     assert old[-1]["seq"] < far_ahead and new[0]["seq"] == far_ahead
     assert [e["seq"] for e in new[1:]] == [far_ahead + 1]
+    # counted where a monitor sees it (muxscope_record_lost_events_total): it counted none
+    assert RecorderThread(rec).lost == rec.left_out_total == far_ahead - old[-1]["seq"]
 
 
 def test_a_lag_is_never_left_out_of_a_file_that_could_not_rotate(
@@ -929,3 +932,43 @@ def test_a_downloads_replay_counts_the_connections_its_events_show(tmp_path: Pat
         text = httpx.get(base + "/metrics").text
     assert "muxscope_connections 3.0" in text, [ln for ln in text.splitlines()
                                                 if "connections" in ln]
+
+
+def test_events_a_stalled_writer_left_out_are_not_counted_again_at_the_next_rotation(
+        tmp_path: Path) -> None:
+    """A writer stalled while the file was full: the batches its queue could not take were
+    counted as left out, and the rotation that followed, far behind the engine, counted them
+    again in its lag (63,156 reported for a gap of 33,156 events)."""
+    path = tmp_path / "r.jsonl"
+    engine_seq = [0]
+
+    def source() -> Future[FakeCapture]:
+        future: Future[FakeCapture] = Future()
+        future.set_result(FakeCapture(engine_seq[0], {"fresh": True}))
+        return future
+
+    def batch(n: int) -> list[dict[str, Any]]:
+        first = engine_seq[0] + 1
+        engine_seq[0] += n
+        return [wait_event(s) for s in range(first, engine_seq[0] + 1)]
+
+    rec = JsonlRecorder(path, max_mb=1, snapshot_source=source)
+    rec.write_snapshot(START_STATE, 0, 0.0)
+    while rec._events_bytes() < 2**20 - 150_000:  # nearly full, written directly
+        rec(batch(1000))
+    thread = RecorderThread(rec, max_queued=2)
+    stalled = threading.Event()
+    thread._put(stalled.wait, 0)  # the writer stalls (a slow disk)
+    wait_until(lambda: thread.backlog == 0, 5, "the writer stalled")
+    thread(batch(3000))  # queued: fills the file
+    thread(batch(1000))  # queued
+    for _ in range(30):  # left out: the queue is full
+        thread(batch(1000))
+    stalled.set()
+    thread.close()
+    files = segments(path)
+    written = [e["seq"] for p in files for e in lines_of(p) if "kind" in e]
+    snapshot = lines_of(path)[0]["seq"]
+    gap = snapshot - max(s for s in written if s < snapshot)
+    assert rec.left_out_total > 0  # the rotation left a lag out
+    assert thread.lost == gap, (thread.lost, gap)
