@@ -16,18 +16,21 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pytest
 from fastapi import FastAPI
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from app.bridge import EventTap, pump
 from app.hub import Hub, HubFull
-from app.routes.live import router
+from app.routes.live import router, send_frame
+from tests.conftest import run_asgi
 from tests.conftest import wait_until as wait_for
 
 Frame = dict[str, Any]
@@ -425,6 +428,33 @@ def test_an_oversized_text_frame_closes_with_1009(live: Any) -> None:
     # uvicorn refuses it itself now (ws_max_size: it had buffered up to 16 MiB a client first)
     assert code == 1009 and "exceeds limit of 65536 bytes" in reason, (code, reason)
     wait_for(lambda: session.hub.clients == 0, 5, "the client to unsubscribe")
+
+
+def test_a_send_after_uvicorn_closed_the_socket_itself_is_a_disconnect() -> None:
+    """uvicorn closes a websocket itself on a frame over ws_max_size (1009), invalid UTF-8
+    (1007) or a protocol error, and then refuses any send with a RuntimeError: a writer that
+    was between frames must take that as the client gone, not end in an ASGI traceback."""
+    outcome: Future[str] = Future()
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def closed_under_the_writer(websocket: WebSocket) -> None:
+        await websocket.accept()
+        message = await websocket.receive()   # uvicorn's own close comes as a disconnect
+        try:
+            await send_frame(websocket, b'{"type": "late"}', 1.0)
+            outcome.set_result(f"sent after {message}")
+        except WebSocketDisconnect as exc:
+            outcome.set_result(f"disconnect {exc.code}")
+        except BaseException as exc:
+            outcome.set_result(f"{type(exc).__name__}: {exc}")
+            raise
+
+    with run_asgi(app) as base, connect(base.replace("http", "ws", 1) + "/ws",
+                                        open_timeout=5, close_timeout=1) as ws:
+        ws.send("x" * ((64 << 10) + 1))
+        assert expect_close(ws)[0] == 1009
+        assert outcome.result(timeout=5) == "disconnect 1006"
 
 
 # --------------------------------------------------------------------------- a raw client

@@ -359,6 +359,26 @@ def test_the_timeline_says_which_iterations_are_no_longer_held(dashboard):
     assert dashboard.console_errors == []
 
 
+def test_a_replay_past_the_pages_hold_says_how_to_record_one_it_can_scrub_whole(
+        open_dashboard, tmp_path):
+    """A replay keeps the recording's last 100,000 events: the status names the limit and what to
+    record instead, so that the missing start of a long file is not a mystery."""
+    from tests.app.test_replay import write_recording
+
+    # one wait per iteration; the page trims at its checkpoints, every 4,000 events
+    recording = write_recording(tmp_path / "long.jsonl", 110_000)
+    replay = open_dashboard(Settings(http_port=0, replay_file=recording), "-replay")
+    page, status = replay.page, replay.page.locator("#timeline-status")
+    page.wait_for_function("() => window.__muxscope.lastSeq >= 110_010", timeout=20_000)
+    expect(status).to_contain_text("(end of the recording)", timeout=DEADLINE_MS)
+    first = int(page.evaluate("() => window.__muxscope.timeline.first"))
+    assert 1 < first <= 10_001, first   # never fewer than 100,000 kept
+    expect(status).to_contain_text(f"iterations 1–{first - 1} are no longer held")
+    expect(status).to_contain_text(
+        "the page keeps the last 100,000 events: record with --record-max-mb 8 to scrub")
+    assert replay.console_errors == []
+
+
 def test_a_replayed_wait_never_says_more_cpu_time_than_it_took(open_dashboard, tmp_path):
     """A recording made before the engine capped `cpu_us` at the wall time: the syscall panel
     said "took 1 µs, 2 µs of it on the CPU"."""
