@@ -6,8 +6,9 @@ fields at no run-time cost.
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 PREVIEW_BYTES = 64
 
@@ -64,6 +65,31 @@ class WaitEvent(Event):
     ready: int
     duration_us: int  # wall time, asleep included
     cpu_us: int  # the loop thread's CPU time in the call (a shown wait only)
+
+
+def wait_event(backend: str, registered: int, timeout: float | None, ready: int, us: float,
+               cpu_ns: int | None = None, late: bool = False) -> dict[str, Any]:
+    """One wait call as SPEC §3 says it (`timeout` in seconds, None: none; `us`: wall time)."""
+    event: dict[str, Any] = {  # the fields of WaitEvent
+        "kind": "wait",
+        "backend": backend,
+        "registered": registered,
+        # rounded up, as poll's backend and CPython's epoll.poll pass it to the kernel
+        "timeout_ms": None if timeout is None else math.ceil(timeout * 1000),
+        "ready": ready,
+        "duration_us": int(us),
+    }
+    if timeout is not None and backend == "select":
+        # select takes a struct timeval: CPython passes microseconds (rounded up), not the
+        # whole milliseconds above (a pending timer's 249.3 ms was shown as 250 ms)
+        event["timeout_us"] = math.ceil(timeout * 1_000_000)
+    if late:  # shown after the fact: a breakpoint matched in an iteration nobody was shown
+        event["late"] = True
+    if cpu_ns is not None:  # (a wait shown only because a sink came during it has none)
+        # at most its wall time: the CPU clock's reads bracket the wall clock's, so its
+        # interval is longer by two clock calls ("took 4 us, 5 us of it on the CPU")
+        event["cpu_us"] = min(cpu_ns // 1000, int(us))
+    return event
 
 
 class RecvEvent(Event):

@@ -16,15 +16,14 @@ Rules of this module:
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from .backends import READABLE, Backend
+from .events import wait_event
 from .observe import Observers
+from .schedule import Scheduler
 
 #: the system call each backend waits with, for messages that name it
 WAIT_CALLS = {"select": "select()", "poll": "poll()", "epoll": "epoll_wait()"}
@@ -61,12 +60,12 @@ class Stats:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-class Loop:
+class Loop(Scheduler):
     def __init__(self, backend: Backend, observers: Observers, wait_timeout: float | None) -> None:
+        super().__init__(wait_timeout)
         self.backend = backend
         self._mirror_backend()
         self.obs = observers
-        self.wait_timeout = wait_timeout
         self.handlers: dict[int, Handler] = {}
         self.interest: dict[int, int] = {}
         self.stats = Stats()
@@ -79,9 +78,6 @@ class Loop:
         self.last_wait: dict[str, Any] | None = None
         self._cpu_tokens = CPU_SAMPLE_BURST  # shown waits whose CPU time may still be taken
         self._cpu_at = 0.0  # perf_counter time the tokens were counted at
-        self._soon: list[Callable[[], None]] = []
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
-        self._timer_ids = itertools.count()
         self._rearm: set[int] = set()
         #: called after each iteration's handlers with the ready list (breakpoints, flaws)
         self.after_iteration: list[Callable[[list[tuple[int, int]]], None]] = []
@@ -187,32 +183,6 @@ class Loop:
         if early:  # a re-arm inside the fd's own handler (rearm_now), not after it
             event["early"] = True
         self.obs.emit(event)
-
-    # -- scheduling ----------------------------------------------------------------------
-    def call_soon(self, fn: Callable[[], None]) -> None:
-        """Run `fn` after the next wait (which then does not block)."""
-        self._soon.append(fn)
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
-        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_ids), fn))
-
-    def _timeout(self) -> float | None:
-        if self._soon:
-            return 0.0
-        timeout = self.wait_timeout
-        if self._timers:
-            until = max(0.0, self._timers[0][0] - time.monotonic())
-            timeout = until if timeout is None else min(timeout, until)
-        return timeout
-
-    def _run_due(self) -> None:
-        if self._soon:
-            soon, self._soon = self._soon, []
-            for fn in soon:
-                fn()
-        now = time.monotonic()
-        while self._timers and self._timers[0][0] <= now:
-            heapq.heappop(self._timers)[2]()
 
     # -- one iteration -------------------------------------------------------------------
     def run_once(self) -> None:
@@ -375,26 +345,10 @@ class Loop:
                    cpu_ns: int | None = None, registered: int | None = None,
                    late: bool = False, backend: Backend | None = None) -> None:
         """`backend`: the one that made the call, when a late wait is shown after a switch."""
-        event: dict[str, object] = {
-            "kind": "wait",
-            "backend": (backend or self.backend).name,
-            "registered": (self.backend.fds_passed(len(self.handlers)) if registered is None
-                           else registered),
-            # rounded up, as poll's backend and CPython's epoll.poll pass it to the kernel
-            "timeout_ms": None if timeout is None else math.ceil(timeout * 1000),
-            "ready": len(ready),
-            "duration_us": int(us),
-        }
-        if timeout is not None and event["backend"] == "select":
-            # select takes a struct timeval: CPython passes microseconds (rounded up), not the
-            # whole milliseconds above (a pending timer's 249.3 ms was shown as 250 ms)
-            event["timeout_us"] = math.ceil(timeout * 1_000_000)
-        if late:
-            event["late"] = True
-        if cpu_ns is not None:  # (a wait shown only because a sink came during it has none)
-            # at most its wall time: the CPU clock's reads bracket the wall clock's, so its
-            # interval is longer by two clock calls ("took 4 us, 5 us of it on the CPU")
-            event["cpu_us"] = min(cpu_ns // 1000, int(us))
+        if registered is None:
+            registered = self.backend.fds_passed(len(self.handlers))
+        event = wait_event((backend or self.backend).name, registered, timeout, len(ready), us,
+                           cpu_ns, late)
         self.last_wait = event
         self.obs.emit(event)
 

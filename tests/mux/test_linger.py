@@ -58,9 +58,9 @@ def test_closing_a_client_that_floods_and_never_reads_lingers_until_its_eof(make
 def test_a_lingering_close_ends_at_its_deadline_or_with_the_engine(make_engine, monkeypatch):
     """A client that never stops sending cannot keep a closed connection (and its fd) for
     good: LINGER_S after the close it goes, and an engine stopping meanwhile takes it too."""
-    import mux.tcp
+    import mux.tcp_close
 
-    monkeypatch.setattr(mux.tcp, "LINGER_S", 0.5)
+    monkeypatch.setattr(mux.tcp_close, "LINGER_S", 0.5)
     engine, rec = make_engine(backend="epoll")
     socks = [connect(engine.tcp_port, timeout=20) for _ in range(2)]
     try:
@@ -215,9 +215,9 @@ def test_a_lingering_close_whose_deadline_read_raises_closes_that_one_alone(make
     """The deadline's last read ran in a timer, outside the dispatch's isolation: a raise there
     ended the loop thread, and every connection closed (`shutdown`). Seen as a flaky test: the
     64 MiB flood was read away before the break, and only the deadline read again."""
-    import mux.tcp
+    import mux.tcp_close
 
-    monkeypatch.setattr(mux.tcp, "LINGER_S", 1.0)
+    monkeypatch.setattr(mux.tcp_close, "LINGER_S", 1.0)
     engine, rec = make_engine(backend="epoll")
     with connect(engine.tcp_port, timeout=20) as sock:
         fd = _lingering(engine, rec, sock)
