@@ -14,17 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import engine, flaw_base, flaws, linger, listener, loop, tcp, udp
+from . import engine, events, flaw_base, flaws, linger, listener, loop, tcp, udp
 
 
 def _kinds() -> dict[str, list[Callable[..., Any]]]:
     """kind -> the call chain that leads to the event, outermost first."""
     conn, acceptor, eng = tcp.TcpConnection, listener.TcpListener, engine.Engine
     return {
-        "wait": [loop.Loop.run_once, loop.Loop._emit_wait],
+        "wait": [loop.Loop.run_once, loop.Loop._emit_wait, events.wait_event],
         "ready": [loop.Loop.run_once, loop.Loop._dispatch_instrumented],
         # (`late`) a breakpoint's hit in an iteration not shown shows its wait at the pause
-        "wait@late": [loop.Loop.show_unshown_wait, loop.Loop._emit_wait],
+        "wait@late": [loop.Loop.show_unshown_wait, loop.Loop._emit_wait, events.wait_event],
         "ready@late": [loop.Loop.show_unshown_wait],
         "interest": [loop.Loop.set_interest],  # modify
         "interest@register": [eng.adopt, loop.Loop.register, loop.Loop._emit_interest],

@@ -126,17 +126,17 @@ def test_code_view_names_each_path_of_a_kind(live):
     backpressure release each get the chain they really come from."""
     code = live.client.get("/api/code").json()
     chains = {key: [h["qualname"] for h in code[key]] for key in code}
-    assert chains["close@user"] == ["Engine._close_connection", "TcpConnection.shut_down",
-                                    "TcpConnection.close"]
+    assert chains["close@user"] == ["Engine._close_connection", "TcpClosing.shut_down",
+                                    "TcpClosing.close"]
     # the interest change after a close's flush: shut_down's write half, not a readiness's
-    assert chains["interest@user"] == ["Engine._close_connection", "TcpConnection.shut_down",
+    assert chains["interest@user"] == ["Engine._close_connection", "TcpClosing.shut_down",
                                        "TcpConnection.on_ready", "TcpConnection._after_write",
                                        "Loop.set_interest"]
     assert chains["interest@shutdown"][0] == "Engine._shutdown"
     assert chains["interest@user-emptied"] == ["Engine._close_connection",
-                                               "TcpConnection.shut_down",
+                                               "TcpClosing.shut_down",
                                                "TcpConnection.on_ready", "Loop.set_interest"]
-    assert chains["interest@linger"] == ["Engine._close_connection", "TcpConnection.shut_down",
+    assert chains["interest@linger"] == ["Engine._close_connection", "TcpClosing.shut_down",
                                          "Loop.set_interest"]
     assert chains["interest@rearm-early"][:2] == ["EngineCommands._read_kernel",
                                                   "Loop.rearm_now"]
@@ -144,31 +144,31 @@ def test_code_view_names_each_path_of_a_kind(live):
     assert chains["error"] == ["TcpListener._out_of_fds", "Engine.error"]
     assert chains["error@crash"] == ["Loop._handler_failed", "Engine._handler_failed",
                                      "Engine.error"]
-    assert chains["close@crash"] == ["Engine._handler_failed", "TcpConnection.close"]
+    assert chains["close@crash"] == ["Engine._handler_failed", "TcpClosing.close"]
     assert chains["error@refused"] == ["TcpListener.on_ready", "Engine.adopt", "Engine._refuse",
                                        "Engine.error"]
     assert chains["close@refused"] == chains["error@refused"][:-1]  # _refuse emits it itself
     assert chains["error@recovered"][-2:] == ["TcpListener._recovered", "Engine.error"]
     assert chains["error@udp"] == ["UdpEcho._error", "Engine.error"]
-    assert chains["close@shutdown"] == ["Engine._shutdown", "TcpConnection.shut_down",
-                                        "TcpConnection.close"]
+    assert chains["close@shutdown"] == ["Engine._shutdown", "TcpClosing.shut_down",
+                                        "TcpClosing.close"]
     assert chains["close"] == ["TcpConnection.on_ready", "TcpConnection._on_eof",
-                               "TcpConnection.close"]
+                               "TcpClosing.close"]
     # a user's close that lingered, ended by the peer's EOF or by the deadline
     assert chains["close@linger-eof"] == ["Lingerer.on_ready", "Lingerer.close",
-                                          "TcpConnection.close"]
+                                          "TcpClosing.close"]
     assert chains["close@linger-reset"] == chains["close@linger-eof"]  # its read got an RST
-    assert chains["close@linger-deadline"] == ["Lingerer.expire", "TcpConnection.close"]
+    assert chains["close@linger-deadline"] == ["Lingerer.expire", "TcpClosing.close"]
     assert chains["queue@send"] == ["TcpConnection.on_ready"]
     # a user's close sends the queue through on_ready's write half; an eager send's failure
     # closes inside recv's handler (with a flaw on that reads, the flaw's handler heads it)
-    assert chains["send@user"] == ["Engine._close_connection", "TcpConnection.shut_down",
+    assert chains["send@user"] == ["Engine._close_connection", "TcpClosing.shut_down",
                                     "TcpConnection.on_ready"]
     assert chains["close@eager-reset"] == ["TcpConnection.on_ready", "TcpConnection._on_data",
-                                           "TcpConnection.close"]
+                                           "TcpClosing.close"]
     assert chains["close@eager-error@eof_ignored"] == ["EofIgnored.connection_ready",
                                                        "TcpConnection._on_data",
-                                                       "TcpConnection.close"]
+                                                       "TcpClosing.close"]
     # every `loop` event was shown as a step's, a Pause button's too
     assert chains["loop"] == ["Engine._set_paused", "Engine._emit_loop"]
     assert chains["loop@step"] == ["Engine._step", "Engine._emit_loop"]
@@ -187,15 +187,15 @@ def test_code_view_names_each_path_of_a_kind(live):
     # hup_before_in closes on its own only on a hang-up: a close otherwise comes through on_ready
     assert chains["close@hup_before_in"] == ["HupBeforeIn.connection_ready",
                                              "TcpConnection.on_ready", "TcpConnection._on_eof",
-                                             "TcpConnection.close"]
+                                             "TcpClosing.close"]
     # ... and on a hang-up its own code closes (such a `close` event carries `flaw`)
     assert chains["close@early@hup_before_in"] == ["HupBeforeIn.connection_ready",
-                                                   "TcpConnection.close"]
+                                                   "TcpClosing.close"]
     assert chains["close@early@eof_ignored"] == ["EofIgnored.connection_ready", "recv_once",
-                                                 "TcpConnection.close"]
+                                                 "TcpClosing.close"]
     # et_no_drain calls _on_eof itself: on_ready is not on its way to a close
     assert chains["close@et_no_drain"] == ["EtNoDrain.connection_ready",
-                                           "TcpConnection._on_eof", "TcpConnection.close"]
+                                           "TcpConnection._on_eof", "TcpClosing.close"]
     assert chains["interest@register"][-2:] == ["Loop.register", "Loop._emit_interest"]
     assert chains["interest@moved"] == ["Engine._switch", "Loop.switch", "Loop._emit_interest"]
     # paths the code view put down to another (a bug zoo audit): the queue left at EOF flushed
@@ -203,7 +203,7 @@ def test_code_view_names_each_path_of_a_kind(live):
     # received); a one-shot re-arm, a stale fd dropped, a flaw's hang-up bit (shown as a
     # handler's set_interest, or nothing)
     assert chains["close@flushed"] == ["TcpConnection.on_ready", "TcpConnection._after_write",
-                                       "TcpConnection.close"]
+                                       "TcpClosing.close"]
     assert chains["datagram@out"] == ["UdpEcho._receive_one", "UdpEcho._try_send",
                                       "UdpEcho._emit"]
     assert chains["datagram@flush"][:2] == ["UdpEcho.on_ready", "UdpEcho._flush"]

@@ -406,7 +406,7 @@ def test_a_flaws_own_early_close_shows_its_code_not_the_usual_path(dashboard):
         page.get_by_role("button", name="Step", exact=True).click()  # input and hang-up
         # (its name is "Show code: c\u2060lose fd N": "Close fd N" names the list's buttons)
         closed = panel.locator("button[data-kind='close']", has_text=f"close fd {fd} ")
-        expect(closed).to_contain_text("HupBeforeIn.connection_ready › TcpConnection.close",
+        expect(closed).to_contain_text("HupBeforeIn.connection_ready › TcpClosing.close",
                                        timeout=DEADLINE_MS)
         expect(closed).not_to_contain_text("_on_eof")
         closed.click()
@@ -430,7 +430,7 @@ def test_a_users_close_shows_its_flush_as_the_closes_not_a_handlers(dashboard):
         page.get_by_role("button", name=f"Close fd {fd}", exact=True).click()
         sent = panel.locator("button[data-kind='send']", has_text=f"send fd {fd} ")
         expect(sent).to_contain_text(
-            "Engine._close_connection › TcpConnection.shut_down › TcpConnection.on_ready",
+            "Engine._close_connection › TcpClosing.shut_down › TcpConnection.on_ready",
             timeout=DEADLINE_MS)
         expect(sent).not_to_contain_text("EofIgnored")
         assert recv_exactly(sock, 19) == b"queued, then closed"
