@@ -200,6 +200,8 @@ class _FlowMatcher:
     def match(self, kind: str, event: dict[str, Any], base: dict[str, Any],
               us: float) -> list[dict[str, Any]]:
         fd, n = event["fd"], event["bytes"]
+        if not n:  # the EOF's recv, or an empty send: no byte to draw an arrow for
+            return []
         if fd not in self._aligned:
             self._align(kind, fd, n, event)
             return []

@@ -48,6 +48,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
                               loop.Loop.reapply_interest, loop.Loop._emit_interest],
         "accept": [acceptor.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],
+        "recv@eof": [conn.on_ready, conn._on_eof],  # recv() returned 0 bytes
         "queue": [conn._put],  # a chunk put in the queue
         "queue@send": [conn.on_ready],  # the depth after a send: the write half of on_ready
         "send": [conn.on_ready],
@@ -128,8 +129,8 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
 
 
 #: the kinds a flaw's own connection handler leads to, when the bug zoo has one on
-_FLAWED_KINDS = ("recv", "send", "send@eager", "queue@send", "backpressure@release", "close",
-                 "close@flushed", "close@reset", "close@error", "close@eager-reset",
+_FLAWED_KINDS = ("recv", "recv@eof", "send", "send@eager", "queue@send", "backpressure@release",
+                 "close", "close@flushed", "close@reset", "close@error", "close@eager-reset",
                  "close@eager-error")
 
 

@@ -277,7 +277,15 @@ class TcpConnection(TcpClosing):
         self._put(bytes(data))  # a copy of a view; bytes(b) is b itself, no copy
 
     def _on_eof(self) -> None:
+        """recv() returned 0 bytes: the peer shut its write side. Shown as the `recv` event it
+        is (`bytes: 0`, `eof`): without it a learner saw a readiness, then only an interest
+        change, and the kernel's answer that explains both nowhere."""
         self.eof = True
+        obs = self.obs
+        if obs.watched:
+            obs.emit({"kind": "recv", "fd": self.fd, "bytes": 0, "preview": "", "eof": True})
+        elif obs.active:  # throttled: count what is not shown
+            obs.seq += 1
         self.engine.breakpoints.note("hup", self.fd)
         if self.queue:
             self._update_interest()  # stop reading; keep WRITE until the queue is flushed

@@ -1372,10 +1372,14 @@ def test_code_panel_picks_the_path_from_the_event(dashboard):
           key([{ kind: 'wait' }]),
           key([{ kind: 'backpressure', fd: 8, paused: true, udp: true }]),
           key([{ kind: 'backpressure', fd: 8, paused: false, udp: true }]),
+          key([{ kind: 'recv', fd: 7, bytes: 0, eof: true }]),   // recv() returned 0: EOF
+          // eager, the flush of a queue left at EOF follows the EOF's recv: not an eager echo
+          key([{ kind: 'recv', fd: 7, bytes: 0, eof: true }, { kind: 'send', fd: 7 }], 'eager'),
         ];
     }""")
     assert keys == ["queue@send", "queue", "close@user", "close", "backpressure@release",
-                    "send@eager", "send", "wait", "backpressure@udp", "backpressure@udp-release"]
+                    "send@eager", "send", "wait", "backpressure@udp", "backpressure@udp-release",
+                    "recv@eof", "send"]
 
 
 def test_fd_panel_speaks_each_backends_words_and_write_control_switches(dashboard):
@@ -1655,6 +1659,46 @@ def test_the_fd_legend_names_every_mark_a_cell_can_carry(dashboard):
     assert dashboard.api.post("/api/backend", json={"name": "epoll"}).status_code == 200
     expect(epoll_only.first).to_be_visible(timeout=5000)
     expect(epoll_only.last).to_be_visible()
+    # the hang-up mark: poll's and epoll's (select's three sets have no such bit)
+    hangup = items.filter(has_text="a hang-up or error came back")
+    expect(hangup).to_be_visible()
+    assert dashboard.api.post("/api/backend", json={"name": "select"}).status_code == 200
+    expect(hangup).to_be_hidden(timeout=5000)
+    assert dashboard.api.post("/api/backend", json={"name": "poll"}).status_code == 200
+    expect(hangup).to_be_visible(timeout=5000)
+
+
+GRID_OVERLAY = """async (flags) => {
+    const { BackendPanel } = await import('/static/js/panels/backend.js');
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = 30;
+    const ctx = canvas.getContext('2d');
+    const panel = { index: new Map([[7, 0]]), cellBox: () => ({ x: 0, y: 0, s: 30 }),
+                    stripeH: BackendPanel.prototype.stripeH };
+    BackendPanel.prototype.drawOverlay.call(
+        panel, ctx, { lastReady: [[7, flags]], flashes: new Map() }, 0);
+    const stripe = panel.stripeH(30);
+    const at = (x, y) => [...ctx.getImageData(x, y, 1, 1).data];
+    // right-hand end of the read stripe (bottom) and of the write stripe (above it), clear of
+    // the slash; and the cell's centre, on the slash
+    return { read: at(27, 30 - stripe / 2), write: at(27, 30 - 1.5 * stripe), centre: at(15, 15) };
+}"""
+
+
+def test_the_grid_marks_only_the_bits_that_came_back_and_a_hang_up_apart(dashboard):
+    """A reset of a fd watched for writing alone (reading paused, or EOF seen with a queue to
+    flush) returns POLLOUT|POLLERR|POLLHUP: the grid drew that as readable, a green read
+    stripe, though no POLLIN came back. Now the read stripe is green only for a read bit, and
+    a hang-up or error is a red slash of its own."""
+    page = dashboard.page
+    green, red = (124, 255, 155, 255), (255, 93, 93, 255)   # --ready, --danger
+    reset = page.evaluate(GRID_OVERLAY, ["POLLOUT", "POLLERR", "POLLHUP"])
+    assert reset["read"] == [0, 0, 0, 0], reset            # nothing drawn: no read bit came
+    assert tuple(reset["write"]) == green, reset
+    assert tuple(reset["centre"]) == red, reset
+    readable = page.evaluate(GRID_OVERLAY, ["EPOLLIN"])
+    assert tuple(readable["read"]) == green and readable["centre"] == [0, 0, 0, 0], readable
+    assert dashboard.console_errors == []
 
 
 def test_backpressure_shows_on_the_page_and_clears_when_the_client_reads(dashboard):

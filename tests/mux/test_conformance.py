@@ -51,7 +51,16 @@ def test_half_close_gets_everything_back(make_engine, mode, write):
         echoed = recv_until_eof(sock)
         sender.join()
     assert echoed == payload
-    assert rec.wait_for("close")["reason"] == "eof"
+    close = rec.wait_for("close")
+    assert close["reason"] == "eof"
+    # the kernel's answer that explains the close: recv() returned 0 bytes, shown once, before
+    # the close and after every byte received (the page's log said nothing between the
+    # readiness and the close)
+    fd = close["fd"]
+    eofs = rec.of("recv", fd=fd, eof=True)
+    assert len(eofs) == 1 and eofs[0]["bytes"] == 0 and eofs[0]["preview"] == "", eofs
+    assert rec.of("recv", fd=fd)[-1] is eofs[0]
+    assert eofs[0]["seq"] < close["seq"]
 
 
 def test_reset_closes_only_that_connection(make_engine, mode):

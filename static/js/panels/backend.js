@@ -14,6 +14,7 @@ const LEGEND = [
   ['control', 'control fd'], ['listener', 'listener / UDP'], ['conn', 'connection'],
   ['read', 'read interest (in)'], ['write', 'write interest (out)'], ['except', 'except / PRI'],
   ['ready', 'ready: came back from the last wait'],
+  ['hangup', 'red slash: a hang-up or error came back (HUP, ERR, RDHUP, NVAL)'],
   ['flash', 'outline: came back ready within the last second (fades)'],
   ['et', 'edge-triggered (EPOLLET)'], ['oneshot', 'one-shot (dim: disarmed)'],
   ['paused', 'reading paused'],
@@ -21,6 +22,10 @@ const LEGEND = [
 ];
 /** Marks only epoll has: their legend entries are hidden under select and poll. */
 const EPOLL_ONLY = new Set(['et', 'oneshot']);
+/** Bits select cannot return (its three sets have no hang-up or error): not listed for it. */
+const NOT_SELECT = new Set(['hangup']);
+/** Returned bits that are neither readable nor writable: the kernel's hang-up and errors. */
+const HANGUP_BITS = ['hup', 'err', 'rdhup', 'nval'];
 
 /** The wait the syscall line shows (it is throttled): the sets' text describes that one, both
  *  halves (what was passed in, what came back), so the two panels agree. The grid and its
@@ -79,25 +84,27 @@ export class BackendPanel {
   }
 
   buildLegend(ul) {
-    this.epollLegend = [];
-    this.legendEpoll = true;
+    this.legendItems = [];   // [li, its mark]: the marks some backends cannot show
+    this.legendFor = null;
     for (const [cls, text] of LEGEND) {
       const li = document.createElement('li');
       const sw = document.createElement('span');
       sw.className = `sw ${cls}`;
       li.append(sw, document.createTextNode(text));
       ul.append(li);
-      if (EPOLL_ONLY.has(cls)) this.epollLegend.push(li);
+      if (EPOLL_ONLY.has(cls) || NOT_SELECT.has(cls)) this.legendItems.push([li, cls]);
     }
   }
 
-  /** The legend lists epoll's marks (EPOLLET, one-shot) only while the grid is epoll's. */
+  /** The legend lists epoll's marks (EPOLLET, one-shot) only while the grid is epoll's, and
+   *  the hang-up mark only while it is poll's or epoll's. */
   syncLegend(model) {
-    const name = model.backend && model.backend.name;
-    const epoll = !name || name === 'epoll';   // (none yet: as the default backend)
-    if (epoll === this.legendEpoll) return;
-    this.legendEpoll = epoll;
-    for (const li of this.epollLegend) li.hidden = !epoll;
+    const name = (model.backend && model.backend.name) || 'epoll';   // (none yet: the default)
+    if (name === this.legendFor) return;
+    this.legendFor = name;
+    for (const [li, cls] of this.legendItems) {
+      li.hidden = (EPOLL_ONLY.has(cls) && name !== 'epoll') || (NOT_SELECT.has(cls) && name === 'select');
+    }
   }
 
   /** Paint if dirty or still animating. */
@@ -267,11 +274,15 @@ export class BackendPanel {
       const stripe = this.stripeH(s);
       const bits = toBits(flags);
       ctx.fillStyle = c.ready;
+      // only the bits that came back: a reset of a fd watched for writing alone returns
+      // POLLOUT|POLLERR|POLLHUP, which is no readable readiness
       STRIPES.forEach(([bit], k) => {
-        if (bits.has(bit) || (bit === 'in' && (bits.has('hup') || bits.has('err') || bits.has('rdhup')))) {
-          ctx.fillRect(x, y + s - stripe * (k + 1), s, stripe);
-        }
+        if (bits.has(bit)) ctx.fillRect(x, y + s - stripe * (k + 1), s, stripe);
       });
+      if (HANGUP_BITS.some((bit) => bits.has(bit))) {
+        ctx.strokeStyle = c.danger; ctx.lineWidth = Math.max(1.5, s / 8);
+        ctx.beginPath(); ctx.moveTo(x + 1, y + s - 1); ctx.lineTo(x + s - 1, y + 1); ctx.stroke();
+      }
     }
     for (const [fd, t] of model.flashes) {
       const age = now - t;

@@ -149,7 +149,7 @@ export class CodePanel {
     const ev = events[i];
     const sameFd = (e, kind) => e && e.kind === kind && e.fd === ev.fd;
     const eagerSend = (k) => this.write === 'eager' && sameFd(events[k], 'send')
-      && sameFd(events[k - 1], 'recv');
+      && sameFd(events[k - 1], 'recv') && !events[k - 1].eof;   // (the EOF's recv sends nothing)
     // the write half of on_ready, run by a readiness, or by shut_down: the event's `closing`
     // says for which close (`user`: "Close fd N"; `shutdown`: the engine's stop)
     const writeHalf = (key) => {
@@ -171,6 +171,7 @@ export class CodePanel {
       case 'error': { const cause = errorCause(ev); return cause ? `error@${cause}` : 'error'; }
       case 'loop':   // who emitted it: a client's pause/resume, a step, a breakpoint, a setting
         return ev.cause && ev.cause !== 'command' ? `loop@${ev.cause}` : 'loop';
+      case 'recv': return ev.eof ? 'recv@eof' : 'recv';   // recv() returned 0 bytes
       case 'wait': case 'ready': return ev.late ? `${ev.kind}@late` : ev.kind;  // a breakpoint's hit
       default: return ev.kind;
     }

@@ -114,7 +114,7 @@ export class KernelPanel {
       }
       this.summaryEl.textContent = `epoll fd ${kernel.epoll.fd}: the kernel holds ${kfds.size} fds, the engine's table ` +
         `${regs.size}. ${bad ? `${bad} mismatch${bad === 1 ? '' : 'es'}.` : 'They agree.'} ` +
-        `(EPOLLERR and EPOLLHUP are always added by the kernel.) Read at ${this.data.at.toLocaleTimeString()}.`;
+        `(The kernel adds EPOLLERR and EPOLLHUP to every registration; a one-shot fd that has fired holds neither until it is re-armed.) Read at ${this.data.at.toLocaleTimeString()}.`;
     } else {
       this.summaryEl.textContent = `The backend is ${state.backend ? state.backend.name : '?'}: the kernel keeps no interest list ` +
         'between calls (the whole list is passed on every call). Socket queues below.';

@@ -92,6 +92,7 @@ export class LatencyPanel {
         break;
       }
       case 'recv': {
+        if (!ev.bytes) break;   // the EOF's recv: no byte to time
         const f = this.flow(ev.fd);
         if (f.lost) { f.held = { seq: ev.seq, ts: ev.ts, bytes: ev.bytes || 0 }; break; }
         if (f.chunks.length < MAX_CHUNKS) f.chunks.push({ ts: ev.ts, start: f.inTotal });
