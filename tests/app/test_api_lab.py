@@ -171,12 +171,14 @@ def test_code_view_names_each_path_of_a_kind(live):
                                                        "TcpConnection._on_data",
                                                        "TcpClosing.close"]
     # every `loop` event was shown as a step's, a Pause button's too
-    assert chains["loop"] == ["Engine._set_paused", "Engine._emit_loop"]
-    assert chains["loop@step"] == ["Engine._step", "Engine._emit_loop"]
-    assert chains["loop@breakpoint"] == ["Engine._pause_at_breakpoint", "Engine._emit_loop"]
-    assert chains["loop@delay"] == ["Engine._set_delay", "Engine.emit_loop_state",
-                                    "Engine._emit_loop"]
-    assert chains["loop@flaw"] == ["FlawZoo.set", "Engine.emit_loop_state", "Engine._emit_loop"]
+    assert chains["loop"] == ["LoopControl._set_paused", "LoopControl._emit_loop"]
+    assert chains["loop@step"] == ["LoopControl._step", "LoopControl._emit_loop"]
+    assert chains["loop@breakpoint"] == ["LoopControl._pause_at_breakpoint",
+                                         "LoopControl._emit_loop"]
+    assert chains["loop@delay"] == ["LoopControl._set_delay", "LoopControl.emit_loop_state",
+                                    "LoopControl._emit_loop"]
+    assert chains["loop@flaw"] == ["FlawZoo.set", "LoopControl.emit_loop_state",
+                                   "LoopControl._emit_loop"]
     assert chains["backpressure@release"][-1] == "TcpConnection._set_backpressure"
     assert chains["backpressure@inline"] == ["TcpConnection.on_ready",
                                              "TcpConnection._set_backpressure"]

@@ -326,8 +326,9 @@ def test_viewing_the_past_the_code_panel_shows_the_handler_that_ran_then(dashboa
 
 
 def test_a_pause_buttons_loop_event_shows_the_pauses_code_not_a_steps(dashboard):
-    """Every `loop` event was put down to `Engine._step`, a Pause button's and a breakpoint's
-    too: the code panel named a path that had not run. The event's `cause` picks the chain."""
+    """Every `loop` event was put down to the step's code (`LoopControl._step`), a Pause
+    button's and a breakpoint's too: the code panel named a path that had not run. The
+    event's `cause` picks the chain."""
     page = dashboard.page
     panel = page.locator("#code-panel")
     with dashboard.connect() as sock:
@@ -336,11 +337,12 @@ def test_a_pause_buttons_loop_event_shows_the_pauses_code_not_a_steps(dashboard)
         expect(page.locator("#loop-state")).to_have_text("paused", timeout=DEADLINE_MS)
         sock.sendall(b"x")  # the step below has something to handle besides its loop events
         paused = panel.locator("button[data-kind='loop']").last
-        expect(paused).to_contain_text("Engine._set_paused › Engine._emit_loop",
+        expect(paused).to_contain_text("LoopControl._set_paused › LoopControl._emit_loop",
                                        timeout=DEADLINE_MS)
         page.get_by_role("button", name="Step", exact=True).click()
         stepped = panel.locator("button[data-kind='loop']").last
-        expect(stepped).to_contain_text("Engine._step › Engine._emit_loop", timeout=DEADLINE_MS)
+        expect(stepped).to_contain_text("LoopControl._step › LoopControl._emit_loop",
+                                        timeout=DEADLINE_MS)
         page.get_by_role("button", name="Resume", exact=True).click()
         assert recv_exactly(sock, 1) == b"x"
     assert dashboard.console_errors == []
@@ -368,7 +370,7 @@ def test_a_long_iterations_list_keeps_its_last_events_pickable(dashboard):
         expect(panel.locator("#code-current")).to_contain_text(f"(#{seq})")
         last = panel.locator("button[data-kind]").last
         expect(last).to_have_attribute("data-kind", "loop")
-        expect(last).to_contain_text("Engine._step")
+        expect(last).to_contain_text("LoopControl._step")
         page.get_by_role("button", name="Resume", exact=True).click()
         for sock in socks:
             assert recv_exactly(sock, 4) == b"many"
