@@ -41,7 +41,6 @@ import io
 import logging
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -52,7 +51,14 @@ import orjson
 
 from app.bridge import DEFAULT_MAX_BATCH
 from app.notices import Notices
-from app.record_paths import own_fd, real_path, remove_stale_staging, shift_old_files
+from app.record_paths import (
+    SegmentNotMade,
+    next_segment,
+    own_fd,
+    real_path,
+    remove_stale_staging,
+    shift_old_files,
+)
 
 log = logging.getLogger(__name__)
 KEEP_ROTATED = 5
@@ -63,6 +69,8 @@ ROTATE_RETRY = 60.0  # seconds, after a rotation that could not move the old fil
 MAX_LAG_EVENTS = DEFAULT_MAX_BATCH
 
 Line = tuple[int, bytes]  # (seq, encoded line)
+
+
 class Capture(Protocol):
     """What `mux.Engine.capture()` resolves to (kept structural: app.record needs no mux)."""
 
@@ -235,8 +243,6 @@ class JsonlRecorder:
                 and self._events_bytes() + incoming > self.max_bytes
                 and time.monotonic() >= self._no_rotation_until)
 
-
-
     def _begin_rotation(self) -> None:
         self._rotating = True
         self._capture_since = time.monotonic()
@@ -402,31 +408,16 @@ class JsonlRecorder:
     def _rotate(self) -> bool:
         """Move the full file aside and start a new one; False (and the same file goes on,
         under its own name) when the new one cannot be made or the old files cannot be moved,
-        tried again after ROTATE_RETRY seconds. The new file is made first, under a staging
-        name: made after the moves, a failure (its folder gone, no fds) left FILE missing, the
-        full one going on as FILE.1; made after closing the full one, the reopen once the
-        folder came back truncated that segment."""
-        try:  # a name of its own (O_EXCL): never a file, link or folder someone put there
-            fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new",
-                                        dir=self.path.parent)
-        except OSError as exc:
+        tried again after ROTATE_RETRY seconds (record_paths.next_segment says how)."""
+        try:
+            new_file = next_segment(self.path, self._file, self._shift_old_files)
+        except SegmentNotMade as exc:
             self._notices.warn("rotate", "--record: cannot start a new file beside %s (%s); "
                                "it goes on growing, and the rotation is tried again in %d s",
                                self.path, exc.strerror or exc, ROTATE_RETRY)
             self._no_rotation_until = time.monotonic() + ROTATE_RETRY
             return False
-        staging = Path(name)
-        new_file = io.FileIO(fd, "wb")
-        if self._file is not None:  # mkstemp's 0600: the full file's mode instead
-            with contextlib.suppress(OSError):
-                os.fchmod(fd, stat.S_IMODE(os.fstat(self._file.fileno()).st_mode))
-        try:
-            self._shift_old_files()  # renaming the open file is fine: it stays ours to write
-            staging.replace(self.path)
         except OSError as exc:  # renames refused (a folder not writable, a FILE.N in the way)
-            new_file.close()
-            with contextlib.suppress(OSError):
-                staging.unlink()
             self._notices.warn("rotate", "--record: cannot rotate %s (%s: %s); it goes on "
                                "growing, and the rotation is tried again in %d s", self.path,
                                exc.filename or self.path, exc.strerror or exc, ROTATE_RETRY)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import logging
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,3 +72,36 @@ def shift_old_files(path: Path, keep: int, dropped: Callable[[Path], None]) -> N
             if dropping:
                 dropped(newer)
     path.replace(path.with_name(f"{path.name}.1"))
+
+
+class SegmentNotMade(OSError):
+    """The next segment's staging file could not be made: nothing was moved."""
+
+
+def next_segment(path: Path, full: io.FileIO | None, shift_old: Callable[[], None]) -> io.FileIO:
+    """Open the file that takes over `path` at a rotation, the full one moved aside to
+    FILE.1 (by `shift_old`), and return it; on failure nothing is lost and `path` is still
+    the full file: SegmentNotMade, or the OSError of a refused rename.
+
+    The new file is made first, under a staging name (mkstemp: O_EXCL, so never a file, link
+    or folder someone put there): made after the moves, a failure (its folder gone, no fds)
+    left FILE missing, the full one going on as FILE.1; made after closing the full one, the
+    reopen once the folder came back truncated that segment."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    except OSError as exc:
+        raise SegmentNotMade(exc.errno, exc.strerror, exc.filename) from exc
+    staging = Path(name)
+    new_file = io.FileIO(fd, "wb")
+    if full is not None:  # mkstemp's 0600: the full file's mode instead
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, stat.S_IMODE(os.fstat(full.fileno()).st_mode))
+    try:
+        shift_old()  # renaming the open full file is fine: it stays its writer's
+        staging.replace(path)
+    except OSError:
+        new_file.close()
+        with contextlib.suppress(OSError):
+            staging.unlink()
+        raise
+    return new_file
