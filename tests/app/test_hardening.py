@@ -483,7 +483,10 @@ def test_a_browser_that_never_reads_neither_stalls_the_engine_nor_grows_memory()
             rtts.sort()
             p99 = rtts[int(len(rtts) * 0.99) - 1]
             assert len(rtts) > 100, f"only {len(rtts)} round trips in 5 s"
-            assert p99 < 0.050, f"echo p99 {p99 * 1000:.1f} ms (max {rtts[-1] * 1000:.1f} ms)"
+            # An engine blocked on the frozen browser would hold echoes for up to the hub's send
+            # timeout (5 s). 0.5 s is ten times under that and clear of a loaded 2-core
+            # machine's noise (57 ms was seen beside two other test runs: this is no speed test)
+            assert p99 < 0.5, f"echo p99 {p99 * 1000:.1f} ms (max {rtts[-1] * 1000:.1f} ms)"
 
             # the frozen client is given up on: send_timeout after its socket filled, plus slack
             give_up_by = load_started + hub.send_timeout + 8.0
