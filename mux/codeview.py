@@ -48,7 +48,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
                               loop.Loop.reapply_interest, loop.Loop._emit_interest],
         "accept": [acceptor.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],
-        "recv@eof": [conn.on_ready, conn._on_eof],  # recv() returned 0 bytes
+        "recv@eof": [conn.on_ready, conn._on_eof, conn.emit_eof_read],  # recv() returned 0
         "queue": [conn._put],  # a chunk put in the queue
         "queue@send": [conn.on_ready],  # the depth after a send: the write half of on_ready
         "send": [conn.on_ready],

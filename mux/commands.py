@@ -1,8 +1,9 @@
 """The engine's thread-safe command API: what other threads call to steer the loop.
 
 Each method queues a command through the `ControlDoor` and returns its Future; the work runs
-on the loop thread. The bodies stay on `Engine` (engine.py), next to the loop they touch: the
-code view (codeview.py) shows them as `Engine._switch`, `Engine._close_connection`...
+on the loop thread. The bodies stay next to the loop they touch: on `Engine` (engine.py) for a
+switch or a close, on its base `LoopControl` (loop_control.py) for pause, step and slow
+motion; the code view (codeview.py) shows them as `Engine._switch`, `LoopControl._step`...
 """
 
 from __future__ import annotations

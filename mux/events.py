@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 PREVIEW_BYTES = 64
 
@@ -95,6 +95,7 @@ def wait_event(backend: str, registered: int, timeout: float | None, ready: int,
 class RecvEvent(Event):
     bytes: int
     preview: str
+    eof: NotRequired[bool]  # recv() returned 0 bytes: the peer's EOF (bytes 0, preview "")
 
 
 def preview(data: bytes | bytearray | memoryview) -> str:

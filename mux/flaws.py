@@ -62,6 +62,7 @@ class EofIgnored(Flaw):
             if data is None:
                 break
             if data == b"":
+                conn.emit_eof_read()  # every time: the learner sees each wake read nothing
                 owner, n = self.zero_reads.get(conn.fd, (None, 0))
                 n = n + 1 if owner is not None and owner() is conn else 1
                 self.zero_reads[conn.fd] = (weakref.ref(conn), n)

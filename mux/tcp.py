@@ -277,20 +277,24 @@ class TcpConnection(TcpClosing):
         self._put(bytes(data))  # a copy of a view; bytes(b) is b itself, no copy
 
     def _on_eof(self) -> None:
-        """recv() returned 0 bytes: the peer shut its write side. Shown as the `recv` event it
-        is (`bytes: 0`, `eof`): without it a learner saw a readiness, then only an interest
-        change, and the kernel's answer that explains both nowhere."""
+        """recv() returned 0 bytes: the peer shut its write side."""
         self.eof = True
-        obs = self.obs
-        if obs.watched:
-            obs.emit({"kind": "recv", "fd": self.fd, "bytes": 0, "preview": "", "eof": True})
-        elif obs.active:  # throttled: count what is not shown
-            obs.seq += 1
+        self.emit_eof_read()
         self.engine.breakpoints.note("hup", self.fd)
         if self.queue:
             self._update_interest()  # stop reading; keep WRITE until the queue is flushed
         else:
             self.close("eof")
+
+    def emit_eof_read(self) -> None:
+        """The `recv` event of a read that returned 0 bytes (`bytes: 0`, `eof`): without it a
+        learner saw a readiness, then only an interest change or a close, and the kernel's
+        answer that explains them nowhere. (The bug zoo's eof_ignored shows its own.)"""
+        obs = self.obs
+        if obs.watched:
+            obs.emit({"kind": "recv", "fd": self.fd, "bytes": 0, "preview": "", "eof": True})
+        elif obs.active:  # throttled: count what is not shown
+            obs.seq += 1
 
     # -- the queue -----------------------------------------------------------------------
     def _put(self, data: bytes) -> None:

@@ -160,7 +160,11 @@ def test_code_view_names_each_path_of_a_kind(live):
     assert chains["close@linger-reset"] == chains["close@linger-eof"]  # its read got an RST
     assert chains["close@linger-deadline"] == ["Lingerer.expire", "TcpClosing.close"]
     assert chains["queue@send"] == ["TcpConnection.on_ready"]
-    assert chains["recv@eof"] == ["TcpConnection.on_ready", "TcpConnection._on_eof"]
+    assert chains["recv@eof"] == ["TcpConnection.on_ready", "TcpConnection._on_eof",
+                                  "TcpConnection.emit_eof_read"]
+    # eof_ignored reads 0 bytes in its own handler and shows each such read, ignoring it
+    assert chains["recv@eof@eof_ignored"] == ["EofIgnored.connection_ready",
+                                              "TcpConnection.emit_eof_read"]
     # a user's close sends the queue through on_ready's write half; an eager send's failure
     # closes inside recv's handler (with a flaw on that reads, the flaw's handler heads it)
     assert chains["send@user"] == ["Engine._close_connection", "TcpClosing.shut_down",

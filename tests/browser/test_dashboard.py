@@ -1668,6 +1668,31 @@ def test_the_fd_legend_names_every_mark_a_cell_can_carry(dashboard):
     expect(hangup).to_be_visible(timeout=5000)
 
 
+def test_the_hang_up_legend_follows_the_backend_that_made_the_drawn_wait(dashboard):
+    """After a switch to select, the grid still draws the last wait poll or epoll made (its
+    hang-ups too) until select waits (a paused loop: for good): the legend kept the red
+    slash's entry hidden for select meanwhile, a mark on the grid with no word for it."""
+    hidden = dashboard.page.evaluate("""async () => {
+        const { BackendPanel } = await import('/static/js/panels/backend.js');
+        const panel = {};
+        BackendPanel.prototype.buildLegend.call(panel, document.createElement('ul'));
+        const hangup = panel.legendItems.find(([, cls]) => cls === 'hangup')[0];
+        const sync = (model) => {
+            BackendPanel.prototype.syncLegend.call(panel, model);
+            return hangup.hidden;
+        };
+        return [
+            sync({ backend: { name: 'select' }, lastWait: { madeBy: { name: 'poll' } } }),
+            sync({ backend: { name: 'select' }, lastWait: {} }),   // select's own wait
+            sync({ backend: { name: 'select' }, lastWait: null }),
+            sync({ backend: { name: 'epoll' }, lastWait: { madeBy: { name: 'select' } } }),
+            sync({ backend: { name: 'poll' }, lastWait: {} }),
+        ];
+    }""")
+    assert hidden == [False, True, True, True, False]
+    assert dashboard.console_errors == []
+
+
 GRID_OVERLAY = """async (flags) => {
     const { BackendPanel } = await import('/static/js/panels/backend.js');
     const canvas = document.createElement('canvas');

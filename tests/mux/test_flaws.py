@@ -53,6 +53,11 @@ def test_eof_ignored(make_engine, backend, trigger):
     flag = _flag(rec, "eof_ignored")
     assert flag["fd"] == fd and "0 bytes" in flag["message"]
     assert fd in engine.connections  # still registered: the bug
+    # each wake's read of 0 bytes is shown (the log had only `ready` events, over and over)
+    eofs = rec.of("recv", fd=fd, eof=True)
+    assert eofs and all(e["bytes"] == 0 for e in eofs)
+    if trigger == "level":  # the busy loop: it read 0 bytes THRESHOLD times before the flag
+        assert len([e for e in eofs if e["seq"] < flag["seq"]]) >= 20
     engine.set_flaw("eof_ignored", False).result(5)
     rec.wait_for("close", fd=fd)
     assert engine.list_flaws().result(5)[0]["detections"] >= 1

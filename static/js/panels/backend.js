@@ -96,14 +96,19 @@ export class BackendPanel {
     }
   }
 
-  /** The legend lists epoll's marks (EPOLLET, one-shot) only while the grid is epoll's, and
-   *  the hang-up mark only while it is poll's or epoll's. */
+  /** The legend lists epoll's marks (EPOLLET, one-shot: the cells, registrations now) only
+   *  while the grid is epoll's, and the hang-up mark (the overlay: the last wait's flags)
+   *  unless select made that wait: after a switch to select, poll's or epoll's last wait, its
+   *  hang-ups included, is still drawn until the next one (a paused loop: for good). */
   syncLegend(model) {
     const name = (model.backend && model.backend.name) || 'epoll';   // (none yet: the default)
-    if (name === this.legendFor) return;
-    this.legendFor = name;
+    const made = model.lastWait && model.lastWait.madeBy;
+    const waited = (made && made.name) || name;
+    const key = `${name}/${waited}`;
+    if (key === this.legendFor) return;
+    this.legendFor = key;
     for (const [li, cls] of this.legendItems) {
-      li.hidden = (EPOLL_ONLY.has(cls) && name !== 'epoll') || (NOT_SELECT.has(cls) && name === 'select');
+      li.hidden = (EPOLL_ONLY.has(cls) && name !== 'epoll') || (NOT_SELECT.has(cls) && waited === 'select');
     }
   }
 
