@@ -433,3 +433,28 @@ def test_a_clients_invalid_utf8_is_one_warning_line_not_an_error_with_a_tracebac
     fault, other = records.records
     assert (fault.levelname, fault.exc_info) == ("WARNING", None)
     assert other.levelname == "ERROR"
+
+
+# ----------------------------------------------------------------- token compared whole
+
+
+@pytest.mark.parametrize("given", ["tX", "t0", "tt"])
+def test_a_token_that_only_starts_with_the_right_one_is_refused(token_base: str,
+                                                               given: str) -> None:
+    """The token is compared whole: one that merely begins with it (an attacker who appends
+    to a leaked prefix, or a stale longer token) is not the token."""
+    r = httpx.get(token_base + "/api/x", params={"token": given})
+    assert r.status_code == 401, r.text
+    r = httpx.get(token_base + "/api/x", headers={"Authorization": f"Bearer {given}"})
+    assert r.status_code == 401, r.text
+    assert httpx.get(token_base + "/api/x", params={"token": "t"}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["localhost:0", "127.0.0.1:65536"])
+def test_a_request_whose_host_port_is_out_of_range_is_refused(base: str,
+                                                              host: str) -> None:
+    """A port is 1-65535 (test_guards.py checks the rule itself): a Host with another is
+    refused at the server, before the app."""
+    r = httpx.get(base + "/", headers={"Host": host})
+    assert r.status_code == 403
+    assert "Host" in r.json()["detail"]
