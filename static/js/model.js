@@ -50,6 +50,7 @@ export class Model {
     this.load = null;       // {connections, cap, errors} of the generated clients (stats frames)
     this.loadKey = '';
     this.regsChanged = true;    // fd set changed: the grid re-lays out
+    this.regsReplaced = false;  // ... and every registration was replaced (a state applied)
     this.touched = new Set();   // fds whose cell changed (interest, paused, armed): redrawn alone
     this.needResync = false;
     // Events the page was not shown (dropped) leave sums of recv/send bytes and interest
@@ -241,6 +242,7 @@ export class Model {
     this.regs.clear();
     for (const r of state.registrations) this.setReg(r.fd, r.role, r.interest);
     this.regsChanged = true;
+    this.regsReplaced = true;   // every cell may differ, not only where the fd set changed
   }
 
   setReg(fd, role, flags) {

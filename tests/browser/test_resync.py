@@ -260,3 +260,43 @@ def test_a_connection_more_or_less_redraws_only_the_cells_that_moved(dashboard):
         for sock in [*socks, *([extra] if extra else [])]:
             sock.close()
     assert dashboard.console_errors == []
+
+
+def test_a_resync_that_changes_the_fd_set_still_redraws_an_earlier_cell_that_changed(dashboard):
+    """A resync can bring both: a connection gone (the cells after it move) and another's
+    interest changed before that place (events the page was not shown). Redrawing only the
+    moved cells would keep the earlier one as it was: it is redrawn too, and the grid is the
+    one a full redraw makes."""
+    page = dashboard.page
+    socks = [dashboard.connect() for _ in range(12)]
+    try:
+        page.wait_for_function("() => window.__muxscope.backendPanel.fds.length >= 15",
+                               timeout=5000)
+        changed = page.evaluate("""async () => {
+            const d = window.__muxscope, p = d.backendPanel;
+            const state = await (await fetch('/api/state')).json();
+            const conns = state.connections.slice().sort((a, b) => a.fd - b.fd);
+            const first = conns[0].fd, gone = conns[conns.length - 1].fd;
+            // as if the page had missed the last one's close and the first one's write interest
+            state.connections = state.connections.filter((c) => c.fd !== gone);
+            state.registrations = state.registrations.filter((r) => r.fd !== gone).map((r) =>
+                r.fd === first ? { ...r, interest: [...r.interest, 'EPOLLOUT'] } : r);
+            d.model.applyState(state);
+            d.model.mark('backend');
+            await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 300)));
+            return [first, p.fds.includes(gone), p.keys.get(first)];
+        }""")
+        first, still_there, key = changed
+        assert not still_there and "out" in key, changed
+        piecemeal = page.evaluate(GRID_PIXELS)
+        before = page.evaluate("""() => { const p = window.__muxscope.backendPanel;
+                                          p.fdsChanged = true; p.forced = true;
+                                          return p.cellsDrawn; }""")
+        n = page.evaluate("() => window.__muxscope.backendPanel.fds.length")
+        page.wait_for_function(f"() => window.__muxscope.backendPanel.cellsDrawn >= "
+                               f"{before + n}", timeout=5000)
+        assert page.evaluate(GRID_PIXELS) == piecemeal, f"fd {first}'s cell was not redrawn"
+    finally:
+        for sock in socks:
+            sock.close()
+    assert dashboard.console_errors == []

@@ -139,19 +139,24 @@ export class BackendPanel {
     const animating = this.animating(model);
     if (!dirty && !animating && !this.forced) return;
     this.forced = false;
+    const otherModel = model !== this.model;   // live <-> a view of the past
     this.model = model;
     this.drawnAt = now;
     if (model.regsChanged) {
       const fds = [...model.regs.keys()].sort((a, b) => a - b);
-      model.regsChanged = false;
       // a resync (or a view of the past) replaces every registration, mostly with the same fds:
-      // 10,000 cells redrawn took 60-110 ms a resync, and the page under its 30 frames/s
+      // 10,000 cells redrawn took 60-110 ms a resync, and the page under its 30 frames/s. So
+      // the cells whose look changed are redrawn (recheck), and only those.
+      const replaced = model.regsReplaced || otherModel;
+      model.regsChanged = model.regsReplaced = false;
       if (sameList(fds, this.fds)) this.recheck = true;
       else {
         // one connection more or less at 10,000 redrew every cell (140 ms, a frame rate
-        // under 30 for that second): now only those from where the sorted lists part
+        // under 30 for that second): now only those from where the sorted lists part (and,
+        // if every registration was replaced, those before whose look changed)
         this.moveFrom = Math.min(this.moveFrom, firstDifference(this.fds, fds));
         this.fds = fds;
+        if (replaced) this.recheck = true;
       }
     }
     const name = model.backend.name || '–';
