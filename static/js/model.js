@@ -332,7 +332,7 @@ export class Model {
         // (adopted for reading: its register event, if shown, says the same)
         if (inState) { if (this.preState && !this.preState.has(fd)) this.preState.replay(fd, new Set(['in']), this.regs); break; }
         const c = this.conn(fd);
-        if (c.peer !== (ev.peer ?? '')) { c.peer = ev.peer ?? ''; this.connsVersion++; }
+        if (c.peer !== (ev.peer ?? '')) { c.peer = ev.peer ?? ''; this.connsVersion++; this.touched.add(fd); }
         c.activeAt = ev.ts ?? 0;
         c.lingering = false;   // a new connection on the fd (a close this page missed)
         if (!this.regs.has(fd)) { this.saveBefore(fd); this.setReg(fd, 'connection', []); }
@@ -374,7 +374,8 @@ export class Model {
         break;
       case 'close':
         if (inState) { if (!ev.registered) this.preState?.replay(fd, null, this.regs); break; }
-        if (this.conns.delete(fd)) this.connsVersion++;
+        // (its cell loses the peer's dot and the paused bar: redrawn, if it stays registered)
+        if (this.conns.delete(fd)) { this.connsVersion++; this.touched.add(fd); }
         // A close implies its unregister (SPEC §2), whose event a throttled iteration does not
         // show; but a close the bug zoo leaves registered says so, and the fd stays (poll
         // returns it as POLLNVAL, wait after wait: the lesson).

@@ -247,7 +247,8 @@ def test_metrics_count_every_event_by_kind_and_the_bytes_each_way(live: Live) ->
                                    "muxscope_connections") == 1, 5, "the connection gauge")
 
         def counted() -> bool:
-            events = [json.loads(line) for line in live.client.get("/api/trace").text.split()]
+            trace = live.client.get("/api/trace").text
+            events = [json.loads(line) for line in trace.splitlines() if line]
             text = live.client.get("/metrics").text
             return all(_metric(text, "muxscope_events_total", kind=kind)
                        == sum(1 for e in events if e["kind"] == kind)

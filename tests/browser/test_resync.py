@@ -220,44 +220,95 @@ GRID_PIXELS = """() => {
 }"""
 
 
+GRID_STATE = """() => {
+    const p = window.__muxscope.backendPanel;
+    return { fds: p.fds.slice(), drawn: p.cellsDrawn,
+             indexed: p.index.size === p.fds.length && [...p.index].every(([fd, i]) => p.fds[i] === fd) };
+}"""
+
+
+def _first_difference(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)))
+
+
 def test_a_connection_more_or_less_redraws_only_the_cells_that_moved(dashboard):
     """One connection more at 10,000 fds redrew every cell (25-43 ms a connect, probed warm,
-    longer on the scale run's busy CPU). The fds are drawn in order: a new fd at the end
-    moves no cell, a close moves only the cells after it; and the grid drawn so is the grid
-    a full redraw makes."""
+    longer on the scale run's busy CPU). The fds are drawn in order: only the cells from the
+    new fd's place on move (none but its own when it comes last), a close moves only the
+    cells after it; the fd -> cell map follows, and the grid drawn so is the grid a full
+    redraw makes."""
     page = dashboard.page
     socks = [dashboard.connect() for _ in range(30)]
     extra = None
     try:
         page.wait_for_function("() => window.__muxscope.backendPanel.fds.length >= 33",
                                timeout=5000)
-        count = "() => window.__muxscope.backendPanel.cellsDrawn"
-        fds = "() => window.__muxscope.backendPanel.fds.length"
-        n, before = page.evaluate(fds), page.evaluate(count)
-        extra = dashboard.connect()   # the lowest free fd: past every other one here
-        page.wait_for_function(f"() => window.__muxscope.backendPanel.fds.length === {n + 1}",
-                               timeout=5000)
-        grown = page.evaluate(count) - before
-        assert grown <= 3, f"{grown} cells drawn for one new fd at the end of {n}"
-        # close the 11th connection: the cells after its place move up one
-        middle = socks.pop(10)
-        at = page.evaluate(fds)
-        before = page.evaluate(count)
-        middle.close()
-        page.wait_for_function(f"() => window.__muxscope.backendPanel.fds.length === {at - 1}",
-                               timeout=5000)
-        moved = page.evaluate(count) - before
-        assert 0 < moved <= at - 10, f"{moved} cells drawn for a close among {at}"
+        size = "(n) => window.__muxscope.backendPanel.fds.length === n"
+        old = page.evaluate(GRID_STATE)
+        extra = dashboard.connect()   # its server fd: the lowest free one, wherever that is
+        page.wait_for_function(size, arg=len(old["fds"]) + 1, timeout=5000)
+        new = page.evaluate(GRID_STATE)
+        place = _first_difference(old["fds"], new["fds"])
+        grown = new["drawn"] - old["drawn"]
+        assert grown <= len(new["fds"]) - place + 2, (grown, place, len(new["fds"]))
+        assert new["indexed"], "the fd -> cell map does not match the grid"
+        # close a connection among the others: the cells after its place move up one
+        socks.pop(10).close()
+        page.wait_for_function(size, arg=len(new["fds"]) - 1, timeout=5000)
+        after = page.evaluate(GRID_STATE)
+        place = _first_difference(new["fds"], after["fds"])
+        moved = after["drawn"] - new["drawn"]
+        assert place > 0 and 0 < moved <= len(new["fds"]) - place + 2, (moved, place)
+        assert after["indexed"], "the fd -> cell map does not match the grid"
         # what was drawn piecemeal is what a full redraw draws (the cached layer: no flashes)
         piecemeal = page.evaluate(GRID_PIXELS)
         before = page.evaluate("""() => { const p = window.__muxscope.backendPanel;
                                           p.fdsChanged = true; p.forced = true;
                                           return p.cellsDrawn; }""")
         page.wait_for_function(f"() => window.__muxscope.backendPanel.cellsDrawn >= "
-                               f"{before + at - 1}", timeout=5000)
+                               f"{before + len(after['fds'])}", timeout=5000)
         assert page.evaluate(GRID_PIXELS) == piecemeal
     finally:
         for sock in [*socks, *([extra] if extra else [])]:
+            sock.close()
+    assert dashboard.console_errors == []
+
+
+def test_the_grid_handed_another_model_redraws_the_cells_whose_look_differs(dashboard):
+    """Back to live from a view of the past (another model object, its registrations not
+    "replaced" by a state): the fd set differs, and so can the look of a cell before the first
+    moved one (write interest then, none now). Such a cell is redrawn too."""
+    page = dashboard.page
+    socks = [dashboard.connect() for _ in range(6)]
+    try:
+        page.wait_for_function("() => window.__muxscope.backendPanel.fds.length >= 9",
+                               timeout=5000)
+        same = page.evaluate("""async () => {
+            const { Model } = await import('/static/js/model.js');
+            const d = window.__muxscope, p = d.backendPanel;
+            const grid = () => Array.from(p.layer.getContext('2d')
+              .getImageData(0, 0, p.layer.width, p.layer.height).data).join();
+            const state = await (await fetch('/api/state')).json();
+            const conns = state.connections.slice().sort((a, b) => a.fd - b.fd);
+            const first = conns[0].fd, gone = conns[conns.length - 1].fd;
+            state.connections = state.connections.filter((c) => c.fd !== gone);
+            state.registrations = state.registrations.filter((r) => r.fd !== gone).map((r) =>
+                r.fd === first ? { ...r, interest: [...r.interest, 'EPOLLOUT'] } : r);
+            const past = new Model();
+            past.applySnapshot({ type: 'snapshot', seq: d.model.seq, started_at: 0, state });
+            past.regsReplaced = false;   // as a view handed over, not a state just applied
+            // in one task: the page's own frame paints the live model again after it
+            p.forced = true;
+            p.paint(past, performance.now() + 1e6);
+            const piecemeal = grid();
+            p.fdsChanged = true; p.forced = true;
+            p.paint(past, performance.now() + 2e6);
+            return [p.keys.get(first).includes('out'), piecemeal === grid()];
+        }""")
+        assert same == [True, True], same
+    finally:
+        for sock in socks:
             sock.close()
     assert dashboard.console_errors == []
 
@@ -299,4 +350,31 @@ def test_a_resync_that_changes_the_fd_set_still_redraws_an_earlier_cell_that_cha
     finally:
         for sock in socks:
             sock.close()
+    assert dashboard.console_errors == []
+
+
+def test_a_cell_whose_connection_changes_but_stays_registered_is_redrawn(dashboard):
+    """The grid redraws a cell when the model names it in `touched` (or the fd set moves it).
+    A close the bug zoo leaves registered (close_without_unregister) drops the connection's
+    peer dot and paused bar, and an accept on an fd still registered brings another peer's:
+    neither named the cell, which a full redraw at the next connect used to hide."""
+    touched = dashboard.page.evaluate("""async () => {
+        const { Model } = await import('/static/js/model.js');
+        const m = new Model();
+        m.applySnapshot({ type: 'snapshot', seq: 10, started_at: 0, state: {
+            backend: { name: 'poll' }, control_fd: 3, listeners: { tcp: { fd: 5, port: 1 } },
+            registrations: [{ fd: 7, role: 'connection', interest: ['POLLIN'] }],
+            connections: [{ fd: 7, peer: '127.0.0.1:1', interest: ['POLLIN'], queue_depth: 0,
+                            pending_bytes: 0, bytes_in: 0, bytes_out: 0,
+                            reading_paused: true }] } });
+        m.touched.clear();
+        m.applyEventsFrame({ type: 'events', dropped: 0, events: [
+            { seq: 11, ts: 1, kind: 'close', fd: 7, reason: 'eof', registered: true }] });
+        const closed = [m.touched.has(7), m.regs.has(7), m.conns.has(7)];
+        m.touched.clear();
+        m.applyEventsFrame({ type: 'events', dropped: 0, events: [
+            { seq: 12, ts: 2, kind: 'accept', fd: 7, listener: 5, peer: '127.0.0.1:2' }] });
+        return [closed, [m.touched.has(7), m.conns.get(7).peer]];
+    }""")
+    assert touched == [[True, True, False], [True, "127.0.0.1:2"]], touched
     assert dashboard.console_errors == []
