@@ -275,6 +275,19 @@ def test_a_connection_more_or_less_redraws_only_the_cells_that_moved(dashboard):
     assert dashboard.console_errors == []
 
 
+# GET /api/state as if the page had missed the last connection's close and the first one's
+# write interest: {state, first, gone}
+STATE_WITH_A_CLOSE_AND_WRITE_INTEREST = """async () => {
+    const state = await (await fetch('/api/state')).json();
+    const conns = state.connections.slice().sort((a, b) => a.fd - b.fd);
+    const first = conns[0].fd, gone = conns[conns.length - 1].fd;
+    state.connections = state.connections.filter((c) => c.fd !== gone);
+    state.registrations = state.registrations.filter((r) => r.fd !== gone).map((r) =>
+        r.fd === first ? { ...r, interest: [...r.interest, 'EPOLLOUT'] } : r);
+    return { state, first, gone };
+}"""
+
+
 def test_the_grid_handed_another_model_redraws_the_cells_whose_look_differs(dashboard):
     """Back to live from a view of the past (another model object, its registrations not
     "replaced" by a state): the fd set differs, and so can the look of a cell before the first
@@ -289,12 +302,7 @@ def test_the_grid_handed_another_model_redraws_the_cells_whose_look_differs(dash
             const d = window.__muxscope, p = d.backendPanel;
             const grid = () => Array.from(p.layer.getContext('2d')
               .getImageData(0, 0, p.layer.width, p.layer.height).data).join();
-            const state = await (await fetch('/api/state')).json();
-            const conns = state.connections.slice().sort((a, b) => a.fd - b.fd);
-            const first = conns[0].fd, gone = conns[conns.length - 1].fd;
-            state.connections = state.connections.filter((c) => c.fd !== gone);
-            state.registrations = state.registrations.filter((r) => r.fd !== gone).map((r) =>
-                r.fd === first ? { ...r, interest: [...r.interest, 'EPOLLOUT'] } : r);
+            const { state, first, gone } = await (__STATE__)();
             const past = new Model();
             past.applySnapshot({ type: 'snapshot', seq: d.model.seq, started_at: 0, state });
             past.regsReplaced = false;   // as a view handed over, not a state just applied
@@ -305,7 +313,7 @@ def test_the_grid_handed_another_model_redraws_the_cells_whose_look_differs(dash
             p.fdsChanged = true; p.forced = true;
             p.paint(past, performance.now() + 2e6);
             return [p.keys.get(first).includes('out'), piecemeal === grid()];
-        }""")
+        }""".replace("__STATE__", STATE_WITH_A_CLOSE_AND_WRITE_INTEREST))
         assert same == [True, True], same
     finally:
         for sock in socks:
@@ -325,18 +333,12 @@ def test_a_resync_that_changes_the_fd_set_still_redraws_an_earlier_cell_that_cha
                                timeout=5000)
         changed = page.evaluate("""async () => {
             const d = window.__muxscope, p = d.backendPanel;
-            const state = await (await fetch('/api/state')).json();
-            const conns = state.connections.slice().sort((a, b) => a.fd - b.fd);
-            const first = conns[0].fd, gone = conns[conns.length - 1].fd;
-            // as if the page had missed the last one's close and the first one's write interest
-            state.connections = state.connections.filter((c) => c.fd !== gone);
-            state.registrations = state.registrations.filter((r) => r.fd !== gone).map((r) =>
-                r.fd === first ? { ...r, interest: [...r.interest, 'EPOLLOUT'] } : r);
+            const { state, first, gone } = await (__STATE__)();
             d.model.applyState(state);
             d.model.mark('backend');
             await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 300)));
             return [first, p.fds.includes(gone), p.keys.get(first)];
-        }""")
+        }""".replace("__STATE__", STATE_WITH_A_CLOSE_AND_WRITE_INTEREST))
         first, still_there, key = changed
         assert not still_there and "out" in key, changed
         piecemeal = page.evaluate(GRID_PIXELS)
