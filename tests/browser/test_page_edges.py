@@ -8,6 +8,9 @@ read from these figures. The rest drive the page as a user does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from playwright.sync_api import expect
 
 from tests.browser.conftest import echo, server_fd
@@ -124,15 +127,23 @@ def test_a_connections_row_counts_what_it_sent_as_out_and_what_it_read_as_in(das
     assert dashboard.console_errors == []
 
 
+@contextmanager
+def _log_filling(dashboard, rows: int) -> Iterator[None]:
+    """Load clients keep the log filling; entered once it lists `rows` rows."""
+    with load_clients(dashboard, 4, 16, 20):
+        dashboard.page.wait_for_function(
+            f"() => document.querySelectorAll('#event-log li').length >= {rows}",
+            timeout=10_000)
+        yield
+
+
 def test_a_log_scrolled_up_keeps_its_rows_while_events_keep_coming(dashboard):
     """SPEC §5 "auto-scroll that stops when the user scrolls up": the rows on view stay put.
     The log holds 500 rows and trims the oldest as new ones come: appended while scrolled up,
     its top rows went and those below slid under the reader, though scrollTop never moved."""
     page = dashboard.page
     log, jump = page.locator("#event-log"), page.locator("#log-jump-btn")
-    with load_clients(dashboard, 4, 16, 20):
-        page.wait_for_function(
-            "() => document.querySelectorAll('#event-log li').length >= 500", timeout=10_000)
+    with _log_filling(dashboard, 500):
         log.hover()
         page.mouse.wheel(0, -300)
         expect(jump).to_be_visible(timeout=2000)
@@ -251,9 +262,7 @@ def test_dragging_the_logs_scrollbar_up_stops_auto_scroll(dashboard):
     mouse cannot grab: the drag is its pointerdown, the scroll it makes, and its pointerup.)"""
     page = dashboard.page
     log, jump = page.locator("#event-log"), page.locator("#log-jump-btn")
-    with load_clients(dashboard, 4, 16, 20):
-        page.wait_for_function(
-            "() => document.querySelectorAll('#event-log li').length >= 300", timeout=10_000)
+    with _log_filling(dashboard, 300):
         log.scroll_into_view_if_needed()
         log.dispatch_event("pointerdown")
         # a drag moves the thumb frame after frame (the first move's scroll event can come

@@ -213,6 +213,20 @@ def test_a_resync_with_the_same_registrations_redraws_no_fd_cell(dashboard):
     assert dashboard.console_errors == []
 
 
+@contextmanager
+def _on_the_grid(dashboard, n: int) -> Iterator[list[socket.socket]]:
+    """n connections, entered once the fd grid has a cell for each (and the engine's own
+    three fds); closed on the way out."""
+    socks = [dashboard.connect() for _ in range(n)]
+    try:
+        dashboard.page.wait_for_function(
+            f"() => window.__muxscope.backendPanel.fds.length >= {n + 3}", timeout=5000)
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 GRID_PIXELS = """() => {
     const p = window.__muxscope.backendPanel;
     const layer = p.layer.getContext('2d');
@@ -293,10 +307,7 @@ def test_the_grid_handed_another_model_redraws_the_cells_whose_look_differs(dash
     "replaced" by a state): the fd set differs, and so can the look of a cell before the first
     moved one (write interest then, none now). Such a cell is redrawn too."""
     page = dashboard.page
-    socks = [dashboard.connect() for _ in range(6)]
-    try:
-        page.wait_for_function("() => window.__muxscope.backendPanel.fds.length >= 9",
-                               timeout=5000)
+    with _on_the_grid(dashboard, 6):
         same = page.evaluate("""async () => {
             const { Model } = await import('/static/js/model.js');
             const d = window.__muxscope, p = d.backendPanel;
@@ -315,9 +326,6 @@ def test_the_grid_handed_another_model_redraws_the_cells_whose_look_differs(dash
             return [p.keys.get(first).includes('out'), piecemeal === grid()];
         }""".replace("__STATE__", STATE_WITH_A_CLOSE_AND_WRITE_INTEREST))
         assert same == [True, True], same
-    finally:
-        for sock in socks:
-            sock.close()
     assert dashboard.console_errors == []
 
 
@@ -327,10 +335,7 @@ def test_a_resync_that_changes_the_fd_set_still_redraws_an_earlier_cell_that_cha
     moved cells would keep the earlier one as it was: it is redrawn too, and the grid is the
     one a full redraw makes."""
     page = dashboard.page
-    socks = [dashboard.connect() for _ in range(12)]
-    try:
-        page.wait_for_function("() => window.__muxscope.backendPanel.fds.length >= 15",
-                               timeout=5000)
+    with _on_the_grid(dashboard, 12):
         changed = page.evaluate("""async () => {
             const d = window.__muxscope, p = d.backendPanel;
             const { state, first, gone } = await (__STATE__)();
@@ -349,9 +354,6 @@ def test_a_resync_that_changes_the_fd_set_still_redraws_an_earlier_cell_that_cha
         page.wait_for_function(f"() => window.__muxscope.backendPanel.cellsDrawn >= "
                                f"{before + n}", timeout=5000)
         assert page.evaluate(GRID_PIXELS) == piecemeal, f"fd {first}'s cell was not redrawn"
-    finally:
-        for sock in socks:
-            sock.close()
     assert dashboard.console_errors == []
 
 
