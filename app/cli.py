@@ -184,7 +184,8 @@ def _add_engine_flags(parser: Any) -> None:
         type=int_in(0, None, "the number of clients"),
         default=2_000,
         metavar="N",
-        help="most load clients the page may generate in all (default: %(default)s)",
+        help="most load clients the page may generate in all; 0 turns \"Add clients\" off "
+             "(default: %(default)s)",
     )
 
 

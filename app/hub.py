@@ -198,7 +198,8 @@ class Hub:
     async def subscribe(self) -> AsyncIterator[Subscription]:
         """A subscription for the duration of the block; `HubFull` if there is no room."""
         if len(self._subscriptions) >= self.max_clients:
-            raise HubFull(f"too many dashboard clients (max {self.max_clients})")
+            raise HubFull(f"too many dashboard clients (max {self.max_clients}): close another "
+                          "muxscope tab, or start it with a larger --max-clients")
         subscription = Subscription(self.max_queue_bytes)
         self._subscriptions.add(subscription)
         try:

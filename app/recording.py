@@ -27,6 +27,14 @@ _TOO_BIG = ("which replay would hold in memory; replay one segment of a recordin
             "smaller --record-max-mb (100 MB holds about 1,000,000 events)")
 
 
+def _expects(snapshot: dict[str, Any] | None, events: list[dict[str, Any]]) -> str:
+    """Said when a file fails before anything in it was read: maybe it is no recording."""
+    if snapshot is not None or events:
+        return ""
+    return ("; muxscope replay reads JSON lines: a file written by --record, or the page's "
+            "trace download as JSON lines")
+
+
 def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(snapshot frame, events). A rotated segment without a snapshot gets a minimal one.
 
@@ -70,9 +78,10 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                     log.warning("%s:%d: the last line is cut short (was the recording still "
                                 "being written?); replaying the lines before it", path, number)
                     break
-                raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
+                raise ValueError(f"{path}:{number}: not JSON ({exc}){_expects(snapshot, events)}"
+                                 ) from None
             if not isinstance(item, dict):
-                raise ValueError(f"{path}:{number}: not a JSON object")
+                raise ValueError(f"{path}:{number}: not a JSON object{_expects(snapshot, events)}")
             if item.get("type") == "snapshot":
                 _check_snapshot(item, f"{path}:{number}")
                 if snapshot is not None or events:

@@ -278,7 +278,7 @@ class Engine(EngineCommands, LoopControl):
         if name == "select":
             too_big = [fd for fd in self.loop.handlers if fd >= FD_SETSIZE]
             if too_big:
-                raise FdLimitError(max(too_big))
+                raise FdLimitError.for_switch(too_big)
         old = self.loop.backend
         if (name, trigger, oneshot) != (old.name, old.trigger, old.oneshot):
             if self.flaws.active is not None:

@@ -272,15 +272,19 @@ class CloseWithoutUnregister(Flaw):
     title = "closing without unregistering"
     caption = ("The fd is closed while still registered. select then fails with EBADF; poll "
                "reports POLLNVAL for it on every call (a storm); epoll silently drops it from "
-               "its interest list, leaving the program's own table stale.")
+               "its interest list, leaving the program's own table stale. Worse, once the fd "
+               "number is given to a new file (the next socket or file this process opens), "
+               "poll and select watch that file for the closed connection.")
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self.stale: dict[int, TcpConnection] = {}
         self._nval: dict[int, int] = {}
+        self._reused: dict[int, int] = {}
 
     def activate(self) -> None:
         self._nval.clear()
+        self._reused.clear()
         super().activate()
         self.loop.wait_error_hook = self._wait_failed
 
@@ -302,10 +306,18 @@ class CloseWithoutUnregister(Flaw):
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         if conn.closed:
+            counts = self._nval if native & NVAL_BIT else self._reused
+            n = counts[conn.fd] = counts.get(conn.fd, 0) + 1
+            times = f"{n} time{'s' * (n != 1)} so far"
             if native & NVAL_BIT:
-                n = self._nval[conn.fd] = self._nval.get(conn.fd, 0) + 1
                 self.flag(conn.fd, f"poll returned POLLNVAL for closed fd {conn.fd} "
-                          f"({n} times so far): a POLLNVAL storm")
+                          f"({times}): a POLLNVAL storm")
+            else:  # the number was reused: another file's readiness, for a closed connection
+                backend = self.loop.ready_backend
+                self.flag(conn.fd, f"{backend.name} reported {'|'.join(backend.names(native))} "
+                          f"for fd {conn.fd} ({times}), closed while registered: the number "
+                          "now belongs to another file this process opened, and the loop "
+                          "watches that file for a connection that is gone", force=n == 1)
             return
         conn.on_ready(self.loop.ready_backend.generic(native))
 

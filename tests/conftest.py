@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 import uvicorn
 
+T = TypeVar("T")
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
@@ -72,6 +74,14 @@ def run_asgi(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) ->
 def serve_asgi() -> Callable[..., contextlib.AbstractContextManager[str]]:
     """``with serve_asgi(app) as base_url:`` runs ``app`` on 127.0.0.1 on a free port."""
     return run_asgi
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(coroutine)` on a thread of its own: once a browser test has started
+    Playwright's sync API, this thread counts as running an event loop, and `asyncio.run`
+    here raises (test order decided whether an app test passed)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "",

@@ -25,11 +25,20 @@ Ready = list[tuple[int, int]]  # (fd, native revents) as the kernel returned the
 class FdLimitError(ValueError):
     """An fd that this backend cannot watch (select and FD_SETSIZE)."""
 
-    def __init__(self, fd: int, backend: str = "select") -> None:
+    def __init__(self, fd: int, backend: str = "select", more: str = "") -> None:
         super().__init__(
-            f"fd {fd} exceeds FD_SETSIZE ({FD_SETSIZE}); {backend} cannot watch it"
+            f"fd {fd} exceeds FD_SETSIZE ({FD_SETSIZE}); {backend} cannot watch it{more}"
         )
         self.fd = fd
+
+    @classmethod
+    def for_switch(cls, too_big: list[int]) -> FdLimitError:
+        """The refusal of a switch to select: how many fds are in the way, and what to do."""
+        others = len(too_big) - 1
+        also = f" (nor {others} more registered fd{'s' * (others != 1)} of {FD_SETSIZE} and up)"
+        return cls(max(too_big), more=(also if others else "") + (
+            f". Close connections or remove generated clients until every fd is below "
+            f"{FD_SETSIZE}, or stay on poll or epoll"))
 
 
 #: (on, on_arg, off, off_arg): `on(fd, on_arg)` does `modify(fd, READABLE | WRITABLE)` and

@@ -69,6 +69,7 @@ export class EventLog {
     this.sourceGen = undefined;
     this.uiVersion = ui.version;
     this.list = root.querySelector('#event-log');
+    this.noMatch = root.querySelector('#log-no-match');
     this.fdInput = root.querySelector('#log-filter-fd');
     this.kindSelect = root.querySelector('#log-filter-kind');
     this.jumpBtn = root.querySelector('#log-jump-btn');
@@ -205,6 +206,14 @@ export class EventLog {
     this.stick = true;
     this.jumpBtn.hidden = true;
     this.source.mark('log');
+    this.sayIfNothingMatches();
+  }
+
+  /** A filter that finds nothing says so: an empty black box read as a broken log. */
+  sayIfNothingMatches() {
+    const filtering = this.filter.fd !== null || !!this.filter.kind || ui.spotlight !== null;
+    const none = filtering && !this.pending.length && !this.list.childElementCount;
+    if (this.noMatch.hidden === none) this.noMatch.hidden = !none;
   }
 
   /** Fill `li` (new, or a recycled row trimmed from the top) for `ev`. */
@@ -283,6 +292,7 @@ export class EventLog {
     }
     while (excess-- > 0) list.firstElementChild.remove();
     list.append(frag);
+    this.sayIfNothingMatches();
     this.needPin = true;      // scrolled to the end at the start of the next frame (layout clean by then)
   }
 

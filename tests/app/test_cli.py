@@ -234,6 +234,9 @@ def test_bench_help_explains_the_parts_and_gives_examples() -> None:
 
 @pytest.mark.parametrize(("content", "says"), [
     (b"hello not json\n", "not JSON"),
+    # a file that fails at once may be no recording at all: say what is read
+    (b"hello not json\n", "reads JSON lines: a file written by --record, or the page's trace"),
+    (b"[1,2,3]\n", "not a JSON object; muxscope replay reads JSON lines"),
     (b"\xff\xfe\x00garbage\n", "not JSON"),
     (b"[1,2,3]\n", "not a JSON object"),
     (b"null\n", "not a JSON object"),

@@ -4,7 +4,6 @@ checked at the server, are in test_security.py, beside the servers they run on.)
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 from concurrent.futures import Future
@@ -15,6 +14,7 @@ import pytest
 
 from app.hub import Hub
 from app.security import host_header_is_loopback
+from tests.conftest import run_async
 
 from .conftest import Live
 
@@ -79,6 +79,6 @@ def test_a_batch_starting_at_the_snapshots_seq_is_sent_without_that_event(
                 hub.publish([{"seq": s} for s in range(5, 9)])
             return await sub.next_frame(1.0)
 
-    frame = orjson.loads(asyncio.run(scenario()) or b"null")
+    frame = orjson.loads(run_async(scenario()) or b"null")
     assert frame == {"type": "events", "dropped": 0,
                      "events": [{"seq": 6}, {"seq": 7}, {"seq": 8}]}

@@ -30,7 +30,7 @@ from websockets.sync.client import ClientConnection, connect
 from app.bridge import EventTap, pump
 from app.hub import Hub, HubFull
 from app.routes.live import router, send_frame
-from tests.conftest import run_asgi
+from tests.conftest import run_asgi, run_async
 from tests.conftest import wait_until as wait_for
 
 Frame = dict[str, Any]
@@ -227,7 +227,7 @@ def test_start_after_trims_a_straddling_batch_and_frames_account_exactly() -> No
             assert (sub.dropped_total, sub.events_sent, sub.queued_bytes) == (3, 5, 0)
             return frames
 
-    (frame,) = asyncio.run(scenario())  # three batches coalesced into one frame
+    (frame,) = run_async(scenario())  # three batches coalesced into one frame
     assert frame == {"type": "events", "dropped": 3,
                      "events": [{"seq": s, "kind": "x"} for s in (3, 4, 7, 8, 10)]}  # fmt: skip
 
@@ -241,7 +241,7 @@ def test_events_still_in_flight_at_the_snapshot_are_trimmed_later() -> None:
             hub.publish([{"seq": s} for s in range(1, 4)])  # entirely covered: never queued
             return await sub.next_frame(1.0)
 
-    frame = asyncio.run(scenario())
+    frame = run_async(scenario())
     assert frame == b'{"type":"events","dropped":0,"events":[{"seq":6},{"seq":7},{"seq":8}]}'
 
 
@@ -259,7 +259,7 @@ def test_queue_is_bounded_in_bytes_and_drops_oldest_first() -> None:
             assert frame["dropped"] == 2000 - len(kept) > 0
             assert hub.peak_queued_bytes <= 4096
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_hub_refuses_beyond_max_clients_and_frees_the_slot() -> None:
@@ -272,7 +272,7 @@ def test_hub_refuses_beyond_max_clients_and_frees_the_slot() -> None:
         async with hub.subscribe():
             assert hub.clients == 1
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_tap_drain_takes_at_most_limit_oldest_first_and_leaves_the_rest() -> None:
@@ -305,7 +305,7 @@ def test_pump_feeds_hub_and_consumers_and_survives_a_failing_one() -> None:
         task.cancel()
         return frame
 
-    frame = asyncio.run(scenario())
+    frame = run_async(scenario())
     assert [e["seq"] for e in frame["events"]] == [1, 2, 3] == seen and frame["dropped"] == 0
     assert frame["events"][0]["preview"] == "?"
 
@@ -381,7 +381,8 @@ def test_more_than_max_clients_get_a_close_with_the_reason(live: Any) -> None:
     for ws in (first, second):
         assert orjson.loads(ws.recv(timeout=5))["type"] == "snapshot"
     extra = session.connect()
-    assert expect_close(extra) == (1013, "too many dashboard clients (max 2)")
+    assert expect_close(extra) == (1013, "too many dashboard clients (max 2): close another "
+                                        "muxscope tab, or start it with a larger --max-clients")
     first.close()
     wait_for(lambda: session.hub.clients == 1, 5, "the closed client to unsubscribe")
     again = session.connect()

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from app.routes import release as release_mod
+from tests.conftest import run_async
 
 PAYLOAD = 4 << 20  # far more than the kernel's buffers hold with these sizes
 SMALL_BUFFER = 64 << 10
@@ -76,7 +77,7 @@ def _run(reader_rate: float | None) -> tuple[int, bool, float]:
     if reader_rate is not None:
         reader.start()
     try:
-        took = asyncio.run(serve())
+        took = run_async(serve())
         if reader_rate is None:
             peer.settimeout(5)
             try:

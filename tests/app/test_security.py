@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from app.security import (
     install_denial_log_filter,
     is_loopback_host,
 )
-from tests.conftest import wait_until
+from tests.conftest import run_async, wait_until
 
 ServeAsgi = Callable[..., AbstractContextManager[str]]
 EVIL = "http://evil.example"
@@ -371,7 +370,7 @@ def test_websocket_refusal_without_denial_extension_closes_1008() -> None:
         "extensions": {},
     }
     middleware = SecurityMiddleware(app, loopback_only=True, token=None)
-    asyncio.run(middleware(scope, receive, send))
+    run_async(middleware(scope, receive, send))
     assert [m["type"] for m in sent] == ["websocket.close"]
     assert sent[0]["code"] == 1008
 

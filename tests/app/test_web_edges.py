@@ -4,7 +4,6 @@ answers over the API and says in the stats frames (SPEC §4, docs/ARCHITECTURE.m
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
@@ -26,7 +25,7 @@ from app.main import create_app
 from app.routes.live import _stats_frame
 from app.settings import Settings
 from tests.app.conftest import Live, live_app
-from tests.conftest import run_asgi, wait_until
+from tests.conftest import run_asgi, run_async, wait_until
 from tests.mux.conftest import recv_exactly
 
 
@@ -56,7 +55,7 @@ def test_a_failing_encoded_consumer_neither_stops_the_hub_nor_the_others() -> No
                     encoded_consumers=[broken, lambda bs: taken.extend(b.count for b in bs)])
             return dict(orjson.loads(await sub.next_frame(2.0) or b"null"))
 
-    frame = asyncio.run(scenario())
+    frame = run_async(scenario())
     assert [e["seq"] for e in frame["events"]] == [1, 2, 3] and frame["dropped"] == 0
     assert seen == [1, 2, 3] and taken == [3]
 
@@ -96,7 +95,7 @@ def test_a_frame_coalesces_queued_batches_only_up_to_one_mebibyte() -> None:
             frames.append(orjson.loads(raw))
         return frames
 
-    frames = asyncio.run(scenario())
+    frames = run_async(scenario())
     assert len(frames) >= 3
     seqs = [e["seq"] for f in frames for e in f["events"]]
     assert seqs == list(range(1, len(events) + 1))

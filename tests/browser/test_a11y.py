@@ -135,15 +135,40 @@ def test_the_wait_chart_draws_what_a_call_costs_not_how_long_it_slept(dashboard)
                   return null; }}""",
             timeout=DEADLINE_MS).json_value()
         assert slept["cpu_us"] < 20_000, slept
-        costs = page.evaluate("() => [...window.__muxscope.charts.waitMin.epoll.values()]")
+        costs = page.evaluate("() => [...window.__muxscope.charts.waitMinSlept.epoll.values()]")
         assert costs and max(costs) < 20_000, costs
         # a wait the engine did not sample (under load) has no cpu_us: its sleep is no cost
         unsampled = page.evaluate("""() => { const c = window.__muxscope.charts;
             c.onEvent({ kind: 'wait', backend: 'epoll', registered: 70000, timeout_ms: 250,
                         ready: 1, duration_us: 120000 });
-            return [...c.waitMin.epoll.values()]; }""")
+            return [...c.waitMin.epoll.values(), ...c.waitMinSlept.epoll.values()]; }""")
         assert max(unsampled) < 20_000, unsampled
         expect(page.locator("#syscall-detail")).to_contain_text("µs of it on the CPU")
+
+
+def test_the_wait_chart_keeps_calls_that_slept_apart_from_calls_that_returned_at_once(dashboard):
+    """A call that slept pays its wake-up on the CPU (~15 µs on these machines), more than an
+    epoll call that found an fd ready at once (~1 µs). Drawn on one line per backend, an idle
+    page's waits at 3 fds and a flood's at 200 made epoll look 50 times cheaper with more fds."""
+    result = dashboard.page.evaluate("""() => { const c = window.__muxscope.charts;
+        c.onEvent({ kind: 'wait', backend: 'epoll', registered: 7, timeout_ms: 250,
+                    ready: 0, duration_us: 250100, cpu_us: 40 });           // timed out
+        c.onEvent({ kind: 'wait', backend: 'epoll', registered: 7, timeout_ms: 250,
+                    ready: 1, duration_us: 900, cpu_us: 35 });              // slept, then one fd
+        c.onEvent({ kind: 'wait', backend: 'epoll', registered: 210, timeout_ms: 250,
+                    ready: 9, duration_us: 1.6, cpu_us: 1.2 });             // ready at once
+        c.onEvent({ kind: 'wait', backend: 'epoll', registered: 210, timeout_ms: 0,
+                    ready: 0, duration_us: 2, cpu_us: 1.5 });               // a poll, no sleep
+        const series = c.wait.series.slice(1).map((s) => s.label);
+        const at = (m) => [m.get(7) ?? null, m.get(210) ?? null];
+        return { once: at(c.waitMin.epoll), slept: at(c.waitMinSlept.epoll), series }; }""")
+    # (the page's own idle waits, at 3 fds, land beside them)
+    assert result["slept"] == [35, None], result
+    assert result["once"] == [None, 1.2], result
+    assert result["series"] == ["select, returned at once", "poll, returned at once",
+                                "epoll, returned at once", "select, slept first",
+                                "poll, slept first", "epoll, slept first"], result
+    assert dashboard.console_errors == []
 
 
 def test_events_the_recording_lost_are_said_on_the_page(open_dashboard):

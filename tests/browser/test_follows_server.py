@@ -267,6 +267,29 @@ def test_a_replayed_trace_download_whose_last_connection_closed_is_no_shutdown(
     assert replay.console_errors == []
 
 
+def test_a_replayed_trace_downloads_interest_list_counts_what_the_wait_was_passed(
+        open_dashboard, tmp_path):
+    """A trace download starts after the control fd and the listeners were registered: the
+    syscall detail said "1 of 4 fds ready" (the wait's own count) and the interest list's
+    header "1 fds", its lines leaving the three out without a word."""
+    path = trace_of_a_live_engine(tmp_path, "epoll")
+    replay = open_dashboard(Settings(http_port=0, replay_file=path))
+    page = replay.page
+    detail = page.locator("#syscall-detail")
+    expect(detail).to_contain_text(re.compile(r"of \d+ fds ready"), timeout=8000)
+    header = page.locator("#backend-sets h3").first
+    expect(header).to_contain_text("interest list")
+
+    def agree() -> bool:
+        passed = re.search(r"of (\d+) fds ready", detail.text_content() or "")
+        listed = re.search(r": (\d+) fds?$", header.text_content() or "")
+        return bool(passed and listed and passed[1] == listed[1])
+    wait_until(agree, 8, "the header's count is the wait's")
+    sets = page.locator("#backend-sets").text_content() or ""
+    assert re.search(r"… and \d+ more in it, not known to this page \(registered before", sets), sets
+    assert replay.console_errors == []
+
+
 def test_replay_shows_a_flaw_that_fired_as_detected_not_as_on(open_dashboard, tmp_path):
     """The replayed page never read the catalogue and made every flaw that fired "on", under
     its raw name: all seven at once in a long recording, though one at a time is the rule."""

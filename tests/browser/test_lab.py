@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import echo
+from tests.browser.test_dashboard import load_clients
 from tests.browser.test_timeline import scrub_to
 from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
@@ -697,3 +698,27 @@ def test_the_error_notice_shows_while_less_than_half_of_the_error_area_is_on_scr
     scroll_to_show(0.25)
     expect(notice).to_be_visible()
     assert [e for e in dashboard.console_errors if "409 (Conflict)" not in e] == []  # (the Step's)
+
+
+def test_kernel_truth_lists_queues_by_fd_and_says_where_its_tables_stop(dashboard):
+    """With 520 clients both tables stopped at 200 rows without a word, and the queue table
+    was in accept order: a learner's own connection (a high fd) was nowhere, and a paused fd
+    sat below later ones."""
+    page = dashboard.page
+    panel = page.locator("#kernel-panel")
+    with load_clients(dashboard, 205, 1, 0):
+        wait_until(lambda: len(dashboard.api.get("/api/state").json()["connections"]) >= 205,
+                   10, "the generated clients held")
+        panel.scroll_into_view_if_needed()
+        summary = page.locator("#kernel-summary")
+        expect(summary).to_contain_text(
+            re.compile(r"The interest list table shows the lowest 200 fds of \d+\. "
+                       r"Read at .*The socket queues table shows the lowest 200 fds of \d+\."),
+            timeout=DEADLINE_MS)
+        shown = re.findall(r"lowest 200 fds of (\d+)", summary.text_content() or "")
+        assert all(int(n) >= 205 for n in shown), shown
+        fds = page.evaluate("""() => [...document.querySelectorAll('#kernel-queues tr')]
+                               .filter(tr => tr.dataset.role !== 'udp')
+                               .map(tr => Number(tr.dataset.fd))""")
+        assert len(fds) == 200 and fds == sorted(fds), fds
+    assert dashboard.console_errors == []

@@ -318,3 +318,23 @@ def test_the_syscall_line_keeps_the_epoll_fd_of_the_wait_made_before_a_switch(da
     assert result["before"] == ["epoll_wait(9, [{EPOLLIN, fd=5}], 1024, 250) = 1", 9, True], result
     assert result["after"] == ["epoll_wait(12, [], 1024, 250) = 0", 12, False], result
     assert dashboard.console_errors == []
+
+
+def test_a_log_filter_that_finds_nothing_says_so_until_something_matches(dashboard):
+    """An empty black box read as a broken log: the event had left the page's window."""
+    page = dashboard.page
+    note = page.locator("#log-no-match")
+    expect(note).to_be_hidden()
+    page.select_option("#log-filter-kind", "close")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("Nothing matches this filter among the last 5,000 events")
+    with dashboard.connect() as sock:
+        echo(sock, b"bye\n")
+    expect(page.locator("#event-log li[data-kind='close']")).to_have_count(1)
+    expect(note).to_be_hidden()
+    page.fill("#log-filter-fd", "65000")
+    expect(note).to_be_visible()
+    page.fill("#log-filter-fd", "")
+    page.select_option("#log-filter-kind", "")
+    expect(note).to_be_hidden()
+    assert dashboard.console_errors == []

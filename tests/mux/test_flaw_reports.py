@@ -118,7 +118,7 @@ def test_close_without_unregister_counts_pollnval_per_fd_and_session(make_engine
                          if f["seq"] > since and f"closed fd {fd} (" in f["message"]), None)
 
         first = wait_until(storm, what=f"session {session}'s POLLNVAL")
-        assert "(1 times so far)" in first["message"], first["message"]
+        assert "(1 time so far)" in first["message"], first["message"]
         engine.set_flaw("close_without_unregister", False).result(5)
 
 
@@ -175,3 +175,38 @@ def test_hup_before_in_counts_its_losses_from_when_it_is_switched_on(make_engine
     assert "(13 in all)" in first[0]["message"]
     second = _last_words(engine, rec, "hup_before_in", b"words")
     assert "(5 in all)" in second[0]["message"]
+
+
+def test_close_without_unregister_says_when_the_stale_fd_number_names_another_file(make_engine):
+    """The real danger of the flaw: the closed fd's number goes to the next file this process
+    opens, and poll watches that file for the gone connection (POLLIN, not POLLNVAL). The
+    detector went silent there, and the log filled with ready events for an fd in no row."""
+    engine, rec = make_engine(backend="poll")
+    engine.set_flaw("close_without_unregister", True).result(5)
+    pairs: list[tuple[socket.socket, socket.socket]] = []
+    try:
+        with connect(engine.tcp_port) as sock:
+            fd = _serving(engine, rec, sock)
+        wait_until(lambda: any(f"closed fd {fd} (" in f["message"]
+                               for f in _flags(rec, "close_without_unregister")),
+                   what="the POLLNVAL storm")
+        while True:  # the lowest free number is the one closed, unless another took it
+            a, b = socket.socketpair()
+            pairs.append((a, b))
+            if fd in (a.fileno(), b.fileno()):
+                break
+            assert len(pairs) < 32, f"fd {fd} was not given out again"
+        reader, writer = (a, b) if a.fileno() == fd else (b, a)
+        writer.send(b"?")  # the new file is readable, for no connection of the engine's
+        flag = wait_until(lambda: next((f for f in _flags(rec, "close_without_unregister")
+                                        if "another file" in f["message"]), None),
+                          what="the reuse named")
+        assert flag["fd"] == fd
+        assert flag["message"].startswith(f"poll reported POLLIN for fd {fd} (1 time so far)")
+        assert "closed while registered" in flag["message"]
+        assert reader.recv(1) == b"?"  # the engine read nothing of a file not its own
+    finally:
+        engine.set_flaw("close_without_unregister", False).result(5)
+        for pair in pairs:
+            for s in pair:
+                s.close()

@@ -43,6 +43,19 @@ def test_switch_to_select_refused_above_fd_setsize(make_engine):
         assert recv_exactly(sock, 13) == b"still echoing"
 
 
+def test_a_refused_switch_to_select_counts_the_fds_in_the_way_and_says_what_to_do(make_engine):
+    engine, rec = make_engine(backend="epoll")
+    with fds_above_setsize(), connect(engine.tcp_port), connect(engine.tcp_port):
+        wait_until(lambda: len(rec.of("accept")) == 2)
+        fds = sorted(e["fd"] for e in rec.of("accept"))
+        with pytest.raises(FdLimitError) as refused:
+            engine.switch_backend("select").result(5)
+        message = str(refused.value)
+        assert message.startswith(f"fd {fds[1]} exceeds FD_SETSIZE (1024)")
+        assert "(nor 1 more registered fd of 1024 and up)" in message
+        assert message.endswith("until every fd is below 1024, or stay on poll or epoll")
+
+
 def test_select_closes_new_connection_above_fd_setsize(make_engine):
     engine, rec = make_engine(backend="select")
     with fds_above_setsize(), connect(engine.tcp_port) as sock:

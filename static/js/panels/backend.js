@@ -27,6 +27,19 @@ const NOT_SELECT = new Set(['hangup']);
 /** Returned bits that are neither readable nor writable: the kernel's hang-up and errors. */
 const HANGUP_BITS = ['hup', 'err', 'rdhup', 'nval'];
 
+/** Entries the shown wait was passed that this page has no registration for: a trace
+ *  download starts after the control fd and the listeners were registered, and an fd closed
+ *  since its wait may be gone. Counted from the wait's `registered`, so the list's size is
+ *  the call's, as the syscall detail says. */
+function unknownCount(shown, known) {
+  return shown && shown.registered > known ? shown.registered - known : 0;
+}
+const UNKNOWN_WHY = 'not known to this page (registered before the events it was shown, or closed since)';
+
+function fdCount(n) {
+  return `${n} fd${n === 1 ? '' : 's'}`;
+}
+
 /** The wait the syscall line shows (it is throttled): the sets' text describes that one, both
  *  halves (what was passed in, what came back), so the two panels agree. The grid and its
  *  tooltip are the live picture (registrations now, the newest wait's ready fds). */
@@ -376,8 +389,8 @@ export class BackendPanel {
         return `{fd=${fd}, events=${flagText(toNative(bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}${since(fd, bits, 'poll')}`;
       });
       if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
-      const unknown = shown && shown.registered > fds.length ? shown.registered - fds.length : 0;
-      if (unknown) lines.push(`… and ${unknown} more passed, closed since (their entries are not known to this page)`);
+      const unknown = unknownCount(shown, fds.length);
+      if (unknown) lines.push(`… and ${unknown} more passed, ${UNKNOWN_WHY}`);
       blocks.push([`the pollfd array passed to poll(): ${fds.length + unknown} entries (fd, events, revents)${asNow}`, lines.join('\n')]);
     } else if (name === 'epoll') {
       // the interest list as it was during the shown wait (a since-closed fd that its ready
@@ -401,13 +414,15 @@ export class BackendPanel {
       if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
       const gone = [...ready.keys()].filter((fd) => !regs.has(fd)).sort((a, b) => a - b);
       for (const fd of gone.slice(0, TEXT_ROWS)) lines.push(`fd ${fd}: (closed since; its interest at that wait is not known to this page)`);
+      const unknown = unknownCount(shown, fds.length + gone.length);
+      if (unknown) lines.push(`… and ${unknown} more in it, ${UNKNOWN_WHY}`);
       const epfd = made.fd != null ? ` of epoll fd ${made.fd}` : '';
       const when = known ? 'at that epoll_wait'
         : switched ? 'at that epoll_wait: not known here (this page loaded after it and the switch; below, the registrations now, with its trigger and one-shot bits)'
           : 'now (this page loaded after that epoll_wait: the interest it was made with is not known here)';
-      blocks.push([`interest list${epfd} ${when} (kept in the kernel, changed by epoll_ctl): ${fds.length + gone.length} fds`, lines.join('\n')]);
+      blocks.push([`interest list${epfd} ${when} (kept in the kernel, changed by epoll_ctl): ${fdCount(fds.length + gone.length + unknown)}`, lines.join('\n')]);
       const back = [...ready].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
-      blocks.push([`ready list (returned by that epoll_wait): ${ready.size} fds`, back.join('\n') || '(empty)']);
+      blocks.push([`ready list (returned by that epoll_wait): ${fdCount(ready.size)}`, back.join('\n') || '(empty)']);
     }
     if (before) blocks.forEach((b) => { b[0] += before; });
     // the blocks are kept and only their changed texts rewritten (most waits change nothing here)

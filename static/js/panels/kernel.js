@@ -5,6 +5,12 @@ import { peerColor, serverConnected, ui } from '../ui.js';
 
 const POLL_MS = 1000;
 const MAX_ROWS = 200;
+
+/** What a table cut at MAX_ROWS leaves out, said (nothing when it is whole). */
+function cut(total, table) {
+  return total > MAX_ROWS ? `The ${table} table shows the lowest ${MAX_ROWS} fds of ${total}. ` : '';
+}
+
 const BITS = [
   [0x1, 'EPOLLIN'], [0x2, 'EPOLLPRI'], [0x4, 'EPOLLOUT'], [0x8, 'EPOLLERR'], [0x10, 'EPOLLHUP'],
   [0x40, 'EPOLLRDNORM'], [0x80, 'EPOLLRDBAND'], [0x100, 'EPOLLWRNORM'], [0x200, 'EPOLLWRBAND'],
@@ -114,14 +120,19 @@ export class KernelPanel {
       }
       this.summaryEl.textContent = `epoll fd ${kernel.epoll.fd}: the kernel holds ${kfds.size} fds, the engine's table ` +
         `${regs.size}. ${bad ? `${bad} mismatch${bad === 1 ? '' : 'es'}.` : 'They agree.'} ` +
-        `(The kernel adds EPOLLERR and EPOLLHUP to every registration; a one-shot fd that has fired holds neither until it is re-armed.) Read at ${this.data.at.toLocaleTimeString()}.`;
+        `(The kernel adds EPOLLERR and EPOLLHUP to every registration; a one-shot fd that has fired holds neither until it is re-armed.) ` +
+        `${cut(fds.length, 'interest list')}Read at ${this.data.at.toLocaleTimeString()}.`;
     } else {
       this.summaryEl.textContent = `The backend is ${state.backend ? state.backend.name : '?'}: the kernel keeps no interest list ` +
         'between calls (the whole list is passed on every call). Socket queues below.';
     }
+    // by fd, as the interest list (the engine lists connections in accept order); a cut
+    // table says so: a learner looked in vain for their own fd past the 200th row
+    const conns = [...(kernel.connections || [])].sort((a, b) => a.fd - b.fd);
+    this.summaryEl.textContent += ` ${cut(conns.length, 'socket queues')}`.trimEnd();
     this.root.dataset.mismatches = String(bad);
     this.interestBody.replaceChildren(...rows);
-    const qrows = (kernel.connections || []).slice(0, MAX_ROWS).map((c) => this.queueRow(c, peers.get(c.fd)));
+    const qrows = conns.slice(0, MAX_ROWS).map((c) => this.queueRow(c, peers.get(c.fd)));
     const udp = state.listeners && state.listeners.udp;
     if (kernel.udp) qrows.unshift(this.udpRow(kernel.udp, udp));
     this.queuesBody.replaceChildren(...qrows);
