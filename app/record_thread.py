@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,11 +62,12 @@ class RecorderThread:
         if not self._thread.is_alive():  # never started (or gone): nothing is queued
             self.recorder.close()
             return
+        deadline = time.monotonic() + timeout  # one grace for both: the put and the join
         try:
             self._queue.put(_STOP, timeout=timeout)
         except queue.Full:
             pass
-        self._thread.join(timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             log.warning("--record: %s is not taking writes (a FIFO nobody reads?); the end of "
                         "the recording is lost", self.recorder.path)

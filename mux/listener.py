@@ -33,6 +33,7 @@ class TcpListener(ListeningHandler):
     def __init__(self, engine: Engine, sock: socket.socket) -> None:
         super().__init__(engine, sock)
         self.exhausted = False
+        self._shed = False  # this exhaustion's one waiting client has been closed, and said
         self._spare: int | None = _open_spare()
 
     def on_ready(self, mask: int) -> None:
@@ -64,19 +65,27 @@ class TcpListener(ListeningHandler):
     def _out_of_fds(self, exc: OSError) -> None:
         """No fd for the next connection. Without care this spins: the listener stays
         readable (level) or never signals again (edge). So: stop watching the listener and
-        retry on a timer. The first time, the spare fd accepts and closes one waiting client,
-        which the `error` event says; the retries shed no more (each shed one, unsaid, ten a
-        second): the others wait in the backlog until fds free up."""
+        retry on a timer. Once per spell, the spare fd accepts and closes one waiting client,
+        which an `error` event says (at the first EMFILE, or at the first retry that finds a
+        client waiting); no more are shed (each retry shed one, unsaid, ten a second): the
+        others wait in the backlog until fds free up."""
         if not self.exhausted:
-            shed = self._shed_one()
+            # accept(2) fails with EMFILE before it looks at the backlog: often nobody waits
+            # yet (clients came one at a time), and the shed is then left to the first retry
+            # that finds someone
+            self._shed = self._shed_one()
             self.exhausted = True
             self.engine.error(
                 f"accept failed: {os.strerror(exc.errno or errno.EMFILE)} "
                 f"({errno.errorcode.get(exc.errno or 0, '?')}); "
-                + ("closed one waiting client; " if shed else "")
+                + ("closed one waiting client; " if self._shed else "")
                 + f"pausing accepts, retrying every {int(EMFILE_RETRY * 1000)} ms",
                 fd=self.fd,
             )
+        elif not self._shed and self._shed_one():
+            self._shed = True
+            self.engine.error("still out of file descriptors: closed one waiting client",
+                              fd=self.fd)
         self.loop.set_interest(self.fd, 0)
         self.loop.call_later(EMFILE_RETRY, self._retry)
 

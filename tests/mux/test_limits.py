@@ -116,7 +116,12 @@ def test_emfile_does_not_spin_and_recovers(trigger):
         assert len(shed) <= 1, f"{len(shed)} waiting clients closed while out of fds"
         for sock in clients[:60]:
             sock.close()
+        # (the shed may have come at a retry, said then: the first EMFILE can come with
+        # nobody waiting, accept(2) failing before it looks at the backlog)
         recovered = json.loads(proc.stdout.readline())
+        if recovered["message"].startswith("still out of file descriptors"):
+            assert len(shed) == 1, "a shed was said, and no client was closed"
+            recovered = json.loads(proc.stdout.readline())
         assert "accepting again" in recovered["message"]
         for sock in clients[60:]:  # they waited in the backlog: served now
             if sock not in shed:
