@@ -2,12 +2,14 @@
 
 import errno
 import io
+import logging
 import tempfile
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from app.record import JsonlRecorder
 
@@ -238,3 +240,26 @@ def test_a_storms_count_at_the_end_is_said_once(caplog) -> None:
         "dropped the oldest segment F.5",
         "dropped the oldest segment F.5 (and 2 more like it in the last minute)",
         "dropped the oldest segment F.5 (and 1 more like it since)"]
+
+
+def test_each_spell_of_a_full_disk_says_the_events_it_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Each spell of a full disk says its own count when writing works again: the count
+    was never reset, and the second spell said the first one's events too."""
+    monkeypatch.setattr(JsonlRecorder, "_open",
+                        lambda self: _Full(self.path, "wb" if self.rotates else "ab"))
+    path = tmp_path / "r.jsonl"
+    rec = JsonlRecorder(path)
+    rec.write_snapshot({}, 0, 1.0)
+    with caplog.at_level(logging.WARNING, logger="app.record"):
+        for first, n, full in ((1, 5, False), (6, 10, True), (16, 5, False),
+                               (21, 3, True), (24, 5, False)):
+            _Full.full = full
+            rec(_events(first, n))
+        _Full.full = False
+        rec.close()
+    said = [r.getMessage() for r in caplog.records if "again" in r.getMessage()]
+    assert len(said) == 2 and "; 10 events were lost" in said[0], said
+    assert "; 3 events were lost" in said[1], said
+    assert rec.lost_total == 13

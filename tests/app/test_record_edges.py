@@ -3,16 +3,13 @@ a file put at the path after ours was deleted, what each rotated file holds."""
 
 from __future__ import annotations
 
-import errno
-import io
 import json
-import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +18,9 @@ import pytest
 
 import app.record
 from app.record import JsonlRecorder
+from tests.app.test_replay import START_STATE, FakeCapture
 
 ROOT = Path(__file__).resolve().parents[2]
-START_STATE = {"listeners": {"tcp": {"fd": 3, "port": 9000}, "udp": None}, "connections": []}
 
 
 def wait_event(seq: int) -> dict[str, Any]:
@@ -80,31 +77,45 @@ def test_a_first_batch_larger_than_the_limit_goes_in_whole(tmp_path: Path) -> No
     assert [e["seq"] for e in lines_of(path)[1:]] == list(range(1, 51))
 
 
-@dataclass
-class FakeCapture:
-    seq: int
-    state: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.state
+def _failed(rec: JsonlRecorder) -> Future[FakeCapture]:
+    future: Future[FakeCapture] = Future()
+    future.set_exception(RuntimeError("engine stopped"))
+    return future
 
 
-def test_a_capture_that_failed_is_asked_again_only_after_the_retry_time(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The log says "tried again in 60 s": the engine is not asked for a capture on every
-    batch (every 30 ms) while it cannot give one; once the retry time is past, it is."""
-    monkeypatch.setattr(app.record, "ROTATE_RETRY", 0.5)
-    asked: list[float] = []
+def _fresh(rec: JsonlRecorder) -> Future[FakeCapture]:
+    future: Future[FakeCapture] = Future()
+    future.set_result(FakeCapture(rec._last_seq, {"fresh": True}))
+    return future
 
-    def failing() -> Future[FakeCapture]:
-        asked.append(time.monotonic())
-        future: Future[FakeCapture] = Future()
-        future.set_exception(RuntimeError("engine stopped"))
-        return future
 
-    path = tmp_path / "r.jsonl"
-    rec = JsonlRecorder(path, max_mb=0.001, snapshot_source=failing)
+def _filled_until_asked(rec: JsonlRecorder, asked: list[int]) -> int:
+    """Start `rec` (at a tiny limit) and feed it one event a batch until its source was
+    asked for a capture; the last seq fed."""
     rec.write_snapshot(START_STATE, 0, 1.0)
+    seq = 0
+    while not asked:
+        seq += 1
+        assert seq < 100, "never full"
+        rec([wait_event(seq)])
+    return seq
+
+
+def _fed_until_asked_again(path: Path, answer: Callable[[JsonlRecorder], Future[FakeCapture]],
+                           after_start: Callable[[], object] = lambda: None) -> int:
+    """A recorder at a tiny limit, fed one event a batch until it asked its source for a
+    capture twice; the second ask must have waited for the retry time (0.5 s in these
+    tests). Returns the last seq fed."""
+    asked: list[float] = []
+    rec: JsonlRecorder
+
+    def source() -> Future[FakeCapture]:
+        asked.append(time.monotonic())
+        return answer(rec)
+
+    rec = JsonlRecorder(path, max_mb=0.001, snapshot_source=source)
+    rec.write_snapshot(START_STATE, 0, 1.0)
+    after_start()
     seq = 0
     deadline = time.monotonic() + 5
     while len(asked) < 2:
@@ -113,6 +124,16 @@ def test_a_capture_that_failed_is_asked_again_only_after_the_retry_time(
         rec([wait_event(seq)])
     rec.close()
     assert asked[1] - asked[0] >= 0.5, asked
+    return seq
+
+
+def test_a_capture_that_failed_is_asked_again_only_after_the_retry_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log says "tried again in 60 s": the engine is not asked for a capture on every
+    batch (every 30 ms) while it cannot give one; once the retry time is past, it is."""
+    monkeypatch.setattr(app.record, "ROTATE_RETRY", 0.5)
+    path = tmp_path / "r.jsonl"
+    seq = _fed_until_asked_again(path, _failed)
     assert [e["seq"] for e in lines_of(path)[1:]] == list(range(1, seq + 1))
 
 
@@ -194,12 +215,7 @@ def test_a_file_that_reaches_the_captures_seq_rotates_at_once(tmp_path: Path) ->
         return future
 
     rec = JsonlRecorder(path, max_mb=0.001, snapshot_source=source)
-    rec.write_snapshot(START_STATE, 0, 1.0)
-    seq = 0
-    while not asked:
-        seq += 1
-        assert seq < 100, "never full"
-        rec([wait_event(seq)])
+    seq = _filled_until_asked(rec, asked)
     assert path.with_name("r.jsonl.1").exists(), "the full file waited for a later event"
     assert lines_of(path) == [{"type": "snapshot", "state": {"fresh": True}, "seq": seq,
                                "started_at": 1.0}]
@@ -242,38 +258,6 @@ def test_a_first_write_that_fails_on_our_own_appended_stdout_keeps_what_was_ther
     assert path.read_bytes() == before
 
 
-class _FullWhileSet(io.FileIO):
-    """A file whose writes fail with ENOSPC while `full` is set."""
-
-    full = False
-
-    def write(self, data: Any) -> int:
-        if _FullWhileSet.full:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return super().write(data)
-
-
-def test_each_spell_of_a_full_disk_says_the_events_it_lost(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(JsonlRecorder, "_open",
-                        lambda self: _FullWhileSet(self.path, "wb" if self.rotates else "ab"))
-    path = tmp_path / "r.jsonl"
-    rec = JsonlRecorder(path)
-    rec.write_snapshot(START_STATE, 0, 1.0)
-    with caplog.at_level(logging.WARNING, logger="app.record"):
-        for first, n, full in ((1, 5, False), (6, 10, True), (16, 5, False),
-                               (21, 3, True), (24, 5, False)):
-            _FullWhileSet.full = full
-            rec([wait_event(seq) for seq in range(first, first + n)])
-        _FullWhileSet.full = False
-        rec.close()
-    said = [r.getMessage() for r in caplog.records if "again" in r.getMessage()]
-    assert len(said) == 2 and "; 10 events were lost" in said[0], said
-    assert "; 3 events were lost" in said[1], said
-    assert rec.lost_total == 13
-
-
 def test_a_rotation_refused_is_tried_again_only_after_the_retry_time(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Renames refused (a FILE.5 folder in the way): the full file goes on, and the next try
@@ -284,25 +268,7 @@ def test_a_rotation_refused_is_tried_again_only_after_the_retry_time(
     for n in (4, 5):
         (tmp_path / f"r.jsonl.{n}").mkdir()
         (tmp_path / f"r.jsonl.{n}" / "in-the-way").write_text("x")
-    asked: list[float] = []
-    rec: JsonlRecorder
-
-    def source() -> Future[FakeCapture]:
-        asked.append(time.monotonic())
-        future: Future[FakeCapture] = Future()
-        future.set_result(FakeCapture(rec._last_seq, {"fresh": True}))
-        return future
-
-    rec = JsonlRecorder(path, max_mb=0.001, snapshot_source=source)
-    rec.write_snapshot(START_STATE, 0, 1.0)
-    seq = 0
-    deadline = time.monotonic() + 5
-    while len(asked) < 2:
-        assert time.monotonic() < deadline, "never tried again"
-        seq += 1
-        rec([wait_event(seq)])
-    rec.close()
-    assert asked[1] - asked[0] >= 0.5, asked
+    seq = _fed_until_asked_again(path, _fresh)
     assert [e["seq"] for e in lines_of(path)[1:]] == list(range(1, seq + 1))
     assert not list(tmp_path.glob(".r.jsonl.*")), "a staging file was left behind"
 
@@ -330,26 +296,7 @@ def test_a_new_file_that_cannot_be_made_is_tried_again_only_after_the_retry_time
     folder = tmp_path / "rec"
     folder.mkdir()
     path = folder / "r.jsonl"
-    asked: list[float] = []
-    rec: JsonlRecorder
-
-    def source() -> Future[FakeCapture]:
-        asked.append(time.monotonic())
-        future: Future[FakeCapture] = Future()
-        future.set_result(FakeCapture(rec._last_seq, {"fresh": True}))
-        return future
-
-    rec = JsonlRecorder(path, max_mb=0.001, snapshot_source=source)
-    rec.write_snapshot(START_STATE, 0, 1.0)
-    folder.rename(tmp_path / "away")
-    seq = 0
-    deadline = time.monotonic() + 5
-    while len(asked) < 2:
-        assert time.monotonic() < deadline, "never tried again"
-        seq += 1
-        rec([wait_event(seq)])
-    rec.close()
-    assert asked[1] - asked[0] >= 0.5, asked
+    seq = _fed_until_asked_again(path, _fresh, lambda: folder.rename(tmp_path / "away"))
     assert [e["seq"] for e in lines_of(tmp_path / "away" / "r.jsonl")[1:]] == list(
         range(1, seq + 1))
 
@@ -371,12 +318,7 @@ def test_a_file_deleted_at_its_rotation_pushes_no_segment_along(tmp_path: Path) 
         return future
 
     rec = JsonlRecorder(path, max_mb=0.001, snapshot_source=source)
-    rec.write_snapshot(START_STATE, 0, 1.0)
-    seq = 0
-    while not asked:
-        seq += 1
-        assert seq < 100, "never full"
-        rec([wait_event(seq)])
+    seq = _filled_until_asked(rec, asked)
     rec([wait_event(seq + 1)])
     rec.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.jsonl.1"]

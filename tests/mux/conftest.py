@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -117,3 +118,23 @@ def recv_until_eof(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         buf += chunk
     return bytes(buf)
+
+
+def proc_udp_drops(port: int) -> int:
+    """The `drops` column of /proc/net/udp for the socket bound to `port`."""
+    with open("/proc/net/udp") as table:
+        for line in list(table)[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port:
+                return int(fields[-1])
+    raise AssertionError(f"no UDP socket on port {port}")
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """EOF or a reset is waiting on `sock` (it sent nothing, so no echo can be)."""
+    if not select.select([sock], [], [], 0)[0]:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except ConnectionError:
+        return True

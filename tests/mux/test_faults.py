@@ -400,7 +400,9 @@ load.close()
 
 def test_adding_load_past_the_fd_limit_keeps_what_was_made_and_says_so() -> None:
     """EMFILE half-way through an add: the clients made stay and are counted, the refusal is
-    in `errors`; it used to raise out of the add with the count left stale."""
+    in `errors`; it used to raise out of the add with the count left stale. The first
+    refusal ends the add, counted once (not one more failed socket() per client still asked
+    for, each read as a failed client)."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     run = subprocess.run(["sh", "-c", 'ulimit -n 64 && exec "$0" -c "$1"', sys.executable,
                           _ADD_PAST_THE_FD_LIMIT], capture_output=True, text=True, timeout=30,
@@ -408,7 +410,7 @@ def test_adding_load_past_the_fd_limit_keeps_what_was_made_and_says_so() -> None
     assert run.returncode == 0, run.stderr[-500:]
     result = json.loads(run.stdout)
     assert 0 < result["made"] < 200, result
-    assert result["connections"] == result["made"] and result["errors"] >= 1, result
+    assert result["connections"] == result["made"] and result["errors"] == 1, result
 
 
 def test_stopping_ends_each_connection_with_a_fin_not_a_reset(make_engine):

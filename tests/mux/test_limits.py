@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import select
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from mux import Engine, EngineConfig, FdLimitError
 
-from .conftest import connect, recv_exactly, wait_until
+from .conftest import closed_by_server, connect, recv_exactly, wait_until
 
 
 @contextmanager
@@ -86,16 +85,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _closed_by_server(sock: socket.socket) -> bool:
-    """EOF or a reset is waiting on `sock` (it sent nothing, so no echo can be)."""
-    if not select.select([sock], [], [], 0)[0]:
-        return False
-    try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
-    except ConnectionError:
-        return True
-
-
 @pytest.mark.parametrize("trigger", ["level", "edge"])
 def test_emfile_does_not_spin_and_recovers(trigger):
     proc = subprocess.Popen([sys.executable, "-c", EMFILE_SCRIPT, trigger],
@@ -112,7 +101,7 @@ def test_emfile_does_not_spin_and_recovers(trigger):
         assert share < 0.30, f"the loop spins at {share:.0%} of a core while out of fds"
         # The one client shed to say so is all: each retry shed one more, silently (~10 a
         # second), where the backlog should keep them until fds free up.
-        shed = [sock for sock in clients if _closed_by_server(sock)]
+        shed = [sock for sock in clients if closed_by_server(sock)]
         assert len(shed) <= 1, f"{len(shed)} waiting clients closed while out of fds"
         for sock in clients[:60]:
             sock.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import select
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 from mux import Engine, EngineConfig
 from mux.listener import ACCEPT_BATCH
 
-from .conftest import connect, wait_until
+from .conftest import closed_by_server, connect, wait_until
 
 MORE_THAN_A_BATCH = ACCEPT_BATCH + 22
 
@@ -73,15 +72,6 @@ print(json.dumps({"port": engine.tcp_port}), flush=True)
 sys.stdin.readline()  # the clients wait in the backlog first
 engine.run()
 """
-
-
-def _closed_by_server(sock: socket.socket) -> bool:
-    if not select.select([sock], [], [], 0)[0]:
-        return False
-    try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
-    except ConnectionError:
-        return True
 
 
 class _OutOfFds:
@@ -163,7 +153,7 @@ def test_running_out_of_fds_closes_exactly_the_one_client_it_says_it_closed() ->
         error = engine.next_error()
         assert "EMFILE" in error["message"]
         assert "closed one waiting client" in error["message"]
-        shed = wait_until(lambda: [s for s in engine.clients if _closed_by_server(s)], timeout=5,
+        shed = wait_until(lambda: [s for s in engine.clients if closed_by_server(s)], timeout=5,
                           what="the client said to be closed sees its end")
         assert len(shed) == 1
     finally:
