@@ -17,13 +17,13 @@ from .config import MAX_DELAY_MS, WRITE_MODES, EngineConfig, fd_ceiling, raise_n
 from .control import EngineStopped
 from .engine import Engine
 from .events import preview
-from .flaws import flaw_catalog
 from .kernel import socket_queues
 from .listener import open_tcp_listener
 from .load import LoadCapError, LoadFdError, LoadGenerator, LoadLimitError
 from .observe import Observers, Sink
 from .tcp import TcpConnection
 from .udp import open_udp_socket
+from .zoo import flaw_catalog
 
 available_backends = available
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import engine, events, flaw_base, flaws, linger, listener, loop, tcp, udp
+from . import engine, events, flaw_base, flaws, linger, listener, loop, tcp, udp, zoo
 
 
 def _kinds() -> dict[str, list[Callable[..., Any]]]:
@@ -124,7 +124,7 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "loop@step": [eng._step, eng._emit_loop],
         "loop@breakpoint": [eng._pause_at_breakpoint, eng._emit_loop],
         "loop@delay": [eng._set_delay, eng.emit_loop_state, eng._emit_loop],
-        "loop@flaw": [flaws.FlawZoo.set, eng.emit_loop_state, eng._emit_loop],
+        "loop@flaw": [zoo.FlawZoo.set, eng.emit_loop_state, eng._emit_loop],
     }
 
 

@@ -18,11 +18,11 @@ from .state import capture as capture_state
 if TYPE_CHECKING:
     from .breakpoints import Breakpoints
     from .control import ControlDoor
-    from .flaws import FlawZoo
     from .loop import Loop
     from .observe import Observers
     from .tcp import TcpConnection
     from .udp import UdpEcho
+    from .zoo import FlawZoo
 
 
 class EngineCommands:

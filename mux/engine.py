@@ -31,7 +31,6 @@ from .config import (
     raise_nofile_limit,
 )
 from .control import ControlDoor
-from .flaws import FlawZoo
 from .listener import TcpListener
 from .loop import Loop
 from .loop_control import LoopControl
@@ -40,6 +39,7 @@ from .state import capture as capture_state
 from .tally import ByteTally, WaitTally
 from .tcp import RECV_SIZE, TcpConnection
 from .udp import UdpEcho
+from .zoo import FlawZoo
 
 log = logging.getLogger("mux")
 

@@ -1,6 +1,6 @@
 """The bug zoo's base: what every flaw shares (the dispatch hook it takes over, its detector's
 `flaw` events, the hang-up bit some ask the kernel for) and the small helpers its flawed
-handlers use. The flaws themselves are in flaws.py.
+handlers use. The flaws themselves are in flaws.py, their catalogue and switch in zoo.py.
 """
 
 from __future__ import annotations

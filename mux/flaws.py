@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .backends import READABLE, WRITABLE
 from .flaw_base import (
@@ -306,20 +306,26 @@ class CloseWithoutUnregister(Flaw):
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
         if conn.closed:
-            counts = self._nval if native & NVAL_BIT else self._reused
-            n = counts[conn.fd] = counts.get(conn.fd, 0) + 1
-            times = f"{n} time{'s' * (n != 1)} so far"
-            if native & NVAL_BIT:
-                self.flag(conn.fd, f"poll returned POLLNVAL for closed fd {conn.fd} "
-                          f"({times}): a POLLNVAL storm")
-            else:  # the number was reused: another file's readiness, for a closed connection
-                backend = self.loop.ready_backend
-                self.flag(conn.fd, f"{backend.name} reported {'|'.join(backend.names(native))} "
-                          f"for fd {conn.fd} ({times}), closed while registered: the number "
-                          "now belongs to another file this process opened, and the loop "
-                          "watches that file for a connection that is gone", force=n == 1)
+            self._stale_ready(conn.fd, native)
+        else:
+            conn.on_ready(self.loop.ready_backend.generic(native))
+
+    def _stale_ready(self, fd: int, native: int) -> None:
+        """A wait reported `fd`, closed while registered: POLLNVAL (poll), or, once its
+        number went to a new file, that file's readiness (poll and select)."""
+        nval = bool(native & NVAL_BIT)
+        counts = self._nval if nval else self._reused
+        n = counts[fd] = counts.get(fd, 0) + 1
+        times = f"{n} time{'s' * (n != 1)} so far"
+        if nval:
+            self.flag(fd, f"poll returned POLLNVAL for closed fd {fd} ({times}): a POLLNVAL "
+                      "storm")
             return
-        conn.on_ready(self.loop.ready_backend.generic(native))
+        backend = self.loop.ready_backend
+        self.flag(fd, f"{backend.name} reported {'|'.join(backend.names(native))} for fd {fd} "
+                  f"({times}), closed while registered: the number now belongs to another "
+                  "file this process opened, and the loop watches that file for a connection "
+                  "that is gone", force=n == 1)
 
     def before_backend_change(self) -> None:
         # A closed fd cannot be registered with the new backend (epoll: EBADF), so the stale
@@ -364,45 +370,3 @@ class UdpWrongAddress(Flaw):
         super().deactivate()
         if self.engine.udp:
             self.engine.udp.reply_to_self = False
-
-
-FLAWS: tuple[type[Flaw], ...] = (EofIgnored, PollEquality, HupBeforeIn, EtNoDrain,
-                                 WriteInterestStuck, CloseWithoutUnregister, UdpWrongAddress)
-
-
-def flaw_catalog() -> list[dict[str, Any]]:
-    """Every flaw's name, title and caption (no engine needed: the replay page uses it)."""
-    return [{"name": cls.name, "title": cls.title, "caption": cls.caption, "on": False,
-             "detections": 0, "inert": None} for cls in FLAWS]
-
-
-class FlawZoo:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.flaws = {cls.name: cls(engine) for cls in FLAWS}
-        self.active: Flaw | None = None
-
-    def describe(self) -> list[dict[str, Any]]:
-        return [f.describe(f is self.active) for f in self.flaws.values()]
-
-    def set(self, name: str, on: bool) -> list[dict[str, Any]]:
-        flaw = self.flaws.get(name)
-        if flaw is None:
-            raise KeyError(f"no flaw named {name!r} (known: {', '.join(self.flaws)})")
-        if on and self.active not in (None, flaw):
-            assert self.active is not None
-            raise RuntimeError(f"flaw {self.active.name!r} is on: one flaw at a time, "
-                               "turn it off first")
-        if on and self.active is None:
-            flaw.activate()
-            self.active = flaw
-        elif not on and self.active is flaw:
-            flaw.deactivate()
-            self.active = None
-        else:
-            return self.describe()  # no change: no event
-        self.engine.emit_loop_state("flaw")  # a `loop` event with the new `flaw`
-        return self.describe()
-
-    def get(self, name: str) -> Flaw | None:
-        return self.flaws.get(name)

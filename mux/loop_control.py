@@ -14,9 +14,9 @@ from .config import MAX_DELAY_MS
 if TYPE_CHECKING:
     from .breakpoints import Breakpoint, Breakpoints
     from .control import ControlDoor
-    from .flaws import FlawZoo
     from .loop import Loop, Stats
     from .observe import Observers
+    from .zoo import FlawZoo
 
 
 class LoopControl:

@@ -106,6 +106,7 @@ export class KernelPanel {
     const peers = new Map((state.connections || []).map((c) => [c.fd, c]));
     const rows = [];
     let bad = 0;
+    let summary;
     if (kernel.epoll) {
       const kfds = new Map(kernel.epoll.interest.map((i) => [i.fd, i.mask]));
       const fds = [...new Set([...kfds.keys(), ...regs.keys()])].sort((a, b) => a - b);
@@ -118,18 +119,18 @@ export class KernelPanel {
         if (confirmed) bad++;
         rows.push(this.interestRow(fd, kn, kfds.get(fd), reg, cmp, mismatch, confirmed, peers.get(fd)));
       }
-      this.summaryEl.textContent = `epoll fd ${kernel.epoll.fd}: the kernel holds ${kfds.size} fds, the engine's table ` +
+      summary = `epoll fd ${kernel.epoll.fd}: the kernel holds ${kfds.size} fds, the engine's table ` +
         `${regs.size}. ${bad ? `${bad} mismatch${bad === 1 ? '' : 'es'}.` : 'They agree.'} ` +
         `(The kernel adds EPOLLERR and EPOLLHUP to every registration; a one-shot fd that has fired holds neither until it is re-armed.) ` +
         `${cut(fds.length, 'interest list')}Read at ${this.data.at.toLocaleTimeString()}.`;
     } else {
-      this.summaryEl.textContent = `The backend is ${state.backend ? state.backend.name : '?'}: the kernel keeps no interest list ` +
+      summary = `The backend is ${state.backend ? state.backend.name : '?'}: the kernel keeps no interest list ` +
         'between calls (the whole list is passed on every call). Socket queues below.';
     }
     // by fd, as the interest list (the engine lists connections in accept order); a cut
     // table says so: a learner looked in vain for their own fd past the 200th row
     const conns = [...(kernel.connections || [])].sort((a, b) => a.fd - b.fd);
-    this.summaryEl.textContent += ` ${cut(conns.length, 'socket queues')}`.trimEnd();
+    this.summaryEl.textContent = `${summary} ${cut(conns.length, 'socket queues')}`.trimEnd();
     this.root.dataset.mismatches = String(bad);
     this.interestBody.replaceChildren(...rows);
     const qrows = conns.slice(0, MAX_ROWS).map((c) => this.queueRow(c, peers.get(c.fd)));
