@@ -115,6 +115,8 @@ export class Charts {
       }))],
       axes: axes(c, 'µs', false),
       scales: { x: { time: false, distr: 3 }, y: { distr: 3 } },
+      // the legend's marker dashed too: the two lines of a backend share its colour
+      legend: { markers: { dash: (u, i) => (u.series[i].dash ? 'dashed' : 'solid') } },
     }, [[], [], [], [], [], [], []]);
     this.plots = [this.events, this.bytes, this.wait];
     const ro = new ResizeObserver(() => {

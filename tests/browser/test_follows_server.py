@@ -218,13 +218,13 @@ def test_a_replay_that_begins_at_a_breakpoint_says_so(open_dashboard, tmp_path):
     expect(hit).to_contain_text("Breakpoint 3 fired before this page's timeline began (the "
                                 "engine's wait #17) on fd 7 (the loop has been resumed since",
                                 timeout=8000)
-    expect(replay.page.locator("#loop-state")).to_have_text("running")   # at the end
+    expect(replay.page.locator("#loop-state")).to_have_text("running (as recorded)")   # at the end
     scrub_to(replay.page, 1)   # the first stepped iteration: three steps since the hit
     expect(hit).to_contain_text("the loop is paused, stepped 3 times since", timeout=8000)
     # the header tells the loop's state then (it said the end's while the view was paused)
-    expect(replay.page.locator("#loop-state")).to_have_text("paused")
+    expect(replay.page.locator("#loop-state")).to_have_text("paused (as recorded)")
     scrub_to(replay.page, 2)   # resumed after it
-    expect(replay.page.locator("#loop-state")).to_have_text("running")
+    expect(replay.page.locator("#loop-state")).to_have_text("running (as recorded)")
     assert replay.console_errors == []
 
 
@@ -263,7 +263,7 @@ def test_a_replayed_trace_download_whose_last_connection_closed_is_no_shutdown(
     replay = open_dashboard(Settings(http_port=0, replay_file=path))
     expect(replay.page.locator("#replay-note")).to_contain_text("no snapshot line")
     replay.page.wait_for_function("() => window.__muxscope.frames.events >= 1", timeout=8000)
-    expect(replay.page.locator("#loop-state")).to_have_text("running", timeout=8000)
+    expect(replay.page.locator("#loop-state")).to_have_text("running (as recorded)", timeout=8000)
     assert replay.console_errors == []
 
 

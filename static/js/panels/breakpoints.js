@@ -53,6 +53,9 @@ export class BreakpointsPanel {
   onEvent(ev) {
     // a new snapshot (a reconnect, perhaps to a restarted server): the server's list is the truth
     if (ev.kind === 'reset') { this.restart(); return; }
+    // why a breakpoint left the list is read from the connections (goneText): the list's
+    // answer can come before the close that removed it, and the hit line said "deleted"
+    if (ev.kind === 'close') { if (this.hits.length) this.dirty = true; return; }
     if (ev.kind !== 'loop') return;
     const last = this.hits[this.hits.length - 1];
     if (ev.breakpoint !== undefined && ev.breakpoint !== null) {
