@@ -115,8 +115,12 @@ export class Charts {
       }))],
       axes: axes(c, 'µs', false),
       scales: { x: { time: false, distr: 3 }, y: { distr: 3 } },
-      // the legend's marker dashed too: the two lines of a backend share its colour
-      legend: { markers: { dash: (u, i) => (u.series[i].dash ? 'dashed' : 'solid') } },
+      // the two lines of a backend share its colour: in the legend, as on the plot, the
+      // calls that slept are hollow (and dashed), those that returned at once filled
+      legend: { markers: {
+        dash: (u, i) => (u.series[i].dash ? 'dashed' : 'solid'),
+        fill: (u, i) => (u.series[i].dash || i === 0 ? 'transparent' : u.series[i].stroke(u, i)),
+      } },
     }, [[], [], [], [], [], [], []]);
     this.plots = [this.events, this.bytes, this.wait];
     const ro = new ResizeObserver(() => {

@@ -160,7 +160,8 @@ def test_the_wait_chart_keeps_calls_that_slept_apart_from_calls_that_returned_at
         c.onEvent({ kind: 'wait', backend: 'epoll', registered: 210, timeout_ms: 0,
                     ready: 0, duration_us: 2, cpu_us: 1.5 });               // a poll, no sleep
         const series = c.wait.series.slice(1).map((s) => s.label);
-        const markers = [...c.wait.root.querySelectorAll('.u-marker')].map((m) => m.style.borderStyle);
+        const markers = [...c.wait.root.querySelectorAll('.u-marker')].map((m) =>
+          `${m.style.borderStyle} ${m.style.backgroundColor === 'transparent' || m.style.backgroundColor === 'rgba(0, 0, 0, 0)' ? 'hollow' : 'filled'}`);
         const at = (m) => [m.get(7) ?? null, m.get(210) ?? null];
         return { once: at(c.waitMin.epoll), slept: at(c.waitMinSlept.epoll), series, markers }; }""")
     # (the page's own idle waits, at 3 fds, land beside them)
@@ -170,7 +171,7 @@ def test_the_wait_chart_keeps_calls_that_slept_apart_from_calls_that_returned_at
                                 "epoll, returned at once", "select, slept first",
                                 "poll, slept first", "epoll, slept first"], result
     # the legend tells the two lines of a backend apart (they share its colour)
-    assert result["markers"][-6:] == ["solid"] * 3 + ["dashed"] * 3, result
+    assert result["markers"][-6:] == ["solid filled"] * 3 + ["dashed hollow"] * 3, result
     assert dashboard.console_errors == []
 
 
