@@ -1,13 +1,13 @@
 // The page model: websocket frames update it and mark panels dirty; nothing here touches the DOM.
+import { APPLY } from './apply.js';
 import { RecentEvents } from './recent.js';
 import { sameBackend, toBits } from './vocab.js';
 import {
-  interestAtWait, regsAtWait, saveBefore, waitFromEvent, waitFromState,
+  interestAtWait, regsAtWait, saveBefore, waitFromState,
 } from './waitrecord.js';
 import { PreState } from './prestate.js';
 
 const PANELS = ['backend', 'syscall', 'queues', 'conns', 'controls', 'status', 'log'];
-export const READY_LIST_CAP = 4096;
 
 export class Model {
   constructor({ ringSize = 5000 } = {}) {
@@ -291,143 +291,8 @@ export class Model {
     // replay of only some of these events, say a close and an accept of a reused fd without
     // the recv that followed, would leave them wrong; all of them, bytes counted twice).
     const inState = ev.seq <= this.stateSeq;
-    switch (ev.kind) {
-      case 'wait':
-        this.lastWait = waitFromEvent(ev);
-        // a view of the past outlines what its own iteration returned: replayed, every ready
-        // event of the iterations before it flashed as if just now
-        if (this.isView) this.flashes.clear();
-        // a wait the state read has already: its handlers' changes are in `regs`
-        if (inState && this.preState) this.preState.fill(this.lastWait.before);
-        this.lastReady.clear();
-        this.mark('syscall', 'backend');
-        break;
-      case 'ready':
-        if (this.lastWait && this.lastWait.ready_list.length < READY_LIST_CAP) {
-          this.lastWait.ready_list.push({ fd, flags: ev.flags || [] });
-        }
-        this.lastReady.set(fd, ev.flags || []);
-        this.flashes.set(fd, now);
-        // reported, so passed: an fd the replayed interest lacks (its accept not shown) had one
-        if (inState && this.preState && this.lastWait && this.lastWait.before
-            && this.lastWait.before.get(fd) === null) {
-          const reg = this.regs.get(fd);
-          this.lastWait.before.set(fd, new Set(reg ? reg.bits : []));
-        }
-        if (!inState) { const reg = this.regs.get(fd); if (reg && reg.bits.has('oneshot')) { reg.armed = false; this.touched.add(fd); } }
-        this.mark('syscall', 'backend');
-        break;
-      case 'interest':
-        if (inState) { this.preState?.replay(fd, ev.op === 'unregister' ? null : toBits(ev.flags), this.regs); break; }
-        this.saveBefore(fd);
-        if (ev.op === 'unregister') {
-          this.regs.delete(fd); this.regsChanged = true;
-          // the engine's shutdown unregisters its control fd last (a trace download has no
-          // registrations before its first event: its last connection's close is no shutdown)
-          if (!this.regs.size && fd === this.controlFd) { this.emptied = true; this.mark('controls'); }
-        } else this.setReg(fd, null, ev.flags);
-        this.mark('backend', 'syscall');
-        break;
-      case 'accept': {
-        // (adopted for reading: its register event, if shown, says the same)
-        if (inState) { if (this.preState && !this.preState.has(fd)) this.preState.replay(fd, new Set(['in']), this.regs); break; }
-        const c = this.conn(fd);
-        if (c.peer !== (ev.peer ?? '')) { c.peer = ev.peer ?? ''; this.connsVersion++; this.touched.add(fd); }
-        c.activeAt = ev.ts ?? 0;
-        c.lingering = false;   // a new connection on the fd (a close this page missed)
-        if (!this.regs.has(fd)) { this.saveBefore(fd); this.setReg(fd, 'connection', []); }
-        this.mark('conns', 'queues', 'backend');
-        break;
-      }
-      case 'recv':
-        if (isConn && !inState) { const c = this.conn(fd); c.bytesIn += ev.bytes || 0; c.activeAt = ev.ts ?? 0; this.mark('conns'); }
-        break;
-      case 'send':
-        if (isConn && !inState) { const c = this.conn(fd); c.bytesOut += ev.bytes || 0; c.activeAt = ev.ts ?? 0; this.mark('conns'); }
-        break;
-      case 'queue': {
-        if (!isConn || inState) break;
-        const c = this.conn(fd);
-        c.depth = ev.depth ?? 0;
-        c.pending = ev.pending_bytes ?? 0;
-        // the peak is kept for 1.5 s of the engine's time (a view replays a second of events
-        // in one instant of the page's), and fades on the page's clock
-        if (c.pending >= c.peak || (ev.ts ?? 0) - c.peakTs > 1.5) { c.peak = c.pending; c.peakTs = ev.ts ?? 0; c.peakAt = now; }
-        c.activeAt = ev.ts ?? 0;
-        this.mark('conns', 'queues');
-        break;
-      }
-      case 'backpressure':
-        if (this.udp && fd === this.udp.fd && !inState) {
-          this.udp.reading_paused = !!ev.paused;
-          if (typeof ev.pending === 'number') this.udp.pending = ev.pending;
-          this.mark('conns');
-        }
-        if (isConn && !inState) { this.conn(fd).paused = !!ev.paused; this.touched.add(fd); this.mark('conns', 'queues', 'backend'); }
-        break;
-      case 'datagram':
-        if (this.udp && !this.udpFromStats && !inState) {   // once stats carry the totals, they alone count
-          if (ev.dir === 'in') this.udp.received = (this.udp.received || 0) + 1;
-          else if (ev.dir === 'out' && !ev.misdirected) this.udp.echoed = (this.udp.echoed || 0) + 1;
-          this.mark('conns');
-        }
-        break;
-      case 'close':
-        if (inState) { if (!ev.registered) this.preState?.replay(fd, null, this.regs); break; }
-        // (its cell loses the peer's dot and the paused bar: redrawn, if it stays registered)
-        if (this.conns.delete(fd)) { this.connsVersion++; this.touched.add(fd); }
-        // A close implies its unregister (SPEC §2), whose event a throttled iteration does not
-        // show; but a close the bug zoo leaves registered says so, and the fd stays (poll
-        // returns it as POLLNVAL, wait after wait: the lesson).
-        if (!ev.registered) {
-          this.saveBefore(fd);
-          if (this.regs.delete(fd)) this.regsChanged = true;
-          this.flashes.delete(fd);
-          this.lastReady.delete(fd);
-        }
-        this.mark('conns', 'queues', 'backend');
-        break;
-      case 'backend':
-        // the last wait was made by the backend switched away from: it keeps its words and fd
-        // (a change of write strategy alone keeps the backend: no new epoll, no note)
-        if (this.lastWait && !this.lastWait.madeBy && this.backend.name && (ev.to !== this.backend.name
-            || (ev.trigger ?? this.backend.trigger) !== this.backend.trigger
-            || !!(ev.oneshot ?? this.backend.oneshot) !== !!this.backend.oneshot)) {
-          this.lastWait.madeBy = { ...this.backend };
-        }
-        this.backend.name = ev.to;
-        if (ev.trigger !== undefined) this.backend.trigger = ev.trigger;
-        if (ev.oneshot !== undefined) this.backend.oneshot = ev.oneshot;
-        if (ev.write !== undefined) this.backend.write = ev.write;
-        if (ev.to !== 'epoll') { this.backend.fd = null; this.backend.maxevents = null; }
-        if (ev.epoll_fd !== undefined) this.backend.fd = ev.epoll_fd;          // a replay has
-        if (ev.maxevents !== undefined) this.backend.maxevents = ev.maxevents;  // no state to read
-        // the moved registrations come with no event: read them, unless a state that has
-        // them is applied already (the switch's own answer, come first)
-        if (!inState) this.needResync = true;
-        this.markAll();
-        break;
-      case 'loop':
-        this.loop = ev.state;
-        if (ev.delay_ms !== undefined) this.delayMs = ev.delay_ms;   // set here or by another client
-        if (ev.flaw !== undefined) this.flaw = ev.flaw || '';        // time travel: which handler ran
-        this.mark('controls', 'status', 'syscall');
-        break;
-      case 'error':
-        // the kernel's UDP drop total (no datagram event says it): a view of the past and a
-        // replay take it from here (live, the stats frames carry it too)
-        if (this.udp && typeof ev.udp_dropped === 'number' && !inState) {
-          this.udp.dropped = Math.max(this.udp.dropped || 0, ev.udp_dropped);
-          this.mark('conns');
-        }
-        this.mark('log');   // remember() keeps it among the notices
-        break;
-      case 'flaw':
-        this.mark('log');   // remember() keeps it among the notices
-        break;
-      default:
-        break;
-    }
+    const apply = APPLY[ev.kind];
+    if (apply) apply(this, ev, fd, inState, isConn, now);
     if (this.preState && this.seq >= this.stateSeq) this.preState = null;   // caught up
     this.emit(ev);
   }

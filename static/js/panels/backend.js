@@ -1,12 +1,12 @@
 // The fd grid (canvas, one cell per registered fd) and the backend's own vocabulary as text.
 import { colors, fitCanvas, watchWidth } from '../canvas.js';
 import { peerColor, ui } from '../ui.js';
-import { CAPTIONS, backendText, flagText, sameBackend, selectSets, toBits, toNative } from '../vocab.js';
+import { CAPTIONS, flagText, toBits, toNative } from '../vocab.js';
+import { setBlocks } from './sets.js';
 
 const FLASH_MS = 900;
 const STRIPES = [['in', 'read'], ['out', 'write'], ['pri', 'except']];
 const MAX_HEIGHT = 420;
-const TEXT_ROWS = 60;
 const BIG_GRID_FDS = 1000;
 const BIG_GRID_MS = 33;
 const ROLE_NAMES = { control: 'control fd (wake-up socketpair)', tcp_listener: 'TCP listener', udp: 'UDP socket', connection: 'connection' };
@@ -26,29 +26,6 @@ const EPOLL_ONLY = new Set(['et', 'oneshot']);
 const NOT_SELECT = new Set(['hangup']);
 /** Returned bits that are neither readable nor writable: the kernel's hang-up and errors. */
 const HANGUP_BITS = ['hup', 'err', 'rdhup', 'nval'];
-
-/** Entries the shown wait was passed that this page has no registration for: a trace
- *  download starts after the control fd and the listeners were registered, and an fd closed
- *  since its wait may be gone. Counted from the wait's `registered`, so the list's size is
- *  the call's, as the syscall detail says. */
-function unknownCount(shown, known) {
-  return shown && shown.registered > known ? shown.registered - known : 0;
-}
-const UNKNOWN_WHY = 'not known to this page (registered before the events it was shown, or closed since)';
-
-function fdCount(n) {
-  return `${n} fd${n === 1 ? '' : 's'}`;
-}
-
-/** The wait the syscall line shows (it is throttled): the sets' text describes that one, both
- *  halves (what was passed in, what came back), so the two panels agree. The grid and its
- *  tooltip are the live picture (registrations now, the newest wait's ready fds). */
-function shownReady(model) {
-  return model.shownWait ? model.shownWait.ready : model.lastReady;
-}
-function shownRegs(model) {
-  return model.shownWait ? model.shownWait.regs : model.regsAtWait();
-}
 
 /** Everything drawCell draws a cell from (the layout aside): equal keys, the same pixels. */
 function cellKey(model, fd) {
@@ -349,82 +326,7 @@ export class BackendPanel {
   }
 
   renderSets(model) {
-    // in the words of the backend that made the shown wait: paused or in the past, that can be
-    // the one before a switch (select's sets are not a pollfd array with revents)
-    const shown = model.shownWait;
-    const made = (shown && shown.made) || model.backend;
-    const name = made.name;
-    const switched = !!model.backend.name && (!!made.replaced || !sameBackend(made, model.backend));
-    const known = !shown || shown.interestKnown;
-    const asNow = known ? '' : ' — as now: this page loaded after that wait, what it was passed is not known here';
-    const before = switched ? ` — the last wait, made by ${backendText(made)} before the switch to ${backendText(model.backend)}` : '';
-    // what changed since that wait, on the same backend (the handlers' epoll_ctl calls; the
-    // grid shows the registrations now). The state a page loads has no interest from before
-    // its last wait: an fd closed since is known only by its ready entry, or by the count.
-    const since = (fd, bits, backend) => {
-      if (switched || !known) return '';
-      const live = model.regs.get(fd);
-      if (!live) return '  (closed since)';
-      const now = flagText(toNative(live.bits, backend));
-      return now !== flagText(toNative(bits, backend)) ? `  → now ${now}` : '';
-    };
-    const regs = shownRegs(model);     // as passed to the wait the syscall line shows
-    const ready = shownReady(model);   // and what it returned
-    const blocks = [];
-    const capList = (fds) => (fds.length > 200 ? `[${fds.slice(0, 200).join(', ')}, … +${fds.length - 200}]` : `[${fds.join(', ')}]`);
-    if (name === 'select') {
-      const ins = selectSets(regs);
-      const out = { read: [], write: [], except: [] };
-      for (const [fd, flags] of ready) for (const f of flags) if (out[f]) out[f].push(fd);
-      for (const k of Object.keys(out)) out[k].sort((a, b) => a - b);
-      blocks.push([`in: the sets passed to select() (interest)${asNow}`,
-        `read:   ${capList(ins.read)}\nwrite:  ${capList(ins.write)}\nexcept: ${capList(ins.except)}`]);
-      blocks.push(['out: the sets select() returned (ready)',
-        `read:   ${capList(out.read)}\nwrite:  ${capList(out.write)}\nexcept: ${capList(out.except)}`]);
-    } else if (name === 'poll') {
-      const fds = [...regs.keys()].sort((a, b) => a - b);
-      const lines = fds.slice(0, TEXT_ROWS).map((fd) => {
-        const rev = ready.get(fd);
-        const bits = regs.get(fd).bits;
-        return `{fd=${fd}, events=${flagText(toNative(bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}${since(fd, bits, 'poll')}`;
-      });
-      if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
-      const unknown = unknownCount(shown, fds.length);
-      if (unknown) lines.push(`… and ${unknown} more passed, ${UNKNOWN_WHY}`);
-      blocks.push([`the pollfd array passed to poll(): ${fds.length + unknown} entries (fd, events, revents)${asNow}`, lines.join('\n')]);
-    } else if (name === 'epoll') {
-      // the interest list as it was during the shown wait (a since-closed fd that its ready
-      // list names is still in it); armed is the live state of a one-shot registration
-      const fds = [...regs.keys()].sort((a, b) => a - b);
-      // not known and switched since: the registrations are the new backend's, whose trigger
-      // and one-shot bits are not those the wait was made with (the switch keeps the rest)
-      const asMade = (bits) => {
-        if (known || !switched) return bits;
-        const b = new Set([...bits].filter((x) => x !== 'et' && x !== 'oneshot'));
-        if (made.trigger === 'edge') b.add('et');
-        if (made.oneshot) b.add('oneshot');
-        return b;
-      };
-      const lines = fds.slice(0, TEXT_ROWS).map((fd) => {
-        const bits = asMade(regs.get(fd).bits);
-        const live = model.regs.get(fd);
-        const armed = bits.has('oneshot') && live && !live.armed && !switched ? '  (disarmed until re-armed)' : '';
-        return `fd ${fd}: ${flagText(toNative(bits, 'epoll'))}${since(fd, bits, 'epoll')}${armed}`;
-      });
-      if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
-      const gone = [...ready.keys()].filter((fd) => !regs.has(fd)).sort((a, b) => a - b);
-      for (const fd of gone.slice(0, TEXT_ROWS)) lines.push(`fd ${fd}: (closed since; its interest at that wait is not known to this page)`);
-      const unknown = unknownCount(shown, fds.length + gone.length);
-      if (unknown) lines.push(`… and ${unknown} more in it, ${UNKNOWN_WHY}`);
-      const epfd = made.fd != null ? ` of epoll fd ${made.fd}` : '';
-      const when = known ? 'at that epoll_wait'
-        : switched ? 'at that epoll_wait: not known here (this page loaded after it and the switch; below, the registrations now, with its trigger and one-shot bits)'
-          : 'now (this page loaded after that epoll_wait: the interest it was made with is not known here)';
-      blocks.push([`interest list${epfd} ${when} (kept in the kernel, changed by epoll_ctl): ${fdCount(fds.length + gone.length + unknown)}`, lines.join('\n')]);
-      const back = [...ready].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
-      blocks.push([`ready list (returned by that epoll_wait): ${fdCount(ready.size)}`, back.join('\n') || '(empty)']);
-    }
-    if (before) blocks.forEach((b) => { b[0] += before; });
+    const blocks = setBlocks(model);
     // the blocks are kept and only their changed texts rewritten (most waits change nothing here)
     if (!this.setNodes || this.setNodes.length !== blocks.length) {
       this.setNodes = blocks.map(() => {

@@ -1,5 +1,5 @@
 // The syscall line of the last wait, built from `wait` + the `ready` events that follow it.
-import { READY_LIST_CAP } from '../model.js';
+import { READY_LIST_CAP } from '../apply.js';
 import { syscallLine } from '../vocab.js';
 
 const MIN_INTERVAL_MS = 100;
