@@ -126,6 +126,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    default=None,
                    help=f"--only scale: idle connections (default: {scale.CONNS:,}, at most "
                         f"{scale.MAX_CONNS:,})")
+    p.add_argument("--scale-page-cpus", choices=("1", "all"), default=None,
+                   help="--only scale: the CPUs Chromium may use: 1 = CPU 1, shared with the "
+                        "active client and the holder; all = either CPU, as the scheduler "
+                        "picks (the server and the clients stay pinned) (default: all)")
     p.add_argument("--json", metavar="FILE", type=Path, default=None,
                    help="also write every figure to FILE as JSON (the echo rows with each "
                    "repetition's raw figures)")
@@ -134,11 +138,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "(default: %(default)s)")
     args = p.parse_args(argv)
     scale_flags = [f for f, v in (("--scale-seconds", args.scale_seconds),
-                                  ("--scale-conns", args.scale_conns)) if v is not None]
+                                  ("--scale-conns", args.scale_conns),
+                                  ("--scale-page-cpus", args.scale_page_cpus)) if v is not None]
     if scale_flags and args.only != "scale":
         p.error(f"{scale_flags[0]} applies to --only scale only")
     args.scale_seconds = args.scale_seconds or scale.SECONDS
     args.scale_conns = args.scale_conns or scale.CONNS
+    args.scale_page_cpus = args.scale_page_cpus or "all"
     timing = [f for f, v in (("--seconds", args.seconds), ("--reps", args.reps)) if v is not None]
     if timing and args.only in ("micro", "scale", "instructions"):
         p.error(f"{timing[0]} does not apply to --only {args.only}")
@@ -276,7 +282,8 @@ def part_scale(args: argparse.Namespace, client: LoadClient, out: dict[str, Any]
     if not (app_built() and engine_built()):
         show("Scale: n/a (app not built yet)\n")
         return
-    out["scale"] = scale.run(client, args.scale_conns, args.scale_seconds, log)
+    out["scale"] = scale.run(client, args.scale_conns, args.scale_seconds, log,
+                             args.scale_page_cpus)
     show(scale.render(out["scale"]))
 
 

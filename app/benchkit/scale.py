@@ -18,9 +18,12 @@ Processes (SPEC §7: scale clients run in a separate process from the server):
 - the active client: the load client (C or Python, as for ``echo``), 1 connection x 64 B
   ping-pong, closed loop, latency of every message.
 
-The server pins itself to CPU 0; everything else runs on CPU 1 (the benchmark process sets its
-own affinity once the server has started, so the holder, the Playwright driver and Chromium
-inherit it; the active client pins itself). Every `SAMPLE_EVERY` seconds the
+The server pins itself to CPU 0; the holder and the active client run on CPU 1 (the benchmark
+process sets its own affinity once the server has started, so the holder inherits it; the
+active client pins itself). Chromium may use either CPU (``page_cpus="all"``, the default since
+session 26: a browser is neither the server nor its load, and on CPU 1 its main thread waited
+for a CPU 41-51 % of the window behind the active client's 10,000 wake-ups a second), or only
+CPU 1 as in every earlier run (``"1"``). Every `SAMPLE_EVERY` seconds the
 benchmark times ``GET /api/state`` (wall ms from request to last byte, and its size), reads the
 server's VmRSS from /proc and its CPU time, and collects the page's per-second frame samples.
 """
@@ -41,7 +44,13 @@ from app.benchkit.procs import LineProc, ServerProc
 from app.benchkit.report import fmt
 from app.benchkit.scale_report import SETTLE_LIMIT, TARGETS, render, verdicts
 from app.benchkit.servers import HOST, http_json
-from app.benchkit.sysprobe import chromium_cpu_s, cpu_busy, renderer_main_sched, rss_mb
+from app.benchkit.sysprobe import (
+    chromium_cpu_s,
+    chromium_cpus,
+    cpu_busy,
+    renderer_main_sched,
+    rss_mb,
+)
 
 SECONDS = 60.0
 CONNS = 10_000
@@ -129,12 +138,18 @@ def open_idle(server: ServerProc, holder: LineProc, conns: int, log: Any) -> int
     return counted
 
 
-@contextlib.contextmanager
-def pinned_to(cpu: int) -> Iterator[None]:
+def pinned_to(cpu: int) -> contextlib.AbstractContextManager[None]:
     """This process (and what it starts meanwhile) on `cpu`, when there are 2+ CPUs."""
     before = os.sched_getaffinity(0)
-    if len(before) > 1 and cpu in before:
-        os.sched_setaffinity(0, {cpu})
+    return on_cpus({cpu} if len(before) > 1 and cpu in before else None)
+
+
+@contextlib.contextmanager
+def on_cpus(cpus: set[int] | None) -> Iterator[None]:
+    """This thread (and the processes it starts meanwhile) on `cpus`; None: as it is."""
+    before = os.sched_getaffinity(0)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
     try:
         yield
     finally:
@@ -142,35 +157,42 @@ def pinned_to(cpu: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def dashboard(http_port: int, log: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """The dashboard in headless Chromium, live (its snapshot applied); yields (page, info)."""
+def dashboard(http_port: int, log: Any, cpus: set[int] | None = None
+              ) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The dashboard in headless Chromium, live (its snapshot applied); yields (page, info).
+
+    `cpus`: the CPUs Chromium may run on (None: this process's own). Playwright's driver and
+    Chromium inherit the affinity of the process that starts them, so it is widened for the
+    launch only."""
     from playwright.sync_api import sync_playwright
 
     info: dict[str, Any] = {"console_errors": []}
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                     headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            page = context.new_page()
-            page.on("console", lambda msg: info["console_errors"].append(msg.text)
-                    if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: info["console_errors"].append(str(exc)))
-            t0 = time.monotonic()
-            page.goto(f"http://{HOST}:{http_port}/")
-            page.wait_for_function(
-                "() => window.__muxscope && window.__muxscope.frames.snapshot >= 1",
-                timeout=120_000)
-            info["snapshot_s"] = time.monotonic() - t0
-            log(f"  scale: page live after {info['snapshot_s']:.1f} s")
-            page.evaluate(PROBE_JS)
-            info["settled"] = _settle(page)
-            info["settled_s"] = time.monotonic() - t0
-            log(f"  scale: page {'settled' if info['settled'] else 'NOT settled'} after "
-                f"{info['settled_s']:.1f} s")
-            yield page, info
-        finally:
-            browser.close()
+    with contextlib.ExitStack() as stack:
+        with on_cpus(cpus):
+            pw = stack.enter_context(sync_playwright())
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                         headless=True)
+        stack.callback(browser.close)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.on("console", lambda msg: info["console_errors"].append(msg.text)
+                if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: info["console_errors"].append(str(exc)))
+        t0 = time.monotonic()
+        page.goto(f"http://{HOST}:{http_port}/")
+        page.wait_for_function(
+            "() => window.__muxscope && window.__muxscope.frames.snapshot >= 1",
+            timeout=120_000)
+        info["snapshot_s"] = time.monotonic() - t0
+        info["chromium_cpus"] = chromium_cpus()
+        log(f"  scale: page live after {info['snapshot_s']:.1f} s (Chromium on CPUs "
+            f"{info['chromium_cpus']})")
+        page.evaluate(PROBE_JS)
+        info["settled"] = _settle(page)
+        info["settled_s"] = time.monotonic() - t0
+        log(f"  scale: page {'settled' if info['settled'] else 'NOT settled'} after "
+            f"{info['settled_s']:.1f} s")
+        yield page, info
 
 
 def _settle(page: Any, limit: float = SETTLE_LIMIT) -> bool:
@@ -306,9 +328,15 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
     }
 
 
-def run(client: LoadClient, conns: int, seconds: float, log: Any) -> dict[str, Any]:
-    """Server, holder, page, active client; returns every figure (see `render`)."""
+def run(client: LoadClient, conns: int, seconds: float, log: Any,
+        page_cpus: str = "all") -> dict[str, Any]:
+    """Server, holder, page, active client; returns every figure (see `render`).
+
+    `page_cpus`: "1", Chromium shares CPU 1 with the active client and the holder (the set-up
+    of every run up to session 26); "all", the scheduler may run it on either CPU, as a
+    browser on a user's machine runs (the server and the clients stay pinned)."""
     holder: LineProc | None = None
+    every_cpu = os.sched_getaffinity(0)
     # The server first: it pins itself to CPU 0 only if it inherits both CPUs.
     server = ServerProc("app:queued", cpu=0).ready(timeout=60)
     assert server.http_port is not None
@@ -322,7 +350,8 @@ def run(client: LoadClient, conns: int, seconds: float, log: Any) -> dict[str, A
             held = open_idle(server, holder, conns, log)
             connect_s = time.monotonic() - t0
             rss_idle = rss_mb(server.pid)
-            with dashboard(server.http_port, log) as (page, info):
+            chromium_cpus = every_cpu if page_cpus == "all" else None
+            with dashboard(server.http_port, log, chromium_cpus) as (page, info):
                 data = measure(server, page, client, seconds, log)
                 data.update(info)
             held_end = int(http_json(server.http_port, "GET", "/api/state",
@@ -333,6 +362,7 @@ def run(client: LoadClient, conns: int, seconds: float, log: Any) -> dict[str, A
             server.close(timeout=30)
     data.update({"conns": conns, "held": held, "held_at_end": held_end,
                  "connect_s": connect_s, "rss_idle_mb": rss_idle, "client": client.name,
+                 "page_cpus": page_cpus,
                  "targets": TARGETS})
     data["verdicts"] = verdicts(data)
     return data

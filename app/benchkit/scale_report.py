@@ -54,6 +54,13 @@ def _stalls(d: dict[str, Any]) -> str:
     return out
 
 
+def _cpus(d: dict[str, Any]) -> str:
+    """Where Chromium ran: the CPUs read from its processes, and what was asked."""
+    asked = "either CPU" if d.get("page_cpus") == "all" else "CPU 1, with the clients"
+    seen = d.get("chromium_cpus")
+    return asked if seen is None else f"{asked} (its affinity: CPUs {seen})"
+
+
 def render(d: dict[str, Any]) -> str:
     a, v = d["active"], d["verdicts"]
     rows: list[list[Any]] = [
@@ -79,7 +86,8 @@ def render(d: dict[str, Any]) -> str:
             r[1] = f"{r[1]:,.3f}"
     title = (f"Scale: {d['conns']:,} idle connections on epoll (app, queued write) with the "
              f"page open in headless Chromium; active client 1 conn x 64 B ping-pong "
-             f"({d['client']}); connected in {d['connect_s']:.1f} s, page live in "
+             f"({d['client']}); Chromium on {_cpus(d)}; connected in {d['connect_s']:.1f} s, "
+             f"page live in "
              f"{d.get('snapshot_s', 0):.1f} s, "
              + ("settled (a second at >= 30 rAF/s) in " if d.get("settled", True)
                 else f"NOT settled (no second at >= 30 rAF/s within {SETTLE_LIMIT:g} s) after ")

@@ -1,5 +1,5 @@
 """What the scale run reads from /proc: a process's RSS, the Chromium processes' CPU time by
-type, and each CPU's busy time."""
+type and their CPUs, and each CPU's busy time."""
 
 from __future__ import annotations
 
@@ -61,6 +61,18 @@ def chromium_cpu_s() -> dict[str, float]:
             continue
         out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
+
+
+def chromium_cpus() -> list[int]:
+    """The CPUs any Chromium process under this one may run on (the union of their
+    affinities): what the scale run's report says the page ran on, read, not assumed."""
+    cpus: set[int] = set()
+    for pid, _kind in _chromium_processes():
+        try:
+            cpus |= os.sched_getaffinity(pid)
+        except OSError:
+            continue
+    return sorted(cpus)
 
 
 def renderer_main_sched() -> tuple[int, int] | None:

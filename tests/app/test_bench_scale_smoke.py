@@ -7,6 +7,7 @@ A benchmark, not a timed test: no speed is asserted, only that every figure is t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,19 +17,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(120)
-def test_a_short_scale_run_completes_and_reports_the_pages_stalls(tmp_path: Path) -> None:
+def run_scale(tmp_path: Path, *flags: str) -> tuple[str, dict]:
     out_json = tmp_path / "scale.json"
     proc = subprocess.run(
         [sys.executable, "-m", "app", "bench", "--only", "scale", "--scale-seconds", "3",
-         "--scale-conns", "300", "--json", str(out_json)],
+         "--scale-conns", "300", "--json", str(out_json), *flags],
         cwd=ROOT, capture_output=True, text=True, timeout=100, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    out = proc.stdout
+    return proc.stdout, json.loads(out_json.read_text())["scale"]
+
+
+@pytest.mark.timeout(120)
+def test_a_short_scale_run_completes_and_reports_the_pages_stalls(tmp_path: Path) -> None:
+    out, scale = run_scale(tmp_path)
     assert "idle connections held (start / end)" in out and "300 / 300" in out
     assert "page rAF callbacks/s: min" in out
-    scale = json.loads(out_json.read_text())["scale"]
     assert scale["held"] == 300 and scale["raf_seconds"] >= 1
     # one connection's ping-pong is over the page's budget: events are dropped, and the page
     # reads the state again (every second, with few connections); each resync is timed
@@ -43,3 +47,17 @@ def test_a_short_scale_run_completes_and_reports_the_pages_stalls(tmp_path: Path
     sched = scale["renderer_main_pct"]
     assert sched is not None and sched["ran"] > 0 and sched["waited"] >= 0, sched
     assert "Page main thread (its scheduler counters): ran" in out
+    # by default Chromium may run on every CPU this process may (the server and the clients
+    # stay pinned): read from its processes, not assumed
+    assert scale["page_cpus"] == "all"
+    assert scale["chromium_cpus"] == sorted(os.sched_getaffinity(0))
+    assert f"Chromium on either CPU (its affinity: CPUs {scale['chromium_cpus']})" in out
+
+
+@pytest.mark.timeout(120)
+def test_the_page_can_be_kept_on_the_clients_cpu_as_in_earlier_runs(tmp_path: Path) -> None:
+    out, scale = run_scale(tmp_path, "--scale-page-cpus", "1")
+    cpus = os.sched_getaffinity(0)
+    pinned = [1] if len(cpus) > 1 and 1 in cpus else sorted(cpus)  # one CPU: nothing pinned
+    assert scale["page_cpus"] == "1" and scale["chromium_cpus"] == pinned
+    assert f"Chromium on CPU 1, with the clients (its affinity: CPUs {pinned})" in out

@@ -215,6 +215,8 @@ def test_busy_udp_port() -> None:
     (["--only", "nonsense"], "--only"),
     # flags the chosen part does not use were taken silently (the header even claimed them)
     (["--scale-seconds", "10"], "--scale-seconds applies to --only scale"),
+    (["--scale-page-cpus", "1"], "--scale-page-cpus applies to --only scale"),
+    (["--only", "scale", "--scale-page-cpus", "0"], "--scale-page-cpus"),
     (["--only", "micro", "--reps", "9"], "--reps does not apply to --only micro"),
 ])
 def test_bench_bad_input_is_one_line_naming_the_flag(args: list[str], names: str) -> None:
