@@ -333,7 +333,7 @@ def run(client: LoadClient, conns: int, seconds: float, log: Any,
     """Server, holder, page, active client; returns every figure (see `render`).
 
     `page_cpus`: "1", Chromium shares CPU 1 with the active client and the holder (the set-up
-    of every run up to session 26); "all", the scheduler may run it on either CPU, as a
+    of every run up to session 25); "all", the scheduler may run it on either CPU, as a
     browser on a user's machine runs (the server and the clients stay pinned)."""
     holder: LineProc | None = None
     every_cpu = os.sched_getaffinity(0)

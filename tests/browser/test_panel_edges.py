@@ -91,6 +91,60 @@ def test_the_zoo_follows_a_switch_made_elsewhere_and_counts_one_detection_singul
     assert dashboard.console_errors == []
 
 
+HELD_SWITCH = """async () => {
+    const { ZooPanel } = await import('/static/js/panels/zoo.js');
+    const root = document.createElement('div');
+    root.innerHTML = '<p id="zoo-status"></p><ul id="zoo-list"></ul>';
+    document.body.append(root);
+    const live = { subscribe(fn) { this.send = fn; } };
+    const zoo = new ZooPanel(root, live, { replay: false });
+    await zoo.load();
+    zoo.paint();
+    // the switch's POST is held until released: the page paints meanwhile
+    let release;
+    const gate = new Promise((r) => { release = r; });
+    const realFetch = window.fetch;
+    window.fetch = async (url, opts) => {
+        if (opts && opts.method === 'POST' && String(url).includes('/api/flaws/')) await gate;
+        return realFetch(url, opts);
+    };
+    const box = root.querySelector('input[data-flaw="eof_ignored"]');
+    const seen = { clicked: null, detection: null, reread: null, after: null };
+    try {
+        box.click();
+        seen.clicked = box.checked;
+        live.send({ kind: 'flaw', name: 'eof_ignored', message: 'fd 7 woke the loop', seq: 9 });
+        zoo.paint();
+        seen.detection = box.checked;
+        await zoo.load();       // a periodic re-read answering before the switch
+        zoo.paint();
+        seen.reread = box.checked;
+    } finally {
+        release();
+        window.fetch = realFetch;
+    }
+    const until = performance.now() + 10000;
+    while (box.disabled && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
+    zoo.paint();
+    seen.after = box.checked;
+    root.remove();
+    return seen;
+}"""
+
+
+def test_a_flaw_switch_on_its_way_is_not_flipped_back_by_a_paint(dashboard):
+    """A paint while this page's switch was on its way (a detection, the 3 s re-read) set the
+    box from the server's last answer, "off": the box the user had just checked unchecked
+    itself until the POST came back. Playwright's uncheck saw exactly that ("Clicking the
+    checkbox did not change its state") in a run of the lab tests on two workers."""
+    try:
+        seen = dashboard.page.evaluate(HELD_SWITCH)
+    finally:
+        dashboard.api.post("/api/flaws/eof_ignored", json={"on": False})
+    assert seen == {"clicked": True, "detection": True, "reread": True, "after": True}, seen
+    assert dashboard.console_errors == []
+
+
 def test_a_refused_flaw_switch_says_why_beside_the_zoo(dashboard):
     """SPEC §5: one flaw at a time; the server's 409 for a second one is in the alert area at
     the top of the page, far from the switch, so the zoo's own status line says it too

@@ -13,6 +13,9 @@ export class ZooPanel {
     this.dirty = true;
     this.refreshTimer = null;
     this.epoch = 0;   // bumped by this page's own switches: an older read must not undo them
+    /** Flaws whose switch this page has sent and not yet heard back about: a paint meanwhile
+     *  (a detection, a re-read) must not flip the box back under the user's click. */
+    this.switching = new Set();
     live.subscribe((ev) => this.onEvent(ev));
     this.list.addEventListener('change', (e) => {
       const box = e.target.closest('input[data-flaw]');
@@ -78,6 +81,7 @@ export class ZooPanel {
 
   async toggle(name, on, box) {
     this.epoch++;
+    this.switching.add(name);
     await whileDisabled(box, async () => {
       try {
         const list = await api.setFlaw(name, on);
@@ -88,6 +92,8 @@ export class ZooPanel {
         box.checked = !on;   // the 409 ("another flaw is on") is in the alert area; say it here too
         if (err && err.detail) this.statusEl.textContent = `Not switched: ${err.detail}`;
         await this.load();   // another page may have switched one: show what the server has
+      } finally {
+        this.switching.delete(name);
       }
     }, !this.replay);
     this.dirty = true;
@@ -99,7 +105,7 @@ export class ZooPanel {
     for (const f of this.flaws.values()) {
       if (!f.rows) f.rows = this.makeItem(f);
       const r = f.rows;
-      r.box.checked = !!f.on;
+      if (!this.switching.has(f.name)) r.box.checked = !!f.on;
       r.li.classList.toggle('on', !!f.on);
       r.title.textContent = f.title;
       r.caption.textContent = f.caption || '';
