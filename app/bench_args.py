@@ -1,0 +1,153 @@
+"""``muxscope bench``'s command line: its help, its flags and their checks, and the plan (window
+lengths, reps, which loads and levels) that they make. The run itself is `app.bench`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.benchkit import echo, scale, waitcost
+from app.cli import OneLineParser, int_in, unwritable
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float
+    reps: int
+    warmup: float
+    quick: bool
+    loads: tuple[tuple[str, int, int], ...]
+    idle_levels: tuple[int, ...]
+    event_modes: tuple[str, ...]
+    wait_backends: tuple[str, ...]
+    #: seconds of the unmeasured first window per echo server, and of load before delivery
+    prime: float
+    settle: float
+
+
+HELP = """\
+Side-by-side benchmarks of the echo server, printed as tables of medians over interleaved
+repetitions (A B C A B C ...). Each server runs in its own process pinned to CPU 0, the load
+client on CPU 1 (the C client in app/benchkit/loadclient.c, compiled with gcc at run time, else
+a multi-process Python client; the output says which ran).
+
+parts (--only NAME runs one):
+  echo          server CPU us per round trip, 50 x 1 KiB and 1 x 64 B ping-pong: asyncio
+                (the reference), bare loops (the floor), the engine on every backend and
+                write mode unobserved, and the app observed by a page; ratios vs asyncio
+  wait          the wait call's cost as idle fds grow (10 ... 10,000) per backend
+  events        events per second that reach one connected page, and their latency
+  micro         the per-event cost of observation, in-process
+  scale         10,000 idle connections + the page in headless Chromium (~75 s; only by name)
+  instructions  callgrind instructions per message (needs valgrind; ~95 s; only by name)
+
+A full run (echo, wait, events, micro) takes about 8 minutes; --quick about 5 s (a few eager
+epoll rows only: the CI smoke run). Each rep of echo is 46 load windows (23 variants x 2
+loads), of wait 12 (3 backends x 4 levels), of events 4, each --seconds plus a 0.5 s warm-up:
+so echo is most of a run, and time grows with --reps x --seconds. Figures and their reading:
+docs/BENCHMARKS.md.
+"""
+
+EXAMPLES = """\
+examples:
+  muxscope bench                          the full run, 3 reps x 2 s per window (~8 min)
+  muxscope bench --quick                  a 5-second smoke run
+  muxscope bench --only echo --reps 5 --json echo.json
+  muxscope bench --only scale --scale-seconds 10 --scale-conns 2000
+"""
+
+
+def _positive_float(what: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number > 0, not {text}")
+        return value
+    return parse
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = OneLineParser(prog="muxscope bench", description=HELP, epilog=EXAMPLES,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="about 5 s in all with the C load client, ~11 s with the Python one "
+                   "(the CI smoke run): short windows, one rep")
+    p.add_argument("--seconds", metavar="S", type=_positive_float("seconds"), default=None,
+                   help="seconds per measurement window (default: 2; 0.25 with --quick)")
+    p.add_argument("--reps", metavar="N", type=int_in(1, None, "the number of reps"), default=None,
+                   help="interleaved repetitions per comparison (default: 3; 1 with --quick)")
+    p.add_argument("--only", choices=("echo", "wait", "events", "micro", "scale",
+                                      "instructions"),
+                   default=None,
+                   help="run one part only (default: echo, wait, events and micro; scale and "
+                        "instructions run only when asked for by name)")
+    p.add_argument("--scale-seconds", metavar="S", type=_positive_float("scale seconds"),
+                   default=None,
+                   help=f"--only scale: seconds of the measured window (default: "
+                        f"{scale.SECONDS:g})")
+    p.add_argument("--scale-conns", metavar="N",
+                   type=int_in(1, scale.MAX_CONNS, "the number of connections"),
+                   default=None,
+                   help=f"--only scale: idle connections (default: {scale.CONNS:,}, at most "
+                        f"{scale.MAX_CONNS:,})")
+    p.add_argument("--scale-page-cpus", choices=("1", "all"), default=None,
+                   help="--only scale: the CPUs Chromium may use: 1 = CPU 1, shared with the "
+                        "active client and the holder; all = either CPU, as the scheduler "
+                        "picks (the server and the clients stay pinned) (default: all)")
+    p.add_argument("--json", metavar="FILE", type=Path, default=None,
+                   help="also write every figure to FILE as JSON (the echo rows with each "
+                   "repetition's raw figures)")
+    p.add_argument("--client", choices=("auto", "python"), default="auto",
+                   help="load client: auto = the C client when gcc exists, else Python "
+                        "(default: %(default)s)")
+    args = p.parse_args(argv)
+    scale_flags = [f for f, v in (("--scale-seconds", args.scale_seconds),
+                                  ("--scale-conns", args.scale_conns),
+                                  ("--scale-page-cpus", args.scale_page_cpus)) if v is not None]
+    if scale_flags and args.only != "scale":
+        p.error(f"{scale_flags[0]} applies to --only scale only")
+    args.scale_seconds = args.scale_seconds or scale.SECONDS
+    args.scale_conns = args.scale_conns or scale.CONNS
+    args.scale_page_cpus = args.scale_page_cpus or "all"
+    timing = [f for f, v in (("--seconds", args.seconds), ("--reps", args.reps)) if v is not None]
+    if timing and args.only in ("micro", "scale", "instructions"):
+        p.error(f"{timing[0]} does not apply to --only {args.only}")
+    if args.json is not None and (problem := unwritable(args.json) or _cannot_open(args.json)):
+        p.error(f"cannot write --json {args.json}: {problem}")  # now, not after the run
+    return args
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    quick = bool(args.quick)
+    return Plan(
+        seconds=args.seconds or (0.25 if quick else 2.0),
+        reps=args.reps or (1 if quick else 3),
+        warmup=0.1 if quick else 0.5,
+        quick=quick,
+        loads=echo.LOADS[:1] if quick else echo.LOADS,
+        idle_levels=(10, 100) if quick else waitcost.IDLE_LEVELS,
+        event_modes=("eager",) if quick else ("queued", "eager"),
+        wait_backends=("epoll",) if quick else waitcost.BACKENDS,
+        prime=0.1 if quick else 0.3,
+        settle=0.2 if quick else 0.5,
+    )
+
+
+def _cannot_open(path: Path) -> str | None:
+    """Open `path` for appending (root passes every `os.access` check), and leave no file
+    behind that was not there; why not, or None."""
+    existed = path.exists()
+    try:
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not existed:
+        path.unlink(missing_ok=True)
+    return None
