@@ -36,11 +36,9 @@ disk); moving an earlier run's recording aside and dropping the oldest segment a
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import logging
 import os
-import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -53,9 +51,13 @@ from app.bridge import DEFAULT_MAX_BATCH
 from app.notices import Notices
 from app.record_paths import (
     SegmentNotMade,
+    append_whole,
+    is_fifo,
     next_segment,
+    open_segment,
     own_fd,
     real_path,
+    regular_path,
     remove_stale_staging,
     shift_old_files,
 )
@@ -99,7 +101,7 @@ class JsonlRecorder:
         self.capture_timeout = capture_timeout
         #: a device, a pipe or a symlink (/dev/null, a FIFO, /dev/stdout) is written to, never
         #: rotated or renamed
-        self.rotates = self._regular_path()
+        self.rotates = regular_path(self.path, self._own_fd)
         if self.rotates:
             remove_stale_staging(self.path)
         if self.rotates and self.path.exists() and self.path.stat().st_size:
@@ -107,7 +109,7 @@ class JsonlRecorder:
             log.warning("--record: the earlier recording %s is now %s.1", self.path,
                         self.path.name)
         # a FIFO's open waits for a reader: the recorder's thread makes it (_ensure_file)
-        self._file: io.FileIO | None = None if self._is_fifo() else self._open()
+        self._file: io.FileIO | None = None if is_fifo(self.path, self._own_fd) else self._open()
         self._size = 0
         self._snapshot_size = 0  # the current file's snapshot line: not counted in the limit
         self._skip_through = 0  # events up to this seq are in the current file's snapshot
@@ -184,8 +186,8 @@ class JsonlRecorder:
             self._file.close()
             self._file = None
             log.warning("--record: %s was deleted; starting it anew", self.path)
-        self.rotates = self._regular_path()  # a FIFO gone: a file now
-        if self._is_fifo():
+        self.rotates = regular_path(self.path, self._own_fd)  # a FIFO gone: a file now
+        if is_fifo(self.path, self._own_fd):
             log.info("--record: %s is a FIFO: waiting for a reader", self.path)
         try:
             if self.rotates and self.path.exists() and self.path.stat().st_size:
@@ -212,27 +214,8 @@ class JsonlRecorder:
         self._skip_through = max(self._skip_through, seq)
         return state, seq
 
-    def _is_fifo(self) -> bool:  # to wait for its reader on the recorder's thread
-        if self._own_fd is not None:  # open already
-            return False
-        try:
-            return stat.S_ISFIFO(self.path.stat().st_mode)
-        except OSError:
-            return False
-
-    def _regular_path(self) -> bool:
-        """A regular file (or none yet), not one of this process's own fds: /dev/stdout sent
-        to a file is a regular file too, and renaming it would rename /dev/stdout."""
-        return self._own_fd is None and (not self.path.exists() or self.path.is_file())
-
     def _open(self) -> io.FileIO:
-        """Unbuffered: each write reaches the file whole or fails, and can be cut back. One of
-        our own fds (/dev/stdout) is written through a dup, sharing its offset with the other
-        writers there (the banner, logs with 2>&1); opened anew, its own offset would write
-        over them. Other streams (a FIFO, /dev/null) are appended to."""
-        if self._own_fd is not None:
-            return io.FileIO(os.dup(self._own_fd), "wb")
-        return io.FileIO(self.path, "wb" if self.rotates else "ab")
+        return open_segment(self.path, self._own_fd, self.rotates)
 
     def _events_bytes(self) -> int:
         return self._size - self._snapshot_size
@@ -367,17 +350,10 @@ class JsonlRecorder:
         full disk must not leave half a line, which would make the file unreplayable)."""
         if self._file is None:  # no file could be made (see _ensure_file): lost
             return False
-        start = self._write_start()
         try:
-            view = memoryview(data)
-            while view:
-                view = view[self._file.write(view):]
+            append_whole(self._file, data)
         except OSError as exc:
             self._failed(exc)
-            if start is not None:
-                with contextlib.suppress(OSError):  # a device: nothing to cut back
-                    self._file.truncate(start)
-                    self._file.seek(start)
             return False
         self._size += len(data)
         if self._failure is not None:
@@ -385,18 +361,6 @@ class JsonlRecorder:
                         "the file)", self.path, self._lost)
             self._failure, self._lost = None, 0
         return True
-
-    def _write_start(self) -> int | None:
-        """Where the next write lands, to cut a failed one back to: not our own byte count,
-        since /dev/stdout shares its file with the banner, logs and an earlier `>>`. None for
-        a pipe (nothing can be cut back)."""
-        assert self._file is not None
-        try:
-            if fcntl.fcntl(self._file.fileno(), fcntl.F_GETFL) & os.O_APPEND:
-                return os.fstat(self._file.fileno()).st_size  # appends land at the end
-            return self._file.tell()
-        except OSError:
-            return None
 
     def _failed(self, exc: OSError) -> None:
         reason = exc.strerror or str(exc)

@@ -1,10 +1,12 @@
 """Where `--record FILE` writes: one of this process's own fds (/dev/stdout...: written
-through, never renamed) or a path with its symlinks resolved; and the files beside it that
-rotation makes (FILE.1, FILE.2 ...; the staging `.FILE.XXXX.new`)."""
+through, never renamed) or a path with its symlinks resolved; the files beside it that
+rotation makes (FILE.1, FILE.2 ...; the staging `.FILE.XXXX.new`); and how a file is opened
+and appended to, whole lines or nothing."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import io
 import logging
@@ -105,3 +107,57 @@ def next_segment(path: Path, full: io.FileIO | None, shift_old: Callable[[], Non
             staging.unlink()
         raise
     return new_file
+
+
+def is_fifo(path: Path, fd: int | None) -> bool:
+    """A FIFO at `path` (its open waits for a reader); never one of our own fds, open already."""
+    if fd is not None:
+        return False
+    try:
+        return stat.S_ISFIFO(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def regular_path(path: Path, fd: int | None) -> bool:
+    """A regular file (or none yet), not one of this process's own fds: /dev/stdout sent to a
+    file is a regular file too, and renaming it would rename /dev/stdout."""
+    return fd is None and (not path.exists() or path.is_file())
+
+
+def open_segment(path: Path, fd: int | None, rotates: bool) -> io.FileIO:
+    """Unbuffered: each write reaches the file whole or fails, and can be cut back. One of our
+    own fds (/dev/stdout) is written through a dup, sharing its offset with the other writers
+    there (the banner, logs with 2>&1); opened anew, its own offset would write over them.
+    Other streams (a FIFO, /dev/null) are appended to."""
+    if fd is not None:
+        return io.FileIO(os.dup(fd), "wb")
+    return io.FileIO(path, "wb" if rotates else "ab")
+
+
+def append_whole(file: io.FileIO, data: bytes) -> None:
+    """Append `data` whole, or raise OSError with what was written of it cut back off the
+    file (a full disk must not leave half a line, which would make the file unreplayable)."""
+    start = _write_start(file)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[file.write(view):]
+    except OSError:
+        if start is not None:
+            with contextlib.suppress(OSError):  # a device: nothing to cut back
+                file.truncate(start)
+                file.seek(start)
+        raise
+
+
+def _write_start(file: io.FileIO) -> int | None:
+    """Where the next write lands, to cut a failed one back to: not a count of our own, since
+    /dev/stdout shares its file with the banner, logs and an earlier `>>`. None for a pipe
+    (nothing can be cut back)."""
+    try:
+        if fcntl.fcntl(file.fileno(), fcntl.F_GETFL) & os.O_APPEND:
+            return os.fstat(file.fileno()).st_size  # appends land at the end
+        return file.tell()
+    except OSError:
+        return None
