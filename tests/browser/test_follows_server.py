@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, expect
 from app.main import create_app
 from app.settings import Settings
 from tests.app.test_replay_trace_files import trace_of_a_live_engine
-from tests.browser.test_dashboard import load_clients, wait_api, wait_for_a_scrollable_log
+from tests.browser.page_helpers import load_clients, wait_api, wait_for_a_scrollable_log
 from tests.browser.test_timeline import scrub_to
 from tests.conftest import run_asgi, wait_until
 from tests.mux.conftest import recv_exactly

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import echo
-from tests.browser.test_dashboard import load_clients
+from tests.browser.page_helpers import load_clients
 from tests.browser.test_timeline import scrub_to
 from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from playwright.sync_api import expect
 
 from tests.browser.conftest import echo, server_fd
-from tests.browser.test_dashboard import load_clients, row, settled_scroll_top
+from tests.browser.page_helpers import load_clients, row, settled_scroll_top
 
 # a snapshot of an engine with its TCP listener on fd 5 and no connection yet, at seq 10
 SNAPSHOT = """{type: 'snapshot', seq: 10, started_at: 1000,

@@ -12,7 +12,7 @@ import json
 
 from playwright.sync_api import expect
 
-from tests.browser.test_dashboard import loop_posts, real_console_errors
+from tests.browser.page_helpers import loop_posts, real_console_errors
 
 DEADLINE_MS = 5000
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.browser.test_dashboard import real_console_errors, state
+from tests.browser.page_helpers import real_console_errors, state
 from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
 

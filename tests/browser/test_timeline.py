@@ -9,7 +9,7 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from app.settings import Settings
-from tests.browser.test_dashboard import load_clients
+from tests.browser.page_helpers import load_clients
 from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
 
