@@ -22,7 +22,7 @@ The server pins itself to CPU 0; the holder and the active client run on CPU 1 (
 process sets its own affinity once the server has started, so the holder inherits it; the
 active client pins itself). Chromium may use either CPU (``page_cpus="all"``, the default since
 session 26: a browser is neither the server nor its load, and on CPU 1 its main thread waited
-for a CPU 41-51 % of the window behind the active client's 10,000 wake-ups a second), or only
+for a CPU 37-51 % of the window behind the active client's 10,000 wake-ups a second), or only
 CPU 1 as in every earlier run (``"1"``). Every `SAMPLE_EVERY` seconds the
 benchmark times ``GET /api/state`` (wall ms from request to last byte, and its size), reads the
 server's VmRSS from /proc and its CPU time, and collects the page's per-second frame samples.
