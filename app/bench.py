@@ -113,7 +113,7 @@ def part_instructions(out: dict[str, Any]) -> None:
 def part_echo(plan: Plan, client: LoadClient, out: dict[str, Any], early: Launched,
               keep_app: bool) -> None:
     vs = echo.variants(engine_built(), app_built() and engine_built(), plan.quick)
-    with echo.running(vs):
+    with echo.running(vs, log):
         echo.measure(vs, client, plan.seconds, plan.reps, plan.warmup, plan.loads, log,
                      plan.prime)
         if keep_app:
@@ -161,13 +161,25 @@ def part_scale(args: argparse.Namespace, client: LoadClient, out: dict[str, Any]
     show(scale.render(out["scale"]))
 
 
-def header(plan: Plan, client: LoadClient, info: dict[str, Any]) -> str:
+#: parts measured in-process or over one long window: no load client's reps and windows
+WINDOWLESS = {"micro": "in-process timings (timeit), no servers and no load client",
+              "instructions": "callgrind instruction counts of an in-process harness, no load "
+                              "client",
+              "scale": "one window of --scale-seconds (no reps)"}
+
+
+def header(plan: Plan, client: LoadClient, info: dict[str, Any], only: str | None) -> str:
     pin = ("servers pinned to CPU 0, clients to CPU 1" if info["pinning"]
            else "no pinning (one CPU)")
+    if only in ("micro", "instructions"):
+        how = WINDOWLESS[only]
+    elif only == "scale":
+        how = f"load client: {client.name}; {pin}; {WINDOWLESS['scale']}"
+    else:
+        how = (f"load client: {client.name}; {pin}; {plan.reps} rep(s) x {plan.seconds:g} s "
+               f"(+{plan.warmup:g} s warm-up) per window")
     return (f"muxscope bench — {info['nproc']} CPUs ({info['cpu_model']}), Python "
-            f"{info['python']}, Linux {info['kernel']}\n"
-            f"load client: {client.name}; {pin}; {plan.reps} rep(s) x {plan.seconds:g} s "
-            f"(+{plan.warmup:g} s warm-up) per window\n"
+            f"{info['python']}, Linux {info['kernel']}\n{how}\n"
             + ("--quick: a smoke run of a few eager epoll rows, too short for ratios to mean much"
                " (and the wait part's servers start up while they run, on the same machine);"
                " run without --quick for every backend and write mode\n" if plan.quick else ""))
@@ -212,15 +224,25 @@ def write_json(path: Path, out: dict[str, Any]) -> bool:
     return True
 
 
+def plan_record(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
+    """What --json says was run: the windows and reps where the part has them."""
+    if args.only == "scale":
+        return {"only": "scale", "seconds": args.scale_seconds, "conns": args.scale_conns,
+                "page_cpus": args.scale_page_cpus}
+    if args.only in WINDOWLESS:
+        return {"only": args.only, "quick": plan.quick}
+    return {"only": args.only, **plan.__dict__}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     plan = make_plan(args)
     client = LoadClient(prefer=args.client)
     info = machine()
-    out: dict[str, Any] = {"machine": info, "client": client.name, "plan": plan.__dict__}
+    out: dict[str, Any] = {"machine": info, "client": client.name,
+                           "plan": plan_record(args, plan)}
     t0 = time.monotonic()
-    show(header(plan, client, info))
-    early = launch_early(plan, args.only)
+    early = Launched()  # until launch_early: a Ctrl-C before it has nothing to close
     keep_app = plan.quick and args.only is None
     parts: list[tuple[str, Callable[[], None]]] = [
         ("echo", lambda: part_echo(plan, client, out, early, keep_app=keep_app)),
@@ -235,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     failed: dict[str, str] = {}
     status = 0
     try:
+        show(header(plan, client, info, args.only))
+        early = launch_early(plan, args.only)
         for name, run in chosen:
             try:
                 run()
@@ -248,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         out["interrupted"] = True
         status = 130
         print(f"interrupted; finished: {', '.join(done) or 'nothing'}"
-              + (f"; partial results in {args.json}" if args.json else ""),
+              + (f"; partial results in {args.json}" if args.json and done
+                 else f"; {args.json} holds the machine and the plan, no figures"
+                 if args.json else ""),
               file=sys.stderr, flush=True)
     finally:
         early.close()  # what a failed or interrupted part did not use

@@ -60,6 +60,12 @@ examples:
 """
 
 
+#: the longest window a flag takes: an hour (a typo of 1e9 s would never end)
+MAX_SECONDS = 3600.0
+#: parts with no load client of their own (--client does not apply)
+CLIENTLESS = ("events", "micro", "instructions")
+
+
 def _positive_float(what: str) -> Any:
     def parse(text: str) -> float:
         try:
@@ -68,8 +74,17 @@ def _positive_float(what: str) -> Any:
             raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
         if not (math.isfinite(value) and value > 0):
             raise argparse.ArgumentTypeError(f"{what} must be a finite number > 0, not {text}")
+        if value > MAX_SECONDS:
+            raise argparse.ArgumentTypeError(f"{what} must be at most {MAX_SECONDS:g} (an hour), "
+                                             f"not {text}")
         return value
     return parse
+
+
+def _json_path(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a file name")
+    return Path(text)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -100,7 +115,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="--only scale: the CPUs Chromium may use: 1 = CPU 1, shared with the "
                         "active client and the holder; all = either CPU, as the scheduler "
                         "picks (the server and the clients stay pinned) (default: all)")
-    p.add_argument("--json", metavar="FILE", type=Path, default=None,
+    p.add_argument("--json", metavar="FILE", type=_json_path, default=None,
                    help="also write every figure to FILE as JSON (the echo rows with each "
                    "repetition's raw figures)")
     p.add_argument("--client", choices=("auto", "python"), default="auto",
@@ -118,6 +133,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     timing = [f for f, v in (("--seconds", args.seconds), ("--reps", args.reps)) if v is not None]
     if timing and args.only in ("micro", "scale", "instructions"):
         p.error(f"{timing[0]} does not apply to --only {args.only}")
+    if args.quick and args.only in ("scale", "instructions"):
+        p.error(f"--quick does not apply to --only {args.only}"
+                + (" (a short one: --scale-seconds 10 --scale-conns 2000)"
+                   if args.only == "scale" else ""))
+    if args.client != "auto" and args.only in CLIENTLESS:
+        p.error(f"--client does not apply to --only {args.only} (it runs no load client)")
     if args.json is not None and (problem := unwritable(args.json) or _cannot_open(args.json)):
         p.error(f"cannot write --json {args.json}: {problem}")  # now, not after the run
     return args

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,12 +96,16 @@ def hand_over(vs: list[Variant], spec: str) -> tuple[ServerProc, LineProc | None
     return None
 
 
-def _start_all(vs: list[Variant]) -> None:
+def _start_all(vs: list[Variant], log: Any) -> None:
     """Launch every server at once (`measure` stops each between its windows), then wait
     for their ports."""
+    t0 = time.monotonic()
     for v in vs:
         if v.error is None:
             v.server = ServerProc(v.spec)
+    started = sum(v.server is not None for v in vs)
+    pages = sum(v.observed for v in vs if v.server is not None)
+    log(f"  echo: starting {started} servers ({pages} with a page reading)")
     for v in vs:
         if v.server is None:
             continue
@@ -112,6 +117,8 @@ def _start_all(vs: list[Variant]) -> None:
             v.error = "failed: " + str(exc).splitlines()[-1][:90]
             v.server.close()
             v.server = None
+    log(f"  echo: {sum(v.server is not None for v in vs)} servers up in "
+        f"{time.monotonic() - t0:.1f} s")
 
 
 def _start_ws(server: ServerProc) -> LineProc:
@@ -135,9 +142,9 @@ def _ws_cmd(ws: LineProc | None, cmd: str) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def running(vs: list[Variant]) -> Iterator[None]:
+def running(vs: list[Variant], log: Any) -> Iterator[None]:
     try:
-        _start_all(vs)
+        _start_all(vs, log)
         yield
     finally:
         close_all([p for v in vs for p in (v.ws, v.server) if p is not None])
@@ -156,6 +163,8 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
     with twenty servers pinned to the server CPU that is background load on the measured one.
     """
     live = [v for v in vs if v.server is not None]
+    log(f"  echo: priming {len(live)} servers (an unmeasured {max(prime, warmup):g} s window "
+        "each)")
     for v in live:
         assert v.server is not None
         label, conns, size = loads[0]
@@ -167,7 +176,8 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
         v.server.pause()
     for label, conns, size in loads:
         for rep in range(reps):
-            log(f"  echo {label}: rep {rep + 1}/{reps}")
+            log(f"  echo {label}: rep {rep + 1}/{reps} ({len(live)} servers x "
+                f"{warmup + seconds:g} s)")
             for v in live:
                 if v.server is None:  # failed in an earlier window
                     continue

@@ -63,6 +63,8 @@ class LoadClient:
         self.cpu = cpu
         if self.exe is not None:
             self.name = "C (loadclient.c, gcc -O2)"
+        elif prefer == "python":
+            self.name = "Python (2 processes; --client python)"
         else:
             self.name = f"Python fallback (2 processes; {why})"
 

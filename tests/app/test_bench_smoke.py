@@ -35,6 +35,31 @@ def test_bench_quick_completes_and_prints_ratio_table(tmp_path: Path) -> None:
     assert "Event delivery" in out
     assert "Engine cost per 1 KiB message" in out
     assert out_json.exists() and '"echo"' in out_json.read_text()
+    # the echo part's start-up (every server started, then primed) is said, not silent
+    assert "echo: starting" in proc.stderr and "servers up in" in proc.stderr
+    assert "echo: priming" in proc.stderr
+
+
+def test_a_part_without_windows_says_what_it_measures_not_reps_and_windows() -> None:
+    """`--only micro` (and scale, instructions) printed "3 rep(s) x 2 s (+0.5 s warm-up) per
+    window", and --json's plan said the same, for parts that have no such windows."""
+    from app.bench import header, plan_record
+    from app.bench_args import make_plan, parse_args
+
+    class Client:
+        name = "C (loadclient.c, gcc -O2)"
+
+    info = {"nproc": 2, "cpu_model": "x", "python": "3", "kernel": "6", "pinning": True}
+    for only, says in (("micro", "in-process timings"), ("instructions", "callgrind"),
+                       ("scale", "one window of --scale-seconds")):
+        args = parse_args(["--only", only])
+        text = header(make_plan(args), Client(), info, only)  # type: ignore[arg-type]
+        assert says in text and "rep(s)" not in text, text
+        assert "reps" not in plan_record(args, make_plan(args))
+    args = parse_args(["--only", "echo", "--reps", "2"])
+    assert "2 rep(s) x 2 s (+0.5 s warm-up) per window" in header(
+        make_plan(args), Client(), info, "echo")  # type: ignore[arg-type]
+    assert plan_record(args, make_plan(args))["reps"] == 2
 
 
 def test_a_variant_that_dies_mid_run_is_a_failed_row_and_the_others_go_on() -> None:
@@ -210,3 +235,28 @@ def test_a_latency_at_the_histograms_cap_and_a_negative_cost_say_what_they_are()
             {"case": "eager, throttled", "ns": -496, "messages": 2000}]
     assert "a negative cost" in render_messages(rows)
     assert "a negative cost" not in render_messages(rows[:1])
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupt_before_any_part_finished_promises_no_results(tmp_path: Path) -> None:
+    """Ctrl-C during the first part said "partial results in F.json" of a file that then held
+    only the machine and the plan."""
+    import json
+    import signal
+
+    out_json = tmp_path / "b.json"
+    proc = subprocess.Popen([sys.executable, "-m", "app", "bench", "--only", "micro",
+                             "--json", str(out_json)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("muxscope bench")  # started: micro runs now
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; finished: nothing" in err
+    assert "holds the machine and the plan, no figures" in err and "partial results" not in err
+    data = json.loads(out_json.read_text())
+    assert data["interrupted"] is True and data["parts_done"] == []

@@ -216,6 +216,12 @@ def test_busy_udp_port() -> None:
     # flags the chosen part does not use were taken silently (the header even claimed them)
     (["--scale-seconds", "10"], "--scale-seconds applies to --only scale"),
     (["--scale-page-cpus", "1"], "--scale-page-cpus applies to --only scale"),
+    # flags the part ignored were taken silently (a review, session 26)
+    (["--only", "scale", "--quick"], "--quick does not apply to --only scale"),
+    (["--only", "instructions", "--quick"], "--quick does not apply to --only instructions"),
+    (["--only", "micro", "--client", "python"], "--client does not apply to --only micro"),
+    (["--seconds", "1e9"], "at most 3600"),  # a window that never ends
+    (["--json", ""], "--json: needs a file name"),
     (["--only", "scale", "--scale-page-cpus", "0"], "--scale-page-cpus"),
     (["--only", "micro", "--reps", "9"], "--reps does not apply to --only micro"),
 ])
