@@ -7,6 +7,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from app.benchkit import instructions
 from app.benchkit.procs import ROOT, child_env
 
@@ -19,6 +21,7 @@ def test_every_variant_of_the_driver_runs():
         assert proc.returncode == 0, (spec, proc.stderr[-1000:])
 
 
+@pytest.mark.timeout(180)  # ~7 s alone; callgrind slows 10x on a 2-core machine run busy
 def test_callgrind_counts_per_message():
     assert instructions.available(), "valgrind is installed by scripts/test"
     # The two variants run side by side (callgrind counts instructions, not time: running
