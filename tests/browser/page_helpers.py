@@ -94,3 +94,11 @@ def settle(page: Page) -> None:
 # -- 2. live backend switch from the page ------------------------------------------------------
 
 SYSCALL = {"select": r"^select\(", "poll": r"^poll\(", "epoll": r"^epoll_wait\("}
+
+
+def run_in_page(dashboard, prelude: str, body: str) -> Any:
+    """Run `prelude` + `body` as one async function in the page (checks that import the page's
+    own modules); no console error may come of it."""
+    result = dashboard.page.evaluate("async () => {" + prelude + body + "}")
+    assert dashboard.console_errors == []
+    return result

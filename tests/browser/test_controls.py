@@ -118,27 +118,20 @@ def test_keyboard_space_pauses_and_s_steps(dashboard):
 
     # focused Pause button: space toggles exactly once (keydown) and the button does not
     # also "click" on keyup
-    pause_btn = page.get_by_role("button", name="Pause", exact=True)
-    pause_btn.focus()
-    n = len(posts)
-    page.keyboard.press("Space")
-    settle(page)
-    expect(page.locator("#pause-btn")).to_have_text("Resume", timeout=3000)
-    page.wait_for_timeout(300)
-    wait_api(dashboard, lambda s: s["loop"] == "paused", "space on focused button")
-    assert [json.loads(p) for p in posts[n:]] == [{"action": "pause"}], posts[n:]
-    assert state(dashboard)["loop"] == "paused"
-    expect(page.locator("#pause-btn")).to_have_text("Resume", timeout=3000)
+    def space_on_the_focused_button(label: str, then: str, action: str, loop: str) -> None:
+        n = len(posts)
+        page.get_by_role("button", name=label, exact=True).focus()
+        page.keyboard.press("Space")
+        settle(page)
+        expect(page.locator("#pause-btn")).to_have_text(then, timeout=3000)
+        page.wait_for_timeout(300)
+        wait_api(dashboard, lambda s: s["loop"] == loop, f"space on focused {label}")
+        assert [json.loads(p) for p in posts[n:]] == [{"action": action}], posts[n:]
+        assert state(dashboard)["loop"] == loop
+
+    space_on_the_focused_button("Pause", "Resume", "pause", "paused")
     # and once more from the focused (now "Resume") button
-    n = len(posts)
-    page.locator("#pause-btn").focus()
-    page.keyboard.press("Space")
-    settle(page)
-    expect(page.locator("#pause-btn")).to_have_text("Pause", timeout=3000)
-    page.wait_for_timeout(300)
-    wait_api(dashboard, lambda s: s["loop"] == "running", "space on focused Resume")
-    assert [json.loads(p) for p in posts[n:]] == [{"action": "resume"}], posts[n:]
-    assert state(dashboard)["loop"] == "running"
+    space_on_the_focused_button("Resume", "Pause", "resume", "running")
     assert real_console_errors(dashboard) == []
 
 
