@@ -31,6 +31,8 @@ def _echo_server(mangle: Callable[[int, bytes], bytes]) -> Iterator[int]:
                     data = conn.recv(65536)
                 except TimeoutError:
                     continue
+                except ConnectionResetError:  # a client removed with unread bytes resets
+                    return
                 if not data:
                     return
                 conn.sendall(mangle(reads, data))
