@@ -83,7 +83,8 @@ class EofIgnored(Flaw):
         if eof_seen and not conn.closed and self.loop.interest.get(conn.fd) == before:
             self.flag(conn.fd, f"fd {conn.fd} read 0 bytes (the peer closed) and went "
                       "on as if nothing happened: edge-triggered, with no epoll_ctl since, "
-                      "that EOF is not reported again, and the connection stays open for good")
+                      "that EOF is not reported again (unless its FIN came during this read: "
+                      "one more edge), and the connection stays open for good")
 
     def deactivate(self) -> None:
         super().deactivate()
@@ -97,7 +98,9 @@ class PollEquality(Flaw):
     title = "revents == POLLIN instead of a bit test"
     caption = ("The handler reads only when the returned mask equals POLLIN exactly. When "
                "POLLIN arrives together with another bit (POLLOUT, or a hang-up with the last "
-               "bytes) the read is skipped, and a hang-up closes with data unread.")
+               "bytes) the read is skipped, and a hang-up closes with data unread: the "
+               "kernel then sends the client a reset, not a FIN (nc says \"connection "
+               "reset\"), and the unread bytes are never echoed.")
     wants_rdhup = True
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
@@ -118,7 +121,8 @@ class PollEquality(Flaw):
             conn.close(hangup_reason(conn, backend.name, native), flaw=self.name)
             if lost:
                 self.flag(conn.fd, f"fd {conn.fd}: closed on {names} with {lost} bytes unread: "
-                          "lost", force=True)
+                          "lost (a close with bytes unread makes the kernel send a reset, not a "
+                          "FIN)", force=True)
             return
         if backend.generic(native) & WRITABLE:
             conn.on_ready(WRITABLE)
@@ -130,8 +134,10 @@ class HupBeforeIn(Flaw):
     caption = ("When the peer sends its last bytes and closes, the kernel reports input and "
                "a hang-up together: RDHUP (the peer shut its sending side, the usual close; "
                "this flaw asks for that bit) or HUP (both sides shut, or a reset). This "
-               "handler checks the hang-up first and closes: the last bytes are never read. "
-               "(select has no hang-up bit: switch to poll or epoll.)")
+               "handler checks the hang-up first and closes: the last bytes are never read, "
+               "and closing with them unread makes the kernel send the client a reset (nc "
+               "says \"connection reset\"). (select has no hang-up bit: switch to poll or "
+               "epoll.)")
     wants_rdhup = True
 
     def __init__(self, engine: Engine) -> None:
@@ -155,7 +161,8 @@ class HupBeforeIn(Flaw):
             if lost:
                 self.lost_bytes += lost
                 self.flag(conn.fd, f"fd {conn.fd}: {'|'.join(backend.names(native))} - hang-up "
-                          f"handled first, {lost} bytes lost ({self.lost_bytes} in all)",
+                          f"handled first, {lost} bytes lost ({self.lost_bytes} in all); a close "
+                          "with bytes unread makes the kernel send a reset, not a FIN",
                           force=True)
             return
         conn.on_ready(backend.generic(native))

@@ -93,12 +93,15 @@ export const APPLY = Object.assign(Object.create(null), {
     if (m.conns.delete(fd)) { m.connsVersion++; m.touched.add(fd); }
     // A close implies its unregister (SPEC §2), whose event a throttled iteration does not
     // show; but a close the bug zoo leaves registered says so, and the fd stays (poll
-    // returns it as POLLNVAL, wait after wait: the lesson).
+    // returns it as POLLNVAL, wait after wait: the lesson), marked closed: epoll's kernel
+    // list dropped it, only the program's table has it (a new registration is a new entry)
     if (!ev.registered) {
       m.saveBefore(fd);
       if (m.regs.delete(fd)) m.regsChanged = true;
       m.flashes.delete(fd);
       m.lastReady.delete(fd);
+    } else if (m.regs.has(fd)) {
+      m.regs.get(fd).closed = true;
     }
     m.mark('conns', 'queues', 'backend');
   },

@@ -241,6 +241,11 @@ export class Model {
     }
     this.regs.clear();
     for (const r of state.registrations) this.setReg(r.fd, r.role, r.interest);
+    // a connection's registration with no connection behind it: closed while registered
+    if (state.connections) {
+      const open = new Set(state.connections.map((c) => c.fd));
+      for (const reg of this.regs.values()) if (reg.role === 'connection' && !open.has(reg.fd)) reg.closed = true;
+    }
     this.regsChanged = true;
     this.regsReplaced = true;   // every cell may differ, not only where the fd set changed
   }

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import echo, server_fd
 from tests.browser.page_helpers import real_console_errors, wait_api
 from tests.mux.conftest import recv_exactly
+
+DEADLINE_MS = 8000
 
 
 def test_fd_panel_speaks_each_backends_words_and_write_control_switches(dashboard):
@@ -255,3 +258,33 @@ def test_the_grid_marks_only_the_bits_that_came_back_and_a_hang_up_apart(dashboa
     readable = page.evaluate(GRID_OVERLAY, ["EPOLLIN"])
     assert tuple(readable["read"]) == green and readable["centre"] == [0, 0, 0, 0], readable
     assert dashboard.console_errors == []
+
+
+@pytest.mark.parametrize(("backend", "note"), [
+    ("epoll", "(closed while registered: gone from the kernel's list, only in the program's table)"),
+    ("poll", "(closed while registered: still in the array, poll answers POLLNVAL)"),
+])
+def test_an_fd_closed_while_registered_is_marked_in_the_backends_list(dashboard, backend, note):
+    """The bug zoo's "closing without unregistering" on epoll: the fd panel listed the closed
+    fd under "interest list … (kept in the kernel)" as if the kernel still held it, while the
+    flaw's own message (and /api/kernel) said the kernel had dropped it. The row says what it
+    is now, from the close event and, after a reload, from the state (a registration with no
+    connection behind it)."""
+    page, api = dashboard.page, dashboard.api
+    assert api.post("/api/backend", json={"name": backend}).status_code == 200
+    assert api.post("/api/flaws/close_without_unregister", json={"on": True}).status_code == 200
+    sets = page.locator("#backend-sets")
+    try:
+        with dashboard.connect() as sock:
+            fd = server_fd(dashboard, sock)
+            assert echo(sock, b"one line\n") == b"one line\n"
+            expect(sets).not_to_contain_text("closed while registered")
+        row = f"fd {fd}: EPOLLIN" if backend == "epoll" else f"{{fd={fd}, events=POLLIN"
+        stale = re.compile(re.escape(row) + r"[^\n]*" + re.escape(note))
+        expect(sets).to_contain_text(stale, timeout=DEADLINE_MS)
+        page.reload()   # the state alone: a registration with no connection behind it
+        expect(sets).to_contain_text(stale, timeout=DEADLINE_MS)
+    finally:
+        api.post("/api/flaws/close_without_unregister", json={"on": False})
+    expect(sets).not_to_contain_text("closed while registered", timeout=DEADLINE_MS)
+    assert real_console_errors(dashboard) == []

@@ -55,6 +55,17 @@ function sinceThen(w, fd, bits, backend) {
   return now !== flagText(toNative(bits, backend)) ? `  → now ${now}` : '';
 }
 
+/** An fd closed while registered (the bug zoo's close_without_unregister): poll is still
+ *  passed it (and answers POLLNVAL); epoll's kernel list dropped it at the close, and only
+ *  the program's table has it. */
+function staleNote(w, fd, backend) {
+  const reg = w.model.regs.get(fd);
+  if (!reg || !reg.closed) return '';
+  return backend === 'epoll'
+    ? "  (closed while registered: gone from the kernel's list, only in the program's table)"
+    : '  (closed while registered: still in the array, poll answers POLLNVAL)';
+}
+
 function selectBlocks(w) {
   const ins = selectSets(w.regs);
   const out = { read: [], write: [], except: [] };
@@ -70,7 +81,7 @@ function pollBlocks(w) {
   const lines = fds.slice(0, TEXT_ROWS).map((fd) => {
     const rev = w.ready.get(fd);
     const bits = w.regs.get(fd).bits;
-    return `{fd=${fd}, events=${flagText(toNative(bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}${sinceThen(w, fd, bits, 'poll')}`;
+    return `{fd=${fd}, events=${flagText(toNative(bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}${sinceThen(w, fd, bits, 'poll')}${staleNote(w, fd, 'poll')}`;
   });
   if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
   const unknown = unknownCount(w.shown, fds.length);
@@ -97,7 +108,7 @@ function epollBlocks(w) {
     const bits = asMade(w, regs.get(fd).bits);
     const live = w.model.regs.get(fd);
     const armed = bits.has('oneshot') && live && !live.armed && !switched ? '  (disarmed until re-armed)' : '';
-    return `fd ${fd}: ${flagText(toNative(bits, 'epoll'))}${sinceThen(w, fd, bits, 'epoll')}${armed}`;
+    return `fd ${fd}: ${flagText(toNative(bits, 'epoll'))}${sinceThen(w, fd, bits, 'epoll')}${armed}${staleNote(w, fd, 'epoll')}`;
   });
   if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
   const gone = [...ready.keys()].filter((fd) => !regs.has(fd)).sort((a, b) => a - b);
