@@ -20,8 +20,12 @@ PRELUDE = """
     const { SyscallPanel } = await import('/static/js/panels/syscall.js');
     const { setBlocks } = await import('/static/js/panels/sets.js');
     const reg = (fd, flags, role = 'connection') => ({ fd, role, interest: flags });
+    // as an engine's state: a connection row for each connection's registration (one
+    // without is an fd closed while registered, which the panel marks)
+    const open = (regs) => regs.filter((r) => r.role === 'connection')
+        .map((r) => ({ fd: r.fd, peer: '', interest: r.interest }));
     const snapshot = (backend, regs, extra = {}) => ({ type: 'snapshot', seq: 10, started_at: 0,
-        state: { backend, control_fd: 3, registrations: regs, connections: [], ...extra } });
+        state: { backend, control_fd: 3, registrations: regs, connections: open(regs), ...extra } });
     const model = (...args) => { const m = new Model(); m.applySnapshot(snapshot(...args)); return m; };
     const feed = (m, ...events) => m.applyEventsFrame({ dropped: 0, events });
     const wait = (seq, backend, registered, ready) => ({ seq, ts: seq, kind: 'wait', backend,
