@@ -214,3 +214,22 @@ def test_before_any_wait_the_text_does_not_say_the_page_loaded_after_one(
     """)
     assert got == [None, ("the pollfd array passed to poll(): 2 entries (fd, events, revents)\n"
                           "{fd=3, events=POLLIN, revents=0}\n{fd=7, events=POLLIN, revents=0}")], got
+
+
+def test_a_closed_while_registered_mark_goes_when_its_number_is_accepted_again(
+        dashboard: Dashboard) -> None:
+    """A close the bug zoo leaves registered marks the fd's row; a connection accepted on
+    the same number (the lowest free one: the usual next accept) is a live one again, though
+    no new registration event comes for a number still in the table."""
+    got = run(dashboard, """
+        const m = model({ name: 'epoll', trigger: 'level', oneshot: false, fd: 9 },
+                        [reg(3, ['EPOLLIN'], 'control'), reg(7, ['EPOLLIN'])]);
+        feed(m, { seq: 11, ts: 11, kind: 'close', fd: 7, reason: 'eof', registered: true });
+        paint(m);
+        const closed = text(m).split('\\n').find((l) => l.startsWith('fd 7:'));
+        feed(m, { seq: 12, ts: 12, kind: 'accept', fd: 7, peer: '127.0.0.1:5000' });
+        paint(m);
+        return [closed, text(m).split('\\n').find((l) => l.startsWith('fd 7:'))];
+    """)
+    assert got == ["fd 7: EPOLLIN  (closed while registered: gone from the kernel's list, "
+                   "only in the program's table)", "fd 7: EPOLLIN"], got
