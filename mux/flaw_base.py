@@ -65,6 +65,9 @@ class Flaw:
         self.engine = engine
         self.loop = engine.loop
         self.detections = 0
+        #: (detections, the seq of the last one's event), set in one assignment: another
+        #: thread reads both at once (`describe`), and a page adds only the events after it
+        self.counted = (0, 0)
         #: fd -> (when it was last flagged, the connection then at that fd): a new connection
         #: given the same fd is flagged at once, not a second later
         self._last_flag: dict[int | None, tuple[float, object]] = {}
@@ -117,6 +120,7 @@ class Flaw:
             if fd is not None:  # SPEC §3: `fd` where one applies; fds are integers, never null
                 event["fd"] = fd
             obs.emit(event)
+        self.counted = (self.detections, obs.seq)
 
     def inert(self) -> str | None:
         """Why the flaw cannot show with the backend and write mode now, or None. A teacher
@@ -124,5 +128,6 @@ class Flaw:
         return None
 
     def describe(self, on: bool) -> dict[str, Any]:
+        detections, seq = self.counted
         return {"name": self.name, "title": self.title, "caption": self.caption, "on": on,
-                "detections": self.detections, "inert": self.inert()}
+                "detections": detections, "detections_seq": seq, "inert": self.inert()}

@@ -3,6 +3,10 @@
 import { api } from '../api.js';
 import { rereadWhileConnected, safeLabel, whileDisabled } from '../ui.js';
 
+/** Detections kept by seq until the server's count covers them (a re-read comes 1.5 s after
+ *  one; detections are at most one per fd a second) */
+const MAX_SEEN = 1000;
+
 export class ZooPanel {
   constructor(root, live, { replay }) {
     this.root = root;
@@ -37,11 +41,20 @@ export class ZooPanel {
     } catch { /* shown in the alert area */ }
   }
 
+  /** The server's list. Its count holds the detections up to `detections_seq`; the ones
+   *  this page saw after that (an answer older than the websocket) are added on, and one
+   *  seen before it (an answer newer than the websocket) is not counted twice when it comes. */
   merge(list) {
     if (!Array.isArray(list)) return;
     for (const f of list) {
-      const old = this.flaws.get(f.name) || { message: '' };
-      this.flaws.set(f.name, { ...old, ...f, detections: Math.max(f.detections ?? 0, old.localDetections ?? 0), localDetections: f.detections ?? 0 });
+      const old = this.flaws.get(f.name) || { message: '', seen: [] };
+      const counted = f.detections ?? 0;
+      if (typeof f.detections_seq !== 'number') {   // no seq (replay's catalogue): keep the most
+        this.flaws.set(f.name, { ...old, ...f, detections: Math.max(counted, old.detections ?? 0) });
+        continue;
+      }
+      const seen = (old.seen || []).filter((seq) => seq > f.detections_seq);
+      this.flaws.set(f.name, { ...old, ...f, countedTo: f.detections_seq, seen, detections: counted + seen.length });
     }
     this.dirty = true;
   }
@@ -49,7 +62,7 @@ export class ZooPanel {
   onEvent(ev) {
     if (ev.kind === 'reset') {   // a new snapshot (a reconnect, a restarted server): re-read
       if (!this.replay) {
-        for (const f of this.flaws.values()) f.localDetections = 0;
+        for (const f of this.flaws.values()) { f.seen = []; f.countedTo = undefined; }
         this.statusEl.textContent = '';
         this.load();
       }
@@ -66,11 +79,15 @@ export class ZooPanel {
     if (ev.kind !== 'flaw') return;
     let f = this.flaws.get(ev.name);
     if (!f) {   // before the catalogue arrived; live, a detection means it is on
-      f = { name: ev.name, title: ev.name, caption: '', on: !this.replay, detections: 0 };
+      f = { name: ev.name, title: ev.name, caption: '', on: !this.replay, detections: 0, seen: [] };
       this.flaws.set(ev.name, f);
     }
-    f.detections = (f.detections || 0) + 1;
-    f.localDetections = f.detections;
+    if (!(typeof ev.seq === 'number' && ev.seq <= f.countedTo)) {   // else the server's count has it
+      f.detections = (f.detections || 0) + 1;
+      f.seen = f.seen || [];
+      if (typeof ev.seq === 'number') f.seen.push(ev.seq);
+      if (f.seen.length > MAX_SEEN) f.seen.splice(0, f.seen.length - MAX_SEEN);
+    }
     f.message = String(ev.message ?? '');
     f.messageSeq = ev.seq;
     this.dirty = true;
