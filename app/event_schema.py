@@ -45,7 +45,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "ready": {"late": BOOL},
     "recv": {"eof": BOOL},  # recv() returned 0 bytes: the peer's EOF
     "backpressure": {"inline": BOOL, "udp": BOOL, "pending": COUNT, "pending_bytes": COUNT},
-    "datagram": {"misdirected": BOOL},
+    "datagram": {"misdirected": BOOL, "from_self": BOOL},
     "send": {"closing": ("user", "shutdown")},
     "queue": {"closing": ("user", "shutdown")},
     "loop": {"breakpoint": INT, "wait": INT, "delay_ms": INT, "fd": INT, "flaw": OPTIONAL_STR,

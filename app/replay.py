@@ -77,7 +77,8 @@ def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]],
     # events, as the page's connection list counts it (it said 50, the stats 0)
     bytes_in, bytes_out, waits = (_count(base, key) for key in ("bytes_in", "bytes_out", "waits"))
     udp_state = (state.get("listeners") or {}).get("udp")
-    udp = ({key: _count(udp_state, key) for key in ("received", "echoed", "dropped")}
+    udp = ({key: _count(udp_state, key)
+            for key in ("received", "from_self", "echoed", "dropped")}
            if isinstance(udp_state, dict) else None)
     for event in events:
         kind, moved = event["kind"], event.get("bytes", 0)  # an int: load_recording checked
@@ -98,6 +99,7 @@ def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]],
         elif kind == "datagram" and udp is not None:
             if event.get("dir") == "in":
                 udp["received"] += 1
+                udp["from_self"] += event.get("from_self") is True
             elif not event.get("misdirected"):  # the bug zoo's reply to itself: live counts
                 udp["echoed"] += 1               # no echo either
     totals: dict[str, Any] = {"connections": len(open_fds), "bytes_in": bytes_in,

@@ -118,8 +118,9 @@ class UdpEcho(ListeningHandler):
         if flags & socket.MSG_TRUNC:
             self.truncated += 1
             self._error("truncated", f"udp datagram from {peer_name(addr)} truncated")
-        self._emit(addr, "in", data)
-        if addr[1] == self.port and addr[0] in self._own_ips:
+        own = addr[1] == self.port and addr[0] in self._own_ips
+        self._emit(addr, "in", data, from_self=own)
+        if own:
             self.from_self += 1  # our own misdirected reply: echoing it would loop forever
             return True
         if self.reply_to_self:
@@ -207,13 +208,15 @@ class UdpEcho(ListeningHandler):
             self.loop.readable_soon(self)
 
     def _emit(self, addr: tuple[str, int], direction: str, data: bytes,
-              misdirected: bool = False) -> None:
+              misdirected: bool = False, from_self: bool = False) -> None:
         obs = self.loop.obs
         if obs.watched:
             event = {"kind": "datagram", "fd": self.fd, "peer": peer_name(addr),
                      "dir": direction, "bytes": len(data), "preview": preview(data)}
             if misdirected:  # the bug zoo's reply to this server: no echo (nor in a replay)
                 event["misdirected"] = True
+            if from_self:  # that reply arriving: counted as received, never echoed
+                event["from_self"] = True
             obs.emit(event)
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1
@@ -234,7 +237,8 @@ class UdpEcho(ListeningHandler):
 
     def describe(self) -> dict[str, int | str]:
         return {"fd": self.fd, "port": self.port, "host": self.host, "received": self.received,
-                "echoed": self.echoed, "dropped": self.dropped, "truncated": self.truncated,
+                "from_self": self.from_self, "echoed": self.echoed, "dropped": self.dropped,
+                "truncated": self.truncated,
                 "pending": len(self.pending), "pending_bytes": self.pending_bytes,
                 "reading_paused": self.reading_paused}
 

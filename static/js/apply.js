@@ -84,7 +84,10 @@ export const APPLY = Object.assign(Object.create(null), {
   },
   datagram(m, ev, _fd, inState) {
     if (m.udp && !m.udpFromStats && !inState) {   // once stats carry the totals, they alone count
-      if (ev.dir === 'in') m.udp.received = (m.udp.received || 0) + 1;
+      if (ev.dir === 'in') {
+        m.udp.received = (m.udp.received || 0) + 1;
+        if (ev.from_self) m.udp.from_self = (m.udp.from_self || 0) + 1;
+      }
       else if (ev.dir === 'out' && !ev.misdirected) m.udp.echoed = (m.udp.echoed || 0) + 1;
       m.mark('conns');
     }

@@ -143,6 +143,7 @@ export class Model {
     if (frame.udp && this.udp) {
       const { received, echoed, dropped, pending, reading_paused: readingPaused } = frame.udp;
       Object.assign(this.udp, { received, echoed, dropped });
+      if (frame.udp.from_self !== undefined) this.udp.from_self = frame.udp.from_self;
       if (pending !== undefined) Object.assign(this.udp, { pending, reading_paused: !!readingPaused });
       this.udpFromStats = true;   // datagram events still in flight are in these totals already
       this.mark('conns');

@@ -884,7 +884,7 @@ def test_replay_totals_start_from_the_snapshots_own():
               {"seq": 5, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "out", "bytes": 4}]
     assert recorded_totals(state, events) == {
         "connections": 1, "bytes_in": 1010, "bytes_out": 1010, "waits": 51,
-        "udp": {"received": 4, "echoed": 4, "dropped": 1}}
+        "udp": {"received": 4, "from_self": 0, "echoed": 4, "dropped": 1}}
 
 
 def test_replay_totals_count_no_misdirected_reply_as_echoed():
@@ -897,8 +897,10 @@ def test_replay_totals_count_no_misdirected_reply_as_echoed():
     events = [{"seq": 1, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "in", "bytes": 4},
               {"seq": 2, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "out", "bytes": 4,
                "misdirected": True},
-              {"seq": 3, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "in", "bytes": 4}]
-    assert recorded_totals(state, events)["udp"] == {"received": 2, "echoed": 0, "dropped": 0}
+              {"seq": 3, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "in", "bytes": 4,
+               "from_self": True}]
+    assert recorded_totals(state, events)["udp"] == {"received": 2, "from_self": 1, "echoed": 0,
+                                                     "dropped": 0}
 
 
 def test_replay_totals_take_the_kernels_drops_from_their_events():
@@ -911,7 +913,8 @@ def test_replay_totals_take_the_kernels_drops_from_their_events():
                "message": "udp: the kernel dropped 700 datagrams (...): 702 in all",
                "udp_dropped": 702},
               {"seq": 2, "ts": 0.1, "kind": "datagram", "fd": 5, "dir": "in", "bytes": 4}]
-    assert recorded_totals(state, events)["udp"] == {"received": 1, "echoed": 0, "dropped": 702}
+    assert recorded_totals(state, events)["udp"] == {"received": 1, "from_self": 0, "echoed": 0,
+                                                     "dropped": 702}
 
 
 def test_replay_totals_of_a_download_count_the_connections_its_events_show():

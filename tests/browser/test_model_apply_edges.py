@@ -182,15 +182,17 @@ def test_interest_keeps_a_registrations_role_and_udp_counts_follow_their_rules(
              { seq: 12, ts: 12, kind: 'datagram', fd: 5, dir: 'in', bytes: 4 },
              { seq: 13, ts: 13, kind: 'datagram', fd: 5, dir: 'out', bytes: 4, misdirected: true },
              { seq: 14, ts: 14, kind: 'datagram', fd: 5, dir: 'out', bytes: 4 },
-             { seq: 15, ts: 15, kind: 'error', fd: 5, cause: 'udp', message: 'udp', udp_dropped: 9 },
-             { seq: 16, ts: 16, kind: 'error', fd: 5, cause: 'udp', message: 'udp', udp_dropped: 4 },
-             { seq: 17, ts: 17, kind: 'loop', state: 'running', flaw: '' });
-        const events = [m.regs.get(3).role, m.udp.received, m.udp.echoed, m.udp.dropped, m.flaw];
-        m.applyStats({ udp: { received: 10, echoed: 10, dropped: 9 } });
-        feed(m, { seq: 18, ts: 18, kind: 'datagram', fd: 5, dir: 'in', bytes: 4 });
-        return { events, afterStats: m.udp.received };
+             { seq: 15, ts: 15, kind: 'datagram', fd: 5, dir: 'in', bytes: 4, from_self: true },
+             { seq: 16, ts: 16, kind: 'error', fd: 5, cause: 'udp', message: 'udp', udp_dropped: 9 },
+             { seq: 17, ts: 17, kind: 'error', fd: 5, cause: 'udp', message: 'udp', udp_dropped: 4 },
+             { seq: 18, ts: 18, kind: 'loop', state: 'running', flaw: '' });
+        const events = [m.regs.get(3).role, m.udp.received, m.udp.from_self, m.udp.echoed,
+                        m.udp.dropped, m.flaw];
+        m.applyStats({ udp: { received: 10, from_self: 3, echoed: 10, dropped: 9 } });
+        feed(m, { seq: 19, ts: 19, kind: 'datagram', fd: 5, dir: 'in', bytes: 4, from_self: true });
+        return { events, afterStats: [m.udp.received, m.udp.from_self] };
     """)
-    assert got == {"events": ["control", 1, 1, 9, ""], "afterStats": 10}, got
+    assert got == {"events": ["control", 2, 1, 1, 9, ""], "afterStats": [10, 3]}, got
 
 
 def test_a_switch_of_one_shot_alone_notes_the_epoll_that_made_the_last_wait(

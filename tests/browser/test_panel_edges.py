@@ -17,7 +17,7 @@ from tests.browser.page_helpers import loop_posts, real_console_errors
 DEADLINE_MS = 5000
 
 # a detached copy of the connection table's elements, and a model holding `conns` (fd -> row)
-CONNECTIONS = """async ({conns, isView}) => {
+CONNECTIONS = """async ({conns, isView, udp = null}) => {
     const { ConnectionsPanel } = await import('/static/js/panels/connections.js');
     const root = document.createElement('div');
     root.innerHTML = '<table><tbody id="connection-list"></tbody></table><p id="connection-more"></p>'
@@ -26,14 +26,15 @@ CONNECTIONS = """async ({conns, isView}) => {
     const panel = new ConnectionsPanel(root, { onClose: (fd) => closed.push(fd), onMine: () => {},
                                                replay: false });
     const model = { dirty: { conns: true }, take() {}, connsVersion: 1, isView, approximate: false,
-      tcp: { fd: 5, port: 7000 }, udp: null,
+      tcp: { fd: 5, port: 7000 }, udp,
       conns: new Map(conns.map(([fd, peer]) => [fd, { fd, peer, depth: 0, pending: 0, bytesIn: 0,
         bytesOut: 0, paused: false, lingering: false }])) };
     panel.paint(model, 1e9);
     const rows = [...root.querySelectorAll('#connection-list tr')];
     return { fds: rows.map((tr) => Number(tr.dataset.fd)),
              origins: rows.map((tr) => tr.querySelector('td.origin').textContent),
-             count: root.querySelector('#connection-count').textContent };
+             count: root.querySelector('#connection-count').textContent,
+             udp: root.querySelector('#udp-summary').textContent };
 }"""
 
 
@@ -49,6 +50,22 @@ def test_connections_are_listed_in_numeric_fd_order_and_say_where_the_peer_is(da
     assert got["origins"] == ["from this machine", "from this machine", "remote", "remote",
                               "from this machine"], got
     assert got["count"] == "5"
+    assert dashboard.console_errors == []
+
+
+def test_the_udp_line_says_how_many_datagrams_were_the_servers_own_replies(dashboard):
+    """The bug zoo's udp_wrong_address sends each reply to the server itself, which reads it
+    back in: "2 datagrams received, 0 echoed" for one client datagram, with nothing saying
+    what the second one was."""
+    udp = {"fd": 6, "port": 7001, "received": 2, "echoed": 0, "dropped": 0}
+    plain = dashboard.page.evaluate(CONNECTIONS, {"conns": [], "isView": False, "udp": udp})
+    assert plain["udp"] == ("UDP socket fd 6 on port 7001: 2 datagrams received, 0 echoed, "
+                            "0 dropped by the kernel"), plain
+    own = dashboard.page.evaluate(CONNECTIONS, {"conns": [], "isView": False,
+                                                "udp": {**udp, "from_self": 1}})
+    assert own["udp"] == ("UDP socket fd 6 on port 7001: 2 datagrams received (1 of them its "
+                          "own replies, sent to itself: not echoed), 0 echoed, 0 dropped by "
+                          "the kernel"), own
     assert dashboard.console_errors == []
 
 

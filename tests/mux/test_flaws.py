@@ -260,7 +260,11 @@ def test_udp_wrong_address(make_engine):
         # the reply to itself was counted as echoed (the client never heard back); its event
         # says so, for the page and a replay to count it as live does
         assert rec.wait_for("datagram", dir="out").get("misdirected") is True
-        assert engine.state().result(5)["listeners"]["udp"]["echoed"] == 0
+        # ... and it came back in: received, marked as the server's own, never echoed
+        own = wait_until(lambda: rec.of("datagram", dir="in")[1:], 5, "the reply coming in")
+        assert own[0].get("from_self") is True and "from_self" not in rec.of("datagram")[0]
+        udp = engine.state().result(5)["listeners"]["udp"]
+        assert (udp["received"], udp["from_self"], udp["echoed"]) == (2, 1, 0)
         engine.set_flaw("udp_wrong_address", False).result(5)
         client.settimeout(5)
         client.sendto(b"now?", ("127.0.0.1", engine.udp_port))

@@ -95,7 +95,9 @@ export class ConnectionsPanel {
     this.setText('more', this.moreEl, more);
     const u = model.udp;
     this.setText('udp', this.udpEl, u
-      ? `UDP socket fd ${u.fd} on port ${u.port}: ${u.received ?? 0} datagrams received, ${u.echoed ?? 0} echoed, ` +
+      ? `UDP socket fd ${u.fd} on port ${u.port}: ${u.received ?? 0} datagrams received` +
+        (u.from_self ? ` (${u.from_self} of them its own replies, sent to itself: not echoed)` : '') +
+        `, ${u.echoed ?? 0} echoed, ` +
         `${u.dropped ?? 0} dropped by the kernel` +
         (u.reading_paused ? ` · not read (backpressure): ${u.pending ?? 'its'} replies wait for writability` : '') +
         (!u.reading_paused && u.pending ? ` · ${u.pending} replies wait for writability` : '')
