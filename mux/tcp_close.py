@@ -127,11 +127,9 @@ class TcpClosing:
         if reason == "reset":  # a hang-up as well, which select reports as nothing but readable
             self.engine.breakpoints.note("hup", self.fd)
         zoo_flaw = self.engine.flaws.active
-        left_registered = False
-        if zoo_flaw is not None and zoo_flaw.name == "close_without_unregister":
-            left_registered = True
+        left_registered = zoo_flaw is not None and zoo_flaw.name == "close_without_unregister"
+        if left_registered:
             self.sock.close()  # the flaw: the fd stays registered after it is closed
-            zoo_flaw.closed_registered(self)  # type: ignore[attr-defined]
         else:
             self.loop.unregister(self.fd)
             self.sock.close()
@@ -150,3 +148,5 @@ class TcpClosing:
             if self.discarded:
                 event["discarded"] = self.discarded
             obs.emit(event)
+        if left_registered:  # the flaw looks, and says what it found after the close itself
+            zoo_flaw.closed_registered(self)  # type: ignore[union-attr]

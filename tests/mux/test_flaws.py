@@ -215,6 +215,7 @@ def test_close_without_unregister(make_engine, backend):
     assert close.get("registered") is True
     assert not [e for e in rec.events if e["kind"] == "interest" and e["fd"] == fd
                 and e["op"] == "unregister" and e["seq"] < close["seq"]]
+    assert flag["seq"] > close["seq"]  # it describes that close (it came first on epoll)
     if backend == "epoll":
         kernel = engine.kernel().result(5)
         assert fd in engine.loop.interest

@@ -46,7 +46,8 @@ function closeKey(events, i) {
   let k = i - 1;
   if (events[k] && events[k].kind === 'interest' && events[k].op === 'unregister'
       && events[k].fd === ev.fd) k--;
-  // close_without_unregister's `flaw` event (it skipped the unregister) comes there instead
+  // close_without_unregister's `flaw` event (it skipped the unregister) came there instead in
+  // a recording made before it followed the close it describes
   if (events[k] && events[k].kind === 'flaw' && events[k].fd === ev.fd) k--;
   const before = events[k];
   // the engine's own close of a connection whose handler raised, or that it refused: right
