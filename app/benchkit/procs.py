@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +106,32 @@ class LineProc:
 
 def close_all(procs: list[LineProc]) -> None:
     """Close several children at once: all are asked to quit first, then each is awaited, so
-    their shutdowns overlap instead of adding up."""
+    their shutdowns overlap instead of adding up. From a `finally` a Ctrl-C is passing
+    through, they are terminated instead (`stop_all_now`)."""
+    if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+        stop_all_now(procs)
+        return
     for proc in procs:
         proc.ask_to_quit()
     for proc in procs:
         proc.close()
+
+
+def stop_all_now(procs: list[LineProc], grace: float = 1.0) -> None:
+    """SIGTERM every child at once, SIGKILL any left after `grace` s. A polite quit is read
+    only once a child has started up: 23 servers starting on one CPU took 20-28 s to answer
+    a Ctrl-C sent to the bench alone (not to its process group)."""
+    for proc in procs:
+        proc.resume()
+        if proc.proc.poll() is None:
+            proc.proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.proc.kill()
+            proc.proc.wait()
 
 
 class ServerProc(LineProc):

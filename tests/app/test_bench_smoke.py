@@ -260,3 +260,38 @@ def test_an_interrupt_before_any_part_finished_promises_no_results(tmp_path: Pat
     assert "holds the machine and the plan, no figures" in err and "partial results" not in err
     data = json.loads(out_json.read_text())
     assert data["interrupted"] is True and data["parts_done"] == []
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.timeout(90)
+def test_an_interrupt_while_the_servers_start_ends_them_at_once() -> None:
+    """A Ctrl-C sent to the bench alone (`kill -INT`, not the terminal's whole group) while
+    its 23 echo servers were starting took 20-28 s: each was asked to quit, which it reads
+    only once started. They are terminated now, and none is left behind."""
+    import signal
+
+    from tests.conftest import wait_until
+
+    proc = subprocess.Popen([sys.executable, "-m", "app", "bench", "--only", "echo"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # (a bench that ends first fails below: no children)
+            if "echo: starting" in line:
+                break
+        children = wait_until(lambda: _children(proc.pid), timeout=10, what="the servers")
+        proc.send_signal(signal.SIGINT)
+        # (0.2-0.3 s now; a polite quit took 20-28 s on a busy machine)
+        err = proc.communicate(timeout=5)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; finished: nothing" in err
+    assert all(_gone(pid) for pid in children)  # terminated, not left to the orphan watch
