@@ -321,7 +321,8 @@ class Engine(EngineCommands, LoopControl):
                 "waits_by_backend": by_backend,
                 "lingering": list(self.lingering_fds),
                 "udp": None if udp is None else {
-                    "received": udp.received, "echoed": udp.echoed, "dropped": udp.dropped,
+                    "received": udp.received, "from_self": udp.from_self,
+                    "echoed": udp.echoed, "dropped": udp.dropped,
                     "pending": len(udp.pending), "reading_paused": udp.reading_paused}}
 
     def describe(self) -> dict[str, Any]:

@@ -278,6 +278,27 @@ def test_udp_backpressure_and_waiting_replies_are_said_on_the_page(dashboard, mo
     assert real_console_errors(dashboard) == []
 
 
+def test_the_udp_line_counts_the_servers_own_misdirected_replies(dashboard):
+    """udp_wrong_address sends each reply to the server itself, which reads it back: the line
+    said "2 datagrams received, 0 echoed" for one datagram, nothing saying what the other was
+    (the engine counted it apart, and neither its state nor its stats frames said so)."""
+    page, api, engine = dashboard.page, dashboard.api, dashboard.engine
+    assert api.post("/api/flaws/udp_wrong_address", json={"on": True}).status_code == 200
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(b"hello?", ("127.0.0.1", engine.udp_port))
+            expect(page.locator("#udp-summary")).to_contain_text(
+                "2 datagrams received (1 of them its own replies, sent to itself: not echoed), "
+                "0 echoed", timeout=5000)
+        # the stats frames carry it too: a reload (state) and the next frame agree
+        page.reload()
+        expect(page.locator("#udp-summary")).to_contain_text("(1 of them its own", timeout=5000)
+        assert engine.counters()["udp"]["from_self"] == 1
+    finally:
+        api.post("/api/flaws/udp_wrong_address", json={"on": False})
+    assert [e for e in real_console_errors(dashboard) if "409" not in e] == []
+
+
 def test_a_view_of_the_past_takes_udp_drops_and_pending_replies_from_the_events(dashboard):
     """A view rebuilt from events (time travel, replay) showed 0 dropped after a burst the
     kernel dropped 2,834 of (no datagram event says it), and "0 replies wait" beside a UDP
