@@ -69,13 +69,18 @@ def test_the_udp_line_says_how_many_datagrams_were_the_servers_own_replies(dashb
     assert dashboard.console_errors == []
 
 
-ZOO = """async () => {
+# a zoo panel over detached elements, its catalogue read from the live server; `live.send(ev)`
+# hands it an event
+NEW_ZOO = """
     const { ZooPanel } = await import('/static/js/panels/zoo.js');
     const root = document.createElement('div');
     root.innerHTML = '<p id="zoo-status"></p><ul id="zoo-list"></ul>';
     const live = { subscribe(fn) { this.send = fn; } };
     const zoo = new ZooPanel(root, live, { replay: false });
     await zoo.load();
+"""
+
+ZOO = """async () => {""" + NEW_ZOO + """
     const seen = {};
     const look = () => { zoo.paint(); return {
       on: [...root.querySelectorAll('input[data-flaw]')].filter((b) => b.checked).map((b) => b.dataset.flaw),
@@ -108,13 +113,7 @@ def test_the_zoo_follows_a_switch_made_elsewhere_and_counts_one_detection_singul
     assert dashboard.console_errors == []
 
 
-RACED_COUNT = """async () => {
-    const { ZooPanel } = await import('/static/js/panels/zoo.js');
-    const root = document.createElement('div');
-    root.innerHTML = '<p id="zoo-status"></p><ul id="zoo-list"></ul>';
-    const live = { subscribe(fn) { this.send = fn; } };
-    const zoo = new ZooPanel(root, live, { replay: false });
-    await zoo.load();
+RACED_COUNT = """async () => {""" + NEW_ZOO + """
     const answer = (detections, seq) => zoo.merge([{ name: 'eof_ignored', title: 'EOF ignored',
         on: true, detections, detections_seq: seq }]);
     const detection = (seq) => live.send({ kind: 'flaw', name: 'eof_ignored', message: 'm', seq });
