@@ -246,6 +246,11 @@ class Loop(Scheduler):
         backend = self.backend
         generic = backend._generic  # native -> READABLE/WRITABLE, filled by backend.generic
         for fd, native in ready:
+            if self.dispatch_hook is not None:  # a flaw switched on by a command earlier in
+                # this batch (the control fd's handler): its `loop` event has said so, and the
+                # rest of the batch runs its handler, as the code view will show
+                self._dispatch_instrumented(ready[ready.index((fd, native)):], False)
+                return
             # Subscripts, not `.get`: a method call costs ~100 machine instructions more, and
             # the misses are rare (try is free in CPython 3.11 until something raises).
             try:
@@ -272,7 +277,6 @@ class Loop(Scheduler):
         handlers = self.handlers
         backend = self.backend
         oneshot = backend.oneshot
-        hook = self.dispatch_hook
         obs = self.obs
         names = backend._names  # native -> names, filled by backend.names
         generic = backend._generic  # native -> READABLE/WRITABLE, filled by backend.generic
@@ -289,6 +293,9 @@ class Loop(Scheduler):
                 continue
             if oneshot:
                 self._rearm.add(fd)
+            # read per fd: a flaw switched on or off by a command the control fd's handler ran
+            # earlier in this batch applies to the fds after it, as its `loop` event says
+            hook = self.dispatch_hook
             try:
                 if hook is None:
                     try:
