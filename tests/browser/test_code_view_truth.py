@@ -1,7 +1,7 @@
 """Ground truth for the code view: the chain the page names for an event is the code that ran.
 
 A real engine runs in this process with a sink that records, for every event, the real call
-stack at `Observers.emit` (code_truth_scenarios.py drives it over real sockets, on every
+stack at `Observers.emit` (code_truth_*.py drive it over real sockets, on every
 backend in both write modes). Each event stream is then fed to the page's own
 `CodePanel.chainKey` and `chain` (static/js/panels/code.js, imported in a page of a real app,
 with /api/code's sources), split into iterations as the panel splits them. The chain's
@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.code_truth_scenarios import MODES, Frame, TruthSink, run_mode
+from tests.browser.code_truth_faults import MODES, THROTTLED, run_mode
+from tests.browser.code_truth_harness import Frame, TruthSink
 
 BUILDERS = {("mux.events", "wait_event")}  # return the event their caller emits: not on the stack
 #: Known exception: emitted later than built. A pause the control fd's handler takes
@@ -107,13 +108,27 @@ def summarize(found: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def check_mode(dashboard: Any, backend: str, trigger: str, oneshot: bool,
-               write: str) -> tuple[int, list[dict[str, Any]]]:
-    """Run every scenario in one mode; (events compared, mismatches)."""
+def check_mode(dashboard: Any, backend: str, trigger: str, oneshot: bool, write: str,
+               keys: set[str] | None = None,
+               throttled: bool = False) -> tuple[int, list[dict[str, Any]]]:
+    """Run every scenario in one mode; (events compared, mismatches). `keys` collects the
+    /api/code keys the page named."""
     mode = f"{backend}-{trigger}{'-oneshot' if oneshot else ''}/{write}"
-    sink = run_mode(backend, trigger, oneshot, write)
+    if throttled:
+        sink = run_mode(backend, trigger, oneshot, write, THROTTLED, throttled=True)
+    else:
+        sink = run_mode(backend, trigger, oneshot, write)
     answers = dashboard.page.evaluate(CHAINS, [write, sink.events])
+    if keys is not None:
+        keys.update(a["key"] for a in answers)
     return len(sink.events), mismatches(sink, answers, mode)
+
+
+#: the paths every mode reaches (in one write mode or the other)
+KEYS_EVERYWHERE = {
+    "error@crash", "close@crash", "interest@crash", "error@refused", "close@refused",
+    "error@accept", "error", "error@recovered", "close@eager-reset", "close@eager-error",
+    "close@error", "loop@breakpoint", "close@linger-reset", "close@linger-deadline"}
 
 
 @pytest.mark.parametrize("backend,trigger,oneshot", MODES,
@@ -125,7 +140,32 @@ def test_the_code_view_names_the_code_that_ran(dashboard, backend, trigger, ones
     the `loop` event that said the switch, so the page named the handler that did not run.)"""
     # a quiet page of the same origin: the dashboard's own rendering slowed each call 3-fold
     dashboard.page.goto(dashboard.base + "/api/flaws")
+    keys: set[str] = set()
     for write in ("eager", "queued"):
-        compared, found = check_mode(dashboard, backend, trigger, oneshot, write)
+        compared, found = check_mode(dashboard, backend, trigger, oneshot, write, keys)
         assert compared > 500, compared  # the scenarios ran
         assert not found, f"{len(found)} of {compared} events:\n{summarize(found)}"
+    print("keys named:", sorted(keys))
+    assert KEYS_EVERYWHERE <= keys, sorted(KEYS_EVERYWHERE - keys)
+
+
+def test_lone_events_of_unwatched_iterations(dashboard):
+    """Over the observation budget whole iterations go unwatched, but the events always shown
+    (accept, close, backpressure, error, loop...) still come, alone, and a breakpoint's hit
+    shows its wait late: the chains the page names for them are the code that ran too. Every
+    mode, both write modes, in one test (a few events each)."""
+    dashboard.page.goto(dashboard.base + "/api/flaws")
+    keys: set[str] = set()
+    found_all: list[dict[str, Any]] = []
+    compared_all = 0
+    for backend, trigger, oneshot in MODES:
+        for write in ("eager", "queued"):
+            compared, found = check_mode(dashboard, backend, trigger, oneshot, write, keys,
+                                         throttled=True)
+            compared_all += compared
+            found_all += found
+    print("keys named:", sorted(keys))
+    assert compared_all > 300, compared_all
+    assert not found_all, f"{len(found_all)} of {compared_all} events:\n{summarize(found_all)}"
+    assert {"backpressure@inline", "wait@late", "ready@late", "loop@breakpoint",
+            "close@crash", "close@refused", "interest@crash"} <= keys
