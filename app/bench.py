@@ -157,7 +157,7 @@ def part_scale(args: argparse.Namespace, client: LoadClient, out: dict[str, Any]
         show("Scale: n/a (app not built yet)\n")
         return
     out["scale"] = scale.run(client, args.scale_conns, args.scale_seconds, log,
-                             args.scale_page_cpus)
+                             args.scale_page_cpus, args.scale_budget)
     show(scale.render(out["scale"]))
 
 
@@ -228,7 +228,7 @@ def plan_record(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
     """What --json says was run: the windows and reps where the part has them."""
     if args.only == "scale":
         return {"only": "scale", "seconds": args.scale_seconds, "conns": args.scale_conns,
-                "page_cpus": args.scale_page_cpus}
+                "page_cpus": args.scale_page_cpus, "budget": args.scale_budget}
     if args.only in WINDOWLESS:
         return {"only": args.only, "quick": plan.quick}
     return {"only": args.only, **plan.__dict__}

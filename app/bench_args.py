@@ -115,6 +115,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="--only scale: the CPUs Chromium may use: 1 = CPU 1, shared with the "
                         "active client and the holder; all = either CPU, as the scheduler "
                         "picks (the server and the clients stay pinned) (default: all)")
+    p.add_argument("--scale-budget", metavar="N", type=int_in(100, 1_000_000, "the budget"),
+                   default=None,
+                   help="--only scale: the app's observation budget, events a second the page "
+                        "is shown (default: the app's own, 21,000): how the page's frame rate "
+                        "depends on what it is shown")
     p.add_argument("--json", metavar="FILE", type=_json_path, default=None,
                    help="also write every figure to FILE as JSON (the echo rows with each "
                    "repetition's raw figures)")
@@ -124,7 +129,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     scale_flags = [f for f, v in (("--scale-seconds", args.scale_seconds),
                                   ("--scale-conns", args.scale_conns),
-                                  ("--scale-page-cpus", args.scale_page_cpus)) if v is not None]
+                                  ("--scale-page-cpus", args.scale_page_cpus),
+                                  ("--scale-budget", args.scale_budget)) if v is not None]
     if scale_flags and args.only != "scale":
         p.error(f"{scale_flags[0]} applies to --only scale only")
     args.scale_seconds = args.scale_seconds or scale.SECONDS

@@ -329,16 +329,18 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
 
 
 def run(client: LoadClient, conns: int, seconds: float, log: Any,
-        page_cpus: str = "all") -> dict[str, Any]:
+        page_cpus: str = "all", budget: int | None = None) -> dict[str, Any]:
     """Server, holder, page, active client; returns every figure (see `render`).
 
     `page_cpus`: "1", Chromium shares CPU 1 with the active client and the holder (the set-up
     of every run up to session 25); "all", the scheduler may run it on either CPU, as a
-    browser on a user's machine runs (the server and the clients stay pinned)."""
+    browser on a user's machine runs (the server and the clients stay pinned). `budget`: the
+    app's observation budget (events/s a page is shown); None, the app's own."""
     holder: LineProc | None = None
     every_cpu = os.sched_getaffinity(0)
     # The server first: it pins itself to CPU 0 only if it inherits both CPUs.
-    server = ServerProc("app:queued", cpu=0).ready(timeout=60)
+    spec = "app:queued" if budget is None else f"app:queued:epoll:{budget}"
+    server = ServerProc(spec, cpu=0).ready(timeout=60)
     assert server.http_port is not None
     log(f"  scale: server pid {server.pid}, echo port {server.port}, "
         f"http port {server.http_port}")
@@ -362,7 +364,7 @@ def run(client: LoadClient, conns: int, seconds: float, log: Any,
             server.close(timeout=30)
     data.update({"conns": conns, "held": held, "held_at_end": held_end,
                  "connect_s": connect_s, "rss_idle_mb": rss_idle, "client": client.name,
-                 "page_cpus": page_cpus,
+                 "page_cpus": page_cpus, "budget": budget,
                  "targets": TARGETS})
     data["verdicts"] = verdicts(data)
     return data

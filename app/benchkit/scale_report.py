@@ -84,8 +84,9 @@ def render(d: dict[str, Any]) -> str:
     if a["p99_ms"] is not None:
         for r in rows[2:5]:
             r[1] = f"{r[1]:,.3f}"
-    title = (f"Scale: {d['conns']:,} idle connections on epoll (app, queued write) with the "
-             f"page open in headless Chromium; active client 1 conn x 64 B ping-pong "
+    budget = "" if d.get("budget") is None else f", observation budget {d['budget']:,} events/s"
+    title = (f"Scale: {d['conns']:,} idle connections on epoll (app, queued write{budget}) "
+             f"with the page open in headless Chromium; active client 1 conn x 64 B ping-pong "
              f"({d['client']}); Chromium on {_cpus(d)}; connected in {d['connect_s']:.1f} s, "
              f"page live in "
              f"{d.get('snapshot_s', 0):.1f} s, "
