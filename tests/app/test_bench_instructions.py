@@ -12,6 +12,9 @@ import pytest
 from app.benchkit import instructions
 from app.benchkit.procs import ROOT, child_env
 
+# the heaviest on the CPU: on one worker (scripts/test: --dist loadgroup), never two at once
+pytestmark = pytest.mark.xdist_group("heavy")
+
 
 def test_every_variant_of_the_driver_runs():
     for _, spec in instructions.VARIANTS:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# the heaviest on the CPU: on one worker (scripts/test: --dist loadgroup), never two at once
+pytestmark = pytest.mark.xdist_group("heavy")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

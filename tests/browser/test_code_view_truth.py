@@ -18,6 +18,9 @@ import pytest
 from tests.browser.code_truth_faults import MODES, THROTTLED, run_mode
 from tests.browser.code_truth_harness import Frame, TruthSink
 
+# the heaviest on the CPU: on one worker (scripts/test: --dist loadgroup), never two at once
+pytestmark = pytest.mark.xdist_group("heavy")
+
 BUILDERS = {("mux.events", "wait_event")}  # return the event their caller emits: not on the stack
 #: Known exception: emitted later than built. A pause the control fd's handler takes
 #: mid-iteration is held and emitted after the batch (loop_control.py `_held_loop_events`):

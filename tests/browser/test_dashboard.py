@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from app.settings import Settings
@@ -116,6 +117,7 @@ def test_download_trace_button_passes_the_token_on(open_dashboard):
     assert real_console_errors(dash) == []
 
 
+@pytest.mark.xdist_group("heavy")  # (scripts/test: never beside another of the heaviest)
 def test_page_keeps_working_under_200_load_clients(dashboard):
     page = dashboard.page
     with load_clients(dashboard, 200, 64, 50):
@@ -128,7 +130,12 @@ def test_page_keeps_working_under_200_load_clients(dashboard):
                   " t: performance.now()})")
         before = page.evaluate(sample)
         engine_before = dashboard.engine.observers.seq
-        page.wait_for_timeout(2000)
+        page.wait_for_timeout(2000)  # at least the window the rates below are taken over
+        # "keeps working": a stats frame and paints come. On a machine the suite's other worker
+        # keeps busy they took longer than 2 s (2 paints a second, no stats frame in 2.5 s)
+        page.wait_for_function(f"() => window.__muxscope.frames.stats > {before['stats']}"
+                               f" && window.__muxscope.paints >= {before['paints'] + 5}",
+                               timeout=15_000)
         after = page.evaluate(sample)
         engine_after = dashboard.engine.observers.seq
         secs = (after["t"] - before["t"]) / 1000
@@ -146,7 +153,7 @@ def test_page_keeps_working_under_200_load_clients(dashboard):
               f"engine by {engine_before - before['seq']:,} events at the start and "
               f"{engine_after - after['seq']:,} at the end", flush=True)
         dashboard.screenshot("test_page_keeps_working_under_200_load_clients-under-load")
-        assert after["stats"] - before["stats"] >= 1, "no stats frame in 2 s"
+        assert after["stats"] - before["stats"] >= 1, "no stats frame"
         assert after["events"] > before["events"]
         assert after["applied"] > before["applied"]
         assert after["paints"] - before["paints"] >= 5, "the page stopped painting"
