@@ -40,6 +40,7 @@ from tests.browser.code_truth_scenarios import (
     flaw_switched_mid_batch,
     flaw_udp_wrong_address,
     flaw_write_interest_stuck,
+    last_words_with_flaw,
     partial_sends,
     reset,
     reset_idle,
@@ -266,16 +267,7 @@ def linger_deadline(engine: Engine, sink: TruthSink) -> None:
 
 
 def flaw_poll_equality(engine: Engine, sink: TruthSink) -> None:
-    engine.set_flaw("poll_equality", True).result(TIMEOUT)
-    sock, fd = client(engine, sink)
-    sock.sendall(b"eq")
-    assert recv_exactly(sock, 2) == b"eq"
-    start = last_seq(sink)
-    sock.sendall(b"last words")
-    sock.shutdown(socket.SHUT_WR)
-    closed(sink, fd, start)
-    sock.close()
-    engine.set_flaw("poll_equality", False).result(TIMEOUT)
+    last_words_with_flaw(engine, sink, "poll_equality", first=b"eq")
 
 
 def flaw_et_no_drain(engine: Engine, sink: TruthSink) -> None:

@@ -223,15 +223,24 @@ def flaw_write_interest_stuck(engine: Engine, sink: TruthSink) -> None:
     closed(sink, fd, start)
 
 
-def flaw_hup_before_in(engine: Engine, sink: TruthSink) -> None:
-    engine.set_flaw("hup_before_in", True).result(TIMEOUT)
+def last_words_with_flaw(engine: Engine, sink: TruthSink, name: str,
+                         first: bytes = b"") -> None:
+    """Flaw `name` on, a client that echoes `first`, then sends its last words and closes."""
+    engine.set_flaw(name, True).result(TIMEOUT)
     sock, fd = client(engine, sink)
+    if first:
+        sock.sendall(first)
+        assert recv_exactly(sock, len(first)) == first
     start = last_seq(sink)
     sock.sendall(b"last words")
     sock.shutdown(socket.SHUT_WR)
     closed(sink, fd, start)
     sock.close()
-    engine.set_flaw("hup_before_in", False).result(TIMEOUT)
+    engine.set_flaw(name, False).result(TIMEOUT)
+
+
+def flaw_hup_before_in(engine: Engine, sink: TruthSink) -> None:
+    last_words_with_flaw(engine, sink, "hup_before_in")
 
 
 def flaw_udp_wrong_address(engine: Engine, sink: TruthSink) -> None:
