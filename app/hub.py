@@ -29,6 +29,12 @@ MAX_FRAME_BYTES = 1 << 20
 # publish() encodes in slices of this many events, so that a queue overflowing drops its oldest
 # events in small steps instead of a whole pump tick (up to 20,000 events) at once.
 BATCH_EVENTS = 1024
+#: A client that acknowledges what it has taken in (the page sends `{"type": "ack", "seq": n}`)
+#: is sent at most this many events past its last ack, and its queue keeps only its newest this
+#: many. A page that falls behind then skips events (counted in `dropped`) instead of reading
+#: ones seconds old out of the kernel's socket buffers, which no bound of ours reaches (166,155
+#: events behind were seen). A client that never acknowledges is sent all its queue keeps.
+ACK_WINDOW_EVENTS = 10_000
 
 
 class HubFull(RuntimeError):
@@ -82,10 +88,16 @@ class Subscription:
         self.peak_queued_bytes = 0
         self.dropped_total = 0
         self.events_sent = 0
+        self.queued_events = 0
         self._batches: deque[Batch] = deque()
         self._wake = asyncio.Event()
         self._last_seq: int | None = None
         self._start_seq: int | None = None
+        # pacing (`ack`): None until the client first acknowledges; then the frames sent since
+        # its last ack, as (last seq, events), and how many events they hold
+        self._acked_seq: int | None = None
+        self._unacked: deque[tuple[int, int]] = deque()
+        self.unacked_events = 0
 
     def push(self, batch: Batch) -> None:
         """Queue a batch; drop the oldest batches while over the byte bound. Never blocks."""
@@ -97,11 +109,46 @@ class Subscription:
             batch = trimmed
         self._batches.append(batch)
         self.queued_bytes += len(batch.data)
-        while self.queued_bytes > self.max_queue_bytes and self._batches:
-            self.queued_bytes -= len(self._batches.popleft().data)
+        self.queued_events += batch.count
+        while self._batches and self._over_bound():
+            self._drop_oldest()
         self.peak_queued_bytes = max(self.peak_queued_bytes, self.queued_bytes)
         if self._batches:
             self._wake.set()
+
+    def _over_bound(self) -> bool:
+        """Over the byte bound, or (paced) still a window's events without the oldest batch."""
+        if self.queued_bytes > self.max_queue_bytes:
+            return True
+        return self.paced and self.queued_events - self._batches[0].count >= ACK_WINDOW_EVENTS
+
+    def _drop_oldest(self) -> None:
+        oldest = self._batches.popleft()
+        self.queued_bytes -= len(oldest.data)
+        self.queued_events -= oldest.count
+
+    @property
+    def paced(self) -> bool:
+        """True once the client has acknowledged events (see ACK_WINDOW_EVENTS)."""
+        return self._acked_seq is not None
+
+    def ack(self, seq: int) -> None:
+        """The client has taken in the events up to `seq`: the window moves on."""
+        if self._acked_seq is not None and seq <= self._acked_seq:
+            return
+        self._acked_seq = seq
+        while self._unacked and self._unacked[0][0] <= seq:
+            self.unacked_events -= self._unacked.popleft()[1]
+        self._wake.set()
+
+    def _room(self) -> int | None:
+        """Events that may be sent now (None: no limit, the client does not acknowledge)."""
+        return ACK_WINDOW_EVENTS - self.unacked_events if self.paced else None
+
+    def _no_room_for(self, batch: Batch) -> bool:
+        """A batch goes out whole (no re-encoding), once the window has room for all of it."""
+        room = self._room()
+        return room is not None and room < batch.count
 
     def start_after(self, seq: int) -> None:
         """Start the stream after the snapshot's `seq`: discard everything at or before it,
@@ -114,35 +161,43 @@ class Subscription:
                 kept.append(trimmed)
         self._batches = kept
         self.queued_bytes = sum(len(batch.data) for batch in kept)
+        self.queued_events = sum(batch.count for batch in kept)
 
     async def next_frame(self, timeout: float | None = None) -> bytes | None:
         """The next `events` frame (several batches coalesced), or None after `timeout` s."""
         if self._last_seq is None:
             raise RuntimeError("start_after(seq) must be called before next_frame()")
-        while not self._batches:
-            self._wake.clear()
-            try:
-                async with asyncio.timeout(timeout):  # not wait_for: see routes/live.py
+        try:
+            async with asyncio.timeout(timeout):  # not wait_for: see routes/live.py
+                while not self._batches or self._no_room_for(self._batches[0]):
+                    self._wake.clear()
                     await self._wake.wait()
-            except TimeoutError:
-                return None
+        except TimeoutError:
+            return None
         return self._take_frame()
 
     def _take_frame(self) -> bytes:
-        """Pop queued batches (up to MAX_FRAME_BYTES) and splice them into one frame."""
+        """Pop queued batches (up to MAX_FRAME_BYTES, and the ack window's room) and splice
+        them into one frame."""
         assert self._last_seq is not None
+        room = self._room()
         taken = [self._batches.popleft()]
-        size = len(taken[0].data)
-        while self._batches and size + len(self._batches[0].data) <= MAX_FRAME_BYTES:
+        size, count = len(taken[0].data), taken[0].count
+        while self._batches and size + len(self._batches[0].data) <= MAX_FRAME_BYTES and (
+                room is None or count + self._batches[0].count <= room):
             taken.append(self._batches.popleft())
             size += len(taken[-1].data)
+            count += taken[-1].count
         self.queued_bytes -= size
-        count = sum(batch.count for batch in taken)
+        self.queued_events -= count
         last_seq = taken[-1].last_seq
         dropped = last_seq - self._last_seq - count
         self._last_seq = last_seq
         self.dropped_total += dropped
         self.events_sent += count
+        if room is not None:
+            self._unacked.append((last_seq, count))
+            self.unacked_events += count
         return _events_frame(dropped, taken)
 
 

@@ -9,6 +9,7 @@ one kind comes from different paths, `kind@variant` keys name them (`close@user`
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -166,14 +167,22 @@ def _flawed(chains: dict[str, list[Callable[..., Any]]]) -> dict[str, list[Calla
 def _describe(fn: Callable[..., Any], kind: str,
               callee: Callable[..., Any] | None) -> dict[str, Any]:
     """`fn`'s source; highlighted: the call into `callee`, or the line building the event."""
-    lines, first = inspect.getsourcelines(fn)
+    lines, first, file = _source(fn)
     marker = f".{callee.__name__}(" if callee else f'"kind": "{kind.split("@")[0]}"'
     highlight = [first + i for i, line in enumerate(lines) if marker in line]
     if not highlight and callee:  # a module-level function, called without a dot
         highlight = [first + i for i, line in enumerate(lines) if f"{callee.__name__}(" in line]
     return {"qualname": fn.__qualname__, "module": fn.__module__,
-            "file": _relative(inspect.getsourcefile(fn)), "first_line": first,
+            "file": file, "first_line": first,
             "lines": [line.rstrip("\n") for line in lines], "highlight": highlight}
+
+
+@functools.cache
+def _source(fn: Callable[..., Any]) -> tuple[list[str], int, str | None]:
+    """`fn`'s source lines, first line and file, read once: a function is in ~7 chains, and
+    `inspect.getsourcelines` tokenizes its module up to it each time (1.3 s of CPU uncached)."""
+    lines, first = inspect.getsourcelines(fn)
+    return lines, first, _relative(inspect.getsourcefile(fn))
 
 
 def _relative(path: str | None) -> str | None:

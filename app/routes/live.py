@@ -3,7 +3,8 @@
 The handler subscribes to the hub *before* asking for the snapshot, then drops what the
 snapshot already covers (`start_after(seq)`), so no event falls between the two. Two tasks run
 per socket: the writer (frames from the hub, a stats frame every half second) and the reader
-(which only watches for disconnects and misbehaving clients). Whichever ends first ends both.
+(which takes the page's acks, `hub.ACK_WINDOW_EVENTS`, and watches for disconnects and
+misbehaving clients). Whichever ends first ends both.
 Every send is bounded by `hub.send_timeout`: a client that stops reading is closed with 1008
 (reset if it does not take the close either: `routes/release.py`) and unsubscribed, never
 buffered without bound, never allowed to stall the engine.
@@ -60,7 +61,7 @@ async def live(websocket: WebSocket) -> None:
 async def _serve(websocket: WebSocket, hub: Hub, subscription: Subscription) -> None:
     """Run the writer and the reader until either ends, then close if one asked to."""
     writer = asyncio.create_task(_write_frames(websocket, hub, subscription))
-    reader = asyncio.create_task(_read_client(websocket))
+    reader = asyncio.create_task(_read_client(websocket, subscription))
     try:
         done, _ = await asyncio.wait((writer, reader), return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -122,8 +123,9 @@ def _stats_frame(stats: StatsProvider, subscription: Subscription) -> bytes:
     return _dumps(frame)
 
 
-async def _read_client(websocket: WebSocket) -> Close | None:
-    """Ignore small text messages; close on binary or oversized text; end on disconnect."""
+async def _read_client(websocket: WebSocket, subscription: Subscription) -> Close | None:
+    """Take acks (`{"type": "ack", "seq": n}`: `Subscription.ack`) and ignore other small text
+    messages; close on binary or oversized text; end on disconnect."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -133,6 +135,21 @@ async def _read_client(websocket: WebSocket) -> Close | None:
         text = message.get("text") or ""
         if len(text) > MAX_CLIENT_TEXT or len(text.encode()) > MAX_CLIENT_TEXT:
             return 1009, f"message too big (max {MAX_CLIENT_TEXT >> 10} KiB)"
+        seq = _acked_seq(text)
+        if seq is not None:
+            subscription.ack(seq)
+
+
+def _acked_seq(text: str) -> int | None:
+    """The seq of an ack message, or None for any other text."""
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "ack":
+        return None
+    seq = message.get("seq")
+    return seq if type(seq) is int and seq >= 0 else None
 
 
 async def send_frame(websocket: WebSocket, frame: bytes, timeout: float) -> bool:

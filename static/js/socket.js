@@ -2,6 +2,12 @@
 
 const MIN_DELAY = 500;
 const MAX_DELAY = 10000;
+// Acks ({type: 'ack', seq}) tell the server what the page has taken in: it sends at most
+// 10,000 events past the last one (app/hub.py, ACK_WINDOW_EVENTS), so a page that falls behind
+// skips events (counted as dropped) instead of showing ones seconds old. One ack per this many
+// events, or this long after the last events frame when fewer came.
+const ACK_EVERY_EVENTS = 1000;
+const ACK_AFTER_MS = 100;
 
 export class Socket {
   /**
@@ -19,6 +25,10 @@ export class Socket {
     this.timer = null;
     this.stopped = false;
     this.opens = 0;
+    this.acks = 0;
+    this.unacked = 0;      // events taken in since the last ack
+    this.takenSeq = null;  // the last event's seq taken in
+    this.ackTimer = null;
   }
 
   url() {
@@ -41,6 +51,8 @@ export class Socket {
     this.ws = ws;
     ws.addEventListener('open', () => {
       this.opens++;
+      this.unacked = 0;
+      this.takenSeq = null;
       this.onStatus('open');
     });
     ws.addEventListener('message', (msg) => {
@@ -53,6 +65,7 @@ export class Socket {
       }
       if (frame && frame.type === 'snapshot') this.delay = MIN_DELAY;  // a healthy link resets the back-off
       this.onFrame(frame);
+      if (frame && frame.type === 'events' && frame.events.length) this.taken(ws, frame.events);
     });
     ws.addEventListener('close', (ev) => {
       if (this.ws !== ws) return;
@@ -61,6 +74,23 @@ export class Socket {
       this.schedule(why);
     });
     // 'error' is always followed by 'close'; nothing to do here.
+  }
+
+  /** After a frame of events was applied: ack now or soon (ACK_EVERY_EVENTS, ACK_AFTER_MS). */
+  taken(ws, events) {
+    this.takenSeq = events[events.length - 1].seq;
+    this.unacked += events.length;
+    if (this.unacked >= ACK_EVERY_EVENTS) this.ack(ws);
+    else if (this.ackTimer === null) this.ackTimer = setTimeout(() => this.ack(ws), ACK_AFTER_MS);
+  }
+
+  ack(ws) {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    if (ws !== this.ws || ws.readyState !== WebSocket.OPEN || this.unacked === 0) return;
+    ws.send(JSON.stringify({ type: 'ack', seq: this.takenSeq }));
+    this.unacked = 0;
+    this.acks++;
   }
 
   schedule(why) {
