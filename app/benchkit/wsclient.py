@@ -1,7 +1,10 @@
 """A browser-like websocket reader of the app's /ws: ``python -m app.benchkit.wsclient PORT CPU``.
 
-It sends the Origin a page on the dashboard would send, reads every frame, and counts what it
-received. Prints ``READY <started_at>`` after the snapshot; then answers stdin commands:
+It sends the Origin a page on the dashboard would send, reads every frame, counts what it
+received, and acknowledges what it took in as the page does (`static/js/socket.js`: an ack per
+1,000 events, or at the next frame 100 ms after the last ack; `--no-ack` among the arguments:
+never, as clients other than the page). Prints ``READY <started_at>`` after the snapshot;
+then answers stdin commands:
 
 - ``mark``  -> ``MARK``: start a new measurement window (zero the window's counters)
 - ``stats`` -> ``STATS <json>``: events, dropped, frames and seconds in the window, the latency
@@ -74,12 +77,22 @@ class Window:
                     "gaps_match_dropped": self.gap_total == self.dropped_total}
 
 
-def _reader(ws: Any, win: Window, started_at: float) -> None:
+ACK_EVERY_EVENTS = 1000
+ACK_AFTER_S = 0.1
+
+
+def _reader(ws: Any, win: Window, started_at: float, ack: bool) -> None:
+    unacked, acked_at = 0, time.monotonic()
     try:
         for msg in ws:
             frame = _loads(msg)
-            if frame.get("type") == "events":
-                win.add(frame, started_at, time.time())
+            if frame.get("type") != "events" or not frame["events"]:
+                continue
+            win.add(frame, started_at, time.time())
+            unacked += len(frame["events"])
+            if ack and (unacked >= ACK_EVERY_EVENTS or time.monotonic() - acked_at >= ACK_AFTER_S):
+                ws.send('{"type":"ack","seq":' + str(frame["events"][-1]["seq"]) + "}")
+                unacked, acked_at = 0, time.monotonic()
     except Exception:  # noqa: BLE001 - the connection closing ends the reader
         return
 
@@ -89,6 +102,8 @@ def main(argv: list[str]) -> int:
     from websockets.sync.client import connect
     from websockets.typing import Origin
 
+    ack = "--no-ack" not in argv
+    argv = [arg for arg in argv if arg != "--no-ack"]
     port, cpu = int(argv[0]), int(argv[1]) if len(argv) > 1 else -1
     if cpu >= 0 and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {cpu})
@@ -103,7 +118,7 @@ def main(argv: list[str]) -> int:
         win = Window()
         win.last_seq = int(snap.get("seq", 0))
         started_at = float(snap["started_at"])
-        threading.Thread(target=_reader, args=(ws, win, started_at), daemon=True).start()
+        threading.Thread(target=_reader, args=(ws, win, started_at, ack), daemon=True).start()
         print(f"READY {started_at}", flush=True)
         for line in sys.stdin:
             cmd = line.strip()

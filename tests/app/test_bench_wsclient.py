@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
+import pytest
+
 from app.benchkit.wsclient import Window
+from tests.conftest import wait_until
 
 
 def test_events_older_than_the_window_are_counted_but_give_no_latency():
@@ -21,3 +26,29 @@ def test_events_older_than_the_window_are_counted_but_give_no_latency():
     assert report["events"] == 2
     assert report["p99_ms"] is not None and abs(report["p99_ms"] - 20.0) < 0.5
     assert report["gaps_match_dropped"]
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-ack",)], ids=["acks", "no-ack"])
+def test_the_bench_reader_acks_as_the_page_does_unless_told_not_to(live, flags):
+    """The echo rows observed "as the app runs it" and the delivery figures are taken with the
+    page's acks (hub.ACK_WINDOW_EVENTS), so the paced path is the one measured."""
+    port = int(live.base.rsplit(":", 1)[1])
+    reader = subprocess.Popen([sys.executable, "-m", "app.benchkit.wsclient", str(port), *flags],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout is not None and reader.stdout.readline().startswith("READY")
+        hub = live.app.state.hub
+        with live.connect() as sock:
+            sock.settimeout(5)
+            for _ in range(200):   # ~4 events each (an ack: per 1,000 events or after 100 ms)
+                sock.sendall(b"ping\n")
+                assert sock.recv(16) == b"ping\n"
+            wait_until(lambda: hub.subscriptions and hub.subscriptions[0].events_sent >= 800,
+                       5, "the reader to be sent the events")
+            if flags:
+                time.sleep(0.3)   # (an ack would have come by now: 1,000 events or 100 ms)
+                assert not hub.subscriptions[0].paced
+            else:
+                wait_until(lambda: hub.subscriptions[0].paced, 5, "the reader's first ack")
+    finally:
+        reader.communicate("quit\n", timeout=10)
