@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -98,6 +99,7 @@ class Subscription:
         self._acked_seq: int | None = None
         self._unacked: deque[tuple[int, int]] = deque()
         self.unacked_events = 0
+        self._blocked_since: float | None = None  # events waiting, the window full, since
 
     def push(self, batch: Batch) -> None:
         """Queue a batch; drop the oldest batches while over the byte bound. Never blocks."""
@@ -113,7 +115,7 @@ class Subscription:
         while self._batches and self._over_bound():
             self._drop_oldest()
         self.peak_queued_bytes = max(self.peak_queued_bytes, self.queued_bytes)
-        if self._batches:
+        if self._batches and not self._no_room_for(self._batches[0]):
             self._wake.set()
 
     def _over_bound(self) -> bool:
@@ -136,7 +138,12 @@ class Subscription:
         """The client has taken in the events up to `seq`: the window moves on."""
         if self._acked_seq is not None and seq <= self._acked_seq:
             return
+        if self._acked_seq is None and self._last_seq is not None and self._last_seq > seq:
+            # what went out before the first ack (up to a whole queue) is in flight as well
+            self._unacked.append((self._last_seq, self._last_seq - seq))
+            self.unacked_events = self._last_seq - seq
         self._acked_seq = seq
+        self._blocked_since = None
         while self._unacked and self._unacked[0][0] <= seq:
             self.unacked_events -= self._unacked.popleft()[1]
         self._wake.set()
@@ -144,6 +151,12 @@ class Subscription:
     def _room(self) -> int | None:
         """Events that may be sent now (None: no limit, the client does not acknowledge)."""
         return ACK_WINDOW_EVENTS - self.unacked_events if self.paced else None
+
+    def blocked_for(self) -> float:
+        """Seconds the window has been full with events waiting and no ack moving it (0 if
+        not): a paced client that stopped taking frames in, whose socket no timeout reaches
+        (the window fits in the buffers on the way, and stats frames are small)."""
+        return 0.0 if self._blocked_since is None else time.monotonic() - self._blocked_since
 
     def _no_room_for(self, batch: Batch) -> bool:
         """A batch goes out whole (no re-encoding), once the window has room for all of it."""
@@ -170,6 +183,8 @@ class Subscription:
         try:
             async with asyncio.timeout(timeout):  # not wait_for: see routes/live.py
                 while not self._batches or self._no_room_for(self._batches[0]):
+                    if self._batches and self._blocked_since is None:
+                        self._blocked_since = time.monotonic()
                     self._wake.clear()
                     await self._wake.wait()
         except TimeoutError:

@@ -20,10 +20,15 @@ export const APPLY = Object.assign(Object.create(null), {
     m.mark('syscall', 'backend');
   },
   ready(m, ev, fd, inState, isConn, now) {
-    if (m.lastWait && m.lastWait.ready_list.length < READY_LIST_CAP) {
+    // after a gap (model.js: `cut`), not the last wait's: an iteration's whose wait was not shown
+    const ofLastWait = !(m.lastWait && m.lastWait.cut);
+    if (ofLastWait && m.lastWait && m.lastWait.ready_list.length < READY_LIST_CAP) {
       m.lastWait.ready_list.push({ fd, flags: ev.flags || [] });
+      // the syscall line painted this wait before all its ready fds came: the fd panel follows
+      const shown = m.shownWait;
+      if (shown && shown.source === m.lastWait) shown.ready.set(fd, ev.flags || []);
     }
-    m.lastReady.set(fd, ev.flags || []);
+    if (ofLastWait) m.lastReady.set(fd, ev.flags || []);
     m.flashes.set(fd, now);
     // reported, so passed: an fd the replayed interest lacks (its accept not shown) had one
     if (inState && m.preState && m.lastWait && m.lastWait.before

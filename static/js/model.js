@@ -283,6 +283,10 @@ export class Model {
       if (ev.seq <= this.seq) return;            // already reflected in the snapshot
       if ((this.seq || this.frames.snapshot) && ev.seq > this.seq + 1) {   // (a snapshot at seq 0 too)
         this.gaps += ev.seq - this.seq - 1;
+        // the ready events to come may be an iteration's whose wait was among those not shown
+        // (a queue dropping its oldest batch cuts between a wait and its ready events): they
+        // are not the last wait's
+        if (this.lastWait) this.lastWait.cut = true;
         // a view of the past: events dropped after its state was read leave its byte sums
         // short, as live (where the frame's `dropped` says so)
         if (this.isView && ev.seq - 1 > this.stateSeq && !this.approximate) { this.approximate = true; this.mark('conns'); }

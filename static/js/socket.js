@@ -51,6 +51,8 @@ export class Socket {
     this.ws = ws;
     ws.addEventListener('open', () => {
       this.opens++;
+      clearTimeout(this.ackTimer);
+      this.ackTimer = null;
       this.unacked = 0;
       this.takenSeq = null;
       this.onStatus('open');

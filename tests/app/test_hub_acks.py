@@ -11,7 +11,7 @@ import orjson
 
 from app.hub import ACK_WINDOW_EVENTS, BATCH_EVENTS, Hub
 from app.routes.live import _acked_seq
-from tests.app.test_hub import Live, check_accounting, reaches
+from tests.app.test_hub import Live, check_accounting, expect_close, reaches
 from tests.app.test_hub import live as live  # noqa: F401 - the fixture, shared
 from tests.conftest import run_async
 from tests.conftest import wait_until as wait_for
@@ -49,6 +49,29 @@ def test_an_acking_client_waits_for_room_and_then_gets_the_newest() -> None:
             assert received + dropped == frames[-1]["events"][-1]["seq"]
             assert dropped >= ACK_WINDOW_EVENTS   # the oldest were skipped, not queued
             assert sub.dropped_total == dropped
+
+    run_async(scenario())
+
+
+def test_what_went_out_before_the_first_ack_counts_as_in_flight() -> None:
+    """The queue a page finds at connect (up to 4 MiB) goes out before its first ack: that
+    ack must not open a whole window on top of it."""
+    async def scenario() -> None:
+        hub = Hub(max_queue_bytes=64 << 20)
+        async with hub.subscribe() as sub:
+            sub.start_after(0)
+            last = publish(hub, 1, 15_000)
+            while await sub.next_frame(0.05) is not None:   # not paced yet: all of it
+                pass
+            sub.ack(1000)   # the page has taken in 1,000 of the 15,000 sent
+            assert sub.paced and sub.unacked_events == last - 1000
+            publish(hub, last + 1, 2000)
+            assert await sub.next_frame(0.05) is None   # 14,000 in flight: no room
+            assert sub.blocked_for() > 0
+            sub.ack(last)
+            assert sub.blocked_for() == 0
+            frame = orjson.loads(await sub.next_frame(1.0) or b"null")
+            assert frame["events"][0]["seq"] == last + 1 and frame["dropped"] == 0
 
     run_async(scenario())
 
@@ -119,3 +142,19 @@ def read_until_acking(ws: Any, seq: int) -> list[Frame]:
         if frame["type"] == "events":
             ws.send(ack(frame["events"][-1]["seq"]))
     return frames
+
+
+def test_a_client_that_acks_then_stops_is_closed_like_one_that_stopped_reading(
+        live: Any) -> None:  # noqa: F811
+    """Its window fits in the buffers on the way and stats frames are small: no send would
+    time out, and it would keep its slot (16 at most) for good."""
+    session: Live = live(max_queue_bytes=64 << 20, send_timeout=1.0)
+    ws = session.connect()
+    snapshot = orjson.loads(ws.recv(timeout=5))
+    ws.send(ack(snapshot["seq"]))
+    wait_for(lambda: all(s.paced for s in session.hub.subscriptions), 5, "the ack taken")
+    session.source.emit(3 * ACK_WINDOW_EVENTS)   # it reads on, but acks no more
+    started = time.monotonic()
+    assert expect_close(ws, timeout=10) == (1008, "client too slow")
+    assert time.monotonic() - started > 1.0   # not before the send timeout
+    wait_for(lambda: session.hub.clients == 0, 5, "its slot freed")

@@ -1,6 +1,7 @@
 // The backend's own vocabulary as text: what the wait the syscall line shows was passed and
 // what it returned, as select's three sets, poll's pollfd array, or epoll's interest and
 // ready lists. The backend panel shows these [title, body] blocks under its fd grid.
+import { READY_LIST_CAP } from '../apply.js';
 import { backendText, flagText, sameBackend, selectSets, toNative } from '../vocab.js';
 
 const TEXT_ROWS = 60;
@@ -40,8 +41,19 @@ function shownWaitOf(model) {
     model, shown, made, switched, known,
     regs: shown ? shown.regs : model.regsAtWait(),   // as passed to that wait
     ready: shown ? shown.ready : model.lastReady,    // and what it returned
+    returned: shown ? Math.max(shown.returned, shown.ready.size) : model.lastReady.size,
     asNow: known ? '' : ' — as now: this page loaded after that wait, what it was passed is not known here',
   };
+}
+
+/** A line for the ready fds the wait returned that `ready` does not hold (or ''): their
+ *  events had not come when the line was painted, or past the page's list cap. */
+function notReceived(w, shownAs) {
+  const missing = w.returned - w.ready.size;
+  if (missing <= 0) return '';
+  const why = w.ready.size >= READY_LIST_CAP ? `this page lists the first ${READY_LIST_CAP}`
+    : 'not received by this page (yet, or dropped for it)';
+  return `… and ${missing} more ready${shownAs}, not listed: ${why}`;
 }
 
 /** What changed since that wait, on the same backend (the handlers' epoll_ctl calls; the grid
@@ -72,8 +84,9 @@ function selectBlocks(w) {
   for (const [fd, flags] of w.ready) for (const f of flags) if (out[f]) out[f].push(fd);
   for (const k of Object.keys(out)) out[k].sort((a, b) => a - b);
   const text = (sets) => `read:   ${capList(sets.read)}\nwrite:  ${capList(sets.write)}\nexcept: ${capList(sets.except)}`;
+  const more = notReceived(w, '');
   return [[`in: the sets passed to select() (interest)${w.asNow}`, text(ins)],
-    ['out: the sets select() returned (ready)', text(out)]];
+    ['out: the sets select() returned (ready)', more ? `${text(out)}\n${more}` : text(out)]];
 }
 
 function pollBlocks(w) {
@@ -86,6 +99,8 @@ function pollBlocks(w) {
   if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
   const unknown = unknownCount(w.shown, fds.length);
   if (unknown) lines.push(`… and ${unknown} more passed, ${UNKNOWN_WHY}`);
+  const more = notReceived(w, ' (shown with revents=0 above)');
+  if (more) lines.push(more);
   return [[`the pollfd array passed to poll(): ${fds.length + unknown} entries (fd, events, revents)${w.asNow}`, lines.join('\n')]];
 }
 
@@ -120,9 +135,11 @@ function epollBlocks(w) {
     : switched ? 'at that epoll_wait: not known here (this page loaded after it and the switch; below, the registrations now, with its trigger and one-shot bits)'
       : 'now (this page loaded after that epoll_wait: the interest it was made with is not known here)';
   const back = [...ready].slice(0, TEXT_ROWS).map(([fd, flags]) => `fd ${fd}: ${flagText(flags)}`);
+  const more = notReceived(w, '');
+  if (more) back.push(more);
   return [
     [`interest list${epfd} ${when} (kept in the kernel, changed by epoll_ctl): ${fdCount(fds.length + gone.length + unknown)}`, lines.join('\n')],
-    [`ready list (returned by that epoll_wait): ${fdCount(ready.size)}`, back.join('\n') || '(empty)'],
+    [`ready list (returned by that epoll_wait): ${fdCount(w.returned)}`, back.join('\n') || '(empty)'],
   ];
 }
 

@@ -50,6 +50,11 @@ export class SyscallPanel {
       interestKnown: w.interestKnown !== false,
       registered: w.registered,
       ready: new Map(w.ready_list.map((r) => [r.fd, r.flags])),
+      // how many it returned: on a starved page the rest of the iteration's `ready` events can
+      // come after the line gave up waiting for them (INCOMPLETE_MAX_MS); they are added to
+      // `ready` as they come (apply.js), and until then the fd panel says how many are missing
+      returned: w.ready ?? w.ready_list.length,
+      source: w,
       regs: model.regsAtWait(),
     };
     model.mark('backend');
