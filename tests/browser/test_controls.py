@@ -244,7 +244,9 @@ def test_resume_answers_requests_in_flight(dashboard):
     for rnd in range(20):
         assert dashboard.api.post("/api/loop", json={"action": "pause"}).json()["loop"] == "paused"
         results = page.evaluate(BURST, 4)
-        late = [r for r in results if "error" in r or r["status"] != 200 or r["ms"] > 1000]
+        # stranded: aborted at 3 s (an error); answered: well before (1,073 ms was seen on a
+        # machine loaded 13 deep, with 2 cores)
+        late = [r for r in results if "error" in r or r["status"] != 200 or r["ms"] > 2500]
         assert late == [], f"round {rnd}: requests stranded after a resume: {results}"
         assert state(dashboard)["loop"] == "running"
 

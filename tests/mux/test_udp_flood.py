@@ -95,6 +95,7 @@ def test_the_kernels_drops_are_said_in_an_event_with_their_total(make_engine):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         for _ in range(2000):  # far more than the receive buffer holds
             client.sendto(b"x" * 1000, ("127.0.0.1", engine.udp_port))
+        burst = proc_udp_drops(engine.udp_port)
         engine.resume().result(5)
         before = udp.received
         # the drop count rides on the next datagram queued after the drops
@@ -102,9 +103,12 @@ def test_the_kernels_drops_are_said_in_an_event_with_their_total(make_engine):
                             udp.received > before + 1)[1], timeout=5, what="a marker")
         said = rec.wait_for("error", cause="udp")
     total = engine.state().result(5)["listeners"]["udp"]["dropped"]
-    assert said["fd"] == udp.fd and said["udp_dropped"] == total > 0
-    assert f"the kernel dropped {total} datagrams" in said["message"]
-    assert said["message"].endswith(f"{total} in all")
+    # a marker sent while the buffer was still full can be dropped too, after the event
+    # (seen once on a busy machine: 1,908 said, 1,909 in the state read after it)
+    assert said["fd"] == udp.fd and 0 < burst <= said["udp_dropped"] <= total
+    n = said["udp_dropped"]
+    assert f"the kernel dropped {n} datagrams" in said["message"]
+    assert said["message"].endswith(f"{n} in all")
 
 
 def test_a_burst_with_nothing_after_it_is_said_too(make_engine):
