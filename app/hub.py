@@ -25,6 +25,9 @@ import orjson
 DEFAULT_MAX_CLIENTS = 16
 DEFAULT_MAX_QUEUE_BYTES = 4 << 20
 DEFAULT_SEND_TIMEOUT = 5.0
+#: A client that acks but has taken nothing in for this long, its window full and events
+#: waiting, is closed (app/routes/live.py): a page frozen for good, not one a busy machine slows
+DEFAULT_ACK_TIMEOUT = 15.0
 # Coalescing stops once a frame holds this much (a single larger batch still goes out whole).
 MAX_FRAME_BYTES = 1 << 20
 # publish() encodes in slices of this many events, so that a queue overflowing drops its oldest
@@ -233,10 +236,12 @@ class Hub:
         max_clients: int = DEFAULT_MAX_CLIENTS,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
     ) -> None:
         self.max_clients = max_clients
         self.max_queue_bytes = max_queue_bytes
         self.send_timeout = send_timeout
+        self.ack_timeout = ack_timeout
         self.events_published = 0
         self.peak_queued_bytes = 0  # the largest any subscription's queue has ever held
         self._subscriptions: set[Subscription] = set()

@@ -101,7 +101,7 @@ async def _stream(
         frame = await subscription.next_frame(max(0.0, next_stats - loop.time()))
         if frame is not None and not await send_frame(websocket, frame, hub.send_timeout):
             return TOO_SLOW
-        if frame is None and subscription.blocked_for() > hub.send_timeout:
+        if frame is None and subscription.blocked_for() > hub.ack_timeout:
             return TOO_SLOW   # it acks, but stopped: as a client whose send timed out
         if loop.time() >= next_stats:
             stats_frame = _stats_frame(stats, subscription)

@@ -148,7 +148,7 @@ def test_a_client_that_acks_then_stops_is_closed_like_one_that_stopped_reading(
         live: Any) -> None:  # noqa: F811
     """Its window fits in the buffers on the way and stats frames are small: no send would
     time out, and it would keep its slot (16 at most) for good."""
-    session: Live = live(max_queue_bytes=64 << 20, send_timeout=1.0)
+    session: Live = live(max_queue_bytes=64 << 20, ack_timeout=1.0)
     ws = session.connect()
     snapshot = orjson.loads(ws.recv(timeout=5))
     ws.send(ack(snapshot["seq"]))
@@ -156,5 +156,5 @@ def test_a_client_that_acks_then_stops_is_closed_like_one_that_stopped_reading(
     session.source.emit(3 * ACK_WINDOW_EVENTS)   # it reads on, but acks no more
     started = time.monotonic()
     assert expect_close(ws, timeout=10) == (1008, "client too slow")
-    assert time.monotonic() - started > 1.0   # not before the send timeout
+    assert time.monotonic() - started > 1.0   # not before the ack timeout
     wait_for(lambda: session.hub.clients == 0, 5, "its slot freed")
