@@ -104,6 +104,29 @@ def test_a_replays_catalogue_keeps_the_detections_its_events_counted_first(dashb
                     "title": "EOF never handled", "disabled": True}, seen
 
 
+def test_a_switch_drawn_before_the_catalogue_came_takes_its_title_as_its_name(dashboard):
+    """A replay's `flaw` events can reach a slow page before /api/flaws answers: the switch
+    was drawn then, named after the raw name ("Flaw: eof_ignored"), and kept that name when
+    the title came (the text beside it changed; a screen reader, or get_by_label, did not)."""
+    seen = zoo(dashboard, """
+        let release;
+        fake.gate = new Promise((r) => { release = r; });
+        fake.answer = [{ name: 'eof_ignored', title: 'EOF never handled', caption: 'c', on: false,
+                         detections: 0 }];
+        const z = new ZooPanel(root, live, { replay: true });
+        live.send({ kind: 'flaw', name: 'eof_ignored', message: 'fd 7 woke the loop' });
+        z.paint();
+        const box = () => item('eof_ignored').querySelector('input[data-flaw]');
+        const before = box().getAttribute('aria-label');
+        release();
+        await until(() => z.flaws.get('eof_ignored').title !== 'eof_ignored');
+        fake.gate = null;
+        z.paint();
+        return { before, after: box().getAttribute('aria-label') };
+    """)
+    assert seen == {"before": "Flaw: eof_ignored", "after": "Flaw: EOF never handled"}, seen
+
+
 def test_the_zoo_repaints_a_reread_and_reads_again_after_a_backend_switch(dashboard):
     """A re-read's news (another page's detections, a flaw that cannot show with the new
     backend) is painted at the next frame: merge() marks the panel dirty. And a `backend`

@@ -125,6 +125,9 @@ export class ZooPanel {
       if (!this.switching.has(f.name)) r.box.checked = !!f.on;
       r.li.classList.toggle('on', !!f.on);
       r.title.textContent = f.title;
+      // made before the catalogue came (a replay's events first, on a slow page): its name too
+      const label = safeLabel(`Flaw: ${f.title}`);
+      if (r.box.getAttribute('aria-label') !== label) r.box.setAttribute('aria-label', label);
       r.caption.textContent = f.caption || '';
       r.count.textContent = `${f.detections || 0} detection${f.detections === 1 ? '' : 's'}`;
       r.count.dataset.value = String(f.detections || 0);
