@@ -79,23 +79,34 @@ def test_a_zoo_read_sent_before_a_switch_made_elsewhere_does_not_undo_it(dashboa
     assert seen == {"switched": ["eof_ignored"], "after": ["eof_ignored"]}, seen
 
 
+# a replay's zoo whose catalogue (/api/flaws) is held back until after a `flaw` event; then
+# let through and merged
+CATALOGUE_HELD = """let release;
+        fake.gate = new Promise((r) => { release = r; });
+        fake.answer = [{ name: 'eof_ignored', title: 'EOF never handled', caption: 'c', on: false,
+                         detections: 0 }];
+        const z = new ZooPanel(root, live, { replay: true });
+        live.send({ kind: 'flaw', name: 'eof_ignored', message: 'fd 7 woke the loop' });"""
+CATALOGUE_COMES = """release();
+        await until(() => z.flaws.get('eof_ignored').title !== 'eof_ignored');
+        fake.gate = null;"""
+
+
+def replay_zoo(dashboard, body: str):
+    return zoo(dashboard, body.replace("__CATALOGUE_HELD__", CATALOGUE_HELD)
+                              .replace("__CATALOGUE_COMES__", CATALOGUE_COMES))
+
+
 def test_a_replays_catalogue_keeps_the_detections_its_events_counted_first(dashboard):
     """In a replay the catalogue (/api/flaws: titles, no `detections_seq`) may answer after
     the recording's `flaw` events have been counted: the larger count is kept. Taking the
     catalogue's 0 lost them; the replay test reads the zoo only once it has settled. And a
     replay's switches are disabled (nothing can be switched in a recording): the replay test
     only checks that none is on."""
-    seen = zoo(dashboard, """
-        let release;
-        fake.gate = new Promise((r) => { release = r; });
-        fake.answer = [{ name: 'eof_ignored', title: 'EOF never handled', caption: 'c', on: false,
-                         detections: 0 }];
-        const z = new ZooPanel(root, live, { replay: true });
+    seen = replay_zoo(dashboard, """
+        __CATALOGUE_HELD__
         live.send({ kind: 'flaw', name: 'eof_ignored', message: 'fd 7 woke the loop' });
-        live.send({ kind: 'flaw', name: 'eof_ignored', message: 'fd 7 woke the loop' });
-        release();
-        await until(() => z.flaws.get('eof_ignored').title !== 'eof_ignored');
-        fake.gate = null;
+        __CATALOGUE_COMES__
         const got = look(z, 'eof_ignored');
         return { ...got, title: item('eof_ignored').querySelector('.flaw-title').textContent,
                  disabled: item('eof_ignored').querySelector('input[data-flaw]').disabled };
@@ -108,19 +119,12 @@ def test_a_switch_drawn_before_the_catalogue_came_takes_its_title_as_its_name(da
     """A replay's `flaw` events can reach a slow page before /api/flaws answers: the switch
     was drawn then, named after the raw name ("Flaw: eof_ignored"), and kept that name when
     the title came (the text beside it changed; a screen reader, or get_by_label, did not)."""
-    seen = zoo(dashboard, """
-        let release;
-        fake.gate = new Promise((r) => { release = r; });
-        fake.answer = [{ name: 'eof_ignored', title: 'EOF never handled', caption: 'c', on: false,
-                         detections: 0 }];
-        const z = new ZooPanel(root, live, { replay: true });
-        live.send({ kind: 'flaw', name: 'eof_ignored', message: 'fd 7 woke the loop' });
+    seen = replay_zoo(dashboard, """
+        __CATALOGUE_HELD__
         z.paint();
         const box = () => item('eof_ignored').querySelector('input[data-flaw]');
         const before = box().getAttribute('aria-label');
-        release();
-        await until(() => z.flaws.get('eof_ignored').title !== 'eof_ignored');
-        fake.gate = null;
+        __CATALOGUE_COMES__
         z.paint();
         return { before, after: box().getAttribute('aria-label') };
     """)
