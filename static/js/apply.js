@@ -3,7 +3,7 @@
 // inState: the last state read (a resync, a snapshot) has this event's effect already, on the
 // connection table and the registrations; isConn: fd is a connection's; now: the page's clock.
 import { toBits } from './vocab.js';
-import { waitFromEvent } from './waitrecord.js';
+import { addAskedBits, waitFromEvent } from './waitrecord.js';
 
 export const READY_LIST_CAP = 4096;
 
@@ -25,8 +25,12 @@ export const APPLY = Object.assign(Object.create(null), {
     if (ofLastWait && m.lastWait && m.lastWait.ready_list.length < READY_LIST_CAP) {
       m.lastWait.ready_list.push({ fd, flags: ev.flags || [] });
       // the syscall line painted this wait before all its ready fds came: the fd panel follows
+      // (and its interest as passed: the wait's answer mends the record, as regsAtWait does)
       const shown = m.shownWait;
-      if (shown && shown.source === m.lastWait) shown.ready.set(fd, ev.flags || []);
+      if (shown && shown.source === m.lastWait) {
+        shown.ready.set(fd, ev.flags || []);
+        if (shown.interestKnown) addAskedBits(shown.regs, fd, ev.flags || []);
+      }
     }
     if (ofLastWait) m.lastReady.set(fd, ev.flags || []);
     m.flashes.set(fd, now);

@@ -54,12 +54,15 @@ export function regsAtWait(wait, regs) {
   // own answer says better (select's write set must hold an fd returned writable).
   // (Not for a wait known only from a loaded state: its interest is shown as of now.)
   if (wait && wait.interestKnown !== false) {
-    for (const r of wait.ready_list) {
-      const reg = out.get(r.fd);
-      if (!reg) continue;
-      const missing = [...toBits(r.flags)].filter((b) => ASKED.has(b) && !reg.bits.has(b));
-      if (missing.length) out.set(r.fd, { bits: new Set([...reg.bits, ...missing]) });
-    }
+    for (const r of wait.ready_list) addAskedBits(out, r.fd, r.flags);
   }
   return out;
+}
+
+/** In `regs` (as regsAtWait made it), give fd the bits its ready flags show it was asked for. */
+export function addAskedBits(regs, fd, flags) {
+  const reg = regs.get(fd);
+  if (!reg) return;
+  const missing = [...toBits(flags)].filter((b) => ASKED.has(b) && !reg.bits.has(b));
+  if (missing.length) regs.set(fd, { bits: new Set([...reg.bits, ...missing]) });
 }

@@ -293,3 +293,27 @@ def test_ready_events_after_a_gap_are_not_given_to_the_wait_before_it(dashboard:
     assert "{fd=8, events=POLLIN, revents=0}" in got["text"], got["text"]
     assert "… and 1 more ready (shown with revents=0 above), not listed: not received by this " \
            "page (yet, or dropped for it)" in got["text"], got["text"]
+
+
+def test_a_ready_fd_that_comes_after_the_line_was_drawn_is_in_the_set_passed_in(
+        dashboard: Dashboard) -> None:
+    """The wait's own answer mends the page's record of its interest (a dropped `interest`
+    event): for a ready fd that came after the syscall line was drawn too, or select's "out"
+    half showed fd 8 writable with no 8 in the write set passed in (a CI run's sample)."""
+    got = run(dashboard, """
+        const root = document.createElement('div');
+        root.innerHTML = '<p id="syscall-line"></p><p id="syscall-detail"></p>';
+        const panel = new SyscallPanel(root);
+        // the page's record: fd 8 asked for read only (the event adding write was not shown)
+        const m = model({ name: 'select', trigger: 'level', oneshot: false },
+                        [reg(7, ['read']), reg(8, ['read'])]);
+        feed(m, wait(11, 'select', 2, 2), ready(12, 7, ['read']));
+        m.mark('syscall');
+        panel.paint(m, 1000);
+        panel.paint(m, 1300);   // waited 250 ms for the rest: drawn without it
+        feed(m, ready(13, 8, ['read', 'write']));
+        return text(m);
+    """)
+    assert got == ("in: the sets passed to select() (interest)\nread:   [7, 8]\nwrite:  [8]\n"
+                   "except: []\n\nout: the sets select() returned (ready)\nread:   [7, 8]\n"
+                   "write:  [8]\nexcept: []"), got
