@@ -207,11 +207,11 @@ def test_a_previews_quotes_are_escaped_and_a_cut_preview_says_so(dashboard):
         assert short.inner_text().endswith('preview="short\\n"'), short.inner_text()
 
 
-def test_a_right_to_left_preview_is_set_apart_from_the_rest_of_its_row(dashboard):
+def test_a_right_to_left_preview_is_set_apart_from_the_rest_of_its_row(bare_page):
     """Previews show UTF-8 as text now: Hebrew bytes "שלום 123 abc" were laid out by the
     bidi algorithm with the row around them and read "123 שלום abc". Such a preview sits in
     a first-strong isolate (U+2068 ... U+2069); a left-to-right one is left as it was."""
-    rows = dashboard.page.evaluate("""async () => {
+    rows = bare_page.page.evaluate("""async () => {
         const { formatEvent } = await import('/static/js/log.js');
         const recv = (preview) => ({ seq: 1, ts: 0, kind: 'recv', fd: 7, bytes: 12, preview });
         return [formatEvent(recv('שלום 123 abc')), formatEvent(recv('héllo 123'))];

@@ -212,10 +212,10 @@ def test_chart_axes_are_readable(dashboard):
     assert result["plotHeight"] >= 100, result  # room for four or more ticks at 24 px apart
 
 
-def test_code_panel_picks_the_path_from_the_event(dashboard):
+def test_code_panel_picks_the_path_from_the_event(bare_page):
     """The code panel's key for an event: its kind, or kind@variant where the kind has more
     than one path (GET /api/code has both)."""
-    keys = dashboard.page.evaluate("""async () => {
+    keys = bare_page.page.evaluate("""async () => {
         const { CodePanel } = await import('/static/js/panels/code.js');
         // the key of the last of `events` (the ones before it are its iteration's)
         const key = (events, write = 'queued') =>
@@ -319,11 +319,11 @@ def test_the_udp_line_counts_the_servers_own_misdirected_replies(dashboard):
     assert [e for e in real_console_errors(dashboard) if "409" not in e] == []
 
 
-def test_a_view_of_the_past_takes_udp_drops_and_pending_replies_from_the_events(dashboard):
+def test_a_view_of_the_past_takes_udp_drops_and_pending_replies_from_the_events(bare_page):
     """A view rebuilt from events (time travel, replay) showed 0 dropped after a burst the
     kernel dropped 2,834 of (no datagram event says it), and "0 replies wait" beside a UDP
     socket paused with 20 waiting (the backpressure event said neither)."""
-    udp = dashboard.page.evaluate("""async () => {
+    udp = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const m = new Model({ ringSize: 100 });
         m.applySnapshot({ seq: 0, state: { listeners: {
@@ -339,10 +339,10 @@ def test_a_view_of_the_past_takes_udp_drops_and_pending_replies_from_the_events(
     assert udp == {"dropped": 2834, "pending": 20, "paused": True}
 
 
-def test_the_connect_hint_names_a_wildcard_binds_own_loopback_for_localhost(dashboard):
+def test_the_connect_hint_names_a_wildcard_binds_own_loopback_for_localhost(bare_page):
     """Bound to 0.0.0.0 and opened as http://localhost, it said `nc -u localhost P`: localhost
     may be ::1 first, and a datagram there gets no echo from an IPv4 wildcard bind."""
-    hints = dashboard.page.evaluate("""async () => {
+    hints = bare_page.page.evaluate("""async () => {
         const { connectHint } = await import('/static/js/panels/connections.js');
         const model = (host) => ({ tcp: { port: 9000, host }, udp: { port: 9001, host } });
         return [connectHint(model('0.0.0.0'), 'localhost'), connectHint(model('::'), 'localhost'),

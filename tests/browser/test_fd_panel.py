@@ -202,11 +202,11 @@ def test_the_fd_legend_names_every_mark_a_cell_can_carry(dashboard):
     expect(hangup).to_be_visible(timeout=5000)
 
 
-def test_the_hang_up_legend_follows_the_backend_that_made_the_drawn_wait(dashboard):
+def test_the_hang_up_legend_follows_the_backend_that_made_the_drawn_wait(bare_page):
     """After a switch to select, the grid still draws the last wait poll or epoll made (its
     hang-ups too) until select waits (a paused loop: for good): the legend kept the red
     slash's entry hidden for select meanwhile, a mark on the grid with no word for it."""
-    hidden = dashboard.page.evaluate("""async () => {
+    hidden = bare_page.page.evaluate("""async () => {
         const { BackendPanel } = await import('/static/js/panels/backend.js');
         const panel = {};
         BackendPanel.prototype.buildLegend.call(panel, document.createElement('ul'));
@@ -224,7 +224,7 @@ def test_the_hang_up_legend_follows_the_backend_that_made_the_drawn_wait(dashboa
         ];
     }""")
     assert hidden == [False, True, True, True, False]
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []
 
 
 GRID_OVERLAY = """async (flags) => {
@@ -244,12 +244,12 @@ GRID_OVERLAY = """async (flags) => {
 }"""
 
 
-def test_the_grid_marks_only_the_bits_that_came_back_and_a_hang_up_apart(dashboard):
+def test_the_grid_marks_only_the_bits_that_came_back_and_a_hang_up_apart(bare_page):
     """A reset of a fd watched for writing alone (reading paused, or EOF seen with a queue to
     flush) returns POLLOUT|POLLERR|POLLHUP: the grid drew that as readable, a green read
     stripe, though no POLLIN came back. Now the read stripe is green only for a read bit, and
     a hang-up or error is a red slash of its own."""
-    page = dashboard.page
+    page = bare_page.page
     green, red = (124, 255, 155, 255), (255, 93, 93, 255)   # --ready, --danger
     reset = page.evaluate(GRID_OVERLAY, ["POLLOUT", "POLLERR", "POLLHUP"])
     assert reset["read"] == [0, 0, 0, 0], reset            # nothing drawn: no read bit came
@@ -257,7 +257,7 @@ def test_the_grid_marks_only_the_bits_that_came_back_and_a_hang_up_apart(dashboa
     assert tuple(reset["centre"]) == red, reset
     readable = page.evaluate(GRID_OVERLAY, ["EPOLLIN"])
     assert tuple(readable["read"]) == green and readable["centre"] == [0, 0, 0, 0], readable
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []
 
 
 @pytest.mark.parametrize(("backend", "note"), [

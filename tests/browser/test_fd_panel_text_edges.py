@@ -12,8 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.browser.conftest import Dashboard
 from tests.browser.page_helpers import run_in_page
+
+
+@pytest.fixture
+def dashboard(bare_page: Dashboard) -> Dashboard:
+    """These checks build their own models and panels: a bare page on the app's origin serves
+    them (conftest: bare_page), not a booted dashboard."""
+    return bare_page
 
 PRELUDE = """
     const { Model } = await import('/static/js/model.js');

@@ -711,10 +711,15 @@ def test_kernel_truth_lists_queues_by_fd_and_says_where_its_tables_stop(dashboar
                    10, "the generated clients held")
         panel.scroll_into_view_if_needed()
         summary = page.locator("#kernel-summary")
-        expect(summary).to_contain_text(
-            re.compile(r"The interest list table shows the lowest 200 fds of \d+\. "
-                       r"Read at .*The socket queues table shows the lowest 200 fds of \d+\."),
-            timeout=DEADLINE_MS)
+        try:  # two reads a second of 205 clients' tables, on a machine this loaded: 15 s
+            expect(summary).to_contain_text(
+                re.compile(r"The interest list table shows the lowest 200 fds of \d+\. "
+                           r"Read at .*The socket queues table shows the lowest 200 fds of \d+\."),
+                timeout=15_000)
+        except AssertionError as exc:  # (once in CI: empty for 8 s, the cause not seen)
+            reads = page.evaluate("() => window.__muxscope.kernelPoll")
+            ws = page.locator("#ws-status").get_attribute("data-state")
+            raise AssertionError(f"{exc}\nthe panel's polls: {reads}; websocket: {ws}") from None
         shown = re.findall(r"lowest 200 fds of (\d+)", summary.text_content() or "")
         assert all(int(n) >= 205 for n in shown), shown
         fds = page.evaluate("""() => [...document.querySelectorAll('#kernel-queues tr')]

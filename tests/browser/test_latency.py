@@ -54,12 +54,12 @@ PANEL = """async () => {
 }"""
 
 
-def test_latency_pairs_no_chunk_across_dropped_events_and_leaves_out_slow_motion(dashboard):
+def test_latency_pairs_no_chunk_across_dropped_events_and_leaves_out_slow_motion(bare_page):
     """An audit against clients' own clocks: with events dropped, recv and send were paired
     across the gap (p99 86 ms, where no chunk waited over 5 ms); in slow motion the sleep's
     overshoot was booked as handler time. A review: eager fds must pair again (a send right
     after its recv), and a fd first seen after a gap must not be paired."""
-    got = dashboard.page.evaluate(PANEL)
+    got = bare_page.page.evaluate(PANEL)
     assert got["acrossGap"] == []
     assert got["after"] == [100]
     assert got["unknownFd"] == 1

@@ -10,8 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.browser.conftest import Dashboard
 from tests.browser.page_helpers import run_in_page
+
+
+@pytest.fixture
+def dashboard(bare_page: Dashboard) -> Dashboard:
+    """These checks build their own models and panels: a bare page on the app's origin serves
+    them (conftest: bare_page), not a booted dashboard."""
+    return bare_page
 
 #: the start of every check: the Model, and an engine's snapshot at seq 10 (control fd 3,
 #: TCP listener 4, UDP socket 5, plus `regs`/`extra`), events and what a wait was passed

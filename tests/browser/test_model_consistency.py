@@ -9,11 +9,11 @@ from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
 
 
-def test_time_travel_hands_a_rebuild_no_more_past_events_than_the_ring_holds(dashboard):
+def test_time_travel_hands_a_rebuild_no_more_past_events_than_the_ring_holds(bare_page):
     """History.seek gave the rebuilt view the events before its checkpoint as far back as
     `view.ringSize`, a name the model's split (recent.js) left undefined: every scrub copied
     the whole history (up to 100,000 events in a replay) to keep the last 5,000 of them."""
-    handed = dashboard.page.evaluate("""async () => {
+    handed = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const { History } = await import('/static/js/history.js');
         const live = new Model();
@@ -37,11 +37,11 @@ def test_time_travel_hands_a_rebuild_no_more_past_events_than_the_ring_holds(das
     assert handed["before"] == 100, handed
 
 
-def test_a_state_answer_older_than_the_events_does_not_undo_a_switch(dashboard):
+def test_a_state_answer_older_than_the_events_does_not_undo_a_switch(bare_page):
     """A GET /api/state answer captured before a backend switch can arrive after the switch's
     `backend` event (the page resyncs after each switch, and switches can follow each other):
     the page's model must keep the newer backend and ask for a fresh state instead."""
-    result = dashboard.page.evaluate("""async () => {
+    result = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const m = new Model();
         m.applySnapshot({ seq: 100, started_at: 0,
@@ -74,11 +74,11 @@ MODEL_PRELUDE = """
 """
 
 
-def test_a_state_read_again_keeps_the_interest_of_the_wait_on_show(dashboard):
+def test_a_state_read_again_keeps_the_interest_of_the_wait_on_show(bare_page):
     """A state read (after dropped events, or a switch) replaced the registrations under the
     wait the page shows: poll's array then gave the interest of later as what was passed in,
     `events=POLLIN` beside `revents=POLLIN|POLLOUT` (1 sample in a full run, under load)."""
-    result = dashboard.page.evaluate("async () => {" + MODEL_PRELUDE + """
+    result = bare_page.page.evaluate("async () => {" + MODEL_PRELUDE + """
         const m = new Model();
         m.applySnapshot({ seq: 10, started_at: 0, state: {
             backend: { name: 'poll', trigger: 'level', oneshot: false },
@@ -98,11 +98,11 @@ def test_a_state_read_again_keeps_the_interest_of_the_wait_on_show(dashboard):
     assert result["now"] == [7, 9]
 
 
-def test_a_state_read_ahead_of_the_events_keeps_a_closed_fds_interest_at_the_wait(dashboard):
+def test_a_state_read_ahead_of_the_events_keeps_a_closed_fds_interest_at_the_wait(bare_page):
     """A resync answered with a state that already held the next wait's events (the close of
     its ready fd): those events then changed nothing, and the fd panel said "fd 39: (closed
     since; its interest at that wait is not known to this page)" (a flaky CI failure)."""
-    result = dashboard.page.evaluate("async () => {" + MODEL_PRELUDE + """
+    result = bare_page.page.evaluate("async () => {" + MODEL_PRELUDE + """
         const m = new Model();
         m.applySnapshot({ seq: 10, started_at: 0, state: {
             backend: { name: 'epoll', trigger: 'level', oneshot: false },
@@ -119,12 +119,12 @@ def test_a_state_read_ahead_of_the_events_keeps_a_closed_fds_interest_at_the_wai
     assert result == {"7": "in", "8": "in"}, result
 
 
-def test_a_state_read_ahead_of_the_events_keeps_what_the_next_wait_was_passed(dashboard):
+def test_a_state_read_ahead_of_the_events_keeps_what_the_next_wait_was_passed(bare_page):
     """A resync answered after a Step already held the write interest that the step's own
     handler turned on (recv, queue): the syscall line showed the step's select passed fd 38
     in its write set, which it was not (a flaky CI failure under load). Also after a seek to
     a history checkpoint taken at that resync."""
-    result = dashboard.page.evaluate("async () => {" + MODEL_PRELUDE + """
+    result = bare_page.page.evaluate("async () => {" + MODEL_PRELUDE + """
         const { snapshotOf } = await import('/static/js/history.js');
         const m = new Model();
         m.applySnapshot({ seq: 10, started_at: 0, state: {
@@ -149,11 +149,11 @@ def test_a_state_read_ahead_of_the_events_keeps_what_the_next_wait_was_passed(da
     assert result == {"live": {"7": "in"}, "seek": {"7": "in"}, "now": "in|out"}, result
 
 
-def test_a_resync_after_dropped_events_takes_the_interest_from_the_state(dashboard):
+def test_a_resync_after_dropped_events_takes_the_interest_from_the_state(bare_page):
     """The page's own registrations miss what the dropped events did (an accept, a close):
     kept as "the interest as of the last event" for the waits a resync's state covers, they
     showed a wait whose ready fd had never been passed to select, and a closed fd as passed."""
-    result = dashboard.page.evaluate("async () => {" + MODEL_PRELUDE + """
+    result = bare_page.page.evaluate("async () => {" + MODEL_PRELUDE + """
         const wait = (seq) => ({ seq, ts: 1, kind: 'wait', backend: 'select', registered: 2,
                                  timeout_ms: 250, ready: 1, duration_us: 3 });
         const run = (before, after, ready) => {
@@ -175,11 +175,11 @@ def test_a_resync_after_dropped_events_takes_the_interest_from_the_state(dashboa
     assert result == {"accepted": {"7": "in", "8": "in"}, "closed": {"7": "in"}}, result
 
 
-def test_waits_a_resync_covers_copy_only_the_fds_whose_interest_differs(dashboard):
+def test_waits_a_resync_covers_copy_only_the_fds_whose_interest_differs(bare_page):
     """Each wait a state read covers copied every fd's interest (769 ms for 500 waits at
     10,000 fds), then every fd an event in that range touched, for good: write interest on and
     off for a partial send left the fd copied by every wait after it."""
-    result = dashboard.page.evaluate("""async () => {
+    result = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const m = new Model();
         const regs = [...Array(1000).keys()].map((fd) => ({ fd: fd + 10, role: 'connection',
@@ -197,11 +197,11 @@ def test_waits_a_resync_covers_copy_only_the_fds_whose_interest_differs(dashboar
     assert result == {"before": 0, "diff": 0}, result
 
 
-def test_a_history_checkpoint_keeps_the_shown_waits_maker_and_interest(dashboard):
+def test_a_history_checkpoint_keeps_the_shown_waits_maker_and_interest(bare_page):
     """Time travel rebuilt the last iteration from a checkpoint taken at the resync after a
     switch: it lost the backend that made the wait (epoll_wait on the new epoll fd, no word of
     the switch) and the interest the wait was passed (the new EPOLLET bits)."""
-    result = dashboard.page.evaluate("""async () => {
+    result = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const { snapshotOf } = await import('/static/js/history.js');
         const m = new Model();
@@ -228,11 +228,11 @@ def test_a_history_checkpoint_keeps_the_shown_waits_maker_and_interest(dashboard
     assert result["rebuilt"] == [4, {"5": "in"}, True], result
 
 
-def test_what_a_wait_returned_was_in_the_interest_it_was_passed(dashboard):
+def test_what_a_wait_returned_was_in_the_interest_it_was_passed(bare_page):
     """Under dropped events the page's interest for an fd can miss a change (write interest
     turned on in an iteration it was not shown): select's "in" sets then lacked an fd its
     "out" write set held (3 fds, in a full run). The kernel reports in/out only when asked."""
-    result = dashboard.page.evaluate("""async () => {
+    result = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const m = new Model();
         m.applySnapshot({ seq: 10, started_at: 0, state: {
@@ -257,11 +257,11 @@ def test_what_a_wait_returned_was_in_the_interest_it_was_passed(dashboard):
     assert result == {"atWait": "in|out", "live": "in", "loaded": "in", "known": False}
 
 
-def test_two_switch_answers_in_either_order_keep_the_second_switch(dashboard):
+def test_two_switch_answers_in_either_order_keep_the_second_switch(bare_page):
     """Two switches in a row (edge, then one-shot): their HTTP answers can arrive in either
     order. The first one's registrations, applied after the second's, undid one-shot for good:
     the switch's events were already "in the state" (1 run in 12 of a browser test)."""
-    result = dashboard.page.evaluate("""async () => {
+    result = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const m = new Model();
         const regs = (flags) => [{ fd: 12, role: 'connection', interest: flags }];
@@ -279,10 +279,10 @@ def test_two_switch_answers_in_either_order_keep_the_second_switch(dashboard):
                       "bits": ["et", "in", "oneshot"]}
 
 
-def test_events_up_to_a_resyncs_seq_do_not_count_twice(dashboard):
+def test_events_up_to_a_resyncs_seq_do_not_count_twice(bare_page):
     """A resync's figures already hold the events up to its seq: those that arrive after it
     (they were on their way) must not add their bytes again, the later ones must."""
-    result = dashboard.page.evaluate("""async () => {
+    result = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const m = new Model();
         m.applySnapshot({ seq: 10, started_at: 0, state: { connections: [
@@ -304,12 +304,12 @@ def test_events_up_to_a_resyncs_seq_do_not_count_twice(dashboard):
 
 
 def test_a_resync_holds_against_late_events_fd_reuse_closes_not_seen_and_time_travel(
-        dashboard):
+        bare_page):
     """What a review found in the first resync: a late close and accept of a reused fd
     emptied the state's row (its recv skipped), rows whose close was dropped stayed, a late
     one-shot `ready` showed an armed fd disarmed, and a history checkpoint taken after the
     resync lost its seq (time travel counted the late bytes twice)."""
-    result = dashboard.page.evaluate("""async () => {
+    result = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const { History, snapshotOf } = await import('/static/js/history.js');
         const row = (fd, peer, bytes) => ({ fd, peer, queue_depth: 0, pending_bytes: 0,
@@ -350,11 +350,11 @@ def test_a_resync_holds_against_late_events_fd_reuse_closes_not_seen_and_time_tr
     assert result["armed8"] is True and result["regs"] == [7, 8]
 
 
-def test_stepping_forward_in_time_travel_keeps_every_datagram(dashboard):
+def test_stepping_forward_in_time_travel_keeps_every_datagram(bare_page):
     """A forward seek rebuilt from any checkpoint it crossed (meant for resync ones only),
     whose UDP counts are the last stats frame's, up to 0.5 s behind the events: stepping
     through a UDP run came out hundreds of datagrams short of the live page."""
-    result = dashboard.page.evaluate("""async () => {
+    result = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const { History } = await import('/static/js/history.js');
         const m = new Model();

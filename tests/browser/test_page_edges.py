@@ -25,13 +25,13 @@ SNAPSHOT = """{type: 'snapshot', seq: 10, started_at: 1000,
           connections: []}}"""
 
 
-def test_the_model_applies_each_kind_of_event_to_its_connection(dashboard):
+def test_the_model_applies_each_kind_of_event_to_its_connection(bare_page):
     """SPEC §3/§5: accept adds a row registered for reading, recv and send add to the row's
     bytes in and out (each its own), queue sets the depth and pending bytes the queue bars and
     the row's "queue" cell draw, interest sets the fd's bits (the fd grid), backpressure
     pauses and resumes the row, close removes it. A send counted as "in", a depth left at 0 or
     a register with no bits had gone unseen: the live tests' resyncs overwrite the figures."""
-    result = dashboard.page.evaluate(f"""async () => {{
+    result = bare_page.page.evaluate(f"""async () => {{
         const {{ Model }} = await import('/static/js/model.js');
         const m = new Model();
         m.applySnapshot({SNAPSHOT});
@@ -67,15 +67,15 @@ def test_the_model_applies_each_kind_of_event_to_its_connection(dashboard):
     assert result["busy"] == [busy, "in|out"], result
     assert result["resumed"] == [{**busy, "paused": False}, "in"], result
     assert result["closed"] == [None, None, 0, 0], result
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []
 
 
-def test_a_skip_in_seq_counts_the_events_missed_and_a_new_snapshot_starts_afresh(dashboard):
+def test_a_skip_in_seq_counts_the_events_missed_and_a_new_snapshot_starts_afresh(bare_page):
     """A frame's `dropped` adds to the count the header shows, a skip in seq counts exactly the
     events between (seq 11 then 15: three), and a snapshot (a reconnect, or a restarted
     server) starts from its own state: no dropped count, loop state, last wait or rows of
     the engine before it are kept."""
-    result = dashboard.page.evaluate(f"""async () => {{
+    result = bare_page.page.evaluate(f"""async () => {{
         const {{ Model }} = await import('/static/js/model.js');
         const m = new Model();
         m.applySnapshot({SNAPSHOT});
@@ -95,13 +95,13 @@ def test_a_skip_in_seq_counts_the_events_missed_and_a_new_snapshot_starts_afresh
                                 "approximate": True}, result
     assert result["after"] == {"dropped": 0, "gaps": 0, "loop": "running", "wait": False,
                                "approximate": False, "conns": 0, "seq": 10}, result
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []
 
 
-def test_a_stats_frame_is_kept_for_the_events_total_and_the_charts(dashboard):
+def test_a_stats_frame_is_kept_for_the_events_total_and_the_charts(bare_page):
     """The stats frame's figures (events_total, bytes) are what the header's event total and
     the charts' engine lines read: the model must keep the frame it was sent."""
-    result = dashboard.page.evaluate(f"""async () => {{
+    result = bare_page.page.evaluate(f"""async () => {{
         const {{ Model }} = await import('/static/js/model.js');
         const m = new Model();
         m.applySnapshot({SNAPSHOT});
@@ -109,7 +109,7 @@ def test_a_stats_frame_is_kept_for_the_events_total_and_the_charts(dashboard):
         return [m.frames.stats, m.stats && m.stats.events_total, m.stats && m.stats.bytes_in];
     }}""")
     assert result == [1, 1234, 10], result
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []
 
 
 def test_a_connections_row_counts_what_it_sent_as_out_and_what_it_read_as_in(dashboard):
@@ -165,12 +165,12 @@ def test_a_log_scrolled_up_keeps_its_rows_while_events_keep_coming(dashboard):
     assert dashboard.console_errors == []
 
 
-def test_kernel_truth_calls_masks_of_the_same_size_but_other_bits_different(dashboard):
+def test_kernel_truth_calls_masks_of_the_same_size_but_other_bits_different(bare_page):
     """The kernel panel's compare(): a kernel mask of EPOLLOUT beside an engine table of
     EPOLLIN is a mismatch (two sets of one name each are not the same set); the implicit
     EPOLLERR/EPOLLHUP the kernel adds are no difference, and a fired one-shot (no event bits
     left) is "disarmed", not wrong."""
-    result = dashboard.page.evaluate("""async () => {
+    result = bare_page.page.evaluate("""async () => {
         const { compare } = await import('/static/js/panels/kernel.js');
         return [
           compare(['EPOLLOUT'], ['EPOLLIN']).state,
@@ -182,7 +182,7 @@ def test_kernel_truth_calls_masks_of_the_same_size_but_other_bits_different(dash
         ];
     }""")
     assert result == ["differs", "differs", "ok", "disarmed", "engine-only", "kernel-only"]
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []
 
 
 def test_the_syscall_detail_says_what_the_wait_returned_when_ready_events_were_dropped(dashboard):
@@ -213,11 +213,11 @@ def test_the_syscall_detail_says_what_the_wait_returned_when_ready_events_were_d
     assert dashboard.console_errors == []
 
 
-def test_the_charts_tally_bytes_from_events_and_take_the_engines_rate_from_stats(dashboard):
+def test_the_charts_tally_bytes_from_events_and_take_the_engines_rate_from_stats(bare_page):
     """SPEC §5 charts: between two stats frames the bytes/s lines come from the page's own
     recv/send events (TCP), and with fresh stats frames the "engine" events/s line is the
     engine's count (events_total), not the events that reached this page (none here)."""
-    result = dashboard.page.evaluate(f"""async () => {{
+    result = bare_page.page.evaluate(f"""async () => {{
         const {{ Model }} = await import('/static/js/model.js');
         const {{ Charts }} = await import('/static/js/charts.js');
         const root = document.createElement('div');
@@ -251,7 +251,7 @@ def test_the_charts_tally_bytes_from_events_and_take_the_engines_rate_from_stats
     assert local["in"] > local["out"], result  # 100 bytes in, 60 out, over the same interval
     assert fresh["page"] == 0 and fresh["engine"] > 1000, result  # 5,000 events in < 1 s
     assert fresh["in"] > 1000 and fresh["out"] == 0, result
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []
 
 
 

@@ -38,19 +38,19 @@ CONNECTIONS = """async ({conns, isView, udp = null}) => {
 }"""
 
 
-def test_connections_are_listed_in_numeric_fd_order_and_say_where_the_peer_is(dashboard):
+def test_connections_are_listed_in_numeric_fd_order_and_say_where_the_peer_is(bare_page):
     """SPEC §5: the list is sorted by fd. A sort of the fds as text put fd 10 and 100 before
     fd 9 (the live tests open a handful of fds, all of one width, so it went unseen); and a
     loopback peer (127.x, ::1, an IPv4-mapped 127.x) is "from this machine", any other
     "remote": a row marked remote for every peer had passed as well."""
-    got = dashboard.page.evaluate(CONNECTIONS, {"conns": [
+    got = bare_page.page.evaluate(CONNECTIONS, {"conns": [
         [100, "192.0.2.7:4000"], [9, "127.0.0.1:5000"], [10, "[::1]:6000"],
         [1000, "::ffff:127.0.0.1:7000"], [11, "203.0.113.9:80"]], "isView": False})
     assert got["fds"] == [9, 10, 11, 100, 1000], got
     assert got["origins"] == ["from this machine", "from this machine", "remote", "remote",
                               "from this machine"], got
     assert got["count"] == "5"
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []
 
 
 def test_the_udp_line_says_how_many_datagrams_were_the_servers_own_replies(dashboard):
@@ -263,16 +263,16 @@ BREAKPOINT_LIST = """async (items) => {
 }"""
 
 
-def test_the_breakpoint_list_says_one_hit_and_where_the_last_one_was(dashboard):
+def test_the_breakpoint_list_says_one_hit_and_where_the_last_one_was(bare_page):
     """A breakpoint's line counts its hits in words ("1 hit", "2 hits") and says where the
     last one was (the engine's wait number, the fd). The live test looks for "1 hit" as a
     part of the line, which "1 hits" contains too."""
-    lines = dashboard.page.evaluate(BREAKPOINT_LIST, [
+    lines = bare_page.page.evaluate(BREAKPOINT_LIST, [
         {"id": 1, "when": "readable", "fd": None, "hits": 1, "last_wait": 3, "last_fd": None},
         {"id": 2, "when": "backpressure", "fd": 7, "hits": 2, "last_wait": 12, "last_fd": 7}])
     assert lines == ["Breakpoint 1: readable on any fd — 1 hit, last at engine wait #3",
                      "Breakpoint 2: backpressure on fd 7 — 2 hits, last at engine wait #12 on fd 7"]
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []
 
 
 SPOTLIGHT = """async () => {
@@ -296,20 +296,20 @@ SPOTLIGHT = """async () => {
 }"""
 
 
-def test_marking_a_peer_as_mine_repaints_and_a_spotlight_on_a_gone_fd_stays_chosen(dashboard):
+def test_marking_a_peer_as_mine_repaints_and_a_spotlight_on_a_gone_fd_stays_chosen(bare_page):
     """"Mark fd N as mine" moves the view version every panel checks before it repaints (the
     log's stars, the queue bars, the fd grid): without the bump only a panel that repainted
     for traffic showed the star. And a spotlight on an fd that closed since stays the select's
     choice, listed as "fd 9 (not open here)": dropped from the options, the select showed
     "all" while every panel still hid all but fd 9."""
-    seen = dashboard.page.evaluate(SPOTLIGHT)
+    seen = bare_page.page.evaluate(SPOTLIGHT)
     assert seen["mine"] == [True, True, 1], seen
     assert seen["notMine"] == [False, False, 2], seen
     assert seen["noPeer"] == [False, 2], seen
     assert seen["options"] == [["", "all"], ["5", "fd 5 (127.0.0.1:4000)"], ["12", "fd 12"],
                                ["9", "fd 9 (not open here)"]], seen
     assert seen["value"] == "9", seen
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []
 
 
 QUEUE_PICK = """async () => {
@@ -408,16 +408,16 @@ TIMELINE_PLAY = """async () => {
 }"""
 
 
-def test_play_at_the_end_of_the_timeline_starts_over_and_runs_at_the_chosen_speed(dashboard):
+def test_play_at_the_end_of_the_timeline_starts_over_and_runs_at_the_chosen_speed(bare_page):
     """SPEC §5 (time travel: Play/Pause replay, speed): Play pressed on the last iteration
     plays from the first one (from there it had stopped at once, nothing to play), and the
     speed chosen scales the replay: a quarter second at 4x is one recorded second. A speed
     select that changed nothing passed the replay test, which plays at 1x."""
-    seen = dashboard.page.evaluate(TIMELINE_PLAY)
+    seen = bare_page.page.evaluate(TIMELINE_PLAY)
     assert seen["started"] == [1, "Pause replay", "true"], seen
     assert seen["after"] == [2, True], seen
     assert seen["paused"] == ["Play", "false"], seen
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []
 
 
 def test_ctrl_s_is_the_browsers_and_shift_s_steps(dashboard):
@@ -479,16 +479,16 @@ VOCAB = """async () => {
 }"""
 
 
-def test_native_flag_names_map_to_the_same_bits_and_back_for_each_backend(dashboard):
+def test_native_flag_names_map_to_the_same_bits_and_back_for_each_backend(bare_page):
     """SPEC §5: each backend's panel and syscall line speak its own words. select's
     "except" set is the priority bit (POLLPRI, EPOLLPRI), POLLRDHUP is read-hang-up, not
     hang-up, a bit a backend cannot express is left out, and a name the page does not know
     is shown as it came (EPOLLWAKEUP), not dropped. The live tests meet only IN, OUT and HUP."""
-    got = dashboard.page.evaluate(VOCAB)
+    got = bare_page.page.evaluate(VOCAB)
     assert got["select"] == [["in", "out", "pri"], ["read", "except", "write"]], got
     assert got["poll"] == [["in", "nval", "rdhup"], ["POLLIN", "POLLHUP", "POLLNVAL", "POLLRDHUP"]], got
     assert got["epoll"] == [["et", "in", "oneshot", "rdhup"],
                             ["EPOLLIN", "EPOLLRDHUP", "EPOLLET", "EPOLLONESHOT"]], got
     assert got["cannot"] == [["read"], ["POLLOUT"]], got
     assert got["unknown"] == [["?EPOLLWAKEUP"], ["EPOLLIN", "EPOLLWAKEUP"]], got
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []

@@ -52,13 +52,13 @@ def conns(dashboard, body: str):
     return run_in_page(dashboard, CONN_PRELUDE, body + CONN_END)
 
 
-def test_a_spotlight_alone_repaints_the_connection_list_and_names_what_it_shows(dashboard):
+def test_a_spotlight_alone_repaints_the_connection_list_and_names_what_it_shows(bare_page):
     """SPEC §5 (spotlight): choosing an fd repaints the list at once, with no connection
     event to mark it dirty (the view's version says so); its line counts the connections in
     all, "1 connection" singular; and a spotlight on an fd that is not a connection (now)
     shows no row, not all of them. The live spotlight test runs with traffic flowing, which
     repaints the list anyway, and a spotlight on an open fd only."""
-    seen = conns(dashboard, """
+    seen = conns(bare_page, """
         const all = paint([[7, '127.0.0.1:4000'], [9, '127.0.0.1:4001']]);
         ui.setSpotlight(9);
         const spot = paint(null, {}, false);         // nothing changed but the view
@@ -73,11 +73,11 @@ def test_a_spotlight_alone_repaints_the_connection_list_and_names_what_it_shows(
     assert seen["gone"] == [[], "spotlight on fd 12: not a connection (now); 1 connection in all"], seen
 
 
-def test_viewing_the_past_disables_close_and_gives_no_connect_hint(dashboard):
+def test_viewing_the_past_disables_close_and_gives_no_connect_hint(bare_page):
     """Viewing the past (time travel), a row's Close is disabled and says why ("Back to
     live"), and an empty list of the past gives no "connect with nc" hint (it is not now):
     the live time-travel tests look at the rows' texts only."""
-    seen = conns(dashboard, """
+    seen = conns(bare_page, """
         const live = paint([[7, '127.0.0.1:4000']]);
         const past = paint([[7, '127.0.0.1:4000']], { isView: true });
         const back = paint([[7, '127.0.0.1:4000']], { isView: false });
@@ -94,12 +94,12 @@ def test_viewing_the_past_disables_close_and_gives_no_connect_hint(dashboard):
     assert seen["emptyLive"] is True, seen
 
 
-def test_a_lingering_row_that_is_also_paused_reads_lingering_and_udp_waits_are_said_once(dashboard):
+def test_a_lingering_row_that_is_also_paused_reads_lingering_and_udp_waits_are_said_once(bare_page):
     """A connection closed on request that is still read away (lingering) says "lingering",
     not "paused", and is not styled as paused even when its reading was paused before; and
     the UDP line says its waiting replies once, in the paused wording when reading is
     paused (the live tests meet the two states apart)."""
-    seen = conns(dashboard, """
+    seen = conns(bare_page, """
         const rows = paint([[7, '127.0.0.1:4000', { lingering: true, paused: true }],
                             [8, '127.0.0.1:4001', { paused: true }]]);
         const udp = { fd: 6, port: 7001, received: 3, echoed: 1, dropped: 0,
@@ -116,10 +116,10 @@ def test_a_lingering_row_that_is_also_paused_reads_lingering_and_udp_waits_are_s
                                "dropped by the kernel · 2 replies wait for writability"), seen
 
 
-def test_the_connect_hint_gives_the_udp_sockets_own_port(dashboard):
+def test_the_connect_hint_gives_the_udp_sockets_own_port(bare_page):
     """The empty list's hint names the UDP socket's port for `nc -u`, not the TCP one: the
     live tests run both on ports the test picks, and read only the TCP part."""
-    hint = run_in_page(dashboard, "", """
+    hint = run_in_page(bare_page, "", """
         const { connectHint } = await import('/static/js/panels/connections.js');
         return connectHint({ tcp: { host: '127.0.0.1', port: 7000 },
                              udp: { host: '127.0.0.1', port: 7001 } }, '127.0.0.1');

@@ -123,11 +123,11 @@ def test_events_are_not_held_for_long_behind_a_resync_that_does_not_answer(dashb
     assert real_console_errors(dashboard) == []
 
 
-def test_held_frames_split_at_the_answers_seq(dashboard):
+def test_held_frames_split_at_the_answers_seq(bare_page):
     """Events up to the answer's seq go before the state, the rest after it; a frame cut in two
     gives its `dropped` to the later part (those events may be after the state's seq: the rows
     must stay marked approximate, and applying the state had cleared the mark)."""
-    before, after = dashboard.page.evaluate("""async () => {
+    before, after = bare_page.page.evaluate("""async () => {
         const { splitFrames } = await import('/static/js/resync.js');
         const frame = (seqs, dropped) => ({type: 'events', dropped,
                                            events: seqs.map((seq) => ({seq, kind: 'wait'}))});
@@ -138,7 +138,7 @@ def test_held_frames_split_at_the_answers_seq(dashboard):
     }""")
     assert before == [[[10, 11], 0], [[14, 15], 2]]
     assert after == [[[17], 1], [[21], 0]]
-    cut_before, cut_after = dashboard.page.evaluate("""async () => {
+    cut_before, cut_after = bare_page.page.evaluate("""async () => {
         const { splitFrames } = await import('/static/js/resync.js');
         const [b, a] = splitFrames([{events: [{seq: 5}, {seq: 9}], dropped: 3}], 6);
         return [b.map((f) => f.dropped), a.map((f) => f.dropped)];
@@ -169,10 +169,10 @@ def test_a_switch_answers_state_is_a_checkpoint_for_time_travel(dashboard):
     assert dashboard.api.get("/api/state").json()["backend"]["name"] == "select"
 
 
-def test_a_backend_event_the_applied_state_has_asks_for_no_resync(dashboard):
+def test_a_backend_event_the_applied_state_has_asks_for_no_resync(bare_page):
     """The switch's own answer came first with the state after the switch; its `backend`
     event then asked for a GET /api/state all the same (2 MiB at 10,000 connections)."""
-    asked = dashboard.page.evaluate("""async () => {
+    asked = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const m = new Model({ ringSize: 100 });
         m.applySnapshot({ seq: 0, state: { backend: { name: 'epoll' } } });
@@ -369,12 +369,12 @@ def test_a_resync_that_changes_the_fd_set_still_redraws_an_earlier_cell_that_cha
     assert dashboard.console_errors == []
 
 
-def test_a_cell_whose_connection_changes_but_stays_registered_is_redrawn(dashboard):
+def test_a_cell_whose_connection_changes_but_stays_registered_is_redrawn(bare_page):
     """The grid redraws a cell when the model names it in `touched` (or the fd set moves it).
     A close the bug zoo leaves registered (close_without_unregister) drops the connection's
     peer dot and paused bar, and an accept on an fd still registered brings another peer's:
     neither named the cell, which a full redraw at the next connect used to hide."""
-    touched = dashboard.page.evaluate("""async () => {
+    touched = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const m = new Model();
         m.applySnapshot({ type: 'snapshot', seq: 10, started_at: 0, state: {
@@ -393,4 +393,4 @@ def test_a_cell_whose_connection_changes_but_stays_registered_is_redrawn(dashboa
         return [closed, [m.touched.has(7), m.conns.get(7).peer]];
     }""")
     assert touched == [[True, True, False], [True, "127.0.0.1:2"]], touched
-    assert dashboard.console_errors == []
+    assert bare_page.console_errors == []

@@ -34,10 +34,10 @@ def test_poll_syscall_line_shows_the_whole_array_passed_in(dashboard):
         assert len(filled) == int(call[4]), call[0]
 
 
-def test_select_line_prints_the_timeval_select_was_passed(dashboard):
+def test_select_line_prints_the_timeval_select_was_passed(bare_page):
     """CPython passes select microseconds; the line printed the event's milliseconds, rounded
     up (a timer's 249.3 ms as tv_usec=250000). A recording without them still prints its ms."""
-    lines = dashboard.page.evaluate("""async () => {
+    lines = bare_page.page.evaluate("""async () => {
         const { syscallLine } = await import('/static/js/vocab.js');
         const model = { regsAtWait: () => new Map(), interestAtWait: () => null };
         const wait = (extra) => ({backend: 'select', registered: 0, ready: 0, ready_list: [],

@@ -432,12 +432,12 @@ VIEW_OF_THE_PAST = """async () => {
 }"""
 
 
-def test_a_view_of_the_past_is_marked_approximate_and_outlines_its_own_ready_fds(dashboard):
+def test_a_view_of_the_past_is_marked_approximate_and_outlines_its_own_ready_fds(bare_page):
     """Time travel against live, iteration by iteration (an audit's findings): a view rebuilt
     across dropped events showed its byte sums as exact (live marks them `≈`); it outlined
     every fd ready in the iterations it replayed, as if just now; and it ordered equal queues
     by the time of the scrub (a page clock) where live used the time the events came."""
-    got = dashboard.page.evaluate(VIEW_OF_THE_PAST)
+    got = bare_page.page.evaluate(VIEW_OF_THE_PAST)
     assert got["wholeApprox"] is False
     assert got["gapApprox"] is True
     assert got["fromCheckpointApprox"] is True
@@ -450,10 +450,10 @@ def test_a_view_of_the_past_is_marked_approximate_and_outlines_its_own_ready_fds
     assert got["peakLater"] == 10
 
 
-def test_a_log_listed_again_after_a_reconnect_says_snapshot_not_dropped(dashboard):
+def test_a_log_listed_again_after_a_reconnect_says_snapshot_not_dropped(bare_page):
     """The model's ring spans a reconnect: a log listed from it (a filter changed, back from
     the past) said the events the new snapshot holds were dropped."""
-    got = dashboard.page.evaluate("""async () => {
+    got = bare_page.page.evaluate("""async () => {
         const { Model } = await import('/static/js/model.js');
         const { withGapMarkers } = await import('/static/js/log.js');
         const m = new Model({ ringSize: 100 });

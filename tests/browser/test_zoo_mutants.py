@@ -7,7 +7,17 @@ when, is the test's), every other request goes to the real app.
 
 from __future__ import annotations
 
+import pytest
+
+from tests.browser.conftest import Dashboard
 from tests.browser.page_helpers import run_in_page
+
+
+@pytest.fixture
+def dashboard(bare_page: Dashboard) -> Dashboard:
+    """These checks build their own models and panels: a bare page on the app's origin serves
+    them (conftest: bare_page), not a booted dashboard."""
+    return bare_page
 
 # the zoo over detached elements; `answer` is what GET /api/flaws returns (read when the
 # request is sent), `gate` (a promise) holds that answer back until it resolves

@@ -53,6 +53,7 @@ export class KernelPanel {
     this.queuesBody = root.querySelector('#kernel-queues');
     this.visible = false;
     this.busy = false;
+    this.reads = { started: 0, done: 0, failed: '' };   // for tests: what became of the polls
     this.data = null;
     this.prevBad = new Set();
     this.dirty = true;
@@ -71,12 +72,16 @@ export class KernelPanel {
     if (this.replay || this.busy || !this.visible || document.visibilityState === 'hidden'
         || !serverConnected()) return;   // else a "network error" a second while it is down
     this.busy = true;
+    this.reads.started++;
     try {
       const kernel = await api.kernel();
       const state = await api.state();
       this.data = { kernel, state, at: new Date(), confirmed: this.confirm(kernel, state) };
       this.dirty = true;
-    } catch { /* shown in the alert area */ } finally {
+      this.reads.done++;
+    } catch (err) {   // shown in the alert area
+      this.reads.failed = `${this.reads.failed ? `${this.reads.failed}; ` : ''}${err.message}`.slice(-500);
+    } finally {
       this.busy = false;
     }
   }
