@@ -18,9 +18,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
 
-from app.main import create_app
+from app.main import _asset_dir, create_app
 from app.settings import Settings
 from tests.conftest import run_asgi, wait_until
 from tests.event_schema import assert_events_follow_spec
@@ -128,38 +130,75 @@ BARE_PATH = "/__bare-page"  # answered by the browser itself (a route): the serv
 
 @pytest.fixture(scope="session")
 def module_server() -> Iterator[tuple[str, Any, httpx.Client]]:
-    """One real app per worker for the checks that only import the page's modules."""
-    app = create_app(Settings(http_port=0, echo_port=0, load_cap=500))
+    """One server per worker of the page's static files alone, for the checks that only
+    import its modules. No engine: a whole app kept for the worker's session ran its loop
+    beside every later test, and a test that counts calls to a patched `time` function
+    counted the loop's too."""
+    app = FastAPI()
+    app.mount("/static", StaticFiles(directory=str(_asset_dir("static"))), name="static")
     with run_asgi(app) as base, httpx.Client(base_url=base, timeout=10) as api:
         yield base, app, api
 
 
-@pytest.fixture
-def bare_page(browser: Browser, module_server: tuple[str, Any, httpx.Client],
-              request: pytest.FixtureRequest) -> Iterator[Dashboard]:
-    """A fresh page on the app's origin with no dashboard booted in it: for checks that run
-    the page's own modules on hand-written frames (``await import('/static/js/...')``). A
-    booted dashboard costs ~1.3 s a test (3.3 s beside the rest of the suite), this ~0.3 s;
-    the modules come from the real server, and nothing of a live page's model, socket or
-    timers can touch what a check builds."""
-    base, app, api = module_server
+@dataclass
+class _BareTab:
+    """One tab per worker for bare pages; its listeners record into the current test's."""
+    page: Page
+    current: Dashboard | None = None
+
+
+@pytest.fixture(scope="session")
+def bare_tab(browser: Browser, module_server: tuple[str, Any, httpx.Client]) -> Iterator[_BareTab]:
+    base = module_server[0]
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.route(base + BARE_PATH, lambda route: route.fulfill(
         status=200, content_type="text/html",
         body="<!doctype html><html lang=en><title>muxscope modules</title><body></body></html>"))
-    page = context.new_page()
+    tab = _BareTab(context.new_page())
+    relay = Dashboard(base, None, tab.page, module_server[2])  # (never a test's: relays to one)
+    _record(relay, tab.page)
+    relay.console_errors = _Relay(tab, "console_errors")  # type: ignore[assignment]
+    relay.external_requests = _Relay(tab, "external_requests")  # type: ignore[assignment]
+    yield tab
+    context.close()
+
+
+class _Relay(list[str]):
+    """A list whose appends go to the current bare page's own list of that name."""
+
+    def __init__(self, tab: _BareTab, name: str) -> None:
+        super().__init__()
+        self.tab, self.name = tab, name
+
+    def append(self, item: str) -> None:
+        if self.tab.current is not None:
+            getattr(self.tab.current, self.name).append(item)
+
+
+@pytest.fixture
+def bare_page(bare_tab: _BareTab, module_server: tuple[str, Any, httpx.Client],
+              request: pytest.FixtureRequest) -> Iterator[Dashboard]:
+    """A fresh document on the app's origin with no dashboard booted in it: for checks that
+    run the page's own modules on hand-written frames (``await import('/static/js/...')``).
+    A booted dashboard costs ~1.3 s a test (3.3 s beside the rest of the suite); a new
+    browser context ~0.3 s (2 s in the suite: a renderer process each); this, a navigation
+    of the worker's one tab, with its storage cleared first. A new document has its own
+    module instances, so nothing one check built is seen by the next, and no live page's
+    model, socket or timers can touch what a check builds."""
+    base, app, api = module_server
+    page = bare_tab.page
     dash = Dashboard(base, app, page, api)
-    _record(dash, page)
+    bare_tab.current = None
+    with contextlib.suppress(Exception):  # (the first time there is no document of the origin)
+        page.evaluate("() => { localStorage.clear(); sessionStorage.clear(); }")
     page.goto(base + BARE_PATH)
+    bare_tab.current = dash
     try:
         yield dash
     finally:
-        try:
-            if SCREENSHOT_ALL or not request.node.stash.get(CALL_PASSED, False):
-                dash.screenshot(request.node.name.replace("/", "_").replace("[", "-")
-                                .replace("]", ""))
-        finally:
-            context.close()
+        bare_tab.current = None
+        if SCREENSHOT_ALL or not request.node.stash.get(CALL_PASSED, False):
+            dash.screenshot(request.node.name.replace("/", "_").replace("[", "-").replace("]", ""))
 
 
 @pytest.fixture

@@ -263,16 +263,16 @@ BREAKPOINT_LIST = """async (items) => {
 }"""
 
 
-def test_the_breakpoint_list_says_one_hit_and_where_the_last_one_was(bare_page):
+def test_the_breakpoint_list_says_one_hit_and_where_the_last_one_was(dashboard):
     """A breakpoint's line counts its hits in words ("1 hit", "2 hits") and says where the
     last one was (the engine's wait number, the fd). The live test looks for "1 hit" as a
     part of the line, which "1 hits" contains too."""
-    lines = bare_page.page.evaluate(BREAKPOINT_LIST, [
+    lines = dashboard.page.evaluate(BREAKPOINT_LIST, [
         {"id": 1, "when": "readable", "fd": None, "hits": 1, "last_wait": 3, "last_fd": None},
         {"id": 2, "when": "backpressure", "fd": 7, "hits": 2, "last_wait": 12, "last_fd": 7}])
     assert lines == ["Breakpoint 1: readable on any fd — 1 hit, last at engine wait #3",
                      "Breakpoint 2: backpressure on fd 7 — 2 hits, last at engine wait #12 on fd 7"]
-    assert bare_page.console_errors == []
+    assert dashboard.console_errors == []
 
 
 SPOTLIGHT = """async () => {
