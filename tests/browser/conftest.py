@@ -20,7 +20,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    sync_playwright,
+)
 
 from app.main import _asset_dir, create_app
 from app.settings import Settings
@@ -95,32 +102,112 @@ def _record(dash: Dashboard, page: Page) -> None:
     page.on("request", on_request)
 
 
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+class _Relay(list[str]):
+    """A list whose appends go to the list of that name of the tab's current test."""
+
+    def __init__(self, tab: _Tab, name: str) -> None:
+        super().__init__()
+        self.tab, self.name = tab, name
+
+    def append(self, item: str) -> None:
+        if self.tab.current is not None:
+            getattr(self.tab.current, self.name).append(item)
+
+
+class _Tab:
+    """One browser tab a worker's tests take turns in. A new page costs a renderer process:
+    ~0.4 s idle, 1-2 s beside the rest of the suite, and a dashboard's boot in a new one
+    1.3-2.7 s against 0.6-0.9 s in a tab that has shown one before. A navigation gives each
+    test a new document (its own module instances, its own socket); each test's app has its
+    own port, so its own origin. After a test that failed the tab is replaced, so that a hung
+    or crashed page cannot fail the next test."""
+
+    def __init__(self, browser: Browser, routes: Callable[[BrowserContext], None] | None = None):
+        self.context = browser.new_context(viewport=VIEWPORT)
+        if routes is not None:
+            routes(self.context)
+        self.current: Dashboard | None = None
+        self.page = self._new_page()
+
+    def _new_page(self) -> Page:
+        page = self.context.new_page()
+        relay = Dashboard("", None, page, None)  # type: ignore[arg-type]
+        relay.console_errors = _Relay(self, "console_errors")
+        relay.external_requests = _Relay(self, "external_requests")
+        _record(relay, page)
+        return page
+
+    def enter(self, dash: Dashboard) -> None:
+        """Hand the tab to a test (routes and viewport as a new page has them)."""
+        self.page.unroute_all(behavior="ignoreErrors")
+        self.page.set_viewport_size(VIEWPORT)
+        self.current = dash
+
+    def leave(self, passed: bool) -> None:
+        """Take it back: pages the test opened are closed, the page left for a blank one."""
+        self.current = None
+        for page in self.context.pages:
+            if page is not self.page:
+                page.close()
+        try:
+            if passed:
+                self.page.goto("about:blank", timeout=5000)
+                return
+        except Exception:  # noqa: BLE001 - a page that will not leave is replaced
+            pass
+        self.page.close()
+        self.page = self._new_page()
+
+
+@pytest.fixture(scope="session")
+def dashboard_tab(browser: Browser) -> Iterator[_Tab]:
+    tab = _Tab(browser)
+    yield tab
+    tab.context.close()
+
+
 @pytest.fixture
-def dashboard(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Dashboard]:
-    """The real app on free ports, and a fresh page on its dashboard (live, connected)."""
-    yield from _dashboard(browser, request, Settings(http_port=0, echo_port=0, load_cap=500))
+def dashboard(browser: Browser, dashboard_tab: _Tab,
+              request: pytest.FixtureRequest) -> Iterator[Dashboard]:
+    """The real app on free ports, and a fresh document on its dashboard (live, connected)."""
+    yield from _dashboard(browser, request, Settings(http_port=0, echo_port=0, load_cap=500),
+                          tab=dashboard_tab)
 
 
-def _dashboard(browser: Browser, request: pytest.FixtureRequest,
-               settings: Settings, path: str = "/", suffix: str = "") -> Iterator[Dashboard]:
+def _dashboard(browser: Browser, request: pytest.FixtureRequest, settings: Settings,
+               path: str = "/", suffix: str = "", tab: _Tab | None = None) -> Iterator[Dashboard]:
+    """The app, and a page on it: in `tab`, or a page of its own (more than one in a test)."""
     app = create_app(settings)
     with run_asgi(app) as base, httpx.Client(base_url=base, timeout=10) as api:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        dash = Dashboard(base, app, page, api)
-        _record(dash, page)
-        page.goto(base + path)
-        page.wait_for_function("() => window.__muxscope && window.__muxscope.frames.snapshot >= 1",
-                               timeout=10_000)
+        context = None
+        if tab is None:
+            context = browser.new_context(viewport=VIEWPORT)
+            page = context.new_page()
+            dash = Dashboard(base, app, page, api)
+            _record(dash, page)
+        else:
+            dash = Dashboard(base, app, tab.page, api)
+            tab.enter(dash)
+        passed = False
         try:
+            dash.page.goto(base + path)
+            dash.page.wait_for_function(
+                "() => window.__muxscope && window.__muxscope.frames.snapshot >= 1", timeout=10_000)
             yield dash
+            passed = request.node.stash.get(CALL_PASSED, False)
         finally:
             name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "") + suffix
             try:
-                if SCREENSHOT_ALL or not request.node.stash.get(CALL_PASSED, False):
+                if SCREENSHOT_ALL or not passed:
                     dash.screenshot(name)
             finally:
-                context.close()
+                if context is not None:
+                    context.close()
+                if tab is not None:
+                    tab.leave(passed)
     # the events the app passed on to the page (its trace ring holds the last ones): SPEC §3
     assert_events_follow_spec(app.state.trace.events())
 
@@ -140,65 +227,42 @@ def module_server() -> Iterator[tuple[str, Any, httpx.Client]]:
         yield base, app, api
 
 
-@dataclass
-class _BareTab:
-    """One tab per worker for bare pages; its listeners record into the current test's."""
-    page: Page
-    current: Dashboard | None = None
-
-
 @pytest.fixture(scope="session")
-def bare_tab(browser: Browser, module_server: tuple[str, Any, httpx.Client]) -> Iterator[_BareTab]:
-    base = module_server[0]
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.route(base + BARE_PATH, lambda route: route.fulfill(
-        status=200, content_type="text/html",
-        body="<!doctype html><html lang=en><title>muxscope modules</title><body></body></html>"))
-    tab = _BareTab(context.new_page())
-    relay = Dashboard(base, None, tab.page, module_server[2])  # (never a test's: relays to one)
-    _record(relay, tab.page)
-    relay.console_errors = _Relay(tab, "console_errors")  # type: ignore[assignment]
-    relay.external_requests = _Relay(tab, "external_requests")  # type: ignore[assignment]
+def bare_tab(browser: Browser, module_server: tuple[str, Any, httpx.Client]) -> Iterator[_Tab]:
+    def blank(context: BrowserContext) -> None:
+        context.route(module_server[0] + BARE_PATH, lambda route: route.fulfill(
+            status=200, content_type="text/html",
+            body="<!doctype html><html lang=en><title>muxscope modules</title><body></body></html>"))
+
+    tab = _Tab(browser, routes=blank)
     yield tab
-    context.close()
-
-
-class _Relay(list[str]):
-    """A list whose appends go to the current bare page's own list of that name."""
-
-    def __init__(self, tab: _BareTab, name: str) -> None:
-        super().__init__()
-        self.tab, self.name = tab, name
-
-    def append(self, item: str) -> None:
-        if self.tab.current is not None:
-            getattr(self.tab.current, self.name).append(item)
+    tab.context.close()
 
 
 @pytest.fixture
-def bare_page(bare_tab: _BareTab, module_server: tuple[str, Any, httpx.Client],
+def bare_page(bare_tab: _Tab, module_server: tuple[str, Any, httpx.Client],
               request: pytest.FixtureRequest) -> Iterator[Dashboard]:
     """A fresh document on the app's origin with no dashboard booted in it: for checks that
-    run the page's own modules on hand-written frames (``await import('/static/js/...')``).
-    A booted dashboard costs ~1.3 s a test (3.3 s beside the rest of the suite); a new
-    browser context ~0.3 s (2 s in the suite: a renderer process each); this, a navigation
-    of the worker's one tab, with its storage cleared first. A new document has its own
-    module instances, so nothing one check built is seen by the next, and no live page's
-    model, socket or timers can touch what a check builds."""
+    run the page's own modules on hand-written frames (``await import('/static/js/...')``),
+    in a tab of their own (`_Tab`; its storage cleared first: one origin for all of them). A
+    booted dashboard costs ~1.3 s a test (3.3 s beside the rest of the suite), this a
+    navigation. No live page's model, socket or timers can touch what a check builds."""
     base, app, api = module_server
-    page = bare_tab.page
-    dash = Dashboard(base, app, page, api)
-    bare_tab.current = None
-    with contextlib.suppress(Exception):  # (the first time there is no document of the origin)
-        page.evaluate("() => { localStorage.clear(); sessionStorage.clear(); }")
-    page.goto(base + BARE_PATH)
-    bare_tab.current = dash
+    dash = Dashboard(base, app, bare_tab.page, api)
+    bare_tab.enter(dash)
+    passed = False
     try:
+        dash.page.goto(base + BARE_PATH)
+        dash.page.evaluate("() => { localStorage.clear(); sessionStorage.clear(); }")
         yield dash
+        passed = request.node.stash.get(CALL_PASSED, False)
     finally:
-        bare_tab.current = None
-        if SCREENSHOT_ALL or not request.node.stash.get(CALL_PASSED, False):
-            dash.screenshot(request.node.name.replace("/", "_").replace("[", "-").replace("]", ""))
+        try:
+            if SCREENSHOT_ALL or not passed:
+                dash.screenshot(request.node.name.replace("/", "_").replace("[", "-")
+                                .replace("]", ""))
+        finally:
+            bare_tab.leave(passed)
 
 
 @pytest.fixture
