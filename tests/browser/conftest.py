@@ -28,6 +28,7 @@ from playwright.sync_api import (
     Request,
     sync_playwright,
 )
+from playwright.sync_api import Error as PlaywrightError
 
 from app.main import _asset_dir, create_app
 from app.settings import Settings
@@ -152,14 +153,21 @@ class _Tab:
         for page in self.context.pages:
             if page is not self.page:
                 page.close()
-        try:
-            if passed:
+        if passed:
+            try:
                 self.page.goto("about:blank", timeout=5000)
                 return
-        except Exception:  # noqa: BLE001 - a page that will not leave is replaced
-            pass
+            except PlaywrightError:  # a page that will not leave is replaced
+                pass
         self.page.close()
         self.page = self._new_page()
+
+
+def _screenshot_unless_passed(dash: Dashboard, request: pytest.FixtureRequest, passed: bool,
+                              suffix: str = "") -> None:
+    if SCREENSHOT_ALL or not passed:
+        name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "") + suffix
+        dash.screenshot(name)
 
 
 @pytest.fixture(scope="session")
@@ -199,10 +207,8 @@ def _dashboard(browser: Browser, request: pytest.FixtureRequest, settings: Setti
             yield dash
             passed = request.node.stash.get(CALL_PASSED, False)
         finally:
-            name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "") + suffix
             try:
-                if SCREENSHOT_ALL or not passed:
-                    dash.screenshot(name)
+                _screenshot_unless_passed(dash, request, passed, suffix)
             finally:
                 if context is not None:
                     context.close()
@@ -258,9 +264,7 @@ def bare_page(bare_tab: _Tab, module_server: tuple[str, Any, httpx.Client],
         passed = request.node.stash.get(CALL_PASSED, False)
     finally:
         try:
-            if SCREENSHOT_ALL or not passed:
-                dash.screenshot(request.node.name.replace("/", "_").replace("[", "-")
-                                .replace("]", ""))
+            _screenshot_unless_passed(dash, request, passed)
         finally:
             bare_tab.leave(passed)
 
