@@ -7,6 +7,7 @@ import { History } from './history.js';
 import { installKeyboard } from './keyboard.js';
 import { EventLog } from './log.js';
 import { Model } from './model.js';
+import { OnView } from './onview.js';
 import { BackendPanel } from './panels/backend.js';
 import { BreakpointsPanel } from './panels/breakpoints.js';
 import { CodePanel } from './panels/code.js';
@@ -288,6 +289,27 @@ function noteSync(entry) {
   if (debug.syncs.length > SYNCS_KEPT) debug.syncs.shift();
 }
 let framePanels = {};
+const onView = new OnView();
+debug.onView = onView;
+// The panels in the order they paint, each with its section (null: small, painted every frame)
+const PANELS = [
+  ['syscall', $('syscall-panel'), (shown, now) => syscall.paint(shown, now)],
+  ['backend', $('backend-panel'), (shown, now) => backend.paint(shown, now)],
+  ['queues', $('queues-panel'), (shown, now) => queues.paint(shown, now)],
+  ['connections', $('connections-panel'), (shown, now) => connections.paint(shown, now)],
+  ['spotlight', null, (shown, now) => spotlight.paint(shown, now)],
+  ['log', $('log-panel'), (shown, now) => log.paint(shown, now)],
+  ['code', $('code-panel'), (shown, now) => code.paint(shown, now)],
+  ['zoo', $('zoo-panel'), () => zoo.paint()],
+  ['kernel', null, () => kernel.paint()],   // reads the server only while on view (kernel.js)
+  ['charts', $('charts-panel'), () => charts && charts.paint()],
+  ['latency', $('latency-panel'), (shown, now) => latency && latency.paint(now)],
+];
+for (const [, el] of PANELS) onView.watch(el);
+/** A panel's paint, timed; one out of view only when due (onview.js). */
+function panel(name, el, fn, now) {
+  if (el === null || onView.due(el, now)) timed(name, fn);
+}
 function timed(name, fn) {
   const t0 = performance.now();
   fn();
@@ -311,17 +333,7 @@ function frame(now) {
     // a replay has no loop to control: its header tells the loop's state at the iteration on view
     timed('controls', () => controls.paint(replay ? shown : model));
     timed('breakpoints', () => breakpoints.paint(timeline.viewing ? timeline.iter : null));
-    timed('syscall', () => syscall.paint(shown, now));
-    timed('backend', () => backend.paint(shown, now));
-    timed('queues', () => queues.paint(shown, now));
-    timed('connections', () => connections.paint(shown, now));
-    timed('spotlight', () => spotlight.paint(shown, now));
-    timed('log', () => log.paint(shown, now));
-    timed('code', () => code.paint(shown, now));
-    timed('zoo', () => zoo.paint());
-    timed('kernel', () => kernel.paint());
-    if (charts) timed('charts', () => charts.paint());
-    if (latency) timed('latency', () => latency.paint(now));
+    for (const [name, el, paint] of PANELS) panel(name, el, () => paint(shown, now), now);
   } catch (err) {
     console.error('muxscope paint', err);
   }
