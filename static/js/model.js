@@ -235,7 +235,8 @@ export class Model {
   applyRegistrations(state) {
     if (!state.registrations) return;
     // the state is newer than the last wait the page shows: that wait keeps the interest it
-    // was made with (the syscall line and the fd panel describe it), as an event would
+    // was made with (the syscall line and the fd panel describe it), as an event would (and
+    // the wait the line shows, by the same calls: see saveBefore)
     if (this.lastWait && this.lastWait.before) {
       for (const fd of this.regs.keys()) this.saveBefore(fd);
       for (const r of state.registrations) this.saveBefore(r.fd);
@@ -307,13 +308,18 @@ export class Model {
     this.emit(ev);
   }
 
-  /** Remember an fd's interest as it was during the last wait, before a handler changes it. */
-  saveBefore(fd) { saveBefore(this.lastWait, this.regs, fd); }
+  /** Remember an fd's interest as it was during the last wait, before a handler changes it
+   *  (and during the wait the syscall line shows, which may be an older one). */
+  saveBefore(fd) {
+    saveBefore(this.lastWait, this.regs, fd);
+    if (this.shownWait) this.shownWait.regs.note(fd);
+  }
 
   /** Interest bits of fd as passed to the last wait call (null: not registered then). */
   interestAtWait(fd) { return interestAtWait(this.lastWait, this.regs, fd); }
 
-  /** Map fd -> {bits}: every registration as it was during the last wait. */
+  /** Map-like fd -> {bits}: every registration as it was during the last wait (a view of
+   *  `regs`: read it at once, or keep it up to date as `saveBefore` does the shown wait's). */
   regsAtWait() { return regsAtWait(this.lastWait, this.regs); }
 
   /** The last n events applied (all the ring holds by default), oldest first. */

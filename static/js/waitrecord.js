@@ -40,15 +40,11 @@ export function interestAtWait(wait, regs, fd) {
   return reg ? reg.bits : null;
 }
 
-/** Map fd -> {bits}: every registration as it was during the wait. */
+/** Every registration as it was during the wait: a WaitRegs over the live `regs`. */
 export function regsAtWait(wait, regs) {
-  const out = new Map();
-  for (const fd of regs.keys()) {
-    const bits = interestAtWait(wait, regs, fd);
-    if (bits) out.set(fd, { bits });
-  }
+  const out = new WaitRegs(regs);
   const before = wait && wait.before;
-  if (before) for (const [fd, bits] of before) if (bits && !out.has(fd)) out.set(fd, { bits });
+  if (before) for (const [fd, bits] of before) out.since.set(fd, bits ? { bits } : null);
   // What a wait returned was asked for: the kernel reports in/out/pri only for an fd whose
   // interest had it. Where events were dropped the page's record can lack it: the wait's
   // own answer says better (select's write set must hold an fd returned writable).
@@ -57,6 +53,65 @@ export function regsAtWait(wait, regs) {
     for (const r of wait.ready_list) addAskedBits(out, r.fd, r.flags);
   }
   return out;
+}
+
+/**
+ * Map-like fd -> {bits} (get, has, set, keys, entries, iteration, size): the live `regs`
+ * seen through `since`, fd -> {bits} or null (not registered) for the fds whose registration
+ * differs from the live one. Made in O(changes): a copy of 10,000 registrations at each paint
+ * of the syscall line cost the page 12-25 ms a second (docs/BENCHMARKS.md, Scale). Kept after
+ * the live map changes, it stays right only if told of each change first (`note`: the
+ * model's saveBefore does it for the wait its syscall line shows).
+ */
+export class WaitRegs {
+  constructor(live) {
+    this.live = live;
+    this.since = new Map();
+  }
+
+  /** Before the live registration of fd changes: keep the one the wait had. */
+  note(fd) {
+    if (this.since.has(fd)) return;
+    const reg = this.live.get(fd);
+    this.since.set(fd, reg ? { bits: reg.bits } : null);
+  }
+
+  get(fd) {
+    if (this.since.has(fd)) return this.since.get(fd) || undefined;
+    return this.live.get(fd);
+  }
+
+  has(fd) { return this.get(fd) !== undefined; }
+
+  set(fd, reg) {
+    this.since.set(fd, reg);
+    return this;
+  }
+
+  get size() {
+    let n = this.live.size;
+    for (const [fd, reg] of this.since) n += (reg ? 1 : 0) - (this.live.has(fd) ? 1 : 0);
+    return n;
+  }
+
+  // (arrays, not generators: a generator over 10,000 took longer than the copy it replaced)
+  keys() {
+    if (!this.since.size) return this.live.keys();
+    const out = [];
+    for (const fd of this.live.keys()) if (!this.since.has(fd)) out.push(fd);
+    for (const [fd, reg] of this.since) if (reg) out.push(fd);
+    return out.values();
+  }
+
+  entries() {
+    if (!this.since.size) return this.live.entries();
+    const out = [];
+    for (const [fd, reg] of this.live) if (!this.since.has(fd)) out.push([fd, reg]);
+    for (const [fd, reg] of this.since) if (reg) out.push([fd, reg]);
+    return out.values();
+  }
+
+  [Symbol.iterator]() { return this.entries(); }
 }
 
 /** In `regs` (as regsAtWait made it), give fd the bits its ready flags show it was asked for. */

@@ -326,3 +326,47 @@ def test_a_ready_fd_that_comes_after_the_line_was_drawn_is_in_the_set_passed_in(
     assert got == ("in: the sets passed to select() (interest)\nread:   [7, 8]\nwrite:  [8]\n"
                    "except: []\n\nout: the sets select() returned (ready)\nread:   [7, 8]\n"
                    "write:  [8]\nexcept: []"), got
+
+
+def test_the_shown_waits_registrations_stay_as_at_that_wait_through_every_later_change(
+        dashboard: Dashboard) -> None:
+    """The shown wait's registrations are a view of the live ones plus what changed since
+    (waitrecord.js, WaitRegs), not a copy. After each of 400 seeded changes (interest set,
+    register, unregister, accept, close, new waits, a resync's registrations) it must read as
+    the copy made when the line was drawn: a change the model forgot to note, or a resync not
+    frozen, shows here as an fd with other bits, or one too many or missing."""
+    got = run(dashboard, """
+        let seed = 12345;
+        const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+        const m = model({ name: 'poll', trigger: 'level', oneshot: false },
+                        Array.from({ length: 30 }, (_, i) => reg(10 + i, ['POLLIN'])));
+        const FLAGS = [['POLLIN'], ['POLLIN', 'POLLOUT'], [], ['POLLOUT'], ['POLLPRI']];
+        const dump = (regs) => JSON.stringify([...regs.keys()].sort((a, b) => a - b)
+            .map((fd) => [fd, [...regs.get(fd).bits].sort()]));
+        let seq = 11, copy = null, checks = 0, size = 0;
+        const bad = [];
+        for (let i = 0; i < 400; i++) {
+          const fd = 10 + rnd(40), r = rnd(100);
+          if (r < 35) feed(m, { seq: seq++, ts: seq, kind: 'interest', op: m.regs.has(fd) ? 'modify' : 'register', fd, flags: FLAGS[rnd(5)] });
+          else if (r < 45) feed(m, { seq: seq++, ts: seq, kind: 'interest', op: 'unregister', fd });
+          else if (r < 55) feed(m, { seq: seq++, ts: seq, kind: 'accept', fd, peer: '127.0.0.1:1' });
+          else if (r < 62) feed(m, { seq: seq++, ts: seq, kind: 'close', fd, registered: false });
+          else if (r < 80) feed(m, wait(seq++, 'poll', m.regs.size, 0));
+          else if (r < 85) {
+            const regs = [...m.regs.values()].filter(() => rnd(4)).map((x) => reg(x.fd, ['POLLIN']));
+            m.applyState({ registrations: regs, stats: { events_total: seq - 1 } });
+          } else {
+            paint(m);
+            copy = m.shownWait ? dump(m.shownWait.regs) : null;
+            size = m.shownWait ? m.shownWait.regs.size : 0;
+          }
+          if (copy !== null && m.shownWait) {
+            checks++;
+            const now = dump(m.shownWait.regs);
+            if (now !== copy || m.shownWait.regs.size !== size) bad.push({ i, r, now, copy });
+          }
+        }
+        return { checks, bad: bad.slice(0, 2) };
+    """)
+    assert got["checks"] > 200, got
+    assert got["bad"] == [], got["bad"]
