@@ -48,8 +48,10 @@ from app.benchkit.sysprobe import (
     chromium_cpu_s,
     chromium_cpus,
     cpu_busy,
+    cpu_steal,
     renderer_main_sched,
     rss_mb,
+    steal_pct,
 )
 
 SECONDS = 60.0
@@ -223,7 +225,7 @@ def _sample(server: ServerProc, page: Any, t0: float, frames: list[dict[str, Any
     taken = page.evaluate(TAKE_JS)
     frames.extend(taken)
     rates = [f["frames"] * 1000 / f["dt"] for f in taken if f["dt"] > 0]
-    return {"t_s": round(time.monotonic() - t0, 1), "state_ms": state_ms,
+    return {"t_s": round(time.monotonic() - t0, 1), "state_ms": state_ms, "steal": cpu_steal(),
             "state_kb": state_bytes / 1024, "rss_mb": rss_mb(server.pid),
             "server_cpu_s": server.cpu(),
             "raf_min": min(rates) if rates else None,
@@ -279,6 +281,8 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
         fields = dict(kv.split("=") for kv in active.expect("RESULT", 30).split())
     finally:
         active.close(timeout=10)
+    for prev, s in zip(samples, samples[1:], strict=False):
+        s["steal_pct"] = steal_pct(prev["steal"], s["steal"])
     page_s = (c1["now"] - c0["now"]) / 1000
     paint = {k: (v - c0["paintMs"].get(k, 0.0)) / page_s for k, v in c1["paintMs"].items()}
     rates = [f["frames"] * 1000 / f["dt"] for f in frames if f["dt"] > 0]
@@ -322,6 +326,7 @@ def measure(server: ServerProc, page: Any, client: LoadClient, seconds: float,
         # the page's main thread: % of the window it ran, and % it was runnable but queued
         "renderer_main_pct": None if r0 is None or r1 is None else {
             "ran": (r1[0] - r0[0]) / 1e7 / elapsed, "waited": (r1[1] - r0[1]) / 1e7 / elapsed},
+        "steal_pct": steal_pct(samples[0]["steal"], samples[-1]["steal"]),
         "cpu_busy_pct": [(x1[0] - x0[0]) * 100 / max(1, x1[1] - x0[1])
                          for x0, x1 in zip(b0, b1, strict=False)],
         "seconds": elapsed, "samples": samples, "frames": frames,

@@ -95,10 +95,11 @@ def render(d: dict[str, Any]) -> str:
              + f"{d.get('settled_s', 0):.1f} s")
     out = table(title, ["measure", "value", "target", "result"], rows)
     sample_rows = [[f"{s['t_s']:.0f}", s["state_ms"], s["state_kb"], s["rss_mb"],
-                    s["raf_min"], s["raf_median"]] for s in d["samples"]]
+                    s["raf_min"], s["raf_median"], s.get("steal_pct")] for s in d["samples"]]
     out += "\n" + table("Scale samples (every ~5 s; rAF/s over the 1 s windows since the last "
-                        "sample)", ["t s", "/api/state ms", "state KiB", "RSS MB",
-                                    "rAF/s min", "rAF/s median"], sample_rows)
+                        "sample; steal: % of the CPUs' time the VM's host took)",
+                        ["t s", "/api/state ms", "state KiB", "RSS MB", "rAF/s min",
+                         "rAF/s median", "steal %"], sample_rows)
     top = list(d["paint_ms_per_s"].items())[:6]
     if top:
         out += ("\nPage paint time, ms per second of page time (window.__muxscope.paintMs): "
@@ -127,6 +128,8 @@ def render(d: dict[str, Any]) -> str:
     out += ("CPU %: server " + fmt(d["server_cpu_pct"]) + "; Chromium "
             + ", ".join(f"{k} {v:.0f}" for k, v in sorted(chrome.items(), key=lambda kv: -kv[1]))
             + "; machine per CPU " + " / ".join(f"{v:.0f}" for v in d.get("cpu_busy_pct", []))
+            + ("" if d.get("steal_pct") is None
+               else f"; taken by the VM's host {d['steal_pct']:.1f}")
             + "\n")
     if d.get("console_errors"):
         out += f"page console errors: {len(d['console_errors'])}: {d['console_errors'][0]}\n"

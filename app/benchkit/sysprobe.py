@@ -1,5 +1,5 @@
 """What the scale run reads from /proc: a process's RSS, the Chromium processes' CPU time by
-type and their CPUs, and each CPU's busy time."""
+type and their CPUs, each CPU's busy time, and the time the hypervisor took from them."""
 
 from __future__ import annotations
 
@@ -100,3 +100,18 @@ def cpu_busy() -> list[tuple[int, int]]:
             idle = v[3] + v[4]
             out.append((sum(v) - idle, sum(v)))
     return out
+
+
+def cpu_steal() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs, from /proc/stat: time a VM was ready to run but the
+    host ran something else (a stall on both the server and the page at once can be this)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu "):
+            v = [int(x) for x in line.split()[1:]]
+            return (v[7] if len(v) > 7 else 0), sum(v)
+    return 0, 0
+
+
+def steal_pct(a: tuple[int, int], b: tuple[int, int]) -> float:
+    """% of the CPUs' time between two `cpu_steal` readings that the host took."""
+    return (b[0] - a[0]) * 100 / max(1, b[1] - a[1])
