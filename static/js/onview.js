@@ -1,5 +1,5 @@
 // Which panels are on the screen. A panel scrolled out of view is painted at most every
-// OFF_VIEW_MS; on view (or within MARGIN of it) at its own rate. Painting what nobody can see
+// OFF_VIEW_MS; on view, at its own rate. Painting what nobody can see
 // cost the page a third of its main thread at 10,000 connections: a canvas redrawn and
 // re-uploaded, log rows laid out, at every frame, below the fold (docs/BENCHMARKS.md, Scale).
 // Off view it still follows (a screen reader reads it; a test reads it), only less often. No
