@@ -4,6 +4,11 @@ import { api } from '../api.js';
 import { peerColor, serverConnected, ui } from '../ui.js';
 
 const POLL_MS = 1000;
+// A read takes the interest list, every socket's queues and the state: at 10,000 connections
+// ~3 MiB of JSON, 200-400 ms of the page's main thread (and of the server's request thread),
+// and a page scrolled down to the log beside it fell to 15 frames a second. So the next read
+// waits READ_SHARE times as long as the last one took: reads take at most a tenth of the time.
+const READ_SHARE = 10;
 const MAX_ROWS = 200;
 
 /** What a table cut at MAX_ROWS leaves out, said (nothing when it is whole). */
@@ -53,7 +58,8 @@ export class KernelPanel {
     this.queuesBody = root.querySelector('#kernel-queues');
     this.visible = false;
     this.busy = false;
-    this.reads = { started: 0, done: 0, failed: '' };   // for tests: what became of the polls
+    this.reads = { started: 0, done: 0, failed: '', lastMs: 0 };   // for tests: what became of the polls
+    this.nextAt = 0;      // performance.now() before which no read starts (READ_SHARE)
     this.data = null;
     this.prevBad = new Set();
     this.dirty = true;
@@ -71,6 +77,8 @@ export class KernelPanel {
   async poll() {
     if (this.replay || this.busy || !this.visible || document.visibilityState === 'hidden'
         || !serverConnected()) return;   // else a "network error" a second while it is down
+    const t0 = performance.now();
+    if (t0 < this.nextAt) return;
     this.busy = true;
     this.reads.started++;
     try {
@@ -79,6 +87,9 @@ export class KernelPanel {
       this.data = { kernel, state, at: new Date(), confirmed: this.confirm(kernel, state) };
       this.dirty = true;
       this.reads.done++;
+      this.reads.lastMs = performance.now() - t0;
+      // (a read that took less than a tenth of POLL_MS leaves the next tick free)
+      this.nextAt = t0 + READ_SHARE * this.reads.lastMs;
     } catch (err) {   // shown in the alert area
       this.reads.failed = `${this.reads.failed ? `${this.reads.failed}; ` : ''}${err.message}`.slice(-500);
     } finally {
@@ -135,13 +146,20 @@ export class KernelPanel {
     // by fd, as the interest list (the engine lists connections in accept order); a cut
     // table says so: a learner looked in vain for their own fd past the 200th row
     const conns = [...(kernel.connections || [])].sort((a, b) => a.fd - b.fd);
-    this.summaryEl.textContent = `${summary} ${cut(conns.length, 'socket queues')}`.trimEnd();
+    this.summaryEl.textContent = `${summary} ${cut(conns.length, 'socket queues')}${this.spacing()}`.trimEnd();
     this.root.dataset.mismatches = String(bad);
     this.interestBody.replaceChildren(...rows);
     const qrows = conns.slice(0, MAX_ROWS).map((c) => this.queueRow(c, peers.get(c.fd)));
     const udp = state.listeners && state.listeners.udp;
     if (kernel.udp) qrows.unshift(this.udpRow(kernel.udp, udp));
     this.queuesBody.replaceChildren(...qrows);
+  }
+
+  /** What a slow read does to the reads' pace (READ_SHARE), said; '' at one a second. */
+  spacing() {
+    const ms = this.reads.lastMs;
+    if (READ_SHARE * ms < 1.5 * POLL_MS) return '';
+    return `A read took ${Math.round(ms)} ms, so the next waits ${(READ_SHARE * ms / 1000).toFixed(1)} s (reads take at most a tenth of the time).`;
   }
 
   interestRow(fd, kn, mask, reg, cmp, mismatch, confirmed, conn) {
