@@ -135,7 +135,7 @@ KERNEL_SPACING = """async ({ms}) => {
 
 
 def test_the_kernel_panel_spaces_its_reads_by_how_long_the_last_one_took(bare_page):
-    """At 10,000 connections a read is ~3 MiB of JSON and 200-400 ms of the page's thread: read
+    """At 10,000 connections a read is over 2 MiB of JSON and 200-400 ms of the page's thread: read
     every second, it held a page scrolled to the log at 15 frames a second. The next read
     waits ten times as long as the last one took, and the panel says so."""
     page = bare_page.page

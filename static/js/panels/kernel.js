@@ -5,7 +5,7 @@ import { peerColor, serverConnected, ui } from '../ui.js';
 
 const POLL_MS = 1000;
 // A read takes the interest list, every socket's queues and the state: at 10,000 connections
-// ~3 MiB of JSON, 200-400 ms of the page's main thread (and of the server's request thread),
+// over 2 MiB of JSON, 200-400 ms of the page's main thread (and of the server's request thread),
 // and a page scrolled down to the log beside it fell to 15 frames a second. So the next read
 // waits READ_SHARE times as long as the last one took: reads take at most a tenth of the time.
 const READ_SHARE = 10;
