@@ -88,7 +88,7 @@ export class KernelPanel {
       this.dirty = true;
       this.reads.done++;
       this.reads.lastMs = performance.now() - t0;
-      // (a read that took less than a tenth of POLL_MS leaves the next tick free)
+      // (a read quicker than POLL_MS / READ_SHARE leaves the next 1 s tick free to read)
       this.nextAt = t0 + READ_SHARE * this.reads.lastMs;
     } catch (err) {   // shown in the alert area
       this.reads.failed = `${this.reads.failed ? `${this.reads.failed}; ` : ''}${err.message}`.slice(-500);
