@@ -165,7 +165,10 @@ def test_the_fd_panel_never_shows_a_ready_fd_that_was_not_passed_in(dashboard, b
         expect(sets).to_contain_text("revents" if backend == "poll" else "out: the sets",
                                      timeout=5000)
         both = 0
-        for _ in range(40):
+        for sample in range(40):
+            if sample >= 15 and both >= 3:
+                break   # enough compared (the bug showed in 23 samples of 57): a loaded
+                        # suite took 0.5 s a sample, 25 s for this test
             text = sets.inner_text()
             if backend == "select":
                 half = text.index("out: the sets")
