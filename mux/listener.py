@@ -35,6 +35,7 @@ class TcpListener(ListeningHandler):
         self.exhausted = False
         self._shed = False  # this exhaustion's one waiting client has been closed, and said
         self._spare: int | None = _open_spare()
+        self._retry_due = False  # a retry timer is set: one at a time
 
     def on_ready(self, mask: int) -> None:
         failed = 0
@@ -87,7 +88,11 @@ class TcpListener(ListeningHandler):
             self.engine.error("still out of file descriptors: closed one waiting client",
                               fd=self.fd)
         self.loop.set_interest(self.fd, 0)
-        self.loop.call_later(EMFILE_RETRY, self._retry)
+        # Level mode can fail twice in one iteration, from the wait's readiness and from a
+        # full batch's follow-up (call_soon): a second timer would double the retry rate.
+        if not self._retry_due:
+            self._retry_due = True
+            self.loop.call_later(EMFILE_RETRY, self._retry)
 
     def _shed_one(self) -> bool:
         if self._spare is None:
@@ -104,6 +109,7 @@ class TcpListener(ListeningHandler):
             self._spare = _open_spare()
 
     def _retry(self) -> None:
+        self._retry_due = False
         if self.loop.handlers.get(self.fd) is not self:
             return
         self.loop.set_interest(self.fd, READABLE)

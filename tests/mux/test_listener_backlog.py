@@ -4,6 +4,7 @@ engine leaves no fd of its own open (the listener's spare fd) once stopped."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -158,3 +159,22 @@ def test_running_out_of_fds_closes_exactly_the_one_client_it_says_it_closed() ->
         assert len(shed) == 1
     finally:
         engine.close()
+
+
+def test_two_exhaustions_in_one_iteration_set_one_retry_timer() -> None:
+    """In level mode accept can fail twice in one iteration: from the wait's readiness and
+    from a full batch's follow-up (call_soon). Each set a 100 ms retry timer, so the retries
+    ran twice as often, two timers alternating, for as long as fds stayed short."""
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll"))
+    try:
+        listener = engine.listener
+        for _ in range(2):
+            listener._out_of_fds(OSError(errno.EMFILE, os.strerror(errno.EMFILE)))
+        retries = [t for t in engine.loop._timers if t[2] == listener._retry]
+        assert len(retries) == 1, engine.loop._timers
+        engine.loop._timers.clear()
+        listener._retry()   # the timer fires: the next exhaustion sets one again
+        listener._out_of_fds(OSError(errno.EMFILE, os.strerror(errno.EMFILE)))
+        assert [t for t in engine.loop._timers if t[2] == listener._retry]
+    finally:
+        engine.stop()
