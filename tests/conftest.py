@@ -84,15 +84,17 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "",
-               interval: float = 0.005) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0,
+               what: str | Callable[[], str] = "", interval: float = 0.005) -> Any:
     """Poll `predicate` every `interval` s until it returns something truthy (returned), or
-    fail at `timeout`."""
+    fail at `timeout`. `what` may be a function, called at the failure: it can say what the
+    predicate saw last."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout}s waiting for {said or predicate}")
         time.sleep(interval)

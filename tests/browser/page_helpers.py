@@ -33,10 +33,9 @@ def wait_api(dashboard, pred, what: str, timeout: float = 5.0) -> dict[str, Any]
         last[0] = state(dashboard)
         return last[0] if pred(last[0]) else None
 
-    try:
-        found: dict[str, Any] = wait_until(matching_state, timeout, what, interval=0.02)
-    except AssertionError as exc:
-        raise AssertionError(f"{what}: API state never matched; last: {last[0]}") from exc
+    found: dict[str, Any] = wait_until(
+        matching_state, timeout, lambda: f"{what}: API state never matched; last: {last[0]}",
+        interval=0.02)
     return found
 
 

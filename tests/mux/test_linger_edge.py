@@ -36,11 +36,8 @@ def test_an_edge_triggered_linger_reads_on_past_its_bound_to_the_peers_eof(
             seen.append(next((c["recv_queue"] for c in conns if c["fd"] == fd), 0))
             return seen[-1]
         # more than the close's one read takes: with less, it closes at once (not streaming)
-        try:
-            wait_until(lambda: unread() >= 2 * mux.tcp_close.LINGER_FROM, 10,
-                       "a full receive queue")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; bytes unread, the last reads: {seen[-5:]}") from None
+        wait_until(lambda: unread() >= 2 * mux.tcp_close.LINGER_FROM, 10,
+                   lambda: f"a full receive queue (bytes unread, the last reads: {seen[-5:]})")
         assert engine.close_connection(fd).result(5) is True
         sender.join(10)
         assert not sender.is_alive()
