@@ -186,12 +186,22 @@ class Loop(Scheduler):
 
     # -- one iteration -------------------------------------------------------------------
     def run_once(self) -> None:
-        """Exactly one wait call, then the handlers of what it returned."""
+        """Exactly one wait call, then the handlers of what it returned.
+
+        The hot path's dispatch (nobody watching this iteration, no one-shot, no bug-zoo
+        hook) is written out here, not in a method of its own, and the observers' iteration
+        start is called only when somebody listens: with one connection an iteration is one
+        message, and each Python frame costs ~150 machine instructions to push and clear
+        (callgrind, docs/BENCHMARKS.md "Why the misses").
+        """
         backend = self.backend
         timeout = self._timeout() if (self._soon or self._timers) else self.wait_timeout
         t0 = time.perf_counter()
         obs = self.obs
-        obs.begin_iteration(t0)
+        if obs.active:
+            obs.begin_iteration(t0)
+        elif obs.watched:  # the last sink left during the previous iteration
+            obs.watched = False
         # a shown wait's CPU time too (sampled, see CPU_SAMPLES_PER_S): what the call cost,
         # without the time it slept. (Its wall time is taken after the first clock call.)
         cpu0 = None
@@ -230,8 +240,29 @@ class Loop(Scheduler):
                                      backend.fds_passed(len(self.handlers)))
         if watched or backend.oneshot or self.dispatch_hook is not None:
             self._dispatch_instrumented(ready, watched)
-        else:
-            self._dispatch(ready)
+        else:  # the hot path
+            handlers = self.handlers
+            generic = backend._generic  # native -> READABLE/WRITABLE, filled by .generic
+            for fd, native in ready:
+                if self.dispatch_hook is not None:  # a flaw switched on by a command earlier
+                    # in this batch (the control fd's handler): its `loop` event has said so,
+                    # and the rest of the batch runs its handler, as the code view will show
+                    self._dispatch_instrumented(ready[ready.index((fd, native)):], False)
+                    break
+                # Subscripts, not `.get`: a method call costs ~100 machine instructions
+                # more, and the misses are rare (try is free in CPython 3.11 until a raise).
+                try:
+                    handler = handlers[fd]
+                except KeyError:  # closed by an earlier handler of this same batch
+                    continue
+                try:
+                    mask = generic[native]
+                except KeyError:
+                    mask = backend.generic(native)
+                try:
+                    handler.on_ready(mask)
+                except Exception as exc:
+                    self._handler_failed(handler, exc)
         if self._soon or self._timers:
             self._run_due()
         if self.after_iteration:
@@ -239,32 +270,6 @@ class Loop(Scheduler):
                 self.unshown_wait = None  # an earlier iteration's (this one was shown)
             for hook in self.after_iteration:
                 hook(ready)
-
-    def _dispatch(self, ready: list[tuple[int, int]]) -> None:
-        """The hot path: nobody watching this iteration, no one-shot, no bug-zoo hook."""
-        handlers = self.handlers
-        backend = self.backend
-        generic = backend._generic  # native -> READABLE/WRITABLE, filled by backend.generic
-        for fd, native in ready:
-            if self.dispatch_hook is not None:  # a flaw switched on by a command earlier in
-                # this batch (the control fd's handler): its `loop` event has said so, and the
-                # rest of the batch runs its handler, as the code view will show
-                self._dispatch_instrumented(ready[ready.index((fd, native)):], False)
-                return
-            # Subscripts, not `.get`: a method call costs ~100 machine instructions more, and
-            # the misses are rare (try is free in CPython 3.11 until something raises).
-            try:
-                handler = handlers[fd]
-            except KeyError:  # closed by an earlier handler of this same batch
-                continue
-            try:
-                mask = generic[native]
-            except KeyError:
-                mask = backend.generic(native)
-            try:  # free in CPython 3.11 until something raises
-                handler.on_ready(mask)
-            except Exception as exc:
-                self._handler_failed(handler, exc)
 
     def _handler_failed(self, handler: Handler, exc: Exception) -> None:
         """One handler's bug must not end the loop (and with it every connection)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mux.backends import READABLE, create
+from mux.backends import READABLE, WRITABLE, create
 from mux.backends._poll import PollBackend
 from mux.loop import Loop
 from mux.observe import Observers
@@ -46,6 +46,35 @@ def test_a_select_wakeup_from_one_list_is_named_by_that_list_alone(make_engine: 
         assert ["read"] in flags, flags
         assert ["write"] in flags, flags
         assert all(f in (["read"], ["write"]) for f in flags), flags
+
+
+def test_select_is_given_the_read_list_as_it_is_after_every_change() -> None:
+    """select is passed a tuple of the read list, kept between waits and rebuilt after a
+    change: reading switched off (backpressure), on again, an fd unregistered, a new one."""
+    from mux.backends._select import IN_READ, IN_WRITE, SelectBackend
+
+    backend = SelectBackend()
+    a, peer_a = socket.socketpair()
+    b, peer_b = socket.socketpair()
+    try:
+        peer_a.send(b"x")
+        peer_b.send(b"y")
+        backend.register(a.fileno(), READABLE)
+        assert backend.wait(0) == [(a.fileno(), IN_READ)]
+        backend.modify(a.fileno(), 0)  # reading paused: in neither list
+        assert backend.wait(0) == []
+        backend.register(b.fileno(), READABLE)
+        assert backend.wait(0) == [(b.fileno(), IN_READ)]
+        backend.modify(a.fileno(), READABLE)
+        assert sorted(backend.wait(0)) == sorted([(a.fileno(), IN_READ), (b.fileno(), IN_READ)])
+        backend.unregister(b.fileno())
+        assert backend.wait(0) == [(a.fileno(), IN_READ)]
+        backend.modify(a.fileno(), READABLE | WRITABLE)  # the write list alone changes
+        assert backend.wait(0) == [(a.fileno(), IN_READ | IN_WRITE)]
+    finally:
+        backend.close()
+        for sock in (a, peer_a, b, peer_b):
+            sock.close()
 
 
 @pytest.mark.parametrize("backend", ["poll", "epoll"])

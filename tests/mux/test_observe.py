@@ -234,6 +234,27 @@ def test_watched_never_outlives_the_last_sink() -> None:
     assert obs.watched is False
 
 
+def test_the_loop_undoes_a_watched_left_by_the_last_sink_without_calling_the_observers():
+    """run_once calls begin_iteration only while somebody listens (a frame less an iteration
+    with nobody); the race above must still end at the next iteration, with no event built."""
+    from mux.backends import create
+    from mux.loop import Loop
+
+    events: list[dict] = []
+    sink = events.append
+    obs = Observers(budget=1000)
+    obs.add(sink)
+    obs.remove(sink)
+    loop = Loop(create("epoll"), obs, wait_timeout=0)
+    try:
+        obs.watched = True  # what the race leaves behind
+        loop.run_once()
+    finally:
+        loop.backend.close()
+    assert obs.watched is False and obs.active is False
+    assert events == [] and obs.seq == 0
+
+
 def test_set_write_mode_keeps_a_switch_queued_before_it(make_engine) -> None:
     """set_write_mode reads the backend on the loop thread, after earlier commands ran."""
     engine, _ = make_engine(backend="epoll", write="queued")
