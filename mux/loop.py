@@ -16,8 +16,8 @@ Rules of this module:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from time import perf_counter, thread_time_ns
 from typing import Any, Protocol
 
 from .backends import READABLE, Backend
@@ -196,7 +196,7 @@ class Loop(Scheduler):
         """
         backend = self.backend
         timeout = self._timeout() if (self._soon or self._timers) else self.wait_timeout
-        t0 = time.perf_counter()
+        t0 = perf_counter()
         obs = self.obs
         if obs.active:
             obs.begin_iteration(t0)
@@ -211,8 +211,8 @@ class Loop(Scheduler):
             self._cpu_at = t0
             if tokens >= 1.0:
                 tokens -= 1.0
-                cpu0 = time.thread_time_ns()
-                t0 = time.perf_counter()
+                cpu0 = thread_time_ns()
+                t0 = perf_counter()
             self._cpu_tokens = tokens
         try:
             ready = backend.wait(timeout)
@@ -221,9 +221,9 @@ class Loop(Scheduler):
                 raise
             self.wait_error_hook(exc, WAIT_CALLS.get(backend.name, f"{backend.name}()"))
             return
-        duration_us = (time.perf_counter() - t0) * 1e6
+        duration_us = (perf_counter() - t0) * 1e6
         if cpu0 is not None:
-            cpu0 = time.thread_time_ns() - cpu0
+            cpu0 = thread_time_ns() - cpu0
         self.ready_backend = backend
         stats = self.stats
         stats.waits += 1
