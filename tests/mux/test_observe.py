@@ -369,7 +369,7 @@ def test_a_shown_wait_says_its_cpu_time_apart_from_its_sleep(name, monkeypatch):
 
     calls = []
     clock = time.thread_time_ns
-    monkeypatch.setattr(time, "thread_time_ns", lambda: calls.append(1) or clock())
+    monkeypatch.setattr("mux.loop.thread_time_ns", lambda: calls.append(1) or clock())
     monkeypatch.setattr("mux.loop.CPU_SAMPLES_PER_S", 0.0)   # no refill: the burst only
     events: list[dict] = []
     obs = Observers()
