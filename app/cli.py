@@ -293,7 +293,15 @@ def _run_bench(argv: list[str]) -> int:
             raise
         print(f"{PROG}: bench is not available in this install", file=sys.stderr)
         return 1
-    result = bench.main(argv)
+    # Ctrl-C ends a bench as it ends the dashboard (main, below), even one started with SIGINT
+    # ignored (a script's `muxscope bench &`, or a CI runner's), which `kill -INT` would not
+    # have stopped: Python keeps an inherited SIG_IGN. SIGTERM keeps app.entry's handler.
+    previous = set_signal_handlers(signal.default_int_handler, signal.getsignal(signal.SIGTERM))
+    try:
+        result = bench.main(argv)
+    finally:
+        if previous != (None, None):
+            set_signal_handlers(*previous)
     return int(result or 0)
 
 

@@ -262,6 +262,27 @@ def test_an_interrupt_before_any_part_finished_promises_no_results(tmp_path: Pat
     assert data["interrupted"] is True and data["parts_done"] == []
 
 
+@pytest.mark.timeout(60)
+def test_an_interrupt_ends_a_bench_started_with_sigint_ignored() -> None:
+    """A shell without job control starts `cmd &` with SIGINT ignored, and Python keeps an
+    inherited SIG_IGN: such a bench (a script's, a CI runner's) ran on through `kill -INT`
+    to its end with status 0, where the dashboard stops."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "app", "bench", "--only", "micro"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("muxscope bench")  # started: micro runs now
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; finished: nothing" in err
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
