@@ -199,7 +199,10 @@ class Loop(Scheduler):
         t0 = perf_counter()
         obs = self.obs
         if obs.active:
-            obs.begin_iteration(t0)
+            if t0 < obs.window_end:  # begin_iteration's common case, inline (a frame less)
+                obs.watched = obs.seq < obs.seq_limit
+            else:  # a new budget window (or no budget)
+                obs.begin_iteration(t0)
         elif obs.watched:  # the last sink left during the previous iteration
             obs.watched = False
         # a shown wait's CPU time too (sampled, see CPU_SAMPLES_PER_S): what the call cost,

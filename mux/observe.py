@@ -38,9 +38,11 @@ class Observers:
         self.watched = False
         #: high-volume events per second shown while watched; None: every one
         self.budget = budget
-        self._window_end = 0.0
-        #: the window's budget as a seq: its iterations are watched while `seq` is below it
-        self._seq_limit = 0
+        #: when the budget's window ends (perf_counter), and the window's budget as a seq: its
+        #: iterations are watched while `seq` is below it. Public: the loop reads both each
+        #: iteration, inlining begin_iteration's common case
+        self.window_end = 0.0
+        self.seq_limit = 0
         self.seq = 0
         self.started_at = time.time()
         self._t0 = time.perf_counter()
@@ -65,13 +67,13 @@ class Observers:
             return
         if self.budget is None:
             return
-        if now >= self._window_end:
-            self._window_end = now + BUDGET_WINDOW
-            self._seq_limit = self.seq + int(self.budget * BUDGET_WINDOW)
+        if now >= self.window_end:
+            self.window_end = now + BUDGET_WINDOW
+            self.seq_limit = self.seq + int(self.budget * BUDGET_WINDOW)
         # A window starts with watched iterations, every event of which is shown; once the
         # shown ones reach the budget, the rest of the window goes unwatched. So the budget
         # is a seq to reach, and emit() need not count down.
-        self.watched = self.seq < self._seq_limit
+        self.watched = self.seq < self.seq_limit
 
     def now(self) -> float:
         """Seconds since the engine started (the `ts` clock)."""

@@ -234,6 +234,29 @@ def test_watched_never_outlives_the_last_sink() -> None:
     assert obs.watched is False
 
 
+def test_every_iteration_within_the_windows_budget_is_shown():
+    """run_once decides a watched iteration itself while the budget's window lasts (calling
+    begin_iteration only to open the next window): iterations after a window's first are
+    shown too, until the window's budget is spent, and then none are."""
+    from mux.backends import create
+    from mux.loop import Loop
+    from mux.observe import BUDGET_WINDOW
+
+    events: list[dict] = []
+    obs = Observers(budget=int(5 / BUDGET_WINDOW))  # 5 events a window: 5 empty waits
+    obs.add(events.append)
+    loop = Loop(create("epoll"), obs, wait_timeout=0)
+    try:
+        loop.run_once()  # opens the window: seq limit 5
+        obs.window_end = float("inf")  # and it lasts, however slow the machine is
+        for _ in range(7):
+            loop.run_once()
+    finally:
+        loop.backend.close()
+    shown = [e["seq"] for e in events if e["kind"] == "wait"]
+    assert shown == [1, 2, 3, 4, 5] and obs.seq == 8, shown  # the last three counted
+
+
 def test_the_loop_undoes_a_watched_left_by_the_last_sink_without_calling_the_observers():
     """run_once calls begin_iteration only while somebody listens (a frame less an iteration
     with nobody); the race above must still end at the next iteration, with no event built."""
