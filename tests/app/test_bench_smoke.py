@@ -237,17 +237,15 @@ def test_a_latency_at_the_histograms_cap_and_a_negative_cost_say_what_they_are()
     assert "a negative cost" not in render_messages(rows[:1])
 
 
-@pytest.mark.timeout(60)
-def test_an_interrupt_before_any_part_finished_promises_no_results(tmp_path: Path) -> None:
-    """Ctrl-C during the first part said "partial results in F.json" of a file that then held
-    only the machine and the plan."""
-    import json
+def _interrupt_micro_bench(*extra: str, sigint_ignored: bool = False) -> tuple[int, str]:
+    """Start `bench --only micro`, send it SIGINT once it has started (the micro part runs
+    then), and return its exit status and stderr."""
     import signal
 
-    out_json = tmp_path / "b.json"
-    proc = subprocess.Popen([sys.executable, "-m", "app", "bench", "--only", "micro",
-                             "--json", str(out_json)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+    proc = subprocess.Popen([sys.executable, "-m", "app", "bench", "--only", "micro", *extra],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ignore)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("muxscope bench")  # started: micro runs now
@@ -255,7 +253,18 @@ def test_an_interrupt_before_any_part_finished_promises_no_results(tmp_path: Pat
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupt_before_any_part_finished_promises_no_results(tmp_path: Path) -> None:
+    """Ctrl-C during the first part said "partial results in F.json" of a file that then held
+    only the machine and the plan."""
+    import json
+
+    out_json = tmp_path / "b.json"
+    status, err = _interrupt_micro_bench("--json", str(out_json))
+    assert status == 130, err
     assert "interrupted; finished: nothing" in err
     assert "holds the machine and the plan, no figures" in err and "partial results" not in err
     data = json.loads(out_json.read_text())
@@ -267,19 +276,8 @@ def test_an_interrupt_ends_a_bench_started_with_sigint_ignored() -> None:
     """A shell without job control starts `cmd &` with SIGINT ignored, and Python keeps an
     inherited SIG_IGN: such a bench (a script's, a CI runner's) ran on through `kill -INT`
     to its end with status 0, where the dashboard stops."""
-    import signal
-
-    proc = subprocess.Popen([sys.executable, "-m", "app", "bench", "--only", "micro"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("muxscope bench")  # started: micro runs now
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
+    status, err = _interrupt_micro_bench(sigint_ignored=True)
+    assert status == 130, err
     assert "interrupted; finished: nothing" in err
 
 
