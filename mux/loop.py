@@ -190,9 +190,10 @@ class Loop(Scheduler):
 
         The hot path's dispatch (nobody watching this iteration, no one-shot, no bug-zoo
         hook) is written out here, not in a method of its own, and the observers' iteration
-        start is called only when somebody listens: with one connection an iteration is one
-        message, and each Python frame costs ~150 machine instructions to push and clear
-        (callgrind, docs/BENCHMARKS.md "Why the misses").
+        start is called only to open a budget window (within one, watched is decided here):
+        with one connection an iteration is one message, and each Python frame costs ~150
+        machine instructions to push and clear (callgrind, docs/BENCHMARKS.md "Runs BA, BB,
+        BC and BD").
         """
         backend = self.backend
         timeout = self._timeout() if (self._soon or self._timers) else self.wait_timeout
