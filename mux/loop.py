@@ -24,6 +24,7 @@ from .backends import READABLE, Backend
 from .events import wait_event
 from .observe import Observers
 from .schedule import Scheduler
+from .tally import Stats
 
 #: the system call each backend waits with, for messages that name it
 WAIT_CALLS = {"select": "select()", "poll": "poll()", "epoll": "epoll_wait()"}
@@ -41,23 +42,6 @@ class Handler(Protocol):
     role: str
 
     def on_ready(self, mask: int) -> None: ...
-
-
-class Stats:
-    """Counters kept whether or not anybody watches; plain ints, read from any thread."""
-
-    __slots__ = ("closed_bytes_in", "closed_bytes_out", "waits", "wait_us", "accepted",
-                 "connections")
-
-    def __init__(self) -> None:
-        # Bytes of connections already closed; open ones keep their own counts (one increment
-        # per message instead of two), and tally.ByteTally adds them up.
-        self.closed_bytes_in = self.closed_bytes_out = 0
-        self.waits = self.accepted = self.connections = 0
-        self.wait_us = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class Loop(Scheduler):

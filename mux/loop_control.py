@@ -14,8 +14,9 @@ from .config import MAX_DELAY_MS
 if TYPE_CHECKING:
     from .breakpoints import Breakpoint, Breakpoints
     from .control import ControlDoor
-    from .loop import Loop, Stats
+    from .loop import Loop
     from .observe import Observers
+    from .tally import Stats
     from .zoo import FlawZoo
 
 

@@ -7,11 +7,27 @@ must never see one go back, even when it overlaps a close or a backend switch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .loop import Stats
     from .tcp import TcpConnection
+
+
+class Stats:
+    """Counters kept whether or not anybody watches; plain ints, read from any thread."""
+
+    __slots__ = ("closed_bytes_in", "closed_bytes_out", "waits", "wait_us", "accepted",
+                 "connections")
+
+    def __init__(self) -> None:
+        # Bytes of connections already closed; open ones keep their own counts (one increment
+        # per message instead of two), and tally.ByteTally adds them up.
+        self.closed_bytes_in = self.closed_bytes_out = 0
+        self.waits = self.accepted = self.connections = 0
+        self.wait_us = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class ByteTally:
