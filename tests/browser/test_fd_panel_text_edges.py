@@ -12,17 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.browser.conftest import Dashboard
 from tests.browser.page_helpers import run_in_page
-
-
-@pytest.fixture
-def dashboard(bare_page: Dashboard) -> Dashboard:
-    """These checks build their own models and panels: a bare page on the app's origin serves
-    them (conftest: bare_page), not a booted dashboard."""
-    return bare_page
 
 PRELUDE = """
     const { Model } = await import('/static/js/model.js');
@@ -56,18 +47,18 @@ UNKNOWN_WHY = "not known to this page (registered before the events it was shown
 GONE = "(closed since; its interest at that wait is not known to this page)"
 
 
-def run(dashboard: Dashboard, body: str) -> Any:
-    return run_in_page(dashboard, PRELUDE, body)
+def run(bare_page: Dashboard, body: str) -> Any:
+    return run_in_page(bare_page, PRELUDE, body)
 
 
 def test_the_pollfd_array_is_the_shown_waits_with_what_changed_since_and_its_count(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """poll's array: the shown wait's entries (60, all listed: no "… and 0 more"), its
     revents (not the newer wait's, which returned none), "→ now" and "(closed since)" for
     the handlers' changes, the entries it was passed that the page never knew counted in the
     title; after a switch, the wait is said to be the old backend's and the changes since
     (made on another backend's registrations) are not compared."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const fds = Array.from({ length: 60 }, (_, i) => 7 + i);
         const m = model({ name: 'poll', trigger: 'level', oneshot: false },
                         fds.map((fd) => reg(fd, ['POLLIN'])));
@@ -100,12 +91,12 @@ def test_the_pollfd_array_is_the_shown_waits_with_what_changed_since_and_its_cou
 
 
 def test_the_interest_list_names_its_epoll_and_a_disarmed_fd_only_on_that_epoll(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """epoll's lists: a one-shot fd its wait returned is "disarmed until re-armed" on that
     epoll, not once a switch replaced it (the new epoll's registrations are armed); the list
     names the epoll fd that waited; a new epoll given the old one's fd number is still a
     switch; a wait that returned nothing says "0 fds" and "(empty)"."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const m = model({ name: 'epoll', trigger: 'level', oneshot: true, write: 'queued', fd: 9,
                           maxevents: 64 },
                         [reg(7, ['EPOLLIN', 'EPOLLONESHOT']), reg(8, ['EPOLLIN', 'EPOLLONESHOT'])]);
@@ -154,12 +145,12 @@ LOADED = """
 
 
 def test_a_loaded_waits_interest_list_counts_a_closed_fd_once_and_keeps_the_makers_bits(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """A page loaded after a wait: the interest list is now's, its title says so and counts
     what the wait was passed (a since-closed fd its ready list names, once; the rest "not
     known"); after a switch, the lines carry the trigger and one-shot bits of the epoll that
     made that wait, not the new one's."""
-    got = run(dashboard, LOADED + """
+    got = run(bare_page, LOADED + """
         const level = { name: 'epoll', trigger: 'level', oneshot: false, fd: 9, maxevents: 64 };
         const m = loaded(level, ['EPOLLIN'], [{ fd: 7, flags: ['EPOLLIN'] },
                                               { fd: 12, flags: ['EPOLLIN', 'EPOLLHUP'] }]);
@@ -189,10 +180,10 @@ def test_a_loaded_waits_interest_list_counts_a_closed_fd_once_and_keeps_the_make
 
 
 def test_selects_sets_list_200_fds_whole_and_the_returned_set_in_fd_order(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """select's sets: up to 200 fds listed whole (no "… +0"), more cut with their count; the
     set select() returned in fd order, whatever order its ready events came in."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const fds = Array.from({ length: 200 }, (_, i) => 7 + i);
         const m = model({ name: 'select', trigger: 'level', oneshot: false },
                         fds.map((fd) => reg(fd, ['read'])));
@@ -212,10 +203,10 @@ def test_selects_sets_list_200_fds_whole_and_the_returned_set_in_fd_order(
 
 
 def test_before_any_wait_the_text_does_not_say_the_page_loaded_after_one(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """No wait yet (an engine paused before its first): the array is the registrations as
     they are, with no word of a wait this page loaded after."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const m = model({ name: 'poll', trigger: 'level', oneshot: false },
                         [reg(3, ['POLLIN'], 'control'), reg(7, ['POLLIN'])]);
         paint(m);
@@ -226,11 +217,11 @@ def test_before_any_wait_the_text_does_not_say_the_page_loaded_after_one(
 
 
 def test_a_closed_while_registered_mark_goes_when_its_number_is_accepted_again(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """A close the bug zoo leaves registered marks the fd's row; a connection accepted on
     the same number (the lowest free one: the usual next accept) is a live one again, though
     no new registration event comes for a number still in the table."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const m = model({ name: 'epoll', trigger: 'level', oneshot: false, fd: 9 },
                         [reg(3, ['EPOLLIN'], 'control'), reg(7, ['EPOLLIN'])]);
         feed(m, { seq: 11, ts: 11, kind: 'close', fd: 7, reason: 'eof', registered: true });
@@ -245,12 +236,12 @@ def test_a_closed_while_registered_mark_goes_when_its_number_is_accepted_again(
 
 
 def test_a_wait_drawn_before_all_its_ready_fds_came_says_so_and_lists_them_as_they_come(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """On a starved page the rest of an iteration's `ready` events can come after the syscall
     line gave up waiting for them (250 ms): the line said "= 20", the ready list "1 fd". The
     list now counts what the wait returned, says how many are not listed yet, and takes the
     rest in as they come."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const drawnEarly = (name, flag) => {
             const root = document.createElement('div');
             root.innerHTML = '<p id="syscall-line"></p><p id="syscall-detail"></p>';
@@ -279,11 +270,11 @@ def test_a_wait_drawn_before_all_its_ready_fds_came_says_so_and_lists_them_as_th
     assert "not listed" not in poll["late"]
 
 
-def test_ready_events_after_a_gap_are_not_given_to_the_wait_before_it(dashboard: Dashboard) -> None:
+def test_ready_events_after_a_gap_are_not_given_to_the_wait_before_it(bare_page: Dashboard) -> None:
     """A queue that drops its oldest batch can cut between a wait and its ready events: those
     that come after the gap were given to the wait before it, whose list then showed an fd
     ready for a bit it was not passed (a streaming test's sample, once)."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const m = model({ name: 'poll', trigger: 'level', oneshot: false },
                         [reg(7, ['POLLIN']), reg(8, ['POLLIN'])]);
         feed(m, wait(11, 'poll', 2, 2), ready(12, 7, ['POLLIN']));
@@ -305,11 +296,11 @@ def test_ready_events_after_a_gap_are_not_given_to_the_wait_before_it(dashboard:
 
 
 def test_a_ready_fd_that_comes_after_the_line_was_drawn_is_in_the_set_passed_in(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """The wait's own answer mends the page's record of its interest (a dropped `interest`
     event): for a ready fd that came after the syscall line was drawn too, or select's "out"
     half showed fd 8 writable with no 8 in the write set passed in (a CI run's sample)."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const root = document.createElement('div');
         root.innerHTML = '<p id="syscall-line"></p><p id="syscall-detail"></p>';
         const panel = new SyscallPanel(root);
@@ -329,13 +320,13 @@ def test_a_ready_fd_that_comes_after_the_line_was_drawn_is_in_the_set_passed_in(
 
 
 def test_the_shown_waits_registrations_stay_as_at_that_wait_through_every_later_change(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """The shown wait's registrations are a view of the live ones plus what changed since
     (waitrecord.js, WaitRegs), not a copy. After each of 400 seeded changes (interest set,
     register, unregister, accept, close, new waits, a resync's registrations) it must read as
     the copy made when the line was drawn: a change the model forgot to note, or a resync not
     frozen, shows here as an fd with other bits, or one too many or missing."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         let seed = 12345;
         const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
         const m = model({ name: 'poll', trigger: 'level', oneshot: false },

@@ -10,17 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.browser.conftest import Dashboard
 from tests.browser.page_helpers import run_in_page
-
-
-@pytest.fixture
-def dashboard(bare_page: Dashboard) -> Dashboard:
-    """These checks build their own models and panels: a bare page on the app's origin serves
-    them (conftest: bare_page), not a booted dashboard."""
-    return bare_page
 
 #: the start of every check: the Model, and an engine's snapshot at seq 10 (control fd 3,
 #: TCP listener 4, UDP socket 5, plus `regs`/`extra`), events and what a wait was passed
@@ -49,16 +40,16 @@ PRELUDE = """
 """
 
 
-def run(dashboard: Dashboard, body: str) -> Any:
-    return run_in_page(dashboard, PRELUDE, body)
+def run(bare_page: Dashboard, body: str) -> Any:
+    return run_in_page(bare_page, PRELUDE, body)
 
 
 def test_a_wait_keeps_at_most_the_cap_of_ready_entries_and_starts_with_none_ready(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """A wait's record holds READY_LIST_CAP (4096) ready entries at most, however many ready
     events follow it (the syscall line waits for that many, no more); and the next wait
     starts with no fd ready: the grid's green marks and the ready list are that wait's."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const m = model(EPOLL, [reg(7, ['EPOLLIN'])]);
         const events = [wait(11, 5000)];
         for (let i = 0; i < 4200; i++) events.push(ready(12 + i, 7));
@@ -72,11 +63,11 @@ def test_a_wait_keeps_at_most_the_cap_of_ready_entries_and_starts_with_none_read
 
 
 def test_a_close_drops_the_fds_ready_mark_unless_the_fd_stays_registered(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """A closed fd's cell goes with its ready mark and outline, and the wait keeps the fd's
     interest as passed; the bug zoo's close that leaves the fd registered keeps them (poll
     returns it as POLLNVAL, wait after wait)."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const m = model(EPOLL, [reg(7, ['EPOLLIN']), reg(8, ['EPOLLIN'])],
                         { connections: [row(7, 'a'), row(8, 'b')] });
         feed(m, wait(11, 2), ready(12, 7), ready(13, 8),
@@ -91,12 +82,12 @@ def test_a_close_drops_the_fds_ready_mark_unless_the_fd_stays_registered(
                    "atWait": {"3": "in", "4": "in", "5": "in", "7": "in", "8": "in"}}, got
 
 
-def test_cells_changed_by_an_event_are_marked_for_a_redraw(dashboard: Dashboard) -> None:
+def test_cells_changed_by_an_event_are_marked_for_a_redraw(bare_page: Dashboard) -> None:
     """The grid redraws only the cells in `touched` (and re-lays out on `regsChanged`): a
     one-shot fd disarmed by its ready event, a connection paused, a new peer on a reused fd
     (its close not seen: the row's lingering mark goes, its interest stays) and a close that
     leaves the fd registered must each mark their cell, or it keeps its old look."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const m = model({ ...EPOLL, oneshot: true }, [reg(7, ['EPOLLIN', 'EPOLLONESHOT'])],
                         { connections: [row(7, 'a')] });
         const seen = {};
@@ -138,12 +129,12 @@ AHEAD = """
 
 
 def test_events_a_state_read_holds_change_neither_rows_nor_what_later_waits_were_passed(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """Events up to a state read's seq are in its figures already: a late queue event leaves
     the row's depth, a late UDP backpressure the socket's, and the waits among them are
     passed the interest as replayed (an unregistered fd is not passed; a close that leaves
     its fd registered does not take it out)."""
-    got = run(dashboard, AHEAD + """
+    got = run(bare_page, AHEAD + """
         feed(m, wait(11),
              { seq: 12, ts: 12, kind: 'interest', fd: 8, op: 'unregister', flags: ['EPOLLIN'] },
              { seq: 13, ts: 13, kind: 'queue', fd: 7, depth: 3, pending_bytes: 300 },
@@ -158,12 +149,12 @@ def test_events_a_state_read_holds_change_neither_rows_nor_what_later_waits_were
 
 
 def test_a_wait_after_a_state_read_skipped_to_is_passed_the_states_interest(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """The first wait past a state read's seq (the events just before it not shown, no drop
     said) was passed the state's interest, not the one replayed up to the events shown; and
     a ready fd the replayed interest lacks (its accept not shown) was passed, with the
     state's bits."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const m = model(EPOLL, [reg(7, ['EPOLLIN'])], { connections: [row(7, 'a')] });
         m.applyState({ stats: { events_total: 14 }, registrations: [
             reg(3, ['EPOLLIN'], 'control'), reg(4, ['EPOLLIN'], 'tcp_listener'),
@@ -178,12 +169,12 @@ def test_a_wait_after_a_state_read_skipped_to_is_passed_the_states_interest(
 
 
 def test_interest_keeps_a_registrations_role_and_udp_counts_follow_their_rules(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """An interest change on the control fd keeps it the control fd (its cell's colour);
     a misdirected reply (the bug zoo's, sent to this server) is no echo; once stats frames
     carry the UDP totals datagram events add nothing; the kernel's drop total never goes
     back; a loop event with flaw '' says no flaw is on."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const m = model(EPOLL, []);
         m.flaw = 'slow_handler';
         feed(m, { seq: 11, ts: 11, kind: 'interest', fd: 3, op: 'modify',
@@ -205,11 +196,11 @@ def test_interest_keeps_a_registrations_role_and_udp_counts_follow_their_rules(
 
 
 def test_a_switch_of_one_shot_alone_notes_the_epoll_that_made_the_last_wait(
-        dashboard: Dashboard) -> None:
+        bare_page: Dashboard) -> None:
     """A new one-shot setting makes a new epoll (as a new trigger does): the last wait keeps
     the epoll that made it (its fd, its words); a change of write strategy alone does not.
     A switch away from epoll forgets its fd and maxevents."""
-    got = run(dashboard, """
+    got = run(bare_page, """
         const m = model(EPOLL, []);
         feed(m, wait(11), { seq: 12, ts: 12, kind: 'backend', from: 'epoll', to: 'epoll',
                             trigger: 'level', oneshot: false, write: 'eager' });

@@ -7,17 +7,7 @@ when, is the test's), every other request goes to the real app.
 
 from __future__ import annotations
 
-import pytest
-
-from tests.browser.conftest import Dashboard
 from tests.browser.page_helpers import run_in_page
-
-
-@pytest.fixture
-def dashboard(bare_page: Dashboard) -> Dashboard:
-    """These checks build their own models and panels: a bare page on the app's origin serves
-    them (conftest: bare_page), not a booted dashboard."""
-    return bare_page
 
 # the zoo over detached elements; `answer` is what GET /api/flaws returns (read when the
 # request is sent), `gate` (a promise) holds that answer back until it resolves
@@ -62,16 +52,16 @@ ZOO_END = """
 """
 
 
-def zoo(dashboard, body: str):
-    return run_in_page(dashboard, ZOO_PRELUDE, body + ZOO_END)
+def zoo(bare_page, body: str):
+    return run_in_page(bare_page, ZOO_PRELUDE, body + ZOO_END)
 
 
-def test_a_zoo_read_sent_before_a_switch_made_elsewhere_does_not_undo_it(dashboard):
+def test_a_zoo_read_sent_before_a_switch_made_elsewhere_does_not_undo_it(bare_page):
     """A re-read of /api/flaws (every 3 s) that was on its way when a `loop` event said
     another page switched a flaw on answers from before the switch: merged, it turned the
     switch off again until the next re-read. Neither the epoch check in load() nor the bump
     the event gives it was needed by any other test."""
-    seen = zoo(dashboard, """
+    seen = zoo(bare_page, """
         fake.answer = [flaw('eof_ignored'), flaw('hup_first')];
         const z = new ZooPanel(root, live, { replay: false });
         await z.load();
@@ -102,18 +92,18 @@ CATALOGUE_COMES = """release();
         fake.gate = null;"""
 
 
-def replay_zoo(dashboard, body: str):
-    return zoo(dashboard, body.replace("__CATALOGUE_HELD__", CATALOGUE_HELD)
+def replay_zoo(bare_page, body: str):
+    return zoo(bare_page, body.replace("__CATALOGUE_HELD__", CATALOGUE_HELD)
                               .replace("__CATALOGUE_COMES__", CATALOGUE_COMES))
 
 
-def test_a_replays_catalogue_keeps_the_detections_its_events_counted_first(dashboard):
+def test_a_replays_catalogue_keeps_the_detections_its_events_counted_first(bare_page):
     """In a replay the catalogue (/api/flaws: titles, no `detections_seq`) may answer after
     the recording's `flaw` events have been counted: the larger count is kept. Taking the
     catalogue's 0 lost them; the replay test reads the zoo only once it has settled. And a
     replay's switches are disabled (nothing can be switched in a recording): the replay test
     only checks that none is on."""
-    seen = replay_zoo(dashboard, """
+    seen = replay_zoo(bare_page, """
         __CATALOGUE_HELD__
         live.send({ kind: 'flaw', name: 'eof_ignored', message: 'fd 7 woke the loop' });
         __CATALOGUE_COMES__
@@ -125,11 +115,11 @@ def test_a_replays_catalogue_keeps_the_detections_its_events_counted_first(dashb
                     "title": "EOF never handled", "disabled": True}, seen
 
 
-def test_a_switch_drawn_before_the_catalogue_came_takes_its_title_as_its_name(dashboard):
+def test_a_switch_drawn_before_the_catalogue_came_takes_its_title_as_its_name(bare_page):
     """A replay's `flaw` events can reach a slow page before /api/flaws answers: the switch
     was drawn then, named after the raw name ("Flaw: eof_ignored"), and kept that name when
     the title came (the text beside it changed; a screen reader, or get_by_label, did not)."""
-    seen = replay_zoo(dashboard, """
+    seen = replay_zoo(bare_page, """
         __CATALOGUE_HELD__
         z.paint();
         const box = () => item('eof_ignored').querySelector('input[data-flaw]');
@@ -141,13 +131,13 @@ def test_a_switch_drawn_before_the_catalogue_came_takes_its_title_as_its_name(da
     assert seen == {"before": "Flaw: eof_ignored", "after": "Flaw: EOF never handled"}, seen
 
 
-def test_the_zoo_repaints_a_reread_and_reads_again_after_a_backend_switch(dashboard):
+def test_the_zoo_repaints_a_reread_and_reads_again_after_a_backend_switch(bare_page):
     """A re-read's news (another page's detections, a flaw that cannot show with the new
     backend) is painted at the next frame: merge() marks the panel dirty. And a `backend`
     event makes the zoo read again at once, for the flaws' `inert` notes. Neither was needed
     by the live tests: a detection's event repaints the panel anyway, and the 3 s re-read
     brings the note within their waits."""
-    seen = zoo(dashboard, """
+    seen = zoo(bare_page, """
         fake.answer = [flaw('eof_ignored')];
         const z = new ZooPanel(root, live, { replay: false });
         await z.load();
@@ -167,12 +157,12 @@ def test_the_zoo_repaints_a_reread_and_reads_again_after_a_backend_switch(dashbo
     assert seen["backend"]["inert"] == "No effect now: epoll reports EPOLLRDHUP.", seen
 
 
-def test_after_a_reset_the_zoo_counts_from_the_new_servers_numbers(dashboard):
+def test_after_a_reset_the_zoo_counts_from_the_new_servers_numbers(bare_page):
     """A `reset` (a reconnect, a restarted server whose event numbers start again) forgets
     which detections this page counted past the old server's answer: kept, a restarted
     server's count of 0 showed as 1, and its first detection (seq 2, below the old server's
     30) was not counted at all."""
-    seen = zoo(dashboard, """
+    seen = zoo(bare_page, """
         fake.answer = [flaw('eof_ignored', { on: true, detections: 3, detections_seq: 30 })];
         const z = new ZooPanel(root, live, { replay: false });
         await z.load();
@@ -191,11 +181,11 @@ def test_after_a_reset_the_zoo_counts_from_the_new_servers_numbers(dashboard):
                     "first": "1 detection"}, seen
 
 
-def test_a_detection_has_the_zoo_read_the_servers_count_soon(dashboard):
+def test_a_detection_has_the_zoo_read_the_servers_count_soon(bare_page):
     """The server's count is the truth (a detection this page never got an event for, after
     a dropped event): a `flaw` event has the zoo read /api/flaws again 1.5 s later. Without
     that re-read the count stayed this page's until the 3 s re-read of an open tab."""
-    seen = zoo(dashboard, """
+    seen = zoo(bare_page, """
         fake.answer = [flaw('eof_ignored', { on: true })];
         const z = new ZooPanel(root, live, { replay: false });
         await z.load();
@@ -212,13 +202,13 @@ def test_a_detection_has_the_zoo_read_the_servers_count_soon(dashboard):
 
 
 
-def test_a_flaw_switch_says_what_it_did_and_a_refused_one_flips_back_at_once(dashboard):
+def test_a_flaw_switch_says_what_it_did_and_a_refused_one_flips_back_at_once(bare_page):
     """SPEC §5 (bug zoo, one flaw at a time): the zoo's status line says what this page's
     switch did ("<title>: on", then "all flaws off: the correct code runs"), and a refused
     switch (409) is flipped back as soon as the refusal comes, not only once the re-read
     that follows it answers. The live tests read the box after auto-waiting and never the
     line's on/off wording."""
-    seen = zoo(dashboard, """
+    seen = zoo(bare_page, """
         const list = (on) => [flaw('eof_ignored', { title: 'EOF never handled', on: on === 'eof_ignored' }),
                               flaw('hup_first', { title: 'Hang-up first', on: on === 'hup_first' })];
         fake.answer = list(null);
