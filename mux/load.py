@@ -30,6 +30,11 @@ DEFAULT_CAP = 2000
 #: the longest single wait (s): a client's next send may be days away at a tiny rate, and
 #: epoll/poll refuse a timeout past ~2**31 ms (OverflowError), which ended the thread
 MAX_WAIT = 3600.0
+#: the clients of one request send their first messages spread over one interval (at most
+#: this many seconds), not all at once: clients that start together would otherwise stay in
+#: step, and 300 at 1 msg/s made each second's events one burst of ~2,400 in a few ms, past
+#: the page's budget for a 100 ms window (observe.py), though the rate was "interactive"
+SPREAD_MAX = 1.0
 _HEAD = b"muxscope load "
 
 
@@ -69,7 +74,7 @@ class LoadFdError(ValueError):
 
 class _Client:
     __slots__ = ("sock", "fd", "local", "message", "out", "awaiting", "echoed", "interval",
-                 "due", "alive")
+                 "due", "alive", "connected", "timed")
 
     def __init__(self, sock: socket.socket, message: bytes, rate: float) -> None:
         self.sock = sock
@@ -83,6 +88,8 @@ class _Client:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.due = 0.0
         self.alive = True
+        self.connected = False  # its connect completed (it was writable once)
+        self.timed = False  # a timer for its next message is in the heap
 
 
 class LoadGenerator:
@@ -144,14 +151,16 @@ class LoadGenerator:
             if 2 * connections > free:
                 raise LoadFdError(self.fd_ceiling or 0, max(0, free), connections)
         message = load_message(message_size)
-        for _ in range(connections):
-            if not self._connect(message, rate):
+        spread = min(1.0 / rate, SPREAD_MAX) if rate > 0 else 0.0
+        for i in range(connections):
+            if not self._connect(message, rate, spread * i / connections):
                 break  # out of fds: the ones made stay, `errors` counts the refusal
         self.count = len(self._clients)
         return self.count
 
-    def _connect(self, message: bytes, rate: float) -> bool:
-        """One more client; False when no socket can be made now (EMFILE...)."""
+    def _connect(self, message: bytes, rate: float, delay: float = 0.0) -> bool:
+        """One more client, whose first message goes `delay` s after now; False when no
+        socket can be made now (EMFILE...)."""
         try:
             sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         except OSError:
@@ -170,8 +179,13 @@ class LoadGenerator:
         client = _Client(sock, message, rate)
         self._clients[client.fd] = client
         self._sel.register(client.fd, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
-        # the first message goes out as soon as the connect completes; rate 0 stays idle
-        client.out = message if rate > 0 else b""
+        # the first message goes out as soon as the connect completes, or at its place in the
+        # spread (a timer: `due` ahead of now stops the connect's completion from scheduling
+        # one more); rate 0 stays idle
+        if rate > 0 and delay > 0:
+            self._send_later(client, delay)
+        elif rate > 0:
+            client.out = message
         return True
 
     def _remove_all(self) -> int:
@@ -241,27 +255,40 @@ class LoadGenerator:
         # The next message is due once this one is all sent *and* echoed: with a large message
         # the echo can catch up with a partial send, which is not the end of the message.
         if client.awaiting <= 0 and not client.out and client.interval:
-            client.due = time.monotonic() + client.interval
-            heapq.heappush(self._timers, (client.due, next(self._ids), client))
+            self._send_later(client, client.interval)
 
     def _write(self, client: _Client) -> None:
+        client.connected = True
         if client.out:
             sent = client.sock.send(client.out)
             client.awaiting += sent
             client.out = client.out[sent:]
         if not client.out:
             self._sel.modify(client.fd, selectors.EVENT_READ, client)
-            if client.awaiting <= 0 and client.interval:  # the echo came back before the end
-                client.due = time.monotonic() + client.interval
-                heapq.heappush(self._timers, (client.due, next(self._ids), client))
+            # the echo came back before the end (or a connect completed: its first message
+            # has a timer already when it was spread)
+            if client.awaiting <= 0 and client.interval:
+                self._send_later(client, client.interval)
+
+    def _send_later(self, client: _Client, delay: float) -> None:
+        """The client's next message in `delay` s: one timer at a time (a connect that
+        completed after its spread first message fell due made a second, and two messages
+        out at once read as a wrong echo)."""
+        if not client.timed:
+            client.timed = True
+            client.due = time.monotonic() + delay
+            heapq.heappush(self._timers, (client.due, next(self._ids), client))
 
     def _fire_timers(self) -> None:
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             _, _, client = heapq.heappop(self._timers)
+            client.timed = False
             if client.alive and not client.out:  # never cut a message still being sent
                 client.out = client.message
                 client.echoed = 0
+                if not client.connected:  # a spread first message: sent once it connects
+                    continue
                 self._on_ready(client, selectors.EVENT_WRITE)
                 if client.alive and client.out:
                     self._sel.modify(client.fd, selectors.EVENT_READ | selectors.EVENT_WRITE,
