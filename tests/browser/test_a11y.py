@@ -194,3 +194,33 @@ def test_without_losses_the_page_says_nothing_of_the_recording(dashboard):
     dashboard.page.wait_for_function(f"() => window.__muxscope.frames.stats > {stats}",
                                      timeout=DEADLINE_MS)
     expect(dashboard.page.locator("#engine-notices .record-lost")).to_have_count(0)
+
+
+def test_at_400_px_each_label_stays_beside_its_control_and_nothing_leaves_its_panel(dashboard):
+    """At 400 x 800 "Message bytes" ended one line and its 64 began the next, beside "Rate per
+    client", so 64 read as the rate; "ms" left its field; One-shot's box and its label were
+    a line apart; and the "Break when" select ran 77 px past its panel, arrow hidden."""
+    page = dashboard.page
+    page.set_viewport_size({"width": 400, "height": 800})
+    pairs = page.evaluate("""() => [...document.querySelectorAll('.controls label[for]')].map((label) => {
+        const control = document.getElementById(label.htmlFor);
+        const a = label.getBoundingClientRect(), b = control.getBoundingClientRect();
+        return [label.htmlFor, Math.abs((a.top + a.bottom) / 2 - (b.top + b.bottom) / 2)];
+    })""")
+    assert len(pairs) >= 8, pairs
+    apart = [(name, gap) for name, gap in pairs if gap > 4]
+    assert apart == [], f"label and control on different lines: {apart}"
+    unit = page.evaluate("""() => {
+        const u = document.querySelector('#slowmo-input + .unit').getBoundingClientRect();
+        const i = document.getElementById('slowmo-input').getBoundingClientRect();
+        return Math.abs((u.top + u.bottom) / 2 - (i.top + i.bottom) / 2);
+    }""")
+    assert unit <= 4, f"'ms' is {unit} px off its field's line"
+    overflow = page.evaluate("""() => [...document.querySelectorAll('select, input, button')]
+        .filter((el) => el.offsetParent !== null)
+        .map((el) => [el.id || el.textContent.trim(),
+                      el.getBoundingClientRect().right - (el.closest('section, fieldset, .panel, form')
+                          || document.documentElement).getBoundingClientRect().right])
+        .filter(([, past]) => past > 1)""")
+    assert overflow == [], f"controls past their panel's right edge: {overflow}"
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 400
