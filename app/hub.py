@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -245,6 +245,9 @@ class Hub:
         self.events_published = 0
         self.peak_queued_bytes = 0  # the largest any subscription's queue has ever held
         self._subscriptions: set[Subscription] = set()
+        #: told True when the first client subscribes and False when the last one leaves
+        #: (the app gives the engine's idle waits a timeout only while a page watches)
+        self.on_watched: Callable[[bool], None] | None = None
 
     @property
     def clients(self) -> int:
@@ -277,7 +280,11 @@ class Hub:
                           "muxscope tab, or start it with a larger --max-clients")
         subscription = Subscription(self.max_queue_bytes)
         self._subscriptions.add(subscription)
+        if len(self._subscriptions) == 1 and self.on_watched is not None:
+            self.on_watched(True)
         try:
             yield subscription
         finally:
             self._subscriptions.discard(subscription)
+            if not self._subscriptions and self.on_watched is not None:
+                self.on_watched(False)

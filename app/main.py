@@ -44,6 +44,11 @@ UVICORN_OPTIONS: dict[str, Any] = {"ws_per_message_deflate": False,
 #: at 25,000/s that was ~0.6 us per round trip of queued echo (docs/BENCHMARKS-history.md,
 #: session 5).
 OBSERVE_BUDGET = 21_000
+#: the engine's wait timeout with nothing scheduled while a page watches: an idle loop's
+#: waits then time out four times a second, so the page shows a loop that is alive and what a
+#: timed-out wait is. With no page open the engine blocks (-1), as asyncio's does: a finite
+#: timeout arms a kernel timer on every wait that sleeps (docs/BENCHMARKS.md "Run BF").
+PAGE_WAIT_TIMEOUT = 0.25
 
 
 def _asset_dir(name: str) -> Path:
@@ -144,6 +149,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             recorder.write_snapshot(engine.describe(), engine.observers.seq,
                                     engine.observers.started_at)
             consumers.append(recorder)
+        state.hub.on_watched = lambda watched: engine.set_wait_timeout(
+            PAGE_WAIT_TIMEOUT if watched else None)
         engine.start()
         state.load = LoadGenerator(state.settings.connect_host, engine.tcp_port,
                                    cap=state.settings.load_cap,

@@ -35,6 +35,8 @@ class EngineCommands:
     # Provided by `Engine`: declared for the type checker, which checks Engine's against them.
     _door: ControlDoor
     loop: Loop
+    wait_timeout: float | None
+    step_timeout: float | None
     observers: Observers
     breakpoints: Breakpoints
     flaws: FlawZoo
@@ -60,9 +62,9 @@ class EngineCommands:
         """Run the read `fn(*args)` on the loop thread. While the loop is paused it sends no
         wake-up byte: a paused loop takes it at once (it waits on the queue, not on the
         backend), and during a step's wait it is answered when that wait returns (within the
-        wait timeout), instead of waking the step's one wait with the control fd (a page's
+        step timeout), instead of waking the step's one wait with the control fd (a page's
         Kernel-truth poll spent ~1 step in 3 so; `POST step` then `GET /api/state`, every one)."""
-        quiet = self.paused and self.loop.wait_timeout is not None
+        quiet = self.paused and self.step_timeout is not None
         future = self._door.submit(fn, *args, wake=not quiet)
         # Resumed meanwhile? Then wake it after all. (A resume runs in `run_pending`, which
         # goes on to run what was queued before it set `paused` False: seen True here, the
@@ -91,6 +93,14 @@ class EngineCommands:
         so a switch queued before this one is kept)."""
         return self.call(lambda: self._switch(self.loop.backend.name, self.loop.backend.trigger,
                                               self.loop.backend.oneshot, write))
+
+    def set_wait_timeout(self, timeout: float | None) -> Future[None]:
+        """The running loop's wait timeout with nothing scheduled, from the next wait on (the
+        app gives a finite one while a page watches, so an idle loop's waits show)."""
+        return self._door.submit(self._set_wait_timeout, timeout)
+
+    def _set_wait_timeout(self, timeout: float | None) -> None:
+        self.wait_timeout = self.loop.wait_timeout = timeout
 
     def pause(self) -> Future[dict[str, Any]]:
         return self.call(self._set_paused, True)

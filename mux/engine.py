@@ -71,6 +71,9 @@ class Engine(EngineCommands, LoopControl):
         self.loop = Loop(backends.create(cfg.backend, cfg.trigger, cfg.oneshot),
                          self.observers, cfg.wait_timeout)
         self.stats = self.loop.stats
+        #: a running loop's wait timeout (the loop's own, but for a step's wait: step_timeout)
+        self.wait_timeout = cfg.wait_timeout
+        self.step_timeout = cfg.step_timeout
         self.connections: dict[int, TcpConnection] = {}
         #: the fds in a lingering close (linger.py), replaced whole on the loop thread so any
         #: thread may read it: the stats frames tell every page, which no event does

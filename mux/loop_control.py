@@ -33,6 +33,8 @@ class LoopControl:
     paused_at: dict[str, Any] | None
     delay_ms: int
     _steps_requested: int
+    wait_timeout: float | None
+    step_timeout: float | None
     _stopping: bool
     _iterating: bool
     _held_loop_events: list[dict[str, Any]] | None
@@ -72,7 +74,12 @@ class LoopControl:
         if self.paused_at is not None:  # counted with its `loop step` event: a state read
             # during the step's wait (a page opening) holds that event already
             self.paused_at = {**self.paused_at, "steps": self.paused_at["steps"] + 1}
-        self._run_iteration()
+        loop = self.loop
+        loop.wait_timeout = self.step_timeout
+        try:
+            self._run_iteration()
+        finally:  # the running one's, as it is now (a command in the step may have set it)
+            loop.wait_timeout = self.wait_timeout
         hit = self.breakpoints.take_hit()
         if self.paused:  # a resume handled during the step's wait has said "running" already
             if hit is not None:

@@ -7,6 +7,7 @@ against the floor a pure-Python loop reaches with the same calls.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -43,7 +44,7 @@ class _SelectPoller:
         self.readers.discard(fd)
         self.writers.discard(fd)
 
-    def poll(self, timeout: float) -> list[tuple[int, int]]:
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         r, w, _ = select.select(self.readers, self.writers, (), timeout)
         if not w:
             return [(fd, select.POLLIN) for fd in r]
@@ -53,17 +54,18 @@ class _SelectPoller:
         return list(ready.items())
 
 
-def _new_poller(kind: str) -> tuple[Any, float]:
-    """An epoll, poll or select poller and its wait timeout in its own unit (s for epoll and
-    select, ms for poll). Their bits have the same values on Linux (EPOLLIN == POLLIN,
+def _new_poller(kind: str) -> tuple[Any, float | None]:
+    """An epoll, poll or select poller and its wait timeout: None, blocking, as the engine's
+    running waits (and asyncio's) are; a finite one would arm a kernel timer on every wait
+    that sleeps. Their bits have the same values on Linux (EPOLLIN == POLLIN,
     EPOLLOUT == POLLOUT, EPOLLHUP == POLLHUP, EPOLLERR == POLLERR) and all have
     register/modify/unregister/poll, so the loops below serve all three, with nothing added on
     the hot path."""
     if kind == "poll":
-        return select.poll(), 250
+        return select.poll(), None
     if kind == "select":
-        return _SelectPoller(), 0.25
-    return select.epoll(), 0.25
+        return _SelectPoller(), None
+    return select.epoll(), None
 
 
 def _bare_loop(lsock: socket.socket, stop: threading.Event, edge: bool = False,
@@ -225,4 +227,12 @@ def start_bare(queued: bool = False, edge: bool = False, kind: str = "epoll") ->
         thread = threading.Thread(target=_bare_loop, args=(lsock, stop, edge, kind))
     thread.name, thread.daemon = "bare-echo", True
     thread.start()
-    return Running(port=lsock.getsockname()[1], stop=stop.set)
+    port = lsock.getsockname()[1]
+
+    def stop_loop() -> None:
+        """Its waits block (no timeout): a connection wakes it to see `stop`."""
+        stop.set()
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            pass
+
+    return Running(port=port, stop=stop_loop)

@@ -394,3 +394,31 @@ def test_chrome_flows_of_a_connection_first_seen_mid_stream_end_at_the_right_sen
     eager = [ev(1, "recv", bytes=10, preview="a"), ev(2, "send", bytes=10, partial=False),
              ev(3, "recv", bytes=20, preview="b"), ev(4, "send", bytes=20, partial=False)]
     assert _flow_pairs(to_chrome(eager)["traceEvents"]) == {3: 4}
+
+
+def test_idle_waits_time_out_only_while_a_page_watches():
+    """A page open: the engine's idle waits are given 250 ms, so the page sees the loop alive
+    (and what a timed-out wait is). No page: they block (-1), as asyncio's do; a finite
+    timeout arms a kernel timer on every wait that sleeps."""
+    from websockets.sync.client import connect as ws_connect
+
+    from app.main import PAGE_WAIT_TIMEOUT
+
+    with live_app() as app:
+        engine = app.engine
+
+        def timeout() -> Any:
+            return engine.call(lambda: engine.loop.wait_timeout).result(5)
+
+        assert timeout() is None
+        with ws_connect(app.ws_url) as ws:
+            ws.recv(timeout=10)  # the snapshot: subscribed
+            assert wait_until(lambda: timeout() == PAGE_WAIT_TIMEOUT, 5, "a page's timeout")
+            waits = engine.stats.waits
+            # idle, the loop times out on its own: its wait count goes up with no command
+            wait_until(lambda: engine.stats.waits >= waits + 3, 5, "idle waits timing out")
+        wait_until(lambda: timeout() is None, 5, "no page: blocking waits again")
+        trace = app.client.get("/api/trace").text
+        timeouts = {json.loads(line).get("timeout_ms", "-") for line in trace.splitlines()
+                    if '"kind":"wait"' in line}
+        assert 250 in timeouts and None in timeouts, timeouts

@@ -95,7 +95,9 @@ def test_a_trace_that_begins_at_a_switch_replays_from_the_backend_switched_from(
 def test_a_trace_of_an_idle_edge_engine_says_its_trigger_is_unknown(tmp_path: Path) -> None:
     """No registration in it to tell edge from level: it replayed as level, and said nothing."""
     with live_app(backend="epoll", trigger="edge") as live:
-        wait_until(lambda: b'"kind":"wait"' in live.client.get("/api/trace").content,
+        # an idle loop blocks in one wait (no timeout): a state read (the control fd) ends it
+        wait_until(lambda: live.client.get("/api/state").is_success
+                   and b'"kind":"wait"' in live.client.get("/api/trace").content,
                    what="a wait in the trace")
         path = tmp_path / "idle.jsonl"
         path.write_bytes(live.client.get("/api/trace", params={"format": "jsonl"}).content)

@@ -61,6 +61,8 @@ class Recorder:
 @contextmanager
 def running_engine(observe: bool = True, **config: Any) -> Iterator[tuple[Engine, Recorder]]:
     config.setdefault("tcp_port", 0)
+    if "wait_timeout" in config:  # these tests' one timeout paces their steps too
+        config.setdefault("step_timeout", config["wait_timeout"])
     engine = Engine(EngineConfig(**config))
     recorder = Recorder()
     if observe:

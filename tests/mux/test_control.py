@@ -116,6 +116,37 @@ def test_a_step_with_nothing_to_do_waits_for_real(make_engine):
         assert waits[0]["ready"] == 0, f"the step's wait returned {rec.events[start:]}"
 
 
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_a_running_loop_blocks_without_timeout_and_a_step_times_out(make_engine, backend):
+    """By default a running loop's wait is given no timeout when nothing is scheduled (as
+    asyncio's: a finite one arms a kernel timer on every wait that sleeps), so an idle loop
+    makes no wait at all; a step's wait is given the step timeout (250 ms), so a step on an
+    idle server returns, with nothing ready."""
+    engine, rec = make_engine(backend=backend)
+    sock = connect(engine.tcp_port)
+    sock.sendall(b"ping")
+    assert recv_exactly(sock, 4) == b"ping"
+    running = rec.of("wait")
+    assert running and {w["timeout_ms"] for w in running} == {None}, running
+    # idle: the loop sits in one wait; a command (the control fd) is what wakes it
+    waits = engine.stats.waits
+    time.sleep(0.6)  # an absence needs a window: more than two of the old 250 ms timeouts
+    assert engine.stats.waits == waits
+    engine.pause().result(5)
+    start = len(rec.events)
+    began = time.monotonic()
+    engine.step().result(5)
+    wait_until(lambda: [e for e in rec.events[start:] if e["kind"] == "loop"
+                        and e["state"] == "paused"], what="the step's end")
+    stepped = [e for e in rec.events[start:] if e["kind"] == "wait"]
+    assert [(w["timeout_ms"], w["ready"]) for w in stepped] == [(250, 0)]
+    assert time.monotonic() - began >= 0.24
+    engine.resume().result(5)
+    sock.sendall(b"pong")
+    assert recv_exactly(sock, 4) == b"pong"
+    assert rec.of("wait")[-1]["timeout_ms"] is None
+
+
 def test_a_resume_during_a_steps_wait_leaves_the_loop_running(make_engine):
     """pause, step, then resume while the step's wait blocks: the resume is handled inside
     that wait, says "running", and the step must not then say "paused" over it."""

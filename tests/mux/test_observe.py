@@ -339,7 +339,8 @@ def test_wait_registered_counts_the_fds_the_wait_call_is_given(backend: str) -> 
     """SPEC §3: `registered` is how many fds were passed. select is not given an fd that asks
     for nothing (the listener while accepts pause on EMFILE); poll's array and epoll's
     interest list still hold it."""
-    with running_engine(backend=backend, udp=False) as (engine, rec):
+    # waits that time out: the wait after each change comes without traffic
+    with running_engine(backend=backend, udp=False, wait_timeout=0.05) as (engine, rec):
         listener = engine.listener.fd
 
         def listener_interest(mask: int) -> tuple[int, int]:

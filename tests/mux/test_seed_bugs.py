@@ -15,7 +15,7 @@ from .conftest import connect, recv_exactly, wait_until
 
 def test_tcp_closed_peer_is_noticed(make_engine):
     """Seed: `data == ''` compares bytes to str, so EOF is never seen (endless loop)."""
-    engine, rec = make_engine(backend="poll")
+    engine, rec = make_engine(backend="poll", wait_timeout=0.05)  # later waits, no traffic
     sock = connect(engine.tcp_port)
     fd = rec.wait_for("accept")["fd"]
     sock.close()
