@@ -26,9 +26,9 @@ class EngineConfig:
     high_water: int = 1 << 20
     low_water: int = 256 << 10
     #: a running loop's wait with nothing scheduled: None blocks until something is ready, as
-    #: asyncio's does. A finite timeout arms a kernel timer on every wait that sleeps, and
-    #: that cost 8-12 % of the server's CPU a round trip at 1 conn x 64 B (docs/BENCHMARKS.md
-    #: "Run BF"); the page shows what the call was passed either way
+    #: asyncio's does. A finite timeout arms a kernel timer on every wait that sleeps: 8-11 %
+    #: of a server's CPU a round trip at 1 conn x 64 B when it is alone on its CPU
+    #: (docs/BENCHMARKS.md "Run BF"); the page shows what the call was passed either way
     wait_timeout: float | None = None
     #: a step's wait (the loop paused): finite, so a step on an idle server still returns
     #: and shows a wait that timed out

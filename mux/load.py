@@ -74,7 +74,7 @@ class LoadFdError(ValueError):
 
 class _Client:
     __slots__ = ("sock", "fd", "local", "message", "out", "awaiting", "echoed", "interval",
-                 "due", "alive", "connected", "timed")
+                 "alive", "connected", "timed")
 
     def __init__(self, sock: socket.socket, message: bytes, rate: float) -> None:
         self.sock = sock
@@ -86,7 +86,6 @@ class _Client:
         self.awaiting = 0
         self.echoed = 0  # bytes of the current message echoed back so far
         self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.due = 0.0
         self.alive = True
         self.connected = False  # its connect completed (it was writable once)
         self.timed = False  # a timer for its next message is in the heap
@@ -180,8 +179,7 @@ class LoadGenerator:
         self._clients[client.fd] = client
         self._sel.register(client.fd, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
         # the first message goes out as soon as the connect completes, or at its place in the
-        # spread (a timer: `due` ahead of now stops the connect's completion from scheduling
-        # one more); rate 0 stays idle
+        # spread (a timer); rate 0 stays idle
         if rate > 0 and delay > 0:
             self._send_later(client, delay)
         elif rate > 0:
@@ -276,8 +274,7 @@ class LoadGenerator:
         out at once read as a wrong echo)."""
         if not client.timed:
             client.timed = True
-            client.due = time.monotonic() + delay
-            heapq.heappush(self._timers, (client.due, next(self._ids), client))
+            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._ids), client))
 
     def _fire_timers(self) -> None:
         now = time.monotonic()
