@@ -375,31 +375,35 @@ def test_closing_a_backpressured_connection_does_not_resume_its_reading_first(
     a "reading resumed" event (and a backpressure breakpoint hit) for a connection about to
     close, which never read again."""
     engine, rec = make_engine(backend="epoll", trigger=trigger, high_water=50, low_water=10)
-    with connect(engine.tcp_port) as sock:
+    # Small buffers both ways, so a queue the client does not read stays queued and reading
+    # stays paused. With the kernel's own sizes the pause's iteration often flushed the queue
+    # and resumed reading, and catching the paused moment was a race (CI lost it 20 times).
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
+    client.settimeout(10)
+    client.connect(("127.0.0.1", engine.tcp_port))
+    with client as sock:
         fd = rec.wait_for("accept")["fd"]
+        conn = engine.call(lambda: engine.connections[fd]).result(5)
+        engine.call(lambda: conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                    ).result(5)
         sock.setblocking(False)
         chunk = b"b" * 65536
-        # Counted before each resume, not after: a pause that comes between the resume and the
-        # count is the last one when the client's buffers are full (reading stays paused), and
-        # a count taken after it waited 10 s for another (CI, once in ~25 runs).
-        pauses = len(rec.of("backpressure", paused=True))
-        for _ in range(20):  # until paused with reading paused (the pause's own iteration can
-            # flush the queue and resume reading, when the fd was writable in it)
-            deadline = time.monotonic() + 10
-            while len(rec.of("backpressure", paused=True)) == pauses:  # write until it stops
-                assert time.monotonic() < deadline, "no backpressure"
-                with contextlib.suppress(BlockingIOError):
-                    sock.send(chunk)
-            engine.pause().result(5)
-            conn = engine.call(lambda: engine.connections[fd]).result(5)  # iteration over
-            if conn.reading_paused and conn.queue:
-                break
-            pauses = len(rec.of("backpressure", paused=True))
-            engine.resume().result(5)
-        else:
-            pytest.fail("no pause with reading paused and a queue in 20 tries")
 
-        def server_send_buffer_empty() -> bool:  # room there for the whole queue
+        def reading_paused_with_a_queue() -> bool:
+            with contextlib.suppress(BlockingIOError):
+                sock.send(chunk)
+            return engine.call(lambda: conn.reading_paused and bool(conn.queue)).result(5)
+
+        wait_until(reading_paused_with_a_queue, 10, "reading paused behind a queue")
+        engine.pause().result(5)
+        queued = engine.call(lambda: conn.pending_bytes).result(5)
+        assert queued > 10  # above low water, and it stays so while paused
+        # Room for the whole queue now, so the close's flush takes it below low water.
+        engine.call(lambda: conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+                    ).result(5)
+
+        def server_send_buffer_empty() -> bool:
             with contextlib.suppress(BlockingIOError):
                 while sock.recv(1 << 20):
                     pass
@@ -410,6 +414,8 @@ def test_closing_a_backpressured_connection_does_not_resume_its_reading_first(
         assert engine.close_connection(fd).result(5) is True
         sock.shutdown(socket.SHUT_WR)  # its unread input may make the close linger until this
         engine.resume().result(5)  # (a paused loop lingers, as it does everything, paused)
+        sock.setblocking(True)
+        assert len(recv_until_eof(sock)) == queued  # the close's flush sent the whole queue
         assert rec.wait_for("close", fd=fd)["reason"] == "user"
         assert engine.connections.get(fd) is None
         assert not [e for e in rec.events[seen:] if e["kind"] == "backpressure"]
