@@ -102,12 +102,15 @@ function detailText(body, status, statusText) {
   return `${status} ${statusText}`.trim();
 }
 
-export function showError(message, topic = '') {
+/** `offline`: a request that never reached the server; `clearOffline` takes it away when
+ *  the page is connected again (a restarted server's snapshot). */
+export function showError(message, topic = '', { offline = false } = {}) {
   if (!errorArea) { console.warn(message); return; }
   const p = document.createElement('p');
   p.className = 'error-message';
   p.textContent = message;
   if (topic) p.dataset.topic = topic;
+  if (offline) p.dataset.offline = 'true';
   let list = errorArea.querySelector('.error-list');
   if (!list) {
     focusBefore = document.activeElement !== document.body ? document.activeElement : lastFocus;
@@ -152,6 +155,17 @@ export function clearTopic(topic) {
   else syncNotice();
 }
 
+/** The page is connected again: a "network error" from while the server was away no longer
+ *  says anything true (it stayed up, beside a working page, until dismissed). */
+export function clearOffline() {
+  if (!errorArea) return;
+  const stale = errorArea.querySelectorAll('p.error-message[data-offline]');
+  if (!stale.length) return;
+  for (const p of stale) p.remove();
+  if (!errorArea.querySelector('p.error-message')) clearErrors();
+  else syncNotice();
+}
+
 export class ApiError extends Error {
   constructor(status, detail) {
     super(detail);
@@ -177,7 +191,7 @@ export async function request(method, path, body, what, { quietOffline = false, 
     });
   } catch (err) {
     const msg = `${what || `${method} ${path}`}: network error (${err.message})`;
-    if (!quietOffline) showError(msg, topic);
+    if (!quietOffline) showError(msg, topic, { offline: true });
     throw new ApiError(0, msg);
   }
   let data = null;
@@ -202,7 +216,7 @@ export async function downloadFile(path, filename, what) {
   try {
     res = await fetch(withToken(path), { credentials: 'same-origin', cache: 'no-store' });
   } catch (err) {
-    showError(`${what}: network error (${err.message})`);
+    showError(`${what}: network error (${err.message})`, '', { offline: true });
     return false;
   }
   if (!res.ok) {

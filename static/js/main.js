@@ -220,6 +220,7 @@ const socket = new Socket({
         if (timeline.viewing) timeline.backToLive();   // a new snapshot starts a new history
         held = null;   // frames of the connection before: the snapshot is newer than them
         model.applySnapshot(frame);
+        apiMod.clearOffline();   // connected again: "network error"s from the outage are past
         break;
       case 'events':
         if (held === null) {

@@ -442,3 +442,31 @@ def test_the_pages_own_add_and_remove_are_not_undone_by_an_older_count(dashboard
     after_add = texts[next(i for i, t in enumerate(texts) if t.startswith("5 "))]
     assert "generated clients removed" in texts, texts
     assert not [t for t in texts[texts.index(after_add):] if t.startswith("3 ")], texts
+
+
+def test_a_network_error_from_the_outage_goes_when_the_server_is_back(browser: Browser):
+    """Pause pressed while the server was down said "network error", and the line stayed up
+    beside a page working again with the restarted server until dismissed. Refusals the
+    server gave (a 422) are still news: they stay."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors = page.locator("#error-area p.error-message")
+    try:
+        with run_asgi(create_app(Settings(http_port=0, echo_port=0))) as base:
+            port = int(base.rsplit(":", 1)[1])
+            page.goto(base + "/")
+            page.wait_for_function(f"() => ({SNAPSHOTS})() >= 1", timeout=10_000)
+            page.get_by_label("Clients", exact=True).fill("")
+            page.get_by_role("button", name="Add clients").click()
+            expect(errors.filter(has_text="422")).to_have_count(1, timeout=5000)
+        expect(page.locator("#ws-status")).not_to_have_attribute("data-state", "open",
+                                                                 timeout=10_000)
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect(errors.filter(has_text="network error")).to_have_count(1, timeout=5000)
+        with run_asgi(create_app(Settings(http_port=0, echo_port=0)), port=port):
+            page.wait_for_function(f"() => ({SNAPSHOTS})() >= 2", timeout=15_000)
+            expect(errors.filter(has_text="network error")).to_have_count(0, timeout=5000)
+            expect(errors.filter(has_text="422")).to_have_count(1)
+            expect(errors).to_have_count(1)
+    finally:
+        context.close()
