@@ -96,8 +96,10 @@ def test_the_fd_panel_keeps_the_shown_waits_words_and_fds(dashboard):
     expect(sets).to_contain_text("ready list (returned by that epoll_wait): ", timeout=5000)
     ready_block = sets.locator(".set").nth(1)
     expect(ready_block).to_contain_text(f"fd {fd}: ", timeout=5000)
+    # innerText: the heading its own line (in textContent "…4 fdsfd 23: …" when the fd, a
+    # number reused after other tests, came first in the list)
     expect(sets.locator(".set").first).to_contain_text(
-        re.compile(rf"^fd {fd}: EPOLLIN", re.MULTILINE), timeout=5000)
+        re.compile(rf"^fd {fd}: EPOLLIN", re.MULTILINE), timeout=5000, use_inner_text=True)
     api.delete(f"/api/breakpoints/{bp['id']}")
     assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
     assert real_console_errors(dashboard) == []
@@ -145,7 +147,7 @@ def test_the_fd_panel_names_the_epoll_that_waited_and_what_changed_since(dashboa
         page.wait_for_function("() => window.__muxscope.model.loop === 'paused'", timeout=5000)
         expect(sets.locator(".set").first).to_contain_text(
             re.compile(rf"^fd {fd}: EPOLLIN  → now EPOLLIN\|EPOLLOUT$", re.MULTILINE),
-            timeout=5000)
+            timeout=5000, use_inner_text=True)
         api.delete(f"/api/breakpoints/{bp['id']}")
         assert api.post("/api/loop", json={"action": "resume"}).status_code == 200
         sock.settimeout(5)
