@@ -4,6 +4,8 @@ stays what the engine did (SPEC §4, §5)."""
 
 from __future__ import annotations
 
+import time
+
 from tests.browser.page_helpers import real_console_errors, state
 from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
@@ -388,14 +390,20 @@ def test_after_dropped_events_the_page_reads_the_figures_again(dashboard):
     dashboard.engine.observers.budget = 300  # events/s: a short burst goes past it
     socks = [dashboard.connect() for _ in range(5)]
     try:
-        for _ in range(60):
-            for sock in socks:
-                sock.sendall(b"x" * 1000)
-            for sock in socks:
-                assert recv_exactly(sock, 1000) == b"x" * 1000
+        # Rounds until the page has seen a drop: a burst of a fixed size went past the budget
+        # but once, on a loaded CI, when its rounds came slowly enough for the budget's
+        # carry-over (three windows' worth) to show it whole.
+        rounds, deadline = 0, time.monotonic() + 15
+        while rounds < 60 or not page.evaluate("() => window.__muxscope.dropped > 0"):
+            assert time.monotonic() < deadline, f"no drop seen by the page in {rounds} rounds"
+            for _ in range(10):
+                for sock in socks:
+                    sock.sendall(b"x" * 1000)
+                for sock in socks:
+                    assert recv_exactly(sock, 1000) == b"x" * 1000
+            rounds += 10
         fds = {c["fd"] for c in state(dashboard)["connections"]}
         assert len(fds) == 5
-        page.wait_for_function("() => window.__muxscope.dropped > 0", timeout=5000)
 
         def page_agrees() -> bool:
             api = {c["fd"]: c for c in state(dashboard)["connections"]}
@@ -406,7 +414,7 @@ def test_after_dropped_events_the_page_reads_the_figures_again(dashboard):
                 [fd, api[fd]["bytes_in"], api[fd]["bytes_out"], ["in"]] for fd in fds)
 
         wait_until(page_agrees, 10, "the page's figures equal the server's")
-        assert all(state(dashboard)["connections"][i]["bytes_in"] == 60_000 for i in range(5))
+        assert all(c["bytes_in"] == rounds * 1000 for c in state(dashboard)["connections"])
     finally:
         for sock in socks:
             sock.close()
