@@ -149,19 +149,17 @@ export function clearErrors() {
  *  motion value stayed on screen after a good one was applied; a 409 for a second flaw, through
  *  every later toggle). */
 export function clearTopic(topic) {
-  if (!errorArea || !topic) return;
-  for (const p of errorArea.querySelectorAll('p.error-message')) if (p.dataset.topic === topic) p.remove();
-  if (!errorArea.querySelector('p.error-message')) clearErrors();
-  else syncNotice();
+  if (errorArea && topic) removeErrors((p) => p.dataset.topic === topic);
 }
 
 /** The page is connected again: a "network error" from while the server was away no longer
  *  says anything true (it stayed up, beside a working page, until dismissed). */
 export function clearOffline() {
-  if (!errorArea) return;
-  const stale = errorArea.querySelectorAll('p.error-message[data-offline]');
-  if (!stale.length) return;
-  for (const p of stale) p.remove();
+  if (errorArea) removeErrors((p) => p.dataset.offline === 'true');
+}
+
+function removeErrors(which) {
+  for (const p of errorArea.querySelectorAll('p.error-message')) if (which(p)) p.remove();
   if (!errorArea.querySelector('p.error-message')) clearErrors();
   else syncNotice();
 }
