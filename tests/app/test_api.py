@@ -55,6 +55,15 @@ def test_healthz_and_state_shape(live):
     assert state["connections"] == []
 
 
+def test_the_openapi_schema_gives_every_operation_an_id_of_its_own(live):
+    """/healthz answered GET and HEAD through one route, so both had one operation id, and
+    each fetch of the schema logged FastAPI's "Duplicate Operation ID" warning."""
+    schema = live.client.get("/api/openapi.json")
+    assert schema.status_code == 200
+    ids = [op["operationId"] for item in schema.json()["paths"].values() for op in item.values()]
+    assert len(ids) > 10 and len(ids) == len(set(ids)), sorted(ids)
+
+
 def test_state_lists_a_connection(live):
     with live.connect() as sock:
         sock.sendall(b"hello")
