@@ -166,7 +166,8 @@ def _add_engine_flags(parser: Any) -> None:
         type=int_in(1, 100, "the size in MB"),
         default=None,
         metavar="MB",
-        help="size of a --record file's events at which it is rotated, 1-100 (default: 100; "
+        help="size of a --record file's events at which it is rotated, in MiB (2**20 bytes), "
+        "1-100 (default: 100; "
         "a file can run past it by up to 20,000 events, ~3 MB, while the rotation catches up). "
         "The replay page's timeline holds a file's last 100,000 events, about 10 MB of a "
         "busy recording: to scrub through whole files, record with --record-max-mb 8",
@@ -205,8 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
 def build_replay_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=f"{PROG} replay",
-        description="Serve the dashboard over a JSONL file written with --record, with no echo "
-        "server: the page receives the recorded events (snapshot first) and can scrub them.",
+        # RawDescription keeps the epilog's example as written: the description is wrapped here
+        description="Serve the dashboard over a JSONL file written with --record, with no echo\n"
+        "server: the page receives the recorded events (snapshot first) and can scrub\n"
+        "them.",
         epilog="example:\n  muxscope replay trace.jsonl --http-port 8001",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -144,11 +144,16 @@ def _engine_of(app: Any) -> Any:
 def _recording_line(settings: Settings, app: Any) -> str:
     """Where --record writes; rotation and the replay command only for a regular file (a
     device, a pipe or /dev/stdout is never rotated, and there is no file to replay)."""
-    thread = getattr(getattr(app, "state", None), "recorder", None)
-    if not getattr(getattr(thread, "recorder", None), "rotates", False):
+    recorder = getattr(getattr(getattr(app, "state", None), "recorder", None), "recorder", None)
+    if recorder is None or settings.record is None or not recorder.rotates:
         return f"Recording every event to {settings.record}"
-    return (f"Recording every event to {settings.record}, rotated at "
-            f"{settings.record_max_mb} MB to {settings.record}.1, .2 ... (replay it: muxscope "
+    # the recorder writes (and rotates) the file a symlink points to: name the files that appear
+    path, target = settings.record, ""
+    if settings.record.is_symlink():
+        path = recorder.path
+        target = f" (a link to {path})"
+    return (f"Recording every event to {settings.record}{target}, rotated at "
+            f"{settings.record_max_mb} MiB to {path}.1, .2 ... (replay it: muxscope "
             f"replay {settings.record})")
 
 

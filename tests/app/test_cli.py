@@ -494,7 +494,7 @@ def test_record_then_replay(tmp_path: Path) -> None:
     with launch("--http-port", "0", "--echo-port", "0", "--no-udp", "--record", str(trace)) as run:
         tcp = run.read_until(r"TCP echo on 127\.0\.0\.1:(\d+)")
         # it said nothing of the recording it was making
-        run.read_until(rf"Recording every event to {re.escape(str(trace))}, rotated at 100 MB "
+        run.read_until(rf"Recording every event to {re.escape(str(trace))}, rotated at 100 MiB "
                        rf"to {re.escape(str(trace))}\.1, \.2 \.\.\. "
                        rf"\(replay it: muxscope replay {re.escape(str(trace))}\)$")
         run.read_until(r"Dashboard: ")
@@ -512,6 +512,22 @@ def test_record_then_replay(tmp_path: Path) -> None:
         code, stderr = run.stop(signal.SIGTERM)
         assert code == 0, stderr
         assert "Traceback" not in stderr
+
+
+def test_recording_through_a_symlink_names_the_files_that_appear(tmp_path: Path) -> None:
+    """The recorder writes, and rotates, the file a link points to (`real_path`); the start-up
+    line named `link.jsonl.1`, a file that never appeared, for what became `target.jsonl.1`."""
+    target, link = tmp_path / "target.jsonl", tmp_path / "link.jsonl"
+    target.write_text('{"old": 1}\n')
+    link.symlink_to(target)
+    with launch("--http-port", "0", "--echo-port", "0", "--no-udp", "--record", str(link)) as run:
+        run.read_until(rf"Recording every event to {re.escape(str(link))} \(a link to "
+                       rf"{re.escape(str(target))}\), rotated at 100 MiB to "
+                       rf"{re.escape(str(target))}\.1, \.2 \.\.\. ")
+        code, stderr = run.stop(signal.SIGTERM)
+        assert code == 0, stderr
+    assert (tmp_path / "target.jsonl.1").read_text() == '{"old": 1}\n'  # the existing file
+    assert not list(tmp_path.glob("link.jsonl.*"))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
