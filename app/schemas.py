@@ -50,7 +50,6 @@ class LoopRequest(Strict):
         return self
 
 
-
 class LoadRequest(Strict):
     connections: int = Field(ge=1, le=100_000)
     message_size: int = Field(ge=1, le=1 << 20)
