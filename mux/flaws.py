@@ -337,24 +337,29 @@ class CloseWithoutUnregister(Flaw):
     def before_backend_change(self) -> None:
         # A closed fd cannot be registered with the new backend (epoll: EBADF), so the stale
         # entries the flaw left go now, said out loud.
-        if self.stale:  # SPEC §3: a flaw names an fd; the message lists every one
-            fds = sorted(self.stale)
+        fds = self._still_stale()
+        if fds:  # SPEC §3: a flaw names an fd; the message lists every one
             self.flag(fds[0], f"switching backend: closed fd(s) {fds} are still in the "
                       "engine's table, and a closed fd cannot be registered with the new "
                       "backend; removing them", force=True)
         self._clean()
 
     def _wait_failed(self, exc: OSError, call: str) -> None:
-        fds = sorted(self.stale)
+        fds = self._still_stale()
         self.flag(fds[0] if fds else None, f"{call} failed: "
                   f"{exc.strerror or exc} - closed fd(s) {fds} are still in its lists; "
                   "removing them", force=True)
         self._clean()
 
+    def _still_stale(self) -> list[int]:
+        """The closed fds whose connection is still in the loop's table: not one whose number
+        a new connection has taken since (its registration replaced the entry)."""
+        handlers = self.loop.handlers
+        return sorted(fd for fd, conn in self.stale.items() if handlers.get(fd) is conn)
+
     def _clean(self) -> None:
-        for fd, conn in list(self.stale.items()):
-            if self.loop.handlers.get(fd) is conn:
-                self.loop.discard_stale(fd)
+        for fd in self._still_stale():
+            self.loop.discard_stale(fd)
         self.stale.clear()
 
 

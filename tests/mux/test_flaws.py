@@ -248,6 +248,31 @@ def test_a_switch_with_stale_fds_left_by_the_flaw_succeeds(make_engine, backend)
     engine.set_flaw("close_without_unregister", False).result(5)
 
 
+def test_a_switch_does_not_call_a_reused_fd_stale(make_engine):
+    """The flaw closes fd N without unregistering it; a new connection is then accepted on
+    N (the kernel gives the lowest free fd), which replaces the table's entry. A switch said
+    "closed fd(s) [N] are still in the engine's table ... removing them" of that live one."""
+    engine, rec = make_engine(backend="epoll")
+    engine.set_flaw("close_without_unregister", True).result(5)
+    first = connect(engine.tcp_port)
+    fd = rec.wait_for("accept")["fd"]
+    wait_until(lambda: fd in engine.connections)
+    second = socket.socket()  # its fd is taken now, so the accept below is the one to get N
+    first.shutdown(socket.SHUT_WR)  # EOF: the flaw's close; `first` keeps its own fd number
+    rec.wait_for("close", fd=fd)
+    second.connect(("127.0.0.1", engine.tcp_port))
+    accepts = wait_until(lambda: rec.of("accept")[1:] or None, what="a second accept")
+    assert accepts[0]["fd"] == fd, "the lowest free fd goes to the next accept"
+    wait_until(lambda: fd in engine.connections)
+    engine.switch_backend("poll").result(5)
+    assert not [e for e in rec.of("flaw") if "switching backend" in e["message"]]
+    second.sendall(b"still here")
+    assert recv_exactly(second, 10) == b"still here"
+    engine.set_flaw("close_without_unregister", False).result(5)
+    first.close()
+    second.close()
+
+
 def test_udp_wrong_address(make_engine):
     engine, rec = make_engine()
     engine.set_flaw("udp_wrong_address", True).result(5)
