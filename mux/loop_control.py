@@ -88,6 +88,9 @@ class LoopControl:
             self._emit_loop("paused", hit, cause="step")
 
     def _run_iteration(self) -> None:
+        """One iteration, marked as running (a pause taken inside it holds its `loop` event
+        until the iteration's own events are out). A step's; `Engine.run` has the same lines
+        inline, a frame less an iteration: change both together."""
         # no try/finally: an exception out of run_once ends the thread (run's finally)
         self._iterating = True
         self.loop.run_once()
