@@ -100,11 +100,11 @@ def _with_recording_losses(stats: Callable[[], dict[str, Any]],
 def _with_load(stats: Callable[[], dict[str, Any]],
                load: LoadGenerator) -> Callable[[], dict[str, Any]]:
     """The stats frames say how many generated clients there are (how many failed, how many
-    got a wrong echo): a POST's answer told only the page that sent it, and went stale as the
-    server closed some."""
+    got a wrong echo, how many the server closed): a POST's answer told only the page that
+    sent it, and went stale as the server closed some."""
     def numbers() -> dict[str, Any]:
         figures = stats()
-        if load.count or load.errors or load.wrong:
+        if load.count or load.errors or load.wrong or load.closed:
             figures["load"] = load.describe()
         return figures
     return numbers
@@ -155,7 +155,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.load = LoadGenerator(state.settings.connect_host, engine.tcp_port,
                                    cap=state.settings.load_cap,
                                    max_connections=engine.max_connections, peers=engine.peers,
-                                   fd_ceiling=engine.fd_ceiling)
+                                   fd_ceiling=engine.fd_ceiling,
+                                   watch_limit=engine.watch_limit)
         state.stats_provider = _with_load(state.stats_provider, state.load)
         tasks.append(asyncio.create_task(pump(state.tap, state.hub, consumers=consumers,
                                                encoded_consumers=encoded_consumers)))

@@ -19,7 +19,7 @@ from .engine import Engine
 from .events import preview
 from .kernel import socket_queues
 from .listener import open_tcp_listener
-from .load import LoadCapError, LoadFdError, LoadGenerator, LoadLimitError
+from .load import LoadCapError, LoadFdError, LoadGenerator, LoadLimitError, LoadWatchLimitError
 from .observe import Observers, Sink
 from .tcp import TcpConnection
 from .udp import open_udp_socket
@@ -30,7 +30,7 @@ available_backends = available
 __all__ = [
     "FD_SETSIZE", "MAX_DELAY_MS", "READABLE", "WRITABLE", "WRITE_MODES", "Engine",
     "EngineConfig", "EngineStopped", "FdLimitError", "LoadCapError", "LoadFdError", "LoadGenerator",
-    "LoadLimitError", "TcpConnection",
+    "LoadLimitError", "LoadWatchLimitError", "TcpConnection",
     "Observers", "Sink", "available", "available_backends", "default_backend", "flaw_catalog",
     "fd_ceiling", "handler_sources", "open_tcp_listener", "open_udp_socket", "preview",
     "raise_nofile_limit", "socket_queues", "validate",

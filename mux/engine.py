@@ -193,6 +193,11 @@ class Engine(EngineCommands, LoopControl):
         the dict's values is one step for the interpreter)."""
         return [conn.peer for conn in list(self.connections.values())]
 
+    def watch_limit(self) -> int | None:
+        """The backend watches only fds below this (select: FD_SETSIZE), or None; safe from
+        any thread (one read: a switch may change it the moment after)."""
+        return self.loop.backend.fd_limit
+
     def forget(self, conn: TcpConnection) -> None:
         self.byte_tally.retire(conn)
         if conn.lingering:

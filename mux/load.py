@@ -72,6 +72,20 @@ class LoadFdError(ValueError):
         )
 
 
+class LoadWatchLimitError(ValueError):
+    """More clients than select can watch: the echo server closes each connection whose fd
+    is FD_SETSIZE or more (SPEC §2), so they would vanish as soon as they were made."""
+
+    def __init__(self, limit: int, free: int, asked: int) -> None:
+        super().__init__(
+            f"select watches only fds below {limit} (FD_SETSIZE), and the echo server closes "
+            f"a connection whose fd is {limit} or more: {asked} more clients need {2 * asked} "
+            f"fds here (each its end and the echo server's), and {max(0, free)} are free below "
+            f"{limit}; ask for at most {max(0, free // 2)}, or switch to poll or epoll first"
+        )
+        self.limit = limit
+
+
 class _Client:
     __slots__ = ("sock", "fd", "local", "message", "out", "awaiting", "echoed", "interval",
                  "alive", "connected", "timed")
@@ -97,14 +111,17 @@ class LoadGenerator:
     def __init__(self, host: str, port: int, cap: int = DEFAULT_CAP,
                  max_connections: int | None = None,
                  peers: Callable[[], list[str]] | None = None,
-                 fd_ceiling: int | None = None) -> None:
+                 fd_ceiling: int | None = None,
+                 watch_limit: Callable[[], int | None] | None = None) -> None:
         """`max_connections` and `peers` (the server's connections, by peer address): a
         request whose clients would take the server past its limit is refused. `fd_ceiling`
         (the engine's): no client takes an fd from there up, and a request that needs more
-        fds than are free below it is refused."""
+        fds than are free below it is refused. `watch_limit` (the engine's backend's, read at
+        each request: select's FD_SETSIZE): likewise, as the server would close the rest."""
         self.host, self.port, self.cap = host, port, cap
         self.max_connections, self._peers = max_connections, peers
         self.fd_ceiling = fd_ceiling
+        self._watch_limit = watch_limit
         self._clients: dict[int, _Client] = {}
         self._sel = selectors.DefaultSelector()
         self._door = ControlDoor("the load generator")
@@ -115,6 +132,9 @@ class LoadGenerator:
         self.count = 0
         self.errors = 0
         self.wrong = 0  # clients ended by an echo that differed from what they sent
+        #: clients the echo server closed (an EOF): a "Close fd N", or a connection it would
+        #: not keep (select's FD_SETSIZE, --max-connections) made by a race with the checks
+        self.closed = 0
         self._thread = threading.Thread(target=self._run, name="mux-load", daemon=True)
         self._thread.start()
 
@@ -143,12 +163,20 @@ class LoadGenerator:
             have = len(peers - mine) + len(self._clients)
             if have + connections > self.max_connections:
                 raise LoadLimitError(self.max_connections, have, connections)
+        # ours not accepted yet (a paused loop) have no server end yet: each will take one
+        unaccepted = len(mine - peers) if peers is not None else 0
         free = _free_fds_below(self.fd_ceiling) if self.fd_ceiling is not None else None
         if free is not None:
-            # ours not accepted yet (a paused loop) have no server end yet: each will take one
-            free -= len(mine - peers) if peers is not None else 0
+            free -= unaccepted
             if 2 * connections > free:
                 raise LoadFdError(self.fd_ceiling or 0, max(0, free), connections)
+        limit = self._watch_limit() if self._watch_limit is not None else None
+        # the kernel hands out the lowest free fd, to the clients' ends and the server's alike
+        watchable = _free_fds_below(limit) if limit is not None else None
+        if limit is not None and watchable is not None:
+            watchable -= unaccepted
+            if 2 * connections > watchable:
+                raise LoadWatchLimitError(limit, watchable, connections)
         message = load_message(message_size)
         spread = min(1.0 / rate, SPREAD_MAX) if rate > 0 else 0.0
         for i in range(connections):
@@ -193,6 +221,7 @@ class LoadGenerator:
         self.count = 0
         self.errors = 0  # failures of the clients just removed: a new load starts afresh
         self.wrong = 0
+        self.closed = 0
         return 0
 
     def _stop(self) -> None:
@@ -237,7 +266,8 @@ class LoadGenerator:
 
     def _read(self, client: _Client) -> None:
         data = client.sock.recv(65536)
-        if not data:
+        if not data:  # the echo server closed it
+            self.closed += 1
             self._drop(client)
             return
         n = len(data)
@@ -293,7 +323,7 @@ class LoadGenerator:
 
     def describe(self) -> dict[str, Any]:
         return {"connections": self.count, "cap": self.cap, "errors": self.errors,
-                "wrong": self.wrong}
+                "wrong": self.wrong, "closed": self.closed}
 
 
 def load_message(size: int) -> bytes:

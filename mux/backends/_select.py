@@ -16,6 +16,7 @@ _READS, _WRITES = repeat(IN_READ), repeat(IN_WRITE)
 
 class SelectBackend(Backend):
     name = "select"
+    fd_limit: int = FD_SETSIZE
     FLAG_NAMES = ((IN_READ, "read"), (IN_WRITE, "write"), (IN_EXCEPT, "except"))
 
     def __init__(self, trigger: str = "level", oneshot: bool = False) -> None:
@@ -54,7 +55,7 @@ class SelectBackend(Backend):
         )
 
     def register(self, fd: int, mask: int) -> None:
-        if fd >= FD_SETSIZE:
+        if fd >= self.fd_limit:
             raise FdLimitError(fd)
         self.registered.add(fd)
         self.modify(fd, mask)

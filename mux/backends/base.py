@@ -57,6 +57,8 @@ class Backend(ABC):
     #: the echo's queued strategy switches write interest twice a message; this does it without
     #: Loop.set_interest's generic path (see Loop.write_toggle). None: not offered (one-shot)
     write_toggle: WriteToggle | None = None
+    #: the fds it can watch are those below this (select: FD_SETSIZE); None: no such limit
+    fd_limit: int | None = None
 
     def __init__(self, trigger: str = "level", oneshot: bool = False) -> None:
         self.trigger = trigger

@@ -130,7 +130,8 @@ export class Model {
     // the load generator's clients now (another page may add or remove them; a server-side
     // close drops one): null when there are none
     const load = frame.load || null;
-    const loadKey = load ? `${load.connections}/${load.cap}/${load.errors}/${load.wrong}` : '';
+    const loadKey = load
+      ? `${load.connections}/${load.cap}/${load.errors}/${load.wrong}/${load.closed}` : '';
     if (loadKey !== this.loadKey) { this.loadKey = loadKey; this.load = load; this.mark('controls'); }
     // connections in a lingering close: no event says when one begins (its close event ends
     // it), so every page learns it here, within a second

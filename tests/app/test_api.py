@@ -176,7 +176,8 @@ def test_load_generator_and_cap(live):
     wait_until(lambda: live.engine.stats.connections == 20, what="20 connections")
     wait_until(lambda: live.engine.counters()["bytes_out"] >= 20 * 100, what="echo traffic")
     # every client checked its echo: none wrong, none failed
-    assert c.get("/api/load").json() == {"connections": 20, "cap": 300, "errors": 0, "wrong": 0}
+    assert c.get("/api/load").json() == {"connections": 20, "cap": 300, "errors": 0, "wrong": 0,
+                                           "closed": 0}
     r = c.post("/api/load", json={"connections": 281, "message_size": 1, "rate": 0})
     assert r.status_code == 409 and "300" in r.json()["detail"]
     for bad in ({"connections": 0, "message_size": 1, "rate": 0},

@@ -108,7 +108,7 @@ def test_a_frame_coalesces_queued_batches_only_up_to_one_mebibyte() -> None:
 @pytest.mark.parametrize(("key", "value"), [
     ("lingering", [9, 12]),
     ("record_lost", 17),
-    ("load", {"connections": 3, "cap": 300, "errors": 1, "wrong": 0}),
+    ("load", {"connections": 3, "cap": 300, "errors": 1, "wrong": 0, "closed": 0}),
     ("udp", {"received": 4, "echoed": 4, "dropped": 2, "pending": 0, "reading_paused": False}),
 ])
 def test_a_stats_frame_carries_each_optional_figure_it_is_given(key: str, value: Any) -> None:

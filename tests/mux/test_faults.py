@@ -468,6 +468,7 @@ def test_removing_the_load_clients_forgets_their_failures():
             load.add(1, 16, 1.0).result(5)
             wait_until(lambda: load.errors == 1, what="the refused connect counted")
             assert load.remove_all().result(5) == 0
-            assert load.describe() == {"connections": 0, "cap": 10, "errors": 0, "wrong": 0}
+            assert load.describe() == {"connections": 0, "cap": 10, "errors": 0, "wrong": 0,
+                                         "closed": 0}
         finally:
             load.close()

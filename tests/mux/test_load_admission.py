@@ -4,6 +4,7 @@ two fds below the ceiling, one of them not taken yet while the server has not ac
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 import mux.load
-from mux import Engine, LoadFdError, LoadGenerator, LoadLimitError
+from mux import Engine, LoadFdError, LoadGenerator, LoadLimitError, LoadWatchLimitError
 
 from .conftest import wait_until
 
@@ -92,7 +93,8 @@ def test_a_connect_refused_at_once_costs_that_client_alone() -> None:
     generator = LoadGenerator("255.255.255.255", 9, cap=10)
     try:
         assert generator.add(3, 16, 1).result(5) == 0
-        assert generator.describe() == {"connections": 0, "cap": 10, "errors": 3, "wrong": 0}
+        assert generator.describe() == {"connections": 0, "cap": 10, "errors": 3, "wrong": 0,
+                                        "closed": 0}
     finally:
         generator.close()
 
@@ -123,3 +125,61 @@ def test_a_socket_that_lands_on_the_ceiling_is_given_up(make_engine: Any,
         finally:
             for fd in taken:
                 os.close(fd)
+
+
+def test_a_load_select_could_not_watch_is_refused_before_a_client_is_made(
+        make_engine: Any) -> None:
+    """select watches only fds below FD_SETSIZE, and the server closes a connection whose fd
+    is 1024 or more (SPEC §2): such clients vanished uncounted while the answer said they ran
+    (600 asked for on select, 484 held). The generator asks the engine's backend for its limit
+    at each request; with exactly 10 fd numbers free below it, 5 clients fit and 6 do not."""
+    engine, _ = make_engine(backend="select")
+    assert engine.watch_limit() == 1024
+    limit: list[int] = []  # taken once the generator's own fds are open
+    with _load(engine, watch_limit=lambda: limit[0]) as generator:
+        limit.append(_ceiling_with_free(10))
+        with pytest.raises(LoadWatchLimitError, match=(
+                r"select watches only fds below \d+ \(FD_SETSIZE\).*: 6 more clients need 12 "
+                r"fds .* 10 are free below \d+; ask for at most 5, or switch to poll or epoll")):
+            generator.add(6, 8, 0).result(5)
+        assert generator.add(5, 8, 0).result(5) == 5
+        wait_until(lambda: len(engine.peers()) == 5, what="the five accepted")
+        assert generator.describe()["closed"] == 0
+    engine.switch_backend("poll", "level", False).result(5)
+    assert engine.watch_limit() is None  # poll and epoll have no such limit
+
+
+def test_clients_the_server_closes_are_counted_not_lost(make_engine: Any) -> None:
+    """A client the server closes (here select refusing fds of 1024 and up, as when the check
+    above raced with something else taking fds) ended silently: the count dropped and nothing
+    said why. Paused, the server accepts nothing, so the 5 clients' own ends take 5 of the 6 fd
+    numbers free below 1024 first; resumed, it keeps what it can below 1024 (one, unless fds
+    freed meanwhile by others' garbage made room) and refuses the rest: every client is either
+    held or counted as closed."""
+    engine, _ = make_engine(backend="select")
+    filler: list[int] = []
+    try:
+        with _load(engine) as generator:  # no watch_limit: the race, played
+            engine.pause().result(5)
+            gc.collect()  # sockets of earlier tests closed now, not while the clients connect
+            free = 1024 - sum(1 for fd in _open_fds() if fd < 1024)
+            for _ in range(free - 6):
+                filler.append(os.open(os.devnull, os.O_RDONLY))
+            assert 1024 - sum(1 for fd in _open_fds() if fd < 1024) == 6
+            # idle clients (rate 0): a refused one that had sent bytes would get an RST, and
+            # count among `errors` (failed) instead
+            assert generator.add(5, 8, 0).result(5) == 5
+            engine.resume().result(5)
+
+            def settled() -> bool:
+                found = generator.describe()
+                return (found["connections"] + found["closed"] == 5
+                        and found["connections"] == len(engine.peers()))
+
+            wait_until(settled, what="every client held by the server or counted as closed")
+            found = generator.describe()
+            assert found["closed"] >= 1 and found["errors"] == 0 and found["wrong"] == 0, found
+            assert all(fd < 1024 for fd in engine.connections), sorted(engine.connections)
+    finally:
+        for fd in filler:
+            os.close(fd)

@@ -66,7 +66,8 @@ def test_a_client_given_a_wrong_echo_counts_it_and_ends(mangle) -> None:
             assert load.add(1, 64, 200.0).result(5) == 1
             wait_until(lambda: load.wrong == 1, what="the wrong echo counted")
             wait_until(lambda: load.count == 0, what="its client ended")
-            assert load.describe() == {"connections": 0, "cap": 10, "errors": 0, "wrong": 1}
+            assert load.describe() == {"connections": 0, "cap": 10, "errors": 0, "wrong": 1,
+                                     "closed": 0}
             assert load.remove_all().result(5) == 0
             assert load.wrong == 0  # a new load starts afresh
         finally:

@@ -82,7 +82,7 @@ def test_removing_the_load_clears_its_error_count() -> None:
         wait_until(lambda: generator.describe()["errors"] == 3, what="3 refused connects")
         assert generator.remove_all().result(5) == 0
         assert generator.describe() == {"connections": 0, "cap": 2000, "errors": 0,
-                                        "wrong": 0}
+                                        "wrong": 0, "closed": 0}
 
 
 def test_one_requests_clients_send_their_first_messages_spread_over_an_interval(
