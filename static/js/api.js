@@ -131,6 +131,24 @@ export function showError(message, topic = '', { offline = false } = {}) {
   syncNotice();
 }
 
+/** A button on the shown error of `topic`: what the page can do about it. `run(button)` may
+ *  say its progress on the button; the error goes when its topic's next request succeeds. */
+export function addErrorAction(topic, label, run) {
+  if (!errorArea) return null;
+  const p = [...errorArea.querySelectorAll('p.error-message')].find((el) => el.dataset.topic === topic);
+  if (!p) return null;
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'error-action';
+  button.textContent = label;
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try { await run(button); } finally { button.disabled = false; }
+  });
+  p.append(' ', button);
+  return button;
+}
+
 export function clearErrors() {
   if (!errorArea) return;
   const hadFocus = errorArea.contains(document.activeElement) || (notice && notice.el.contains(document.activeElement));
@@ -177,7 +195,8 @@ export class ApiError extends Error {
  * `quietOffline`: a network error is thrown but not shown (a background read: the header
  * already says the server is gone, and a reconnect brings a fresh snapshot).
  */
-export async function request(method, path, body, what, { quietOffline = false, topic = '' } = {}) {
+export async function request(method, path, body, what,
+  { quietOffline = false, topic = '', quietStatus = 0 } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -197,7 +216,7 @@ export async function request(method, path, body, what, { quietOffline = false, 
   if (text) { try { data = JSON.parse(text); } catch { data = null; } }
   if (!res.ok) {
     const detail = detailText(data, res.status, res.statusText) || text;
-    showError(`${what || `${method} ${path}`} (${res.status}): ${detail}`, topic);
+    if (res.status !== quietStatus) showError(`${what || `${method} ${path}`} (${res.status}): ${detail}`, topic);
     throw new ApiError(res.status, detail);
   }
   clearTopic(topic);
@@ -247,6 +266,9 @@ export const api = {
     { topic: body.action ? 'loop' : 'slowmo' }),
   closeConnection: (fd) => request('POST', `/api/connections/${encodeURIComponent(fd)}/close`, undefined, `Closing fd ${fd}`,
     { topic: `close ${fd}` }),
+  /** Many at once (the select refusal's offer): one that has closed meanwhile (404) is no error. */
+  closeConnectionQuietly: (fd) => request('POST', `/api/connections/${encodeURIComponent(fd)}/close`, undefined, `Closing fd ${fd}`,
+    { topic: `close ${fd}`, quietStatus: 404 }),
   addLoad: (body) => request('POST', '/api/load', body, 'Adding clients', { topic: 'load' }),
   removeLoad: () => request('DELETE', '/api/load', undefined, 'Removing clients', { topic: 'load' }),
   breakpoints: () => request('GET', '/api/breakpoints', undefined, 'Reading breakpoints', QUIET_READ),

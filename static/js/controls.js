@@ -1,5 +1,6 @@
 // Live controls: every change applies at once (no Apply button); errors go to the alert area.
 import { api, clearTopic, downloadFile, showError, withToken } from './api.js';
+import { offerToMakeRoomForSelect } from './selectlimit.js';
 import { serverConnected, whileDisabled } from './ui.js';
 
 const MAX_DELAY_MS = 5000;      // the slow-motion range the API accepts
@@ -96,8 +97,14 @@ export class Controls {
       oneshot: epoll ? this.oneshot.checked : false,
       write: this.write.value,
     };
-    const state = await this.run(() => api.setBackend(body));
+    await this.switchBackend(body);
+  }
+
+  async switchBackend(body) {
+    let refusal = null;
+    const state = await this.run(() => api.setBackend(body).catch((err) => { refusal = err; throw err; }));
     if (state && this.applyState(state)) this.model.needResync = false;
+    if (refusal && body.name === 'select') offerToMakeRoomForSelect(refusal, () => this.switchBackend(body));
   }
 
   async togglePause() {
@@ -159,7 +166,10 @@ export class Controls {
       const failed = load.errors ? `; ${load.errors} failed` : '';
       // a client whose echo differed from what it sent (older servers do not say: undefined)
       const wrong = load.wrong ? `; ${load.wrong} got a wrong echo` : '';
-      this.loadStatus.textContent = `${load.connections} generated clients (cap ${load.cap})${failed}${wrong}`;
+      // ended by the server: a "Close fd N", or a connection it would not keep
+      const closed = load.closed ? `; ${load.closed} closed by the server` : '';
+      this.loadStatus.textContent =
+        `${load.connections} generated clients (cap ${load.cap})${failed}${wrong}${closed}`;
       this.hadLoad = true;
     } else if (this.hadLoad) {
       this.loadStatus.textContent = 'no generated clients';
