@@ -132,8 +132,9 @@ class LoadGenerator:
         self.count = 0
         self.errors = 0
         self.wrong = 0  # clients ended by an echo that differed from what they sent
-        #: clients the echo server closed (an EOF): a "Close fd N", or a connection it would
-        #: not keep (select's FD_SETSIZE, --max-connections) made by a race with the checks
+        #: clients the echo server closed (an EOF, or a reset once connected): a "Close fd N",
+        #: or a connection it would not keep (select's FD_SETSIZE, --max-connections) that the
+        #: checks in `_add` could not foresee (others connecting at the same time)
         self.closed = 0
         self._thread = threading.Thread(target=self._run, name="mux-load", daemon=True)
         self._thread.start()
@@ -260,8 +261,13 @@ class LoadGenerator:
                 self._read(client)
             if client.alive and mask & selectors.EVENT_WRITE:
                 self._write(client)
-        except OSError:
-            self.errors += 1
+        except OSError as exc:
+            # a reset of a connected client is the server's close too: one closed with bytes
+            # of ours unread (a refusal after our first message went, a "Close fd N" mid-echo)
+            if client.connected and exc.errno in (errno.ECONNRESET, errno.EPIPE):
+                self.closed += 1
+            else:
+                self.errors += 1
             self._drop(client)
 
     def _read(self, client: _Client) -> None:

@@ -166,9 +166,11 @@ def test_clients_the_server_closes_are_counted_not_lost(make_engine: Any) -> Non
             for _ in range(free - 6):
                 filler.append(os.open(os.devnull, os.O_RDONLY))
             assert 1024 - sum(1 for fd in _open_fds() if fd < 1024) == 6
-            # idle clients (rate 0): a refused one that had sent bytes would get an RST, and
-            # count among `errors` (failed) instead
-            assert generator.add(5, 8, 0).result(5) == 5
+            # each sends its first message at once: a refused one that had gets a reset, not
+            # an EOF (its bytes unread), and was counted among `errors` (failed)
+            assert generator.add(5, 8, 1000).result(5) == 5
+            wait_until(lambda: all(c.awaiting for c in generator._clients.values()),
+                       what="every client's first message sent")
             engine.resume().result(5)
 
             def settled() -> bool:
