@@ -131,22 +131,41 @@ export function showError(message, topic = '', { offline = false } = {}) {
   syncNotice();
 }
 
-/** A button on the shown error of `topic`: what the page can do about it. `run(button)` may
- *  say its progress on the button; the error goes when its topic's next request succeeds. */
-export function addErrorAction(topic, label, run) {
+function shownError(topic) {
   if (!errorArea) return null;
-  const p = [...errorArea.querySelectorAll('p.error-message')].find((el) => el.dataset.topic === topic);
+  return [...errorArea.querySelectorAll('p.error-message')].find((el) => el.dataset.topic === topic) || null;
+}
+
+/** A button on the shown error of `topic`: what the page can do about it. `run(button)` may
+ *  say its progress on the button; the error goes when its topic's next request succeeds.
+ *  The button stays focusable while it runs (aria-disabled: a disabled one drops the focus);
+ *  when the error has gone, the focus goes to the same topic's next offer, else `returnFocus`. */
+export function addErrorAction(topic, label, run, returnFocus = null) {
+  const p = shownError(topic);
   if (!p) return null;
   const button = document.createElement('button');
   button.type = 'button';
   button.className = 'error-action';
   button.textContent = label;
   button.addEventListener('click', async () => {
-    button.disabled = true;
-    try { await run(button); } finally { button.disabled = false; }
+    if (button.getAttribute('aria-disabled') === 'true') return;
+    button.setAttribute('aria-disabled', 'true');
+    const hadFocus = document.activeElement === button;
+    try { await run(button); } finally { button.removeAttribute('aria-disabled'); }
+    if (hadFocus && !button.isConnected) {
+      const next = shownError(topic);
+      const target = (next && next.querySelector('.error-action')) || returnFocus;
+      if (target && target.isConnected) target.focus();
+    }
   });
   p.append(' ', button);
   return button;
+}
+
+/** A sentence added to the shown error of `topic` (why the page offers nothing). */
+export function addErrorNote(topic, text) {
+  const p = shownError(topic);
+  if (p) p.append(` ${text}`);
 }
 
 export function clearErrors() {

@@ -104,7 +104,12 @@ export class Controls {
     let refusal = null;
     const state = await this.run(() => api.setBackend(body).catch((err) => { refusal = err; throw err; }));
     if (state && this.applyState(state)) this.model.needResync = false;
-    if (refusal && body.name === 'select') offerToMakeRoomForSelect(refusal, () => this.switchBackend(body));
+    if (refusal && body.name === 'select') {
+      // sent again as it is then: the write mode left as the server has it (another client
+      // may have changed it since), trigger and one-shot as select has them
+      await offerToMakeRoomForSelect(refusal, () => this.switchBackend({ name: 'select' }),
+        this.backend);
+    }
   }
 
   async togglePause() {
