@@ -125,9 +125,14 @@ export function showError(message, topic = '', { offline = false } = {}) {
   }
   // the newest error of a kind replaces the older ones: three bad slow-motion values, or Step
   // pressed three times while running, are one line, not a pile
-  if (topic) for (const old of list.querySelectorAll('p.error-message')) if (old.dataset.topic === topic) old.remove();
+  const replaced = topic ? [...list.querySelectorAll('p.error-message')].filter((old) => old.dataset.topic === topic) : [];
+  // the keyboard was on a replaced error's own button (its offer, pressed): it waits on
+  // Dismiss, not on <body>, until the new error's offer (if any) takes it
+  const keepFocus = replaced.some((old) => old.contains(document.activeElement));
+  for (const old of replaced) old.remove();
   list.append(p);
   while (list.children.length > MAX_ERRORS) list.firstElementChild.remove();
+  if (keepFocus) errorArea.querySelector('.error-dismiss').focus();
   syncNotice();
 }
 

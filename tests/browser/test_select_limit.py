@@ -133,3 +133,30 @@ def test_with_closed_fds_left_registered_the_refusal_says_closing_cannot_help(da
         finally:
             api.post("/api/flaws/close_without_unregister", json={"on": False})
         assert real_console_errors(dashboard) == []
+
+
+def test_an_error_replacing_the_one_whose_button_had_the_focus_keeps_it_off_body(bare_page):
+    """A second refusal replaced the error whose offer had been pressed: the keyboard fell to
+    <body> until the new offer was added (two requests later). It waits on Dismiss now, and
+    the action's end moves it to the new offer."""
+    result = bare_page.page.evaluate("""async () => {
+        const area = document.createElement('div');
+        document.body.append(area);
+        const { init, showError, addErrorAction } = await import('/static/js/api.js');
+        init({ token: '', errorEl: area });
+        showError('first refusal', 'backend');
+        let release;
+        const pressed = new Promise((resolve) => { release = resolve; });
+        const button = addErrorAction('backend', 'Make room', async () => {
+            showError('second refusal', 'backend');  // what the action's own retry brings
+            const during = document.activeElement.textContent;
+            addErrorAction('backend', 'Make room again', async () => {});
+            release(during);
+        });
+        button.focus();
+        button.click();
+        const during = await pressed;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        return [during, document.activeElement.textContent];
+    }""")
+    assert result == ["Dismiss", "Make room again"], result
