@@ -169,6 +169,7 @@ export class ConnectionsPanel {
     set('in', about + GROUPED.format(c.bytesIn));
     set('out', about + GROUPED.format(c.bytesOut));
     set('paused', c.lingering ? 'lingering' : c.paused ? 'paused' : '');
+    const fd = row.tr.dataset.fd;
     if (last.lingering !== c.lingering) {
       last.lingering = c.lingering;
       row.cells.paused.title = c.lingering
@@ -176,8 +177,9 @@ export class ConnectionsPanel {
           '(5 s at most, counted while the loop runs), then the close'
         : '';
       row.button.textContent = c.lingering ? 'Close now' : 'Close';
+      // the name holds the words shown (WCAG 2.5.3: a speech user says "Close now")
+      row.button.setAttribute('aria-label', c.lingering ? `Close now (fd ${fd})` : `Close fd ${fd}`);
     }
-    const fd = row.tr.dataset.fd;
     let title = c.lingering
       ? `Close fd ${fd} now, without waiting for the peer's EOF (an RST if it is still sending)`
       : `Close fd ${fd} (the server closes this connection)`;
