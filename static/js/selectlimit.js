@@ -20,7 +20,7 @@ async function highConnectionFds() {
 }
 
 /** Close `fds`, IN_FLIGHT at a time; one in a lingering close (its peer still sending) is
- *  closed again, which closes it at once ("Close now"). */
+ *  closed again, which closes it at once. */
 async function closeAll(fds, onProgress) {
   const left = [...fds];
   const again = new Set();

@@ -176,9 +176,6 @@ export class ConnectionsPanel {
         ? 'Closed on request: the peer is still sending, so its input is read away and thrown away until its EOF ' +
           '(5 s at most, counted while the loop runs), then the close'
         : '';
-      row.button.textContent = c.lingering ? 'Close now' : 'Close';
-      // the name holds the words shown (WCAG 2.5.3: a speech user says "Close now")
-      row.button.setAttribute('aria-label', c.lingering ? `Close now (fd ${fd})` : `Close fd ${fd}`);
     }
     let title = c.lingering
       ? `Close fd ${fd} now, without waiting for the peer's EOF (an RST if it is still sending)`
