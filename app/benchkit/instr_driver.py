@@ -89,13 +89,17 @@ def main(argv: list[str]) -> int:
     servers, peers = _pairs()
     step = bare(write, servers) if kind == "bare" else engine(kind, write, rest[0], servers)
     halves = 2 if write == "queued" else 1
+    # The peers read into one buffer: `recv(65536)` allocated 64 KiB and shrank it a message,
+    # in glibc's malloc, whose cost moved by ~200 instructions a message with the heap's
+    # layout, i.e. with any change to the server's code (docs/BENCHMARKS.md, session 38).
+    sink = bytearray(65536)
     for _ in range(rounds):
         for peer in peers:
             peer.send(MESSAGE)
         for _ in range(halves):
             step()
         for peer in peers:
-            peer.recv(65536)
+            peer.recv_into(sink)
     return 0
 
 
