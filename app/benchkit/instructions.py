@@ -5,11 +5,12 @@ Timings on this 2-core VM move by ±5-10 % between runs; instruction counts repe
 parts in 100,000 (hash seed fixed), so a change of ~1 % in the interpreter work per message is
 visible at once, as long as nothing in the process allocates through glibc's malloc per
 message (its cost follows the heap's layout, which any code change moves: the driver's peers
-read into one buffer for that reason). Each variant runs twice (50 and 250 rounds of 50 x 1 KiB over socketpairs,
-`instr_driver`); the difference over 10,000 messages removes start-up. The count is user-space
-only (the kernel's side of recv/send is not in it) and includes the driver's own peers, which
-are the same for every variant. Under load ~1,000 instructions a message came to ~0.1 µs a
-round trip (docs/BENCHMARKS-history.md, session 6). Not in the default run: about two minutes.
+read into one buffer for that reason). Each variant runs twice (50 and 250 rounds of
+50 x 1 KiB over socketpairs, `instr_driver`); the difference over 10,000 messages removes
+start-up. The count is user-space only (the kernel's side of recv/send is not in it) and
+includes the driver's own peers, which are the same for every variant. Under load ~1,000
+instructions a message came to ~0.1 µs a round trip (docs/BENCHMARKS-history.md, session 6).
+Not in the default run: about two minutes.
 """
 
 from __future__ import annotations
