@@ -44,9 +44,9 @@ def test_close_button_closes_the_connection(dashboard):
 def test_a_lingering_close_is_shown_until_the_peer_ends_it_or_close_now(dashboard, monkeypatch):
     """A close of a peer that is still sending lingers (mux/linger.py): the row stayed as it
     was for up to 5 s, its Close button live again, as if the click had done nothing. Now the
-    row says "lingering" and its button's description "Close fd N now"; the close event says how it ended. A
-    second page, which did not click, learns it too (no event says when a linger begins: it
-    showed "paused" and "Close", whose click was a second close, at once)."""
+    row says "lingering" and its button's description "Close fd N now"; the close event says
+    how it ended. A second page, which did not click, learns it too (no event says when a
+    linger begins: it showed "paused" and "Close", whose click was a second close, at once)."""
     # the deadline (5 s) is not what this is about: on a busy machine the checks of both pages
     # took longer, and a row went with its deadline before the second page was looked at
     monkeypatch.setattr(mux.tcp_close, "LINGER_S", 60.0)

@@ -169,7 +169,6 @@ export class ConnectionsPanel {
     set('in', about + GROUPED.format(c.bytesIn));
     set('out', about + GROUPED.format(c.bytesOut));
     set('paused', c.lingering ? 'lingering' : c.paused ? 'paused' : '');
-    const fd = row.tr.dataset.fd;
     if (last.lingering !== c.lingering) {
       last.lingering = c.lingering;
       row.cells.paused.title = c.lingering
@@ -177,6 +176,7 @@ export class ConnectionsPanel {
           '(5 s at most, counted while the loop runs), then the close'
         : '';
     }
+    const fd = row.tr.dataset.fd;
     let title = c.lingering
       ? `Close fd ${fd} now, without waiting for the peer's EOF (an RST if it is still sending)`
       : `Close fd ${fd} (the server closes this connection)`;
