@@ -230,8 +230,6 @@ class Engine(EngineCommands, LoopControl):
         """The loop thread's body; returns after `stop()`, with everything closed."""
         self._name_thread()
         door = self._door
-        run_once = self.loop.run_once
-        breakpoints = self.breakpoints
         try:
             while not self._stopping:
                 if self.paused:
@@ -240,14 +238,8 @@ class Engine(EngineCommands, LoopControl):
                     if self._steps_requested and not self._stopping:
                         self._step()
                     continue
-                # `_run_iteration`, inline: a Python frame less an iteration (with one
-                # connection an iteration is one message; docs/BENCHMARKS.md, session 37)
-                self._iterating = True
-                run_once()
-                self._iterating = False
-                if self._held_loop_events is not None:
-                    self._release_held_loop_events()
-                if breakpoints.hit is not None:
+                self._run_iteration()
+                if self.breakpoints.hit is not None:
                     self._pause_at_breakpoint()
                     continue
                 if self.delay_ms and not self._stopping:

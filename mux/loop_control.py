@@ -89,8 +89,8 @@ class LoopControl:
 
     def _run_iteration(self) -> None:
         """One iteration, marked as running (a pause taken inside it holds its `loop` event
-        until the iteration's own events are out). A step's; `Engine.run` has the same lines
-        inline, a frame less an iteration: change both together."""
+        until the iteration's own events are out). Not inlined in `Engine.run`: that saved
+        0.2 % of a round trip's instructions (docs/BENCHMARKS.md, session 38)."""
         # no try/finally: an exception out of run_once ends the thread (run's finally)
         self._iterating = True
         self.loop.run_once()
