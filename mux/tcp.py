@@ -222,7 +222,7 @@ class TcpConnection(TcpClosing):
                     unshown += 2
                 if partial:
                     break
-            if queue or self.reading_paused or self.eof or self.engine.sticky_write:
+            if queue or not self.reading or self.engine.sticky_write:
                 if unshown:
                     obs.seq += unshown
                 self._after_write()
@@ -254,7 +254,7 @@ class TcpConnection(TcpClosing):
     def desired_interest(self) -> int:
         if self.lingering:  # reading away until the peer's EOF, whatever else holds
             return READABLE
-        reading = not (self.reading_paused or self.eof)
+        reading = self.reading
         # the bug zoo's stuck write interest: on a connection that has had it (queued, every
         # one that echoed; eager, one that queued a partial send's rest), as the flaw's note says
         writing = self.queue or (self.engine.sticky_write and self.bytes_out
@@ -333,7 +333,7 @@ class TcpConnection(TcpClosing):
         if self.pending_bytes > self.engine.high_water and not self.reading_paused:
             self._set_backpressure(True)
         elif len(queue) == 1:  # desired_interest(), inline: the queue is no longer empty
-            reading = not (self.reading_paused or self.eof)
+            reading = self.reading
             self.loop.set_interest(self.fd, READ_WRITE if reading else WRITABLE)
 
     def _set_backpressure(self, paused: bool, inline: bool = False) -> None:
