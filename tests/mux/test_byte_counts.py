@@ -95,6 +95,56 @@ def test_bytes_out_never_counts_a_byte_before_it_is_sent() -> None:
         client.close()
 
 
+class _TakesTwoOnce:
+    """A socket whose next `send` takes at most 2 bytes; the send after it (the queue's flush)
+    first notes the counters another thread would read then."""
+
+    def __init__(self, sock: socket.socket, engine: object, seen: list[tuple[int, int]]) -> None:
+        self._sock = sock
+        self._engine = engine
+        self._seen = seen
+        self._sends = 0
+
+    def send(self, data: bytes) -> int:
+        self._sends += 1
+        if self._sends == 1:
+            return self._sock.send(bytes(data)[:2])
+        counters = self._engine.counters()  # type: ignore[attr-defined]
+        self._seen.append((counters["bytes_in"], counters["bytes_out"]))
+        return self._sock.send(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_a_message_echoed_whole_counts_once_and_a_partial_one_as_its_bytes_go() -> None:
+    """Eager, unwatched: a message sent back whole is counted once, for both directions
+    (`echoed`); one the kernel took 2 bytes of counts its 5 bytes in at once and its bytes out
+    as they go: 10 in and 7 out while its rest waited in the queue, then 10 and 10."""
+    with running_engine(observe=False, backend="epoll", write="eager") as (engine, _):
+        client = connect(engine.tcp_port)
+        wait_until(lambda: engine.counters()["connections"] == 1, what="the accept")
+        client.sendall(b"hello")
+        assert client.recv(16) == b"hello"
+        conn: TcpConnection = next(iter(engine.connections.values()))
+        assert (conn.echoed, conn.bytes_in, conn.bytes_out) == (5, 5, 5)
+        seen: list[tuple[int, int]] = []
+
+        def wrap() -> None:
+            conn.sock = _TakesTwoOnce(conn.sock, engine, seen)  # type: ignore[assignment]
+
+        engine.call(wrap).result(5)
+        client.sendall(b"world")
+        got = b""
+        while len(got) < 5:
+            got += client.recv(16)
+        assert got == b"world"
+        assert seen == [(10, 7)]
+        wait_until(lambda: engine.counters()["bytes_out"] == 10, what="the rest counted")
+        assert (engine.counters()["bytes_in"], conn.echoed) == (10, 5)
+        client.close()
+
+
 def test_waits_by_backend_never_go_back_while_backends_switch() -> None:
     """A scrape between a switch's backend change and its bookkeeping counted the old
     backend's latest waits under the new name, and the next scrape showed a decrease (a
