@@ -254,12 +254,11 @@ class TcpConnection(TcpClosing):
     def desired_interest(self) -> int:
         if self.lingering:  # reading away until the peer's EOF, whatever else holds
             return READABLE
-        reading = self.reading
         # the bug zoo's stuck write interest: on a connection that has had it (queued, every
         # one that echoed; eager, one that queued a partial send's rest), as the flaw's note says
         writing = self.queue or (self.engine.sticky_write and self.bytes_out
                                  and (self.queued_ever or not self.engine.eager))
-        return (READABLE if reading else 0) | (WRITABLE if writing else 0)
+        return (READABLE if self.reading else 0) | (WRITABLE if writing else 0)
 
     def _update_interest(self) -> None:
         self.loop.set_interest(self.fd, self.desired_interest())
@@ -333,8 +332,7 @@ class TcpConnection(TcpClosing):
         if self.pending_bytes > self.engine.high_water and not self.reading_paused:
             self._set_backpressure(True)
         elif len(queue) == 1:  # desired_interest(), inline: the queue is no longer empty
-            reading = self.reading
-            self.loop.set_interest(self.fd, READ_WRITE if reading else WRITABLE)
+            self.loop.set_interest(self.fd, READ_WRITE if self.reading else WRITABLE)
 
     def _set_backpressure(self, paused: bool, inline: bool = False) -> None:
         """`inline`: called by on_ready's unwatched queued read, not by `_put` (the event says
