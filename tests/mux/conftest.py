@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import threading
@@ -26,6 +27,33 @@ MODES = [
     ("epoll", "edge", True),
 ]
 MODE_IDS = [f"{b}-{t}{'-oneshot' if o else ''}" for b, t, o in MODES]
+
+
+class SocketStandIn:
+    """A real socket with some of its calls replaced by a subclass: what the kernel would do
+    at a moment a test cannot make it happen (a refusal, a partial send, a failed accept).
+    Everything else goes to the real socket."""
+
+    def __init__(self, real: socket.socket) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class RefusingOnce(SocketStandIn):
+    """The engine's UDP socket, whose first `sendto` fails with EAGAIN (loopback never
+    refuses a datagram, so a full send buffer is played here, once); the rest go through."""
+
+    def __init__(self, real: socket.socket) -> None:
+        super().__init__(real)
+        self.refused = 0
+
+    def sendto(self, data: bytes, addr: Any) -> int:
+        if not self.refused:
+            self.refused += 1
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        return self.real.sendto(data, addr)
 
 
 class Recorder:

@@ -18,7 +18,7 @@ import pytest
 from mux.kernel import socket_queues
 from mux.tcp import TcpConnection
 
-from .conftest import connect, running_engine, wait_until
+from .conftest import SocketStandIn, connect, running_engine, wait_until
 
 TCP_CLOSE = 7  # include/net/tcp_states.h: where an RST leaves the connection
 
@@ -56,21 +56,18 @@ def test_bytes_lost_to_a_reset_are_not_counted_as_sent(write: str, observe: bool
         assert (counters["bytes_in"], counters["bytes_out"]) == (5, 0)
 
 
-class _FullKernel:
+class _FullKernel(SocketStandIn):
     """A socket whose send buffer is full (send takes nothing), which notes what another
     thread reading the counters at that moment would see."""
 
     def __init__(self, sock: socket.socket, engine: object, seen: list[int]) -> None:
-        self._sock = sock
+        super().__init__(sock)
         self._engine = engine
         self._seen = seen
 
     def send(self, data: object) -> int:
         self._seen.append(self._engine.counters()["bytes_out"])  # type: ignore[attr-defined]
         raise BlockingIOError
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._sock, name)
 
 
 def test_bytes_out_never_counts_a_byte_before_it_is_sent() -> None:
@@ -95,12 +92,12 @@ def test_bytes_out_never_counts_a_byte_before_it_is_sent() -> None:
         client.close()
 
 
-class _TakesTwoOnce:
+class _TakesTwoOnce(SocketStandIn):
     """A socket whose next `send` takes at most 2 bytes; the send after it (the queue's flush)
     first notes the counters another thread would read then."""
 
     def __init__(self, sock: socket.socket, engine: object, seen: list[tuple[int, int]]) -> None:
-        self._sock = sock
+        super().__init__(sock)
         self._engine = engine
         self._seen = seen
         self._sends = 0
@@ -108,13 +105,10 @@ class _TakesTwoOnce:
     def send(self, data: bytes) -> int:
         self._sends += 1
         if self._sends == 1:
-            return self._sock.send(bytes(data)[:2])
+            return self.real.send(bytes(data)[:2])
         counters = self._engine.counters()  # type: ignore[attr-defined]
         self._seen.append((counters["bytes_in"], counters["bytes_out"]))
-        return self._sock.send(data)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._sock, name)
+        return self.real.send(data)
 
 
 def test_a_message_echoed_whole_counts_once_and_a_partial_one_as_its_bytes_go() -> None:

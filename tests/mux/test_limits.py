@@ -17,7 +17,7 @@ import pytest
 
 from mux import Engine, EngineConfig, FdLimitError
 
-from .conftest import closed_by_server, connect, recv_exactly, wait_until
+from .conftest import SocketStandIn, closed_by_server, connect, recv_exactly, wait_until
 
 
 @contextmanager
@@ -150,21 +150,19 @@ def test_emfile_does_not_spin_and_recovers(trigger):
         proc.wait(5)
 
 
-class _FailingOnce:
+class _FailingOnce(SocketStandIn):
     """The real listening socket, whose first `accept` fails the way accept(2) may fail for a
     connection that died in the backlog (the kernel cannot be made to do it on demand)."""
 
     def __init__(self, sock: socket.socket, err: int) -> None:
-        self._sock, self._err, self.failed = sock, err, False
+        super().__init__(sock)
+        self._err, self.failed = err, False
 
     def accept(self) -> tuple[socket.socket, object]:
         if not self.failed:
             self.failed = True
             raise OSError(self._err, os.strerror(self._err))
-        return self._sock.accept()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._sock, name)
+        return self.real.accept()
 
 
 @pytest.mark.parametrize("err", [errno.ECONNABORTED, errno.EPROTO])

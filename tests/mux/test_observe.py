@@ -15,7 +15,7 @@ from mux.backends._select import SelectBackend
 from mux.observe import Observers
 from mux.tcp import TcpConnection
 
-from .conftest import Recorder, running_engine, wait_until
+from .conftest import Recorder, SocketStandIn, running_engine, wait_until
 from .traffic import check, start_clients
 
 
@@ -324,12 +324,12 @@ def test_set_write_mode_keeps_a_switch_queued_before_it(make_engine) -> None:
     assert (state["backend"]["name"], state["backend"]["write"]) == ("poll", "eager")
 
 
-class _WatchedFromSecondSend:
+class _WatchedFromSecondSend(SocketStandIn):
     """The connection's socket, whose second `send` finds the iteration turned watched, as
     when another thread adds a second sink between two chunks of one send loop."""
 
     def __init__(self, sock: socket.socket, obs: Observers) -> None:
-        self._sock = sock
+        super().__init__(sock)
         self._obs = obs
         self._sends = 0
 
@@ -337,10 +337,7 @@ class _WatchedFromSecondSend:
         self._sends += 1
         if self._sends == 2:
             self._obs.watched = True
-        return self._sock.send(data)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._sock, name)
+        return self.real.send(data)
 
 
 def test_chunks_sent_before_a_sink_arrives_are_numbered_before_the_ones_it_sees():

@@ -10,27 +10,24 @@ import pytest
 
 import mux.udp
 
-from .conftest import wait_until
+from .conftest import SocketStandIn, wait_until
 
 BOUND = 20
 SENT = 100
 
 
-class RefusingSocket:
+class RefusingSocket(SocketStandIn):
     """The engine's UDP socket, whose `sendto` fails with EAGAIN while `refusing` is set:
     loopback never refuses a datagram, so a full send buffer is played here."""
 
     def __init__(self, real: socket.socket) -> None:
-        self.real = real
+        super().__init__(real)
         self.refusing = True
 
     def sendto(self, data: bytes, addr: Any) -> int:
         if self.refusing:
             raise BlockingIOError(11, "Resource temporarily unavailable")
         return self.real.sendto(data, addr)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
 
 
 @pytest.mark.parametrize("backend", ["select", "poll", "epoll"])

@@ -11,7 +11,7 @@ import pytest
 
 import mux.udp
 
-from .conftest import wait_until
+from .conftest import RefusingOnce, wait_until
 
 SENT = 60  # far below what the socket's default receive buffer holds: the kernel drops none
 BOUND = 10
@@ -57,24 +57,6 @@ def test_edge_mode_echoes_every_datagram_that_one_edge_announced(make_engine, on
     assert echoes == [b"%04d" % i for i in range(SENT)]
     wait_until(lambda: engine.udp.echoed == SENT, 5, "every datagram echoed")
     assert engine.udp.dropped == 0
-
-
-class RefusingOnce:
-    """The engine's UDP socket, whose first `sendto` fails with EAGAIN (loopback never
-    refuses a datagram, so a full send buffer is played here); the rest go through."""
-
-    def __init__(self, real: socket.socket) -> None:
-        self.real = real
-        self.refusals = 1
-
-    def sendto(self, data: bytes, addr: Any) -> int:
-        if self.refusals:
-            self.refusals -= 1
-            raise BlockingIOError(11, "Resource temporarily unavailable")
-        return self.real.sendto(data, addr)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
 
 
 def test_edge_mode_reads_again_at_once_when_udp_backpressure_ends(make_engine, monkeypatch):

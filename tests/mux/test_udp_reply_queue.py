@@ -13,44 +13,23 @@ import pytest
 
 from mux.backends import READABLE
 
-from .conftest import wait_until
+from .conftest import RefusingOnce, SocketStandIn, wait_until
 
 SENT = 10
 
 
-class RefusingOnce:
-    """The engine's UDP socket, whose first `sendto` fails with EAGAIN: loopback never
-    refuses a datagram, so a full send buffer is played here, once."""
-
-    def __init__(self, real: socket.socket) -> None:
-        self.real = real
-        self.refused = 0
-
-    def sendto(self, data: bytes, addr: Any) -> int:
-        if not self.refused:
-            self.refused += 1
-            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-        return self.real.sendto(data, addr)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
-class Firewalled:
+class Firewalled(SocketStandIn):
     """The engine's UDP socket, whose replies to one address fail with EPERM, as a firewall's
     (an iptables REJECT on output) would: there is no such rule on loopback here."""
 
     def __init__(self, real: socket.socket, blocked: tuple[str, int]) -> None:
-        self.real = real
+        super().__init__(real)
         self.blocked = blocked
 
     def sendto(self, data: bytes, addr: Any) -> int:
         if tuple(addr[:2]) == self.blocked:
             raise PermissionError(errno.EPERM, "Operation not permitted")
         return self.real.sendto(data, addr)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
 
 
 def _client() -> socket.socket:
