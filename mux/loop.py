@@ -1,7 +1,9 @@
 """The generic loop: fd -> handler table, interest bookkeeping, one wait per iteration.
 
 Rules of this module:
-- It knows nothing of echo; handlers (tcp.py, udp.py, control.py) do the protocol work.
+- It knows nothing of echo; handlers (tcp.py, udp.py, control.py) do the protocol work. An
+  unwatched iteration's ready list goes to `dispatch_unwatched`, which the engine replaces
+  with its batch dispatch (hot.py: TCP's eager echo inline, every other case to the handler).
 - Every interest change goes through `set_interest`, so backend, table and events agree. One
   exception, for speed: TcpConnection's unwatched queued path switches write interest with the
   backend's `write_toggle` (select: its write dict's setdefault and pop; poll and epoll: the
@@ -69,6 +71,10 @@ class Loop(Scheduler):
         #: shown: (timeout, ready, duration_us, backend, fds passed); see show_unshown_wait
         self.unshown_wait: tuple[float | None, list[tuple[int, int]], float, Backend,
                                  int] | None = None
+        #: runs an unwatched iteration's ready list (no one-shot, no flaw): the engine sets
+        #: its batch dispatch (hot.py), with TCP's eager echo inline
+        self.dispatch_unwatched: Callable[[list[tuple[int, int]], Backend], None] = (
+            self._dispatch_plain)
         #: replaces `handler.on_ready(generic)` while a bug-zoo flaw is on
         self.dispatch_hook: Callable[[Handler, int], None] | None = None
         #: called with the OSError a wait call (or a one-shot re-arm) raised, a flaw's
@@ -172,12 +178,12 @@ class Loop(Scheduler):
     def run_once(self) -> None:
         """Exactly one wait call, then the handlers of what it returned.
 
-        The hot path's dispatch (nobody watching this iteration, no one-shot, no bug-zoo
-        hook) is written out here, not in a method of its own, and the observers' iteration
-        start is called only to open a budget window (within one, watched is decided here):
-        with one connection an iteration is one message, and each Python frame costs ~150
-        machine instructions to push and clear (callgrind, docs/BENCHMARKS.md "Runs BA, BB,
-        BC and BD").
+        The observers' iteration start is called only to open a budget window (within one,
+        watched is decided here): with one connection an iteration is one message, and each
+        Python frame costs ~150 machine instructions to push and clear (callgrind,
+        docs/BENCHMARKS.md "Runs BA, BB, BC and BD"). The hot path's dispatch (nobody
+        watching this iteration, no one-shot, no bug-zoo hook) is `dispatch_unwatched`: one
+        frame for the whole batch, in which the engine's runs the eager echo inline (hot.py).
         """
         backend = self.backend
         timeout = self._timeout() if (self._soon or self._timers) else self.wait_timeout
@@ -228,29 +234,8 @@ class Loop(Scheduler):
                                      backend.fds_passed(len(self.handlers)))
         if watched or backend.oneshot or self.dispatch_hook is not None:
             self._dispatch_instrumented(ready, watched)
-        else:  # the hot path
-            handlers = self.handlers
-            generic = backend._generic  # native -> READABLE/WRITABLE, filled by .generic
-            for fd, native in ready:
-                if self.dispatch_hook is not None:  # a flaw switched on by a command earlier
-                    # in this batch (the control fd's handler): its `loop` event has said so,
-                    # and the rest of the batch runs its handler, as the code view will show
-                    self._dispatch_instrumented(ready[ready.index((fd, native)):], False)
-                    break
-                # Subscripts, not `.get`: a method call costs ~100 machine instructions
-                # more, and the misses are rare (try is free in CPython 3.11 until a raise).
-                try:
-                    handler = handlers[fd]
-                except KeyError:  # closed by an earlier handler of this same batch
-                    continue
-                try:
-                    mask = generic[native]
-                except KeyError:
-                    mask = backend.generic(native)
-                try:
-                    handler.on_ready(mask)
-                except Exception as exc:
-                    self._handler_failed(handler, exc)
+        else:  # the hot path: the engine's batch dispatch (hot.py), or _dispatch_plain
+            self.dispatch_unwatched(ready, backend)
         if self._soon or self._timers:
             self._run_due()
         if self.after_iteration:
@@ -258,6 +243,31 @@ class Loop(Scheduler):
                 self.unshown_wait = None  # an earlier iteration's (this one was shown)
             for hook in self.after_iteration:
                 hook(ready)
+
+    def _dispatch_plain(self, ready: list[tuple[int, int]], backend: Backend) -> None:
+        """An unwatched iteration's dispatch, with no protocol inline: each fd's handler."""
+        handlers = self.handlers
+        generic = backend._generic  # native -> READABLE/WRITABLE, filled by .generic
+        for fd, native in ready:
+            try:
+                handler = handlers[fd]
+            except KeyError:  # closed by an earlier handler of this same batch
+                continue
+            try:
+                mask = generic[native]
+            except KeyError:
+                mask = backend.generic(native)
+            try:
+                handler.on_ready(mask)
+            except Exception as exc:
+                self._handler_failed(handler, exc)
+            if self.dispatch_hook is not None:  # a flaw switched on by a command this
+                # handler ran (the control fd's): its `loop` event has said so, and the rest
+                # of the batch runs its handler, as the code view will show
+                rest = ready[ready.index((fd, native)) + 1:]
+                if rest:
+                    self._dispatch_instrumented(rest, False)
+                return
 
     def _handler_failed(self, handler: Handler, exc: Exception) -> None:
         """One handler's bug must not end the loop (and with it every connection)."""

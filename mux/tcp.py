@@ -53,6 +53,9 @@ class TcpConnection(TcpClosing):
         #: one test a message, not two
         self.reading = True
         self.closed = False
+        #: a read or send error the kernel reported to the batch dispatch (hot.py), for
+        #: on_ready to close with: ECONNRESET is reported once, then a read finds EOF
+        self.failed: OSError | None = None
         #: the reason of the shut_down under way: its last flush releases no backpressure, and
         #: a close it makes (the queue flushed after EOF) says that reason, not "eof"
         self.shutting_down: str | None = None
@@ -81,11 +84,12 @@ class TcpConnection(TcpClosing):
     def on_ready(self, mask: int) -> None:
         """Readable: recv (to EAGAIN in edge mode); writable: send what is queued.
 
-        The engine's hottest function, so its common paths are written out inline: a call
-        costs ~50 ns a message, and inlining the queued ones saved 0.1-0.3 us a round trip
-        under load (docs/BENCHMARKS-history.md, session 5). Reads: eager or watched
-        (`recv_into` the shared buffer; `_on_data` when shown, eager's echo inline when not),
-        or queued and unwatched (`recv`, straight to the queue). Writes: one loop, which emits
+        The queued strategy's hot function, so its common paths are written out inline: a
+        call costs ~50 ns a message, and inlining the queued ones saved 0.1-0.3 us a round
+        trip under load (docs/BENCHMARKS-history.md, session 5). (Eager's unwatched echo is
+        inline in hot.py's batch dispatch, which hands everything else to this method.)
+        Reads: eager or watched (`recv_into` the shared buffer, then `_on_data`), or queued
+        and unwatched (`recv`, straight to the queue). Writes: one loop, which emits
         its send and queue events when watched. Unwatched, the queued path switches write
         interest with the backend's `write_toggle`, not `Loop.set_interest` (see loop.py's
         rules; 0.3 us a round trip on select, docs/BENCHMARKS-history.md, session 6).
@@ -139,9 +143,14 @@ class TcpConnection(TcpClosing):
                     if not self.loop.edge or self.reading_paused or self.closed:
                         break
             else:
+                failed = self.failed
+                if failed is not None:  # the batch dispatch's read or send failed (hot.py)
+                    self.failed = None
+                    self.close(close_reason(failed))
+                    return
                 sock = self.sock
                 buf = self._rbuf
-                while True:  # the read loop is inline: it runs once per message echoed
+                while True:
                     try:
                         n = sock.recv_into(buf)
                     except BlockingIOError:
@@ -156,28 +165,7 @@ class TcpConnection(TcpClosing):
                         view = self._views[n]
                     except KeyError:
                         view = self._view(n)
-                    obs = self.obs
-                    if obs.watched or self.queue:  # shown, or eager behind what is still queued
-                        self._on_data(view)
-                    else:  # the echo's hot path, inline: nobody watching, eager, nothing queued
-                        try:
-                            sent = sock.send(view)
-                        except BlockingIOError:
-                            sent = 0
-                        except OSError as exc:
-                            self._bytes_in += n
-                            if obs.active:  # the recv event, counted before the close
-                                obs.seq += 1
-                            self.close(close_reason(exc))
-                            return
-                        if obs.active:  # throttled: the recv and send events, counted, not shown
-                            obs.seq += 2 if sent else 1
-                        if sent == n:
-                            self.echoed += n
-                        else:
-                            self._bytes_in += n
-                            self._bytes_out += sent
-                            self._put(bytes(buf[sent:n]))
+                    self._on_data(view)
                     if not self.loop.edge or self.reading_paused or self.closed:
                         break
         if writable and self.queue and not self.closed:

@@ -55,7 +55,9 @@ from tests.mux.conftest import recv_exactly
 # -- the paths the scenarios above do not reach ----------------------------------------------
 def crash(engine: Engine, sink: TruthSink) -> None:
     """A handler that raises (closed by the engine: `error@crash`, `close@crash`), and one
-    whose close raises too (dropped from the tables: `interest@crash`)."""
+    whose close raises too (dropped from the tables: `interest@crash`). The bug is in their
+    reads, which eager's unwatched echo makes in the batch dispatch (mux/hot.py), not in
+    `on_ready`: both must isolate it."""
     a, fd_a = client(engine, sink)
     b, fd_b = client(engine, sink)
 
@@ -64,9 +66,10 @@ def crash(engine: Engine, sink: TruthSink) -> None:
 
     def break_them() -> None:
         conn_a, conn_b = engine.connections[fd_a], engine.connections[fd_b]
-        setattr(conn_a, "on_ready", broken)  # noqa: B010 - (an instance's own, on purpose)
-        setattr(conn_b, "on_ready", broken)  # noqa: B010
-        setattr(conn_b, "close", broken)  # noqa: B010
+        for conn in (conn_a, conn_b):
+            bug = RuntimeError("broken on purpose")
+            conn.sock = Failing(conn.sock, recv=bug, recv_into=bug)  # type: ignore[assignment]
+        setattr(conn_b, "close", broken)  # noqa: B010 - (an instance's own, on purpose)
     engine.call(break_them).result(TIMEOUT)
     start = last_seq(sink)
     a.sendall(b"x")
