@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import engine, events, flaw_base, flaws, linger, listener, loop, tcp, udp, zoo
+from . import engine, events, flaw_base, flaws, hot, linger, listener, loop, tcp, udp, zoo
 
 
 def _kinds() -> dict[str, list[Callable[..., Any]]]:
@@ -55,9 +55,9 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "send": [conn.on_ready],
         "send@eager": [conn.on_ready, conn._on_data],  # eager: sent at once, inside recv's handler
         "backpressure": [conn._put, conn._set_backpressure],
-        # queued and unwatched, on_ready queues inline and pauses reading itself (the event is
-        # shown all the same: no `queue` event of the fd before it)
-        "backpressure@inline": [conn.on_ready, conn._set_backpressure],
+        # queued and unwatched, the batch dispatch queues inline and pauses reading itself
+        # (the event is shown all the same: no `queue` event of the fd before it)
+        "backpressure@inline": [hot.EchoDispatch.run, conn._set_backpressure],
         "backpressure@release": [conn.on_ready, conn._after_write, conn._set_backpressure],
         # the UDP socket's reply queue (`udp: true`): full, then drained
         "backpressure@udp": [udp.UdpEcho._receive_one, udp.UdpEcho._queue_reply,

@@ -72,8 +72,7 @@ class Engine(EngineCommands, LoopControl):
         self.loop = Loop(backends.create(cfg.backend, cfg.trigger, cfg.oneshot),
                          self.observers, cfg.wait_timeout)
         self.stats = self.loop.stats
-        self._echo_dispatch = EchoDispatch(self)
-        self._choose_dispatch()
+        self.loop.dispatch_unwatched = EchoDispatch(self).run
         #: a running loop's wait timeout (the loop's own, but for a step's wait: step_timeout)
         self.wait_timeout = cfg.wait_timeout
         self.step_timeout = cfg.step_timeout
@@ -301,7 +300,6 @@ class Engine(EngineCommands, LoopControl):
         eager = self.eager
         self.write_mode = write or self.write_mode
         self.eager = self.write_mode == "eager"
-        self._choose_dispatch()
         if self.sticky_write and self.eager != eager:  # the bug zoo's stuck write interest
             for conn in list(self.connections.values()):  # depends on the strategy
                 conn._update_interest()
@@ -312,14 +310,6 @@ class Engine(EngineCommands, LoopControl):
                                  "write": self.write_mode, "epoll_fd": backend.fileno,
                                  "maxevents": backend.maxevents})
         return self.describe()
-
-    def _choose_dispatch(self) -> None:
-        """Eager: the batch dispatch with the echo inline (hot.py). Queued: the loop's own,
-        whose one call per fd is all the queued path needs (the batch's tests of the eager
-        case cost it ~440 machine instructions a message, callgrind)."""
-        loop = self.loop
-        loop.dispatch_unwatched = (self._echo_dispatch.run if self.eager
-                                   else loop._dispatch_plain)
 
     def _close_connection(self, fd: int) -> bool:
         conn = self.connections.get(fd)

@@ -1,18 +1,23 @@
-"""The dispatch of an unwatched iteration's ready list, with TCP's eager echo written inline.
+"""The dispatch of an unwatched iteration's ready list, with TCP's echo written inline.
 
 Why: a Python call costs ~400 machine instructions (its frame pushed and cleared, callgrind),
 and the eager echo of a 1 KiB message, from the wait to the send, ~10,000. One call of
-`TcpConnection.on_ready` per ready fd was the largest single cost the engine had over a bare
-loop; here one frame serves the whole batch (docs/BENCHMARKS.md, session 40).
+`TcpConnection.on_ready` per ready fd (two a message, queued) was the largest single cost the
+engine had over a bare loop; here one frame serves the whole batch (docs/BENCHMARKS.md,
+session 40). Inline: eager's read and echo; queued's read into the queue (`recv`, one
+allocation the queue keeps) and its write half (send from the queue's head), each switching
+write interest with the backend's `write_toggle` (loop.py's rules).
 
 Rules of this module:
-- It emits no event. Whatever is not the common case (a read that fails or finds EOF, a send
-  that fails, write readiness, a queue, a watched iteration, queued mode, any other handler)
-  goes to the handler's own `on_ready`, so every event shown comes from the code the code view
-  names. Kernel state makes that possible: a read after EOF finds EOF again, and an error the
-  kernel reports only once (ECONNRESET) is handed over in `TcpConnection.failed`.
+- It emits no event but the pause of a queued read that went over the high-water mark
+  (`backpressure`, `inline`). Whatever else is not the common case (a read that fails or
+  finds EOF, a send that fails, reading paused or ended, a readiness for both sides, a queue
+  behind an eager read, the bug zoo's stuck write interest, a watched iteration, any other
+  handler) goes to the handler's own `on_ready`, so every event shown comes from the code the
+  code view names. Kernel state makes that possible: a read after EOF finds EOF again, and an
+  error the kernel reports only once (ECONNRESET) is handed over in `TcpConnection.failed`.
 - It counts what it does not show (`obs.seq`) exactly as `on_ready` would, and bytes as
-  `on_ready` would (`echoed`, or `_bytes_in`/`_bytes_out` and the queue for a partial send).
+  `on_ready` would (`echoed`, or `_bytes_in`/`_bytes_out` and the queue).
 - A command run by an earlier handler of the batch (the control fd's) may switch the write
   strategy, the backend or a bug-zoo flaw: after each handler it calls, it reads them again.
 """
@@ -21,8 +26,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .backends import READABLE, Backend
-from .tcp import TcpConnection
+from .backends import READABLE, WRITABLE, Backend
+from .tcp import READ_WRITE, RECV_SIZE, TcpConnection
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -39,12 +44,16 @@ class EchoDispatch:
         loop = self.loop
         engine = self.engine
         handlers = loop.handlers
+        interest = loop.interest
         generic = backend._generic  # native -> READABLE/WRITABLE, filled by .generic
         obs = loop.obs
         buf = engine.recv_buffer
         views = engine.recv_views
+        high_water = engine.high_water
         eager = engine.eager
+        sticky = engine.sticky_write
         edge = loop.edge
+        toggle = loop.write_toggle
         for fd, native in ready:
             try:
                 handler = handlers[fd]
@@ -54,50 +63,130 @@ class EchoDispatch:
                 mask = generic[native]
             except KeyError:
                 mask = backend.generic(native)
-            if (mask == READABLE and eager and type(handler) is TcpConnection
-                    and handler.reading and not (obs.watched or handler.queue)):
+            if type(handler) is TcpConnection and not obs.watched and handler.reading:
                 sock = handler.sock
                 done = True  # False: on_ready takes over (see the module's rules)
                 try:
-                    while True:
-                        try:
-                            n = sock.recv_into(buf)
-                        except BlockingIOError:
-                            break
-                        except OSError as exc:
-                            handler.failed = exc  # on_ready closes it, with the reason it says
+                    if mask == READABLE and eager:
+                        if handler.queue:  # behind what is still queued: on_ready's _on_data
                             done = False
+                        while done:
+                            try:
+                                n = sock.recv_into(buf)
+                            except BlockingIOError:
+                                break
+                            except OSError as exc:
+                                handler.failed = exc  # on_ready closes with its reason
+                                done = False
+                                break
+                            if not n:  # EOF: on_ready's read finds it again
+                                done = False
+                                break
+                            try:
+                                view = views[n]
+                            except KeyError:
+                                view = handler._view(n)
+                            try:
+                                sent = sock.send(view)
+                            except BlockingIOError:
+                                sent = 0
+                            except OSError as exc:
+                                handler._bytes_in += n
+                                if obs.active:  # the recv event, counted before the close
+                                    obs.seq += 1
+                                handler.failed = exc
+                                done = False
+                                break
+                            if obs.active:  # throttled: recv and send events, counted
+                                obs.seq += 2 if sent else 1
+                            if sent == n:
+                                handler.echoed += n
+                                if edge:
+                                    continue  # edge-triggered: read on, until EAGAIN
+                                break
+                            handler._bytes_in += n  # the kernel took part: the rest is queued
+                            handler._bytes_out += sent
+                            handler._put(bytes(buf[sent:n]))
+                            done = not (edge and handler.reading)  # on_ready reads on
                             break
-                        if not n:  # EOF: on_ready's read finds it again
-                            done = False
-                            break
-                        try:
-                            view = views[n]
-                        except KeyError:
-                            view = handler._view(n)
-                        try:
-                            sent = sock.send(view)
-                        except BlockingIOError:
-                            sent = 0
-                        except OSError as exc:
+                    elif mask == READABLE:  # queued: `recv`, one allocation the queue keeps
+                        queue = handler.queue
+                        while True:
+                            try:
+                                data = sock.recv(RECV_SIZE)
+                            except BlockingIOError:
+                                break
+                            except OSError as exc:
+                                handler.failed = exc
+                                done = False
+                                break
+                            if not data:  # EOF
+                                done = False
+                                break
+                            n = len(data)
                             handler._bytes_in += n
-                            if obs.active:  # the recv event, counted before the close
+                            queue.append(data)
+                            pending = handler.pending_bytes = handler.pending_bytes + n
+                            # The recv and queue events (and the interest one) are counted,
+                            # not shown: one addition to seq for all (each a new int object).
+                            if pending > high_water:  # (reading: not paused yet)
+                                if obs.active:
+                                    obs.seq += 2
+                                handler._set_backpressure(True, inline=True)
+                                break
+                            if len(queue) == 1 and interest[fd] != READ_WRITE:
+                                if toggle is None:
+                                    if obs.active:
+                                        obs.seq += 2
+                                    loop.set_interest(fd, READ_WRITE)
+                                else:  # set_interest's work, without its Python calls
+                                    toggle[0](fd, toggle[1])
+                                    interest[fd] = READ_WRITE
+                                    if obs.active:
+                                        obs.seq += 3
+                            elif obs.active:
+                                obs.seq += 2
+                            if not edge:
+                                break
+                    elif mask == WRITABLE and handler.queue and not sticky:
+                        # The write half: send from the queue's head until it is empty or the
+                        # kernel is full; a partial send keeps the rest at the head. Then
+                        # write interest follows the queue (off once it is empty).
+                        queue = handler.queue
+                        unshown = 0  # the send and queue events, added to seq once
+                        while queue:
+                            chunk = queue[0]
+                            try:
+                                sent = sock.send(chunk)
+                            except BlockingIOError:
+                                break
+                            except OSError as exc:
+                                handler.failed = exc
+                                done = False
+                                break
+                            handler._bytes_out += sent
+                            handler.pending_bytes -= sent
+                            if obs.active:
+                                unshown += 2
+                            if sent < len(chunk):
+                                queue[0] = chunk[sent:]
+                                break
+                            queue.popleft()
+                        if unshown:
+                            obs.seq += unshown
+                        if not done:
+                            pass
+                        elif queue:  # the kernel is full: interest as desired_interest says
+                            handler._after_write()
+                        elif toggle is None:
+                            loop.set_interest(fd, READABLE)
+                        elif interest[fd] != READABLE:
+                            toggle[2](fd, toggle[3])
+                            interest[fd] = READABLE
+                            if obs.active:  # the interest event
                                 obs.seq += 1
-                            handler.failed = exc
-                            done = False
-                            break
-                        if obs.active:  # throttled: the recv and send events, counted, not shown
-                            obs.seq += 2 if sent else 1
-                        if sent == n:
-                            handler.echoed += n
-                            if edge:
-                                continue  # edge-triggered: read on, until EAGAIN
-                            break
-                        handler._bytes_in += n  # the kernel took part: the rest is queued
-                        handler._bytes_out += sent
-                        handler._put(bytes(buf[sent:n]))
-                        done = not (edge and handler.reading)  # on_ready reads on behind it
-                        break
+                    else:
+                        done = False
                 except Exception as exc:  # a bug: this connection's end, not the loop's
                     loop._handler_failed(handler, exc)
                     continue
@@ -114,5 +203,7 @@ class EchoDispatch:
                 if rest:
                     loop._dispatch_instrumented(rest, False)
                 return
-            eager = engine.eager
+            eager = engine.eager  # a command may have switched them (see the rules)
+            sticky = engine.sticky_write
             edge = loop.edge
+            toggle = loop.write_toggle

@@ -5,11 +5,12 @@ Rules of this module:
   unwatched iteration's ready list goes to `dispatch_unwatched`, which the engine replaces
   with its batch dispatch (hot.py: TCP's eager echo inline, every other case to the handler).
 - Every interest change goes through `set_interest`, so backend, table and events agree. One
-  exception, for speed: TcpConnection's unwatched queued path switches write interest with the
-  backend's `write_toggle` (select: its write dict's setdefault and pop; poll and epoll: the
-  kernel object's modify and the two masks; C calls all) and updates the table and the count
-  itself: two Python frames fewer a switch than set_interest. tests/mux/test_observe.py
-  checks that the table, the backend and the seq still agree.
+  exception, for speed: the queued strategy's unwatched path (the engine's batch dispatch,
+  hot.py) switches write interest with the backend's `write_toggle` (select: its write dict's
+  setdefault and pop; poll and epoll: the kernel object's modify and the two masks; C calls
+  all) and updates the table and the count itself: two Python frames fewer a switch than
+  set_interest. tests/mux/test_observe.py checks that the table, the backend and the seq
+  still agree.
 - `unregister` is the way out of the table, and callers close the fd only after it (the one
   other way, `discard_stale`, is for an fd a bug-zoo flaw closed while registered).
 - Events are built only behind `if obs.watched:` (see observe.py); nothing here is O(fds) per

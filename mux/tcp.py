@@ -84,90 +84,41 @@ class TcpConnection(TcpClosing):
     def on_ready(self, mask: int) -> None:
         """Readable: recv (to EAGAIN in edge mode); writable: send what is queued.
 
-        The queued strategy's hot function, so its common paths are written out inline: a
-        call costs ~50 ns a message, and inlining the queued ones saved 0.1-0.3 us a round
-        trip under load (docs/BENCHMARKS-history.md, session 5). (Eager's unwatched echo is
-        inline in hot.py's batch dispatch, which hands everything else to this method.)
-        Reads: eager or watched (`recv_into` the shared buffer, then `_on_data`), or queued
-        and unwatched (`recv`, straight to the queue). Writes: one loop, which emits
-        its send and queue events when watched. Unwatched, the queued path switches write
-        interest with the backend's `write_toggle`, not `Loop.set_interest` (see loop.py's
-        rules; 0.3 us a round trip on select, docs/BENCHMARKS-history.md, session 6).
+        An unwatched iteration's common cases, both strategies, run inline in the loop's
+        batch dispatch (hot.py: one Python frame for the batch, not one per fd); it hands
+        everything else to this method, which is the general path: watched iterations with
+        their events, one-shot, a bug-zoo flaw's handler, EOF, errors, backpressure
+        released, a readiness for both sides, and shut_down's flush. Reads go into the
+        shared buffer (`recv_into`), then `_on_data`; writes, one loop that emits its send
+        and queue events when watched, then write interest follows the queue.
         """
+        failed = self.failed
+        if failed is not None:  # the batch dispatch's read or send failed (hot.py)
+            self.failed = None
+            self.close(close_reason(failed))
+            return
         readable, writable = SIDES[mask]
         if readable and self.reading:
-            if not (self.engine.eager or self.obs.watched):
-                # queued, nobody watching: `recv` (one allocation, which the queue keeps)
-                sock = self.sock
-                queue = self.queue
-                obs = self.obs
-                while True:
-                    try:
-                        data = sock.recv(RECV_SIZE)
-                    except BlockingIOError:
-                        break
-                    except OSError as exc:
-                        self.close(close_reason(exc))
-                        return
-                    if not data:  # EOF; what is queued may still go out below
-                        self._on_eof()
-                        break
-                    n = len(data)
-                    self._bytes_in += n
-                    queue.append(data)
-                    self.pending_bytes += n
-                    # Throttled, the recv and queue events (and the interest one) are counted,
-                    # not shown: one addition to seq for all, as it is a new int object each.
-                    if self.pending_bytes > self.engine.high_water and not self.reading_paused:
-                        if obs.active:
-                            obs.seq += 2
-                        self._set_backpressure(True, inline=True)
-                    elif len(queue) == 1:  # reading is on (we just read): READ stays, WRITE joins
-                        loop = self.loop
-                        toggle = loop.write_toggle
-                        if toggle is None:
-                            if obs.active:
-                                obs.seq += 2
-                            loop.set_interest(self.fd, READ_WRITE)
-                        else:  # set_interest's work, without its two Python calls
-                            fd = self.fd
-                            if loop.interest[fd] != READ_WRITE:
-                                toggle[0](fd, toggle[1])
-                                loop.interest[fd] = READ_WRITE
-                                if obs.active:
-                                    obs.seq += 3
-                            elif obs.active:
-                                obs.seq += 2
-                    elif obs.active:
-                        obs.seq += 2
-                    if not self.loop.edge or self.reading_paused or self.closed:
-                        break
-            else:
-                failed = self.failed
-                if failed is not None:  # the batch dispatch's read or send failed (hot.py)
-                    self.failed = None
-                    self.close(close_reason(failed))
+            sock = self.sock
+            buf = self._rbuf
+            while True:
+                try:
+                    n = sock.recv_into(buf)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    self.close(close_reason(exc))
                     return
-                sock = self.sock
-                buf = self._rbuf
-                while True:
-                    try:
-                        n = sock.recv_into(buf)
-                    except BlockingIOError:
-                        break
-                    except OSError as exc:
-                        self.close(close_reason(exc))
-                        return
-                    if not n:
-                        self._on_eof()
-                        return
-                    try:
-                        view = self._views[n]
-                    except KeyError:
-                        view = self._view(n)
-                    self._on_data(view)
-                    if not self.loop.edge or self.reading_paused or self.closed:
-                        break
+                if not n:
+                    self._on_eof()
+                    return
+                try:
+                    view = self._views[n]
+                except KeyError:
+                    view = self._view(n)
+                self._on_data(view)
+                if not self.loop.edge or self.reading_paused or self.closed:
+                    break
         if writable and self.queue and not self.closed:
             # Send from the queue's head until it is empty or the kernel is full: one `send`
             # and one `queue` event per chunk; a partial send keeps the rest at the head. Then
@@ -210,27 +161,12 @@ class TcpConnection(TcpClosing):
                     unshown += 2
                 if partial:
                     break
+            if unshown:
+                obs.seq += unshown
             if queue or not self.reading or self.engine.sticky_write:
-                if unshown:
-                    obs.seq += unshown
                 self._after_write()
-                return
-            # the usual end, desired_interest() inline: queue empty, reading on
-            loop = self.loop
-            toggle = loop.write_toggle
-            if toggle is None or obs.watched:
-                if unshown:
-                    obs.seq += unshown
-                loop.set_interest(self.fd, READABLE)
-            else:  # set_interest's work, without its two Python calls
-                fd = self.fd
-                if loop.interest[fd] != READABLE:
-                    toggle[2](fd, toggle[3])
-                    loop.interest[fd] = READABLE
-                    if obs.active:  # and the interest event
-                        unshown += 1
-                if unshown:
-                    obs.seq += unshown
+            else:  # desired_interest(), inline: queue empty, reading on
+                self.loop.set_interest(self.fd, READABLE)
 
     def _view(self, n: int) -> memoryview:
         """`recv_buffer[:n]`, kept for the next message of the same length (bounded)."""
@@ -323,8 +259,8 @@ class TcpConnection(TcpClosing):
             self.loop.set_interest(self.fd, READ_WRITE if self.reading else WRITABLE)
 
     def _set_backpressure(self, paused: bool, inline: bool = False) -> None:
-        """`inline`: called by on_ready's unwatched queued read, not by `_put` (the event says
-        so, for the code panel: it is shown though its iteration is not)."""
+        """`inline`: called by the batch dispatch's queued read (hot.py), not by `_put` (the
+        event says so, for the code panel: it is shown though its iteration is not)."""
         self.reading_paused = paused
         self.reading = not (paused or self.eof)
         self.engine.breakpoints.note("backpressure", self.fd)

@@ -14,6 +14,7 @@ import struct
 
 import pytest
 
+from mux.backends import READABLE
 from mux.kernel import socket_queues
 
 from .conftest import SocketStandIn, connect, recv_exactly, running_engine, wait_until
@@ -129,4 +130,31 @@ def test_edge_reads_on_behind_a_partial_send_of_the_batch() -> None:
         engine.resume().result(5)
         assert recv_exactly(client, len(payload)) == payload
         wait_until(lambda: engine.counters()["bytes_out"] == len(payload), what="the count")
+        client.close()
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_queued_echo_in_the_batch_leaves_nothing_pending(backend: str) -> None:
+    """Queued, unwatched: every message goes recv -> queue -> writable -> send inside the batch
+    dispatch. Afterwards nothing is pending, the queue is empty, write interest is off, and
+    the bytes are counted once each way. (tests/mux/test_observe.py checks that the loop's
+    table and the backend agree, and the seq numbers taken.)"""
+    with running_engine(backend=backend, write="queued", **THROTTLED) as (engine, rec):
+        client = connect(engine.tcp_port)
+        wait_until(lambda: engine.counters()["connections"] == 1, what="the accept")
+        fd = next(iter(engine.connections))
+        for i in range(20):
+            message = b"message %02d" % i
+            client.sendall(message)
+            assert recv_exactly(client, len(message)) == message
+        conn = engine.connections[fd]
+        wait_until(lambda: engine.counters()["bytes_out"] == 200, what="the last send counted")
+
+        def read_state() -> tuple[int, int, int]:
+            return conn.pending_bytes, len(conn.queue), engine.loop.interest[fd]
+
+        pending, depth, mask = engine.call(read_state).result(5)
+        assert (pending, depth, mask) == (0, 0, READABLE)
+        assert engine.counters()["bytes_in"] == 200
+        assert not rec.of("send") and not rec.of("backpressure")  # unwatched, never paused
         client.close()

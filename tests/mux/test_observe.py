@@ -70,8 +70,9 @@ def _inq(sock: socket.socket) -> int:
 
 def _one_message(engine: Engine, recorder: Recorder, watched: bool,
                  scenario: str) -> tuple[int, list[str]]:
-    """Echo one message through a fresh connection's `on_ready`, the iteration watched or
-    throttled; return (seq numbers taken, kinds of the events shown)."""
+    """Echo one message through a fresh connection, dispatched as the loop does (watched:
+    `on_ready`; throttled: the batch dispatch, mux/hot.py); return (seq numbers taken, kinds
+    of the events shown)."""
     server, peer = socket.socketpair()
     server.setblocking(False)
     conn = TcpConnection(engine, server, "socketpair")
@@ -89,16 +90,25 @@ def _one_message(engine: Engine, recorder: Recorder, watched: bool,
     wait_until(lambda: _inq(server) == 100, what="the message reached the server")
     if scenario == "peer gone":  # the echo's send fails (EPIPE): the connection closes
         peer.close()
-    conn.on_ready(READABLE)
+    _dispatch(engine, conn, READABLE, watched)
     _check_backend_agrees(engine, conn.fd)
     if not engine.eager and not conn.closed:  # queued: the echo goes out on writable
-        conn.on_ready(WRITABLE)
+        _dispatch(engine, conn, WRITABLE, watched)
         _check_backend_agrees(engine, conn.fd)
     taken = obs.seq - seq0
     shown = [e["kind"] for e in recorder.events[shown0:]]
     conn.close("user")
     peer.close()
     return taken, shown
+
+
+def _dispatch(engine: Engine, conn: TcpConnection, mask: int, watched: bool) -> None:
+    """The readiness `mask` of `conn`, handled as run_once hands it over."""
+    if watched:
+        conn.on_ready(mask)  # what _dispatch_instrumented calls
+    else:
+        backend = engine.loop.backend
+        engine.loop.dispatch_unwatched([(conn.fd, backend.native_interest(mask))], backend)
 
 
 def _check_backend_agrees(engine: Engine, fd: int) -> None:
@@ -497,7 +507,8 @@ def test_a_wait_never_says_more_cpu_time_than_it_took():
 @pytest.mark.parametrize("backend", ["select", "epoll"])
 def test_a_pause_by_the_unwatched_inline_read_says_so(backend: str):
     """A backpressure event is shown even when its iteration is not; the code panel put a pause
-    that on_ready's own inline read made down to `_put`, which had not run."""
+    that the unwatched inline read made (now the batch dispatch's, mux/hot.py) down to `_put`,
+    which had not run."""
     engine = Engine(EngineConfig(tcp_port=0, udp=False, backend=backend, write="queued",
                                  high_water=50, low_water=10))
     recorder = Recorder()
