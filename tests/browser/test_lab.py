@@ -532,8 +532,8 @@ def test_the_code_view_tells_apart_the_paths_of_one_kind(dashboard):
               ev("close", reason="user")]
     assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", legacy])[2:4] == [
         "send@user", "queue@user"]
-    # a pause by _put (watched: its queue and interest events before it), or by on_ready's
-    # inline read in an iteration nobody watched (`inline`)
+    # a pause by _put (watched: its queue and interest events before it), or by the batch
+    # dispatch's inline read in an iteration nobody watched (`inline`, mux/hot.py)
     paused = [ev("recv", bytes=9), ev("queue", depth=9), ev("interest", op="modify"),
               ev("backpressure", paused=True), ev("backpressure", paused=True, inline=True)]
     assert dashboard.page.evaluate(CHAIN_KEYS, ["queued", paused])[3:] == [

@@ -161,7 +161,7 @@ export class CodePanel {
       case 'send': return !ev.closing && eagerSend(i) ? 'send@eager' : writeHalf('send');
       case 'queue': return sameFd(events[i - 1], 'send') && !eagerSend(i - 1) ? writeHalf('queue@send') : 'queue';
       // a release comes from a readiness's write half only (never a close's: see _after_write);
-      // a pause from _put, or (`inline`: queued, its iteration unwatched) on_ready's own read
+      // a pause from _put, or (`inline`: queued, its iteration unwatched) the batch dispatch's read
       case 'backpressure':
         if (ev.udp) return ev.paused === false ? 'backpressure@udp-release' : 'backpressure@udp';
         if (ev.paused === false) return 'backpressure@release';
