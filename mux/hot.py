@@ -196,12 +196,8 @@ class EchoDispatch:
                 handler.on_ready(mask)
             except Exception as exc:
                 loop._handler_failed(handler, exc)
-            if loop.dispatch_hook is not None:  # a flaw switched on by a command run just
-                # now (the control fd's handler): its `loop` event has said so, and the rest
-                # of the batch runs its handler, as the code view will show
-                rest = ready[ready.index((fd, native)) + 1:]
-                if rest:
-                    loop._dispatch_instrumented(rest, False)
+            if loop.dispatch_hook is not None:  # a flaw, switched on just now
+                loop.hook_the_rest(ready, (fd, native))
                 return
             eager = engine.eager  # a command may have switched them (see the rules)
             sticky = engine.sticky_write

@@ -262,13 +262,17 @@ class Loop(Scheduler):
                 handler.on_ready(mask)
             except Exception as exc:
                 self._handler_failed(handler, exc)
-            if self.dispatch_hook is not None:  # a flaw switched on by a command this
-                # handler ran (the control fd's): its `loop` event has said so, and the rest
-                # of the batch runs its handler, as the code view will show
-                rest = ready[ready.index((fd, native)) + 1:]
-                if rest:
-                    self._dispatch_instrumented(rest, False)
+            if self.dispatch_hook is not None:
+                self.hook_the_rest(ready, (fd, native))
                 return
+
+    def hook_the_rest(self, ready: list[tuple[int, int]], done: tuple[int, int]) -> None:
+        """A bug-zoo flaw was switched on by a command a handler of this batch ran (the
+        control fd's): its `loop` event has said so, and the rest of the batch, after `done`,
+        runs the flaw's handler, as the code view will show."""
+        rest = ready[ready.index(done) + 1:]
+        if rest:
+            self._dispatch_instrumented(rest, False)
 
     def _handler_failed(self, handler: Handler, exc: Exception) -> None:
         """One handler's bug must not end the loop (and with it every connection)."""
