@@ -174,13 +174,13 @@ class EchoDispatch:
                             queue.popleft()
                         if unshown:
                             obs.seq += unshown
-                        if not done:
+                        if not done:  # the send failed: on_ready closes it
                             pass
                         elif queue:  # the kernel is full: interest as desired_interest says
                             handler._after_write()
-                        elif toggle is None:
+                        elif toggle is None:  # (one-shot has none, and never comes here)
                             loop.set_interest(fd, READABLE)
-                        elif interest[fd] != READABLE:
+                        elif interest[fd] != READABLE:  # the queue is empty: WRITE leaves
                             toggle[2](fd, toggle[3])
                             interest[fd] = READABLE
                             if obs.active:  # the interest event

@@ -12,6 +12,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -92,15 +93,34 @@ def _download_trace(page: Page) -> dict[str, Any]:
     """Click the "Download trace" button; the browser's download, parsed as JSON."""
     button = page.get_by_role("button", name="Download trace")
     expect(button).to_be_enabled()
+    seen: list[str] = []  # what Playwright saw of the trace's fetch and of downloads
+    t0 = time.monotonic()
+
+    def note(what: str) -> Callable[[Any], None]:
+        def add(item: Any) -> None:
+            url = getattr(item, "url", "")
+            if what == "download" or "/api/trace" in url:
+                seen.append(f"{what} {url} at {time.monotonic() - t0:.2f} s")
+        return add
+
+    listeners = [(name, note(name)) for name in
+                 ("request", "requestfinished", "requestfailed", "download")]
+    for name, fn in listeners:
+        page.on(name, fn)
     try:
         with page.expect_download(timeout=20_000) as dl_info:
             button.click()
         dl = dl_info.value
     except PlaywrightTimeoutError:
-        # seen once, in a suite run beside a CPU burner: no download in 10 s. Whether the
-        # fetch was made, and finished, tells a click not handled from a slow server from a
-        # download the browser did not start
-        raise AssertionError(f"no download: {page.evaluate(_DOWNLOAD_STATE)}") from None
+        # seen twice, in suite runs beside a CPU burner or the heavy tests: no download in
+        # 20 s, no error shown, the button enabled. Whether the fetch was made, and finished,
+        # tells a click not handled from a slow server from a download the browser did not
+        # start (the page's resource timings alone stop at their buffer's 250 entries)
+        raise AssertionError(f"no download: {page.evaluate(_DOWNLOAD_STATE)}; "
+                             f"seen: {seen}") from None
+    finally:
+        for name, fn in listeners:
+            page.remove_listener(name, fn)
     assert dl.failure() is None
     assert dl.suggested_filename == "muxscope-trace.json"
     with open(dl.path(), encoding="utf-8") as fh:
