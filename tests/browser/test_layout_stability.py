@@ -1,0 +1,42 @@
+"""The page does not jump under a user's pointer while events come in.
+
+A panel that changes height moves everything below it: a button there moves between the moment
+a person (or Playwright) aims and the moment the click lands, and the click hits something
+else. Seen: the backend panel's fd sets went from two lines to three and back as fds came and
+went (19 px each time), and the charts, the code view and the bug zoo's list grew when their
+content came; twice in CI a click then did nothing (the trace download, a flaw's switch).
+"""
+
+from __future__ import annotations
+
+import time
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import echo, server_fd
+from tests.browser.page_helpers import row
+
+#: where the trace button and the zoo's first switch are, relative to the page's top
+WHERE = """() => ['download-trace', 'zoo-list'].map(
+    (id) => Math.round(document.getElementById(id).getBoundingClientRect().top + window.scrollY))"""
+
+
+def test_the_panels_keep_their_height_while_a_client_types(dashboard):
+    page = dashboard.page
+    expect(page.locator("#zoo-list li").first).to_be_attached(timeout=10_000)  # loaded
+    with dashboard.connect() as sock:
+        assert echo(sock, b"first line\n") == b"first line\n"
+        expect(row(page, server_fd(dashboard, sock))).to_have_count(1, timeout=5000)
+        expect(page.locator("#code-steps li").first).to_be_attached(timeout=5000)
+        seen = []
+        deadline = time.monotonic() + 3.0
+        i = 0
+        while time.monotonic() < deadline:  # a person typing: a line every 30 ms, for 3 s
+            assert echo(sock, b"line %d of what someone types\n" % i)
+            i += 1
+            seen.append(tuple(page.evaluate(WHERE)))
+        button_ys = sorted({y for y, _ in seen})
+        zoo_ys = sorted({z for _, z in seen})
+        assert len(seen) > 20, len(seen)
+        assert button_ys[-1] - button_ys[0] <= 2, f"Download trace moved: {button_ys}"
+        assert zoo_ys[-1] - zoo_ys[0] <= 2, f"the bug zoo's list moved: {zoo_ys}"
