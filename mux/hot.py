@@ -178,13 +178,14 @@ class EchoDispatch:
                             pass
                         elif queue:  # the kernel is full: interest as desired_interest says
                             handler._after_write()
-                        elif toggle is None:  # (one-shot has none, and never comes here)
-                            loop.set_interest(fd, READABLE)
                         elif interest[fd] != READABLE:  # the queue is empty: WRITE leaves
-                            toggle[2](fd, toggle[3])
-                            interest[fd] = READABLE
-                            if obs.active:  # the interest event
-                                obs.seq += 1
+                            if toggle is None:  # (one-shot has none, and never comes here)
+                                loop.set_interest(fd, READABLE)
+                            else:
+                                toggle[2](fd, toggle[3])
+                                interest[fd] = READABLE
+                                if obs.active:  # the interest event
+                                    obs.seq += 1
                     else:
                         done = False
                 except Exception as exc:  # a bug: this connection's end, not the loop's
