@@ -128,10 +128,14 @@ def _bare_accept(lsock: socket.socket, ep: Any, conns: dict[int, socket.socket],
                  mask: int = select.EPOLLIN) -> None:
     try:
         sock, _ = lsock.accept()
-    except BlockingIOError:
+    except OSError:  # EAGAIN, or a peer gone before its accept (ECONNABORTED): not the loop's end
         return
-    sock.setblocking(False)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        sock.close()
+        return
     conns[sock.fileno()] = sock
     ep.register(sock.fileno(), mask)
 

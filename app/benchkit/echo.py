@@ -169,7 +169,8 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
         assert v.server is not None
         label, conns, size = loads[0]
         try:
-            client.run(v.server.port, conns, size, 0.0, max(prime, warmup), v.server.cpu)
+            res = client.run(v.server.port, conns, size, 0.0, max(prime, warmup), v.server.cpu)
+            _check_window(v.server, res, max(prime, warmup))
         except (RuntimeError, OSError) as exc:
             _failed(v, exc, log)
             continue
@@ -186,6 +187,7 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
                     _ws_cmd(v.ws, "mark")
                     res = client.run(v.server.port, conns, size, warmup, seconds,
                                      v.server.cpu)
+                    _check_window(v.server, res, seconds)
                     v.runs.setdefault(label, []).append((res, _ws_cmd(v.ws, "stats")))
                 except (RuntimeError, OSError) as exc:
                     _failed(v, exc, log)
@@ -196,12 +198,23 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
             v.server.resume()
 
 
+def _check_window(server: ServerProc, res: LoadResult, seconds: float) -> None:
+    """A window without a round trip measured nothing: its row fails, with the server's last
+    words when it has any (a ratio of nothing would print as a bare "-")."""
+    if res.rt:
+        return
+    said = " / ".join(server.stderr_tail[-2:]) or "its stderr is empty"
+    raise RuntimeError(f"no round trips in a {seconds:g} s window ({res.dead} connections "
+                       f"dead; server: {said})")
+
+
 def _failed(v: Variant, exc: BaseException, log: Any) -> None:
     """A variant whose server, page or load died mid-run: its row says so (a miss is never
     hidden), the others go on. What it measured before is dropped: a row is whole or failed."""
-    v.error = "failed mid-run: " + (str(exc).splitlines() or [type(exc).__name__])[-1][:80]
+    said = (str(exc).splitlines() or [type(exc).__name__])[-1]
+    v.error = "failed mid-run: " + said[:80]
     v.runs.clear()
-    log(f"  {v.name}: {v.error}")
+    log(f"  {v.name}: failed mid-run: {said}")  # the table cuts it, the log has it whole
     close_all([p for p in (v.ws, v.server) if p is not None])
     v.server = v.ws = None
 

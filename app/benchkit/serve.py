@@ -17,6 +17,8 @@ import json
 import os
 import resource
 import sys
+import threading
+import traceback
 
 from app.benchkit.baseline import start_bare
 from app.benchkit.orphan import die_with_parent
@@ -63,8 +65,19 @@ def command_loop(running: Running) -> None:
             break
 
 
+def die_with_the_thread(args: threading.ExceptHookArgs) -> None:
+    """A server thread that dies ends the process, its traceback on stderr: a server left
+    up without its loop would accept connections and echo nothing, and its row would read as
+    a window with no round trips instead of saying why."""
+    traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback)
+    print(f"server thread {args.thread.name if args.thread else '?'} died", file=sys.stderr,
+          flush=True)
+    os._exit(70)
+
+
 def main(argv: list[str]) -> int:
     die_with_parent()
+    threading.excepthook = die_with_the_thread
     prepare(int(argv[1]) if len(argv) > 1 else 0)
     running = start(argv[0])
     print(f"PORT {running.port} {running.http_port or 0}", flush=True)

@@ -5,6 +5,7 @@ A benchmark, not a timed test: no speed is asserted, only that every part comple
 
 from __future__ import annotations
 
+import re
 import statistics
 import subprocess
 import sys
@@ -24,13 +25,15 @@ def test_bench_quick_completes_and_prints_ratio_table(tmp_path: Path) -> None:
          "--quick", "--json", str(out_json)],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "ratio vs asyncio" in out
-    assert "load client:" in out
+    said = f"stdout:\n{out[-4000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, said
+    assert "ratio vs asyncio" in out, said
+    assert "load client:" in out, said
     reference = next(line for line in out.splitlines() if line.startswith("asyncio Protocol"))
-    assert "1.00x" in reference
-    assert any(line.startswith("bare epoll loop") and "x" in line for line in out.splitlines())
+    assert "1.00x" in reference, said
+    bare = [line for line in out.splitlines() if line.startswith("bare epoll loop")]
+    assert bare and all(re.search(r"\d\.\d\dx", line) for line in bare), said
     assert "Wait cost vs idle fds" in out
     assert "Event delivery" in out
     assert "Engine cost per 1 KiB message" in out
@@ -102,6 +105,53 @@ def test_a_variant_that_dies_mid_run_is_a_failed_row_and_the_others_go_on() -> N
     rows = echo.rows(vs, "1 x 64 B")
     assert rows[1]["error"].startswith("failed mid-run") and rows[1]["ratio_vs_asyncio"] is None
     assert any("failed mid-run" in line for line in logged)
+
+
+def test_a_window_without_round_trips_fails_its_row_with_the_servers_last_words() -> None:
+    """A server whose loop had stopped but whose process lived on still accepted connections:
+    its window had no round trips and its row printed a ratio of "-" with no reason (the
+    smoke test's failure in CI on cc5426f looked like this)."""
+    from app.benchkit import echo
+    from app.benchkit.loadgen import LoadResult
+
+    class FakeServer:
+        cpu, stderr_tail = 0, ["Traceback (most recent call last):", "OSError: boom"]
+
+        def __init__(self, port: int) -> None:
+            self.port = port
+
+        def pause(self) -> None: ...
+        def resume(self) -> None: ...
+        def ask_to_quit(self) -> None: ...
+        def close(self) -> None: ...
+
+    class FakeClient:
+        def run(self, port: int, *_: object) -> LoadResult:
+            rt = 0 if port == 2 and calls.count(2) >= 1 else 1000  # stalls after priming
+            calls.append(port)
+            return LoadResult(rt=rt, seconds=1.0, p50_us=1, p99_us=2, dead=0,
+                              probes=(0.0, 0.005))
+
+    calls: list[int] = []
+    vs = [echo.Variant("asyncio Protocol (reference)", "asyncio", server=FakeServer(1)),  # type: ignore[arg-type]
+          echo.Variant("bare epoll loop, eager (no engine)", "bare", server=FakeServer(2))]  # type: ignore[arg-type]
+    logged: list[str] = []
+    echo.measure(vs, FakeClient(), 1.0, 2, 0.0, (("1 x 64 B", 1, 64),), logged.append)  # type: ignore[arg-type]
+    assert vs[1].error and vs[1].error.startswith("failed mid-run: no round trips in a 1 s")
+    assert any("OSError: boom" in line for line in logged), logged
+    assert len(vs[0].runs["1 x 64 B"]) == 2, "the reference went on"
+
+
+def test_a_benchmarked_server_whose_thread_dies_exits_saying_why() -> None:
+    """Its listening socket closes with it, so the next window fails to connect (a failed
+    row) instead of measuring a server that echoes nothing."""
+    code = ("import threading, time; from app.benchkit.serve import die_with_the_thread;"
+            "threading.excepthook = die_with_the_thread;"
+            "threading.Thread(target=lambda: 1 / 0, name='bare-echo').start(); time.sleep(20)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=15, check=False)
+    assert proc.returncode == 70, proc.stderr
+    assert "ZeroDivisionError" in proc.stderr and "bare-echo died" in proc.stderr
 
 
 def test_ratios_near_the_target_are_not_rounded_across_it_and_json_stays_strict(
