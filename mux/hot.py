@@ -16,8 +16,11 @@ Rules of this module:
   handler) goes to the handler's own `on_ready`, so every event shown comes from the code the
   code view names. Kernel state makes that possible: a read after EOF finds EOF again, and an
   error the kernel reports only once (ECONNRESET) is handed over in `TcpConnection.failed`.
-- It counts what it does not show (`obs.seq`) exactly as `on_ready` would, and bytes as
-  `on_ready` would (`echoed`, or `_bytes_in`/`_bytes_out` and the queue).
+- It counts what it does not show exactly as `on_ready` would, and bytes as `on_ready` would
+  (`echoed`, or `_bytes_in`/`_bytes_out` and the queue). The count is kept in a local and
+  added to `obs.seq` once a batch (each addition to `obs.seq` is a new int object), and
+  before anything this frame calls that may emit: an event shown has the seq it would have
+  had, watched (tests/mux/test_observe.py).
 - A command run by an earlier handler of the batch (the control fd's) may switch the write
   strategy, the backend or a bug-zoo flaw: after each handler it calls, it reads them again.
 """
@@ -54,6 +57,11 @@ class EchoDispatch:
         sticky = engine.sticky_write
         edge = loop.edge
         toggle = loop.write_toggle
+        #: events counted, not shown, since seq was last brought up to date: one addition to
+        #: `obs.seq` per batch (an int object each) instead of one per event. Brought up to
+        #: date before anything this frame calls that may emit, and at the batch's end.
+        unshown = 0
+        active = obs.active  # somebody listens: count (read again after each handler called)
         for fd, native in ready:
             try:
                 handler = handlers[fd]
@@ -92,13 +100,13 @@ class EchoDispatch:
                                 sent = 0
                             except OSError as exc:
                                 handler._bytes_in += n
-                                if obs.active:  # the recv event, counted before the close
-                                    obs.seq += 1
+                                if active:  # the recv event, counted before the close
+                                    unshown += 1
                                 handler.failed = exc
                                 done = False
                                 break
-                            if obs.active:  # throttled: recv and send events, counted
-                                obs.seq += 2 if sent else 1
+                            if active:  # the recv and send events
+                                unshown += 2 if sent else 1
                             if sent == n:
                                 handler.echoed += n
                                 if edge:
@@ -106,6 +114,9 @@ class EchoDispatch:
                                 break
                             handler._bytes_in += n  # the kernel took part: the rest is queued
                             handler._bytes_out += sent
+                            if unshown:  # _put may emit (backpressure)
+                                obs.seq += unshown
+                                unshown = 0
                             handler._put(bytes(buf[sent:n]))
                             done = not (edge and handler.reading)  # on_ready reads on
                             break
@@ -128,24 +139,26 @@ class EchoDispatch:
                             queue.append(data)
                             pending = handler.pending_bytes = handler.pending_bytes + n
                             # The recv and queue events (and the interest one) are counted,
-                            # not shown: one addition to seq for all (each a new int object).
+                            # not shown.
                             if pending > high_water:  # (reading: not paused yet)
-                                if obs.active:
-                                    obs.seq += 2
+                                if active:  # before the backpressure event it emits
+                                    obs.seq += unshown + 2
+                                    unshown = 0
                                 handler._set_backpressure(True, inline=True)
                                 break
                             if len(queue) == 1 and interest[fd] != READ_WRITE:
-                                if toggle is None:
-                                    if obs.active:
-                                        obs.seq += 2
-                                    loop.set_interest(fd, READ_WRITE)
-                                else:  # set_interest's work, without its Python calls
+                                if toggle is not None:  # set_interest's work, inline
                                     toggle[0](fd, toggle[1])
                                     interest[fd] = READ_WRITE
-                                    if obs.active:
-                                        obs.seq += 3
-                            elif obs.active:
-                                obs.seq += 2
+                                    if active:
+                                        unshown += 3
+                                else:  # set_interest counts (or shows) its own event
+                                    if active:
+                                        obs.seq += unshown + 2
+                                        unshown = 0
+                                    loop.set_interest(fd, READ_WRITE)
+                            elif active:
+                                unshown += 2
                             if not edge:
                                 break
                     elif mask == WRITABLE and handler.queue and not sticky:
@@ -153,7 +166,6 @@ class EchoDispatch:
                         # kernel is full; a partial send keeps the rest at the head. Then
                         # write interest follows the queue (off once it is empty).
                         queue = handler.queue
-                        unshown = 0  # the send and queue events, added to seq once
                         while queue:
                             chunk = queue[0]
                             try:
@@ -166,33 +178,40 @@ class EchoDispatch:
                                 break
                             handler._bytes_out += sent
                             handler.pending_bytes -= sent
-                            if obs.active:
+                            if active:  # the send and queue events
                                 unshown += 2
                             if sent < len(chunk):
                                 queue[0] = chunk[sent:]
                                 break
                             queue.popleft()
-                        if unshown:
-                            obs.seq += unshown
                         if not done:  # the send failed: on_ready closes it
                             pass
-                        elif queue:  # the kernel is full: interest as desired_interest says
-                            handler._after_write()
-                        elif interest[fd] != READABLE:  # the queue is empty: WRITE leaves
-                            if toggle is None:  # (one-shot has none, and never comes here)
+                        elif queue or toggle is None:  # the kernel is full, or one-shot
+                            if unshown:
+                                obs.seq += unshown
+                                unshown = 0
+                            if queue:  # interest as desired_interest says
+                                handler._after_write()
+                            elif interest[fd] != READABLE:  # (one-shot never comes here)
                                 loop.set_interest(fd, READABLE)
-                            else:
-                                toggle[2](fd, toggle[3])
-                                interest[fd] = READABLE
-                                if obs.active:  # the interest event
-                                    obs.seq += 1
+                        elif interest[fd] != READABLE:  # the queue is empty: WRITE leaves
+                            toggle[2](fd, toggle[3])
+                            interest[fd] = READABLE
+                            if active:  # the interest event
+                                unshown += 1
                     else:
                         done = False
                 except Exception as exc:  # a bug: this connection's end, not the loop's
+                    if unshown:
+                        obs.seq += unshown
+                        unshown = 0
                     loop._handler_failed(handler, exc)
                     continue
                 if done:
                     continue
+            if unshown:  # on_ready may emit: seq first
+                obs.seq += unshown
+                unshown = 0
             try:
                 handler.on_ready(mask)
             except Exception as exc:
@@ -204,3 +223,6 @@ class EchoDispatch:
             sticky = engine.sticky_write
             edge = loop.edge
             toggle = loop.write_toggle
+            active = obs.active
+        if unshown:
+            obs.seq += unshown
