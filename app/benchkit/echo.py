@@ -169,8 +169,7 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
         assert v.server is not None
         label, conns, size = loads[0]
         try:
-            res = client.run(v.server.port, conns, size, 0.0, max(prime, warmup), v.server.cpu)
-            _check_window(v.server, res, max(prime, warmup))
+            _window(v.server, client, conns, size, 0.0, max(prime, warmup), log, v.name)
         except (RuntimeError, OSError) as exc:
             _failed(v, exc, log)
             continue
@@ -185,9 +184,7 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
                 v.server.resume()
                 try:
                     _ws_cmd(v.ws, "mark")
-                    res = client.run(v.server.port, conns, size, warmup, seconds,
-                                     v.server.cpu)
-                    _check_window(v.server, res, seconds)
+                    res = _window(v.server, client, conns, size, warmup, seconds, log, v.name)
                     v.runs.setdefault(label, []).append((res, _ws_cmd(v.ws, "stats")))
                 except (RuntimeError, OSError) as exc:
                     _failed(v, exc, log)
@@ -198,13 +195,24 @@ def measure(vs: list[Variant], client: LoadClient, seconds: float, reps: int, wa
             v.server.resume()
 
 
-def _check_window(server: ServerProc, res: LoadResult, seconds: float) -> None:
-    """A window without a round trip measured nothing: its row fails, with the server's last
-    words when it has any (a ratio of nothing would print as a bare "-")."""
-    if res.rt:
-        return
+def _window(server: ServerProc, client: LoadClient, conns: int, size: int, warmup: float,
+            seconds: float, log: Any, name: str) -> LoadResult:
+    """One window of load on `server`. A window without a round trip measured nothing: it is
+    logged with what the server was doing (its CPU time in the window, where its threads were)
+    and run once more; a second such window fails the row, with the server's last words (a
+    ratio of nothing would print as a bare "-"). Seen in CI, on a loaded machine: the bare
+    epoll loop, fine in its priming window, echoed nothing in a 0.25 s window, its process alive
+    and answering."""
+    for attempt in (1, 2):
+        res = client.run(server.port, conns, size, warmup, seconds, server.cpu)
+        if res.rt:
+            return res
+        where = "; ".join(f"{k}: {v}" for k, v in server.stacks().items()) or "not known"
+        log(f"  {name}: no round trips in a {seconds:g} s window (try {attempt} of 2; "
+            f"{res.dead} connections dead; server CPU {res.server_cpu_s * 1e3:.1f} ms in it; "
+            f"its threads: {where})")
     said = " / ".join(server.stderr_tail[-2:]) or "its stderr is empty"
-    raise RuntimeError(f"no round trips in a {seconds:g} s window ({res.dead} connections "
+    raise RuntimeError(f"no round trips in two {seconds:g} s windows ({res.dead} connections "
                        f"dead; server: {said})")
 
 

@@ -154,6 +154,15 @@ class ServerProc(LineProc):
         self.send("cpu")
         return float(self.expect("CPU", 10))
 
+    def stacks(self) -> dict[str, str]:
+        """Where each of its threads is (serve.py's `stacks`); {} if it cannot say."""
+        try:
+            self.send("stacks")
+            result: dict[str, str] = json.loads(self.expect("STACKS", 5))
+        except (OSError, RuntimeError, TimeoutError, ValueError):
+            return {}
+        return result
+
     def extra(self) -> dict[str, Any]:
         self.send("extra")
         result: dict[str, Any] = json.loads(self.expect("EXTRA", 10))

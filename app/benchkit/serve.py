@@ -8,6 +8,8 @@ pinning), raises its soft open-file limit to the hard one, starts the server and
 
 - ``cpu``   -> ``CPU <seconds>``: this process's user+system CPU (getrusage, µs precision)
 - ``extra`` -> ``EXTRA <json>``: variant-specific figures (the engine's wait counters)
+- ``stacks`` -> ``STACKS <json>``: where each thread is, {name: innermost frames} (what the
+  bench logs when a window had no round trips)
 - ``quit`` or end of input: stop the server and exit.
 """
 
@@ -47,6 +49,17 @@ def start(spec: str) -> Running:
     raise SystemExit(f"unknown server spec {spec!r}")
 
 
+def thread_stacks(depth: int = 3) -> dict[str, str]:
+    """Each thread's innermost `depth` frames, innermost last: "file:line function" each."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    out = {}
+    for ident, frame in sys._current_frames().items():
+        where = [f"{os.path.basename(fs.filename)}:{fs.lineno} {fs.name}"
+                 for fs in traceback.extract_stack(frame)[-depth:]]
+        out[names.get(ident, str(ident))] = " < ".join(reversed(where))
+    return out
+
+
 def prepare(cpu: int) -> None:
     if cpu >= 0 and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {cpu})
@@ -61,6 +74,8 @@ def command_loop(running: Running) -> None:
             print(f"CPU {process_cpu_s():.6f}", flush=True)
         elif cmd == "extra":
             print("EXTRA " + json.dumps(running.extra()), flush=True)
+        elif cmd == "stacks":
+            print("STACKS " + json.dumps(thread_stacks()), flush=True)
         elif cmd == "quit":
             break
 
