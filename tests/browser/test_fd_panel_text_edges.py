@@ -212,8 +212,40 @@ def test_before_any_wait_the_text_does_not_say_the_page_loaded_after_one(
         paint(m);
         return [m.shownWait, text(m)];
     """)
-    assert got == [None, ("the pollfd array passed to poll(): 2 entries (fd, events, revents)\n"
-                          "{fd=3, events=POLLIN, revents=0}\n{fd=7, events=POLLIN, revents=0}")], got
+    assert got == [None, ("the pollfd array poll() is passed: 2 entries (fd, events; no poll() "
+                          f"{NONE_YET})\n{{fd=3, events=POLLIN}}\n{{fd=7, events=POLLIN}}")], got
+
+
+NONE_YET = "shown yet (the syscall line is waiting for the first wait)"
+
+
+def test_a_wait_the_line_does_not_show_yet_is_not_listed_as_returned(
+        bare_page: Dashboard) -> None:
+    """A first wait whose line is not painted yet (its ready events still coming, or within
+    the line's 100 ms): the text listed its ready list ("ready list (returned by that
+    epoll_wait): 1 fd") beside "waiting for the first wait…" (CI, test_syscall_line). Until
+    the line shows a wait, no backend's text says one returned anything."""
+    got = run(bare_page, """
+        const out = {};
+        for (const [name, flag] of [['epoll', 'EPOLLIN'], ['select', 'read'], ['poll', 'POLLIN']]) {
+            const m = model({ name, trigger: 'level', oneshot: false, fd: 9 }, [reg(7, [flag])]);
+            feed(m, wait(11, name, 1, 1), ready(12, 7, [flag]));
+            out[name] = [m.shownWait ?? null, text(m)];
+            paint(m);
+            out[name + ' shown'] = text(m);
+        }
+        return out;
+    """)
+    assert got["epoll"] == [None, (
+        "interest list of epoll fd 9 now (kept in the kernel, changed by epoll_ctl): 1 fd\n"
+        f"fd 7: EPOLLIN\n\nready list: no epoll_wait {NONE_YET}\n")], got
+    assert got["select"] == [None, (
+        "in: the sets select() is passed (interest, now)\nread:   [7]\nwrite:  []\nexcept: []"
+        f"\n\nout: no select() {NONE_YET}\n")], got
+    assert got["poll"][1].endswith("\n{fd=7, events=POLLIN}"), got
+    assert "ready list (returned by that epoll_wait): 1 fd\nfd 7: EPOLLIN" in got["epoll shown"]
+    assert "out: the sets select() returned (ready)\nread:   [7]" in got["select shown"], got
+    assert "{fd=7, events=POLLIN, revents=POLLIN}" in got["poll shown"], got
 
 
 def test_a_closed_while_registered_mark_goes_when_its_number_is_accepted_again(

@@ -31,20 +31,26 @@ function sortedFds(map) {
 /** The wait the syscall line shows (it is throttled), in the words of the backend that made
  *  it: paused or in the past, that can be the one before a switch (select's sets are not a
  *  pollfd array with revents). Both halves (what was passed in, what came back) describe
- *  that one wait, so the two panels agree; the grid and its tooltip are the live picture. */
+ *  that one wait, so the two panels agree; the grid and its tooltip are the live picture.
+ *  Before the line shows a wait ("waiting for the first wait…"; a first wait whose ready
+ *  events are still coming, or one within its 100 ms), `none`: the registrations now, and
+ *  nothing returned (this text said "ready list …: 1 fd" beside that line, in CI). */
 function shownWaitOf(model) {
   const shown = model.shownWait;
   const made = (shown && shown.made) || model.backend;
   const switched = !!model.backend.name && (!!made.replaced || !sameBackend(made, model.backend));
   const known = !shown || shown.interestKnown;
   return {
-    model, shown, made, switched, known,
+    model, shown, made, switched, known, none: !shown,
     regs: shown ? shown.regs : model.regsAtWait(),   // as passed to that wait
-    ready: shown ? shown.ready : model.lastReady,    // and what it returned
-    returned: shown ? Math.max(shown.returned, shown.ready.size) : model.lastReady.size,
+    ready: shown ? shown.ready : new Map(),          // and what it returned
+    returned: shown ? Math.max(shown.returned, shown.ready.size) : 0,
     asNow: known ? '' : ' — as now: this page loaded after that wait, what it was passed is not known here',
   };
 }
+
+/** The title of what a wait returned, or, before the line shows one, that there is none yet. */
+const NONE_YET = 'shown yet (the syscall line is waiting for the first wait)';
 
 /** A line for the ready fds the wait returned that `ready` does not hold (or ''): their
  *  events had not come when the line was painted, or past the page's list cap. */
@@ -85,6 +91,7 @@ function selectBlocks(w) {
   for (const k of Object.keys(out)) out[k].sort((a, b) => a - b);
   const text = (sets) => `read:   ${capList(sets.read)}\nwrite:  ${capList(sets.write)}\nexcept: ${capList(sets.except)}`;
   const more = notReceived(w, '');
+  if (w.none) return [['in: the sets select() is passed (interest, now)', text(ins)], [`out: no select() ${NONE_YET}`, '']];
   return [[`in: the sets passed to select() (interest)${w.asNow}`, text(ins)],
     ['out: the sets select() returned (ready)', more ? `${text(out)}\n${more}` : text(out)]];
 }
@@ -94,13 +101,15 @@ function pollBlocks(w) {
   const lines = fds.slice(0, TEXT_ROWS).map((fd) => {
     const rev = w.ready.get(fd);
     const bits = w.regs.get(fd).bits;
-    return `{fd=${fd}, events=${flagText(toNative(bits, 'poll'))}, revents=${rev ? flagText(rev) : '0'}}${sinceThen(w, fd, bits, 'poll')}${staleNote(w, fd, 'poll')}`;
+    const revents = w.none ? '' : `, revents=${rev ? flagText(rev) : '0'}`;
+    return `{fd=${fd}, events=${flagText(toNative(bits, 'poll'))}${revents}}${sinceThen(w, fd, bits, 'poll')}${staleNote(w, fd, 'poll')}`;
   });
   if (fds.length > TEXT_ROWS) lines.push(`… and ${fds.length - TEXT_ROWS} more`);
   const unknown = unknownCount(w.shown, fds.length);
   if (unknown) lines.push(`… and ${unknown} more passed, ${UNKNOWN_WHY}`);
   const more = notReceived(w, ' (shown with revents=0 above)');
   if (more) lines.push(more);
+  if (w.none) return [[`the pollfd array poll() is passed: ${fds.length + unknown} entries (fd, events; no poll() ${NONE_YET})`, lines.join('\n')]];
   return [[`the pollfd array passed to poll(): ${fds.length + unknown} entries (fd, events, revents)${w.asNow}`, lines.join('\n')]];
 }
 
@@ -131,6 +140,10 @@ function epollBlocks(w) {
   const unknown = unknownCount(w.shown, fds.length + gone.length);
   if (unknown) lines.push(`… and ${unknown} more in it, ${UNKNOWN_WHY}`);
   const epfd = made.fd != null ? ` of epoll fd ${made.fd}` : '';
+  if (w.none) {
+    return [[`interest list${epfd} now (kept in the kernel, changed by epoll_ctl): ${fdCount(fds.length + unknown)}`, lines.join('\n')],
+      [`ready list: no epoll_wait ${NONE_YET}`, '']];
+  }
   const when = known ? 'at that epoll_wait'
     : switched ? 'at that epoll_wait: not known here (this page loaded after it and the switch; below, the registrations now, with its trigger and one-shot bits)'
       : 'now (this page loaded after that epoll_wait: the interest it was made with is not known here)';
