@@ -83,6 +83,8 @@ const debug = {
   get lastSeq() { return model.seq; },
   get dropped() { return model.dropped; },
   get eventsApplied() { return model.eventsApplied; },
+  // the frames held behind a resync's answer, and for how long (null: none held), for tests
+  get held() { return held === null ? null : { frames: held.length, ms: Math.round(performance.now() - heldSince) }; },
   get logPinPending() { return log.needPin; },   // rows appended, the pin to the end not yet done
   get logPaints() { return log.paints; },        // log paints that took new events
   get charts() { return charts; },               // the chart series, for tests
