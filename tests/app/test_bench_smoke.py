@@ -165,9 +165,10 @@ def test_two_windows_without_round_trips_fail_the_row_with_the_servers_last_word
 def test_a_benchmarked_server_whose_thread_dies_exits_saying_why() -> None:
     """Its listening socket closes with it, so the next window fails to connect (a failed
     row) instead of measuring a server that echoes nothing."""
-    code = ("import threading, time; from app.benchkit.serve import die_with_the_thread;"
+    code = ("import threading; from app.benchkit.serve import die_with_the_thread;"
             "threading.excepthook = die_with_the_thread;"
-            "threading.Thread(target=lambda: 1 / 0, name='bare-echo').start(); time.sleep(20)")
+            "threading.Thread(target=lambda: 1 / 0, name='bare-echo').start();"
+            "threading.Event().wait(20)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=15, check=False)
     assert proc.returncode == 70, proc.stderr
