@@ -27,6 +27,7 @@ class EngineStopped(RuntimeError):
 
 class ControlDoor:
     role = "control"
+    inline = False  # (Handler.inline)
 
     def __init__(self, owner: str = "the engine") -> None:
         #: whose thread runs the commands, for the error once it has stopped

@@ -27,13 +27,14 @@ Rules of this module:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .backends import READABLE, WRITABLE, Backend
-from .tcp import READ_WRITE, RECV_SIZE, TcpConnection
+from .tcp import READ_WRITE, RECV_SIZE
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .tcp import TcpConnection
 
 
 class EchoDispatch:
@@ -46,7 +47,9 @@ class EchoDispatch:
     def run(self, ready: list[tuple[int, int]], backend: Backend) -> None:
         loop = self.loop
         engine = self.engine
-        handlers = loop.handlers
+        # Typed as what `handler.inline` says it is: the attributes read past that test are a
+        # TcpConnection's (one cast a batch: typing.cast is a call)
+        handlers = cast("dict[int, TcpConnection]", loop.handlers)
         interest = loop.interest
         generic = backend._generic  # native -> READABLE/WRITABLE, filled by .generic
         obs = loop.obs
@@ -57,6 +60,8 @@ class EchoDispatch:
         sticky = engine.sticky_write
         edge = loop.edge
         toggle = loop.write_toggle
+        if toggle is not None:  # (read again with it after each handler called)
+            write_on, on_native, write_off, off_native = toggle
         #: events counted, not shown, since seq was last brought up to date: one addition to
         #: `obs.seq` per batch (an int object each) instead of one per event. Brought up to
         #: date before anything this frame calls that may emit, and at the batch's end.
@@ -71,96 +76,99 @@ class EchoDispatch:
                 mask = generic[native]
             except KeyError:
                 mask = backend.generic(native)
-            if type(handler) is TcpConnection and not obs.watched and handler.reading:
+            # A TcpConnection that is reading (Handler.inline). The iteration is unwatched:
+            # the loop calls this only then, and decides it once an iteration (observe.py).
+            if handler.inline:
                 sock = handler.sock
                 done = True  # False: on_ready takes over (see the module's rules)
                 try:
-                    if mask == READABLE and eager:
-                        if handler.queue:  # behind what is still queued: on_ready's _on_data
-                            done = False
-                        while done:
-                            try:
-                                n = sock.recv_into(buf)
-                            except BlockingIOError:
-                                break
-                            except OSError as exc:
-                                handler.failed = exc  # on_ready closes with its reason
+                    if mask == READABLE:
+                        if eager:
+                            if handler.queue:  # behind what is still queued: on_ready's _on_data
                                 done = False
-                                break
-                            if not n:  # EOF: on_ready's read finds it again
-                                done = False
-                                break
-                            try:
-                                view = views[n]
-                            except KeyError:
-                                view = handler._view(n)
-                            try:
-                                sent = sock.send(view)
-                            except BlockingIOError:
-                                sent = 0
-                            except OSError as exc:
-                                handler._bytes_in += n
-                                if active:  # the recv event, counted before the close
-                                    unshown += 1
-                                handler.failed = exc
-                                done = False
-                                break
-                            if active:  # the recv and send events
-                                unshown += 2 if sent else 1
-                            if sent == n:
-                                handler.echoed += n
-                                if edge:
-                                    continue  # edge-triggered: read on, until EAGAIN
-                                break
-                            handler._bytes_in += n  # the kernel took part: the rest is queued
-                            handler._bytes_out += sent
-                            if unshown:  # _put may emit (backpressure)
-                                obs.seq += unshown
-                                unshown = 0
-                            handler._put(bytes(buf[sent:n]))
-                            done = not (edge and handler.reading)  # on_ready reads on
-                            break
-                    elif mask == READABLE:  # queued: `recv`, one allocation the queue keeps
-                        queue = handler.queue
-                        while True:
-                            try:
-                                data = sock.recv(RECV_SIZE)
-                            except BlockingIOError:
-                                break
-                            except OSError as exc:
-                                handler.failed = exc
-                                done = False
-                                break
-                            if not data:  # EOF
-                                done = False
-                                break
-                            n = len(data)
-                            handler._bytes_in += n
-                            queue.append(data)
-                            pending = handler.pending_bytes = handler.pending_bytes + n
-                            # The recv and queue events (and the interest one) are counted,
-                            # not shown.
-                            if pending > high_water:  # (reading: not paused yet)
-                                if active:  # before the backpressure event it emits
-                                    obs.seq += unshown + 2
+                            while done:
+                                try:
+                                    n = sock.recv_into(buf)
+                                except BlockingIOError:
+                                    break
+                                except OSError as exc:
+                                    handler.failed = exc  # on_ready closes with its reason
+                                    done = False
+                                    break
+                                if not n:  # EOF: on_ready's read finds it again
+                                    done = False
+                                    break
+                                try:
+                                    view = views[n]
+                                except KeyError:
+                                    view = handler._view(n)
+                                try:
+                                    sent = sock.send(view)
+                                except BlockingIOError:
+                                    sent = 0
+                                except OSError as exc:
+                                    handler._bytes_in += n
+                                    if active:  # the recv event, counted before the close
+                                        unshown += 1
+                                    handler.failed = exc
+                                    done = False
+                                    break
+                                if active:  # the recv and send events
+                                    unshown += 2 if sent else 1
+                                if sent == n:
+                                    handler.echoed += n
+                                    if edge:
+                                        continue  # edge-triggered: read on, until EAGAIN
+                                    break
+                                handler._bytes_in += n  # the kernel took part: the rest is queued
+                                handler._bytes_out += sent
+                                if unshown:  # _put may emit (backpressure)
+                                    obs.seq += unshown
                                     unshown = 0
-                                handler._set_backpressure(True, inline=True)
+                                handler._put(bytes(buf[sent:n]))
+                                done = not (edge and handler.reading)  # on_ready reads on
                                 break
-                            if len(queue) == 1 and interest[fd] != READ_WRITE:
-                                if toggle is not None:  # set_interest's work, inline
-                                    toggle[0](fd, toggle[1])
-                                    interest[fd] = READ_WRITE
-                                    if active:
-                                        unshown += 3
-                                else:  # set_interest counts (or shows) its own event
-                                    if active:
+                        else:  # queued: `recv`, one allocation the queue keeps
+                            queue = handler.queue
+                            while True:
+                                try:
+                                    data = sock.recv(RECV_SIZE)
+                                except BlockingIOError:
+                                    break
+                                except OSError as exc:
+                                    handler.failed = exc
+                                    done = False
+                                    break
+                                if not data:  # EOF
+                                    done = False
+                                    break
+                                n = len(data)
+                                handler._bytes_in += n
+                                queue.append(data)
+                                pending = handler.pending_bytes = handler.pending_bytes + n
+                                # The recv and queue events (and the interest one) are counted,
+                                # not shown.
+                                if pending > high_water:  # (reading: not paused yet)
+                                    if active:  # before the backpressure event it emits
                                         obs.seq += unshown + 2
                                         unshown = 0
-                                    loop.set_interest(fd, READ_WRITE)
-                            elif active:
-                                unshown += 2
-                            if not edge:
-                                break
+                                    handler._set_backpressure(True, inline=True)
+                                    break
+                                if len(queue) == 1 and interest[fd] != READ_WRITE:
+                                    if toggle is not None:  # set_interest's work, inline
+                                        write_on(fd, on_native)
+                                        interest[fd] = READ_WRITE
+                                        if active:
+                                            unshown += 3
+                                    else:  # set_interest counts (or shows) its own event
+                                        if active:
+                                            obs.seq += unshown + 2
+                                            unshown = 0
+                                        loop.set_interest(fd, READ_WRITE)
+                                elif active:
+                                    unshown += 2
+                                if not edge:
+                                    break
                     elif mask == WRITABLE and handler.queue and not sticky:
                         # The write half: send from the queue's head until it is empty or the
                         # kernel is full; a partial send keeps the rest at the head. Then
@@ -195,7 +203,7 @@ class EchoDispatch:
                             elif interest[fd] != READABLE:  # (one-shot never comes here)
                                 loop.set_interest(fd, READABLE)
                         elif interest[fd] != READABLE:  # the queue is empty: WRITE leaves
-                            toggle[2](fd, toggle[3])
+                            write_off(fd, off_native)
                             interest[fd] = READABLE
                             if active:  # the interest event
                                 unshown += 1
@@ -223,6 +231,8 @@ class EchoDispatch:
             sticky = engine.sticky_write
             edge = loop.edge
             toggle = loop.write_toggle
+            if toggle is not None:
+                write_on, on_native, write_off, off_native = toggle
             active = obs.active
         if unshown:
             obs.seq += unshown

@@ -37,6 +37,7 @@ class Lingerer:
     hot path): reads and discards until EOF, then closes with the reason asked for."""
 
     role = "connection"  # a failure in it closes the connection, as one in the connection's
+    inline = False  # (Handler.inline)
 
     def __init__(self, conn: Closing, reason: str, again: Callable[[Lingerer], None]) -> None:
         self.conn = conn

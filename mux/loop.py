@@ -43,6 +43,9 @@ CPU_SAMPLE_BURST = 20.0
 class Handler(Protocol):
     fd: int
     role: str
+    #: True while a batch dispatch that knows this handler's class may do its common case
+    #: itself (the engine's, hot.py: a TCP connection that is reading); False elsewhere
+    inline: bool
 
     def on_ready(self, mask: int) -> None: ...
 

@@ -20,6 +20,7 @@ class ListeningHandler:
     """What the TCP listener and the UDP echo share: one bound socket of the engine's."""
 
     role = ""
+    inline = False  # (Handler.inline)
 
     def __init__(self, engine: Engine, sock: socket.socket) -> None:
         self.engine = engine

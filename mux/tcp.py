@@ -50,8 +50,9 @@ class TcpConnection(TcpClosing):
         self.reading_paused = False
         self.eof = False
         #: not (reading_paused or eof), kept by `_on_eof` and `_set_backpressure`: on_ready's
-        #: one test a message, not two
-        self.reading = True
+        #: one test a message, not two. `inline` (Handler.inline) is the same, for the batch
+        #: dispatch's one test (hot.py): a connection's class and reading in one attribute
+        self.reading = self.inline = True
         self.closed = False
         #: a read or send error the kernel reported to the batch dispatch (hot.py), for
         #: on_ready to close with: ECONNRESET is reported once, then a read finds EOF
@@ -221,7 +222,7 @@ class TcpConnection(TcpClosing):
     def _on_eof(self) -> None:
         """recv() returned 0 bytes: the peer shut its write side."""
         self.eof = True
-        self.reading = False
+        self.reading = self.inline = False
         self.emit_eof_read()
         self.engine.breakpoints.note("hup", self.fd)
         if self.queue:
@@ -262,7 +263,7 @@ class TcpConnection(TcpClosing):
         """`inline`: called by the batch dispatch's queued read (hot.py), not by `_put` (the
         event says so, for the code panel: it is shown though its iteration is not)."""
         self.reading_paused = paused
-        self.reading = not (paused or self.eof)
+        self.reading = self.inline = not (paused or self.eof)
         self.engine.breakpoints.note("backpressure", self.fd)
         self._update_interest()
         obs = self.loop.obs

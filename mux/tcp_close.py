@@ -43,6 +43,7 @@ class TcpClosing:
     discarded: int
     _rbuf: memoryview
     role: str
+    inline: bool
 
     def on_ready(self, mask: int) -> None:
         raise NotImplementedError  # TcpConnection's

@@ -342,7 +342,7 @@ def test_a_close_whose_flush_empties_the_queue_of_a_half_closed_peer_says_user(m
         def half_closed_with_a_queue() -> None:  # as a slow reader's EOF would leave it
             conn = engine.connections[fd]
             conn.eof = True
-            conn.reading = False
+            conn.reading = conn.inline = False
             conn.queue.append(b"last echo")
             conn.pending_bytes += 9
 
