@@ -85,6 +85,8 @@ const debug = {
   get eventsApplied() { return model.eventsApplied; },
   // the frames held behind a resync's answer, and for how long (null: none held), for tests
   get held() { return held === null ? null : { frames: held.length, ms: Math.round(performance.now() - heldSince) }; },
+  // ms since an events frame last arrived, held or not (null: none yet), for a test's failure
+  get sinceEventsFrame() { return eventsFrameAt === null ? null : Math.round(performance.now() - eventsFrameAt); },
   get logPinPending() { return log.needPin; },   // rows appended, the pin to the end not yet done
   get logPaints() { return log.paints; },        // log paints that took new events
   get charts() { return charts; },               // the chart series, for tests
@@ -128,18 +130,30 @@ const HELD_MAX_MS = 2000;  // ms (the answer takes 0.1-0.4 s at 10,000 connectio
                            // either, the held frames are applied as they came
 let held = null;           // the frames held for the resync under way, or null
 let heldSince = 0;
+let eventsFrameAt = null;  // performance.now() of the last events frame's arrival
+/** The answer is very late: the held frames are applied, as they came. */
+function releaseHeld() {
+  const frames = held;
+  held = null;
+  for (const f of frames) applyEvents(f);
+}
 async function resync() {
   if (replay) return;
   if (resyncing) { resyncAgain = true; return; }
   resyncing = true;
   const mine = held = [];
   const t0 = heldSince = performance.now();
+  // Also on a timer: a frame arriving past HELD_MAX_MS releases them, but when none comes (a
+  // paused loop, a server too busy to send) they were held until the answer, however late.
+  const release = setTimeout(() => { if (held === mine && mine.length) releaseHeld(); },
+    HELD_MAX_MS);
   let state = null;
   try {
     state = await apiMod.api.state();
   } catch {
     /* an HTTP error is shown in the alert area; a network one, the header says */
   }
+  clearTimeout(release);
   const frames = held === mine ? mine : [];   // [] once applied (too many, a new snapshot)
   if (held === mine) held = null;
   try {
@@ -225,15 +239,13 @@ const socket = new Socket({
         apiMod.clearOffline();   // connected again: "network error"s from the outage are past
         break;
       case 'events':
+        eventsFrameAt = performance.now();
         if (held === null) {
           applyEvents(frame);
         } else {
           held.push(frame);
           if (held.length > HELD_MAX || performance.now() - heldSince > HELD_MAX_MS) {
-            // the answer is very late: apply them, as they came
-            const frames = held;
-            held = null;
-            for (const f of frames) applyEvents(f);
+            releaseHeld();
           }
         }
         break;
