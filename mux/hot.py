@@ -27,7 +27,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from .backends import READABLE, WRITABLE, Backend
 from .tcp import READ_WRITE, RECV_SIZE
@@ -48,8 +48,8 @@ class EchoDispatch:
         loop = self.loop
         engine = self.engine
         # Typed as what `handler.inline` says it is: the attributes read past that test are a
-        # TcpConnection's (one cast a batch: typing.cast is a call)
-        handlers = cast("dict[int, TcpConnection]", loop.handlers)
+        # TcpConnection's (an annotation, not typing.cast: that is a call, a frame a batch)
+        handlers: dict[int, TcpConnection] = loop.handlers  # type: ignore[assignment]
         interest = loop.interest
         generic = backend._generic  # native -> READABLE/WRITABLE, filled by .generic
         obs = loop.obs
