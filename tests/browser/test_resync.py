@@ -35,16 +35,24 @@ SLOW_STATE_JS = """(delay) => {
 }"""
 
 
+#: s between two round trips of one socket: ~1,000 a second each, thousands of events a second,
+#: far past the 300 these tests let through. Unpaced, the client threads (in the process that
+#: also serves the page) took the GIL so often that, in CI beside the suite, both resync tests
+#: ran 50 s: the page's state read took 48 s instead of 15 and its websocket closed.
+ECHO_PACE = 0.001
+
+
 @contextmanager
 def echo_traffic(socks: list[socket.socket]) -> Iterator[list[int]]:
-    """Each socket ping-pongs 200 B until the block ends; yields the bytes echoed per socket."""
+    """Each socket ping-pongs 200 B, paced (ECHO_PACE), until the block ends; yields the bytes
+    echoed per socket."""
     stop = threading.Event()
     echoed = [0] * len(socks)
     failures: list[BaseException] = []
 
     def run(i: int, sock: socket.socket) -> None:
         try:
-            while not stop.is_set():
+            while not stop.wait(ECHO_PACE):
                 sock.sendall(b"y" * 200)
                 assert recv_exactly(sock, 200) == b"y" * 200
                 echoed[i] += 200
