@@ -118,6 +118,7 @@ async def get_trace(request: Request,
     return exports.start(exports.JSONL, ring.jsonl_chunks)
 
 
+@router.head("/metrics", include_in_schema=False)  # `curl -I` (a route of its own, as /healthz)
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry),

@@ -39,7 +39,7 @@ def test_the_page_preloads_every_module_it_imports(live):
 
 def test_healthz_and_state_shape(live):
     assert live.client.get("/healthz").json() == {"ok": True}
-    for path in ("/", "/healthz"):  # `curl -I` got 405
+    for path in ("/", "/healthz", "/metrics"):  # `curl -I` got 405
         head = live.client.head(path)
         assert head.status_code == 200 and head.content == b"", path
     state = live.client.get("/api/state").json()
