@@ -47,7 +47,7 @@ OBSERVE_BUDGET = 21_000
 #: the engine's wait timeout with nothing scheduled while a page watches: an idle loop's
 #: waits then time out four times a second, so the page shows a loop that is alive and what a
 #: timed-out wait is. With no page open the engine blocks (-1), as asyncio's does: a finite
-#: timeout arms a kernel timer on every wait that sleeps (docs/BENCHMARKS.md "Run BF").
+#: timeout arms a kernel timer on every wait that sleeps (docs/BENCHMARKS-history.md "Run BF").
 PAGE_WAIT_TIMEOUT = 0.25
 
 

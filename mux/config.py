@@ -28,7 +28,7 @@ class EngineConfig:
     #: a running loop's wait with nothing scheduled: None blocks until something is ready, as
     #: asyncio's does. A finite timeout arms a kernel timer on every wait that sleeps: 8-11 %
     #: of a server's CPU a round trip at 1 conn x 64 B when it is alone on its CPU
-    #: (docs/BENCHMARKS.md "Run BF"); the page shows what the call was passed either way
+    #: (docs/BENCHMARKS-history.md "Run BF"); the page shows what the call was passed either way
     wait_timeout: float | None = None
     #: a step's wait (the loop paused): finite, so a step on an idle server still returns
     #: and shows a wait that timed out

@@ -3,8 +3,8 @@
 Why: a Python call costs ~400 machine instructions (its frame pushed and cleared, callgrind),
 and the eager echo of a 1 KiB message, from the wait to the send, ~10,000. One call of
 `TcpConnection.on_ready` per ready fd (two a message, queued) was the largest single cost the
-engine had over a bare loop; here one frame serves the whole batch (docs/BENCHMARKS.md,
-session 40). Inline: eager's read and echo; queued's read into the queue (`recv`, one
+engine had over a bare loop; here one frame serves the whole batch (docs/BENCHMARKS-history.md,
+"Runs BM and BN"). Inline: eager's read and echo; queued's read into the queue (`recv`, one
 allocation the queue keeps) and its write half (send from the queue's head), each switching
 write interest with the backend's `write_toggle` (loop.py's rules).
 

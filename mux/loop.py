@@ -185,7 +185,7 @@ class Loop(Scheduler):
         The observers' iteration start is called only to open a budget window (within one,
         watched is decided here): with one connection an iteration is one message, and each
         Python frame costs ~150 machine instructions to push and clear (callgrind,
-        docs/BENCHMARKS.md "Runs BA, BB, BC and BD"). The hot path's dispatch (nobody
+        docs/BENCHMARKS-history.md "Runs BA, BB, BC and BD"). The hot path's dispatch (nobody
         watching this iteration, no one-shot, no bug-zoo hook) is `dispatch_unwatched`: one
         frame for the whole batch, in which the engine's runs the eager echo inline (hot.py).
         """

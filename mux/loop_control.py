@@ -90,7 +90,7 @@ class LoopControl:
     def _run_iteration(self) -> None:
         """One iteration, marked as running (a pause taken inside it holds its `loop` event
         until the iteration's own events are out). Not inlined in `Engine.run`: that saved
-        0.2 % of a round trip's instructions (docs/BENCHMARKS.md, session 38)."""
+        0.2 % of a round trip's instructions (docs/BENCHMARKS-history.md "Run BJ", session 38)."""
         # no try/finally: an exception out of run_once ends the thread (run's finally)
         self._iterating = True
         self.loop.run_once()

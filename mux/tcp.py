@@ -40,9 +40,10 @@ class TcpConnection(TcpClosing):
         #: bytes in and out, see the `bytes_in` and `bytes_out` properties: a message the eager
         #: path sends back whole is counted once, in `echoed`, for both directions (one int
         #: addition and one new int object a message less: ~280 machine instructions, 2.7 % of a
-        #: 1 KiB message's, callgrind, docs/BENCHMARKS.md session 39); every other byte in
-        #: `_bytes_in` or `_bytes_out`. Bytes out are counted as the kernel took them, not as
-        #: `bytes_in - pending_bytes` (bytes lost with a reset connection were never sent)
+        #: 1 KiB message's, callgrind, docs/BENCHMARKS-history.md "Runs BK and BL"); every
+        #: other byte in `_bytes_in` or `_bytes_out`. Bytes out are counted as the kernel took
+        #: them, not as `bytes_in - pending_bytes` (bytes lost with a reset connection were
+        #: never sent)
         self.echoed = 0
         self._bytes_in = 0
         self._bytes_out = 0

@@ -73,8 +73,9 @@ def _bare_loop(lsock: socket.socket, stop: threading.Event, edge: bool = False,
     """The eager floor: recv into one buffer and send a view of it back at once, inline (no
     call per ready fd). The cheapest pure-Python loop of those tried side by side in session
     15 (recv of a new bytes, readv/write on raw fds, maxevents=64, extra zero-timeout polls:
-    docs/BENCHMARKS.md), and the way the engine's own eager path reads. Edge-triggered (as
-    SPEC §2 states it), it reads until EAGAIN, which costs one recv more per message."""
+    docs/BENCHMARKS-history.md "Run AE"), and the way the engine's own eager path reads.
+    Edge-triggered (as SPEC §2 states it), it reads until EAGAIN, which costs one recv more
+    per message."""
     ep, timeout = _new_poller(kind)
     lfd = lsock.fileno()
     ep.register(lfd, select.EPOLLIN)

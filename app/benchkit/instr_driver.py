@@ -91,7 +91,8 @@ def main(argv: list[str]) -> int:
     halves = 2 if write == "queued" else 1
     # The peers read into one buffer: `recv(65536)` allocated 64 KiB and shrank it a message,
     # in glibc's malloc, whose cost moved by ~200 instructions a message with the heap's
-    # layout, i.e. with any change to the server's code (docs/BENCHMARKS.md, session 38).
+    # layout, i.e. with any change to the server's code (docs/BENCHMARKS-history.md "Run
+    # BJ", session 38).
     sink = bytearray(65536)
     for _ in range(rounds):
         for peer in peers:

@@ -124,7 +124,7 @@ let resyncAgain = false;   // asked for while one was under way: its answer may 
 // on arrival the held events up to R are applied, then the state, then the rest. Applied as
 // they came, a stream faster than the answer (10,000 connections: a 2 MiB body, 0.1-0.4 s)
 // had passed R by then: the answer was refused as older than the events, asked for again at
-// once, and so on for as long as the load lasted (docs/BENCHMARKS.md, Scale).
+// once, and so on for as long as the load lasted (docs/BENCHMARKS-history.md, "What the numbers say", session 22).
 const HELD_MAX = 500;       // frames (~30 ms of events each), and
 const HELD_MAX_MS = 2000;  // ms (the answer takes 0.1-0.4 s at 10,000 connections): past
                            // either, the held frames are applied as they came

@@ -1,7 +1,7 @@
 // Which panels are on the screen. A panel scrolled out of view is painted at most every
 // OFF_VIEW_MS; on view, at its own rate. Painting what nobody can see
 // cost the page a third of its main thread at 10,000 connections: a canvas redrawn and
-// re-uploaded, log rows laid out, at every frame, below the fold (docs/BENCHMARKS.md, Scale).
+// re-uploaded, log rows laid out, at every frame, below the fold (docs/BENCHMARKS-history.md, session 30).
 // Off view it still follows (a screen reader reads it; a test reads it), only less often. No
 // margin: at 1400 x 1000 the queues and charts start 90 px below the fold, and a margin that
 // counted them on view kept most of the cost. Scrolled into view, a panel paints at the next

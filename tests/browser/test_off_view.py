@@ -2,7 +2,7 @@
 rate again once scrolled into view; the kernel panel reads the server at most a tenth of the
 time. At 10,000 connections the panels below the fold cost the page's main thread a third of
 its time, painted at every frame, and the kernel panel's reads held a page scrolled to the log
-at 15 frames a second (docs/BENCHMARKS.md, Scale)."""
+at 15 frames a second (docs/BENCHMARKS-history.md, session 30)."""
 
 from __future__ import annotations
 
