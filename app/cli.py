@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import os
 import secrets
@@ -73,6 +74,13 @@ def int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
 
 
 _port = int_in(0, 65535, "port")
+
+
+def file_name(text: str) -> Path:
+    """A path flag's value; an empty one is refused (Path("") is ".", the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a file name, not an empty string")
+    return Path(text)
 
 
 HOST_HELP = "address the dashboard and the echo server listen on (default: %(default)s)"
@@ -154,7 +162,7 @@ def _add_engine_flags(parser: Any) -> None:
     )
     parser.add_argument(
         "--record",
-        type=Path,
+        type=file_name,
         default=None,
         metavar="FILE",
         help="write a snapshot line, then every event, to FILE as JSON lines "
@@ -213,7 +221,7 @@ def build_replay_parser() -> argparse.ArgumentParser:
         epilog="example:\n  muxscope replay trace.jsonl --http-port 8001",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", type=Path, metavar="FILE",
+    parser.add_argument("file", type=file_name, metavar="FILE",
                         help="a file written with --record, or the page's \"Events as JSON "
                         "lines\" download")
     _add_http_flags(parser.add_argument_group("dashboard"), host_help=REPLAY_HOST_HELP)
@@ -268,9 +276,22 @@ def settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error(str(exc))
 
 
+SUBCOMMANDS = ("bench", "replay")
+
+
 def parse_dashboard(argv: Sequence[str]) -> Settings:
     parser = build_parser()
-    return settings_from_args(parser, parser.parse_args(argv))
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        misplaced = next((word for word in extra if word in SUBCOMMANDS), None)
+        if misplaced is not None:  # argparse would say only "unrecognized arguments"
+            parser.error(f"{misplaced} is a subcommand and comes first, its flags after it: "
+                         f"{PROG} {misplaced} ...")
+        words = [word for word in extra if not word.startswith("-")]
+        close = difflib.get_close_matches(words[0], SUBCOMMANDS, n=1) if words else []
+        hint = f"; did you mean {PROG} {close[0]}?" if close else ""
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    return settings_from_args(parser, args)
 
 
 def parse_replay(argv: Sequence[str]) -> Settings:

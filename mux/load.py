@@ -41,6 +41,7 @@ _HEAD = b"muxscope load "
 class LoadCapError(ValueError):
     def __init__(self, cap: int, have: int, asked: int) -> None:
         super().__init__(
+            "the load generator is off (capped at 0 clients: --load-cap 0)" if cap == 0 else
             f"the load generator is capped at {cap} clients in all "
             f"({have} running, {asked} more asked for)"
         )

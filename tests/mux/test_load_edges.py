@@ -43,6 +43,15 @@ def test_the_cap_admits_exactly_the_cap_then_refuses_one_more(make_engine: Any) 
         assert generator.describe()["connections"] == 3
 
 
+def test_a_cap_of_zero_says_the_generator_is_off(make_engine: Any) -> None:
+    """`--load-cap 0`: "capped at 0 clients in all (0 running, 1 more asked for)" did not say
+    what to change."""
+    engine, _ = make_engine()
+    with _load(engine.tcp_port, cap=0) as generator:
+        with pytest.raises(LoadCapError, match=r"is off \(capped at 0 clients: --load-cap 0\)"):
+            generator.add(1, 16, 0).result(5)
+
+
 def test_rate_zero_clients_connect_and_stay_idle(make_engine: Any) -> None:
     """rate 0 = idle (SPEC §4): connections to multiplex that send nothing at all."""
     engine, rec = make_engine()
