@@ -247,6 +247,27 @@ def test_chart_axes_are_readable(dashboard):
     assert result["plotHeight"] >= 100, result  # room for four or more ticks at 24 px apart
 
 
+def test_rate_charts_start_at_zero(dashboard):
+    """events/s and bytes/s are drawn from 0: with 30 steady clients the axis ran from 1.16k
+    to 1.2k, and a 3 % wobble looked like a fall (a review in headless Chromium)."""
+    page = dashboard.page
+    page.locator("#chart-bytes").scroll_into_view_if_needed()  # off view, charts are not drawn
+    # samples drawn with traffic in both charts (a sample a second; the first has no rate)
+    drawn = """() => { const c = window.__muxscope.charts;
+        return Math.min(...[c.events, c.bytes].map((u) => u.data[1].filter((v) => v > 0).length)); }"""
+    deadline = time.monotonic() + 15
+    with dashboard.connect() as sock:
+        while (seen := page.evaluate(drawn)) < 2:
+            assert time.monotonic() < deadline, f"{seen} samples with traffic drawn in 15 s"
+            assert echo(sock, b"x" * 100) == b"x" * 100
+            with contextlib.suppress(PlaywrightTimeoutError):  # the next sample, or echo again
+                page.wait_for_function(f"() => ({drawn})() > {seen}", timeout=1500)
+    ranges = page.evaluate("""() => { const c = window.__muxscope.charts;
+        return [c.events, c.bytes].map((u) => [u.scales.y.min, u.scales.y.max]); }""")
+    for low, high in ranges:
+        assert low == 0 and high > 0, ranges
+
+
 def test_code_panel_picks_the_path_from_the_event(bare_page):
     """The code panel's key for an event: its kind, or kind@variant where the kind has more
     than one path (GET /api/code has both)."""
