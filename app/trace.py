@@ -16,6 +16,11 @@ from app.hub import Batch, encode_batches
 
 DEFAULT_RING_EVENTS = 200_000
 LOOP_TID = 0
+#: the track of the holes in the seq numbers: events the engine numbered but never showed
+#: (iterations over the observation budget, a tap that overflowed), which a trace viewer
+#: would otherwise draw as a quiet spell
+GAP_TID = -1
+GAP_TRACK = "not recorded (seq gaps)"
 JSONL_CHUNK_LINES = 2000  # lines per chunk of the jsonl download
 CHROME_CHUNK_EVENTS = 5000  # trace events per chunk of the chrome download
 
@@ -82,8 +87,10 @@ def to_chrome(events: Iterable[dict[str, Any]], started_at: float = 0.0,
     """Trace Event Format (Perfetto, chrome://tracing): a track per fd plus a loop track;
     waits as slices, readiness as instants, queue depth and bytes as counters, and flow
     arrows from each recv to the send that echoes its first byte (see _FlowMatcher)."""
-    return {"traceEvents": list(_chrome_events(events, baseline)), "displayTimeUnit": "ms",
-            "otherData": {"started_at": started_at, "source": "muxscope"}}
+    gaps = SeqGaps()
+    trace_events = list(_chrome_events(events, baseline, gaps))
+    return {"traceEvents": trace_events, "displayTimeUnit": "ms",
+            "otherData": _other_data(started_at, gaps)}
 
 
 def chrome_chunks(events: Iterable[dict[str, Any]], started_at: float = 0.0,
@@ -92,11 +99,11 @@ def chrome_chunks(events: Iterable[dict[str, Any]], started_at: float = 0.0,
     """`to_chrome(...)` encoded as JSON in pieces of about `per_chunk` trace events, so a
     download holds one piece at a time (the whole document of a full ring is ~60 MB, and
     building it at once cost ~90 MB a request: twenty at once took the server to 1.9 GB)."""
-    other = orjson.dumps({"started_at": started_at, "source": "muxscope"})
+    gaps = SeqGaps()
     yield b'{"traceEvents":['
     chunk: list[bytes] = []
     first = True
-    for trace_event in _chrome_events(events, baseline):
+    for trace_event in _chrome_events(events, baseline, gaps):
         chunk.append(orjson.dumps(trace_event))
         if len(chunk) >= per_chunk:
             yield (b"" if first else b",") + b",".join(chunk)
@@ -104,17 +111,54 @@ def chrome_chunks(events: Iterable[dict[str, Any]], started_at: float = 0.0,
             chunk.clear()
     if chunk:
         yield (b"" if first else b",") + b",".join(chunk)
-    yield b'],"displayTimeUnit":"ms","otherData":' + other + b"}"
+    yield (b'],"displayTimeUnit":"ms","otherData":' + orjson.dumps(_other_data(started_at, gaps))
+           + b"}")
 
 
-def _chrome_events(events: Iterable[dict[str, Any]],
-                   baseline: Baseline | None = None) -> Iterator[dict[str, Any]]:
+class SeqGaps:
+    """The holes between consecutive events' seqs, counted as a trace is converted."""
+
+    def __init__(self) -> None:
+        self.last_seq: int | None = None
+        self.last_us = 0.0
+        self.holes = 0
+        self.missing = 0
+
+    def after(self, event: dict[str, Any], us: float) -> dict[str, Any] | None:
+        """The gap slice before `event` (on GAP_TID), if its seq does not follow the last."""
+        seq = event.get("seq")
+        if not isinstance(seq, int):
+            return None
+        last, last_us = self.last_seq, self.last_us
+        self.last_seq, self.last_us = seq, us
+        if last is None or seq <= last + 1:
+            return None
+        missing = seq - last - 1
+        self.holes += 1
+        self.missing += missing
+        return {"pid": 1, "tid": GAP_TID, "ph": "X", "cat": "gap", "ts": last_us,
+                "dur": max(1.0, us - last_us), "name": f"{missing:,} events not recorded",
+                "args": {"after_seq": last, "before_seq": seq, "missing": missing}}
+
+
+def _other_data(started_at: float, gaps: SeqGaps) -> dict[str, Any]:
+    """The trace's metadata: what a viewer shows of it does not say what is missing."""
+    return {"started_at": started_at, "source": "muxscope", "seq_gaps": gaps.holes,
+            "events_not_recorded": gaps.missing}
+
+
+def _chrome_events(events: Iterable[dict[str, Any]], baseline: Baseline | None = None,
+                   gaps: SeqGaps | None = None) -> Iterator[dict[str, Any]]:
     tracks: dict[int, str] = {LOOP_TID: "loop"}
     flows = _FlowMatcher(baseline or {})
     totals = {"in": 0, "out": 0}
+    gaps = gaps if gaps is not None else SeqGaps()
     for event in events:
         us = event["ts"] * 1e6
         kind = event["kind"]
+        if (gap := gaps.after(event, us)) is not None:
+            tracks.setdefault(GAP_TID, GAP_TRACK)
+            yield gap
         # a loop event's fd (a breakpoint's) is in its args: the pause is the loop's, on its track
         fd = event.get("fd") if kind != "loop" else None
         if fd is not None and fd not in tracks:

@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from app.trace import chrome_chunks, to_chrome
+from app.trace import GAP_TID, GAP_TRACK, chrome_chunks, to_chrome
 from tests.conftest import wait_until
 
 from .conftest import Live, live_app
@@ -169,6 +169,29 @@ def test_chrome_chunks_are_the_same_document_as_to_chrome(per_chunk: int) -> Non
     assert orjson.loads(joined) == to_chrome(events, 12.5)
     empty = b"".join(chrome_chunks(iter([]), 0.0, per_chunk=per_chunk))
     assert orjson.loads(empty) == to_chrome([], 0.0)
+
+
+def test_the_chrome_trace_marks_the_seq_gaps_it_has(per_chunk: int = 2) -> None:
+    """Events the engine numbered but never showed (over the observation budget) were a
+    quiet spell in Perfetto, and nothing in the file said so (two reviews, session 43)."""
+    events = [{"seq": seq, "ts": ts, "kind": "ready", "fd": 7, "flags": ["EPOLLIN"]}
+              for seq, ts in ((5, 1.0), (6, 1.5), (10, 2.0), (11, 2.5), (1011, 4.0))]
+    trace = orjson.loads(b"".join(chrome_chunks(iter(events), 0.0, per_chunk=per_chunk)))
+    assert trace == to_chrome(events, 0.0)
+    gaps = [e for e in trace["traceEvents"] if e.get("cat") == "gap"]
+    assert [(g["ts"], g["dur"], g["name"], g["args"]) for g in gaps] == [
+        (1.5e6, 0.5e6, "3 events not recorded", {"after_seq": 6, "before_seq": 10, "missing": 3}),
+        (2.5e6, 1.5e6, "999 events not recorded",
+         {"after_seq": 11, "before_seq": 1011, "missing": 999})]
+    assert {g["tid"] for g in gaps} == {GAP_TID}
+    assert {"ph": "M", "name": "thread_name", "pid": 1, "tid": GAP_TID,
+            "args": {"name": GAP_TRACK}} in trace["traceEvents"]
+    # the first event's seq is where the ring starts, not a gap; the totals are in otherData
+    assert trace["otherData"] == {"started_at": 0.0, "source": "muxscope", "seq_gaps": 2,
+                                  "events_not_recorded": 1002}
+    whole = to_chrome(events[:2], 0.0)
+    assert whole["otherData"]["seq_gaps"] == 0
+    assert not any(e.get("tid") == GAP_TID for e in whole["traceEvents"])
 
 
 def test_the_chrome_trace_download_is_streamed_not_built_whole(shared: Live) -> None:
