@@ -456,6 +456,13 @@ def test_kernel_truth_fits_its_panel_with_the_longest_masks(dashboard):
         wrap = page.locator("#kernel-interest-table").locator("xpath=..")
         sizes = wrap.evaluate("el => [el.scrollWidth, el.clientWidth]")
         assert sizes[0] <= sizes[1], f"the table is {sizes[0]} px wide in {sizes[1]} px"
+        # the sockets' table too: the UDP socket's "0 of 212992 (memory, overhead included)"
+        # did not wrap, and pushed the server's queue column out of view (a review, session 43)
+        queues = page.locator("#kernel-queues-table")
+        expect(queues).to_contain_text("overhead included", timeout=DEADLINE_MS)
+        expect(queues.locator(f"tr[data-fd='{fd}']")).to_have_count(1, timeout=DEADLINE_MS)
+        sizes = queues.locator("xpath=..").evaluate("el => [el.scrollWidth, el.clientWidth]")
+        assert sizes[0] <= sizes[1], f"the queues table is {sizes[0]} px wide in {sizes[1]} px"
         # the read is a command through the control fd, which its wake-up disarmed: the
         # answer said so of the control fd (the page explained it); it is re-armed first now
         control = dashboard.api.get("/api/state").json()["control_fd"]
