@@ -109,8 +109,15 @@ const wsStatus = $('ws-status');
 const eventsTotalEl = $('events-total');
 const droppedEl = $('dropped-count');
 
+const staleNotice = $('stale-notice');
+
 function setStatus(state, info) {
   wsStatus.dataset.state = state;
+  // the link lost: the panels keep the last state the server sent, dimmed and said to be so
+  // (they looked current: a connection list, a syscall line, of a server that had stopped)
+  const stale = state === 'closed';
+  document.body.classList.toggle('stale', stale);
+  staleNotice.hidden = !stale;
   const open = replay ? 'replay' : 'live';
   wsStatus.textContent = state === 'open' ? open : state === 'connecting' ? 'connecting…' : `disconnected (${info || ''})`;
   if (state === 'open') debug.wsOpens++;

@@ -73,6 +73,33 @@ def test_charts_start_afresh_for_a_restarted_server(browser: Browser):
         context.close()
 
 
+def test_a_lost_server_is_said_and_its_last_state_dimmed_until_it_is_back(browser: Browser):
+    """With the server stopped only the header's link line changed: the connection list, the
+    syscall line and the panels went on looking current (a review in Chromium, session 43)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    notice = page.locator("#stale-notice")
+    dimmed = "() => getComputedStyle(document.querySelector('main.grid')).opacity"
+    try:
+        with run_asgi(create_app(Settings(http_port=0, echo_port=0))) as base:
+            port = int(base.rsplit(":", 1)[1])
+            page.goto(base + "/")
+            page.wait_for_function(f"() => ({SNAPSHOTS})() >= 1", timeout=10_000)
+            expect(notice).to_be_hidden()
+            assert page.evaluate(dimmed) == "1"
+        expect(notice).to_be_visible(timeout=10_000)
+        expect(notice).to_have_text(re.compile(r"^The server is not answering: the\s+panels "
+                                               r"below show the last state it sent"))
+        expect(page.locator("#ws-status")).to_contain_text("disconnected")
+        assert float(page.evaluate(dimmed)) < 1
+        with run_asgi(create_app(Settings(http_port=0, echo_port=0)), port=port):
+            page.wait_for_function(f"() => ({SNAPSHOTS})() >= 2", timeout=15_000)
+            expect(notice).to_be_hidden(timeout=5000)
+            assert page.evaluate(dimmed) == "1"
+    finally:
+        context.close()
+
+
 def _hold_the_log(page) -> None:
     """Scroll the event log up (under load): it holds still and offers "Jump to latest"."""
     wait_for_a_scrollable_log(page)
