@@ -178,6 +178,9 @@ def banner_lines(settings: Settings, app: Any, http_port: int) -> list[str]:
     lines.append(f"Dashboard: {settings.dashboard_url(http_port)}")
     if not settings.loopback:
         lines.append(f"Listening on {settings.host}: /api, /metrics and /ws need the token.")
+        if host != settings.host:  # a wildcard bind: the URL above names this machine only
+            lines.append(f"From another machine: the same URL with this machine's address in "
+                         f"place of {host}.")
     return lines
 
 

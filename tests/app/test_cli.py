@@ -25,6 +25,7 @@ import pytest
 from websockets.sync.client import connect
 
 from app.cli import build_parser, build_replay_parser, parse_dashboard
+from app.run import banner_lines
 from app.settings import Settings, epoll_available
 from tests.conftest import wait_until
 
@@ -82,6 +83,16 @@ def test_non_loopback_host_gets_a_token() -> None:
     assert not s.loopback
     assert s.dashboard_url() == f"http://127.0.0.1:8123/?token={s.token}"
     assert parse_dashboard(["--host", "0.0.0.0"]).token != s.token
+
+
+def test_a_wildcard_bind_says_how_to_reach_it_from_another_machine() -> None:
+    """--host 0.0.0.0 printed only http://127.0.0.1:PORT/?token=...: this machine's URL."""
+    wild = banner_lines(parse_dashboard(["--host", "0.0.0.0"]), None, 8123)
+    assert wild[-1] == ("From another machine: the same URL with this machine's address in "
+                        "place of 127.0.0.1."), wild
+    lan = banner_lines(parse_dashboard(["--host", "10.0.0.1"]), None, 8123)
+    assert not any(line.startswith("From another machine") for line in lan), lan
+    assert lan[0].startswith("Dashboard: http://10.0.0.1:8123/?token="), lan
 
 
 def test_explicit_token_kept() -> None:
