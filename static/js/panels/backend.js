@@ -13,7 +13,7 @@ const ROLE_NAMES = { control: 'control fd (wake-up socketpair)', tcp_listener: '
 const LEGEND = [
   ['control', 'control fd'], ['listener', 'listener / UDP'], ['conn', 'connection'],
   ['read', 'read interest (in)'], ['write', 'write interest (out)'], ['except', 'except / PRI'],
-  ['ready', 'ready: came back from the last wait'],
+  ['ready', 'ready: came back from the last wait, drawn over the interest stripe of its side'],
   ['hangup', 'red slash: a hang-up or error came back (HUP, ERR, RDHUP, NVAL)'],
   ['flash', 'outline: came back ready within the last second (fades)'],
   ['et', 'edge-triggered (EPOLLET)'], ['oneshot', 'one-shot (dim: disarmed)'],
