@@ -43,6 +43,7 @@ OLDER_OPTIONAL: dict[str, set[str]] = {"flaw": {"fd"}}
 OPTIONAL: dict[str, dict[str, Any]] = {
     "wait": {"cpu_us": INT, "late": BOOL, "timeout_us": INT},
     "ready": {"late": BOOL},
+    "accept": {"generated": BOOL},  # a client of the app's own load generator
     "recv": {"eof": BOOL},  # recv() returned 0 bytes: the peer's EOF
     "backpressure": {"inline": BOOL, "udp": BOOL, "pending": COUNT, "pending_bytes": COUNT},
     "datagram": {"misdirected": BOOL, "from_self": BOOL},

@@ -157,6 +157,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                                    max_connections=engine.max_connections, peers=engine.peers,
                                    fd_ceiling=engine.fd_ceiling,
                                    watch_limit=engine.watch_limit)
+        engine.is_generated = state.load.owns  # its clients are marked as such (accept, state)
         state.stats_provider = _with_load(state.stats_provider, state.load)
         tasks.append(asyncio.create_task(pump(state.tap, state.hub, consumers=consumers,
                                                encoded_consumers=encoded_consumers)))

@@ -77,6 +77,9 @@ class Engine(EngineCommands, LoopControl):
         self.wait_timeout = cfg.wait_timeout
         self.step_timeout = cfg.step_timeout
         self.connections: dict[int, TcpConnection] = {}
+        #: whether a peer is a client of the app's own load generator (LoadGenerator.owns;
+        #: any thread may set it): marked on its accept event and in the state
+        self.is_generated: Callable[[str], bool] | None = None
         #: the fds in a lingering close (linger.py), replaced whole on the loop thread so any
         #: thread may read it: the stats frames tell every page, which no event does
         self.lingering_fds: tuple[int, ...] = ()
@@ -145,9 +148,14 @@ class Engine(EngineCommands, LoopControl):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.so_sndbuf)
         fd = sock.fileno()
         self.stats.accepted += 1
+        generated = self.is_generated is not None and self.is_generated(peer)
         obs = self.observers
         if obs.active:
-            obs.emit({"kind": "accept", "fd": fd, "listener": listener_fd, "peer": peer})
+            event: dict[str, Any] = {"kind": "accept", "fd": fd, "listener": listener_fd,
+                                     "peer": peer}
+            if generated:  # the page tells these from a person's nc
+                event["generated"] = True
+            obs.emit(event)
         if len(self.connections) >= self.max_connections:
             self._refuse(sock, f"connection limit ({self.max_connections}) reached; "
                                f"closed the new connection fd {fd} from {peer}")
@@ -158,6 +166,8 @@ class Engine(EngineCommands, LoopControl):
                                f"closed the new connection from {peer}")
             return
         conn = TcpConnection(self, sock, peer)
+        if generated:
+            conn.generated = True
         try:
             self.loop.register(conn, READABLE)
         except FdLimitError as exc:

@@ -11,6 +11,7 @@ loop does that too), so it is not counted: it shows as a client that has stopped
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
 import itertools
@@ -124,6 +125,8 @@ class LoadGenerator:
         self.fd_ceiling = fd_ceiling
         self._watch_limit = watch_limit
         self._clients: dict[int, _Client] = {}
+        #: the clients' own addresses, as the server names its peers: `owns`
+        self._locals: set[str] = set()
         self._sel = selectors.DefaultSelector()
         self._door = ControlDoor("the load generator")
         self._sel.register(self._door.fd, selectors.EVENT_READ, None)
@@ -141,6 +144,12 @@ class LoadGenerator:
         self._thread.start()
 
     # -- any thread -------------------------------------------------------------------------
+    def owns(self, peer: str) -> bool:
+        """Whether the echo server's peer `peer` is one of these clients (any thread: one set
+        lookup). A client is known from just after its connect call, so the server may accept
+        it a moment before: the engine asks again when it takes a state."""
+        return peer in self._locals
+
     def add(self, connections: int, message_size: int, rate: float) -> Future[int]:
         return self._door.submit(self._add, connections, message_size, rate)
 
@@ -200,12 +209,16 @@ class LoadGenerator:
             self.errors += 1
             return False
         sock.setblocking(False)
+        self._bind_first(sock)
         err = sock.connect_ex((self.host, self.port))
         if err not in (0, errno.EINPROGRESS):
+            with contextlib.suppress(OSError):
+                self._locals.discard(peer_name(sock.getsockname()))
             sock.close()
             self.errors += 1
             return True
         client = _Client(sock, message, rate)
+        self._locals.add(client.local)  # (bound first: known already, unless the bind failed)
         self._clients[client.fd] = client
         self._sel.register(client.fd, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
         # the first message goes out as soon as the connect completes, or at its place in the
@@ -215,6 +228,17 @@ class LoadGenerator:
         elif rate > 0:
             client.out = message
         return True
+
+    def _bind_first(self, sock: socket.socket) -> None:
+        """Take the client's own address before its connect, and note it (`owns`): the server
+        may accept the connection before connect_ex even returns (on loopback the handshake
+        is done within the call), and its accept event says whether the peer is ours.
+        SO_REUSEADDR: a port whose last connection is in TIME_WAIT may be taken again, as a
+        connect's own choice of port would. A failed bind is left to the connect."""
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, 0))
+            self._locals.add(peer_name(sock.getsockname()))
 
     def _remove_all(self) -> int:
         for client in list(self._clients.values()):
@@ -236,6 +260,7 @@ class LoadGenerator:
             self._sel.unregister(client.fd)
             client.sock.close()
             self._clients.pop(client.fd, None)
+            self._locals.discard(client.local)
             self.count = len(self._clients)
 
     def _run(self) -> None:

@@ -18,7 +18,7 @@ from .backends import FD_SETSIZE, READABLE, WRITABLE
 if TYPE_CHECKING:
     from .engine import Engine
 
-ConnRow = tuple[int, str, int, int, int, int, int, bool, bool]
+ConnRow = tuple[int, str, int, int, int, int, int, bool, bool, bool]
 RegRow = tuple[int, str, int]
 
 
@@ -39,10 +39,21 @@ class StateCapture:
             "connections": [
                 {"fd": fd, "peer": peer, "interest": names(mask), "queue_depth": depth,
                  "pending_bytes": pending, "bytes_in": b_in, "bytes_out": b_out,
-                 "reading_paused": paused, "lingering": lingering}
-                for fd, peer, mask, depth, pending, b_in, b_out, paused, lingering
+                 "reading_paused": paused, "lingering": lingering, "generated": generated}
+                for fd, peer, mask, depth, pending, b_in, b_out, paused, lingering, generated
                 in self.connections],
         }
+
+
+def _mark_generated(engine: Engine) -> None:
+    """Mark the load generator's clients that its accept did not know yet (accepted in the
+    moment between the client's connect call and its noting its own address)."""
+    owns = engine.is_generated
+    if owns is None:
+        return
+    for conn in engine.connections.values():
+        if not conn.generated and owns(conn.peer):
+            conn.generated = True
 
 
 def capture(engine: Engine) -> StateCapture:
@@ -51,8 +62,10 @@ def capture(engine: Engine) -> StateCapture:
     backend = loop.backend
     interest = loop.interest
     handlers = loop.handlers
+    _mark_generated(engine)
     conns = [(c.fd, c.peer, interest.get(c.fd, 0), len(c.queue), c.pending_bytes, c.bytes_in,
-              c.bytes_out, c.reading_paused, c.lingering) for c in engine.connections.values()]
+              c.bytes_out, c.reading_paused, c.lingering, c.generated)
+             for c in engine.connections.values()]
     regs = [(fd, handlers[fd].role, mask) for fd, mask in interest.items()]
     head = {
         "backend": {**backend.describe(), "write": engine.write_mode},

@@ -27,6 +27,9 @@ READ_WRITE = READABLE | WRITABLE  # one name: `READABLE | WRITABLE` is an `|` at
 
 class TcpConnection(TcpClosing):
     role = "connection"
+    #: a client of the app's own load generator ("Add clients"), not a person's: set by the
+    #: engine (Engine.is_generated) when it knows
+    generated = False
 
     def __init__(self, engine: Engine, sock: socket.socket, peer: str) -> None:
         self.engine = engine

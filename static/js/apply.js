@@ -61,6 +61,7 @@ export const APPLY = Object.assign(Object.create(null), {
     if (c.peer !== (ev.peer ?? '')) { c.peer = ev.peer ?? ''; m.connsVersion++; m.touched.add(fd); }
     c.activeAt = ev.ts ?? 0;
     c.lingering = false;   // a new connection on the fd (a close this page missed)
+    c.generated = !!ev.generated;   // one of "Add clients"'s, not a person's
     const reg = m.regs.get(fd);
     if (!reg) { m.saveBefore(fd); m.setReg(fd, 'connection', []); }
     else if (reg.closed) reg.closed = false;   // the number reused: a live connection again

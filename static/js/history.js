@@ -19,7 +19,7 @@ export function snapshotOf(model) {
     conns.push({
       fd: c.fd, peer: c.peer, interest: reg ? toNative(reg.bits, name) : [], queue_depth: c.depth,
       pending_bytes: c.pending, bytes_in: c.bytesIn, bytes_out: c.bytesOut, reading_paused: c.paused,
-      active_at: c.activeAt,
+      generated: c.generated, active_at: c.activeAt,
     });
   }
   let lastWait = null;

@@ -33,7 +33,7 @@ export class Model {
     this.limits = {};
     this.controlFd = null;
     this.regs = new Map();      // fd -> {fd, role, bits: Set, armed}
-    // fd -> {fd, peer, depth, pending, bytesIn, bytesOut, paused, lingering, peak, peakAt, peakTs, activeAt}:
+    // fd -> {fd, peer, depth, pending, bytesIn, bytesOut, paused, lingering, generated, peak, peakAt, peakTs, activeAt}:
     // activeAt is the engine's ts of its last event (the queue panel's order among equals: a
     // page clock put a view of the past in another order than the page had live)
     this.conns = new Map();
@@ -197,7 +197,7 @@ export class Model {
         this.conns.set(c.fd, {
           fd: c.fd, peer: c.peer ?? '', depth: c.queue_depth ?? 0, pending: c.pending_bytes ?? 0,
           bytesIn: c.bytes_in ?? 0, bytesOut: c.bytes_out ?? 0, paused: !!c.reading_paused,
-          lingering: !!c.lingering, peak: c.pending_bytes ?? 0, peakAt: 0, peakTs: 0, activeAt: c.active_at ?? 0,
+          lingering: !!c.lingering, generated: !!c.generated, peak: c.pending_bytes ?? 0, peakAt: 0, peakTs: 0, activeAt: c.active_at ?? 0,
         });
         if (!this.regs.has(c.fd)) this.setReg(c.fd, 'connection', c.interest || []);
       }
@@ -225,6 +225,7 @@ export class Model {
       c.bytesOut = row.bytes_out ?? 0;
       if (c.paused !== !!row.reading_paused) { c.paused = !!row.reading_paused; this.touched.add(row.fd); }
       c.lingering = !!row.lingering;
+      if (c.generated !== !!row.generated) { c.generated = !!row.generated; this.connsVersion++; }
     }
     // every event this model applied is in the state (it is refused otherwise): a row it does
     // not list was closed, though the close may not have reached this page
@@ -271,7 +272,7 @@ export class Model {
   conn(fd) {
     let c = this.conns.get(fd);
     if (!c) {
-      c = { fd, peer: '', depth: 0, pending: 0, bytesIn: 0, bytesOut: 0, paused: false, lingering: false, peak: 0, peakAt: 0, peakTs: 0, activeAt: 0 };
+      c = { fd, peer: '', depth: 0, pending: 0, bytesIn: 0, bytesOut: 0, paused: false, lingering: false, generated: false, peak: 0, peakAt: 0, peakTs: 0, activeAt: 0 };
       this.conns.set(fd, c);
       this.connsVersion++;
     }

@@ -408,3 +408,25 @@ def test_the_connect_hint_names_a_wildcard_binds_own_loopback_for_localhost(bare
     assert "nc ::1 9000" in hints[1] and "nc -u ::1 9001" in hints[1]
     assert "nc 192.168.1.5 9000" in hints[2]  # reached by its address: that address
     assert "nc -u 127.0.0.1 9001" in hints[3]
+
+
+def test_load_clients_are_told_from_a_persons_connection(dashboard):
+    """After "Add clients" every row said "from this machine": a learner's own nc was one of
+    200 alike (a review in Chromium, session 43). The generator's say so, a person's does not,
+    live and after a reload (the state)."""
+    page = dashboard.page
+    with dashboard.connect() as sock, load_clients(dashboard, 3, 16, 0):
+        fd = server_fd(dashboard, sock)
+        generated = wait_api(dashboard, lambda s: sum(c["generated"] for c in s["connections"]) == 3,
+                             "three generated clients in the state")
+        theirs = [c["fd"] for c in generated["connections"] if c["generated"]]
+        assert fd not in theirs
+        for _ in range(2):  # from the accept events, then from a snapshot
+            for other in theirs:
+                expect(page.locator(f'#connection-list tr[data-fd="{other}"]')).to_contain_text(
+                    'a load client ("Add clients")', timeout=5000)
+            own = page.locator(f'#connection-list tr[data-fd="{fd}"]')
+            expect(own).to_contain_text("from this machine", timeout=5000)
+            expect(own).not_to_contain_text("load client")
+            page.reload()
+            page.wait_for_function("() => window.__muxscope.frames.snapshot >= 1", timeout=10_000)

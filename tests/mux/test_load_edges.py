@@ -63,6 +63,46 @@ def test_rate_zero_clients_connect_and_stay_idle(make_engine: Any) -> None:
         assert engine.counters()["bytes_in"] == 0
 
 
+def test_the_generators_clients_are_marked_and_a_persons_is_not(make_engine: Any) -> None:
+    """After "Add clients" a learner's own nc looked like the 200 generated ones (every row
+    "from this machine"): the engine marks the generator's, on accept and in the state."""
+    engine, rec = make_engine()
+    with _load(engine.tcp_port) as generator:
+        engine.is_generated = generator.owns
+        generator.add(3, 64, 0).result(5)
+        with socket.create_connection(("127.0.0.1", engine.tcp_port), timeout=5) as own:
+            mine = f"127.0.0.1:{own.getsockname()[1]}"
+            wait_until(lambda: len(engine.connections) == 4, what="3 clients and one person")
+            _settled(engine, generator)
+            accepts = {ev["peer"]: ev.get("generated", False) for ev in rec.of("accept")}
+            assert accepts.pop(mine) is False and list(accepts.values()) == [True] * 3, accepts
+            rows = {c["peer"]: c["generated"]
+                    for c in engine.capture().result(5).to_dict()["connections"]}
+            assert rows.pop(mine) is False and list(rows.values()) == [True] * 3, rows
+        generator.remove_all().result(5)
+        assert not generator.owns(next(iter(accepts)))  # its address is forgotten with it
+
+
+def test_a_client_accepted_before_the_generator_noted_it_is_marked_in_the_state(
+        make_engine: Any) -> None:
+    """The generator notes a client's address just after its connect call: the server may
+    accept it first. The state then marks it (and its connection keeps the mark)."""
+    engine, _ = make_engine()
+    known: set[str] = set()
+    engine.is_generated = known.__contains__
+    with socket.create_connection(("127.0.0.1", engine.tcp_port), timeout=5) as late:
+        peer = f"127.0.0.1:{late.getsockname()[1]}"
+        wait_until(lambda: len(engine.connections) == 1, what="the client accepted")
+        assert [c["generated"] for c in engine.capture().result(5).to_dict()["connections"]] == [
+            False]
+        known.add(peer)  # noted now, after the accept
+        assert [c["generated"] for c in engine.capture().result(5).to_dict()["connections"]] == [
+            True]
+        known.clear()
+        assert [c["generated"] for c in engine.capture().result(5).to_dict()["connections"]] == [
+            True]
+
+
 @pytest.mark.parametrize("size", [1, 15, 100, 4097])
 def test_each_message_is_exactly_message_size_bytes(make_engine: Any, size: int) -> None:
     """The engine receives `message_size` bytes per message: not the pattern rounded up to

@@ -184,7 +184,8 @@ export class ConnectionsPanel {
     if (last.title !== title) { last.title = title; row.button.title = title; }
     const pausedClass = c.paused && !c.lingering;
     if (last.pausedClass !== pausedClass) { last.pausedClass = pausedClass; row.tr.classList.toggle('paused', pausedClass); }
-    const origin = c.peer ? (isLocalPeer(c.peer) ? 'from this machine' : 'remote') : '';
+    const origin = c.generated ? 'a load client ("Add clients")'
+      : c.peer ? (isLocalPeer(c.peer) ? 'from this machine' : 'remote') : '';
     if (last.origin !== origin) { last.origin = origin; row.originText.textContent = origin; }
     if (last.color !== c.peer) {
       last.color = c.peer;
