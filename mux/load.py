@@ -163,7 +163,8 @@ class LoadGenerator:
     # -- any thread -------------------------------------------------------------------------
     def owns(self, peer: str) -> bool:
         """Whether the echo server's peer `peer` is one of these clients (any thread: one set
-        lookup). A client is known from just after its connect call, so the server may accept
+        lookup). A client is known from its bind, before its connect (`_bind_first`); one that
+        found no port free to bind, from just after its connect call, so the server may accept
         it a moment before: the engine asks again when it takes a state."""
         return peer in self._locals
 
