@@ -221,6 +221,7 @@ def build_replay_parser() -> argparse.ArgumentParser:
         epilog="example:\n  muxscope replay trace.jsonl --http-port 8001",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("file", type=file_name, metavar="FILE",
                         help="a file written with --record, or the page's \"Events as JSON "
                         "lines\" download")

@@ -46,3 +46,9 @@ def test_a_misspelt_subcommand_gets_a_suggestion(capsys: pytest.CaptureFixture[s
     assert main(["--bogus"]) == 2
     err = capsys.readouterr().err
     assert "unrecognized arguments: --bogus (" in err and "did you mean" not in err, err
+
+
+def test_replay_answers_version_as_the_command_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """`muxscope replay --version` said "the following arguments are required: FILE"."""
+    assert main(["replay", "--version"]) == 0
+    assert capsys.readouterr().out.startswith("muxscope ")
