@@ -59,7 +59,8 @@ export function regsAtWait(wait, regs) {
  * Map-like fd -> {bits} (get, has, set, keys, entries, iteration, size): the live `regs`
  * seen through `since`, fd -> {bits} or null (not registered) for the fds whose registration
  * differs from the live one. Made in O(changes): a copy of 10,000 registrations at each paint
- * of the syscall line cost the page 12-25 ms a second (session 30). Kept after
+ * of the syscall line cost 1.8 ms a paint, and the syscall panel 27-42 ms a second, against
+ * 4.5-6.2 with this view (session 30, docs/BENCHMARKS-history.md). Kept after
  * the live map changes, it stays right only if told of each change first (`note`: the
  * model's saveBefore does it for the wait its syscall line shows).
  */
