@@ -20,6 +20,7 @@ def test_wheel_serves_the_page_without_the_source_tree(tmp_path):
     assert "app/static/js/main.js" in names and "app/templates/index.html" in names
     assert any(n.startswith("app/static/vendor/uPlot") for n in names)
     assert "app/benchkit/loadclient.c" in names  # muxscope bench's C load client
+    assert "app/benchkit/cecho.c" in names  # and its C echo loop
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     run_dir = tmp_path / "elsewhere"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -47,7 +48,8 @@ def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
                 Variant("bare poll loop, eager (no engine)", "bare:poll"),
                 Variant("bare poll loop, queued (no engine)", "bare:poll:queued"),
                 Variant("bare select loop, eager (no engine)", "bare:select"),
-                Variant("bare select loop, queued (no engine)", "bare:select:queued")]
+                Variant("bare select loop, queued (no engine)", "bare:select:queued"),
+                *c_variants()]
     pairs = [("epoll", "level")] if quick else list(ENGINE_BACKENDS)
     for backend, trigger in pairs:
         for write in ("eager",) if quick else WRITES:
@@ -72,6 +74,17 @@ def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
         for v in out:
             if v.spec.startswith("engine"):
                 v.error = "n/a (engine not built yet)"
+    return out
+
+
+def c_variants() -> list[Variant]:
+    """The bare epoll loops in C (cecho.c): the kernel's share of a round trip, which no
+    Python loop can go below. Without gcc their rows say so."""
+    out = [Variant("C epoll loop, eager (no Python)", "c"),
+           Variant("C epoll-edge loop, eager (no Python)", "c:edge")]
+    if shutil.which("gcc") is None:
+        for v in out:
+            v.error = "n/a (gcc not found)"
     return out
 
 

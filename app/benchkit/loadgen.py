@@ -40,17 +40,23 @@ class LoadResult:
         return self.server_cpu_s * 1e6 / self.rt if self.rt else float("inf")
 
 
-def compile_c(workdir: Path) -> tuple[Path | None, str]:
-    """Compile the C client with gcc -O2: (the executable, "") or (None, why not)."""
+def compile_c(workdir: Path, source: Path = C_SOURCE,
+              shared: bool = False) -> tuple[Path | None, str]:
+    """Compile `source` (the C client by default) with gcc -O2 into `workdir`, as a shared
+    object with `shared`: (the file, "") or (None, why not)."""
     gcc = shutil.which("gcc")
     if gcc is None:
         return None, "gcc not found"
-    if not C_SOURCE.exists():
-        return None, f"{C_SOURCE.name} missing"
-    exe = workdir / "loadclient"
-    proc = subprocess.run([gcc, "-O2", "-o", str(exe), str(C_SOURCE)],
+    if not source.exists():
+        return None, f"{source.name} missing"
+    out = workdir / (source.stem + (".so" if shared else ""))
+    flags = ["-shared", "-fPIC"] if shared else []
+    proc = subprocess.run([gcc, "-O2", *flags, "-o", str(out), str(source)],
                           capture_output=True, text=True, check=False)
-    return (exe, "") if proc.returncode == 0 else (None, "gcc failed")
+    if proc.returncode == 0:
+        return out, ""
+    first = next((line for line in proc.stderr.splitlines() if "error" in line), "")
+    return None, f"gcc failed: {first[:120]}" if first else "gcc failed"
 
 
 class LoadClient:

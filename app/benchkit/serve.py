@@ -1,6 +1,7 @@
 """Subprocess entry for one benchmarked server: ``python -m app.benchkit.serve SPEC [CPU]``.
 
 SPEC is ``asyncio``, ``bare[:poll|:select][:queued|:edge]`` (the bare loops, on epoll by default),
+``c[:edge]`` (the bare epoll loop in C, cecho.c),
 ``engine:<backend>:<trigger>:<write>[:waits]`` or ``app:<write>[:<backend>[:<budget>]]``
 (budget: the observation budget, events/s). The process pins itself to CPU (default 0; -1 = no
 pinning), raises its soft open-file limit to the hard one, starts the server and prints
@@ -23,6 +24,7 @@ import threading
 import traceback
 
 from app.benchkit.baseline import start_bare
+from app.benchkit.cbaseline import start_c
 from app.benchkit.orphan import die_with_parent
 from app.benchkit.servers import Running, start_app, start_asyncio, start_engine
 
@@ -40,6 +42,8 @@ def start(spec: str) -> Running:
         rest = parts[1:]  # bare[:poll|:select][:queued|:edge]
         kind = "poll" if "poll" in rest else "select" if "select" in rest else "epoll"
         return start_bare(queued="queued" in rest, edge="edge" in rest, kind=kind)
+    if parts[0] == "c":
+        return start_c(edge="edge" in parts[1:])
     if parts[0] == "engine":
         _, backend, trigger, write, *rest = parts
         return start_engine(backend, trigger, write, count_waits="waits" in rest)

@@ -399,3 +399,15 @@ def test_a_benchmarked_server_says_where_its_threads_are() -> None:
         close_all([server])
     assert "_bare_loop" in stacks.get("bare-echo", ""), stacks
     assert "command_loop" in stacks.get("MainThread", ""), stacks
+
+
+def test_the_full_echo_table_has_the_c_loops_and_says_when_gcc_is_missing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.benchkit import echo
+
+    specs = {v.spec: v for v in echo.variants(True, True, quick=False)}
+    assert specs["c"].error is None and specs["c:edge"].error is None
+    assert "c" not in {v.spec for v in echo.variants(True, True, quick=True)}
+    monkeypatch.setattr(echo.shutil, "which", lambda name: None)
+    without = {v.spec: v for v in echo.variants(True, True, quick=False)}
+    assert without["c"].error == without["c:edge"].error == "n/a (gcc not found)"
