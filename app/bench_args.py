@@ -36,16 +36,18 @@ a multi-process Python client; the output says which ran).
 
 parts (--only NAME runs one):
   echo          server CPU us per round trip, 50 x 1 KiB and 1 x 64 B ping-pong: asyncio
-                (the reference), bare loops (the floor), the engine on every backend and
-                write mode unobserved, and the app observed by a page; ratios vs asyncio
+                (the reference), bare loops (the floor), the bare epoll loop in C (what is
+                left without Python: the kernel's share; needs gcc), the engine on every
+                backend and write mode unobserved, and the app observed by a page; ratios
+                vs asyncio
   wait          the wait call's cost as idle fds grow (10 ... 10,000) per backend
   events        events per second that reach one connected page, and their latency
   micro         the per-event cost of observation, in-process
   scale         10,000 idle connections + the page in headless Chromium (~75 s; only by name)
   instructions  callgrind instructions per message (needs valgrind; ~95 s; only by name)
 
-A full run (echo, wait, events, micro) takes about 8 minutes; --quick about 5 s (a few eager
-epoll rows only: the CI smoke run). Each rep of echo is 46 load windows (23 variants x 2
+A full run (echo, wait, events, micro) takes about 9 minutes; --quick about 5 s (a few eager
+epoll rows only: the CI smoke run). Each rep of echo is 50 load windows (25 variants x 2
 loads), of wait 12 (3 backends x 4 levels), of events 4, each --seconds plus a 0.5 s warm-up:
 so echo is most of a run, and time grows with --reps x --seconds. Figures and their reading:
 docs/BENCHMARKS.md.
@@ -53,7 +55,7 @@ docs/BENCHMARKS.md.
 
 EXAMPLES = """\
 examples:
-  muxscope bench                          the full run, 3 reps x 2 s per window (~8 min)
+  muxscope bench                          the full run, 3 reps x 2 s per window (~9 min)
   muxscope bench --quick                  a 5-second smoke run
   muxscope bench --only echo --reps 5 --json echo.json
   muxscope bench --only scale --scale-seconds 10 --scale-conns 2000

@@ -248,7 +248,7 @@ def test_bench_help_explains_the_parts_and_gives_examples() -> None:
     text = run_cli("bench", "--help").stdout
     for part in ("echo", "wait", "events", "micro", "scale", "instructions"):
         assert f"\n  {part} " in text, part
-    assert "about 8 minutes" in text and "examples:" in text and "muxscope bench --quick" in text
+    assert "about 9 minutes" in text and "examples:" in text and "muxscope bench --quick" in text
 
 
 @pytest.mark.parametrize(("content", "says"), [
