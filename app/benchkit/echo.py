@@ -308,6 +308,7 @@ def rows(vs: list[Variant], label: str) -> list[dict[str, Any]]:
             "variant": v.name, "error": v.error, "reps": len(runs),
             "rt_per_s": median([r.rt_per_s for r, _ in runs]),
             "cpu_us_per_rt": median([r.cpu_us_per_rt for r, _ in runs]),
+            "user_us_per_rt": median([r.user_us_per_rt for r, _ in runs]),
             "ratio_vs_asyncio": ratios.get(v.name), "target": v.target,
             "rep_ratios": per_rep.get(v.name, []),
             "verdict": _verdict(v, ratios.get(v.name)),
@@ -317,23 +318,26 @@ def rows(vs: list[Variant], label: str) -> list[dict[str, Any]]:
             "dead": sum(r.dead for r, _ in runs),
             "page_events_per_s": median(ev) if v.observed else None,
             "raw": [{"rt_per_s": r.rt_per_s, "cpu_us_per_rt": r.cpu_us_per_rt,
+                     "user_us_per_rt": median([r.user_us_per_rt]),
                      "p99_us": r.p99_us, "page": w} for r, w in runs],
         })
     return out
 
 
 def render(label: str, data: list[dict[str, Any]], client_name: str) -> str:
-    headers = ["server variant", "rt/s", "server CPU us/rt", "ratio vs asyncio", "reps",
-               "target", "floor", "p99 us", "page ev/s", "note"]
+    headers = ["server variant", "rt/s", "server CPU us/rt", "user us/rt", "ratio vs asyncio",
+               "reps", "target", "floor", "p99 us", "page ev/s", "note"]
     body = []
     for r in data:
         if r["error"]:
-            body.append([r["variant"], None, None, None, None, None, None, None, None,
+            body.append([r["variant"], None, None, None, None, None, None, None, None, None,
                          r["error"]])
             continue
         ratio = _shown_ratio(r["ratio_vs_asyncio"], r.get("target"))
         floor = r.get("floor_ratio")
-        body.append([r["variant"], round(r["rt_per_s"]), r["cpu_us_per_rt"], ratio,
+        user = r.get("user_us_per_rt")
+        body.append([r["variant"], round(r["rt_per_s"]), r["cpu_us_per_rt"],
+                     f"{user:.2f}" if user is not None else None, ratio,
                      _spread(r.get("rep_ratios") or []), r["verdict"],
                      f"{floor:.2f}x" if floor else None, _latency(r["p99_us"]),
                      r["page_events_per_s"],
@@ -341,7 +345,9 @@ def render(label: str, data: list[dict[str, Any]], client_name: str) -> str:
     title = (f"Echo, {label} ping-pong (ratio = asyncio CPU/rt / variant CPU/rt, >1 is better;"
              f" medians; load client: {client_name})\n"
              "floor = the ratio of the bare loop doing the same syscalls (observed rows: plus the"
-             " measured cost of watching); reps = the lowest and highest of the per-rep ratios")
+             " measured cost of watching); reps = the lowest and highest of the per-rep ratios;"
+             "\nuser = the user part of server CPU us/rt (the interpreter's share; the rest is the"
+             " kernel's; split by clock ticks, so a sampled figure)")
     return table(title, headers, body)
 
 

@@ -3,6 +3,7 @@ time, or the Python fallback."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,17 @@ class LoadResult:
     @property
     def server_cpu_s(self) -> float:
         return float(self.probes[1] - self.probes[0])
+
+    @property
+    def server_user_s(self) -> float:
+        """The user part of `server_cpu_s` (nan when the probe gave none): the interpreter's
+        share of a round trip, where the rest is the kernel's (docs/BENCHMARKS.md)."""
+        return float(getattr(self.probes[1], "user", math.nan)
+                     - getattr(self.probes[0], "user", math.nan))
+
+    @property
+    def user_us_per_rt(self) -> float:
+        return self.server_user_s * 1e6 / self.rt if self.rt else math.nan
 
     @property
     def rt_per_s(self) -> float:

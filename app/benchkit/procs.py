@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import signal
@@ -21,6 +22,18 @@ def child_env() -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+class CpuSeconds(float):
+    """A server's CPU seconds, user + system, that also carries the user part (`user`). It is a
+    float, so whatever subtracts two samples keeps working; `LoadResult` reads `user` too."""
+
+    user: float
+
+    def __new__(cls, total: float | str, user: float) -> CpuSeconds:
+        sample = super().__new__(cls, total)
+        sample.user = user
+        return sample
 
 
 class LineProc:
@@ -150,9 +163,10 @@ class ServerProc(LineProc):
         self.http_port = int(http) or None
         return self
 
-    def cpu(self) -> float:
+    def cpu(self) -> CpuSeconds:
         self.send("cpu")
-        return float(self.expect("CPU", 10))
+        total, *user = self.expect("CPU", 10).split()
+        return CpuSeconds(total, float(user[0]) if user else math.nan)
 
     def stacks(self) -> dict[str, str]:
         """Where each of its threads is (serve.py's `stacks`); {} if it cannot say."""

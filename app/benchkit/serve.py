@@ -7,7 +7,9 @@ SPEC is ``asyncio``, ``bare[:poll|:select][:queued|:edge]`` (the bare loops, on 
 pinning), raises its soft open-file limit to the hard one, starts the server and prints
 ``PORT <tcp> <http or 0>``. Then it answers one-line commands on stdin:
 
-- ``cpu``   -> ``CPU <seconds>``: this process's user+system CPU (getrusage, µs precision)
+- ``cpu``   -> ``CPU <seconds> <user seconds>``: this process's user+system CPU, then its user
+  part (getrusage: the sum is the kernel's exact run time; Linux splits it between user and
+  system in proportion to the clock ticks that found the process in each)
 - ``extra`` -> ``EXTRA <json>``: variant-specific figures (the engine's wait counters)
 - ``stacks`` -> ``STACKS <json>``: where each thread is, {name: innermost frames} (what the
   bench logs when a window had no round trips)
@@ -29,9 +31,10 @@ from app.benchkit.orphan import die_with_parent
 from app.benchkit.servers import Running, start_app, start_asyncio, start_engine
 
 
-def process_cpu_s() -> float:
+def process_cpu_s() -> tuple[float, float]:
+    """(user + system, user) CPU seconds of this process."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+    return ru.ru_utime + ru.ru_stime, ru.ru_utime
 
 
 def start(spec: str) -> Running:
@@ -75,7 +78,8 @@ def command_loop(running: Running) -> None:
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "cpu":
-            print(f"CPU {process_cpu_s():.6f}", flush=True)
+            total, user = process_cpu_s()
+            print(f"CPU {total:.6f} {user:.6f}", flush=True)
         elif cmd == "extra":
             print("EXTRA " + json.dumps(running.extra()), flush=True)
         elif cmd == "stacks":

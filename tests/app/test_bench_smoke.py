@@ -411,3 +411,29 @@ def test_the_full_echo_table_has_the_c_loops_and_says_when_gcc_is_missing(
     monkeypatch.setattr(echo.shutil, "which", lambda name: None)
     without = {v.spec: v for v in echo.variants(True, True, quick=False)}
     assert without["c"].error == without["c:edge"].error == "n/a (gcc not found)"
+
+
+@pytest.mark.timeout(30)
+def test_a_cpu_sample_carries_its_user_part_and_a_window_its_user_us_per_rt() -> None:
+    """The echo table's user column, the interpreter's share of a round trip: each `cpu` reply
+    of a server gives its user CPU beside the total, and a window turns two into µs/rt."""
+    from app.benchkit import echo
+    from app.benchkit.loadgen import LoadResult
+    from app.benchkit.procs import CpuSeconds, ServerProc, close_all
+
+    server = ServerProc("bare", cpu=-1).ready(20)
+    try:
+        sample = server.cpu()
+    finally:
+        close_all([server])
+    assert 0 < sample.user <= float(sample), "its imports alone took user CPU"
+    window = LoadResult(rt=1000, seconds=1.0, p50_us=1, p99_us=2, dead=0,
+                        probes=(CpuSeconds(1.0, 0.4), CpuSeconds(1.005, 0.402)))
+    assert window.cpu_us_per_rt == pytest.approx(5.0)
+    assert window.user_us_per_rt == pytest.approx(2.0)
+    untold = LoadResult(rt=1000, seconds=1.0, p50_us=1, p99_us=2, dead=0, probes=(1.0, 1.005))
+    v = echo.Variant("asyncio Protocol (reference)", "asyncio",
+                     runs={"x": [(window, None), (untold, None)]})
+    (row,) = echo.rows([v], "x")
+    assert row["user_us_per_rt"] == pytest.approx(2.0) and row["raw"][1]["user_us_per_rt"] is None
+    assert " 2.00 " in echo.render("x", [row], "C")
