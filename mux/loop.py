@@ -302,6 +302,10 @@ class Loop(Scheduler):
                 handler = handlers[fd]
             except KeyError:
                 continue
+            if oneshot and self.backend is not backend:
+                # a command run earlier in this batch switched backend: the new one registered
+                # every fd armed, and the one that disarmed them is closed. Nothing to re-arm
+                oneshot = False
             if oneshot:
                 self._rearm.add(fd)
             # read per fd: a flaw switched on or off by a command the control fd's handler ran

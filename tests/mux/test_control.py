@@ -667,3 +667,37 @@ def test_a_read_racing_a_resume_is_answered(make_engine):
     finally:
         door.submit = real_submit
     assert read.result(3)["loop"] == "running"
+
+@pytest.mark.parametrize("dst", [("select", "level", False), ("poll", "level", False),
+                                 ("epoll", "level", False), ("epoll", "edge", True)])
+def test_a_switch_away_from_one_shot_mid_batch_re_arms_nothing_on_the_new_backend(dst):
+    """The control fd's switch ran first in a batch; every fd after it was "re-armed" on the
+    new backend: an `interest` event with cause "rearm" on select, which has no one-shot, and
+    a needless modify call on poll and epoll. The new backend registered them all armed."""
+    from mux import Engine, EngineConfig
+
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", oneshot=True,
+                                 write="eager", wait_timeout=0.5))
+    loop = engine.loop
+    events: list[dict] = []
+    engine.observers.add(events.append)
+    client = socket.create_connection(("127.0.0.1", engine.tcp_port))
+    try:
+        while not engine.connections:
+            loop.run_once()
+        (fd,) = engine.connections
+        switched = engine.switch_backend(*dst)  # the control fd is ready first...
+        client.sendall(b"x")  # ...then the connection, in the same wait
+        start = len(events)
+        loop.run_once()
+        switched.result(1)
+        batch = events[start:]
+        ready = [e["fd"] for e in batch if e["kind"] == "ready"]
+        assert ready == [engine.control_fd, fd], f"precondition: one batch, control first: {ready}"
+        assert client.recv(1) == b"x"
+        after = batch[next(i for i, e in enumerate(batch) if e["kind"] == "backend"):]
+        rearmed = [e for e in after if e["kind"] == "interest" and e.get("cause") == "rearm"]
+        assert rearmed == [], rearmed
+    finally:
+        client.close()
+        engine.stop()
