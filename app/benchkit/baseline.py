@@ -219,12 +219,24 @@ def _bare_send_queue(fd: int, sock: socket.socket, ep: Any,
     ep.modify(fd, select.EPOLLIN)
 
 
-def start_bare(queued: bool = False, edge: bool = False, kind: str = "epoll") -> Running:
+def listening_socket() -> socket.socket:
+    """A bare loop's listener: non-blocking, on HOST, a port the kernel picks."""
     lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind((HOST, 0))
     lsock.listen(4096)
     lsock.setblocking(False)
+    return lsock
+
+
+def wake(port: int) -> None:
+    """A bare loop's waits block (no timeout): a connection wakes it to see that it must stop."""
+    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+        pass
+
+
+def start_bare(queued: bool = False, edge: bool = False, kind: str = "epoll") -> Running:
+    lsock = listening_socket()
     stop = threading.Event()
     if queued:
         thread = threading.Thread(target=_bare_queued_loop, args=(lsock, stop, kind))
@@ -235,9 +247,7 @@ def start_bare(queued: bool = False, edge: bool = False, kind: str = "epoll") ->
     port = lsock.getsockname()[1]
 
     def stop_loop() -> None:
-        """Its waits block (no timeout): a connection wakes it to see `stop`."""
         stop.set()
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
-            pass
+        wake(port)
 
     return Running(port=port, stop=stop_loop)

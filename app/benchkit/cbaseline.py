@@ -12,17 +12,16 @@ process's CPU time, pinning and commands are those of every other server (serve.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import shutil
-import socket
 import tempfile
 import threading
 from pathlib import Path
 
+from app.benchkit.baseline import listening_socket, wake
 from app.benchkit.loadgen import compile_c
-from app.benchkit.servers import HOST, Running
+from app.benchkit.servers import Running
 
 C_ECHO_SOURCE = Path(__file__).with_name("cecho.c")
 
@@ -38,15 +37,6 @@ def load_c_echo(workdir: Path) -> ctypes.CDLL:
     lib.cecho_stop.argtypes = []
     lib.cecho_stop.restype = None
     return lib
-
-
-def listening_socket() -> socket.socket:
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind((HOST, 0))
-    lsock.listen(4096)
-    lsock.setblocking(False)
-    return lsock
 
 
 def start_c(edge: bool = False) -> Running:
@@ -67,10 +57,8 @@ def start_c(edge: bool = False) -> Running:
     port = lsock.getsockname()[1]
 
     def stop() -> None:
-        """Its waits block (no timeout): a connection wakes it to see the stop flag."""
         lib.cecho_stop()
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
-            pass
+        wake(port)
         thread.join(timeout=2)
 
     return Running(port=port, stop=stop)
