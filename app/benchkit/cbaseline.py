@@ -1,9 +1,9 @@
 """The C echo loop of the benchmark (cecho.c): the bare epoll loop with no Python in it.
 
 The bare Python loops (baseline.py) show what an engine could reach in Python. This row shows
-what is left when Python is gone: the kernel's share of a round trip, which every server
-pays alike. With one connection, where each round trip is a sleep and a wake-up, that share
-bounds every ratio against asyncio (docs/BENCHMARKS.md, "Why the misses").
+what a round trip costs when Python is gone: almost all of it the kernel's, a share every
+server pays in some measure. Beside the table's `user us/rt` column it tells the kernel's
+part of a miss from the interpreter's (docs/BENCHMARKS.md, "Why the misses").
 
 cecho.c is compiled at run time (gcc -O2 -shared -fPIC) and run through ctypes in a thread of
 the server process. ctypes lets go of the GIL for the whole call, so the loop runs as C; the

@@ -78,8 +78,8 @@ def variants(engine: bool, app: bool, quick: bool) -> list[Variant]:
 
 
 def c_variants() -> list[Variant]:
-    """The bare epoll loops in C (cecho.c): the kernel's share of a round trip, which no
-    Python loop can go below. Without gcc their rows say so."""
+    """The bare epoll loops in C (cecho.c): what a round trip costs with no Python in it,
+    almost all of it the kernel's. Without gcc their rows say so."""
     out = [Variant("C epoll loop, eager (no Python)", "c"),
            Variant("C epoll-edge loop, eager (no Python)", "c:edge")]
     if shutil.which("gcc") is None:
