@@ -164,8 +164,8 @@ class LoadGenerator:
     def owns(self, peer: str) -> bool:
         """Whether the echo server's peer `peer` is one of these clients (any thread: one set
         lookup). A client is known from its bind, before its connect (`_bind_first`); one that
-        found no port free to bind, from just after its connect call, so the server may accept
-        it a moment before: the engine asks again when it takes a state."""
+        could not bind even to port 0, from just after its connect call, so the server may
+        accept it a moment before: the engine asks again when it takes a state."""
         return peer in self._locals
 
     def add(self, connections: int, message_size: int, rate: float) -> Future[int]:
@@ -255,8 +255,13 @@ class LoadGenerator:
         The port is chosen here, the next free one of the ephemeral range in turn: a bind to
         port 0 searched the range for a port no TIME_WAIT holds, ~1 ms a client once ~15,000
         were (2,000 clients took 2.5 s to add, against 0.2 s). A port in use is EADDRINUSE
-        at once. After BIND_TRIES ports in use the connect chooses, unnoted: a state read
-        marks that client later (mux/state.py)."""
+        at once.
+
+        BIND_TRIES ports in use in a row are a run of an earlier load's clients in TIME_WAIT
+        (each load takes its ports in turn; CI once met one): the next client looks from
+        elsewhere in the range, and this one binds to port 0, the kernel's slower search.
+        Only if that fails too does the connect choose, unnoted: a state read marks that
+        client later (mux/state.py)."""
         low, high = _PORT_RANGE
         for _ in range(BIND_TRIES):
             port = self._next_port
@@ -267,6 +272,12 @@ class LoadGenerator:
                 continue
             self._locals.add(peer_name(sock.getsockname()))
             return
+        self._next_port = random.randint(low, high)
+        try:
+            sock.bind((self.host, 0))
+        except OSError:
+            return
+        self._locals.add(peer_name(sock.getsockname()))
 
     def _remove_all(self) -> int:
         for client in list(self._clients.values()):

@@ -83,6 +83,53 @@ def test_the_generators_clients_are_marked_and_a_persons_is_not(make_engine: Any
         assert not generator.owns(next(iter(accepts)))  # its address is forgotten with it
 
 
+def test_a_run_of_ports_in_use_does_not_leave_a_client_unmarked(
+        make_engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI met a run of BIND_TRIES ports in use (an earlier load's clients in TIME_WAIT): the
+    client connected from a port the kernel chose, noted only after its connect, and the
+    server accepted it first: its accept said nothing of "generated". It now binds to port 0
+    before its connect, and the next client looks elsewhere."""
+    import random
+
+    from mux import load
+
+    noted_before_connect: list[bool] = []
+
+    class Recording(socket.socket):
+        def connect_ex(self, address: Any) -> int:
+            noted_before_connect.append(generator.owns(load.peer_name(self.getsockname())))
+            return super().connect_ex(address)
+
+    engine, rec = make_engine()
+    low, high = load._PORT_RANGE
+    start = random.randint(low, high - load.BIND_TRIES - 10)
+    taken = []
+    for port in range(start, start + load.BIND_TRIES + 5):
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:  # in use already: as good for this test
+            sock.close()
+            continue
+        taken.append(sock)
+    try:
+        with _load(engine.tcp_port) as generator:
+            engine.is_generated = generator.owns
+            generator._next_port = start  # (before its thread looks at it: no add yet)
+            monkeypatch.setattr(load.socket, "socket", Recording)
+            assert generator.add(1, 64, 0).result(5) == 1
+            monkeypatch.undo()
+            assert noted_before_connect == [True]
+            accept = rec.wait_for("accept")
+            port = int(accept["peer"].rsplit(":", 1)[1])
+            assert not start <= port < start + load.BIND_TRIES + 5, "precondition: a port in use"
+            assert accept.get("generated") is True, accept
+            assert not start <= generator._next_port < start + load.BIND_TRIES
+    finally:
+        for sock in taken:
+            sock.close()
+
+
 def test_a_client_accepted_before_the_generator_noted_it_is_marked_in_the_state(
         make_engine: Any) -> None:
     """The generator notes a client's address just after its connect call: the server may
