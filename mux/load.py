@@ -266,17 +266,15 @@ class LoadGenerator:
         for _ in range(BIND_TRIES):
             port = self._next_port
             self._next_port = low if port >= high else port + 1
-            try:
+            with contextlib.suppress(OSError):
                 sock.bind((self.host, port))
+                break
+        else:
+            self._next_port = random.randint(low, high)
+            try:
+                sock.bind((self.host, 0))
             except OSError:
-                continue
-            self._locals.add(peer_name(sock.getsockname()))
-            return
-        self._next_port = random.randint(low, high)
-        try:
-            sock.bind((self.host, 0))
-        except OSError:
-            return
+                return
         self._locals.add(peer_name(sock.getsockname()))
 
     def _remove_all(self) -> int:

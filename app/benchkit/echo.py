@@ -318,7 +318,7 @@ def rows(vs: list[Variant], label: str) -> list[dict[str, Any]]:
             "dead": sum(r.dead for r, _ in runs),
             "page_events_per_s": median(ev) if v.observed else None,
             "raw": [{"rt_per_s": r.rt_per_s, "cpu_us_per_rt": r.cpu_us_per_rt,
-                     "user_us_per_rt": median([r.user_us_per_rt]),
+                     "user_us_per_rt": None if math.isnan(r.user_us_per_rt) else r.user_us_per_rt,
                      "p99_us": r.p99_us, "page": w} for r, w in runs],
         })
     return out
