@@ -51,6 +51,7 @@ class EchoDispatch:
         # TcpConnection's (an annotation, not typing.cast: that is a call, a frame a batch)
         handlers: dict[int, TcpConnection] = loop.handlers  # type: ignore[assignment]
         interest = loop.interest
+        retired = loop.retired
         generic = backend._generic  # native -> READABLE/WRITABLE, filled by .generic
         obs = loop.obs
         buf = engine.recv_buffer
@@ -71,6 +72,8 @@ class EchoDispatch:
             try:
                 handler = handlers[fd]
             except KeyError:  # closed by an earlier handler of this same batch
+                continue
+            if retired and fd in retired:  # ...and its fd reused since (Loop.retired)
                 continue
             try:
                 mask = generic[native]

@@ -69,6 +69,12 @@ class Loop(Scheduler):
         self._cpu_tokens = CPU_SAMPLE_BURST  # shown waits whose CPU time may still be taken
         self._cpu_at = 0.0  # perf_counter time the tokens were counted at
         self._rearm: set[int] = set()
+        #: fds unregistered since the last wait returned. The rest of that wait's ready list
+        #: is the closed file's report: an fd the kernel reused meanwhile (a user's close by
+        #: the control fd, then an accept, in one batch) is a new registration it never
+        #: reported, so the dispatches skip these (as selectors does, by key). Cleared when
+        #: the next wait returns.
+        self.retired: set[int] = set()
         #: called after each iteration's handlers with the ready list (breakpoints, flaws)
         self.after_iteration: list[Callable[[list[tuple[int, int]]], None]] = []
         #: this iteration's wait when it was not shown and a hook (a breakpoint) may want it
@@ -124,6 +130,7 @@ class Loop(Scheduler):
         del self.handlers[fd]
         mask = self.interest.pop(fd)
         self._rearm.discard(fd)
+        self.retired.add(fd)
         if self.obs.watched:
             self._emit_interest(fd, "unregister", mask)
         elif self.obs.active:  # throttled: count what is not shown
@@ -140,6 +147,7 @@ class Loop(Scheduler):
         whose handler failed to close (`cause` "crash")."""
         self.backend.discard(fd)
         self.handlers.pop(fd, None)
+        self.retired.add(fd)
         mask = self.interest.pop(fd, 0)
         if self.obs.active:
             self._emit_interest(fd, "unregister", mask, cause=cause)
@@ -223,6 +231,8 @@ class Loop(Scheduler):
         if cpu0 is not None:
             cpu0 = thread_time_ns() - cpu0
         self.ready_backend = backend
+        if self.retired:  # (an earlier batch's: this ready list is newer)
+            self.retired.clear()
         stats = self.stats
         stats.waits += 1
         stats.wait_us += duration_us
@@ -251,11 +261,14 @@ class Loop(Scheduler):
     def _dispatch_plain(self, ready: list[tuple[int, int]], backend: Backend) -> None:
         """An unwatched iteration's dispatch, with no protocol inline: each fd's handler."""
         handlers = self.handlers
+        retired = self.retired
         generic = backend._generic  # native -> READABLE/WRITABLE, filled by .generic
         for fd, native in ready:
             try:
                 handler = handlers[fd]
             except KeyError:  # closed by an earlier handler of this same batch
+                continue
+            if retired and fd in retired:  # ...and the fd given to a new one since
                 continue
             try:
                 mask = generic[native]
@@ -286,6 +299,7 @@ class Loop(Scheduler):
     def _dispatch_instrumented(self, ready: list[tuple[int, int]], watched: bool) -> None:
         """The same, with `ready` events, one-shot re-arming and the bug zoo's hook."""
         handlers = self.handlers
+        retired = self.retired
         backend = self.backend
         oneshot = backend.oneshot
         obs = self.obs
@@ -301,6 +315,8 @@ class Loop(Scheduler):
             try:
                 handler = handlers[fd]
             except KeyError:
+                continue
+            if retired and fd in retired:  # closed earlier in the batch, the fd reused
                 continue
             if oneshot and self.backend is not backend:
                 # a command run earlier in this batch switched backend: the new one registered

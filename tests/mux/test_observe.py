@@ -108,6 +108,7 @@ def _dispatch(engine: Engine, conn: TcpConnection, mask: int, watched: bool) -> 
         conn.on_ready(mask)  # what _dispatch_instrumented calls
     else:
         backend = engine.loop.backend
+        engine.loop.retired.clear()  # as a wait's return does (the fd may be a closed one's)
         engine.loop.dispatch_unwatched([(conn.fd, backend.native_interest(mask))], backend)
 
 
