@@ -311,7 +311,10 @@ class Loop(Scheduler):
                     flags = names[native]
                 except KeyError:
                     flags = backend.names(native)
-                obs.emit({"kind": "ready", "fd": fd, "flags": flags})
+                event = {"kind": "ready", "fd": fd, "flags": flags}
+                if retired and fd in retired:  # closed earlier in this batch: the report is the
+                    event["stale"] = True  # closed file's, no handler runs (the fd may be reused)
+                obs.emit(event)
             try:
                 handler = handlers[fd]
             except KeyError:

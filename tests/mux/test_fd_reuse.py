@@ -15,6 +15,7 @@ import socket
 import pytest
 
 from mux import Engine, EngineConfig
+from tests.event_schema import assert_events_follow_spec
 
 from .conftest import MODE_IDS, MODES
 
@@ -98,6 +99,10 @@ def test_a_stale_ready_entry_does_not_reach_the_connection_that_reused_its_fd(
         assert [e["kind"] for e in after] == ["accept", "interest"], after
         assert after[1]["op"] == "register" and "cause" not in after[1], after
         assert not _read_by(engine, fd, recvs), "the new connection read on the old file's report"
+        # the page is told that report is the closed file's (the others are not marked)
+        ready = [e for e in batch if e["kind"] == "ready"]
+        assert [e.get("stale", False) for e in ready] == [False, False, True], ready
+        assert_events_follow_spec(batch)
         # and it is served as any other: its bytes come back
         new.sendall(b"fresh")
         got = b""
