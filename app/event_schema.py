@@ -42,7 +42,7 @@ OLDER_OPTIONAL: dict[str, set[str]] = {"flaw": {"fd"}}
 #: fields a kind may carry besides its required ones
 OPTIONAL: dict[str, dict[str, Any]] = {
     "wait": {"cpu_us": INT, "late": BOOL, "timeout_us": INT},
-    "ready": {"late": BOOL, "stale": BOOL},  # stale: its fd was closed earlier in the batch
+    "ready": {"late": BOOL, "stale": BOOL},  # stale: its fd unregistered since the wait
     "accept": {"generated": BOOL},  # a client of the app's own load generator
     "recv": {"eof": BOOL},  # recv() returned 0 bytes: the peer's EOF
     "backpressure": {"inline": BOOL, "udp": BOOL, "pending": COUNT, "pending_bytes": COUNT},

@@ -72,8 +72,8 @@ class Loop(Scheduler):
         #: fds unregistered since the last wait returned. The rest of that wait's ready list
         #: is the closed file's report: an fd the kernel reused meanwhile (a user's close by
         #: the control fd, then an accept, in one batch) is a new registration it never
-        #: reported, so the dispatches skip these (as selectors does, by key). Cleared when
-        #: the next wait returns.
+        #: reported, so the dispatches skip these, and a shown `ready` event of one says
+        #: `stale`. Cleared when the next wait returns.
         self.retired: set[int] = set()
         #: called after each iteration's handlers with the ready list (breakpoints, flaws)
         self.after_iteration: list[Callable[[list[tuple[int, int]]], None]] = []
@@ -379,8 +379,10 @@ class Loop(Scheduler):
         self.last_ready_backend = backend
         self._emit_wait(timeout, ready, us, registered=registered, late=True, backend=backend)
         for fd, native in ready:
-            self.obs.emit({"kind": "ready", "fd": fd, "flags": backend.names(native),
-                           "late": True})
+            event = {"kind": "ready", "fd": fd, "flags": backend.names(native), "late": True}
+            if fd in self.retired:  # closed since that wait returned: the closed file's report
+                event["stale"] = True
+            self.obs.emit(event)
 
     def _emit_wait(self, timeout: float | None, ready: list[tuple[int, int]], us: float,
                    cpu_ns: int | None = None, registered: int | None = None,

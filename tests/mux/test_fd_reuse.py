@@ -10,7 +10,9 @@ of a registration nobody disarmed.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import time
 
 import pytest
 
@@ -43,17 +45,22 @@ def _read_by(engine: Engine, fd: int, recvs: _RecvCalls) -> bool:
     return any(read is sock for read in recvs.socks)
 
 
-def _in_this_order(engine: Engine) -> None:
+def _in_this_order(engine: Engine) -> list[list[int]]:
     """The backend's wait hands its ready list back control fd first, then the listener,
     then the rest: an order the kernel may give (epoll's is the order readiness came in,
-    select's and poll's their own), chosen here so that every backend is tried with it."""
+    select's and poll's their own), chosen here so that every backend is tried with it.
+    Returns the fds of each list handed back, as they are."""
     backend = engine.loop.backend
     real_wait = backend.wait
     rank = {engine.control_fd: 0, engine.listener.fd: 1}
+    handed: list[list[int]] = []
 
     def wait(*args):  # noqa: ANN002, ANN202
-        return sorted(real_wait(*args), key=lambda entry: rank.get(entry[0], 2))
+        ready = sorted(real_wait(*args), key=lambda entry: rank.get(entry[0], 2))
+        handed.append([fd for fd, _ in ready])
+        return ready
     backend.wait = wait
+    return handed
 
 
 def _batch_with_reuse(engine: Engine, events: list[dict], recvs: _RecvCalls,
@@ -105,17 +112,13 @@ def test_a_stale_ready_entry_does_not_reach_the_connection_that_reused_its_fd(
         assert_events_follow_spec(batch)
         # and it is served as any other: its bytes come back
         new.sendall(b"fresh")
+        new.settimeout(0)
         got = b""
-        while len(got) < 5:
-            loop_ready = len(events)
-            engine.loop.run_once()
-            if len(events) == loop_ready:
-                continue
-            new.settimeout(0)
-            try:
+        deadline = time.monotonic() + 5
+        while len(got) < 5 and time.monotonic() < deadline:
+            engine.loop.run_once()  # (a wait of at most wait_timeout)
+            with contextlib.suppress(BlockingIOError):
                 got += new.recv(5)
-            except BlockingIOError:
-                pass
         assert got == b"fresh"
     finally:
         for client in (old, new):
@@ -124,12 +127,17 @@ def test_a_stale_ready_entry_does_not_reach_the_connection_that_reused_its_fd(
         engine.stop()
 
 
-def test_the_unwatched_dispatch_skips_the_stale_entry_too(monkeypatch):
-    """The hot path (nobody listening: hot.py) reads nothing on the old file's report."""
+@pytest.mark.parametrize("dispatch", ["batch", "plain"])
+def test_the_unwatched_dispatch_skips_the_stale_entry_too(dispatch, monkeypatch):
+    """The hot path (nobody listening: the engine's batch dispatch, hot.py; and the loop's
+    own `_dispatch_plain`, which a loop with no batch dispatch runs) reads nothing on the old
+    file's report."""
     engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", write="eager",
                                  wait_timeout=0.5))
     recvs = _RecvCalls(monkeypatch)
     loop = engine.loop
+    if dispatch == "plain":
+        loop.dispatch_unwatched = loop._dispatch_plain
     old = socket.create_connection(("127.0.0.1", engine.tcp_port))
     new = None
     try:
@@ -141,9 +149,11 @@ def test_the_unwatched_dispatch_skips_the_stale_entry_too(monkeypatch):
         old.shutdown(socket.SHUT_WR)
         del recvs.socks[:]
         assert not engine.observers.active
-        _in_this_order(engine)
+        handed = _in_this_order(engine)
         loop.run_once()
         assert closing.result(1) is True
+        assert handed == [[engine.control_fd, engine.listener.fd, fd]], (
+            f"precondition: one batch, in this order: {handed}")
         assert list(engine.connections) == [fd], "precondition: the new client has fd X"
         assert not _read_by(engine, fd, recvs), "the new connection read on the old file's report"
     finally:
