@@ -119,6 +119,7 @@ class SeqGaps:
     """The holes between consecutive events' seqs, counted as a trace is converted."""
 
     def __init__(self) -> None:
+        self.first_seq: int | None = None
         self.last_seq: int | None = None
         self.last_us = 0.0
         self.holes = 0
@@ -131,6 +132,8 @@ class SeqGaps:
             return None
         last, last_us = self.last_seq, self.last_us
         self.last_seq, self.last_us = seq, us
+        if self.first_seq is None:
+            self.first_seq = seq
         if last is None or seq <= last + 1:
             return None
         missing = seq - last - 1
@@ -142,9 +145,13 @@ class SeqGaps:
 
 
 def _other_data(started_at: float, gaps: SeqGaps) -> dict[str, Any]:
-    """The trace's metadata: what a viewer shows of it does not say what is missing."""
+    """The trace's metadata: what a viewer shows of it does not say what is missing, inside
+    it (the seq gaps) or before it (`events_before_first`: the ring keeps the newest events,
+    so a long session's trace starts after its first; a rotated recording's file too)."""
+    first = gaps.first_seq
     return {"started_at": started_at, "source": "muxscope", "seq_gaps": gaps.holes,
-            "events_not_recorded": gaps.missing}
+            "events_not_recorded": gaps.missing, "first_seq": first, "last_seq": gaps.last_seq,
+            "events_before_first": max(0, first - 1) if first is not None else 0}
 
 
 def _chrome_events(events: Iterable[dict[str, Any]], baseline: Baseline | None = None,

@@ -18,7 +18,8 @@ import httpx
 import orjson
 import pytest
 
-from app.trace import GAP_TID, GAP_TRACK, chrome_chunks, to_chrome
+from app.hub import encode_batches
+from app.trace import GAP_TID, GAP_TRACK, TraceRing, chrome_chunks, to_chrome
 from tests.conftest import wait_until
 
 from .conftest import Live, live_app
@@ -188,10 +189,27 @@ def test_the_chrome_trace_marks_the_seq_gaps_it_has(per_chunk: int = 2) -> None:
             "args": {"name": GAP_TRACK}} in trace["traceEvents"]
     # the first event's seq is where the ring starts, not a gap; the totals are in otherData
     assert trace["otherData"] == {"started_at": 0.0, "source": "muxscope", "seq_gaps": 2,
-                                  "events_not_recorded": 1002}
+                                  "events_not_recorded": 1002, "first_seq": 5,
+                                  "last_seq": 1011, "events_before_first": 4}
     whole = to_chrome(events[:2], 0.0)
     assert whole["otherData"]["seq_gaps"] == 0
     assert not any(e.get("tid") == GAP_TID for e in whole["traceEvents"])
+
+
+def test_a_wrapped_rings_trace_says_where_it_starts() -> None:
+    """The ring keeps the newest events: a long session's trace began at event ~1.07M while
+    its otherData said nothing was missing (a black-box review, session 45)."""
+    ring = TraceRing(maxlen=3)
+    events = [{"seq": seq, "ts": seq / 10, "kind": "ready", "fd": 7, "flags": ["EPOLLIN"]}
+              for seq in range(1, 11)]
+    for start in range(0, 10, 2):
+        ring.add_batches(encode_batches(events[start:start + 2]))
+    kept = list(ring.events())
+    assert [e["seq"] for e in kept] == [8, 9, 10]
+    other = orjson.loads(b"".join(chrome_chunks(iter(kept), 0.0)))["otherData"]
+    assert (other["first_seq"], other["last_seq"], other["events_before_first"]) == (8, 10, 7)
+    assert (other["seq_gaps"], other["events_not_recorded"]) == (0, 0)
+    assert to_chrome([], 0.0)["otherData"]["events_before_first"] == 0
 
 
 def test_the_chrome_trace_download_is_streamed_not_built_whole(shared: Live) -> None:
