@@ -132,8 +132,9 @@ def _snapshot_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     snapshot line cut off): what the engine was before its first event is not in it, only
     what its events imply. The backend is the one its first wait names, or the `from` of a
     switch before that wait (a poll trace was shown as epoll); epoll's trigger and one-shot as
-    its registrations before any switch say; the loop's state as its first loop event
-    implies. `unknown_before` is the first seq, `note` what the page should say."""
+    its registrations before any switch say; the write strategy as its echoes show it
+    (`_write_before`); the loop's state as its first loop event implies. `unknown_before` is
+    the first seq, `note` what the page should say."""
     first_seq = events[0]["seq"] - 1 if events else 0
     name = _first_backend(events)
     backend: dict[str, Any] = {}
@@ -148,6 +149,11 @@ def _snapshot_from_events(events: list[dict[str, Any]]) -> dict[str, Any]:
             unknown.append("whether epoll was edge-triggered or one-shot")
         else:
             backend["trigger"], backend["oneshot"] = marks
+    write = _write_before(events)
+    if write is None:
+        unknown.append("the write strategy (queued or eager)")
+    else:
+        backend["write"] = write
     state: dict[str, Any] = {"loop": _loop_before(events)}
     if backend:
         state["backend"] = {**_empty_state()["backend"], **backend}
@@ -188,6 +194,35 @@ def _loop_before(events: list[dict[str, Any]]) -> str:
     if cause == "breakpoint":
         return "running"
     return "running" if state == "running" else "paused"
+
+
+def _write_before(events: list[dict[str, Any]]) -> str | None:
+    """The write strategy before any switch, as the echoes show it; None with none to go by.
+    A queued echo puts what a recv read in the queue (its `queue` event comes next for that
+    fd, in the same handler call); an eager one sends it at once (`send` next), and queues it
+    only behind a queue or after a partial send: one `send` right after a `recv` says eager.
+    A `backend` event ends the search (it says the new strategy); a seq gap forgets the recvs
+    before it."""
+    read: set[Any] = set()  # fds whose last event seen was a recv of bytes
+    queued = False
+    last_seq = None
+    for event in events:
+        kind = event["kind"]
+        if kind == "backend":
+            break
+        seq = event.get("seq")
+        if isinstance(seq, int) and last_seq is not None and seq != last_seq + 1:
+            read.clear()
+        last_seq = seq
+        fd = event.get("fd")
+        if kind == "recv" and event.get("bytes"):
+            read.add(fd)
+        elif fd in read and kind in ("send", "queue"):
+            if kind == "send":
+                return "eager"
+            queued = True
+            read.discard(fd)
+    return "queued" if queued else None
 
 
 def _epoll_marks(events: list[dict[str, Any]]) -> tuple[str, bool] | None:

@@ -64,6 +64,24 @@ def test_a_trace_download_replays_on_the_backend_its_waits_name(
     assert state["loop"] == "running"
 
 
+@pytest.mark.parametrize("write", ["queued", "eager"])
+def test_a_trace_download_replays_with_the_write_strategy_its_echoes_show(
+        tmp_path: Path, write: str) -> None:
+    """Replay said `queued` whatever the trace was of (a black-box review, session 45)."""
+    snapshot, _ = load_recording(trace_of_a_live_engine(tmp_path, "epoll", write=write))
+    assert snapshot["state"]["backend"]["write"] == write
+    assert "the write strategy" not in snapshot["note"]
+
+
+def test_a_trace_without_an_echo_says_its_write_strategy_is_unknown(tmp_path: Path) -> None:
+    path = trace_of_a_live_engine(tmp_path, "epoll", write="eager")
+    kept = [line for line in path.read_bytes().splitlines(keepends=True)
+            if json.loads(line)["kind"] not in ("recv", "send", "queue")]
+    path.write_bytes(b"".join(kept))
+    snapshot, _ = load_recording(path)
+    assert "the write strategy (queued or eager)" in snapshot["note"]
+
+
 def _switch(backend: dict[str, Any]) -> Callable[[httpx.Client, socket.socket], None]:
     def then(client: httpx.Client, sock: socket.socket) -> None:
         assert client.post("/api/backend", json=backend).status_code == 200
