@@ -56,7 +56,7 @@ class Batch:
 
     @classmethod
     def encode(cls, events: list[dict[str, Any]]) -> Batch:
-        return cls(events[0]["seq"], events[-1]["seq"], len(events), _encode(events))
+        return cls(_own(events[0]["seq"]), _own(events[-1]["seq"]), len(events), _encode(events))
 
     def after(self, seq: int) -> Batch | None:
         """This batch without its events whose seq is <= `seq` (re-encoded), or None if empty."""
@@ -66,6 +66,15 @@ class Batch:
             return None
         events = [event for event in orjson.loads(self.data) if event["seq"] > seq]
         return Batch.encode(events)
+
+
+def _own(seq: int) -> int:
+    """`seq` as an int object of the batch's own (`+ 0` makes a new one in CPython; the small
+    ints are shared singletons anyway). A batch outlives the events it encodes (a trace
+    ring, a replay), and one int of theirs that it kept pinned the allocator's arena those
+    events were parsed into: a replay of 1,000,000 events held 656 MB once loaded, 151 MB
+    with this (session 45)."""
+    return seq + 0
 
 
 def encode_batches(events: list[dict[str, Any]]) -> list[Batch]:
@@ -216,10 +225,10 @@ class Subscription:
         if room is not None:
             self._unacked.append((last_seq, count))
             self.unacked_events += count
-        return _events_frame(dropped, taken)
+        return events_frame(dropped, taken)
 
 
-def _events_frame(dropped: int, batches: list[Batch]) -> bytes:
+def events_frame(dropped: int, batches: list[Batch]) -> bytes:
     """`{"type":"events","dropped":n,"events":[...]}` from pre-encoded arrays, no re-encoding."""
     head = b'{"type":"events","dropped":%d,"events":' % dropped
     if len(batches) == 1:

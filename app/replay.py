@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from app.hub import Hub, HubFull
+from app.hub import Batch, Hub, HubFull, events_frame
 from app.metrics import Metrics
 from app.recording import load_recording
 from app.routes.live import TOO_SLOW, close_politely, send_frame
@@ -158,13 +158,29 @@ def build_replay_state(settings: Settings) -> dict[str, Any]:
     return {"engine": None, "load": None, "trace": ring,
             "metrics": replay_metrics(snapshot["state"], events, totals, last_seq),
             "replay_state": {**snapshot["state"], "loop": "paused"},
-            "replay_snapshot": snapshot, "replay_events": events,
+            # the events are streamed from the ring's encoded batches (its maxlen holds them
+            # all): the list of dicts, ~7 times the file's size, is not kept
+            "replay_snapshot": snapshot,
             "started_at": snapshot.get("started_at", 0.0), "tap": None,
             # No events are published to it: it only counts the browsers (--max-clients).
             "hub": Hub(max_clients=settings.max_clients),
             "replay_totals": totals,
             "replay_summary": {"events": len(events), "last_seq": last.get("seq")},
             "replay_note": note}
+
+
+def _frames_of(batches: tuple[Batch, ...]) -> Iterator[list[Batch]]:
+    """`batches` grouped into frames of at most FRAME_EVENTS events (a larger batch alone)."""
+    frame: list[Batch] = []
+    count = 0
+    for batch in batches:
+        if frame and count + batch.count > FRAME_EVENTS:
+            yield frame
+            frame, count = [], 0
+        frame.append(batch)
+        count += batch.count
+    if frame:
+        yield frame
 
 
 @router.websocket("/ws")
@@ -217,20 +233,20 @@ async def _stream(websocket: WebSocket) -> None:
 
 
 async def _replay_frames(state: Any) -> AsyncGenerator[bytes, None]:
-    """The snapshot frame, the recorded events in frames of FRAME_EVENTS, then the same stats
-    frame once a second, for ever."""
+    """The snapshot frame, the recorded events in frames of whole encoded batches (as the
+    trace ring holds them, not encoded again; at most FRAME_EVENTS events a frame unless one
+    batch holds more), then the same stats frame once a second, for ever."""
     snapshot = state.replay_snapshot
     yield orjson.dumps({**snapshot, "replay": True})
-    events = state.replay_events
     last_seq = snapshot.get("seq", 0)
     dropped_total = 0
-    for start in range(0, len(events), FRAME_EVENTS):
-        chunk = events[start:start + FRAME_EVENTS]
+    for frame in _frames_of(state.trace.batches()):
+        count = sum(batch.count for batch in frame)
         # what the recording lacks (its tap overflowed, a batch failed) is `dropped`, as live:
         # the seq gaps a client sees add up to it (SPEC §4)
-        dropped = max(0, chunk[-1]["seq"] - last_seq - len(chunk))
-        last_seq, dropped_total = chunk[-1]["seq"], dropped_total + dropped
-        yield orjson.dumps({"type": "events", "events": chunk, "dropped": dropped})
+        dropped = max(0, frame[-1].last_seq - last_seq - count)
+        last_seq, dropped_total = frame[-1].last_seq, dropped_total + dropped
+        yield events_frame(dropped, frame)
     stats = orjson.dumps({"type": "stats", "events_total": last_seq,
                           "dropped_total": dropped_total, **state.replay_totals,
                           "replay": True})

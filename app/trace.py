@@ -50,6 +50,11 @@ class TraceRing:
     def __call__(self, events: list[dict[str, Any]]) -> None:
         self.add_batches(encode_batches(events))
 
+    def batches(self) -> tuple[Batch, ...]:
+        """The batches held now, oldest first (the first may hold events older than
+        `maxlen`, which `events()` skips)."""
+        return tuple(self._batches)
+
     def __len__(self) -> int:
         return min(self._count, self.maxlen)
 

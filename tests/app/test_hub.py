@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from app.bridge import EventTap, pump
-from app.hub import Hub, HubFull
+from app.hub import Batch, Hub, HubFull
 from app.routes.live import router, send_frame
 from tests.conftest import run_asgi, run_async
 from tests.conftest import wait_until as wait_for
@@ -496,3 +496,15 @@ def assert_closed_by_server(sock: socket.socket, timeout: float) -> None:
         except ConnectionResetError:
             return
     pytest.fail("the server kept the stalled connection open")
+
+
+def test_a_batch_keeps_no_int_of_the_events_it_encodes() -> None:
+    """A batch outlives its events (the trace ring, a replay): a seq int of theirs that it
+    kept pinned the memory arena they were parsed into, so a replay of a million events
+    held 656 MB after loading instead of 151 (session 45)."""
+    events = [orjson.loads(b'{"seq": %d, "ts": 0.5, "kind": "wait"}' % seq)
+              for seq in (10**6, 10**6 + 1, 10**12)]
+    batch = Batch.encode(events)
+    assert (batch.first_seq, batch.last_seq) == (10**6, 10**12)
+    assert batch.first_seq is not events[0]["seq"]
+    assert batch.last_seq is not events[-1]["seq"]
