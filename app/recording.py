@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from app.event_schema import problems
+from app.event_schema import FIELDS, problems
 
 log = logging.getLogger(__name__)
 #: replay holds a recording in memory (~0.5 KB an event, so ~1 GB at the bound). A
@@ -54,6 +54,7 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     events: list[dict[str, Any]] = []
     last_seq: int | None = None  # of the last event or snapshot line
     cut_short = False
+    unknown_kinds: dict[str, int] = {}
     with path.open("rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > MAX_REPLAY_BYTES:
@@ -97,9 +98,16 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                     raise ValueError(f"{path}:{number}: not an event muxscope writes: "
                                      + "; ".join(found))
                 last_seq = _in_order(item["seq"], last_seq, f"{path}:{number}")
+                if item["kind"] not in FIELDS:
+                    unknown_kinds[item["kind"]] = unknown_kinds.get(item["kind"], 0) + 1
                 if len(events) == MAX_REPLAY_EVENTS:
                     raise ValueError(f"{path}: more than {MAX_REPLAY_EVENTS:,} events, {_TOO_BIG}")
                 events.append(item)
+    if unknown_kinds:  # a newer muxscope's, or an edit: replayed, shown in the log only
+        log.warning("%s: %s of a kind this muxscope does not know (%s): replayed as they "
+                    "are", path,
+                    f"{sum(unknown_kinds.values()):,} event(s)",
+                    ", ".join(f"{kind!r} ×{n:,}" for kind, n in sorted(unknown_kinds.items())))
     if snapshot is None and not events:
         if cut_short:
             raise ValueError(f"{path}: its only line is cut short, not JSON: a recording "

@@ -144,3 +144,18 @@ def test_the_replays_snapshot_frame_says_it_is_a_replay(tmp_path: Path) -> None:
             ws_connect(base.replace("http", "ws", 1) + "/ws", open_timeout=5) as ws:
         first = json.loads(ws.recv(timeout=5))
     assert first["type"] == "snapshot" and first["replay"] is True and first["seq"] == 10
+
+
+def test_events_of_an_unknown_kind_replay_and_are_said(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A kind this muxscope does not know (a newer one's, an edit) was replayed without a
+    word, while a known kind's missing field is refused (a black-box review, session 45)."""
+    teleport = {"seq": 12, "ts": 0.012, "kind": "teleport", "fd": 3}
+    path = write(tmp_path / "r.jsonl", [snapshot(10), wait_event(11), teleport, wait_event(13),
+                                        {**teleport, "seq": 14}])
+    _, events = load_recording(path)
+    assert [e["kind"] for e in events] == ["wait", "teleport", "wait", "teleport"]
+    assert "2 event(s) of a kind this muxscope does not know ('teleport' ×2)" in caplog.text
+    caplog.clear()
+    load_recording(write(tmp_path / "known.jsonl", [snapshot(10), wait_event(11)]))
+    assert "does not know" not in caplog.text
