@@ -16,8 +16,9 @@ import orjson
 from app.event_schema import FIELDS, problems
 
 log = logging.getLogger(__name__)
-#: replay holds a recording in memory (~0.5 KB an event, so ~1 GB at the bound). A
-#: segment of the default --record-max-mb (100) holds about 1,000,000 events.
+#: replay parses a recording into memory (~0.6 KB an event while it loads, so ~1.3 GB at
+#: the bound; once loaded it keeps the events encoded, about the file's size). A segment of
+#: the default --record-max-mb (100) holds about 1,000,000 events.
 MAX_REPLAY_EVENTS = 2_000_000
 #: a file this large is refused before it is read (recorded events average ~100 bytes a line)
 MAX_REPLAY_BYTES = 400 << 20
