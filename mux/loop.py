@@ -306,20 +306,23 @@ class Loop(Scheduler):
         names = backend._names  # native -> names, filled by backend.names
         generic = backend._generic  # native -> READABLE/WRITABLE, filled by backend.generic
         for fd, native in ready:
+            # closed earlier in this batch: the report is the closed file's, and no handler
+            # runs for it (the fd may be a new connection's by now)
+            stale = fd in retired if retired else False
             if watched:
                 try:
                     flags = names[native]
                 except KeyError:
                     flags = backend.names(native)
                 event = {"kind": "ready", "fd": fd, "flags": flags}
-                if retired and fd in retired:  # closed earlier in this batch: the report is the
-                    event["stale"] = True  # closed file's, no handler runs (the fd may be reused)
+                if stale:
+                    event["stale"] = True
                 obs.emit(event)
             try:
                 handler = handlers[fd]
             except KeyError:
                 continue
-            if retired and fd in retired:  # closed earlier in the batch, the fd reused
+            if stale:
                 continue
             if oneshot and self.backend is not backend:
                 # a command run earlier in this batch switched backend: the new one registered
