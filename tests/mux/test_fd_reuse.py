@@ -63,11 +63,12 @@ def _in_this_order(engine: Engine) -> list[list[int]]:
     return handed
 
 
-def _batch_with_reuse(engine: Engine, events: list[dict], recvs: _RecvCalls,
-                      ) -> tuple[int, int, list[dict], socket.socket, socket.socket]:
+def _batch_with_reuse(engine: Engine, recvs: _RecvCalls, events: list[dict] | None = None,
+                      ) -> tuple[int, list[dict], socket.socket, socket.socket]:
     """Run one iteration whose ready list is [control, listener, X]: the control fd's
-    command closes X, the listener accepts a client given fd X. Returns X, the new
-    connection's fd, the batch's events, and the two clients."""
+    command closes X, the listener accepts a client given fd X (both preconditions are
+    asserted). Returns X, the batch's events (none without `events`, the observer's list),
+    and the two clients."""
     loop = engine.loop
     old = socket.create_connection(("127.0.0.1", engine.tcp_port))
     while not engine.connections:
@@ -76,17 +77,20 @@ def _batch_with_reuse(engine: Engine, events: list[dict], recvs: _RecvCalls,
     closing = engine.close_connection(fd)  # the control fd is ready first...
     new = socket.create_connection(("127.0.0.1", engine.tcp_port))  # ...then the listener
     old.shutdown(socket.SHUT_WR)  # ...then X (its EOF), all before the wait
-    start = len(events)
+    start = len(events) if events is not None else 0
     del recvs.socks[:]
-    _in_this_order(engine)
+    handed = _in_this_order(engine)
     loop.run_once()
     assert closing.result(1) is True
-    batch = events[start:]
-    ready = [e["fd"] for e in batch if e["kind"] == "ready"]
-    assert ready == [engine.control_fd, engine.listener.fd, fd], (
-        f"precondition: one batch, in this order: {ready}")
-    (reused,) = engine.connections
-    return fd, reused, batch, old, new
+    assert handed == [[engine.control_fd, engine.listener.fd, fd]], (
+        f"precondition: one batch, in this order: {handed}")
+    batch = events[start:] if events is not None else []
+    if events is not None:
+        ready = [e["fd"] for e in batch if e["kind"] == "ready"]
+        assert ready == [engine.control_fd, engine.listener.fd, fd], (
+            f"precondition: one batch, in this order: {ready}")
+    assert list(engine.connections) == [fd], f"precondition: the kernel gave the new client fd {fd}"
+    return fd, batch, old, new
 
 
 @pytest.mark.parametrize(("backend", "trigger", "oneshot"), MODES, ids=MODE_IDS)
@@ -99,8 +103,7 @@ def test_a_stale_ready_entry_does_not_reach_the_connection_that_reused_its_fd(
     recvs = _RecvCalls(monkeypatch)
     old = new = None
     try:
-        fd, reused, batch, old, new = _batch_with_reuse(engine, events, recvs)
-        assert reused == fd, f"precondition: the kernel gave the new client fd {fd}"
+        fd, batch, old, new = _batch_with_reuse(engine, recvs, events)
         accepted = next(i for i, e in enumerate(batch) if e["kind"] == "accept")
         after = [e for e in batch[accepted:] if e.get("fd") == fd and e["kind"] != "ready"]
         assert [e["kind"] for e in after] == ["accept", "interest"], after
@@ -138,26 +141,13 @@ def test_the_unwatched_dispatch_skips_the_stale_entry_too(dispatch, monkeypatch)
     loop = engine.loop
     if dispatch == "plain":
         loop.dispatch_unwatched = loop._dispatch_plain
-    old = socket.create_connection(("127.0.0.1", engine.tcp_port))
-    new = None
+    old = new = None
     try:
-        while not engine.connections:
-            loop.run_once()
-        (fd,) = engine.connections
-        closing = engine.close_connection(fd)
-        new = socket.create_connection(("127.0.0.1", engine.tcp_port))
-        old.shutdown(socket.SHUT_WR)
-        del recvs.socks[:]
         assert not engine.observers.active
-        handed = _in_this_order(engine)
-        loop.run_once()
-        assert closing.result(1) is True
-        assert handed == [[engine.control_fd, engine.listener.fd, fd]], (
-            f"precondition: one batch, in this order: {handed}")
-        assert list(engine.connections) == [fd], "precondition: the new client has fd X"
+        fd, _, old, new = _batch_with_reuse(engine, recvs)
         assert not _read_by(engine, fd, recvs), "the new connection read on the old file's report"
     finally:
-        old.close()
-        if new is not None:
-            new.close()
+        for client in (old, new):
+            if client is not None:
+                client.close()
         engine.stop()
