@@ -23,7 +23,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.hub import Batch, Hub, HubFull, events_frame
 from app.metrics import Metrics
-from app.recording import load_recording
+from app.recording import MAX_REPLAY_EVENTS, read_recording
 from app.routes.live import TOO_SLOW, close_politely, send_frame
 from app.routes.release import release
 from app.security import UNSAFE_METHODS, ASGIApp, Receive, Scope, Send
@@ -63,50 +63,86 @@ def _changes_state(scope: Scope) -> bool:
     return scope.get("method", "GET").upper() in UNSAFE_METHODS
 
 
+class RecordedCounts:
+    """The stats frame's counters as a recording's events tell them, counted a chunk at a time
+    as replay reads the file: what they add to the snapshot's, which may come only at the
+    file's end (app/recording.py makes one up for a file without), so `totals` takes it then.
+    Events the recording lacks (not shown live, so not recorded) are not counted."""
+
+    def __init__(self) -> None:
+        self.bytes_in = self.bytes_out = self.waits = 0
+        self.waits_by_backend: dict[str, int] = {}
+        self.last_seq: int | None = None
+        # fd -> open after its last accept or close: a set's adds and discards in order, of
+        # which only the last one of each fd tells
+        self._opened: dict[Any, bool] = {}
+        # the same where a recv, send or queue of an fd also says it is open (see `totals`)
+        self._opened_by_events: dict[Any, bool] = {}
+        self._udp = {"received": 0, "from_self": 0, "echoed": 0}
+        self._udp_dropped: int | None = None  # the kernel's total, as the last error said
+
+    def __call__(self, events: list[dict[str, Any]]) -> None:
+        opened, by_events, udp = self._opened, self._opened_by_events, self._udp
+        for event in events:
+            kind, moved = event["kind"], event.get("bytes", 0)  # an int: the reader checked
+            if kind in ("recv", "send", "queue") and "fd" in event:
+                by_events[event["fd"]] = True
+            if kind == "recv":
+                self.bytes_in += moved
+            elif kind == "send":
+                self.bytes_out += moved
+            elif kind == "wait":
+                self.waits += 1
+                backend = event.get("backend")  # (the reader's check requires it)
+                if isinstance(backend, str):
+                    self.waits_by_backend[backend] = self.waits_by_backend.get(backend, 0) + 1
+            elif kind == "accept":
+                opened[event["fd"]] = by_events[event["fd"]] = True
+            elif kind == "close":
+                opened[event.get("fd")] = by_events[event.get("fd")] = False
+            elif kind == "error" and type(event.get("udp_dropped")) is int:
+                self._udp_dropped = max(self._udp_dropped or 0, event["udp_dropped"])
+            elif kind == "datagram":
+                if event.get("dir") == "in":
+                    udp["received"] += 1
+                    udp["from_self"] += event.get("from_self") is True
+                elif not event.get("misdirected"):  # the bug zoo's reply to itself: live
+                    udp["echoed"] += 1               # counts no echo either
+        if events:
+            self.last_seq = events[-1]["seq"]
+
+    def totals(self, state: dict[str, Any], by_events: bool = False) -> dict[str, Any]:
+        """Engine-lifetime totals as live: the snapshot's own (a rotated segment starts
+        mid-run) plus the events', and the connections open at the end (the snapshot's, plus
+        accepts, less closes). `by_events`: the file had no snapshot line (a trace download;
+        its made-up snapshot says `unknown_before`): a connection open before its first
+        event shows only in its own events, as the page's connection list counts it (it said
+        50, the stats 0)."""
+        base = state.get("stats") or {}
+        changes = self._opened_by_events if by_events else self._opened
+        open_fds = {c["fd"] for c in state.get("connections", []) if changes.get(c["fd"], True)}
+        open_fds.update(fd for fd, is_open in changes.items() if is_open)
+        totals: dict[str, Any] = {
+            "connections": len(open_fds),
+            "bytes_in": _count(base, "bytes_in") + self.bytes_in,
+            "bytes_out": _count(base, "bytes_out") + self.bytes_out,
+            "waits": _count(base, "waits") + self.waits}
+        udp_state = (state.get("listeners") or {}).get("udp")
+        if isinstance(udp_state, dict):  # UDP events count only where the snapshot had UDP
+            udp = {key: _count(udp_state, key) + self._udp.get(key, 0)
+                   for key in ("received", "from_self", "echoed", "dropped")}
+            if self._udp_dropped is not None:
+                udp["dropped"] = max(udp["dropped"], self._udp_dropped)
+            totals["udp"] = udp
+        return totals
+
+
 def recorded_totals(state: dict[str, Any], events: list[dict[str, Any]],
                     by_events: bool = False) -> dict[str, Any]:
-    """The stats frame's counters as the recording tells them, engine-lifetime totals as live:
-    the snapshot's own (a rotated segment starts mid-run) plus TCP bytes in `recv`/`send`
-    events, `wait` events and UDP `datagram` events; and the connections open at its end (the
-    snapshot's, plus accepts, less closes). Events the recording lacks (not shown live, so not
-    recorded) are not counted."""
-    base = state.get("stats") or {}
-    open_fds = {c["fd"] for c in state.get("connections", [])}
-    # `by_events`: the file had no snapshot line (a trace download; its made-up snapshot says
-    # `unknown_before`): a connection open before its first event shows only in its own
-    # events, as the page's connection list counts it (it said 50, the stats 0)
-    bytes_in, bytes_out, waits = (_count(base, key) for key in ("bytes_in", "bytes_out", "waits"))
-    udp_state = (state.get("listeners") or {}).get("udp")
-    udp = ({key: _count(udp_state, key)
-            for key in ("received", "from_self", "echoed", "dropped")}
-           if isinstance(udp_state, dict) else None)
-    for event in events:
-        kind, moved = event["kind"], event.get("bytes", 0)  # an int: load_recording checked
-        if by_events and kind in ("recv", "send", "queue") and "fd" in event:
-            open_fds.add(event["fd"])
-        if kind == "recv":
-            bytes_in += moved
-        elif kind == "send":
-            bytes_out += moved
-        elif kind == "wait":
-            waits += 1
-        elif kind == "accept":
-            open_fds.add(event["fd"])
-        elif kind == "close":
-            open_fds.discard(event.get("fd"))
-        elif kind == "error" and udp is not None and type(event.get("udp_dropped")) is int:
-            udp["dropped"] = max(udp["dropped"], event["udp_dropped"])  # the kernel's total
-        elif kind == "datagram" and udp is not None:
-            if event.get("dir") == "in":
-                udp["received"] += 1
-                udp["from_self"] += event.get("from_self") is True
-            elif not event.get("misdirected"):  # the bug zoo's reply to itself: live counts
-                udp["echoed"] += 1               # no echo either
-    totals: dict[str, Any] = {"connections": len(open_fds), "bytes_in": bytes_in,
-                              "bytes_out": bytes_out, "waits": waits}
-    if udp is not None:
-        totals["udp"] = udp
-    return totals
+    """`RecordedCounts.totals` of `events` at once."""
+    counts = RecordedCounts()
+    counts(events)
+    return counts.totals(state, by_events)
 
 
 def _count(numbers: dict[str, Any], key: str) -> int:
@@ -125,47 +161,50 @@ def _byte_baseline(state: dict[str, Any]) -> dict[int, tuple[int, int]]:
     return baseline
 
 
-def replay_metrics(state: dict[str, Any], events: list[dict[str, Any]],
-                   totals: dict[str, Any], last_seq: int) -> Metrics:
-    """`/metrics` over a recording: the same `muxscope_*` families as live, as the recording
-    tells them (its totals, its events counted once by kind, its waits' durations)."""
-    waits_by_backend: dict[str, int] = {}
+def _waits_by_backend(state: dict[str, Any], counts: RecordedCounts) -> dict[str, int]:
+    waits: dict[str, int] = {}
     recorded = (state.get("stats") or {}).get("waits_by_backend")
     if isinstance(recorded, dict):
-        waits_by_backend.update({k: v for k, v in recorded.items() if type(v) is int})
-    for event in events:
-        if event["kind"] == "wait":
-            backend = event["backend"]
-            waits_by_backend[backend] = waits_by_backend.get(backend, 0) + 1
-    stats = {**totals, "waits_by_backend": waits_by_backend, "events_total": last_seq}
-    metrics = Metrics(lambda: stats, lambda: 0)
-    for start in range(0, len(events), FRAME_EVENTS):
-        metrics(events[start:start + FRAME_EVENTS])
-    return metrics
+        waits.update({k: v for k, v in recorded.items() if type(v) is int})
+    for backend, n in counts.waits_by_backend.items():
+        waits[backend] = waits.get(backend, 0) + n
+    return waits
 
 
 def build_replay_state(settings: Settings) -> dict[str, Any]:
+    """Reads the recording once, a chunk at a time, into what serving it needs: the trace
+    ring (its events encoded, streamed to each browser from there), the counts of the stats
+    frame and `/metrics` (the same `muxscope_*` families as live, as the recording tells
+    them: its totals, its events counted once by kind, its waits' durations)."""
     assert settings.replay_file is not None
-    snapshot, events = load_recording(Path(settings.replay_file))
+    ring = TraceRing(MAX_REPLAY_EVENTS)  # (its maxlen holds them all)
+    counts = RecordedCounts()
+    stats: dict[str, Any] = {}  # filled once the file is read
+    metrics = Metrics(lambda: stats, lambda: 0)
+
+    def take(events: list[dict[str, Any]]) -> None:
+        ring(events)
+        counts(events)
+        metrics(events)
+
+    snapshot, count = read_recording(Path(settings.replay_file), take)
     note = snapshot.pop("note", None)
     if note:
         log.warning("%s: %s", settings.replay_file, note)
-    ring = TraceRing(max(1, len(events)), baseline=_byte_baseline(snapshot["state"]))
-    ring(events)
-    last = events[-1] if events else {}
-    totals = recorded_totals(snapshot["state"], events, by_events="unknown_before" in snapshot)
-    last_seq = last.get("seq", snapshot.get("seq", 0))
-    return {"engine": None, "load": None, "trace": ring,
-            "metrics": replay_metrics(snapshot["state"], events, totals, last_seq),
-            "replay_state": {**snapshot["state"], "loop": "paused"},
-            # the events are streamed from the ring's encoded batches (its maxlen holds them
-            # all): the list of dicts, ~7 times the file's size, is not kept
+    state = snapshot["state"]
+    ring.baseline = _byte_baseline(state)
+    totals = counts.totals(state, by_events="unknown_before" in snapshot)
+    last_seq = counts.last_seq if count else snapshot.get("seq", 0)
+    stats.update(totals, waits_by_backend=_waits_by_backend(state, counts),
+                 events_total=last_seq)
+    return {"engine": None, "load": None, "trace": ring, "metrics": metrics,
+            "replay_state": {**state, "loop": "paused"},
             "replay_snapshot": snapshot,
             "started_at": snapshot.get("started_at", 0.0), "tap": None,
             # No events are published to it: it only counts the browsers (--max-clients).
             "hub": Hub(max_clients=settings.max_clients),
             "replay_totals": totals,
-            "replay_summary": {"events": len(events), "last_seq": last.get("seq")},
+            "replay_summary": {"events": count, "last_seq": counts.last_seq},
             "replay_note": note}
 
 

@@ -4,6 +4,7 @@ counts of a recording of more than one events frame, a snapshot-only segment."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from app.main import create_app
-from app.recording import load_recording
-from app.replay import FRAME_EVENTS, recorded_totals
+from app.recording import load_recording, read_recording
+from app.replay import FRAME_EVENTS, build_replay_state, recorded_totals
 from app.settings import Settings
 from tests.conftest import run_asgi
 
@@ -159,3 +160,35 @@ def test_events_of_an_unknown_kind_replay_and_are_said(
     caplog.clear()
     load_recording(write(tmp_path / "known.jsonl", [snapshot(10), wait_event(11)]))
     assert "does not know" not in caplog.text
+
+
+def test_replay_reads_a_recording_a_chunk_at_a_time(tmp_path: Path) -> None:
+    """The events are handed on as they are read, never all at once: a list of every parsed
+    event held ~0.6 KB an event (1.3 GB at the bound). A bad line after 1,000 good ones
+    finds ten full chunks already handed on."""
+    lines = [snapshot(10), *(wait_event(s) for s in range(11, 1011))]
+    path = write(tmp_path / "r.jsonl", lines)
+    path.write_bytes(path.read_bytes() + b"[not json\n")
+    chunks: list[int] = []
+    with pytest.raises(ValueError, match=r"r.jsonl:1002: not JSON"):
+        read_recording(path, lambda events: chunks.append(len(events)), chunk_events=100)
+    assert chunks == [100] * 10
+
+
+def test_loading_a_replay_holds_little_more_than_what_it_keeps(tmp_path: Path) -> None:
+    """Loading 60,000 events (a 7.7 MiB file) needs ~3 MiB more than the encoded events it
+    keeps (Python's own allocations, tracemalloc): one chunk of parsed events. Parsed into
+    one list first, it needed ~25 MiB more (3.3 times the file's size)."""
+    path = write(tmp_path / "r.jsonl", [snapshot(10), *(wait_event(s) for s in range(11, 60_011))])
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        state = build_replay_state(Settings(http_port=0, replay_file=path))
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert state["replay_summary"] == {"events": 60_000, "last_seq": 60_010}
+    assert len(state["trace"]) == 60_000
+    assert peak - kept < size / 2, (
+        f"loading peaked {(peak - kept) / 2**20:.1f} MiB over the {kept / 2**20:.1f} MiB it "
+        f"keeps, for a {size / 2**20:.1f} MiB file")

@@ -589,6 +589,29 @@ def test_a_late_wait_names_the_backend_that_made_the_call():
     assert (ready["fd"], ready["flags"], ready["late"]) == (5, ["POLLIN"], True)
 
 
+def test_a_late_ready_entry_of_an_fd_closed_since_its_wait_is_marked_stale():
+    """A late ready list is shown after its batch ran: an fd a handler closed meanwhile
+    (`retired`) is marked as a watched batch marks it; the others are not."""
+    import select
+
+    from mux.backends import create
+    from mux.loop import Loop
+
+    events: list[dict] = []
+    obs = Observers()
+    obs.add(events.append)
+    loop = Loop(create("poll"), obs, wait_timeout=0)
+    try:
+        loop.unshown_wait = (0.25, [(5, select.POLLIN), (6, select.POLLIN)], 7.0,
+                             loop.backend, 4)
+        loop.retired.add(6)  # closed by the batch's first handler, its number free again
+        loop.show_unshown_wait()
+    finally:
+        loop.backend.close()
+    ready = [e for e in events if e["kind"] == "ready"]
+    assert [(e["fd"], e.get("stale", False), e["late"]) for e in ready] == [
+        (5, False, True), (6, True, True)]
+
 def test_throttled_eager_path_numbers_a_partial_echos_backpressure_exactly():
     """An eager echo the kernel does not take, over the high-water mark: the batch counts the
     recv, then hands the rest to the queue, which pauses reading with an event shown even
