@@ -28,6 +28,7 @@ MAX_LINE_BYTES = 64 << 20
 #: events handed on at a time while reading: whole hub batches (app/hub.py BATCH_EVENTS)
 READ_CHUNK_EVENTS = 8 * 1024
 EventSink = Callable[[list[dict[str, Any]]], None]
+Progress = Callable[[int, int, int], None]  # (bytes read, file size, events read)
 _TOO_BIG = ("which replay would hold in memory; replay one segment of a recording made with a "
             "smaller --record-max-mb (100 MB holds about 1,000,000 events)")
 
@@ -47,12 +48,13 @@ def load_recording(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return snapshot, events
 
 
-def read_recording(path: Path, sink: EventSink, chunk_events: int = READ_CHUNK_EVENTS
-                   ) -> tuple[dict[str, Any], int]:
+def read_recording(path: Path, sink: EventSink, chunk_events: int = READ_CHUNK_EVENTS,
+                   progress: Progress | None = None) -> tuple[dict[str, Any], int]:
     """(snapshot frame, number of events); the events go to `sink` in order, a list of at
     most `chunk_events` at a time, as they are read (replay keeps them encoded, ~100 bytes
-    an event: a list of them all held ~0.6 KB an event). A rotated segment without a
-    snapshot gets a minimal one.
+    an event: a list of them all held ~0.6 KB an event); `progress` is told after each
+    chunk how far the file is read (bytes, of its size, and events). A rotated segment
+    without a snapshot gets a minimal one.
 
     ValueError, naming the file and line, for what `--record` never writes: a line that is
     not a JSON object, a snapshot whose state is not an object (or whose connections are not
@@ -130,6 +132,8 @@ def read_recording(path: Path, sink: EventSink, chunk_events: int = READ_CHUNK_E
                 if len(chunk) == chunk_events:
                     sink(chunk)
                     chunk = []
+                    if progress is not None:
+                        progress(f.tell(), size, count)
     if chunk:
         sink(chunk)
     if unknown_kinds:  # a newer muxscope's, or an edit: replayed, shown in the log only

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
+import time
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,9 @@ from app.trace import TraceRing
 log = logging.getLogger(__name__)
 router = APIRouter()
 FRAME_EVENTS = 2000
+#: a file this large says how far its reading has got (~1 s of reading, ~250,000 events)
+PROGRESS_FROM_BYTES = 25 << 20
+PROGRESS_EVERY_S = 2.0
 REPLAY_REFUSAL = (b'{"detail":"this is a replay of a recording: there is no live engine to '
                   b'change. Run muxscope without replay to control a live echo server."}')
 
@@ -171,6 +176,36 @@ def _waits_by_backend(state: dict[str, Any], counts: RecordedCounts) -> dict[str
     return waits
 
 
+class LoadProgress:
+    """Says on stderr how far a large file is read, every PROGRESS_EVERY_S (a 400 MB file
+    takes ~15 s, before the dashboard's URL is printed), then how long it took."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.started = self.said = time.monotonic()
+
+    def __call__(self, done: int, size: int, events: int) -> None:
+        now = time.monotonic()
+        if now - self.said >= PROGRESS_EVERY_S:
+            self.said = now
+            self._say(f"{done / max(size, 1):.0%} read ({events:,} events, "
+                      f"{now - self.started:.0f} s)")
+
+    def done(self, events: int) -> None:
+        self._say(f"{events:,} events read in {time.monotonic() - self.started:.1f} s")
+
+    def _say(self, what: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # no stderr to say it on: go on
+            print(f"muxscope replay: {self.path}: {what}", file=sys.stderr, flush=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # read_recording says why
+        return 0
+
+
 def build_replay_state(settings: Settings) -> dict[str, Any]:
     """Reads the recording once, a chunk at a time, into what serving it needs: the trace
     ring (its events encoded, streamed to each browser from there), the counts of the stats
@@ -187,7 +222,11 @@ def build_replay_state(settings: Settings) -> dict[str, Any]:
         counts(events)
         metrics(events)
 
-    snapshot, count = read_recording(Path(settings.replay_file), take)
+    path = Path(settings.replay_file)
+    progress = LoadProgress(path) if _size(path) >= PROGRESS_FROM_BYTES else None
+    snapshot, count = read_recording(path, take, progress=progress)
+    if progress is not None:
+        progress.done(count)
     note = snapshot.pop("note", None)
     if note:
         log.warning("%s: %s", settings.replay_file, note)

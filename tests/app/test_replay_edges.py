@@ -4,6 +4,7 @@ counts of a recording of more than one events frame, a snapshot-only segment."""
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
+import app.replay as replay_module
 from app.main import create_app
 from app.recording import load_recording, read_recording
 from app.replay import FRAME_EVENTS, build_replay_state, recorded_totals
@@ -192,3 +194,25 @@ def test_loading_a_replay_holds_little_more_than_what_it_keeps(tmp_path: Path) -
     assert peak - kept < size / 2, (
         f"loading peaked {(peak - kept) / 2**20:.1f} MiB over the {kept / 2**20:.1f} MiB it "
         f"keeps, for a {size / 2**20:.1f} MiB file")
+
+
+def test_reading_a_large_recording_says_how_far_it_has_got(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A large file takes seconds to read before the dashboard's URL is printed: its reading
+    is said on stderr as it goes (here every chunk, with the thresholds at zero), then its
+    end. A small file says nothing."""
+    path = write(tmp_path / "r.jsonl", [snapshot(10), *(wait_event(s) for s in range(11, 20_011))])
+    build_replay_state(Settings(http_port=0, replay_file=path))
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(replay_module, "PROGRESS_FROM_BYTES", 0)
+    monkeypatch.setattr(replay_module, "PROGRESS_EVERY_S", 0.0)
+    build_replay_state(Settings(http_port=0, replay_file=path))
+    lines = capsys.readouterr().err.splitlines()
+    said = [re.fullmatch(rf"muxscope replay: {re.escape(str(path))}: (\d+)% read \(([\d,]+) "
+                         r"events, 0 s\)", line) for line in lines[:2]]
+    assert all(said), lines
+    assert [m[2] for m in said if m] == ["8,192", "16,384"]  # a chunk, two chunks
+    assert [int(m[1]) for m in said if m] == [pytest.approx(41, abs=1), pytest.approx(82, abs=1)]
+    assert lines[2].startswith(f"muxscope replay: {path}: 20,000 events read in ")
+    assert len(lines) == 3
