@@ -19,7 +19,8 @@ from .engine import Engine
 from .events import preview
 from .kernel import socket_queues
 from .listener import open_tcp_listener
-from .load import LoadCapError, LoadFdError, LoadGenerator, LoadLimitError, LoadWatchLimitError
+from .load import LoadGenerator
+from .load_errors import LoadCapError, LoadFdError, LoadLimitError, LoadWatchLimitError
 from .observe import Observers, Sink
 from .tcp import TcpConnection
 from .udp import open_udp_socket
