@@ -195,6 +195,7 @@ def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
                            docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.add_exception_handler(RequestValidationError, validation_error)
     app.state.settings = settings
+    app.state.closing = asyncio.Event()  # set at shutdown: every websocket is closed (live.py)
     for key, value in state.items():
         setattr(app.state, key, value)
     app.state.templates = Jinja2Templates(directory=str(_asset_dir("templates")))

@@ -26,7 +26,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from app.hub import Batch, Hub, HubFull, events_frame
 from app.metrics import Metrics
 from app.recording import MAX_REPLAY_EVENTS, read_recording
-from app.routes.live import TOO_SLOW, close_politely, send_frame
+from app.routes.live import SHUTTING_DOWN, TOO_SLOW, close_politely, send_frame, until_shutdown
 from app.routes.release import release
 from app.security import UNSAFE_METHODS, ASGIApp, Receive, Scope, Send
 from app.settings import Settings
@@ -280,12 +280,16 @@ async def _serve(websocket: WebSocket) -> None:
     rather than at the next stats frame."""
     sender = asyncio.create_task(_stream(websocket))
     reader = asyncio.create_task(_until_disconnect(websocket))
+    shutdown = asyncio.create_task(until_shutdown(websocket))
     try:
-        await asyncio.wait((sender, reader), return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait((sender, reader, shutdown),
+                                     return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (sender, reader):
+        for task in (sender, reader, shutdown):
             task.cancel()
-        await asyncio.gather(sender, reader, return_exceptions=True)
+        await asyncio.gather(sender, reader, shutdown, return_exceptions=True)
+    if shutdown in done:
+        await close_politely(websocket, SHUTTING_DOWN)
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:

@@ -274,8 +274,10 @@ def _make_server(app: Any, on_started: Callable[[], None]) -> Any:
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             from app.routes import exports
+            from app.routes.live import say_goodbye
 
             exports.end_all()  # else a download outlasts the wait for open connections
+            await say_goodbye(app)  # each page is told why, before uvicorn's bare 1012
             await super().shutdown(sockets=sockets)
             if self.force_exit and not self.lifespan.shutdown_event.is_set():
                 # A second Ctrl-C ("force quit") cut the wait for open connections short, and

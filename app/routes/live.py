@@ -41,6 +41,9 @@ StatsProvider = Callable[[], dict[str, Any]]
 Close = tuple[int, str]
 #: the close for a client that did not take a frame within the send timeout
 TOO_SLOW: Close = (1008, "client too slow")
+#: the close each browser gets when muxscope shuts down (uvicorn's own, left to it, is 1012
+#: "service restart" with no reason: the page could only show the code)
+SHUTTING_DOWN: Close = (1001, "muxscope is shutting down")
 
 
 @router.websocket("/ws")
@@ -60,14 +63,15 @@ async def live(websocket: WebSocket) -> None:
 
 async def _serve(websocket: WebSocket, hub: Hub, subscription: Subscription) -> None:
     """Run the writer and the reader until either ends, then close if one asked to."""
-    writer = asyncio.create_task(_write_frames(websocket, hub, subscription))
-    reader = asyncio.create_task(_read_client(websocket, subscription))
+    tasks = (asyncio.create_task(_write_frames(websocket, hub, subscription)),
+             asyncio.create_task(_read_client(websocket, subscription)),
+             asyncio.create_task(until_shutdown(websocket)))
     try:
-        done, _ = await asyncio.wait((writer, reader), return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (writer, reader):
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(writer, reader, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
     close = next((c for c in (task.result() for task in done) if c is not None), None)
     if close is not None:
         await close_politely(websocket, close)
@@ -169,6 +173,23 @@ async def send_frame(websocket: WebSocket, frame: bytes, timeout: float) -> bool
         # uvicorn then refuses any send with a RuntimeError: the client is gone.
         raise WebSocketDisconnect(1006, str(exc)) from None
     return True
+
+
+async def until_shutdown(websocket: WebSocket) -> Close:
+    """Returns SHUTTING_DOWN once `say_goodbye` has been called."""
+    await websocket.app.state.closing.wait()
+    return SHUTTING_DOWN
+
+
+async def say_goodbye(app: Any, timeout: float = CLOSE_TIMEOUT + 0.5) -> None:
+    """At shutdown, before the server closes what is left: every websocket, live or replay,
+    is closed with SHUTTING_DOWN; returns once they are gone, or after `timeout` (a browser
+    that does not take its close is reset by `close_politely` within CLOSE_TIMEOUT)."""
+    app.state.closing.set()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while app.state.hub.clients and loop.time() < deadline:
+        await asyncio.sleep(0.01)  # (the handlers' ends, a few ms; nothing to wait on)
 
 
 async def close_politely(websocket: WebSocket, close: Close) -> None:

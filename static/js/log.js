@@ -49,7 +49,7 @@ export function withGapMarkers(events, snapshots = []) {
   let next = 0;
   events.forEach((ev, i) => {
     while (next < snapshots.length && snapshots[next].index <= i) {
-      out.push(EventLog.snapshotMarker(snapshots[next].seq));
+      out.push(EventLog.snapshotMarker(snapshots[next].seq, snapshots[next].unknown));
       last = snapshots[next].seq;   // what the snapshot holds is no gap
       next++;
     }
@@ -136,8 +136,10 @@ export class EventLog {
   }
 
   /** The markers onEvent makes live, and withGapMarkers when a log is listed again. */
-  static snapshotMarker(seq) {
-    return { marker: `— snapshot: state at seq ${seq} —`, snapshotSeq: seq };
+  static snapshotMarker(seq, unknown = false) {
+    const marker = unknown ? `— the file starts here: it has no snapshot, the state before seq ${seq + 1} is not known —`
+      : `— snapshot: state at seq ${seq} —`;
+    return { marker, snapshotSeq: seq };
   }
 
   static gapMarker(dropped) {
@@ -147,7 +149,7 @@ export class EventLog {
   onEvent(ev) {
     if (this.source !== this.model) return;   // viewing the past: re-rendered on return
     if (ev.kind === 'reset') {
-      this.pending.push(EventLog.snapshotMarker(this.model.seq));
+      this.pending.push(EventLog.snapshotMarker(this.model.seq, this.model.stateUnknown));
       this.lastSeq = this.model.seq;
     } else {
       if (this.lastSeq !== null && ev.seq > this.lastSeq + 1) {

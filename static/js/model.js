@@ -16,6 +16,7 @@ export class Model {
     this.frames = { snapshot: 0, events: 0, stats: 0 };
     this.eventsApplied = 0;
     this.dirty = {};
+    this.stateUnknown = false;   // the last snapshot was made up (applySnapshot)
     this.reset();
   }
 
@@ -88,7 +89,9 @@ export class Model {
     this.reset();
     this.seq = frame.seq ?? 0;
     this.startedAt = frame.started_at ?? null;
-    this.recentEvents.markSnapshot(this.seq);   // (a rebuild's clears it: no reconnect there)
+    // a replayed file with no snapshot line (a trace download): its state is made up
+    this.stateUnknown = frame.unknown_before != null;
+    this.recentEvents.markSnapshot(this.seq, this.stateUnknown);   // (a rebuild's clears it: no reconnect there)
     this.applyState(frame.state || {}, true);
     this.stateSeq = frame.state_seq ?? 0;   // a history checkpoint taken after a resync
     if (frame.pre_state_regs) {

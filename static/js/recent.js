@@ -19,19 +19,21 @@ export class RecentEvents {
   }
 
   /** A snapshot was applied after the events kept so far (a reconnect): a log listed from
-   *  the ring says so there, as the live log did, and not that the events between were lost. */
-  markSnapshot(seq) {
-    this.snapshots.push({ at: this.count, seq });
+   *  the ring says so there, as the live log did, and not that the events between were lost.
+   *  `unknown`: a replayed file without a snapshot line (its state made up: say so). */
+  markSnapshot(seq, unknown = false) {
+    this.snapshots.push({ at: this.count, seq, unknown });
     const oldest = this.count - this.length;
     while (this.snapshots.length > MAX_SNAPSHOTS || (this.snapshots.length && this.snapshots[0].at < oldest)) {
       this.snapshots.shift();
     }
   }
 
-  /** The snapshots among the last n events kept: {index in last(n), seq}. */
+  /** The snapshots among the last n events kept: {index in last(n), seq, unknown}. */
   snapshotsIn(n = this.length) {
     const first = this.count - Math.min(n, this.length);
-    return this.snapshots.filter((s) => s.at >= first).map((s) => ({ index: s.at - first, seq: s.seq }));
+    return this.snapshots.filter((s) => s.at >= first)
+      .map((s) => ({ index: s.at - first, seq: s.seq, unknown: s.unknown }));
   }
 
   /** Keep `ev` in the ring, and among the notices if it is one. */

@@ -29,6 +29,9 @@ export class Socket {
     this.unacked = 0;      // events taken in since the last ack
     this.takenSeq = null;  // the last event's seq taken in
     this.ackTimer = null;
+    // the last close that gave a reason ("1001 muxscope is shutting down"), kept while the
+    // reconnects fail with bare codes (1006), which would otherwise replace it on the page
+    this.lastWords = '';
   }
 
   url() {
@@ -51,6 +54,7 @@ export class Socket {
     this.ws = ws;
     ws.addEventListener('open', () => {
       this.opens++;
+      this.lastWords = '';
       clearTimeout(this.ackTimer);
       this.ackTimer = null;
       this.unacked = 0;
@@ -72,7 +76,9 @@ export class Socket {
     ws.addEventListener('close', (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;
-      const why = ev.reason ? `${ev.code} ${ev.reason}` : `code ${ev.code}`;
+      if (ev.reason) this.lastWords = `${ev.code} ${ev.reason}`;
+      const why = ev.reason ? this.lastWords
+        : this.lastWords ? `${this.lastWords}; reconnecting: code ${ev.code}` : `code ${ev.code}`;
       this.schedule(why);
     });
     // 'error' is always followed by 'close'; nothing to do here.

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import socket
 import time
 
 from playwright.sync_api import Browser, expect
 
 from app.main import create_app
 from app.settings import Settings
+from tests.app.test_cli import launch
 from tests.app.test_replay_trace_files import trace_of_a_live_engine
 from tests.browser.page_helpers import load_clients, wait_api, wait_for_a_scrollable_log
 from tests.browser.test_timeline import scrub_to
@@ -303,6 +306,10 @@ def test_a_replayed_trace_download_whose_last_connection_closed_is_no_shutdown(
     expect(replay.page.locator("#replay-note")).to_contain_text("no snapshot line")
     replay.page.wait_for_function("() => window.__muxscope.frames.events >= 1", timeout=8000)
     expect(replay.page.locator("#loop-state")).to_have_text("running (as recorded)", timeout=8000)
+    # nor is its first line in the log a snapshot's, which the note says it does not have
+    first = replay.page.locator("#event-log li").first
+    expect(first).to_have_text(re.compile(r"^— the file starts here: it has no snapshot, the "
+                                          r"state before seq \d+ is not known —$"))
     assert replay.console_errors == []
 
 
@@ -498,5 +505,37 @@ def test_a_network_error_from_the_outage_goes_when_the_server_is_back(browser: B
             expect(errors.filter(has_text="network error")).to_have_count(0, timeout=5000)
             expect(errors.filter(has_text="422")).to_have_count(1)
             expect(errors).to_have_count(1)
+    finally:
+        context.close()
+
+
+def test_a_server_shut_down_is_said_until_the_page_is_back(browser: Browser):
+    """Ctrl-C: the page says the server shut down, and keeps saying it while its reconnects
+    fail with bare codes (it showed "code 1012", then "code 1006"). A server back on the same
+    port clears it: that one killed outright is a bare 1006, not a shutdown."""
+    with socket.socket() as probe:  # a free port, for the server started again on it
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    args = ("--http-port", port, "--echo-port", "0", "--no-udp")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    status = page.locator("#ws-status")
+    try:
+        with launch(*args) as run:
+            url = run.read_until(r"Dashboard: (http://127\.0\.0\.1:\d+/)$")[1]
+            page.goto(url)
+            page.wait_for_function(f"() => ({SNAPSHOTS})() >= 1", timeout=10_000)
+            expect(status).to_have_text("live")
+            code, stderr = run.stop(signal.SIGINT)
+            assert code == 0, stderr
+        expect(status).to_contain_text("1001 muxscope is shutting down; reconnecting: code 1006",
+                                       timeout=10_000)
+        with launch(*args) as run:
+            run.read_until(r"Dashboard: ")
+            page.wait_for_function(f"() => ({SNAPSHOTS})() >= 2", timeout=20_000)
+            expect(status).to_have_text("live")
+            run.stop(signal.SIGKILL)
+        expect(status).to_contain_text("disconnected (code 1006; retrying", timeout=10_000)
+        assert "shutting down" not in (status.text_content() or "")
     finally:
         context.close()

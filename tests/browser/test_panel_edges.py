@@ -66,6 +66,9 @@ def test_the_udp_line_says_how_many_datagrams_were_the_servers_own_replies(dashb
     assert own["udp"] == ("UDP socket fd 6 on port 7001: 2 datagrams received (1 of them its "
                           "own replies, sent to itself: not echoed), 0 echoed, 0 dropped by "
                           "the kernel"), own
+    one = dashboard.page.evaluate(CONNECTIONS, {"conns": [], "isView": False,
+                                                "udp": {**udp, "received": 1, "echoed": 1}})
+    assert one["udp"].startswith("UDP socket fd 6 on port 7001: 1 datagram received, 1 echoed"), one
     assert dashboard.console_errors == []
 
 

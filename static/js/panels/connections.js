@@ -95,7 +95,7 @@ export class ConnectionsPanel {
     this.setText('more', this.moreEl, more);
     const u = model.udp;
     this.setText('udp', this.udpEl, u
-      ? `UDP socket fd ${u.fd} on port ${u.port}: ${u.received ?? 0} datagrams received` +
+      ? `UDP socket fd ${u.fd} on port ${u.port}: ${u.received ?? 0} datagram${(u.received ?? 0) === 1 ? '' : 's'} received` +
         (u.from_self ? ` (${u.from_self} of them its own replies, sent to itself: not echoed)` : '') +
         `, ${u.echoed ?? 0} echoed, ` +
         `${u.dropped ?? 0} dropped by the kernel` +
