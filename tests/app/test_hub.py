@@ -144,6 +144,7 @@ def make_app(hub: Hub, tap: EventTap, source: Source) -> FastAPI:
     app.state.tap = tap
     app.state.snapshot_provider = snapshot_provider
     app.state.stats_provider = source.stats
+    app.state.closing = asyncio.Event()  # as create_app's (set at shutdown: live.say_goodbye)
     return app
 
 
