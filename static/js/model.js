@@ -17,6 +17,7 @@ export class Model {
     this.eventsApplied = 0;
     this.dirty = {};
     this.stateUnknown = false;   // the last snapshot was made up (applySnapshot)
+    this.regSerial = 0;          // registrations made so far (setReg's `order`)
     this.reset();
   }
 
@@ -261,7 +262,9 @@ export class Model {
     this.emptied = false;
     const bits = toBits(flags);
     const old = this.regs.get(fd);
-    this.regs.set(fd, { fd, role: role || (old && old.role) || this.roleOf(fd), bits, armed: true });
+    // `order`: when it was registered, among the others (poll passes its array in that order)
+    const order = old ? old.order : ++this.regSerial;
+    this.regs.set(fd, { fd, role: role || (old && old.role) || this.roleOf(fd), bits, armed: true, order });
     if (old) this.touched.add(fd); else this.regsChanged = true;
   }
 

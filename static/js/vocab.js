@@ -103,8 +103,10 @@ export function syscallLine(wait, model, backendInfo, cap = 24) {
   }
   if (backend === 'poll') {
     // As strace prints it: the whole array passed in (fd, events), then the entries the
-    // kernel filled in (revents) after the result.
-    const regs = [...model.regsAtWait()].sort((a, b) => a[0] - b[0]);
+    // kernel filled in (revents) after the result. CPython's poll object passes its fds in
+    // the order they were registered (a dict's), not by number: an fd number reused by a new
+    // connection comes last. (Nearly sorted already: the sort is close to linear.)
+    const regs = [...model.regsAtWait()].sort((a, b) => regRank(a[1]) - regRank(b[1]) || a[0] - b[0]);
     const passed = capped(regs, cap, ([fd, reg]) => `{fd=${fd}, events=${flagText(toNative(reg.bits, 'poll'))}}`);
     const out = capped(ready, cap, (r) => `{fd=${r.fd}, revents=${flagText(r.flags)}}`);
     const filled = ready.length ? ` ([${out.join(', ')}])` : '';
@@ -128,6 +130,10 @@ export function syscallLine(wait, model, backendInfo, cap = 24) {
 }
 
 const SELECT_SET_NAMES = { read: 'in', write: 'out', except: 'except' };
+
+/** A registration's place in poll's array; one of unknown place (a time-travel checkpoint
+ *  keeps no places for the fds closed since its wait) goes last, by fd. */
+function regRank(reg) { return reg.order ?? Number.MAX_SAFE_INTEGER; }
 
 /** The three sets select() handed back, from a wait's ready list (flags read/write/except). */
 function selectReturned(ready) {

@@ -7,7 +7,7 @@ const ASKED = new Set(['in', 'out', 'pri']);   // readiness reported only when a
 
 /** The record of a live `wait` event: its ready list fills from the `ready` events after it. */
 export function waitFromEvent(ev) {
-  return { ...ev, ready_list: [], before: new Map(), interestKnown: true, madeBy: null };
+  return { ...ev, ready_list: [], before: new Map(), beforeOrder: new Map(), interestKnown: true, madeBy: null };
 }
 
 /** The record of a state body's `last_wait`. A server's state has no interest from before its
@@ -31,6 +31,9 @@ export function saveBefore(wait, regs, fd) {
   if (!wait || !wait.before || wait.before.has(fd)) return;
   const reg = regs.get(fd);
   wait.before.set(fd, reg ? new Set(reg.bits) : null);
+  // and its place among the registrations (poll's array: a registration closed since keeps
+  // the place it had in the call)
+  if (reg && wait.beforeOrder) wait.beforeOrder.set(fd, reg.order);
 }
 
 /** Interest bits of fd as passed to the wait call (null: not registered then). */
@@ -44,7 +47,10 @@ export function interestAtWait(wait, regs, fd) {
 export function regsAtWait(wait, regs) {
   const out = new WaitRegs(regs);
   const before = wait && wait.before;
-  if (before) for (const [fd, bits] of before) out.since.set(fd, bits ? { bits } : null);
+  if (before) {
+    const order = wait.beforeOrder;
+    for (const [fd, bits] of before) out.since.set(fd, bits ? { bits, order: order?.get(fd) } : null);
+  }
   // What a wait returned was asked for: the kernel reports in/out/pri only for an fd whose
   // interest had it. Where events were dropped the page's record can lack it: the wait's
   // own answer says better (select's write set must hold an fd returned writable).
@@ -132,5 +138,5 @@ export function addAskedBits(regs, fd, flags) {
   const reg = regs.get(fd);
   if (!reg) return;
   const missing = [...toBits(flags)].filter((b) => ASKED.has(b) && !reg.bits.has(b));
-  if (missing.length) regs.set(fd, { bits: new Set([...reg.bits, ...missing]) });
+  if (missing.length) regs.set(fd, { bits: new Set([...reg.bits, ...missing]), order: reg.order });
 }

@@ -217,3 +217,25 @@ def test_a_switch_of_one_shot_alone_notes_the_epoll_that_made_the_last_wait(
     """)
     assert got == {"writeOnly": None, "made": [9, False], "poll": [None, None],
                    "edgeMade": [9, "level"]}, got
+
+
+def test_polls_array_keeps_a_registration_closed_after_the_wait_in_its_place(
+        bare_page: Dashboard) -> None:
+    """The line describes the wait: fd 7, registered before 9 and closed by a handler after
+    the wait returned, is still where the call had it; fd 6, registered after 9 (a number
+    reused), comes after it. Unknown places (none here) would go last."""
+    got = run(bare_page, """
+        const { syscallLine } = await import('/static/js/vocab.js');
+        const POLL = { name: 'poll', trigger: 'level', oneshot: false, write: 'queued',
+                       fd: null, maxevents: null };
+        const m = model(POLL, [reg(7, ['POLLIN']), reg(9, ['POLLIN']), reg(6, ['POLLIN'])]);
+        feed(m, { ...wait(11, 1), backend: 'poll', registered: 6 },
+             { seq: 12, ts: 12, kind: 'ready', fd: 7, flags: ['POLLIN'] },
+             { seq: 13, ts: 13, kind: 'interest', fd: 7, op: 'unregister', flags: [] },
+             { seq: 14, ts: 14, kind: 'close', fd: 7, reason: 'eof', registered: false });
+        return syscallLine(m.lastWait, m, m.backend);
+    """)
+    passed = got.split("], ")[0]
+    assert passed == ("poll([{fd=3, events=POLLIN}, {fd=4, events=POLLIN}, "
+                      "{fd=5, events=POLLIN}, {fd=7, events=POLLIN}, {fd=9, events=POLLIN}, "
+                      "{fd=6, events=POLLIN}"), got

@@ -34,6 +34,32 @@ def test_poll_syscall_line_shows_the_whole_array_passed_in(dashboard):
         assert len(filled) == int(call[4]), call[0]
 
 
+def test_polls_array_is_in_the_order_the_fds_were_registered(dashboard):
+    """CPython's poll object passes its fds in registration order: a connection given the
+    number of one closed before it comes after the older ones. The line sorted them by
+    number (strace showed [... 24, 23], the page [... 23, 24]: a black-box review)."""
+    page, engine = dashboard.page, dashboard.engine
+    assert dashboard.api.post("/api/backend", json={"name": "poll"}).status_code == 200
+    with dashboard.connect() as first, dashboard.connect() as second:
+        assert echo(first, b"a\n") == b"a\n" and echo(second, b"b\n") == b"b\n"
+        reused, older = server_fd(dashboard, first), server_fd(dashboard, second)
+        first.close()
+        wait_api(dashboard, lambda s: reused not in {r["fd"] for r in s["registrations"]},
+                 "the first connection's fd unregistered")
+        with dashboard.connect() as third:
+            assert echo(third, b"c\n") == b"c\n"
+            assert server_fd(dashboard, third) == reused < older  # the precondition
+            kernel_order = engine.call(lambda: list(engine.loop.interest)).result(5)
+            assert kernel_order.index(older) < kernel_order.index(reused)
+            line = page.locator("#syscall-line")
+            expect(line).to_have_text(re.compile(rf"\{{fd={older}, events=POLLIN\}}, "
+                                                 rf"\{{fd={reused}, events=POLLIN\}}"),
+                                      timeout=5000)
+            passed = re.match(r"^poll\(\[(.*?)\]", line.inner_text())
+            assert passed, line.inner_text()
+            assert [int(fd) for fd in re.findall(r"\{fd=(\d+),", passed[1])] == kernel_order
+
+
 def test_select_line_prints_the_timeval_select_was_passed(bare_page):
     """CPython passes select microseconds; the line printed the event's milliseconds, rounded
     up (a timer's 249.3 ms as tv_usec=250000). A recording without them still prints its ms."""
