@@ -107,6 +107,8 @@ def write_before() -> Scanner:
             read.clear()
         last_seq = seq
         fd = event.get("fd")
+        if type(fd) is not int:  # (an unknown kind's fd may be anything: a list is no key)
+            continue
         if kind == "recv" and event.get("bytes"):
             read.add(fd)
         elif fd in read and kind in ("send", "queue"):

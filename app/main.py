@@ -135,6 +135,9 @@ def _live_state(settings: Settings, engine: Engine) -> dict[str, Any]:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     asyncio.get_running_loop().set_exception_handler(quiet_accept_errors)
     state = app.state
+    # set at shutdown: every websocket is closed (live.say_goodbye); made here, in the loop
+    # that serves (an app served twice, as tests do, would wait on the first loop's)
+    state.closing = asyncio.Event()
     engine: Engine | None = state.engine
     tasks: list[asyncio.Task[Any]] = []
     recorder = getattr(state, "recorder", None)
@@ -195,7 +198,6 @@ def _assemble(settings: Settings, state: dict[str, Any]) -> FastAPI:
                            docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.add_exception_handler(RequestValidationError, validation_error)
     app.state.settings = settings
-    app.state.closing = asyncio.Event()  # set at shutdown: every websocket is closed (live.py)
     for key, value in state.items():
         setattr(app.state, key, value)
     app.state.templates = Jinja2Templates(directory=str(_asset_dir("templates")))

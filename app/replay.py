@@ -26,7 +26,14 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from app.hub import Batch, Hub, HubFull, events_frame
 from app.metrics import Metrics
 from app.recording import MAX_REPLAY_EVENTS, read_recording
-from app.routes.live import SHUTTING_DOWN, TOO_SLOW, close_politely, send_frame, until_shutdown
+from app.routes.live import (
+    SHUTTING_DOWN,
+    TOO_SLOW,
+    close_politely,
+    send_frame,
+    shutting_down,
+    until_shutdown,
+)
 from app.routes.release import release
 from app.security import UNSAFE_METHODS, ASGIApp, Receive, Scope, Send
 from app.settings import Settings
@@ -278,6 +285,9 @@ async def replay_stream(websocket: WebSocket) -> None:
 async def _serve(websocket: WebSocket) -> None:
     """Stream until the browser goes; reading notices that at once, so its slot is freed then
     rather than at the next stats frame."""
+    if shutting_down(websocket):
+        await close_politely(websocket, SHUTTING_DOWN)
+        return
     sender = asyncio.create_task(_stream(websocket))
     reader = asyncio.create_task(_until_disconnect(websocket))
     shutdown = asyncio.create_task(until_shutdown(websocket))

@@ -277,7 +277,8 @@ def _make_server(app: Any, on_started: Callable[[], None]) -> Any:
             from app.routes.live import say_goodbye
 
             exports.end_all()  # else a download outlasts the wait for open connections
-            await say_goodbye(app)  # each page is told why, before uvicorn's bare 1012
+            # each page is told why, before uvicorn's bare 1012
+            await say_goodbye(app, give_up=lambda: self.force_exit)
             await super().shutdown(sockets=sockets)
             if self.force_exit and not self.lifespan.shutdown_event.is_set():
                 # A second Ctrl-C ("force quit") cut the wait for open connections short, and

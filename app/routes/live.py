@@ -63,6 +63,9 @@ async def live(websocket: WebSocket) -> None:
 
 async def _serve(websocket: WebSocket, hub: Hub, subscription: Subscription) -> None:
     """Run the writer and the reader until either ends, then close if one asked to."""
+    if shutting_down(websocket):
+        await close_politely(websocket, SHUTTING_DOWN)
+        return
     tasks = (asyncio.create_task(_write_frames(websocket, hub, subscription)),
              asyncio.create_task(_read_client(websocket, subscription)),
              asyncio.create_task(until_shutdown(websocket)))
@@ -181,14 +184,23 @@ async def until_shutdown(websocket: WebSocket) -> Close:
     return SHUTTING_DOWN
 
 
-async def say_goodbye(app: Any, timeout: float = CLOSE_TIMEOUT + 0.5) -> None:
+def shutting_down(websocket: WebSocket) -> bool:
+    """A websocket accepted while the others are told (the listener is still open then: a
+    page reconnecting at once) is closed before anything is sent to it."""
+    closing: asyncio.Event = websocket.app.state.closing
+    return closing.is_set()
+
+
+async def say_goodbye(app: Any, give_up: Callable[[], bool],
+                      timeout: float = CLOSE_TIMEOUT + 0.5) -> None:
     """At shutdown, before the server closes what is left: every websocket, live or replay,
-    is closed with SHUTTING_DOWN; returns once they are gone, or after `timeout` (a browser
-    that does not take its close is reset by `close_politely` within CLOSE_TIMEOUT)."""
+    is closed with SHUTTING_DOWN; returns once they are gone, after `timeout` (a browser that
+    does not take its close is reset by `close_politely` within CLOSE_TIMEOUT), or as soon as
+    `give_up()` (a second Ctrl-C)."""
     app.state.closing.set()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while app.state.hub.clients and loop.time() < deadline:
+    while app.state.hub.clients and loop.time() < deadline and not give_up():
         await asyncio.sleep(0.01)  # (the handlers' ends, a few ms; nothing to wait on)
 
 

@@ -26,7 +26,9 @@ export function snapshotOf(model) {
   if (model.lastWait) {
     // as a server's state would say it, plus what only the page knows: the interest the wait
     // was made with (before its handlers changed it), and the backend that made it
-    const { before, madeBy, interestKnown, ...rest } = model.lastWait;
+    // (`beforeOrder` is not kept: its places are the live model's numbering, which a view
+    // rebuilt from here does not share; a registration closed since goes last there)
+    const { before, beforeOrder, madeBy, interestKnown, ...rest } = model.lastWait;
     lastWait = { ...rest, ready_list: (rest.ready_list || []).slice(), made_by: madeBy || null };
     if (interestKnown) lastWait.interest_before = [...before].map(([fd, bits]) => [fd, bits ? [...bits] : null]);
   }

@@ -18,6 +18,7 @@ export function waitFromState(lastWait) {
   const record = {
     ...lastWait, ready_list: (lastWait.ready_list || []).slice(),
     before: new Map((saved || []).map(([fd, bits]) => [fd, bits ? new Set(bits) : null])),
+    beforeOrder: new Map(),   // this model's own places (saveBefore), never another's
     interestKnown: !!saved,
     madeBy: lastWait.made_by || null,   // set when a switch came after that wait
   };
@@ -49,7 +50,11 @@ export function regsAtWait(wait, regs) {
   const before = wait && wait.before;
   if (before) {
     const order = wait.beforeOrder;
-    for (const [fd, bits] of before) out.since.set(fd, bits ? { bits, order: order?.get(fd) } : null);
+    // a place saved when the fd changed, else its live registration's (the same one, unless
+    // the number was closed and reused since: then the place is not known, and goes last)
+    for (const [fd, bits] of before) {
+      out.since.set(fd, bits ? { bits, order: order?.get(fd) ?? regs.get(fd)?.order } : null);
+    }
   }
   // What a wait returned was asked for: the kernel reports in/out/pri only for an fd whose
   // interest had it. Where events were dropped the page's record can lack it: the wait's

@@ -12,8 +12,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from app.main import create_app
+from app.settings import Settings
 from tests.app.test_cli import launch
 from tests.app.test_replay_edges import snapshot, wait_event, write
+from tests.conftest import run_asgi
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -36,3 +39,37 @@ def test_a_page_is_told_the_server_is_shutting_down(tmp_path: Path, mode: str, s
     assert closed.value.rcvd is not None, "no close frame: the connection was cut"
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
         1001, "muxscope is shutting down")
+
+
+@pytest.mark.parametrize("mode", ["live", "replay"])
+def test_a_page_that_connects_while_the_others_are_told_gets_only_the_close(
+        tmp_path: Path, mode: str) -> None:
+    """The listener is still open while the pages are told (a page reconnecting at once
+    lands then): it was sent a replay's snapshot and its events before its 1001 (the
+    session's code review); now it is closed before anything is sent."""
+    settings = (Settings(http_port=0, echo_port=0, udp=False) if mode == "live" else
+                Settings(http_port=0, replay_file=write(tmp_path / "r.jsonl",
+                                                       [snapshot(10), wait_event(11)])))
+    app = create_app(settings)
+    with run_asgi(app) as base:
+        app.state.closing.set()  # as say_goodbye does (nobody waits on it yet)
+        with connect(base.replace("http", "ws", 1) + "/ws", open_timeout=5) as ws, \
+                pytest.raises(ConnectionClosed) as closed:
+            frame = ws.recv(timeout=5)
+            raise AssertionError(f"a frame before the close: {frame[:80]!r}")
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "muxscope is shutting down")
+
+
+def test_an_app_served_twice_waits_on_its_own_loops_shutdown(tmp_path: Path) -> None:
+    """The shutdown event was made with the app, and a second serve (another event loop)
+    waited on the first one's: its page was closed at once with 1001 (the code review)."""
+    path = write(tmp_path / "r.jsonl", [snapshot(10), wait_event(11)])
+    app = create_app(Settings(http_port=0, replay_file=path))
+    for _ in range(2):
+        with run_asgi(app) as base, \
+                connect(base.replace("http", "ws", 1) + "/ws", open_timeout=5) as ws:
+            # (the first serve's wait bound the event: the second's raised, at its first
+            # stats frame, and that ended the page as a shutdown would)
+            frames = [json.loads(ws.recv(timeout=5)) for _ in range(4)]
+            assert [f["type"] for f in frames] == ["snapshot", "events", "stats", "stats"]

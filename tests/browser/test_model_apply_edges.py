@@ -239,3 +239,31 @@ def test_polls_array_keeps_a_registration_closed_after_the_wait_in_its_place(
     assert passed == ("poll([{fd=3, events=POLLIN}, {fd=4, events=POLLIN}, "
                       "{fd=5, events=POLLIN}, {fd=7, events=POLLIN}, {fd=9, events=POLLIN}, "
                       "{fd=6, events=POLLIN}"), got
+
+
+def test_a_time_travel_view_does_not_renumber_the_live_models_poll_array(
+        bare_page: Dashboard) -> None:
+    """A checkpoint shared the live wait's saved places by reference: a view rebuilt from it
+    (its own numbering) wrote into them, and the live poll line put fd 7 after 9 (the
+    session's code review)."""
+    got = run(bare_page, """
+        const { syscallLine } = await import('/static/js/vocab.js');
+        const { snapshotOf } = await import('/static/js/history.js');
+        const POLL = { name: 'poll', trigger: 'level', oneshot: false, write: 'queued',
+                       fd: null, maxevents: null };
+        const line = (m) => syscallLine(m.lastWait, m, m.backend).split('], ')[0];
+        const live = model(POLL, [reg(7, ['POLLIN']), reg(9, ['POLLIN'])]);
+        feed(live, { ...wait(11, 0), backend: 'poll', registered: 5 });
+        const checkpoint = snapshotOf(live);
+        const modify = { seq: 12, ts: 12, kind: 'interest', fd: 7, op: 'modify',
+                         flags: ['POLLIN', 'POLLOUT'] };
+        feed(live, modify);
+        const before = line(live);
+        const view = new Model();
+        for (let i = 0; i < 5; i++) view.rebuild(checkpoint, []);
+        view.rebuild(checkpoint, [modify]);
+        return { before, after: line(live), view: line(view) };
+    """)
+    order = "poll([{fd=3, events=POLLIN}, {fd=4, events=POLLIN}, {fd=5, events=POLLIN}, " \
+            "{fd=7, events=POLLIN}, {fd=9, events=POLLIN}"
+    assert got == {"before": order, "after": order, "view": order}, got
