@@ -197,7 +197,10 @@ async def say_goodbye(app: Any, give_up: Callable[[], bool],
     is closed with SHUTTING_DOWN; returns once they are gone, after `timeout` (a browser that
     does not take its close is reset by `close_politely` within CLOSE_TIMEOUT), or as soon as
     `give_up()` (a second Ctrl-C)."""
-    app.state.closing.set()
+    closing: asyncio.Event | None = getattr(app.state, "closing", None)
+    if closing is None:  # its lifespan never started: no page was served
+        return
+    closing.set()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while app.state.hub.clients and loop.time() < deadline and not give_up():
