@@ -19,6 +19,10 @@ from tests.browser.page_helpers import row
 #: where the trace button and the zoo's first switch are, relative to the page's top
 WHERE = """() => ['download-trace', 'zoo-list'].map(
     (id) => Math.round(document.getElementById(id).getBoundingClientRect().top + window.scrollY))"""
+#: each panel's height and the page's scroll, to say which one moved the button (it moved 18
+#: px once in CI, session 46, and could not be made to again)
+HEIGHTS = """() => Object.fromEntries([...document.querySelectorAll('section.panel')].map(
+    (s) => [s.id, Math.round(s.getBoundingClientRect().height)]).concat([['scrollY', window.scrollY]]))"""
 
 
 def test_the_panels_keep_their_height_while_a_client_types(dashboard):
@@ -28,15 +32,18 @@ def test_the_panels_keep_their_height_while_a_client_types(dashboard):
         assert echo(sock, b"first line\n") == b"first line\n"
         expect(row(page, server_fd(dashboard, sock))).to_have_count(1, timeout=5000)
         expect(page.locator("#code-steps li").first).to_be_attached(timeout=5000)
-        seen = []
+        seen, heights = [], []
         deadline = time.monotonic() + 3.0
         i = 0
         while time.monotonic() < deadline:  # a person typing: a line every 30 ms, for 3 s
             assert echo(sock, b"line %d of what someone types\n" % i)
             i += 1
             seen.append(tuple(page.evaluate(WHERE)))
+            heights.append(page.evaluate(HEIGHTS))
         button_ys = sorted({y for y, _ in seen})
         zoo_ys = sorted({z for _, z in seen})
+        changed = {key: sorted({h[key] for h in heights}) for key in heights[0]
+                   if len({h[key] for h in heights}) > 1}
         assert len(seen) > 20, len(seen)
-        assert button_ys[-1] - button_ys[0] <= 2, f"Download trace moved: {button_ys}"
-        assert zoo_ys[-1] - zoo_ys[0] <= 2, f"the bug zoo's list moved: {zoo_ys}"
+        assert button_ys[-1] - button_ys[0] <= 2, f"Download trace moved: {button_ys}; {changed}"
+        assert zoo_ys[-1] - zoo_ys[0] <= 2, f"the bug zoo's list moved: {zoo_ys}; {changed}"
