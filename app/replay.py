@@ -30,8 +30,8 @@ from app.routes.live import (
     SHUTTING_DOWN,
     TOO_SLOW,
     close_politely,
+    closed_for_shutdown,
     send_frame,
-    shutting_down,
     until_shutdown,
 )
 from app.routes.release import release
@@ -285,8 +285,7 @@ async def replay_stream(websocket: WebSocket) -> None:
 async def _serve(websocket: WebSocket) -> None:
     """Stream until the browser goes; reading notices that at once, so its slot is freed then
     rather than at the next stats frame."""
-    if shutting_down(websocket):
-        await close_politely(websocket, SHUTTING_DOWN)
+    if await closed_for_shutdown(websocket):
         return
     sender = asyncio.create_task(_stream(websocket))
     reader = asyncio.create_task(_until_disconnect(websocket))

@@ -63,8 +63,7 @@ async def live(websocket: WebSocket) -> None:
 
 async def _serve(websocket: WebSocket, hub: Hub, subscription: Subscription) -> None:
     """Run the writer and the reader until either ends, then close if one asked to."""
-    if shutting_down(websocket):
-        await close_politely(websocket, SHUTTING_DOWN)
+    if await closed_for_shutdown(websocket):
         return
     tasks = (asyncio.create_task(_write_frames(websocket, hub, subscription)),
              asyncio.create_task(_read_client(websocket, subscription)),
@@ -184,11 +183,14 @@ async def until_shutdown(websocket: WebSocket) -> Close:
     return SHUTTING_DOWN
 
 
-def shutting_down(websocket: WebSocket) -> bool:
+async def closed_for_shutdown(websocket: WebSocket) -> bool:
     """A websocket accepted while the others are told (the listener is still open then: a
-    page reconnecting at once) is closed before anything is sent to it."""
+    page reconnecting at once) is closed before anything is sent to it: True then."""
     closing: asyncio.Event = websocket.app.state.closing
-    return closing.is_set()
+    if not closing.is_set():
+        return False
+    await close_politely(websocket, SHUTTING_DOWN)
+    return True
 
 
 async def say_goodbye(app: Any, give_up: Callable[[], bool],
