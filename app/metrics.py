@@ -131,7 +131,8 @@ class Metrics:
                                 "seq numbers the web layer never saw: iterations over the "
                                 "observation budget, and a full tap",
                                 registry=self.registry)
-        self._last_seq = 0
+        #: the last seq seen; None before the first batch (a recording's seqs may be <= 0)
+        self._last_seq: int | None = None
 
     def watch_recording(self, read_lost: Callable[[], int]) -> None:
         self.registry.register(RecordingCollector(read_lost))
@@ -146,7 +147,7 @@ class Metrics:
             self.backpressure.inc(sum(1 for e in batch
                                       if e["kind"] == "backpressure" and e["paused"]))
         first, last = batch[0]["seq"], batch[-1]["seq"]
-        gap = (first - self._last_seq - 1 if self._last_seq else 0) + (
+        gap = (first - self._last_seq - 1 if self._last_seq is not None else 0) + (
             last - first + 1 - len(batch))
         if gap > 0:
             self.tap_gaps.inc(gap)

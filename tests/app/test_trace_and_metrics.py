@@ -119,3 +119,13 @@ def test_tap_dropped_events_counts_gaps_between_batches_and_inside_them() -> Non
     assert _tap_dropped(metrics) == 3
     metrics(batch(109))  # consecutive: nothing more
     assert _tap_dropped(metrics) == 3
+
+
+def test_tap_dropped_events_counts_a_gap_after_seq_zero() -> None:
+    """A recording's seqs may start at or below 0 (a hand-made file): the gap after a batch
+    ending at seq 0 counts like any other, so a replay's figure does not depend on where
+    its chunks happened to end."""
+    metrics = Metrics(lambda: IDLE_ENGINE, lambda: 0)
+    metrics([{"seq": s, "kind": "recv", "fd": 7} for s in (-2, -1, 0)])
+    metrics([{"seq": s, "kind": "recv", "fd": 7} for s in (3, 4)])  # 1 and 2 lost
+    assert _tap_dropped(metrics) == 2
