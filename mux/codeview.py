@@ -16,37 +16,39 @@ from pathlib import Path
 from typing import Any
 
 from . import engine, events, flaw_base, flaws, hot, linger, listener, loop, tcp, udp, zoo
+from .registrations import Registrations
 
 
 def _kinds() -> dict[str, list[Callable[..., Any]]]:
     """kind -> the call chain that leads to the event, outermost first."""
     conn, acceptor, eng = tcp.TcpConnection, listener.TcpListener, engine.Engine
+    reg = Registrations  # the fd table and interest changes the loop inherits
     return {
         "wait": [loop.Loop.run_once, loop.Loop._emit_wait, events.wait_event],
         "ready": [loop.Loop.run_once, loop.Loop._dispatch_instrumented],
         # (`late`) a breakpoint's hit in an iteration not shown shows its wait at the pause
         "wait@late": [loop.Loop.show_unshown_wait, loop.Loop._emit_wait, events.wait_event],
         "ready@late": [loop.Loop.show_unshown_wait],
-        "interest": [loop.Loop.set_interest],  # modify
-        "interest@register": [eng.adopt, loop.Loop.register, loop.Loop._emit_interest],
-        "interest@moved": [eng._switch, loop.Loop.switch, loop.Loop._emit_interest],
-        "interest@unregister": [loop.Loop.unregister, loop.Loop._emit_interest],
+        "interest": [reg.set_interest],  # modify
+        "interest@register": [eng.adopt, reg.register, reg._emit_interest],
+        "interest@moved": [eng._switch, reg.switch, reg._emit_interest],
+        "interest@unregister": [reg.unregister, reg._emit_interest],
         # changes no handler asked for (the event's `cause`): a one-shot fd armed again after
         # its report; a closed fd a flaw left registered, dropped; a flaw's hang-up bit added
         # to every registration (on, or after a switch) or taken off again
-        "interest@rearm": [loop.Loop._dispatch_instrumented, loop.Loop._rearm_fd,
-                           loop.Loop._emit_interest],
+        "interest@rearm": [loop.Loop._dispatch_instrumented, reg._rearm_fd,
+                           reg._emit_interest],
         # /api/kernel's read, run in the control fd's own handler, arms it first (`early`)
-        "interest@rearm-early": [eng._read_kernel, loop.Loop.rearm_now, loop.Loop._rearm_fd,
-                                 loop.Loop._emit_interest],
-        "interest@stale": [flaws.CloseWithoutUnregister._clean, loop.Loop.discard_stale,
-                           loop.Loop._emit_interest],
-        "interest@crash": [eng._handler_failed, loop.Loop.discard_stale,
-                           loop.Loop._emit_interest],  # its handler raised, then its close
+        "interest@rearm-early": [eng._read_kernel, reg.rearm_now, reg._rearm_fd,
+                                 reg._emit_interest],
+        "interest@stale": [flaws.CloseWithoutUnregister._clean, reg.discard_stale,
+                           reg._emit_interest],
+        "interest@crash": [eng._handler_failed, reg.discard_stale,
+                           reg._emit_interest],  # its handler raised, then its close
         "interest@flaw": [flaw_base.Flaw.on_backend_change, flaw_base.Flaw._set_extra,
-                          loop.Loop.reapply_interest, loop.Loop._emit_interest],
+                          reg.reapply_interest, reg._emit_interest],
         "interest@flaw-off": [flaw_base.Flaw.deactivate, flaw_base.Flaw._set_extra,
-                              loop.Loop.reapply_interest, loop.Loop._emit_interest],
+                              reg.reapply_interest, reg._emit_interest],
         "accept": [acceptor.on_ready, eng.adopt],
         "recv": [conn.on_ready, conn._on_data],
         "recv@eof": [conn.on_ready, conn._on_eof, conn.emit_eof_read],  # recv() returned 0
@@ -80,17 +82,17 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "queue@user": [eng._close_connection, conn.shut_down, conn.on_ready],
         # what is left queued after such a flush keeps write interest; reading stays paused
         "interest@user": [eng._close_connection, conn.shut_down, conn.on_ready,
-                          conn._after_write, loop.Loop.set_interest],
+                          conn._after_write, reg.set_interest],
         "interest@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready, conn._after_write,
-                              loop.Loop.set_interest],
+                              reg.set_interest],
         # that flush emptied the queue (reading on): on_ready's own end drops write interest
         "interest@user-emptied": [eng._close_connection, conn.shut_down, conn.on_ready,
-                                  loop.Loop.set_interest],
+                                  reg.set_interest],
         "interest@shutdown-emptied": [eng._shutdown, conn.shut_down, conn.on_ready,
-                                      loop.Loop.set_interest],
+                                      reg.set_interest],
         # a user's close of a streaming peer lingers: shut_down itself sets read interest only
         # (the queue left is given up), right after that flush's `queue` event
-        "interest@linger": [eng._close_connection, conn.shut_down, loop.Loop.set_interest],
+        "interest@linger": [eng._close_connection, conn.shut_down, reg.set_interest],
         # the engine's stop flushes each queue the same way (`closing: "shutdown"`)
         "send@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],
         "queue@shutdown": [eng._shutdown, conn.shut_down, conn.on_ready],

@@ -6,7 +6,7 @@ and the eager echo of a 1 KiB message, from the wait to the send, ~10,000. One c
 engine had over a bare loop; here one frame serves the whole batch (docs/BENCHMARKS-history.md,
 "Runs BM and BN"). Inline: eager's read and echo; queued's read into the queue (`recv`, one
 allocation the queue keeps) and its write half (send from the queue's head), each switching
-write interest with the backend's `write_toggle` (loop.py's rules).
+write interest with the backend's `write_toggle` (registrations.py's rules).
 
 Rules of this module:
 - It emits no event but the pause of a queued read that went over the high-water mark

@@ -1,18 +1,11 @@
-"""The generic loop: fd -> handler table, interest bookkeeping, one wait per iteration.
+"""The generic loop: one wait per iteration, then the handlers of what it returned.
 
 Rules of this module:
 - It knows nothing of echo; handlers (tcp.py, udp.py, control.py) do the protocol work. An
   unwatched iteration's ready list goes to `dispatch_unwatched`, which the engine replaces
   with its batch dispatch (hot.py: TCP's eager echo inline, every other case to the handler).
-- Every interest change goes through `set_interest`, so backend, table and events agree. One
-  exception, for speed: the queued strategy's unwatched path (the engine's batch dispatch,
-  hot.py) switches write interest with the backend's `write_toggle` (select: its write dict's
-  setdefault and pop; poll and epoll: the kernel object's modify and the two masks; C calls
-  all) and updates the table and the count itself: two Python frames fewer a switch than
-  set_interest. tests/mux/test_observe.py checks that the table, the backend and the seq
-  still agree.
-- `unregister` is the way out of the table, and callers close the fd only after it (the one
-  other way, `discard_stale`, is for an fd a bug-zoo flaw closed while registered).
+- The fd -> handler table and every interest change are registrations.py's (`Registrations`,
+  which the loop extends); timers and `call_soon` are schedule.py's.
 - Events are built only behind `if obs.watched:` (see observe.py); nothing here is O(fds) per
   iteration except what the backend itself does (select/poll pass the whole set each call).
 """
@@ -21,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from time import perf_counter, thread_time_ns
-from typing import Any, Protocol
+from typing import Any
 
 from .backends import READABLE, Backend
 from .events import wait_event
 from .observe import Observers
+from .registrations import Handler, Registrations
 from .schedule import Scheduler
 from .tally import Stats
 
@@ -40,24 +34,13 @@ CPU_SAMPLES_PER_S = 1000.0
 CPU_SAMPLE_BURST = 20.0
 
 
-class Handler(Protocol):
-    fd: int
-    role: str
-    #: True while a batch dispatch that knows this handler's class may do its common case
-    #: itself (the engine's, hot.py: a TCP connection that is reading); False elsewhere
-    inline: bool
-
-    def on_ready(self, mask: int) -> None: ...
+__all__ = ["CPU_SAMPLES_PER_S", "CPU_SAMPLE_BURST", "WAIT_CALLS", "Handler", "Loop"]
 
 
-class Loop(Scheduler):
+class Loop(Registrations, Scheduler):
     def __init__(self, backend: Backend, observers: Observers, wait_timeout: float | None) -> None:
-        super().__init__(wait_timeout)
-        self.backend = backend
-        self._mirror_backend()
-        self.obs = observers
-        self.handlers: dict[int, Handler] = {}
-        self.interest: dict[int, int] = {}
+        Registrations.__init__(self, backend, observers)
+        Scheduler.__init__(self, wait_timeout)
         self.stats = Stats()
         self.last_ready: list[tuple[int, int]] = []
         #: the backend whose wait produced `last_ready` (its words, even after a switch)
@@ -68,13 +51,6 @@ class Loop(Scheduler):
         self.last_wait: dict[str, Any] | None = None
         self._cpu_tokens = CPU_SAMPLE_BURST  # shown waits whose CPU time may still be taken
         self._cpu_at = 0.0  # perf_counter time the tokens were counted at
-        self._rearm: set[int] = set()
-        #: fds unregistered since the last wait returned. The rest of that wait's ready list
-        #: is the closed file's report: an fd the kernel reused meanwhile (a user's close by
-        #: the control fd, then an accept, in one batch) is a new registration it never
-        #: reported, so the dispatches skip these, and a shown `ready` event of one says
-        #: `stale`. Cleared when the next wait returns.
-        self.retired: set[int] = set()
         #: called after each iteration's handlers with the ready list (breakpoints, flaws)
         self.after_iteration: list[Callable[[list[tuple[int, int]]], None]] = []
         #: this iteration's wait when it was not shown and a hook (a breakpoint) may want it
@@ -92,99 +68,6 @@ class Loop(Scheduler):
         self.wait_error_hook: Callable[[OSError, str], None] | None = None
         #: called with a handler and what its on_ready raised; None: raise it (the loop ends)
         self.handler_error_hook: Callable[[Handler, Exception], None] | None = None
-
-    # -- registrations -------------------------------------------------------------------
-    def register(self, handler: Handler, mask: int) -> None:
-        """Add `handler`; raises (e.g. FdLimitError) before anything is recorded."""
-        fd = handler.fd
-        self.backend.register(fd, mask)
-        self.handlers[fd] = handler
-        self.interest[fd] = mask
-        if self.obs.watched:
-            self._emit_interest(fd, "register", mask)
-        elif self.obs.active:  # throttled: count what is not shown
-            self.obs.seq += 1
-
-    def set_interest(self, fd: int, mask: int) -> None:
-        interest = self.interest
-        try:
-            if interest[fd] == mask:
-                return
-        except KeyError:
-            pass  # not registered: the backend decides (select adds it, poll raises)
-        self.backend.modify(fd, mask)
-        interest[fd] = mask
-        if self.oneshot:  # a MOD has re-armed the fd already
-            self._rearm.discard(fd)
-        obs = self.obs
-        if obs.watched:
-            obs.emit({"kind": "interest", "fd": fd, "op": "modify",
-                      "flags": self.backend.interest_names(mask)})
-        elif obs.active:  # throttled: count what is not shown
-            obs.seq += 1
-
-    def unregister(self, fd: int) -> None:
-        if fd not in self.handlers:
-            return
-        self.backend.unregister(fd)
-        del self.handlers[fd]
-        mask = self.interest.pop(fd)
-        self._rearm.discard(fd)
-        self.retired.add(fd)
-        if self.obs.watched:
-            self._emit_interest(fd, "unregister", mask)
-        elif self.obs.active:  # throttled: count what is not shown
-            self.obs.seq += 1
-
-    def replace_handler(self, fd: int, handler: Handler) -> None:
-        """Hand a registered fd to another handler (a closing connection's Lingerer)."""
-        if fd not in self.handlers:
-            raise KeyError(fd)
-        self.handlers[fd] = handler
-
-    def discard_stale(self, fd: int, cause: str = "stale") -> None:
-        """Remove an fd that was closed while registered (a bug-zoo flaw does that), or
-        whose handler failed to close (`cause` "crash")."""
-        self.backend.discard(fd)
-        self.handlers.pop(fd, None)
-        self.retired.add(fd)
-        mask = self.interest.pop(fd, 0)
-        if self.obs.active:
-            self._emit_interest(fd, "unregister", mask, cause=cause)
-
-    def _mirror_backend(self) -> None:
-        """Copy what the hot paths read on every message from `backend` (one attribute each,
-        not two); called whenever the backend, or the bits it passes to the kernel, change."""
-        backend = self.backend
-        self.edge = backend.edge  # read on every recv
-        self.oneshot = backend.oneshot  # read on every interest change
-        #: the backend's write toggle, for handlers' hot paths (None: use set_interest)
-        self.write_toggle = backend.write_toggle
-
-    def reapply_interest(self) -> None:
-        """Re-send every registration to the kernel (after the backend's `extra` changed: a
-        bug-zoo flaw's hang-up bit); each is an `interest` event, as the masks changed."""
-        self._mirror_backend()  # the write toggle is rebuilt with the new bits
-        emit = self.obs.active
-        for fd, mask in self.interest.items():
-            self.backend.modify(fd, mask)
-            if emit:
-                self._emit_interest(fd, "modify", mask, cause="flaw")
-
-    def _emit_interest(self, fd: int, op: str, mask: int, moved: bool = False,
-                       cause: str | None = None, early: bool = False) -> None:
-        """`moved`: registered anew by a backend switch, not by a new connection; `cause`:
-        a change no handler asked for (a one-shot re-arm, a stale fd dropped, a flaw's new
-        bits), which the page's code view tells apart by it."""
-        flags = self.backend.interest_names(mask)
-        event: dict[str, Any] = {"kind": "interest", "fd": fd, "op": op, "flags": flags}
-        if moved:
-            event["moved"] = True
-        if cause is not None:
-            event["cause"] = cause
-        if early:  # a re-arm inside the fd's own handler (rearm_now), not after it
-            event["early"] = True
-        self.obs.emit(event)
 
     # -- one iteration -------------------------------------------------------------------
     def run_once(self) -> None:
@@ -353,21 +236,6 @@ class Loop(Scheduler):
                     else:
                         self._handler_failed(handler, exc)
 
-    def rearm_now(self, fd: int) -> None:
-        """One-shot: arm `fd` again inside its own handler, not after it (no-op otherwise)."""
-        if fd in self._rearm:
-            self._rearm_fd(fd, early=True)
-
-    def _rearm_fd(self, fd: int, early: bool = False) -> None:
-        """One-shot: the kernel disabled `fd` after reporting it; arm it again."""
-        self._rearm.discard(fd)
-        if fd in self.handlers:
-            self.backend.modify(fd, self.interest[fd])
-            if self.obs.watched:
-                self._emit_interest(fd, "modify", self.interest[fd], cause="rearm", early=early)
-            elif self.obs.active:  # throttled: count what is not shown
-                self.obs.seq += 1
-
     def show_unshown_wait(self) -> None:
         """A breakpoint matched in an iteration nobody was shown (over the observation
         budget): show its wait and ready list now, before the pause, so that the page and
@@ -397,27 +265,6 @@ class Loop(Scheduler):
                            cpu_ns, late)
         self.last_wait = event
         self.obs.emit(event)
-
-    # -- switching -----------------------------------------------------------------------
-    def switch(self, new: Backend) -> Backend:
-        """Move every registration to `new` (between two waits); return the old backend.
-
-        On failure (e.g. an fd select cannot watch) `new` is closed and nothing changes.
-        """
-        try:
-            for fd, mask in self.interest.items():
-                new.register(fd, mask)
-        except BaseException:
-            new.close()
-            raise
-        old, self.backend = self.backend, new
-        self._mirror_backend()
-        self._rearm.clear()
-        old.close()
-        if self.obs.active:
-            for fd, mask in self.interest.items():
-                self._emit_interest(fd, "register", mask, moved=True)
-        return old
 
     def _isolated(self, handler: Handler, fn: Callable[[], None]) -> Callable[[], None]:
         """`fn`, a handler's own code run from a timer or `call_soon`, isolated as in the

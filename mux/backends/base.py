@@ -55,7 +55,8 @@ class Backend(ABC):
     #: native bit -> name, in display order
     FLAG_NAMES: tuple[tuple[int, str], ...] = ()
     #: the echo's queued strategy switches write interest twice a message; this does it without
-    #: Loop.set_interest's generic path (see Loop.write_toggle). None: not offered (one-shot)
+    #: Registrations.set_interest's generic path (see Registrations.write_toggle). None: not
+    #: offered (one-shot)
     write_toggle: WriteToggle | None = None
     #: the fds it can watch are those below this (select: FD_SETSIZE); None: no such limit
     fd_limit: int | None = None

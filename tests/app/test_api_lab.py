@@ -131,15 +131,16 @@ def test_code_view_names_each_path_of_a_kind(live):
     # the interest change after a close's flush: shut_down's write half, not a readiness's
     assert chains["interest@user"] == ["Engine._close_connection", "TcpClosing.shut_down",
                                        "TcpConnection.on_ready", "TcpConnection._after_write",
-                                       "Loop.set_interest"]
+                                       "Registrations.set_interest"]
     assert chains["interest@shutdown"][0] == "Engine._shutdown"
     assert chains["interest@user-emptied"] == ["Engine._close_connection",
                                                "TcpClosing.shut_down",
-                                               "TcpConnection.on_ready", "Loop.set_interest"]
+                                               "TcpConnection.on_ready",
+                                               "Registrations.set_interest"]
     assert chains["interest@linger"] == ["Engine._close_connection", "TcpClosing.shut_down",
-                                         "Loop.set_interest"]
+                                         "Registrations.set_interest"]
     assert chains["interest@rearm-early"][:2] == ["EngineCommands._read_kernel",
-                                                  "Loop.rearm_now"]
+                                                  "Registrations.rearm_now"]
     # an `error` by its `cause`: every one was shown as the listener's out-of-fds path
     assert chains["error"] == ["TcpListener._out_of_fds", "Engine.error"]
     assert chains["error@crash"] == ["Loop._handler_failed", "Engine._handler_failed",
@@ -204,8 +205,10 @@ def test_code_view_names_each_path_of_a_kind(live):
     # et_no_drain calls _on_eof itself: on_ready is not on its way to a close
     assert chains["close@et_no_drain"] == ["EtNoDrain.connection_ready",
                                            "TcpConnection._on_eof", "TcpClosing.close"]
-    assert chains["interest@register"][-2:] == ["Loop.register", "Loop._emit_interest"]
-    assert chains["interest@moved"] == ["Engine._switch", "Loop.switch", "Loop._emit_interest"]
+    assert chains["interest@register"][-2:] == ["Registrations.register",
+                                                "Registrations._emit_interest"]
+    assert chains["interest@moved"] == ["Engine._switch", "Registrations.switch",
+                                        "Registrations._emit_interest"]
     # paths the code view put down to another (a bug zoo audit): the queue left at EOF flushed
     # then closed by the write half (shown as closed by _on_eof); a datagram echoed (shown as
     # received); a one-shot re-arm, a stale fd dropped, a flaw's hang-up bit (shown as a
@@ -215,11 +218,14 @@ def test_code_view_names_each_path_of_a_kind(live):
     assert chains["datagram@out"] == ["UdpEcho._receive_one", "UdpEcho._try_send",
                                       "UdpEcho._emit"]
     assert chains["datagram@flush"][:2] == ["UdpEcho.on_ready", "UdpEcho._flush"]
-    assert chains["interest@rearm"][-2:] == ["Loop._rearm_fd", "Loop._emit_interest"]
-    assert chains["interest@stale"][-2:] == ["Loop.discard_stale", "Loop._emit_interest"]
-    assert chains["interest@crash"] == ["Engine._handler_failed", "Loop.discard_stale",
-                                        "Loop._emit_interest"]
-    assert chains["interest@flaw"][-2:] == ["Loop.reapply_interest", "Loop._emit_interest"]
+    assert chains["interest@rearm"][-2:] == ["Registrations._rearm_fd",
+                                             "Registrations._emit_interest"]
+    assert chains["interest@stale"][-2:] == ["Registrations.discard_stale",
+                                             "Registrations._emit_interest"]
+    assert chains["interest@crash"] == ["Engine._handler_failed", "Registrations.discard_stale",
+                                        "Registrations._emit_interest"]
+    assert chains["interest@flaw"][-2:] == ["Registrations.reapply_interest",
+                                            "Registrations._emit_interest"]
     assert chains["interest@flaw-off"][0] == "Flaw.deactivate"
 
 

@@ -177,7 +177,7 @@ def test_code_view_names_the_handler_of_a_step(dashboard):
                                           timeout=DEADLINE_MS)
         # by default the last event of the step is shown: here the write interest it turned on
         expect(panel.locator("#code-current")).to_contain_text(f"interest fd {fd}")
-        expect(panel.locator(".code-fn").first).to_have_attribute("data-qualname", "Loop.set_interest")
+        expect(panel.locator(".code-fn").first).to_have_attribute("data-qualname", "Registrations.set_interest")
         recv_item.click()
         expect(recv_item).to_have_attribute("aria-pressed", "true")
         expect(panel).to_have_attribute("data-kind", "recv")
@@ -252,7 +252,7 @@ def test_code_view_shows_the_flawed_handler_that_ran_and_where_registrations_com
         dashboard):
     """With a flaw on, its own handler reads the socket: the panel showed the correct code
     (`TcpConnection.on_ready`) that did not run. And an `interest` register (on accept) was
-    put down to `Loop.set_interest`, which only modifies."""
+    put down to `Registrations.set_interest`, which only modifies."""
     page = dashboard.page
     panel = page.locator("#code-panel")
     page.get_by_label("Flaw: EOF never handled", exact=True).check()
@@ -266,7 +266,7 @@ def test_code_view_shows_the_flawed_handler_that_ran_and_where_registrations_com
             fd = wait_for_row(page)
             registered = panel.get_by_role("button", name=f"Show code: interest fd {fd}",
                                            exact=False)
-            expect(registered.first).to_contain_text("Engine.adopt › Loop.register",
+            expect(registered.first).to_contain_text("Engine.adopt › Registrations.register",
                                                      timeout=DEADLINE_MS)
             sock.sendall(b"flawed")
             page.get_by_role("button", name="Step", exact=True).click()

@@ -515,7 +515,7 @@ def test_a_backend_event_carries_the_new_epoll_fd_and_maxevents(make_engine):
     engine.switch_backend("select").result(5)
     back = rec.wait_for("backend", to="select")
     assert back["epoll_fd"] is None and back["maxevents"] is None
-    # the registrations the switch moved say so (the code panel shows Loop.switch for them)
+    # the registrations the switch moved say so (the code panel shows Registrations.switch for them)
     moved = [e for e in rec.events if e["kind"] == "interest" and e["seq"] < back["seq"]
              and e["seq"] > rec.wait_for("backend", to="epoll")["seq"]]
     assert moved and all(e["op"] == "register" and e.get("moved") is True for e in moved)
