@@ -113,7 +113,7 @@ def test_keyboard_space_pauses_and_s_steps(dashboard):
     page.keyboard.press("s")
     settle(page)
     assert posts[n:] == [], f"keys typed in a field reached the loop: {posts[n:]}"
-    page.wait_for_timeout(200)
+    page.wait_for_timeout(200)  # an absence's window: a key that reached the loop pauses it
     assert state(dashboard)["loop"] == "running"
 
     # focused Pause button: space toggles exactly once (keydown) and the button does not
@@ -124,7 +124,7 @@ def test_keyboard_space_pauses_and_s_steps(dashboard):
         page.keyboard.press("Space")
         settle(page)
         expect(page.locator("#pause-btn")).to_have_text(then, timeout=3000)
-        page.wait_for_timeout(300)
+        page.wait_for_timeout(300)  # an absence's window: a keyup "click" would post again
         wait_api(dashboard, lambda s: s["loop"] == loop, f"space on focused {label}")
         assert [json.loads(p) for p in posts[n:]] == [{"action": action}], posts[n:]
         assert state(dashboard)["loop"] == loop
