@@ -56,7 +56,10 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "error": {"fd": INT, "cause": ("crash", "refused", "accept", "recovered", "udp"),
               "udp_dropped": COUNT},
     "close": {"flaw": STR, "lingered": ("eof", "reset", "deadline", "user", "shutdown", "error"),
-              "discarded": COUNT, "registered": BOOL, "flushed": BOOL},
+              "discarded": COUNT, "registered": BOOL, "flushed": BOOL,
+              # a reset or error: the call that met it, its errno's name, and where that call
+              # was (the batch dispatch's: `inline`; the send made at once on receipt: `eager`)
+              "call": ("recv", "send"), "errno": STR, "inline": BOOL, "eager": BOOL},
 }
 
 

@@ -18,6 +18,12 @@ from typing import Any
 from . import engine, events, flaw_base, flaws, hot, linger, listener, loop, tcp, udp, zoo
 from .registrations import Registrations
 
+#: functions the engine calls through a hook attribute (loop.py), by that attribute's name
+_CALLED_AS = {engine.Engine._handler_failed: "handler_error_hook"}
+#: on_ready closes a connection in three places when a call fails (`close@reset-recv` ...): the
+#: text on each one's line, so that the branch taken is the one highlighted
+_CALL_SITES = {"recv": '("recv", exc)', "send": '("send", exc)', "inline": "inline=True"}
+
 
 def _kinds() -> dict[str, list[Callable[..., Any]]]:
     """kind -> the call chain that leads to the event, outermost first."""
@@ -69,8 +75,13 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
         "close": [conn.on_ready, conn._on_eof, conn.close],  # eof
         # eof, with a queue left to send then: closed by the write half once it is empty
         "close@flushed": [conn.on_ready, conn._after_write, conn.close],
+        # a reset or error found by on_ready's recv or send (the event's `call`), or by the
+        # batch dispatch's, which left the close to on_ready (`inline`); `close@reset` and
+        # `close@error` are for recordings made before close events said which
         "close@reset": [conn.on_ready, conn.close],
         "close@error": [conn.on_ready, conn.close],
+        **{f"close@{reason}-{site}": [conn.on_ready, conn.close]
+           for reason in ("reset", "error") for site in _CALL_SITES},
         # eager: the send inside recv's handler failed (the close follows its `recv` event)
         "close@eager-reset": [conn.on_ready, conn._on_data, conn.close],
         "close@eager-error": [conn.on_ready, conn._on_data, conn.close],
@@ -134,7 +145,9 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
 #: the kinds a flaw's own connection handler leads to, when the bug zoo has one on
 _FLAWED_KINDS = ("recv", "recv@eof", "send", "send@eager", "queue@send", "backpressure@release",
                  "close", "close@flushed", "close@reset", "close@error", "close@eager-reset",
-                 "close@eager-error")
+                 "close@eager-error", *(f"close@{reason}-{site}" for reason in ("reset", "error")
+                                        for site in ("recv", "send")))
+# (not `-inline`: the batch dispatch runs only while no flaw is on)
 
 
 def _flawed(chains: dict[str, list[Callable[..., Any]]]) -> dict[str, list[Callable[..., Any]]]:
@@ -170,10 +183,15 @@ def _describe(fn: Callable[..., Any], kind: str,
               callee: Callable[..., Any] | None) -> dict[str, Any]:
     """`fn`'s source; highlighted: the call into `callee`, or the line building the event."""
     lines, first, file = _source(fn)
-    marker = f".{callee.__name__}(" if callee else f'"kind": "{kind.split("@")[0]}"'
+    name = _CALLED_AS.get(callee, callee.__name__) if callee else None
+    marker = f".{name}(" if callee else f'"kind": "{kind.split("@")[0]}"'
     highlight = [first + i for i, line in enumerate(lines) if marker in line]
     if not highlight and callee:  # a module-level function, called without a dot
-        highlight = [first + i for i, line in enumerate(lines) if f"{callee.__name__}(" in line]
+        highlight = [first + i for i, line in enumerate(lines)
+                     if f"{name}(" in line and not line.lstrip().startswith("def ")]
+    site = _CALL_SITES.get(kind.split("@")[1].partition("-")[2]) if "@" in kind else None
+    if site is not None and callee:  # one of on_ready's close calls: the failed call's
+        highlight = [n for n in highlight if site in lines[n - first]] or highlight
     return {"qualname": fn.__qualname__, "module": fn.__module__,
             "file": file, "first_line": first,
             "lines": [line.rstrip("\n") for line in lines], "highlight": highlight}

@@ -51,7 +51,7 @@ def recv_once(conn: TcpConnection, size: int, flaw: str) -> bytes | None:
     except BlockingIOError:
         return None
     except OSError as exc:
-        conn.close(close_reason(exc), flaw=flaw)
+        conn.close(close_reason(exc), flaw=flaw, failed=("recv", exc))
         return None
 
 

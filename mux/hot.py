@@ -95,7 +95,7 @@ class EchoDispatch:
                                 except BlockingIOError:
                                     break
                                 except OSError as exc:
-                                    handler.failed = exc  # on_ready closes with its reason
+                                    handler.failed = ("recv", exc)  # on_ready closes it
                                     done = False
                                     break
                                 if not n:  # EOF: on_ready's read finds it again
@@ -113,7 +113,7 @@ class EchoDispatch:
                                     handler._bytes_in += n
                                     if active:  # the recv event, counted before the close
                                         unshown += 1
-                                    handler.failed = exc
+                                    handler.failed = ("send", exc)
                                     done = False
                                     break
                                 if active:  # the recv and send events
@@ -139,7 +139,7 @@ class EchoDispatch:
                                 except BlockingIOError:
                                     break
                                 except OSError as exc:
-                                    handler.failed = exc
+                                    handler.failed = ("recv", exc)
                                     done = False
                                     break
                                 if not data:  # EOF
@@ -184,7 +184,7 @@ class EchoDispatch:
                             except BlockingIOError:
                                 break
                             except OSError as exc:
-                                handler.failed = exc
+                                handler.failed = ("send", exc)
                                 done = False
                                 break
                             handler._bytes_out += sent

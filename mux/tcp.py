@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .backends import READABLE, SIDES, WRITABLE
 from .events import preview
-from .tcp_close import RECV_SIZE, TcpClosing, close_reason
+from .tcp_close import RECV_SIZE, Failure, TcpClosing, close_reason
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -58,9 +58,9 @@ class TcpConnection(TcpClosing):
         #: dispatch's one test (hot.py): a connection's class and reading in one attribute
         self.reading = self.inline = True
         self.closed = False
-        #: a read or send error the kernel reported to the batch dispatch (hot.py), for
-        #: on_ready to close with: ECONNRESET is reported once, then a read finds EOF
-        self.failed: OSError | None = None
+        #: a read or send error the kernel reported to the batch dispatch (hot.py), and the
+        #: call, for on_ready to close with: ECONNRESET is reported once, then a read finds EOF
+        self.failed: Failure | None = None
         #: the reason of the shut_down under way: its last flush releases no backpressure, and
         #: a close it makes (the queue flushed after EOF) says that reason, not "eof"
         self.shutting_down: str | None = None
@@ -100,7 +100,7 @@ class TcpConnection(TcpClosing):
         failed = self.failed
         if failed is not None:  # the batch dispatch's read or send failed (hot.py)
             self.failed = None
-            self.close(close_reason(failed))
+            self.close(close_reason(failed[1]), failed=failed, inline=True)
             return
         readable, writable = SIDES[mask]
         if readable and self.reading:
@@ -112,7 +112,7 @@ class TcpConnection(TcpClosing):
                 except BlockingIOError:
                     break
                 except OSError as exc:
-                    self.close(close_reason(exc))
+                    self.close(close_reason(exc), failed=("recv", exc))
                     return
                 if not n:
                     self._on_eof()
@@ -141,7 +141,7 @@ class TcpConnection(TcpClosing):
                 except OSError as exc:
                     if unshown:
                         obs.seq += unshown
-                    self.close(close_reason(exc))
+                    self.close(close_reason(exc), failed=("send", exc))
                     return
                 self._bytes_out += sent
                 self.pending_bytes -= sent
@@ -210,7 +210,7 @@ class TcpConnection(TcpClosing):
             except BlockingIOError:
                 sent = 0
             except OSError as exc:
-                self.close(close_reason(exc))
+                self.close(close_reason(exc), failed=("send", exc), eager=True)
                 return
             if sent:
                 self._bytes_out += sent

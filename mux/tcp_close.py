@@ -8,6 +8,7 @@ code reads the connection's state and calls its write path (`on_ready(WRITABLE)`
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -25,8 +26,18 @@ READ_AWAY_CHUNKS = 16  # receive buffers read away at a close, per iteration whi
 LINGER_FROM = RECV_SIZE  # bytes unread at a user's close that make it linger: a streaming peer
 
 
+#: the system call that failed ("recv" or "send") and what it raised: a close it made says
+#: both (`call`, `errno`), so that a reset found by a read is told from one found by a send
+Failure = tuple[str, OSError]
+
+
 def close_reason(exc: OSError) -> str:
     return "reset" if isinstance(exc, (ConnectionResetError, BrokenPipeError)) else "error"
+
+
+def errno_name(exc: OSError) -> str:
+    """`ECONNRESET`, `EPIPE`... (the number as text for one errno does not name)."""
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
 
 
 class TcpClosing:
@@ -112,11 +123,14 @@ class TcpClosing:
         self.discarded += taken
         return outcome, taken
 
-    def close(self, reason: str, flaw: str | None = None, flushed: bool = False) -> None:
+    def close(self, reason: str, flaw: str | None = None, flushed: bool = False,
+              failed: Failure | None = None, inline: bool = False, eager: bool = False) -> None:
         """Unregister from the backend, then close: never a closed fd left registered.
         `flaw`: the bug-zoo flaw whose own code closes it; `flushed`: closed by the write
-        half once the queue left over at EOF went out (each event says so: the page shows
-        that path, not the usual one to this close)."""
+        half once the queue left over at EOF went out; `failed`: the call that failed;
+        `inline`: it failed in the batch dispatch (hot.py), which left the close to on_ready;
+        `eager`: the send made at once on receipt failed (_on_data), not one from the queue
+        (each event says so: the page shows that path, not the usual one to this close)."""
         if self.closed:
             return
         self.closed = True
@@ -142,6 +156,12 @@ class TcpClosing:
                 event["flaw"] = flaw
             if flushed:
                 event["flushed"] = True
+            if failed is not None:
+                event["call"], event["errno"] = failed[0], errno_name(failed[1])
+                if inline:
+                    event["inline"] = True
+                if eager:
+                    event["eager"] = True
             if left_registered:  # no unregister event will come: the page keeps its cell
                 event["registered"] = True
             if lingered is not None:

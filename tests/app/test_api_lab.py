@@ -121,6 +121,32 @@ def test_code_view_highlights_a_line_in_every_function_of_every_chain(live):
             assert link["highlight"], f"{kind}: nothing highlighted in {link['qualname']}"
 
 
+def test_code_view_highlights_the_close_of_the_call_that_failed(live):
+    """on_ready closes a connection in three places when a call fails: its recv, its send, or
+    (`inline`) the batch dispatch's, which left the close to it. A close event says which
+    (`call`, `inline`), and the code view highlights that one line, not all three (it did)."""
+    code = live.client.get("/api/code").json()
+    sites = {"recv": '"recv", exc', "send": '"send", exc', "inline": "inline=True"}
+    for reason in ("reset", "error"):
+        for site, text in sites.items():
+            on_ready, close = code[f"close@{reason}-{site}"]
+            assert (on_ready["qualname"], close["qualname"]) == ("TcpConnection.on_ready",
+                                                                 "TcpClosing.close")
+            lines = [on_ready["lines"][n - on_ready["first_line"]] for n in on_ready["highlight"]]
+            assert len(lines) == 1 and text in lines[0] and ".close(" in lines[0], (site, lines)
+    # a recording made before close events said which call failed: all three, as before
+    assert len(code["close@reset"][0]["highlight"]) == 3
+
+
+def test_code_view_highlights_a_hooked_call_not_the_def_line(live):
+    """The loop calls the engine's handler-failure code through its hook attribute: the line
+    highlighted is that call (it was the `def` line, whose name matched)."""
+    caller = live.client.get("/api/code").json()["error@crash"][0]
+    assert caller["qualname"] == "Loop._handler_failed"
+    (line,) = [caller["lines"][n - caller["first_line"]] for n in caller["highlight"]]
+    assert "self.handler_error_hook(handler, exc)" in line
+
+
 def test_code_view_names_each_path_of_a_kind(live):
     """One kind, several paths: the close a user asked for, the queue depth after a send, a
     backpressure release each get the chain they really come from."""

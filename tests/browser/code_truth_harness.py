@@ -25,6 +25,8 @@ class TruthSink:
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.stacks: list[list[Frame]] = []
+        #: the line each of those frames was at (a caller's: the line of its call in progress)
+        self.lines: list[list[int]] = []
         self.labels: list[str] = []
         self.label = "start"
         self.throttled = False  # every iteration unwatched: no register event to wait for
@@ -32,16 +34,20 @@ class TruthSink:
 
     def __call__(self, event: dict[str, Any]) -> None:
         frames: list[Frame] = []
+        lines: list[int] = []
         f = sys._getframe(2)  # (1 is Observers.emit)
         while f is not None:
             module = f.f_globals.get("__name__", "")
             if module == "mux" or module.startswith("mux."):
                 frames.append((module, f.f_code.co_qualname))
+                lines.append(f.f_lineno)
             f = f.f_back
         frames.reverse()
+        lines.reverse()
         with self._cond:
             self.events.append(dict(event))
             self.stacks.append(frames)
+            self.lines.append(lines)
             self.labels.append(self.label)
             self._cond.notify_all()
 

@@ -6,7 +6,9 @@ backend in both write modes). Each event stream is then fed to the page's own
 `CodePanel.chainKey` and `chain` (static/js/panels/code.js, imported in a page of a real app,
 with /api/code's sources), split into iterations as the panel splits them. The chain's
 innermost function must be the one that called `emit` (the one that built the event, for a
-`wait`), and the chain's functions must be on the real stack in that order.
+`wait`), the chain's functions must be on the real stack in that order, and each caller's
+highlighted lines must hold the line its frame was at: the call that ran, not another of the
+function's calls of the same name (on_ready closes in three places).
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ CHAINS = """async ([write0, events]) => {
         const [w, f] = at[s + i];
         const panel = Object.assign(Object.create(CodePanel.prototype),
                                     { write: w, flaw: f, sources });
+        const chain = panel.chain(iteration, i);
         out.push({ key: panel.chainKey(iteration, i),
-                   chain: panel.chain(iteration, i).map((fn) => [fn.module, fn.qualname]) });
+                   chain: chain.map((fn) => [fn.module, fn.qualname]),
+                   highlights: chain.map((fn) => fn.highlight) });
       });
     });
     return out;
@@ -72,9 +76,24 @@ def is_subsequence(chain: list[Frame], stack: list[Frame]) -> bool:
     return all(fn in it for fn in chain)
 
 
+def calls_not_highlighted(chain: list[Frame], highlights: list[list[int]], stack: list[Frame],
+                          lines: list[int]) -> list[str]:
+    """The chain's callers whose highlighted lines miss the line their real frame was at (the
+    call in progress): `fn:line`. Each caller is matched to its frame in order, as in
+    is_subsequence; the innermost function builds the event (its line is the emit's)."""
+    missed, at = [], 0
+    for fn, highlight in zip(chain[:-1], highlights, strict=False):
+        at = stack.index(fn, at)
+        if lines[at] not in highlight:
+            missed.append(f"{fn[1]}:{lines[at]} (highlighted {highlight})")
+        at += 1
+    return missed
+
+
 def mismatches(sink: TruthSink, answers: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
     found = []
-    for ev, stack, label, ans in zip(sink.events, sink.stacks, sink.labels, answers, strict=True):
+    for ev, stack, lines, label, ans in zip(sink.events, sink.stacks, sink.lines, sink.labels,
+                                            answers, strict=True):
         chain = [tuple(fn) for fn in ans["chain"]]
         emitter = stack[-1] if stack else None
         judged = chain[:-1] if chain and chain[-1] in BUILDERS else chain
@@ -88,6 +107,8 @@ def mismatches(sink: TruthSink, answers: list[dict[str, Any]], mode: str) -> lis
             problem = "innermost is not the emitter"
         elif not is_subsequence(judged, stack):
             problem = "chain not on the stack in order"
+        elif missed := calls_not_highlighted(judged, ans["highlights"], stack, lines):
+            problem = f"a call that ran is not highlighted: {'; '.join(missed)}"
         if problem:
             found.append({"mode": mode, "scenario": label, "problem": problem, "event": ev,
                           "key": ans["key"], "chain": [q for _, q in chain],
@@ -131,7 +152,8 @@ def check_mode(dashboard: Any, backend: str, trigger: str, oneshot: bool, write:
 KEYS_EVERYWHERE = {
     "error@crash", "close@crash", "interest@crash", "error@refused", "close@refused",
     "error@accept", "error", "error@recovered", "close@eager-reset", "close@eager-error",
-    "close@error", "loop@breakpoint", "close@linger-reset", "close@linger-deadline"}
+    "close@reset-recv", "close@reset-send", "close@error-recv", "close@error-send",
+    "loop@breakpoint", "close@linger-reset", "close@linger-deadline"}
 
 
 @pytest.mark.parametrize("backend,trigger,oneshot", MODES,
@@ -171,4 +193,5 @@ def test_lone_events_of_unwatched_iterations(dashboard):
     assert compared_all > 300, compared_all
     assert not found_all, f"{len(found_all)} of {compared_all} events:\n{summarize(found_all)}"
     assert {"backpressure@inline", "wait@late", "ready@late", "loop@breakpoint",
-            "close@crash", "close@refused", "interest@crash"} <= keys
+            "close@crash", "close@refused", "interest@crash", "close@reset-inline",
+            "close@error-inline"} <= keys

@@ -51,7 +51,11 @@ def test_a_reset_met_in_the_batch_closes_with_reason_reset(data: bytes) -> None:
         _reset(client)
         wait_until(lambda: _tcp_state(server) == TCP_CLOSE, what="the RST at the server")
         engine.resume().result(5)
-        assert rec.wait_for("close", fd=fd)["reason"] == "reset"
+        close = rec.wait_for("close", fd=fd)
+        assert close["reason"] == "reset"
+        # which call met it, and that the batch's did (the close says so for the code view)
+        assert (close["call"], close.get("inline")) == ("send" if data else "recv", True)
+        assert close["errno"] in ("ECONNRESET", "EPIPE")
         counters = engine.counters()
         assert (counters["bytes_in"], counters["bytes_out"]) == (len(data), 0)
         assert not rec.of("recv") and not rec.of("send")  # unwatched: the batch ran it

@@ -54,8 +54,15 @@ function closeKey(events, i) {
   // after that fd's `error` event, which says which
   const cause = before && before.kind === 'error' && before.fd === ev.fd ? errorCause(before) : null;
   if (ev.reason === 'error' && (cause === 'crash' || cause === 'refused')) return `close@${cause}`;
-  if ((ev.reason === 'reset' || ev.reason === 'error') && before && before.kind === 'recv'
-      && before.fd === ev.fd) return `close@eager-${ev.reason}`;
+  if (ev.reason === 'reset' || ev.reason === 'error') {
+    // which call failed (`call`): the batch dispatch's, its close left to on_ready
+    // (`inline`); the eager send in recv's handler (`eager`); on_ready's recv or send
+    if (ev.inline) return `close@${ev.reason}-inline`;
+    if (ev.eager) return `close@eager-${ev.reason}`;
+    if (ev.call) return `close@${ev.reason}-${ev.call}`;
+    // a recording made before close events said it: eager, right after the fd's `recv`
+    if (before && before.kind === 'recv' && before.fd === ev.fd) return `close@eager-${ev.reason}`;
+  }
   return ev.reason && ev.reason !== 'eof' ? `close@${ev.reason}` : 'close';
 }
 
