@@ -142,12 +142,12 @@ def _kinds() -> dict[str, list[Callable[..., Any]]]:
     }
 
 
-#: the kinds a flaw's own connection handler leads to, when the bug zoo has one on
+#: the kinds a flaw's own connection handler leads to, when the bug zoo has one on (not the
+#: `-inline` closes: the batch dispatch runs only while no flaw is on)
 _FLAWED_KINDS = ("recv", "recv@eof", "send", "send@eager", "queue@send", "backpressure@release",
                  "close", "close@flushed", "close@reset", "close@error", "close@eager-reset",
                  "close@eager-error", *(f"close@{reason}-{site}" for reason in ("reset", "error")
                                         for site in ("recv", "send")))
-# (not `-inline`: the batch dispatch runs only while no flaw is on)
 
 
 def _flawed(chains: dict[str, list[Callable[..., Any]]]) -> dict[str, list[Callable[..., Any]]]:

@@ -16,7 +16,7 @@ from .tcp import TcpConnection, close_reason
 
 if TYPE_CHECKING:
     from .engine import Engine
-    from .loop import Handler
+    from .registrations import Handler
 
 IN_BITS = {"select": 1, "poll": select.POLLIN, "epoll": getattr(select, "EPOLLIN", 1)}
 RDHUP_BITS = {"poll": getattr(select, "POLLRDHUP", 0x2000),

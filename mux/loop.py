@@ -28,13 +28,10 @@ WAIT_CALLS = {"select": "select()", "poll": "poll()", "epoll": "epoll_wait()"}
 #: a shown wait's CPU time costs a syscall each side of the wait (~0.4 us each): under the
 #: observation budget's ~10,000 shown waits/s, up to 1% of a core. So it is taken for at most
 #: CPU_SAMPLES_PER_S waits a second, in bursts of up to CPU_SAMPLE_BURST (a token bucket): a
-#: person typing gets every wait measured; a loaded loop a sample, which the chart (the least
-#: per fd count) needs no more than
+#: person typing gets every wait measured; a loaded loop a sample, which the chart (the median
+#: of the latest calls per fd count) needs no more than
 CPU_SAMPLES_PER_S = 1000.0
 CPU_SAMPLE_BURST = 20.0
-
-
-__all__ = ["CPU_SAMPLES_PER_S", "CPU_SAMPLE_BURST", "WAIT_CALLS", "Handler", "Loop"]
 
 
 class Loop(Registrations, Scheduler):

@@ -3,10 +3,22 @@ import uPlot from '../vendor/uPlot.esm.js';
 import { BACKEND_COLORS, colors } from './canvas.js';
 
 const WINDOW = 120;          // seconds of history
+const GROUPED = new Intl.NumberFormat('en');   // 12,345
 const HEIGHT = 230;          // the whole chart: title, plot, x axis and legend
 const BACKENDS = ['select', 'poll', 'epoll'];
 /** Wall time over CPU time beyond which a wait call is taken to have slept (µs). */
 const SLEPT_US = 20;
+/** The wait chart draws, per backend and fd count, the median of this many latest calls: the
+ *  least seen was one lucky call (a review saw poll at 1,004 fds drawn at 60 µs when slept,
+ *  its next-lowest 223 and its tenth percentile 820, below its calls that returned at once). */
+const WAIT_SAMPLES = 31;
+
+/** The median of a few numbers. */
+export function median(values) {
+  const s = Float64Array.from(values).sort();
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
 
 /** Did this wait call block before it returned? It timed out with nothing ready, or its wall
  *  time ran past its CPU time. (Without `cpu_us`, an old recording: only a zero timeout is
@@ -107,7 +119,7 @@ export class Charts {
       scales: { x: { time: false }, y: { range: fromZero } },
     }, [[], [], []]);
     this.wait = mk('#chart-wait', {
-      title: 'wait duration vs registered fds: CPU time of one wait call (µs, the least seen)',
+      title: `wait duration vs registered fds: CPU time of one wait call (µs, median of the last ${WAIT_SAMPLES})`,
       // two lines a backend: a call that slept pays the wake-up on the CPU too (~15 µs here),
       // more than epoll's whole call; drawn on one line, a flood's waits (at once) at 200
       // fds looked 50 times cheaper than an idle page's at 3
@@ -128,6 +140,11 @@ export class Charts {
       } },
     }, [[], [], [], [], [], [], []]);
     this.plots = [this.events, this.bytes, this.wait];
+    // the charts' figures as text, for those who cannot see the plots (a canvas says nothing)
+    this.nowEl = root.querySelector('#chart-now');
+    this.waitTable = root.querySelector('#chart-wait-table');
+    this.waitRows = { x: [], ys: [] };
+    this.waitTable.closest('details').addEventListener('toggle', () => this.fillWaitTable());
     const ro = new ResizeObserver(() => {
       for (const u of this.plots) u.setSize({ width: Math.max(200, u.root.parentElement.clientWidth), height: HEIGHT });
     });
@@ -143,8 +160,9 @@ export class Charts {
     this.evPage = [];
     this.bIn = [];
     this.bOut = [];
-    this.waitMin = { select: new Map(), poll: new Map(), epoll: new Map() };        // returned at once
-    this.waitMinSlept = { select: new Map(), poll: new Map(), epoll: new Map() };   // slept first
+    // backend -> fd count (bucketed) -> the CPU time of its latest calls (µs, at most WAIT_SAMPLES)
+    this.waitAtOnce = { select: new Map(), poll: new Map(), epoll: new Map() };   // returned at once
+    this.waitSlept = { select: new Map(), poll: new Map(), epoll: new Map() };    // slept first
     this.sawCpu = false;   // a wait has carried cpu_us: the wall-time fallback is off
     this.local = { in: 0, out: 0 };
     this.second = null;   // replay: the recorded second being counted
@@ -173,21 +191,24 @@ export class Charts {
         // the call's CPU time (`cpu_us`): its wall time counts the time it slept too, so a wait
         // that slept 700 ms before one fd turned ready looked like the slowest of calls. A
         // recording made before there was `cpu_us`: the wall time of waits that did not time
-        // out (still with their sleep, so the least of them is kept). Once one wait has said
+        // out (still with their sleep). Once one wait has said
         // its CPU time, only those count (the engine samples them under load), and what the
         // fallback drew before goes
         if (!BACKENDS.includes(ev.backend) || ev.registered === undefined) break;
         if (ev.cpu_us !== undefined && !this.sawCpu) {
           this.sawCpu = true;
-          for (const b of BACKENDS) { this.waitMin[b].clear(); this.waitMinSlept[b].clear(); }
+          for (const b of BACKENDS) { this.waitAtOnce[b].clear(); this.waitSlept[b].clear(); }
         }
         const cost = ev.cpu_us !== undefined ? Math.min(ev.cpu_us, ev.duration_us ?? Infinity)
           : (!this.sawCpu && (ev.ready || ev.timeout_ms === 0) ? ev.duration_us : undefined);
         if (cost === undefined) break;
-        const m = (sleptFirst(ev) ? this.waitMinSlept : this.waitMin)[ev.backend];
+        const m = (sleptFirst(ev) ? this.waitSlept : this.waitAtOnce)[ev.backend];
         const k = Math.max(1, bucket(ev.registered));
-        const d = Math.max(1, cost);
-        if (!m.has(k) || d < m.get(k)) { m.set(k, d); this.waitDirty = true; }
+        let costs = m.get(k);
+        if (!costs) m.set(k, costs = []);
+        costs.push(Math.max(1, cost));
+        if (costs.length > WAIT_SAMPLES) costs.shift();
+        this.waitDirty = true;
         break;
       }
       default: break;
@@ -252,24 +273,59 @@ export class Charts {
     this.dirty = true;
   }
 
+  /** The latest second's rates, in words. */
+  sayNow(t, engine, page, bin, bout) {
+    let text = '–';
+    if (t !== undefined) {
+      const n = (v) => GROUPED.format(v ?? 0);
+      const when = this.replay ? `At ${fmtSeconds(t)} of the recording` : 'In the last second';
+      text = `${when}: ${n(engine)} events/s from the engine (${n(page)} ${this.replay ? 'in the file' : 'shown on this page'}); ` +
+        `TCP ${n(bin)} bytes/s in, ${n(bout)} bytes/s out`;
+    }
+    if (this.nowEl.textContent !== text) this.nowEl.textContent = text;
+  }
+
+  /** The wait chart's points as table rows (only while the table is open). */
+  fillWaitTable() {
+    if (!this.waitTable.closest('details').open) return;
+    const { x, ys } = this.waitRows;
+    const order = [0, 3, 1, 4, 2, 5];   // each backend's at-once then slept (ys: at once x3, slept x3)
+    const cell = (v) => (v === null ? '–' : v < 10 ? v.toFixed(1) : GROUPED.format(Math.round(v)));
+    const rows = x.map((fds, i) => {
+      const tr = document.createElement('tr');
+      for (const text of [GROUPED.format(fds), ...order.map((j) => cell(ys[j][i]))]) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        tr.append(td);
+      }
+      return tr;
+    });
+    this.waitTable.tBodies[0].replaceChildren(...rows);
+  }
+
   paint() {
     if (this.dirty) {
       this.dirty = false;
       const c = this.second;   // replay: the last second too, counted so far
       const s = c ? (a, v) => a.concat([v]) : (a) => a;
       const t = s(this.times, c?.sec);
-      this.events.setData([t, s(this.evEngine, c?.engine), s(this.evPage, c?.recorded)]);
-      this.bytes.setData([t, s(this.bIn, c?.bin), s(this.bOut, c?.bout)]);
+      const series = [s(this.evEngine, c?.engine), s(this.evPage, c?.recorded), s(this.bIn, c?.bin), s(this.bOut, c?.bout)];
+      this.events.setData([t, series[0], series[1]]);
+      this.bytes.setData([t, series[2], series[3]]);
+      this.sayNow(t.at(-1), ...series.map((a) => a.at(-1)));
     }
     const now = performance.now();
     if (this.waitDirty && !(now - (this.waitAt || 0) < 500)) {
       this.waitDirty = false;
       this.waitAt = now;
       const xs = new Set();
-      const maps = [...BACKENDS.map((b) => this.waitMin[b]), ...BACKENDS.map((b) => this.waitMinSlept[b])];
+      const maps = [...BACKENDS.map((b) => this.waitAtOnce[b]), ...BACKENDS.map((b) => this.waitSlept[b])];
       for (const m of maps) for (const k of m.keys()) xs.add(k);
       const x = [...xs].sort((a, b) => a - b);
-      this.wait.setData([x, ...maps.map((m) => x.map((k) => m.get(k) ?? null))]);
+      const ys = maps.map((m) => x.map((k) => (m.has(k) ? median(m.get(k)) : null)));
+      this.wait.setData([x, ...ys]);
+      this.waitRows = { x, ys };
+      if (this.waitTable && this.waitTable.closest('details').open) this.fillWaitTable();
     }
   }
 }

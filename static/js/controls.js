@@ -186,9 +186,11 @@ export class Controls {
     if (!model.take('controls')) return;
     // disconnected, the last state known is no longer news: the server may be gone
     // a replay's is the recorded loop's, at the point on view: nothing runs behind the page
-    this.loopStateEl.textContent = !this.replay && !serverConnected() ? 'unknown (not connected)'
+    // (a live region: written only when it changes, so a screen reader says each change once)
+    const loopState = !this.replay && !serverConnected() ? 'unknown (not connected)'
       : this.replay && model.shutDown ? 'stopped (the engine shut down)'
         : model.loop + (model.delayMs ? ` (+${model.delayMs} ms)` : '') + (this.replay ? ' (as recorded)' : '');
+    if (this.loopStateEl.textContent !== loopState) this.loopStateEl.textContent = loopState;
     if (this.replay) return;
     this.paintLoad(model);
     const paused = model.paused;

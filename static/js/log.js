@@ -131,7 +131,12 @@ export class EventLog {
     for (const end of ['pointerup', 'pointercancel']) {   // a touch scroll ends in pointercancel
       window.addEventListener(end, () => { this.dragging = false; });
     }
-    this.jumpBtn.addEventListener('click', () => { this.scrollToEnd(); model.mark('log'); });
+    this.jumpBtn.addEventListener('click', () => {
+      const hadFocus = document.activeElement === this.jumpBtn;
+      this.scrollToEnd();   // (hides the button)
+      model.mark('log');
+      if (hadFocus) this.list.focus();   // not the page's top: the log the button scrolled
+    });
     model.subscribe((ev) => this.onEvent(ev));
   }
 

@@ -45,13 +45,15 @@ const queues = new QueuesPanel($('queues-panel'), { replay });
 const connections = new ConnectionsPanel($('connections-panel'), {
   replay,
   onClose: async (fd, btn) => {
-    btn.disabled = true;
+    // aria-disabled, not disabled, while the request is out: a disabled button drops the
+    // keyboard's focus to the top of the page (the row's going moves it on: connections.js)
+    btn.setAttribute('aria-disabled', 'true');
     const peer = model.conns.get(fd)?.peer;
     try {
       const res = await apiMod.api.closeConnection(fd);
       if (res && res.lingering) model.markLingering(fd, peer);
     } catch {
-      btn.disabled = false;  // error already shown in the alert area
+      btn.removeAttribute('aria-disabled');  // error already shown in the alert area
     }
   },
   onMine: (fd, peer) => ui.toggleMine(peer),

@@ -35,7 +35,11 @@ export class Timeline {
     if (replay) this.liveBtn.hidden = true;
     this.range.addEventListener('input', () => this.goTo(Number(this.range.value)));
     this.playBtn.addEventListener('click', () => this.togglePlay());
-    this.liveBtn.addEventListener('click', () => this.backToLive());
+    this.liveBtn.addEventListener('click', () => {
+      const hadFocus = document.activeElement === this.liveBtn;
+      this.backToLive();   // (disables the button)
+      if (hadFocus) this.range.focus();   // not the page's top: the timeline, now at live
+    });
     this.shown = {};
   }
 

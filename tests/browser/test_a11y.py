@@ -135,13 +135,13 @@ def test_the_wait_chart_draws_what_a_call_costs_not_how_long_it_slept(dashboard)
                   return null; }}""",
             timeout=DEADLINE_MS).json_value()
         assert slept["cpu_us"] < 20_000, slept
-        costs = page.evaluate("() => [...window.__muxscope.charts.waitMinSlept.epoll.values()]")
+        costs = page.evaluate("() => [...window.__muxscope.charts.waitSlept.epoll.values()].flat()")
         assert costs and max(costs) < 20_000, costs
         # a wait the engine did not sample (under load) has no cpu_us: its sleep is no cost
         unsampled = page.evaluate("""() => { const c = window.__muxscope.charts;
             c.onEvent({ kind: 'wait', backend: 'epoll', registered: 70000, timeout_ms: 250,
                         ready: 1, duration_us: 120000 });
-            return [...c.waitMin.epoll.values(), ...c.waitMinSlept.epoll.values()]; }""")
+            return [...c.waitAtOnce.epoll.values(), ...c.waitSlept.epoll.values()].flat(); }""")
         assert max(unsampled) < 20_000, unsampled
         expect(page.locator("#syscall-detail")).to_contain_text("µs of it on the CPU")
 
@@ -163,10 +163,10 @@ def test_the_wait_chart_keeps_calls_that_slept_apart_from_calls_that_returned_at
         const markers = [...c.wait.root.querySelectorAll('.u-marker')].map((m) =>
           `${m.style.borderStyle} ${m.style.backgroundColor === 'transparent' || m.style.backgroundColor === 'rgba(0, 0, 0, 0)' ? 'hollow' : 'filled'}`);
         const at = (m) => [m.get(7) ?? null, m.get(210) ?? null];
-        return { once: at(c.waitMin.epoll), slept: at(c.waitMinSlept.epoll), series, markers }; }""")
+        return { once: at(c.waitAtOnce.epoll), slept: at(c.waitSlept.epoll), series, markers }; }""")
     # (the page's own idle waits, at 3 fds, land beside them)
-    assert result["slept"] == [35, None], result
-    assert result["once"] == [None, 1.2], result
+    assert result["slept"] == [[40, 35], None], result
+    assert result["once"] == [None, [1.2, 1.5]], result
     assert result["series"] == ["select, returned at once", "poll, returned at once",
                                 "epoll, returned at once", "select, slept first",
                                 "poll, slept first", "epoll, slept first"], result
@@ -224,3 +224,139 @@ def test_at_400_px_each_label_stays_beside_its_control_and_nothing_leaves_its_pa
         .filter(([, past]) => past > 1)""")
     assert overflow == [], f"controls past their panel's right edge: {overflow}"
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 400
+
+
+FOCUSED = "() => { const el = document.activeElement; return el ? (el.getAttribute('aria-label') || el.id || el.tagName) : null; }"
+
+
+def test_focus_stays_where_the_keyboard_was_when_its_control_goes(dashboard):
+    """A control that goes away or is disabled under the keyboard's focus dropped it to the
+    page's top (the body): a keyboard user then tabbed through every control again. "Close fd
+    N" (its row goes) moves it to the row now in that place, then to the panel's title when
+    none is left; "Jump to latest" (hidden) to the log it scrolled; "Back to live" (disabled)
+    to the timeline."""
+    page = dashboard.page
+    with dashboard.connect() as first, dashboard.connect() as second:
+        echo(first, b"one\n")
+        echo(second, b"two\n")
+        fds = sorted([server_fd(dashboard, first), server_fd(dashboard, second)])
+        for fd in fds:
+            expect(page.get_by_role("button", name=f"Close fd {fd}", exact=True)).to_be_visible(
+                timeout=DEADLINE_MS)
+        page.get_by_role("button", name=f"Close fd {fds[0]}", exact=True).focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("button", name=f"Close fd {fds[0]}", exact=True)).to_have_count(
+            0, timeout=DEADLINE_MS)
+        page.wait_for_function(f"() => ({FOCUSED})() === 'Close fd {fds[1]}'", timeout=DEADLINE_MS)
+        page.keyboard.press("Enter")   # the last row: the panel's title
+        page.wait_for_function(f"() => ({FOCUSED})() === 'connections-title'",
+                               timeout=DEADLINE_MS)
+
+    with dashboard.connect() as sock:
+        for i in range(60):   # rows enough to scroll the log up
+            echo(sock, b"line %d\n" % i)
+        log, jump = page.locator("#event-log"), page.locator("#log-jump-btn")
+        page.wait_for_function("() => { const el = document.querySelector('#event-log');"
+                               " return el.scrollHeight > el.clientHeight + 50; }",
+                               timeout=DEADLINE_MS)
+        log.focus()
+        page.keyboard.press("Home")   # scrolled up: the log holds still and offers the button
+        expect(jump).to_be_visible(timeout=DEADLINE_MS)
+        # (a key's scroll is animated: until it has reached the top)
+        page.wait_for_function("() => document.getElementById('event-log').scrollTop === 0",
+                               timeout=DEADLINE_MS)
+        jump.focus()
+        page.keyboard.press("Enter")
+        expect(jump).to_be_hidden(timeout=DEADLINE_MS)
+        assert page.evaluate(FOCUSED) == "Event log: newest last"   # (its aria-label)
+
+        timeline = page.get_by_label("Timeline", exact=True)
+        page.wait_for_function("() => Number(document.getElementById('timeline-range').max) > "
+                               "Number(document.getElementById('timeline-range').min) + 2",
+                               timeout=DEADLINE_MS)
+        timeline.focus()
+        page.keyboard.press("Home")   # the first iteration kept: viewing the past
+        live = page.get_by_role("button", name="Back to live")
+        expect(live).to_be_enabled(timeout=DEADLINE_MS)
+        live.focus()
+        page.keyboard.press("Enter")
+        expect(live).to_be_disabled(timeout=DEADLINE_MS)
+        assert page.evaluate(FOCUSED) == "timeline-range"
+
+
+def test_the_loop_state_is_said_once_per_change(dashboard):
+    """The header's loop state is a polite live region (space pauses with the focus anywhere:
+    a screen-reader user heard nothing), written only when it changes: a rewrite of the same
+    text on each repaint would be read out again and again."""
+    page = dashboard.page
+    state = page.locator("#loop-state")
+    expect(state).to_have_attribute("aria-live", "polite")
+    expect(state).to_have_text("running", timeout=DEADLINE_MS)
+    page.evaluate("""() => { window.__loopStateWrites = 0;
+        new MutationObserver((m) => { window.__loopStateWrites += m.length; })
+          .observe(document.getElementById('loop-state'),
+                   { childList: true, characterData: true, subtree: true }); }""")
+    with dashboard.connect() as sock:
+        for i in range(20):   # events, and repaints of the controls, while the state holds
+            echo(sock, b"line %d\n" % i)
+        page.evaluate("() => new Promise((r) => setTimeout(r, 300))")  # repaints meanwhile
+        assert page.evaluate("() => window.__loopStateWrites") == 0
+        page.keyboard.press("Space")
+        expect(state).to_have_text("paused", timeout=DEADLINE_MS)
+        writes = page.evaluate("() => window.__loopStateWrites")
+        assert 1 <= writes <= 2, writes   # its text replaced: one change (a node out, one in)
+        page.keyboard.press("Space")
+        expect(state).to_have_text("running", timeout=DEADLINE_MS)
+
+
+def test_a_skip_link_takes_the_keyboard_past_the_connection_list(dashboard):
+    """Each row has two buttons: with a thousand connections (200 rows shown) the event log,
+    the bug zoo and the trace were 400 Tab presses past the fd grid (a review's finding)."""
+    page = dashboard.page
+    with dashboard.connect() as a, dashboard.connect() as b:
+        echo(a, b"a\n")
+        echo(b, b"b\n")
+        fd = min(server_fd(dashboard, a), server_fd(dashboard, b))
+        expect(page.get_by_role("button", name=f"Close fd {fd}", exact=True)).to_be_visible(
+            timeout=DEADLINE_MS)
+        skip = page.get_by_role("link", name="Skip the connection list")
+        page.locator("#udp-summary").evaluate("(el) => { el.tabIndex = -1; el.focus(); }")
+        page.keyboard.press("Tab")   # the link comes first after the panel's text
+        assert page.evaluate("() => document.activeElement.classList.contains('skip-link')")
+        expect(skip).to_be_in_viewport()   # on screen while it has the focus
+        page.keyboard.press("Enter")
+        assert page.evaluate(FOCUSED) == "log-title"
+        page.keyboard.press("Tab")   # on into the event log's own controls, not a row
+        assert page.evaluate("() => document.activeElement.closest('#log-panel') !== null")
+
+
+def test_the_charts_figures_are_there_as_text_and_one_lucky_call_moves_no_point(dashboard):
+    """The charts were canvases with a legend reading `--` until a mouse hovered them: a
+    screen-reader user learnt no rate and no wait cost (a review's finding). The latest
+    second's rates are a line of text, and the wait chart's points a table. And the wait
+    chart drew the least CPU time seen: one lucky poll at 1,004 fds, 60 µs among calls of
+    223-1,000 µs, was drawn below the calls that returned at once. It draws the median of
+    the latest calls."""
+    page = dashboard.page
+    with dashboard.connect() as sock:
+        echo(sock, b"hello\n")
+        expect(page.locator("#chart-now")).to_have_text(
+            re.compile(r"^In the last second: [\d,]+ events/s from the engine \([\d,]+ shown on "
+                       r"this page\); TCP [\d,]+ bytes/s in, [\d,]+ bytes/s out$"),
+            timeout=DEADLINE_MS)
+    page.evaluate("""() => { const c = window.__muxscope.charts;
+        const wait = (cpu, slept) => c.onEvent({ kind: 'wait', backend: 'poll', registered: 1004,
+            timeout_ms: 250, ready: 1, duration_us: slept ? cpu + 500 : cpu, cpu_us: cpu });
+        for (const cpu of [60, 900, 950, 1000, 820]) wait(cpu, true);
+        for (const cpu of [353, 360, 340]) wait(cpu, false);
+        c.waitAt = 0; c.paint(); }""")
+    figures = page.locator(".chart-figures")
+    figures.locator("summary").click()
+    row = figures.locator("tbody tr", has_text=re.compile(r"^1,000"))
+    # fds, select at once/slept, poll at once/slept, epoll at once/slept
+    expect(row.locator("td").nth(3)).to_have_text("353")
+    expect(row.locator("td").nth(4)).to_have_text("900")
+    assert page.evaluate("""() => { const c = window.__muxscope.charts;
+        const i = c.wait.data[0].indexOf(1000); return [c.wait.data[2][i], c.wait.data[5][i]]; }""") \
+        == [353, 900]
+    assert dashboard.console_errors == []

@@ -290,3 +290,55 @@ def test_an_fd_closed_while_registered_is_marked_in_the_backends_list(dashboard,
         api.post("/api/flaws/close_without_unregister", json={"on": False})
     expect(sets).not_to_contain_text("closed while registered", timeout=DEADLINE_MS)
     assert real_console_errors(dashboard) == []
+
+
+PEER_DOTS = """async () => {
+    const { peerColor } = await import('/static/js/ui.js');
+    const p = window.__muxscope.backendPanel;
+    const m = window.__muxscope.model;
+    const ctx = p.layer.getContext('2d');
+    const scale = ctx.getTransform().a;
+    const probe = document.createElement('canvas').getContext('2d', { willReadFrequently: true });
+    const rgb = (css) => { probe.fillStyle = css; probe.fillRect(0, 0, 1, 1);
+                           return Array.from(probe.getImageData(0, 0, 1, 1).data.slice(0, 3)).join(); };
+    const out = {};
+    for (const [fd, c] of m.conns) {
+        const i = p.index.get(fd);
+        if (i === undefined) continue;
+        const { x, y, s } = p.cellBox(i);
+        const r = Math.max(2, Math.floor(s / 8));   // the dot's centre (drawCell)
+        const px = ctx.getImageData(Math.floor((x + s - r - 2) * scale), Math.floor((y + r + 2) * scale), 1, 1).data;
+        out[fd] = [c.generated, Array.from(px.slice(0, 3)).join() === rgb(peerColor(c.peer))];
+    }
+    return out;
+}"""
+
+
+def test_the_grid_dots_a_persons_connection_in_its_peers_colour_not_the_load_clients(dashboard):
+    """With a thousand idle load clients in every hue, the corner dots read as a thousand fds
+    ready or with write interest (a review's finding): the load generator's connections get
+    none, a person's keeps its peer's colour."""
+    page = dashboard.page
+    res = dashboard.api.post("/api/load", json={"connections": 6, "message_size": 16, "rate": 0})
+    assert res.status_code == 202, res.text
+    try:
+        with dashboard.connect() as sock:
+            echo(sock, b"mine\n")
+            fd = server_fd(dashboard, sock)
+            page.wait_for_function("""(fd) => { const m = window.__muxscope.model;
+                return m.conns.has(fd) && [...m.conns.values()].filter((c) => c.generated).length === 6; }""",
+                                   arg=fd, timeout=DEADLINE_MS)
+            dots = {}
+            deadline_ok = False
+            for _ in range(50):   # the grid draws at its own pace: until every cell is drawn
+                dots = page.evaluate(PEER_DOTS)
+                if len(dots) == 7 and dots[str(fd)][1]:
+                    deadline_ok = True
+                    break
+                page.wait_for_timeout(100)   # polling the canvas, with a deadline (5 s)
+            assert deadline_ok, dots
+            generated = {k: v for k, v in dots.items() if v[0]}
+            assert len(generated) == 6 and not any(dot for _, dot in generated.values()), dots
+            assert dots[str(fd)] == [False, True], dots
+    finally:
+        dashboard.api.delete("/api/load")

@@ -18,7 +18,7 @@ const LEGEND = [
   ['flash', 'outline: came back ready within the last second (fades)'],
   ['et', 'edge-triggered (EPOLLET)'], ['oneshot', 'one-shot (dim: disarmed)'],
   ['paused', 'reading paused'],
-  ['peer', "corner dot: the peer's own colour (the same in every panel)"],
+  ['peer', "round corner dot: the peer's own colour (the same in every panel), for a connection not made by Add clients"],
 ];
 /** Marks only epoll has: their legend entries are hidden under select and poll. */
 const EPOLL_ONLY = new Set(['et', 'oneshot']);
@@ -35,7 +35,7 @@ function cellKey(model, fd) {
   const dim = ui.spotlight !== null && fd !== ui.spotlight;
   let bits = '';
   for (const b of reg.bits) bits += `${b},`;
-  return `${reg.role}|${bits}|${reg.armed}|${dim}|${conn ? `${conn.paused}|${conn.peer}|${ui.isMine(conn.peer)}` : ''}`;
+  return `${reg.role}|${bits}|${reg.armed}|${dim}|${conn ? `${conn.paused}|${conn.peer}|${conn.generated}|${ui.isMine(conn.peer)}` : ''}`;
 }
 
 function sameList(a, b) {
@@ -271,10 +271,20 @@ export class BackendPanel {
     }
     const conn = model.conns.get(fd);
     if (conn && conn.paused) { ctx.fillStyle = c.danger; ctx.fillRect(x, y, s, Math.max(2, stripe)); }
-    if (conn && conn.peer && s >= 8) {        // the peer's colour: a dot in the top-right corner
+    // the peer's colour: a round dot in the top-right corner, ringed in the page's dark (its
+    // hues include the ready, interest and except colours, which are drawn square: stripes).
+    // Not for the load generator's clients: a thousand idle ones in every hue read as a
+    // thousand fds ready; the connection list tells them apart
+    if (conn && conn.peer && !conn.generated && s >= 8) {
       const r = Math.max(2, Math.floor(s / 8));
+      const cx = x + s - r - 2;
+      const cy = y + r + 2;
+      ctx.fillStyle = '#0b0d11';
+      ctx.beginPath(); ctx.arc(cx, cy, r + 1, 0, 2 * Math.PI); ctx.fill();
       ctx.fillStyle = peerColor(conn.peer);
-      ctx.fillRect(x + s - 2 * r - 1, y + 1, 2 * r, 2 * r);
+      ctx.beginPath(); ctx.arc(cx, cy, r, 0, 2 * Math.PI); ctx.fill();
+    }
+    if (conn && conn.peer && s >= 8) {
       if (ui.isMine(conn.peer)) {
         ctx.strokeStyle = peerColor(conn.peer); ctx.lineWidth = 2;
         ctx.strokeRect(x + 1, y + 1, s - 2, s - 2);

@@ -30,6 +30,7 @@ export function connectHint(model, pageHost = window.location.hostname) {
 export class ConnectionsPanel {
   constructor(root, { onClose, onMine, replay }) {
     this.tbody = root.querySelector('#connection-list');
+    this.title = root.querySelector('#connections-title');   // focused when the last row goes
     this.moreEl = root.querySelector('#connection-more');
     this.countEl = root.querySelector('#connection-count');
     this.udpEl = root.querySelector('#udp-summary');
@@ -44,7 +45,7 @@ export class ConnectionsPanel {
       const mine = e.target.closest('button[data-mine]');
       if (mine) { onMine(Number(mine.dataset.mine), mine.dataset.peer || ''); return; }
       const btn = e.target.closest('button[data-fd]');
-      if (btn && !btn.disabled) onClose(Number(btn.dataset.fd), btn);
+      if (btn && !btn.disabled && btn.getAttribute('aria-disabled') !== 'true') onClose(Number(btn.dataset.fd), btn);
     });
   }
 
@@ -64,6 +65,7 @@ export class ConnectionsPanel {
     if (order !== this.order) {
       this.order = order;
       const keep = new Set(shownFds);
+      const focus = this.focusLeaving(keep);
       for (const [fd, row] of this.rows) if (!keep.has(fd)) { row.tr.remove(); this.rows.delete(fd); }
       let prev = null;
       for (const fd of shownFds) {
@@ -73,6 +75,7 @@ export class ConnectionsPanel {
         if (want !== row.tr) this.tbody.insertBefore(row.tr, want);
         prev = row.tr;
       }
+      if (focus) this.refocus(focus, shownFds);
     }
     // cells are written only when their text changed (fill compares with what it wrote last)
     const disabled = this.replay || !!model.isView;
@@ -102,6 +105,23 @@ export class ConnectionsPanel {
         (u.reading_paused ? ` · not read (backpressure): ${u.pending ?? 'its'} replies wait for writability` : '') +
         (!u.reading_paused && u.pending ? ` · ${u.pending} replies wait for writability` : '')
       : '');
+  }
+
+  /** Focus in a row about to go ("Close fd N" closed its connection): its place and column,
+   * so that it moves to the row that takes that place, not to the top of the page. */
+  focusLeaving(keep) {
+    const el = document.activeElement;
+    const tr = el && el.closest ? el.closest('tr[data-fd]') : null;
+    if (!tr || tr.parentNode !== this.tbody || keep.has(Number(tr.dataset.fd))) return null;
+    return { index: Array.prototype.indexOf.call(this.tbody.children, tr), mine: 'mine' in el.dataset };
+  }
+
+  refocus({ index, mine }, shownFds) {
+    const row = shownFds.length ? this.rows.get(shownFds[Math.min(index, shownFds.length - 1)]) : null;
+    const target = row && (mine ? row.mine : row.button);
+    if (target && !target.disabled) { target.focus(); return; }
+    this.title.tabIndex = -1;   // no row left to go to: the panel's title, read out
+    this.title.focus();
   }
 
   /** The model's connection fds in ascending order: sorted again only when the set changed. */
@@ -202,6 +222,7 @@ export class ConnectionsPanel {
       row.mine.textContent = mine ? '★' : '☆';
       row.tr.classList.toggle('mine', mine);
     }
-    if (row.button.disabled !== disabled) row.button.disabled = disabled;   // also undoes a close in flight, as before
+    if (row.button.disabled !== disabled) row.button.disabled = disabled;
+    if (row.button.hasAttribute('aria-disabled')) row.button.removeAttribute('aria-disabled');   // a close in flight, as before
   }
 }
