@@ -140,11 +140,12 @@ export class Charts {
       } },
     }, [[], [], [], [], [], [], []]);
     this.plots = [this.events, this.bytes, this.wait];
-    // the charts' figures as text, for those who cannot see the plots (a canvas says nothing)
+    // the charts' figures as text, for those who cannot see the plots (a canvas says nothing);
+    // each optional: a page without them still has the charts
     this.nowEl = root.querySelector('#chart-now');
     this.waitTable = root.querySelector('#chart-wait-table');
     this.waitRows = { x: [], ys: [] };
-    this.waitTable.closest('details').addEventListener('toggle', () => this.fillWaitTable());
+    this.waitTable?.closest('details').addEventListener('toggle', () => this.fillWaitTable());
     const ro = new ResizeObserver(() => {
       for (const u of this.plots) u.setSize({ width: Math.max(200, u.root.parentElement.clientWidth), height: HEIGHT });
     });
@@ -282,12 +283,12 @@ export class Charts {
       text = `${when}: ${n(engine)} events/s from the engine (${n(page)} ${this.replay ? 'in the file' : 'shown on this page'}); ` +
         `TCP ${n(bin)} bytes/s in, ${n(bout)} bytes/s out`;
     }
-    if (this.nowEl.textContent !== text) this.nowEl.textContent = text;
+    if (this.nowEl && this.nowEl.textContent !== text) this.nowEl.textContent = text;
   }
 
   /** The wait chart's points as table rows (only while the table is open). */
   fillWaitTable() {
-    if (!this.waitTable.closest('details').open) return;
+    if (!this.waitTable?.closest('details').open) return;
     const { x, ys } = this.waitRows;
     const order = [0, 3, 1, 4, 2, 5];   // each backend's at-once then slept (ys: at once x3, slept x3)
     const cell = (v) => (v === null ? '–' : v < 10 ? v.toFixed(1) : GROUPED.format(Math.round(v)));
@@ -325,7 +326,7 @@ export class Charts {
       const ys = maps.map((m) => x.map((k) => (m.has(k) ? median(m.get(k)) : null)));
       this.wait.setData([x, ...ys]);
       this.waitRows = { x, ys };
-      if (this.waitTable && this.waitTable.closest('details').open) this.fillWaitTable();
+      this.fillWaitTable();
     }
   }
 }
