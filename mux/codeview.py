@@ -18,11 +18,13 @@ from typing import Any
 from . import engine, events, flaw_base, flaws, hot, linger, listener, loop, tcp, udp, zoo
 from .registrations import Registrations
 
-#: functions the engine calls through a hook attribute (loop.py), by that attribute's name
+#: functions the loop calls through a hook attribute (loop.py), by that attribute's name
 _CALLED_AS = {engine.Engine._handler_failed: "handler_error_hook"}
 #: on_ready closes a connection in three places when a call fails (`close@reset-recv` ...): the
 #: text on each one's line, so that the branch taken is the one highlighted
 _CALL_SITES = {"recv": '("recv", exc)', "send": '("send", exc)', "inline": "inline=True"}
+#: ...and the side of a flaw handler's call of on_ready that a failed recv or send came from
+_CALL_SIDES = {"recv": "(READABLE)", "send": "(WRITABLE)"}
 
 
 def _kinds() -> dict[str, list[Callable[..., Any]]]:
@@ -189,9 +191,10 @@ def _describe(fn: Callable[..., Any], kind: str,
     if not highlight and callee:  # a module-level function, called without a dot
         highlight = [first + i for i, line in enumerate(lines)
                      if f"{name}(" in line and not line.lstrip().startswith("def ")]
-    site = _CALL_SITES.get(kind.split("@")[1].partition("-")[2]) if "@" in kind else None
-    if site is not None and callee:  # one of on_ready's close calls: the failed call's
-        highlight = [n for n in highlight if site in lines[n - first]] or highlight
+    call = kind.split("@")[1].partition("-")[2] if "@" in kind else ""
+    for marks in (_CALL_SITES, _CALL_SIDES):  # on_ready's close call of the failed call; the
+        if call in marks and callee and len(highlight) > 1:  # flaw's on_ready call of its side
+            highlight = [n for n in highlight if marks[call] in lines[n - first]] or highlight
     return {"qualname": fn.__qualname__, "module": fn.__module__,
             "file": file, "first_line": first,
             "lines": [line.rstrip("\n") for line in lines], "highlight": highlight}

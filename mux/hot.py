@@ -73,7 +73,7 @@ class EchoDispatch:
                 handler = handlers[fd]
             except KeyError:  # closed by an earlier handler of this same batch
                 continue
-            if retired and fd in retired:  # ...and its fd reused since (Loop.retired)
+            if retired and fd in retired:  # ...and its fd reused since (Registrations.retired)
                 continue
             try:
                 mask = generic[native]

@@ -144,7 +144,7 @@ class Registrations:
             event["early"] = True
         self.obs.emit(event)
 
-
+    # -- one-shot ------------------------------------------------------------------------
     def rearm_now(self, fd: int) -> None:
         """One-shot: arm `fd` again inside its own handler, not after it (no-op otherwise)."""
         if fd in self._rearm:
@@ -159,7 +159,6 @@ class Registrations:
                 self._emit_interest(fd, "modify", self.interest[fd], cause="rearm", early=early)
             elif self.obs.active:  # throttled: count what is not shown
                 self.obs.seq += 1
-
 
     # -- switching -----------------------------------------------------------------------
     def switch(self, new: Backend) -> Backend:

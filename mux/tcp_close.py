@@ -36,8 +36,11 @@ def close_reason(exc: OSError) -> str:
 
 
 def errno_name(exc: OSError) -> str:
-    """`ECONNRESET`, `EPIPE`... (the number as text for one errno does not name)."""
-    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    """`ECONNRESET`, `EPIPE`... (the number as text for one errno does not name; the
+    exception's class for one without an errno)."""
+    if exc.errno is None:
+        return type(exc).__name__
+    return errno.errorcode.get(exc.errno, str(exc.errno))
 
 
 class TcpClosing:

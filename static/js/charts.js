@@ -286,22 +286,26 @@ export class Charts {
     if (this.nowEl && this.nowEl.textContent !== text) this.nowEl.textContent = text;
   }
 
-  /** The wait chart's points as table rows (only while the table is open). */
+  /** The wait chart's points as table rows (only while the table is open). Rows are kept and
+   *  a cell written only when its text changed: rebuilt twice a second under load, the table
+   *  threw a screen reader's place in it away. */
   fillWaitTable() {
     if (!this.waitTable?.closest('details').open) return;
     const { x, ys } = this.waitRows;
     const order = [0, 3, 1, 4, 2, 5];   // each backend's at-once then slept (ys: at once x3, slept x3)
     const cell = (v) => (v === null ? '–' : v < 10 ? v.toFixed(1) : GROUPED.format(Math.round(v)));
-    const rows = x.map((fds, i) => {
-      const tr = document.createElement('tr');
-      for (const text of [GROUPED.format(fds), ...order.map((j) => cell(ys[j][i]))]) {
-        const td = document.createElement('td');
-        td.textContent = text;
-        tr.append(td);
+    const body = this.waitTable.tBodies[0];
+    x.forEach((fds, i) => {
+      let tr = body.rows[i];
+      if (!tr) {
+        tr = body.insertRow();
+        for (let k = 0; k < 7; k++) tr.insertCell();
       }
-      return tr;
+      [GROUPED.format(fds), ...order.map((j) => cell(ys[j][i]))].forEach((text, k) => {
+        if (tr.cells[k].textContent !== text) tr.cells[k].textContent = text;
+      });
     });
-    this.waitTable.tBodies[0].replaceChildren(...rows);
+    while (body.rows.length > x.length) body.deleteRow(-1);
   }
 
   paint() {

@@ -136,6 +136,11 @@ def test_code_view_highlights_the_close_of_the_call_that_failed(live):
             assert len(lines) == 1 and text in lines[0] and ".close(" in lines[0], (site, lines)
     # a recording made before close events said which call failed: all three, as before
     assert len(code["close@reset"][0]["highlight"]) == 3
+    # a flaw's handler that calls on_ready for each side: the side of the call that failed
+    for site, side in (("recv", "on_ready(READABLE)"), ("send", "on_ready(WRITABLE)")):
+        handler = code[f"close@reset-{site}@poll_equality"][0]
+        lines = [handler["lines"][n - handler["first_line"]] for n in handler["highlight"]]
+        assert len(lines) == 1 and side in lines[0], (site, lines)
 
 
 def test_code_view_highlights_a_hooked_call_not_the_def_line(live):

@@ -135,8 +135,8 @@ def accept_fails(engine: Engine, sink: TruthSink) -> None:
 
 def io_fails(engine: Engine, sink: TruthSink) -> None:
     """A send that fails with a reset, or another error (eager: inside recv's handler,
-    `close@eager-reset` / `close@eager-error`; queued: the write half), and a recv that fails
-    (`close@error`)."""
+    `close@eager-reset` / `close@eager-error`; queued: the write half, `close@reset-send` /
+    `close@error-send`), and a recv that fails (`close@error-recv`)."""
     for method, exc in (("send", ConnectionResetError(errno.ECONNRESET, "reset")),
                         ("send", OSError(errno.EIO, "I/O error")),
                         ("recv_into", OSError(errno.EIO, "I/O error"))):

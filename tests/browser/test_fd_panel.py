@@ -308,7 +308,9 @@ PEER_DOTS = """async () => {
         const { x, y, s } = p.cellBox(i);
         const r = Math.max(2, Math.floor(s / 8));   // the dot's centre (drawCell)
         const px = ctx.getImageData(Math.floor((x + s - r - 2) * scale), Math.floor((y + r + 2) * scale), 1, 1).data;
-        out[fd] = [c.generated, Array.from(px.slice(0, 3)).join() === rgb(peerColor(c.peer))];
+        const middle = ctx.getImageData(Math.floor((x + s / 2) * scale), Math.floor((y + s / 2) * scale), 1, 1).data;
+        // [a load client's, its dot in its peer's colour, the cell drawn at all]
+        out[fd] = [c.generated, Array.from(px.slice(0, 3)).join() === rgb(peerColor(c.peer)), middle[3] > 0];
     }
     return out;
 }"""
@@ -328,17 +330,14 @@ def test_the_grid_dots_a_persons_connection_in_its_peers_colour_not_the_load_cli
             page.wait_for_function("""(fd) => { const m = window.__muxscope.model;
                 return m.conns.has(fd) && [...m.conns.values()].filter((c) => c.generated).length === 6; }""",
                                    arg=fd, timeout=DEADLINE_MS)
-            dots = {}
-            deadline_ok = False
-            for _ in range(50):   # the grid draws at its own pace: until every cell is drawn
-                dots = page.evaluate(PEER_DOTS)
-                if len(dots) == 7 and dots[str(fd)][1]:
-                    deadline_ok = True
-                    break
-                page.wait_for_timeout(100)   # polling the canvas, with a deadline (5 s)
-            assert deadline_ok, dots
+            # the grid draws at its own pace: until every connection's cell is drawn
+            page.wait_for_function(f"""async () => {{ const dots = await ({PEER_DOTS})();
+                const drawn = Object.values(dots).filter((d) => d[2]);
+                return drawn.length === 7 && dots[{fd}][1]; }}""", timeout=DEADLINE_MS)
+            dots = page.evaluate(PEER_DOTS)
             generated = {k: v for k, v in dots.items() if v[0]}
-            assert len(generated) == 6 and not any(dot for _, dot in generated.values()), dots
-            assert dots[str(fd)] == [False, True], dots
+            assert len(generated) == 6, dots
+            assert not any(dot for _, dot, _ in generated.values()), dots
+            assert dots[str(fd)] == [False, True, True], dots
     finally:
         dashboard.api.delete("/api/load")

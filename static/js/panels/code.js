@@ -35,8 +35,11 @@ function flawOf(model) {
 
 /** A close's path follows its reason: the flaw's own code closed it (`flaw`), a user's close
  * that lingered (mux/linger.py) and ended with the peer's EOF or the deadline, the write half
- * once the queue left at EOF went out (`flushed`; a user's close keeps its own path), an eager
- * send in recv's handler that failed (right after that fd's `recv`). */
+ * once the queue left at EOF went out (`flushed`; a user's close keeps its own path), the
+ * engine's close of a crashed or refused connection, and for a reset or error the call that
+ * met it: the batch dispatch's (`inline`), the eager send in recv's handler (`eager`), on_ready's
+ * recv or send (`call`); a recording made before close events said which: an eager send when
+ * right after that fd's `recv`. */
 function closeKey(events, i) {
   const ev = events[i];
   if (ev.flaw) return 'close@early';

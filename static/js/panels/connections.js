@@ -62,10 +62,11 @@ export class ConnectionsPanel {
     if (ui.spotlight === null) shownFds = total > MAX_ROWS ? fds.slice(0, MAX_ROWS) : fds;
     else shownFds = model.conns.has(ui.spotlight) ? [ui.spotlight] : [];
     const order = shownFds.join(',');
+    let focus = null;   // where the keyboard's focus goes, when its row goes
     if (order !== this.order) {
       this.order = order;
       const keep = new Set(shownFds);
-      const focus = this.focusLeaving(keep);
+      focus = this.focusLeaving(keep);
       for (const [fd, row] of this.rows) if (!keep.has(fd)) { row.tr.remove(); this.rows.delete(fd); }
       let prev = null;
       for (const fd of shownFds) {
@@ -75,12 +76,12 @@ export class ConnectionsPanel {
         if (want !== row.tr) this.tbody.insertBefore(row.tr, want);
         prev = row.tr;
       }
-      if (focus) this.refocus(focus, shownFds);
     }
     // cells are written only when their text changed (fill compares with what it wrote last)
     const disabled = this.replay || !!model.isView;
     this.approximate = model.approximate;
     for (const fd of shownFds) this.fill(this.rows.get(fd), model.conns.get(fd), disabled);
+    if (focus) this.refocus(focus, shownFds);   // once filled: a new row's buttons are set then
     this.setText('count', this.countEl, String(total));
     let more;
     if (ui.spotlight !== null) {
