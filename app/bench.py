@@ -39,6 +39,7 @@ from app.bench_args import Plan, make_plan, parse_args
 from app.benchkit import delivery, echo, instructions, micro, scale, waitcost
 from app.benchkit.loadgen import LoadClient
 from app.benchkit.procs import ROOT, LineProc, ServerProc, close_all
+from app.run import Stop
 
 PROG = "muxscope bench"
 
@@ -168,6 +169,29 @@ WINDOWLESS = {"micro": "in-process timings (timeit), no servers and no load clie
               "scale": "one window of --scale-seconds (no reps)"}
 
 
+#: seconds of the parts with no windows of their own (a run's start-up, micro), estimated
+START_S, MICRO_S = 6.0, 15.0
+
+
+def estimate_s(plan: Plan, only: str | None) -> float | None:
+    """About how long a windowed run takes (the help's arithmetic: windows x reps x (seconds +
+    warm-up)), said at its start; None for the parts whose length is their own."""
+    if plan.quick or only in ("micro", "scale", "instructions"):
+        return None
+    window = plan.seconds + plan.warmup
+    total = START_S
+    if only in (None, "echo"):
+        servers = len(echo.variants(engine_built(), app_built() and engine_built(), plan.quick))
+        total += servers * len(plan.loads) * (plan.reps * window + plan.prime)
+    if only in (None, "wait"):
+        total += len(plan.wait_backends) * len(plan.idle_levels) * plan.reps * window
+    if only in (None, "events"):
+        total += len(plan.event_modes) * 2 * plan.reps * (window + plan.settle)  # two loads
+    if only is None:
+        total += MICRO_S
+    return total
+
+
 def header(plan: Plan, client: LoadClient, info: dict[str, Any], only: str | None) -> str:
     pin = ("servers pinned to CPU 0, clients to CPU 1" if info["pinning"]
            else "no pinning (one CPU)")
@@ -178,11 +202,15 @@ def header(plan: Plan, client: LoadClient, info: dict[str, Any], only: str | Non
     else:
         how = (f"load client: {client.name}; {pin}; {plan.reps} rep(s) x {plan.seconds:g} s "
                f"(+{plan.warmup:g} s warm-up) per window")
+        if (est := estimate_s(plan, only)) is not None:
+            how += f"; about {est / 60:.0f} min in all" if est >= 90 else (
+                f"; about {est:.0f} s in all")
     return (f"muxscope bench — {info['nproc']} CPUs ({info['cpu_model']}), Python "
             f"{info['python']}, Linux {info['kernel']}\n{how}\n"
             + ("--quick: a smoke run of a few eager epoll rows, too short for ratios to mean much"
                " (and the wait part's servers start up while they run, on the same machine);"
-               " run without --quick for every backend and write mode\n" if plan.quick else ""))
+               " run without --quick for every backend and write mode\n"
+               if plan.quick and only in (None, "echo", "wait", "events") else ""))
 
 
 _stdout_gone = False
@@ -268,10 +296,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{PROG}: the {name} part failed ({failed[name]}); going on",
                       file=sys.stderr, flush=True)
                 status = 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         out["interrupted"] = True
-        status = 130
-        print(f"interrupted; finished: {', '.join(done) or 'nothing'}"
+        # SIGTERM (app.run's handler raises Stop) ends with its own status and word, 128 + 15
+        terminated = isinstance(exc, Stop)
+        status = 143 if terminated else 130
+        print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}; "
+              f"finished: {', '.join(done) or 'nothing'}"
               + (f"; partial results in {args.json}" if args.json and done
                  else f"; {args.json} holds the machine and the plan, no figures"
                  if args.json else ""),
@@ -281,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         client.cleanup()
     out["parts_done"], out["parts_failed"] = done, failed
     out["elapsed_s"] = round(time.monotonic() - t0, 1)
-    if status != 130:
+    if not out.get("interrupted"):
         show(f"done in {out['elapsed_s']} s"
              + (f"; failed: {', '.join(failed)}" if failed else ""))
     if args.json and not write_json(args.json, out):

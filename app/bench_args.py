@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,18 @@ examples:
 
 #: the longest window a flag takes: an hour (a typo of 1e9 s would never end)
 MAX_SECONDS = 3600.0
+#: the shortest windows asked for: shorter ones hold too few round trips (a few, or none) for a
+#: ratio, and their verdicts read as if they meant something
+MIN_SECONDS = 0.1
+MIN_SCALE_SECONDS = 1.0
+#: open files the scale part's server needs beyond its connections (listeners, the page's
+#: websocket, the trace, the interpreter's own), checked against the hard limit before a run
+SCALE_FD_RESERVE = 100
 #: parts with no load client of their own (--client does not apply)
 CLIENTLESS = ("events", "micro", "instructions")
 
 
-def _positive_float(what: str) -> Any:
+def _positive_float(what: str, least: float) -> Any:
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -76,11 +84,39 @@ def _positive_float(what: str) -> Any:
             raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
         if not (math.isfinite(value) and value > 0):
             raise argparse.ArgumentTypeError(f"{what} must be a finite number > 0, not {text}")
+        if value < least:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be at least {least:g}: a shorter window holds too few round "
+                f"trips to measure, not {text}")
         if value > MAX_SECONDS:
             raise argparse.ArgumentTypeError(f"{what} must be at most {MAX_SECONDS:g} (an hour), "
                                              f"not {text}")
         return value
     return parse
+
+
+class _Once(argparse.Action):
+    """An option given twice is refused (`--only echo --only micro` ran micro alone)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        seen: set[str] = getattr(namespace, "_given", set())
+        if self.dest in seen:
+            parser.error(f"{option_string} given twice (the second: {values}); give it once")
+        namespace._given = seen | {self.dest}
+        setattr(namespace, self.dest, values)
+
+
+def _fd_shortfall(conns: int) -> str | None:
+    """Why the scale part's server cannot hold `conns` connections under this process's hard
+    open-file limit (a soft one is raised to it), or None."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    need = conns + SCALE_FD_RESERVE
+    if hard == resource.RLIM_INFINITY or need <= hard:
+        return None
+    return (f"--scale-conns {conns:,} needs about {need:,} open files in the server, and the "
+            f"hard limit here is {hard:,} (ulimit -Hn): ask for at most "
+            f"{max(0, hard - SCALE_FD_RESERVE):,}, or raise the limit")
 
 
 def _json_path(text: str) -> Path:
@@ -95,24 +131,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="about 5 s in all with the C load client, ~11 s with the Python one "
                    "(the CI smoke run): short windows, one rep")
-    p.add_argument("--seconds", metavar="S", type=_positive_float("seconds"), default=None,
-                   help="seconds per measurement window (default: 2; 0.25 with --quick)")
+    p.add_argument("--seconds", metavar="S", type=_positive_float("seconds", MIN_SECONDS),
+                   default=None, action=_Once,
+                   help="seconds per measurement window, at least 0.1 (default: 2; 0.25 with "
+                   "--quick)")
     p.add_argument("--reps", metavar="N", type=int_in(1, None, "the number of reps"), default=None,
+                   action=_Once,
                    help="interleaved repetitions per comparison (default: 3; 1 with --quick)")
     p.add_argument("--only", choices=("echo", "wait", "events", "micro", "scale",
                                       "instructions"),
-                   default=None,
+                   default=None, action=_Once,
                    help="run one part only (default: echo, wait, events and micro; scale and "
                         "instructions run only when asked for by name)")
-    p.add_argument("--scale-seconds", metavar="S", type=_positive_float("scale seconds"),
-                   default=None,
-                   help=f"--only scale: seconds of the measured window (default: "
+    p.add_argument("--scale-seconds", metavar="S",
+                   type=_positive_float("scale seconds", MIN_SCALE_SECONDS),
+                   default=None, action=_Once,
+                   help=f"--only scale: seconds of the measured window, at least 1 (default: "
                         f"{scale.SECONDS:g})")
     p.add_argument("--scale-conns", metavar="N",
                    type=int_in(1, scale.MAX_CONNS, "the number of connections"),
-                   default=None,
+                   default=None, action=_Once,
                    help=f"--only scale: idle connections (default: {scale.CONNS:,}, at most "
-                        f"{scale.MAX_CONNS:,})")
+                        f"{scale.MAX_CONNS:,}, and what the open-file limit holds)")
     p.add_argument("--scale-page-cpus", choices=("1", "all"), default=None,
                    help="--only scale: the CPUs Chromium may use: 1 = CPU 1, shared with the "
                         "active client and the holder; all = either CPU, as the scheduler "
@@ -122,13 +162,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="--only scale: the app's observation budget, events a second the page "
                         "is shown (default: the app's own, 21,000): how the page's frame rate "
                         "depends on what it is shown")
-    p.add_argument("--json", metavar="FILE", type=_json_path, default=None,
+    p.add_argument("--json", metavar="FILE", type=_json_path, default=None, action=_Once,
                    help="also write every figure to FILE as JSON (the echo rows with each "
                    "repetition's raw figures)")
-    p.add_argument("--client", choices=("auto", "python"), default="auto",
+    p.add_argument("--client", choices=("auto", "python"), default="auto", action=_Once,
                    help="load client: auto = the C client when gcc exists, else Python "
                         "(default: %(default)s)")
     args = p.parse_args(argv)
+    vars(args).pop("_given", None)  # (_Once's record)
     scale_flags = [f for f, v in (("--scale-seconds", args.scale_seconds),
                                   ("--scale-conns", args.scale_conns),
                                   ("--scale-page-cpus", args.scale_page_cpus),
@@ -137,6 +178,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"{scale_flags[0]} applies to --only scale only")
     args.scale_seconds = args.scale_seconds or scale.SECONDS
     args.scale_conns = args.scale_conns or scale.CONNS
+    if args.only == "scale" and (short := _fd_shortfall(args.scale_conns)):
+        p.error(short)
     args.scale_page_cpus = args.scale_page_cpus or "all"
     timing = [f for f, v in (("--seconds", args.seconds), ("--reps", args.reps)) if v is not None]
     if timing and args.only in ("micro", "scale", "instructions"):

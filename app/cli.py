@@ -320,8 +320,9 @@ def _run_bench(argv: list[str]) -> int:
         return 1
     # Ctrl-C ends a bench as it ends the dashboard (main, below), even one started with SIGINT
     # ignored (a script's `muxscope bench &`, or a CI runner's), which `kill -INT` would not
-    # have stopped: Python keeps an inherited SIG_IGN. SIGTERM keeps app.entry's handler.
-    previous = set_signal_handlers(signal.default_int_handler, signal.getsignal(signal.SIGTERM))
+    # have stopped: Python keeps an inherited SIG_IGN. SIGTERM raises Stop (a KeyboardInterrupt
+    # too), so that the bench can say it was terminated, and end with 143, not Ctrl-C's 130.
+    previous = set_signal_handlers(signal.default_int_handler, on_sigterm)
     try:
         result = bench.main(argv)
     finally:

@@ -66,8 +66,8 @@ class SignalsHeld:
 
 
 def interrupted_status(args: "list[str]") -> int:
-    """The exit status of a run ended by Ctrl-C or SIGTERM: what the command itself returns
-    then (the dashboard and replay 0, as once they serve; bench 130)."""
+    """The exit status of a run ended by Ctrl-C or SIGTERM before the command's own handling
+    (the dashboard and replay 0, as once they serve; bench 130: its own says 143 for SIGTERM)."""
     return 130 if args[:1] == ["bench"] else 0
 
 

@@ -339,7 +339,7 @@ def render(label: str, data: list[dict[str, Any]], client_name: str) -> str:
         body.append([r["variant"], round(r["rt_per_s"]), r["cpu_us_per_rt"],
                      f"{user:.2f}" if user is not None else None, ratio,
                      _spread(r.get("rep_ratios") or []), r["verdict"],
-                     f"{floor:.2f}x" if floor else None, _latency(r["p99_us"]),
+                     _shown_ratio(floor, r.get("target")) if floor else None, _latency(r["p99_us"]),
                      r["page_events_per_s"],
                      _note(r)])
     title = (f"Echo, {label} ping-pong (ratio = asyncio CPU/rt / variant CPU/rt, >1 is better;"

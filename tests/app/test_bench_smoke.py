@@ -308,9 +308,10 @@ def test_a_latency_at_the_histograms_cap_and_a_negative_cost_say_what_they_are()
     assert "a negative cost" not in render_messages(rows[:1])
 
 
-def _interrupt_micro_bench(*extra: str, sigint_ignored: bool = False) -> tuple[int, str]:
-    """Start `bench --only micro`, send it SIGINT once it has started (the micro part runs
-    then), and return its exit status and stderr."""
+def _interrupt_micro_bench(*extra: str, sigint_ignored: bool = False,
+                           sig: int | None = None) -> tuple[int, str]:
+    """Start `bench --only micro`, send it SIGINT (or `sig`) once it has started (the micro
+    part runs then), and return its exit status and stderr."""
     import signal
 
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
@@ -320,7 +321,7 @@ def _interrupt_micro_bench(*extra: str, sigint_ignored: bool = False) -> tuple[i
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("muxscope bench")  # started: micro runs now
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT if sig is None else sig)
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
@@ -350,6 +351,91 @@ def test_an_interrupt_ends_a_bench_started_with_sigint_ignored() -> None:
     status, err = _interrupt_micro_bench(sigint_ignored=True)
     assert status == 130, err
     assert "interrupted; finished: nothing" in err
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_ends_a_bench_saying_so_with_its_own_status() -> None:
+    """SIGTERM said "interrupted" and ended with 130, Ctrl-C's status (a review's finding)."""
+    import signal
+
+    status, err = _interrupt_micro_bench(sig=signal.SIGTERM)
+    assert status == 143, err
+    assert "terminated (SIGTERM); finished: nothing" in err
+
+
+def _bench_args_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    from app.bench_args import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(list(argv))
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_windows_too_short_to_measure_and_an_option_given_twice_are_refused(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--seconds 0.0001` ran, and its rows of a few round trips each read `>=1.2x ok`;
+    `--only echo --only micro` ran micro alone (a review's findings)."""
+    assert "seconds must be at least 0.1" in _bench_args_error(capsys, "--seconds", "0.0001")
+    assert "scale seconds must be at least 1" in _bench_args_error(
+        capsys, "--only", "scale", "--scale-seconds", "0.5")
+    assert "--only given twice (the second: micro)" in _bench_args_error(
+        capsys, "--only", "echo", "--only", "micro")
+    assert "--reps given twice" in _bench_args_error(capsys, "--reps", "2", "--reps", "3")
+    from app.bench_args import parse_args
+
+    args = parse_args(["--only", "echo", "--seconds", "0.1", "--reps", "1"])   # the least
+    assert (args.only, args.seconds, args.reps) == ("echo", 0.1, 1)
+    assert not hasattr(args, "_given")
+
+
+@pytest.mark.timeout(30)
+def test_a_scale_run_the_open_file_limit_cannot_hold_is_refused_before_it_starts() -> None:
+    """Under `ulimit -n 1024`, `--only scale --scale-conns 2000` ran its 70 s and more, waiting
+    for connections that could not open."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    run = subprocess.run([sys.executable, "-m", "app", "bench", "--only", "scale",
+                          "--scale-conns", "2000", "--scale-seconds", "5"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=25, check=False,
+                         preexec_fn=limit)
+    assert run.returncode == 2, run.stderr
+    assert ("--scale-conns 2,000 needs about 2,100 open files in the server, and the hard "
+            "limit here is 1,024") in run.stderr
+    assert run.stdout == ""   # nothing started
+
+
+def test_a_run_says_about_how_long_it_will_take() -> None:
+    """The header gave reps x seconds per window, and no total: the default run takes ~9 min
+    (521.8 s in run BY)."""
+    from app.bench import estimate_s
+    from app.bench_args import make_plan, parse_args
+
+    def estimate(*argv: str) -> float | None:
+        args = parse_args(list(argv))
+        return estimate_s(make_plan(args), args.only)
+
+    default = estimate()
+    assert default is not None and 480 < default < 600, default
+    echo_only = estimate("--only", "echo")
+    assert echo_only is not None and 300 < echo_only < default
+    assert estimate("--quick") is None and estimate("--only", "micro") is None
+
+
+def test_a_floor_near_the_target_is_shown_as_the_ratio_is() -> None:
+    """The ratio printed `0.7951x` and its floor `0.80x` beside "floor below target" (the floor
+    was 0.7954): both now keep the digits that tell the side of the target."""
+    from app.benchkit.echo import render
+
+    row = {"variant": "app epoll-level queued, observed", "error": None,
+           "ratio_vs_asyncio": 0.7951, "target": 0.8, "floor_ratio": 0.7954, "rt_per_s": 1e5,
+           "cpu_us_per_rt": 6.0, "user_us_per_rt": 2.0, "rep_ratios": [0.79, 0.80],
+           "verdict": ">=0.8x MISSED", "p99_us": 500, "page_events_per_s": 22000.0, "dead": 0}
+    table = render("50 conns x 1 KiB", [row], "C")
+    assert "0.7951x" in table and "0.7954x" in table and "floor below target" in table, table
 
 
 def _children(pid: int) -> list[int]:
