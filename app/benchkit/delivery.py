@@ -92,4 +92,33 @@ def render(data: list[dict[str, Any]], placeholder: str | None = None) -> str:
              d["events_per_s"], d["dropped_per_s"], d["frames_per_s"], d["p50_ms"],
              d["p99_ms"], d["server_cpu_pct"], "yes" if d["gaps_match_dropped"] else "NO"]
             for d in data]
-    return table(title, headers, body)
+    return table(title, headers, body) + verdict(data)
+
+
+#: SPEC §7's targets: events/s one page receives with 200 load clients, with exact `dropped`;
+#: the p99 latency at a load of at most LIGHT_EVENTS_PER_S events/s
+DELIVERY_TARGET, LIGHT_EVENTS_PER_S, P99_TARGET_MS = 20_000, 2_000, 100
+
+
+def verdict(data: list[dict[str, Any]]) -> str:
+    """The targets' lines under the table, each from the rows it is about."""
+    heavy = [d for d in data if d["load"]["connections"] == 200]
+    light = [d for d in data if d["events_per_s"] <= LIGHT_EVENTS_PER_S]
+    lines = []
+    if heavy:
+        ok = all(d["events_per_s"] >= DELIVERY_TARGET and d["gaps_match_dropped"] for d in heavy)
+        got = " / ".join(f"{d['events_per_s']:,.0f} ({d['write']})" for d in heavy)
+        lines.append(f"events/s to one page with 200 clients: {got} (target >= "
+                     f"{DELIVERY_TARGET:,} with seq gaps = dropped: {'ok' if ok else 'MISSED'})")
+    else:
+        lines.append("events/s with 200 clients: not measured in this run")
+    if light:
+        ok = all(d["p99_ms"] is not None and d["p99_ms"] < P99_TARGET_MS for d in light)
+        got = " / ".join(f"{d['p99_ms']:.1f} ms at {d['events_per_s']:,.0f} events/s"
+                         if d["p99_ms"] is not None else "no latency measured" for d in light)
+        lines.append(f"latency p99 at <= {LIGHT_EVENTS_PER_S:,} events/s: {got} (target < "
+                     f"{P99_TARGET_MS} ms: {'ok' if ok else 'MISSED'})")
+    else:
+        lines.append(f"latency p99 at <= {LIGHT_EVENTS_PER_S:,} events/s: no load that light "
+                     "in this run")
+    return "\n" + "\n".join(lines) + "\n"

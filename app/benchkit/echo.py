@@ -321,6 +321,7 @@ def rows(vs: list[Variant], label: str) -> list[dict[str, Any]]:
                      "user_us_per_rt": None if math.isnan(r.user_us_per_rt) else r.user_us_per_rt,
                      "p99_us": r.p99_us, "page": w} for r, w in runs],
         })
+        out[-1]["note"] = _note(out[-1])  # (--json has the table's note column too)
     return out
 
 

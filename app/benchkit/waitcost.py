@@ -148,4 +148,25 @@ def render(data: list[dict[str, Any]]) -> str:
                          r["iter_cpu_us"], r["work_us"], r["waits_per_s"], ""])
     title = ("Wait cost vs idle fds (+1 active 64 B ping-pong; per loop iteration; engine work"
              " = iteration CPU - wait CPU; medians)")
-    return table(title, headers, body)
+    return table(title, headers, body) + verdict(data)
+
+
+#: SPEC §7's target: epoll's wait at 10,000 idle fds costs at most this times its cost at 10
+EPOLL_GROWTH_TARGET = 1.5
+
+
+def verdict(data: list[dict[str, Any]]) -> str:
+    """The target's line under the table: epoll's wait CPU at the most idle fds measured
+    against the fewest (10,000 and 10 in a full run), or why there is none."""
+    rows = sorted((r for r in data if r["backend"] == "epoll" and not r["refused"]
+                   and r.get("wait_cpu_us")), key=lambda r: r["idle"])
+    if len(rows) < 2:
+        return "\nepoll's growth: not measured (fewer than two levels of idle fds)\n"
+    low, high = rows[0], rows[-1]
+    ratio = high["wait_cpu_us"] / low["wait_cpu_us"]
+    judged = high["idle"] >= 10_000 and low["idle"] <= 10
+    ok = ("ok" if ratio <= EPOLL_GROWTH_TARGET else "MISSED") if judged else (
+        "not judged: this run's levels are not those")
+    return (f"\nepoll wait CPU at {high['idle']:,} idle fds against {low['idle']:,}: "
+            f"{high['wait_cpu_us']:.1f} / {low['wait_cpu_us']:.1f} us = {ratio:.2f}x "
+            f"(target <= {EPOLL_GROWTH_TARGET:g}x at 10,000 against 10: {ok})\n")

@@ -38,6 +38,14 @@ def test_bench_quick_completes_and_prints_ratio_table(tmp_path: Path) -> None:
     assert "Event delivery" in out
     assert "Engine cost per 1 KiB message" in out
     assert out_json.exists() and '"echo"' in out_json.read_text()
+    import json
+
+    echo_rows = [row for rows in json.loads(out_json.read_text())["echo"].values()
+                 for row in rows]
+    assert echo_rows and all("note" in row for row in echo_rows)   # the table's note column
+    # the targets of the wait and delivery parts are judged under their tables
+    assert "epoll wait CPU at 100 idle fds against 10" in out and "not judged" in out, said
+    assert "with 200 clients:" in out and "latency p99 at <= 2,000 events/s" in out, said
     # the echo part's start-up (every server started, then primed) is said, not silent
     assert "echo: starting" in proc.stderr and "servers up in" in proc.stderr
     assert "echo: priming" in proc.stderr
@@ -436,6 +444,33 @@ def test_a_floor_near_the_target_is_shown_as_the_ratio_is() -> None:
            "verdict": ">=0.8x MISSED", "p99_us": 500, "page_events_per_s": 22000.0, "dead": 0}
     table = render("50 conns x 1 KiB", [row], "C")
     assert "0.7951x" in table and "0.7954x" in table and "floor below target" in table, table
+
+
+def test_the_wait_and_delivery_tables_say_their_targets_verdicts() -> None:
+    """The echo tables judged their targets; the wait and delivery tables gave raw figures, and
+    the reader divided 18.8 by 13.5 by hand (a review's finding)."""
+    from app.benchkit import delivery, waitcost
+
+    def wait(idle: int, cpu: float, backend: str = "epoll") -> dict[str, object]:
+        return {"backend": backend, "idle": idle, "refused": False, "wait_us": cpu + 40,
+                "wait_cpu_us": cpu, "iter_cpu_us": cpu + 20, "work_us": 20.0,
+                "waits_per_s": 1e4}
+
+    flat = waitcost.verdict([wait(10, 17.8), wait(1000, 20.0), wait(10_000, 18.1),
+                             wait(10_000, 2796.1, "poll")])
+    assert "18.1 / 17.8 us = 1.02x (target <= 1.5x at 10,000 against 10: ok)" in flat, flat
+    assert "MISSED" in waitcost.verdict([wait(10, 10.0), wait(10_000, 16.0)])
+    assert "not judged" in waitcost.verdict([wait(10, 10.0), wait(100, 11.0)])   # --quick's
+
+    def window(clients: int, events: float, p99: float, gaps: bool = True) -> dict[str, object]:
+        return {"write": "eager", "load": {"connections": clients, "rate": 50},
+                "events_per_s": events, "p99_ms": p99, "gaps_match_dropped": gaps}
+
+    good = delivery.verdict([window(200, 22_250.1, 32.7), window(20, 1_484.3, 30.9)])
+    assert "22,250 (eager) (target >= 20,000 with seq gaps = dropped: ok)" in good, good
+    assert "30.9 ms at 1,484 events/s (target < 100 ms: ok)" in good, good
+    assert delivery.verdict([window(200, 22_000, 30, gaps=False)]).count("MISSED") == 1
+    assert "no load that light" in delivery.verdict([window(200, 22_000, 30)])
 
 
 def _children(pid: int) -> list[int]:
