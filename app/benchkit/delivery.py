@@ -102,16 +102,16 @@ DELIVERY_TARGET, LIGHT_EVENTS_PER_S, P99_TARGET_MS = 20_000, 2_000, 100
 
 def verdict(data: list[dict[str, Any]]) -> str:
     """The targets' lines under the table, each from the rows it is about."""
-    heavy = [d for d in data if d["load"]["connections"] == 200]
+    heavy = [d for d in data if d["load"]["connections"] == LOAD["connections"]]
     light = [d for d in data if d["events_per_s"] <= LIGHT_EVENTS_PER_S]
     lines = []
     if heavy:
         ok = all(d["events_per_s"] >= DELIVERY_TARGET and d["gaps_match_dropped"] for d in heavy)
         got = " / ".join(f"{d['events_per_s']:,.0f} ({d['write']})" for d in heavy)
-        lines.append(f"events/s to one page with 200 clients: {got} (target >= "
+        lines.append(f"events/s to one page with {LOAD['connections']} clients: {got} (target >= "
                      f"{DELIVERY_TARGET:,} with seq gaps = dropped: {'ok' if ok else 'MISSED'})")
     else:
-        lines.append("events/s with 200 clients: not measured in this run")
+        lines.append(f"events/s with {LOAD['connections']} clients: not measured in this run")
     if light:
         ok = all(d["p99_ms"] is not None and d["p99_ms"] < P99_TARGET_MS for d in light)
         got = " / ".join(f"{d['p99_ms']:.1f} ms at {d['events_per_s']:,.0f} events/s"
