@@ -14,7 +14,7 @@ const SLEPT_US = 20;
 const WAIT_SAMPLES = 31;
 
 /** The median of a few numbers. */
-export function median(values) {
+function median(values) {
   const s = Float64Array.from(values).sort();
   const n = s.length;
   return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
