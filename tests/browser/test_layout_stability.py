@@ -19,8 +19,9 @@ from tests.browser.page_helpers import row
 #: where the trace button and the zoo's first switch are, relative to the page's top
 WHERE = """() => ['download-trace', 'zoo-list'].map(
     (id) => Math.round(document.getElementById(id).getBoundingClientRect().top + window.scrollY))"""
-#: each panel's height and the page's scroll, to say which one moved the button (it moved 18
-#: px once in CI, session 46, and could not be made to again)
+#: each panel's height and the page's scroll, to say which one moved the button (the backend
+#: panel, 18 px, twice in CI: its interest list took a line for the client as the syscall line
+#: caught up with the connection, after the typing had begun)
 HEIGHTS = """() => Object.fromEntries([...document.querySelectorAll('section.panel')].map(
     (s) => [s.id, Math.round(s.getBoundingClientRect().height)]).concat([['scrollY', window.scrollY]]))"""
 
@@ -32,6 +33,10 @@ def test_the_panels_keep_their_height_while_a_client_types(dashboard):
         assert echo(sock, b"first line\n") == b"first line\n"
         expect(row(page, server_fd(dashboard, sock))).to_have_count(1, timeout=5000)
         expect(page.locator("#code-steps li").first).to_be_attached(timeout=5000)
+        # the fd panel shows the wait its syscall line shows (painted every 100 ms at most): a
+        # wait from before the connection, until then (it was still so at the first line typed)
+        fd_line = f"fd {server_fd(dashboard, sock)}:"
+        expect(page.locator("#backend-sets .set").first).to_contain_text(fd_line, timeout=5000)
         seen, heights = [], []
         deadline = time.monotonic() + 3.0
         i = 0
@@ -47,3 +52,22 @@ def test_the_panels_keep_their_height_while_a_client_types(dashboard):
         assert len(seen) > 20, len(seen)
         assert button_ys[-1] - button_ys[0] <= 2, f"Download trace moved: {button_ys}; {changed}"
         assert zoo_ys[-1] - zoo_ys[0] <= 2, f"the bug zoo's list moved: {zoo_ys}; {changed}"
+
+
+def test_the_backend_panel_keeps_its_height_as_clients_come_and_go(dashboard):
+    """Its interest list grows a line an fd: it scrolls inside a box of one height."""
+    page = dashboard.page
+    panel = page.locator("#backend-panel")
+    sets = page.locator("#backend-sets .set").first
+    expect(sets).to_contain_text("fd ", timeout=10_000)
+    before = panel.bounding_box()["height"]
+    socks = [dashboard.connect() for _ in range(6)]
+    try:
+        for sock in socks:
+            assert echo(sock, b"here\n") == b"here\n"
+        # the list of the wait on view holds the last client's fd: the panel has caught up
+        expect(sets).to_contain_text(f"fd {server_fd(dashboard, socks[-1])}:", timeout=5000)
+        assert panel.bounding_box()["height"] == before
+    finally:
+        for sock in socks:
+            sock.close()
