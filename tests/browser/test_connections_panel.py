@@ -167,13 +167,19 @@ def test_a_rows_byte_counts_say_when_they_miss_dropped_events(dashboard):
             expect(cell).to_have_text(re.compile(r"^≈[\d,]+$"), timeout=5000)
             expect(page.locator("#connection-more")).to_contain_text("events were dropped")
             began = time.monotonic()
-            page.wait_for_timeout(3000)  # a span of drops to count the state reads in
+            # three reads while the drops go on: the gap between two is the page's interval
+            # plus a read's own time (which a loaded machine stretches: once, one read in 3 s)
+            deadline = began + 12
+            while len([t for t in state_reads if t >= began]) < 3 and time.monotonic() < deadline:
+                page.wait_for_timeout(100)  # (the reads are counted by Playwright's events)
             during = [t for t in state_reads if t >= began]
         finally:
             stop.set()
             for t in threads:
                 t.join(5)
-        assert len(during) >= 2, f"{len(during)} state reads in 3 s of drops"
+        assert len(during) >= 3, f"{len(during)} state reads in 12 s of drops"
+        gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
+        assert min(gaps) < 3, f"state read every {gaps} s while events were dropped (every 5 s before)"
         last = [-1]
 
         def settled() -> int | None:  # the server reads what the kernel still held, then stops
