@@ -269,13 +269,13 @@ class TcpConnection(TcpClosing):
         self.reading_paused = paused
         self.reading = self.inline = not (paused or self.eof)
         self.engine.breakpoints.note("backpressure", self.fd)
-        self._update_interest()
         obs = self.loop.obs
-        if obs.active:
+        if obs.active:  # the cause before its effect: then the interest change it makes
             event: dict[str, object] = {"kind": "backpressure", "fd": self.fd, "paused": paused}
             if inline:
                 event["inline"] = True
             obs.emit(event)
+        self._update_interest()
         if not paused and self.loop.backend.edge:
             self.loop.readable_soon(self)
 

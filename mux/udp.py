@@ -198,12 +198,13 @@ class UdpEcho(ListeningHandler):
         """Paused: write interest only, until the queue is empty; then read interest only."""
         self.reading_paused = paused
         self.engine.breakpoints.note("backpressure", self.fd)
-        self.loop.set_interest(self.fd, WRITABLE if paused else READABLE)
         obs = self.loop.obs
         if obs.active:  # `udp`: the page shows this path's code, not a connection's; the
-            # queue's depth, for a view of the past (the stats frames say only the present)
+            # queue's depth, for a view of the past (the stats frames say only the present);
+            # the cause before its effect, the interest change
             obs.emit({"kind": "backpressure", "fd": self.fd, "paused": paused, "udp": True,
                       "pending": len(self.pending), "pending_bytes": self.pending_bytes})
+        self.loop.set_interest(self.fd, WRITABLE if paused else READABLE)
         if not paused and self.loop.backend.edge:  # what came meanwhile brings no new edge
             self.loop.readable_soon(self)
 

@@ -180,12 +180,12 @@ def test_throttled_queued_path_numbers_exactly_what_a_watched_iteration_shows(ba
 
 @pytest.mark.parametrize("backend", ["select", "epoll"])
 def test_throttled_queued_path_numbers_backpressure_exactly(backend: str):
-    """A message over the high-water mark on the queued path: reading pauses (the interest
-    change and the backpressure event come after the recv and queue events the unwatched path
-    counts), then the send drains it and reading resumes."""
+    """A message over the high-water mark on the queued path: reading pauses (the backpressure
+    event, then the interest change it makes, come after the recv and queue events the
+    unwatched path counts), then the send drains it and reading resumes."""
     _check_numbering("queued", (
-        ("full", ["recv", "queue", "interest", "backpressure", "send", "queue", "interest",
-                  "backpressure"]),
+        ("full", ["recv", "queue", "backpressure", "interest", "send", "queue", "backpressure",
+                  "interest"]),
     ), backend, high_water=50, low_water=10)
 
 
@@ -617,5 +617,5 @@ def test_throttled_eager_path_numbers_a_partial_echos_backpressure_exactly():
     recv, then hands the rest to the queue, which pauses reading with an event shown even
     when throttled; it must carry the seq it carries when watched."""
     _check_numbering("eager", (
-        ("kernel full", ["recv", "queue", "interest", "backpressure"]),
+        ("kernel full", ["recv", "queue", "backpressure", "interest"]),
     ), "epoll", high_water=50, low_water=10)

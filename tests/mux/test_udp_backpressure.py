@@ -57,3 +57,9 @@ def test_a_full_reply_queue_stops_reading_and_loses_no_reply(make_engine, monkey
     assert state["pending"] == 0 and state["pending_bytes"] == 0
     assert state["reading_paused"] is False and state["echoed"] == SENT
     engine.call(setattr, udp, "sock", refusing.real).result(5)
+    # the cause, then its effect: each backpressure event is followed by the interest it sets
+    mine = [e for e in list(rec.events) if e.get("fd") == udp.fd
+            and e["kind"] in ("backpressure", "interest")]
+    after = [(e["paused"], mine[i + 1]["kind"])
+             for i, e in enumerate(mine[:-1]) if e["kind"] == "backpressure"]
+    assert after == [(True, "interest"), (False, "interest")]
