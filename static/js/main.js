@@ -81,6 +81,7 @@ const debug = {
   model,
   frames: model.frames,
   paints: 0,
+  snapshotPaint: null,   // `paints` when the last snapshot came (for tests: painted since?)
   wsOpens: 0,
   get lastSeq() { return model.seq; },
   get dropped() { return model.dropped; },
@@ -236,6 +237,15 @@ function resyncAfterDrops() {
   }, wait);
 }
 
+/** A snapshot is painted everywhere at the next frame, past each panel's own rate and the
+ *  rate of those out of view: a panel painted empty at load showed it up to 500 ms later, and
+ *  grew then, moving what is below it under a first click. */
+function showAllNext() {
+  onView.dueAll();
+  for (const p of [syscall, connections, spotlight, log, code, latency]) if (p) p.paintedAt = -Infinity;
+  debug.snapshotPaint = debug.paints;   // the frame after it has painted every panel
+}
+
 const socket = new Socket({
   token,
   onStatus: setStatus,
@@ -245,6 +255,7 @@ const socket = new Socket({
         if (timeline.viewing) timeline.backToLive();   // a new snapshot starts a new history
         held = null;   // frames of the connection before: the snapshot is newer than them
         model.applySnapshot(frame);
+        showAllNext();
         apiMod.clearOffline();   // connected again: "network error"s from the outage are past
         break;
       case 'events':

@@ -30,6 +30,12 @@ export class OnView {
     }
   }
 
+  /** Every panel out of view paints at the next frame: a snapshot's content shown everywhere
+   *  at once, not up to OFF_VIEW_MS later, moving what is below a panel after a first click. */
+  dueAll() {
+    this.paintedAt.clear();
+  }
+
   /** Whether the panel in `el` paints this frame (the answer true is its paint counted). */
   due(el, now) {
     if (!this.off.has(el)) return true;

@@ -202,8 +202,11 @@ def _dashboard(browser: Browser, request: pytest.FixtureRequest, settings: Setti
         passed = False
         try:
             dash.page.goto(base + path)
+            # the snapshot, and the frame after it, which paints every panel with it: until
+            # then the panels grow as their content comes, and what is below them moves
             dash.page.wait_for_function(
-                "() => window.__muxscope && window.__muxscope.frames.snapshot >= 1", timeout=10_000)
+                "() => window.__muxscope && window.__muxscope.frames.snapshot >= 1"
+                " && window.__muxscope.paints > window.__muxscope.snapshotPaint", timeout=10_000)
             yield dash
             passed = request.node.stash.get(CALL_PASSED, False)
         finally:

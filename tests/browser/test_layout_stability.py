@@ -71,3 +71,21 @@ def test_the_backend_panel_keeps_its_height_as_clients_come_and_go(dashboard):
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_the_frame_after_a_snapshot_paints_the_panels_out_of_view_too(dashboard):
+    """Out of view a panel paints every 500 ms at most: its first paint (empty, at load) held
+    the snapshot's content back that long, and the panel then grew under a first click."""
+    page = dashboard.page
+    with dashboard.connect() as sock:
+        assert echo(sock, b"before the page\n") == b"before the page\n"
+        fd = server_fd(dashboard, sock)
+        page.reload()
+        page.wait_for_function(
+            "() => window.__muxscope && window.__muxscope.frames.snapshot >= 1"
+            " && window.__muxscope.paints > window.__muxscope.snapshotPaint", timeout=10_000)
+        painted = page.evaluate("""(fd) => {
+            const panel = document.getElementById('connections-panel').getBoundingClientRect();
+            return {below: panel.top > window.innerHeight,
+                    row: !!document.querySelector(`#connection-list tr[data-fd="${fd}"]`)}; }""", fd)
+    assert painted == {"below": True, "row": True}
