@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from mux import MAX_DELAY_MS
 
@@ -18,12 +18,20 @@ class Strict(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _not_null(cls, value: object) -> object:
+    def _not_null(cls, value: object, info: ValidationInfo) -> object:
         """An optional field is left out, never `null` (`"write": null` passed as "unchanged",
         while `"trigger": null` was a 422: one rule for every field)."""
         if value is None:
+            field = cls.model_fields.get(info.field_name or "")
+            if field is not None and field.is_required():
+                raise ValueError("must not be null")
             raise ValueError("must not be null (an optional field is left out instead)")
         return value
+
+
+class NoFields(Strict):
+    """The body of a request that takes none (close a connection, stop the load, delete a
+    breakpoint): nothing, or `{}`; a field in it is a 422 as anywhere else (SPEC §4)."""
 
 
 class BackendRequest(Strict):

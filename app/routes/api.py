@@ -19,6 +19,7 @@ from app.schemas import (
     FlawRequest,
     LoadRequest,
     LoopRequest,
+    NoFields,
 )
 from app.trace import chrome_chunks
 from mux import Engine, EngineStopped, FdLimitError, LoadCapError, flaw_catalog, handler_sources
@@ -71,7 +72,8 @@ async def post_loop(body: LoopRequest, request: Request) -> dict[str, Any]:
 
 
 @router.post("/api/connections/{fd}/close")
-async def close_connection(fd: int, request: Request) -> dict[str, Any]:
+async def close_connection(fd: int, request: Request,
+                           _body: NoFields | None = None) -> dict[str, Any]:
     """`lingering`: the peer is still sending, so the connection stays (discarding its input)
     until the peer's EOF or 5 s; its `close` event comes then, with `lingered`."""
     engine = _engine(request)
@@ -97,7 +99,7 @@ async def get_load(request: Request) -> dict[str, Any]:
 
 
 @router.delete("/api/load")
-async def delete_load(request: Request) -> dict[str, Any]:
+async def delete_load(request: Request, _body: NoFields | None = None) -> dict[str, Any]:
     _engine(request)
     load = request.app.state.load
     await _run(load.remove_all())
@@ -142,7 +144,8 @@ async def get_breakpoints(request: Request) -> list[dict[str, Any]]:
 
 
 @router.delete("/api/breakpoints/{bp_id}")
-async def delete_breakpoint(bp_id: int, request: Request) -> dict[str, Any]:
+async def delete_breakpoint(bp_id: int, request: Request,
+                            _body: NoFields | None = None) -> dict[str, Any]:
     if not await _run(_engine(request).remove_breakpoint(bp_id)):
         raise HTTPException(404, f"no breakpoint with id {bp_id}")
     return {"deleted": bp_id}

@@ -125,6 +125,39 @@ def test_an_optional_field_given_as_null_is_422_not_left_out(live, path, body):
     assert (state["backend"]["name"], state["delay_ms"], state["breakpoints"]) == ("epoll", 0, [])
 
 
+def test_a_required_field_given_as_null_says_so_without_calling_it_optional(live):
+    r = live.client.post("/api/flaws/eof_ignored", json={"on": None})
+    assert r.status_code == 422, r.text
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["body", "on"] and "optional" not in error["msg"], error
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/api/connections/{fd}/close"), ("DELETE", "/api/load"),
+    ("DELETE", "/api/breakpoints/{bp}")])
+def test_a_request_that_takes_no_body_refuses_fields_and_accepts_none_or_empty(live, method, path):
+    """SPEC §4: unknown fields are a 422 on every endpoint; here every field is one (they were
+    ignored, and the connection closed). No body, or `{}`, is the request itself."""
+    # (one that never fires: a readable one on any fd would pause the loop at the echo)
+    bp = live.client.post("/api/breakpoints", json={"when": "hup", "fd": 1_000_000}).json()["id"]
+    with live.connect() as sock:
+        sock.sendall(b"x")
+        recv_exactly(sock, 1)
+        fd = next(c["fd"] for c in live.client.get("/api/state").json()["connections"])
+        url = path.format(fd=fd, bp=bp)
+        for body in ({"x": 1}, {"closing": True}, []):
+            r = live.client.request(method, url, json=body)
+            assert r.status_code == 422, (body, r.text)
+            assert r.json()["detail"][0]["loc"][0] == "body", r.text
+        state = live.client.get("/api/state").json()
+        assert [c["fd"] for c in state["connections"]] == [fd]  # nothing was done
+        assert [b["id"] for b in state["breakpoints"]] == [bp]
+        r = live.client.request(method, url, json={})
+        assert r.status_code == 200, r.text
+    if method == "DELETE" and "load" not in path:
+        assert live.client.request(method, url).status_code == 404  # done once; no body either
+
+
 def test_select_refused_with_fd_above_setsize(live):
     held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
     try:
