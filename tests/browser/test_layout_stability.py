@@ -14,7 +14,7 @@ import time
 from playwright.sync_api import expect
 
 from tests.browser.conftest import echo, server_fd
-from tests.browser.page_helpers import row
+from tests.browser.page_helpers import load_clients, row
 
 #: where the trace button and the zoo's first switch are, relative to the page's top
 WHERE = """() => ['download-trace', 'zoo-list'].map(
@@ -89,3 +89,59 @@ def test_the_frame_after_a_snapshot_paints_the_panels_out_of_view_too(dashboard)
             return {below: panel.top > window.innerHeight,
                     row: !!document.querySelector(`#connection-list tr[data-fd="${fd}"]`)}; }""", fd)
     assert painted == {"below": True, "row": True}
+
+
+BOX = """(id) => { const r = document.getElementById(id).getBoundingClientRect();
+    return [Math.round(r.top + window.scrollY), Math.round(r.width), Math.round(r.height)]; }"""
+
+
+def test_the_syscall_line_keeps_its_height_whatever_the_wait_returned(dashboard):
+    """Its ready list is as long as the wait's answer: under load the panel went from 196 to
+    303 px and back at each paint (1400 px wide), moving every panel below it."""
+    page = dashboard.page
+    line = page.locator("#syscall-line")
+    expect(line).to_contain_text("epoll_wait", timeout=10_000)
+    idle = page.evaluate(BOX, "syscall-panel")[1:]  # width and height
+    with load_clients(dashboard, 150, 64, 50):
+        page.wait_for_function(  # a wait that returned many fds is on the line
+            "() => (document.getElementById('syscall-line').textContent.match(/fd=/g) || []).length >= 8",
+            timeout=10_000)
+        busy = {tuple(page.evaluate(BOX, "syscall-panel")[1:]) for _ in range(20)}
+    assert busy == {tuple(idle)}, (idle, busy)
+
+
+def test_the_timeline_keeps_its_width_while_its_status_changes(dashboard):
+    """The status beside the range took its width as its text grew ("viewing iteration 494 of
+    571; iterations 1–165 are no longer held …"): the thumb left the pointer mid-drag."""
+    page = dashboard.page
+    with dashboard.connect() as sock:
+        for i in range(4):
+            assert echo(sock, b"line %d\n" % i) == b"line %d\n" % i
+    page.wait_for_function("() => Number(document.getElementById('timeline-range').max) > "
+                           "Number(document.getElementById('timeline-range').min) + 2", timeout=10_000)
+    live = page.evaluate(BOX, "timeline-range")
+    timeline = page.get_by_label("Timeline", exact=True)
+    timeline.focus()
+    page.keyboard.press("Home")   # the first iteration kept: the status says much more
+    expect(page.locator("#timeline-status")).not_to_have_text("live", timeout=5000)
+    assert page.evaluate(BOX, "timeline-range") == live
+    # the longest it says, once the page has let the first iterations go
+    page.evaluate("""() => { document.getElementById('timeline-status').textContent +=
+        '; iterations 1–165 are no longer held (the page keeps the last 20,000 events)'; }""")
+    assert page.evaluate(BOX, "timeline-range") == live
+
+
+def test_the_load_line_does_not_move_the_button_that_wrote_it(dashboard):
+    """Written beside the buttons, it wrapped the group onto a row of its own: "Add clients"
+    went from y=79 to y=144 under the click, the page 38 px down (1920 px wide)."""
+    page = dashboard.page
+    page.set_viewport_size({"width": 1920, "height": 1000})
+    page.get_by_label("Clients", exact=True).fill("2")
+    page.get_by_label("Rate per client (msg/s)").fill("0")
+    before = page.evaluate(BOX, "add-clients-btn")
+    try:
+        page.get_by_role("button", name="Add clients").click()
+        expect(page.locator("#load-status")).to_contain_text("generated clients", timeout=10_000)
+        assert page.evaluate(BOX, "add-clients-btn") == before
+    finally:
+        assert dashboard.api.delete("/api/load").status_code == 200

@@ -9,6 +9,7 @@ const STRIPES = [['in', 'read'], ['out', 'write'], ['pri', 'except']];
 const MAX_HEIGHT = 420;
 const BIG_GRID_FDS = 1000;
 const BIG_GRID_MS = 33;
+const MONO_WIDTH = 0.62;   // a monospace digit's advance, in font sizes (ui-monospace, DejaVu Sans Mono: 0.60)
 const ROLE_NAMES = { control: 'control fd (wake-up socketpair)', tcp_listener: 'TCP listener', udp: 'UDP socket', connection: 'connection' };
 const LEGEND = [
   ['control', 'control fd'], ['listener', 'listener / UDP'], ['conn', 'connection'],
@@ -292,12 +293,17 @@ export class BackendPanel {
     }
     ctx.globalAlpha = 1;
     if (s >= 24) {
-      ctx.font = `${Math.min(12, Math.floor(s / 3))}px ui-monospace, monospace`;
+      const label = String(fd);
+      // clear of the EPOLLET corner (a triangle over the top-left third) and of the peer's dot:
+      // the font shrinks to fit between them (cut at the cell's edge, fd 140 read as 146)
+      const left = reg.bits.has('et') ? Math.ceil(s / 3) : 3;
+      const right = conn && conn.peer && !conn.generated ? 2 * Math.max(2, Math.floor(s / 8)) + 4 : 2;
+      const fits = Math.floor((s - left - right) / (MONO_WIDTH * label.length));
+      ctx.font = `${Math.max(6, Math.min(12, Math.floor(s / 3), fits))}px ui-monospace, monospace`;
       ctx.textBaseline = 'top';
       ctx.fillStyle = reg.role === 'connection' ? c.text : '#0b0d11';
       ctx.globalAlpha = dim;
-      // clear of the EPOLLET corner (a triangle over the top-left third)
-      ctx.fillText(String(fd), reg.bits.has('et') ? x + Math.ceil(s / 3) : x + 3, y + 3);
+      ctx.fillText(label, x + left, y + 3);
       ctx.globalAlpha = 1;
     }
   }
