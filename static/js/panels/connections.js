@@ -90,7 +90,9 @@ export class ConnectionsPanel {
     } else if (total === 0 && !this.replay && !model.isView && model.tcp) {
       more = connectHint(model);   // what a newcomer needs first (the port may be a free one)
     } else {
-      more = total > MAX_ROWS ? `and ${total - MAX_ROWS} more` : '';
+      more = total > MAX_ROWS
+        ? `and ${total - MAX_ROWS} more, not listed: the list shows the lowest ${MAX_ROWS} fds ("Spotlight fd" shows any one alone)`
+        : '';
     }
     if (model.approximate && total) {
       more = [more, '≈ bytes: events were dropped for this page, their bytes are not counted yet (the server\'s counts are read again shortly)']
