@@ -204,9 +204,7 @@ def _dashboard(browser: Browser, request: pytest.FixtureRequest, settings: Setti
             dash.page.goto(base + path)
             # the snapshot, and the frame after it, which paints every panel with it: until
             # then the panels grow as their content comes, and what is below them moves
-            dash.page.wait_for_function(
-                "() => window.__muxscope && window.__muxscope.frames.snapshot >= 1"
-                " && window.__muxscope.paints > window.__muxscope.snapshotPaint", timeout=10_000)
+            dash.page.wait_for_function(SNAPSHOT_PAINTED, timeout=10_000)
             yield dash
             passed = request.node.stash.get(CALL_PASSED, False)
         finally:
@@ -220,6 +218,10 @@ def _dashboard(browser: Browser, request: pytest.FixtureRequest, settings: Setti
     # the events the app passed on to the page (its trace ring holds the last ones): SPEC §3
     assert_events_follow_spec(app.state.trace.events())
 
+
+#: the page has its snapshot, and has painted every panel with it since (the frame after it)
+SNAPSHOT_PAINTED = ("() => window.__muxscope && window.__muxscope.frames.snapshot >= 1"
+                    " && window.__muxscope.paints > window.__muxscope.snapshotPaint")
 
 BARE_PATH = "/__bare-page"  # answered by the browser itself (a route): the server has no such page
 

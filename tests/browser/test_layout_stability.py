@@ -13,7 +13,7 @@ import time
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import echo, server_fd
+from tests.browser.conftest import SNAPSHOT_PAINTED, echo, server_fd
 from tests.browser.page_helpers import load_clients, row
 
 #: where the trace button and the zoo's first switch are, relative to the page's top
@@ -81,9 +81,7 @@ def test_the_frame_after_a_snapshot_paints_the_panels_out_of_view_too(dashboard)
         assert echo(sock, b"before the page\n") == b"before the page\n"
         fd = server_fd(dashboard, sock)
         page.reload()
-        page.wait_for_function(
-            "() => window.__muxscope && window.__muxscope.frames.snapshot >= 1"
-            " && window.__muxscope.paints > window.__muxscope.snapshotPaint", timeout=10_000)
+        page.wait_for_function(SNAPSHOT_PAINTED, timeout=10_000)
         painted = page.evaluate("""(fd) => {
             const panel = document.getElementById('connections-panel').getBoundingClientRect();
             return {below: panel.top > window.innerHeight,
