@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import echo, server_fd
 from tests.browser.page_helpers import real_console_errors, wait_api
+from tests.conftest import wait_until
 from tests.mux.conftest import recv_exactly
 
 DEADLINE_MS = 8000
@@ -330,11 +331,18 @@ def test_the_grid_dots_a_persons_connection_in_its_peers_colour_not_the_load_cli
             page.wait_for_function("""(fd) => { const m = window.__muxscope.model;
                 return m.conns.has(fd) && [...m.conns.values()].filter((c) => c.generated).length === 6; }""",
                                    arg=fd, timeout=DEADLINE_MS)
-            # the grid draws at its own pace: until every connection's cell is drawn
-            page.wait_for_function(f"""async () => {{ const dots = await ({PEER_DOTS})();
-                const drawn = Object.values(dots).filter((d) => d[2]);
-                return drawn.length === 7 && dots[{fd}][1]; }}""", timeout=DEADLINE_MS)
-            dots = page.evaluate(PEER_DOTS)
+            # the grid draws at its own pace: until every connection's cell is drawn. Polled
+            # from here: `wait_for_function` does not await an async predicate (its promise
+            # counts as true at once), and PEER_DOTS must import the page's colours.
+            last: list[dict[str, list[bool]]] = [{}]
+
+            def all_drawn() -> dict[str, list[bool]] | None:
+                last[0] = page.evaluate(PEER_DOTS)
+                drawn = [d for d in last[0].values() if d[2]]
+                return last[0] if len(drawn) == 7 and last[0].get(str(fd), [0, 0])[1] else None
+
+            dots = wait_until(all_drawn, DEADLINE_MS / 1000, lambda: f"grid cells: {last[0]}",
+                              interval=0.05)
             generated = {k: v for k, v in dots.items() if v[0]}
             assert len(generated) == 6, dots
             assert not any(dot for _, dot, _ in generated.values()), dots
