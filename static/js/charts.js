@@ -140,6 +140,13 @@ export class Charts {
       } },
     }, [[], [], [], [], [], [], []]);
     this.plots = [this.events, this.bytes, this.wait];
+    // over the wait chart's empty plot (its title and legend alone read as a broken chart):
+    // why there is no point yet. Laid over the plot, so the panel's height does not change
+    this.waitEmpty = document.createElement('p');
+    this.waitEmpty.className = 'chart-empty muted';
+    this.waitEmpty.id = 'chart-wait-empty';
+    root.querySelector('#chart-wait').append(this.waitEmpty);
+    this.waitPoints = 0;
     // the charts' figures as text, for those who cannot see the plots (a canvas says nothing);
     // each optional: a page without them still has the charts
     this.nowEl = root.querySelector('#chart-now');
@@ -330,7 +337,21 @@ export class Charts {
       const ys = maps.map((m) => x.map((k) => (m.has(k) ? median(m.get(k)) : null)));
       this.wait.setData([x, ...ys]);
       this.waitRows = { x, ys };
+      this.waitPoints = x.length;
       this.fillWaitTable();
     }
+    this.sayWhyNoWait();
+  }
+
+  /** The empty wait chart says why it is empty (a paused loop makes no wait call). */
+  sayWhyNoWait() {
+    let text = '';
+    if (!this.waitPoints) {
+      text = this.replay ? 'No wait call with its CPU time in the recording so far.'
+        : this.model.paused ? 'No wait call seen yet: the loop is paused (Resume it, or Step for one wait).'
+          : 'No wait call seen yet.';
+    }
+    if (this.waitEmpty.textContent !== text) this.waitEmpty.textContent = text;
+    if (this.waitEmpty.hidden !== !text) this.waitEmpty.hidden = !text;
   }
 }

@@ -191,6 +191,9 @@ export class Controls {
       : this.replay && model.shutDown ? 'stopped (the engine shut down)'
         : model.loop + (model.delayMs ? ` (+${model.delayMs} ms)` : '') + (this.replay ? ' (as recorded)' : '');
     if (this.loopStateEl.textContent !== loopState) this.loopStateEl.textContent = loopState;
+    // paused (or stepping) in the Pause button's colour, not the colour of a running loop
+    const stateName = !this.replay && !serverConnected() ? 'unknown' : model.loop;
+    if (this.loopStateEl.dataset.state !== stateName) this.loopStateEl.dataset.state = stateName;
     if (this.replay) return;
     this.paintLoad(model);
     const paused = model.paused;

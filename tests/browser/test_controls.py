@@ -77,10 +77,16 @@ def test_keyboard_space_pauses_and_s_steps(dashboard):
     page.evaluate("() => document.activeElement && document.activeElement.blur()")
     assert page.evaluate("() => document.activeElement === document.body")
 
+    loop_state = page.locator("#loop-state")
+    color = "(el) => getComputedStyle(el).color"
+    running_color = loop_state.evaluate(color)
     page.keyboard.press("Space")
     expect(page.get_by_role("button", name="Resume", exact=True)).to_be_visible(timeout=3000)
     wait_api(dashboard, lambda s: s["loop"] == "paused", "space pauses")
-    expect(page.locator("#loop-state")).to_have_text(re.compile("^paused"), timeout=3000)
+    expect(loop_state).to_have_text(re.compile("^paused"), timeout=3000)
+    # "paused" does not read like "running": it is in the Pause button's colour
+    assert loop_state.evaluate(color) != running_color
+    assert loop_state.evaluate(color) == page.locator("#pause-btn").evaluate(color)
 
     page.keyboard.press("Space")
     expect(page.get_by_role("button", name="Pause", exact=True)).to_be_visible(timeout=3000)

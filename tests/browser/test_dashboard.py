@@ -20,7 +20,7 @@ from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from app.settings import Settings
-from tests.browser.conftest import echo, peer_of, server_fd
+from tests.browser.conftest import SNAPSHOT_PAINTED, echo, peer_of, server_fd
 from tests.browser.page_helpers import load_clients, real_console_errors, row, wait_api
 from tests.mux.conftest import recv_exactly, send_quietly
 
@@ -245,6 +245,26 @@ def test_chart_axes_are_readable(dashboard):
     assert len(set(result["steady"])) == 5 and result["steady"][2] == "3.2k", result["steady"]
     assert result["decades"] == [10, 100, 1000]
     assert result["plotHeight"] >= 100, result  # room for four or more ticks at 24 px apart
+
+
+def test_the_empty_wait_chart_says_the_loop_is_paused_until_a_step(dashboard):
+    """Opened with the loop paused, the wait chart was a title and a legend over nothing (a
+    review in headless Chromium): it says why, over the plot (the panel keeps its height),
+    until a wait is drawn."""
+    page = dashboard.page
+    note = page.locator("#chart-wait-empty")
+    assert dashboard.api.post("/api/loop", json={"action": "pause"}).status_code == 200
+    wait_api(dashboard, lambda s: s["loop"] == "paused", "paused")
+    page.reload()   # a fresh page has seen no wait call
+    page.wait_for_function(SNAPSHOT_PAINTED, timeout=10_000)
+    page.locator("#chart-wait").scroll_into_view_if_needed()
+    expect(note).to_have_text(re.compile(r"^No wait call seen yet: the loop is paused"), timeout=5000)
+    panel_height = page.locator("#charts-panel").bounding_box()["height"]
+    assert dashboard.api.post("/api/loop", json={"action": "step"}).status_code == 200
+    page.wait_for_function("() => window.__muxscope.charts.waitPoints > 0", timeout=5000)
+    expect(note).to_be_hidden(timeout=3000)
+    assert page.locator("#charts-panel").bounding_box()["height"] == panel_height
+    assert dashboard.api.post("/api/loop", json={"action": "resume"}).status_code == 200
 
 
 def test_rate_charts_start_at_zero(dashboard):

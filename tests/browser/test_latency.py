@@ -139,3 +139,12 @@ def test_a_replays_log_filter_finds_a_rare_kind_early_in_the_recording(open_dash
     expect(page.locator('#event-log li[data-kind="recv"]')).to_have_count(1, timeout=3000)
     expect(page.locator("#log-panel .caption")).to_contain_text("the last 20,000 events")
     assert replay.console_errors == []
+
+
+def test_the_histograms_axis_says_each_decade_in_one_format(bare_page):
+    """The ticks read "1.0 ms" beside "100 µs" and "10.00 s" (fmtUs's precision, made for
+    measured times): a power of ten is written as one, in every unit."""
+    ticks = bare_page.page.evaluate("""async () => {
+        const { fmtDecade } = await import('/static/js/panels/latency.js');
+        return [0, 1, 2, 3, 4, 5, 6, 7].map((e) => fmtDecade(10 ** e)); }""")
+    assert ticks == ["1 µs", "10 µs", "100 µs", "1 ms", "10 ms", "100 ms", "1 s", "10 s"]

@@ -25,6 +25,13 @@ export function fmtUs(us) {
   return `${(us / 1e6).toFixed(2)} s`;
 }
 
+/** An axis tick at a power of ten, in one format across the axis: 1 µs … 100 ms, 1 s, 10 s. */
+export function fmtDecade(us) {
+  if (us < 1000) return `${us} µs`;
+  if (us < 1e6) return `${us / 1000} ms`;
+  return `${us / 1e6} s`;
+}
+
 export class LatencyPanel {
   constructor(root, live) {
     this.live = live;
@@ -177,11 +184,11 @@ export class LatencyPanel {
     });
     ctx.strokeStyle = c.line;
     ctx.beginPath(); ctx.moveTo(left, top + plotH + 0.5); ctx.lineTo(width, top + plotH + 0.5); ctx.stroke();
-    ctx.fillStyle = c.muted; ctx.font = '10px ui-monospace, monospace'; ctx.textBaseline = 'top';
+    ctx.fillStyle = c.muted; ctx.font = '11px ui-monospace, monospace'; ctx.textBaseline = 'top';
     let freeFrom = -Infinity;   // a label that would overlap the one before it is left out
     for (let e = MIN_EXP; e <= MAX_EXP; e++) {
       const x = left + (e - MIN_EXP) * BINS_PER_DECADE * slot;
-      const label = fmtUs(10 ** e);   // the last one ends at the right edge, not past it
+      const label = fmtDecade(10 ** e);   // the last one ends at the right edge, not past it
       const w = ctx.measureText(label).width;
       const at = Math.min(x, width - w - 1);
       if (at < freeFrom) continue;
@@ -190,7 +197,7 @@ export class LatencyPanel {
     }
     ctx.textBaseline = 'top';
     ctx.fillText(String(max), 2, top);
-    ctx.fillText('0', 2, top + plotH - 10);
+    ctx.fillText('0', 2, top + plotH - 11);
     const parts = [];
     for (const b of BACKENDS) {
       const s = this.samples[b];
