@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from app.settings import Settings
 from tests.browser.conftest import echo, server_fd
+from tests.browser.page_helpers import load_clients
 
 DEADLINE_MS = 8000
 
@@ -224,6 +225,30 @@ def test_at_400_px_each_label_stays_beside_its_control_and_nothing_leaves_its_pa
         .filter(([, past]) => past > 1)""")
     assert overflow == [], f"controls past their panel's right edge: {overflow}"
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 400
+
+
+def test_at_600_px_the_connection_table_fits_and_the_set_lists_start_level(dashboard):
+    """At 600 px the connection table scrolled sideways by 105 px (its "yours" stars out of
+    view), and the fd panel's interest list, under a 3-line title, started a line below the
+    ready list beside it (a visual review)."""
+    page = dashboard.page
+    page.set_viewport_size({"width": 600, "height": 900})
+    with load_clients(dashboard, 6, 1024, 0), dashboard.connect() as sock:
+        echo(sock, b"mine\n")
+        page.wait_for_function("() => document.querySelectorAll('#connection-list tr').length >= 7",
+                               timeout=8000)
+        page.wait_for_function("() => document.querySelectorAll('#backend-sets .set').length >= 2",
+                               timeout=8000)
+        table = page.locator("#connection-table").evaluate(
+            "(t) => { const box = t.closest('.table-wrap'); return [box.scrollWidth, box.clientWidth]; }")
+        assert table[0] <= table[1], f"the connection table scrolls sideways: {table}"
+        starts = page.evaluate("""() => [...document.querySelectorAll('#backend-sets .set')].map((s) => [
+            s.getBoundingClientRect().top, s.querySelector('h3').getBoundingClientRect().height,
+            s.querySelector('pre').getBoundingClientRect().top])""")
+    level = {}
+    for top, _, pre_top in starts:      # the sets side by side share a top
+        level.setdefault(round(top), set()).add(round(pre_top))
+    assert all(len(pres) == 1 for pres in level.values()), starts
 
 
 FOCUSED = "() => { const el = document.activeElement; return el ? (el.getAttribute('aria-label') || el.id || el.tagName) : null; }"
