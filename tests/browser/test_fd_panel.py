@@ -349,3 +349,27 @@ def test_the_grid_dots_a_persons_connection_in_its_peers_colour_not_the_load_cli
             assert dots[str(fd)] == [False, True, True], dots
     finally:
         dashboard.api.delete("/api/load")
+
+
+def test_a_cells_fd_label_fits_between_the_et_corner_and_the_peer_dot(bare_page):
+    """The label's font shrinks to fit by an estimate of a digit's advance (MONO_WIDTH): measured
+    in this browser's monospace font, every label that can fit at the smallest font (6 px) ends
+    before the peer's dot and starts after the EPOLLET corner, in every labelled cell size."""
+    over = bare_page.page.evaluate("""async () => {
+        const { labelFit, LABEL_FONT } = await import('/static/js/panels/backend.js');
+        const ctx = document.createElement('canvas').getContext('2d');
+        const over = [];
+        let checked = 0;
+        for (let s = 24; s <= 46; s++) for (const label of ['5', '64', '140', '1023', '19999'])
+          for (const et of [false, true]) for (const dot of [false, true]) {
+            const { left, right, px } = labelFit(s, label, et, dot);
+            ctx.font = `${px}px ${LABEL_FONT}`;
+            const width = ctx.measureText(label).width;
+            if (px === 6 && left + width > s - right) continue;   // cannot fit at 6 px
+            checked += 1;
+            if (left + width > s - right + 0.5 || px > 12) over.push([s, label, et, dot, px, width]);
+          }
+        return { over, checked };
+    }""")
+    assert over["checked"] > 300, over
+    assert over["over"] == [], over

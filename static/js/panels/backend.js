@@ -10,6 +10,7 @@ const MAX_HEIGHT = 420;
 const BIG_GRID_FDS = 1000;
 const BIG_GRID_MS = 33;
 const MONO_WIDTH = 0.62;   // a monospace digit's advance, in font sizes (ui-monospace, DejaVu Sans Mono: 0.60)
+export const LABEL_FONT = 'ui-monospace, monospace';
 const ROLE_NAMES = { control: 'control fd (wake-up socketpair)', tcp_listener: 'TCP listener', udp: 'UDP socket', connection: 'connection' };
 const LEGEND = [
   ['control', 'control fd'], ['listener', 'listener / UDP'], ['conn', 'connection'],
@@ -21,6 +22,16 @@ const LEGEND = [
   ['paused', 'reading paused'],
   ['peer', "round corner dot: the peer's own colour (the same in every panel), for a connection not made by Add clients"],
 ];
+/** Where a grid cell of `s` px writes its fd `label`, and in what font size: clear of the
+ *  EPOLLET corner (a triangle over the top-left third, `et`) and of the peer's dot (`dot`),
+ *  the font shrunk to fit between them (cut at the cell's edge, fd 140 read as 146). */
+export function labelFit(s, label, et, dot) {
+  const left = et ? Math.ceil(s / 3) : 3;
+  const right = dot ? 2 * Math.max(2, Math.floor(s / 8)) + 4 : 2;
+  const fits = Math.floor((s - left - right) / (MONO_WIDTH * label.length));
+  return { left, right, px: Math.max(6, Math.min(12, Math.floor(s / 3), fits)) };
+}
+
 /** Marks only epoll has: their legend entries are hidden under select and poll. */
 const EPOLL_ONLY = new Set(['et', 'oneshot']);
 /** Bits select cannot return (its three sets have no hang-up or error): not listed for it. */
@@ -294,12 +305,8 @@ export class BackendPanel {
     ctx.globalAlpha = 1;
     if (s >= 24) {
       const label = String(fd);
-      // clear of the EPOLLET corner (a triangle over the top-left third) and of the peer's dot:
-      // the font shrinks to fit between them (cut at the cell's edge, fd 140 read as 146)
-      const left = reg.bits.has('et') ? Math.ceil(s / 3) : 3;
-      const right = conn && conn.peer && !conn.generated ? 2 * Math.max(2, Math.floor(s / 8)) + 4 : 2;
-      const fits = Math.floor((s - left - right) / (MONO_WIDTH * label.length));
-      ctx.font = `${Math.max(6, Math.min(12, Math.floor(s / 3), fits))}px ui-monospace, monospace`;
+      const { left, px } = labelFit(s, label, reg.bits.has('et'), !!(conn && conn.peer && !conn.generated));
+      ctx.font = `${px}px ${LABEL_FONT}`;
       ctx.textBaseline = 'top';
       ctx.fillStyle = reg.role === 'connection' ? c.text : '#0b0d11';
       ctx.globalAlpha = dim;
