@@ -143,3 +143,25 @@ def test_the_load_line_does_not_move_the_button_that_wrote_it(dashboard):
         assert page.evaluate(BOX, "add-clients-btn") == before
     finally:
         assert dashboard.api.delete("/api/load").status_code == 200
+
+
+CHART_BOXES = """() => ['#chart-events', '#chart-bytes', '#chart-wait'].map((id) => {
+    const r = document.querySelector(id).getBoundingClientRect();
+    return [Math.round(r.top), Math.round(r.left), Math.round(r.right)]; })"""
+
+
+def test_the_charts_stand_side_by_side_on_a_wide_page_and_stack_on_a_narrow_one(dashboard):
+    """Stacked in a half-width panel, the three charts made it ~1,000 px tall, and the queues
+    panel beside it left 700-800 px of background (a visual review at 1024 px and up)."""
+    page = dashboard.page
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    panel = page.locator("#charts-panel").bounding_box()
+    wide = page.evaluate(CHART_BOXES)
+    assert len({top for top, _, _ in wide}) == 1, wide           # one row
+    assert wide[0][2] <= wide[1][1] and wide[1][2] <= wide[2][1], wide
+    assert panel["height"] < 700, panel
+    page.set_viewport_size({"width": 600, "height": 1000})
+    page.wait_for_function(f"() => new Set(({CHART_BOXES})().map((b) => b[0])).size === 3")
+    narrow = page.evaluate(CHART_BOXES)
+    width = page.locator("#charts-panel").bounding_box()["width"]
+    assert all(right - left <= width for _, left, right in narrow), (narrow, width)
