@@ -115,15 +115,34 @@ def part_echo(plan: Plan, client: LoadClient, out: dict[str, Any], early: Launch
               keep_app: bool) -> None:
     vs = echo.variants(engine_built(), app_built() and engine_built(), plan.quick)
     with echo.running(vs, log):
-        echo.measure(vs, client, plan.seconds, plan.reps, plan.warmup, plan.loads, log,
-                     plan.prime)
+        try:
+            echo.measure(vs, client, plan.seconds, plan.reps, plan.warmup, plan.loads, log,
+                         plan.prime)
+        except KeyboardInterrupt:
+            # the windows measured so far are figures too (a full echo part is ~8 minutes)
+            report_echo(plan, vs, out, client, interrupted=True)
+            raise
         if keep_app:
             early.delivery = echo.hand_over(vs, QUICK_DELIVERY_APP)
+    report_echo(plan, vs, out, client)
+
+
+def report_echo(plan: Plan, vs: list[echo.Variant], out: dict[str, Any], client: LoadClient,
+                interrupted: bool = False) -> None:
+    """The echo tables; interrupted, those of the loads with a measured asyncio window (the
+    reference every ratio needs), each rep's ratio paired with its own rep's asyncio window."""
     out["echo"] = {}
     for label, _, _ in plan.loads:
+        if interrupted and not vs[0].runs.get(label):
+            continue
         data = echo.rows(vs, label)
         out["echo"][label] = data
+        if interrupted:
+            show(f"(interrupted: {label} from the windows measured before it, "
+                 f"{len(vs[0].runs[label])} of {plan.reps} reps of asyncio)")
         show(echo.render(label, data, client.name))
+    if interrupted:
+        out["echo_interrupted"] = True
 
 
 def part_wait(plan: Plan, client: LoadClient, out: dict[str, Any], early: Launched) -> None:
@@ -301,9 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         # SIGTERM (app.run's handler raises Stop) ends with its own status and word, 128 + 15
         terminated = isinstance(exc, Stop)
         status = 143 if terminated else 130
+        kept = done + (["echo (the windows measured)"] if out.get("echo") and "echo" not in done
+                       else [])
         print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}; "
-              f"finished: {', '.join(done) or 'nothing'}"
-              + (f"; partial results in {args.json}" if args.json and done
+              f"finished: {', '.join(kept) or 'nothing'}"
+              + (f"; partial results in {args.json}" if args.json and kept
                  else f"; {args.json} holds the machine and the plan, no figures"
                  if args.json else ""),
               file=sys.stderr, flush=True)

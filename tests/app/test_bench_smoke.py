@@ -351,6 +351,37 @@ def test_an_interrupt_before_any_part_finished_promises_no_results(tmp_path: Pat
     assert data["interrupted"] is True and data["parts_done"] == []
 
 
+@pytest.mark.timeout(90)
+def test_an_interrupted_echo_part_keeps_the_windows_it_measured(tmp_path: Path) -> None:
+    """Ctrl-C in the echo part (about 8 of a full run's 9 minutes) threw away every window it
+    had measured: "finished: nothing", and the JSON held the plan alone."""
+    import json
+    import signal
+
+    out_json = tmp_path / "b.json"
+    proc = subprocess.Popen([sys.executable, "-m", "app", "bench", "--only", "echo", "--quick",
+                             "--reps", "3", "--seconds", "0.2", "--json", str(out_json)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:   # rep 1 measured: every server had its window
+            if "rep 2/3" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; finished: echo (the windows measured); partial results in" in err, err
+    assert "(interrupted: 50 conns x 1 KiB from the windows measured before it" in out, out
+    assert "asyncio Protocol (reference)" in out and "engine epoll-level eager" in out, out
+    data = json.loads(out_json.read_text())
+    assert data["interrupted"] is True and data["echo_interrupted"] is True
+    rows = data["echo"]["50 conns x 1 KiB"]
+    assert rows[0]["reps"] >= 1 and rows[0]["cpu_us_per_rt"] > 0, rows[0]
+    assert all(r["ratio_vs_asyncio"] for r in rows if r["reps"]), rows
+
+
 @pytest.mark.timeout(60)
 def test_an_interrupt_ends_a_bench_started_with_sigint_ignored() -> None:
     """A shell without job control starts `cmd &` with SIGINT ignored, and Python keeps an
