@@ -393,6 +393,20 @@ def test_a_replayed_wait_never_says_more_cpu_time_than_it_took(open_dashboard, t
         "took 1 µs, 1 µs of it on the CPU", timeout=DEADLINE_MS)
 
 
+def test_a_wait_shorter_than_a_microsecond_says_so_not_zero(open_dashboard, tmp_path):
+    """The engine counts whole µs (truncated): a wait that returned an fd at once said "took
+    0 µs, 0 µs of it on the CPU" beside its "= 1"."""
+    from tests.app.test_replay import WAIT, write_recording
+
+    recording = write_recording(tmp_path / "fast.jsonl", 0)
+    with recording.open("a") as f:
+        f.write(json.dumps({"seq": 11, "ts": 0.011, "kind": "wait", **WAIT,
+                            "duration_us": 0, "cpu_us": 0}) + "\n")
+    replay = open_dashboard(Settings(http_port=0, replay_file=recording), "-replay")
+    expect(replay.page.locator("#syscall-detail")).to_contain_text(
+        "took under 1 µs, under 1 µs of it on the CPU", timeout=DEADLINE_MS)
+
+
 VIEW_OF_THE_PAST = """async () => {
     const { Model } = await import('/static/js/model.js');
     const { snapshotOf } = await import('/static/js/history.js');

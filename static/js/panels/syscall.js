@@ -7,6 +7,12 @@ const MIN_INTERVAL_MS = 100;
 // its line waits for them, this long at most (some may have been dropped for this page).
 const INCOMPLETE_MAX_MS = 250;
 
+/** Whole µs as the engine counts them (truncated): 0 is a call shorter than 1 µs, not one
+ *  that took no time ("took 0 µs" beside "= 1"). */
+function micros(us) {
+  return Number(us) === 0 ? 'under 1 µs' : `${Number(us).toLocaleString()} µs`;
+}
+
 export class SyscallPanel {
   constructor(root) {
     this.lineEl = root.querySelector('#syscall-line');
@@ -64,8 +70,8 @@ export class SyscallPanel {
     const timeout = w.timeout_ms === null || w.timeout_ms === undefined ? 'no timeout' : `timeout ${w.timeout_ms} ms`;
     // at most the wall time (a recording made before the engine capped it said "took 1 µs, 2 µs of it")
     const cpuUs = w.duration_us !== undefined ? Math.min(w.cpu_us, w.duration_us) : w.cpu_us;
-    const cpu = w.cpu_us !== undefined ? `, ${Number(cpuUs).toLocaleString()} µs of it on the CPU` : '';
-    const took = w.duration_us !== undefined ? `took ${Number(w.duration_us).toLocaleString()} µs${cpu}` : '';
+    const cpu = w.cpu_us !== undefined ? `, ${micros(cpuUs)} of it on the CPU` : '';
+    const took = w.duration_us !== undefined ? `took ${micros(w.duration_us)}${cpu}` : '';
     const ready = `${w.ready ?? w.ready_list.length} of ${w.registered ?? '?'} fds ready`;
     const paused = model.paused ? ' — loop paused, next wait not started' : '';
     // a state read after this wait (the page loaded) holds the interest of now, not of then
