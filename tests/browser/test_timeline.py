@@ -100,6 +100,13 @@ def _paused_seq(page: Page) -> int:
     return int(handle.json_value())
 
 
+#: the page has a `loop paused` event past seq `prev` as its latest event (a step is over)
+STEPPED_SINCE = """(prev) => {
+    const last = window.__muxscope.model.recent(1)[0];
+    return !!last && last.kind === 'loop' && last.state === 'paused' && last.seq > prev;
+}"""
+
+
 def _step_and_read(page: Page, previous_seq: int) -> tuple[int, str]:
     """Press Step; once the step's events are in (loop paused again), the syscall line."""
     page.get_by_role("button", name="Step", exact=True).click()
@@ -516,8 +523,11 @@ def test_a_breakpoint_removed_with_its_connection_says_so_not_deleted(dashboard)
     for _ in range(3):
         if fd not in {c["fd"] for c in api.get("/api/state").json()["connections"]}:
             break
+        # the step's own `loop paused`: the loop sat paused (at the hit) before the click, so
+        # `model.loop === 'paused'` held at once, before the step's events came
+        before = _paused_seq(page)
         page.get_by_role("button", name="Step", exact=True).click()
-        page.wait_for_function("() => window.__muxscope.model.loop === 'paused'")
+        page.wait_for_function(STEPPED_SINCE, arg=before, timeout=DEADLINE_MS)
     wait_until(lambda: api.get("/api/breakpoints").json() == [], 5, "the breakpoint gone")
     page.get_by_role("button", name="Step", exact=True).click()  # (the list: its 3 s poll)
     expect(hit).to_contain_text(f"breakpoint removed since (its connection, fd {fd}, closed)",
