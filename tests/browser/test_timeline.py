@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from app.settings import Settings
@@ -386,32 +387,23 @@ def test_a_replay_past_the_pages_hold_says_how_to_record_one_it_can_scrub_whole(
     assert replay.console_errors == []
 
 
-def test_a_replayed_wait_never_says_more_cpu_time_than_it_took(open_dashboard, tmp_path):
+@pytest.mark.parametrize(("duration_us", "cpu_us", "said"), [
+    (1, 2, "took 1 µs, 1 µs of it on the CPU"),
+    (0, 0, "took under 1 µs, under 1 µs of it on the CPU"),
+], ids=["cpu-over-wall", "under-1us"])
+def test_a_replayed_waits_time_is_said_as_the_engine_counted_it(open_dashboard, tmp_path,
+                                                                duration_us, cpu_us, said):
     """A recording made before the engine capped `cpu_us` at the wall time: the syscall panel
-    said "took 1 µs, 2 µs of it on the CPU"."""
+    said "took 1 µs, 2 µs of it on the CPU". The engine counts whole µs (truncated): a wait
+    that returned an fd at once said "took 0 µs, 0 µs of it on the CPU" beside its "= 1"."""
     from tests.app.test_replay import WAIT, write_recording
 
     recording = write_recording(tmp_path / "old.jsonl", 0)
     with recording.open("a") as f:
         f.write(json.dumps({"seq": 11, "ts": 0.011, "kind": "wait", **WAIT,
-                            "duration_us": 1, "cpu_us": 2}) + "\n")
+                            "duration_us": duration_us, "cpu_us": cpu_us}) + "\n")
     replay = open_dashboard(Settings(http_port=0, replay_file=recording), "-replay")
-    expect(replay.page.locator("#syscall-detail")).to_contain_text(
-        "took 1 µs, 1 µs of it on the CPU", timeout=DEADLINE_MS)
-
-
-def test_a_wait_shorter_than_a_microsecond_says_so_not_zero(open_dashboard, tmp_path):
-    """The engine counts whole µs (truncated): a wait that returned an fd at once said "took
-    0 µs, 0 µs of it on the CPU" beside its "= 1"."""
-    from tests.app.test_replay import WAIT, write_recording
-
-    recording = write_recording(tmp_path / "fast.jsonl", 0)
-    with recording.open("a") as f:
-        f.write(json.dumps({"seq": 11, "ts": 0.011, "kind": "wait", **WAIT,
-                            "duration_us": 0, "cpu_us": 0}) + "\n")
-    replay = open_dashboard(Settings(http_port=0, replay_file=recording), "-replay")
-    expect(replay.page.locator("#syscall-detail")).to_contain_text(
-        "took under 1 µs, under 1 µs of it on the CPU", timeout=DEADLINE_MS)
+    expect(replay.page.locator("#syscall-detail")).to_contain_text(said, timeout=DEADLINE_MS)
 
 
 VIEW_OF_THE_PAST = """async () => {
