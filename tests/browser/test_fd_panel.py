@@ -232,14 +232,14 @@ def test_the_hang_up_legend_follows_the_backend_that_made_the_drawn_wait(bare_pa
 
 GRID_OVERLAY = """async (flags) => {
     const { BackendPanel } = await import('/static/js/panels/backend.js');
+    const { stripeHeight } = await import('/static/js/panels/fdcell.js');
     const canvas = document.createElement('canvas');
     canvas.width = canvas.height = 30;
     const ctx = canvas.getContext('2d');
-    const panel = { index: new Map([[7, 0]]), cellBox: () => ({ x: 0, y: 0, s: 30 }),
-                    stripeH: BackendPanel.prototype.stripeH };
+    const panel = { index: new Map([[7, 0]]), cellBox: () => ({ x: 0, y: 0, s: 30 }) };
     BackendPanel.prototype.drawOverlay.call(
         panel, ctx, { lastReady: [[7, flags]], flashes: new Map() }, 0);
-    const stripe = panel.stripeH(30);
+    const stripe = stripeHeight(30);
     const at = (x, y) => [...ctx.getImageData(x, y, 1, 1).data];
     // right-hand end of the read stripe (bottom) and of the write stripe (above it), clear of
     // the slash; and the cell's centre, on the slash
@@ -356,7 +356,7 @@ def test_a_cells_fd_label_fits_between_the_et_corner_and_the_peer_dot(bare_page)
     in this browser's monospace font, every label that can fit at the smallest font (6 px) ends
     before the peer's dot and starts after the EPOLLET corner, in every labelled cell size."""
     over = bare_page.page.evaluate("""async () => {
-        const { labelFit, LABEL_FONT } = await import('/static/js/panels/backend.js');
+        const { labelFit, LABEL_FONT } = await import('/static/js/panels/fdcell.js');
         const ctx = document.createElement('canvas').getContext('2d');
         const over = [];
         let checked = 0;

@@ -1,16 +1,14 @@
 // The fd grid (canvas, one cell per registered fd) and the backend's own vocabulary as text.
 import { colors, fitCanvas, watchWidth } from '../canvas.js';
-import { peerColor, ui } from '../ui.js';
+import { ui } from '../ui.js';
 import { CAPTIONS, flagText, toBits, toNative } from '../vocab.js';
+import { cellKey, HANGUP_BITS, paintCell, STRIPES, stripeHeight } from './fdcell.js';
 import { setBlocks } from './sets.js';
 
 const FLASH_MS = 900;
-const STRIPES = [['in', 'read'], ['out', 'write'], ['pri', 'except']];
 const MAX_HEIGHT = 420;
 const BIG_GRID_FDS = 1000;
 const BIG_GRID_MS = 33;
-const MONO_WIDTH = 0.62;   // a monospace digit's advance, in font sizes (ui-monospace, DejaVu Sans Mono: 0.60)
-export const LABEL_FONT = 'ui-monospace, monospace';
 const ROLE_NAMES = { control: 'control fd (wake-up socketpair)', tcp_listener: 'TCP listener', udp: 'UDP socket', connection: 'connection' };
 const LEGEND = [
   ['control', 'control fd'], ['listener', 'listener / UDP'], ['conn', 'connection'],
@@ -22,33 +20,10 @@ const LEGEND = [
   ['paused', 'reading paused'],
   ['peer', "round corner dot: the peer's own colour (the same in every panel), for a connection not made by Add clients"],
 ];
-/** Where a grid cell of `s` px writes its fd `label`, and in what font size: clear of the
- *  EPOLLET corner (a triangle over the top-left third, `et`) and of the peer's dot (`dot`),
- *  the font shrunk to fit between them (cut at the cell's edge, fd 140 read as 146). */
-export function labelFit(s, label, et, dot) {
-  const left = et ? Math.ceil(s / 3) : 3;
-  const right = dot ? 2 * Math.max(2, Math.floor(s / 8)) + 4 : 2;
-  const fits = Math.floor((s - left - right) / (MONO_WIDTH * label.length));
-  return { left, right, px: Math.max(6, Math.min(12, Math.floor(s / 3), fits)) };
-}
-
 /** Marks only epoll has: their legend entries are hidden under select and poll. */
 const EPOLL_ONLY = new Set(['et', 'oneshot']);
 /** Bits select cannot return (its three sets have no hang-up or error): not listed for it. */
 const NOT_SELECT = new Set(['hangup']);
-/** Returned bits that are neither readable nor writable: the kernel's hang-up and errors. */
-const HANGUP_BITS = ['hup', 'err', 'rdhup', 'nval'];
-
-/** Everything drawCell draws a cell from (the layout aside): equal keys, the same pixels. */
-function cellKey(model, fd) {
-  const reg = model.regs.get(fd);
-  if (!reg) return '';
-  const conn = model.conns.get(fd);
-  const dim = ui.spotlight !== null && fd !== ui.spotlight;
-  let bits = '';
-  for (const b of reg.bits) bits += `${b},`;
-  return `${reg.role}|${bits}|${reg.armed}|${dim}|${conn ? `${conn.paused}|${conn.peer}|${conn.generated}|${ui.isMine(conn.peer)}` : ''}`;
-}
 
 function sameList(a, b) {
   if (a.length !== b.length) return false;
@@ -253,66 +228,11 @@ export class BackendPanel {
     return { x: (i % cols) * cell, y: Math.floor(i / cols) * cell, s: cell - gap };
   }
 
-  stripeH(s) { return Math.max(1, Math.floor(s / (s >= 24 ? 5 : 3))); }
-
-  /** The static part of one cell: role colour, interest stripes, EPOLLET corner, one-shot border, paused bar. */
+  /** One cell of the layer, redrawn (paintCell), and what it was drawn from kept. */
   drawCell(ctx, model, i, fd) {
-    const c = colors();
-    const { x, y, s } = this.cellBox(i);
-    const reg = model.regs.get(fd);
     this.keys.set(fd, cellKey(model, fd));
     this.cellsDrawn++;
-    ctx.clearRect(x, y, this.layout.cell, this.layout.cell);
-    if (!reg) return;
-    const dim = ui.spotlight !== null && fd !== ui.spotlight ? 0.18 : 1;
-    ctx.globalAlpha = (reg.bits.has('oneshot') && !reg.armed ? 0.35 : 1) * dim;
-    ctx.fillStyle = reg.role === 'control' ? c.control
-      : reg.role === 'tcp_listener' || reg.role === 'udp' ? c.listener : c.conn;
-    ctx.fillRect(x, y, s, s);
-    const stripe = this.stripeH(s);
-    STRIPES.forEach(([bit, key], k) => {
-      if (reg.bits.has(bit)) { ctx.fillStyle = c[key]; ctx.fillRect(x, y + s - stripe * (k + 1), s, stripe); }
-    });
-    if (reg.bits.has('et') && s >= 6) {
-      ctx.fillStyle = '#ffffff';
-      ctx.beginPath(); ctx.moveTo(x, y); ctx.lineTo(x + s / 3, y); ctx.lineTo(x, y + s / 3); ctx.fill();
-    }
-    if (reg.bits.has('oneshot') && s >= 8) {
-      ctx.strokeStyle = '#ffffff'; ctx.setLineDash([2, 2]); ctx.lineWidth = 1;
-      ctx.strokeRect(x + 0.5, y + 0.5, s - 1, s - 1); ctx.setLineDash([]);
-    }
-    const conn = model.conns.get(fd);
-    if (conn && conn.paused) { ctx.fillStyle = c.danger; ctx.fillRect(x, y, s, Math.max(2, stripe)); }
-    // the peer's colour: a round dot in the top-right corner, ringed in the page's dark (its
-    // hues include the ready, interest and except colours, which are drawn square: stripes).
-    // Not for the load generator's clients: a thousand idle ones in every hue read as a
-    // thousand fds ready; the connection list tells them apart
-    if (conn && conn.peer && !conn.generated && s >= 8) {
-      const r = Math.max(2, Math.floor(s / 8));
-      const cx = x + s - r - 2;
-      const cy = y + r + 2;
-      ctx.fillStyle = '#0b0d11';
-      ctx.beginPath(); ctx.arc(cx, cy, r + 1, 0, 2 * Math.PI); ctx.fill();
-      ctx.fillStyle = peerColor(conn.peer);
-      ctx.beginPath(); ctx.arc(cx, cy, r, 0, 2 * Math.PI); ctx.fill();
-    }
-    if (conn && conn.peer && s >= 8) {
-      if (ui.isMine(conn.peer)) {
-        ctx.strokeStyle = peerColor(conn.peer); ctx.lineWidth = 2;
-        ctx.strokeRect(x + 1, y + 1, s - 2, s - 2);
-      }
-    }
-    ctx.globalAlpha = 1;
-    if (s >= 24) {
-      const label = String(fd);
-      const { left, px } = labelFit(s, label, reg.bits.has('et'), !!(conn && conn.peer && !conn.generated));
-      ctx.font = `${px}px ${LABEL_FONT}`;
-      ctx.textBaseline = 'top';
-      ctx.fillStyle = reg.role === 'connection' ? c.text : '#0b0d11';
-      ctx.globalAlpha = dim;
-      ctx.fillText(label, x + left, y + 3);
-      ctx.globalAlpha = 1;
-    }
+    paintCell(ctx, model, this.cellBox(i), this.layout.cell, fd);
   }
 
   /** What changes every wait: green stripes for what came back ready, and a fading outline. */
@@ -322,7 +242,7 @@ export class BackendPanel {
       const i = this.index.get(fd);
       if (i === undefined) continue;
       const { x, y, s } = this.cellBox(i);
-      const stripe = this.stripeH(s);
+      const stripe = stripeHeight(s);
       const bits = toBits(flags);
       ctx.fillStyle = c.ready;
       // only the bits that came back: a reset of a fd watched for writing alone returns
