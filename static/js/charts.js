@@ -63,12 +63,25 @@ export function compactTicks(vals) {
   return out;
 }
 
-/** Log-scale ticks at the powers of ten only: the 2..9 lines of every decade merge into a band. */
-/** A rate's y range from 0: an axis from 1.16k to 1.2k drew a 3 % wobble as a fall. */
+/** A rate's y range from 0: an axis from 1.16k to 1.2k drew a 3 % wobble as a fall. At
+ *  least 0-10: an idle second's axis read "0.2 events/s". */
 export function fromZero(u, min, max) {
-  return [0, max > 0 ? max * 1.1 : 1];
+  return [0, max > 0 ? Math.max(10, max * 1.1) : 10];
 }
 
+/** A log axis's range out to whole powers of ten, so that both ends have a labelled tick (a
+ *  3 µs point sat under the lowest tick, 10); with no data yet, `empty` (an axis and a grid
+ *  rather than a blank box). */
+export function wholeDecades(empty) {
+  return (u, min, max) => {
+    if (!(min > 0) || !(max > 0)) return empty;
+    const lo = 10 ** Math.floor(Math.log10(min));
+    const hi = 10 ** Math.ceil(Math.log10(max));
+    return [lo, hi > lo ? hi : lo * 10];
+  };
+}
+
+/** Log-scale ticks at the powers of ten only: the 2..9 lines of every decade merge into a band. */
 export function decades(u, axisIdx, min, max) {
   const out = [];
   for (let p = Math.floor(Math.log10(Math.max(min, 1e-9))); 10 ** p <= max * 1.001; p++) {
@@ -103,7 +116,9 @@ export class Charts {
     const c = colors();
     const mk = (id, opts, data) => {
       const el = root.querySelector(id);
-      return new uPlot({ width: Math.max(200, el.clientWidth), height: HEIGHT, ...opts }, data, el);
+      // the legend names the lines (live, it read "engine: --" until the mouse was over the plot)
+      return new uPlot({ width: Math.max(200, el.clientWidth), height: HEIGHT, legend: { live: false }, ...opts },
+        data, el);
     };
     this.events = mk('#chart-events', {
       title: 'events per second',
@@ -119,7 +134,7 @@ export class Charts {
       scales: { x: { time: false }, y: { range: fromZero } },
     }, [[], [], []]);
     this.wait = mk('#chart-wait', {
-      title: `wait duration vs registered fds: CPU time of one wait call (µs, median of the last ${WAIT_SAMPLES})`,
+      title: 'wait duration vs registered fds (CPU µs of one call)',   // (medians of how many: the caption)
       // two lines a backend: a call that slept pays the wake-up on the CPU too (~15 µs here),
       // more than epoll's whole call; drawn on one line, a flood's waits (at once) at 200
       // fds looked 50 times cheaper than an idle page's at 3
@@ -131,10 +146,11 @@ export class Charts {
         points: { show: true, size: 4, fill: 'transparent' },
       }))],
       axes: axes(c, 'µs', false),
-      scales: { x: { time: false, distr: 3 }, y: { distr: 3 } },
+      scales: { x: { time: false, distr: 3, range: wholeDecades([1, 1000]) },
+        y: { distr: 3, range: wholeDecades([1, 100]) } },
       // the two lines of a backend share its colour: in the legend, as on the plot, the
       // calls that slept are hollow (and dashed), those that returned at once filled
-      legend: { markers: {
+      legend: { live: false, markers: {
         dash: (u, i) => (u.series[i].dash ? 'dashed' : 'solid'),
         fill: (u, i) => (u.series[i].dash || i === 0 ? 'transparent' : u.series[i].stroke(u, i)),
       } },
@@ -145,11 +161,13 @@ export class Charts {
     this.waitEmpty = document.createElement('p');
     this.waitEmpty.className = 'chart-empty muted';
     this.waitEmpty.id = 'chart-wait-empty';
-    root.querySelector('#chart-wait').append(this.waitEmpty);
+    this.wait.over.append(this.waitEmpty);
     this.waitPoints = 0;
     // the charts' figures as text, for those who cannot see the plots (a canvas says nothing);
     // each optional: a page without them still has the charts
     this.nowEl = root.querySelector('#chart-now');
+    const samples = root.querySelector('#wait-samples');
+    if (samples) samples.textContent = String(WAIT_SAMPLES);
     this.waitTable = root.querySelector('#chart-wait-table');
     this.waitRows = { x: [], ys: [] };
     this.waitTable?.closest('details').addEventListener('toggle', () => this.fillWaitTable());

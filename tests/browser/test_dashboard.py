@@ -259,6 +259,10 @@ def test_the_empty_wait_chart_says_the_loop_is_paused_until_a_step(dashboard):
     page.wait_for_function(SNAPSHOT_PAINTED, timeout=10_000)
     page.locator("#chart-wait").scroll_into_view_if_needed()
     expect(note).to_have_text(re.compile(r"^No wait call seen yet: the loop is paused"), timeout=5000)
+    # over the plot (not the title and legend), which has an axis and a grid: not a blank box
+    assert note.evaluate("(el) => el.parentElement.classList.contains('u-over')")
+    assert page.evaluate("""() => { const s = window.__muxscope.charts.wait.scales;
+        return [s.x.min, s.x.max, s.y.min, s.y.max]; }""") == [1, 1000, 1, 100]
     panel_height = page.locator("#charts-panel").bounding_box()["height"]
     assert dashboard.api.post("/api/loop", json={"action": "step"}).status_code == 200
     page.wait_for_function("() => window.__muxscope.charts.waitPoints > 0", timeout=5000)

@@ -160,8 +160,34 @@ def test_the_charts_stand_side_by_side_on_a_wide_page_and_stack_on_a_narrow_one(
     assert len({top for top, _, _ in wide}) == 1, wide           # one row
     assert wide[0][2] <= wide[1][1] and wide[1][2] <= wide[2][1], wide
     assert panel["height"] < 700, panel
+    # two columns, not three: the wait chart takes the second row whole (alone at half width,
+    # it left half the panel empty at 900-1024 px)
+    page.set_viewport_size({"width": 1000, "height": 1000})
+    page.wait_for_function(f"() => new Set(({CHART_BOXES})().map((b) => b[0])).size === 2")
+    two = page.evaluate(CHART_BOXES)
+    assert two[0][0] == two[1][0] < two[2][0], two
+    assert two[2][1] == two[0][1] and two[2][2] == two[1][2], two
     page.set_viewport_size({"width": 600, "height": 1000})
     page.wait_for_function(f"() => new Set(({CHART_BOXES})().map((b) => b[0])).size === 3")
     narrow = page.evaluate(CHART_BOXES)
     width = page.locator("#charts-panel").bounding_box()["width"]
     assert all(right - left <= width for _, left, right in narrow), (narrow, width)
+
+
+def test_the_syscall_detail_keeps_its_height_at_600_px_whatever_its_text(dashboard):
+    """At 600 px "took under 1 µs, under 1 µs of it on the CPU · 3 of 36 fds ready · timeout
+    250 ms" took two lines and "took 1 µs, ..." one: under load every panel below moved 19 px
+    several times a second (a visual review)."""
+    page = dashboard.page
+    page.set_viewport_size({"width": 600, "height": 1000})
+    heights = page.evaluate("""() => {
+        const detail = document.getElementById('syscall-detail');
+        const panel = document.getElementById('syscall-panel');
+        const texts = ['took 1 µs, 1 µs of it on the CPU · 3 of 36 fds ready · timeout 250 ms',
+            'took under 1 µs, under 1 µs of it on the CPU · 3 of 36 fds ready · timeout 250 ms'];
+        return texts.map((t) => { detail.textContent = t; return [panel.getBoundingClientRect().height,
+            detail.getClientRects().length && detail.getBoundingClientRect().height]; });
+    }""")
+    assert heights[0][0] == heights[1][0], heights
+    line = page.evaluate("() => parseFloat(getComputedStyle(document.getElementById('syscall-detail')).lineHeight)")
+    assert heights[1][1] > 1.5 * line, f"the longer text is meant to take two lines here: {heights}"

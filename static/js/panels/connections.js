@@ -184,7 +184,12 @@ export class ConnectionsPanel {
     const set = (key, text) => {
       if (last[key] !== text) { last[key] = text; row.cells[key].textContent = text; }
     };
-    set('peer', c.peer || '');          // untrusted: textContent only
+    const peer = c.peer || '';
+    if (last.peer !== peer) {           // untrusted: text nodes only, with a break point after
+      last.peer = peer;                 // the port's colon for narrow pages (textContent unchanged)
+      const cut = peer.lastIndexOf(':') + 1;
+      row.cells.peer.replaceChildren(peer.slice(0, cut), document.createElement('wbr'), peer.slice(cut));
+    }
     set('queue', `${c.depth} / ${fmtBytes(c.pending)}`);
     // whole byte counts, digits grouped (12,582,912): an echo's in and out compare at a glance
     // events dropped for this page: the sums lack their bytes until the state is read again

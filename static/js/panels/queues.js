@@ -87,11 +87,18 @@ export class QueuesPanel {
     const plotH = HEIGHT - TOP - BOTTOM;
     const yOf = (bytes) => HEIGHT - BOTTOM - (bytes > 0 ? Math.min(1, Math.log2(1 + bytes) / top) : 0) * plotH;
     const bars = this.picked;
-    const slot = bars.length ? Math.min(44, Math.max(6, Math.floor(width / bars.length))) : 44;
+    ctx.font = '10px ui-monospace, monospace';
+    // the scale's labels keep a gutter of their own at the right: drawn over the last bars,
+    // they hid a full bar's top
+    const scale = [[1024, '1 KiB', c.line], [65536, '64 KiB', c.line], [high, `high-water ${fmtBytes(high)}`, c.danger]];
+    const gutter = Math.ceil(Math.max(...scale.map(([, label]) => ctx.measureText(label).width))) + 6;
+    const slot = bars.length ? Math.min(44, Math.max(6, Math.floor((width - gutter) / bars.length))) : 44;
     const barW = Math.max(3, slot - Math.max(1, Math.floor(slot / 5)));
+    // fd labels: under every bar when there is room, else under every k-th one (none at all
+    // left a narrow page's bars nameless)
+    const labelEvery = Math.ceil(22 / slot);
     let animating = false;
     const seen = new Set();
-    ctx.font = '10px ui-monospace, monospace';
     bars.forEach((conn, i) => {
       seen.add(conn.fd);
       const prev = this.shown.get(conn.fd) ?? 0;
@@ -116,7 +123,9 @@ export class QueuesPanel {
       ctx.fillRect(x, HEIGHT - BOTTOM, barW, 2);
       ctx.fillStyle = ui.isMine(conn.peer) ? c.text : c.muted;
       ctx.textBaseline = 'top';
-      if (slot >= 22) ctx.fillText(ui.isMine(conn.peer) ? `${conn.fd}★` : String(conn.fd), x, HEIGHT - BOTTOM + 3);
+      if (i % labelEvery === 0 || ui.isMine(conn.peer)) {
+        ctx.fillText(ui.isMine(conn.peer) ? `${conn.fd}★` : String(conn.fd), x, HEIGHT - BOTTOM + 3);
+      }
       ctx.textBaseline = 'bottom';
       if (slot >= 22 && conn.depth > 0) { ctx.fillStyle = c.text; ctx.fillText(String(conn.depth), x, Math.max(TOP + 10, y - 1)); }
       if (conn.paused && slot >= 30) { ctx.fillStyle = c.danger; ctx.fillText('paused', x, TOP); }
@@ -124,7 +133,7 @@ export class QueuesPanel {
     // scale lines (drawn over the bars): 1 KiB, 64 KiB, high-water
     ctx.font = '10px ui-monospace, monospace';
     ctx.textBaseline = 'bottom';
-    for (const [bytes, label, color] of [[1024, '1 KiB', c.line], [65536, '64 KiB', c.line], [high, `high-water ${fmtBytes(high)}`, c.danger]]) {
+    for (const [bytes, label, color] of scale) {
       const y = Math.round(yOf(bytes)) + 0.5;
       ctx.strokeStyle = color; ctx.lineWidth = 1; ctx.setLineDash(color === c.danger ? [4, 3] : [2, 4]);
       ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(width, y); ctx.stroke();
