@@ -93,6 +93,7 @@ const debug = {
   get logPinPending() { return log.needPin; },   // rows appended, the pin to the end not yet done
   get logPaints() { return log.paints; },        // log paints that took new events
   get charts() { return charts; },               // the chart series, for tests
+  get queueBars() { return queues.drawn; },      // the queue bars' last layout, for tests
   get kernelPoll() {                             // the kernel panel's reads, for tests
     return { visible: kernel.visible, busy: kernel.busy, painted: !!kernel.data, ...kernel.reads };
   },

@@ -191,3 +191,18 @@ def test_the_syscall_detail_keeps_its_height_at_600_px_whatever_its_text(dashboa
     assert heights[0][0] == heights[1][0], heights
     line = page.evaluate("() => parseFloat(getComputedStyle(document.getElementById('syscall-detail')).lineHeight)")
     assert heights[1][1] > 1.5 * line, f"the longer text is meant to take two lines here: {heights}"
+
+
+def test_the_queue_bars_leave_the_scale_its_gutter_and_name_every_kth_fd_when_narrow(dashboard):
+    """At 600 px 33 bars got no fd number at all (one was drawn only under a 22 px slot), and
+    at 600-1400 px the scale's labels ("high-water 1.0 MiB") were drawn over the last bars."""
+    page = dashboard.page
+    page.set_viewport_size({"width": 600, "height": 1000})
+    with load_clients(dashboard, 33, 16, 0):
+        page.locator("#queues-panel").scroll_into_view_if_needed()
+        drawn = page.wait_for_function(
+            "() => { const d = window.__muxscope.queueBars; return d && d.bars >= 33 && d; }",
+            timeout=10_000).json_value()
+    assert drawn["slot"] * drawn["bars"] <= drawn["width"] - drawn["gutter"], drawn
+    assert drawn["gutter"] >= 60, drawn                       # "high-water 1.0 MiB" at 10 px
+    assert drawn["slot"] < 22 and drawn["slot"] * drawn["labelEvery"] >= 22, drawn

@@ -97,6 +97,7 @@ export class QueuesPanel {
     // fd labels: under every bar when there is room, else under every k-th one (none at all
     // left a narrow page's bars nameless)
     const labelEvery = Math.ceil(22 / slot);
+    this.drawn = { width, gutter, slot, bars: bars.length, labelEvery };
     let animating = false;
     const seen = new Set();
     bars.forEach((conn, i) => {
