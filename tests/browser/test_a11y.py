@@ -229,14 +229,16 @@ def test_at_400_px_each_label_stays_beside_its_control_and_nothing_leaves_its_pa
 
 def test_at_600_px_the_connection_table_fits_and_the_set_lists_start_level(dashboard):
     """At 600 px the connection table scrolled sideways by 105 px (its "yours" stars out of
-    view), and the fd panel's interest list, under a 3-line title, started a line below the
+    view; again by 23 px with 6-digit byte counts: an address now breaks after its colon), and the fd panel's interest list, under a 3-line title, started a line below the
     ready list beside it (a visual review)."""
     page = dashboard.page
     page.set_viewport_size({"width": 600, "height": 900})
     with load_clients(dashboard, 6, 1024, 0), dashboard.connect() as sock:
-        echo(sock, b"mine\n")
+        for _ in range(10):   # seven-digit byte counts (a 6-digit count overflowed the box again)
+            echo(sock, b"x" * 100_000)
         page.wait_for_function("() => document.querySelectorAll('#connection-list tr').length >= 7",
                                timeout=8000)
+        expect(page.locator("#connection-list")).to_contain_text("1,000,000", timeout=8000)
         fd = server_fd(dashboard, sock)   # the sets list the connections (their titles are long)
         expect(page.locator("#backend-sets .set").first).to_contain_text(f"fd {fd}:", timeout=8000)
         table = page.locator("#connection-table").evaluate(

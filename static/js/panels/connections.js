@@ -190,7 +190,14 @@ export class ConnectionsPanel {
       const cut = peer.lastIndexOf(':') + 1;
       row.cells.peer.replaceChildren(peer.slice(0, cut), document.createElement('wbr'), peer.slice(cut));
     }
-    set('queue', `${c.depth} / ${fmtBytes(c.pending)}`);
+    const queue = `${c.depth} / ${fmtBytes(c.pending)}`;
+    if (last.queue !== queue) {         // "chunks /" and "bytes" each whole: a narrow page breaks
+      last.queue = queue;               // between them, not inside "0 B" (textContent unchanged)
+      const [chunks, bytes] = [document.createElement('span'), document.createElement('span')];
+      chunks.textContent = `${c.depth} /`;
+      bytes.textContent = fmtBytes(c.pending);
+      row.cells.queue.replaceChildren(chunks, ' ', bytes);
+    }
     // whole byte counts, digits grouped (12,582,912): an echo's in and out compare at a glance
     // events dropped for this page: the sums lack their bytes until the state is read again
     const about = this.approximate ? '≈' : '';
