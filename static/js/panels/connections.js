@@ -184,20 +184,18 @@ export class ConnectionsPanel {
     const set = (key, text) => {
       if (last[key] !== text) { last[key] = text; row.cells[key].textContent = text; }
     };
-    const peer = c.peer || '';
-    if (last.peer !== peer) {           // untrusted: text nodes only, with a break point after
-      last.peer = peer;                 // the port's colon for narrow pages (textContent unchanged)
-      const cut = peer.lastIndexOf(':') + 1;
-      row.cells.peer.replaceChildren(peer.slice(0, cut), document.createElement('wbr'), peer.slice(cut));
-    }
-    const queue = `${c.depth} / ${fmtBytes(c.pending)}`;
-    if (last.queue !== queue) {         // "chunks /" and "bytes" each whole: a narrow page breaks
-      last.queue = queue;               // between them, not inside "0 B" (textContent unchanged)
-      const [chunks, bytes] = [document.createElement('span'), document.createElement('span')];
-      chunks.textContent = `${c.depth} /`;
-      bytes.textContent = fmtBytes(c.pending);
-      row.cells.queue.replaceChildren(chunks, ' ', bytes);
-    }
+    // the same, for a text laid out in parts (its textContent still `text`; untrusted parts
+    // are strings, text nodes only): where a narrow page may break it
+    const setParts = (key, text, parts) => {
+      if (last[key] !== text) { last[key] = text; row.cells[key].replaceChildren(...parts()); }
+    };
+    const nowrap = (text) => { const span = document.createElement('span'); span.textContent = text; return span; };
+    const peer = c.peer || '';          // a break point after the port's colon
+    const cut = peer.lastIndexOf(':') + 1;
+    setParts('peer', peer, () => [peer.slice(0, cut), document.createElement('wbr'), peer.slice(cut)]);
+    // "chunks /" and "bytes" each whole: broken between them, not inside "0 B"
+    const bytes = fmtBytes(c.pending);
+    setParts('queue', `${c.depth} / ${bytes}`, () => [nowrap(`${c.depth} /`), ' ', nowrap(bytes)]);
     // whole byte counts, digits grouped (12,582,912): an echo's in and out compare at a glance
     // events dropped for this page: the sums lack their bytes until the state is read again
     const about = this.approximate ? '≈' : '';
