@@ -4,6 +4,7 @@ previews as text (SPEC §5, §6)."""
 
 from __future__ import annotations
 
+import colorsys
 import re
 import socket
 import threading
@@ -88,6 +89,34 @@ def test_a_lingering_close_is_shown_until_the_peer_ends_it_or_close_now(dashboar
 
 
 # -- 7. add / remove load clients ----------------------------------------------------------------
+
+def test_a_few_peers_from_neighbouring_ports_get_hues_far_apart(dashboard):
+    """Four telnets from one machine: their colours were a hash of the address, and two of
+    three peers were within 15° of each other about one time in four. Hues now go in the order
+    peers are seen, a golden-ratio step apart; each peer keeps its colour in the fd column."""
+    page = dashboard.page
+    socks = [dashboard.connect() for _ in range(4)]
+    try:
+        fds = [server_fd(dashboard, sock) for sock in socks]
+        for fd in fds:
+            expect(row(page, fd)).to_have_count(1, timeout=3000)
+        colours = page.evaluate("""(fds) => fds.map((fd) => {
+            const tr = document.querySelector(`#connection-list tr[data-fd="${fd}"]`);
+            return [getComputedStyle(tr.querySelector('.peer-swatch')).backgroundColor,
+                    getComputedStyle(tr.firstElementChild).borderLeftColor];
+        })""", fds)
+        hues = []
+        for swatch, fd_mark in colours:
+            assert swatch == fd_mark, colours
+            r, g, b = (int(v) / 255 for v in re.findall(r"\d+", swatch)[:3])
+            hues.append(colorsys.rgb_to_hls(r, g, b)[0] * 360)
+        closest = min(abs(a - b) for i, a in enumerate(hues) for b in hues[i + 1:])
+        assert closest >= 40, (hues, colours)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert real_console_errors(dashboard) == []
+
 
 def test_add_and_remove_clients(dashboard):
     page = dashboard.page
