@@ -229,21 +229,27 @@ def test_at_400_px_each_label_stays_beside_its_control_and_nothing_leaves_its_pa
 
 def test_at_600_px_the_connection_table_fits_and_the_set_lists_start_level(dashboard):
     """At 600 px the connection table scrolled sideways by 105 px (its "yours" stars out of
-    view; again by 23 px with 6-digit byte counts: an address now breaks after its colon), and the fd panel's interest list, under a 3-line title, started a line below the
-    ready list beside it (a visual review)."""
+    view; again by 23 px with 6-digit byte counts: an address now breaks after its colon, and
+    with 8-digit ones: a count now breaks after a comma when it must), and the fd panel's
+    interest list, under a 3-line title, started a line below the ready list beside it (a
+    visual review). The wait chart's figures, opened, scrolled sideways by 134 px."""
     page = dashboard.page
     page.set_viewport_size({"width": 600, "height": 900})
     with load_clients(dashboard, 6, 1024, 0), dashboard.connect() as sock:
-        for _ in range(10):   # seven-digit byte counts (a 6-digit count overflowed the box again)
-            echo(sock, b"x" * 100_000)
+        for _ in range(10):   # eight-digit byte counts (6- and 8-digit ones overflowed the box)
+            echo(sock, b"x" * 1_000_000)
         page.wait_for_function("() => document.querySelectorAll('#connection-list tr').length >= 7",
                                timeout=8000)
-        expect(page.locator("#connection-list")).to_contain_text("1,000,000", timeout=8000)
+        expect(page.locator("#connection-list")).to_contain_text("10,000,000", timeout=8000)
         fd = server_fd(dashboard, sock)   # the sets list the connections (their titles are long)
         expect(page.locator("#backend-sets .set").first).to_contain_text(f"fd {fd}:", timeout=8000)
         table = page.locator("#connection-table").evaluate(
             "(t) => { const box = t.closest('.table-wrap'); return [box.scrollWidth, box.clientWidth]; }")
         assert table[0] <= table[1], f"the connection table scrolls sideways: {table}"
+        page.locator(".chart-figures summary").click()   # the wait chart's figures (7 columns)
+        figures = page.locator("#chart-wait-table").evaluate(
+            "(t) => { const box = t.closest('.table-wrap'); return [box.scrollWidth, box.clientWidth]; }")
+        assert 0 < figures[0] <= figures[1], f"the wait chart's figures scroll sideways: {figures}"
         starts = page.evaluate("""() => [...document.querySelectorAll('#backend-sets .set')].map((s) => [
             s.getBoundingClientRect().top, s.querySelector('pre').getBoundingClientRect().top])""")
     rows: dict[int, list[int]] = {}

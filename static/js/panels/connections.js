@@ -197,10 +197,21 @@ export class ConnectionsPanel {
     const bytes = fmtBytes(c.pending);
     setParts('queue', `${c.depth} / ${bytes}`, () => [nowrap(`${c.depth} /`), ' ', nowrap(bytes)]);
     // whole byte counts, digits grouped (12,582,912): an echo's in and out compare at a glance
-    // events dropped for this page: the sums lack their bytes until the state is read again
+    // events dropped for this page: the sums lack their bytes until the state is read again.
+    // A narrow page may break a count of 8 digits or more once, after its middle comma (they
+    // overflowed the box at 600 px; a break at every comma made 3 lines of 30,000,036, and a
+    // table too wide for its box breaks whatever may break: 7 digits fit whole, so they do not).
     const about = this.approximate ? '≈' : '';
-    set('in', about + GROUPED.format(c.bytesIn));
-    set('out', about + GROUPED.format(c.bytesOut));
+    const count = (text) => () => {
+      const groups = text.split(',');
+      if (groups.length < 3 || groups[0].replace('≈', '').length < 2) return [text];
+      const head = Math.ceil(groups.length / 2);
+      return [`${groups.slice(0, head).join(',')},`, document.createElement('wbr'), groups.slice(head).join(',')];
+    };
+    const bytesIn = about + GROUPED.format(c.bytesIn);
+    const bytesOut = about + GROUPED.format(c.bytesOut);
+    setParts('in', bytesIn, count(bytesIn));
+    setParts('out', bytesOut, count(bytesOut));
     set('paused', c.lingering ? 'lingering' : c.paused ? 'paused' : '');
     if (last.lingering !== c.lingering) {
       last.lingering = c.lingering;
