@@ -62,8 +62,9 @@ class LoadRequest(Strict):
     connections: int = Field(ge=1, le=100_000)
     message_size: int = Field(ge=1, le=1 << 20)
     #: SPEC §4's whole range: a tiny rate (1e-300, whose interval is inf) is a client whose
-    #: next send is far away; the load thread caps each wait (mux/load.py, MAX_WAIT)
-    rate: float = Field(ge=0, le=1000)
+    #: next send is far away; the load thread caps each wait (mux/load.py, MAX_WAIT). NaN is
+    #: refused as not finite (the bound's message, "less than or equal to 1000", misled)
+    rate: float = Field(ge=0, le=1000, allow_inf_nan=False)
 
 
 class BreakpointRequest(Strict):

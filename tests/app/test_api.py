@@ -132,6 +132,17 @@ def test_a_required_field_given_as_null_says_so_without_calling_it_optional(live
     assert error["loc"] == ["body", "on"] and "optional" not in error["msg"], error
 
 
+@pytest.mark.parametrize("rate", ["NaN", "Infinity", "-Infinity"])
+def test_a_rate_that_is_not_a_number_is_422_saying_so(live, rate):
+    """`"rate": NaN` was refused as not "less than or equal to 1000" (a black-box review)."""
+    body = '{"connections": 1, "message_size": 8, "rate": %s}' % rate
+    r = live.client.post("/api/load", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["body", "rate"] and "finite" in error["msg"], error
+    assert live.client.get("/api/load").json()["connections"] == 0
+
+
 @pytest.mark.parametrize(("method", "path"), [
     ("POST", "/api/connections/{fd}/close"), ("DELETE", "/api/load"),
     ("DELETE", "/api/breakpoints/{bp}")])
