@@ -135,7 +135,7 @@ def test_a_required_field_given_as_null_says_so_without_calling_it_optional(live
 @pytest.mark.parametrize("rate", ["NaN", "Infinity", "-Infinity"])
 def test_a_rate_that_is_not_a_number_is_422_saying_so(live, rate):
     """`"rate": NaN` was refused as not "less than or equal to 1000" (a black-box review)."""
-    body = '{"connections": 1, "message_size": 8, "rate": %s}' % rate
+    body = '{"connections": 1, "message_size": 8, "rate": ' + rate + "}"
     r = live.client.post("/api/load", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     [error] = r.json()["detail"]
