@@ -39,6 +39,16 @@ class LoopControl:
     _iterating: bool
     _held_loop_events: list[dict[str, Any]] | None
 
+    def runs_free(self) -> bool:
+        """True while `Engine.run` has nothing to do between two iterations: inside one of
+        its iterations (not a dispatch called by hand, as the bench's micro part does),
+        running, not stopping, no slow motion, no breakpoint's hit or held `loop` event, no
+        bug-zoo flaw. The batch dispatch (hot.py) then waits again itself, until a handler
+        it calls (the control fd's, for any command) may have changed one of them."""
+        return self._iterating and not (
+            self.paused or self._stopping or self.delay_ms or self.flaws.active
+            or self.breakpoints.hit is not None or self._held_loop_events is not None)
+
     def emit_loop_state(self, cause: str = "delay") -> None:
         """A `loop` event for a change of slow motion or flaw: the loop's state unchanged."""
         self._emit_loop("paused" if self.paused else "running", cause=cause)
