@@ -53,7 +53,7 @@ class EchoDispatch:
         self.engine = engine
         self.loop = engine.loop
 
-    def run(self, ready: list[tuple[int, int]], backend: Backend) -> None:
+    def run(self, ready: list[tuple[int, int]], backend: Backend) -> list[tuple[int, int]]:
         loop = self.loop
         engine = self.engine
         # Typed as what `handler.inline` says it is: the attributes read past that test are a
@@ -250,7 +250,7 @@ class EchoDispatch:
                     loop._handler_failed(handler, exc)
                 if loop.dispatch_hook is not None:  # a flaw, switched on just now
                     loop.hook_the_rest(ready, (fd, native))
-                    return
+                    return ready
                 eager = engine.eager  # a command may have switched them (see the rules)
                 sticky = engine.sticky_write
                 edge = loop.edge
@@ -262,7 +262,7 @@ class EchoDispatch:
                 obs.seq += unshown
                 unshown = 0
             if not again or handed_over or obs.active or loop._soon or loop._timers:
-                return
+                return ready
             t0 = perf_counter()
             try:
                 ready = wait(timeout)
@@ -270,7 +270,7 @@ class EchoDispatch:
                 if loop.wait_error_hook is None:
                     raise
                 loop.wait_error_hook(exc, WAIT_CALLS.get(backend.name, f"{backend.name}()"))
-                return
+                return ready
             duration_us = (perf_counter() - t0) * 1e6
             if retired:
                 retired.clear()
@@ -282,6 +282,6 @@ class EchoDispatch:
                     loop.last_ready_backend = backend
                     loop._emit_wait(timeout, ready, duration_us)
                     loop._dispatch_instrumented(ready, True)
-                    return
+                    return ready
                 obs.seq += 1 + len(ready)
                 active = True

@@ -55,9 +55,10 @@ class Loop(Registrations, Scheduler):
         self.unshown_wait: tuple[float | None, list[tuple[int, int]], float, Backend,
                                  int] | None = None
         #: runs an unwatched iteration's ready list (no one-shot, no flaw): the engine sets
-        #: its batch dispatch (hot.py), with TCP's eager echo inline
-        self.dispatch_unwatched: Callable[[list[tuple[int, int]], Backend], None] = (
-            self._dispatch_plain)
+        #: its batch dispatch (hot.py), with TCP's eager echo inline, which may wait again
+        #: itself: it returns the ready list it handled last, the one the iteration's hooks see
+        self.dispatch_unwatched: Callable[[list[tuple[int, int]], Backend],
+                                          list[tuple[int, int]]] = self._dispatch_plain
         #: replaces `handler.on_ready(generic)` while a bug-zoo flaw is on
         self.dispatch_hook: Callable[[Handler, int], None] | None = None
         #: called with the OSError a wait call (or a one-shot re-arm) raised, a flaw's
@@ -129,7 +130,7 @@ class Loop(Registrations, Scheduler):
         if watched or backend.oneshot or self.dispatch_hook is not None:
             self._dispatch_instrumented(ready, watched)
         else:  # the hot path: the engine's batch dispatch (hot.py), or _dispatch_plain
-            self.dispatch_unwatched(ready, backend)
+            ready = self.dispatch_unwatched(ready, backend)  # (hot.py may have waited again)
         if self._soon or self._timers:
             self._run_due()
         if self.after_iteration:
@@ -138,7 +139,8 @@ class Loop(Registrations, Scheduler):
             for hook in self.after_iteration:
                 hook(ready)
 
-    def _dispatch_plain(self, ready: list[tuple[int, int]], backend: Backend) -> None:
+    def _dispatch_plain(self, ready: list[tuple[int, int]],
+                        backend: Backend) -> list[tuple[int, int]]:
         """An unwatched iteration's dispatch, with no protocol inline: each fd's handler."""
         handlers = self.handlers
         retired = self.retired
@@ -160,7 +162,8 @@ class Loop(Registrations, Scheduler):
                 self._handler_failed(handler, exc)
             if self.dispatch_hook is not None:
                 self.hook_the_rest(ready, (fd, native))
-                return
+                return ready
+        return ready
 
     def hook_the_rest(self, ready: list[tuple[int, int]], done: tuple[int, int]) -> None:
         """A bug-zoo flaw was switched on by a command a handler of this batch ran (the
