@@ -69,14 +69,18 @@ class Loop(Registrations, Scheduler):
 
     # -- one iteration -------------------------------------------------------------------
     def run_once(self) -> None:
-        """Exactly one wait call, then the handlers of what it returned.
+        """One wait call, then the handlers of what it returned (with nobody listening the
+        engine's batch dispatch may go on to make the next waits itself: see below).
 
         The observers' iteration start is called only to open a budget window (within one,
         watched is decided here): with one connection an iteration is one message, and each
         Python frame costs ~150 machine instructions to push and clear (callgrind,
         docs/BENCHMARKS-history.md "Runs BA, BB, BC and BD"). The hot path's dispatch (nobody
         watching this iteration, no one-shot, no bug-zoo hook) is `dispatch_unwatched`: one
-        frame for the whole batch, in which the engine's runs the eager echo inline (hot.py).
+        frame for the whole batch, in which the engine's runs the eager echo inline (hot.py),
+        and, with nobody listening, makes the waits after it too until a handler it calls may
+        have changed what this method or `Engine.run` decides: the iteration's hooks are then
+        given the ready list it handled last, which it returns.
         """
         backend = self.backend
         timeout = self._timeout() if (self._soon or self._timers) else self.wait_timeout
