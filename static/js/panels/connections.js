@@ -204,7 +204,7 @@ export class ConnectionsPanel {
     const about = this.approximate ? '≈' : '';
     const count = (text) => () => {
       const groups = text.split(',');
-      if (groups.length < 3 || groups[0].replace('≈', '').length < 2) return [text];
+      if (text.replace(/\D/g, '').length < 8) return [text];
       const head = Math.ceil(groups.length / 2);
       return [`${groups.slice(0, head).join(',')},`, document.createElement('wbr'), groups.slice(head).join(',')];
     };
