@@ -99,8 +99,9 @@ class PollEquality(Flaw):
     caption = ("The handler reads only when the returned mask equals POLLIN exactly. When "
                "POLLIN arrives together with another bit (POLLOUT, or a hang-up with the last "
                "bytes) the read is skipped, and a hang-up closes with data unread: the "
-               "kernel then sends the client a reset, not a FIN (nc says \"connection "
-               "reset\"), and the unread bytes are never echoed.")
+               "kernel then sends the client a reset, not a FIN (its next read fails with "
+               "ECONNRESET: `nc -N` just exits, a Python client raises "
+               "ConnectionResetError), and the unread bytes are never echoed.")
     wants_rdhup = True
 
     def connection_ready(self, conn: TcpConnection, native: int) -> None:
@@ -135,9 +136,9 @@ class HupBeforeIn(Flaw):
                "a hang-up together: RDHUP (the peer shut its sending side, the usual close; "
                "this flaw asks for that bit) or HUP (both sides shut, or a reset). This "
                "handler checks the hang-up first and closes: the last bytes are never read, "
-               "and closing with them unread makes the kernel send the client a reset (nc "
-               "says \"connection reset\"). (select has no hang-up bit: switch to poll or "
-               "epoll.)")
+               "and closing with them unread makes the kernel send the client a reset (its "
+               "next read fails with ECONNRESET: `nc -N` just exits, without the echo). "
+               "(select has no hang-up bit: switch to poll or epoll.)")
     wants_rdhup = True
 
     def __init__(self, engine: Engine) -> None:

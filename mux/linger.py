@@ -48,7 +48,7 @@ class Lingerer:
 
     def on_ready(self, mask: int) -> None:
         outcome, _ = self.conn.read_away()
-        if outcome in ("eof", "reset"):  # a reset: the peer closed with our FIN unread
+        if outcome in ("eof", "reset"):  # a reset: the peer closed with our echoes unread
             self.conn.note_hup()  # a "hup" breakpoint fires for it, as for any EOF
             self.conn.linger_end = outcome
             self.close(self.reason)

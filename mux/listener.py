@@ -2,10 +2,11 @@
 
 Kernel facts this module relies on:
 - In edge-triggered mode a readable listener is reported once per change: we accept until
-  EAGAIN (in batches, the rest on the next pass), or the waiting clients wait for an edge that
-  never comes.
+  EAGAIN (in batches, the rest on the next pass), or the waiting clients wait until another
+  client's connect makes a new edge.
 - `accept` failing with EMFILE/ENFILE leaves the client in the backlog: the listener stays
-  readable (level mode: a busy loop) or never signals again (edge mode). The listener is
+  readable (level mode: a busy loop) or is not reported again until another client connects
+  (edge mode). The listener is
   retried on a timer instead; a spare fd lets us accept and close one client to say so.
 """
 
@@ -65,7 +66,8 @@ class TcpListener(ListeningHandler):
 
     def _out_of_fds(self, exc: OSError) -> None:
         """No fd for the next connection. Without care this spins: the listener stays
-        readable (level) or never signals again (edge). So: stop watching the listener and
+        readable (level) or is not reported again until another client connects (edge). So:
+        stop watching the listener and
         retry on a timer. Once per spell, the spare fd accepts and closes one waiting client,
         which an `error` event says (at the first EMFILE, or at the first retry that finds a
         client waiting); no more are shed (each retry shed one, unsaid, ten a second): the

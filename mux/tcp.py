@@ -6,7 +6,8 @@ Kernel facts this module relies on:
   then we close — so a half-closed client (`nc -N`) gets every byte back.
 - `send` may take only part of a chunk; the rest stays at the head of the queue.
 - In edge-triggered mode a readiness is reported once per change: we must read until EAGAIN,
-  or the bytes left in the kernel wait for an edge that never comes.
+  or the bytes left in the kernel wait for the next edge, which only more bytes from the peer
+  make (and an echo client waiting for its reply sends none).
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ class UdpEcho(ListeningHandler):
         count of those not shown goes with the next one (`say_held`: unless its own numbers
         count them). True when it was said. (A client's closed port answering
         with ICMP is not among them: an unconnected UDP socket is told of ICMP errors only
-        with IP_RECVERR, udp(7).)"""
+        with IP_RECVERR: the kernel's __udp4_lib_err, though udp(7)'s ERRORS section reads
+        as if every socket were.)"""
         now = time.monotonic()
         last, quiet = self._errors.get(what, (-ERROR_INTERVAL, 0))
         if now - last < ERROR_INTERVAL:

@@ -29,8 +29,9 @@ class SelectBackend(Backend):
         self.wlist: dict[int, None] = {}
         # The except list stays empty: exceptional conditions on TCP mean urgent (OOB)
         # data, which an echo server does not use. Passing the read list here (the seed's
-        # mistake) reports nothing useful and hides the distinction. A tuple: select copies
-        # any other iterable into a new list on every call.
+        # mistake) reports nothing useful and hides the distinction. A tuple: select reads a
+        # tuple or a list in place (PySequence_Fast) and copies any other iterable into a
+        # new list on every call.
         self.xlist: tuple[int, ...] = ()
         self.registered: set[int] = set()
         #: `rlist` as select is given it: a tuple it reads in place, where a set is copied

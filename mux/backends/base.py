@@ -27,7 +27,8 @@ class FdLimitError(ValueError):
 
     def __init__(self, fd: int, backend: str = "select", more: str = "") -> None:
         super().__init__(
-            f"fd {fd} exceeds FD_SETSIZE ({FD_SETSIZE}); {backend} cannot watch it{more}"
+            f"fd {fd} is not below FD_SETSIZE ({FD_SETSIZE}): {backend} can watch fds 0–"
+            f"{FD_SETSIZE - 1} only{more}"
         )
         self.fd = fd
 
@@ -35,7 +36,7 @@ class FdLimitError(ValueError):
     def for_switch(cls, too_big: list[int]) -> FdLimitError:
         """The refusal of a switch to select: how many fds are in the way, and what to do."""
         others = len(too_big) - 1
-        also = f" (nor {others} more registered fd{'s' * (others != 1)} of {FD_SETSIZE} and up)"
+        also = f" ({others} more registered fd{'s' * (others != 1)} of {FD_SETSIZE} and up too)"
         return cls(max(too_big), more=(also if others else "") + (
             f". Close connections or remove generated clients until every fd is below "
             f"{FD_SETSIZE}, or stay on poll or epoll"))

@@ -7,10 +7,10 @@ const FD_SETSIZE = 1024;
 const IN_FLIGHT = 8;  // close requests at a time
 const STALE_FLAW = 'close_without_unregister';
 
-/** How many registered fds of 1024 and up the refusal names ("fd N exceeds FD_SETSIZE …
- *  (nor K more registered fds of 1024 and up)"). */
+/** How many registered fds of 1024 and up the refusal names ("fd N is not below FD_SETSIZE …
+ *  (K more registered fds of 1024 and up too)"). */
 function registeredHigh(detail) {
-  const more = /nor (\d+) more registered fd/.exec(detail);
+  const more = /(\d+) more registered fds? of/.exec(detail);
   return 1 + (more ? Number(more[1]) : 0);
 }
 

@@ -73,6 +73,13 @@ function timeval(ms, us) {
   return `{tv_sec=${Math.floor(micros / 1e6)}, tv_usec=${micros % 1e6}}`;
 }
 
+/** A wait's timeout in words: select's in the µs its struct timeval holds (a timer's 249.3 ms,
+ *  not the event's rounded-up 250), poll's and epoll's in the whole ms the kernel was given. */
+export function timeoutText(wait) {
+  if (wait.timeout_ms === null || wait.timeout_ms === undefined) return 'no timeout';
+  return `timeout ${typeof wait.timeout_us === 'number' ? wait.timeout_us / 1000 : wait.timeout_ms} ms`;
+}
+
 /** The first `cap` items as text, then "… +N" for the rest (only those `cap` are formatted). */
 function capped(items, cap, text) {
   const shown = items.slice(0, cap).map(text);

@@ -59,7 +59,7 @@ def _refused(page):
     error = page.locator("#error-area p.error-message")
     expect(error).to_have_count(1, timeout=8000)
     expect(error).to_contain_text("(409)")
-    expect(error).to_contain_text("exceeds FD_SETSIZE (1024)")
+    expect(error).to_contain_text("is not below FD_SETSIZE (1024)")
     return error
 
 

@@ -64,17 +64,20 @@ def test_select_line_prints_the_timeval_select_was_passed(bare_page):
     """CPython passes select microseconds; the line printed the event's milliseconds, rounded
     up (a timer's 249.3 ms as tv_usec=250000). A recording without them still prints its ms."""
     lines = bare_page.page.evaluate("""async () => {
-        const { syscallLine } = await import('/static/js/vocab.js');
+        const { syscallLine, timeoutText } = await import('/static/js/vocab.js');
         const model = { regsAtWait: () => new Map(), interestAtWait: () => null };
         const wait = (extra) => ({backend: 'select', registered: 0, ready: 0, ready_list: [],
                                   duration_us: 1, ...extra});
-        return [syscallLine(wait({timeout_ms: 250, timeout_us: 249300}), model, null),
-                syscallLine(wait({timeout_ms: 1500}), model, null),
-                syscallLine(wait({timeout_ms: null}), model, null)];
+        const waits = [wait({timeout_ms: 250, timeout_us: 249300}), wait({timeout_ms: 1500}),
+                       wait({timeout_ms: null})];
+        return waits.map((w) => [syscallLine(w, model, null), timeoutText(w)]);
     }""")
-    assert lines == ["select(0, NULL, NULL, NULL, {tv_sec=0, tv_usec=249300}) = 0",
-                     "select(0, NULL, NULL, NULL, {tv_sec=1, tv_usec=500000}) = 0",
-                     "select(0, NULL, NULL, NULL, NULL) = 0"]
+    # the detail under the line said "timeout 250 ms" beside tv_usec=249300 (a review)
+    assert lines == [["select(0, NULL, NULL, NULL, {tv_sec=0, tv_usec=249300}) = 0",
+                      "timeout 249.3 ms"],
+                     ["select(0, NULL, NULL, NULL, {tv_sec=1, tv_usec=500000}) = 0",
+                      "timeout 1500 ms"],
+                     ["select(0, NULL, NULL, NULL, NULL) = 0", "no timeout"]]
 
 
 def test_select_syscall_line_returns_what_select_returns(dashboard):

@@ -51,8 +51,9 @@ def test_a_refused_switch_to_select_counts_the_fds_in_the_way_and_says_what_to_d
         with pytest.raises(FdLimitError) as refused:
             engine.switch_backend("select").result(5)
         message = str(refused.value)
-        assert message.startswith(f"fd {fds[1]} exceeds FD_SETSIZE (1024)")
-        assert "(nor 1 more registered fd of 1024 and up)" in message
+        assert message.startswith(f"fd {fds[1]} is not below FD_SETSIZE (1024): select can "
+                                  "watch fds 0–1023 only")
+        assert "(1 more registered fd of 1024 and up too)" in message
         assert message.endswith("until every fd is below 1024, or stay on poll or epoll")
 
 

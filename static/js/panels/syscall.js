@@ -1,6 +1,6 @@
 // The syscall line of the last wait, built from `wait` + the `ready` events that follow it.
 import { READY_LIST_CAP } from '../apply.js';
-import { syscallLine } from '../vocab.js';
+import { syscallLine, timeoutText } from '../vocab.js';
 
 const MIN_INTERVAL_MS = 100;
 // A wait's ready events can come a frame after the wait itself (the server batches by time):
@@ -67,7 +67,7 @@ export class SyscallPanel {
     this.set('line', line, (v) => { this.lineEl.textContent = v; });
     this.set('backend', w.backend || '', (v) => { this.lineEl.dataset.backend = v; });
     this.set('seq', w.seq !== undefined ? String(w.seq) : '', (v) => { this.lineEl.dataset.seq = v; });
-    const timeout = w.timeout_ms === null || w.timeout_ms === undefined ? 'no timeout' : `timeout ${w.timeout_ms} ms`;
+    const timeout = timeoutText(w);
     // at most the wall time (a recording made before the engine capped it said "took 1 µs, 2 µs of it")
     const cpuUs = w.duration_us !== undefined ? Math.min(w.cpu_us, w.duration_us) : w.cpu_us;
     const cpu = w.cpu_us !== undefined ? `, ${micros(cpuUs)} of it on the CPU` : '';
