@@ -38,7 +38,6 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from .backends import READABLE, WRITABLE, Backend
-from .loop import WAIT_CALLS
 from .tcp import READ_WRITE, RECV_SIZE
 
 if TYPE_CHECKING:
@@ -81,7 +80,7 @@ class EchoDispatch:
         # run_once (see the module's rules). Whatever else may change comes through a
         # handler this frame calls (a command, the listener, a timer set): it returns then.
         again = (not active and not loop._soon and not loop._timers and not loop.after_iteration
-                 and engine.runs_free())
+                 and loop.wait_error_hook is None and engine.runs_free())
         wait = backend.wait
         timeout = loop.wait_timeout
         stats = loop.stats
@@ -264,13 +263,7 @@ class EchoDispatch:
             if not again or handed_over or obs.active or loop._soon or loop._timers:
                 return ready
             t0 = perf_counter()
-            try:
-                ready = wait(timeout)
-            except OSError as exc:  # as run_once has it
-                if loop.wait_error_hook is None:
-                    raise
-                loop.wait_error_hook(exc, WAIT_CALLS.get(backend.name, f"{backend.name}()"))
-                return ready
+            ready = wait(timeout)  # (an OSError goes up as run_once's does: no flaw, no hook)
             duration_us = (perf_counter() - t0) * 1e6
             if retired:
                 retired.clear()
@@ -278,8 +271,6 @@ class EchoDispatch:
             stats.wait_us += duration_us
             if obs.active:  # somebody began to listen during the wait: as run_once has it
                 if obs.watched:
-                    loop.last_ready = ready
-                    loop.last_ready_backend = backend
                     loop._emit_wait(timeout, ready, duration_us)
                     loop._dispatch_instrumented(ready, True)
                     return ready

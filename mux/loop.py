@@ -122,9 +122,7 @@ class Loop(Registrations, Scheduler):
         stats.waits += 1
         stats.wait_us += duration_us
         watched = obs.watched
-        if watched:  # last_wait and its ready list always describe the same (shown) wait
-            self.last_ready = ready
-            self.last_ready_backend = backend
+        if watched:
             self._emit_wait(timeout, ready, duration_us, cpu0)
         elif obs.active:  # throttled: count what is not shown
             obs.seq += 1 + len(ready)  # the wait and its ready events, unobserved
@@ -250,8 +248,6 @@ class Loop(Registrations, Scheduler):
         if unshown is None or not self.obs.active:
             return
         timeout, ready, us, backend, registered = unshown
-        self.last_ready = ready
-        self.last_ready_backend = backend
         self._emit_wait(timeout, ready, us, registered=registered, late=True, backend=backend)
         for fd, native in ready:
             event = {"kind": "ready", "fd": fd, "flags": backend.names(native), "late": True}
@@ -262,11 +258,15 @@ class Loop(Registrations, Scheduler):
     def _emit_wait(self, timeout: float | None, ready: list[tuple[int, int]], us: float,
                    cpu_ns: int | None = None, registered: int | None = None,
                    late: bool = False, backend: Backend | None = None) -> None:
-        """`backend`: the one that made the call, when a late wait is shown after a switch."""
+        """A shown wait: its event, and the ready list it returned, which `last_wait` and
+        `last_ready` then always describe together. `backend`: the one that made the call,
+        when a late wait is shown after a switch."""
+        made_by = backend or self.backend
+        self.last_ready = ready
+        self.last_ready_backend = made_by
         if registered is None:
             registered = self.backend.fds_passed(len(self.handlers))
-        event = wait_event((backend or self.backend).name, registered, timeout, len(ready), us,
-                           cpu_ns, late)
+        event = wait_event(made_by.name, registered, timeout, len(ready), us, cpu_ns, late)
         self.last_wait = event
         self.obs.emit(event)
 
