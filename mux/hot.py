@@ -23,13 +23,16 @@ Rules of this module:
   had, watched (tests/mux/test_observe.py).
 - A command run by an earlier handler of the batch (the control fd's) may switch the write
   strategy, the backend or a bug-zoo flaw: after each handler it calls, it reads them again.
-- With nobody listening, and while `engine.runs_free()` and the loop has no timer, `call_soon`
-  or after-iteration hook, it makes the next wait itself (as `Loop.run_once` would, counters
-  included) and handles that ready list too: one frame for many iterations, where each went
-  through three (`Engine.run`'s iteration, `run_once`, this). Anything that may change those
-  conditions comes through a handler it calls (a command, the listener, a close): after one,
-  or when a timer is set, it returns. A sink added meanwhile by another thread is seen when
-  the wait returns, and that iteration is shown or counted as `run_once` would.
+- While `engine.runs_free()` and the loop has no timer, `call_soon` or after-iteration hook,
+  it makes the next wait itself (as `Loop.run_once` would, counters included) and handles
+  that ready list too: one frame for many iterations, where each went through three
+  (`Engine.run`'s iteration, `run_once`, this). Anything that may change those conditions
+  comes through a handler it calls (a command, the listener, a close): after one, or when a
+  timer is set, it returns. Somebody listening, it waits again only where run_once would
+  leave the iteration unwatched (a budget window whose budget is spent), and counts that
+  wait and its ready entries; a new window or budget left is run_once's. A sink added or
+  removed meanwhile by another thread is seen when the wait returns, and that iteration is
+  shown or counted as `run_once` would.
 """
 
 from __future__ import annotations
@@ -76,10 +79,10 @@ class EchoDispatch:
         #: date before anything this frame calls that may emit, and at the batch's end.
         unshown = 0
         active = obs.active  # somebody listens: count (read again after each handler called)
-        # Nobody listens and nothing but the echo needs the loop: wait again here, not in
-        # run_once (see the module's rules). Whatever else may change comes through a
-        # handler this frame calls (a command, the listener, a timer set): it returns then.
-        again = (not active and not loop._soon and not loop._timers and not loop.after_iteration
+        # Nothing but the echo needs the loop: wait again here, not in run_once (see the
+        # module's rules). Whatever else may change comes through a handler this frame
+        # calls (a command, the listener, a timer set): it returns then.
+        again = (not loop._soon and not loop._timers and not loop.after_iteration
                  and loop.wait_error_hook is None and engine.runs_free())
         wait = backend.wait
         timeout = loop.wait_timeout
@@ -260,19 +263,24 @@ class EchoDispatch:
             if unshown:
                 obs.seq += unshown
                 unshown = 0
-            if not again or handed_over or obs.active or loop._soon or loop._timers:
+            if not again or handed_over or loop._soon or loop._timers:
                 return ready
             t0 = perf_counter()
+            # Somebody listens: wait here only where run_once would leave the iteration
+            # unwatched (inside a budget window whose budget is spent); a new window, a
+            # watched iteration or a sink just added is run_once's to decide and show.
+            if obs.active and (obs.watched or t0 >= obs.window_end or obs.seq < obs.seq_limit):
+                return ready
             ready = wait(timeout)  # (an OSError goes up as run_once's does: no flaw, no hook)
             duration_us = (perf_counter() - t0) * 1e6
             if retired:
                 retired.clear()
             stats.waits += 1
             stats.wait_us += duration_us
-            if obs.active:  # somebody began to listen during the wait: as run_once has it
+            active = obs.active
+            if active:  # (a sink added or removed during the wait: as run_once has it)
                 if obs.watched:
                     loop._emit_wait(timeout, ready, duration_us)
                     loop._dispatch_instrumented(ready, True)
                     return ready
-                obs.seq += 1 + len(ready)
-                active = True
+                obs.seq += 1 + len(ready)  # the wait and its ready events, counted

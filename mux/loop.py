@@ -69,7 +69,7 @@ class Loop(Registrations, Scheduler):
 
     # -- one iteration -------------------------------------------------------------------
     def run_once(self) -> None:
-        """One wait call, then the handlers of what it returned (with nobody listening the
+        """One wait call, then the handlers of what it returned (with nobody watching, the
         engine's batch dispatch may go on to make the next waits itself: see below).
 
         The observers' iteration start is called only to open a budget window (within one,
@@ -78,7 +78,8 @@ class Loop(Registrations, Scheduler):
         docs/BENCHMARKS-history.md "Runs BA, BB, BC and BD"). The hot path's dispatch (nobody
         watching this iteration, no one-shot, no bug-zoo hook) is `dispatch_unwatched`: one
         frame for the whole batch, in which the engine's runs the eager echo inline (hot.py),
-        and, with nobody listening, makes the waits after it too until a handler it calls may
+        and makes the waits after it too (nobody listening, or over the budget within this
+        window: unwatched iterations, counted as below) until a handler it calls may
         have changed what this method or `Engine.run` decides: the iteration's hooks are then
         given the ready list it handled last, which it returns.
         """

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
 from mux import Engine
+from mux.observe import BUDGET_WINDOW
 
 from .conftest import Recorder, connect, recv_exactly, running_engine, wait_until
 
@@ -87,6 +89,30 @@ def test_unobserved_echo_waits_again_in_the_batch(backend: str, trigger: str,
         # (the count of a send goes up just after it: read from this thread, it may lag)
         wait_until(lambda: engine.counters()["bytes_out"] == engine.counters()["bytes_in"],
                    what="every byte counted out as in")
+
+
+def test_an_observer_over_its_budget_lets_the_batch_wait_again_and_counts_every_event() -> None:
+    """The app always listens (its trace tap), but beyond the observation budget an iteration
+    is unwatched: the batch waits again itself there too, until the budget's window ends (then
+    run_once opens the next), and each message still takes exactly its four seq numbers (wait,
+    ready, recv, send), none of them shown."""
+    with running_engine(backend="epoll", write="eager", observe_budget=1) as (engine, rec):
+        calls = count_run_once(engine)
+        with connect(engine.tcp_port) as sock:
+            echo(sock, b"first")
+            engine.set_delay(0).result(5)  # the loop is back in its wait: seq holds still
+            seq, waits, runs = engine.observers.seq, engine.stats.waits, len(calls)
+            started = time.monotonic()
+            for i in range(300):
+                echo(sock, b"message %d " % i)
+            elapsed = time.monotonic() - started
+            wait_until(lambda: engine.observers.seq >= seq + 4 * 300, what="the last count")
+            assert engine.observers.seq - seq == 4 * 300
+            assert engine.stats.waits - waits == 300
+            runs = len(calls) - runs
+        windows = elapsed / BUDGET_WINDOW
+        assert runs <= windows + 3, f"{runs} run_once calls in {windows:.1f} budget windows"
+        assert not rec.of("recv") and not rec.of("wait")
 
 
 def test_an_observer_that_comes_during_the_batchs_wait_sees_the_next_message() -> None:
