@@ -72,6 +72,9 @@ class Observers:
             self.watched = False
             return
         if self.budget is None:
+            # Every iteration watched. Set, not assumed: run_once may have cleared `watched`
+            # just after add() ran on another thread (it read `active` before the add).
+            self.watched = True
             return
         if now >= self.window_end:
             per_window = int(self.budget * BUDGET_WINDOW)

@@ -306,6 +306,27 @@ def test_what_quiet_windows_leave_unshown_carries_over_to_a_burst_up_to_three_wi
     assert len([s for s in waits if s > after_burst]) == 5
 
 
+def test_a_sink_added_while_run_once_clears_watched_is_shown_from_the_next_iteration():
+    """The mirror race, found in a review (session 51): add() on another thread lands between
+    run_once's read of `active` (False: nobody yet) and its `watched = False` (meant for a
+    sink that left). That leaves active with watched off, and with no budget begin_iteration
+    set nothing back: the new sink was never shown a wait or a recv again."""
+    engine = Engine(EngineConfig(tcp_port=0, udp=False, backend="epoll", write="eager"))
+    recorder = Recorder()
+    try:
+        with socket.create_connection(("127.0.0.1", engine.tcp_port)) as client:
+            engine.loop.run_once()  # the accept
+            engine.observers.add(recorder)
+            engine.observers.watched = False  # what the race leaves behind
+            client.sendall(b"hello")
+            engine.loop.run_once()
+            assert client.recv(100) == b"hello"
+        assert engine.observers.watched is True
+        assert [e["kind"] for e in recorder.events] == ["wait", "ready", "recv", "send"]
+    finally:
+        engine.stop()  # never started: closes the listener and the backend at once
+
+
 def test_the_loop_undoes_a_watched_left_by_the_last_sink_without_calling_the_observers():
     """run_once calls begin_iteration only while somebody listens (a frame less an iteration
     with nobody); the race above must still end at the next iteration, with no event built."""
