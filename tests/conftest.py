@@ -70,6 +70,24 @@ def run_asgi(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) ->
         sock.close()
 
 
+@contextlib.contextmanager
+def port_held(port: int, host: str = "127.0.0.1") -> Iterator[None]:
+    """Keep `port` from every other bind while this test's server is down: a socket bound to
+    it that never listens, so a connection to it is refused as with no server at all. Without
+    it, another worker's app could pick the port (bind(0) passes over any port with a socket
+    on it) and take this test's page's reconnects as echo connections: a stray readiness that
+    once came before another test's own (CI, session 51). SO_REUSEADDR: bound over the
+    stopped server's TIME_WAIT sockets; a server started again on the port may bind beside
+    it (neither listens at bind time), though the tests close it first."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        yield
+    finally:
+        sock.close()
+
+
 @pytest.fixture(scope="session")
 def serve_asgi() -> Callable[..., contextlib.AbstractContextManager[str]]:
     """``with serve_asgi(app) as base_url:`` runs ``app`` on 127.0.0.1 on a free port."""

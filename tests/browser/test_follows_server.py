@@ -19,7 +19,7 @@ from tests.app.test_replay_trace_files import trace_of_a_live_engine
 from tests.browser.conftest import server_fd
 from tests.browser.page_helpers import load_clients, wait_api, wait_for_a_scrollable_log
 from tests.browser.test_timeline import scrub_to
-from tests.conftest import run_asgi, wait_until
+from tests.conftest import port_held, run_asgi, wait_until
 from tests.mux.conftest import recv_exactly
 
 SNAPSHOTS = "() => window.__muxscope.frames.snapshot"
@@ -91,11 +91,12 @@ def test_a_lost_server_is_said_and_its_last_state_dimmed_until_it_is_back(browse
             page.wait_for_function(f"() => ({SNAPSHOTS})() >= 1", timeout=10_000)
             expect(notice).to_be_hidden()
             assert page.evaluate(dimmed) == "1"
-        expect(notice).to_be_visible(timeout=10_000)
-        expect(notice).to_have_text(re.compile(r"^The server is not answering: the\s+panels "
-                                               r"below show the last state it sent"))
-        expect(page.locator("#ws-status")).to_contain_text("disconnected")
-        assert float(page.evaluate(dimmed)) < 1
+        with port_held(port):
+            expect(notice).to_be_visible(timeout=10_000)
+            expect(notice).to_have_text(re.compile(r"^The server is not answering: the\s+panels "
+                                                   r"below show the last state it sent"))
+            expect(page.locator("#ws-status")).to_contain_text("disconnected")
+            assert float(page.evaluate(dimmed)) < 1
         with run_asgi(create_app(Settings(http_port=0, echo_port=0)), port=port):
             page.wait_for_function(f"() => ({SNAPSHOTS})() >= 2", timeout=15_000)
             expect(notice).to_be_hidden(timeout=5000)
@@ -385,17 +386,19 @@ def test_no_error_piles_up_while_the_server_is_down(browser: Browser):
     page = context.new_page()
     try:
         with run_asgi(create_app(Settings(http_port=0, echo_port=0))) as base:
+            port = int(base.rsplit(":", 1)[1])
             page.goto(base + "/")
             page.wait_for_function(f"() => ({SNAPSHOTS})() >= 1", timeout=10_000)
             # in view, the kernel panel reads /api/kernel every second (it did with the
             # server down too: two "network error"s a second)
             page.locator("#kernel-panel").scroll_into_view_if_needed()
-        expect(page.locator("#ws-status")).not_to_have_attribute("data-state", "open",
-                                                                 timeout=10_000)
-        # the loop's last state is no longer news (it said "running" with the server gone)
-        expect(page.locator("#loop-state")).to_have_text("unknown (not connected)")
-        page.wait_for_timeout(7000)  # a window of two re-read periods, not synchronisation
-        errors = page.locator(".error-message").all_inner_texts()
+        with port_held(port):
+            expect(page.locator("#ws-status")).not_to_have_attribute("data-state", "open",
+                                                                     timeout=10_000)
+            # the loop's last state is no longer news (it said "running" with the server gone)
+            expect(page.locator("#loop-state")).to_have_text("unknown (not connected)")
+            page.wait_for_timeout(7000)  # a window of two re-read periods, not synchronisation
+            errors = page.locator(".error-message").all_inner_texts()
         assert not [e for e in errors if "Reading" in e], errors
     finally:
         context.close()
@@ -501,10 +504,11 @@ def test_a_network_error_from_the_outage_goes_when_the_server_is_back(browser: B
             page.get_by_label("Clients", exact=True).fill("")
             page.get_by_role("button", name="Add clients").click()
             expect(errors.filter(has_text="422")).to_have_count(1, timeout=5000)
-        expect(page.locator("#ws-status")).not_to_have_attribute("data-state", "open",
-                                                                 timeout=10_000)
-        page.get_by_role("button", name="Pause", exact=True).click()
-        expect(errors.filter(has_text="network error")).to_have_count(1, timeout=5000)
+        with port_held(port):
+            expect(page.locator("#ws-status")).not_to_have_attribute("data-state", "open",
+                                                                     timeout=10_000)
+            page.get_by_role("button", name="Pause", exact=True).click()
+            expect(errors.filter(has_text="network error")).to_have_count(1, timeout=5000)
         with run_asgi(create_app(Settings(http_port=0, echo_port=0)), port=port):
             page.wait_for_function(f"() => ({SNAPSHOTS})() >= 2", timeout=15_000)
             expect(errors.filter(has_text="network error")).to_have_count(0, timeout=5000)
@@ -533,14 +537,16 @@ def test_a_server_shut_down_is_said_until_the_page_is_back(browser: Browser):
             expect(status).to_have_text("live")
             code, stderr = run.stop(signal.SIGINT)
             assert code == 0, stderr
-        expect(status).to_contain_text("1001 muxscope is shutting down; reconnecting: code 1006",
-                                       timeout=10_000)
+        with port_held(int(port)):
+            expect(status).to_contain_text(
+                "1001 muxscope is shutting down; reconnecting: code 1006", timeout=10_000)
         with launch(*args) as run:
             run.read_until(r"Dashboard: ")
             page.wait_for_function(f"() => ({SNAPSHOTS})() >= 2", timeout=20_000)
             expect(status).to_have_text("live")
             run.stop(signal.SIGKILL)
-        expect(status).to_contain_text("disconnected (code 1006; retrying", timeout=10_000)
-        assert "shutting down" not in (status.text_content() or "")
+        with port_held(int(port)):
+            expect(status).to_contain_text("disconnected (code 1006; retrying", timeout=10_000)
+            assert "shutting down" not in (status.text_content() or "")
     finally:
         context.close()
